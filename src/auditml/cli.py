@@ -1,0 +1,282 @@
+"""The ``auditml`` command.
+
+Every command takes ``--db URL`` (or ``AUDITML_DATABASE_URL``; default
+``./.auditml/audit.db``). Errors print one sentence to stderr and exit
+non-zero: 1 when verification fails, 2 for bad input or an unusable store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from auditml import __version__
+from auditml.errors import AuditmlError, VerificationError
+from auditml.ledger import AuditLog
+
+__all__ = ["app", "main"]
+
+EXIT_FAILED = 1
+EXIT_ERROR = 2
+
+app = typer.Typer(
+    name="auditml",
+    help="A verifiable audit trail for the ML model lifecycle.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        help="Database URL: sqlite:///path or postgresql://… "
+        "[default: $AUDITML_DATABASE_URL, else ./.auditml/audit.db]",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"auditml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Record, verify and report every lifecycle action on your models."""
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn auditml errors into one sentence on stderr and a non-zero exit."""
+    try:
+        yield
+    except VerificationError as exc:
+        err.print(f"[bold red]FAILED[/]: {exc.diagnostics()}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    except AuditmlError as exc:
+        err.print(f"error: {exc.diagnostics()}", markup=False)
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def _open(db: str | None) -> AuditLog:
+    return AuditLog.open(db)
+
+
+@app.command()
+def init(
+    origin: Annotated[
+        str | None,
+        typer.Option(help="The log's origin name, e.g. bank.example/credit-models "
+                     "[default: <host>/<folder>]", show_default=False),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What this log is for.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who is creating the log.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create the audit log here (safe to run again), and say where it is."""
+    with _errors():
+        log, created = AuditLog.init(db, origin=origin, actor=actor, description=description)
+        with log:
+            head = log.head()
+            if as_json:
+                out.print_json(
+                    data={"created": created, "origin": log.origin, "url": log.url,
+                          "size": head.size, "root": head.root}
+                )
+                return
+            verb = "Created" if created else "Already initialised:"
+            out.print(f"{verb} log {log.origin!r} at {log.url}")
+            out.print(f"{head.size} event(s), root {head.root}")
+
+
+@app.command("head")
+def head_cmd(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show the log's origin, size, Merkle root and last event."""
+    with _errors(), _open(db) as log:
+        head = log.head()
+        if as_json:
+            out.print_json(data={"url": log.url, **asdict(head)})
+            return
+        out.print(f"origin     {head.origin}")
+        out.print(f"store      {log.url}")
+        out.print(f"size       {head.size}")
+        out.print(f"root       {head.root}")
+        out.print(f"last hash  {head.last_hash}")
+        out.print(f"last time  {head.last_time}")
+
+
+def _subject(subject: dict[str, str]) -> str:
+    model = subject.get("model")
+    if model is None:
+        return ", ".join(f"{k}={v}" for k, v in subject.items())
+    version = subject.get("version")
+    rest = {k: v for k, v in subject.items() if k not in {"model", "version"}}
+    text = model if version is None else f"{model} v{version}"
+    return text + "".join(f", {k}={v}" for k, v in rest.items())
+
+
+@app.command("log")
+def log_cmd(
+    model: Annotated[str | None, typer.Option(help="Only events about this model.")] = None,
+    version: Annotated[str | None, typer.Option(help="Only events about this version.")] = None,
+    action: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this action, e.g. model.deploy (repeatable)."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="From this UTC date or time on (ISO 8601, inclusive).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Before this UTC date or time (ISO 8601, exclusive).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most this many events.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List events, oldest first, filtered by model, action and time."""
+    with _errors(), _open(db) as log:
+        records = log.events(
+            model=model, version=version, action=action, since=since, until=until, limit=limit
+        )
+        if as_json:
+            write = sys.stdout.write
+            write("[")
+            for i, rec in enumerate(records):
+                item = {"seq": rec.seq, "hash": rec.hash, "event": json.loads(rec.body)}
+                write(("," if i else "") + "\n  " + json.dumps(item, ensure_ascii=False))
+            write("\n]\n")
+            return
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for name in ("seq", "time (UTC)", "actor", "action", "subject", "hash"):
+            table.add_column(name, no_wrap=name != "subject")
+        count = 0
+        for rec in records:
+            ev = rec.event
+            table.add_row(
+                str(rec.seq), ev.time[:19].replace("T", " "), ev.actor.id, ev.action,
+                _subject(ev.subject), rec.hash[:12],
+            )
+            count += 1
+        if count:
+            out.print(table)
+        else:
+            err.print("no events match", markup=False)
+
+
+class _LazyProgress:
+    """A progress bar that appears only once a run has taken longer than a moment."""
+
+    def __init__(self, label: str, delay: float = 0.5) -> None:
+        self.label = label
+        self.delay = delay
+        self.started = time.monotonic()
+        self.bar: Progress | None = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.started < self.delay or not err.is_terminal:
+                return
+            self.bar = Progress(
+                TextColumn(self.label), BarColumn(), TaskProgressColumn(),
+                TextColumn("{task.completed:,}/{task.total:,} events"), TimeRemainingColumn(),
+                console=err, transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=max(total, done))
+        self.bar.update(self.task, completed=done, total=max(total, done))
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def verify(
+    deep: Annotated[
+        bool, typer.Option(help="Also re-canonicalize and schema-check every event (slower).")
+    ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recompute every hash, link, seq, origin, time and the Merkle root; exit 1 if anything fails."""
+    try:
+        log = AuditLog.open(db)
+    except AuditmlError as exc:
+        if as_json:
+            out.print_json(data={"ok": False, "error": exc.diagnostics()})
+        else:
+            err.print(f"error: {exc.diagnostics()}", markup=False)
+        raise typer.Exit(EXIT_ERROR) from None
+    progress = _LazyProgress("verifying")
+    try:
+        with log:
+            report = log.verify(deep=deep, progress=progress)
+    except VerificationError as exc:
+        progress.stop()
+        if as_json:
+            out.print_json(data={"ok": False, "origin": log.origin, "kind": exc.kind,
+                                 "seq": exc.seq, "error": str(exc)})
+        else:
+            err.print(f"FAILED: {exc.diagnostics()}", markup=False)
+            err.print(
+                "The log has been changed outside auditml. Keep this store as evidence and "
+                "compare it with a backup or an exported checkpoint.", markup=False,
+            )
+        raise typer.Exit(EXIT_FAILED) from None
+    except AuditmlError as exc:
+        progress.stop()
+        err.print(f"error: {exc.diagnostics()}", markup=False)
+        raise typer.Exit(EXIT_ERROR) from None
+    progress.stop()
+    if as_json:
+        out.print_json(data=report.as_dict())
+        return
+    rate = report.size / report.seconds if report.seconds > 0 else 0.0
+    out.print(f"OK: log {report.origin!r} is intact: {report.size:,} events verified "
+              f"in {report.seconds:.2f}s ({rate:,.0f} events/s)")
+    out.print(f"root {report.root}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; no auditml error ever ends in a traceback."""
+    try:
+        app(args=argv, prog_name="auditml")
+    except AuditmlError as exc:
+        err.print(f"error: {exc.diagnostics()}", markup=False)
+        sys.exit(EXIT_ERROR)
+    except Exception as exc:
+        if os.environ.get("AUDITML_DEBUG"):
+            raise
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc} (set AUDITML_DEBUG=1 for details, "
+            "and please report it)",
+            markup=False,
+        )
+        sys.exit(70)

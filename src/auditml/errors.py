@@ -1,0 +1,100 @@
+"""The one exception tree of auditml.
+
+Every error auditml raises on purpose derives from :class:`AuditmlError`; the
+CLI catches only that base class and prints :meth:`AuditmlError.diagnostics`,
+so a user sees one sentence and a non-zero exit, never a traceback::
+
+    AuditmlError
+    ├── InvalidInputError            bad input: nothing was written
+    │   ├── CanonicalizationError    a value JCS cannot represent (NaN, big int, duplicate key, ...)
+    │   └── UnknownActionError       an action name with no registered model
+    ├── ConfigurationError           a bad URL, option or environment variable
+    ├── StoreError                   the database cannot be used as asked
+    │   ├── StoreUnavailableError    unreachable, missing or not an auditml store
+    │   ├── LogNotFoundError         no log (or not the named one) in the store
+    │   └── AppendError              an append failed; the log is exactly as it was
+    └── VerificationError            the log, a proof or a bundle does not verify
+        └── ProofError               a Merkle proof or tree size is invalid
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppendError",
+    "AuditmlError",
+    "CanonicalizationError",
+    "ConfigurationError",
+    "InvalidInputError",
+    "LogNotFoundError",
+    "ProofError",
+    "StoreError",
+    "StoreUnavailableError",
+    "UnknownActionError",
+    "VerificationError",
+]
+
+
+class AuditmlError(Exception):
+    """Base class of every error auditml raises on purpose."""
+
+    def diagnostics(self) -> str:
+        """Return the text shown to a user: what is wrong and how to fix it."""
+        return str(self)
+
+
+class InvalidInputError(AuditmlError, ValueError):
+    """Input was refused before anything was written."""
+
+
+class CanonicalizationError(InvalidInputError):
+    """A value has no RFC 8785 canonical form, or JSON text is not strict."""
+
+
+class UnknownActionError(InvalidInputError):
+    """An event names an action that has no registered data model."""
+
+
+class ConfigurationError(AuditmlError):
+    """A database URL, option or environment variable is unusable."""
+
+
+class StoreError(AuditmlError):
+    """The store cannot do what was asked."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached, opened, or is not an auditml store."""
+
+
+class LogNotFoundError(StoreError):
+    """The store holds no log, or not the one that was named."""
+
+
+class AppendError(StoreError):
+    """An append failed; nothing of it was written."""
+
+
+class VerificationError(AuditmlError):
+    """Something does not verify.
+
+    ``kind`` names what failed (``hash``, ``link``, ``seq``, ``origin``,
+    ``time``, ``head``, ``format``, ``signature``, ``anchor``, ``proof``), and
+    ``seq`` is the first event that fails, when one event is to blame.
+    """
+
+    def __init__(self, message: str, *, kind: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.seq = seq
+
+    def diagnostics(self) -> str:
+        """Return the failure, naming the event when one is to blame."""
+        where = f"event {self.seq}: " if self.seq is not None else ""
+        return f"verification failed ({self.kind}): {where}{self}"
+
+
+class ProofError(VerificationError):
+    """A Merkle inclusion or consistency proof, or its sizes, are invalid."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="proof")

@@ -1,0 +1,354 @@
+"""Event models: the envelope of FORMAT.md section 1 and one data model per action.
+
+An event is built in two halves. The caller supplies a :class:`Draft` (action,
+actor, subject, data), validated here before anything touches a database. The
+ledger adds ``v``, ``log``, ``seq``, ``prev`` and ``time`` inside the append
+transaction. :class:`Event` is the complete envelope, as read back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from auditml.errors import InvalidInputError, UnknownActionError
+
+__all__ = [
+    "ACTIONS",
+    "FORMAT_VERSION",
+    "Actor",
+    "ApproveData",
+    "ArtifactRef",
+    "CodeVersion",
+    "DataModel",
+    "DatasetRef",
+    "DeployData",
+    "Draft",
+    "Environment",
+    "EvaluateData",
+    "Event",
+    "FailureInfo",
+    "LogInitData",
+    "PolicyUpdateData",
+    "RejectData",
+    "RetireData",
+    "RollbackData",
+    "TrainData",
+    "data_model",
+    "validate_data",
+]
+
+FORMAT_VERSION = 1
+ZERO_HASH = "0" * 64
+TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
+ACTION_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+_ACTION_RE = re.compile(ACTION_PATTERN)
+
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Rfc3339 = Annotated[str, StringConstraints(pattern=TIME_PATTERN)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+Number = int | float
+Metrics = dict[Name, Number]
+
+
+class _Frozen(BaseModel):
+    """Base of every value object: immutable, strict about unknown keys, no NaN."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Actor(_Frozen):
+    """Who did it: an id, and optionally a printed name and where the identity came from."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", allow_inf_nan=False)
+
+    id: Name
+    name: str | None = None
+    source: Literal["api", "flag", "env", "git", "os"] | None = None
+
+
+class DataModel(_Frozen):
+    """Base of every action's ``data`` model."""
+
+    action: ClassVar[str] = ""
+
+
+class CodeVersion(_Frozen):
+    """The code a run used: git commit, branch, dirty flag and a hash of uncommitted changes."""
+
+    commit: str | None = None
+    branch: str | None = None
+    dirty: bool | None = None
+    diff_sha256: Hex64 | None = None
+    repository: str | None = None
+
+
+class Environment(_Frozen):
+    """The software and hardware a run used."""
+
+    python: str | None = None
+    platform: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+    accelerators: list[str] = Field(default_factory=list)
+
+
+class DatasetRef(_Frozen):
+    """A dataset: a hashed file or folder, or a URI recorded as given."""
+
+    uri: str
+    kind: Literal["file", "folder", "uri"] = "uri"
+    sha256: Hex64 | None = None
+    size: int | None = Field(default=None, ge=0)
+    files: int | None = Field(default=None, ge=0)
+    split: str | None = None
+
+
+class ArtifactRef(_Frozen):
+    """An output file or URI and its SHA-256."""
+
+    uri: str
+    sha256: Hex64 | None = None
+    size: int | None = Field(default=None, ge=0)
+
+
+class FailureInfo(_Frozen):
+    """Why a run failed: the exception type and message."""
+
+    type: str
+    message: str
+
+
+class TrainData(DataModel):
+    """``model.train``: what was trained, on which data, code and environment, and what came out."""
+
+    action: ClassVar[str] = "model.train"
+
+    status: Literal["succeeded", "failed"] = "succeeded"
+    started_at: Rfc3339 | None = None
+    ended_at: Rfc3339 | None = None
+    duration_s: float | None = Field(default=None, ge=0)
+    code: CodeVersion | None = None
+    environment: Environment | None = None
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    datasets: dict[Name, DatasetRef] = Field(default_factory=dict)
+    artifacts: dict[Name, ArtifactRef] = Field(default_factory=dict)
+    metrics: Metrics = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    parent_version: str | None = None
+    base_model: str | None = None
+    error: FailureInfo | None = None
+
+
+class EvaluateData(DataModel):
+    """``model.evaluate``: an evaluation of one version on one dataset."""
+
+    action: ClassVar[str] = "model.evaluate"
+
+    dataset: DatasetRef | None = None
+    metrics: Metrics = Field(default_factory=dict)
+    slices: dict[Name, Metrics] = Field(default_factory=dict)
+    artifacts: dict[Name, ArtifactRef] = Field(default_factory=dict)
+    notes: str | None = None
+
+
+class ApproveData(DataModel):
+    """``model.approve``: a validator approves a version, optionally for named environments."""
+
+    action: ClassVar[str] = "model.approve"
+
+    reason: str | None = None
+    environments: list[Name] = Field(default_factory=list)
+    artifact_sha256: Hex64 | None = None
+    role: str | None = None
+
+
+class RejectData(DataModel):
+    """``model.reject``: a validator rejects a version."""
+
+    action: ClassVar[str] = "model.reject"
+
+    reason: str | None = None
+    role: str | None = None
+
+
+class DeployData(DataModel):
+    """``model.deploy``: a version goes to an environment, replacing what ran there."""
+
+    action: ClassVar[str] = "model.deploy"
+
+    environment: Name
+    replaces: str | None = None
+    reason: str | None = None
+
+
+class RollbackData(DataModel):
+    """``model.rollback``: an environment goes back to a version that ran there before."""
+
+    action: ClassVar[str] = "model.rollback"
+
+    environment: Name
+    replaces: str | None = None
+    reason: str | None = None
+
+
+class RetireData(DataModel):
+    """``model.retire``: a version is withdrawn for good."""
+
+    action: ClassVar[str] = "model.retire"
+
+    reason: str | None = None
+
+
+class PolicyUpdateData(DataModel):
+    """``policy.update``: the policy in force from this event on."""
+
+    action: ClassVar[str] = "policy.update"
+
+    policy: dict[str, JsonValue]
+    source: str | None = None
+    sha256: Hex64 | None = None
+    reason: str | None = None
+
+
+class LogInitData(DataModel):
+    """``log.init``: the first event of every log."""
+
+    action: ClassVar[str] = "log.init"
+
+    format: Literal["auditml/1"] = "auditml/1"
+    created_by: str | None = None
+    description: str | None = None
+
+
+ACTIONS: dict[str, type[DataModel]] = {
+    model.action: model
+    for model in (
+        TrainData,
+        EvaluateData,
+        ApproveData,
+        RejectData,
+        DeployData,
+        RollbackData,
+        RetireData,
+        PolicyUpdateData,
+        LogInitData,
+    )
+}
+
+
+def data_model(action: str) -> type[DataModel]:
+    """Return the data model of ``action``, or raise :class:`UnknownActionError`."""
+    try:
+        return ACTIONS[action]
+    except KeyError:
+        known = ", ".join(sorted(ACTIONS))
+        raise UnknownActionError(
+            f"unknown action {action!r}: auditml records only these actions: {known}"
+        ) from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """Return the first pydantic error as ``location: message``."""
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"]) or "value"
+    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{extra}"
+
+
+def validate_data(action: str, data: object) -> dict[str, Any]:
+    """Validate ``data`` against the model of ``action``; return its JSON form without empty fields."""
+    model = data_model(action)
+    if isinstance(data, model):
+        instance = data
+    elif isinstance(data, DataModel):
+        raise InvalidInputError(
+            f"data for {action!r} must be {model.__name__}, not {type(data).__name__}"
+        )
+    else:
+        try:
+            instance = model.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            raise InvalidInputError(
+                f"invalid data for {action!r}: {_first_error(exc)}"
+            ) from None
+    dumped = instance.model_dump(mode="json", exclude_none=True)
+    # Empty collections say nothing; leaving them out keeps every event short.
+    return {key: value for key, value in dumped.items() if value != {} and value != []}
+
+
+class Draft(_Frozen):
+    """What a caller supplies for one event; the ledger adds the rest when it appends.
+
+    Building a draft validates ``data`` against the action's model and keeps
+    its JSON form, so a draft that exists is one the log will accept.
+    """
+
+    action: str
+    actor: Actor
+    subject: dict[str, str] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validate_parts(cls, values: Any, info: ValidationInfo) -> Any:
+        if not isinstance(values, dict):
+            return values
+        action = values.get("action")
+        if not isinstance(action, str):
+            raise ValueError("an event needs an action name, e.g. 'model.train'")
+        values = dict(values)
+        if not (info.context or {}).get("data_validated"):
+            values["data"] = validate_data(action, values.get("data"))
+        actor = values.get("actor")
+        if isinstance(actor, str):
+            values["actor"] = Actor(id=actor, source="api")
+        if values.get("subject") is None:
+            values["subject"] = {}
+        return values
+
+    @classmethod
+    def build(
+        cls,
+        action: str,
+        *,
+        actor: Actor | str | dict[str, Any],
+        subject: dict[str, str] | None = None,
+        data: object = None,
+    ) -> Draft:
+        """Validate one event's parts and return the draft, or raise InvalidInputError."""
+        payload = validate_data(action, data)
+        parts = {"action": action, "actor": actor, "subject": subject, "data": payload}
+        try:
+            return cls.model_validate(parts, context={"data_validated": True})
+        except ValidationError as exc:
+            raise InvalidInputError(f"invalid {action!r} event: {_first_error(exc)}") from None
+
+
+class Event(_Frozen):
+    """The full event envelope of FORMAT.md section 1."""
+
+    v: Literal[1]
+    log: Name
+    seq: int = Field(ge=0, le=2**53 - 1)
+    prev: Hex64
+    time: Rfc3339
+    actor: Actor
+    action: Annotated[str, StringConstraints(pattern=ACTION_PATTERN)]
+    subject: dict[str, str]
+    data: dict[str, JsonValue]
+
+
+def is_action_name(name: str) -> bool:
+    """Return whether ``name`` has the dotted shape of an action."""
+    return _ACTION_RE.fullmatch(name) is not None

@@ -1,0 +1,514 @@
+"""AuditLog: append to, read from and verify one hash-chained, Merkle-tree log."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import time as _time
+from binascii import hexlify
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from auditml import merkle
+from auditml.canonical import canonical_bytes, canonical_text, loads_strict
+from auditml.chain import NODE_LEVEL, ChainVerifier, header_bytes
+from auditml.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    LogNotFoundError,
+    StoreError,
+    VerificationError,
+)
+from auditml.events import Actor, Draft, Event, LogInitData
+from auditml.identity import resolve_actor
+from auditml.store import Batch, EventFilter, HeadState, Store, redact
+
+__all__ = [
+    "DEFAULT_PATH",
+    "AuditLog",
+    "Head",
+    "Receipt",
+    "Record",
+    "VerifyReport",
+    "default_origin",
+    "resolve_url",
+]
+
+DEFAULT_PATH = Path(".auditml") / "audit.db"
+_ORIGIN_RE = re.compile(r"^[\x21-\x2a\x2c-\x7e]{1,255}$")  # printable ASCII, no space, no '+'
+ProgressFn = Callable[[int, int], None]
+
+
+def resolve_url(url: str | None = None) -> str:
+    """Return the database URL: ``url``, then ``AUDITML_DATABASE_URL``, then ./.auditml/audit.db."""
+    chosen = url or os.environ.get("AUDITML_DATABASE_URL", "").strip()
+    if chosen:
+        return chosen
+    return f"sqlite:///{(Path.cwd() / DEFAULT_PATH).as_posix()}"
+
+
+def default_origin() -> str:
+    """Return an origin for a log created without one: ``<host>/<folder>``."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "localhost"
+    folder = re.sub(r"[^A-Za-z0-9._-]", "-", Path.cwd().name) or "log"
+    return f"{host}/{folder}"
+
+
+def _check_origin(origin: str) -> str:
+    if not _ORIGIN_RE.fullmatch(origin):
+        raise InvalidInputError(
+            f"invalid origin {origin!r}: use 1 to 255 printable ASCII characters without "
+            "spaces or '+', e.g. bank.example/credit-models"
+        )
+    return origin
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_timestamp(value: str | datetime | date) -> str:
+    """Normalize a date or time (naive means UTC) to the log's RFC 3339 form, for filters."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInputError(
+                f"not a date or time: {text!r}; use ISO 8601, e.g. 2026-11-21 or "
+                "2026-11-21T20:56:41Z"
+            ) from None
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof of an append: where the event landed, its hash and its time."""
+
+    seq: int
+    hash: str
+    time: str
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An event read back, with its hash and exact canonical bytes."""
+
+    seq: int
+    hash: str
+    event: Event
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The log's current size, Merkle root, and last event."""
+
+    origin: str
+    size: int
+    root: str
+    last_hash: str
+    last_time: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What a successful verification checked."""
+
+    origin: str
+    size: int
+    root: str
+    last_time: str
+    seconds: float
+    deep: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON-able values."""
+        return {
+            "ok": True,
+            "origin": self.origin,
+            "size": self.size,
+            "root": self.root,
+            "last_time": self.last_time,
+            "seconds": round(self.seconds, 3),
+            "deep": self.deep,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One draft's canonical pieces, computed before the append transaction starts."""
+
+    action: str
+    prefix: bytes
+    subject: bytes
+    model: str | None
+    version: str | None
+
+
+class AuditLog:
+    """One append-only, hash-chained log in a SQLite or PostgreSQL store.
+
+    Open it with :meth:`open` (or create it with :meth:`init`) and use it as a
+    context manager. Appends are serialized by the store, so many processes
+    may append to the same log at once.
+    """
+
+    def __init__(self, store: Store, head: HeadState) -> None:
+        self._store = store
+        self._log_id = head.log_id
+        self._origin = head.origin
+        self._header = header_bytes(head.origin)
+
+    # -- opening ------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None = None, *, origin: str | None = None) -> AuditLog:
+        """Open the existing log at ``url`` (default: ./.auditml/audit.db)."""
+        store = Store.connect(resolve_url(url))
+        try:
+            head = store.head()
+            if head is None:
+                raise LogNotFoundError(
+                    f"{redact(store.url)} holds no log yet: run `auditml init` first"
+                )
+            if origin is not None and head.origin != origin:
+                raise LogNotFoundError(
+                    f"{redact(store.url)} holds the log {head.origin!r}, not {origin!r}"
+                )
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, head)
+
+    @classmethod
+    def init(
+        cls,
+        url: str | None = None,
+        *,
+        origin: str | None = None,
+        actor: Actor | str | None = None,
+        description: str | None = None,
+    ) -> tuple[AuditLog, bool]:
+        """Create the log if the store has none; return it and whether it was created.
+
+        Calling it again is safe: an existing log is opened, never changed. An
+        existing log with a different origin than ``origin`` is an error.
+        """
+        if origin is not None:
+            _check_origin(origin)
+        store = Store.connect(resolve_url(url), create=True)
+        try:
+            head = store.head()
+            if head is None:
+                chosen = origin or _check_origin(default_origin())
+                who = resolve_actor(actor)
+                data = LogInitData(description=description, created_by=who.id)
+                draft = Draft.build("log.init", actor=who, data=data)
+                prepare = _preparer(chosen, [_part(draft)])
+                created = store.create_log(chosen, prepare, _now())
+                head = store.head()
+                assert head is not None
+            else:
+                created = False
+            if origin is not None and head.origin != origin:
+                raise ConfigurationError(
+                    f"{redact(store.url)} already holds the log {head.origin!r}; a store holds "
+                    "one log: use another --db for a log with another origin"
+                )
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, head), created
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def origin(self) -> str:
+        """Return the log's origin name, which every event and checkpoint carries."""
+        return self._origin
+
+    @property
+    def url(self) -> str:
+        """Return the store's URL, with any password hidden."""
+        return redact(self._store.url)
+
+    @property
+    def store(self) -> Store:
+        """Return the underlying store (for tools and tests)."""
+        return self._store
+
+    # -- appending ----------------------------------------------------------
+
+    def append(
+        self,
+        action: str,
+        *,
+        subject: dict[str, str] | None = None,
+        data: object = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Validate and append one event; it is on disk when this returns."""
+        draft = Draft.build(action, actor=resolve_actor(actor), subject=subject, data=data)
+        return self.append_many([draft])[0]
+
+    def append_many(self, drafts: Iterable[Draft]) -> list[Receipt]:
+        """Append events in one transaction: all of them are written, or none."""
+        parts = [_part(d) for d in _as_drafts(drafts)]
+        if not parts:
+            return []
+        batch = self._store.append(self._log_id, _preparer(self._origin, parts))
+        return [Receipt(row[0], row[2].hex(), row[3]) for row in batch.rows]
+
+    # -- reading ------------------------------------------------------------
+
+    def head(self) -> Head:
+        """Return the log's current size, root and last event."""
+        head = self._store.head(self._origin)
+        if head is None:
+            raise LogNotFoundError(f"the log {self._origin!r} is gone from {self.url}")
+        return Head(
+            origin=head.origin,
+            size=head.size,
+            root=(head.root or merkle.EMPTY_ROOT).hex(),
+            last_hash=head.head_hash.hex(),
+            last_time=head.head_time,
+        )
+
+    def events(
+        self,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        action: str | Sequence[str] | None = None,
+        since: str | datetime | date | None = None,
+        until: str | datetime | date | None = None,
+        start: int = 0,
+        stop: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[Record]:
+        """Yield the events that match every filter given, in ``seq`` order, streamed.
+
+        ``since`` is inclusive and ``until`` exclusive; plain dates mean midnight UTC.
+        """
+        actions = (action,) if isinstance(action, str) else tuple(action or ())
+        if limit is not None and limit < 0:
+            raise InvalidInputError(f"limit must be zero or more, not {limit}")
+        flt = EventFilter(
+            model=model,
+            version=version,
+            actions=actions,
+            since=to_timestamp(since) if since is not None else None,
+            until=to_timestamp(until) if until is not None else None,
+            start=start,
+            stop=stop,
+            limit=limit,
+            descending=newest_first,
+        )
+        for seq, digest, body in self._store.query(self._log_id, flt):
+            yield Record(seq, digest.hex(), Event.model_validate(loads_strict(body)), body)
+
+    def root(self, size: int | None = None) -> str:
+        """Return the Merkle root (hex) of the first ``size`` events (default: all of them)."""
+        with self._store.snapshot() as snap:
+            head = snap.head(self._log_id)
+            assert head is not None
+            if size is None or size == head.size:
+                return (head.root or merkle.EMPTY_ROOT).hex()
+            if not 0 <= size <= head.size:
+                raise InvalidInputError(
+                    f"size {size} is out of range: the log has {head.size} events"
+                )
+            return merkle.root_at(size, self._node_getter(snap)).hex()
+
+    def _node_getter(self, snap: Any) -> Callable[[int, int], bytes]:
+        """Return get_node for merkle: stored nodes high up, leaf hashes below NODE_LEVEL."""
+        log_id = self._log_id
+
+        def get_node(level: int, index: int) -> bytes:
+            if level >= NODE_LEVEL:
+                found = snap.node(log_id, level, index)
+                if found is None:
+                    raise StoreError(f"the store lacks Merkle node ({level}, {index})")
+                return bytes(found)
+            width = 1 << level
+            leaves = snap.leaf_hashes(log_id, index * width, (index + 1) * width)
+            if len(leaves) != width:
+                raise StoreError(f"the store lacks events for Merkle node ({level}, {index})")
+            return merkle.perfect_root(leaves)
+
+        return get_node
+
+    # -- verifying ----------------------------------------------------------
+
+    def verify(self, *, deep: bool = False, progress: ProgressFn | None = None) -> VerifyReport:
+        """Recompute every hash, link, seq, origin, time and the root; raise at the first failure.
+
+        Reads one snapshot of the store as a stream, so memory stays flat.
+        ``deep`` also re-canonicalizes and schema-checks every event.
+        """
+        started = _time.perf_counter()
+        with self._store.snapshot() as snap:
+            head = snap.head(self._log_id)
+            if head is None:
+                raise LogNotFoundError(f"the log {self._origin!r} is gone from {self.url}")
+            verifier = ChainVerifier(self._origin, deep=deep)
+            done = 0
+            for chunk in snap.scan(self._log_id):
+                verifier.feed(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, head.size)
+            state = verifier.state()
+            _check_head(head, state.size, state.last_hash, state.last_time, state.frontier)
+            _check_nodes(snap.nodes(self._log_id, NODE_LEVEL), state.nodes, state.size)
+        return VerifyReport(
+            origin=self._origin,
+            size=state.size,
+            root=state.root.hex(),
+            last_time=state.last_time,
+            seconds=_time.perf_counter() - started,
+            deep=deep,
+        )
+
+
+def _as_drafts(drafts: Iterable[Draft]) -> Iterator[Draft]:
+    for draft in drafts:
+        if not isinstance(draft, Draft):
+            raise InvalidInputError(
+                f"append_many takes Draft objects (Draft.build(...)), not {type(draft).__name__}"
+            )
+        yield draft
+
+
+def _part(draft: Draft) -> _Part:
+    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold."""
+    actor = canonical_bytes(draft.actor.model_dump(mode="json", exclude_none=True))
+    data = canonical_bytes(draft.data)
+    prefix = b'{"action":%s,"actor":%s,"data":%s' % (
+        canonical_text(draft.action).encode(),
+        actor,
+        data,
+    )
+    subject = draft.subject
+    return _Part(
+        draft.action, prefix, canonical_bytes(subject), subject.get("model"), subject.get("version")
+    )
+
+
+def _preparer(origin: str, parts: list[_Part]) -> Callable[[HeadState], Batch]:
+    """Return the pure function that turns the locked head into this append's rows."""
+    header = header_bytes(origin)
+
+    def prepare(head: HeadState) -> Batch:
+        if head.origin != origin:
+            raise StoreError(f"the store's log is {head.origin!r}, not {origin!r}")
+        frontier = merkle.CompactRange.from_bytes(head.size, head.frontier)
+        stamp = max(_now(), head.head_time)
+        stamp_b = stamp.encode()
+        sha256 = hashlib.sha256
+        seq = head.size
+        prev = head.head_hash
+        rows = []
+        leaves = []
+        for part in parts:
+            body = b'%s%s%s","seq":%d,"subject":%s,"time":"%s","v":1}' % (
+                part.prefix,
+                header,
+                hexlify(prev),
+                seq,
+                part.subject,
+                stamp_b,
+            )
+            digest = sha256(b"\x00" + body).digest()
+            rows.append((seq, prev, digest, stamp, part.action, part.model, part.version, body))
+            leaves.append(digest)
+            prev = digest
+            seq += 1
+        nodes = frontier.extend(leaves, min_level=NODE_LEVEL)
+        new_head = HeadState(
+            head.log_id, origin, seq, prev, stamp, frontier.root(), frontier.to_bytes()
+        )
+        return Batch(rows, nodes, new_head)
+
+    return prepare
+
+
+def _check_head(
+    head: HeadState, size: int, last_hash: bytes, last_time: str, frontier: merkle.CompactRange
+) -> None:
+    """Raise unless the stored head agrees with what the events recompute to."""
+    if size < head.size:
+        missing = f"event {size}" if head.size - size == 1 else f"events {size} to {head.size - 1}"
+        raise VerificationError(
+            f"the head records {head.size} events but only {size} are stored: "
+            f"the tail was truncated ({missing} missing)",
+            kind="head",
+            seq=size,
+        )
+    if size > head.size:
+        raise VerificationError(
+            f"{size} events are stored but the head records only {head.size}: "
+            "events were added without moving the head",
+            kind="head",
+            seq=head.size,
+        )
+    if size and last_hash != head.head_hash:
+        raise VerificationError(
+            "the head's last hash does not match the last event", kind="head", seq=size - 1
+        )
+    if size and last_time != head.head_time:
+        raise VerificationError(
+            "the head's last time does not match the last event", kind="head", seq=size - 1
+        )
+    if frontier.root() != (head.root or merkle.EMPTY_ROOT) or frontier.to_bytes() != head.frontier:
+        raise VerificationError(
+            f"the head's Merkle root does not match the root of the {size} events",
+            kind="head",
+        )
+
+
+def _check_nodes(
+    stored: dict[tuple[int, int], bytes], computed: Iterable[tuple[int, int, bytes]], size: int
+) -> None:
+    """Raise unless the stored Merkle nodes are exactly those the events recompute to."""
+    seen = 0
+    for level, index, digest in computed:
+        seen += 1
+        found = stored.get((level, index))
+        if found != digest:
+            state = "missing" if found is None else "wrong"
+            raise VerificationError(
+                f"the stored Merkle node at level {level}, index {index} is {state}",
+                kind="head",
+                seq=index << level,
+            )
+    if len(stored) != seen:
+        raise VerificationError(
+            f"the store holds {len(stored) - seen} Merkle node(s) that no event accounts for",
+            kind="head",
+        )

@@ -1,0 +1,403 @@
+"""The store: the only part of auditml that knows SQL.
+
+It keeps events as rows of exact canonical bytes, serializes appends with a
+lock on the log's head row, and streams rows back. It never hashes or builds
+events itself: the ledger hands it a pure ``prepare`` function that turns the
+locked head into the rows to insert.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, and_, select, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlmodel import SQLModel
+
+from auditml.errors import AppendError, AuditmlError, StoreError, StoreUnavailableError
+from auditml.store._backends import Backend, backend_for, close_quietly, iter_chunks, redact
+from auditml.store.tables import SCHEMA_VERSION, EventRow, LogRow, MetaRow, NodeRow
+
+__all__ = ["Batch", "EventFilter", "HeadState", "Store", "redact"]
+
+MAX_RETRIES = 50
+SCAN_CHUNK = 5000
+
+T = TypeVar("T")
+
+_EVENT_COLUMNS = ("log_id", "seq", "prev", "hash", "time", "action", "model", "version", "body")
+
+
+@dataclass(frozen=True, slots=True)
+class HeadState:
+    """A log's head as stored: its size and the state after its last event."""
+
+    log_id: int
+    origin: str
+    size: int
+    head_hash: bytes
+    head_time: str
+    root: bytes
+    frontier: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one append writes: event rows, completed tree nodes and the new head."""
+
+    rows: Sequence[tuple[int, bytes, bytes, str, str, str | None, str | None, bytes]]
+    nodes: Sequence[tuple[int, int, bytes]]
+    head: HeadState
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a read returns; every field is optional."""
+
+    model: str | None = None
+    version: str | None = None
+    actions: tuple[str, ...] = ()
+    since: str | None = None
+    until: str | None = None
+    start: int = 0
+    stop: int | None = None
+    limit: int | None = None
+    descending: bool = False
+
+
+class Store:
+    """A database holding one auditml log."""
+
+    def __init__(self, backend: Backend, engine: Engine) -> None:
+        self.backend = backend
+        self.engine = engine
+        self.url = backend.url
+
+    @classmethod
+    def connect(cls, url: str, *, create: bool = False) -> Store:
+        """Connect to the store at ``url``; with ``create``, make the file and schema as needed."""
+        backend = backend_for(url)
+        engine = backend.engine(create=create)
+        store = cls(backend, engine)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise backend.unavailable(exc) from None
+        if create:
+            store.ensure_schema()
+        else:
+            store.check_schema()
+        return store
+
+    @property
+    def dialect(self) -> str:
+        """Return ``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.engine.dispose()
+
+    # -- schema -------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Create the tables and append-only triggers if they are missing; safe to repeat."""
+        tables = [m.__table__ for m in (MetaRow, LogRow, EventRow, NodeRow)]  # type: ignore[attr-defined]
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
+                SQLModel.metadata.create_all(conn, tables=tables)
+                for statement in self.backend.triggers:
+                    conn.exec_driver_sql(statement)
+                found = conn.execute(
+                    select(MetaRow.value).where(MetaRow.key == "schema_version")
+                ).scalar()
+                if found is None:
+                    conn.execute(
+                        MetaRow.__table__.insert().values(  # type: ignore[attr-defined]
+                            key="schema_version", value=str(SCHEMA_VERSION)
+                        )
+                    )
+                elif found != str(SCHEMA_VERSION):
+                    raise StoreError(self._version_message(found))
+        except SQLAlchemyError as exc:
+            raise self.backend.unavailable(exc) from None
+
+    def check_schema(self) -> None:
+        """Raise unless the database holds an auditml store of this schema version."""
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(
+                    select(MetaRow.value).where(MetaRow.key == "schema_version")
+                ).scalar()
+        except DBAPIError as exc:
+            message = str(exc.orig).lower()
+            if "no such table" in message or "does not exist" in message:
+                raise StoreUnavailableError(
+                    f"{redact(self.url)} holds no auditml log: run `auditml init` first"
+                ) from None
+            raise self.backend.unavailable(exc) from None
+        if found != str(SCHEMA_VERSION):
+            raise StoreError(self._version_message(found))
+
+    def _version_message(self, found: str | None) -> str:
+        return (
+            f"{redact(self.url)} has auditml schema version {found}, but this auditml "
+            f"reads version {SCHEMA_VERSION}: upgrade auditml"
+        )
+
+    # -- head ---------------------------------------------------------------
+
+    def head(self, origin: str | None = None) -> HeadState | None:
+        """Return the head of the store's log (or of ``origin``), or None when there is none."""
+        c = LogRow.__table__.c  # type: ignore[attr-defined]
+        query = select(
+            c.id, c.origin, c.size, c.head_hash, c.head_time, c.root, c.frontier
+        ).order_by(c.id)
+        if origin is not None:
+            query = query.where(c.origin == origin)
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).first()
+        except SQLAlchemyError as exc:
+            raise self.backend.unavailable(exc) from None
+        return None if row is None else _head(tuple(row))
+
+    def create_log(self, origin: str, prepare: Callable[[HeadState], Batch], created_at: str) -> bool:
+        """Create the log's head row and its first events in one transaction.
+
+        Returns False, writing nothing, when the store already holds a log.
+        """
+
+        def run(cur: Any) -> bool:
+            cur.execute("SELECT count(*) FROM auditml_log")
+            if cur.fetchone()[0]:
+                return False
+            p = self.backend.param
+            empty = HeadState(1, origin, 0, b"\0" * 32, "", b"", b"")
+            batch = prepare(empty)
+            cur.execute(
+                "INSERT INTO auditml_log (id, origin, created_at, size, head_hash, head_time, "
+                f"root, frontier) VALUES ({p}, {p}, {p}, 0, {p}, '', {p}, {p})",
+                (1, origin, created_at, b"\0" * 32, b"", b""),
+            )
+            self._write(cur, batch, 0)
+            return True
+
+        return self._transaction(run)
+
+    # -- append -------------------------------------------------------------
+
+    def append(self, log_id: int, prepare: Callable[[HeadState], Batch]) -> Batch:
+        """Lock the head, let ``prepare`` build the rows from it, write them, and commit.
+
+        The whole batch is one transaction: it is all on disk when this returns,
+        or none of it is written and the error is raised.
+        """
+
+        def run(cur: Any) -> Batch:
+            cur.execute(self.backend.lock_head_sql(), (log_id,))
+            found = cur.fetchone()
+            if found is None:
+                raise AppendError(f"the log with id {log_id} has no head row in {redact(self.url)}")
+            head = _head(tuple(found))
+            batch = prepare(head)
+            self._write(cur, batch, head.size)
+            return batch
+
+        return self._transaction(run)
+
+    def _write(self, cur: Any, batch: Batch, old_size: int) -> None:
+        """Insert a batch's rows and move the head forward, inside the caller's transaction."""
+        p = self.backend.param
+        log_id = batch.head.log_id
+        if batch.rows:
+            cur.executemany(
+                f"INSERT INTO auditml_event ({', '.join(_EVENT_COLUMNS)}) "
+                f"VALUES ({', '.join([p] * len(_EVENT_COLUMNS))})",
+                [(log_id, *row) for row in batch.rows],
+            )
+        if batch.nodes:
+            cur.executemany(
+                f"INSERT INTO auditml_node (log_id, level, idx, hash) VALUES ({p}, {p}, {p}, {p})",
+                [(log_id, *node) for node in batch.nodes],
+            )
+        h = batch.head
+        cur.execute(
+            f"UPDATE auditml_log SET size = {p}, head_hash = {p}, head_time = {p}, root = {p}, "
+            f"frontier = {p} WHERE id = {p} AND size = {p}",
+            (h.size, h.head_hash, h.head_time, h.root, h.frontier, log_id, old_size),
+        )
+        if cur.rowcount != 1:
+            raise AppendError("the log head moved during the append; nothing was written")
+
+    def _transaction(self, run: Callable[[Any], T]) -> T:
+        """Run ``run`` in one write transaction, retrying lock conflicts with backoff."""
+        delay = 0.002
+        for attempt in range(MAX_RETRIES):
+            try:
+                conn = self.engine.raw_connection()
+            except SQLAlchemyError as exc:
+                raise self.backend.unavailable(exc) from None
+            cur = conn.cursor()
+            try:
+                self.backend.begin_write(cur)
+                result = run(cur)
+                conn.commit()
+                return result
+            except AuditmlError:
+                _rollback(conn, cur)
+                raise
+            except Exception as exc:
+                _rollback(conn, cur)
+                if self.backend.is_retryable(exc) and attempt < MAX_RETRIES - 1:
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 2, 0.5)
+                    continue
+                raise AppendError(
+                    f"the append to {redact(self.url)} failed and wrote nothing: "
+                    f"{_first_line(exc)}"
+                ) from exc
+            finally:
+                close_quietly(cur)
+                close_quietly(conn)
+        raise AppendError("the append kept conflicting with other writers; nothing was written")
+
+    # -- reads --------------------------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """Yield a reader that sees one consistent state of the log for all its reads."""
+        try:
+            conn = self.engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise self.backend.unavailable(exc) from None
+        cur = conn.cursor()
+        try:
+            self.backend.begin_snapshot(cur)
+            yield Snapshot(self, conn, cur)
+        except DBAPIError as exc:
+            raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
+        finally:
+            _rollback(conn, cur)
+            close_quietly(cur)
+            close_quietly(conn)
+
+    def query(self, log_id: int, flt: EventFilter, chunk: int = 1000) -> Iterator[tuple[int, bytes, bytes]]:
+        """Yield ``(seq, hash, body)`` of the events that match ``flt``, streamed."""
+        table = EventRow.__table__  # type: ignore[attr-defined]
+        c = table.c
+        conditions = [c.log_id == log_id, c.seq >= flt.start]
+        if flt.stop is not None:
+            conditions.append(c.seq < flt.stop)
+        if flt.model is not None:
+            conditions.append(c.model == flt.model)
+        if flt.version is not None:
+            conditions.append(c.version == flt.version)
+        if flt.actions:
+            conditions.append(c.action.in_(flt.actions))
+        if flt.since is not None:
+            conditions.append(c.time >= flt.since)
+        if flt.until is not None:
+            conditions.append(c.time < flt.until)
+        order = c.seq.desc() if flt.descending else c.seq
+        query = select(c.seq, c.hash, c.body).where(and_(*conditions)).order_by(order)
+        if flt.limit is not None:
+            query = query.limit(flt.limit)
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
+                for seq, digest, body in result:
+                    yield int(seq), bytes(digest), bytes(body)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
+
+
+class Snapshot:
+    """Reads that all see the same committed state of the store."""
+
+    def __init__(self, store: Store, conn: Any, cur: Any) -> None:
+        self._store = store
+        self._conn = conn
+        self._cur = cur
+        self._p = store.backend.param
+
+    def head(self, log_id: int) -> HeadState | None:
+        """Return the head row as of this snapshot."""
+        self._cur.execute(self._store.backend.lock_head_sql().replace(" FOR UPDATE", ""), (log_id,))
+        row = self._cur.fetchone()
+        return None if row is None else _head(tuple(row))
+
+    def scan(
+        self, log_id: int, start: int = 0, stop: int | None = None, chunk: int = SCAN_CHUNK
+    ) -> Iterator[list[tuple[int, bytes, bytes]]]:
+        """Yield chunks of ``(seq, hash, body)`` rows in ``seq`` order, streamed."""
+        p = self._p
+        sql = f"SELECT seq, hash, body FROM auditml_event WHERE log_id = {p} AND seq >= {p}"
+        params: tuple[int, ...] = (log_id, start)
+        if stop is not None:
+            sql += f" AND seq < {p}"
+            params = (*params, stop)
+        cursor = self._store.backend.scan_cursor(self._conn)
+        try:
+            cursor.execute(sql + " ORDER BY seq", params)
+            yield from iter_chunks(cursor, chunk)
+        finally:
+            close_quietly(cursor)
+
+    def nodes(self, log_id: int, min_level: int = 0) -> dict[tuple[int, int], bytes]:
+        """Return every stored tree node at ``min_level`` or above."""
+        p = self._p
+        self._cur.execute(
+            f"SELECT level, idx, hash FROM auditml_node WHERE log_id = {p} AND level >= {p}",
+            (log_id, min_level),
+        )
+        return {(int(lv), int(ix)): bytes(h) for lv, ix, h in self._cur.fetchall()}
+
+    def node(self, log_id: int, level: int, idx: int) -> bytes | None:
+        """Return one stored tree node, or None when it is not stored."""
+        p = self._p
+        self._cur.execute(
+            f"SELECT hash FROM auditml_node WHERE log_id = {p} AND level = {p} AND idx = {p}",
+            (log_id, level, idx),
+        )
+        row = self._cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    def leaf_hashes(self, log_id: int, start: int, stop: int) -> list[bytes]:
+        """Return the hashes of events ``start`` to ``stop - 1``, in order."""
+        p = self._p
+        self._cur.execute(
+            f"SELECT hash FROM auditml_event WHERE log_id = {p} AND seq >= {p} AND seq < {p} "
+            "ORDER BY seq",
+            (log_id, start, stop),
+        )
+        return [bytes(row[0]) for row in self._cur.fetchall()]
+
+
+def _head(row: tuple[Any, ...]) -> HeadState:
+    log_id, origin, size, head_hash, head_time, root, frontier = row
+    return HeadState(
+        int(log_id), str(origin), int(size), bytes(head_hash), str(head_time), bytes(root),
+        bytes(frontier),
+    )
+
+
+def _rollback(conn: Any, cur: Any) -> None:
+    """Roll back whatever is open; a broken connection has nothing left to roll back."""
+    with suppress(Exception):
+        conn.rollback()
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text_ = str(orig).strip()
+    return text_.splitlines()[0] if text_ else type(orig).__name__

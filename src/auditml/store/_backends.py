@@ -1,0 +1,271 @@
+"""What differs between SQLite and PostgreSQL: URLs, connection set-up, locking, triggers, errors."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from auditml.errors import ConfigurationError, StoreUnavailableError
+
+__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "backend_for", "redact"]
+
+BUSY_TIMEOUT_S = 60.0
+APPEND_ONLY = "the audit log is append-only"
+
+
+def redact(url: str) -> str:
+    """Return ``url`` with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+class Backend:
+    """The SQL and driver behaviour of one database kind."""
+
+    name = ""
+    param = "?"
+    triggers: tuple[str, ...] = ()
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def engine(self, *, create: bool) -> Engine:
+        """Return an engine for the store, creating the database file when ``create``."""
+        raise NotImplementedError  # pragma: no cover - every backend overrides it
+
+    def begin_write(self, cursor: Any) -> None:
+        """Start the append transaction, taking the write lock where the backend needs it."""
+
+    def begin_snapshot(self, cursor: Any) -> None:
+        """Start a read transaction that sees one consistent state of the log."""
+
+    def lock_head_sql(self) -> str:
+        """Return the SELECT that reads (and, where supported, locks) a log's head row."""
+        return (
+            "SELECT id, origin, size, head_hash, head_time, root, frontier "
+            f"FROM auditml_log WHERE id = {self.param}"
+        )
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Return whether ``exc`` is a lock or serialization conflict worth retrying."""
+        return False
+
+    def scan_cursor(self, dbapi_conn: Any) -> Any:
+        """Return a cursor that streams a large result without holding it all in memory."""
+        return dbapi_conn.cursor()
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        """Translate a driver error on connect into one clear sentence."""
+        orig = getattr(exc, "orig", None) or exc
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        return StoreUnavailableError(
+            f"cannot use the {self.name} store at {redact(self.url)}: {first}"
+        )
+
+
+def _sqlite_path(url: URL) -> str | None:
+    """Return the file path of a SQLite URL, or None for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:":
+        return None
+    return database
+
+
+class SQLiteBackend(Backend):
+    """The embedded default: a SQLite file in WAL mode with synchronous FULL."""
+
+    name = "SQLite"
+    param = "?"
+    triggers = (
+        "CREATE TRIGGER IF NOT EXISTS auditml_event_no_update BEFORE UPDATE ON auditml_event "
+        f"BEGIN SELECT RAISE(ABORT, 'auditml: UPDATE of an event is refused: {APPEND_ONLY}'); END",
+        "CREATE TRIGGER IF NOT EXISTS auditml_event_no_delete BEFORE DELETE ON auditml_event "
+        f"BEGIN SELECT RAISE(ABORT, 'auditml: DELETE of an event is refused: {APPEND_ONLY}'); END",
+        "CREATE TRIGGER IF NOT EXISTS auditml_node_no_update BEFORE UPDATE ON auditml_node "
+        f"BEGIN SELECT RAISE(ABORT, 'auditml: UPDATE of a tree node is refused: {APPEND_ONLY}'); END",
+        "CREATE TRIGGER IF NOT EXISTS auditml_node_no_delete BEFORE DELETE ON auditml_node "
+        f"BEGIN SELECT RAISE(ABORT, 'auditml: DELETE of a tree node is refused: {APPEND_ONLY}'); END",
+        "CREATE TRIGGER IF NOT EXISTS auditml_log_no_delete BEFORE DELETE ON auditml_log "
+        f"BEGIN SELECT RAISE(ABORT, 'auditml: DELETE of a log head is refused: {APPEND_ONLY}'); END",
+        "CREATE TRIGGER IF NOT EXISTS auditml_log_no_shrink BEFORE UPDATE ON auditml_log "
+        "WHEN NEW.size < OLD.size OR NEW.origin <> OLD.origin OR NEW.id <> OLD.id "
+        f"BEGIN SELECT RAISE(ABORT, 'auditml: a log head may only move forward: {APPEND_ONLY}'); END",
+    )
+
+    def __init__(self, url: str, parsed: URL) -> None:
+        super().__init__(url)
+        self.path = _sqlite_path(parsed)
+
+    def engine(self, *, create: bool) -> Engine:
+        """Return a SQLite engine in autocommit mode, so this module alone says BEGIN."""
+        if self.path is not None:
+            path = Path(self.path)
+            if create:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreUnavailableError(
+                        f"cannot create the folder {path.parent} for the audit log: {exc.strerror}"
+                    ) from None
+            elif not path.exists():
+                raise StoreUnavailableError(
+                    f"no audit log at {path}: run `auditml init` there first, "
+                    "or point --db / AUDITML_DATABASE_URL at an existing log"
+                )
+            elif path.is_dir():
+                raise StoreUnavailableError(f"{path} is a folder, not an auditml SQLite file")
+        url = f"sqlite:///{self.path}" if self.path else "sqlite://"
+        pool: dict[str, Any] = {} if self.path else {"poolclass": StaticPool}
+        engine = create_engine(
+            url, connect_args={"timeout": BUSY_TIMEOUT_S, "isolation_level": None}, **pool
+        )
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if self.path is not None:
+                cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = FULL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+
+        return engine
+
+    def begin_write(self, cursor: Any) -> None:
+        """Take SQLite's write lock at once, so the head read inside is the latest."""
+        cursor.execute("BEGIN IMMEDIATE")
+
+    def begin_snapshot(self, cursor: Any) -> None:
+        """Start a deferred transaction: in WAL mode its first read fixes a snapshot."""
+        cursor.execute("BEGIN")
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """SQLite reports a writer it waited for too long as 'database is locked'."""
+        orig = getattr(exc, "orig", None) or exc
+        text = str(orig).lower()
+        return isinstance(orig, sqlite3.OperationalError) and (
+            "locked" in text or "busy" in text
+        )
+
+
+class PostgresBackend(Backend):
+    """PostgreSQL via psycopg 3: the store for many writers on many machines."""
+
+    name = "PostgreSQL"
+    param = "%s"
+    triggers = (
+        "CREATE OR REPLACE FUNCTION auditml_refuse_change() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
+        f"'auditml: %% of %% is refused: {APPEND_ONLY}', TG_OP, TG_TABLE_NAME; END $$",
+        "CREATE OR REPLACE FUNCTION auditml_refuse_shrink() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.size < OLD.size OR NEW.origin <> OLD.origin OR NEW.id <> OLD.id THEN "
+        f"RAISE EXCEPTION 'auditml: a log head may only move forward: {APPEND_ONLY}'; "
+        "END IF; RETURN NEW; END $$",
+        "DROP TRIGGER IF EXISTS auditml_event_append_only ON auditml_event",
+        "CREATE TRIGGER auditml_event_append_only BEFORE UPDATE OR DELETE ON auditml_event "
+        "FOR EACH ROW EXECUTE FUNCTION auditml_refuse_change()",
+        "DROP TRIGGER IF EXISTS auditml_event_no_truncate ON auditml_event",
+        "CREATE TRIGGER auditml_event_no_truncate BEFORE TRUNCATE ON auditml_event "
+        "FOR EACH STATEMENT EXECUTE FUNCTION auditml_refuse_change()",
+        "DROP TRIGGER IF EXISTS auditml_node_append_only ON auditml_node",
+        "CREATE TRIGGER auditml_node_append_only BEFORE UPDATE OR DELETE ON auditml_node "
+        "FOR EACH ROW EXECUTE FUNCTION auditml_refuse_change()",
+        "DROP TRIGGER IF EXISTS auditml_node_no_truncate ON auditml_node",
+        "CREATE TRIGGER auditml_node_no_truncate BEFORE TRUNCATE ON auditml_node "
+        "FOR EACH STATEMENT EXECUTE FUNCTION auditml_refuse_change()",
+        "DROP TRIGGER IF EXISTS auditml_log_no_delete ON auditml_log",
+        "CREATE TRIGGER auditml_log_no_delete BEFORE DELETE ON auditml_log "
+        "FOR EACH ROW EXECUTE FUNCTION auditml_refuse_change()",
+        "DROP TRIGGER IF EXISTS auditml_log_no_truncate ON auditml_log",
+        "CREATE TRIGGER auditml_log_no_truncate BEFORE TRUNCATE ON auditml_log "
+        "FOR EACH STATEMENT EXECUTE FUNCTION auditml_refuse_change()",
+        "DROP TRIGGER IF EXISTS auditml_log_forward_only ON auditml_log",
+        "CREATE TRIGGER auditml_log_forward_only BEFORE UPDATE ON auditml_log "
+        "FOR EACH ROW EXECUTE FUNCTION auditml_refuse_shrink()",
+    )
+
+    def __init__(self, url: str, parsed: URL) -> None:
+        super().__init__(url)
+        self.parsed = parsed.set(drivername="postgresql+psycopg")
+
+    def engine(self, *, create: bool) -> Engine:
+        """Return a psycopg engine; connections check they are alive before use."""
+        try:
+            import psycopg  # noqa: F401  (imported to give a clear error when missing)
+        except ImportError:
+            raise ConfigurationError(
+                "PostgreSQL needs the psycopg driver: pip install 'auditml[postgres]'"
+            ) from None
+        connect_args: dict[str, Any] = {"connect_timeout": 10}
+        if "application_name" not in self.parsed.query:
+            connect_args["application_name"] = "auditml"
+        return create_engine(self.parsed, pool_pre_ping=True, connect_args=connect_args)
+
+    def lock_head_sql(self) -> str:
+        """Lock the head row: every writer queues here, so the chain never forks."""
+        return super().lock_head_sql() + " FOR UPDATE"
+
+    def begin_snapshot(self, cursor: Any) -> None:
+        """Read the head and every event from one REPEATABLE READ snapshot."""
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Retry serialization failures, deadlocks and lock timeouts."""
+        orig = getattr(exc, "orig", None) or exc
+        return getattr(orig, "sqlstate", None) in {"40001", "40P01", "55P03"}
+
+    def scan_cursor(self, dbapi_conn: Any) -> Any:
+        """Use a server-side cursor, so a million-event scan streams in chunks."""
+        raw = getattr(dbapi_conn, "driver_connection", dbapi_conn)
+        cursor = raw.cursor(name=f"auditml_scan_{os.getpid()}_{id(raw)}")
+        cursor.itersize = 5000
+        return cursor
+
+
+def backend_for(url: str) -> Backend:
+    """Return the backend of a database URL, or raise ConfigurationError naming the fix."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"not a database URL: {url!r}; use sqlite:///path/to/audit.db or "
+            "postgresql://user@host:5432/dbname"
+        ) from None
+    scheme = parsed.drivername.split("+", 1)[0]
+    if scheme == "sqlite":
+        return SQLiteBackend(url, parsed)
+    if scheme in {"postgresql", "postgres"}:
+        return PostgresBackend(url, parsed)
+    raise ConfigurationError(
+        f"unsupported database {scheme!r} in {redact(url)}: auditml stores logs in "
+        "SQLite (sqlite:///path) or PostgreSQL (postgresql://…)"
+    )
+
+
+def iter_chunks(cursor: Any, size: int) -> Iterator[list[Any]]:
+    """Yield the rows of an executed cursor in lists of at most ``size``."""
+    while True:
+        rows = cursor.fetchmany(size)
+        if not rows:
+            return
+        yield rows
+
+
+def close_quietly(obj: Any) -> None:
+    """Close a cursor or connection, ignoring errors from one already broken."""
+    with suppress(Exception):
+        obj.close()

@@ -1,0 +1,74 @@
+"""SQLModel tables of the store.
+
+``auditml_event`` holds the exact canonical bytes of each event (``body``) and
+a few columns copied out of them for filtering. ``auditml_log`` is the head:
+one row per log that every append locks and moves forward. ``auditml_node``
+keeps the hashes of perfect Merkle subtrees of 2**8 leaves and more, so that a
+root or proof at any size reads O(log n) rows, never every leaf.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import BigInteger, Field, SQLModel
+
+__all__ = ["EventRow", "LogRow", "MetaRow", "NodeRow", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+
+class MetaRow(SQLModel, table=True):
+    """Key-value facts about the store itself, e.g. its schema version."""
+
+    __tablename__ = "auditml_meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class LogRow(SQLModel, table=True):
+    """The head of a log: its origin and the state after its last event."""
+
+    __tablename__ = "auditml_log"
+
+    id: int = Field(primary_key=True)
+    origin: str = Field(unique=True)
+    created_at: str
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    head_hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    head_time: str
+    root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    frontier: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class EventRow(SQLModel, table=True):
+    """One event: its canonical bytes, its hash, and columns copied out for queries."""
+
+    __tablename__ = "auditml_event"
+    __table_args__ = (
+        UniqueConstraint("log_id", "prev", name="auditml_event_log_prev"),
+        Index("auditml_event_action", "log_id", "action", "seq"),
+        Index("auditml_event_model", "log_id", "model", "seq"),
+        Index("auditml_event_time", "log_id", "time"),
+    )
+
+    log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
+    seq: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    prev: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    time: str
+    action: str
+    model: str | None = None
+    version: str | None = None
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class NodeRow(SQLModel, table=True):
+    """The hash of the perfect Merkle subtree at (level, index) of a log."""
+
+    __tablename__ = "auditml_node"
+
+    log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
+    level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -1,0 +1,108 @@
+"""Shared fixtures: every store test runs on SQLite, and on PostgreSQL when it is configured.
+
+Set ``AUDITML_TEST_POSTGRES_URL`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``)
+to run the store tests against PostgreSQL too. Each test gets its own schema,
+named at random and dropped afterwards, so test runs never see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+PG_ENV = "AUDITML_TEST_POSTGRES_URL"
+
+
+def postgres_base_url() -> str | None:
+    """Return the PostgreSQL URL for tests, or None when PostgreSQL tests are off."""
+    return os.environ.get(PG_ENV) or None
+
+
+BACKENDS = ["sqlite", "postgres"] if postgres_base_url() else ["sqlite"]
+
+
+def _pg_connect(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+def with_schema(base: str, schema: str) -> str:
+    """Return ``base`` with a search_path option that puts ``schema`` first."""
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the user's own auditml settings out of every test."""
+    for name in ("AUDITML_DATABASE_URL", "AUDITML_ACTOR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh, empty store URL: a SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.db'}"
+        return
+    base = postgres_base_url()
+    assert base is not None
+    schema = f"auditml_t_{uuid.uuid4().hex[:16]}"
+    with _pg_connect(base) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield with_schema(base, schema)
+    finally:
+        with _pg_connect(base) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def raw_sql(url: str, statements: Sequence[str | tuple[str, tuple[Any, ...]]]) -> None:
+    """Run SQL straight on the database, outside auditml, as an attacker with access would."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            for item in statements:
+                sql, params = (item, ()) if isinstance(item, str) else item
+                conn.execute(sql.replace("%s", "?"), params)
+        finally:
+            conn.close()
+        return
+    with _pg_connect(url) as conn:
+        for item in statements:
+            sql, params = (item, ()) if isinstance(item, str) else item
+            conn.execute(sql, params)
+
+
+def raw_query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run a query straight on the database and return its rows."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return list(conn.execute(sql.replace("%s", "?"), params))
+        finally:
+            conn.close()
+    with _pg_connect(url) as conn:
+        return list(conn.execute(sql, params))
+
+
+def drop_triggers(url: str) -> None:
+    """Remove the append-only triggers, as an attacker holding the database could."""
+    if url.startswith("sqlite:///"):
+        names = [r[0] for r in raw_query(url, "SELECT name FROM sqlite_master WHERE type='trigger'")]
+        raw_sql(url, [f"DROP TRIGGER {name}" for name in names])
+        return
+    raw_sql(
+        url,
+        [
+            f"ALTER TABLE {table} DISABLE TRIGGER USER"
+            for table in ("auditml_event", "auditml_node", "auditml_log")
+        ],
+    )

@@ -1,0 +1,312 @@
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from auditml import (
+    AppendError,
+    AuditLog,
+    ConfigurationError,
+    Draft,
+    InvalidInputError,
+    LogNotFoundError,
+    StoreUnavailableError,
+    UnknownActionError,
+)
+from auditml.canonical import canonical_bytes
+from auditml.errors import CanonicalizationError
+from auditml.merkle import EMPTY_ROOT, root_of
+from tests.conftest import raw_query, raw_sql
+
+ORIGIN = "bank.example/credit-models"
+
+
+def _log(url: str) -> AuditLog:
+    log, _ = AuditLog.init(url, origin=ORIGIN, actor="admin@bank.example")
+    return log
+
+
+def _evaluations(n: int, start: int = 0) -> list[Draft]:
+    return [
+        Draft.build(
+            "model.evaluate",
+            actor="ci@bank.example",
+            subject={"model": "credit-risk", "version": str(1 + i % 3)},
+            data={"metrics": {"auc": 0.8 + i / 1e6, "n": i}, "notes": f"run {i}"},
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def _count(url: str) -> int:
+    return int(raw_query(url, "SELECT count(*) FROM auditml_event")[0][0])
+
+
+def test_init_writes_log_init_and_is_idempotent(db_url: str) -> None:
+    """init creates the log with a log.init event at seq 0, and a second init changes nothing."""
+    log, created = AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")
+    with log:
+        assert created
+        first = list(log.events())
+        assert [r.event.action for r in first] == ["log.init"]
+        assert first[0].event.seq == 0 and first[0].event.prev == "0" * 64
+        assert first[0].event.actor.id == "admin@bank.example"
+    again, created_again = AuditLog.init(db_url)
+    with again:
+        assert not created_again
+        assert again.origin == ORIGIN
+        assert again.head().size == 1
+
+
+def test_init_refuses_a_second_origin(db_url: str) -> None:
+    """A store holds one log: init with another origin is refused and writes nothing."""
+    _log(db_url).close()
+    with pytest.raises(ConfigurationError, match="already holds the log"):
+        AuditLog.init(db_url, origin="other.example/log")
+    assert _count(db_url) == 1
+
+
+def test_init_refuses_bad_origin(tmp_path: Path) -> None:
+    """An origin with spaces or '+' (which would break checkpoints) is refused before any file exists."""
+    url = f"sqlite:///{tmp_path / 'x' / 'audit.db'}"
+    for bad in ("has space", "a+b", "", "new\nline"):
+        with pytest.raises(InvalidInputError, match="invalid origin"):
+            AuditLog.init(url, origin=bad)
+    assert not (tmp_path / "x").exists()
+
+
+def test_appended_bytes_are_canonical_and_chained(db_url: str) -> None:
+    """Every stored body is exactly JCS(event), hashed with the 0x00 prefix, and linked by prev."""
+    with _log(db_url) as log:
+        log.append("model.train", subject={"model": "credit-risk", "version": "1"},
+                   data={"metrics": {"auc": 0.91, "loss": 1.0}, "params": {"lr": 1e-7, "é": [1]}},
+                   actor="ds@bank.example")
+        log.append_many(_evaluations(5))
+        records = list(log.events())
+    assert [r.seq for r in records] == list(range(7))
+    prev = "0" * 64
+    for rec in records:
+        assert rec.body == canonical_bytes(json.loads(rec.body))
+        assert rec.hash == hashlib.sha256(b"\x00" + rec.body).hexdigest()
+        assert rec.event.prev == prev
+        assert rec.event.log == ORIGIN
+        prev = rec.hash
+    assert b'"lr":1e-7' in records[1].body and b'"loss":1}' in records[1].body
+
+
+def test_receipts_match_the_stored_events(db_url: str) -> None:
+    """append and append_many return the seq, hash and time of what was stored."""
+    with _log(db_url) as log:
+        one = log.append("model.retire", subject={"model": "m", "version": "1"})
+        many = log.append_many(_evaluations(3))
+        stored = {r.seq: r for r in log.events()}
+    for receipt in [one, *many]:
+        assert stored[receipt.seq].hash == receipt.hash
+        assert stored[receipt.seq].event.time == receipt.time
+    assert [r.seq for r in many] == [2, 3, 4]
+
+
+def test_time_is_rfc3339_utc_and_never_goes_backwards(db_url: str) -> None:
+    """Times have microseconds and Z, and never decrease along the log."""
+    with _log(db_url) as log:
+        for _ in range(5):
+            log.append("model.retire", subject={"model": "m"})
+        times = [r.event.time for r in log.events()]
+    assert times == sorted(times)
+    assert all(len(t) == 27 and t.endswith("Z") for t in times)
+
+
+def test_unknown_action_is_refused_and_writes_nothing(db_url: str) -> None:
+    """An action with no model is refused with the list of known actions; nothing is written."""
+    with _log(db_url) as log:
+        with pytest.raises(UnknownActionError, match="model.deploy"):
+            log.append("model.explode", subject={"model": "m"})
+        assert log.head().size == 1
+    assert _count(db_url) == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "data", "error", "match"),
+    [
+        ("model.evaluate", {"metrics": {"auc": math.nan}}, InvalidInputError, "metrics.auc"),
+        ("model.evaluate", {"metrics": {"auc": math.inf}}, InvalidInputError, "metrics.auc"),
+        ("model.train", {"params": {"seed": 2**60}}, CanonicalizationError, "params.seed"),
+        ("model.deploy", {}, InvalidInputError, "environment"),
+        ("model.deploy", {"environment": "prod", "colour": "red"}, InvalidInputError, "colour"),
+        ("model.train", {"status": "maybe"}, InvalidInputError, "status"),
+    ],
+)
+def test_invalid_data_is_refused_and_writes_nothing(
+    db_url: str, action: str, data: dict[str, object], error: type[Exception], match: str
+) -> None:
+    """Bad data gets an error naming the field, and the log is exactly as it was."""
+    with _log(db_url) as log:
+        before = log.head()
+        with pytest.raises(error, match=match):
+            log.append(action, subject={"model": "m", "version": "1"}, data=data)
+        assert log.head() == before
+
+
+def test_a_bad_draft_in_a_batch_writes_nothing(db_url: str) -> None:
+    """append_many validates everything first: one bad item means no event of the batch is written."""
+    with _log(db_url) as log:
+        good = _evaluations(3)
+        with pytest.raises(InvalidInputError):
+            log.append_many([*good, "not a draft"])  # type: ignore[list-item]
+        assert log.head().size == 1
+
+
+def test_a_failed_append_leaves_the_log_exactly_as_it_was(db_url: str) -> None:
+    """When the database refuses part of a batch, the whole transaction rolls back."""
+    with _log(db_url) as log:
+        log.append_many(_evaluations(3))
+        before = log.head()
+        # A row squatting on the next seq makes the batch's insert fail half-way through.
+        raw_sql(db_url, [(
+            "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
+            "VALUES (1, %s, %s, %s, 'x', 'model.retire', %s)",
+            (6, b"\1" * 32, b"\2" * 32, b"{}"),
+        )])
+        with pytest.raises(AppendError, match="wrote nothing"):
+            log.append_many(_evaluations(5))
+        assert log.head() == before
+        assert _count(db_url) == 4 + 1
+
+
+def test_events_filters(db_url: str) -> None:
+    """events() filters by model, version, action, time window, start and limit."""
+    with _log(db_url) as log:
+        log.append_many(_evaluations(6))
+        log.append("model.deploy", subject={"model": "other", "version": "9"},
+                   data={"environment": "production"})
+        assert len(list(log.events(model="credit-risk"))) == 6
+        assert len(list(log.events(model="credit-risk", version="2"))) == 2
+        assert [r.seq for r in log.events(action="model.deploy")] == [7]
+        assert len(list(log.events(action=["model.deploy", "log.init"]))) == 2
+        assert len(list(log.events(limit=3))) == 3
+        assert [r.seq for r in log.events(start=5)] == [5, 6, 7]
+        assert [r.seq for r in log.events(newest_first=True, limit=2)] == [7, 6]
+        assert len(list(log.events(since="2000-01-01", until="2999-01-01"))) == 8
+        assert list(log.events(until="2000-01-01")) == []
+        with pytest.raises(InvalidInputError, match="not a date"):
+            list(log.events(since="last tuesday"))
+
+
+def test_root_at_every_size_matches_the_tree_of_the_events(db_url: str) -> None:
+    """root(size) equals RFC 9162 MTH over the first size events, across stored-node boundaries."""
+    with _log(db_url) as log:
+        log.append_many(_evaluations(700))
+        leaves = [bytes.fromhex(r.hash) for r in log.events()]
+        assert len(leaves) == 701
+        for size in (1, 2, 3, 255, 256, 257, 511, 512, 513, 600, 700):
+            assert log.root(size) == root_of(leaves[:size]).hex(), size
+        assert log.root() == log.head().root == root_of(leaves).hex()
+        assert log.root(0) == EMPTY_ROOT.hex()
+        with pytest.raises(InvalidInputError, match="out of range"):
+            log.root(702)
+
+
+def test_verify_passes_on_an_intact_log(db_url: str) -> None:
+    """verify recomputes the whole log and reports its size and root."""
+    with _log(db_url) as log:
+        log.append_many(_evaluations(600))
+        report = log.verify()
+        assert report.size == 601
+        assert report.root == log.head().root
+        assert log.verify(deep=True).root == report.root
+
+
+def test_raw_sql_cannot_change_or_remove_an_event(db_url: str) -> None:
+    """The append-only triggers refuse UPDATE and DELETE on events, tree nodes and the head."""
+    with _log(db_url) as log:
+        log.append_many(_evaluations(300))
+    attempts = [
+        "UPDATE auditml_event SET body = %s WHERE seq = 1",
+        "DELETE FROM auditml_event WHERE seq = 1",
+        "DELETE FROM auditml_event",
+        "UPDATE auditml_node SET hash = %s",
+        "DELETE FROM auditml_node",
+        "DELETE FROM auditml_log",
+        "UPDATE auditml_log SET size = 1",
+    ]
+    for sql in attempts:
+        params = (b"{}",) if "%s" in sql else ()
+        with pytest.raises(Exception, match="append-only"):
+            raw_sql(db_url, [(sql, params)])
+    if db_url.startswith("postgresql"):
+        with pytest.raises(Exception, match="append-only"):
+            raw_sql(db_url, ["TRUNCATE auditml_event CASCADE"])
+    with AuditLog.open(db_url) as log:
+        assert log.verify().size == 301
+
+
+def test_open_without_a_log_creates_nothing(tmp_path: Path) -> None:
+    """Opening a path with no log says to run init, and leaves no file behind."""
+    path = tmp_path / "nothing" / "audit.db"
+    with pytest.raises(StoreUnavailableError, match="auditml init"):
+        AuditLog.open(f"sqlite:///{path}")
+    assert not path.exists()
+
+
+def test_open_a_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A file that is not a SQLite database gets one sentence naming the store."""
+    path = tmp_path / "audit.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreUnavailableError, match="not a database"):
+        AuditLog.open(f"sqlite:///{path}")
+
+
+def test_empty_sqlite_file_holds_no_log(tmp_path: Path) -> None:
+    """An empty SQLite file is not an auditml store, and opening it says so."""
+    path = tmp_path / "audit.db"
+    path.write_bytes(b"")
+    with pytest.raises(StoreUnavailableError, match="holds no auditml log"):
+        AuditLog.open(f"sqlite:///{path}")
+
+
+def test_bad_urls_are_clear_errors() -> None:
+    """Unsupported schemes and garbage URLs name the fix."""
+    with pytest.raises(ConfigurationError, match="unsupported database 'mysql'"):
+        AuditLog.open("mysql://root@localhost/db")
+    with pytest.raises(ConfigurationError, match="not a database URL"):
+        AuditLog.open("::not a url::")
+
+
+def test_unreachable_postgres_is_a_clear_error() -> None:
+    """A PostgreSQL server that does not answer gives one sentence with the password hidden."""
+    with pytest.raises(StoreUnavailableError, match=r"PostgreSQL store at .*\*\*\*") as info:
+        AuditLog.open("postgresql://postgres:secret@127.0.0.1:1/test")
+    assert "secret" not in info.value.diagnostics()
+
+
+def test_open_checks_the_expected_origin(db_url: str) -> None:
+    """open(origin=...) refuses a store that holds another log."""
+    _log(db_url).close()
+    with pytest.raises(LogNotFoundError, match="not 'x.example/y'"):
+        AuditLog.open(db_url, origin="x.example/y")
+
+
+def test_default_url_is_dot_auditml_under_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no URL and no AUDITML_DATABASE_URL, the log lives in ./.auditml/audit.db."""
+    monkeypatch.chdir(tmp_path)
+    log, created = AuditLog.init()
+    with log:
+        assert created
+    assert (tmp_path / ".auditml" / "audit.db").is_file()
+    monkeypatch.setenv("AUDITML_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    AuditLog.init()[0].close()
+    assert (tmp_path / "env.db").is_file()
+
+
+def test_actor_comes_from_the_environment(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an explicit actor, AUDITML_ACTOR is used and the event records its source."""
+    monkeypatch.setenv("AUDITML_ACTOR", "release@bank.example")
+    with _log(db_url) as log:
+        log.append("model.retire", subject={"model": "m", "version": "1"})
+        last = list(log.events(newest_first=True, limit=1))[0].event
+    assert last.actor.id == "release@bank.example"
+    assert last.actor.source == "env"

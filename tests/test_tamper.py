@@ -1,0 +1,228 @@
+"""Tampering by someone who holds the database, on both backends.
+
+Two kinds of attack need two kinds of detection. An edit made without
+re-hashing breaks the chain, and verify names the first event that fails. A
+consistent rewrite, where every hash after the edit is recomputed and the head
+moved to match, verifies as a chain: only an anchored checkpoint catches it.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from auditml import AuditLog, Draft, VerificationError
+from auditml.canonical import canonical_bytes
+from auditml.chain import NODE_LEVEL
+from auditml.merkle import CompactRange
+from tests.conftest import drop_triggers, raw_query, raw_sql
+
+ORIGIN = "bank.example/credit-models"
+SIZE = 300  # more than 2**NODE_LEVEL, so stored tree nodes are involved
+
+
+@pytest.fixture
+def url(db_url: str) -> str:
+    """A log of SIZE events with the append-only triggers dropped, ready to be attacked."""
+    log, _ = AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")
+    with log:
+        log.append_many(
+            Draft.build(
+                "model.evaluate",
+                actor="ci@bank.example",
+                subject={"model": "credit-risk", "version": str(i % 4)},
+                data={"metrics": {"auc": 0.8, "i": i}, "notes": f"evaluation {i}"},
+            )
+            for i in range(SIZE - 1)
+        )
+        assert log.verify().size == SIZE
+    drop_triggers(db_url)
+    return db_url
+
+
+def _fails(url: str) -> VerificationError:
+    with AuditLog.open(url) as log, pytest.raises(VerificationError) as info:
+        log.verify()
+    return info.value
+
+
+def _body(url: str, seq: int) -> bytes:
+    return bytes(raw_query(url, "SELECT body FROM auditml_event WHERE seq = %s", (seq,))[0][0])
+
+
+def _leaf(body: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + body).digest()
+
+
+def test_a_changed_byte_is_named_as_a_changed_body(url: str) -> None:
+    """Editing one byte of an event's stored bytes is caught at that event, as a hash failure."""
+    body = _body(url, 5).replace(b"evaluation 4", b"evaluation X")
+    raw_sql(url, [("UPDATE auditml_event SET body = %s WHERE seq = 5", (body,))])
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("hash", 5)
+    assert "changed after it was appended" in str(error)
+
+
+def test_a_changed_event_with_its_hash_column_updated_breaks_the_next_link(url: str) -> None:
+    """Re-hashing one edited event without rewriting the rest breaks the link of the next event."""
+    body = _body(url, 5).replace(b"evaluation 4", b"evaluation X")
+    raw_sql(url, [("UPDATE auditml_event SET body = %s, hash = %s WHERE seq = 5",
+                   (body, _leaf(body)))])
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("link", 6)
+    assert "broken link" in str(error)
+
+
+def test_a_changed_hash_column_alone_is_caught(url: str) -> None:
+    """A stored hash that no longer matches its bytes is named at its event."""
+    raw_sql(url, [("UPDATE auditml_event SET hash = %s WHERE seq = 9", (b"\0" * 32,))])
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("hash", 9)
+
+
+def test_a_deleted_event_is_named_as_a_gap(url: str) -> None:
+    """Deleting an event leaves a gap in seq, reported at the missing position."""
+    raw_sql(url, ["DELETE FROM auditml_event WHERE seq = 7"])
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("seq", 7)
+    assert "found seq 8 where 7 was expected" in str(error)
+
+
+def test_an_inserted_event_is_caught(url: str) -> None:
+    """An event slipped into the middle, with the later events shifted along, is caught."""
+    raw_sql(url, [
+        "UPDATE auditml_event SET seq = seq + 1000000 WHERE seq >= 5",
+        "UPDATE auditml_event SET seq = seq - 1000000 + 1 WHERE seq >= 1000000",
+    ])
+    forged = json.loads(_body(url, 6))
+    forged["data"]["notes"] = "forged"
+    forged["prev"] = _leaf(_body(url, 4)).hex()
+    body = canonical_bytes(forged)
+    # The unique (log, prev) backstop forces the attacker to move the displaced event's link too.
+    raw_sql(url, [("UPDATE auditml_event SET prev = %s WHERE seq = 6", (_leaf(body),)), (
+        "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
+        "VALUES (1, 5, %s, %s, %s, 'model.evaluate', %s)",
+        (bytes.fromhex(forged["prev"]), _leaf(body), forged["time"], body),
+    )])
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("seq", 6)
+    assert "found seq 5 again where 6 was expected" in str(error)
+
+
+def test_swapped_events_are_caught(url: str) -> None:
+    """Two events exchanging places are caught at the first of them."""
+    raw_sql(url, [
+        "UPDATE auditml_event SET seq = 1000010 WHERE seq = 10",
+        "UPDATE auditml_event SET seq = 10 WHERE seq = 11",
+        "UPDATE auditml_event SET seq = 11 WHERE seq = 1000010",
+    ])
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("seq", 10)
+    assert "found seq 11 where 10 was expected" in str(error)
+
+
+def test_a_truncated_tail_is_caught_by_the_head(url: str) -> None:
+    """Deleting the last events leaves a head that records more events than are stored."""
+    raw_sql(url, [f"DELETE FROM auditml_event WHERE seq >= {SIZE - 3}"])
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("head", SIZE - 3)
+    assert "tail was truncated" in str(error)
+
+
+def test_a_head_that_disagrees_with_the_events_is_caught(url: str) -> None:
+    """A head root that does not match the events is reported as a head failure."""
+    raw_sql(url, [("UPDATE auditml_log SET root = %s", (b"\1" * 32,))])
+    error = _fails(url)
+    assert error.kind == "head"
+    assert "Merkle root" in str(error)
+
+
+def test_a_changed_tree_node_is_caught(url: str) -> None:
+    """A stored Merkle node that proofs would use, if changed, fails verification."""
+    raw_sql(url, [("UPDATE auditml_node SET hash = %s", (b"\2" * 32,))])
+    error = _fails(url)
+    assert error.kind == "head"
+    assert f"level {NODE_LEVEL}, index 0 is wrong" in str(error)
+
+
+def _rewrite(url: str, seq: int, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit one event, then recompute every later hash, link, tree node and the head."""
+    rows = raw_query(url, "SELECT seq, body FROM auditml_event ORDER BY seq")
+    events = [json.loads(bytes(body)) for _, body in rows]
+    edit(events[seq])
+    frontier = CompactRange()
+    prev = bytes(32)
+    new_rows, nodes = [], []
+    for event in events:
+        event["prev"] = prev.hex()
+        body = canonical_bytes(event)
+        digest = _leaf(body)
+        new_rows.append((event["seq"], prev, digest, event["time"], event["action"], body))
+        nodes += frontier.append(digest)
+        prev = digest
+    statements: list[Any] = ["DELETE FROM auditml_event", "DELETE FROM auditml_node"]
+    statements += [(
+        "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
+        "VALUES (1, %s, %s, %s, %s, %s, %s)", row) for row in new_rows]
+    statements += [("INSERT INTO auditml_node (log_id, level, idx, hash) VALUES (1, %s, %s, %s)",
+                    node) for node in nodes if node[0] >= NODE_LEVEL]
+    statements.append((
+        "UPDATE auditml_log SET head_hash = %s, head_time = %s, root = %s, frontier = %s",
+        (prev, events[-1]["time"], frontier.root(), frontier.to_bytes()),
+    ))
+    raw_sql(url, statements)
+
+
+def test_a_consistent_rewrite_passes_the_chain_but_changes_the_root(url: str) -> None:
+    """A full re-hash after an edit verifies as a chain; only a remembered root (an anchor) differs."""
+    with AuditLog.open(url) as log:
+        anchored_root = log.head().root
+
+    def edit(event: dict[str, Any]) -> None:
+        event["data"]["metrics"]["auc"] = 0.99
+
+    _rewrite(url, 5, edit)
+    with AuditLog.open(url) as log:
+        report = log.verify()
+        assert report.size == SIZE
+        assert report.root != anchored_root
+
+
+def test_a_rewrite_with_a_wrong_origin_is_named(url: str) -> None:
+    """Even re-hashed consistently, an event naming another log fails as a wrong origin."""
+
+    def edit(event: dict[str, Any]) -> None:
+        event["log"] = "evil.example/log"
+
+    _rewrite(url, 12, edit)
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("origin", 12)
+    assert "evil.example/log" in str(error)
+
+
+def test_a_rewrite_with_time_going_backwards_is_named(url: str) -> None:
+    """Even re-hashed consistently, an event dated before its predecessor fails as time going back."""
+
+    def edit(event: dict[str, Any]) -> None:
+        event["time"] = "2000-01-01T00:00:00.000000Z"
+
+    _rewrite(url, 20, edit)
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("time", 20)
+    assert "time goes backwards" in str(error)
+
+
+def test_a_rewrite_with_a_malformed_event_is_named(url: str) -> None:
+    """An event whose data no longer fits its action fails deep verification as a format error."""
+
+    def edit(event: dict[str, Any]) -> None:
+        event["data"]["unexpected"] = True
+
+    _rewrite(url, 30, edit)
+    with AuditLog.open(url) as log:
+        assert log.verify().size == SIZE
+        with pytest.raises(VerificationError) as info:
+            log.verify(deep=True)
+    assert (info.value.kind, info.value.seq) == ("format", 30)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from auditml import merkle
 from auditml.canonical import canonical_bytes, canonical_text, loads_strict
@@ -91,8 +91,7 @@ def to_timestamp(value: str | datetime | date) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
+class Receipt(NamedTuple):
     """Proof of an append: where the event landed, its hash and its time."""
 
     seq: int
@@ -215,7 +214,7 @@ class AuditLog:
                 who = resolve_actor(actor)
                 data = LogInitData(description=description, created_by=who.id)
                 draft = Draft.build("log.init", actor=who, data=data)
-                prepare = _preparer(chosen, [_part(draft)])
+                prepare = _preparer(chosen, [_part(draft, {})])
                 created = store.create_log(chosen, prepare, _now())
                 head = store.head()
                 assert head is not None
@@ -277,7 +276,8 @@ class AuditLog:
 
     def append_many(self, drafts: Iterable[Draft]) -> list[Receipt]:
         """Append events in one transaction: all of them are written, or none."""
-        parts = [_part(d) for d in _as_drafts(drafts)]
+        actors: dict[object, bytes] = {}
+        parts = [_part(d, actors) for d in _as_drafts(drafts)]
         if not parts:
             return []
         batch = self._store.append(self._log_id, _preparer(self._origin, parts))
@@ -405,14 +405,21 @@ def _as_drafts(drafts: Iterable[Draft]) -> Iterator[Draft]:
         yield draft
 
 
-def _part(draft: Draft) -> _Part:
-    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold."""
-    actor = canonical_bytes(draft.actor.model_dump(mode="json", exclude_none=True))
-    data = canonical_bytes(draft.data)
+def _part(draft: Draft, actors: dict[object, bytes]) -> _Part:
+    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold.
+
+    ``actors`` caches the bytes of actor objects shared by the drafts of one batch.
+    """
+    who = draft.actor
+    key: object = id(who) if who.model_extra else (who.id, who.name, who.source)
+    actor = actors.get(key)
+    if actor is None:
+        actor = canonical_bytes(who.model_dump(mode="json", exclude_none=True))
+        actors[key] = actor
     prefix = b'{"action":%s,"actor":%s,"data":%s' % (
         canonical_text(draft.action).encode(),
         actor,
-        data,
+        canonical_bytes(draft.data),
     )
     subject = draft.subject
     return _Part(

@@ -21,7 +21,7 @@ from sqlmodel import SQLModel
 
 from auditml.errors import AppendError, AuditmlError, StoreError, StoreUnavailableError
 from auditml.store._backends import Backend, backend_for, close_quietly, iter_chunks, redact
-from auditml.store.tables import SCHEMA_VERSION, EventRow, LogRow, MetaRow, NodeRow
+from auditml.store.tables import EVENTS, LOGS, META, NODES, SCHEMA_VERSION
 
 __all__ = ["Batch", "EventFilter", "HeadState", "Store", "redact"]
 
@@ -109,7 +109,7 @@ class Store:
 
     def ensure_schema(self) -> None:
         """Create the tables and append-only triggers if they are missing; safe to repeat."""
-        tables = [m.__table__ for m in (MetaRow, LogRow, EventRow, NodeRow)]  # type: ignore[attr-defined]
+        tables = [META, LOGS, EVENTS, NODES]
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -118,13 +118,11 @@ class Store:
                 for statement in self.backend.triggers:
                     conn.exec_driver_sql(statement)
                 found = conn.execute(
-                    select(MetaRow.value).where(MetaRow.key == "schema_version")
+                    select(META.c.value).where(META.c.key == "schema_version")
                 ).scalar()
                 if found is None:
                     conn.execute(
-                        MetaRow.__table__.insert().values(  # type: ignore[attr-defined]
-                            key="schema_version", value=str(SCHEMA_VERSION)
-                        )
+                        META.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
                     )
                 elif found != str(SCHEMA_VERSION):
                     raise StoreError(self._version_message(found))
@@ -136,7 +134,7 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 found = conn.execute(
-                    select(MetaRow.value).where(MetaRow.key == "schema_version")
+                    select(META.c.value).where(META.c.key == "schema_version")
                 ).scalar()
         except DBAPIError as exc:
             message = str(exc.orig).lower()
@@ -158,7 +156,7 @@ class Store:
 
     def head(self, origin: str | None = None) -> HeadState | None:
         """Return the head of the store's log (or of ``origin``), or None when there is none."""
-        c = LogRow.__table__.c  # type: ignore[attr-defined]
+        c = LOGS.c
         query = select(
             c.id, c.origin, c.size, c.head_hash, c.head_time, c.root, c.frontier
         ).order_by(c.id)
@@ -291,34 +289,59 @@ class Store:
             close_quietly(cur)
             close_quietly(conn)
 
-    def query(self, log_id: int, flt: EventFilter, chunk: int = 1000) -> Iterator[tuple[int, bytes, bytes]]:
+    def query(
+        self, log_id: int, flt: EventFilter, chunk: int = 1000
+    ) -> Iterator[tuple[int, bytes, bytes]]:
         """Yield ``(seq, hash, body)`` of the events that match ``flt``, streamed."""
-        table = EventRow.__table__  # type: ignore[attr-defined]
-        c = table.c
-        conditions = [c.log_id == log_id, c.seq >= flt.start]
-        if flt.stop is not None:
-            conditions.append(c.seq < flt.stop)
-        if flt.model is not None:
-            conditions.append(c.model == flt.model)
-        if flt.version is not None:
-            conditions.append(c.version == flt.version)
-        if flt.actions:
-            conditions.append(c.action.in_(flt.actions))
-        if flt.since is not None:
-            conditions.append(c.time >= flt.since)
-        if flt.until is not None:
-            conditions.append(c.time < flt.until)
-        order = c.seq.desc() if flt.descending else c.seq
-        query = select(c.seq, c.hash, c.body).where(and_(*conditions)).order_by(order)
-        if flt.limit is not None:
-            query = query.limit(flt.limit)
+        c = EVENTS.c
         try:
             with self.engine.connect() as conn:
-                result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
+                start, stop = flt.start, flt.stop
+                if flt.since is not None or flt.until is not None:
+                    size = conn.execute(
+                        select(LOGS.c.size).where(LOGS.c.id == log_id)
+                    ).scalar_one()
+                    if flt.since is not None:
+                        start = max(start, self._first_at(conn, log_id, size, flt.since))
+                    if flt.until is not None:
+                        until = self._first_at(conn, log_id, size, flt.until)
+                        stop = until if stop is None else min(stop, until)
+                conditions = [c.log_id == log_id, c.seq >= start]
+                if stop is not None:
+                    conditions.append(c.seq < stop)
+                if flt.model is not None:
+                    conditions.append(c.model == flt.model)
+                if flt.version is not None:
+                    conditions.append(c.version == flt.version)
+                if flt.actions:
+                    conditions.append(c.action.in_(flt.actions))
+                order = c.seq.desc() if flt.descending else c.seq
+                query = select(c.seq, c.hash, c.body).where(and_(*conditions)).order_by(order)
+                if flt.limit is not None:
+                    query = query.limit(flt.limit)
+                result = conn.execution_options(stream_results=True, yield_per=chunk).execute(
+                    query
+                )
                 for seq, digest, body in result:
                     yield int(seq), bytes(digest), bytes(body)
         except SQLAlchemyError as exc:
             raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
+
+    @staticmethod
+    def _first_at(conn: Any, log_id: int, size: int, stamp: str) -> int:
+        """Return the first seq whose time is at or after ``stamp``: times never decrease."""
+        c = EVENTS.c
+        lo, hi = 0, size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            found = conn.execute(
+                select(c.time).where(c.log_id == log_id, c.seq == mid)
+            ).scalar()
+            if found is None or found >= stamp:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
 
 class Snapshot:

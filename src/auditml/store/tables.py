@@ -9,10 +9,12 @@ root or proof at any size reads O(log n) rows, never every leaf.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from typing import cast
+
+from sqlalchemy import Column, Index, LargeBinary, Table, UniqueConstraint
 from sqlmodel import BigInteger, Field, SQLModel
 
-__all__ = ["EventRow", "LogRow", "MetaRow", "NodeRow", "SCHEMA_VERSION"]
+__all__ = ["EVENTS", "LOGS", "META", "NODES", "SCHEMA_VERSION", "EventRow", "LogRow", "MetaRow", "NodeRow"]
 
 SCHEMA_VERSION = 1
 
@@ -47,9 +49,9 @@ class EventRow(SQLModel, table=True):
     __tablename__ = "auditml_event"
     __table_args__ = (
         UniqueConstraint("log_id", "prev", name="auditml_event_log_prev"),
-        Index("auditml_event_action", "log_id", "action", "seq"),
+        # Only the model index: times grow with seq, so a time window is found by
+        # bisecting the primary key, and every extra index slows each append.
         Index("auditml_event_model", "log_id", "model", "seq"),
-        Index("auditml_event_time", "log_id", "time"),
     )
 
     log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
@@ -72,3 +74,9 @@ class NodeRow(SQLModel, table=True):
     level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     idx: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+META = cast(Table, MetaRow.__table__)  # type: ignore[attr-defined]
+LOGS = cast(Table, LogRow.__table__)  # type: ignore[attr-defined]
+EVENTS = cast(Table, EventRow.__table__)  # type: ignore[attr-defined]
+NODES = cast(Table, NodeRow.__table__)  # type: ignore[attr-defined]

@@ -226,3 +226,13 @@ def test_a_rewrite_with_a_malformed_event_is_named(url: str) -> None:
         with pytest.raises(VerificationError) as info:
             log.verify(deep=True)
     assert (info.value.kind, info.value.seq) == ("format", 30)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_verify_with_a_tree_helper_process_catches_the_same(url: str, parallel: bool) -> None:
+    """With or without the helper process that rebuilds the tree, a bad node and a bad root are named."""
+    with AuditLog.open(url) as log:
+        assert log.verify(parallel=parallel).size == SIZE
+    raw_sql(url, [("UPDATE auditml_node SET hash = %s", (b"\2" * 32,))])
+    with AuditLog.open(url) as log, pytest.raises(VerificationError, match="index 0 is wrong"):
+        log.verify(parallel=parallel)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import time as _time
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,6 +46,7 @@ __all__ = [
 DEFAULT_PATH = Path(".auditml") / "audit.db"
 _ORIGIN_RE = re.compile(r"^[\x21-\x2a\x2c-\x7e]{1,255}$")  # printable ASCII, no space, no '+'
 ProgressFn = Callable[[int, int], None]
+PARALLEL_MIN = 250_000  # below this, starting a helper process costs more than it saves
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -365,35 +369,100 @@ class AuditLog:
 
     # -- verifying ----------------------------------------------------------
 
-    def verify(self, *, deep: bool = False, progress: ProgressFn | None = None) -> VerifyReport:
+    def verify(
+        self,
+        *,
+        deep: bool = False,
+        progress: ProgressFn | None = None,
+        parallel: bool | None = None,
+    ) -> VerifyReport:
         """Recompute every hash, link, seq, origin, time and the root; raise at the first failure.
 
         Reads one snapshot of the store as a stream, so memory stays flat.
-        ``deep`` also re-canonicalizes and schema-checks every event.
+        ``deep`` also re-canonicalizes and schema-checks every event. With
+        ``parallel`` (the default for long logs on a machine with two cores or
+        more) a helper process rebuilds the Merkle tree from the stored hashes
+        while this one checks every hash against the bytes and the chain.
         """
         started = _time.perf_counter()
         with self._store.snapshot() as snap:
             head = snap.head(self._log_id)
             if head is None:
                 raise LogNotFoundError(f"the log {self._origin!r} is gone from {self.url}")
-            verifier = ChainVerifier(self._origin, deep=deep)
-            done = 0
-            for chunk in snap.scan(self._log_id):
-                verifier.feed(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, head.size)
-            state = verifier.state()
-            _check_head(head, state.size, state.last_hash, state.last_time, state.frontier)
-            _check_nodes(snap.nodes(self._log_id, NODE_LEVEL), state.nodes, state.size)
+            if parallel is None:
+                parallel = head.size >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
+            helper = self._start_tree_helper(head.size) if parallel else None
+            try:
+                verifier = ChainVerifier(self._origin, deep=deep, tree=helper is None)
+                done = 0
+                for chunk in snap.scan(self._log_id):
+                    verifier.feed(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, head.size)
+                state = verifier.state()
+                _check_size(head, state.size)
+                if helper is None:
+                    check_nodes(snap.nodes(self._log_id, NODE_LEVEL), state.nodes)
+                    root, frontier = state.root, state.frontier.to_bytes()
+                else:
+                    root, frontier = self._finish_tree_helper(helper, head.size)
+                    helper = None
+            finally:
+                if helper is not None:
+                    helper.kill()
+                    helper.wait()
+            _check_head(head, state.last_hash, state.last_time, root, frontier)
         return VerifyReport(
             origin=self._origin,
             size=state.size,
-            root=state.root.hex(),
+            root=root.hex(),
             last_time=state.last_time,
             seconds=_time.perf_counter() - started,
             deep=deep,
         )
+
+    def _start_tree_helper(self, size: int) -> subprocess.Popen[str] | None:
+        """Start the process that rebuilds the tree from the stored hashes, or None if it can't."""
+        if not self._store.shareable:
+            return None
+        request = json.dumps({"url": self._store.url, "log_id": self._log_id, "size": size})
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "auditml._tree_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            assert proc.stdin is not None
+            proc.stdin.write(request)
+            proc.stdin.close()
+        except OSError:
+            return None
+        return proc
+
+    def _finish_tree_helper(self, proc: subprocess.Popen[str], size: int) -> tuple[bytes, bytes]:
+        """Collect the helper's tree; if the helper itself broke, rebuild the tree here instead."""
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        proc.stdout.close()
+        proc.wait()
+        try:
+            result = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = {"error": "no answer"}
+        if "error" in result:
+            from auditml._tree_worker import fold_stored_tree
+
+            result = fold_stored_tree(self._store.url, self._log_id, size)
+        if not result["ok"]:
+            raise VerificationError(result["message"], kind=result["kind"], seq=result["seq"])
+        if result["size"] != size:
+            raise VerificationError(
+                f"the store holds {result['size']} hashes for {size} events", kind="head"
+            )
+        return bytes.fromhex(result["root"]), bytes.fromhex(result["frontier"])
 
 
 def _as_drafts(drafts: Iterable[Draft]) -> Iterator[Draft]:
@@ -465,10 +534,8 @@ def _preparer(origin: str, parts: list[_Part]) -> Callable[[HeadState], Batch]:
     return prepare
 
 
-def _check_head(
-    head: HeadState, size: int, last_hash: bytes, last_time: str, frontier: merkle.CompactRange
-) -> None:
-    """Raise unless the stored head agrees with what the events recompute to."""
+def _check_size(head: HeadState, size: int) -> None:
+    """Raise unless as many events are stored as the head records."""
     if size < head.size:
         missing = f"event {size}" if head.size - size == 1 else f"events {size} to {head.size - 1}"
         raise VerificationError(
@@ -484,23 +551,30 @@ def _check_head(
             kind="head",
             seq=head.size,
         )
-    if size and last_hash != head.head_hash:
+
+
+def _check_head(
+    head: HeadState, last_hash: bytes, last_time: str, root: bytes, frontier: bytes
+) -> None:
+    """Raise unless the stored head agrees with what the events recompute to."""
+    last = head.size - 1
+    if head.size and last_hash != head.head_hash:
         raise VerificationError(
-            "the head's last hash does not match the last event", kind="head", seq=size - 1
+            "the head's last hash does not match the last event", kind="head", seq=last
         )
-    if size and last_time != head.head_time:
+    if head.size and last_time != head.head_time:
         raise VerificationError(
-            "the head's last time does not match the last event", kind="head", seq=size - 1
+            "the head's last time does not match the last event", kind="head", seq=last
         )
-    if frontier.root() != (head.root or merkle.EMPTY_ROOT) or frontier.to_bytes() != head.frontier:
+    if root != (head.root or merkle.EMPTY_ROOT) or frontier != head.frontier:
         raise VerificationError(
-            f"the head's Merkle root does not match the root of the {size} events",
+            f"the head's Merkle root does not match the root of the {head.size} events",
             kind="head",
         )
 
 
-def _check_nodes(
-    stored: dict[tuple[int, int], bytes], computed: Iterable[tuple[int, int, bytes]], size: int
+def check_nodes(
+    stored: dict[tuple[int, int], bytes], computed: Iterable[tuple[int, int, bytes]]
 ) -> None:
     """Raise unless the stored Merkle nodes are exactly those the events recompute to."""
     seen = 0

@@ -78,6 +78,11 @@ class Store:
         self.engine = engine
         self.url = backend.url
 
+    @property
+    def shareable(self) -> bool:
+        """Return whether another process can open this store (not an in-memory database)."""
+        return getattr(self.backend, "path", "") is not None
+
     @classmethod
     def connect(cls, url: str, *, create: bool = False) -> Store:
         """Connect to the store at ``url``; with ``create``, make the file and schema as needed."""
@@ -373,6 +378,22 @@ class Snapshot:
         try:
             cursor.execute(sql + " ORDER BY seq", params)
             yield from iter_chunks(cursor, chunk)
+        finally:
+            close_quietly(cursor)
+
+    def scan_hashes(
+        self, log_id: int, stop: int, chunk: int = SCAN_CHUNK
+    ) -> Iterator[list[bytes]]:
+        """Yield the stored hashes of events ``0`` to ``stop - 1`` in chunks, in ``seq`` order."""
+        p = self._p
+        cursor = self._store.backend.scan_cursor(self._conn)
+        try:
+            cursor.execute(
+                f"SELECT hash FROM auditml_event WHERE log_id = {p} AND seq < {p} ORDER BY seq",
+                (log_id, stop),
+            )
+            for rows in iter_chunks(cursor, chunk):
+                yield [bytes(row[0]) for row in rows]
         finally:
             close_quietly(cursor)
 

@@ -236,3 +236,78 @@ def test_verify_with_a_tree_helper_process_catches_the_same(url: str, parallel: 
     raw_sql(url, [("UPDATE auditml_node SET hash = %s", (b"\2" * 32,))])
     with AuditLog.open(url) as log, pytest.raises(VerificationError, match="index 0 is wrong"):
         log.verify(parallel=parallel)
+
+
+def _changed_body(seq: int) -> Callable[[str], None]:
+    def attack(url: str) -> None:
+        body = _body(url, seq).replace(b'"notes":"evaluation', b'"notes":"EVALUATION')
+        raw_sql(url, [("UPDATE auditml_event SET body = %s WHERE seq = %s", (body, seq))])
+
+    return attack
+
+
+def _rehashed_body(seq: int) -> Callable[[str], None]:
+    def attack(url: str) -> None:
+        body = _body(url, seq).replace(b'"notes":"evaluation', b'"notes":"EVALUATION')
+        raw_sql(url, [("UPDATE auditml_event SET body = %s, hash = %s WHERE seq = %s",
+                       (body, _leaf(body), seq))])
+
+    return attack
+
+
+def _deleted(*seqs: int) -> Callable[[str], None]:
+    def attack(url: str) -> None:
+        raw_sql(url, [f"DELETE FROM auditml_event WHERE seq IN ({', '.join(map(str, seqs))})"])
+
+    return attack
+
+
+def _rewritten_time(seq: int) -> Callable[[str], None]:
+    def attack(url: str) -> None:
+        def edit(event: dict[str, Any]) -> None:
+            event["time"] = "2000-01-01T00:00:00.000000Z"
+
+        _rewrite(url, seq, edit)
+
+    return attack
+
+
+ATTACKS = {
+    "body-5": _changed_body(5),
+    "body-149": _changed_body(149),
+    "body-150": _changed_body(150),
+    "body-200": _changed_body(200),
+    "rehash-149": _rehashed_body(149),
+    "rehash-150": _rehashed_body(150),
+    "delete-149": _deleted(149),
+    "delete-150": _deleted(150),
+    "delete-148-149": _deleted(148, 149),
+    "delete-tail": _deleted(*range(290, SIZE)),
+    "delete-across-split": _deleted(*range(140, SIZE)),
+    "time-150": _rewritten_time(150),
+    "time-151": _rewritten_time(151),
+    "node": lambda url: raw_sql(url, [("UPDATE auditml_node SET hash = %s", (b"\2" * 32,))]),
+    "root": lambda url: raw_sql(url, [("UPDATE auditml_log SET root = %s", (b"\1" * 32,))]),
+    "extra-row": lambda url: raw_sql(url, [(
+        "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
+        "VALUES (1, %s, %s, %s, 'x', 'model.retire', %s)",
+        (SIZE + 5, b"\1" * 32, b"\2" * 32, b"{}"),
+    )]),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_parallel_verify_names_the_same_failure_as_serial(
+    url: str, attack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Split between this process and the helper at event 150, verify reports exactly what serial does."""
+    monkeypatch.setattr("auditml.ledger._split_point", lambda size: 150)
+    with AuditLog.open(url) as log:
+        assert log.verify(parallel=True).root == log.verify(parallel=False).root
+    ATTACKS[attack](url)
+    failures = []
+    for parallel in (False, True):
+        with AuditLog.open(url) as log, pytest.raises(VerificationError) as info:
+            log.verify(parallel=parallel)
+        failures.append((info.value.kind, info.value.seq, str(info.value)))
+    assert failures[0] == failures[1]

@@ -33,7 +33,7 @@ from auditml.errors import AuditmlError, VerificationError
 from auditml.events import Event, validate_data
 from auditml.merkle import CompactRange
 
-__all__ = ["NODE_LEVEL", "ChainState", "ChainVerifier", "Row", "header_bytes"]
+__all__ = ["NODE_LEVEL", "ChainState", "ChainVerifier", "Row", "gap_error", "header_bytes"]
 
 NODE_LEVEL = 8
 ZERO_HEX = b"0" * 64
@@ -79,16 +79,25 @@ class ChainVerifier:
     """Checks events one chunk at a time, remembering only the last hash, time and frontier."""
 
     def __init__(
-        self, origin: str, *, deep: bool = False, keep_nodes: bool = True, tree: bool = True
+        self,
+        origin: str,
+        *,
+        deep: bool = False,
+        keep_nodes: bool = True,
+        tree: bool = True,
+        start: int = 0,
+        prev_hash: bytes | None = None,
+        last_time: str = "",
     ) -> None:
+        """Start at event 0, or at ``start`` trusting ``prev_hash`` and ``last_time`` (no tree)."""
         self.origin = origin
         self.deep = deep
         self.keep_nodes = keep_nodes
-        self.tree = tree
+        self.tree = tree and start == 0
         self._header = header_bytes(origin)
-        self._size = 0
-        self._prev_hex = ZERO_HEX
-        self._last_time = b""
+        self._size = start
+        self._prev_hex = ZERO_HEX if prev_hash is None else hexlify(prev_hash)
+        self._last_time = last_time.encode()
         self._range = CompactRange()
         self._nodes: list[tuple[int, int, bytes]] = []
 
@@ -192,6 +201,16 @@ class ChainVerifier:
         )
 
 
+def gap_error(expected: int, found: int) -> VerificationError:
+    """Return the error for events ``expected`` to ``found - 1`` missing from the log."""
+    missing = f"event {expected}" if found == expected + 1 else f"events {expected} to {found - 1}"
+    return _fail(
+        f"gap in seq: found seq {found} where {expected} was expected ({missing} missing)",
+        "seq",
+        expected,
+    )
+
+
 def _fail(message: str, kind: str, seq: int) -> VerificationError:
     return VerificationError(message, kind=kind, seq=seq)
 
@@ -224,12 +243,7 @@ def _diagnose(
     if not isinstance(found_seq, int) or isinstance(found_seq, bool):
         raise _fail("it has no integer 'seq'", "format", seq)
     if found_seq > seq:
-        missing = f"event {seq}" if found_seq == seq + 1 else f"events {seq} to {found_seq - 1}"
-        raise _fail(
-            f"gap in seq: found seq {found_seq} where {seq} was expected ({missing} missing)",
-            "seq",
-            seq,
-        )
+        raise gap_error(seq, found_seq)
     if found_seq < seq:
         raise _fail(
             f"duplicate or out-of-order seq: found seq {found_seq} again where {seq} was expected",

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Self
 
 from auditml import merkle
 from auditml.canonical import canonical_bytes, canonical_text, loads_strict
-from auditml.chain import NODE_LEVEL, ChainVerifier, header_bytes
+from auditml.chain import NODE_LEVEL, ChainVerifier, gap_error, header_bytes
 from auditml.errors import (
     ConfigurationError,
     InvalidInputError,
@@ -381,8 +381,9 @@ class AuditLog:
         Reads one snapshot of the store as a stream, so memory stays flat.
         ``deep`` also re-canonicalizes and schema-checks every event. With
         ``parallel`` (the default for long logs on a machine with two cores or
-        more) a helper process rebuilds the Merkle tree from the stored hashes
-        while this one checks every hash against the bytes and the chain.
+        more) a helper process checks the later part of the chain and rebuilds
+        the Merkle tree from the stored hashes, while this process checks the
+        earlier part; the link where the two parts meet is checked here.
         """
         started = _time.perf_counter()
         with self._store.snapshot() as snap:
@@ -391,42 +392,73 @@ class AuditLog:
                 raise LogNotFoundError(f"the log {self._origin!r} is gone from {self.url}")
             if parallel is None:
                 parallel = head.size >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
-            helper = self._start_tree_helper(head.size) if parallel else None
+            split = _split_point(head.size) if parallel and not deep else None
+            helper = self._start_helper(head.size, split) if parallel else None
+            if helper is None:
+                split = None
+            serial = helper is None
             try:
-                verifier = ChainVerifier(self._origin, deep=deep, tree=helper is None)
-                done = 0
-                for chunk in snap.scan(self._log_id):
+                verifier = ChainVerifier(self._origin, deep=deep, tree=serial)
+                for chunk in snap.scan(self._log_id, stop=head.size if split is None else split):
                     verifier.feed(chunk)
-                    done += len(chunk)
                     if progress is not None:
-                        progress(done, head.size)
+                        progress(verifier.size, head.size)
                 state = verifier.state()
-                _check_size(head, state.size)
-                if helper is None:
-                    check_nodes(snap.nodes(self._log_id, NODE_LEVEL), state.nodes)
+                if serial:
+                    _check_size(head, state.size)
                     root, frontier = state.root, state.frontier.to_bytes()
+                    last_hash, last_time = state.last_hash, state.last_time
                 else:
-                    root, frontier = self._finish_tree_helper(helper, head.size)
+                    assert helper is not None
+                    if split is not None and state.size < split:
+                        _missing(head, state.size, snap.next_seq(self._log_id, state.size))
+                    result = self._finish_helper(helper, head.size, split)
                     helper = None
+                    _check_helper(result, state.last_hash, state.last_time, split)
+                    if split is not None and result.get("chain_size"):
+                        last_hash = bytes.fromhex(result["last_hash"])
+                        last_time = result["last_time"]
+                        _check_size(head, split + result["chain_size"])
+                    else:
+                        last_hash, last_time = state.last_hash, state.last_time
+                        _check_size(head, state.size)
+                _check_size(head, head.size + snap.count_from(self._log_id, head.size))
+                if serial:
+                    check_nodes(snap.nodes(self._log_id, NODE_LEVEL), state.nodes)
+                else:
+                    if result.get("stage") == "tree":
+                        raise VerificationError(result["message"], kind="head", seq=result["seq"])
+                    root = bytes.fromhex(result["root"])
+                    frontier = bytes.fromhex(result["frontier"])
+                if progress is not None:
+                    progress(head.size, head.size)
             finally:
                 if helper is not None:
                     helper.kill()
                     helper.wait()
-            _check_head(head, state.last_hash, state.last_time, root, frontier)
+            _check_head(head, last_hash, last_time, root, frontier)
         return VerifyReport(
             origin=self._origin,
-            size=state.size,
+            size=head.size,
             root=root.hex(),
-            last_time=state.last_time,
+            last_time=last_time,
             seconds=_time.perf_counter() - started,
             deep=deep,
         )
 
-    def _start_tree_helper(self, size: int) -> subprocess.Popen[str] | None:
-        """Start the process that rebuilds the tree from the stored hashes, or None if it can't."""
+    def _start_helper(self, size: int, split: int | None) -> subprocess.Popen[str] | None:
+        """Start the helper process of a parallel verify, or return None if it can't start."""
         if not self._store.shareable:
             return None
-        request = json.dumps({"url": self._store.url, "log_id": self._log_id, "size": size})
+        request = json.dumps(
+            {
+                "url": self._store.url,
+                "log_id": self._log_id,
+                "size": size,
+                "chain_from": split,
+                "origin": self._origin,
+            }
+        )
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "auditml._tree_worker"],
@@ -442,27 +474,65 @@ class AuditLog:
             return None
         return proc
 
-    def _finish_tree_helper(self, proc: subprocess.Popen[str], size: int) -> tuple[bytes, bytes]:
-        """Collect the helper's tree; if the helper itself broke, rebuild the tree here instead."""
+    def _finish_helper(
+        self, proc: subprocess.Popen[str], size: int, split: int | None
+    ) -> dict[str, Any]:
+        """Collect the helper's answer; if the helper itself broke, do its part here instead."""
         assert proc.stdout is not None
         out = proc.stdout.read()
         proc.stdout.close()
         proc.wait()
         try:
-            result = json.loads(out.strip().splitlines()[-1])
+            result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
             result = {"error": "no answer"}
         if "error" in result:
             from auditml._tree_worker import fold_stored_tree
 
-            result = fold_stored_tree(self._store.url, self._log_id, size)
-        if not result["ok"]:
-            raise VerificationError(result["message"], kind=result["kind"], seq=result["seq"])
-        if result["size"] != size:
+            result = fold_stored_tree(self._store.url, self._log_id, size, split, self._origin)
+        return result
+
+
+def _split_point(size: int) -> int:
+    """Return where the helper's part of the chain starts: it also folds the whole tree."""
+    return min(size, int(size * 0.66) + 80_000)
+
+
+def _missing(head: HeadState, size: int, found: int | None) -> None:
+    """Raise for events missing at ``size``: a gap if later ones exist, else a cut tail."""
+    if found is None:
+        _check_size(head, size)
+    raise gap_error(size, found if found is not None else head.size)
+
+
+def _check_helper(
+    result: dict[str, Any], last_hash: bytes, last_time: str, split: int | None
+) -> None:
+    """Raise the helper's chain failure or a bad link where the two ranges meet, first one first.
+
+    The order matches a serial verify's: at the meeting event, a changed body,
+    bad format, seq or origin comes before its link and time.
+    """
+    chain_failed = not result["ok"] and result.get("stage") == "chain"
+    if chain_failed and result["seq"] == split and result["kind"] not in {"link", "time"}:
+        raise VerificationError(result["message"], kind=result["kind"], seq=result["seq"])
+    if split is not None and "first_prev" in result:
+        if result["first_prev"] != last_hash.hex():
             raise VerificationError(
-                f"the store holds {result['size']} hashes for {size} events", kind="head"
+                f"broken link: its prev is not the hash of event {split - 1} (an event before "
+                "it was changed, removed, inserted or reordered)",
+                kind="link",
+                seq=split,
             )
-        return bytes.fromhex(result["root"]), bytes.fromhex(result["frontier"])
+        if result["first_time"] < last_time:
+            raise VerificationError(
+                f"time goes backwards: {result['first_time']} is earlier than the event before "
+                f"it ({last_time})",
+                kind="time",
+                seq=split,
+            )
+    if chain_failed:
+        raise VerificationError(result["message"], kind=result["kind"], seq=result["seq"])
 
 
 def _as_drafts(drafts: Iterable[Draft]) -> Iterator[Draft]:

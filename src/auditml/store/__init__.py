@@ -397,6 +397,23 @@ class Snapshot:
         finally:
             close_quietly(cursor)
 
+    def count_from(self, log_id: int, seq: int) -> int:
+        """Return how many events are stored at ``seq`` or later."""
+        p = self._p
+        self._cur.execute(
+            f"SELECT count(*) FROM auditml_event WHERE log_id = {p} AND seq >= {p}", (log_id, seq)
+        )
+        return int(self._cur.fetchone()[0])
+
+    def next_seq(self, log_id: int, seq: int) -> int | None:
+        """Return the first stored seq at ``seq`` or later, or None when there is none."""
+        p = self._p
+        self._cur.execute(
+            f"SELECT min(seq) FROM auditml_event WHERE log_id = {p} AND seq >= {p}", (log_id, seq)
+        )
+        found = self._cur.fetchone()[0]
+        return None if found is None else int(found)
+
     def nodes(self, log_id: int, min_level: int = 0) -> dict[tuple[int, int], bytes]:
         """Return every stored tree node at ``min_level`` or above."""
         p = self._p

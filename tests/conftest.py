@@ -27,10 +27,26 @@ def postgres_base_url() -> str | None:
 BACKENDS = ["sqlite", "postgres"] if postgres_base_url() else ["sqlite"]
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once when PostgreSQL tests are asked for but the server does not answer."""
+    base = postgres_base_url()
+    if base is None:
+        if os.environ.get("CI") == "true":
+            pytest.exit(f"CI=true but {PG_ENV} is not set: PostgreSQL tests must run", returncode=1)
+        return
+    try:
+        _pg_connect(base).close()
+    except Exception as exc:
+        pytest.exit(
+            f"PostgreSQL at {base} is unreachable ({exc}); unset {PG_ENV} to skip it", returncode=1
+        )
+
+
 def _pg_connect(url: str) -> Any:
     import psycopg
 
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    return psycopg.connect(plain, autocommit=True, connect_timeout=10)
 
 
 def with_schema(base: str, schema: str) -> str:
@@ -48,7 +64,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    """A fresh, empty store URL: a SQLite file, or a new PostgreSQL schema."""
+    """Yield a fresh, empty store URL: a SQLite file, or a new PostgreSQL schema."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'audit.db'}"
         return
@@ -96,7 +112,9 @@ def raw_query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[An
 def drop_triggers(url: str) -> None:
     """Remove the append-only triggers, as an attacker holding the database could."""
     if url.startswith("sqlite:///"):
-        names = [r[0] for r in raw_query(url, "SELECT name FROM sqlite_master WHERE type='trigger'")]
+        names = [
+            r[0] for r in raw_query(url, "SELECT name FROM sqlite_master WHERE type='trigger'")
+        ]
         raw_sql(url, [f"DROP TRIGGER {name}" for name in names])
         return
     raw_sql(

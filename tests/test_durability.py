@@ -42,7 +42,9 @@ def test_eight_processes_appending_at_once_make_one_unbroken_chain(db_url: str) 
         assert report.size == 1 + WORKERS * PER_WORKER
         per_worker: dict[str, list[int]] = {}
         for rec in log.events(action="model.evaluate"):
-            per_worker.setdefault(rec.event.actor.id, []).append(int(rec.event.data["metrics"]["i"]))
+            per_worker.setdefault(rec.event.actor.id, []).append(
+                int(rec.event.data["metrics"]["i"])
+            )
     assert len(per_worker) == WORKERS
     # Each writer's own events are all there, in the order it wrote them.
     assert all(seen == list(range(PER_WORKER)) for seen in per_worker.values())
@@ -68,7 +70,7 @@ with AuditLog.open(url) as log:
 
 @pytest.mark.parametrize("batch", [1, 50, 20000])
 def test_a_killed_writer_leaves_no_half_event(db_url: str, tmp_path: Path, batch: int) -> None:
-    """SIGKILL during appends leaves only whole batches, and the log verifies cleanly on next open."""
+    """SIGKILL during appends leaves only whole batches, and the next open verifies cleanly."""
     AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")[0].close()
     script = tmp_path / "writer.py"
     script.write_text(WRITER)

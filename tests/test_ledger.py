@@ -45,7 +45,7 @@ def _count(url: str) -> int:
 
 
 def test_init_writes_log_init_and_is_idempotent(db_url: str) -> None:
-    """init creates the log with a log.init event at seq 0, and a second init changes nothing."""
+    """Init creates the log with a log.init event at seq 0, and a second init changes nothing."""
     log, created = AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")
     with log:
         assert created
@@ -69,7 +69,7 @@ def test_init_refuses_a_second_origin(db_url: str) -> None:
 
 
 def test_init_refuses_bad_origin(tmp_path: Path) -> None:
-    """An origin with spaces or '+' (which would break checkpoints) is refused before any file exists."""
+    """An origin with spaces or '+' (which break checkpoints) is refused before any file exists."""
     url = f"sqlite:///{tmp_path / 'x' / 'audit.db'}"
     for bad in ("has space", "a+b", "", "new\nline"):
         with pytest.raises(InvalidInputError, match="invalid origin"):
@@ -80,9 +80,12 @@ def test_init_refuses_bad_origin(tmp_path: Path) -> None:
 def test_appended_bytes_are_canonical_and_chained(db_url: str) -> None:
     """Every stored body is exactly JCS(event), hashed with the 0x00 prefix, and linked by prev."""
     with _log(db_url) as log:
-        log.append("model.train", subject={"model": "credit-risk", "version": "1"},
-                   data={"metrics": {"auc": 0.91, "loss": 1.0}, "params": {"lr": 1e-7, "é": [1]}},
-                   actor="ds@bank.example")
+        log.append(
+            "model.train",
+            subject={"model": "credit-risk", "version": "1"},
+            data={"metrics": {"auc": 0.91, "loss": 1.0}, "params": {"lr": 1e-7, "é": [1]}},
+            actor="ds@bank.example",
+        )
         log.append_many(_evaluations(5))
         records = list(log.events())
     assert [r.seq for r in records] == list(range(7))
@@ -97,7 +100,7 @@ def test_appended_bytes_are_canonical_and_chained(db_url: str) -> None:
 
 
 def test_receipts_match_the_stored_events(db_url: str) -> None:
-    """append and append_many return the seq, hash and time of what was stored."""
+    """Append and append_many return the seq, hash and time of what was stored."""
     with _log(db_url) as log:
         one = log.append("model.retire", subject={"model": "m", "version": "1"})
         many = log.append_many(_evaluations(3))
@@ -121,7 +124,7 @@ def test_time_is_rfc3339_utc_and_never_goes_backwards(db_url: str) -> None:
 def test_unknown_action_is_refused_and_writes_nothing(db_url: str) -> None:
     """An action with no model is refused with the list of known actions; nothing is written."""
     with _log(db_url) as log:
-        with pytest.raises(UnknownActionError, match="model.deploy"):
+        with pytest.raises(UnknownActionError, match=r"model\.deploy"):
             log.append("model.explode", subject={"model": "m"})
         assert log.head().size == 1
     assert _count(db_url) == 1
@@ -150,7 +153,7 @@ def test_invalid_data_is_refused_and_writes_nothing(
 
 
 def test_a_bad_draft_in_a_batch_writes_nothing(db_url: str) -> None:
-    """append_many validates everything first: one bad item means no event of the batch is written."""
+    """append_many validates everything first: one bad item, and no event of the batch lands."""
     with _log(db_url) as log:
         good = _evaluations(3)
         with pytest.raises(InvalidInputError):
@@ -164,11 +167,16 @@ def test_a_failed_append_leaves_the_log_exactly_as_it_was(db_url: str) -> None:
         log.append_many(_evaluations(3))
         before = log.head()
         # A row squatting on the next seq makes the batch's insert fail half-way through.
-        raw_sql(db_url, [(
-            "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
-            "VALUES (1, %s, %s, %s, 'x', 'model.retire', %s)",
-            (6, b"\1" * 32, b"\2" * 32, b"{}"),
-        )])
+        raw_sql(
+            db_url,
+            [
+                (
+                    "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
+                    "VALUES (1, %s, %s, %s, 'x', 'model.retire', %s)",
+                    (6, b"\1" * 32, b"\2" * 32, b"{}"),
+                )
+            ],
+        )
         with pytest.raises(AppendError, match="wrote nothing"):
             log.append_many(_evaluations(5))
         assert log.head() == before
@@ -179,8 +187,11 @@ def test_events_filters(db_url: str) -> None:
     """events() filters by model, version, action, time window, start and limit."""
     with _log(db_url) as log:
         log.append_many(_evaluations(6))
-        log.append("model.deploy", subject={"model": "other", "version": "9"},
-                   data={"environment": "production"})
+        log.append(
+            "model.deploy",
+            subject={"model": "other", "version": "9"},
+            data={"environment": "production"},
+        )
         assert len(list(log.events(model="credit-risk"))) == 6
         assert len(list(log.events(model="credit-risk", version="2"))) == 2
         assert [r.seq for r in log.events(action="model.deploy")] == [7]
@@ -209,7 +220,7 @@ def test_root_at_every_size_matches_the_tree_of_the_events(db_url: str) -> None:
 
 
 def test_verify_passes_on_an_intact_log(db_url: str) -> None:
-    """verify recomputes the whole log and reports its size and root."""
+    """Verify recomputes the whole log and reports its size and root."""
     with _log(db_url) as log:
         log.append_many(_evaluations(600))
         report = log.verify()
@@ -284,7 +295,7 @@ def test_unreachable_postgres_is_a_clear_error() -> None:
 def test_open_checks_the_expected_origin(db_url: str) -> None:
     """open(origin=...) refuses a store that holds another log."""
     _log(db_url).close()
-    with pytest.raises(LogNotFoundError, match="not 'x.example/y'"):
+    with pytest.raises(LogNotFoundError, match=r"not 'x\.example/y'"):
         AuditLog.open(db_url, origin="x.example/y")
 
 
@@ -307,6 +318,6 @@ def test_actor_comes_from_the_environment(db_url: str, monkeypatch: pytest.Monke
     monkeypatch.setenv("AUDITML_ACTOR", "release@bank.example")
     with _log(db_url) as log:
         log.append("model.retire", subject={"model": "m", "version": "1"})
-        last = list(log.events(newest_first=True, limit=1))[0].event
+        last = next(log.events(newest_first=True, limit=1)).event
     assert last.actor.id == "release@bank.example"
     assert last.actor.source == "env"

@@ -25,7 +25,7 @@ SIZE = 300  # more than 2**NODE_LEVEL, so stored tree nodes are involved
 
 @pytest.fixture
 def url(db_url: str) -> str:
-    """A log of SIZE events with the append-only triggers dropped, ready to be attacked."""
+    """Return a log of SIZE events with the append-only triggers dropped, ready for attack."""
     log, _ = AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")
     with log:
         log.append_many(
@@ -68,8 +68,9 @@ def test_a_changed_byte_is_named_as_a_changed_body(url: str) -> None:
 def test_a_changed_event_with_its_hash_column_updated_breaks_the_next_link(url: str) -> None:
     """Re-hashing one edited event without rewriting the rest breaks the link of the next event."""
     body = _body(url, 5).replace(b"evaluation 4", b"evaluation X")
-    raw_sql(url, [("UPDATE auditml_event SET body = %s, hash = %s WHERE seq = 5",
-                   (body, _leaf(body)))])
+    raw_sql(
+        url, [("UPDATE auditml_event SET body = %s, hash = %s WHERE seq = 5", (body, _leaf(body)))]
+    )
     error = _fails(url)
     assert (error.kind, error.seq) == ("link", 6)
     assert "broken link" in str(error)
@@ -92,20 +93,29 @@ def test_a_deleted_event_is_named_as_a_gap(url: str) -> None:
 
 def test_an_inserted_event_is_caught(url: str) -> None:
     """An event slipped into the middle, with the later events shifted along, is caught."""
-    raw_sql(url, [
-        "UPDATE auditml_event SET seq = seq + 1000000 WHERE seq >= 5",
-        "UPDATE auditml_event SET seq = seq - 1000000 + 1 WHERE seq >= 1000000",
-    ])
+    raw_sql(
+        url,
+        [
+            "UPDATE auditml_event SET seq = seq + 1000000 WHERE seq >= 5",
+            "UPDATE auditml_event SET seq = seq - 1000000 + 1 WHERE seq >= 1000000",
+        ],
+    )
     forged = json.loads(_body(url, 6))
     forged["data"]["notes"] = "forged"
     forged["prev"] = _leaf(_body(url, 4)).hex()
     body = canonical_bytes(forged)
     # The unique (log, prev) backstop forces the attacker to move the displaced event's link too.
-    raw_sql(url, [("UPDATE auditml_event SET prev = %s WHERE seq = 6", (_leaf(body),)), (
-        "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
-        "VALUES (1, 5, %s, %s, %s, 'model.evaluate', %s)",
-        (bytes.fromhex(forged["prev"]), _leaf(body), forged["time"], body),
-    )])
+    raw_sql(
+        url,
+        [
+            ("UPDATE auditml_event SET prev = %s WHERE seq = 6", (_leaf(body),)),
+            (
+                "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
+                "VALUES (1, 5, %s, %s, %s, 'model.evaluate', %s)",
+                (bytes.fromhex(forged["prev"]), _leaf(body), forged["time"], body),
+            ),
+        ],
+    )
     error = _fails(url)
     assert (error.kind, error.seq) == ("seq", 6)
     assert "found seq 5 again where 6 was expected" in str(error)
@@ -113,11 +123,14 @@ def test_an_inserted_event_is_caught(url: str) -> None:
 
 def test_swapped_events_are_caught(url: str) -> None:
     """Two events exchanging places are caught at the first of them."""
-    raw_sql(url, [
-        "UPDATE auditml_event SET seq = 1000010 WHERE seq = 10",
-        "UPDATE auditml_event SET seq = 10 WHERE seq = 11",
-        "UPDATE auditml_event SET seq = 11 WHERE seq = 1000010",
-    ])
+    raw_sql(
+        url,
+        [
+            "UPDATE auditml_event SET seq = 1000010 WHERE seq = 10",
+            "UPDATE auditml_event SET seq = 10 WHERE seq = 11",
+            "UPDATE auditml_event SET seq = 11 WHERE seq = 1000010",
+        ],
+    )
     error = _fails(url)
     assert (error.kind, error.seq) == ("seq", 10)
     assert "found seq 11 where 10 was expected" in str(error)
@@ -163,20 +176,30 @@ def _rewrite(url: str, seq: int, edit: Callable[[dict[str, Any]], None]) -> None
         nodes += frontier.append(digest)
         prev = digest
     statements: list[Any] = ["DELETE FROM auditml_event", "DELETE FROM auditml_node"]
-    statements += [(
-        "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
-        "VALUES (1, %s, %s, %s, %s, %s, %s)", row) for row in new_rows]
-    statements += [("INSERT INTO auditml_node (log_id, level, idx, hash) VALUES (1, %s, %s, %s)",
-                    node) for node in nodes if node[0] >= NODE_LEVEL]
-    statements.append((
-        "UPDATE auditml_log SET head_hash = %s, head_time = %s, root = %s, frontier = %s",
-        (prev, events[-1]["time"], frontier.root(), frontier.to_bytes()),
-    ))
+    statements += [
+        (
+            "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
+            "VALUES (1, %s, %s, %s, %s, %s, %s)",
+            row,
+        )
+        for row in new_rows
+    ]
+    statements += [
+        ("INSERT INTO auditml_node (log_id, level, idx, hash) VALUES (1, %s, %s, %s)", node)
+        for node in nodes
+        if node[0] >= NODE_LEVEL
+    ]
+    statements.append(
+        (
+            "UPDATE auditml_log SET head_hash = %s, head_time = %s, root = %s, frontier = %s",
+            (prev, events[-1]["time"], frontier.root(), frontier.to_bytes()),
+        )
+    )
     raw_sql(url, statements)
 
 
 def test_a_consistent_rewrite_passes_the_chain_but_changes_the_root(url: str) -> None:
-    """A full re-hash after an edit verifies as a chain; only a remembered root (an anchor) differs."""
+    """A full re-hash after an edit verifies as a chain; only a remembered root (anchor) differs."""
     with AuditLog.open(url) as log:
         anchored_root = log.head().root
 
@@ -203,7 +226,7 @@ def test_a_rewrite_with_a_wrong_origin_is_named(url: str) -> None:
 
 
 def test_a_rewrite_with_time_going_backwards_is_named(url: str) -> None:
-    """Even re-hashed consistently, an event dated before its predecessor fails as time going back."""
+    """Even re-hashed consistently, an event dated before the one before it fails on time."""
 
     def edit(event: dict[str, Any]) -> None:
         event["time"] = "2000-01-01T00:00:00.000000Z"
@@ -230,7 +253,7 @@ def test_a_rewrite_with_a_malformed_event_is_named(url: str) -> None:
 
 @pytest.mark.parametrize("parallel", [False, True])
 def test_verify_with_a_tree_helper_process_catches_the_same(url: str, parallel: bool) -> None:
-    """With or without the helper process that rebuilds the tree, a bad node and a bad root are named."""
+    """With or without the helper process that rebuilds the tree, a bad node is named."""
     with AuditLog.open(url) as log:
         assert log.verify(parallel=parallel).size == SIZE
     raw_sql(url, [("UPDATE auditml_node SET hash = %s", (b"\2" * 32,))])
@@ -249,8 +272,15 @@ def _changed_body(seq: int) -> Callable[[str], None]:
 def _rehashed_body(seq: int) -> Callable[[str], None]:
     def attack(url: str) -> None:
         body = _body(url, seq).replace(b'"notes":"evaluation', b'"notes":"EVALUATION')
-        raw_sql(url, [("UPDATE auditml_event SET body = %s, hash = %s WHERE seq = %s",
-                       (body, _leaf(body), seq))])
+        raw_sql(
+            url,
+            [
+                (
+                    "UPDATE auditml_event SET body = %s, hash = %s WHERE seq = %s",
+                    (body, _leaf(body), seq),
+                )
+            ],
+        )
 
     return attack
 
@@ -288,11 +318,16 @@ ATTACKS = {
     "time-151": _rewritten_time(151),
     "node": lambda url: raw_sql(url, [("UPDATE auditml_node SET hash = %s", (b"\2" * 32,))]),
     "root": lambda url: raw_sql(url, [("UPDATE auditml_log SET root = %s", (b"\1" * 32,))]),
-    "extra-row": lambda url: raw_sql(url, [(
-        "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
-        "VALUES (1, %s, %s, %s, 'x', 'model.retire', %s)",
-        (SIZE + 5, b"\1" * 32, b"\2" * 32, b"{}"),
-    )]),
+    "extra-row": lambda url: raw_sql(
+        url,
+        [
+            (
+                "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
+                "VALUES (1, %s, %s, %s, 'x', 'model.retire', %s)",
+                (SIZE + 5, b"\1" * 32, b"\2" * 32, b"{}"),
+            )
+        ],
+    ),
 }
 
 
@@ -300,7 +335,7 @@ ATTACKS = {
 def test_parallel_verify_names_the_same_failure_as_serial(
     url: str, attack: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Split between this process and the helper at event 150, verify reports exactly what serial does."""
+    """Split with the helper at event 150, verify names exactly the failure serial verify names."""
     monkeypatch.setattr("auditml.ledger._split_point", lambda size: 150)
     with AuditLog.open(url) as log:
         assert log.verify(parallel=True).root == log.verify(parallel=False).root

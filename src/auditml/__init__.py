@@ -12,7 +12,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+source"
 
-from auditml.errors import (  # noqa: E402  (the version is set first)
+from auditml.errors import (
     AppendError,
     AuditmlError,
     CanonicalizationError,
@@ -25,8 +25,8 @@ from auditml.errors import (  # noqa: E402  (the version is set first)
     UnknownActionError,
     VerificationError,
 )
-from auditml.events import Actor, Draft, Event  # noqa: E402
-from auditml.ledger import AuditLog, Head, Receipt, Record, VerifyReport  # noqa: E402
+from auditml.events import Actor, Draft, Event
+from auditml.ledger import AuditLog, Head, Receipt, Record, VerifyReport
 
 __all__ = [
     "Actor",

@@ -64,14 +64,16 @@ def fold_stored_tree(
 def _check_chain(snap: Any, log_id: int, size: int, start: int, origin: str) -> dict[str, Any]:
     """Verify events ``start`` to ``size - 1``; return where the range begins and ends."""
     chunks = snap.scan(log_id, start=start, stop=size)
-    first = next(chunks, [])
+    first: list[Any] = next(chunks, [])
     if not first:
         return {"chain_size": 0}
     try:
         event = loads_strict(first[0][2])
         prev, stamp = bytes.fromhex(event["prev"]), str(event["time"])
     except (AuditmlError, KeyError, TypeError, ValueError):
-        raise VerificationError("its bytes are not a valid event", kind="format", seq=start) from None
+        raise VerificationError(
+            "its bytes are not a valid event", kind="format", seq=start
+        ) from None
     verifier = ChainVerifier(origin, tree=False, start=start, prev_hash=prev, last_time=stamp)
     verifier.feed(first)
     for chunk in chunks:

@@ -38,7 +38,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is not cut to 80 columns: tables keep every field whole for grep and files.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DbOption = Annotated[
@@ -91,8 +92,11 @@ def _open(db: str | None) -> AuditLog:
 def init(
     origin: Annotated[
         str | None,
-        typer.Option(help="The log's origin name, e.g. bank.example/credit-models "
-                     "[default: <host>/<folder>]", show_default=False),
+        typer.Option(
+            help="The log's origin name, e.g. bank.example/credit-models "
+            "[default: <host>/<folder>]",
+            show_default=False,
+        ),
     ] = None,
     description: Annotated[str | None, typer.Option(help="What this log is for.")] = None,
     actor: Annotated[str | None, typer.Option(help="Who is creating the log.")] = None,
@@ -106,8 +110,13 @@ def init(
             head = log.head()
             if as_json:
                 out.print_json(
-                    data={"created": created, "origin": log.origin, "url": log.url,
-                          "size": head.size, "root": head.root}
+                    data={
+                        "created": created,
+                        "origin": log.origin,
+                        "url": log.url,
+                        "size": head.size,
+                        "root": head.root,
+                    }
                 )
                 return
             verb = "Created" if created else "Already initialised:"
@@ -174,13 +183,17 @@ def log_cmd(
             return
         table = Table(box=None, pad_edge=False, header_style="bold")
         for name in ("seq", "time (UTC)", "actor", "action", "subject", "hash"):
-            table.add_column(name, no_wrap=name != "subject")
+            table.add_column(name, no_wrap=name != "subject", overflow="fold")
         count = 0
         for rec in records:
             ev = rec.event
             table.add_row(
-                str(rec.seq), ev.time[:19].replace("T", " "), ev.actor.id, ev.action,
-                _subject(ev.subject), rec.hash[:12],
+                str(rec.seq),
+                ev.time[:19].replace("T", " "),
+                ev.actor.id,
+                ev.action,
+                _subject(ev.subject),
+                rec.hash[:12],
             )
             count += 1
         if count:
@@ -204,9 +217,13 @@ class _LazyProgress:
             if time.monotonic() - self.started < self.delay or not err.is_terminal:
                 return
             self.bar = Progress(
-                TextColumn(self.label), BarColumn(), TaskProgressColumn(),
-                TextColumn("{task.completed:,}/{task.total:,} events"), TimeRemainingColumn(),
-                console=err, transient=True,
+                TextColumn(self.label),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.completed:,}/{task.total:,} events"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
             )
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=max(total, done))
@@ -225,7 +242,7 @@ def verify(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recompute every hash, link, seq, origin, time and the Merkle root; exit 1 if anything fails."""
+    """Recompute every hash, link, seq, origin, time and the root; exit 1 on any failure."""
     try:
         log = AuditLog.open(db)
     except AuditmlError as exc:
@@ -241,13 +258,21 @@ def verify(
     except VerificationError as exc:
         progress.stop()
         if as_json:
-            out.print_json(data={"ok": False, "origin": log.origin, "kind": exc.kind,
-                                 "seq": exc.seq, "error": str(exc)})
+            out.print_json(
+                data={
+                    "ok": False,
+                    "origin": log.origin,
+                    "kind": exc.kind,
+                    "seq": exc.seq,
+                    "error": str(exc),
+                }
+            )
         else:
             err.print(f"FAILED: {exc.diagnostics()}", markup=False)
             err.print(
                 "The log has been changed outside auditml. Keep this store as evidence and "
-                "compare it with a backup or an exported checkpoint.", markup=False,
+                "compare it with a backup or an exported checkpoint.",
+                markup=False,
             )
         raise typer.Exit(EXIT_FAILED) from None
     except AuditmlError as exc:
@@ -259,8 +284,10 @@ def verify(
         out.print_json(data=report.as_dict())
         return
     rate = report.size / report.seconds if report.seconds > 0 else 0.0
-    out.print(f"OK: log {report.origin!r} is intact: {report.size:,} events verified "
-              f"in {report.seconds:.2f}s ({rate:,.0f} events/s)")
+    out.print(
+        f"OK: log {report.origin!r} is intact: {report.size:,} events verified "
+        f"in {report.seconds:.2f}s ({rate:,.0f} events/s)"
+    )
     out.print(f"root {report.root}")
 
 

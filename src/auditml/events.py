@@ -267,7 +267,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def validate_data(action: str, data: object) -> dict[str, Any]:
-    """Validate ``data`` against the model of ``action``; return its JSON form without empty fields."""
+    """Validate ``data`` against ``action``'s model; return its JSON form without empty fields."""
     model = data_model(action)
     if isinstance(data, model):
         instance = data
@@ -279,9 +279,7 @@ def validate_data(action: str, data: object) -> dict[str, Any]:
         try:
             instance = model.model_validate(data if data is not None else {})
         except ValidationError as exc:
-            raise InvalidInputError(
-                f"invalid data for {action!r}: {_first_error(exc)}"
-            ) from None
+            raise InvalidInputError(f"invalid data for {action!r}: {_first_error(exc)}") from None
     dumped = instance.model_dump(mode="json", exclude_none=True)
     # Empty collections say nothing; leaving them out keeps every event short.
     return {key: value for key, value in dumped.items() if value != {} and value != []}

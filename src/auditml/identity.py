@@ -1,4 +1,4 @@
-"""Who is acting: an explicit id, then ``AUDITML_ACTOR``, then git's user.email, then the OS user."""
+"""Who is acting: an explicit id, else ``AUDITML_ACTOR``, else git user.email, else the OS user."""
 
 from __future__ import annotations
 

@@ -21,8 +21,12 @@ _BASE = "https://auditml.dev/schemas/v1/"
 
 def _schema(model: type[BaseModel], name: str, title: str) -> str:
     schema = model.model_json_schema(mode="serialization")
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": _BASE + name,
-              **schema, "title": title}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": _BASE + name,
+        **schema,
+        "title": title,
+    }
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

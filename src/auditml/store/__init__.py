@@ -174,7 +174,9 @@ class Store:
             raise self.backend.unavailable(exc) from None
         return None if row is None else _head(tuple(row))
 
-    def create_log(self, origin: str, prepare: Callable[[HeadState], Batch], created_at: str) -> bool:
+    def create_log(
+        self, origin: str, prepare: Callable[[HeadState], Batch], created_at: str
+    ) -> bool:
         """Create the log's head row and its first events in one transaction.
 
         Returns False, writing nothing, when the store already holds a log.
@@ -266,8 +268,7 @@ class Store:
                     delay = min(delay * 2, 0.5)
                     continue
                 raise AppendError(
-                    f"the append to {redact(self.url)} failed and wrote nothing: "
-                    f"{_first_line(exc)}"
+                    f"the append to {redact(self.url)} failed and wrote nothing: {_first_line(exc)}"
                 ) from exc
             finally:
                 close_quietly(cur)
@@ -303,9 +304,7 @@ class Store:
             with self.engine.connect() as conn:
                 start, stop = flt.start, flt.stop
                 if flt.since is not None or flt.until is not None:
-                    size = conn.execute(
-                        select(LOGS.c.size).where(LOGS.c.id == log_id)
-                    ).scalar_one()
+                    size = conn.execute(select(LOGS.c.size).where(LOGS.c.id == log_id)).scalar_one()
                     if flt.since is not None:
                         start = max(start, self._first_at(conn, log_id, size, flt.since))
                     if flt.until is not None:
@@ -324,9 +323,7 @@ class Store:
                 query = select(c.seq, c.hash, c.body).where(and_(*conditions)).order_by(order)
                 if flt.limit is not None:
                     query = query.limit(flt.limit)
-                result = conn.execution_options(stream_results=True, yield_per=chunk).execute(
-                    query
-                )
+                result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
                 for seq, digest, body in result:
                     yield int(seq), bytes(digest), bytes(body)
         except SQLAlchemyError as exc:
@@ -339,9 +336,7 @@ class Store:
         lo, hi = 0, size
         while lo < hi:
             mid = (lo + hi) // 2
-            found = conn.execute(
-                select(c.time).where(c.log_id == log_id, c.seq == mid)
-            ).scalar()
+            found = conn.execute(select(c.time).where(c.log_id == log_id, c.seq == mid)).scalar()
             if found is None or found >= stamp:
                 hi = mid
             else:
@@ -381,9 +376,7 @@ class Snapshot:
         finally:
             close_quietly(cursor)
 
-    def scan_hashes(
-        self, log_id: int, stop: int, chunk: int = SCAN_CHUNK
-    ) -> Iterator[list[bytes]]:
+    def scan_hashes(self, log_id: int, stop: int, chunk: int = SCAN_CHUNK) -> Iterator[list[bytes]]:
         """Yield the stored hashes of events ``0`` to ``stop - 1`` in chunks, in ``seq`` order."""
         p = self._p
         cursor = self._store.backend.scan_cursor(self._conn)
@@ -447,7 +440,12 @@ class Snapshot:
 def _head(row: tuple[Any, ...]) -> HeadState:
     log_id, origin, size, head_hash, head_time, root, frontier = row
     return HeadState(
-        int(log_id), str(origin), int(size), bytes(head_hash), str(head_time), bytes(root),
+        int(log_id),
+        str(origin),
+        int(size),
+        bytes(head_hash),
+        str(head_time),
+        bytes(root),
         bytes(frontier),
     )
 

@@ -14,7 +14,17 @@ from typing import cast
 from sqlalchemy import Column, Index, LargeBinary, Table, UniqueConstraint
 from sqlmodel import BigInteger, Field, SQLModel
 
-__all__ = ["EVENTS", "LOGS", "META", "NODES", "SCHEMA_VERSION", "EventRow", "LogRow", "MetaRow", "NodeRow"]
+__all__ = [
+    "EVENTS",
+    "LOGS",
+    "META",
+    "NODES",
+    "SCHEMA_VERSION",
+    "EventRow",
+    "LogRow",
+    "MetaRow",
+    "NodeRow",
+]
 
 SCHEMA_VERSION = 1
 
@@ -55,7 +65,9 @@ class EventRow(SQLModel, table=True):
     )
 
     log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
-    seq: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    seq: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
     prev: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     time: str
@@ -72,7 +84,9 @@ class NodeRow(SQLModel, table=True):
 
     log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
     level: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    idx: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 

@@ -1,0 +1,199 @@
+"""The auditml command as a user meets it: output, exit codes, and no tracebacks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditml import AuditLog
+from auditml.cli import main
+from tests.conftest import drop_triggers, raw_query, raw_sql
+
+ORIGIN = "bank.example/credit-models"
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process and return (exit code, stdout, stderr)."""
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def url(db_url: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Return a log holding a few lifecycle events."""
+    code, _, _ = run(["init", "--origin", ORIGIN, "--db", db_url, "--actor", "admin"], capsys)
+    assert code == 0
+    with AuditLog.open(db_url) as log:
+        log.append(
+            "model.train",
+            subject={"model": "credit-risk", "version": "1"},
+            data={"metrics": {"auc": 0.87}},
+            actor="ds@bank.example",
+        )
+        log.append(
+            "model.approve",
+            subject={"model": "credit-risk", "version": "1"},
+            data={"reason": "holdout ok"},
+            actor="validator@bank.example",
+        )
+        log.append(
+            "model.deploy",
+            subject={"model": "fraud", "version": "4"},
+            data={"environment": "production"},
+            actor="release@bank.example",
+        )
+    return db_url
+
+
+def test_init_says_where_the_log_is_and_is_idempotent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Init names the log and its store; running it again says it already exists, exit 0."""
+    db = f"sqlite:///{tmp_path / 'audit.db'}"
+    code, out, _ = run(["init", "--origin", ORIGIN, "--db", db], capsys)
+    assert code == 0
+    assert f"Created log '{ORIGIN}'" in out and str(tmp_path / "audit.db") in out
+    code, out, _ = run(["init", "--db", db], capsys)
+    assert code == 0
+    assert "Already initialised" in out
+    code, out, _ = run(["init", "--db", db, "--json"], capsys)
+    assert json.loads(out)["created"] is False
+
+
+def test_log_lists_and_filters_events(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Log shows a table, filters by model, action and time, and prints JSON on request."""
+    code, out, _ = run(["log", "--db", url], capsys)
+    assert code == 0
+    assert "model.train" in out and "credit-risk v1" in out and "release@bank.example" in out
+    code, out, _ = run(["log", "--db", url, "--model", "fraud"], capsys)
+    assert "model.deploy" in out and "model.train" not in out
+    code, out, _ = run(["log", "--db", url, "--action", "model.approve", "--json"], capsys)
+    items = json.loads(out)
+    assert [i["event"]["action"] for i in items] == ["model.approve"]
+    assert items[0]["seq"] == 2 and len(items[0]["hash"]) == 64
+    code, out, err = run(["log", "--db", url, "--until", "2000-01-01"], capsys)
+    assert code == 0 and "no events match" in err
+    code, out, _ = run(
+        ["log", "--db", url, "--since", "2000-01-01", "--limit", "2", "--json"], capsys
+    )
+    assert [i["seq"] for i in json.loads(out)] == [0, 1]
+
+
+def test_verify_ok_exits_zero(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Verify prints OK with the size and root, and --json gives the same facts."""
+    code, out, _ = run(["verify", "--db", url], capsys)
+    assert code == 0
+    assert "OK" in out and "4 events verified" in out
+    code, out, _ = run(["verify", "--db", url, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True and report["size"] == 4
+
+
+def test_verify_tampered_exits_one_and_names_the_event(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A changed event makes verify exit 1, naming the event and what failed, in text and JSON."""
+    drop_triggers(url)
+    body = bytes(raw_query(url, "SELECT body FROM auditml_event WHERE seq = 2")[0][0])
+    raw_sql(
+        url,
+        [
+            (
+                "UPDATE auditml_event SET body = %s WHERE seq = 2",
+                (body.replace(b"holdout ok", b"holdout OK"),),
+            )
+        ],
+    )
+    code, out, err = run(["verify", "--db", url], capsys)
+    assert code == 1
+    assert "FAILED" in err and "event 2" in err and "(hash)" in err
+    assert "Traceback" not in out + err
+    code, out, _ = run(["verify", "--db", url, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 1 and report == {**report, "ok": False, "kind": "hash", "seq": 2}
+
+
+def test_head_shows_size_and_root(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Head prints the origin, size and root, and JSON on request."""
+    code, out, _ = run(["head", "--db", url, "--json"], capsys)
+    head = json.loads(out)
+    assert code == 0 and head["origin"] == ORIGIN and head["size"] == 4
+    with AuditLog.open(url) as log:
+        assert head["root"] == log.root()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["verify", "--db", "mysql://x@localhost/db"], "unsupported database 'mysql'"),
+        (["log", "--db", "sqlite:////nonexistent/dir/audit.db"], "run `auditml init`"),
+        (["log", "--db", "postgresql://u:pw@127.0.0.1:1/x"], "cannot use the PostgreSQL store"),
+        (["init", "--origin", "has space", "--db", "sqlite:///{tmp}/a.db"], "invalid origin"),
+        (["log", "--since", "yesterday-ish", "--db", "{url}"], "not a date or time"),
+        (["verify", "--db", "{corrupt}"], "not a database"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_two(
+    args: list[str], message: str, tmp_path: Path, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad URLs, missing logs, dead servers, bad options, corrupt files: exit 2, no traceback."""
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"garbage" * 1000)
+    args = [a.format(tmp=tmp_path, url=url, corrupt=f"sqlite:///{corrupt}") for a in args]
+    code, out, err = run(args, capsys)
+    assert code == 2, (out, err)
+    assert message in err
+    assert "Traceback" not in out + err
+    assert "pw" not in err
+
+
+def test_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped option gets Click's usage message and exit 2."""
+    code, _, err = run(["verify", "--colour"], capsys)
+    assert code == 2 and "No such option" in err
+
+
+def test_default_store_is_dot_auditml_under_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --db the commands use ./.auditml/audit.db; AUDITML_DATABASE_URL overrides it."""
+    monkeypatch.chdir(tmp_path)
+    assert run(["init"], capsys)[0] == 0
+    assert (tmp_path / ".auditml" / "audit.db").is_file()
+    assert run(["verify"], capsys)[0] == 0
+    monkeypatch.setenv("AUDITML_DATABASE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    code, _, err = run(["verify"], capsys)
+    assert code == 2 and "other.db" in err
+
+
+def test_installed_command_runs_from_any_folder(tmp_path: Path) -> None:
+    """The auditml console script works outside the checkout and prints its version."""
+    exe = Path(sys.executable).with_name("auditml")
+    if not exe.exists():
+        pytest.skip("the auditml console script is not installed in this environment")
+    env = {k: v for k, v in os.environ.items() if k != "AUDITML_DATABASE_URL"}
+    done = subprocess.run(
+        [str(exe), "init", "--origin", "t.example/x"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(
+        [str(exe), "verify"], cwd=tmp_path, capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0 and "intact" in done.stdout
+    done = subprocess.run(
+        [str(exe), "--version"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.startswith("auditml ")

@@ -178,7 +178,11 @@ def _emit_dict(d: dict[Any, Any], append: Callable[[str], None]) -> None:
 
 
 def _emit_list(seq: list[Any] | tuple[Any, ...], append: Callable[[str], None]) -> None:
-    """Append the canonical text of a list or tuple (the fast path)."""
+    """Append the canonical text of a list or tuple (the fast path).
+
+    The type dispatch repeats _emit_dict's on purpose: a shared helper would
+    cost a function call per value on the append path.
+    """
     if not seq:
         append("[]")
         return

@@ -283,10 +283,12 @@ def verify(
     if as_json:
         out.print_json(data=report.as_dict())
         return
-    rate = report.size / report.seconds if report.seconds > 0 else 0.0
+    speed = ""
+    if report.size >= 10_000 and report.seconds > 0:
+        speed = f" ({report.size / report.seconds:,.0f} events/s)"
     out.print(
         f"OK: log {report.origin!r} is intact: {report.size:,} events verified "
-        f"in {report.seconds:.2f}s ({rate:,.0f} events/s)"
+        f"in {report.seconds:.2f}s{speed}"
     )
     out.print(f"root {report.root}")
 

@@ -244,14 +244,18 @@ class Store:
         if cur.rowcount != 1:
             raise AppendError("the log head moved during the append; nothing was written")
 
+    def _connection(self) -> Any:
+        """Return a pooled DBAPI connection, or raise StoreUnavailableError saying why not."""
+        try:
+            return self.engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise self.backend.unavailable(exc) from None
+
     def _transaction(self, run: Callable[[Any], T]) -> T:
         """Run ``run`` in one write transaction, retrying lock conflicts with backoff."""
         delay = 0.002
         for attempt in range(MAX_RETRIES):
-            try:
-                conn = self.engine.raw_connection()
-            except SQLAlchemyError as exc:
-                raise self.backend.unavailable(exc) from None
+            conn = self._connection()
             cur = conn.cursor()
             try:
                 self.backend.begin_write(cur)
@@ -280,10 +284,7 @@ class Store:
     @contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
         """Yield a reader that sees one consistent state of the log for all its reads."""
-        try:
-            conn = self.engine.raw_connection()
-        except SQLAlchemyError as exc:
-            raise self.backend.unavailable(exc) from None
+        conn = self._connection()
         cur = conn.cursor()
         try:
             self.backend.begin_snapshot(cur)

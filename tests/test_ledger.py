@@ -1,9 +1,12 @@
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from auditml import (
     AppendError,
@@ -15,7 +18,7 @@ from auditml import (
     StoreUnavailableError,
     UnknownActionError,
 )
-from auditml.canonical import canonical_bytes
+from auditml.canonical import canonical_bytes, loads_strict
 from auditml.errors import CanonicalizationError
 from auditml.merkle import EMPTY_ROOT, root_of
 from tests.conftest import raw_query, raw_sql
@@ -321,3 +324,41 @@ def test_actor_comes_from_the_environment(db_url: str, monkeypatch: pytest.Monke
         last = next(log.events(newest_first=True, limit=1)).event
     assert last.actor.id == "release@bank.example"
     assert last.actor.source == "env"
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@pytest.fixture(scope="module")
+def shared_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditLog]:
+    """Yield one log that a property test appends to across all its examples."""
+    with _log(f"sqlite:///{tmp_path_factory.mktemp('prop') / 'audit.db'}") as log:
+        yield log
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    params=st.dictionaries(st.text(), _json, max_size=5),
+    subject=st.dictionaries(st.text(min_size=1), st.text(), max_size=3),
+    actor=st.text(min_size=1).filter(str.strip),
+)
+def test_any_event_is_stored_as_exact_jcs_and_verifies(
+    shared_log: AuditLog, params: dict[str, object], subject: dict[str, str], actor: str
+) -> None:
+    """Whatever strings and numbers an event holds, it is stored as exact JCS and verifies."""
+    receipt = shared_log.append(
+        "model.train", subject=subject, data={"params": params}, actor=actor
+    )
+    record = next(shared_log.events(start=receipt.seq))
+    assert record.body == canonical_bytes(loads_strict(record.body))
+    assert record.event.data.get("params", {}) == params
+    assert record.event.subject == subject and record.event.actor.id == actor
+    assert shared_log.verify(deep=True).size == receipt.seq + 1

@@ -356,7 +356,7 @@ class Snapshot:
 
     def head(self, log_id: int) -> HeadState | None:
         """Return the head row as of this snapshot."""
-        self._cur.execute(self._store.backend.lock_head_sql().replace(" FOR UPDATE", ""), (log_id,))
+        self._cur.execute(self._store.backend.head_sql(), (log_id,))
         row = self._cur.fetchone()
         return None if row is None else _head(tuple(row))
 

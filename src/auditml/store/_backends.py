@@ -52,12 +52,16 @@ class Backend:
     def begin_snapshot(self, cursor: Any) -> None:
         """Start a read transaction that sees one consistent state of the log."""
 
-    def lock_head_sql(self) -> str:
-        """Return the SELECT that reads (and, where supported, locks) a log's head row."""
+    def head_sql(self) -> str:
+        """Return the SELECT that reads a log's head row."""
         return (
             "SELECT id, origin, size, head_hash, head_time, root, frontier "
             f"FROM auditml_log WHERE id = {self.param}"
         )
+
+    def lock_head_sql(self) -> str:
+        """Return the SELECT that reads a log's head row and, where supported, locks it."""
+        return self.head_sql()
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Return whether ``exc`` is a lock or serialization conflict worth retrying."""
@@ -230,7 +234,7 @@ class PostgresBackend(Backend):
 
     def lock_head_sql(self) -> str:
         """Lock the head row: every writer queues here, so the chain never forks."""
-        return super().lock_head_sql() + " FOR UPDATE"
+        return self.head_sql() + " FOR UPDATE"
 
     def begin_snapshot(self, cursor: Any) -> None:
         """Read the head and every event from one REPEATABLE READ snapshot."""

@@ -43,7 +43,7 @@ class LogRow(SQLModel, table=True):
 
     __tablename__ = "auditml_log"
 
-    id: int = Field(primary_key=True)
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     origin: str = Field(unique=True)
     created_at: str
     size: int = Field(sa_column=Column(BigInteger, nullable=False))

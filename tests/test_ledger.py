@@ -17,11 +17,12 @@ from auditml import (
     LogNotFoundError,
     StoreUnavailableError,
     UnknownActionError,
+    VerificationError,
 )
 from auditml.canonical import canonical_bytes, loads_strict
 from auditml.errors import CanonicalizationError
 from auditml.merkle import EMPTY_ROOT, root_of
-from tests.conftest import raw_query, raw_sql
+from tests.conftest import drop_triggers, raw_query, raw_sql
 
 ORIGIN = "bank.example/credit-models"
 
@@ -362,3 +363,27 @@ def test_any_event_is_stored_as_exact_jcs_and_verifies(
     assert record.event.data.get("params", {}) == params
     assert record.event.subject == subject and record.event.actor.id == actor
     assert shared_log.verify(deep=True).size == receipt.seq + 1
+
+
+def test_a_misspelt_action_filter_is_an_error(db_url: str) -> None:
+    """events(action=...) with an unknown action says so instead of quietly matching nothing."""
+    with _log(db_url) as log, pytest.raises(UnknownActionError, match=r"model\.deplyo"):
+        list(log.events(action="model.deplyo"))
+
+
+def test_reading_a_corrupt_event_names_it(db_url: str) -> None:
+    """Reading back bytes that are no longer an event raises a format failure naming the event."""
+    with _log(db_url) as log:
+        log.append_many(_evaluations(3))
+    drop_triggers(db_url)
+    raw_sql(db_url, [("UPDATE auditml_event SET body = %s WHERE seq = 2", (b"{not json",))])
+    with AuditLog.open(db_url) as log, pytest.raises(VerificationError) as info:
+        list(log.events())
+    assert (info.value.kind, info.value.seq) == ("format", 2)
+
+
+def test_draft_without_an_actor_resolves_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Draft.build without actor= uses AUDITML_ACTOR (then git, then the OS user), like append."""
+    monkeypatch.setenv("AUDITML_ACTOR", "pipeline@bank.example")
+    draft = Draft.build("model.retire", subject={"model": "m"})
+    assert (draft.actor.id, draft.actor.source) == ("pipeline@bank.example", "env")

@@ -320,11 +320,18 @@ class Draft(_Frozen):
         cls,
         action: str,
         *,
-        actor: Actor | str | dict[str, Any],
+        actor: Actor | str | dict[str, Any] | None = None,
         subject: dict[str, str] | None = None,
         data: object = None,
     ) -> Draft:
-        """Validate one event's parts and return the draft, or raise InvalidInputError."""
+        """Validate one event's parts and return the draft, or raise InvalidInputError.
+
+        Without ``actor``, the actor is resolved as ``AuditLog.append`` does it.
+        """
+        if actor is None:
+            from auditml.identity import resolve_actor  # identity builds on this module
+
+            actor = resolve_actor()
         payload = validate_data(action, data)
         parts = {"action": action, "actor": actor, "subject": subject, "data": payload}
         try:

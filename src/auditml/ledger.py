@@ -18,17 +18,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
+from pydantic import ValidationError
+
 from auditml import merkle
 from auditml.canonical import canonical_bytes, canonical_text, loads_strict
 from auditml.chain import NODE_LEVEL, ChainVerifier, gap_error, header_bytes
 from auditml.errors import (
+    AuditmlError,
     ConfigurationError,
     InvalidInputError,
     LogNotFoundError,
     StoreError,
     VerificationError,
 )
-from auditml.events import Actor, Draft, Event, LogInitData
+from auditml.events import Actor, Draft, Event, LogInitData, data_model
 from auditml.identity import resolve_actor
 from auditml.store import Batch, EventFilter, HeadState, Store, redact
 
@@ -320,6 +323,8 @@ class AuditLog:
         ``since`` is inclusive and ``until`` exclusive; plain dates mean midnight UTC.
         """
         actions = (action,) if isinstance(action, str) else tuple(action or ())
+        for name in actions:
+            data_model(name)  # a misspelt action is an error, not an empty answer
         if limit is not None and limit < 0:
             raise InvalidInputError(f"limit must be zero or more, not {limit}")
         flt = EventFilter(
@@ -334,7 +339,16 @@ class AuditLog:
             descending=newest_first,
         )
         for seq, digest, body in self._store.query(self._log_id, flt):
-            yield Record(seq, digest.hex(), Event.model_validate(loads_strict(body)), body)
+            try:
+                event = Event.model_validate(loads_strict(body))
+            except (AuditmlError, ValidationError) as exc:
+                first = str(exc).splitlines()[0]
+                raise VerificationError(
+                    f"its stored bytes are not a valid event ({first}); run `auditml verify`",
+                    kind="format",
+                    seq=seq,
+                ) from None
+            yield Record(seq, digest.hex(), event, body)
 
     def root(self, size: int | None = None) -> str:
         """Return the Merkle root (hex) of the first ``size`` events (default: all of them)."""

@@ -41,7 +41,7 @@ _TIME_RE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _TAIL_KEY = b',"time":"'
 _TAIL_END = b'","v":1}'
 _MID = b'%s%s","seq":%d,"subject":'
-_START = b'{"action":"'
+_FIRST = b'{"action":"log.init",'
 # Every digit becomes "0", so one comparison checks the layout of a whole chunk of tails.
 _DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _TAIL_SHAPE = b',"time":"0000-00-00T00:00:00.000000Z","v":0}'
@@ -138,7 +138,7 @@ class ChainVerifier:
         stamps = list(map(_stamp, bodies))
         if stamps[0] < self._last_time or stamps != sorted(stamps):
             return False
-        if start == 0 and not bodies[0].startswith(b'{"action":"log.init"'):
+        if start == 0 and not bodies[0].startswith(_FIRST):
             return False
         self._size = start + n
         self._prev_hex = hexes[-1]
@@ -175,7 +175,7 @@ class ChainVerifier:
                     or body[-8:] != _TAIL_END
                     or stamp < last_time
                     or time_re(stamp) is None
-                    or not body.startswith(b'{"action":"log.init"' if seq == 0 else _START)
+                    or (seq == 0 and not body.startswith(_FIRST))
                     or self.deep
                 ):
                     _diagnose(body, col_seq, stored, digest, seq, prev_hex, last_time, self)

@@ -93,17 +93,22 @@ def init(
     origin: Annotated[
         str | None,
         typer.Option(
+            metavar="NAME",
             help="The log's origin name, e.g. bank.example/credit-models "
             "[default: <host>/<folder>]",
             show_default=False,
         ),
     ] = None,
-    description: Annotated[str | None, typer.Option(help="What this log is for.")] = None,
-    actor: Annotated[str | None, typer.Option(help="Who is creating the log.")] = None,
+    description: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="What this log is for.")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(metavar="ID", help="Who is creating the log.")
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create the audit log here (safe to run again), and say where it is."""
+    """Create the log here and say where it is; safe to run again."""
     with _errors():
         log, created = AuditLog.init(db, origin=origin, actor=actor, description=description)
         with log:
@@ -152,19 +157,27 @@ def _subject(subject: dict[str, str]) -> str:
 
 @app.command("log")
 def log_cmd(
-    model: Annotated[str | None, typer.Option(help="Only events about this model.")] = None,
-    version: Annotated[str | None, typer.Option(help="Only events about this version.")] = None,
+    model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="Only events about this model.")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(metavar="VERSION", help="Only events about this version.")
+    ] = None,
     action: Annotated[
         list[str] | None,
-        typer.Option(help="Only this action, e.g. model.deploy (repeatable)."),
+        typer.Option(metavar="ACTION", help="Only this action, e.g. model.deploy (repeatable)."),
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="From this UTC date or time on (ISO 8601, inclusive).")
+        str | None,
+        typer.Option(metavar="TIME", help="From this UTC date or time on (ISO 8601, inclusive)."),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Before this UTC date or time (ISO 8601, exclusive).")
+        str | None,
+        typer.Option(metavar="TIME", help="Before this UTC date or time (ISO 8601, exclusive)."),
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=0, help="At most this many events.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=0, metavar="N", help="At most this many events.")
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -242,7 +255,7 @@ def verify(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recompute every hash, link, seq, origin, time and the root; exit 1 on any failure."""
+    """Check every hash, link and the root; exit 1 on any failure."""
     try:
         log = AuditLog.open(db)
     except AuditmlError as exc:

@@ -151,8 +151,7 @@ class VerifyReport:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Part:
+class _Part(NamedTuple):
     """One draft's canonical pieces, computed before the append transaction starts."""
 
     action: str
@@ -221,7 +220,7 @@ class AuditLog:
                 who = resolve_actor(actor)
                 data = LogInitData(description=description, created_by=who.id)
                 draft = Draft.build("log.init", actor=who, data=data)
-                prepare = _preparer(chosen, [_part(draft, {})])
+                prepare = _preparer(chosen, [_part(draft, _Cache())])
                 created = store.create_log(chosen, prepare, _now())
                 head = store.head()
                 assert head is not None
@@ -283,8 +282,8 @@ class AuditLog:
 
     def append_many(self, drafts: Iterable[Draft]) -> list[Receipt]:
         """Append events in one transaction: all of them are written, or none."""
-        actors: dict[object, bytes] = {}
-        parts = [_part(d, actors) for d in _as_drafts(drafts)]
+        cache = _Cache()
+        parts = [_part(d, cache) for d in _as_drafts(drafts)]
         if not parts:
             return []
         batch = self._store.append(self._log_id, _preparer(self._origin, parts))
@@ -558,25 +557,39 @@ def _as_drafts(drafts: Iterable[Draft]) -> Iterator[Draft]:
         yield draft
 
 
-def _part(draft: Draft, actors: dict[object, bytes]) -> _Part:
-    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold.
+class _Cache:
+    """Canonical bytes of the actors, actions and subjects that the drafts of one batch share."""
 
-    ``actors`` caches the bytes of actor objects shared by the drafts of one batch.
-    """
+    def __init__(self) -> None:
+        self.actors: dict[object, bytes] = {}
+        self.prefixes: dict[tuple[str, bytes], bytes] = {}
+        self.subjects: dict[tuple[tuple[str, str], ...], bytes] = {}
+
+
+def _part(draft: Draft, cache: _Cache) -> _Part:
+    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold."""
     who = draft.actor
     key: object = id(who) if who.model_extra else (who.id, who.name, who.source)
-    actor = actors.get(key)
+    actor = cache.actors.get(key)
     if actor is None:
         actor = canonical_bytes(who.model_dump(mode="json", exclude_none=True))
-        actors[key] = actor
-    prefix = b'{"action":%s,"actor":%s,"data":%s' % (
-        canonical_text(draft.action).encode(),
-        actor,
-        canonical_bytes(draft.data),
-    )
+        cache.actors[key] = actor
+    start = cache.prefixes.get((draft.action, actor))
+    if start is None:
+        start = b'{"action":%s,"actor":%s,"data":' % (canonical_text(draft.action).encode(), actor)
+        cache.prefixes[(draft.action, actor)] = start
     subject = draft.subject
+    items = tuple(subject.items())
+    subject_bytes = cache.subjects.get(items)
+    if subject_bytes is None:
+        subject_bytes = canonical_bytes(subject)
+        cache.subjects[items] = subject_bytes
     return _Part(
-        draft.action, prefix, canonical_bytes(subject), subject.get("model"), subject.get("version")
+        draft.action,
+        start + canonical_bytes(draft.data),
+        subject_bytes,
+        subject.get("model"),
+        subject.get("version"),
     )
 
 

@@ -27,27 +27,34 @@ __all__ = ["fold_stored_tree"]
 def fold_stored_tree(
     url: str, log_id: int, size: int, chain_from: int | None = None, origin: str = ""
 ) -> dict[str, Any]:
-    """Check the chain of events ``chain_from`` to ``size - 1`` (if given), then rebuild the tree.
+    """Rebuild the tree of the first ``size`` events; check the chain from ``chain_from`` on.
 
-    The first event of that range is trusted to link to the one before it; the
-    caller checks that link. The tree covers the stored hashes ``0`` to
-    ``size - 1`` and is checked against the stored nodes.
+    The tree takes the stored hashes of the events before ``chain_from`` (the
+    caller proves those equal to the hashes of their bytes) and the recomputed
+    hashes of the rest. The first event from ``chain_from`` is trusted to link
+    to the one before it; the caller checks that link. Then the stored tree
+    nodes are checked against the tree.
     """
     from auditml.ledger import check_nodes  # the ledger imports this module lazily too
 
     result: dict[str, Any] = {"ok": True}
+    stored_until = size if chain_from is None else chain_from
     store = Store.connect(url)
     try:
         with store.snapshot() as snap:
-            if chain_from is not None:
-                try:
-                    result.update(_check_chain(snap, log_id, size, chain_from, origin))
-                except VerificationError as exc:
-                    return _failure(exc, "chain")
             frontier = CompactRange()
             nodes: list[tuple[int, int, bytes]] = []
-            for chunk in snap.scan_hashes(log_id, size):
+            for chunk in snap.scan_hashes(log_id, stored_until):
                 nodes += frontier.extend(chunk, min_level=NODE_LEVEL)
+            if chain_from is not None:
+                try:
+                    found, frontier, more = _check_chain(
+                        snap, log_id, size, chain_from, origin, frontier
+                    )
+                except VerificationError as exc:
+                    return _failure(exc, "chain")
+                result.update(found)
+                nodes += more
             try:
                 check_nodes(snap.nodes(log_id, NODE_LEVEL), nodes)
             except VerificationError as exc:
@@ -61,12 +68,18 @@ def fold_stored_tree(
     return result
 
 
-def _check_chain(snap: Any, log_id: int, size: int, start: int, origin: str) -> dict[str, Any]:
-    """Verify events ``start`` to ``size - 1``; return where the range begins and ends."""
+def _check_chain(
+    snap: Any, log_id: int, size: int, start: int, origin: str, frontier: CompactRange
+) -> tuple[dict[str, Any], CompactRange, tuple[tuple[int, int, bytes], ...]]:
+    """Verify events ``start`` to ``size - 1``, growing ``frontier`` over them.
+
+    Returns where the range begins and ends, the grown frontier, and the tree
+    nodes it completed.
+    """
     chunks = snap.scan(log_id, start=start, stop=size)
     first: list[Any] = next(chunks, [])
-    if not first:
-        return {"chain_size": 0}
+    if not first or frontier.size != start:
+        return {"chain_size": 0}, frontier, ()
     try:
         event = loads_strict(first[0][2])
         prev, stamp = bytes.fromhex(event["prev"]), str(event["time"])
@@ -74,18 +87,21 @@ def _check_chain(snap: Any, log_id: int, size: int, start: int, origin: str) -> 
         raise VerificationError(
             "its bytes are not a valid event", kind="format", seq=start
         ) from None
-    verifier = ChainVerifier(origin, tree=False, start=start, prev_hash=prev, last_time=stamp)
+    verifier = ChainVerifier(
+        origin, start=start, prev_hash=prev, last_time=stamp, frontier=frontier
+    )
     verifier.feed(first)
     for chunk in chunks:
         verifier.feed(chunk)
     state = verifier.state()
-    return {
+    found = {
         "chain_size": state.size - start,
         "first_prev": prev.hex(),
         "first_time": stamp,
         "last_hash": state.last_hash.hex(),
         "last_time": state.last_time,
     }
+    return found, state.frontier, state.nodes
 
 
 def _failure(exc: VerificationError, stage: str) -> dict[str, Any]:

@@ -88,17 +88,24 @@ class ChainVerifier:
         start: int = 0,
         prev_hash: bytes | None = None,
         last_time: str = "",
+        frontier: CompactRange | None = None,
     ) -> None:
-        """Start at event 0, or at ``start`` trusting ``prev_hash`` and ``last_time`` (no tree)."""
+        """Start at event 0, or at ``start`` trusting ``prev_hash`` and ``last_time``.
+
+        A verifier that starts later builds the tree only when given the
+        ``frontier`` of the events before ``start``.
+        """
+        if frontier is not None and frontier.size != start:
+            raise ValueError(f"a frontier of size {frontier.size} cannot start at event {start}")
         self.origin = origin
         self.deep = deep
         self.keep_nodes = keep_nodes
-        self.tree = tree and start == 0
+        self.tree = tree and (start == 0 or frontier is not None)
         self._header = header_bytes(origin)
         self._size = start
         self._prev_hex = ZERO_HEX if prev_hash is None else hexlify(prev_hash)
         self._last_time = last_time.encode()
-        self._range = CompactRange()
+        self._range = frontier if frontier is not None else CompactRange()
         self._nodes: list[tuple[int, int, bytes]] = []
 
     @property

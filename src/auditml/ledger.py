@@ -508,7 +508,7 @@ class AuditLog:
 
 def _split_point(size: int) -> int:
     """Return where the helper's part of the chain starts: it also folds the whole tree."""
-    return min(size, int(size * 0.72) + 80_000)
+    return min(size, int(size * 0.64) + 80_000)
 
 
 def _missing(head: HeadState, size: int, found: int | None) -> None:

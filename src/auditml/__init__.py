@@ -1,32 +1,56 @@
 """auditml: an append-only, hash-chained, verifiable audit trail for the ML model lifecycle.
 
-Everything public is listed in ``__all__``; nothing else is promised.
+Everything public is listed in ``__all__``; nothing else is promised. Names
+load on first use, so a process that needs only part of auditml (verify's
+helper, a short CLI command) does not pay for the rest.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("auditml")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+source"
 
-from auditml.errors import (
-    AppendError,
-    AuditmlError,
-    CanonicalizationError,
-    ConfigurationError,
-    InvalidInputError,
-    LogNotFoundError,
-    ProofError,
-    StoreError,
-    StoreUnavailableError,
-    UnknownActionError,
-    VerificationError,
-)
-from auditml.events import Actor, Draft, Event
-from auditml.ledger import AuditLog, Head, Receipt, Record, VerifyReport
+if TYPE_CHECKING:
+    from auditml.errors import (
+        AppendError,
+        AuditmlError,
+        CanonicalizationError,
+        ConfigurationError,
+        InvalidInputError,
+        LogNotFoundError,
+        ProofError,
+        StoreError,
+        StoreUnavailableError,
+        UnknownActionError,
+        VerificationError,
+    )
+    from auditml.events import Actor, Draft, Event
+    from auditml.ledger import AuditLog, Head, Receipt, Record, VerifyReport
+
+_HOMES = {
+    "auditml.errors": (
+        "AppendError",
+        "AuditmlError",
+        "CanonicalizationError",
+        "ConfigurationError",
+        "InvalidInputError",
+        "LogNotFoundError",
+        "ProofError",
+        "StoreError",
+        "StoreUnavailableError",
+        "UnknownActionError",
+        "VerificationError",
+    ),
+    "auditml.events": ("Actor", "Draft", "Event"),
+    "auditml.ledger": ("AuditLog", "Head", "Receipt", "Record", "VerifyReport"),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "Actor",
@@ -50,3 +74,13 @@ __all__ = [
     "VerifyReport",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module the first time it is asked for."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'auditml' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

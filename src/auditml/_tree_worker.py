@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from auditml.canonical import loads_strict
-from auditml.chain import NODE_LEVEL, ChainVerifier
+from auditml.chain import NODE_LEVEL, ChainVerifier, check_nodes
 from auditml.errors import AuditmlError, VerificationError
 from auditml.merkle import CompactRange
 from auditml.store import Store
@@ -35,8 +35,6 @@ def fold_stored_tree(
     to the one before it; the caller checks that link. Then the stored tree
     nodes are checked against the tree.
     """
-    from auditml.ledger import check_nodes  # the ledger imports this module lazily too
-
     result: dict[str, Any] = {"ok": True}
     stored_until = size if chain_from is None else chain_from
     store = Store.connect(url)

@@ -30,10 +30,17 @@ from typing import Any
 
 from auditml.canonical import canonical_bytes, canonical_text, loads_strict
 from auditml.errors import AuditmlError, VerificationError
-from auditml.events import Event, validate_data
 from auditml.merkle import CompactRange
 
-__all__ = ["NODE_LEVEL", "ChainState", "ChainVerifier", "Row", "gap_error", "header_bytes"]
+__all__ = [
+    "NODE_LEVEL",
+    "ChainState",
+    "ChainVerifier",
+    "Row",
+    "check_nodes",
+    "gap_error",
+    "header_bytes",
+]
 
 NODE_LEVEL = 8
 ZERO_HEX = b"0" * 64
@@ -233,6 +240,8 @@ def _diagnose(
     verifier: ChainVerifier,
 ) -> None:
     """Parse one event in full and raise the precise reason it fails, or return if it passes."""
+    from auditml.events import Event, validate_data  # pydantic, only once something fails
+
     if stored is not None and stored != digest:
         raise _fail(
             "its bytes do not match the hash recorded when it was written: "
@@ -293,3 +302,25 @@ def _diagnose(
         validate_data(event.action, event.data)
     except AuditmlError as exc:
         raise _fail(f"its data does not fit its action: {exc}", "format", seq) from None
+
+
+def check_nodes(
+    stored: dict[tuple[int, int], bytes], computed: Iterable[tuple[int, int, bytes]]
+) -> None:
+    """Raise unless the stored Merkle nodes are exactly those the events recompute to."""
+    seen = 0
+    for level, index, digest in computed:
+        seen += 1
+        found = stored.get((level, index))
+        if found != digest:
+            state = "missing" if found is None else "wrong"
+            raise VerificationError(
+                f"the stored Merkle node at level {level}, index {index} is {state}",
+                kind="head",
+                seq=index << level,
+            )
+    if len(stored) != seen:
+        raise VerificationError(
+            f"the store holds {len(stored) - seen} Merkle node(s) that no event accounts for",
+            kind="head",
+        )

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from auditml import merkle
 from auditml.canonical import canonical_bytes, canonical_text, loads_strict
-from auditml.chain import NODE_LEVEL, ChainVerifier, gap_error, header_bytes
+from auditml.chain import NODE_LEVEL, ChainVerifier, check_nodes, gap_error, header_bytes
 from auditml.errors import (
     AuditmlError,
     ConfigurationError,
@@ -666,27 +666,5 @@ def _check_head(
     if root != (head.root or merkle.EMPTY_ROOT) or frontier != head.frontier:
         raise VerificationError(
             f"the head's Merkle root does not match the root of the {head.size} events",
-            kind="head",
-        )
-
-
-def check_nodes(
-    stored: dict[tuple[int, int], bytes], computed: Iterable[tuple[int, int, bytes]]
-) -> None:
-    """Raise unless the stored Merkle nodes are exactly those the events recompute to."""
-    seen = 0
-    for level, index, digest in computed:
-        seen += 1
-        found = stored.get((level, index))
-        if found != digest:
-            state = "missing" if found is None else "wrong"
-            raise VerificationError(
-                f"the stored Merkle node at level {level}, index {index} is {state}",
-                kind="head",
-                seq=index << level,
-            )
-    if len(stored) != seen:
-        raise VerificationError(
-            f"the store holds {len(stored) - seen} Merkle node(s) that no event accounts for",
             kind="head",
         )

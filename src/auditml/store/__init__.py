@@ -1,5 +1,8 @@
 """The store: the only part of auditml that knows SQL.
 
+The SQLModel tables are imported where they are used, so that verify's helper
+process, which needs only plain reads, starts without loading SQLModel.
+
 It keeps events as rows of exact canonical bytes, serializes appends with a
 lock on the log's head row, and streams rows back. It never hashes or builds
 events itself: the ledger hands it a pure ``prepare`` function that turns the
@@ -17,11 +20,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, select, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlmodel import SQLModel
 
 from auditml.errors import AppendError, AuditmlError, StoreError, StoreUnavailableError
 from auditml.store._backends import Backend, backend_for, close_quietly, iter_chunks, redact
-from auditml.store.tables import EVENTS, LOGS, META, NODES, SCHEMA_VERSION
 
 __all__ = ["Batch", "EventFilter", "HeadState", "Store", "redact"]
 
@@ -114,6 +115,10 @@ class Store:
 
     def ensure_schema(self) -> None:
         """Create the tables and append-only triggers if they are missing; safe to repeat."""
+        from sqlmodel import SQLModel
+
+        from auditml.store.tables import EVENTS, LOGS, META, NODES, SCHEMA_VERSION
+
         tables = [META, LOGS, EVENTS, NODES]
         try:
             with self.engine.begin() as conn:
@@ -136,6 +141,8 @@ class Store:
 
     def check_schema(self) -> None:
         """Raise unless the database holds an auditml store of this schema version."""
+        from auditml.store.tables import META, SCHEMA_VERSION
+
         try:
             with self.engine.connect() as conn:
                 found = conn.execute(
@@ -152,6 +159,8 @@ class Store:
             raise StoreError(self._version_message(found))
 
     def _version_message(self, found: str | None) -> str:
+        from auditml.store.tables import SCHEMA_VERSION
+
         return (
             f"{redact(self.url)} has auditml schema version {found}, but this auditml "
             f"reads version {SCHEMA_VERSION}: upgrade auditml"
@@ -161,6 +170,8 @@ class Store:
 
     def head(self, origin: str | None = None) -> HeadState | None:
         """Return the head of the store's log (or of ``origin``), or None when there is none."""
+        from auditml.store.tables import LOGS
+
         c = LOGS.c
         query = select(
             c.id, c.origin, c.size, c.head_hash, c.head_time, c.root, c.frontier
@@ -300,6 +311,8 @@ class Store:
         self, log_id: int, flt: EventFilter, chunk: int = 1000
     ) -> Iterator[tuple[int, bytes, bytes]]:
         """Yield ``(seq, hash, body)`` of the events that match ``flt``, streamed."""
+        from auditml.store.tables import EVENTS, LOGS
+
         c = EVENTS.c
         try:
             with self.engine.connect() as conn:
@@ -333,6 +346,8 @@ class Store:
     @staticmethod
     def _first_at(conn: Any, log_id: int, size: int, stamp: str) -> int:
         """Return the first seq whose time is at or after ``stamp``: times never decrease."""
+        from auditml.store.tables import EVENTS
+
         c = EVENTS.c
         lo, hi = 0, size
         while lo < hi:

@@ -8,7 +8,6 @@ transaction. :class:`Event` is the complete envelope, as read back.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -50,10 +49,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-ZERO_HASH = "0" * 64
 TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
 ACTION_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
-_ACTION_RE = re.compile(ACTION_PATTERN)
 
 Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Rfc3339 = Annotated[str, StringConstraints(pattern=TIME_PATTERN)]
@@ -352,8 +349,3 @@ class Event(_Frozen):
     action: Annotated[str, StringConstraints(pattern=ACTION_PATTERN)]
     subject: dict[str, str]
     data: dict[str, JsonValue]
-
-
-def is_action_name(name: str) -> bool:
-    """Return whether ``name`` has the dotted shape of an action."""
-    return _ACTION_RE.fullmatch(name) is not None

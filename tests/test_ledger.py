@@ -89,6 +89,7 @@ def test_appended_bytes_are_canonical_and_chained(db_url: str) -> None:
             subject={"model": "credit-risk", "version": "1"},
             data={"metrics": {"auc": 0.91, "loss": 1.0}, "params": {"lr": 1e-7, "é": [1]}},
             actor="ds@bank.example",
+            imported=True,
         )
         log.append_many(_evaluations(5))
         records = list(log.events())
@@ -106,7 +107,7 @@ def test_appended_bytes_are_canonical_and_chained(db_url: str) -> None:
 def test_receipts_match_the_stored_events(db_url: str) -> None:
     """Append and append_many return the seq, hash and time of what was stored."""
     with _log(db_url) as log:
-        one = log.append("model.retire", subject={"model": "m", "version": "1"})
+        one = log.append("model.retire", subject={"model": "m", "version": "1"}, imported=True)
         many = log.append_many(_evaluations(3))
         stored = {r.seq: r for r in log.events()}
     for receipt in [one, *many]:
@@ -119,7 +120,7 @@ def test_time_is_rfc3339_utc_and_never_goes_backwards(db_url: str) -> None:
     """Times have microseconds and Z, and never decrease along the log."""
     with _log(db_url) as log:
         for _ in range(5):
-            log.append("model.retire", subject={"model": "m"})
+            log.append("model.retire", subject={"model": "m"}, imported=True)
         times = [r.event.time for r in log.events()]
     assert times == sorted(times)
     assert all(len(t) == 27 and t.endswith("Z") for t in times)
@@ -152,7 +153,7 @@ def test_invalid_data_is_refused_and_writes_nothing(
     with _log(db_url) as log:
         before = log.head()
         with pytest.raises(error, match=match):
-            log.append(action, subject={"model": "m", "version": "1"}, data=data)
+            log.append(action, subject={"model": "m", "version": "1"}, data=data, imported=True)
         assert log.head() == before
 
 
@@ -195,6 +196,7 @@ def test_events_filters(db_url: str) -> None:
             "model.deploy",
             subject={"model": "other", "version": "9"},
             data={"environment": "production"},
+            imported=True,
         )
         assert len(list(log.events(model="credit-risk"))) == 6
         assert len(list(log.events(model="credit-risk", version="2"))) == 2
@@ -321,7 +323,7 @@ def test_actor_comes_from_the_environment(db_url: str, monkeypatch: pytest.Monke
     """Without an explicit actor, AUDITML_ACTOR is used and the event records its source."""
     monkeypatch.setenv("AUDITML_ACTOR", "release@bank.example")
     with _log(db_url) as log:
-        log.append("model.retire", subject={"model": "m", "version": "1"})
+        log.append("model.retire", subject={"model": "m", "version": "1"}, imported=True)
         last = next(log.events(newest_first=True, limit=1)).event
     assert last.actor.id == "release@bank.example"
     assert last.actor.source == "env"
@@ -356,7 +358,7 @@ def test_any_event_is_stored_as_exact_jcs_and_verifies(
 ) -> None:
     """Whatever strings and numbers an event holds, it is stored as exact JCS and verifies."""
     receipt = shared_log.append(
-        "model.train", subject=subject, data={"params": params}, actor=actor
+        "model.train", subject=subject, data={"params": params}, actor=actor, imported=True
     )
     record = next(shared_log.events(start=receipt.seq))
     assert record.body == canonical_bytes(loads_strict(record.body))

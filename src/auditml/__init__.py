@@ -17,6 +17,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+source"
 
 if TYPE_CHECKING:
+    from auditml.capture import TrainingRun, current_run, track_training
     from auditml.errors import (
         AppendError,
         AuditmlError,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         InvalidInputError,
         LogNotFoundError,
+        PolicyDeniedError,
         ProofError,
         StoreError,
         StoreUnavailableError,
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     )
     from auditml.events import Actor, Draft, Event
     from auditml.ledger import AuditLog, Head, Receipt, Record, VerifyReport
+    from auditml.lifecycle import ModelState, Move, VersionState
+    from auditml.policy import Policy
 
 _HOMES = {
     "auditml.errors": (
@@ -41,14 +45,18 @@ _HOMES = {
         "ConfigurationError",
         "InvalidInputError",
         "LogNotFoundError",
+        "PolicyDeniedError",
         "ProofError",
         "StoreError",
         "StoreUnavailableError",
         "UnknownActionError",
         "VerificationError",
     ),
+    "auditml.capture": ("TrainingRun", "current_run", "track_training"),
     "auditml.events": ("Actor", "Draft", "Event"),
     "auditml.ledger": ("AuditLog", "Head", "Receipt", "Record", "VerifyReport"),
+    "auditml.lifecycle": ("ModelState", "Move", "VersionState"),
+    "auditml.policy": ("Policy",),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -64,15 +72,23 @@ __all__ = [
     "Head",
     "InvalidInputError",
     "LogNotFoundError",
+    "ModelState",
+    "Move",
+    "Policy",
+    "PolicyDeniedError",
     "ProofError",
     "Receipt",
     "Record",
     "StoreError",
     "StoreUnavailableError",
+    "TrainingRun",
     "UnknownActionError",
     "VerificationError",
     "VerifyReport",
+    "VersionState",
     "__version__",
+    "current_run",
+    "track_training",
 ]
 
 

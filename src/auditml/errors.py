@@ -9,6 +9,7 @@ so a user sees one sentence and a non-zero exit, never a traceback::
     │   ├── CanonicalizationError    a value JCS cannot represent (NaN, big int, duplicate key, ...)
     │   └── UnknownActionError       an action name with no registered model
     ├── ConfigurationError           a bad URL, option or environment variable
+    ├── PolicyDeniedError            policy refused an action; only a denial event was recorded
     ├── StoreError                   the database cannot be used as asked
     │   ├── StoreUnavailableError    unreachable, missing or not an auditml store
     │   ├── LogNotFoundError         no log (or not the named one) in the store
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidInputError",
     "LogNotFoundError",
+    "PolicyDeniedError",
     "ProofError",
     "StoreError",
     "StoreUnavailableError",
@@ -56,6 +58,25 @@ class UnknownActionError(InvalidInputError):
 
 class ConfigurationError(AuditmlError):
     """A database URL, option or environment variable is unusable."""
+
+
+class PolicyDeniedError(AuditmlError):
+    """Policy refused an action: nothing changed but a ``policy.denied`` event.
+
+    ``rule`` names the rule that refused, ``remedy`` says what would satisfy it,
+    and ``seq`` is the denial event recorded on the log (None when none was).
+    """
+
+    def __init__(self, message: str, *, rule: str, remedy: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.remedy = remedy
+        self.seq = seq
+
+    def diagnostics(self) -> str:
+        """Return the refusal, the rule and what would satisfy it."""
+        recorded = f" (recorded as event {self.seq})" if self.seq is not None else ""
+        return f"refused by policy rule {self.rule!r}: {self}{recorded}. To proceed: {self.remedy}"
 
 
 class StoreError(AuditmlError):

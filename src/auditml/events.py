@@ -32,12 +32,14 @@ __all__ = [
     "CodeVersion",
     "DataModel",
     "DatasetRef",
+    "DeniedData",
     "DeployData",
     "Draft",
     "Environment",
     "EvaluateData",
     "Event",
     "FailureInfo",
+    "IncidentData",
     "LogInitData",
     "PolicyUpdateData",
     "RejectData",
@@ -159,52 +161,75 @@ class EvaluateData(DataModel):
     notes: str | None = None
 
 
-class ApproveData(DataModel):
+class _Decision(DataModel):
+    """Fields every decision records: why, in which role, under which recorded policy."""
+
+    reason: str | None = None
+    role: str | None = None
+    policy_seq: int | None = Field(default=None, ge=0)
+
+
+class ApproveData(_Decision):
     """``model.approve``: a validator approves a version, optionally for named environments."""
 
     action: ClassVar[str] = "model.approve"
 
-    reason: str | None = None
     environments: list[Name] = Field(default_factory=list)
     artifact_sha256: Hex64 | None = None
-    role: str | None = None
 
 
-class RejectData(DataModel):
+class RejectData(_Decision):
     """``model.reject``: a validator rejects a version."""
 
     action: ClassVar[str] = "model.reject"
 
-    reason: str | None = None
-    role: str | None = None
 
-
-class DeployData(DataModel):
+class DeployData(_Decision):
     """``model.deploy``: a version goes to an environment, replacing what ran there."""
 
     action: ClassVar[str] = "model.deploy"
 
     environment: Name
     replaces: str | None = None
-    reason: str | None = None
 
 
-class RollbackData(DataModel):
+class RollbackData(_Decision):
     """``model.rollback``: an environment goes back to a version that ran there before."""
 
     action: ClassVar[str] = "model.rollback"
 
     environment: Name
     replaces: str | None = None
-    reason: str | None = None
 
 
-class RetireData(DataModel):
+class RetireData(_Decision):
     """``model.retire``: a version is withdrawn for good."""
 
     action: ClassVar[str] = "model.retire"
 
-    reason: str | None = None
+
+class IncidentData(DataModel):
+    """``model.incident``: something went wrong with a version, e.g. in production."""
+
+    action: ClassVar[str] = "model.incident"
+
+    summary: Annotated[str, StringConstraints(min_length=1)]
+    severity: Literal["low", "medium", "high", "serious"] = "medium"
+    environment: Name | None = None
+    reference: str | None = None
+
+
+class DeniedData(DataModel):
+    """``policy.denied``: policy refused an attempted action; nothing else changed."""
+
+    action: ClassVar[str] = "policy.denied"
+
+    attempted: Annotated[str, StringConstraints(pattern=ACTION_PATTERN)]
+    rule: Name
+    message: str
+    remedy: str | None = None
+    environment: Name | None = None
+    policy_seq: int | None = Field(default=None, ge=0)
 
 
 class PolicyUpdateData(DataModel):
@@ -238,7 +263,9 @@ ACTIONS: dict[str, type[DataModel]] = {
         DeployData,
         RollbackData,
         RetireData,
+        IncidentData,
         PolicyUpdateData,
+        DeniedData,
         LogInitData,
     )
 }

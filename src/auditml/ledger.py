@@ -33,7 +33,8 @@ from auditml.errors import (
 )
 from auditml.events import Actor, Draft, Event, LogInitData, data_model
 from auditml.identity import resolve_actor
-from auditml.store import Batch, EventFilter, HeadState, Store, redact
+from auditml.lifecycle import Decide, LifecycleMixin, Outcome, StateCache, View
+from auditml.store import Batch, EventFilter, HeadState, Store, TxReader, redact
 
 __all__ = [
     "DEFAULT_PATH",
@@ -99,11 +100,12 @@ def to_timestamp(value: str | datetime | date) -> str:
 
 
 class Receipt(NamedTuple):
-    """Proof of an append: where the event landed, its hash and its time."""
+    """Proof of an append: where the event landed, its hash, its time, and the version it names."""
 
     seq: int
     hash: str
     time: str
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,7 @@ class _Part(NamedTuple):
     version: str | None
 
 
-class AuditLog:
+class AuditLog(LifecycleMixin):
     """One append-only, hash-chained log in a SQLite or PostgreSQL store.
 
     Open it with :meth:`open` (or create it with :meth:`init`) and use it as a
@@ -174,6 +176,7 @@ class AuditLog:
         self._log_id = head.log_id
         self._origin = head.origin
         self._header = header_bytes(head.origin)
+        self._states = StateCache()
 
     # -- opening ------------------------------------------------------------
 
@@ -275,19 +278,55 @@ class AuditLog:
         subject: dict[str, str] | None = None,
         data: object = None,
         actor: Actor | str | None = None,
+        imported: bool = False,
     ) -> Receipt:
-        """Validate and append one event; it is on disk when this returns."""
-        draft = Draft.build(action, actor=resolve_actor(actor), subject=subject, data=data)
-        return self.append_many([draft])[0]
+        """Validate and append one event; it is on disk when this returns.
 
-    def append_many(self, drafts: Iterable[Draft]) -> list[Receipt]:
-        """Append events in one transaction: all of them are written, or none."""
+        Actions that policy governs (train, approve, reject, deploy, rollback,
+        retire, policy changes) are refused here: use the method of the same
+        name, which checks the policy. ``imported=True`` records such an event
+        unchecked, for history that happened elsewhere (a migration).
+        """
+        if not imported:
+            _refuse_governed(action)
+        draft = Draft.build(action, actor=resolve_actor(actor), subject=subject, data=data)
+        return self.append_many([draft], imported=imported)[0]
+
+    def append_many(self, drafts: Iterable[Draft], *, imported: bool = False) -> list[Receipt]:
+        """Append events in one transaction: all of them are written, or none.
+
+        Governed actions are refused unless ``imported`` (see :meth:`append`).
+        """
         cache = _Cache()
-        parts = [_part(d, cache) for d in _as_drafts(drafts)]
+        parts = [_part(d, cache) for d in _as_drafts(drafts, imported)]
         if not parts:
             return []
         batch = self._store.append(self._log_id, _preparer(self._origin, parts))
-        return [Receipt(row[0], row[2].hex(), row[3]) for row in batch.rows]
+        return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
+
+    def _decide(self, decide: Decide) -> tuple[Receipt, Outcome]:
+        """Append what ``decide`` makes of the log as of the locked head, in one transaction."""
+        decided: list[Outcome] = []
+
+        def prepare(head: HeadState, reader: TxReader) -> Batch:
+            decided.clear()  # a retried transaction decides again, from the new head
+            outcome = decide(View(reader, head.size, self._states))
+            decided.append(outcome)
+            return _preparer(self._origin, [_part(outcome.draft, _Cache())])(head)
+
+        batch = self._store.append_after(self._log_id, prepare)
+        row = batch.rows[0]
+        return Receipt(row[0], row[2].hex(), row[3], row[6]), decided[0]
+
+    def _records(
+        self,
+        model: str | None,
+        actions: Sequence[str],
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Record]:
+        return self.events(model=model, action=actions, newest_first=newest_first, limit=limit)
 
     # -- reading ------------------------------------------------------------
 
@@ -548,13 +587,38 @@ def _check_helper(
         raise VerificationError(result["message"], kind=result["kind"], seq=result["seq"])
 
 
-def _as_drafts(drafts: Iterable[Draft]) -> Iterator[Draft]:
+#: Actions only the policy-checking methods append; the value names the method to use.
+GOVERNED = {
+    "model.train": "log.record_training(...) or @track_training",
+    "model.approve": "log.approve(...)",
+    "model.reject": "log.reject(...)",
+    "model.deploy": "log.deploy(...)",
+    "model.rollback": "log.rollback(...)",
+    "model.retire": "log.retire(...)",
+    "policy.update": "log.apply_policy(...)",
+    "policy.denied": "the decision methods, which record denials themselves",
+    "log.init": "AuditLog.init(...)",
+}
+
+
+def _as_drafts(drafts: Iterable[Draft], imported: bool) -> Iterator[Draft]:
     for draft in drafts:
         if not isinstance(draft, Draft):
             raise InvalidInputError(
                 f"append_many takes Draft objects (Draft.build(...)), not {type(draft).__name__}"
             )
+        if not imported:
+            _refuse_governed(draft.action)
         yield draft
+
+
+def _refuse_governed(action: str) -> None:
+    """Raise when ``action`` may only be appended by a method that checks the policy."""
+    if action in GOVERNED:
+        raise InvalidInputError(
+            f"{action} is checked against policy, so plain append refuses it: use "
+            f"{GOVERNED[action]}; to import history recorded elsewhere, pass imported=True"
+        )
 
 
 class _Cache:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from auditml.errors import AppendError, AuditmlError, StoreError, StoreUnavailableError
 from auditml.store._backends import Backend, backend_for, close_quietly, iter_chunks, redact
 
-__all__ = ["Batch", "EventFilter", "HeadState", "Store", "redact"]
+__all__ = ["Batch", "EventFilter", "HeadState", "Store", "TxReader", "redact"]
 
 MAX_RETRIES = 50
 SCAN_CHUNK = 5000
@@ -125,6 +125,8 @@ class Store:
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
                 SQLModel.metadata.create_all(conn, tables=tables)
+                for index in EVENTS.indexes:  # indexes added since a store was created
+                    index.create(conn, checkfirst=True)
                 for statement in self.backend.triggers:
                     conn.exec_driver_sql(statement)
                 found = conn.execute(
@@ -218,6 +220,14 @@ class Store:
         The whole batch is one transaction: it is all on disk when this returns,
         or none of it is written and the error is raised.
         """
+        return self.append_after(log_id, lambda head, _reader: prepare(head))
+
+    def append_after(self, log_id: int, prepare: Callable[[HeadState, TxReader], Batch]) -> Batch:
+        """Append as :meth:`append` does, letting ``prepare`` read the log under the lock.
+
+        What ``prepare`` reads cannot change before the rows it returns are
+        committed, so a decision it takes from the log cannot race another writer.
+        """
 
         def run(cur: Any) -> Batch:
             cur.execute(self.backend.lock_head_sql(), (log_id,))
@@ -225,7 +235,7 @@ class Store:
             if found is None:
                 raise AppendError(f"the log with id {log_id} has no head row in {redact(self.url)}")
             head = _head(tuple(found))
-            batch = prepare(head)
+            batch = prepare(head, TxReader(cur, self.backend.param, log_id))
             self._write(cur, batch, head.size)
             return batch
 
@@ -451,6 +461,52 @@ class Snapshot:
             (log_id, start, stop),
         )
         return [bytes(row[0]) for row in self._cur.fetchall()]
+
+
+class TxReader:
+    """Reads inside an append's transaction, after the head is locked."""
+
+    def __init__(self, cur: Any, param: str, log_id: int) -> None:
+        self._cur = cur
+        self._p = param
+        self._log_id = log_id
+
+    def bodies(
+        self, model: str, actions: Sequence[str], *, after: int = -1
+    ) -> list[tuple[int, bytes]]:
+        """Return ``(seq, body)`` of the model's events with one of ``actions``, in order.
+
+        Only events with ``seq`` greater than ``after`` are returned.
+        """
+        p = self._p
+        marks = ", ".join([p] * len(actions))
+        self._cur.execute(
+            f"SELECT seq, body FROM auditml_event WHERE log_id = {p} AND model = {p} "
+            f"AND seq > {p} AND action IN ({marks}) ORDER BY seq",
+            (self._log_id, model, after, *actions),
+        )
+        return [(int(seq), bytes(body)) for seq, body in self._cur.fetchall()]
+
+    def last_seq(self, action: str) -> int | None:
+        """Return the seq of the latest event with ``action``, or None."""
+        p = self._p
+        self._cur.execute(
+            f"SELECT MAX(seq) FROM auditml_event WHERE log_id = {p} AND action = {p}",
+            (self._log_id, action),
+        )
+        row = self._cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def last(self, action: str) -> tuple[int, bytes] | None:
+        """Return ``(seq, body)`` of the latest event with ``action``, or None."""
+        p = self._p
+        self._cur.execute(
+            f"SELECT seq, body FROM auditml_event WHERE log_id = {p} AND action = {p} "
+            "ORDER BY seq DESC LIMIT 1",
+            (self._log_id, action),
+        )
+        row = self._cur.fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
 
 def _head(row: tuple[Any, ...]) -> HeadState:

@@ -59,9 +59,12 @@ class EventRow(SQLModel, table=True):
     __tablename__ = "auditml_event"
     __table_args__ = (
         UniqueConstraint("log_id", "prev", name="auditml_event_log_prev"),
-        # Only the model index: times grow with seq, so a time window is found by
-        # bisecting the primary key, and every extra index slows each append.
+        # Times grow with seq, so a time window is found by bisecting the primary
+        # key. The model index serves a model's history; the action index finds
+        # the policy in force without a scan. Both grow at their ends, so appends
+        # stay cheap.
         Index("auditml_event_model", "log_id", "model", "seq"),
+        Index("auditml_event_action", "log_id", "action", "seq"),
     )
 
     log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")

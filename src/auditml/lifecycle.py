@@ -1,0 +1,1069 @@
+"""Lifecycle: a model's state derived from the log, and decisions checked against policy.
+
+The state of every version (trained, approved, rejected, deployed where,
+retired) and what runs in each environment are folded from the log's events
+alone, by the pure :func:`fold`. A decision (approve, reject, deploy, rollback,
+retire) is checked inside the append transaction against the state and the
+policy as of the locked head, so two writers cannot both slip past a rule. A
+refusal appends only a ``policy.denied`` event and raises
+:class:`~auditml.errors.PolicyDeniedError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+from auditml.canonical import loads_strict
+from auditml.errors import AuditmlError, InvalidInputError, PolicyDeniedError
+from auditml.events import Actor, ArtifactRef, DatasetRef, Draft, Event, TrainData, validate_data
+from auditml.identity import resolve_actor
+from auditml.policy import (
+    DEFAULT_POLICY,
+    Denial,
+    Policy,
+    check_approvals,
+    check_gates,
+    check_reason,
+    check_role,
+    check_self_approval,
+    load_policy,
+    policy_digest,
+    policy_from,
+    role_for,
+)
+
+if TYPE_CHECKING:
+    from auditml.capture import TrainingRun
+    from auditml.ledger import AuditLog, Receipt, Record
+    from auditml.store import TxReader
+
+__all__ = [
+    "LIFECYCLE_ACTIONS",
+    "Approval",
+    "Decision",
+    "LifecycleMixin",
+    "ModelState",
+    "Move",
+    "Outcome",
+    "VersionState",
+    "fold",
+    "policy_at",
+]
+
+#: The actions a model's state is folded from.
+LIFECYCLE_ACTIONS = (
+    "model.train",
+    "model.evaluate",
+    "model.approve",
+    "model.reject",
+    "model.deploy",
+    "model.rollback",
+    "model.retire",
+    "model.incident",
+)
+
+
+class Approval(NamedTuple):
+    """One approval: who, when, for which environments (empty: any)."""
+
+    seq: int
+    time: str
+    actor: str
+    environments: tuple[str, ...]
+    role: str | None
+
+
+class Decision(NamedTuple):
+    """A rejection or retirement: who, when and why."""
+
+    seq: int
+    time: str
+    actor: str
+    reason: str | None
+
+
+class Move(NamedTuple):
+    """One deploy or rollback: a version starting to run in an environment."""
+
+    seq: int
+    time: str
+    action: str
+    environment: str
+    version: str
+    replaces: str | None
+    actor: str
+    reason: str | None
+
+
+@dataclass
+class VersionState:
+    """What the log says about one version of a model."""
+
+    version: str
+    status: str = "trained"
+    trained_at: str | None = None
+    trained_seq: int | None = None
+    trainers: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    evaluated: dict[str, float] = field(default_factory=dict)
+    approvals: list[Approval] = field(default_factory=list)
+    rejected: Decision | None = None
+    retired: Decision | None = None
+    running_in: list[str] = field(default_factory=list)
+    ran_in: list[str] = field(default_factory=list)
+    incidents: int = 0
+
+    @property
+    def state(self) -> str:
+        """Return one word: retired, deployed, rejected, approved, failed or trained."""
+        if self.retired is not None:
+            return "retired"
+        if self.running_in:
+            return "deployed"
+        if self.rejected is not None:
+            return "rejected"
+        if self.status == "failed":
+            return "failed"
+        if self.approvals:
+            return "approved"
+        return "trained"
+
+    def approvers_for(self, environment: str, *, exclude: Sequence[str] = ()) -> list[str]:
+        """Return the distinct approvers whose approval covers ``environment``."""
+        found: list[str] = []
+        for approval in self.approvals:
+            if approval.environments and environment not in approval.environments:
+                continue
+            if approval.actor in exclude or approval.actor in found:
+                continue
+            found.append(approval.actor)
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the version's state as plain JSON-able values."""
+        return {
+            "version": self.version,
+            "state": self.state,
+            "training": self.status,
+            "trained_at": self.trained_at,
+            "trained_by": self.trainers,
+            "approved_by": [a.actor for a in self.approvals],
+            "rejected_by": self.rejected.actor if self.rejected else None,
+            "retired_by": self.retired.actor if self.retired else None,
+            "running_in": self.running_in,
+            "metrics": self.metrics,
+            "evaluated_metrics": self.evaluated,
+            "incidents": self.incidents,
+        }
+
+
+@dataclass
+class ModelState:
+    """A model's versions, what runs in each environment, and its deployment timeline."""
+
+    model: str
+    versions: dict[str, VersionState] = field(default_factory=dict)
+    running: dict[str, str] = field(default_factory=dict)
+    timeline: list[Move] = field(default_factory=list)
+
+    def version(self, version: str) -> VersionState:
+        """Return a version's state, or raise InvalidInputError naming the known ones."""
+        found = self.versions.get(version)
+        if found is None:
+            known = ", ".join(self.versions) or "none yet"
+            raise InvalidInputError(
+                f"model {self.model!r} has no version {version!r} on the log "
+                f"(known versions: {known})"
+            )
+        return found
+
+    def next_version(self) -> str:
+        """Return the next free integer version: one more than the largest so far."""
+        numbers = [int(v) for v in self.versions if v.isdigit()]
+        return str(max(numbers, default=0) + 1)
+
+    def history(self, environment: str | None = None) -> list[Move]:
+        """Return the deploys and rollbacks, optionally of one environment, oldest first."""
+        return [m for m in self.timeline if environment is None or m.environment == environment]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the model's state as plain JSON-able values."""
+        return {
+            "model": self.model,
+            "running": dict(sorted(self.running.items())),
+            "versions": [v.as_dict() for v in self.versions.values()],
+        }
+
+
+def fold(
+    model: str, events: Iterable[tuple[int, Event]], state: ModelState | None = None
+) -> ModelState:
+    """Fold a model's lifecycle events, in ``seq`` order, into its state.
+
+    Given ``state``, the events are folded on top of it (they must come after
+    the events it was folded from) and it is returned, updated in place.
+    """
+    state = ModelState(model) if state is None else state
+    for seq, event in events:
+        version = event.subject.get("version")
+        if version is None:
+            continue
+        data = event.data
+        actor = event.actor.id
+        if event.action == "model.train":
+            vs = state.versions.setdefault(version, VersionState(version))
+            if vs.status == "succeeded" and data.get("status") == "failed":
+                continue  # a failed retry does not undo a good run
+            vs.status = str(data.get("status", "succeeded"))
+            vs.trained_at = event.time
+            vs.trained_seq = seq
+            if actor not in vs.trainers:
+                vs.trainers.append(actor)
+            vs.metrics.update(_metrics(data.get("metrics")))
+            continue
+        vs_or_none = state.versions.get(version)
+        if vs_or_none is None:
+            continue  # a decision about a version never trained here: nothing to fold
+        vs = vs_or_none
+        reason = data.get("reason")
+        reason = reason if isinstance(reason, str) else None
+        if event.action == "model.approve":
+            envs = data.get("environments") or []
+            role = data.get("role")
+            vs.approvals.append(
+                Approval(
+                    seq,
+                    event.time,
+                    actor,
+                    tuple(str(e) for e in envs) if isinstance(envs, list) else (),
+                    role if isinstance(role, str) else None,
+                )
+            )
+        elif event.action == "model.reject":
+            vs.rejected = Decision(seq, event.time, actor, reason)
+        elif event.action == "model.retire":
+            vs.retired = Decision(seq, event.time, actor, reason)
+        elif event.action == "model.incident":
+            vs.incidents += 1
+        elif event.action == "model.evaluate":
+            vs.evaluated.update(_metrics(data.get("metrics")))
+        elif event.action in ("model.deploy", "model.rollback"):
+            env = str(data.get("environment"))
+            replaced = state.running.get(env)
+            if replaced is not None and replaced in state.versions:
+                old = state.versions[replaced]
+                if env in old.running_in:
+                    old.running_in.remove(env)
+            state.running[env] = version
+            vs.running_in.append(env)
+            if env not in vs.ran_in:
+                vs.ran_in.append(env)
+            state.timeline.append(
+                Move(seq, event.time, event.action, env, version, replaced, actor, reason)
+            )
+    return state
+
+
+def _metrics(value: object) -> dict[str, float]:
+    """Return the numeric entries of a recorded metrics object."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in value.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def parse(seq: int, body: bytes) -> Event:
+    """Parse stored canonical bytes back into an event."""
+    return Event.model_validate(loads_strict(body))
+
+
+def policy_at(found: tuple[int, bytes] | None) -> tuple[Policy, int | None]:
+    """Return the policy recorded in a ``policy.update`` body (or the default) and its seq."""
+    if found is None:
+        return DEFAULT_POLICY, None
+    seq, body = found
+    table = parse(seq, body).data.get("policy")
+    if not isinstance(table, dict):
+        return DEFAULT_POLICY, seq
+    return policy_from(table, where=f"the policy recorded at event {seq}"), seq
+
+
+# -- deciding inside the append transaction -----------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a decision appends: the event asked for, or a denial (then raised)."""
+
+    draft: Draft
+    denial: Denial | None = None
+    version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StateCache:
+    """States folded from committed events, kept by one AuditLog so decisions stay cheap.
+
+    A decision reads, under the head lock, only the model's events appended
+    since the state was last folded, so its cost does not grow with the log.
+    Only committed events are ever folded in, so a decision that is refused or
+    rolled back leaves the cache true.
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[str, tuple[int, ModelState]] = {}
+        self.policy: tuple[int, Policy] | None = None
+
+
+class View:
+    """The log as of the locked head: policy in force, models' states, evaluations."""
+
+    def __init__(self, reader: TxReader, size: int, cache: StateCache | None = None) -> None:
+        self._reader = reader
+        self._size = size
+        self._cache = cache if cache is not None else StateCache()
+        self._models: dict[str, ModelState] = {}
+        self.policy, self.policy_seq = self._policy()
+
+    def _policy(self) -> tuple[Policy, int | None]:
+        seq = self._reader.last_seq("policy.update")
+        if seq is None:
+            return DEFAULT_POLICY, None
+        cached = self._cache.policy
+        if cached is not None and cached[0] == seq:
+            return cached[1], seq
+        policy, _ = policy_at(self._reader.last("policy.update"))
+        self._cache.policy = (seq, policy)
+        return policy, seq
+
+    def model(self, name: str) -> ModelState:
+        """Return ``name``'s state folded from its lifecycle events."""
+        found = self._models.get(name)
+        if found is None:
+            cached = self._cache.models.get(name)
+            if cached is None or cached[0] >= self._size:  # none yet, or the log shrank
+                cached = (-1, ModelState(name))
+            after, state = cached
+            rows = self._reader.bodies(name, LIFECYCLE_ACTIONS, after=after)
+            found = fold(name, ((seq, parse(seq, body)) for seq, body in rows), state)
+            self._cache.models[name] = (self._size - 1, found)
+            self._models[name] = found
+        return found
+
+    def known_model(self, name: str) -> ModelState:
+        """Return ``name``'s state, or raise InvalidInputError when it was never trained."""
+        state = self.model(name)
+        if not state.versions:
+            raise InvalidInputError(
+                f"no model {name!r} on the log: record a training run for it first "
+                "(@track_training or `auditml train`)"
+            )
+        return state
+
+    def metrics(self, name: str, version: str) -> dict[str, float]:
+        """Return a version's metrics: its training run's, updated by each evaluation."""
+        vs = self.model(name).version(version)
+        return {**vs.metrics, **vs.evaluated}
+
+    def check_environment(self, environment: str) -> None:
+        """Refuse an environment name the policy does not declare (when it declares any)."""
+        declared = self.policy.environments
+        if declared and environment not in declared:
+            raise InvalidInputError(
+                f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
+            )
+
+
+Decide = Callable[[View], Outcome]
+
+
+def denied(
+    view: View,
+    denial: Denial,
+    *,
+    attempted: str,
+    actor: Any,
+    subject: dict[str, str],
+    environment: str | None = None,
+) -> Outcome:
+    """Return the outcome that records ``denial`` as a ``policy.denied`` event."""
+    draft = Draft.build(
+        "policy.denied",
+        actor=actor,
+        subject=subject,
+        data={
+            "attempted": attempted,
+            "rule": denial.rule,
+            "message": denial.message,
+            "remedy": denial.remedy,
+            "environment": environment,
+            "policy_seq": view.policy_seq,
+        },
+    )
+    return Outcome(draft, denial)
+
+
+def first(*checks: Callable[[], Denial | None]) -> Denial | None:
+    """Run rule checks in order and return the first denial, if any."""
+    for check in checks:
+        found = check()
+        if found is not None:
+            return found
+    return None
+
+
+def decide_approve(
+    view: View,
+    *,
+    model: str,
+    version: str,
+    actor: Any,
+    reason: str | None,
+    environments: Sequence[str],
+    artifact_sha256: str | None,
+) -> Outcome:
+    """Approve a version unless a rule refuses: role, reason, state, separation of duties."""
+    vs = view.known_model(model).version(version)
+    for env in environments:
+        view.check_environment(env)
+    subject = {"model": model, "version": version}
+    pol = view.policy
+    denial = first(
+        lambda: check_role(pol, actor.id, "approve"),
+        lambda: check_reason(pol, "approve", reason),
+        lambda: _check_usable(vs, "approve"),
+        lambda: check_self_approval(pol, actor.id, vs.trainers, version),
+    )
+    if denial is not None:
+        return denied(view, denial, attempted="model.approve", actor=actor, subject=subject)
+    data = {
+        "reason": reason,
+        "environments": list(environments),
+        "artifact_sha256": artifact_sha256,
+        "role": role_for(pol, actor.id, "approve"),
+        "policy_seq": view.policy_seq,
+    }
+    return Outcome(Draft.build("model.approve", actor=actor, subject=subject, data=data))
+
+
+def _check_usable(vs: VersionState, what: str) -> Denial | None:
+    """Refuse to approve or deploy a failed, rejected or retired version."""
+    if vs.status == "failed":
+        return Denial(
+            "failed-training",
+            f"version {vs.version} failed training and cannot be {what}d",
+            "train a new version that succeeds",
+        )
+    if vs.retired is not None:
+        return Denial(
+            "retired",
+            f"version {vs.version} was retired by {vs.retired.actor} (event {vs.retired.seq})",
+            "use a version that is not retired",
+        )
+    if vs.rejected is not None:
+        return Denial(
+            "rejected",
+            f"version {vs.version} was rejected by {vs.rejected.actor} (event {vs.rejected.seq})",
+            "train and approve a new version",
+        )
+    return None
+
+
+def decide_reject(
+    view: View, *, model: str, version: str, actor: Any, reason: str | None
+) -> Outcome:
+    """Reject a version unless a rule refuses: role or reason."""
+    vs = view.known_model(model).version(version)
+    subject = {"model": model, "version": version}
+    pol = view.policy
+    denial = first(
+        lambda: check_role(pol, actor.id, "reject"),
+        lambda: check_reason(pol, "reject", reason),
+    )
+    if denial is not None:
+        return denied(view, denial, attempted="model.reject", actor=actor, subject=subject)
+    if vs.rejected is not None:
+        raise InvalidInputError(
+            f"version {version} of {model!r} is already rejected (event {vs.rejected.seq})"
+        )
+    data = {
+        "reason": reason,
+        "role": role_for(pol, actor.id, "reject"),
+        "policy_seq": view.policy_seq,
+    }
+    return Outcome(Draft.build("model.reject", actor=actor, subject=subject, data=data))
+
+
+def decide_deploy(
+    view: View, *, model: str, version: str, environment: str, actor: Any, reason: str | None
+) -> Outcome:
+    """Deploy unless a rule refuses: role, reason, state, approvals, metric gates."""
+    state = view.known_model(model)
+    vs = state.version(version)
+    view.check_environment(environment)
+    current = state.running.get(environment)
+    if current == version:
+        raise InvalidInputError(f"version {version} of {model!r} already runs in {environment}")
+    subject = {"model": model, "version": version}
+    pol = view.policy
+    exclude = vs.trainers if pol.separation_of_duties else ()
+    denial = first(
+        lambda: check_role(pol, actor.id, "deploy"),
+        lambda: check_reason(pol, "deploy", reason),
+        lambda: _check_usable(vs, "deploy"),
+        lambda: check_approvals(
+            pol, environment, vs.approvers_for(environment, exclude=exclude), version
+        ),
+        lambda: check_gates(pol, environment, view.metrics(model, version), version),
+    )
+    if denial is not None:
+        return denied(
+            view,
+            denial,
+            attempted="model.deploy",
+            actor=actor,
+            subject=subject,
+            environment=environment,
+        )
+    data = {
+        "environment": environment,
+        "replaces": current,
+        "reason": reason,
+        "role": role_for(pol, actor.id, "deploy"),
+        "policy_seq": view.policy_seq,
+    }
+    return Outcome(Draft.build("model.deploy", actor=actor, subject=subject, data=data))
+
+
+def rollback_target(state: ModelState, environment: str) -> str | None:
+    """Return the version that ran in ``environment`` before the current one and may again."""
+    current = state.running.get(environment)
+    for move in reversed(state.history(environment)):
+        vs = state.versions.get(move.version)
+        if move.version == current or vs is None:
+            continue
+        if vs.rejected is None and vs.retired is None and vs.approvals:
+            return move.version
+    return None
+
+
+def decide_rollback(
+    view: View, *, model: str, environment: str, to: str | None, actor: Any, reason: str | None
+) -> Outcome:
+    """Roll back unless a rule refuses: role, reason, a target that ran there and is approved."""
+    state = view.known_model(model)
+    view.check_environment(environment)
+    current = state.running.get(environment)
+    if current is None:
+        raise InvalidInputError(
+            f"nothing of {model!r} runs in {environment}, so there is nothing to roll back"
+        )
+    pol = view.policy
+    target = to
+    if target is not None:
+        state.version(target)
+        if target == current:
+            raise InvalidInputError(f"version {target} of {model!r} already runs in {environment}")
+    else:
+        target = rollback_target(state, environment)
+    subject = {"model": model, "version": target or current}
+
+    def check_target() -> Denial | None:
+        if target is None:
+            return Denial(
+                "rollback-target",
+                f"no earlier version of {model!r} ran in {environment} and is still approved",
+                "deploy an approved version instead",
+            )
+        vs = state.versions[target]
+        if environment not in vs.ran_in:
+            return Denial(
+                "rollback-target",
+                f"version {target} never ran in {environment}",
+                f"roll back to a version that ran there before, or deploy {target} instead",
+            )
+        if vs.retired is not None or vs.rejected is not None or not vs.approvals:
+            why = "retired" if vs.retired else "rejected" if vs.rejected else "not approved"
+            return Denial(
+                "rollback-target",
+                f"version {target} ran in {environment} before but is {why} now",
+                "roll back to a version that is still approved",
+            )
+        return None
+
+    denial = first(
+        lambda: check_role(pol, actor.id, "rollback"),
+        lambda: check_reason(pol, "rollback", reason),
+        check_target,
+    )
+    if denial is not None:
+        return denied(
+            view,
+            denial,
+            attempted="model.rollback",
+            actor=actor,
+            subject=subject,
+            environment=environment,
+        )
+    data = {
+        "environment": environment,
+        "replaces": current,
+        "reason": reason,
+        "role": role_for(pol, actor.id, "rollback"),
+        "policy_seq": view.policy_seq,
+    }
+    return Outcome(
+        Draft.build("model.rollback", actor=actor, subject=subject, data=data), version=target
+    )
+
+
+def decide_retire(
+    view: View, *, model: str, version: str, actor: Any, reason: str | None
+) -> Outcome:
+    """Retire a version unless a rule refuses: role, reason, or it still runs somewhere."""
+    vs = view.known_model(model).version(version)
+    if vs.retired is not None:
+        raise InvalidInputError(
+            f"version {version} of {model!r} is already retired (event {vs.retired.seq})"
+        )
+    subject = {"model": model, "version": version}
+    pol = view.policy
+
+    def check_running() -> Denial | None:
+        if not vs.running_in:
+            return None
+        return Denial(
+            "still-running",
+            f"version {version} still runs in {', '.join(vs.running_in)}",
+            "deploy or roll back to another version there first",
+        )
+
+    denial = first(
+        lambda: check_role(pol, actor.id, "retire"),
+        lambda: check_reason(pol, "retire", reason),
+        check_running,
+    )
+    if denial is not None:
+        return denied(view, denial, attempted="model.retire", actor=actor, subject=subject)
+    data = {
+        "reason": reason,
+        "role": role_for(pol, actor.id, "retire"),
+        "policy_seq": view.policy_seq,
+    }
+    return Outcome(Draft.build("model.retire", actor=actor, subject=subject, data=data))
+
+
+class CheckPassedError(AuditmlError):
+    """Raised inside a check-only transaction to roll it back: the action may proceed."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(version)
+        self.version = version
+
+
+def decide_train(
+    view: View,
+    *,
+    model: str,
+    version: str | None,
+    actor: Any,
+    data: dict[str, Any] | None,
+    auto: bool = False,
+) -> Outcome:
+    """Record a training run unless the actor may not train; assign the next version if none.
+
+    With ``data`` None this only checks: it raises :class:`CheckPassedError` with the
+    version the run would get, or returns the denial to record.
+    """
+    state = view.model(model)
+    existing = state.versions.get(version) if version is not None else None
+    if existing is not None and existing.status != "failed":
+        if not auto:
+            raise InvalidInputError(
+                f"version {version} of {model!r} was already trained (event "
+                f"{existing.trained_seq}); give a new version, or leave it out to get the next"
+            )
+        version = None  # another run took the version this one was told; take the next
+    if version is None:
+        version = state.next_version()
+    subject = {"model": model, "version": version}
+    denial = check_role(view.policy, actor.id, "train")
+    if denial is not None:
+        out = denied(view, denial, attempted="model.train", actor=actor, subject=subject)
+        out.version = version
+        return out
+    if data is None:
+        raise CheckPassedError(version)
+    return Outcome(
+        Draft.build("model.train", actor=actor, subject=subject, data=data), version=version
+    )
+
+
+def decide_evaluate(
+    view: View, *, model: str, version: str, actor: Any, data: dict[str, Any]
+) -> Outcome:
+    """Record an evaluation of a known version unless the actor may not evaluate."""
+    view.known_model(model).version(version)
+    subject = {"model": model, "version": version}
+    denial = check_role(view.policy, actor.id, "evaluate")
+    if denial is not None:
+        return denied(view, denial, attempted="model.evaluate", actor=actor, subject=subject)
+    return Outcome(Draft.build("model.evaluate", actor=actor, subject=subject, data=data))
+
+
+def decide_incident(
+    view: View, *, model: str, version: str, actor: Any, data: dict[str, Any]
+) -> Outcome:
+    """Record an incident against a known version."""
+    view.known_model(model).version(version)
+    if data.get("environment"):
+        view.check_environment(str(data["environment"]))
+    subject = {"model": model, "version": version}
+    return Outcome(Draft.build("model.incident", actor=actor, subject=subject, data=data))
+
+
+def decide_policy(
+    view: View,
+    *,
+    policy: Policy,
+    actor: Any,
+    source: str | None,
+    sha256: str | None,
+    reason: str | None,
+) -> Outcome:
+    """Record a new policy unless the policy in force forbids this actor to change it."""
+    denial = check_role(view.policy, actor.id, "policy")
+    if denial is not None:
+        return denied(view, denial, attempted="policy.update", actor=actor, subject={})
+    if view.policy_seq is not None and policy == view.policy:
+        raise InvalidInputError(
+            f"this policy is already in force (recorded at event {view.policy_seq}); "
+            "nothing was recorded"
+        )
+    data = {"policy": policy.as_data(), "source": source, "sha256": sha256, "reason": reason}
+    return Outcome(Draft.build("policy.update", actor=actor, subject={}, data=data))
+
+
+def states(events: Iterator[Any]) -> dict[str, ModelState]:
+    """Fold records read back from the log (any order of models) into each model's state."""
+    by_model: dict[str, list[tuple[int, Event]]] = {}
+    for record in events:
+        name = record.event.subject.get("model")
+        if name is not None:
+            by_model.setdefault(name, []).append((record.seq, record.event))
+    return {name: fold(name, evs) for name, evs in by_model.items()}
+
+
+class LifecycleMixin:
+    """The lifecycle half of :class:`~auditml.AuditLog`: decisions, status and history."""
+
+    def _decide(self, decide: Decide) -> tuple[Receipt, Outcome]:
+        raise NotImplementedError  # pragma: no cover - AuditLog provides it
+
+    def _records(
+        self,
+        model: str | None,
+        actions: Sequence[str],
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Record]:
+        raise NotImplementedError  # pragma: no cover - AuditLog provides it
+
+    def _decided(self, decide: Decide) -> Receipt:
+        """Append a decision, or its denial and then raise PolicyDeniedError."""
+        receipt, outcome = self._decide(decide)
+        if outcome.denial is not None:
+            d = outcome.denial
+            raise PolicyDeniedError(d.message, rule=d.rule, remedy=d.remedy, seq=receipt.seq)
+        return receipt
+
+    def approve(
+        self,
+        model: str,
+        version: str,
+        *,
+        reason: str | None = None,
+        environments: Sequence[str] = (),
+        artifact_sha256: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Approve a version (for ``environments``, or any when empty), if policy allows."""
+        who = resolve_actor(actor)
+        return self._decided(
+            lambda view: decide_approve(
+                view,
+                model=model,
+                version=str(version),
+                actor=who,
+                reason=reason,
+                environments=list(environments),
+                artifact_sha256=artifact_sha256,
+            )
+        )
+
+    def reject(
+        self,
+        model: str,
+        version: str,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Reject a version, if policy allows; it can then never be deployed."""
+        who = resolve_actor(actor)
+        return self._decided(
+            lambda view: decide_reject(
+                view, model=model, version=str(version), actor=who, reason=reason
+            )
+        )
+
+    def deploy(
+        self,
+        model: str,
+        version: str,
+        environment: str,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Deploy a version to an environment, if policy allows; records what it replaced."""
+        who = resolve_actor(actor)
+        return self._decided(
+            lambda view: decide_deploy(
+                view,
+                model=model,
+                version=str(version),
+                environment=environment,
+                actor=who,
+                reason=reason,
+            )
+        )
+
+    def rollback(
+        self,
+        model: str,
+        environment: str,
+        *,
+        to: str | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Roll an environment back to ``to``, or to the previous version that ran there."""
+        who = resolve_actor(actor)
+        target = None if to is None else str(to)
+        return self._decided(
+            lambda view: decide_rollback(
+                view, model=model, environment=environment, to=target, actor=who, reason=reason
+            )
+        )
+
+    def retire(
+        self,
+        model: str,
+        version: str,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Retire a version for good, if policy allows and it runs nowhere."""
+        who = resolve_actor(actor)
+        return self._decided(
+            lambda view: decide_retire(
+                view, model=model, version=str(version), actor=who, reason=reason
+            )
+        )
+
+    def evaluate(
+        self,
+        model: str,
+        version: str,
+        *,
+        metrics: dict[str, float] | None = None,
+        dataset: DatasetRef | str | os.PathLike[str] | None = None,
+        slices: dict[str, dict[str, float]] | None = None,
+        artifacts: Mapping[str, ArtifactRef | str | os.PathLike[str]] | None = None,
+        notes: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record an evaluation of a trained version; files named are hashed first."""
+        from auditml._fingerprint import artifact_ref, dataset_ref
+
+        who = resolve_actor(actor)
+        data = validate_data(
+            "model.evaluate",
+            {
+                "dataset": dataset
+                if isinstance(dataset, DatasetRef | None)
+                else dataset_ref(dataset),
+                "metrics": metrics or {},
+                "slices": slices or {},
+                "artifacts": {
+                    name: ref if isinstance(ref, ArtifactRef) else artifact_ref(ref)
+                    for name, ref in (artifacts or {}).items()
+                },
+                "notes": notes,
+            },
+        )
+        return self._decided(
+            lambda view: decide_evaluate(
+                view, model=model, version=str(version), actor=who, data=data
+            )
+        )
+
+    def incident(
+        self,
+        model: str,
+        version: str,
+        summary: str,
+        *,
+        severity: str = "medium",
+        environment: str | None = None,
+        reference: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record an incident against a version, e.g. a failure in production."""
+        who = resolve_actor(actor)
+        data = validate_data(
+            "model.incident",
+            {
+                "summary": summary,
+                "severity": severity,
+                "environment": environment,
+                "reference": reference,
+            },
+        )
+        return self._decided(
+            lambda view: decide_incident(
+                view, model=model, version=str(version), actor=who, data=data
+            )
+        )
+
+    def record_training(
+        self,
+        model: str,
+        *,
+        version: str | None = None,
+        data: TrainData | dict[str, Any] | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record a training run done elsewhere; the receipt names the version it got."""
+        who = resolve_actor(actor)
+        payload = validate_data("model.train", data)
+        return self._decided(
+            lambda view: decide_train(
+                view,
+                model=model,
+                version=None if version is None else str(version),
+                actor=who,
+                data=payload,
+            )
+        )
+
+    def _begin_training(self, model: str, version: str | None, actor: Actor) -> str:
+        """Check that ``actor`` may train ``model`` and return the version the run gets."""
+        try:
+            self._decided(
+                lambda view: decide_train(
+                    view, model=model, version=version, actor=actor, data=None
+                )
+            )
+        except CheckPassedError as go:
+            return go.version
+        raise AssertionError(
+            "a training check neither proceeded nor was denied"
+        )  # pragma: no cover
+
+    def _finish_training(
+        self, model: str, version: str | None, *, auto: bool, actor: Actor, data: dict[str, Any]
+    ) -> Receipt:
+        """Record a finished run's ``model.train`` event."""
+        payload = validate_data("model.train", data)
+        return self._decided(
+            lambda view: decide_train(
+                view, model=model, version=version, actor=actor, data=payload, auto=auto
+            )
+        )
+
+    def training_run(
+        self,
+        model: str,
+        *,
+        version: str | None = None,
+        actor: Actor | str | None = None,
+        params: Mapping[str, Any] | None = None,
+        datasets: Mapping[str, str | os.PathLike[str]] | None = None,
+        artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent_version: str | None = None,
+        base_model: str | None = None,
+    ) -> AbstractContextManager[TrainingRun]:
+        """Record the code inside ``with log.training_run(model=...) as run:`` as one run."""
+        from auditml._fingerprint import start_capture
+        from auditml.capture import TrainingRun, run_context
+
+        run = TrainingRun(
+            cast("AuditLog", self),
+            model,
+            version=version,
+            actor=actor,
+            params=params,
+            datasets=datasets,
+            artifacts=artifacts,
+            tags=tags,
+            parent_version=parent_version,
+            base_model=base_model,
+            provenance=start_capture(None),
+        )
+        return run_context(run)
+
+    def apply_policy(
+        self,
+        policy: Policy | str | Path,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record a policy (a Policy or a TOML file); it is in force from this event on."""
+        who = resolve_actor(actor)
+        source = sha = None
+        if isinstance(policy, Policy):
+            chosen = policy
+        else:
+            chosen, raw = load_policy(policy)
+            source, sha = Path(policy).name, policy_digest(raw)
+        return self._decided(
+            lambda view: decide_policy(
+                view, policy=chosen, actor=who, source=source, sha256=sha, reason=reason
+            )
+        )
+
+    def policy(self) -> tuple[Policy, int | None]:
+        """Return the policy in force and the seq of the event that recorded it (None: default)."""
+        for record in self._records(None, ("policy.update",), newest_first=True, limit=1):
+            return policy_at((record.seq, record.body))
+        return DEFAULT_POLICY, None
+
+    def status(self, model: str | None = None) -> dict[str, ModelState]:
+        """Return each model's state (or only ``model``'s), derived from the log alone."""
+        if model is None:
+            return states(self._records(None, LIFECYCLE_ACTIONS))
+        state = fold(
+            model,
+            ((r.seq, r.event) for r in self._records(model, LIFECYCLE_ACTIONS)),
+        )
+        if not state.versions:
+            raise InvalidInputError(f"no model {model!r} on the log")
+        return {model: state}
+
+    def history(self, model: str, environment: str | None = None) -> list[Move]:
+        """Return the model's deploys and rollbacks, oldest first, optionally of one environment."""
+        return self.status(model)[model].history(environment)

@@ -1,0 +1,322 @@
+"""Policy: who may do what, how many approvals, which metric gates; pure rules, no I/O but TOML.
+
+A policy is written in ``auditml.toml`` and takes effect only once it is
+recorded on the log as a ``policy.update`` event (``auditml policy apply``), so
+the policy in force at any moment is part of the audit trail. With no policy
+recorded, :data:`DEFAULT_POLICY` applies::
+
+    separation_of_duties = true          # an approver may not be the version's trainer
+    require_reason = ["deploy", "rollback"]   # or true for every decision, false for none
+    environments = ["staging", "production"]  # declared names; empty allows any name
+
+    [approvals]                          # distinct approvals needed to deploy
+    default = 1
+    production = 2
+
+    [roles]                              # actor id -> roles it holds
+    "ana@bank.example" = ["trainer"]
+    "ben@bank.example" = ["validator"]
+
+    [permissions]                        # action -> roles allowed; unlisted: anyone
+    approve = ["validator"]
+    deploy = ["release"]
+
+    [gates]                              # metric gates per environment
+    production = ["auc >= 0.80"]
+
+The rules themselves are the ``check_*`` functions: each takes the policy and
+what the log says, and returns a :class:`Denial` or None. They never write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from auditml.errors import InvalidInputError
+
+__all__ = [
+    "DECISIONS",
+    "DEFAULT_POLICY",
+    "PERMISSIONS",
+    "Denial",
+    "Gate",
+    "Policy",
+    "load_policy",
+    "parse_gate",
+]
+
+#: Actions whose roles a policy can restrict (``policy`` is changing the policy itself).
+PERMISSIONS = ("train", "evaluate", "approve", "reject", "deploy", "rollback", "retire", "policy")
+#: Decisions that can be made to require a reason.
+DECISIONS = ("approve", "reject", "deploy", "rollback", "retire")
+
+RoleName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_GATE = re.compile(
+    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.:/-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+
+
+class Gate(NamedTuple):
+    """One metric gate, e.g. ``auc >= 0.80``."""
+
+    metric: str
+    op: str
+    value: float
+
+    def passes(self, metrics: Mapping[str, float]) -> bool:
+        """Return whether ``metrics`` holds the metric and it satisfies the gate."""
+        found = metrics.get(self.metric)
+        return found is not None and _OPS[self.op](float(found), self.value)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+def parse_gate(text: str) -> Gate:
+    """Parse ``metric OP number``, or raise InvalidInputError saying what is wrong."""
+    match = _GATE.match(text)
+    if match is None:
+        raise InvalidInputError(
+            f"metric gate {text!r} is not of the form 'metric OP number', "
+            "e.g. 'auc >= 0.80' (OP is one of >= <= > < == !=)"
+        )
+    return Gate(match["metric"], match["op"], float(match["value"]))
+
+
+class Policy(BaseModel):
+    """The rules in force; every field has the default that applies when none is recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    separation_of_duties: bool = True
+    require_reason: bool | list[Literal["approve", "reject", "deploy", "rollback", "retire"]] = (
+        False
+    )
+    environments: list[EnvName] = Field(default_factory=list)
+    approvals: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(
+        default_factory=lambda: {"default": 1}
+    )
+    roles: dict[Annotated[str, StringConstraints(min_length=1)], list[RoleName]] = Field(
+        default_factory=dict
+    )
+    permissions: dict[str, list[RoleName]] = Field(default_factory=dict)
+    gates: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("permissions")
+    @classmethod
+    def _known_permissions(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in value:
+            if name not in PERMISSIONS:
+                raise ValueError(
+                    f"unknown permission {name!r}: permissions are {', '.join(PERMISSIONS)}"
+                )
+        return value
+
+    @field_validator("gates")
+    @classmethod
+    def _gates_parse(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for texts in value.values():
+            for text in texts:
+                parse_gate(text)
+        return value
+
+    def approvals_needed(self, environment: str) -> int:
+        """Return how many distinct approvals a deploy to ``environment`` needs."""
+        return self.approvals.get(environment, self.approvals.get("default", 1))
+
+    def gates_for(self, environment: str) -> list[Gate]:
+        """Return the metric gates of ``environment`` (``default`` gates apply everywhere)."""
+        texts = [*self.gates.get("default", []), *self.gates.get(environment, [])]
+        return [parse_gate(text) for text in texts]
+
+    def reason_required(self, decision: str) -> bool:
+        """Return whether ``decision`` must give a reason."""
+        if isinstance(self.require_reason, bool):
+            return self.require_reason
+        return decision in self.require_reason
+
+    def roles_of(self, actor: str) -> list[str]:
+        """Return the roles ``actor`` holds."""
+        return list(self.roles.get(actor, []))
+
+    def allowed_roles(self, permission: str) -> list[str] | None:
+        """Return the roles allowed to do ``permission``, or None when anyone may."""
+        return self.permissions.get(permission)
+
+    def as_data(self) -> dict[str, Any]:
+        """Return the policy as the JSON recorded in a ``policy.update`` event."""
+        return self.model_dump(mode="json")
+
+
+DEFAULT_POLICY = Policy()
+
+
+class Denial(NamedTuple):
+    """Why policy refuses an action: the rule, a sentence, and what would satisfy it."""
+
+    rule: str
+    message: str
+    remedy: str
+
+
+def load_policy(path: str | Path) -> tuple[Policy, bytes]:
+    """Read a TOML policy file; return the policy and the file's bytes, or raise clearly."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInputError(
+            f"no policy file at {file}: write one (see `auditml policy --help`)"
+        ) from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the policy file {file}: {exc.strerror}") from None
+    try:
+        table = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{file} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInputError(f"{file} is not valid TOML: {exc}") from None
+    if isinstance(table.get("policy"), dict) and len(table) == 1:
+        table = table["policy"]  # a [policy] table is accepted as well as top-level keys
+    return policy_from(table, where=str(file)), raw
+
+
+def policy_from(table: Mapping[str, Any], *, where: str = "policy") -> Policy:
+    """Validate a policy table, naming the first wrong key and what it should be."""
+    try:
+        return Policy.model_validate(dict(table))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"]) or "policy"
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(sorted(Policy.model_fields))
+            message = f"unknown setting (known settings: {known})"
+        raise InvalidInputError(f"{where}: {loc}: {message}") from None
+
+
+def policy_digest(raw: bytes) -> str:
+    """Return the SHA-256 of a policy file's bytes, as recorded with the policy."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+# -- the rules ---------------------------------------------------------------
+
+
+def check_role(policy: Policy, actor: str, permission: str) -> Denial | None:
+    """Refuse when the policy restricts ``permission`` to roles ``actor`` does not hold."""
+    allowed = policy.allowed_roles(permission)
+    if allowed is None:
+        return None
+    held = policy.roles_of(actor)
+    if set(held) & set(allowed):
+        return None
+    holds = f"holds {', '.join(held)}" if held else "holds no role"
+    return Denial(
+        "role",
+        f"{actor} may not {permission}: it {holds}, and {permission} needs one of "
+        f"{', '.join(allowed)}",
+        f"have someone with role {' or '.join(allowed)} do it, or give {actor} that role "
+        "in auditml.toml and record it with `auditml policy apply`",
+    )
+
+
+def role_for(policy: Policy, actor: str, permission: str) -> str | None:
+    """Return the role under which ``actor`` may do ``permission``, when roles are set."""
+    allowed = policy.allowed_roles(permission) or []
+    held = policy.roles_of(actor)
+    for role in held:
+        if role in allowed:
+            return role
+    return held[0] if held else None
+
+
+def check_reason(policy: Policy, decision: str, reason: str | None) -> Denial | None:
+    """Refuse a decision without a reason when the policy requires one."""
+    if policy.reason_required(decision) and not (reason and reason.strip()):
+        return Denial(
+            "reason-required",
+            f"a {decision} must give a reason under the policy in force",
+            "say why with --reason (or reason=)",
+        )
+    return None
+
+
+def check_self_approval(
+    policy: Policy, actor: str, trainers: Sequence[str], version: str
+) -> Denial | None:
+    """Refuse an approval by the person who trained the version (separation of duties)."""
+    if policy.separation_of_duties and actor in trainers:
+        return Denial(
+            "separation-of-duties",
+            f"{actor} trained version {version} and may not approve it",
+            "have a second person, who did not train it, approve it",
+        )
+    return None
+
+
+def check_gates(
+    policy: Policy, environment: str, metrics: Mapping[str, float], version: str
+) -> Denial | None:
+    """Refuse a deploy whose recorded metrics miss one of the environment's gates."""
+    for gate in policy.gates_for(environment):
+        if gate.passes(metrics):
+            continue
+        found = metrics.get(gate.metric)
+        has = "has no recorded value" if found is None else f"is {found:g}"
+        return Denial(
+            "metric-gate",
+            f"version {version} fails the {environment} gate {gate}: {gate.metric} {has}",
+            f"record an evaluation of version {version} that meets {gate}, "
+            "or deploy a version that does",
+        )
+    return None
+
+
+def check_approvals(
+    policy: Policy, environment: str, approvers: Sequence[str], version: str
+) -> Denial | None:
+    """Refuse a deploy that lacks the distinct approvals the environment needs."""
+    needed = policy.approvals_needed(environment)
+    have = len(set(approvers))
+    if have >= needed:
+        return None
+    if have == 0:
+        message = f"version {version} has no approval for {environment}"
+    else:
+        message = (
+            f"version {version} has {have} distinct approval(s) for {environment}, "
+            f"and {needed} are needed"
+        )
+    return Denial(
+        "approval-required",
+        message,
+        f"record {needed - have} more approval(s) by other people: "
+        f"`auditml approve MODEL {version}`",
+    )

@@ -117,7 +117,7 @@ def build(url: str, total: int) -> tuple[float, float]:
             t0 = time.perf_counter()
             batch = drafts(done, n, actor)
             t1 = time.perf_counter()
-            log.append_many(batch)
+            log.append_many(batch, imported=True)
             t2 = time.perf_counter()
             build_s += t1 - t0
             append_s += t2 - t1
@@ -237,6 +237,7 @@ def single_appends(url: str, count: int) -> float:
                 subject={"model": "m", "version": str(i)},
                 data={"reason": "ok"},
                 actor="validator@bench.example",
+                imported=True,
             )
             times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000
@@ -250,6 +251,7 @@ def _worker(url: str, worker: int, count: int) -> None:
                 subject={"model": f"m{worker}", "version": "1"},
                 data={"metrics": {"i": i}},
                 actor=f"worker-{worker}",
+                imported=True,
             )
 
 

@@ -37,18 +37,21 @@ def url(db_url: str, capsys: pytest.CaptureFixture[str]) -> str:
             subject={"model": "credit-risk", "version": "1"},
             data={"metrics": {"auc": 0.87}},
             actor="ds@bank.example",
+            imported=True,
         )
         log.append(
             "model.approve",
             subject={"model": "credit-risk", "version": "1"},
             data={"reason": "holdout ok"},
             actor="validator@bank.example",
+            imported=True,
         )
         log.append(
             "model.deploy",
             subject={"model": "fraud", "version": "4"},
             data={"environment": "production"},
             actor="release@bank.example",
+            imported=True,
         )
     return db_url
 

@@ -2,7 +2,8 @@
 
 Every command takes ``--db URL`` (or ``AUDITML_DATABASE_URL``; default
 ``./.auditml/audit.db``). Errors print one sentence to stderr and exit
-non-zero: 1 when verification fails, 2 for bad input or an unusable store.
+non-zero: 1 when verification fails, 2 for bad input or an unusable store, 3 when
+policy refuses an action (only a ``policy.denied`` event is recorded then).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from auditml import __version__
-from auditml.errors import AuditmlError, VerificationError
+from auditml.errors import AuditmlError, PolicyDeniedError, VerificationError
 from auditml.ledger import AuditLog
 
 __all__ = ["app", "main"]
 
 EXIT_FAILED = 1
 EXIT_ERROR = 2
+EXIT_DENIED = 3
 
 app = typer.Typer(
     name="auditml",
@@ -79,6 +81,9 @@ def _errors() -> Iterator[None]:
     except VerificationError as exc:
         err.print(f"[bold red]FAILED[/]: {exc.diagnostics()}", markup=True, highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
+    except PolicyDeniedError as exc:
+        err.print(f"denied: {exc.diagnostics()}", markup=False)
+        raise typer.Exit(EXIT_DENIED) from None
     except AuditmlError as exc:
         err.print(f"error: {exc.diagnostics()}", markup=False)
         raise typer.Exit(EXIT_ERROR) from None
@@ -304,6 +309,10 @@ def verify(
         f"in {report.seconds:.2f}s{speed}"
     )
     out.print(f"root {report.root}")
+
+
+# The lifecycle commands register themselves on ``app``.
+from auditml import _lifecycle_cli  # noqa: E402, F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,5 @@
+"""``python -m auditml`` runs the ``auditml`` command."""
+
+from auditml.cli import main
+
+main()

@@ -1,0 +1,314 @@
+"""``auditml demo``: a credit-risk model's life, told in seconds with the real API.
+
+A risk officer records the policy. A data scientist trains two versions of a
+small logistic-regression model on generated data (pure Python), and they are
+evaluated. She tries to approve her own version and is refused; a validator
+approves each instead. A release engineer deploys to staging and production,
+an incident is raised against version 2 in production, and production is
+rolled back to version 1. Finally the log is verified.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from auditml.capture import current_run, track_training
+from auditml.errors import InvalidInputError, PolicyDeniedError
+from auditml.ledger import AuditLog
+
+__all__ = ["run_demo"]
+
+MARKER = ".auditml-demo"
+ORIGIN = "demo.auditml.example/credit-risk"
+MODEL = "credit-risk"
+SCIENTIST = "dana@bank.example"
+VALIDATOR = "victor@bank.example"
+RELEASE = "rhea@bank.example"
+OFFICER = "cora@bank.example"
+FEATURES = ("income", "debt_ratio", "age", "late_payments")
+
+POLICY = f"""\
+# Who may do what with the credit-risk models; recorded on the log by `auditml policy apply`.
+separation_of_duties = true
+require_reason = ["deploy", "rollback", "retire"]
+environments = ["staging", "production"]
+
+[approvals]
+default = 1
+
+[roles]
+"{SCIENTIST}" = ["developer"]
+"{VALIDATOR}" = ["validator"]
+"{RELEASE}" = ["release"]
+"{OFFICER}" = ["risk-officer"]
+
+[permissions]
+train = ["developer"]
+approve = ["validator", "developer"]
+reject = ["validator"]
+deploy = ["release"]
+rollback = ["release"]
+retire = ["validator", "risk-officer"]
+policy = ["risk-officer"]
+
+[gates]
+production = ["auc >= 0.65"]
+"""
+
+
+def _prepare(out_dir: Path) -> None:
+    """Make ``out_dir`` ready: create it, or clear what an earlier demo left there."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInputError(f"{out_dir} is a file; give --out a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not (out_dir / MARKER).exists():
+            raise InvalidInputError(
+                f"{out_dir} is not empty and was not made by `auditml demo`; "
+                "give --out an empty or new folder"
+            )
+        for name in ("audit.db", "audit.db-wal", "audit.db-shm", "auditml.toml"):
+            (out_dir / name).unlink(missing_ok=True)
+        for name in ("data", "models"):
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+    (out_dir / "data").mkdir(parents=True, exist_ok=True)
+    (out_dir / "models").mkdir(exist_ok=True)
+    (out_dir / MARKER).write_text("made by `auditml demo`; safe to delete\n", encoding="utf-8")
+
+
+def _applicants(rng: random.Random, count: int) -> list[dict[str, float]]:
+    """Generate loan applicants and whether each defaulted, from a fixed hidden rule."""
+    rows = []
+    for _ in range(count):
+        income = rng.lognormvariate(10.6, 0.45) / 1000
+        debt = min(max(rng.gauss(0.35, 0.15), 0.0), 1.2)
+        age = float(rng.randint(19, 75))
+        late = float(min(int(rng.expovariate(1.2)), 8))
+        score = -1.2 - 0.025 * income + 3.1 * debt - 0.02 * (age - 40) + 0.55 * late
+        default = 1.0 if rng.random() < 1 / (1 + math.exp(-score)) else 0.0
+        rows.append(
+            {
+                "income": round(income, 2),
+                "debt_ratio": round(debt, 3),
+                "age": age,
+                "late_payments": late,
+                "default": default,
+            }
+        )
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[*FEATURES, "default"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _read_csv(path: Path) -> list[dict[str, float]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _scale(rows: list[dict[str, float]], features: Sequence[str]) -> dict[str, tuple[float, float]]:
+    stats = {}
+    for name in features:
+        values = [r[name] for r in rows]
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) or 1.0
+        stats[name] = (mean, std)
+    return stats
+
+
+def _predict(model: dict[str, Any], row: dict[str, float]) -> float:
+    z = model["bias"]
+    for name, weight in model["weights"].items():
+        mean, std = model["scale"][name]
+        z += weight * (row[name] - mean) / std
+    return 1 / (1 + math.exp(-max(min(z, 30.0), -30.0)))
+
+
+def _auc(labels: list[float], scores: list[float]) -> float:
+    """Return the area under the ROC curve by ranking (ties averaged)."""
+    order = sorted(range(len(scores)), key=scores.__getitem__)
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    pos = sum(labels)
+    neg = len(labels) - pos
+    if not pos or not neg:
+        return 0.5
+    rank_sum = sum(r for r, y in zip(ranks, labels, strict=True) if y == 1.0)
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def _metrics(model: dict[str, Any], rows: list[dict[str, float]]) -> dict[str, float]:
+    scores = [_predict(model, r) for r in rows]
+    labels = [r["default"] for r in rows]
+    hits = sum((s >= 0.5) == (y == 1.0) for s, y in zip(scores, labels, strict=True))
+    return {"auc": round(_auc(labels, scores), 4), "accuracy": round(hits / len(rows), 4)}
+
+
+def _fit(
+    train_csv: Path, features: Sequence[str], epochs: int, learning_rate: float
+) -> dict[str, Any]:
+    """Fit logistic regression by batch gradient descent; return the model and its metrics."""
+    rows = _read_csv(train_csv)
+    scale = _scale(rows, features)
+    x = [[(r[f] - scale[f][0]) / scale[f][1] for f in features] for r in rows]
+    y = [r["default"] for r in rows]
+    weights = [0.0] * len(features)
+    bias = 0.0
+    n = len(rows)
+    for _ in range(epochs):
+        grad = [0.0] * len(features)
+        grad_b = 0.0
+        for xi, yi in zip(x, y, strict=True):
+            z = bias + sum(w * v for w, v in zip(weights, xi, strict=True))
+            err = 1 / (1 + math.exp(-max(min(z, 30.0), -30.0))) - yi
+            grad_b += err
+            for k, v in enumerate(xi):
+                grad[k] += err * v
+        bias -= learning_rate * grad_b / n
+        weights = [w - learning_rate * g / n for w, g in zip(weights, grad, strict=True)]
+    return {
+        "features": list(features),
+        "weights": dict(zip(features, weights, strict=True)),
+        "bias": bias,
+        "scale": scale,
+    }
+
+
+def run_demo(out_dir: Path, console: Console) -> None:
+    """Run the whole story into ``out_dir`` and print what happened and where it is."""
+    out_dir = out_dir.resolve()
+    _prepare(out_dir)
+    say = console.print
+    rng = random.Random(20261121)
+    train_csv, holdout_csv = out_dir / "data" / "train.csv", out_dir / "data" / "holdout.csv"
+    _write_csv(train_csv, _applicants(rng, 1200))
+    _write_csv(holdout_csv, _applicants(rng, 600))
+    policy_file = out_dir / "auditml.toml"
+    policy_file.write_text(POLICY, encoding="utf-8")
+    url = f"sqlite:///{out_dir / 'audit.db'}"
+
+    log, _ = AuditLog.init(url, origin=ORIGIN, actor=OFFICER, description="auditml demo")
+    with log:
+        say(f"[bold]auditml demo[/]: the life of {MODEL!r}, recorded in {out_dir / 'audit.db'}")
+        log.apply_policy(policy_file, reason="model-risk policy for credit models", actor=OFFICER)
+        say(f"  1. {OFFICER} recorded the policy (roles, a production gate auc >= 0.65)")
+
+        @track_training(
+            model=MODEL,
+            log=log,
+            actor=SCIENTIST,
+            datasets={"train": train_csv},
+            tags={"team": "credit-analytics"},
+            exclude=("train_csv",),
+        )
+        def train(
+            train_csv: Path, features: Sequence[str], epochs: int, learning_rate: float
+        ) -> dict[str, float]:
+            """Train one version, save it, and return its training metrics."""
+            model = _fit(train_csv, features, epochs, learning_rate)
+            run = current_run()
+            assert run is not None
+            path = out_dir / "models" / f"{MODEL}-v{run.version}.json"
+            path.write_text(json.dumps(model, indent=1), encoding="utf-8")
+            run.add_artifact("model", path)
+            return _metrics(model, _read_csv(train_csv))
+
+        holdout = _read_csv(holdout_csv)
+        for features, epochs in ((FEATURES[:2], 60), (FEATURES, 120)):
+            train(train_csv, features, epochs, 0.5)
+            run = train.last_run  # type: ignore[attr-defined]
+            version = run.version
+            model = json.loads((out_dir / "models" / f"{MODEL}-v{version}.json").read_text())
+            young = [r for r in holdout if r["age"] < 30]
+            metrics = _metrics(model, holdout)
+            log.evaluate(
+                MODEL,
+                version,
+                metrics=metrics,
+                dataset=holdout_csv,
+                slices={
+                    "age<30": _metrics(model, young),
+                    "age>=30": _metrics(model, [r for r in holdout if r["age"] >= 30]),
+                },
+                actor=VALIDATOR,
+            )
+            say(
+                f"  2. {SCIENTIST} trained v{version} on {len(features)} features; "
+                f"holdout auc {metrics['auc']:.3f} (event {run.receipt.seq})"
+            )
+
+        try:
+            log.approve(MODEL, "2", reason="looks good to me", actor=SCIENTIST)
+        except PolicyDeniedError as denied:
+            say(
+                f"  3. {SCIENTIST} tried to approve her own v2: refused by rule "
+                f"{denied.rule!r}, and the attempt is on the log (event {denied.seq})"
+            )
+        for version in ("1", "2"):
+            log.approve(
+                MODEL, version, reason="validation report VR-2026-11 passed", actor=VALIDATOR
+            )
+        say(f"  4. {VALIDATOR} approved v1 and v2 (a second person, as policy requires)")
+        log.deploy(MODEL, "1", "staging", reason="first release candidate", actor=RELEASE)
+        log.deploy(MODEL, "1", "production", reason="go-live", actor=RELEASE)
+        log.deploy(MODEL, "2", "staging", reason="more features", actor=RELEASE)
+        log.deploy(MODEL, "2", "production", reason="better holdout auc", actor=RELEASE)
+        say(f"  5. {RELEASE} deployed v1, then v2, to staging and production")
+        log.incident(
+            MODEL,
+            "2",
+            "approval rate for applicants under 30 fell by a third overnight",
+            severity="high",
+            environment="production",
+            reference="INC-4711",
+            actor=RELEASE,
+        )
+        receipt = log.rollback(MODEL, "production", reason="INC-4711", actor=RELEASE)
+        say(
+            f"  6. an incident was raised on v2 in production; {RELEASE} rolled production "
+            f"back to v{receipt.version}"
+        )
+        report = log.verify()
+        say(f"  7. verified: {report.size} events, intact; root {report.root[:16]}…")
+
+        state = log.status(MODEL)[MODEL]
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("version", "state", "runs in", "approved by"):
+            table.add_column(column)
+        for vs in state.versions.values():
+            table.add_row(
+                vs.version,
+                vs.state,
+                ", ".join(vs.running_in) or "-",
+                ", ".join(dict.fromkeys(a.actor for a in vs.approvals)),
+            )
+        say("")
+        say(table)
+        say("")
+        say(f"Outputs in {out_dir}:")
+        say("  audit.db      the log (SQLite)     auditml.toml  the policy recorded on it")
+        say("  data/         generated datasets   models/       the two trained versions")
+        say("Look around:")
+        say(f"  auditml log --db {url}")
+        say(f"  auditml status --db {url}")
+        say(f"  auditml history {MODEL} --db {url}")

@@ -1,0 +1,449 @@
+"""The lifecycle commands of ``auditml``: train, evaluate, decide, status, history, policy, demo.
+
+Imported by :mod:`auditml.cli`, whose ``app`` they register on. A refusal by
+policy exits with status 3 and says which rule refused and what would satisfy it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from auditml.cli import DbOption, JsonOption, _errors, _open, app, err, out
+from auditml.errors import InvalidInputError
+from auditml.identity import resolve_actor
+from auditml.ledger import Receipt
+
+ActorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        metavar="ID",
+        help="Who is acting [default: $AUDITML_ACTOR, else git user.email, else the OS user]",
+        show_default=False,
+    ),
+]
+ReasonOption = Annotated[str | None, typer.Option(metavar="TEXT", help="Why.")]
+EnvOption = Annotated[
+    str, typer.Option("--env", "-e", metavar="ENV", help="Environment, e.g. staging, production.")
+]
+Pairs = Annotated[list[str] | None, typer.Option(metavar="NAME=VALUE")]
+
+policy_app = typer.Typer(
+    help="Record and show the policy in force (roles, approvals, gates).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(policy_app, name="policy")
+
+
+def _who(actor: str | None) -> Any:
+    return resolve_actor(actor, source="flag")
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """Parse repeated ``NAME=VALUE`` options, naming the one that is malformed."""
+    found: dict[str, str] = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInputError(f"{option} {item!r} is not NAME=VALUE, e.g. {option} auc=0.91")
+        found[name.strip()] = value
+    return found
+
+
+def _numbers(values: list[str] | None, option: str) -> dict[str, float]:
+    """Parse ``NAME=NUMBER`` options; a value that is not a finite number is refused."""
+    found: dict[str, float] = {}
+    for name, value in _pairs(values, option).items():
+        try:
+            number = float(value)
+        except ValueError:
+            raise InvalidInputError(
+                f"{option} {name}={value!r}: the value is not a number, e.g. {option} {name}=0.91"
+            ) from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise InvalidInputError(f"{option} {name}={value}: the value must be finite")
+        found[name] = int(number) if number.is_integer() and "." not in value else number
+    return found
+
+
+def _json_values(values: list[str] | None, option: str) -> dict[str, Any]:
+    """Parse ``NAME=VALUE`` options whose values are JSON when they parse, else text."""
+    found: dict[str, Any] = {}
+    for name, value in _pairs(values, option).items():
+        try:
+            found[name] = json.loads(value)
+        except ValueError:
+            found[name] = value
+    return found
+
+
+def _json_file(path: Path | None) -> dict[str, Any]:
+    """Read a JSON object from a file, or raise a sentence naming the file."""
+    if path is None:
+        return {}
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInputError(f"no JSON file at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    if not isinstance(found, dict):
+        raise InvalidInputError(f"{path} must hold a JSON object, not {type(found).__name__}")
+    return found
+
+
+def _done(receipt: Receipt, text: str, as_json: bool) -> None:
+    if as_json:
+        out.print_json(data=receipt._asdict())
+    else:
+        out.print(f"{text} (event {receipt.seq})")
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[
+        str | None, typer.Option(metavar="V", help="The version [default: the next number].")
+    ] = None,
+    dataset: Annotated[
+        list[str] | None, typer.Option(metavar="NAME=PATH|URI", help="A dataset (repeatable).")
+    ] = None,
+    artifact: Annotated[
+        list[str] | None, typer.Option(metavar="NAME=PATH|URI", help="An output (repeatable).")
+    ] = None,
+    param: Pairs = None,
+    metric: Pairs = None,
+    tag: Pairs = None,
+    failed: Annotated[
+        str | None, typer.Option(metavar="MESSAGE", help="Record the run as failed, and why.")
+    ] = None,
+    from_json: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="A JSON object with any of params, metrics, datasets, artifacts, tags, "
+            "started_at, ended_at, base_model, parent_version.",
+        ),
+    ] = None,
+    code: Annotated[bool, typer.Option(help="Record the git commit of the current folder.")] = True,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a training run done by a pipeline that is not Python."""
+    from auditml._fingerprint import artifact_ref, code_version, dataset_ref
+
+    with _errors():
+        data = _json_file(from_json)
+        data.setdefault("params", {}).update(_json_values(param, "--param"))
+        data.setdefault("metrics", {}).update(_numbers(metric, "--metric"))
+        data.setdefault("tags", {}).update(_pairs(tag, "--tag"))
+        datasets = {**data.get("datasets", {}), **_pairs(dataset, "--dataset")}
+        artifacts = {**data.get("artifacts", {}), **_pairs(artifact, "--artifact")}
+        data["datasets"] = {
+            k: v if isinstance(v, dict) else dataset_ref(v) for k, v in datasets.items()
+        }
+        data["artifacts"] = {
+            k: v if isinstance(v, dict) else artifact_ref(v) for k, v in artifacts.items()
+        }
+        if failed is not None:
+            data["status"] = "failed"
+            data["error"] = {"type": "PipelineFailure", "message": failed}
+        if code and "code" not in data:
+            data["code"] = code_version(None)
+        with _open(db) as log:
+            receipt = log.record_training(model, version=version, data=data, actor=_who(actor))
+            state = "failed run" if failed is not None else "training run"
+            _done(receipt, f"Recorded {state} of {model} v{receipt.version}", as_json)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[str, typer.Argument(help="The version evaluated.")],
+    metric: Pairs = None,
+    dataset: Annotated[
+        str | None, typer.Option(metavar="PATH|URI", help="The evaluation dataset (hashed).")
+    ] = None,
+    slice_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slice", metavar="SLICE:NAME=VALUE", help="A per-slice metric (repeatable)."
+        ),
+    ] = None,
+    artifact: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME=PATH|URI", help="A report or plot (hashed; repeatable)."),
+    ] = None,
+    notes: Annotated[str | None, typer.Option(metavar="TEXT", help="Free-text notes.")] = None,
+    from_json: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="A JSON object with metrics, slices, notes."),
+    ] = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record an evaluation of a trained version."""
+    with _errors():
+        data = _json_file(from_json)
+        metrics = {**data.get("metrics", {}), **_numbers(metric, "--metric")}
+        slices: dict[str, dict[str, float]] = dict(data.get("slices", {}))
+        for item in slice_ or []:
+            name, sep, rest = item.partition(":")
+            if not sep or not name:
+                raise InvalidInputError(
+                    f"--slice {item!r} is not SLICE:NAME=VALUE, e.g. --slice age<30:auc=0.88"
+                )
+            slices.setdefault(name, {}).update(_numbers([rest], "--slice"))
+        with _open(db) as log:
+            receipt = log.evaluate(
+                model,
+                version,
+                metrics=metrics,
+                dataset=dataset,
+                slices=slices,
+                artifacts=dict(_pairs(artifact, "--artifact")),
+                notes=notes or data.get("notes"),
+                actor=_who(actor),
+            )
+            _done(receipt, f"Recorded evaluation of {model} v{version}", as_json)
+
+
+@app.command()
+def approve(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[str, typer.Argument(help="The version approved.")],
+    reason: ReasonOption = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", metavar="ENV", help="Approve only for ENV (repeatable)."),
+    ] = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a version; its trainer may not (separation of duties)."""
+    with _errors(), _open(db) as log:
+        receipt = log.approve(
+            model, version, reason=reason, environments=env or (), actor=_who(actor)
+        )
+        scope = f" for {', '.join(env)}" if env else ""
+        _done(receipt, f"Approved {model} v{version}{scope}", as_json)
+
+
+@app.command()
+def reject(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[str, typer.Argument(help="The version rejected.")],
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reject a version; it can never be deployed."""
+    with _errors(), _open(db) as log:
+        receipt = log.reject(model, version, reason=reason, actor=_who(actor))
+        _done(receipt, f"Rejected {model} v{version}", as_json)
+
+
+@app.command()
+def deploy(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[str, typer.Argument(help="The version to deploy.")],
+    env: EnvOption,
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deploy an approved version to an environment."""
+    with _errors(), _open(db) as log:
+        receipt = log.deploy(model, version, env, reason=reason, actor=_who(actor))
+        _done(receipt, f"Deployed {model} v{version} to {env}", as_json)
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    env: EnvOption,
+    to: Annotated[
+        str | None,
+        typer.Option(metavar="V", help="The version to go back to [default: the previous one]."),
+    ] = None,
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Roll an environment back to a version that ran there before."""
+    with _errors(), _open(db) as log:
+        receipt = log.rollback(model, env, to=to, reason=reason, actor=_who(actor))
+        _done(receipt, f"Rolled {env} back to {model} v{receipt.version}", as_json)
+
+
+@app.command()
+def retire(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[str, typer.Argument(help="The version to retire.")],
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Retire a version for good."""
+    with _errors(), _open(db) as log:
+        receipt = log.retire(model, version, reason=reason, actor=_who(actor))
+        _done(receipt, f"Retired {model} v{version}", as_json)
+
+
+@app.command()
+def incident(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[str, typer.Argument(help="The version involved.")],
+    summary: Annotated[str, typer.Option(metavar="TEXT", help="What happened.")],
+    severity: Annotated[
+        str, typer.Option(metavar="LEVEL", help="low, medium, high or serious.")
+    ] = "medium",
+    env: Annotated[
+        str | None, typer.Option("--env", "-e", metavar="ENV", help="Where it happened.")
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option(metavar="ID", help="A ticket or report id.")
+    ] = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record an incident against a version."""
+    with _errors(), _open(db) as log:
+        receipt = log.incident(
+            model,
+            version,
+            summary,
+            severity=severity,
+            environment=env,
+            reference=reference,
+            actor=_who(actor),
+        )
+        _done(receipt, f"Recorded {severity} incident on {model} v{version}", as_json)
+
+
+@app.command()
+def status(
+    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show each version's state and what runs in each environment now."""
+    with _errors(), _open(db) as log:
+        states = log.status(model)
+        if as_json:
+            out.print_json(data=[s.as_dict() for s in states.values()])
+            return
+        if not states:
+            err.print("no models on the log yet", markup=False)
+            return
+        for name, state in sorted(states.items()):
+            running = ", ".join(f"{e}: v{v}" for e, v in sorted(state.running.items()))
+            out.print(f"[bold]{name}[/]  now running: {running or 'nowhere'}", markup=True)
+            table = Table(box=None, pad_edge=False, header_style="bold")
+            for column in ("version", "state", "trained", "by", "approved by", "runs in"):
+                table.add_column(column, overflow="fold")
+            for vs in state.versions.values():
+                table.add_row(
+                    vs.version,
+                    vs.state,
+                    (vs.trained_at or "")[:19].replace("T", " "),
+                    ", ".join(vs.trainers),
+                    ", ".join(dict.fromkeys(a.actor for a in vs.approvals)),
+                    ", ".join(vs.running_in),
+                )
+            out.print(table)
+
+
+@app.command()
+def history(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    env: Annotated[
+        str | None, typer.Option("--env", "-e", metavar="ENV", help="Only this environment.")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the model's deployment timeline: every deploy and rollback, oldest first."""
+    with _errors(), _open(db) as log:
+        moves = log.history(model, env)
+        if as_json:
+            out.print_json(data=[m._asdict() for m in moves])
+            return
+        if not moves:
+            err.print(f"{model} was never deployed" + (f" to {env}" if env else ""), markup=False)
+            return
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("seq", "time (UTC)", "env", "action", "version", "replaced", "by", "reason"):
+            table.add_column(column, overflow="fold")
+        for m in moves:
+            table.add_row(
+                str(m.seq),
+                m.time[:19].replace("T", " "),
+                m.environment,
+                m.action.removeprefix("model."),
+                m.version,
+                m.replaces or "",
+                m.actor,
+                m.reason or "",
+            )
+        out.print(table)
+
+
+@policy_app.command("apply")
+def policy_apply(
+    file: Annotated[Path, typer.Argument(help="The policy file, e.g. auditml.toml.")] = Path(
+        "auditml.toml"
+    ),
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a policy file on the log; it is in force from that event on."""
+    with _errors(), _open(db) as log:
+        receipt = log.apply_policy(file, reason=reason, actor=_who(actor))
+        _done(receipt, f"Policy from {file} is in force", as_json)
+
+
+@policy_app.command("show")
+def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show the policy in force and the event that recorded it."""
+    with _errors(), _open(db) as log:
+        policy, seq = log.policy()
+        where = f"recorded at event {seq}" if seq is not None else "the default: none recorded"
+        if as_json:
+            out.print_json(data={"seq": seq, "policy": policy.as_data()})
+            return
+        out.print(f"Policy in force ({where}):")
+        out.print(json.dumps(policy.as_data(), indent=2))
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Where the demo writes its log and files.")
+    ] = Path("auditml-demo"),
+) -> None:
+    """Tell a model's life in seconds: train, evaluate, approve, deploy, roll back, verify."""
+    from auditml._demo import run_demo
+
+    with _errors():
+        run_demo(out_dir, out)

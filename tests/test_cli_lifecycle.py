@@ -1,0 +1,269 @@
+"""The lifecycle commands as a user meets them: decisions, refusals, status, history and demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditml import AuditLog
+from tests.test_cli import run
+
+DS = "ds@bank.example"
+VAL = "val@bank.example"
+REL = "rel@bank.example"
+
+
+@pytest.fixture
+def url(db_url: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Return an initialised, empty log."""
+    code, _, _ = run(["init", "--origin", "bank.example/cli", "--db", db_url], capsys)
+    assert code == 0
+    return db_url
+
+
+def size(url: str) -> int:
+    """Return the log's size."""
+    with AuditLog.open(url) as log:
+        return log.head().size
+
+
+def test_train_approve_deploy_rollback_status_history(
+    url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The whole path by command, and status and history derived from the log."""
+    model_file = tmp_path / "model.pkl"
+    model_file.write_bytes(b"m")
+    for _ in range(2):
+        code, out, err = run(
+            [
+                "train",
+                "credit",
+                "--metric",
+                "auc=0.9",
+                "--param",
+                "depth=6",
+                "--artifact",
+                f"model={model_file}",
+                "--dataset",
+                "train=s3://bucket/train.parquet",
+                "--actor",
+                DS,
+                "--db",
+                url,
+            ],
+            capsys,
+        )
+        assert code == 0, err
+    assert "credit v2" in out
+    for version in ("1", "2"):
+        assert run(["approve", "credit", version, "--actor", VAL, "--db", url], capsys)[0] == 0
+        code, out, err = run(
+            [
+                "deploy",
+                "credit",
+                version,
+                "--env",
+                "production",
+                "--reason",
+                "go",
+                "--actor",
+                REL,
+                "--db",
+                url,
+            ],
+            capsys,
+        )
+        assert code == 0, err
+    code, out, _ = run(
+        [
+            "rollback",
+            "credit",
+            "--env",
+            "production",
+            "--reason",
+            "INC-1",
+            "--actor",
+            REL,
+            "--db",
+            url,
+        ],
+        capsys,
+    )
+    assert code == 0 and "back to credit v1" in out
+    code, out, _ = run(["status", "credit", "--json", "--db", url], capsys)
+    (state,) = json.loads(out)
+    assert state["running"] == {"production": "1"}
+    assert [v["state"] for v in state["versions"]] == ["deployed", "approved"]
+    code, out, _ = run(["status", "--db", url], capsys)
+    assert code == 0 and "production: v1" in out
+    code, out, _ = run(["history", "credit", "--env", "production", "--json", "--db", url], capsys)
+    moves = json.loads(out)
+    assert [(m["action"], m["version"], m["replaces"]) for m in moves] == [
+        ("model.deploy", "1", None),
+        ("model.deploy", "2", "1"),
+        ("model.rollback", "1", "2"),
+    ]
+    code, out, _ = run(["history", "credit", "--db", url], capsys)
+    assert code == 0 and "rollback" in out
+
+
+def test_refusals_exit_3_name_the_rule_and_record_a_denial(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Self-approval exits 3 with the rule and a remedy, no traceback, one denial event."""
+    run(["train", "credit", "--actor", DS, "--db", url], capsys)
+    before = size(url)
+    code, out, err = run(["approve", "credit", "1", "--actor", DS, "--db", url], capsys)
+    assert code == 3
+    assert "separation-of-duties" in err and "To proceed" in err
+    assert "Traceback" not in err + out
+    assert size(url) == before + 1
+    code, _, err = run(
+        ["deploy", "credit", "1", "--env", "prod", "--actor", REL, "--db", url], capsys
+    )
+    assert code == 3 and "approval-required" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["approve", "nope", "1"], "no model 'nope'"),
+        (["approve", "credit", "9"], "no version '9'"),
+        (["train", "credit", "--metric", "auc=high"], "not a number"),
+        (["train", "credit", "--metric", "auc"], "is not NAME=VALUE"),
+        (["train", "credit", "--metric", "auc=nan"], "must be finite"),
+        (["train", "credit", "--dataset", "train=/no/such/file.csv"], "does not exist"),
+        (["evaluate", "credit", "1", "--metric", "auc=x"], "not a number"),
+        (["evaluate", "credit", "1", "--slice", "auc=1"], "is not SLICE:NAME=VALUE"),
+        (["rollback", "credit", "--env", "prod"], "nothing to roll back"),
+        (["policy", "apply", "/no/such/auditml.toml"], "no policy file"),
+        (["incident", "credit", "1", "--summary", "x", "--severity", "huge"], "severity"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    url: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """Each bad input gets one sentence naming the problem, exit 2, and the log unchanged."""
+    run(["train", "credit", "--actor", DS, "--db", url], capsys)
+    before = size(url)
+    code, out, err = run([*args, "--actor", VAL, "--db", url], capsys)
+    assert code == 2, out + err
+    assert message in err
+    assert "Traceback" not in err
+    assert size(url) == before
+
+
+def test_policy_apply_and_show(
+    url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A policy file is in force only once applied; show names the event that recorded it."""
+    file = tmp_path / "auditml.toml"
+    file.write_text('[gates]\nproduction = ["auc >= 0.8"]\n', encoding="utf-8")
+    code, out, _ = run(["policy", "show", "--json", "--db", url], capsys)
+    assert json.loads(out)["seq"] is None
+    code, out, err = run(["policy", "apply", str(file), "--reason", "MRM-7", "--db", url], capsys)
+    assert code == 0, err
+    code, out, _ = run(["policy", "show", "--json", "--db", url], capsys)
+    shown = json.loads(out)
+    assert shown["seq"] == 1 and shown["policy"]["gates"] == {"production": ["auc >= 0.8"]}
+    run(["train", "credit", "--metric", "auc=0.7", "--actor", DS, "--db", url], capsys)
+    run(["approve", "credit", "1", "--actor", VAL, "--db", url], capsys)
+    code, _, err = run(
+        ["deploy", "credit", "1", "-e", "production", "--actor", REL, "--db", url], capsys
+    )
+    assert code == 3 and "metric-gate" in err
+    code, _, err = run(
+        [
+            "evaluate",
+            "credit",
+            "1",
+            "--metric",
+            "auc=0.85",
+            "--slice",
+            "age<30:auc=0.8",
+            "--actor",
+            VAL,
+            "--db",
+            url,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    code, _, err = run(
+        ["deploy", "credit", "1", "-e", "production", "--actor", REL, "--db", url], capsys
+    )
+    assert code == 0, err
+
+
+def test_train_from_json_file_records_a_failed_pipeline_run(
+    url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A JSON file supplies params and metrics; --failed records the run as failed."""
+    spec = tmp_path / "run.json"
+    spec.write_text(json.dumps({"params": {"lr": 0.1}, "metrics": {"loss": 1.5}}), "utf-8")
+    code, out, err = run(
+        [
+            "train",
+            "credit",
+            "--from-json",
+            str(spec),
+            "--failed",
+            "spark job lost",
+            "--actor",
+            DS,
+            "--db",
+            url,
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert json.loads(out)["version"] == "1"
+    with AuditLog.open(url) as log:
+        data = next(log.events(action="model.train")).event.data
+    assert data["params"] == {"lr": 0.1} and data["metrics"] == {"loss": 1.5}
+    assert data["status"] == "failed" and data["error"]["message"] == "spark job lost"
+
+
+def test_demo_tells_the_story_and_the_log_verifies(tmp_path: Path) -> None:
+    """`auditml demo` runs as a user would run it, and its log verifies and holds the story."""
+    out_dir = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, "-m", "auditml", "demo", "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rolled production back to v1" in done.stdout
+    url = f"sqlite:///{out_dir / 'audit.db'}"
+    with AuditLog.open(url) as log:
+        log.verify()
+        state = log.status("credit-risk")["credit-risk"]
+        assert state.running == {"staging": "2", "production": "1"}
+        actions = [r.event.action for r in log.events()]
+    assert actions.count("policy.denied") == 1
+    assert actions.count("model.rollback") == 1
+    again = subprocess.run(
+        [sys.executable, "-m", "auditml", "demo", "--out", str(out_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+
+
+def test_demo_refuses_a_folder_it_did_not_make(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo never clears a non-empty folder that is not its own."""
+    (tmp_path / "precious.txt").write_text("keep", encoding="utf-8")
+    code, _, err = run(["demo", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "not made by `auditml demo`" in err
+    assert (tmp_path / "precious.txt").exists()

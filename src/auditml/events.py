@@ -29,17 +29,21 @@ __all__ = [
     "Actor",
     "ApproveData",
     "ArtifactRef",
+    "CardUpdateData",
     "CodeVersion",
     "DataModel",
     "DatasetRef",
     "DeniedData",
     "DeployData",
     "Draft",
+    "ESignature",
     "Environment",
     "EvaluateData",
     "Event",
     "FailureInfo",
     "IncidentData",
+    "KeyRegisterData",
+    "KeyRevokeData",
     "LogInitData",
     "PolicyUpdateData",
     "RejectData",
@@ -169,6 +173,28 @@ class _Decision(DataModel):
     policy_seq: int | None = Field(default=None, ge=0)
 
 
+Meaning = Literal["review", "approval", "responsibility", "authorship"]
+
+
+class ESignature(_Frozen):
+    """A person's electronic signature (21 CFR Part 11) over the statement of a decision.
+
+    ``sig`` is the base64 Ed25519 signature over the JCS bytes of the
+    statement that :func:`auditml.signing.esig_statement` builds from the log
+    origin, the action, the subject, the artifact digest and these fields, so
+    it cannot be moved to any other record. ``key`` is the SHA-256 (hex) of the
+    signer's raw public key, as registered with ``key.register``.
+    """
+
+    meaning: Meaning
+    signer: Name
+    name: Name
+    key: Hex64
+    time: Rfc3339
+    nonce: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    sig: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]
+
+
 class ApproveData(_Decision):
     """``model.approve``: a validator approves a version, optionally for named environments."""
 
@@ -176,12 +202,16 @@ class ApproveData(_Decision):
 
     environments: list[Name] = Field(default_factory=list)
     artifact_sha256: Hex64 | None = None
+    signature: ESignature | None = None
 
 
 class RejectData(_Decision):
     """``model.reject``: a validator rejects a version."""
 
     action: ClassVar[str] = "model.reject"
+
+    artifact_sha256: Hex64 | None = None
+    signature: ESignature | None = None
 
 
 class DeployData(_Decision):
@@ -232,6 +262,44 @@ class DeniedData(DataModel):
     policy_seq: int | None = Field(default=None, ge=0)
 
 
+class KeyRegisterData(DataModel):
+    """``key.register``: a person's public key for electronic signatures, from now on."""
+
+    action: ClassVar[str] = "key.register"
+
+    signer: Name
+    name: Name
+    algorithm: Literal["ed25519"] = "ed25519"
+    public_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+    key: Hex64
+    reason: str | None = None
+
+
+class KeyRevokeData(DataModel):
+    """``key.revoke``: a registered signing key is no longer valid from this event on."""
+
+    action: ClassVar[str] = "key.revoke"
+
+    signer: Name
+    key: Hex64
+    reason: str | None = None
+
+
+class CardUpdateData(DataModel):
+    """``card.update``: the human-written sections of a model card, as a person wrote them.
+
+    ``sections`` maps a section name (e.g. ``intended_use``, ``limitations``)
+    to its content; a later update replaces the sections it names.
+    """
+
+    action: ClassVar[str] = "card.update"
+
+    sections: dict[Name, JsonValue]
+    source: str | None = None
+    sha256: Hex64 | None = None
+    reason: str | None = None
+
+
 class PolicyUpdateData(DataModel):
     """``policy.update``: the policy in force from this event on."""
 
@@ -266,6 +334,9 @@ ACTIONS: dict[str, type[DataModel]] = {
         IncidentData,
         PolicyUpdateData,
         DeniedData,
+        KeyRegisterData,
+        KeyRevokeData,
+        CardUpdateData,
         LogInitData,
     )
 }

@@ -24,6 +24,12 @@ recorded, :data:`DEFAULT_POLICY` applies::
     [gates]                              # metric gates per environment
     production = ["auc >= 0.80"]
 
+    require_signatures = ["approve"]     # or true / false: Part 11 e-signatures
+
+    [cards]                              # the human sections a model card must have
+    required = ["intended_use", "limitations"]
+    complete_for = ["production"]        # a deploy there needs a complete card
+
 The rules themselves are the ``check_*`` functions: each takes the policy and
 what the log says, and returns a :class:`Denial` or None. They never write.
 """
@@ -61,7 +67,19 @@ __all__ = [
 ]
 
 #: Actions whose roles a policy can restrict (``policy`` is changing the policy itself).
-PERMISSIONS = ("train", "evaluate", "approve", "reject", "deploy", "rollback", "retire", "policy")
+PERMISSIONS = (
+    "train",
+    "evaluate",
+    "approve",
+    "reject",
+    "deploy",
+    "rollback",
+    "retire",
+    "policy",
+    "keys",
+    "card",
+    "incident",
+)
 #: Decisions that can be made to require a reason.
 DECISIONS = ("approve", "reject", "deploy", "rollback", "retire")
 
@@ -109,6 +127,22 @@ def parse_gate(text: str) -> Gate:
     return Gate(match["metric"], match["op"], float(match["value"]))
 
 
+class CardRules(BaseModel):
+    """What a model card must hold: the human sections required, and where that gates a deploy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    required: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=lambda: [
+            "intended_use",
+            "out_of_scope_use",
+            "limitations",
+            "ethical_considerations",
+        ]
+    )
+    complete_for: list[EnvName] = Field(default_factory=list)
+
+
 class Policy(BaseModel):
     """The rules in force; every field has the default that applies when none is recorded."""
 
@@ -127,6 +161,8 @@ class Policy(BaseModel):
     )
     permissions: dict[str, list[RoleName]] = Field(default_factory=dict)
     gates: dict[str, list[str]] = Field(default_factory=dict)
+    require_signatures: bool | list[Literal["approve", "reject"]] = False
+    cards: CardRules = Field(default_factory=lambda: CardRules())
 
     @field_validator("permissions")
     @classmethod
@@ -154,6 +190,12 @@ class Policy(BaseModel):
         """Return the metric gates of ``environment`` (``default`` gates apply everywhere)."""
         texts = [*self.gates.get("default", []), *self.gates.get(environment, [])]
         return [parse_gate(text) for text in texts]
+
+    def signature_required(self, decision: str) -> bool:
+        """Return whether ``decision`` (approve or reject) must carry an e-signature."""
+        if isinstance(self.require_signatures, bool):
+            return self.require_signatures
+        return decision in self.require_signatures
 
     def reason_required(self, decision: str) -> bool:
         """Return whether ``decision`` must give a reason."""

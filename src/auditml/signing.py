@@ -1,0 +1,534 @@
+"""Ed25519 keys, C2SP signed notes and checkpoints, and people's e-signatures (pure, no database).
+
+The log's checkpoints follow FORMAT.md section 4: the C2SP ``tlog-checkpoint``
+body (origin, size, base64 root) signed as a C2SP ``signed-note``. The log's
+key name is its origin; the key ID is ``SHA-256(name || 0x0A || 0x01 ||
+public key)[:4]`` and the verifier key is ``<name>+<key ID hex>+<base64(0x01
+|| public key)>``.
+
+People sign decisions (21 CFR Part 11) with keys of their own: the signature
+is over the JCS bytes of a statement naming the log, the action, the model,
+version and artifact digest, the meaning, the signer's id and printed name,
+the time and a nonce (:func:`esig_statement`), so it cannot be moved to any
+other record.
+
+Private keys live behind the small :class:`Signer` protocol, so a KMS or an HSM
+can stand in for the PEM files of :class:`FileSigner`. Private key material
+never appears in a message, a ``repr`` or an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from auditml.canonical import canonical_bytes
+from auditml.errors import ConfigurationError, InvalidInputError, VerificationError
+from auditml.events import ESignature
+
+__all__ = [
+    "ALG_ED25519",
+    "Checkpoint",
+    "FileSigner",
+    "Signer",
+    "VerifierKey",
+    "checkpoint_body",
+    "esig_statement",
+    "fingerprint",
+    "generate_key_file",
+    "key_id",
+    "load_signer",
+    "make_esignature",
+    "open_checkpoint",
+    "open_note",
+    "parse_checkpoint",
+    "sign_checkpoint",
+    "sign_note",
+    "verify_esignature",
+]
+
+ALG_ED25519 = 0x01
+SIG_PREFIX = "\u2014 "  # an em dash and a space start every signature line
+ESIG_TYPE = "auditml.esignature/v1"
+_NAME = re.compile(r"^[^\s+]+$")
+_MAX_NOTE = 1 << 20
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Something that signs with an Ed25519 key: a PEM file, a KMS or an HSM."""
+
+    @property
+    def public_key(self) -> bytes:
+        """Return the raw 32-byte Ed25519 public key."""
+        ...
+
+    def sign(self, message: bytes) -> bytes:
+        """Return the 64-byte Ed25519 signature of ``message``."""
+        ...
+
+
+class FileSigner:
+    """A signer whose private key is a PEM file (PKCS#8, optionally passphrase-encrypted)."""
+
+    def __init__(self, key: Ed25519PrivateKey, path: Path | None = None) -> None:
+        self._key = key
+        self.path = path
+        self._public = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    def __repr__(self) -> str:
+        return f"FileSigner(path={str(self.path)!r}, key={fingerprint(self._public)[:16]}…)"
+
+    @property
+    def public_key(self) -> bytes:
+        """Return the raw 32-byte public key."""
+        return self._public
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign ``message`` with the private key."""
+        return self._key.sign(message)
+
+
+def fingerprint(public_key: bytes) -> str:
+    """Return the hex SHA-256 of a raw public key: how the key registry names a person's key."""
+    return hashlib.sha256(public_key).hexdigest()
+
+
+def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) -> FileSigner:
+    """Create a new Ed25519 key as a PEM file of mode 0600; refuse to overwrite one."""
+    target = Path(path)
+    key = Ed25519PrivateKey.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InvalidInputError(
+            f"a key already exists at {target}; it is never overwritten: "
+            "move it away first or choose another path"
+        ) from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot create the key file {target}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(target, 0o600)  # whatever the umask was
+    return FileSigner(key, target)
+
+
+def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -> FileSigner:
+    """Load an Ed25519 PEM key file, or raise a sentence saying what is wrong (never the key)."""
+    source = Path(path)
+    try:
+        pem = source.read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(f"no key file at {source}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the key file {source}: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=passphrase or None)
+    except TypeError:
+        if passphrase:
+            raise ConfigurationError(
+                f"the key file {source} is not encrypted, but a passphrase was given"
+            ) from None
+        raise ConfigurationError(
+            f"the key file {source} is encrypted: set AUDITML_KEY_PASSPHRASE "
+            "or enter its passphrase when asked"
+        ) from None
+    except ValueError:
+        if passphrase:
+            raise ConfigurationError(
+                f"cannot open the key file {source}: wrong passphrase, or not a PEM key"
+            ) from None
+        raise ConfigurationError(f"the file {source} is not a PEM private key") from None
+    except Exception:  # cryptography raises several types for malformed input
+        raise ConfigurationError(f"the file {source} is not a usable PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigurationError(f"the key in {source} is not an Ed25519 key")
+    return FileSigner(key, source)
+
+
+# -- verifier keys and signed notes (C2SP signed-note) -------------------------------
+
+
+def _check_name(name: str) -> str:
+    if not name or not _NAME.match(name) or not name.isprintable():
+        raise InvalidInputError(
+            f"key name {name!r} is not usable in a signed note: it must be non-empty, "
+            "printable, and hold no spaces or '+'"
+        )
+    return name
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    """Return the 4-byte C2SP key ID of an Ed25519 key named ``name``."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()[:4]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierKey:
+    """A named Ed25519 public key, as written ``<name>+<key ID hex>+<base64(0x01 || key)>``."""
+
+    name: str
+    public_key: bytes
+
+    @property
+    def key_id(self) -> bytes:
+        """Return the 4-byte key ID."""
+        return key_id(self.name, self.public_key)
+
+    def __str__(self) -> str:
+        encoded = base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()
+        return f"{self.name}+{self.key_id.hex()}+{encoded}"
+
+    @classmethod
+    def of(cls, name: str, signer: Signer) -> VerifierKey:
+        """Return the verifier key of ``signer`` under ``name``."""
+        return cls(_check_name(name), signer.public_key)
+
+    @classmethod
+    def parse(cls, text: str) -> VerifierKey:
+        """Parse a verifier key line, checking its key ID; raise InvalidInputError if malformed."""
+        line = text.strip()
+        parts = line.split("+")
+        if len(parts) != 3 or not parts[0]:
+            raise InvalidInputError(
+                "a verifier key has the form <name>+<key ID hex>+<base64 key>, "
+                f"not {line[:80]!r}"
+            )
+        name, hex_id, encoded = parts
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+            wanted = bytes.fromhex(hex_id)
+        except (binascii.Error, ValueError):
+            raise InvalidInputError(
+                f"the verifier key for {name!r} is not valid hex and base64"
+            ) from None
+        if len(wanted) != 4 or len(raw) != 33 or raw[0] != ALG_ED25519:
+            raise InvalidInputError(
+                f"the verifier key for {name!r} is not an Ed25519 key (4-byte ID, 0x01 and "
+                "32 bytes expected)"
+            )
+        key = cls(_check_name(name), raw[1:])
+        if key.key_id != wanted:
+            raise InvalidInputError(
+                f"the verifier key for {name!r} names key ID {hex_id}, but its key has ID "
+                f"{key.key_id.hex()}"
+            )
+        return key
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """Return whether ``signature`` is this key's Ed25519 signature of ``message``."""
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+def sign_note(body: str, name: str, signer: Signer) -> str:
+    """Return the signed note: ``body``, an empty line, and the signature line of ``name``."""
+    if not body.endswith("\n"):
+        raise InvalidInputError("a note's text must end with a newline")
+    _check_note_text(body)
+    kid = key_id(_check_name(name), signer.public_key)
+    signature = signer.sign(body.encode())
+    return f"{body}\n{SIG_PREFIX}{name} {base64.b64encode(kid + signature).decode()}\n"
+
+
+def _check_note_text(text: str) -> None:
+    for char in text:
+        if char != "\n" and not char.isprintable():
+            raise InvalidInputError(
+                f"a note's text holds the control character U+{ord(char):04X}"
+            )
+
+
+def open_note(note: str, keys: list[VerifierKey]) -> tuple[str, list[str]]:
+    """Verify a signed note; return its text and the names of the known keys that signed it.
+
+    Signature lines of unknown keys are ignored; a bad signature by a known key
+    fails; at least one good signature by a known key is needed.
+    """
+    if len(note) > _MAX_NOTE:
+        raise VerificationError("the signed note is larger than 1 MiB", kind="signature")
+    split = note.rfind("\n\n")
+    if split < 0 or not note.endswith("\n"):
+        raise VerificationError(
+            "not a signed note: expected its text, an empty line, then signature lines",
+            kind="format",
+        )
+    body = note[: split + 1]
+    lines = note[split + 2 : -1].split("\n")
+    try:
+        _check_note_text(body)
+    except InvalidInputError as exc:
+        raise VerificationError(str(exc), kind="format") from None
+    by_id = {(k.name, k.key_id): k for k in keys}
+    good: list[str] = []
+    for line in lines:
+        if not line.startswith(SIG_PREFIX):
+            raise VerificationError(
+                f"malformed signature line {line[:80]!r}: it must start with an em dash",
+                kind="format",
+            )
+        name, _, encoded = line[len(SIG_PREFIX) :].partition(" ")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise VerificationError(
+                f"the signature line of {name!r} is not base64", kind="format"
+            ) from None
+        if len(raw) < 5:
+            raise VerificationError(f"the signature line of {name!r} is too short", kind="format")
+        known = by_id.get((name, raw[:4]))
+        if known is None:
+            continue  # a key we do not know: not ours to judge
+        if len(raw) != 68 or not known.verify(body.encode(), raw[4:]):
+            raise VerificationError(
+                f"the signature by {name!r} (key {raw[:4].hex()}) does not verify: "
+                "the note was changed or signed by another key",
+                kind="signature",
+            )
+        good.append(name)
+    if not good:
+        names = ", ".join(str(k) for k in keys) or "none"
+        raise VerificationError(
+            f"no signature on the note is by a known key (known: {names})", kind="signature"
+        )
+    return body, good
+
+
+# -- checkpoints (C2SP tlog-checkpoint) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed commitment to the log at one size: origin, size, root, and the note itself."""
+
+    origin: str
+    size: int
+    root: bytes
+    note: str
+
+    @property
+    def root_hex(self) -> str:
+        """Return the root as lowercase hex."""
+        return self.root.hex()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the checkpoint as plain JSON values."""
+        return {"origin": self.origin, "size": self.size, "root": self.root_hex, "note": self.note}
+
+
+def checkpoint_body(origin: str, size: int, root: bytes) -> str:
+    """Return the ``tlog-checkpoint`` text: origin, size and base64 root, one line each."""
+    if not origin or "\n" in origin or not origin.isprintable():
+        raise InvalidInputError(f"origin {origin!r} cannot head a checkpoint")
+    if size < 0 or len(root) != 32:
+        raise InvalidInputError("a checkpoint needs a size of 0 or more and a 32-byte root")
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+def parse_checkpoint(body: str) -> tuple[str, int, bytes]:
+    """Parse a checkpoint's text into origin, size and root; extension lines are allowed."""
+    lines = body.split("\n")
+    if len(lines) < 4 or lines[-1] != "":
+        raise VerificationError(
+            "a checkpoint's text has an origin, a size and a root, one line each",
+            kind="format",
+        )
+    origin, size_text, root_text = lines[0], lines[1], lines[2]
+    if not origin:
+        raise VerificationError("the checkpoint's origin line is empty", kind="format")
+    if not size_text.isascii() or not size_text.isdigit() or (
+        len(size_text) > 1 and size_text[0] == "0"
+    ):
+        raise VerificationError(
+            f"the checkpoint's size {size_text[:40]!r} is not a decimal number", kind="format"
+        )
+    try:
+        root = base64.b64decode(root_text, validate=True)
+    except binascii.Error:
+        root = b""
+    if len(root) != 32:
+        raise VerificationError(
+            "the checkpoint's root is not the base64 of 32 bytes", kind="format"
+        )
+    return origin, int(size_text), root
+
+
+def sign_checkpoint(origin: str, size: int, root: bytes, signer: Signer) -> Checkpoint:
+    """Sign the log's state at ``size`` with the log key (named by the origin)."""
+    note = sign_note(checkpoint_body(origin, size, root), origin, signer)
+    return Checkpoint(origin, size, root, note)
+
+
+def open_checkpoint(note: str, key: VerifierKey, *, origin: str | None = None) -> Checkpoint:
+    """Verify a signed checkpoint with the log's verifier key; refuse another key or origin."""
+    if "\n\n" not in note:
+        raise VerificationError(
+            "not a signed checkpoint: expected its text, an empty line, then signatures",
+            kind="format",
+        )
+    body = note[: note.rfind("\n\n") + 1]
+    claimed, size, root = parse_checkpoint(body)
+    expected = origin if origin is not None else key.name
+    if claimed != expected:
+        raise VerificationError(
+            f"the checkpoint is for the log {claimed!r}, not {expected!r}", kind="anchor"
+        )
+    if key.name != claimed:
+        raise VerificationError(
+            f"the checkpoint of {claimed!r} must be signed by the log's own key, but the key "
+            f"given is named {key.name!r}",
+            kind="signature",
+        )
+    try:
+        open_note(note, [key])
+    except VerificationError as exc:
+        if "no signature on the note is by a known key" in str(exc):
+            raise VerificationError(
+                f"the checkpoint of {claimed!r} at size {size} is not signed by the key "
+                f"{key}: it was signed by another key",
+                kind="signature",
+            ) from None
+        raise
+    return Checkpoint(claimed, size, root, note)
+
+
+# -- people's electronic signatures (21 CFR Part 11) ------------------------------
+
+
+def _stamp(moment: datetime | None) -> str:
+    when = (moment or datetime.now(UTC)).astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def esig_statement(
+    *,
+    origin: str,
+    action: str,
+    model: str,
+    version: str,
+    artifact_sha256: str | None,
+    meaning: str,
+    signer: str,
+    name: str,
+    time: str,
+    nonce: str,
+) -> bytes:
+    """Return the JCS bytes a person signs: everything that makes the signature this record's."""
+    return canonical_bytes(
+        {
+            "type": ESIG_TYPE,
+            "log": origin,
+            "action": action,
+            "model": model,
+            "version": version,
+            "artifact_sha256": artifact_sha256,
+            "meaning": meaning,
+            "signer": signer,
+            "name": name,
+            "time": time,
+            "nonce": nonce,
+        }
+    )
+
+
+def make_esignature(
+    signer: Signer,
+    *,
+    origin: str,
+    action: str,
+    model: str,
+    version: str,
+    artifact_sha256: str | None,
+    meaning: str,
+    actor: str,
+    name: str,
+    at: datetime | None = None,
+) -> ESignature:
+    """Sign the statement of a decision with a person's key and return the signature record."""
+    time = _stamp(at)
+    nonce = secrets.token_hex(16)
+    statement = esig_statement(
+        origin=origin,
+        action=action,
+        model=model,
+        version=version,
+        artifact_sha256=artifact_sha256,
+        meaning=meaning,
+        signer=actor,
+        name=name,
+        time=time,
+        nonce=nonce,
+    )
+    return ESignature.model_validate(
+        {
+            "meaning": meaning,
+            "signer": actor,
+            "name": name,
+            "key": fingerprint(signer.public_key),
+            "time": time,
+            "nonce": nonce,
+            "sig": base64.b64encode(signer.sign(statement)).decode(),
+        }
+    )
+
+
+def verify_esignature(
+    signature: ESignature,
+    *,
+    origin: str,
+    action: str,
+    model: str,
+    version: str,
+    artifact_sha256: str | None,
+    public_key: bytes,
+) -> bool:
+    """Return whether ``signature`` is ``public_key``'s signature of this exact record."""
+    if fingerprint(public_key) != signature.key:
+        return False
+    statement = esig_statement(
+        origin=origin,
+        action=action,
+        model=model,
+        version=version,
+        artifact_sha256=artifact_sha256,
+        meaning=signature.meaning,
+        signer=signature.signer,
+        name=signature.name,
+        time=signature.time,
+        nonce=signature.nonce,
+    )
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            base64.b64decode(signature.sig), statement
+        )
+    except (InvalidSignature, ValueError, binascii.Error):
+        return False
+    return True

@@ -56,10 +56,19 @@ def with_schema(base: str, schema: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the user's own auditml settings out of every test."""
-    for name in ("AUDITML_DATABASE_URL", "AUDITML_ACTOR"):
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Keep the user's own auditml settings out of every test, and run it in its own folder.
+
+    The folder matters for PostgreSQL logs, whose key files default to ./.auditml/.
+    """
+    for name in (
+        "AUDITML_DATABASE_URL",
+        "AUDITML_ACTOR",
+        "AUDITML_LOG_KEY",
+        "AUDITML_KEY_PASSPHRASE",
+    ):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -34,7 +34,9 @@ from auditml.errors import (
 from auditml.events import Actor, Draft, Event, LogInitData, data_model
 from auditml.identity import resolve_actor
 from auditml.lifecycle import Decide, LifecycleMixin, Outcome, StateCache, View
+from auditml.signing import Signer, VerifierKey
 from auditml.store import Batch, EventFilter, HeadState, Store, TxReader, redact
+from auditml.trust import TrustMixin
 
 __all__ = [
     "DEFAULT_PATH",
@@ -131,7 +133,12 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """What a successful verification checked."""
+    """What a successful verification checked.
+
+    ``signatures`` counts the e-signatures checked, ``checkpoint`` is the size
+    of the latest checkpoint the log kept (checked too, None when it kept
+    none), and ``anchors`` the sizes of the anchored checkpoints it extends.
+    """
 
     origin: str
     size: int
@@ -139,6 +146,9 @@ class VerifyReport:
     last_time: str
     seconds: float
     deep: bool
+    signatures: int = 0
+    checkpoint: int | None = None
+    anchors: tuple[int, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able values."""
@@ -150,6 +160,9 @@ class VerifyReport:
             "last_time": self.last_time,
             "seconds": round(self.seconds, 3),
             "deep": self.deep,
+            "signatures": self.signatures,
+            "checkpoint": self.checkpoint,
+            "anchors": list(self.anchors),
         }
 
 
@@ -163,7 +176,7 @@ class _Part(NamedTuple):
     version: str | None
 
 
-class AuditLog(LifecycleMixin):
+class AuditLog(LifecycleMixin, TrustMixin):
     """One append-only, hash-chained log in a SQLite or PostgreSQL store.
 
     Open it with :meth:`open` (or create it with :meth:`init`) and use it as a
@@ -171,18 +184,37 @@ class AuditLog(LifecycleMixin):
     may append to the same log at once.
     """
 
-    def __init__(self, store: Store, head: HeadState) -> None:
+    def __init__(
+        self,
+        store: Store,
+        head: HeadState,
+        *,
+        signer: Signer | None = None,
+        key: str | os.PathLike[str] | None = None,
+    ) -> None:
         self._store = store
         self._log_id = head.log_id
         self._origin = head.origin
         self._header = header_bytes(head.origin)
         self._states = StateCache()
+        self._trust_init(signer, key)
 
     # -- opening ------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str | None = None, *, origin: str | None = None) -> AuditLog:
-        """Open the existing log at ``url`` (default: ./.auditml/audit.db)."""
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        origin: str | None = None,
+        signer: Signer | None = None,
+        key: str | os.PathLike[str] | None = None,
+    ) -> AuditLog:
+        """Open the existing log at ``url`` (default: ./.auditml/audit.db).
+
+        ``signer`` or ``key`` (a PEM file) give the log key that signs
+        checkpoints; by default it is found as :meth:`key_path` says.
+        """
         store = Store.connect(resolve_url(url))
         try:
             head = store.head()
@@ -197,7 +229,7 @@ class AuditLog(LifecycleMixin):
         except BaseException:
             store.close()
             raise
-        return cls(store, head)
+        return cls(store, head, signer=signer, key=key)
 
     @classmethod
     def init(
@@ -207,12 +239,24 @@ class AuditLog(LifecycleMixin):
         origin: str | None = None,
         actor: Actor | str | None = None,
         description: str | None = None,
+        signer: Signer | None = None,
+        key: str | os.PathLike[str] | None = None,
+        passphrase: bytes | None = None,
+        checkpoint_every: int | None = None,
     ) -> tuple[AuditLog, bool]:
         """Create the log if the store has none; return it and whether it was created.
 
         Calling it again is safe: an existing log is opened, never changed. An
         existing log with a different origin than ``origin`` is an error.
+        A new log gets its Ed25519 key (``signer``, or a new PEM file at ``key``
+        or :meth:`key_path`, encrypted with ``passphrase`` or
+        ``AUDITML_KEY_PASSPHRASE``) and signs its first checkpoint.
+        ``checkpoint_every`` sets how often checkpoints are signed by themselves.
         """
+        if checkpoint_every is not None and checkpoint_every < 0:
+            raise InvalidInputError(
+                f"checkpoint interval must be 0 or more, not {checkpoint_every}"
+            )
         if origin is not None:
             _check_origin(origin)
         store = Store.connect(resolve_url(url), create=True)
@@ -234,10 +278,16 @@ class AuditLog(LifecycleMixin):
                     f"{redact(store.url)} already holds the log {head.origin!r}; a store holds "
                     "one log: use another --db for a log with another origin"
                 )
+            log = cls(store, head, signer=signer, key=key)
+            log._ensure_log_key(passphrase)
+            if checkpoint_every is not None:
+                log.set_checkpoint_every(checkpoint_every)
+            if created:
+                log.checkpoint(passphrase=passphrase)
         except BaseException:
             store.close()
             raise
-        return cls(store, head), created
+        return log, created
 
     def close(self) -> None:
         """Release the database connections."""
@@ -302,6 +352,7 @@ class AuditLog(LifecycleMixin):
         if not parts:
             return []
         batch = self._store.append(self._log_id, _preparer(self._origin, parts))
+        self._auto_checkpoint(batch.rows[0][0], batch.head.size)
         return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
 
     def _decide(self, decide: Decide) -> tuple[Receipt, Outcome]:
@@ -316,6 +367,7 @@ class AuditLog(LifecycleMixin):
 
         batch = self._store.append_after(self._log_id, prepare)
         row = batch.rows[0]
+        self._auto_checkpoint(row[0], batch.head.size)
         return Receipt(row[0], row[2].hex(), row[3], row[6]), decided[0]
 
     def _records(
@@ -427,8 +479,16 @@ class AuditLog(LifecycleMixin):
         deep: bool = False,
         progress: ProgressFn | None = None,
         parallel: bool | None = None,
+        checkpoints: Sequence[str] = (),
+        vkey: VerifierKey | str | None = None,
     ) -> VerifyReport:
         """Recompute every hash, link, seq, origin, time and the root; raise at the first failure.
+
+        Then check every e-signature against the key registered for its signer
+        at that time, the latest checkpoint the log kept, and each anchored
+        checkpoint in ``checkpoints`` (signed notes kept outside the database):
+        the log must still extend them. ``vkey`` pins the verifier key the
+        anchors must be signed with (default: the key recorded in the store).
 
         Reads one snapshot of the store as a stream, so memory stays flat.
         ``deep`` also re-canonicalizes and schema-checks every event. With
@@ -489,6 +549,19 @@ class AuditLog(LifecycleMixin):
                     helper.kill()
                     helper.wait()
             _check_head(head, last_hash, last_time, root, frontier)
+        signatures = self.verify_signatures()
+        kept = self.latest_checkpoint()
+        if kept is not None:
+            try:
+                self.check_anchor(kept.note, self.verifier_key())
+            except VerificationError as exc:
+                raise VerificationError(
+                    f"the log's own checkpoint at size {kept.size}: {exc}", kind=exc.kind
+                ) from None
+        pinned = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
+        if checkpoints and pinned is None:
+            pinned = self.verifier_key()
+        anchors = tuple(self.check_anchor(note, pinned)["size"] for note in checkpoints)
         return VerifyReport(
             origin=self._origin,
             size=head.size,
@@ -496,6 +569,9 @@ class AuditLog(LifecycleMixin):
             last_time=last_time,
             seconds=_time.perf_counter() - started,
             deep=deep,
+            signatures=signatures,
+            checkpoint=None if kept is None else kept.size,
+            anchors=anchors,
         )
 
     def _start_helper(self, size: int, split: int | None) -> subprocess.Popen[str] | None:
@@ -597,6 +673,8 @@ GOVERNED = {
     "model.retire": "log.retire(...)",
     "policy.update": "log.apply_policy(...)",
     "policy.denied": "the decision methods, which record denials themselves",
+    "key.register": "log.register_key(...)",
+    "key.revoke": "log.revoke_key(...)",
     "log.init": "AuditLog.init(...)",
 }
 

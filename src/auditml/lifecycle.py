@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from auditml.canonical import loads_strict
 from auditml.errors import AuditmlError, InvalidInputError, PolicyDeniedError
-from auditml.events import Actor, ArtifactRef, DatasetRef, Draft, Event, TrainData, validate_data
+from auditml.events import (
+    Actor,
+    ArtifactRef,
+    DatasetRef,
+    Draft,
+    ESignature,
+    Event,
+    TrainData,
+    validate_data,
+)
 from auditml.identity import resolve_actor
 from auditml.policy import (
     DEFAULT_POLICY,
@@ -36,6 +45,8 @@ from auditml.policy import (
     policy_from,
     role_for,
 )
+from auditml.signing import Signer, fingerprint, make_esignature, verify_esignature
+from auditml.trust import KEY_ACTIONS, KeyRegistry
 
 if TYPE_CHECKING:
     from auditml.capture import TrainingRun
@@ -321,6 +332,7 @@ class StateCache:
     def __init__(self) -> None:
         self.models: dict[str, tuple[int, ModelState]] = {}
         self.policy: tuple[int, Policy] | None = None
+        self.keys: tuple[int, KeyRegistry] | None = None
 
 
 class View:
@@ -367,6 +379,17 @@ class View:
                 "(@track_training or `auditml train`)"
             )
         return state
+
+    def keys(self) -> KeyRegistry:
+        """Return the people's keys registered on the log, folded incrementally."""
+        cached = self._cache.keys
+        if cached is None or cached[0] >= self._size:
+            cached = (-1, KeyRegistry())
+        after, registry = cached
+        for seq, body in self._reader.by_actions(KEY_ACTIONS, after=after):
+            registry.apply(seq, parse(seq, body))
+        self._cache.keys = (self._size - 1, registry)
+        return registry
 
     def metrics(self, name: str, version: str) -> dict[str, float]:
         """Return a version's metrics: its training run's, updated by each evaluation."""
@@ -429,8 +452,10 @@ def decide_approve(
     reason: str | None,
     environments: Sequence[str],
     artifact_sha256: str | None,
+    signature: ESignature | None = None,
+    origin: str = "",
 ) -> Outcome:
-    """Approve a version unless a rule refuses: role, reason, state, separation of duties."""
+    """Approve a version unless a rule refuses: role, reason, state, duties, e-signature."""
     vs = view.known_model(model).version(version)
     for env in environments:
         view.check_environment(env)
@@ -441,6 +466,9 @@ def decide_approve(
         lambda: check_reason(pol, "approve", reason),
         lambda: _check_usable(vs, "approve"),
         lambda: check_self_approval(pol, actor.id, vs.trainers, version),
+        lambda: _check_signature(
+            view, "model.approve", subject, actor.id, signature, artifact_sha256, origin
+        ),
     )
     if denial is not None:
         return denied(view, denial, attempted="model.approve", actor=actor, subject=subject)
@@ -450,8 +478,79 @@ def decide_approve(
         "artifact_sha256": artifact_sha256,
         "role": role_for(pol, actor.id, "approve"),
         "policy_seq": view.policy_seq,
+        "signature": signature,
     }
     return Outcome(Draft.build("model.approve", actor=actor, subject=subject, data=data))
+
+
+def _check_signature(
+    view: View,
+    action: str,
+    subject: dict[str, str],
+    actor: str,
+    signature: ESignature | None,
+    artifact_sha256: str | None,
+    origin: str,
+) -> Denial | None:
+    """Refuse a missing e-signature the policy requires, or one that is not valid here."""
+    decision = action.removeprefix("model.")
+    if signature is None:
+        if view.policy.signature_required(decision):
+            return Denial(
+                "signature-required",
+                f"a {decision} must carry the electronic signature of the person making it",
+                "sign it with your registered key: --sign-with KEY (or signer=)",
+            )
+        return None
+    registry = view.keys()
+    problem = registry.problem(signature, actor)
+    if problem is None:
+        record = registry.keys[signature.key]
+        if not verify_esignature(
+            signature,
+            origin=origin,
+            action=action,
+            model=subject["model"],
+            version=subject["version"],
+            artifact_sha256=artifact_sha256,
+            public_key=record.public_key,
+        ):
+            problem = "the signature does not verify for this record"
+    if problem is None:
+        return None
+    return Denial(
+        "signature-invalid",
+        f"the electronic signature cannot be accepted: {problem}",
+        "sign with your own key, registered on this log and not revoked (`auditml key register`)",
+    )
+
+
+def decide_key(view: View, *, action: str, actor: Any, data: dict[str, Any]) -> Outcome:
+    """Register or revoke a person's signing key unless the actor may not manage keys."""
+    registry = view.keys()
+    key = str(data["key"])
+    found = registry.keys.get(key)
+    if action == "key.register":
+        if found is not None:
+            raise InvalidInputError(
+                f"the key {key[:16]}… is already registered to {found.signer} (event "
+                f"{found.registered})"
+            )
+        signer = str(data["signer"])
+    else:
+        if found is None:
+            raise InvalidInputError(f"no registered key {key[:16]}… on the log")
+        if found.revoked is not None:
+            raise InvalidInputError(
+                f"the key {key[:16]}… of {found.signer} is already revoked (event {found.revoked})"
+            )
+        signer = found.signer
+        data = validate_data("key.revoke", {**data, "signer": signer})
+    subject = {"signer": signer}
+    denial = check_role(view.policy, actor.id, "keys")
+    if denial is not None:
+        return denied(view, denial, attempted=action, actor=actor, subject=subject)
+    return Outcome(Draft.build(action, actor=actor, subject=subject, data=data))
 
 
 def _check_usable(vs: VersionState, what: str) -> Denial | None:
@@ -478,15 +577,26 @@ def _check_usable(vs: VersionState, what: str) -> Denial | None:
 
 
 def decide_reject(
-    view: View, *, model: str, version: str, actor: Any, reason: str | None
+    view: View,
+    *,
+    model: str,
+    version: str,
+    actor: Any,
+    reason: str | None,
+    artifact_sha256: str | None = None,
+    signature: ESignature | None = None,
+    origin: str = "",
 ) -> Outcome:
-    """Reject a version unless a rule refuses: role or reason."""
+    """Reject a version unless a rule refuses: role, reason or e-signature."""
     vs = view.known_model(model).version(version)
     subject = {"model": model, "version": version}
     pol = view.policy
     denial = first(
         lambda: check_role(pol, actor.id, "reject"),
         lambda: check_reason(pol, "reject", reason),
+        lambda: _check_signature(
+            view, "model.reject", subject, actor.id, signature, artifact_sha256, origin
+        ),
     )
     if denial is not None:
         return denied(view, denial, attempted="model.reject", actor=actor, subject=subject)
@@ -498,6 +608,8 @@ def decide_reject(
         "reason": reason,
         "role": role_for(pol, actor.id, "reject"),
         "policy_seq": view.policy_seq,
+        "artifact_sha256": artifact_sha256,
+        "signature": signature,
     }
     return Outcome(Draft.build("model.reject", actor=actor, subject=subject, data=data))
 
@@ -765,6 +877,10 @@ def states(events: Iterator[Any]) -> dict[str, ModelState]:
 class LifecycleMixin:
     """The lifecycle half of :class:`~auditml.AuditLog`: decisions, status and history."""
 
+    @property
+    def origin(self) -> str:  # noqa: D102 - documented on AuditLog
+        raise NotImplementedError  # pragma: no cover - AuditLog provides it
+
     def _decide(self, decide: Decide) -> tuple[Receipt, Outcome]:
         raise NotImplementedError  # pragma: no cover - AuditLog provides it
 
@@ -786,6 +902,40 @@ class LifecycleMixin:
             raise PolicyDeniedError(d.message, rule=d.rule, remedy=d.remedy, seq=receipt.seq)
         return receipt
 
+    def _esign(
+        self,
+        signer: Signer | None,
+        *,
+        action: str,
+        model: str,
+        version: str,
+        artifact_sha256: str | None,
+        meaning: str,
+        actor: Actor,
+        name: str | None,
+    ) -> ESignature | None:
+        """Sign a decision's statement with a person's key, before the append starts."""
+        if signer is None:
+            return None
+        if name is None:
+            for record in self._records(None, ("key.register",)):
+                if record.event.data.get("key") == fingerprint(signer.public_key):
+                    name = str(record.event.data.get("name"))
+        try:
+            return make_esignature(
+                signer,
+                origin=self.origin,
+                action=action,
+                model=model,
+                version=version,
+                artifact_sha256=artifact_sha256,
+                meaning=meaning,
+                actor=actor.id,
+                name=name or actor.name or actor.id,
+            )
+        except ValueError as exc:
+            raise InvalidInputError(f"cannot sign the {action}: {exc}") from None
+
     def approve(
         self,
         model: str,
@@ -795,18 +945,39 @@ class LifecycleMixin:
         environments: Sequence[str] = (),
         artifact_sha256: str | None = None,
         actor: Actor | str | None = None,
+        signer: Signer | None = None,
+        meaning: str = "approval",
+        name: str | None = None,
     ) -> Receipt:
-        """Approve a version (for ``environments``, or any when empty), if policy allows."""
+        """Approve a version (for ``environments``, or any when empty), if policy allows.
+
+        With ``signer`` (a person's registered key) the approval carries their
+        electronic signature over its statement, with ``meaning`` and the
+        printed ``name`` (default: the name registered with the key).
+        """
         who = resolve_actor(actor)
+        version = str(version)
+        signature = self._esign(
+            signer,
+            action="model.approve",
+            model=model,
+            version=version,
+            artifact_sha256=artifact_sha256,
+            meaning=meaning,
+            actor=who,
+            name=name,
+        )
         return self._decided(
             lambda view: decide_approve(
                 view,
                 model=model,
-                version=str(version),
+                version=version,
                 actor=who,
                 reason=reason,
                 environments=list(environments),
                 artifact_sha256=artifact_sha256,
+                signature=signature,
+                origin=self.origin,
             )
         )
 
@@ -816,13 +987,38 @@ class LifecycleMixin:
         version: str,
         *,
         reason: str | None = None,
+        artifact_sha256: str | None = None,
         actor: Actor | str | None = None,
+        signer: Signer | None = None,
+        meaning: str = "review",
+        name: str | None = None,
     ) -> Receipt:
-        """Reject a version, if policy allows; it can then never be deployed."""
+        """Reject a version, if policy allows; it can then never be deployed.
+
+        ``signer``, ``meaning`` and ``name`` sign it as :meth:`approve` does.
+        """
         who = resolve_actor(actor)
+        version = str(version)
+        signature = self._esign(
+            signer,
+            action="model.reject",
+            model=model,
+            version=version,
+            artifact_sha256=artifact_sha256,
+            meaning=meaning,
+            actor=who,
+            name=name,
+        )
         return self._decided(
             lambda view: decide_reject(
-                view, model=model, version=str(version), actor=who, reason=reason
+                view,
+                model=model,
+                version=version,
+                actor=who,
+                reason=reason,
+                artifact_sha256=artifact_sha256,
+                signature=signature,
+                origin=self.origin,
             )
         )
 

@@ -213,11 +213,10 @@ class VerifierKey:
     def parse(cls, text: str) -> VerifierKey:
         """Parse a verifier key line, checking its key ID; raise InvalidInputError if malformed."""
         line = text.strip()
-        parts = line.split("+")
+        parts = line.split("+", 2)  # the name has no '+'; base64 may
         if len(parts) != 3 or not parts[0]:
             raise InvalidInputError(
-                "a verifier key has the form <name>+<key ID hex>+<base64 key>, "
-                f"not {line[:80]!r}"
+                f"a verifier key has the form <name>+<key ID hex>+<base64 key>, not {line[:80]!r}"
             )
         name, hex_id, encoded = parts
         try:
@@ -262,9 +261,7 @@ def sign_note(body: str, name: str, signer: Signer) -> str:
 def _check_note_text(text: str) -> None:
     for char in text:
         if char != "\n" and not char.isprintable():
-            raise InvalidInputError(
-                f"a note's text holds the control character U+{ord(char):04X}"
-            )
+            raise InvalidInputError(f"a note's text holds the control character U+{ord(char):04X}")
 
 
 def open_note(note: str, keys: list[VerifierKey]) -> tuple[str, list[str]]:
@@ -364,8 +361,10 @@ def parse_checkpoint(body: str) -> tuple[str, int, bytes]:
     origin, size_text, root_text = lines[0], lines[1], lines[2]
     if not origin:
         raise VerificationError("the checkpoint's origin line is empty", kind="format")
-    if not size_text.isascii() or not size_text.isdigit() or (
-        len(size_text) > 1 and size_text[0] == "0"
+    if (
+        not size_text.isascii()
+        or not size_text.isdigit()
+        or (len(size_text) > 1 and size_text[0] == "0")
     ):
         raise VerificationError(
             f"the checkpoint's size {size_text[:40]!r} is not a decimal number", kind="format"

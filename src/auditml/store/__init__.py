@@ -117,9 +117,17 @@ class Store:
         """Create the tables and append-only triggers if they are missing; safe to repeat."""
         from sqlmodel import SQLModel
 
-        from auditml.store.tables import EVENTS, LOGS, META, NODES, SCHEMA_VERSION
+        from auditml.store.tables import (
+            CHECKPOINTS,
+            EVENTS,
+            LOGKEYS,
+            LOGS,
+            META,
+            NODES,
+            SCHEMA_VERSION,
+        )
 
-        tables = [META, LOGS, EVENTS, NODES]
+        tables = [META, LOGS, EVENTS, NODES, CHECKPOINTS, LOGKEYS]
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -159,6 +167,11 @@ class Store:
             raise self.backend.unavailable(exc) from None
         if found != str(SCHEMA_VERSION):
             raise StoreError(self._version_message(found))
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1 FROM auditml_checkpoint WHERE 1 = 0")
+        except DBAPIError:
+            self.ensure_schema()  # a store made before checkpoints: add their tables
 
     def _version_message(self, found: str | None) -> str:
         from auditml.store.tables import SCHEMA_VERSION
@@ -299,6 +312,106 @@ class Store:
                 close_quietly(cur)
                 close_quietly(conn)
         raise AppendError("the append kept conflicting with other writers; nothing was written")
+
+    # -- checkpoints, the log key, settings -------------------------------------
+
+    def _write_tx(self, run: Callable[[Any], T]) -> T:
+        """Run ``run`` in a write transaction; a failure there is a StoreError, not an append's."""
+        try:
+            return self._transaction(run)
+        except AppendError as exc:
+            raise StoreError(str(exc).replace("the append to", "writing to")) from None
+
+    def put_log_key(self, log_id: int, vkey: str, created_at: str) -> str:
+        """Record the log's verifier key unless one is recorded; return the one recorded."""
+        p = self.backend.param
+
+        def run(cur: Any) -> str:
+            cur.execute(f"SELECT vkey FROM auditml_logkey WHERE log_id = {p}", (log_id,))
+            found = cur.fetchone()
+            if found is not None:
+                return str(found[0])
+            cur.execute(
+                f"INSERT INTO auditml_logkey (log_id, vkey, created_at) VALUES ({p}, {p}, {p})",
+                (log_id, vkey, created_at),
+            )
+            return vkey
+
+        return self._write_tx(run)
+
+    def log_key(self, log_id: int) -> str | None:
+        """Return the log's recorded verifier key, or None."""
+        return self._read_one("SELECT vkey FROM auditml_logkey WHERE log_id = {p}", (log_id,))
+
+    def put_checkpoint(
+        self, log_id: int, size: int, root: bytes, note: str, created_at: str
+    ) -> tuple[bytes, str]:
+        """Keep a signed checkpoint; return the one kept at ``size`` (an earlier one wins).
+
+        The caller compares roots: the log must never sign two roots for one size.
+        """
+        p = self.backend.param
+
+        def run(cur: Any) -> tuple[bytes, str]:
+            cur.execute(self.backend.lock_head_sql(), (log_id,))
+            cur.execute(
+                f"SELECT root, note FROM auditml_checkpoint WHERE log_id = {p} AND size = {p}",
+                (log_id, size),
+            )
+            found = cur.fetchone()
+            if found is not None:
+                return bytes(found[0]), str(found[1])
+            cur.execute(
+                "INSERT INTO auditml_checkpoint (log_id, size, root, note, created_at) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p})",
+                (log_id, size, root, note, created_at),
+            )
+            return root, note
+
+        return self._write_tx(run)
+
+    def checkpoints(
+        self, log_id: int, *, size: int | None = None, latest: bool = False
+    ) -> list[tuple[int, bytes, str, str]]:
+        """Return ``(size, root, note, created_at)`` of kept checkpoints, oldest first.
+
+        ``size`` picks the one at that size; ``latest`` the largest.
+        """
+        p = self.backend.param
+        sql = f"SELECT size, root, note, created_at FROM auditml_checkpoint WHERE log_id = {p}"
+        params: tuple[int, ...] = (log_id,)
+        if size is not None:
+            sql += f" AND size = {p}"
+            params = (log_id, size)
+        sql += " ORDER BY size DESC LIMIT 1" if latest else " ORDER BY size"
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.exec_driver_sql(sql, params).fetchall()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
+        return [(int(s), bytes(r), str(n), str(c)) for s, r, n, c in rows]
+
+    def setting(self, key: str) -> str | None:
+        """Return a store setting (auditml_meta), or None."""
+        return self._read_one("SELECT value FROM auditml_meta WHERE key = {p}", (key,))
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Set a store setting, replacing any earlier value."""
+        p = self.backend.param
+
+        def run(cur: Any) -> None:
+            cur.execute(f"DELETE FROM auditml_meta WHERE key = {p}", (key,))
+            cur.execute(f"INSERT INTO auditml_meta (key, value) VALUES ({p}, {p})", (key, value))
+
+        self._write_tx(run)
+
+    def _read_one(self, sql: str, params: tuple[Any, ...]) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                row = conn.exec_driver_sql(sql.format(p=self.backend.param), params).first()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
+        return None if row is None else str(row[0])
 
     # -- reads --------------------------------------------------------------
 
@@ -484,6 +597,17 @@ class TxReader:
             f"SELECT seq, body FROM auditml_event WHERE log_id = {p} AND model = {p} "
             f"AND seq > {p} AND action IN ({marks}) ORDER BY seq",
             (self._log_id, model, after, *actions),
+        )
+        return [(int(seq), bytes(body)) for seq, body in self._cur.fetchall()]
+
+    def by_actions(self, actions: Sequence[str], *, after: int = -1) -> list[tuple[int, bytes]]:
+        """Return ``(seq, body)`` of every event with one of ``actions`` after ``after``."""
+        p = self._p
+        marks = ", ".join([p] * len(actions))
+        self._cur.execute(
+            f"SELECT seq, body FROM auditml_event WHERE log_id = {p} AND action IN ({marks}) "
+            f"AND seq > {p} ORDER BY seq",
+            (self._log_id, *actions, after),
         )
         return [(int(seq), bytes(body)) for seq, body in self._cur.fetchall()]
 

@@ -104,6 +104,13 @@ class SQLiteBackend(Backend):
         "CREATE TRIGGER IF NOT EXISTS auditml_node_no_delete BEFORE DELETE ON auditml_node "
         f"BEGIN SELECT RAISE(ABORT, 'auditml: DELETE of a tree node is refused: {APPEND_ONLY}');"
         " END",
+        *(
+            f"CREATE TRIGGER IF NOT EXISTS auditml_{table}_no_{op.lower()} BEFORE {op} ON "
+            f"auditml_{table} BEGIN SELECT RAISE(ABORT, 'auditml: {op} of a {what} is refused: "
+            f"{APPEND_ONLY}'); END"
+            for table, what in (("checkpoint", "checkpoint"), ("logkey", "log key"))
+            for op in ("UPDATE", "DELETE")
+        ),
         "CREATE TRIGGER IF NOT EXISTS auditml_log_no_delete BEFORE DELETE ON auditml_log "
         f"BEGIN SELECT RAISE(ABORT, 'auditml: DELETE of a log head is refused: {APPEND_ONLY}');"
         " END",
@@ -204,6 +211,18 @@ class PostgresBackend(Backend):
         "DROP TRIGGER IF EXISTS auditml_node_no_truncate ON auditml_node",
         "CREATE TRIGGER auditml_node_no_truncate BEFORE TRUNCATE ON auditml_node "
         "FOR EACH STATEMENT EXECUTE FUNCTION auditml_refuse_change()",
+        *(
+            statement
+            for table in ("checkpoint", "logkey")
+            for statement in (
+                f"DROP TRIGGER IF EXISTS auditml_{table}_append_only ON auditml_{table}",
+                f"CREATE TRIGGER auditml_{table}_append_only BEFORE UPDATE OR DELETE ON "
+                f"auditml_{table} FOR EACH ROW EXECUTE FUNCTION auditml_refuse_change()",
+                f"DROP TRIGGER IF EXISTS auditml_{table}_no_truncate ON auditml_{table}",
+                f"CREATE TRIGGER auditml_{table}_no_truncate BEFORE TRUNCATE ON auditml_{table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION auditml_refuse_change()",
+            )
+        ),
         "DROP TRIGGER IF EXISTS auditml_log_no_delete ON auditml_log",
         "CREATE TRIGGER auditml_log_no_delete BEFORE DELETE ON auditml_log "
         "FOR EACH ROW EXECUTE FUNCTION auditml_refuse_change()",

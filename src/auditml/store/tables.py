@@ -5,22 +5,29 @@ a few columns copied out of them for filtering. ``auditml_log`` is the head:
 one row per log that every append locks and moves forward. ``auditml_node``
 keeps the hashes of perfect Merkle subtrees of 2**8 leaves and more, so that a
 root or proof at any size reads O(log n) rows, never every leaf.
+``auditml_checkpoint`` keeps every signed checkpoint (one per size, so the log
+never signs two roots for one size) and ``auditml_logkey`` the log's verifier
+key. All but the head are append-only.
 """
 
 from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Column, Index, LargeBinary, Table, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Table, Text, UniqueConstraint
 from sqlmodel import BigInteger, Field, SQLModel
 
 __all__ = [
+    "CHECKPOINTS",
     "EVENTS",
+    "LOGKEYS",
     "LOGS",
     "META",
     "NODES",
     "SCHEMA_VERSION",
+    "CheckpointRow",
     "EventRow",
+    "LogKeyRow",
     "LogRow",
     "MetaRow",
     "NodeRow",
@@ -93,7 +100,35 @@ class NodeRow(SQLModel, table=True):
     hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class CheckpointRow(SQLModel, table=True):
+    """A signed checkpoint: the log's size, its root at that size, and the signed note."""
+
+    __tablename__ = "auditml_checkpoint"
+
+    log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
+    size: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    root: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str
+
+
+class LogKeyRow(SQLModel, table=True):
+    """The verifier key of a log's checkpoint key, in C2SP form."""
+
+    __tablename__ = "auditml_logkey"
+
+    log_id: int = Field(
+        primary_key=True, foreign_key="auditml_log.id", sa_column_kwargs={"autoincrement": False}
+    )
+    vkey: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str
+
+
 META = cast(Table, MetaRow.__table__)  # type: ignore[attr-defined]
 LOGS = cast(Table, LogRow.__table__)  # type: ignore[attr-defined]
 EVENTS = cast(Table, EventRow.__table__)  # type: ignore[attr-defined]
 NODES = cast(Table, NodeRow.__table__)  # type: ignore[attr-defined]
+CHECKPOINTS = cast(Table, CheckpointRow.__table__)  # type: ignore[attr-defined]
+LOGKEYS = cast(Table, LogKeyRow.__table__)  # type: ignore[attr-defined]

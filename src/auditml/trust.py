@@ -1,0 +1,735 @@
+"""Trust: the log key, signed checkpoints, anchors, Merkle proofs, bundles and people's keys.
+
+This is the half of :class:`~auditml.AuditLog` that lets an outsider check the
+log without trusting its database:
+
+- The log's Ed25519 key signs checkpoints (FORMAT.md section 4), by hand
+  (:meth:`TrustMixin.checkpoint`) and every N events. They are kept in an
+  append-only table, one per size, so the log never signs two roots for one
+  size.
+- A checkpoint kept outside the database is an anchor:
+  :meth:`TrustMixin.check_anchor` proves the log still extends it with an
+  RFC 9162 consistency proof, and names a truncation or a rewrite when it
+  does not.
+- Inclusion and consistency proofs come out as FORMAT.md section 3 JSON, and
+  evidence bundles as section 5 folders or zips.
+- People's signing keys are registered and revoked on the log itself
+  (``key.register``, ``key.revoke``), and :class:`KeyRegistry` checks every
+  e-signature against the key registered for that person at that time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from auditml import merkle
+from auditml.canonical import loads_strict
+from auditml.errors import (
+    AuditmlError,
+    ConfigurationError,
+    InvalidInputError,
+    ProofError,
+    VerificationError,
+)
+from auditml.events import Actor, ESignature, Event, validate_data
+from auditml.identity import resolve_actor
+from auditml.signing import (
+    Checkpoint,
+    FileSigner,
+    Signer,
+    VerifierKey,
+    fingerprint,
+    generate_key_file,
+    load_signer,
+    open_checkpoint,
+    sign_checkpoint,
+    verify_esignature,
+)
+
+if TYPE_CHECKING:
+    from auditml.ledger import Receipt, Record
+    from auditml.lifecycle import Decide
+    from auditml.store import Store
+
+__all__ = [
+    "DEFAULT_CHECKPOINT_EVERY",
+    "KEY_ACTIONS",
+    "SIGNED_ACTIONS",
+    "KeyRecord",
+    "KeyRegistry",
+    "PublicKeyFile",
+    "SignatureEntry",
+    "TrustMixin",
+    "read_public_key",
+]
+
+DEFAULT_CHECKPOINT_EVERY = 1000
+KEY_ENV = "AUDITML_LOG_KEY"
+PASSPHRASE_ENV = "AUDITML_KEY_PASSPHRASE"
+KEY_ACTIONS = ("key.register", "key.revoke")
+SIGNED_ACTIONS = ("model.approve", "model.reject")
+#: How far a signature's own time may run ahead of the event that carries it (clock skew).
+SIGNATURE_SKEW = timedelta(minutes=5)
+_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def passphrase_from_env() -> bytes | None:
+    """Return ``AUDITML_KEY_PASSPHRASE`` as bytes, or None when it is unset or empty."""
+    value = os.environ.get(PASSPHRASE_ENV, "")
+    return value.encode() if value else None
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+# -- people's keys ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeyFile:
+    """The public half of a person's signing key, as ``auditml keygen`` writes it (JSON)."""
+
+    signer: str
+    name: str
+    public_key: bytes
+
+    @property
+    def key(self) -> str:
+        """Return the key's fingerprint: hex SHA-256 of the raw public key."""
+        return fingerprint(self.public_key)
+
+    def to_json(self) -> str:
+        """Return the file's text."""
+        return (
+            json.dumps(
+                {
+                    "signer": self.signer,
+                    "name": self.name,
+                    "algorithm": "ed25519",
+                    "public_key": base64.b64encode(self.public_key).decode(),
+                    "key": self.key,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+
+
+def read_public_key(path: str | os.PathLike[str]) -> PublicKeyFile:
+    """Read a ``.pub`` file written by ``auditml keygen``, or raise a sentence saying why not."""
+    source = Path(path)
+    try:
+        found = json.loads(source.read_text(encoding="utf-8"))
+        raw = base64.b64decode(found["public_key"], validate=True)
+        record = PublicKeyFile(str(found["signer"]), str(found["name"]), raw)
+    except FileNotFoundError:
+        raise InvalidInputError(f"no public key file at {source}") from None
+    except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidInputError(
+            f"{source} is not a public key file written by `auditml keygen` (JSON with "
+            "signer, name and public_key)"
+        ) from None
+    if len(raw) != 32:
+        raise InvalidInputError(f"{source} does not hold a 32-byte Ed25519 public key")
+    if "key" in found and found["key"] != record.key:
+        raise InvalidInputError(f"{source}: its 'key' fingerprint does not match its public key")
+    return record
+
+
+@dataclass
+class KeyRecord:
+    """A person's registered key: who, their printed name, when registered and revoked."""
+
+    signer: str
+    name: str
+    public_key: bytes
+    key: str
+    registered: int
+    revoked: int | None = None
+    revoke_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureEntry:
+    """One line of the signature manifest: who signed what, when, meaning what."""
+
+    seq: int
+    time: str
+    action: str
+    model: str
+    version: str
+    signer: str
+    name: str
+    meaning: str
+    signed_at: str
+    key: str
+    reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the entry as plain JSON values."""
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "action": self.action,
+            "model": self.model,
+            "version": self.version,
+            "signer": self.signer,
+            "name": self.name,
+            "meaning": self.meaning,
+            "signed_at": self.signed_at,
+            "key": self.key,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class KeyRegistry:
+    """The keys people registered on the log, folded from its events in ``seq`` order (pure)."""
+
+    keys: dict[str, KeyRecord] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, seq: int, event: Event) -> None:
+        """Fold one ``key.register`` or ``key.revoke`` event."""
+        data = event.data
+        if event.action == "key.register":
+            key = str(data.get("key"))
+            if key not in self.keys:
+                self.keys[key] = KeyRecord(
+                    signer=str(data.get("signer")),
+                    name=str(data.get("name")),
+                    public_key=base64.b64decode(str(data.get("public_key"))),
+                    key=key,
+                    registered=seq,
+                )
+        elif event.action == "key.revoke":
+            record = self.keys.get(str(data.get("key")))
+            if record is not None and record.revoked is None:
+                record.revoked = seq
+                reason = data.get("reason")
+                record.revoke_reason = reason if isinstance(reason, str) else None
+
+    def active(self, signer: str) -> list[KeyRecord]:
+        """Return ``signer``'s keys that are registered and not revoked."""
+        return [k for k in self.keys.values() if k.signer == signer and k.revoked is None]
+
+    def problem(self, signature: ESignature, actor: str) -> str | None:
+        """Return why ``signature`` by ``actor`` cannot be accepted now, or None."""
+        if signature.signer != actor:
+            return (
+                f"the signature is by {signature.signer}, but the decision is made by {actor}: "
+                "people sign only their own decisions"
+            )
+        record = self.keys.get(signature.key)
+        if record is None:
+            return f"the key {signature.key[:16]}… is not registered on the log"
+        if record.signer != actor:
+            return f"the key {signature.key[:16]}… is registered to {record.signer}, not {actor}"
+        if record.revoked is not None:
+            return f"the key {signature.key[:16]}… of {actor} was revoked at event {record.revoked}"
+        return None
+
+    def check(self, seq: int, event: Event, origin: str) -> None:
+        """Raise VerificationError unless the event's e-signature (if any) is valid at ``seq``."""
+        raw = event.data.get("signature")
+        if raw is None:
+            return
+        try:
+            signature = ESignature.model_validate(raw)
+        except ValueError:
+            raise VerificationError(
+                "its e-signature is malformed", kind="signature", seq=seq
+            ) from None
+        record = self.keys.get(signature.key)
+        if record is None:
+            raise VerificationError(
+                f"its e-signature by {signature.signer} uses a key that was not registered "
+                "before it",
+                kind="signature",
+                seq=seq,
+            )
+        if record.signer != event.actor.id or signature.signer != event.actor.id:
+            raise VerificationError(
+                f"its e-signature names {signature.signer} with a key registered to "
+                f"{record.signer}, but the decision was made by {event.actor.id}",
+                kind="signature",
+                seq=seq,
+            )
+        if record.revoked is not None and record.revoked < seq:
+            raise VerificationError(
+                f"its e-signature uses the key of {record.signer} revoked at event "
+                f"{record.revoked}",
+                kind="signature",
+                seq=seq,
+            )
+        digest = event.data.get("artifact_sha256")
+        ok = verify_esignature(
+            signature,
+            origin=origin,
+            action=event.action,
+            model=event.subject.get("model", ""),
+            version=event.subject.get("version", ""),
+            artifact_sha256=digest if isinstance(digest, str) else None,
+            public_key=record.public_key,
+        )
+        if not ok:
+            raise VerificationError(
+                f"the e-signature of {signature.signer} does not verify for this record: it "
+                "was made for another record, or the record was changed",
+                kind="signature",
+                seq=seq,
+            )
+        if _parse_time(signature.time) > _parse_time(event.time) + SIGNATURE_SKEW:
+            raise VerificationError(
+                f"its e-signature is dated {signature.time}, after the event was recorded "
+                f"({event.time})",
+                kind="signature",
+                seq=seq,
+            )
+        earlier = self.seen.get(signature.sig)
+        if earlier is not None:
+            raise VerificationError(
+                f"its e-signature is a copy of the one on event {earlier}: a signature is "
+                "used once",
+                kind="signature",
+                seq=seq,
+            )
+        self.seen[signature.sig] = seq
+
+    def feed(self, records: Iterable[tuple[int, Event]], origin: str) -> int:
+        """Fold key events and check signed decisions in order; return how many were signed."""
+        signed = 0
+        for seq, event in records:
+            if event.action in KEY_ACTIONS:
+                self.apply(seq, event)
+            elif "signature" in event.data:
+                self.check(seq, event, origin)
+                signed += 1
+        return signed
+
+
+# -- the mixin ---------------------------------------------------------------------------
+
+
+class TrustMixin:
+    """The trust half of :class:`~auditml.AuditLog`: keys, checkpoints, proofs and bundles."""
+
+    _store: Store
+    _log_id: int
+    _origin: str
+    _signer: Signer | None
+    _key_path: Path | None
+    _checkpoint_every: int | None
+    _warned_key: bool
+
+    # Provided by AuditLog.
+    def root(self, size: int | None = None) -> str:  # noqa: D102 - documented on AuditLog
+        raise NotImplementedError  # pragma: no cover
+
+    def _node_getter(self, snap: Any) -> Callable[[int, int], bytes]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _decided(self, decide: Decide) -> Receipt:
+        raise NotImplementedError  # pragma: no cover
+
+    def _records(
+        self,
+        model: str | None,
+        actions: Sequence[str],
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Record]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _trust_init(self, signer: Signer | None, key_path: str | os.PathLike[str] | None) -> None:
+        self._signer = signer
+        self._key_path = Path(key_path) if key_path is not None else None
+        self._checkpoint_every = None
+        self._warned_key = False
+
+    # -- the log key ------------------------------------------------------------------
+
+    def key_path(self) -> Path:
+        """Return where the log's private key is kept.
+
+        ``key=`` given when opening, else ``AUDITML_LOG_KEY``, else ``log.key``
+        beside a SQLite file, else ``./.auditml/<origin>.key``.
+        """
+        if self._key_path is not None:
+            return self._key_path
+        env = os.environ.get(KEY_ENV, "").strip()
+        if env:
+            return Path(env)
+        path = getattr(self._store.backend, "path", None)
+        if isinstance(path, str) and path:
+            return Path(path).resolve().parent / "log.key"
+        return Path(".auditml") / f"{_SLUG.sub('-', self._origin).strip('-') or 'log'}.key"
+
+    def verifier_key(self) -> VerifierKey:
+        """Return the log's verifier key, as recorded in the store."""
+        text = self._store.log_key(self._log_id)
+        if text is None:
+            raise ConfigurationError(
+                f"the log {self._origin!r} has no signing key yet: run `auditml init` to create it"
+            )
+        return VerifierKey.parse(text)
+
+    def _ensure_log_key(self, passphrase: bytes | None = None) -> tuple[VerifierKey, bool]:
+        """Create and record the log's key unless it has one; return it and whether it is new."""
+        found = self._store.log_key(self._log_id)
+        if found is not None:
+            return VerifierKey.parse(found), False
+        created = False
+        if self._signer is None:
+            path = self.key_path()
+            if getattr(self._store.backend, "path", "") is None and self._key_path is None:
+                # An in-memory store: an in-memory key that vanishes with it.
+                self._signer = FileSigner(Ed25519PrivateKey.generate())
+            elif path.exists():
+                self._signer = load_signer(path, passphrase or passphrase_from_env())
+            else:
+                self._signer = generate_key_file(path, passphrase or passphrase_from_env())
+                created = True
+        vkey = VerifierKey.of(self._origin, self._signer)
+        kept = self._store.put_log_key(self._log_id, str(vkey), _stamp(datetime.now(UTC)))
+        return VerifierKey.parse(kept), created
+
+    def _log_signer(self, passphrase: bytes | None = None) -> Signer:
+        """Return the signer of the log key, loading it and checking it is this log's key."""
+        if self._signer is None:
+            path = self.key_path()
+            try:
+                self._signer = load_signer(path, passphrase or passphrase_from_env())
+            except ConfigurationError as exc:
+                raise ConfigurationError(
+                    f"cannot sign a checkpoint of {self._origin!r}: {exc} (the log key is looked "
+                    f"for at {path}; set {KEY_ENV} to use another file)"
+                ) from None
+        vkey = self.verifier_key()
+        if self._signer.public_key != vkey.public_key:
+            raise ConfigurationError(
+                f"the key at {self.key_path()} is not the key of the log {self._origin!r} "
+                f"(the log's verifier key is {vkey})"
+            )
+        return self._signer
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def checkpoint(self, size: int | None = None, *, passphrase: bytes | None = None) -> Checkpoint:
+        """Sign and keep a checkpoint of the log at ``size`` (default: now); return it.
+
+        A checkpoint already kept at that size is returned as it is: the log
+        never signs two roots for one size, and refuses to when its root at that
+        size has changed since.
+        """
+        root = bytes.fromhex(self.root(size))
+        if size is None:
+            size = self._store.head(self._origin).size  # type: ignore[union-attr]
+        kept = self._store.checkpoints(self._log_id, size=size)
+        if kept:
+            _, kept_root, note, _ = kept[0]
+            if kept_root != root:
+                raise VerificationError(
+                    f"the log's root at size {size} is {root.hex()}, but the checkpoint it "
+                    f"signed at that size says {kept_root.hex()}: the log was rewritten",
+                    kind="anchor",
+                )
+            return Checkpoint(self._origin, size, kept_root, note)
+        cp = sign_checkpoint(self._origin, size, root, self._log_signer(passphrase))
+        kept_root, note = self._store.put_checkpoint(
+            self._log_id, size, root, cp.note, _stamp(datetime.now(UTC))
+        )
+        if kept_root != root:
+            raise VerificationError(
+                f"another writer kept a checkpoint at size {size} with another root: the log "
+                "was rewritten",
+                kind="anchor",
+            )
+        return Checkpoint(self._origin, size, kept_root, note)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Return every checkpoint the log has signed, oldest first."""
+        return [
+            Checkpoint(self._origin, size, root, note)
+            for size, root, note, _ in self._store.checkpoints(self._log_id)
+        ]
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """Return the largest checkpoint the log has signed, or None."""
+        rows = self._store.checkpoints(self._log_id, latest=True)
+        if not rows:
+            return None
+        size, root, note, _ = rows[0]
+        return Checkpoint(self._origin, size, root, note)
+
+    def checkpoint_every(self) -> int:
+        """Return N: a checkpoint is signed whenever the log reaches a multiple of N (0: never)."""
+        if self._checkpoint_every is None:
+            found = self._store.setting("checkpoint_every")
+            self._checkpoint_every = int(found) if found is not None else DEFAULT_CHECKPOINT_EVERY
+        return self._checkpoint_every
+
+    def set_checkpoint_every(self, every: int) -> None:
+        """Sign a checkpoint automatically every ``every`` events (0 turns it off)."""
+        if every < 0:
+            raise InvalidInputError(f"checkpoint interval must be 0 or more, not {every}")
+        self._store.set_setting("checkpoint_every", str(every))
+        self._checkpoint_every = every
+
+    def _auto_checkpoint(self, old_size: int, new_size: int) -> None:
+        """Sign a checkpoint when an append crossed a multiple of N; never fail the append."""
+        every = self.checkpoint_every()
+        if not every or old_size // every == new_size // every:
+            return
+        try:
+            self.checkpoint(new_size // every * every)
+        except AuditmlError as exc:
+            if not self._warned_key:
+                self._warned_key = True
+                warnings.warn(
+                    f"auditml did not sign the automatic checkpoint: {exc.diagnostics()}",
+                    stacklevel=4,
+                )
+
+    # -- proofs -----------------------------------------------------------------------------
+
+    def prove_inclusion(self, seq: int, size: int | None = None) -> dict[str, Any]:
+        """Return the FORMAT.md inclusion proof of event ``seq`` in the tree of ``size``."""
+        with self._store.snapshot() as snap:
+            n = self._size_in(snap, size)
+            if not 0 <= seq < n:
+                raise InvalidInputError(
+                    f"event {seq} is not in the tree of size {n}: give a seq from 0 to {n - 1}"
+                )
+            get = self._node_getter(snap)
+            leaf = snap.leaf_hashes(self._log_id, seq, seq + 1)[0]
+            path = merkle.inclusion_proof(seq, n, get)
+            root = merkle.root_at(n, get)
+        return {
+            "type": "inclusion",
+            "log": self._origin,
+            "tree_size": n,
+            "leaf_index": seq,
+            "leaf_hash": leaf.hex(),
+            "root": root.hex(),
+            "proof": [h.hex() for h in path],
+        }
+
+    def prove_consistency(self, size1: int, size2: int | None = None) -> dict[str, Any]:
+        """Return the FORMAT.md consistency proof from the tree of ``size1`` to ``size2``."""
+        with self._store.snapshot() as snap:
+            n = self._size_in(snap, size2)
+            if not 1 <= size1 <= n:
+                raise InvalidInputError(
+                    f"size1 must be from 1 to {n} (the second size), not {size1}"
+                )
+            get = self._node_getter(snap)
+            path = merkle.consistency_proof(size1, n, get)
+            root1, root2 = merkle.root_at(size1, get), merkle.root_at(n, get)
+        return {
+            "type": "consistency",
+            "log": self._origin,
+            "size1": size1,
+            "size2": n,
+            "root1": root1.hex(),
+            "root2": root2.hex(),
+            "proof": [h.hex() for h in path],
+        }
+
+    def _size_in(self, snap: Any, size: int | None) -> int:
+        head = snap.head(self._log_id)
+        assert head is not None
+        if size is None:
+            return int(head.size)
+        if not 0 <= size <= head.size:
+            raise InvalidInputError(f"size {size} is out of range: the log has {head.size} events")
+        return size
+
+    # -- anchors ------------------------------------------------------------------------------
+
+    def check_anchor(self, note: str, key: VerifierKey | None = None) -> dict[str, Any]:
+        """Prove the log still extends the anchored checkpoint ``note``; raise naming how not.
+
+        Call it after :meth:`verify` has checked the events, the stored tree and
+        the head: the proof is built from them. ``key`` pins the verifier key
+        (default: the log's recorded key).
+        """
+        vkey = key if key is not None else self.verifier_key()
+        cp = open_checkpoint(note, vkey, origin=self._origin)
+        with self._store.snapshot() as snap:
+            head = snap.head(self._log_id)
+            assert head is not None
+            if cp.size > head.size:
+                raise VerificationError(
+                    f"the log holds {head.size} events, but the anchored checkpoint commits to "
+                    f"{cp.size}: the log was truncated or restored from an older backup",
+                    kind="anchor",
+                )
+            get = self._node_getter(snap)
+            root2 = head.root or merkle.EMPTY_ROOT
+            if cp.size == 0:
+                if cp.root != merkle.EMPTY_ROOT:
+                    raise VerificationError(
+                        "the anchored checkpoint of size 0 has a root that is not the empty tree's",
+                        kind="anchor",
+                    )
+                return {"size": 0, "root": cp.root.hex(), "proof": []}
+            path = merkle.consistency_proof(cp.size, head.size, get)
+        try:
+            merkle.verify_consistency(cp.size, head.size, path, cp.root, root2)
+        except ProofError:
+            raise VerificationError(
+                f"the log no longer extends the anchored checkpoint at size {cp.size} (root "
+                f"{cp.root.hex()[:16]}…): its first {cp.size} events were rewritten after the "
+                "anchor was taken",
+                kind="anchor",
+            ) from None
+        return {
+            "size": cp.size,
+            "root": cp.root.hex(),
+            "proof": [h.hex() for h in path],
+        }
+
+    # -- bundles ------------------------------------------------------------------------------
+
+    def export(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        size: int | None = None,
+        prove: Sequence[int] = (),
+        passphrase: bytes | None = None,
+    ) -> Path:
+        """Write an evidence bundle of the first ``size`` events (default: all) to ``out``."""
+        from auditml.bundle import write_bundle
+
+        cp = self.checkpoint(size, passphrase=passphrase)
+        proofs = [self.prove_inclusion(seq, cp.size) for seq in prove]
+        return write_bundle(
+            out,
+            self._bodies(cp.size),
+            checkpoint=cp.note,
+            vkey=str(self.verifier_key()),
+            proofs=proofs,
+        )
+
+    def _bodies(self, size: int) -> Iterator[bytes]:
+        with self._store.snapshot() as snap:
+            for chunk in snap.scan(self._log_id, stop=size):
+                for _, _, body in chunk:
+                    yield bytes(body)
+
+    # -- people's keys ------------------------------------------------------------------------
+
+    def register_key(
+        self,
+        public_key: PublicKeyFile | str | os.PathLike[str],
+        *,
+        signer: str | None = None,
+        name: str | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Register a person's signing key (a ``.pub`` file), if policy lets ``actor`` do it."""
+        from auditml.lifecycle import decide_key
+
+        record = (
+            public_key if isinstance(public_key, PublicKeyFile) else read_public_key(public_key)
+        )
+        who = resolve_actor(actor)
+        data = validate_data(
+            "key.register",
+            {
+                "signer": signer or record.signer,
+                "name": name or record.name,
+                "public_key": base64.b64encode(record.public_key).decode(),
+                "key": record.key,
+                "reason": reason,
+            },
+        )
+        return self._decided(
+            lambda view: decide_key(view, action="key.register", actor=who, data=data)
+        )
+
+    def revoke_key(
+        self,
+        key: str,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Revoke a registered key (by fingerprint or ``.pub`` file), if policy allows."""
+        from auditml.lifecycle import decide_key
+
+        fpr = key
+        if not re.fullmatch(r"[0-9a-f]{64}", key):
+            fpr = read_public_key(key).key
+        who = resolve_actor(actor)
+        return self._decided(
+            lambda view: decide_key(
+                view, action="key.revoke", actor=who, data={"key": fpr, "reason": reason}
+            )
+        )
+
+    def signatures(self, model: str | None = None) -> list[SignatureEntry]:
+        """Return the signature manifest: every signed decision (of ``model``), oldest first."""
+        found: list[SignatureEntry] = []
+        for record in self._records(model, SIGNED_ACTIONS):
+            raw = record.event.data.get("signature")
+            if not isinstance(raw, dict):
+                continue
+            sig = ESignature.model_validate(raw)
+            reason = record.event.data.get("reason")
+            found.append(
+                SignatureEntry(
+                    seq=record.seq,
+                    time=record.event.time,
+                    action=record.event.action,
+                    model=record.event.subject.get("model", ""),
+                    version=record.event.subject.get("version", ""),
+                    signer=sig.signer,
+                    name=sig.name,
+                    meaning=sig.meaning,
+                    signed_at=sig.time,
+                    key=sig.key,
+                    reason=reason if isinstance(reason, str) else None,
+                )
+            )
+        return found
+
+    def verify_signatures(self) -> int:
+        """Check every e-signature against the key registered for its signer at that time.
+
+        Returns how many signed decisions were checked; raises VerificationError
+        naming the first event whose signature fails.
+        """
+        from auditml.store import EventFilter
+
+        registry = KeyRegistry()
+        rows = self._store.query(self._log_id, EventFilter(actions=(*KEY_ACTIONS, *SIGNED_ACTIONS)))
+
+        def relevant() -> Iterator[tuple[int, Event]]:
+            for seq, _, body in rows:
+                if body.startswith(b'{"action":"key.') or b'"signature":{' in body:
+                    yield seq, Event.model_validate(loads_strict(body))
+
+        return registry.feed(relevant(), self._origin)

@@ -130,6 +130,12 @@ def drop_triggers(url: str) -> None:
         url,
         [
             f"ALTER TABLE {table} DISABLE TRIGGER USER"
-            for table in ("auditml_event", "auditml_node", "auditml_log")
+            for table in (
+                "auditml_event",
+                "auditml_node",
+                "auditml_log",
+                "auditml_checkpoint",
+                "auditml_logkey",
+            )
         ],
     )

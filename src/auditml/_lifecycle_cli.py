@@ -32,6 +32,36 @@ EnvOption = Annotated[
     str, typer.Option("--env", "-e", metavar="ENV", help="Environment, e.g. staging, production.")
 ]
 Pairs = Annotated[list[str] | None, typer.Option(metavar="NAME=VALUE")]
+SignOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sign-with",
+        metavar="KEY",
+        help="Sign it (21 CFR Part 11) with your registered key file; its passphrase comes "
+        "from $AUDITML_KEY_PASSPHRASE or is asked for.",
+    ),
+]
+MeaningOption = Annotated[
+    str,
+    typer.Option(
+        metavar="MEANING",
+        help="What the signature means: review, approval, responsibility or authorship.",
+    ),
+]
+NameOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="NAME", help="Your printed name on the signature [default: as registered]."
+    ),
+]
+ArtifactDigestOption = Annotated[
+    str | None,
+    typer.Option(
+        "--artifact-sha256",
+        metavar="HEX",
+        help="The SHA-256 of the model artifact decided on (bound into the signature).",
+    ),
+]
 
 policy_app = typer.Typer(
     help="Record and show the policy in force (roles, approvals, gates).",
@@ -39,6 +69,14 @@ policy_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(policy_app, name="policy")
+
+
+def _signer(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from auditml._trust_cli import load_person_key
+
+    return load_person_key(path)
 
 
 def _who(actor: str | None) -> Any:
@@ -229,6 +267,10 @@ def approve(
         list[str] | None,
         typer.Option("--env", "-e", metavar="ENV", help="Approve only for ENV (repeatable)."),
     ] = None,
+    sign_with: SignOption = None,
+    meaning: MeaningOption = "approval",
+    name: NameOption = None,
+    artifact: ArtifactDigestOption = None,
     actor: ActorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
@@ -236,7 +278,15 @@ def approve(
     """Approve a version; its trainer may not (separation of duties)."""
     with _errors(), _open(db) as log:
         receipt = log.approve(
-            model, version, reason=reason, environments=env or (), actor=_who(actor)
+            model,
+            version,
+            reason=reason,
+            environments=env or (),
+            actor=_who(actor),
+            artifact_sha256=artifact,
+            signer=_signer(sign_with),
+            meaning=meaning,
+            name=name,
         )
         scope = f" for {', '.join(env)}" if env else ""
         _done(receipt, f"Approved {model} v{version}{scope}", as_json)
@@ -247,13 +297,26 @@ def reject(
     model: Annotated[str, typer.Argument(help="The model's name.")],
     version: Annotated[str, typer.Argument(help="The version rejected.")],
     reason: ReasonOption = None,
+    sign_with: SignOption = None,
+    meaning: MeaningOption = "review",
+    name: NameOption = None,
+    artifact: ArtifactDigestOption = None,
     actor: ActorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Reject a version; it can never be deployed."""
     with _errors(), _open(db) as log:
-        receipt = log.reject(model, version, reason=reason, actor=_who(actor))
+        receipt = log.reject(
+            model,
+            version,
+            reason=reason,
+            actor=_who(actor),
+            artifact_sha256=artifact,
+            signer=_signer(sign_with),
+            meaning=meaning,
+            name=name,
+        )
         _done(receipt, f"Rejected {model} v{version}", as_json)
 
 

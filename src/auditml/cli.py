@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -110,14 +111,54 @@ def init(
     actor: Annotated[
         str | None, typer.Option(metavar="ID", help="Who is creating the log.")
     ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="The log's signing key [default: $AUDITML_LOG_KEY, else NAME.key beside a "
+            "SQLite file NAME.db, else ./.auditml/ORIGIN.key]; created when missing.",
+            show_default=False,
+        ),
+    ] = None,
+    ask_passphrase: Annotated[
+        bool,
+        typer.Option(
+            "--ask-passphrase",
+            help="Encrypt a new log key with a passphrase asked for here "
+            "(or set $AUDITML_KEY_PASSPHRASE).",
+        ),
+    ] = False,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Sign a checkpoint every N events [default: 1000; 0: only by hand].",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create the log here and say where it is; safe to run again."""
+    """Create the log and its signing key here and say where they are; safe to run again."""
+    from auditml._trust_cli import ask_passphrase as ask
+    from auditml.trust import passphrase_from_env
+
     with _errors():
-        log, created = AuditLog.init(db, origin=origin, actor=actor, description=description)
+        phrase = passphrase_from_env()
+        if ask_passphrase and phrase is None:
+            phrase = ask("the new log key", confirm=True)
+        log, created = AuditLog.init(
+            db,
+            origin=origin,
+            actor=actor,
+            description=description,
+            key=key,
+            passphrase=phrase,
+            checkpoint_every=checkpoint_every,
+        )
         with log:
             head = log.head()
+            vkey = log.verifier_key()
             if as_json:
                 out.print_json(
                     data={
@@ -126,12 +167,16 @@ def init(
                         "url": log.url,
                         "size": head.size,
                         "root": head.root,
+                        "vkey": str(vkey),
+                        "key_file": str(log.key_path()),
                     }
                 )
                 return
             verb = "Created" if created else "Already initialised:"
             out.print(f"{verb} log {log.origin!r} at {log.url}")
             out.print(f"{head.size} event(s), root {head.root}")
+            out.print(f"signing key {log.key_path()}; verifier key (give it to auditors):")
+            out.print(f"  {vkey}")
 
 
 @app.command("head")
@@ -257,11 +302,37 @@ def verify(
     deep: Annotated[
         bool, typer.Option(help="Also re-canonicalize and schema-check every event (slower).")
     ] = False,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            metavar="FILE",
+            help="An anchored checkpoint the log must still extend (repeatable).",
+        ),
+    ] = None,
+    vkey: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="Pin the verifier key (text or a file) that anchors and bundles must be "
+            "signed with.",
+        ),
+    ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Verify an evidence bundle offline, with no database."),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check every hash, link and the root; exit 1 on any failure."""
+    """Check every hash, link, signature, the root and anchors; exit 1 on any failure."""
+    from auditml._trust_cli import read_anchor, read_vkey
+
+    if bundle is not None:
+        _verify_bundle(bundle, read_vkey(vkey), as_json)
+        return
     try:
+        anchors = [read_anchor(path) for path in checkpoint or ()]
+        pinned = read_vkey(vkey)
         log = AuditLog.open(db)
     except AuditmlError as exc:
         if as_json:
@@ -272,7 +343,7 @@ def verify(
     progress = _LazyProgress("verifying")
     try:
         with log:
-            report = log.verify(deep=deep, progress=progress)
+            report = log.verify(deep=deep, progress=progress, checkpoints=anchors, vkey=pinned)
     except VerificationError as exc:
         progress.stop()
         if as_json:
@@ -309,10 +380,43 @@ def verify(
         f"in {report.seconds:.2f}s{speed}"
     )
     out.print(f"root {report.root}")
+    if report.signatures:
+        out.print(f"{report.signatures} e-signature(s) verified against the registered keys")
+    if report.checkpoint is not None:
+        out.print(f"the log's latest signed checkpoint (size {report.checkpoint}) holds")
+    for size in report.anchors:
+        out.print(f"the log extends the anchored checkpoint at size {size}")
 
 
-# The lifecycle commands register themselves on ``app``.
-from auditml import _lifecycle_cli  # noqa: E402, F401
+def _verify_bundle(path: Path, vkey: str | None, as_json: bool) -> None:
+    """Verify an evidence bundle offline and report like ``verify`` does."""
+    from auditml.bundle import verify_bundle
+
+    try:
+        report = verify_bundle(path, vkey)
+    except VerificationError as exc:
+        if as_json:
+            out.print_json(data={"ok": False, "kind": exc.kind, "error": str(exc)})
+        else:
+            err.print(f"FAILED: {exc.diagnostics()}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    except AuditmlError as exc:
+        err.print(f"error: {exc.diagnostics()}", markup=False)
+        raise typer.Exit(EXIT_ERROR) from None
+    if as_json:
+        out.print_json(data=report.as_dict())
+        return
+    out.print(
+        f"OK: bundle of log {report.origin!r} verifies offline: {report.size:,} events, "
+        f"root {report.root}"
+    )
+    out.print(f"signed by {report.vkey}" + ("" if vkey else " (pin it with --vkey)"))
+    if report.proofs:
+        out.print(f"{report.proofs} inclusion proof(s) verified")
+
+
+# The lifecycle and trust commands register themselves on ``app``.
+from auditml import _lifecycle_cli, _trust_cli  # noqa: E402, F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -371,8 +371,9 @@ class TrustMixin:
     def key_path(self) -> Path:
         """Return where the log's private key is kept.
 
-        ``key=`` given when opening, else ``AUDITML_LOG_KEY``, else ``log.key``
-        beside a SQLite file, else ``./.auditml/<origin>.key``.
+        ``key=`` given when opening, else ``AUDITML_LOG_KEY``, else beside a
+        SQLite file under its name with ``.key`` (``audit.db`` has ``audit.key``),
+        else ``./.auditml/<origin>.key``.
         """
         if self._key_path is not None:
             return self._key_path
@@ -381,7 +382,7 @@ class TrustMixin:
             return Path(env)
         path = getattr(self._store.backend, "path", None)
         if isinstance(path, str) and path:
-            return Path(path).resolve().parent / "log.key"
+            return Path(path).resolve().with_suffix(".key")
         return Path(".auditml") / f"{_SLUG.sub('-', self._origin).strip('-') or 'log'}.key"
 
     def verifier_key(self) -> VerifierKey:

@@ -1,0 +1,391 @@
+"""The trust commands of ``auditml``: keys, checkpoints, proofs, export, signatures.
+
+Imported by :mod:`auditml.cli`, whose ``app`` they register on. Commands that
+sign with an encrypted key take its passphrase from ``AUDITML_KEY_PASSPHRASE``
+or, on a terminal, ask for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from auditml.cli import DbOption, JsonOption, _errors, _open, app, out
+from auditml.errors import ConfigurationError, InvalidInputError
+from auditml.signing import FileSigner, generate_key_file, load_signer
+from auditml.trust import PASSPHRASE_ENV, PublicKeyFile, passphrase_from_env
+
+T = TypeVar("T")
+
+key_app = typer.Typer(
+    help="The log's signing key, and people's keys for e-signatures.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+prove_app = typer.Typer(
+    help="Print Merkle inclusion and consistency proofs (FORMAT.md section 3).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(key_app, name="key")
+app.add_typer(prove_app, name="prove")
+
+ActorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        metavar="ID",
+        help="Who is acting [default: $AUDITML_ACTOR, else git user.email, else the OS user]",
+        show_default=False,
+    ),
+]
+ReasonOption = Annotated[str | None, typer.Option(metavar="TEXT", help="Why.")]
+
+
+def ask_passphrase(what: str, *, confirm: bool = False) -> bytes:
+    """Ask for a passphrase on the terminal, or raise saying how to give it without one."""
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            f"{what} needs a passphrase: set {PASSPHRASE_ENV}, or run this on a terminal"
+        )
+    text: str = typer.prompt(
+        f"Passphrase for {what}", hide_input=True, confirmation_prompt=confirm, err=True
+    )
+    if not text:
+        raise InvalidInputError("the passphrase is empty")
+    return text.encode()
+
+
+def with_passphrase(run: Callable[[bytes | None], T], what: str) -> T:
+    """Run ``run`` with the env passphrase; if an encrypted key needs one, ask and run again."""
+    try:
+        return run(passphrase_from_env())
+    except ConfigurationError as exc:
+        if "is encrypted" not in str(exc) or passphrase_from_env() is not None:
+            raise
+        if not sys.stdin.isatty():
+            raise
+        return run(ask_passphrase(what))
+
+
+def load_person_key(path: Path) -> FileSigner:
+    """Load a person's signing key for --sign-with, asking for its passphrase if needed."""
+    return with_passphrase(lambda phrase: load_signer(path, phrase), f"the key {path}")
+
+
+# -- the log key --------------------------------------------------------------------------
+
+
+@key_app.command("show")
+def key_show(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Print the log's verifier key (C2SP form), to hand to auditors; never the private key."""
+    with _errors(), _open(db) as log:
+        vkey = log.verifier_key()
+        latest = log.latest_checkpoint()
+        info = {
+            "origin": log.origin,
+            "vkey": str(vkey),
+            "key_id": vkey.key_id.hex(),
+            "key_file": str(log.key_path()),
+            "checkpoint_every": log.checkpoint_every(),
+            "latest_checkpoint": None if latest is None else latest.size,
+        }
+        if as_json:
+            out.print_json(data=info)
+            return
+        out.print(str(vkey))
+
+
+@key_app.command("list")
+def key_list(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List the people's signing keys registered on the log, and which are revoked."""
+    from auditml.trust import KEY_ACTIONS, KeyRegistry
+
+    with _errors(), _open(db) as log:
+        registry = KeyRegistry()
+        for record in log.events(action=KEY_ACTIONS):
+            registry.apply(record.seq, record.event)
+        rows = [
+            {
+                "signer": k.signer,
+                "name": k.name,
+                "key": k.key,
+                "registered": k.registered,
+                "revoked": k.revoked,
+            }
+            for k in registry.keys.values()
+        ]
+        if as_json:
+            out.print_json(data=rows)
+            return
+        if not rows:
+            out.print("No signing keys registered. Add one with `auditml key register FILE.pub`.")
+            return
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("signer", "name", "key", "registered", "revoked"):
+            table.add_column(column)
+        for row in rows:
+            revoked = row["revoked"]
+            table.add_row(
+                str(row["signer"]),
+                str(row["name"]),
+                str(row["key"])[:16] + "…",
+                f"event {row['registered']}",
+                "-" if revoked is None else f"event {revoked}",
+            )
+        out.print(table)
+
+
+@key_app.command("register")
+def key_register(
+    public_key: Annotated[
+        Path, typer.Argument(metavar="FILE.pub", help="The public key `auditml keygen` wrote.")
+    ],
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Printed name [default: the file's].")
+    ] = None,
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a person's public key for e-signatures (recorded as key.register)."""
+    from auditml._lifecycle_cli import _done, _who
+
+    with _errors(), _open(db) as log:
+        receipt = log.register_key(public_key, name=name, reason=reason, actor=_who(actor))
+        _done(receipt, f"Registered the signing key of {_signer_of(public_key)}", as_json)
+
+
+def _signer_of(path: Path) -> str:
+    from auditml.trust import read_public_key
+
+    return read_public_key(path).signer
+
+
+@key_app.command("revoke")
+def key_revoke(
+    key: Annotated[
+        str, typer.Argument(metavar="KEY", help="The key's fingerprint, or its .pub file.")
+    ],
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a person's signing key: signatures made with it from now on are refused."""
+    from auditml._lifecycle_cli import _done, _who
+
+    with _errors(), _open(db) as log:
+        receipt = log.revoke_key(key, reason=reason, actor=_who(actor))
+        _done(receipt, "Revoked the signing key", as_json)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "key"
+
+
+@app.command()
+def keygen(
+    actor: Annotated[str, typer.Option("--actor", metavar="ID", help="Whose key this is.")],
+    name: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Printed name, as signatures show it [default: ID]."),
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Where to write the private key [default: ~/.auditml/keys/ID.key]; "
+            "the public key goes beside it as FILE.pub.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a personal Ed25519 signing key, protected by a passphrase."""
+    with _errors():
+        if not actor.strip():
+            raise InvalidInputError("--actor is empty: give the id the key signs for")
+        target = out_file or Path.home() / ".auditml" / "keys" / f"{_slug(actor)}.key"
+        public = target.with_name(target.name + ".pub")
+        if public.exists():
+            raise InvalidInputError(f"{public} already exists; keys are never overwritten")
+        phrase = passphrase_from_env() or ask_passphrase(f"the new key of {actor}", confirm=True)
+        signer = generate_key_file(target, phrase)
+        record = PublicKeyFile(actor, name or actor, signer.public_key)
+        public.write_text(record.to_json(), encoding="utf-8")
+        if as_json:
+            out.print_json(
+                data={"key_file": str(target), "public_key_file": str(public), "key": record.key}
+            )
+            return
+        out.print(f"Created the signing key of {actor} at {target} (mode 0600, encrypted)")
+        out.print(f"Public key: {public} (fingerprint {record.key[:16]}…)")
+        out.print(f"Have an administrator register it: auditml key register {public}")
+
+
+# -- checkpoints, proofs, export -------------------------------------------------------
+
+
+@app.command()
+def checkpoint(
+    size: Annotated[
+        int | None, typer.Option(metavar="N", help="Sign the log at size N [default: now].")
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write the signed checkpoint to FILE."),
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign the log's size and root as a C2SP checkpoint: an anchor to keep elsewhere."""
+    with _errors(), _open(db) as log:
+        cp = with_passphrase(lambda phrase: log.checkpoint(size, passphrase=phrase), "the log key")
+        if out_file is not None:
+            try:
+                out_file.write_text(cp.note, encoding="utf-8")
+            except OSError as exc:
+                raise InvalidInputError(f"cannot write {out_file}: {exc.strerror}") from None
+        if as_json:
+            out.print_json(data=cp.as_dict())
+        elif out_file is not None:
+            out.print(f"Wrote the checkpoint of {cp.origin!r} at size {cp.size} to {out_file}")
+            out.print(f"root {cp.root_hex}")
+        else:
+            sys.stdout.write(cp.note)
+
+
+@prove_app.command("inclusion")
+def prove_inclusion(
+    seq: Annotated[int, typer.Argument(help="The event to prove.")],
+    size: Annotated[
+        int | None, typer.Option(metavar="N", help="The tree size [default: the log's].")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Print the JSON proof that event SEQ is in the log's tree of size N."""
+    with _errors(), _open(db) as log:
+        out.print_json(data=log.prove_inclusion(seq, size))
+
+
+@prove_app.command("consistency")
+def prove_consistency(
+    size1: Annotated[int, typer.Argument(metavar="M", help="The earlier size.")],
+    size2: Annotated[
+        int | None, typer.Argument(metavar="[N]", help="The later size [default: the log's].")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Print the JSON proof that the tree of size M is a prefix of the tree of size N."""
+    with _errors(), _open(db) as log:
+        out.print_json(data=log.prove_consistency(size1, size2))
+
+
+@app.command()
+def export(
+    out_path: Annotated[
+        Path, typer.Argument(metavar="OUT", help="A new folder, or a file ending in .zip.")
+    ],
+    size: Annotated[
+        int | None, typer.Option(metavar="N", help="Cover the first N events [default: all].")
+    ] = None,
+    prove: Annotated[
+        list[int] | None,
+        typer.Option(metavar="SEQ", help="Add the inclusion proof of event SEQ (repeatable)."),
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write an evidence bundle that anyone can verify offline (FORMAT.md section 5)."""
+    with _errors(), _open(db) as log:
+        written = with_passphrase(
+            lambda phrase: log.export(out_path, size=size, prove=prove or (), passphrase=phrase),
+            "the log key",
+        )
+        cp = log.checkpoint(size)
+        if as_json:
+            out.print_json(
+                data={
+                    "bundle": str(written),
+                    "origin": cp.origin,
+                    "size": cp.size,
+                    "root": cp.root_hex,
+                }
+            )
+            return
+        out.print(f"Wrote the evidence bundle of {cp.origin!r} ({cp.size} events) to {written}")
+        vkey = log.verifier_key()
+        out.print(f"Check it anywhere: auditml verify --bundle {written} --vkey '{vkey}'")
+
+
+@app.command()
+def signatures(
+    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the signature manifest: printed name, time, meaning, model and version."""
+    with _errors(), _open(db) as log:
+        entries = log.signatures(model)
+        if as_json:
+            out.print_json(data=[e.as_dict() for e in entries])
+            return
+        if not entries:
+            out.print("No signed decisions on the log.")
+            return
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("seq", "signed (UTC)", "printed name", "signer", "meaning", "action"):
+            table.add_column(column)
+        table.add_column("model")
+        table.add_column("version")
+        for e in entries:
+            table.add_row(
+                str(e.seq),
+                e.signed_at[:19].replace("T", " "),
+                e.name,
+                e.signer,
+                e.meaning,
+                e.action.removeprefix("model."),
+                e.model,
+                e.version,
+            )
+        out.print(table)
+
+
+def read_anchor(path: Path) -> str:
+    """Read an anchored checkpoint file, or raise a sentence naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"no checkpoint file at {path}") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"{path} is not a checkpoint: a checkpoint is text, as `auditml checkpoint` writes it"
+        ) from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the checkpoint file {path}: {exc.strerror}") from None
+
+
+def read_vkey(text: str | None) -> str | None:
+    """Return a verifier key given as text or as a file holding it."""
+    if text is None:
+        return None
+    if "+" not in text and os.path.isfile(text):
+        return Path(text).read_text(encoding="utf-8").strip()
+    return text.strip()
+
+
+def dump_json(data: object) -> None:
+    """Print JSON without Rich's markup."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")

@@ -141,7 +141,7 @@ def test_refusals_exit_3_name_the_rule_and_record_a_denial(
         (["evaluate", "credit", "1", "--slice", "auc=1"], "is not SLICE:NAME=VALUE"),
         (["rollback", "credit", "--env", "prod"], "nothing to roll back"),
         (["policy", "apply", "/no/such/auditml.toml"], "no policy file"),
-        (["incident", "credit", "1", "--summary", "x", "--severity", "huge"], "severity"),
+        (["incident", "open", "credit", "1", "--summary", "x", "--severity", "huge"], "severity"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(

@@ -439,13 +439,13 @@ def test_malformed_metric_writes_nothing(log: AuditLog) -> None:
 def test_incidents_are_recorded_against_known_versions(log: AuditLog) -> None:
     """An incident names a known version; an unknown one writes nothing."""
     trained(log, "1")
-    log.incident("m", "1", "drift", severity="high", environment="prod", actor=REL)
+    log.open_incident("m", "1", "drift", severity="high", environment="prod", actor=REL)
     assert log.status("m")["m"].versions["1"].incidents == 1
     before = size(log)
     with pytest.raises(InvalidInputError):
-        log.incident("m", "5", "drift", actor=REL)
+        log.open_incident("m", "5", "drift", actor=REL)
     with pytest.raises(InvalidInputError, match="severity"):
-        log.incident("m", "1", "drift", severity="apocalyptic", actor=REL)
+        log.open_incident("m", "1", "drift", severity="apocalyptic", actor=REL)
     assert size(log) == before
 
 

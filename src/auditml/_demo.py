@@ -274,7 +274,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
         log.deploy(MODEL, "2", "staging", reason="more features", actor=RELEASE)
         log.deploy(MODEL, "2", "production", reason="better holdout auc", actor=RELEASE)
         say(f"  5. {RELEASE} deployed v1, then v2, to staging and production")
-        log.incident(
+        log.open_incident(
             MODEL,
             "2",
             "approval rate for applicants under 30 fell by a third overnight",

@@ -370,36 +370,136 @@ def retire(
         _done(receipt, f"Retired {model} v{version}", as_json)
 
 
-@app.command()
-def incident(
+incident_app = typer.Typer(
+    help="Open, close and list incidents (EU AI Act Art. 73 deadlines included).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(incident_app, name="incident")
+
+
+@incident_app.command("open")
+def incident_open(
     model: Annotated[str, typer.Argument(help="The model's name.")],
     version: Annotated[str, typer.Argument(help="The version involved.")],
     summary: Annotated[str, typer.Option(metavar="TEXT", help="What happened.")],
     severity: Annotated[
-        str, typer.Option(metavar="LEVEL", help="low, medium, high or serious.")
+        str,
+        typer.Option(
+            metavar="LEVEL",
+            help="low, medium, high or serious (a serious incident under EU AI Act Art. 3(49)).",
+        ),
     ] = "medium",
+    impact: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KIND",
+            help="death, critical-infrastructure, widespread-infringement, health, "
+            "fundamental-rights or property-or-environment.",
+        ),
+    ] = None,
+    aware_at: Annotated[
+        str | None,
+        typer.Option(metavar="TIME", help="When you became aware of it [default: now]."),
+    ] = None,
     env: Annotated[
         str | None, typer.Option("--env", "-e", metavar="ENV", help="Where it happened.")
     ] = None,
     reference: Annotated[
-        str | None, typer.Option(metavar="ID", help="A ticket or report id.")
+        str | None, typer.Option(metavar="REF", help="A ticket or report reference.")
+    ] = None,
+    incident_id: Annotated[
+        str | None, typer.Option("--id", metavar="ID", help="Its id [default: INC-n].")
     ] = None,
     actor: ActorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Record an incident against a version."""
+    """Open an incident against a version."""
     with _errors(), _open(db) as log:
-        receipt = log.incident(
+        found = log.open_incident(
             model,
             version,
             summary,
             severity=severity,
+            impact=impact,
+            aware_at=aware_at,
             environment=env,
+            reference=reference,
+            id=incident_id,
+            actor=_who(actor),
+        )
+        if as_json:
+            out.print_json(data=found.as_dict())
+            return
+        out.print(
+            f"Opened {found.severity} incident {found.id} on {model} v{version} (event {found.seq})"
+        )
+        if found.due is not None:
+            out.print(f"report it to the authority by {found.due[0][:16]} UTC ({found.due[1]})")
+
+
+@incident_app.command("close")
+def incident_close(
+    incident_id: Annotated[str, typer.Argument(metavar="ID", help="The incident's id.")],
+    resolution: Annotated[str, typer.Option(metavar="TEXT", help="How it was resolved.")],
+    reported_at: Annotated[
+        str | None,
+        typer.Option(metavar="TIME", help="When it was reported to the authority, if it was."),
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option(metavar="REF", help="A ticket or report reference.")
+    ] = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Close an open incident."""
+    with _errors(), _open(db) as log:
+        receipt = log.close_incident(
+            incident_id,
+            resolution,
+            reported_at=reported_at,
             reference=reference,
             actor=_who(actor),
         )
-        _done(receipt, f"Recorded {severity} incident on {model} v{version}", as_json)
+        _done(receipt, f"Closed incident {incident_id}", as_json)
+
+
+@incident_app.command("list")
+def incident_list(
+    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List incidents with their Art. 73 reporting deadlines."""
+    with _errors(), _open(db) as log:
+        found = log.incidents(model)
+        if as_json:
+            out.print_json(data=[i.as_dict() for i in found])
+            return
+        if not found:
+            out.print("No incidents recorded.")
+            return
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("id", "opened (UTC)", "model", "version", "env", "severity", "state"):
+            table.add_column(column)
+        table.add_column("report due (UTC)")
+        table.add_column("summary")
+        for i in found:
+            due = "-" if i.due is None else f"{i.due[0][:16].replace('T', ' ')} {i.due[1]}"
+            table.add_row(
+                i.id,
+                i.time[:19].replace("T", " "),
+                i.model,
+                i.version,
+                i.environment or "-",
+                i.severity,
+                "open" if i.is_open else f"closed (event {i.closed_seq})",
+                due,
+                i.summary,
+            )
+        out.print(table)
 
 
 @app.command()

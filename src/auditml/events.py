@@ -41,7 +41,8 @@ __all__ = [
     "EvaluateData",
     "Event",
     "FailureInfo",
-    "IncidentData",
+    "IncidentCloseData",
+    "IncidentOpenData",
     "KeyRegisterData",
     "KeyRevokeData",
     "LogInitData",
@@ -238,14 +239,47 @@ class RetireData(_Decision):
     action: ClassVar[str] = "model.retire"
 
 
-class IncidentData(DataModel):
-    """``model.incident``: something went wrong with a version, e.g. in production."""
+IncidentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 
-    action: ClassVar[str] = "model.incident"
 
+class IncidentOpenData(DataModel):
+    """``incident.open``: something went wrong with a version, e.g. in production.
+
+    ``severity`` ``serious`` marks a serious incident in the sense of EU AI
+    Act Art. 3(49), which must be reported under Art. 73 counting from
+    ``aware_at``; ``impact`` says which harm it caused (death and widespread or
+    critical-infrastructure harm shorten the deadline).
+    """
+
+    action: ClassVar[str] = "incident.open"
+
+    id: IncidentId
     summary: Annotated[str, StringConstraints(min_length=1)]
     severity: Literal["low", "medium", "high", "serious"] = "medium"
+    impact: (
+        Literal[
+            "death",
+            "critical-infrastructure",
+            "widespread-infringement",
+            "health",
+            "fundamental-rights",
+            "property-or-environment",
+        ]
+        | None
+    ) = None
+    aware_at: Rfc3339
     environment: Name | None = None
+    reference: str | None = None
+
+
+class IncidentCloseData(DataModel):
+    """``incident.close``: an incident is resolved; says how, and when authorities were told."""
+
+    action: ClassVar[str] = "incident.close"
+
+    id: IncidentId
+    resolution: Annotated[str, StringConstraints(min_length=1)]
+    reported_at: Rfc3339 | None = None
     reference: str | None = None
 
 
@@ -331,7 +365,8 @@ ACTIONS: dict[str, type[DataModel]] = {
         DeployData,
         RollbackData,
         RetireData,
-        IncidentData,
+        IncidentOpenData,
+        IncidentCloseData,
         PolicyUpdateData,
         DeniedData,
         KeyRegisterData,

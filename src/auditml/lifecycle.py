@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -31,6 +32,7 @@ from auditml.events import (
     validate_data,
 )
 from auditml.identity import resolve_actor
+from auditml.incidents import Incident, IncidentIndex
 from auditml.policy import (
     DEFAULT_POLICY,
     Denial,
@@ -67,6 +69,7 @@ __all__ = [
 ]
 
 #: The actions a model's state is folded from.
+INCIDENT_ACTIONS = ("incident.open", "incident.close")
 LIFECYCLE_ACTIONS = (
     "model.train",
     "model.evaluate",
@@ -75,7 +78,7 @@ LIFECYCLE_ACTIONS = (
     "model.deploy",
     "model.rollback",
     "model.retire",
-    "model.incident",
+    "incident.open",
 )
 
 
@@ -259,7 +262,7 @@ def fold(
             vs.rejected = Decision(seq, event.time, actor, reason)
         elif event.action == "model.retire":
             vs.retired = Decision(seq, event.time, actor, reason)
-        elif event.action == "model.incident":
+        elif event.action == "incident.open":
             vs.incidents += 1
         elif event.action == "model.evaluate":
             vs.evaluated.update(_metrics(data.get("metrics")))
@@ -289,6 +292,13 @@ def _metrics(value: object) -> dict[str, float]:
         for k, v in value.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
+
+
+def _rfc3339(value: str | datetime | None) -> str:
+    """Return a time as the log writes it (RFC 3339 UTC, microseconds, Z); None means now."""
+    from auditml.ledger import to_timestamp
+
+    return to_timestamp(datetime.now(UTC) if value is None else value)
 
 
 def parse(seq: int, body: bytes) -> Event:
@@ -333,6 +343,7 @@ class StateCache:
         self.models: dict[str, tuple[int, ModelState]] = {}
         self.policy: tuple[int, Policy] | None = None
         self.keys: tuple[int, KeyRegistry] | None = None
+        self.incidents: tuple[int, IncidentIndex] | None = None
 
 
 class View:
@@ -390,6 +401,17 @@ class View:
             registry.apply(seq, parse(seq, body))
         self._cache.keys = (self._size - 1, registry)
         return registry
+
+    def incidents(self) -> IncidentIndex:
+        """Return every incident opened on the log, folded incrementally."""
+        cached = self._cache.incidents
+        if cached is None or cached[0] >= self._size:
+            cached = (-1, IncidentIndex())
+        after, index = cached
+        for seq, body in self._reader.by_actions(INCIDENT_ACTIONS, after=after):
+            index.apply(seq, parse(seq, body))
+        self._cache.incidents = (self._size - 1, index)
+        return index
 
     def metrics(self, name: str, version: str) -> dict[str, float]:
         """Return a version's metrics: its training run's, updated by each evaluation."""
@@ -831,15 +853,41 @@ def decide_evaluate(
     return Outcome(Draft.build("model.evaluate", actor=actor, subject=subject, data=data))
 
 
-def decide_incident(
+def decide_open_incident(
     view: View, *, model: str, version: str, actor: Any, data: dict[str, Any]
 ) -> Outcome:
-    """Record an incident against a known version."""
+    """Open an incident against a known version; give it the next id when it has none."""
     view.known_model(model).version(version)
     if data.get("environment"):
         view.check_environment(str(data["environment"]))
+    index = view.incidents()
+    ident = data.get("id") or index.next_id()
+    if ident in index.incidents:
+        raise InvalidInputError(
+            f"incident {ident} already exists (event {index.incidents[ident].seq}); "
+            "give another id, or leave it out to get the next"
+        )
+    data = validate_data("incident.open", {**data, "id": ident})
     subject = {"model": model, "version": version}
-    return Outcome(Draft.build("model.incident", actor=actor, subject=subject, data=data))
+    denial = check_role(view.policy, actor.id, "incident")
+    if denial is not None:
+        return denied(view, denial, attempted="incident.open", actor=actor, subject=subject)
+    return Outcome(Draft.build("incident.open", actor=actor, subject=subject, data=data))
+
+
+def decide_close_incident(view: View, *, actor: Any, data: dict[str, Any]) -> Outcome:
+    """Close an open incident, naming how it was resolved."""
+    ident = str(data["id"])
+    found = view.incidents().incidents.get(ident)
+    if found is None:
+        raise InvalidInputError(f"no incident {ident} on the log")
+    if not found.is_open:
+        raise InvalidInputError(f"incident {ident} is already closed (event {found.closed_seq})")
+    subject = {"model": found.model, "version": found.version}
+    denial = check_role(view.policy, actor.id, "incident")
+    if denial is not None:
+        return denied(view, denial, attempted="incident.close", actor=actor, subject=subject)
+    return Outcome(Draft.build("incident.close", actor=actor, subject=subject, data=data))
 
 
 def decide_policy(
@@ -896,11 +944,15 @@ class LifecycleMixin:
 
     def _decided(self, decide: Decide) -> Receipt:
         """Append a decision, or its denial and then raise PolicyDeniedError."""
+        return self._decided_outcome(decide)[0]
+
+    def _decided_outcome(self, decide: Decide) -> tuple[Receipt, Outcome]:
+        """Append a decision and return what was appended, or raise PolicyDeniedError."""
         receipt, outcome = self._decide(decide)
         if outcome.denial is not None:
             d = outcome.denial
             raise PolicyDeniedError(d.message, rule=d.rule, remedy=d.remedy, seq=receipt.seq)
-        return receipt
+        return receipt, outcome
 
     def _esign(
         self,
@@ -1115,33 +1167,91 @@ class LifecycleMixin:
             )
         )
 
-    def incident(
+    def open_incident(
         self,
         model: str,
         version: str,
         summary: str,
         *,
         severity: str = "medium",
+        impact: str | None = None,
         environment: str | None = None,
+        aware_at: str | datetime | None = None,
         reference: str | None = None,
+        id: str | None = None,
         actor: Actor | str | None = None,
-    ) -> Receipt:
-        """Record an incident against a version, e.g. a failure in production."""
+    ) -> Incident:
+        """Open an incident against a version and return it, with its id and any deadline.
+
+        ``aware_at`` is when you became aware of it (default: now): EU AI Act
+        Art. 73 deadlines for a ``serious`` incident count from then.
+        """
         who = resolve_actor(actor)
         data = validate_data(
-            "model.incident",
+            "incident.open",
             {
+                "id": id or "INC-0",  # a placeholder for validation; the next id is assigned
                 "summary": summary,
                 "severity": severity,
+                "impact": impact,
+                "aware_at": _rfc3339(aware_at),
                 "environment": environment,
                 "reference": reference,
             },
         )
-        return self._decided(
-            lambda view: decide_incident(
+        if id is None:
+            del data["id"]
+        receipt, outcome = self._decided_outcome(
+            lambda view: decide_open_incident(
                 view, model=model, version=str(version), actor=who, data=data
             )
         )
+        index = IncidentIndex()
+        draft = outcome.draft
+        index.apply(
+            receipt.seq,
+            Event(
+                v=1,
+                log=self.origin,
+                seq=receipt.seq,
+                prev="0" * 64,
+                time=receipt.time,
+                actor=draft.actor,
+                action=draft.action,
+                subject=draft.subject,
+                data=draft.data,
+            ),
+        )
+        return next(iter(index.incidents.values()))
+
+    def close_incident(
+        self,
+        id: str,
+        resolution: str,
+        *,
+        reported_at: str | datetime | None = None,
+        reference: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Close an open incident: how it was resolved, and when authorities were told."""
+        who = resolve_actor(actor)
+        data = validate_data(
+            "incident.close",
+            {
+                "id": id,
+                "resolution": resolution,
+                "reported_at": None if reported_at is None else _rfc3339(reported_at),
+                "reference": reference,
+            },
+        )
+        return self._decided(lambda view: decide_close_incident(view, actor=who, data=data))
+
+    def incidents(self, model: str | None = None) -> list[Incident]:
+        """Return every incident (of ``model``), oldest first, with its Art. 73 deadline."""
+        index = IncidentIndex()
+        for record in self._records(model, INCIDENT_ACTIONS):
+            index.apply(record.seq, record.event)
+        return list(index.incidents.values())
 
     def record_training(
         self,

@@ -18,6 +18,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
+from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
 from auditml.cli import DbOption, JsonOption, _errors, _open, app, out
 from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.signing import FileSigner, generate_key_file, load_signer
@@ -37,17 +38,6 @@ prove_app = typer.Typer(
 )
 app.add_typer(key_app, name="key")
 app.add_typer(prove_app, name="prove")
-
-ActorOption = Annotated[
-    str | None,
-    typer.Option(
-        "--actor",
-        metavar="ID",
-        help="Who is acting [default: $AUDITML_ACTOR, else git user.email, else the OS user]",
-        show_default=False,
-    ),
-]
-ReasonOption = Annotated[str | None, typer.Option(metavar="TEXT", help="Why.")]
 
 
 def ask_passphrase(what: str, *, confirm: bool = False) -> bytes:
@@ -158,8 +148,6 @@ def key_register(
     as_json: JsonOption = False,
 ) -> None:
     """Register a person's public key for e-signatures (recorded as key.register)."""
-    from auditml._lifecycle_cli import _done, _who
-
     with _errors(), _open(db) as log:
         receipt = log.register_key(public_key, name=name, reason=reason, actor=_who(actor))
         _done(receipt, f"Registered the signing key of {_signer_of(public_key)}", as_json)
@@ -182,8 +170,6 @@ def key_revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a person's signing key: signatures made with it from now on are refused."""
-    from auditml._lifecycle_cli import _done, _who
-
     with _errors(), _open(db) as log:
         receipt = log.revoke_key(key, reason=reason, actor=_who(actor))
         _done(receipt, "Revoked the signing key", as_json)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from auditml import merkle
 from auditml.errors import ProofError, VerificationError
 from auditml.merkle import (
     EMPTY_ROOT,
@@ -725,3 +726,32 @@ def test_proofs_use_log_n_node_lookups() -> None:
     for index in (0, huge // 3, huge - 1):
         assert count(partial(inclusion_proof, index, huge, any_node)) <= 2 * 64
     assert count(partial(consistency_proof, huge // 7, huge, any_node)) <= 2 * 64
+
+
+def _recording_getter(leaves: list[bytes], seen: set[tuple[int, int]]) -> merkle.NodeGetter:
+    def get(level: int, index: int) -> bytes:
+        seen.add((level, index))
+        width = 1 << level
+        return merkle.perfect_root(leaves[index * width : (index + 1) * width])
+
+    return get
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 8, 9, 255, 256, 257, 600, 1023, 1025])
+def test_prefetch_lists_name_every_node_a_proof_reads(size: int) -> None:
+    """inclusion_nodes and consistency_nodes cover every node the proofs and roots ask for."""
+    leaves = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    for index in sorted({0, size // 3, size // 2, size - 1}):
+        seen: set[tuple[int, int]] = set()
+        get = _recording_getter(leaves, seen)
+        get(0, index)
+        merkle.inclusion_proof(index, size, get)
+        merkle.root_at(size, get)
+        assert seen <= set(merkle.inclusion_nodes(index, size))
+    for size1 in sorted({1, size // 2 or 1, size}):
+        seen = set()
+        get = _recording_getter(leaves, seen)
+        merkle.consistency_proof(size1, size, get)
+        merkle.root_at(size1, get)
+        merkle.root_at(size, get)
+        assert seen <= set(merkle.consistency_nodes(size1, size))

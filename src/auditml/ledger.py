@@ -453,16 +453,41 @@ class AuditLog(LifecycleMixin, TrustMixin):
                 )
             return merkle.root_at(size, self._node_getter(snap)).hex()
 
-    def _node_getter(self, snap: Any) -> Callable[[int, int], bytes]:
-        """Return get_node for merkle: stored nodes high up, leaf hashes below NODE_LEVEL."""
+    def _node_getter(
+        self, snap: Any, prefetch: Sequence[tuple[int, int]] = ()
+    ) -> Callable[[int, int], bytes]:
+        """Return get_node for merkle: stored nodes high up, leaf hashes below NODE_LEVEL.
+
+        ``prefetch`` names the nodes a proof will ask for (see
+        ``merkle.inclusion_nodes``); they are read up front in one query for
+        the stored nodes and one per run of adjacent leaves, so a proof costs
+        a few round trips to the database however deep the tree is.
+        """
         log_id = self._log_id
+        known: dict[tuple[int, int], bytes] = {}
+        if prefetch:
+            wanted = sorted(set(prefetch))
+            known.update(snap.nodes_at(log_id, [n for n in wanted if n[0] >= NODE_LEVEL]))
+            for start, stop in _leaf_runs([n for n in wanted if n[0] < NODE_LEVEL]):
+                leaves = snap.leaf_hashes(log_id, start, stop)
+                if len(leaves) == stop - start:
+                    for level, index in wanted:
+                        first = index << level
+                        if level < NODE_LEVEL and start <= first < stop:
+                            width = 1 << level
+                            known[level, index] = merkle.perfect_root(
+                                leaves[first - start : first - start + width]
+                            )
 
         def get_node(level: int, index: int) -> bytes:
+            found = known.get((level, index))
+            if found is not None:
+                return found
             if level >= NODE_LEVEL:
-                found = snap.node(log_id, level, index)
-                if found is None:
+                stored = snap.node(log_id, level, index)
+                if stored is None:
                     raise StoreError(f"the store lacks Merkle node ({level}, {index})")
-                return bytes(found)
+                return bytes(stored)
             width = 1 << level
             leaves = snap.leaf_hashes(log_id, index * width, (index + 1) * width)
             if len(leaves) != width:
@@ -619,6 +644,17 @@ class AuditLog(LifecycleMixin, TrustMixin):
 
             result = fold_stored_tree(self._store.url, self._log_id, size, split, self._origin)
         return result
+
+
+def _leaf_runs(nodes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merge the leaf ranges of low perfect nodes into runs worth one query each."""
+    runs: list[tuple[int, int]] = []
+    for start, stop in sorted((i << lv, (i + 1) << lv) for lv, i in nodes):
+        if runs and start <= runs[-1][1] + (1 << NODE_LEVEL):
+            runs[-1] = (runs[-1][0], max(runs[-1][1], stop))
+        else:
+            runs.append((start, stop))
+    return runs
 
 
 def _split_point(size: int) -> int:

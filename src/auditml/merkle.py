@@ -40,10 +40,13 @@ __all__ = [
     "HASH_SIZE",
     "CompactRange",
     "NodeGetter",
+    "consistency_nodes",
     "consistency_proof",
+    "inclusion_nodes",
     "inclusion_proof",
     "leaf_hash",
     "node_hash",
+    "perfect_nodes",
     "perfect_root",
     "root_at",
     "root_of",
@@ -291,8 +294,8 @@ def _get(get_node: NodeGetter, level: int, index: int) -> bytes:
     return _check_hash(get_node(level, index), f"node (level {level}, index {index})")
 
 
-def subtree_hash(start: int, end: int, get_node: NodeGetter) -> bytes:
-    """Return the MTH of leaves [start, end), a node of the RFC 9162 tree, from perfect nodes."""
+def perfect_nodes(start: int, end: int) -> list[tuple[int, int]]:
+    """Return the ``(level, index)`` perfect nodes whose fold is the MTH of leaves [start, end)."""
     start = _check_size(start, "subtree start")
     end = _check_size(end, "subtree end")
     width = end - start
@@ -300,13 +303,18 @@ def subtree_hash(start: int, end: int, get_node: NodeGetter) -> bytes:
         raise ProofError(f"subtree [{start}, {end}) is empty")
     if start % (1 << (width - 1).bit_length()):
         raise ProofError(f"[{start}, {end}) is not a node of an RFC 9162 tree")
-    hashes: list[bytes] = []
+    nodes: list[tuple[int, int]] = []
     pos = start
     for level in range(width.bit_length() - 1, -1, -1):
         if (width >> level) & 1:
-            hashes.append(_get(get_node, level, pos >> level))
+            nodes.append((level, pos >> level))
             pos += 1 << level
-    return _fold(hashes)
+    return nodes
+
+
+def subtree_hash(start: int, end: int, get_node: NodeGetter) -> bytes:
+    """Return the MTH of leaves [start, end), a node of the RFC 9162 tree, from perfect nodes."""
+    return _fold([_get(get_node, level, index) for level, index in perfect_nodes(start, end)])
 
 
 def root_at(size: int, get_node: NodeGetter) -> bytes:
@@ -354,6 +362,18 @@ def _consistency_ranges(size1: int, size2: int) -> list[_Range]:
         ranges.append((start, end))
     ranges.reverse()
     return ranges
+
+
+def inclusion_nodes(index: int, size: int) -> list[tuple[int, int]]:
+    """Return every perfect node that the inclusion proof and root of ``size`` read."""
+    ranges = [*_inclusion_ranges(index, size), (index, index + 1)]
+    return [node for a, b in ranges for node in perfect_nodes(a, b)] + perfect_nodes(0, size)
+
+
+def consistency_nodes(size1: int, size2: int) -> list[tuple[int, int]]:
+    """Return every perfect node that the consistency proof and both roots read."""
+    ranges = [*_consistency_ranges(size1, size2), (0, size1), (0, size2)]
+    return [node for a, b in ranges for node in perfect_nodes(a, b)]
 
 
 def inclusion_proof(index: int, size: int, get_node: NodeGetter) -> list[bytes]:

@@ -344,7 +344,9 @@ class TrustMixin:
     def root(self, size: int | None = None) -> str:  # noqa: D102 - documented on AuditLog
         raise NotImplementedError  # pragma: no cover
 
-    def _node_getter(self, snap: Any) -> Callable[[int, int], bytes]:
+    def _node_getter(
+        self, snap: Any, prefetch: Sequence[tuple[int, int]] = ()
+    ) -> Callable[[int, int], bytes]:
         raise NotImplementedError  # pragma: no cover
 
     def _decided(self, decide: Decide) -> Receipt:
@@ -521,8 +523,8 @@ class TrustMixin:
                 raise InvalidInputError(
                     f"event {seq} is not in the tree of size {n}: give a seq from 0 to {n - 1}"
                 )
-            get = self._node_getter(snap)
-            leaf = snap.leaf_hashes(self._log_id, seq, seq + 1)[0]
+            get = self._node_getter(snap, merkle.inclusion_nodes(seq, n))
+            leaf = get(0, seq)
             path = merkle.inclusion_proof(seq, n, get)
             root = merkle.root_at(n, get)
         return {
@@ -543,7 +545,7 @@ class TrustMixin:
                 raise InvalidInputError(
                     f"size1 must be from 1 to {n} (the second size), not {size1}"
                 )
-            get = self._node_getter(snap)
+            get = self._node_getter(snap, merkle.consistency_nodes(size1, n))
             path = merkle.consistency_proof(size1, n, get)
             root1, root2 = merkle.root_at(size1, get), merkle.root_at(n, get)
         return {
@@ -585,7 +587,6 @@ class TrustMixin:
                     f"{cp.size}: the log was truncated or restored from an older backup",
                     kind="anchor",
                 )
-            get = self._node_getter(snap)
             root2 = head.root or merkle.EMPTY_ROOT
             if cp.size == 0:
                 if cp.root != merkle.EMPTY_ROOT:
@@ -594,6 +595,7 @@ class TrustMixin:
                         kind="anchor",
                     )
                 return {"size": 0, "root": cp.root.hex(), "proof": []}
+            get = self._node_getter(snap, merkle.consistency_nodes(cp.size, head.size))
             path = merkle.consistency_proof(cp.size, head.size, get)
         try:
             merkle.verify_consistency(cp.size, head.size, path, cp.root, root2)

@@ -555,6 +555,29 @@ class Snapshot:
         )
         return {(int(lv), int(ix)): bytes(h) for lv, ix, h in self._cur.fetchall()}
 
+    def nodes_at(
+        self, log_id: int, wanted: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        """Return the stored tree nodes among ``wanted`` ``(level, idx)`` pairs.
+
+        On PostgreSQL that is one query, saving a round trip per node; on
+        SQLite, where a query costs no round trip, one primary-key lookup
+        each is faster than any single query SQLite can plan for the set.
+        """
+        if self._store.dialect != "postgresql":
+            found = ((pair, self.node(log_id, *pair)) for pair in wanted)
+            return {pair: node for pair, node in found if node is not None}
+        if not wanted:
+            return {}
+        values = ", ".join(["(%s::int, %s::bigint)"] * len(wanted))
+        self._cur.execute(
+            "SELECT n.level, n.idx, n.hash FROM auditml_node n "
+            f"JOIN (VALUES {values}) AS w(level, idx) ON n.level = w.level AND n.idx = w.idx "
+            "WHERE n.log_id = %s",
+            (*(part for pair in wanted for part in pair), log_id),
+        )
+        return {(int(lv), int(ix)): bytes(h) for lv, ix, h in self._cur.fetchall()}
+
     def node(self, log_id: int, level: int, idx: int) -> bytes | None:
         """Return one stored tree node, or None when it is not stored."""
         p = self._p

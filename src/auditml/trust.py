@@ -603,7 +603,8 @@ class TrustMixin:
             raise VerificationError(
                 f"the log no longer extends the anchored checkpoint at size {cp.size} (root "
                 f"{cp.root.hex()[:16]}…): its first {cp.size} events were rewritten after the "
-                "anchor was taken",
+                "anchor was taken, or it was restored from an older backup and has grown "
+                "differently since",
                 kind="anchor",
             ) from None
         return {

@@ -274,6 +274,7 @@ def verify_parts(
                 f"{EVENTS} line {count}: it does not end with a newline", kind="format"
             )
         if count >= cp.size:
+            _feed(verifier, chunk)  # a line inserted earlier is named there, not here
             raise VerificationError(
                 f"{EVENTS} line {count + 1}: the checkpoint covers {cp.size} events, so this "
                 "line was added after it was signed",
@@ -298,9 +299,9 @@ def verify_parts(
     state = verifier.state()
     if state.root != cp.root:
         raise VerificationError(
-            f"the Merkle root of the {count} lines of {EVENTS} is {state.root.hex()}, but the "
-            f"checkpoint signed {cp.root.hex()}: line {count} was changed (a change to any "
-            "earlier line breaks the next line's link)",
+            f"{EVENTS} line {count}: the Merkle root of the {count} lines is "
+            f"{state.root.hex()}, but the checkpoint signed {cp.root.hex()}, so this last line "
+            "was changed (a change to any earlier line breaks the next line's link)",
             kind="format",
         )
     for index, proof in wanted.items():
@@ -317,8 +318,16 @@ def _feed(verifier: ChainVerifier, chunk: list[tuple[int | None, bytes | None, b
     try:
         verifier.feed(chunk)
     except VerificationError as exc:
-        line = "" if exc.seq is None else f" line {exc.seq + 1}"
-        raise VerificationError(f"{EVENTS}{line}: {exc}", kind=exc.kind) from None
+        if exc.seq is None:
+            raise VerificationError(f"{EVENTS}: {exc}", kind=exc.kind) from None
+        line, text = exc.seq + 1, str(exc)
+        if exc.kind == "link" and line > 1:
+            # A bundle has no stored hashes, so a changed line shows as the next line's link.
+            text = (
+                f"its prev is not the hash of line {line - 1}: line {line - 1} was changed, "
+                "or lines before this one were removed, added or reordered"
+            )
+        raise VerificationError(f"{EVENTS} line {line}: {text}", kind=exc.kind) from None
 
 
 def _read_proofs(proofs: Iterable[bytes] | None, cp: Checkpoint) -> dict[int, dict[str, Any]]:

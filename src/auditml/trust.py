@@ -27,6 +27,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -736,4 +737,5 @@ class TrustMixin:
                 if body.startswith(b'{"action":"key.') or b'"signature":{' in body:
                     yield seq, Event.model_validate(loads_strict(body))
 
-        return registry.feed(relevant(), self._origin)
+        with closing(rows):  # a failure mid-stream must not keep the connection checked out
+            return registry.feed(relevant(), self._origin)

@@ -1,0 +1,192 @@
+"""Electronic signatures by people (21 CFR Part 11), on both backends.
+
+A signed decision is refused at the time it is made when the signature cannot
+be accepted, and ``verify`` later refuses any signed record that slipped in
+another way (imported history, or a rewrite of the database), naming the event.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditml import AuditLog, Policy, PolicyDeniedError, VerificationError
+from auditml.signing import FileSigner, generate_key_file, load_signer, make_esignature
+from auditml.trust import PublicKeyFile
+from tests.conftest import drop_triggers, raw_query
+from tests.test_tamper import _rewrite
+
+ORIGIN = "bank.example/esign"
+ADMIN = "admin@bank.example"
+DS = "ds@bank.example"
+VAL = "val@bank.example"
+EVE = "eve@bank.example"
+
+
+def _key(tmp_path: Path, name: str) -> FileSigner:
+    return generate_key_file(tmp_path / f"{name}.key", b"a passphrase of some length")
+
+
+@pytest.fixture
+def log(db_url: str, tmp_path: Path) -> Any:
+    """Yield a log with versions 1 and 2 of ``credit`` trained, and VAL's key registered."""
+    made, _ = AuditLog.init(db_url, origin=ORIGIN, actor=ADMIN)
+    with made:
+        made.record_training("credit", actor=DS)
+        made.record_training("credit", actor=DS)
+        made.register_key(
+            PublicKeyFile(VAL, "Vera Validator", _key(tmp_path, "val").public_key), actor=ADMIN
+        )
+        yield made
+
+
+def _val(tmp_path: Path) -> FileSigner:
+    return load_signer(tmp_path / "val.key", b"a passphrase of some length")
+
+
+def _signature(signer: FileSigner, version: str, actor: str = VAL, **over: Any) -> dict[str, Any]:
+    """Return a signature record as make_esignature writes it into an approval's data."""
+    fields: dict[str, Any] = {
+        "origin": ORIGIN,
+        "action": "model.approve",
+        "model": "credit",
+        "version": version,
+        "artifact_sha256": None,
+        "meaning": "approval",
+        "actor": actor,
+        "name": "Vera Validator",
+    }
+    fields.update(over)
+    return make_esignature(signer, **fields).model_dump(mode="json", exclude_none=True)
+
+
+def _import_approval(
+    log: AuditLog, version: str, signature: dict[str, Any], actor: str = VAL
+) -> int:
+    """Append a signed approval as imported history, which skips the policy check."""
+    receipt = log.append(
+        "model.approve",
+        subject={"model": "credit", "version": version},
+        data={"signature": signature},
+        actor=actor,
+        imported=True,
+    )
+    return receipt.seq
+
+
+def _refused(log: AuditLog, seq: int, words: str) -> None:
+    with pytest.raises(VerificationError) as info:
+        log.verify()
+    assert info.value.kind == "signature" and info.value.seq == seq
+    assert words in str(info.value)
+
+
+def test_a_signed_approval_verifies_and_is_in_the_manifest(log: AuditLog, tmp_path: Path) -> None:
+    """The approval carries the statement's signature; verify checks it; the manifest lists it."""
+    receipt = log.approve("credit", "1", actor=VAL, signer=_val(tmp_path), reason="VR-1")
+    report = log.verify()
+    assert report.signatures == 1
+    (entry,) = log.signatures("credit")
+    assert (entry.seq, entry.name, entry.meaning, entry.version) == (
+        receipt.seq,
+        "Vera Validator",
+        "approval",
+        "1",
+    )
+
+
+def test_a_signature_by_a_stranger_key_is_refused_and_nothing_changes(
+    log: AuditLog, tmp_path: Path
+) -> None:
+    """Signing with a key nobody registered is denied; only the denial is recorded."""
+    before = log.head().size
+    with pytest.raises(PolicyDeniedError) as info:
+        log.approve("credit", "1", actor=VAL, signer=_key(tmp_path, "stranger"))
+    assert info.value.rule == "signature-invalid" and "not registered" in str(info.value)
+    assert log.head().size == before + 1
+    assert [r.event.action for r in log.events(start=before)] == ["policy.denied"]
+    assert log.status("credit")["credit"].version("1").approvals == []
+
+
+def test_someone_elses_key_is_refused(log: AuditLog, tmp_path: Path) -> None:
+    """Eve cannot sign her approval with Vera's key: people sign only their own decisions."""
+    with pytest.raises(PolicyDeniedError, match=f"is registered to {VAL}, not {EVE}"):
+        log.approve("credit", "1", actor=EVE, signer=_val(tmp_path), name="Vera Validator")
+
+
+def test_a_revoked_key_is_refused_for_new_decisions(log: AuditLog, tmp_path: Path) -> None:
+    """After key.revoke, the key signs nothing more, but what it signed before still verifies."""
+    log.approve("credit", "1", actor=VAL, signer=_val(tmp_path))
+    log.revoke_key(_fingerprint(tmp_path), actor=ADMIN)
+    with pytest.raises(PolicyDeniedError, match="revoked"):
+        log.approve("credit", "2", actor=VAL, signer=_val(tmp_path))
+    assert log.verify().signatures == 1
+
+
+def _fingerprint(tmp_path: Path) -> str:
+    return PublicKeyFile(VAL, "Vera Validator", _val(tmp_path).public_key).key
+
+
+def test_policy_can_require_signatures(log: AuditLog, tmp_path: Path) -> None:
+    """With require_signatures, an unsigned approval is a denial; a signed one passes."""
+    log.apply_policy(Policy(require_signatures=["approve"]), actor=ADMIN)
+    with pytest.raises(PolicyDeniedError) as info:
+        log.approve("credit", "1", actor=VAL)
+    assert info.value.rule == "signature-required"
+    assert log.status("credit")["credit"].version("1").approvals == []
+    log.approve("credit", "1", actor=VAL, signer=_val(tmp_path))
+    assert len(log.status("credit")["credit"].version("1").approvals) == 1
+
+
+def test_a_forged_signature_in_imported_history_is_named(log: AuditLog, tmp_path: Path) -> None:
+    """A stranger's signature claiming Vera's registered key fails verify at that event."""
+    forged = _signature(_key(tmp_path, "mallory"), "1")
+    forged["key"] = _fingerprint(tmp_path)
+    seq = _import_approval(log, "1", forged)
+    _refused(log, seq, "does not verify for this record")
+
+
+def test_a_replayed_signature_on_another_version_is_named(log: AuditLog, tmp_path: Path) -> None:
+    """Vera's signature on version 1, pasted onto an approval of version 2, fails verify."""
+    log.approve("credit", "1", actor=VAL, signer=_val(tmp_path))
+    original = next(log.events(action="model.approve")).event.data["signature"]
+    seq = _import_approval(log, "2", dict(original))
+    _refused(log, seq, "made for another record")
+
+
+def test_a_signature_used_twice_on_the_same_record_is_named(log: AuditLog, tmp_path: Path) -> None:
+    """The same signature copied onto a second approval of the same version is a replay."""
+    log.approve("credit", "1", actor=VAL, signer=_val(tmp_path))
+    original = next(log.events(action="model.approve")).event.data["signature"]
+    seq = _import_approval(log, "1", dict(original))
+    _refused(log, seq, "is a copy of the one on event")
+
+
+def test_an_unregistered_key_in_imported_history_is_named(log: AuditLog, tmp_path: Path) -> None:
+    """A well-formed signature by a key never registered on the log fails verify."""
+    seq = _import_approval(log, "1", _signature(_key(tmp_path, "unknown"), "1"))
+    _refused(log, seq, "not registered")
+
+
+def test_a_signature_made_after_revocation_is_named(log: AuditLog, tmp_path: Path) -> None:
+    """Once Vera's key is revoked, an imported approval signed with it fails verify."""
+    log.revoke_key(_fingerprint(tmp_path), actor=ADMIN, reason="laptop lost")
+    seq = _import_approval(log, "1", _signature(_val(tmp_path), "1"))
+    _refused(log, seq, "revoked at event")
+
+
+def test_a_signature_moved_by_a_database_rewrite_is_named(log: AuditLog, tmp_path: Path) -> None:
+    """A rewrite moving version 1's signed approval onto version 2 is named by verify."""
+    receipt = log.approve("credit", "1", actor=VAL, signer=_val(tmp_path))
+    url = log.url
+    drop_triggers(url)
+
+    def edit(event: dict[str, Any]) -> None:
+        event["subject"]["version"] = "2"
+
+    _rewrite(url, receipt.seq, edit)
+    assert raw_query(url, "SELECT count(*) FROM auditml_event")[0][0] == log.head().size
+    with AuditLog.open(url) as reopened:
+        _refused(reopened, receipt.seq, "does not verify for this record")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -432,7 +432,7 @@ class Store:
 
     def query(
         self, log_id: int, flt: EventFilter, chunk: int = 1000
-    ) -> Iterator[tuple[int, bytes, bytes]]:
+    ) -> Generator[tuple[int, bytes, bytes]]:
         """Yield ``(seq, hash, body)`` of the events that match ``flt``, streamed."""
         from auditml.store.tables import EVENTS, LOGS
 

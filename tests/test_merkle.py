@@ -29,23 +29,20 @@ from auditml.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests import rfc9162_reference as rfc
 from tests.vectors import require_vectors, vectors_dir
 
 T = TypeVar("T")
 
 # --------------------------------------------------------------------------- independent reference
 # A direct transcription of RFC 9162 section 2.1, kept apart from the library:
-# recursive, over raw entries, with its own hashing.
+# recursive, over raw entries; hashing and the step-by-step verifiers are in
+# tests/rfc9162_reference.py.
 
 
-def ref_leaf(entry: bytes) -> bytes:
-    """Hash one entry as RFC 9162 says: SHA-256(0x00 || entry)."""
-    return hashlib.sha256(b"\x00" + entry).digest()
-
-
-def ref_node(left: bytes, right: bytes) -> bytes:
-    """Hash two children as RFC 9162 says: SHA-256(0x01 || left || right)."""
-    return hashlib.sha256(b"\x01" + left + right).digest()
+ref_leaf = rfc.leaf_hash
+ref_node = rfc.node_hash
+ref_mth = rfc.mth
 
 
 def ref_k(n: int) -> int:
@@ -54,16 +51,6 @@ def ref_k(n: int) -> int:
     while k * 2 < n:
         k *= 2
     return k
-
-
-def ref_mth(d: Sequence[bytes]) -> bytes:
-    """MTH(D[n]) of RFC 9162 section 2.1.1, over raw entries."""
-    if not d:
-        return hashlib.sha256(b"").digest()
-    if len(d) == 1:
-        return ref_leaf(d[0])
-    k = ref_k(len(d))
-    return ref_node(ref_mth(d[:k]), ref_mth(d[k:]))
 
 
 def ref_path(m: int, d: Sequence[Any], mth: Callable[[Sequence[Any]], T]) -> list[T]:
@@ -123,6 +110,15 @@ def ref_root_from(known: dict[tuple[int, int], bytes], lo: int, hi: int) -> byte
 def ref_verify_inclusion(
     leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
 ) -> bool:
+    """Accept as both references do: RFC 9162 section 2.1.3.2 step by step, and by ranges."""
+    by_ranges = _ranges_verify_inclusion(leaf, index, size, proof, root)
+    assert rfc.verify_inclusion(index, size, leaf, proof, root) is by_ranges
+    return by_ranges
+
+
+def _ranges_verify_inclusion(
+    leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> bool:
     """Accept exactly when the proof hashes, placed where PATH puts them, rebuild the root."""
     if not 0 <= index < size or len(leaf) != 32 or any(len(p) != 32 for p in proof):
         return False
@@ -135,6 +131,15 @@ def ref_verify_inclusion(
 
 
 def ref_verify_consistency(
+    size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
+) -> bool:
+    """Accept as both references do: RFC 9162 section 2.1.4.2 step by step, and by ranges."""
+    by_ranges = _ranges_verify_consistency(size1, size2, proof, root1, root2)
+    assert rfc.verify_consistency(size1, size2, root1, root2, proof) is by_ranges
+    return by_ranges
+
+
+def _ranges_verify_consistency(
     size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
 ) -> bool:
     """Accept exactly when the proof hashes, placed where PROOF puts them, rebuild both roots."""

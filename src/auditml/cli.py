@@ -416,7 +416,7 @@ def _verify_bundle(path: Path, vkey: str | None, as_json: bool) -> None:
 
 
 # The lifecycle and trust commands register themselves on ``app``.
-from auditml import _lifecycle_cli, _trust_cli  # noqa: E402, F401
+from auditml import _card_cli, _lifecycle_cli, _trust_cli  # noqa: E402, F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LIFECYCLE_ACTIONS",
     "Approval",
+    "CardEdit",
     "Decision",
     "LifecycleMixin",
     "ModelState",
@@ -79,6 +80,7 @@ LIFECYCLE_ACTIONS = (
     "model.rollback",
     "model.retire",
     "incident.open",
+    "card.update",
 )
 
 
@@ -99,6 +101,14 @@ class Decision(NamedTuple):
     time: str
     actor: str
     reason: str | None
+
+
+class CardEdit(NamedTuple):
+    """One ``card.update``: the sections it wrote, for one version or (None) the whole model."""
+
+    seq: int
+    version: str | None
+    sections: dict[str, Any]
 
 
 class Move(NamedTuple):
@@ -184,6 +194,19 @@ class ModelState:
     versions: dict[str, VersionState] = field(default_factory=dict)
     running: dict[str, str] = field(default_factory=dict)
     timeline: list[Move] = field(default_factory=list)
+    card_edits: list[CardEdit] = field(default_factory=list)
+
+    def card_sections(self, version: str) -> dict[str, tuple[int, Any]]:
+        """Return the human card sections in force for ``version``, each with the seq that set it.
+
+        Updates for the whole model and for this version apply in log order; a
+        later update replaces the sections it names.
+        """
+        found: dict[str, tuple[int, Any]] = {}
+        for edit in self.card_edits:
+            if edit.version is None or edit.version == version:
+                found.update({name: (edit.seq, value) for name, value in edit.sections.items()})
+        return found
 
     def version(self, version: str) -> VersionState:
         """Return a version's state, or raise InvalidInputError naming the known ones."""
@@ -225,6 +248,11 @@ def fold(
     state = ModelState(model) if state is None else state
     for seq, event in events:
         version = event.subject.get("version")
+        if event.action == "card.update":
+            sections = event.data.get("sections")
+            if isinstance(sections, dict):
+                state.card_edits.append(CardEdit(seq, version, sections))
+            continue
         if version is None:
             continue
         data = event.data
@@ -657,6 +685,7 @@ def decide_deploy(
             pol, environment, vs.approvers_for(environment, exclude=exclude), version
         ),
         lambda: check_gates(pol, environment, view.metrics(model, version), version),
+        lambda: check_card(pol, environment, state.card_sections(version), model, version),
     )
     if denial is not None:
         return denied(
@@ -839,6 +868,49 @@ def decide_train(
     return Outcome(
         Draft.build("model.train", actor=actor, subject=subject, data=data), version=version
     )
+
+
+def check_card(
+    pol: Policy, environment: str, sections: Mapping[str, Any], model: str, version: str
+) -> Denial | None:
+    """Refuse a deploy to an environment that needs a complete card when sections are missing."""
+    if environment not in pol.cards.complete_for:
+        return None
+    missing = [
+        name for name in pol.cards.required if sections.get(name, (0, None))[1] in (None, "", [])
+    ]
+    if not missing:
+        return None
+    return Denial(
+        "card-incomplete",
+        f"the model card of {model} version {version} is missing {', '.join(missing)}, "
+        f"which policy requires before a deploy to {environment}",
+        f"write them in a YAML file and run `auditml card update {model} {version} FILE` "
+        "(or leave out the version to write them for every version)",
+    )
+
+
+def decide_card_update(
+    view: View, *, model: str, version: str | None, actor: Any, data: dict[str, Any]
+) -> Outcome:
+    """Record human card sections for a known model (or one version) unless policy refuses."""
+    state = view.known_model(model)
+    subject = {"model": model}
+    if version is not None:
+        state.version(version)
+        subject["version"] = version
+    current = state.card_sections(version) if version is not None else {}
+    if version is not None and all(
+        current.get(name, (0, None))[1] == value for name, value in data["sections"].items()
+    ):
+        raise InvalidInputError(
+            f"the card of {model} version {version} already reads exactly so for "
+            f"{', '.join(data['sections'])}; nothing was recorded"
+        )
+    denial = check_role(view.policy, actor.id, "card")
+    if denial is not None:
+        return denied(view, denial, attempted="card.update", actor=actor, subject=subject)
+    return Outcome(Draft.build("card.update", actor=actor, subject=subject, data=data))
 
 
 def decide_evaluate(
@@ -1245,6 +1317,43 @@ class LifecycleMixin:
             },
         )
         return self._decided(lambda view: decide_close_incident(view, actor=who, data=data))
+
+    def update_card(
+        self,
+        model: str,
+        sections: Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        version: str | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record the human-written sections of a model card (a mapping, or a YAML/JSON file).
+
+        With ``version`` they apply to that version's card; without, to every
+        version of the model. A later update replaces the sections it names.
+        """
+        from auditml.cards.model import validate_sections
+        from auditml.cards.sections import read_sections
+
+        who = resolve_actor(actor)
+        source = sha = None
+        if isinstance(sections, Mapping):
+            checked = validate_sections(dict(sections))
+        else:
+            checked, source, sha = read_sections(Path(sections))
+        data = validate_data(
+            "card.update",
+            {"sections": checked, "source": source, "sha256": sha, "reason": reason},
+        )
+        return self._decided(
+            lambda view: decide_card_update(
+                view,
+                model=model,
+                version=None if version is None else str(version),
+                actor=who,
+                data=data,
+            )
+        )
 
     def incidents(self, model: str | None = None) -> list[Incident]:
         """Return every incident (of ``model``), oldest first, with its Art. 73 deadline."""

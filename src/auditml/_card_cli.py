@@ -1,0 +1,188 @@
+"""The ``auditml card`` commands: render or export a card, record its human sections, diff two.
+
+``auditml card MODEL VERSION`` renders; ``auditml card update`` and ``auditml
+card diff`` are subcommands. (A model literally named ``update`` or ``diff``
+is rendered with ``auditml card show update VERSION``.)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from typer.core import TyperGroup
+
+from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
+from auditml.cards.build import build_card
+from auditml.cards.diff import CardDiff, diff_cards
+from auditml.cards.render import FORMATS, render_card
+from auditml.cli import DbOption, JsonOption, _errors, _open, app, out
+from auditml.errors import InvalidInputError
+
+
+class _ShowByDefault(TyperGroup):
+    """A group whose first argument, when it names no subcommand, means ``show``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # click.Context
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+card_app = typer.Typer(
+    cls=_ShowByDefault,
+    help="Model cards built from the log: render or export one, record its human sections, "
+    "diff two versions. `auditml card MODEL VERSION` renders a card.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(card_app, name="card")
+
+TemplatesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--templates",
+        metavar="DIR",
+        help="A folder of templates that override auditml's (card.html.j2, card.md.j2, card.css).",
+    ),
+]
+
+
+@card_app.command("show")
+def show(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    version: Annotated[str, typer.Argument(help="The version.")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help=f"One of {', '.join(FORMATS)}.",
+        ),
+    ] = "md",
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="FILE", help="Write here [default: stdout]."),
+    ] = None,
+    templates: TemplatesOption = None,
+    db: DbOption = None,
+) -> None:
+    """Render the card of MODEL VERSION, built from the log, in one of the formats."""
+    with _errors():
+        if fmt not in FORMATS:
+            raise InvalidInputError(
+                f"unknown card format {fmt!r}: choose one of {', '.join(FORMATS)}"
+            )
+        if fmt == "pdf" and out_path is None:
+            raise InvalidInputError("a PDF card needs --out FILE.pdf")
+        with _open(db) as log:
+            card = build_card(log, model, version)
+        data = render_card(card, fmt, templates=templates)
+        if out_path is None:
+            sys.stdout.write(data.decode())
+            return
+        write_file(out_path, data)
+        pct = f"{card.completeness.score:.0%}"
+        missing = card.completeness.missing
+        note = f"; missing {', '.join(missing)}" if missing else ""
+        out.print(f"Wrote the {fmt} card of {model} {version} to {out_path} ({pct} complete{note})")
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write a file whole (a temporary name, then a rename), or raise saying why it cannot."""
+    tmp = path.with_name(path.name + ".part")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InvalidInputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@card_app.command("update")
+def update(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[VERSION] FILE",
+            help="The version (leave out to write for every version), then a YAML or JSON "
+            "file of sections, e.g. 'intended_use: ...'.",
+        ),
+    ],
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record the human-written sections of a card, as a card.update event."""
+    with _errors():
+        if len(args) not in (1, 2):
+            raise InvalidInputError("give [VERSION] FILE: the version is optional, the file is not")
+        version, file = (None, args[0]) if len(args) == 1 else (args[0], args[1])
+        with _open(db) as log:
+            receipt = log.update_card(
+                model, Path(file), version=version, reason=reason, actor=_who(actor)
+            )
+        whose = f"{model} version {version}" if version else f"every version of {model}"
+        _done(receipt, f"Recorded the card sections of {file} for {whose}", as_json)
+
+
+@card_app.command("diff")
+def diff(
+    model: Annotated[str, typer.Argument(help="The model's name.")],
+    old: Annotated[str, typer.Argument(metavar="V1", help="The earlier version.")],
+    new: Annotated[str, typer.Argument(metavar="V2", help="The later version.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what changed between the cards of V1 and V2: metrics, data, code, params, text."""
+    with _errors(), _open(db) as log:
+        result = diff_cards(build_card(log, model, old), build_card(log, model, new))
+    if as_json:
+        out.print_json(json.dumps(result.model_dump(mode="json")))
+        return
+    _print_diff(result)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _print_diff(result: CardDiff) -> None:
+    out.print(f"{result.model}: version {result.old_version} → {result.new_version}")
+    changed = [m for m in result.metrics if m.kind != "same"]
+    if changed:
+        table = Table("metric", "slice", result.old_version, result.new_version, "delta")
+        for m in changed:
+            delta = "" if m.delta is None else f"{m.delta:+.6g}"
+            table.add_row(m.name, m.slice or "all", _fmt(m.old), _fmt(m.new), delta)
+        out.print(table)
+    groups = (
+        ("data", result.datasets),
+        ("artifacts", result.artifacts),
+        ("code", result.code),
+        ("environment", result.environment),
+        ("parameters", result.params),
+        ("card sections", result.sections),
+    )
+    for title, changes in groups:
+        if not changes:
+            continue
+        table = Table(title, "change", result.old_version, result.new_version)
+        for c in changes:
+            table.add_row(c.name, c.kind, _fmt(c.old), _fmt(c.new))
+        out.print(table)
+    if result.empty:
+        out.print("The two cards hold the same metrics, data, code, parameters and sections.")

@@ -1,0 +1,350 @@
+"""The model card: a pydantic model that is a superset of the card formats auditml exports to.
+
+Everything here is data. :mod:`auditml.cards.build` fills a card from the log,
+and :mod:`auditml.cards.export` maps it onto Model Card Toolkit, Hugging Face
+and CycloneDX. The human-written sections are :class:`HumanSections`; a
+``card.update`` event records them as a person wrote them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+
+from auditml.errors import InvalidInputError
+from auditml.events import ArtifactRef, CodeVersion, DatasetRef
+
+__all__ = [
+    "SECTION_TITLES",
+    "Binding",
+    "BoundEvent",
+    "CardArtifact",
+    "CardDataset",
+    "CardDecision",
+    "CardEvaluation",
+    "CardGate",
+    "CardIncident",
+    "CardMetric",
+    "CardMove",
+    "CardSignature",
+    "CheckpointRef",
+    "Completeness",
+    "HumanSections",
+    "ModelCard",
+    "Owner",
+    "Risk",
+    "Training",
+    "filled_sections",
+    "validate_sections",
+]
+
+
+Text = Annotated[str, StringConstraints(min_length=1)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Owner(_Frozen):
+    """A person or team answerable for the model."""
+
+    name: Text
+    contact: str | None = None
+
+
+class Risk(_Frozen):
+    """An ethical risk and how it is mitigated."""
+
+    name: Text
+    mitigation: str | None = None
+
+
+class HumanSections(_Frozen):
+    """The sections people write: what the log cannot know. Every field is optional."""
+
+    overview: Text | None = None
+    documentation: Text | None = None
+    owners: list[Owner] | None = None
+    license: Text | None = None
+    references: list[Text] | None = None
+    citation: Text | None = None
+    task: Text | None = None
+    architecture: Text | None = None
+    input_format: Text | None = None
+    output_format: Text | None = None
+    intended_use: Text | None = None
+    users: list[Text] | None = None
+    out_of_scope_use: Text | None = None
+    limitations: Text | None = None
+    tradeoffs: Text | None = None
+    ethical_considerations: list[Risk] | None = None
+    fairness: Text | None = None
+    human_oversight: Text | None = None
+    risk_rating: Literal["low", "medium", "high", "unacceptable"] | None = None
+    environmental_impact: Text | None = None
+
+
+#: Section name to the heading a card prints, in the order a card shows them.
+SECTION_TITLES: dict[str, str] = {
+    "overview": "Overview",
+    "documentation": "Documentation",
+    "owners": "Owners",
+    "license": "License",
+    "references": "References",
+    "citation": "Citation",
+    "task": "Task",
+    "architecture": "Architecture",
+    "input_format": "Input format",
+    "output_format": "Output format",
+    "intended_use": "Intended use",
+    "users": "Intended users",
+    "out_of_scope_use": "Out-of-scope use",
+    "limitations": "Limitations",
+    "tradeoffs": "Trade-offs",
+    "ethical_considerations": "Ethical considerations",
+    "fairness": "Fairness",
+    "human_oversight": "Human oversight",
+    "risk_rating": "Risk rating",
+    "environmental_impact": "Environmental impact",
+}
+assert set(SECTION_TITLES) == set(HumanSections.model_fields)
+
+
+def validate_sections(raw: object, *, where: str = "the card sections") -> dict[str, Any]:
+    """Check human sections as written and return them as plain JSON, only those given.
+
+    Raises InvalidInputError naming the section that is wrong, and the closest
+    known name for a misspelt one.
+    """
+    if not isinstance(raw, dict) or not raw:
+        raise InvalidInputError(
+            f"{where} must be a mapping of section names to text, e.g. "
+            "'intended_use: Scoring retail credit applications'"
+        )
+    for name in raw:
+        if name not in SECTION_TITLES:
+            close = difflib.get_close_matches(str(name), SECTION_TITLES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InvalidInputError(
+                f"{where}: unknown section {name!r}{hint}; known sections are "
+                + ", ".join(SECTION_TITLES)
+            )
+    try:
+        sections = HumanSections.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        place = ".".join(str(p) for p in first["loc"])
+        raise InvalidInputError(f"{where}: section {place}: {first['msg']}") from None
+    return sections.model_dump(mode="json", exclude_unset=True)
+
+
+def filled_sections(sections: HumanSections) -> list[str]:
+    """Return the names of the sections that hold something."""
+    return [name for name in SECTION_TITLES if getattr(sections, name) not in (None, [], "")]
+
+
+class Training(_Frozen):
+    """The training run that made the version, as ``model.train`` recorded it."""
+
+    seq: int
+    status: str
+    time: str
+    trained_by: str
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    code: CodeVersion | None = None
+    python: str | None = None
+    platform: str | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
+    accelerators: list[str] = Field(default_factory=list)
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    parent_version: str | None = None
+    base_model: str | None = None
+    error: str | None = None
+
+
+class CardDataset(_Frozen):
+    """A dataset the version was trained or evaluated on."""
+
+    name: str
+    use: Literal["training", "evaluation"]
+    ref: DatasetRef
+    seq: int
+
+
+class CardArtifact(_Frozen):
+    """An output of the training run, with its digest."""
+
+    name: str
+    ref: ArtifactRef
+
+
+class CardMetric(_Frozen):
+    """One metric value and where it was recorded."""
+
+    name: str
+    value: float
+    source: Literal["training", "evaluation"]
+    seq: int
+    dataset: str | None = None
+    split: str | None = None
+    slice: str | None = None
+
+
+class CardEvaluation(_Frozen):
+    """One ``model.evaluate`` event."""
+
+    seq: int
+    time: str
+    actor: str
+    dataset: DatasetRef | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    slices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    notes: str | None = None
+
+
+class CardSignature(_Frozen):
+    """A Part 11 e-signature as printed: name, meaning, time, key."""
+
+    name: str
+    signer: str
+    meaning: str
+    signed_at: str
+    key: str
+
+
+class CardDecision(_Frozen):
+    """An approval, rejection or retirement of the version."""
+
+    seq: int
+    time: str
+    action: Literal["approve", "reject", "retire"]
+    actor: str
+    role: str | None = None
+    reason: str | None = None
+    environments: list[str] = Field(default_factory=list)
+    signature: CardSignature | None = None
+
+
+class CardGate(_Frozen):
+    """An acceptance threshold of the policy in force, checked against the version's metrics."""
+
+    environment: str
+    gate: str
+    value: float | None
+    passed: bool
+
+
+class CardMove(_Frozen):
+    """A deploy or rollback that started or stopped this version running somewhere."""
+
+    seq: int
+    time: str
+    action: Literal["deploy", "rollback"]
+    environment: str
+    version: str
+    replaces: str | None = None
+    actor: str
+    reason: str | None = None
+
+
+class CardIncident(_Frozen):
+    """An incident raised against the version."""
+
+    id: str
+    seq: int
+    severity: str
+    summary: str
+    aware_at: str
+    environment: str | None = None
+    report_due: str | None = None
+    closed_at: str | None = None
+    resolution: str | None = None
+
+
+class Completeness(_Frozen):
+    """How much of the card is written: the sections policy requires, and which are missing."""
+
+    score: float = Field(ge=0, le=1)
+    filled: int
+    total: int
+    required: list[str]
+    missing: list[str]
+
+    @property
+    def complete(self) -> bool:
+        """Return whether every required section is written."""
+        return not self.missing
+
+
+class BoundEvent(_Frozen):
+    """An event the card was built from."""
+
+    seq: int
+    action: str
+    hash: str
+
+
+class CheckpointRef(_Frozen):
+    """A signed checkpoint of the log."""
+
+    size: int
+    root: str
+    note: str
+
+
+class Binding(_Frozen):
+    """What ties a printed card to the evidence: the log, its events, and a checkpoint."""
+
+    origin: str
+    size: int
+    root: str
+    events: list[BoundEvent]
+    checkpoint: CheckpointRef | None = None
+
+    @property
+    def covered(self) -> bool:
+        """Return whether the signed checkpoint covers every event the card was built from."""
+        last = max((e.seq for e in self.events), default=-1)
+        return self.checkpoint is not None and self.checkpoint.size > last
+
+
+class ModelCard(_Frozen):
+    """A model card for one version, built from the log plus the sections people wrote."""
+
+    card_schema: Literal["auditml-card/1"] = "auditml-card/1"
+    model: str
+    version: str
+    status: str
+    generated_at: str
+    sections: HumanSections = Field(default_factory=HumanSections)
+    section_events: dict[str, int] = Field(default_factory=dict)
+    training: Training | None = None
+    datasets: list[CardDataset] = Field(default_factory=list)
+    artifacts: list[CardArtifact] = Field(default_factory=list)
+    metrics: list[CardMetric] = Field(default_factory=list)
+    evaluations: list[CardEvaluation] = Field(default_factory=list)
+    decisions: list[CardDecision] = Field(default_factory=list)
+    gates: list[CardGate] = Field(default_factory=list)
+    deployments: list[CardMove] = Field(default_factory=list)
+    incidents: list[CardIncident] = Field(default_factory=list)
+    metric_history: dict[str, list[tuple[str, float | None]]] = Field(default_factory=dict)
+    completeness: Completeness
+    binding: Binding
+
+    def metric_values(self) -> dict[str, float]:
+        """Return each metric's current value: training's, updated by later evaluations."""
+        values: dict[str, float] = {}
+        for metric in self.metrics:
+            if metric.slice is None:
+                values[metric.name] = metric.value
+        return values
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the card as plain JSON values (our own schema)."""
+        return self.model_dump(mode="json")

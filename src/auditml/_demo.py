@@ -11,6 +11,7 @@ rolled back to version 1. Finally the log is verified.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import random
@@ -63,7 +64,57 @@ policy = ["risk-officer"]
 
 [gates]
 production = ["auc >= 0.65"]
+
+[cards]
+required = ["intended_use", "out_of_scope_use", "limitations", "ethical_considerations"]
+complete_for = ["production"]
 """
+
+CARD = """\
+# The human sections of the credit-risk model card; recorded by `auditml card update`.
+overview: >-
+  A logistic scorecard that estimates the probability that a retail applicant
+  defaults within twelve months.
+owners:
+  - name: Credit Analytics
+    contact: credit-analytics@bank.example
+license: proprietary
+task: tabular-classification
+architecture: logistic regression on standardized features
+input_format: "income, debt_ratio, age, late_payments (one row per applicant)"
+output_format: probability of default, 0 to 1
+intended_use: >-
+  Rank retail credit applications for manual review by underwriters. The score
+  informs, and never replaces, an underwriter's decision.
+users:
+  - retail credit underwriters
+  - model-risk validators
+out_of_scope_use: Business loans, mortgages, and any automated decline without review.
+limitations: >-
+  Trained on synthetic applicants; applicants under 30 are under-represented, and
+  the score drifts when interest rates move sharply.
+ethical_considerations:
+  - name: Age as a feature (v2) may disadvantage young applicants
+    mitigation: Approval rates by age band are monitored; see incident INC-4711.
+human_oversight: Every decline is reviewed by an underwriter before it is sent.
+risk_rating: high
+"""
+
+
+def _write_cards(log: AuditLog, folder: Path) -> str:
+    """Write every version's card as HTML, Markdown, JSON, and PDF when WeasyPrint is there."""
+    from auditml.cards import build_card
+    from auditml.cards.render import render_card
+
+    folder.mkdir(exist_ok=True)
+    formats = ["html", "md", "json"]
+    if importlib.util.find_spec("weasyprint") is not None:
+        formats.append("pdf")
+    for version in log.status(MODEL)[MODEL].versions:
+        card = build_card(log, MODEL, version)
+        for fmt in formats:
+            (folder / f"{MODEL}-v{version}.{fmt}").write_bytes(render_card(card, fmt))
+    return f"cards/{MODEL}-v*.{{{','.join(formats)}}}"
 
 
 def _prepare(out_dir: Path) -> None:
@@ -270,6 +321,17 @@ def run_demo(out_dir: Path, console: Console) -> None:
             )
         say(f"  4. {VALIDATOR} approved v1 and v2 (a second person, as policy requires)")
         log.deploy(MODEL, "1", "staging", reason="first release candidate", actor=RELEASE)
+        try:
+            log.deploy(MODEL, "1", "production", reason="go-live", actor=RELEASE)
+        except PolicyDeniedError as denied:
+            say(
+                f"     production refused v1 first: its model card lacks the sections policy "
+                f"requires (rule {denied.rule!r}, event {denied.seq})"
+            )
+        card_file = out_dir / "card.yaml"
+        card_file.write_text(CARD, encoding="utf-8")
+        log.update_card(MODEL, card_file, reason="first card for go-live", actor=SCIENTIST)
+        say(f"     {SCIENTIST} wrote the card's human sections (card.yaml, a card.update event)")
         log.deploy(MODEL, "1", "production", reason="go-live", actor=RELEASE)
         log.deploy(MODEL, "2", "staging", reason="more features", actor=RELEASE)
         log.deploy(MODEL, "2", "production", reason="better holdout auc", actor=RELEASE)
@@ -290,6 +352,9 @@ def run_demo(out_dir: Path, console: Console) -> None:
         )
         report = log.verify()
         say(f"  7. verified: {report.size} events, intact; root {report.root[:16]}…")
+        log.checkpoint()
+        written = _write_cards(log, out_dir / "cards")
+        say(f"  8. signed a checkpoint and wrote the card of each version: {written}")
 
         state = log.status(MODEL)[MODEL]
         table = Table(box=None, pad_edge=False, header_style="bold")
@@ -308,6 +373,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
         say(f"Outputs in {out_dir}:")
         say("  audit.db      the log (SQLite)     auditml.toml  the policy recorded on it")
         say("  data/         generated datasets   models/       the two trained versions")
+        say("  card.yaml     the card's human sections    cards/  each version's model card")
         say("Look around:")
         say(f"  auditml log --db {url}")
         say(f"  auditml status --db {url}")

@@ -29,8 +29,8 @@ def packaged_templates() -> Path:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~>])")
-_MD_BULLET = re.compile(r"^(\s*)([-=])", re.MULTILINE)
-_MD_NUMBERED = re.compile(r"^(\s*\d+)([.)])", re.MULTILINE)
+_MD_BULLET = re.compile(r"^(\s*)(-(?=[\s-]|$)|=)", re.MULTILINE)
+_MD_NUMBERED = re.compile(r"^(\s*\d+)([.)])(?=\s|$)", re.MULTILINE)
 
 
 def md_escape(value: object) -> Markup:

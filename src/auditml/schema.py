@@ -31,11 +31,15 @@ def _schema(model: type[BaseModel], name: str, title: str) -> str:
 
 
 def render_schemas() -> dict[str, str]:
-    """Return every schema file's name and text: the envelope, then one per action."""
+    """Return every schema file's name and text: the envelope, one per action, the model card."""
     files = {"event.schema.json": _schema(Event, "event.schema.json", "auditml event (v1)")}
     for action, model in sorted(ACTIONS.items()):
         name = f"data/{action}.schema.json"
         files[name] = _schema(model, name, f"data of {action}")
+    from auditml.cards.model import ModelCard
+
+    name = "model-card.schema.json"
+    files[name] = _schema(ModelCard, name, "auditml model card (v1)")
     return files
 
 

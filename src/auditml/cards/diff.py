@@ -102,9 +102,7 @@ def diff_cards(old: ModelCard, new: ModelCard) -> CardDiff:
         )
 
     def data(card: ModelCard) -> dict[str, Any]:
-        return {
-            f"{d.use}:{d.name}": {"uri": d.ref.uri, "sha256": d.ref.sha256} for d in card.datasets
-        }
+        return {f"{d.use} {d.name}": d.ref.sha256 or d.ref.uri for d in card.datasets}
 
     def arts(card: ModelCard) -> dict[str, Any]:
         return {x.name: x.ref.sha256 or x.ref.uri for x in card.artifacts}

@@ -18,6 +18,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 if TYPE_CHECKING:
     from auditml.capture import TrainingRun, current_run, track_training
+    from auditml.cards import ModelCard, build_card, diff_cards, render_card
     from auditml.errors import (
         AppendError,
         AuditmlError,
@@ -53,6 +54,7 @@ _HOMES = {
         "VerificationError",
     ),
     "auditml.capture": ("TrainingRun", "current_run", "track_training"),
+    "auditml.cards": ("ModelCard", "build_card", "diff_cards", "render_card"),
     "auditml.events": ("Actor", "Draft", "Event"),
     "auditml.ledger": ("AuditLog", "Head", "Receipt", "Record", "VerifyReport"),
     "auditml.lifecycle": ("ModelState", "Move", "VersionState"),
@@ -72,6 +74,7 @@ __all__ = [
     "Head",
     "InvalidInputError",
     "LogNotFoundError",
+    "ModelCard",
     "ModelState",
     "Move",
     "Policy",
@@ -87,7 +90,10 @@ __all__ = [
     "VerifyReport",
     "VersionState",
     "__version__",
+    "build_card",
     "current_run",
+    "diff_cards",
+    "render_card",
     "track_training",
 ]
 

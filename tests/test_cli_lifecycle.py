@@ -247,8 +247,13 @@ def test_demo_tells_the_story_and_the_log_verifies(tmp_path: Path) -> None:
         state = log.status("credit-risk")["credit-risk"]
         assert state.running == {"staging": "2", "production": "1"}
         actions = [r.event.action for r in log.events()]
-    assert actions.count("policy.denied") == 1
-    assert actions.count("model.rollback") == 1
+        denied = [r.event.data["rule"] for r in log.events(action="policy.denied")]
+    assert denied == ["separation-of-duties", "card-incomplete"]
+    assert actions.count("model.rollback") == 1 and actions.count("card.update") == 1
+    cards = sorted(p.name for p in (out_dir / "cards").iterdir())
+    assert "credit-risk-v1.html" in cards and "credit-risk-v2.md" in cards
+    card = json.loads((out_dir / "cards" / "credit-risk-v1.json").read_text())
+    assert card["completeness"]["missing"] == [] and card["binding"]["checkpoint"] is not None
     again = subprocess.run(
         [sys.executable, "-m", "auditml", "demo", "--out", str(out_dir)],
         capture_output=True,

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from auditml.ledger import AuditLog, Head, Receipt, Record, VerifyReport
     from auditml.lifecycle import ModelState, Move, VersionState
     from auditml.policy import Policy
+    from auditml.reports import AuditReport, build_report, render_report, verify_report
 
 _HOMES = {
     "auditml.errors": (
@@ -57,6 +58,7 @@ _HOMES = {
     "auditml.ledger": ("AuditLog", "Head", "Receipt", "Record", "VerifyReport"),
     "auditml.lifecycle": ("ModelState", "Move", "VersionState"),
     "auditml.policy": ("Policy",),
+    "auditml.reports": ("AuditReport", "build_report", "render_report", "verify_report"),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -64,6 +66,7 @@ __all__ = [
     "Actor",
     "AppendError",
     "AuditLog",
+    "AuditReport",
     "AuditmlError",
     "CanonicalizationError",
     "ConfigurationError",
@@ -87,8 +90,11 @@ __all__ = [
     "VerifyReport",
     "VersionState",
     "__version__",
+    "build_report",
     "current_run",
+    "render_report",
     "track_training",
+    "verify_report",
 ]
 
 

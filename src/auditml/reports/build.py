@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,7 @@ class _Fold:
     documents: list[DocumentRef] = field(default_factory=list)
     retire_points: list[TimelinePoint] = field(default_factory=list)
     actors: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
     policy: Policy = DEFAULT_POLICY
     policy_seq: int | None = None
     first_time: dict[str, str] = field(default_factory=dict)
@@ -148,7 +150,8 @@ def _decision(seq: int, event: Event) -> DecisionEntry:
         planned = _text(tags.get("planned_change"))
     reason = _text(data.get("reason"))
     if event.action == "policy.denied":
-        reason = f"refused {data.get('attempted')} by rule {data.get('rule')}: {data.get('message')}"
+        attempted, rule = data.get("attempted"), data.get("rule")
+        reason = f"refused {attempted} by rule {rule}: {data.get('message')}"
     elif event.action == "incident.open":
         reason = f"{data.get('id')} ({data.get('severity')}): {data.get('summary')}"
     elif event.action == "incident.close":
@@ -198,7 +201,10 @@ def _training(seq: int, event: Event) -> TrainingEntry:
     env = data.get("environment")
     env_text = None
     if isinstance(env, dict):
-        parts = [f"Python {env['python']}" if env.get("python") else "", str(env.get("platform") or "")]
+        parts = [
+            f"Python {env['python']}" if env.get("python") else "",
+            str(env.get("platform") or ""),
+        ]
         packages = env.get("packages")
         if isinstance(packages, dict) and packages:
             parts.append(f"{len(packages)} packages pinned")
@@ -288,20 +294,22 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
     """Fold one event into the running report."""
     action = event.action
     model = event.subject.get("model")
+    if model is not None:
+        acc.seen.add(model)
     if not acc.wants(model):
         return
     acc.read += 1
     acc.actors.add(event.actor.id)
-    klass = "documentation" if action.startswith(("model.", "card.")) else "log"
-    acc.first_time.setdefault(klass, event.time)
-    acc.counts[klass] = acc.counts.get(klass, 0) + 1
+    classes = ("log", "documentation") if action.startswith(("model.", "card.")) else ("log",)
+    for klass in classes:
+        acc.first_time.setdefault(klass, event.time)
+        acc.counts[klass] = acc.counts.get(klass, 0) + 1
     if action == "policy.update":
         raw = event.data.get("policy")
         if isinstance(raw, dict):
-            try:
+            # A policy the reader cannot parse leaves the last one in force.
+            with suppress(InvalidInputError):
                 acc.policy, acc.policy_seq = policy_from(raw), seq
-            except InvalidInputError:
-                pass  # a policy the reader cannot parse leaves the last one in force
     if model is not None and action in _FOLDED:
         state = acc.states.get(model)
         if state is None:
@@ -484,9 +492,7 @@ def _identity(state: ModelState, acc: _Fold) -> ModelIdentity:
         sections.update(acc.cards.get((state.model, version), {}))
     times = [vs.trained_at for vs in state.versions.values() if vs.trained_at]
     moves = [m.time for m in state.timeline]
-    decided = [
-        t for vs in state.versions.values() for t in _version_times(vs) if t is not None
-    ]
+    decided = [t for vs in state.versions.values() for t in _version_times(vs) if t is not None]
     purpose = sections.get("intended_use", sections.get("intended_purpose"))
     return ModelIdentity(
         model=state.model,
@@ -533,22 +539,102 @@ def _inventory(state: ModelState, acc: _Fold) -> list[InventoryEntry]:
 
 
 CROSSREF: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("EU AI Act", "Art. 11", "technical documentation (Annex IV)", ("identification", "development", "validation", "card")),
-    ("EU AI Act", "Art. 12", "automatic logging over the lifetime", ("changes", "monitoring", "integrity")),
-    ("EU AI Act", "Art. 17", "quality management system", ("risk", "validation", "changes")),
-    ("EU AI Act", "Art. 18", "keep documentation 10 years", ("data-protection",)),
-    ("EU AI Act", "Art. 19", "keep automatically generated logs", ("data-protection", "integrity")),
-    ("EU AI Act", "Art. 72", "post-market monitoring", ("monitoring",)),
-    ("EU AI Act", "Art. 73", "serious incident reporting deadlines", ("monitoring",)),
-    ("EU AI Act", "Annex IV 1", "general description, versions", ("identification", "inventory")),
-    ("EU AI Act", "Annex IV 2", "development, data, validation, tests", ("development", "validation")),
-    ("EU AI Act", "Annex IV 3-4", "performance, limitations, oversight, risk", ("card", "risk")),
-    ("Fed/OCC", "SR 11-7 / SR 26-2", "inventory, independent validation, change control", ("inventory", "validation", "changes", "risk")),
-    ("21 CFR Part 11", "11.10(b),(e)", "secure, time-stamped audit trail; readable copies", ("changes", "integrity")),
-    ("21 CFR Part 11", "11.10(f),(g)", "enforced sequence; authority checks", ("risk", "changes")),
-    ("21 CFR Part 11", "11.50", "signature manifestations: name, time, meaning", ("signatures",)),
-    ("GDPR", "Art. 5(1)(e), 17, 30", "storage limitation, erasure, records", ("data-protection",)),
-    ("ISO/IEC 42001", "A.7.5", "data provenance", ("development",)),
+    (
+        "EU AI Act",
+        "Art. 11",
+        "technical documentation (Annex IV)",
+        ("identification", "development", "validation", "card"),
+    ),
+    (
+        "EU AI Act",
+        "Art. 12",
+        "automatic logging over the lifetime",
+        ("changes", "monitoring", "integrity"),
+    ),
+    (
+        "EU AI Act",
+        "Art. 17",
+        "quality management system",
+        ("risk", "validation", "changes"),
+    ),
+    (
+        "EU AI Act",
+        "Art. 18",
+        "keep documentation 10 years",
+        ("data-protection",),
+    ),
+    (
+        "EU AI Act",
+        "Art. 19",
+        "keep automatically generated logs",
+        ("data-protection", "integrity"),
+    ),
+    (
+        "EU AI Act",
+        "Art. 72",
+        "post-market monitoring",
+        ("monitoring",),
+    ),
+    (
+        "EU AI Act",
+        "Art. 73",
+        "serious incident reporting deadlines",
+        ("monitoring",),
+    ),
+    (
+        "EU AI Act",
+        "Annex IV 1",
+        "general description, versions",
+        ("identification", "inventory"),
+    ),
+    (
+        "EU AI Act",
+        "Annex IV 2",
+        "development, data, validation, tests",
+        ("development", "validation"),
+    ),
+    (
+        "EU AI Act",
+        "Annex IV 3-4",
+        "performance, limitations, oversight, risk",
+        ("card", "risk"),
+    ),
+    (
+        "Fed/OCC",
+        "SR 11-7 / SR 26-2",
+        "inventory, independent validation, change control",
+        ("inventory", "validation", "changes", "risk"),
+    ),
+    (
+        "21 CFR Part 11",
+        "11.10(b),(e)",
+        "secure, time-stamped audit trail; readable copies",
+        ("changes", "integrity"),
+    ),
+    (
+        "21 CFR Part 11",
+        "11.10(f),(g)",
+        "enforced sequence; authority checks",
+        ("risk", "changes"),
+    ),
+    (
+        "21 CFR Part 11",
+        "11.50",
+        "signature manifestations: name, time, meaning",
+        ("signatures",),
+    ),
+    (
+        "GDPR",
+        "Art. 5(1)(e), 17, 30",
+        "storage limitation, erasure, records",
+        ("data-protection",),
+    ),
+    (
+        "ISO/IEC 42001",
+        "A.7.5",
+        "data provenance",
+        ("development",),
+    ),
 )
 
 
@@ -626,7 +712,7 @@ def build_report(
         progress(total, total)
     missing = [m for m in wanted if m not in acc.states]
     if missing:
-        known = ", ".join(sorted(acc.states)) or "none"
+        known = ", ".join(sorted(acc.seen)) or "none"
         raise InvalidInputError(
             f"no model {', '.join(repr(m) for m in missing)} on the log up to the checkpoint "
             f"at size {cp.size} (models recorded: {known})"
@@ -702,9 +788,7 @@ def build_report(
             )
             for (model, version), ev in acc.evals.items()
         ],
-        approvals=[
-            d for d in acc.decisions if d.action in ("model.approve", "model.reject")
-        ],
+        approvals=[d for d in acc.decisions if d.action in ("model.approve", "model.reject")],
         cards=[card_summary(s, vs, acc.cards) for s in states for vs in s.versions.values()],
         risk=RiskSummary(
             policy_seq=acc.policy_seq,

@@ -33,7 +33,7 @@ REPORT_JSON = "audit-report.json"
 def html_to_pdf(html: str, report: AuditReport, *, bundle: Path) -> bytes:
     """Return the PDF/A-3b bytes of the report's ``html``, with ``bundle`` embedded."""
     try:
-        import weasyprint
+        import weasyprint  # type: ignore[import-untyped]  # ships no type information
     except ImportError:
         raise ConfigurationError(
             "PDF reports need WeasyPrint: pip install 'auditml[pdf]' (it also needs the Pango "

@@ -78,9 +78,7 @@ def _reader(path: Path) -> Any:
         _ = len(reader.pages)
         return reader
     except (PyPdfError, OSError, ValueError, KeyError) as exc:
-        raise VerificationError(
-            f"{path} is not a readable PDF ({exc})", kind="format"
-        ) from None
+        raise VerificationError(f"{path} is not a readable PDF ({exc})", kind="format") from None
 
 
 def _attachment(reader: Any, path: Path, name: str, required: bool = True) -> bytes | None:
@@ -156,7 +154,9 @@ def verify_report(path: str | Path, vkey: str | None = None) -> ReportCheck:
     try:
         text = "\n".join(page.extract_text() or "" for page in reader.pages)
     except Exception as exc:  # pypdf raises many types on a damaged content stream
-        raise VerificationError(f"the text of {source} cannot be read ({exc})", kind="format")
+        raise VerificationError(
+            f"the text of {source} cannot be read ({exc})", kind="format"
+        ) from None
     printed = printed_checkpoints(text)
     if not printed:
         raise VerificationError(

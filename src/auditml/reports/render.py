@@ -139,16 +139,33 @@ def _charts(report: AuditReport) -> dict[str, dict[str, Markup]]:
                 lanes.setdefault(point.environment, []).append(
                     TimelineMark(_parse(point.time), point.version, point.kind)  # type: ignore[arg-type]
                 )
-        series: Mapping[str, Sequence[tuple[str, float | None]]] = report.metric_series.get(
-            model, {}
-        )
+        series = report.metric_series.get(model, {})
         charts[model] = {
             "timeline": timeline_chart(lanes, width=680) if lanes else Markup(""),
-            "metrics": metric_chart(series, title=f"Metrics across versions: {model}", width=680)
-            if series
-            else Markup(""),
+            "metrics": Markup("").join(
+                metric_chart(group, title=title, width=680)
+                for title, group in _metric_groups(model, series)
+            ),
         }
     return charts
+
+
+def _metric_groups(
+    model: str, series: Mapping[str, Sequence[tuple[str, float | None]]]
+) -> list[tuple[str, Mapping[str, Sequence[tuple[str, float | None]]]]]:
+    """Split metrics into charts of one scale: scores within [-1.5, 1.5] together, others alone."""
+    scores = {
+        name: points
+        for name, points in series.items()
+        if all(v is None or abs(v) <= 1.5 for _, v in points)
+    }
+    groups: list[tuple[str, Mapping[str, Sequence[tuple[str, float | None]]]]] = []
+    if scores:
+        groups.append((f"Metrics across versions: {model}", scores))
+    for name, points in series.items():
+        if name not in scores and len(groups) < 4:
+            groups.append((f"{name} across versions: {model}", {name: points}))
+    return groups
 
 
 def _context(report: AuditReport, paper: str, *, charts: bool) -> dict[str, Any]:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from auditml.ledger import AuditLog, Head, Receipt, Record, VerifyReport
     from auditml.lifecycle import ModelState, Move, VersionState
     from auditml.policy import Policy
+    from auditml.reports import AuditReport, build_report, render_report, verify_report
 
 _HOMES = {
     "auditml.errors": (
@@ -59,6 +60,7 @@ _HOMES = {
     "auditml.ledger": ("AuditLog", "Head", "Receipt", "Record", "VerifyReport"),
     "auditml.lifecycle": ("ModelState", "Move", "VersionState"),
     "auditml.policy": ("Policy",),
+    "auditml.reports": ("AuditReport", "build_report", "render_report", "verify_report"),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -66,6 +68,7 @@ __all__ = [
     "Actor",
     "AppendError",
     "AuditLog",
+    "AuditReport",
     "AuditmlError",
     "CanonicalizationError",
     "ConfigurationError",
@@ -91,10 +94,13 @@ __all__ = [
     "VersionState",
     "__version__",
     "build_card",
+    "build_report",
     "current_run",
     "diff_cards",
     "render_card",
+    "render_report",
     "track_training",
+    "verify_report",
 ]
 
 

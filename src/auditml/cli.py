@@ -299,6 +299,14 @@ class _LazyProgress:
 
 @app.command()
 def verify(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[PATH]",
+            help="A PDF report (*.pdf) or an evidence bundle to verify offline, with no database.",
+            show_default=False,
+        ),
+    ] = None,
     deep: Annotated[
         bool, typer.Option(help="Also re-canonicalize and schema-check every event (slower).")
     ] = False,
@@ -324,9 +332,18 @@ def verify(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check every hash, link, signature, the root and anchors; exit 1 on any failure."""
+    """Check every hash, link, signature, the root and anchors; exit 1 on any failure.
+
+    Given a PATH, verify that instead of the database: a PDF report with the
+    evidence it carries, or an evidence bundle (folder or zip).
+    """
     from auditml._trust_cli import read_anchor, read_vkey
 
+    if path is not None and path.suffix.lower() == ".pdf":
+        _verify_report(path, read_vkey(vkey), as_json)
+        return
+    if path is not None and bundle is None:
+        bundle = path
     if bundle is not None:
         _verify_bundle(bundle, read_vkey(vkey), as_json)
         return
@@ -415,8 +432,34 @@ def _verify_bundle(path: Path, vkey: str | None, as_json: bool) -> None:
         out.print(f"{report.proofs} inclusion proof(s) verified")
 
 
+def _verify_report(path: Path, vkey: str | None, as_json: bool) -> None:
+    """Verify a PDF report against its embedded evidence and report like ``verify`` does."""
+    from auditml.reports.verify import verify_report
+
+    try:
+        check = verify_report(path, vkey)
+    except VerificationError as exc:
+        if as_json:
+            out.print_json(data={"ok": False, "kind": exc.kind, "error": str(exc)})
+        else:
+            err.print(f"FAILED: {exc.diagnostics()}", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    except AuditmlError as exc:
+        err.print(f"error: {exc.diagnostics()}", markup=False)
+        raise typer.Exit(EXIT_ERROR) from None
+    if as_json:
+        out.print_json(data=check.as_dict())
+        return
+    out.print(
+        f"OK: report {check.report_id or path.name} is intact: its embedded evidence verifies "
+        f"offline ({check.size:,} events of log {check.origin!r}, root {check.root}) and the "
+        "checkpoint it prints is the one that evidence proves"
+    )
+    out.print(f"signed by {check.vkey}" + ("" if vkey else " (pin it with --vkey)"))
+
+
 # The lifecycle and trust commands register themselves on ``app``.
-from auditml import _card_cli, _lifecycle_cli, _trust_cli  # noqa: E402, F401
+from auditml import _card_cli, _lifecycle_cli, _report_cli, _trust_cli  # noqa: E402, F401
 
 
 def main(argv: list[str] | None = None) -> None:

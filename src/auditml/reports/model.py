@@ -1,0 +1,294 @@
+"""The audit report as data: frozen pydantic models, one per section (pure, no I/O).
+
+:func:`auditml.reports.build.build_report` fills an :class:`AuditReport` from
+the log; :mod:`auditml.reports.render` turns it into HTML, Markdown or JSON,
+and :mod:`auditml.reports.pdf` into a PDF/A-3b with its evidence attached.
+Every list may be empty: the renderers then print "No evidence recorded".
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+__all__ = [
+    "NO_EVIDENCE",
+    "SECTIONS",
+    "AuditReport",
+    "CardSummary",
+    "Checkpointed",
+    "CrossReference",
+    "DecisionEntry",
+    "DocumentRef",
+    "EvaluationSummary",
+    "IncidentEntry",
+    "IntegrityAppendix",
+    "InventoryEntry",
+    "ModelIdentity",
+    "RetentionRule",
+    "RiskSummary",
+    "SignatureEntry",
+    "TimelinePoint",
+    "TrainingEntry",
+]
+
+NO_EVIDENCE = "No evidence recorded"
+
+#: Section ids and headings, in the order of REGULATORY.md "The auditor's report".
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("cover", "Cover and document control"),
+    ("signatures", "Signature manifest"),
+    ("identification", "System identification and intended purpose"),
+    ("inventory", "Inventory record and risk tier"),
+    ("development", "Development and data"),
+    ("validation", "Validation, testing and approvals"),
+    ("card", "Model card summary"),
+    ("risk", "Risk management"),
+    ("changes", "Change history"),
+    ("monitoring", "Monitoring and incidents"),
+    ("conformity", "Standards and conformity attachments"),
+    ("data-protection", "Data protection and retention"),
+    ("integrity", "Integrity appendix"),
+    ("crossref", "Cross-reference matrix"),
+)
+
+
+class _Frozen(BaseModel):
+    """Base of every report model: immutable, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Checkpointed(_Frozen):
+    """The signed checkpoint the report was built from."""
+
+    origin: str
+    size: int
+    root: str
+    note: str
+
+
+class SignatureEntry(_Frozen):
+    """One e-signature (21 CFR 11.50): printed name, time and meaning, on its record."""
+
+    seq: int
+    time: str
+    action: str
+    model: str
+    version: str
+    signer: str
+    name: str
+    meaning: str
+    signed_at: str
+    key: str
+    reason: str | None = None
+
+
+class ModelIdentity(_Frozen):
+    """Who and what a model is: its purpose, owner and risk tier as its card states them."""
+
+    model: str
+    intended_purpose: str | None = None
+    owner: str | None = None
+    risk_tier: str | None = None
+    first_recorded: str | None = None
+    last_change: str | None = None
+    versions: int = 0
+
+
+class InventoryEntry(_Frozen):
+    """One version's inventory line (SR 11-7): status, where it runs, validation dates."""
+
+    model: str
+    version: str
+    state: str
+    running_in: list[str] = Field(default_factory=list)
+    trained_at: str | None = None
+    trained_by: list[str] = Field(default_factory=list)
+    approved_by: list[str] = Field(default_factory=list)
+    last_validation: str | None = None
+    incidents: int = 0
+
+
+class TrainingEntry(_Frozen):
+    """One training run: code, data, environment and outputs (Annex IV 2)."""
+
+    seq: int
+    time: str
+    model: str
+    version: str
+    actor: str
+    status: str
+    code: str | None = None
+    datasets: list[str] = Field(default_factory=list)
+    environment: str | None = None
+    base_model: str | None = None
+    parent_version: str | None = None
+    params: int = 0
+    metrics: dict[str, float] = Field(default_factory=dict)
+    artifacts: list[str] = Field(default_factory=list)
+
+
+class EvaluationSummary(_Frozen):
+    """The evaluations of one version, summarized: how many, when, by whom, latest metrics."""
+
+    model: str
+    version: str
+    count: int
+    first: str
+    last: str
+    evaluators: list[str] = Field(default_factory=list)
+    datasets: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class DecisionEntry(_Frozen):
+    """One decision on the log: train, approve, reject, deploy, rollback, retire, policy, ..."""
+
+    seq: int
+    time: str
+    action: str
+    model: str
+    version: str
+    actor: str
+    role: str | None = None
+    environment: str | None = None
+    reason: str | None = None
+    signed: str | None = None
+    planned_change: str | None = None
+
+
+class CardSummary(_Frozen):
+    """The model card of one version, in brief: its human sections and its metrics."""
+
+    model: str
+    version: str
+    state: str
+    sections: dict[str, str] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    evaluated: dict[str, float] = Field(default_factory=dict)
+
+
+class RiskSummary(_Frozen):
+    """Risk management as the log shows it: the policy in force and what it refused."""
+
+    policy_seq: int | None
+    separation_of_duties: bool
+    require_signatures: str
+    approvals: dict[str, int] = Field(default_factory=dict)
+    gates: dict[str, list[str]] = Field(default_factory=dict)
+    risk_tiers: dict[str, str] = Field(default_factory=dict)
+    denials: list[DecisionEntry] = Field(default_factory=list)
+
+
+class IncidentEntry(_Frozen):
+    """One incident, its EU AI Act Art. 73 deadline, and whether a rollback followed."""
+
+    id: str
+    seq: int
+    model: str
+    version: str
+    summary: str
+    severity: str
+    impact: str | None = None
+    environment: str | None = None
+    aware_at: str
+    report_due: str | None = None
+    report_clause: str | None = None
+    reported_at: str | None = None
+    reported_late: bool | None = None
+    opened_by: str
+    closed_at: str | None = None
+    closed_by: str | None = None
+    resolution: str | None = None
+    rollback_seq: int | None = None
+    rollback_to: str | None = None
+
+
+class TimelinePoint(_Frozen):
+    """One deploy, rollback or retirement, for the timeline chart."""
+
+    model: str
+    environment: str
+    time: str
+    version: str
+    kind: str
+
+
+class DocumentRef(_Frozen):
+    """A document attached by hash: a policy file, card source, test report or artifact."""
+
+    seq: int
+    time: str
+    kind: str
+    name: str
+    sha256: str | None = None
+    model: str | None = None
+    version: str | None = None
+
+
+class RetentionRule(_Frozen):
+    """One record class, how long it is kept, and the clause that says so."""
+
+    record: str
+    period: str
+    basis: str
+    earliest: str | None = None
+    count: int = 0
+
+
+class IntegrityAppendix(_Frozen):
+    """What proves the report: checkpoint, verifier key, result, and how to re-check."""
+
+    checkpoint: Checkpointed
+    vkey: str
+    verified: bool
+    result: str
+    signatures_checked: int
+    commands: list[str] = Field(default_factory=list)
+
+
+class CrossReference(_Frozen):
+    """One clause of a regulation or guidance, and the report sections that answer it."""
+
+    framework: str
+    clause: str
+    requirement: str
+    sections: list[str]
+
+
+class AuditReport(_Frozen):
+    """The whole audit report: every section, in REGULATORY.md order."""
+
+    report_id: str
+    title: str
+    generated_at: str
+    auditml_version: str
+    origin: str
+    models: list[str]
+    since: str | None = None
+    until: str | None = None
+    events_read: int
+    events_in_window: int
+    checkpoint: Checkpointed
+    signatures: list[SignatureEntry] = Field(default_factory=list)
+    identities: list[ModelIdentity] = Field(default_factory=list)
+    inventory: list[InventoryEntry] = Field(default_factory=list)
+    training: list[TrainingEntry] = Field(default_factory=list)
+    evaluations: list[EvaluationSummary] = Field(default_factory=list)
+    approvals: list[DecisionEntry] = Field(default_factory=list)
+    cards: list[CardSummary] = Field(default_factory=list)
+    risk: RiskSummary
+    changes: list[DecisionEntry] = Field(default_factory=list)
+    changes_omitted: int = 0
+    incidents: list[IncidentEntry] = Field(default_factory=list)
+    timeline: list[TimelinePoint] = Field(default_factory=list)
+    metric_series: dict[str, dict[str, list[tuple[str, float | None]]]] = Field(
+        default_factory=dict
+    )
+    documents: list[DocumentRef] = Field(default_factory=list)
+    retention: list[RetentionRule] = Field(default_factory=list)
+    identities_named: int = 0
+    erasures: list[DecisionEntry] = Field(default_factory=list)
+    integrity: IntegrityAppendix
+    crossref: list[CrossReference] = Field(default_factory=list)
+    extra: dict[str, JsonValue] = Field(default_factory=dict)

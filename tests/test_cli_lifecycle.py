@@ -252,6 +252,8 @@ def test_demo_tells_the_story_and_the_log_verifies(tmp_path: Path) -> None:
     assert actions.count("model.rollback") == 1 and actions.count("card.update") == 1
     cards = sorted(p.name for p in (out_dir / "cards").iterdir())
     assert "credit-risk-v1.html" in cards and "credit-risk-v2.md" in cards
+    assert (out_dir / "audit-report.html").read_text().startswith("<!DOCTYPE html>")
+    assert (out_dir / "audit-report.pdf").read_bytes().startswith(b"%PDF")
     card = json.loads((out_dir / "cards" / "credit-risk-v1.json").read_text())
     assert card["completeness"]["missing"] == [] and card["binding"]["checkpoint"] is not None
     again = subprocess.run(

@@ -39,21 +39,18 @@ def _story(log: AuditLog, tmp_path: Path) -> None:
     """Record a model's life with the real API: train, approve (signed), deploy, incident."""
     signer = _signer(tmp_path)
     log.register_key(PublicKeyFile(VAL, "Vera Validator", signer.public_key), actor=ADMIN)
-    log.append(
-        "card.update",
-        subject={"model": "credit"},
-        data={
-            "sections": {
-                "intended_use": "Scoring consumer loan applications",
-                "owner": "Credit risk team",
-                "risk_tier": "high",
-                "limitations": HOSTILE,
-            }
+    for auc in (0.81, 0.84):
+        log.record_training("credit", data={"metrics": {"auc": auc}}, actor=DS)
+    log.update_card(
+        "credit",
+        {
+            "intended_use": "Scoring consumer loan applications",
+            "owners": [{"name": "Credit risk team"}],
+            "risk_rating": "high",
+            "limitations": HOSTILE,
         },
         actor=DS,
     )
-    for auc in (0.81, 0.84):
-        log.record_training("credit", data={"metrics": {"auc": auc}}, actor=DS)
     for version in ("1", "2"):
         for i in range(3):
             log.evaluate("credit", version, metrics={"auc": 0.8 + i / 100}, actor=VAL)

@@ -17,6 +17,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
+from auditml._output import write_output
 from auditml.cards.build import build_card
 from auditml.cards.diff import CardDiff, diff_cards
 from auditml.cards.render import FORMATS, render_card
@@ -86,22 +87,11 @@ def show(
         if out_path is None:
             sys.stdout.write(data.decode())
             return
-        write_file(out_path, data)
+        write_output(out_path, data)
         pct = f"{card.completeness.score:.0%}"
         missing = card.completeness.missing
         note = f"; missing {', '.join(missing)}" if missing else ""
         out.print(f"Wrote the {fmt} card of {model} {version} to {out_path} ({pct} complete{note})")
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Write a file whole (a temporary name, then a rename), or raise saying why it cannot."""
-    tmp = path.with_name(path.name + ".part")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InvalidInputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @card_app.command("update")

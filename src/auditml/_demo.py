@@ -117,6 +117,22 @@ def _write_cards(log: AuditLog, folder: Path) -> str:
     return f"cards/{MODEL}-v*.{{{','.join(formats)}}}"
 
 
+def _write_report(log: AuditLog, out_dir: Path) -> str:
+    """Write the audit report as HTML, and as PDF/A with its evidence when WeasyPrint is there."""
+    from auditml._output import write_output
+    from auditml.reports.build import build_report
+    from auditml.reports.render import render_report
+
+    report = build_report(log)
+    write_output(out_dir / "audit-report.html", render_report(report, "html"))
+    if importlib.util.find_spec("weasyprint") is None:
+        return "audit-report.html (install auditml[pdf] for the PDF)"
+    from auditml.reports.pdf import write_pdf_report
+
+    write_pdf_report(log, report, out_dir / "audit-report.pdf")
+    return "audit-report.html and audit-report.pdf (check it: auditml verify audit-report.pdf)"
+
+
 def _prepare(out_dir: Path) -> None:
     """Make ``out_dir`` ready: create it, or clear what an earlier demo left there."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -355,6 +371,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
         log.checkpoint()
         written = _write_cards(log, out_dir / "cards")
         say(f"  8. signed a checkpoint and wrote the card of each version: {written}")
+        say(f"  9. wrote the audit report: {_write_report(log, out_dir)}")
 
         state = log.status(MODEL)[MODEL]
         table = Table(box=None, pad_edge=False, header_style="bold")
@@ -371,10 +388,13 @@ def run_demo(out_dir: Path, console: Console) -> None:
         say(table)
         say("")
         say(f"Outputs in {out_dir}:")
-        say("  audit.db      the log (SQLite)     auditml.toml  the policy recorded on it")
-        say("  data/         generated datasets   models/       the two trained versions")
-        say("  card.yaml     the card's human sections    cards/  each version's model card")
+        say("  audit.db           the log (SQLite)      auditml.toml  the policy recorded on it")
+        say("  data/              generated datasets    models/       the two trained versions")
+        say("  card.yaml          the cards' sections   cards/        each version's model card")
+        say("  audit-report.*     the audit report (HTML; the PDF carries its own evidence)")
         say("Look around:")
         say(f"  auditml log --db {url}")
         say(f"  auditml status --db {url}")
         say(f"  auditml history {MODEL} --db {url}")
+        say(f"  auditml card diff {MODEL} 1 2 --db {url}")
+        say(f"  auditml verify {out_dir / 'audit-report.pdf'}")

@@ -25,6 +25,7 @@ class Attachment:
     name: str
     data: bytes
     description: str
+    relationship: str = "Data"  # PDF/A-3 AFRelationship: Source, Data, Supplement, …
 
 
 def html_to_pdf(
@@ -33,8 +34,13 @@ def html_to_pdf(
     base_url: Path,
     attachments: Sequence[Attachment] = (),
     variant: str | None = None,
+    custom_metadata: bool = False,
 ) -> bytes:
-    """Return the PDF bytes of ``html``; ``variant`` is e.g. ``pdf/a-3b``."""
+    """Return the PDF bytes of ``html``; ``variant`` is e.g. ``pdf/a-3b``.
+
+    ``custom_metadata`` also copies the HTML head's other ``<meta>`` fields
+    into the PDF's document information.
+    """
     try:
         import weasyprint
     except ImportError:
@@ -54,11 +60,13 @@ def html_to_pdf(
             description=a.description,
             created=now,
             modified=now,
-            relationship="Data" if variant else "Unspecified",
+            relationship=a.relationship,
         )
         for a in attachments
     ]
     document = weasyprint.HTML(string=html, base_url=str(base_url))
-    pdf = document.write_pdf(attachments=files or None, pdf_variant=variant)
+    pdf = document.write_pdf(
+        attachments=files or None, pdf_variant=variant, custom_metadata=custom_metadata
+    )
     assert isinstance(pdf, bytes)
     return pdf

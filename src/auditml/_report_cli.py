@@ -60,8 +60,9 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the audit report: decisions, signatures, incidents, and the proof they are intact."""
+    from auditml._output import write_output
     from auditml.reports.build import build_report
-    from auditml.reports.render import FORMATS, PAPERS, render_report, write_output
+    from auditml.reports.render import FORMATS, PAPERS, render_report
 
     with _errors():
         suffix = out_file.suffix.lower().lstrip(".")

@@ -71,6 +71,32 @@ def template_env(user: Path | None = None, *, markdown: bool = False) -> Environ
         keep_trailing_newline=True,
         finalize=finalize,
     )
-    env.filters["cell"] = md_cell
-    env.filters["short"] = lambda h, n=12: "" if h is None else str(h)[:n]
+    env.filters.update(cell=md_cell, short=_short, stamp=_stamp, day=_day, num=_number, css=_css)
     return env
+
+
+def _short(value: object, n: int = 12) -> str:
+    return "" if value is None else str(value)[:n]
+
+
+def _stamp(value: object) -> str:
+    """Show an RFC 3339 UTC time as ``YYYY-MM-DD HH:MM:SS`` (the page says UTC once)."""
+    if not isinstance(value, str) or not value:
+        return ""
+    return value[:19].replace("T", " ")
+
+
+def _day(value: object) -> str:
+    return _stamp(value)[:10]
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def _css(value: object) -> Markup:
+    """Quote text as a CSS string literal, e.g. for a page's margin boxes."""
+    text = re.sub(r"[^\w .:/@+-]", "?", str(value))
+    return Markup(f'"{text}"')

@@ -711,6 +711,7 @@ GOVERNED = {
     "policy.denied": "the decision methods, which record denials themselves",
     "key.register": "log.register_key(...)",
     "key.revoke": "log.revoke_key(...)",
+    "card.update": "log.update_card(...) or `auditml card update`",
     "log.init": "AuditLog.init(...)",
 }
 

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from auditml import __version__
+from auditml.cards.model import SECTION_TITLES
 from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.events import Event
 from auditml.incidents import IncidentIndex
-from auditml.lifecycle import ModelState, VersionState, fold
+from auditml.lifecycle import LIFECYCLE_ACTIONS, ModelState, VersionState, fold
 from auditml.policy import DEFAULT_POLICY, Policy, policy_from
 from auditml.reports.model import (
     AuditReport,
@@ -58,18 +59,7 @@ MAX_DOCUMENTS = 500
 MAX_CHART_METRICS = 6
 _EVERY = 20_000  # events between progress callbacks
 
-_FOLDED = frozenset(
-    {
-        "model.train",
-        "model.evaluate",
-        "model.approve",
-        "model.reject",
-        "model.deploy",
-        "model.rollback",
-        "model.retire",
-        "incident.open",
-    }
-)
+_FOLDED = frozenset(LIFECYCLE_ACTIONS)  # the events a model's state (and card) is folded from
 _DECISIONS = frozenset(
     {
         "model.train",
@@ -115,7 +105,6 @@ class _Fold:
     omitted: int = 0
     signatures: list[SignatureEntry] = field(default_factory=list)
     incidents: IncidentIndex = field(default_factory=IncidentIndex)
-    cards: dict[tuple[str, str | None], dict[str, Any]] = field(default_factory=dict)
     documents: list[DocumentRef] = field(default_factory=list)
     retire_points: list[TimelinePoint] = field(default_factory=list)
     actors: set[str] = field(default_factory=set)
@@ -317,11 +306,6 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
         fold(model, ((seq, event),), state)
     if action in ("incident.open", "incident.close"):
         acc.incidents.apply(seq, event)
-    if action == "card.update" and model is not None:
-        sections = event.data.get("sections")
-        if isinstance(sections, dict):
-            key = (model, event.subject.get("version"))
-            acc.cards.setdefault(key, {}).update(sections)
     in_window = acc.since is None or event.time >= acc.since
     if not in_window:
         return
@@ -380,21 +364,24 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
         acc.omitted += 1
 
 
-def card_summary(
-    state: ModelState, vs: VersionState, cards: dict[tuple[str, str | None], dict[str, Any]]
-) -> CardSummary:
+def card_summary(state: ModelState, vs: VersionState) -> CardSummary:
     """Return a version's model card in brief: its human sections and its metrics.
 
-    The human sections are the model-wide ``card.update`` sections overlaid by
-    the version's own, latest update winning; the metrics come from the
-    version's training and evaluations, as ``status()`` folds them.
+    The human sections are those in force for the version exactly as the full
+    card (``auditml card``) shows them: ``card.update`` events for the model
+    and for the version, in log order, a later one replacing what it names.
+    The metrics come from the version's training and evaluations.
     """
-    sections = {**cards.get((state.model, None), {}), **cards.get((state.model, vs.version), {})}
+    sections = state.card_sections(vs.version)
     return CardSummary(
         model=state.model,
         version=vs.version,
         state=vs.state,
-        sections={str(k): _section_text(v) for k, v in sections.items()},
+        sections={
+            name: _section_text(sections[name][1])
+            for name in [*SECTION_TITLES, *sections]
+            if name in sections
+        },
         metrics=dict(vs.metrics),
         evaluated=dict(vs.evaluated),
     )
@@ -487,20 +474,23 @@ def _series(state: ModelState) -> dict[str, list[tuple[str, float | None]]]:
 
 def _identity(state: ModelState, acc: _Fold) -> ModelIdentity:
     """Return a model's identification, from its card sections and its first and last events."""
-    sections = dict(acc.cards.get((state.model, None), {}))
-    for version in state.versions:
-        sections.update(acc.cards.get((state.model, version), {}))
+    sections: dict[str, Any] = {}
+    for edit in state.card_edits:  # every version's sections, in log order: the latest wins
+        sections.update(edit.sections)
     times = [vs.trained_at for vs in state.versions.values() if vs.trained_at]
     moves = [m.time for m in state.timeline]
     decided = [t for vs in state.versions.values() for t in _version_times(vs) if t is not None]
-    purpose = sections.get("intended_use", sections.get("intended_purpose"))
+    purpose = sections.get("intended_use")
+    owners = sections.get("owners")
     return ModelIdentity(
         model=state.model,
         intended_purpose=None if purpose is None else _section_text(purpose),
-        owner=None if sections.get("owner") is None else _section_text(sections["owner"]),
+        owner=None
+        if not isinstance(owners, list)
+        else ", ".join(str(o.get("name")) for o in owners if isinstance(o, dict)),
         risk_tier=None
-        if sections.get("risk_tier") is None
-        else _section_text(sections["risk_tier"]),
+        if sections.get("risk_rating") is None
+        else _section_text(sections["risk_rating"]),
         first_recorded=min(times) if times else None,
         last_change=max([*times, *moves, *decided]) if times or moves or decided else None,
         versions=len(state.versions),
@@ -789,7 +779,7 @@ def build_report(
             for (model, version), ev in acc.evals.items()
         ],
         approvals=[d for d in acc.decisions if d.action in ("model.approve", "model.reject")],
-        cards=[card_summary(s, vs, acc.cards) for s in states for vs in s.versions.values()],
+        cards=[card_summary(s, vs) for s in states for vs in s.versions.values()],
         risk=RiskSummary(
             policy_seq=acc.policy_seq,
             separation_of_duties=policy.separation_of_duties,

@@ -1,4 +1,4 @@
-"""Print the report's HTML to a PDF/A-3b with WeasyPrint: the only module that imports it.
+"""Print the report's HTML to a PDF/A-3b (through :mod:`auditml._pdf`, the WeasyPrint edge).
 
 The PDF has running headers and footers (report id, "page X of Y", generated
 at, UTC), a table of contents with page numbers, a bookmark per section, the
@@ -9,15 +9,17 @@ file alone carries its proof: ``auditml verify report.pdf`` re-checks it.
 
 from __future__ import annotations
 
-import logging
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from auditml.errors import ConfigurationError, InvalidInputError
+from auditml._output import write_output
+from auditml._pdf import Attachment
+from auditml._pdf import html_to_pdf as pdf_bytes
+from auditml._templates import packaged_templates
+from auditml.errors import InvalidInputError
 from auditml.reports.model import AuditReport
-from auditml.reports.render import packaged_templates, render_html, write_output
+from auditml.reports.render import render_html
 
 if TYPE_CHECKING:
     from auditml.ledger import AuditLog
@@ -33,49 +35,32 @@ REPORT_JSON = "audit-report.json"
 def html_to_pdf(html: str, report: AuditReport, *, bundle: Path) -> bytes:
     """Return the PDF/A-3b bytes of the report's ``html``, with ``bundle`` embedded."""
     try:
-        import weasyprint  # type: ignore[import-untyped]  # ships no type information
-    except ImportError:
-        raise ConfigurationError(
-            "PDF reports need WeasyPrint: pip install 'auditml[pdf]' (it also needs the Pango "
-            "library; see weasyprint.org)"
-        ) from None
-    except OSError as exc:  # pragma: no cover - installed, but a system library is missing
-        raise ConfigurationError(f"WeasyPrint cannot start: {exc}") from None
-    try:
         data = Path(bundle).read_bytes()
     except OSError as exc:
         raise InvalidInputError(f"cannot read the evidence bundle {bundle}: {exc}") from None
-    logging.getLogger("weasyprint").setLevel(logging.ERROR)
-    logging.getLogger("fontTools").setLevel(logging.ERROR)
-    now = datetime.now(UTC)
     attachments = [
-        weasyprint.Attachment(
-            string=data,
+        Attachment(
             name=BUNDLE_NAME,
+            data=data,
             description=(
                 f"Evidence bundle (auditml FORMAT.md section 5) of log {report.origin}, "
                 f"{report.checkpoint.size} events, root {report.checkpoint.root}"
             ),
-            created=now,
-            modified=now,
             relationship="Source",
         ),
-        weasyprint.Attachment(
-            string=report.model_dump_json(indent=2).encode(),
+        Attachment(
             name=REPORT_JSON,
+            data=report.model_dump_json(indent=2).encode(),
             description="This report's content as JSON",
-            created=now,
-            modified=now,
-            relationship="Data",
         ),
     ]
-    document = weasyprint.HTML(string=html, base_url=str(packaged_templates())).render()
-    out: bytes = document.write_pdf(
+    return pdf_bytes(
+        html,
+        base_url=packaged_templates(),
         attachments=attachments,
-        pdf_variant="pdf/a-3b",
+        variant="pdf/a-3b",
         custom_metadata=True,
     )
-    return out
 
 
 def write_pdf_report(

@@ -10,18 +10,16 @@ The PDF is the HTML printed by :mod:`auditml.reports.pdf`.
 
 from __future__ import annotations
 
-import os
-import re
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import Environment, TemplateError
 from markupsafe import Markup
 
+from auditml._templates import template_env
+from auditml.cards.model import SECTION_TITLES
 from auditml.charts import TimelineMark, metric_chart, timeline_chart
 from auditml.errors import InvalidInputError
 from auditml.reports.model import NO_EVIDENCE, SECTIONS, AuditReport
@@ -29,100 +27,13 @@ from auditml.reports.model import NO_EVIDENCE, SECTIONS, AuditReport
 __all__ = [
     "FORMATS",
     "PAPERS",
-    "md_cell",
-    "md_escape",
-    "packaged_templates",
     "render_html",
     "render_report",
-    "template_env",
-    "write_output",
 ]
 
 FORMATS = ("html", "pdf", "md", "json")
 PAPERS = {"a4": "A4", "letter": "letter"}
 Format = Literal["html", "pdf", "md", "json"]
-
-
-@cache
-def packaged_templates() -> Path:
-    """Return the templates auditml ships: inside the installed package, or the checkout's."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "templates", here.parents[1] / "templates"):
-        if (candidate / "report.html.j2").is_file():
-            return candidate
-    raise InvalidInputError(  # pragma: no cover - a broken install
-        "auditml's report templates are missing from this installation; reinstall auditml"
-    )
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~>])")
-_MD_LINE_START = re.compile(r"^(\s*)([-=]|\d+[.)])", re.MULTILINE)
-
-
-def md_escape(value: object) -> Markup:
-    """Escape text for Markdown so it shows as written: no markup, HTML, links or structure."""
-    if value is None:
-        return Markup("")
-    if isinstance(value, Markup):
-        return value
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    return Markup(_MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text))
-
-
-def md_cell(value: object) -> Markup:
-    """Escape text for one Markdown table cell: escaped and on one line."""
-    return Markup(" ".join(md_escape(value).split()) or " ")
-
-
-def _stamp(value: object) -> str:
-    """Show an RFC 3339 UTC time as ``YYYY-MM-DD HH:MM:SS``, the report saying UTC once."""
-    if not isinstance(value, str) or not value:
-        return ""
-    return value[:19].replace("T", " ")
-
-
-def _day(value: object) -> str:
-    return _stamp(value)[:10]
-
-
-def _number(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
-def _css_string(value: object) -> Markup:
-    """Quote text as a CSS string literal for the page margin boxes."""
-    text = re.sub(r"[^\w .:/@+-]", "?", str(value))
-    return Markup(f'"{text}"')
-
-
-def template_env(user: Path | None = None, *, markdown: bool = False) -> Environment:
-    """Return a Jinja2 environment over the user's folder (if any), then the packaged one."""
-    folders = [packaged_templates()]
-    if user is not None:
-        if not Path(user).is_dir():
-            raise InvalidInputError(f"--templates {user}: no such folder")
-        folders.insert(0, Path(user))
-    finalize: Callable[[Any], Any] | None = md_escape if markdown else None
-    env = Environment(
-        loader=FileSystemLoader([str(f) for f in folders]),
-        autoescape=not markdown,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        finalize=finalize,
-    )
-    env.filters.update(
-        cell=md_cell, stamp=_stamp, day=_day, num=_number, css=_css_string, short=_short
-    )
-    return env
-
-
-def _short(value: object, n: int = 12) -> str:
-    return "" if value is None else str(value)[:n]
 
 
 def _parse(text: str) -> datetime:
@@ -174,6 +85,7 @@ def _context(report: AuditReport, paper: str, *, charts: bool) -> dict[str, Any]
         "r": report,
         "sections": SECTIONS,
         "titles": dict(SECTIONS),
+        "section_titles": SECTION_TITLES,
         "numbers": numbers,
         "no_evidence": NO_EVIDENCE,
         "paper": PAPERS.get(paper.lower(), "A4"),
@@ -228,25 +140,3 @@ def render_report(
     if bundle is None:
         raise InvalidInputError("a PDF report carries its evidence bundle: pass bundle=PATH")
     return html_to_pdf(html, report, bundle=bundle)
-
-
-def write_output(out: Path, data: bytes) -> Path:
-    """Write ``data`` to ``out`` whole or not at all, or raise a sentence saying why not."""
-    target = Path(out)
-    if target.is_dir():
-        raise InvalidInputError(f"--out {target} is a folder; give a file name, e.g. report.pdf")
-    folder = target.parent
-    if not folder.is_dir():
-        raise InvalidInputError(f"cannot write {target}: the folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".report-", dir=folder)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InvalidInputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return target

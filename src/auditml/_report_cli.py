@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from auditml.cli import DbOption, _errors, _LazyProgress, _open, app, err, out
+from auditml.cli import DbOption, _errors, _LazyProgress, _open, app, out
 from auditml.errors import InvalidInputError
 
 __all__ = ["report"]
@@ -104,4 +104,4 @@ def report(
             f"checkpoint at size {built.checkpoint.size:,}"
         )
         if chosen == "pdf":
-            err.print(f"Check it with: auditml verify {target}", markup=False)
+            out.print(f"Check it with: auditml verify {target}", markup=False)

@@ -405,12 +405,11 @@ def verify(
         out.print(f"the log extends the anchored checkpoint at size {size}")
 
 
-def _verify_bundle(path: Path, vkey: str | None, as_json: bool) -> None:
-    """Verify an evidence bundle offline and report like ``verify`` does."""
-    from auditml.bundle import verify_bundle
-
+@contextmanager
+def _offline(as_json: bool) -> Iterator[None]:
+    """Report an offline check's failure (as JSON too) with exit 1, other errors with exit 2."""
     try:
-        report = verify_bundle(path, vkey)
+        yield
     except VerificationError as exc:
         if as_json:
             out.print_json(data={"ok": False, "kind": exc.kind, "error": str(exc)})
@@ -420,6 +419,14 @@ def _verify_bundle(path: Path, vkey: str | None, as_json: bool) -> None:
     except AuditmlError as exc:
         err.print(f"error: {exc.diagnostics()}", markup=False)
         raise typer.Exit(EXIT_ERROR) from None
+
+
+def _verify_bundle(path: Path, vkey: str | None, as_json: bool) -> None:
+    """Verify an evidence bundle offline and report like ``verify`` does."""
+    from auditml.bundle import verify_bundle
+
+    with _offline(as_json):
+        report = verify_bundle(path, vkey)
     if as_json:
         out.print_json(data=report.as_dict())
         return
@@ -436,17 +443,8 @@ def _verify_report(path: Path, vkey: str | None, as_json: bool) -> None:
     """Verify a PDF report against its embedded evidence and report like ``verify`` does."""
     from auditml.reports.verify import verify_report
 
-    try:
+    with _offline(as_json):
         check = verify_report(path, vkey)
-    except VerificationError as exc:
-        if as_json:
-            out.print_json(data={"ok": False, "kind": exc.kind, "error": str(exc)})
-        else:
-            err.print(f"FAILED: {exc.diagnostics()}", markup=False)
-        raise typer.Exit(EXIT_FAILED) from None
-    except AuditmlError as exc:
-        err.print(f"error: {exc.diagnostics()}", markup=False)
-        raise typer.Exit(EXIT_ERROR) from None
     if as_json:
         out.print_json(data=check.as_dict())
         return

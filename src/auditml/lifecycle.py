@@ -266,7 +266,7 @@ def fold(
             vs.trained_seq = seq
             if actor not in vs.trainers:
                 vs.trainers.append(actor)
-            vs.metrics.update(_metrics(data.get("metrics")))
+            vs.metrics.update(numeric_metrics(data.get("metrics")))
             continue
         vs_or_none = state.versions.get(version)
         if vs_or_none is None:
@@ -293,7 +293,7 @@ def fold(
         elif event.action == "incident.open":
             vs.incidents += 1
         elif event.action == "model.evaluate":
-            vs.evaluated.update(_metrics(data.get("metrics")))
+            vs.evaluated.update(numeric_metrics(data.get("metrics")))
         elif event.action in ("model.deploy", "model.rollback"):
             env = str(data.get("environment"))
             replaced = state.running.get(env)
@@ -311,7 +311,7 @@ def fold(
     return state
 
 
-def _metrics(value: object) -> dict[str, float]:
+def numeric_metrics(value: object) -> dict[str, float]:
     """Return the numeric entries of a recorded metrics object."""
     if not isinstance(value, dict):
         return {}

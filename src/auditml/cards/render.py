@@ -94,7 +94,7 @@ def _context(card: ModelCard) -> dict[str, Any]:
 
 def render_card(card: ModelCard, fmt: str, *, templates: Path | None = None) -> bytes:
     """Return the card in ``fmt`` (one of FORMATS) as bytes; ``templates`` overrides ours."""
-    from auditml._templates import template_env
+    from auditml._templates import packaged_templates, template_env
 
     if fmt not in FORMATS:
         raise InvalidInputError(f"unknown card format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -113,7 +113,7 @@ def render_card(card: ModelCard, fmt: str, *, templates: Path | None = None) -> 
         return html.encode()
     from auditml._pdf import html_to_pdf
 
-    return html_to_pdf(html, base_url=templates or Path.cwd())
+    return html_to_pdf(html, base_url=templates or packaged_templates())
 
 
 def _json(value: Any) -> bytes:

@@ -22,7 +22,13 @@ from auditml.cards.model import SECTION_TITLES
 from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.events import Event
 from auditml.incidents import IncidentIndex
-from auditml.lifecycle import LIFECYCLE_ACTIONS, ModelState, VersionState, fold
+from auditml.lifecycle import (
+    LIFECYCLE_ACTIONS,
+    ModelState,
+    VersionState,
+    fold,
+    numeric_metrics,
+)
 from auditml.policy import DEFAULT_POLICY, Policy, policy_from
 from auditml.reports.model import (
     AuditReport,
@@ -223,19 +229,9 @@ def _training(seq: int, event: Event) -> TrainingEntry:
         base_model=_text(data.get("base_model")),
         parent_version=_text(data.get("parent_version")),
         params=len(params) if isinstance(params, dict) else 0,
-        metrics=_numbers(metrics),
+        metrics=numeric_metrics(metrics),
         artifacts=artifacts,
     )
-
-
-def _numbers(value: object) -> dict[str, float]:
-    if not isinstance(value, dict):
-        return {}
-    return {
-        str(k): float(v)
-        for k, v in value.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
 
 
 def _documents(seq: int, event: Event, acc: _Fold) -> None:
@@ -322,7 +318,7 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
         dataset = event.data.get("dataset")
         if isinstance(dataset, dict) and len(ev.datasets) < 10:
             ev.datasets.setdefault(str(dataset.get("uri")), None)
-        ev.metrics.update(_numbers(event.data.get("metrics")))
+        ev.metrics.update(numeric_metrics(event.data.get("metrics")))
         _documents(seq, event, acc)
         return
     if action not in _DECISIONS:

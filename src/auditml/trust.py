@@ -201,6 +201,28 @@ class SignatureEntry:
         }
 
 
+def signature_entry(seq: int, event: Event) -> SignatureEntry | None:
+    """Return the manifest line of a signed decision, or None for an event with no signature."""
+    raw = event.data.get("signature")
+    if not isinstance(raw, dict):
+        return None
+    sig = ESignature.model_validate(raw)
+    reason = event.data.get("reason")
+    return SignatureEntry(
+        seq=seq,
+        time=event.time,
+        action=event.action,
+        model=event.subject.get("model", ""),
+        version=event.subject.get("version", ""),
+        signer=sig.signer,
+        name=sig.name,
+        meaning=sig.meaning,
+        signed_at=sig.time,
+        key=sig.key,
+        reason=reason if isinstance(reason, str) else None,
+    )
+
+
 @dataclass
 class KeyRegistry:
     """The keys people registered on the log, folded from its events in ``seq`` order (pure)."""
@@ -697,29 +719,8 @@ class TrustMixin:
 
     def signatures(self, model: str | None = None) -> list[SignatureEntry]:
         """Return the signature manifest: every signed decision (of ``model``), oldest first."""
-        found: list[SignatureEntry] = []
-        for record in self._records(model, SIGNED_ACTIONS):
-            raw = record.event.data.get("signature")
-            if not isinstance(raw, dict):
-                continue
-            sig = ESignature.model_validate(raw)
-            reason = record.event.data.get("reason")
-            found.append(
-                SignatureEntry(
-                    seq=record.seq,
-                    time=record.event.time,
-                    action=record.event.action,
-                    model=record.event.subject.get("model", ""),
-                    version=record.event.subject.get("version", ""),
-                    signer=sig.signer,
-                    name=sig.name,
-                    meaning=sig.meaning,
-                    signed_at=sig.time,
-                    key=sig.key,
-                    reason=reason if isinstance(reason, str) else None,
-                )
-            )
-        return found
+        found = (signature_entry(r.seq, r.event) for r in self._records(model, SIGNED_ACTIONS))
+        return [entry for entry in found if entry is not None]
 
     def verify_signatures(self) -> int:
         """Check every e-signature against the key registered for its signer at that time.

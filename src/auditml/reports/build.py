@@ -44,10 +44,10 @@ from auditml.reports.model import (
     ModelIdentity,
     RetentionRule,
     RiskSummary,
-    SignatureEntry,
     TimelinePoint,
     TrainingEntry,
 )
+from auditml.trust import SignatureEntry, signature_entry
 
 if TYPE_CHECKING:
     from auditml.ledger import AuditLog
@@ -337,23 +337,9 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
                 kind="retire",
             )
         )
-    signature = event.data.get("signature")
-    if isinstance(signature, dict):
-        acc.signatures.append(
-            SignatureEntry(
-                seq=seq,
-                time=event.time,
-                action=action,
-                model=model or "",
-                version=event.subject.get("version", ""),
-                signer=str(signature.get("signer")),
-                name=str(signature.get("name")),
-                meaning=str(signature.get("meaning")),
-                signed_at=str(signature.get("time")),
-                key=str(signature.get("key")),
-                reason=_text(event.data.get("reason")),
-            )
-        )
+    entry = signature_entry(seq, event)
+    if entry is not None:
+        acc.signatures.append(entry)
     if len(acc.decisions) < MAX_CHANGES:
         acc.decisions.append(_decision(seq, event))
     else:

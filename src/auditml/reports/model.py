@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from auditml.trust import SignatureEntry  # the manifest line verify and `auditml signatures` use
+
 __all__ = [
     "NO_EVIDENCE",
     "SECTIONS",
@@ -65,22 +67,6 @@ class Checkpointed(_Frozen):
     size: int
     root: str
     note: str
-
-
-class SignatureEntry(_Frozen):
-    """One e-signature (21 CFR 11.50): printed name, time and meaning, on its record."""
-
-    seq: int
-    time: str
-    action: str
-    model: str
-    version: str
-    signer: str
-    name: str
-    meaning: str
-    signed_at: str
-    key: str
-    reason: str | None = None
 
 
 class ModelIdentity(_Frozen):

@@ -6,6 +6,8 @@ import decimal
 import enum
 import json
 import math
+import random
+import struct
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditml.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_text, loads_strict
+import auditml.canonical
+from auditml.canonical import (
+    MAX_SAFE_INTEGER,
+    canonical_bytes,
+    canonical_text,
+    loads_strict,
+    plain_canonical_bytes,
+)
 from auditml.errors import CanonicalizationError, InvalidInputError
 from tests.vectors import require_vectors, vectors_dir
 
@@ -39,6 +48,7 @@ def test_published_vector(name: str) -> None:
     expected = (folder / "output" / f"{name}.json").read_bytes()
     assert canonical_bytes(loads_strict(source)) == expected
     assert canonical_text(loads_strict(source)) == expected.decode("utf-8")
+    assert plain_canonical_bytes(loads_strict(source)) == expected
 
 
 def test_published_vectors_are_all_there() -> None:
@@ -93,6 +103,8 @@ def test_number_known_answers(number: float, text: str) -> None:
     assert canonical_text(number) == text
     assert canonical_text([number]) == f"[{text}]"
     assert canonical_text({"n": number}) == f'{{"n":{text}}}'
+    assert plain_canonical_bytes({"n": number}) == f'{{"n":{text}}}'.encode()
+    assert plain_canonical_bytes(number) == text.encode()
 
 
 def test_literals_and_bool_is_not_int() -> None:
@@ -242,7 +254,7 @@ REFUSALS: list[tuple[str, Any, str, str]] = [
 )
 def test_refusals_name_the_path(value: Any, path: str, hint: str) -> None:
     """Each unencodable value is refused by both encoders with a message naming where it is."""
-    for encode in (canonical_text, canonical_bytes):
+    for encode in (canonical_text, canonical_bytes, plain_canonical_bytes):
         with pytest.raises(CanonicalizationError) as caught:
             encode(value)
         message = str(caught.value)
@@ -265,9 +277,14 @@ def test_safe_integer_bounds() -> None:
     assert canonical_text([MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER]) == (
         "[9007199254740991,-9007199254740991]"
     )
+    assert plain_canonical_bytes([MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER]) == (
+        b"[9007199254740991,-9007199254740991]"
+    )
     for bad in (MAX_SAFE_INTEGER + 1, -MAX_SAFE_INTEGER - 1, 10**400):
         with pytest.raises(CanonicalizationError, match="store large counters"):
             canonical_text({"n": bad})
+        with pytest.raises(CanonicalizationError, match="store large counters"):
+            plain_canonical_bytes({"n": bad})
 
 
 def test_deep_nesting_is_refused_cleanly() -> None:
@@ -388,3 +405,81 @@ def test_key_order_property(value: dict[str, int]) -> None:
     """Keys come out in UTF-16 code-unit order."""
     keys = list(json.loads(canonical_text(value)))
     assert keys == sorted(value, key=lambda k: k.encode("utf-16-be"))
+
+
+# ---------------------------------------------------------------------------
+# The fast encoder for plain JSON values
+
+_any_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+_plain_values = st.recursive(
+    st.none() | st.booleans() | _safe_ints | _finite_floats | _any_text,
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(_any_text, children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_plain_values)
+def test_plain_encoder_equals_the_reference(value: Any) -> None:
+    """For any plain JSON value, the orjson-backed encoder gives exactly canonical_bytes."""
+    assert plain_canonical_bytes(value) == canonical_bytes(value)
+
+
+def test_plain_encoder_on_a_sweep_of_floats() -> None:
+    """Floats of every magnitude and rounding, alone and in objects, match the reference."""
+    rnd = random.Random(8785)
+    for i in range(20_000):
+        if i % 2:
+            x = struct.unpack("<d", struct.pack("<Q", rnd.getrandbits(64)))[0]
+            if not math.isfinite(x):
+                continue
+        else:
+            x = round(rnd.uniform(-1, 1) * 10 ** rnd.randint(-25, 25), rnd.randint(0, 8))
+        assert plain_canonical_bytes([x, {"x": x}]) == canonical_bytes([x, {"x": x}]), repr(x)
+
+
+def test_plain_encoder_on_every_bmp_character_and_astral_keys() -> None:
+    """Escaping of every BMP character, and UTF-16 key order around U+E000, match the reference."""
+    chars = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(chars), 512):
+        text = "".join(chars[start : start + 512])
+        value = {text: text, "k": [text]}
+        assert plain_canonical_bytes(value) == canonical_bytes(value)
+    keys = {"\ue000": 1, "\U0001f600": 2, "a": 3, "\u00e9": 4, "\uffff": 5, "\U00010000": 6}
+    assert plain_canonical_bytes(keys) == canonical_bytes(keys)
+
+
+def test_plain_encoder_encodes_subclasses_as_the_reference_does() -> None:
+    """Subclasses, tuples and ordered dicts leave orjson's path and come out as the reference's."""
+
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    class Name(str):
+        pass
+
+    value = OrderedDict([("b", (1, Colour.RED)), ("a", Name("x")), ("c", 2.5)])
+    assert plain_canonical_bytes(value) == canonical_bytes(value) == b'{"a":"x","b":[1,1],"c":2.5}'
+
+
+def test_plain_encoder_takes_the_fast_path_for_typical_event_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Metrics, hashes, URIs and non-Latin text are laid out by orjson, not the slower path."""
+
+    def refuse(value: object) -> bytes:
+        raise AssertionError(f"fell back to the careful encoder for {value!r}")
+
+    monkeypatch.setattr(auditml.canonical, "canonical_bytes", refuse)
+    data = {
+        "dataset": {"uri": "s3://datasets/holdout-3.parquet", "sha256": "9e" * 32},
+        "metrics": {"auc": 0.8123, "accuracy": 0.91, "n": 10_123, "loss": 0.05, "tiny": 0.0012},
+        "slices": {"age<30": {"auc": 0.79}, "région": {"auc": 0.8}, "年齢": {"auc": 0.81}},
+        "tags": ["nightly", "v2"],
+        "ok": True,
+    }
+    assert plain_canonical_bytes(data) == json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")

@@ -28,7 +28,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
-from auditml.canonical import canonical_bytes, canonical_text, loads_strict
+from auditml.canonical import canonical_text, loads_strict, plain_canonical_bytes
 from auditml.errors import AuditmlError, VerificationError
 from auditml.merkle import CompactRange
 
@@ -296,7 +296,7 @@ def _diagnose(
         )
     if seq == 0 and event.action != "log.init":
         raise _fail(f"the first event must be log.init, not {event.action!r}", "format", 0)
-    if canonical_bytes(parsed) != body:
+    if plain_canonical_bytes(parsed) != body:
         raise _fail("its bytes are not the canonical JCS form of the event", "format", seq)
     try:
         validate_data(event.action, event.data)

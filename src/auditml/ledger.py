@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Self
 from pydantic import ValidationError
 
 from auditml import merkle
-from auditml.canonical import canonical_bytes, canonical_text, loads_strict
+from auditml.canonical import canonical_bytes, canonical_text, loads_strict, plain_canonical_bytes
 from auditml.chain import NODE_LEVEL, ChainVerifier, check_nodes, gap_error, header_bytes
 from auditml.errors import (
     AuditmlError,
@@ -765,7 +765,7 @@ def _part(draft: Draft, cache: _Cache) -> _Part:
         cache.subjects[items] = subject_bytes
     return _Part(
         draft.action,
-        start + canonical_bytes(draft.data),
+        start + plain_canonical_bytes(draft.data),  # a JSON-mode dump: see Draft
         subject_bytes,
         subject.get("model"),
         subject.get("version"),

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditml import (
+    Actor,
     AppendError,
     AuditLog,
     ConfigurationError,
@@ -114,6 +115,22 @@ def test_receipts_match_the_stored_events(db_url: str) -> None:
         assert stored[receipt.seq].hash == receipt.hash
         assert stored[receipt.seq].event.time == receipt.time
     assert [r.seq for r in many] == [2, 3, 4]
+
+
+def test_append_many_keeps_each_actor_of_a_generator_batch(tmp_path: Path) -> None:
+    """Drafts made one at a time and dropped at once still record their own actors."""
+
+    def made() -> Iterator[Draft]:
+        for i in range(300):
+            who = Actor(id=f"user-{i}@bank.example", team=f"team-{i}")
+            yield Draft.build("model.evaluate", actor=who, subject={"model": "m"}, data={})
+
+    with _log(f"sqlite:///{tmp_path / 'audit.db'}") as log:
+        log.append_many(made())
+        actors = [r.event.actor for r in log.events(action="model.evaluate")]
+    assert [(a.id, (a.model_extra or {})["team"]) for a in actors] == [
+        (f"user-{i}@bank.example", f"team-{i}") for i in range(300)
+    ]
 
 
 def test_time_is_rfc3339_utc_and_never_goes_backwards(db_url: str) -> None:

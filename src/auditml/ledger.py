@@ -737,26 +737,42 @@ def _refuse_governed(action: str) -> None:
 
 
 class _Cache:
-    """Canonical bytes of the actors, actions and subjects that the drafts of one batch share."""
+    """Canonical bytes of the actors, actions and subjects that the drafts of one batch share.
+
+    ``by_object`` is keyed by ``id(actor)`` and keeps the actor itself, so no id is
+    reused by another object while the batch lasts.
+    """
 
     def __init__(self) -> None:
-        self.actors: dict[object, bytes] = {}
-        self.prefixes: dict[tuple[str, bytes], bytes] = {}
+        self.by_object: dict[int, tuple[Actor, bytes]] = {}
+        self.by_value: dict[tuple[str, str | None, str | None], bytes] = {}
+        self.starts: dict[tuple[str, int], bytes] = {}
         self.subjects: dict[tuple[tuple[str, str], ...], bytes] = {}
+
+
+def _actor_bytes(who: Actor, cache: _Cache) -> bytes:
+    """Return the canonical bytes of an actor the batch has not seen as this object."""
+    if who.model_extra:
+        return canonical_bytes(who.model_dump(mode="json", exclude_none=True))
+    key = (who.id, who.name, who.source)
+    actor = cache.by_value.get(key)
+    if actor is None:
+        actor = canonical_bytes(who.model_dump(mode="json", exclude_none=True))
+        cache.by_value[key] = actor
+    return actor
 
 
 def _part(draft: Draft, cache: _Cache) -> _Part:
     """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold."""
     who = draft.actor
-    key: object = id(who) if who.model_extra else (who.id, who.name, who.source)
-    actor = cache.actors.get(key)
-    if actor is None:
-        actor = canonical_bytes(who.model_dump(mode="json", exclude_none=True))
-        cache.actors[key] = actor
-    start = cache.prefixes.get((draft.action, actor))
+    action = draft.action
+    start = cache.starts.get((action, id(who)))
     if start is None:
-        start = b'{"action":%s,"actor":%s,"data":' % (canonical_text(draft.action).encode(), actor)
-        cache.prefixes[(draft.action, actor)] = start
+        seen = cache.by_object.get(id(who))
+        if seen is None:
+            seen = cache.by_object[id(who)] = (who, _actor_bytes(who, cache))
+        start = b'{"action":%s,"actor":%s,"data":' % (canonical_text(action).encode(), seen[1])
+        cache.starts[(action, id(who))] = start
     subject = draft.subject
     items = tuple(subject.items())
     subject_bytes = cache.subjects.get(items)
@@ -764,7 +780,7 @@ def _part(draft: Draft, cache: _Cache) -> _Part:
         subject_bytes = canonical_bytes(subject)
         cache.subjects[items] = subject_bytes
     return _Part(
-        draft.action,
+        action,
         start + plain_canonical_bytes(draft.data),  # a JSON-mode dump: see Draft
         subject_bytes,
         subject.get("model"),

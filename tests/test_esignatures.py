@@ -190,3 +190,17 @@ def test_a_signature_moved_by_a_database_rewrite_is_named(log: AuditLog, tmp_pat
     assert raw_query(url, "SELECT count(*) FROM auditml_event")[0][0] == log.head().size
     with AuditLog.open(url) as reopened:
         _refused(reopened, receipt.seq, "does not verify for this record")
+
+
+def test_a_signature_that_is_not_a_record_is_named(log: AuditLog, tmp_path: Path) -> None:
+    """A rewrite that turns an approval's signature into a bare string fails verify as malformed."""
+    receipt = log.approve("credit", "1", actor=VAL, signer=_val(tmp_path))
+    url = log.url
+    drop_triggers(url)
+
+    def edit(event: dict[str, Any]) -> None:
+        event["data"]["signature"] = "signed by Vera"
+
+    _rewrite(url, receipt.seq, edit)
+    with AuditLog.open(url) as reopened:
+        _refused(reopened, receipt.seq, "malformed")

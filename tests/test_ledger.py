@@ -23,6 +23,7 @@ from auditml import (
 from auditml.canonical import canonical_bytes, loads_strict
 from auditml.errors import CanonicalizationError
 from auditml.merkle import EMPTY_ROOT, root_of
+from auditml.store import EventFilter
 from tests.conftest import drop_triggers, raw_query, raw_sql
 
 ORIGIN = "bank.example/credit-models"
@@ -226,6 +227,37 @@ def test_events_filters(db_url: str) -> None:
         assert list(log.events(until="2000-01-01")) == []
         with pytest.raises(InvalidInputError, match="not a date"):
             list(log.events(since="last tuesday"))
+
+
+def test_events_of_several_actions_come_in_seq_order(db_url: str) -> None:
+    """Several actions are merged in seq order, newest first and limited as asked."""
+    with _log(db_url) as log:
+        for i in range(4):
+            log.append_many(_evaluations(2, start=i))
+            log.append("model.retire", subject={"model": "m", "version": str(i)}, imported=True)
+            log.append(
+                "model.deploy",
+                subject={"model": "m", "version": str(i)},
+                data={"environment": "production"},
+                imported=True,
+            )
+        both = ["model.retire", "model.deploy"]
+        assert [r.seq for r in log.events(action=both)] == [3, 4, 7, 8, 11, 12, 15, 16]
+        assert [r.seq for r in log.events(action=[*both, *both], start=5, stop=12)] == [7, 8, 11]
+        newest = log.events(action=[*both, "log.init"], newest_first=True, limit=3)
+        assert [r.seq for r in newest] == [16, 15, 12]
+        assert [r.seq for r in log.events(action=both, model="m", version="2")] == [11, 12]
+
+
+def test_store_picks_events_by_the_bytes_they_hold(db_url: str) -> None:
+    """EventFilter.containing keeps the events whose canonical bytes hold any needle."""
+    with _log(db_url) as log:
+        log.append_many(_evaluations(5))
+        store, log_id = log._store, log._log_id
+        picked = store.query(log_id, EventFilter(containing=(b'"notes":"run 1"', b'"n":3}')))
+        assert [seq for seq, _, _ in picked] == [2, 4]
+        none = store.query(log_id, EventFilter(containing=(b"\x00\xff",)))
+        assert list(none) == []
 
 
 def test_root_at_every_size_matches_the_tree_of_the_events(db_url: str) -> None:

@@ -731,12 +731,17 @@ class TrustMixin:
         from auditml.store import EventFilter
 
         registry = KeyRegistry()
-        rows = self._store.query(self._log_id, EventFilter(actions=(*KEY_ACTIONS, *SIGNED_ACTIONS)))
+        # The database picks out key events and signed decisions, so a log of many
+        # unsigned decisions is not read into Python to find its few signatures.
+        wanted = EventFilter(
+            actions=(*KEY_ACTIONS, *SIGNED_ACTIONS),
+            containing=(b'{"action":"key.', b'"signature":'),
+        )
+        rows = self._store.query(self._log_id, wanted)
 
         def relevant() -> Iterator[tuple[int, Event]]:
             for seq, _, body in rows:
-                if body.startswith(b'{"action":"key.') or b'"signature":{' in body:
-                    yield seq, Event.model_validate(loads_strict(body))
+                yield seq, Event.model_validate(loads_strict(body))
 
         with closing(rows):  # a failure mid-stream must not keep the connection checked out
             return registry.feed(relevant(), self._origin)

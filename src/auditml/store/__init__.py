@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, select, text
+from sqlalchemy import Engine, and_, or_, select, text, union_all
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from auditml.errors import AppendError, AuditmlError, StoreError, StoreUnavailableError
@@ -69,6 +69,8 @@ class EventFilter:
     stop: int | None = None
     limit: int | None = None
     descending: bool = False
+    #: Keep only events whose canonical bytes hold one of these byte strings.
+    containing: tuple[bytes, ...] = ()
 
 
 class Store:
@@ -454,17 +456,35 @@ class Store:
                     conditions.append(c.model == flt.model)
                 if flt.version is not None:
                     conditions.append(c.version == flt.version)
-                if flt.actions:
-                    conditions.append(c.action.in_(flt.actions))
-                order = c.seq.desc() if flt.descending else c.seq
-                query = select(c.seq, c.hash, c.body).where(and_(*conditions)).order_by(order)
-                if flt.limit is not None:
-                    query = query.limit(flt.limit)
+                if flt.containing:
+                    contains = self.backend.contains
+                    conditions.append(or_(*(contains(c.body, n) for n in flt.containing)))
+                query = self._select(conditions, flt)
                 result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
                 for seq, digest, body in result:
                     yield int(seq), bytes(digest), bytes(body)
         except SQLAlchemyError as exc:
             raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
+
+    @staticmethod
+    def _select(conditions: list[Any], flt: EventFilter) -> Any:
+        """Return the SELECT of ``(seq, hash, body)`` for ``conditions`` and ``flt``'s actions.
+
+        Several actions become one SELECT per action, merged in seq order: each
+        reads the action index in order, where ``action IN (...)`` would make the
+        database scan the whole log to return rows in seq order.
+        """
+        from auditml.store.tables import EVENTS
+
+        c = EVENTS.c
+        arms = [
+            select(c.seq, c.hash, c.body).where(and_(*conditions, c.action == action))
+            for action in dict.fromkeys(flt.actions)
+        ] or [select(c.seq, c.hash, c.body).where(and_(*conditions))]
+        query: Any = arms[0] if len(arms) == 1 else union_all(*arms)
+        seq = query.selected_columns.seq
+        query = query.order_by(seq.desc() if flt.descending else seq)
+        return query if flt.limit is None else query.limit(flt.limit)
 
     @staticmethod
     def _first_at(conn: Any, log_id: int, size: int, stamp: str) -> int:

@@ -9,7 +9,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Engine, LargeBinary, create_engine, event, func, literal
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
@@ -66,6 +66,10 @@ class Backend:
     def is_retryable(self, exc: BaseException) -> bool:
         """Return whether ``exc`` is a lock or serialization conflict worth retrying."""
         return False
+
+    def contains(self, column: ColumnElement[bytes], needle: bytes) -> ColumnElement[bool]:
+        """Return the condition that the blob ``column`` holds the bytes ``needle``."""
+        return func.instr(column, needle) > 0
 
     def scan_cursor(self, dbapi_conn: Any) -> Any:
         """Return a cursor that streams a large result without holding it all in memory."""
@@ -258,6 +262,10 @@ class PostgresBackend(Backend):
     def begin_snapshot(self, cursor: Any) -> None:
         """Read the head and every event from one REPEATABLE READ snapshot."""
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    def contains(self, column: ColumnElement[bytes], needle: bytes) -> ColumnElement[bool]:
+        """Return the condition that the bytea ``column`` holds the bytes ``needle``."""
+        return func.position(literal(needle, LargeBinary).op("IN")(column)) > 0
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Retry serialization failures, deadlocks and lock timeouts."""

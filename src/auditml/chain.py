@@ -144,7 +144,9 @@ class ChainVerifier:
         hexes = list(map(hexlify, digests))
         prevs = [self._prev_hex, *hexes[:-1]]
         mids = list(map(_MID.__mod__, zip(repeat(self._header), prevs, range(start, start + n))))
-        if not all(map(bytes.__contains__, bodies, mids)):
+        # Each mid lies near the end of its body (only the subject and time follow it),
+        # where rfind reaches it in less than half the time of a forward search.
+        if -1 in list(map(bytes.rfind, bodies, mids)):
             return False
         tails = b"".join(map(_tail, bodies))
         if tails.translate(_DIGITS) != _TAIL_SHAPE * n or tails.count(_TAIL_END) != n:

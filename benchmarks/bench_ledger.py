@@ -6,6 +6,10 @@ Prints the figures the README quotes. It builds a log of realistic lifecycle
 events (mostly evaluations with a dozen metrics, plus trains, approvals and
 deploys) with ``append_many`` in transactions of 10,000, then:
 
+- splits append_many's time into its two ceilings: SQLite alone inserting the
+  same rows (into empty tables and into the full log, with and without the
+  unique ``(log, prev)`` index) and auditml's own work with no database;
+
 - times full ``verify`` against the floor: one plain loop that reads the same
   rows with the same query and computes one SHA-256 per row, in the same run;
 - measures verify's peak RSS in a fresh process;
@@ -32,6 +36,7 @@ from urllib.parse import quote
 from auditml import Actor, AuditLog, Draft
 
 BATCH = 10_000
+FIRST = 100_001  # the init event, then 100,000 appended
 ORIGIN = "bench.example/credit-models"
 
 
@@ -105,11 +110,16 @@ def drafts(start: int, count: int, actor: Actor) -> list[Draft]:
     return out
 
 
-def build(url: str, total: int) -> tuple[float, float]:
-    """Fill the log to ``total`` events; return (append_many events/s, incl. building drafts)."""
+def build(url: str, total: int) -> tuple[float, float, float]:
+    """Fill the log to ``total`` events with ``append_many``.
+
+    Returns events/s of append_many over the first 100,000 events and over the
+    whole build, and events/s of the whole build including ``Draft.build``.
+    """
     actor = Actor(id="pipeline@bench.example", source="api")
     log, _ = AuditLog.init(url, origin=ORIGIN, actor=actor)
     append_s = build_s = 0.0
+    first = 0.0
     done = log.head().size
     with log:
         while done < total:
@@ -122,10 +132,35 @@ def build(url: str, total: int) -> tuple[float, float]:
             build_s += t1 - t0
             append_s += t2 - t1
             done += n
+            if done <= FIRST:
+                first = (done - 1) / append_s
             if done % 100_000 < BATCH:
                 print(f"  built {done:,} events", file=sys.stderr)
     appended = total - 1
-    return appended / append_s, appended / (append_s + build_s)
+    return first, appended / append_s, appended / (append_s + build_s)
+
+
+def python_alone(url: str, total: int = 100_000) -> float:
+    """Canonicalize, chain and hash ``total`` events as append_many does, with no database.
+
+    Returns events/s: the ceiling that auditml's own Python work puts on append_many,
+    measured from the same private steps append_many runs (Draft.build excluded).
+    """
+    from auditml.ledger import _Cache, _part, _preparer
+    from auditml.store import Store
+
+    actor = Actor(id="pipeline@bench.example", source="api")
+    AuditLog.init(url, origin=ORIGIN, actor=actor)[0].close()
+    store = Store.connect(url)
+    head = store.head(ORIGIN)
+    store.close()
+    assert head is not None
+    batches = [drafts(1 + start, BATCH, actor) for start in range(0, total, BATCH)]
+    t0 = time.perf_counter()
+    for batch in batches:
+        cache = _Cache()
+        head = _preparer(ORIGIN, [_part(d, cache) for d in batch])(head).head
+    return total / (time.perf_counter() - t0)
 
 
 def floor(path: str) -> float:
@@ -181,36 +216,68 @@ def verify_rss(url: str) -> tuple[int, float, float, float]:
     return int(out[0]), int(out[1]) / 1024, int(out[2]) / 1024, int(out[3]) / 1024
 
 
-def sqlite_alone(path: str, count: int = 50_000) -> float:
-    """Insert more rows like the log's into a copy of it; return rows/s.
+PREV_UNIQUE = "CONSTRAINT auditml_event_log_prev UNIQUE (log_id, prev), "
 
-    This is SQLite's own cost for the rows auditml writes, into tables and
-    indexes as large as the log's, with nothing of auditml's around it: the
-    ceiling for append_many on this machine.
+
+def sqlite_alone(
+    path: str, *, fresh: bool = False, prev_index: bool = True, count: int = 50_000
+) -> float:
+    """Insert ``count`` rows like the log's, 10,000 per transaction; return rows/s.
+
+    This is SQLite's own cost for the rows auditml writes, with nothing of
+    auditml's around it: the ceiling for append_many on this machine. The rows
+    go into a copy of the log (``fresh=False``, tables and indexes as large as
+    the log's) or into empty tables (``fresh=True``); ``prev_index=False``
+    leaves out the unique ``(log, prev)`` index, to show what it costs.
     """
     import shutil
     import sqlite3
 
     src = sqlite3.connect(path)
     src.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    size = src.execute("SELECT size FROM auditml_log").fetchone()[0]
+    size = 1 if fresh else src.execute("SELECT size FROM auditml_log").fetchone()[0]
     rows = src.execute(
         "SELECT log_id, seq, prev, hash, time, action, model, version, body FROM auditml_event "
-        "WHERE seq < ? ORDER BY seq",
+        "WHERE seq BETWEEN 1 AND ? ORDER BY seq",
         (count,),
     ).fetchall()
+    schema = [
+        sql
+        for (sql,) in src.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type = 'table' DESC"
+        )
+    ]
     src.close()
     copy = path + ".alone"
-    shutil.copyfile(path, copy)
+    if prev_index and not fresh:
+        shutil.copyfile(path, copy)
+    else:
+        conn = sqlite3.connect(copy, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        for sql in schema:
+            if sql.startswith("CREATE TABLE auditml_event") and not prev_index:
+                assert PREV_UNIQUE in sql, "the event table's schema changed"
+                sql = sql.replace(PREV_UNIQUE, "")
+            conn.execute(sql)
+        conn.execute("ATTACH DATABASE ? AS src", (path,))
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO auditml_log SELECT * FROM src.auditml_log")
+        conn.execute(
+            "INSERT INTO auditml_event SELECT * FROM src.auditml_event WHERE seq < ?", (size,)
+        )
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE src")
+        conn.close()
     conn = sqlite3.connect(copy, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA cache_size = -65536")
     sha256 = hashlib.sha256
     total = 0.0
     for start in range(0, len(rows), BATCH):
         batch = [
-            (r[0], r[1] + size, sha256(r[2]).digest(), sha256(r[3]).digest(), *r[4:])
+            (r[0], r[1] + size - 1, sha256(r[2]).digest(), sha256(r[3]).digest(), *r[4:])
             for r in rows[start : start + BATCH]
         ]
         t0 = time.perf_counter()
@@ -219,8 +286,7 @@ def sqlite_alone(path: str, count: int = 50_000) -> float:
         conn.execute("COMMIT")
         total += time.perf_counter() - t0
     conn.close()
-    Path(copy).unlink()
-    for suffix in ("-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm"):
         Path(copy + suffix).unlink(missing_ok=True)
     return len(rows) / total
 
@@ -303,15 +369,30 @@ def main() -> None:
         path = str(Path(tmp) / "audit.db")
         url = f"sqlite:///{path}"
         print(f"building a {args.events:,}-event log on SQLite ...", file=sys.stderr)
-        rate, rate_with_build = build(url, args.events)
+        first, rate, rate_with_build = build(url, args.events)
         print(
-            f"append_many, {BATCH:,} per transaction (SQLite): {rate:,.0f} events/s "
+            f"append_many, {BATCH:,} per transaction (SQLite): {first:,.0f} events/s over "
+            f"the first 100,000; {rate:,.0f} events/s over all {args.events:,} "
             f"({rate_with_build:,.0f} events/s including Draft.build validation)"
         )
         print(f"database size: {Path(path).stat().st_size / 2**20:,.0f} MiB")
+        print("SQLite alone, inserting the same rows, 10,000 per transaction (the ceiling):")
+        fresh = min(FIRST - 1, args.events - 1)
         print(
-            f"SQLite alone, inserting the same rows with the same indexes: "
-            f"{sqlite_alone(path):,.0f} rows/s (the ceiling for append_many here)"
+            f"  into empty tables, {fresh:,} rows: "
+            f"{sqlite_alone(path, fresh=True, count=fresh):,.0f} rows/s with the (log, prev) "
+            f"index, {sqlite_alone(path, fresh=True, prev_index=False, count=fresh):,.0f} "
+            f"without it"
+        )
+        print(
+            f"  into the {args.events:,}-event log, 50,000 rows: "
+            f"{sqlite_alone(path):,.0f} rows/s with the (log, prev) index, "
+            f"{sqlite_alone(path, prev_index=False):,.0f} without it"
+        )
+        alone = python_alone(f"sqlite:///{Path(tmp) / 'python.db'}")
+        print(
+            f"  auditml's own work alone (canonicalize, chain, hash, Merkle; no database): "
+            f"{alone:,.0f} events/s"
         )
 
         floors, verifies = [], []

@@ -230,7 +230,7 @@ def test_events_filters(db_url: str) -> None:
 
 
 def test_events_of_several_actions_come_in_seq_order(db_url: str) -> None:
-    """Several actions are merged in seq order, newest first and limited as asked."""
+    """Several actions come in seq order, newest first and limited as asked, read either way."""
     with _log(db_url) as log:
         for i in range(4):
             log.append_many(_evaluations(2, start=i))
@@ -247,6 +247,13 @@ def test_events_of_several_actions_come_in_seq_order(db_url: str) -> None:
         newest = log.events(action=[*both, "log.init"], newest_first=True, limit=3)
         assert [r.seq for r in newest] == [16, 15, 12]
         assert [r.seq for r in log.events(action=both, model="m", version="2")] == [11, 12]
+        store, log_id = log._store, log._log_id
+        for sparse in (False, True):
+            merged = EventFilter(actions=(*both, *both, "log.init"), start=1, sparse=sparse)
+            seqs = [seq for seq, _, _ in store.query(log_id, merged)]
+            assert seqs == [3, 4, 7, 8, 11, 12, 15, 16]
+            newest = EventFilter(actions=tuple(both), descending=True, limit=3, sparse=sparse)
+            assert [seq for seq, _, _ in store.query(log_id, newest)] == [16, 15, 12]
 
 
 def test_store_picks_events_by_the_bytes_they_hold(db_url: str) -> None:

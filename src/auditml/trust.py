@@ -736,6 +736,7 @@ class TrustMixin:
         wanted = EventFilter(
             actions=(*KEY_ACTIONS, *SIGNED_ACTIONS),
             containing=(b'{"action":"key.', b'"signature":'),
+            sparse=True,
         )
         rows = self._store.query(self._log_id, wanted)
 

@@ -71,6 +71,9 @@ class EventFilter:
     descending: bool = False
     #: Keep only events whose canonical bytes hold one of these byte strings.
     containing: tuple[bytes, ...] = ()
+    #: The actions are rare in the log (keys, signed decisions): read each through
+    #: the action index and merge by seq, rather than walk the log in seq order.
+    sparse: bool = False
 
 
 class Store:
@@ -470,18 +473,23 @@ class Store:
     def _select(conditions: list[Any], flt: EventFilter) -> Any:
         """Return the SELECT of ``(seq, hash, body)`` for ``conditions`` and ``flt``'s actions.
 
-        Several actions become one SELECT per action, merged in seq order: each
-        reads the action index in order, where ``action IN (...)`` would make the
-        database scan the whole log to return rows in seq order.
+        For ``sparse`` actions it is one SELECT per action, merged in seq order:
+        each reads the action index in order, where ``action IN (...) ORDER BY
+        seq`` makes SQLite walk the whole log. For common actions that walk is
+        the cheaper read, and a model filter reads the model index either way.
         """
         from auditml.store.tables import EVENTS
 
         c = EVENTS.c
-        arms = [
-            select(c.seq, c.hash, c.body).where(and_(*conditions, c.action == action))
-            for action in dict.fromkeys(flt.actions)
-        ] or [select(c.seq, c.hash, c.body).where(and_(*conditions))]
-        query: Any = arms[0] if len(arms) == 1 else union_all(*arms)
+        cols = (c.seq, c.hash, c.body)
+        actions = tuple(dict.fromkeys(flt.actions))
+        query: Any
+        if flt.sparse and flt.model is None and len(actions) > 1:
+            query = union_all(*(select(*cols).where(*conditions, c.action == a) for a in actions))
+        else:
+            if actions:
+                conditions = [*conditions, c.action.in_(actions)]
+            query = select(*cols).where(and_(*conditions))
         seq = query.selected_columns.seq
         query = query.order_by(seq.desc() if flt.descending else seq)
         return query if flt.limit is None else query.limit(flt.limit)

@@ -266,6 +266,27 @@ def test_demo_tells_the_story_and_the_log_verifies(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
 
 
+def test_demo_without_weasyprint_says_how_to_get_the_pdf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without WeasyPrint the demo names the pdf extra and a check that needs no PDF."""
+    from rich.console import Console
+
+    from auditml import _demo
+
+    monkeypatch.setattr(_demo, "_can_write_pdf", lambda: False)
+    out_dir = tmp_path / "demo [copy]"  # Rich markup would eat the brackets
+    console = Console(record=True, width=300)
+    _demo.run_demo(out_dir, console)
+    text = console.export_text()
+    assert "audit-report.html (install auditml[pdf] for the PDF)" in text
+    assert f"recorded in {out_dir / 'audit.db'}" in text
+    assert f"auditml verify --db sqlite:///{out_dir / 'audit.db'}" in text
+    assert "audit-report.pdf" not in text
+    assert not (out_dir / "audit-report.pdf").exists()
+    assert not list((out_dir / "cards").glob("*.pdf"))
+
+
 def test_demo_refuses_a_folder_it_did_not_make(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

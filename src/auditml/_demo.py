@@ -17,11 +17,13 @@ import math
 import random
 import shutil
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from auditml.capture import current_run, track_training
 from auditml.errors import InvalidInputError, PolicyDeniedError
@@ -101,6 +103,11 @@ risk_rating: high
 """
 
 
+def _can_write_pdf() -> bool:
+    """Return whether WeasyPrint is installed, so cards and the report come as PDF too."""
+    return importlib.util.find_spec("weasyprint") is not None
+
+
 def _write_cards(log: AuditLog, folder: Path) -> str:
     """Write every version's card as HTML, Markdown, JSON, and PDF when WeasyPrint is there."""
     from auditml.cards import build_card
@@ -108,7 +115,7 @@ def _write_cards(log: AuditLog, folder: Path) -> str:
 
     folder.mkdir(exist_ok=True)
     formats = ["html", "md", "json"]
-    if importlib.util.find_spec("weasyprint") is not None:
+    if _can_write_pdf():
         formats.append("pdf")
     for version in log.status(MODEL)[MODEL].versions:
         card = build_card(log, MODEL, version)
@@ -125,7 +132,7 @@ def _write_report(log: AuditLog, out_dir: Path) -> str:
 
     report = build_report(log)
     write_output(out_dir / "audit-report.html", render_report(report, "html"))
-    if importlib.util.find_spec("weasyprint") is None:
+    if not _can_write_pdf():
         return "audit-report.html (install auditml[pdf] for the PDF)"
     from auditml.reports.pdf import write_pdf_report
 
@@ -265,7 +272,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
     """Run the whole story into ``out_dir`` and print what happened and where it is."""
     out_dir = out_dir.resolve()
     _prepare(out_dir)
-    say = console.print
+    say = partial(console.print, markup=False)  # paths and names may hold [brackets]
     rng = random.Random(20261121)
     train_csv, holdout_csv = out_dir / "data" / "train.csv", out_dir / "data" / "holdout.csv"
     _write_csv(train_csv, _applicants(rng, 1200))
@@ -276,7 +283,8 @@ def run_demo(out_dir: Path, console: Console) -> None:
 
     log, _ = AuditLog.init(url, origin=ORIGIN, actor=OFFICER, description="auditml demo")
     with log:
-        say(f"[bold]auditml demo[/]: the life of {MODEL!r}, recorded in {out_dir / 'audit.db'}")
+        where = f": the life of {MODEL!r}, recorded in {out_dir / 'audit.db'}"
+        say(Text.assemble(("auditml demo", "bold"), where))
         log.apply_policy(policy_file, reason="model-risk policy for credit models", actor=OFFICER)
         say(f"  1. {OFFICER} recorded the policy (roles, a production gate auc >= 0.65)")
 
@@ -397,4 +405,5 @@ def run_demo(out_dir: Path, console: Console) -> None:
         say(f"  auditml status --db {url}")
         say(f"  auditml history {MODEL} --db {url}")
         say(f"  auditml card diff {MODEL} 1 2 --db {url}")
-        say(f"  auditml verify {out_dir / 'audit-report.pdf'}")
+        pdf = out_dir / "audit-report.pdf"
+        say(f"  auditml verify {pdf}" if pdf.exists() else f"  auditml verify --db {url}")

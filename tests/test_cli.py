@@ -71,6 +71,21 @@ def test_init_says_where_the_log_is_and_is_idempotent(
     assert json.loads(out)["created"] is False
 
 
+def test_output_prints_brackets_as_written(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Paths with [brackets] print whole, never read as Rich markup; a failure still says FAILED."""
+    target = tmp_path / "[b] cards [prod]" / "credit-risk v1.md"
+    target.parent.mkdir()
+    code, out, err = run(["card", "credit-risk", "1", "--out", str(target), "--db", url], capsys)
+    assert code == 0, err
+    assert f"to {target} (" in out and target.exists()
+    drop_triggers(url)
+    raw_sql(url, [("UPDATE auditml_event SET body = %s WHERE seq = 1", (b"[/b] [x]",))])
+    code, _, err = run(["verify", "--db", url], capsys)
+    assert code == 1 and err.startswith("FAILED: ") and "Traceback" not in err
+
+
 def test_log_lists_and_filters_events(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Log shows a table, filters by model, action and time, and prints JSON on request."""
     code, out, _ = run(["log", "--db", url], capsys)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from auditml.cli import DbOption, JsonOption, _errors, _open, app, err, out
 from auditml.errors import InvalidInputError
@@ -519,7 +520,7 @@ def status(
             return
         for name, state in sorted(states.items()):
             running = ", ".join(f"{e}: v{v}" for e, v in sorted(state.running.items()))
-            out.print(f"[bold]{name}[/]  now running: {running or 'nowhere'}", markup=True)
+            out.print(Text.assemble((name, "bold"), f"  now running: {running or 'nowhere'}"))
             table = Table(box=None, pad_edge=False, header_style="bold")
             for column in ("version", "state", "trained", "by", "approved by", "runs in"):
                 table.add_column(column, overflow="fold")

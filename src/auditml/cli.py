@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from auditml import __version__
 from auditml.errors import AuditmlError, PolicyDeniedError, VerificationError
@@ -42,8 +43,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Piped output is not cut to 80 columns: tables keep every field whole for grep and files.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No Rich markup: paths, URLs, names and reasons print as written, brackets included.
+out = Console(
+    highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
+)
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 DbOption = Annotated[
     str | None,
@@ -80,7 +84,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except VerificationError as exc:
-        err.print(f"[bold red]FAILED[/]: {exc.diagnostics()}", markup=True, highlight=False)
+        err.print(Text.assemble(("FAILED", "bold red"), f": {exc.diagnostics()}"))
         raise typer.Exit(EXIT_FAILED) from None
     except PolicyDeniedError as exc:
         err.print(f"denied: {exc.diagnostics()}", markup=False)

@@ -9,7 +9,6 @@ deploys) with ``append_many`` in transactions of 10,000, then:
 - splits append_many's time into its two ceilings: SQLite alone inserting the
   same rows (into empty tables and into the full log, with and without the
   unique ``(log, prev)`` index) and auditml's own work with no database;
-
 - times full ``verify`` against the floor: one plain loop that reads the same
   rows with the same query and computes one SHA-256 per row, in the same run;
 - measures verify's peak RSS in a fresh process;

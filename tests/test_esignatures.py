@@ -7,6 +7,7 @@ another way (imported history, or a rewrite of the database), naming the event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,30 +178,30 @@ def test_a_signature_made_after_revocation_is_named(log: AuditLog, tmp_path: Pat
     _refused(log, seq, "revoked at event")
 
 
+def _rewrite_signed_approval(
+    log: AuditLog, tmp_path: Path, edit: Callable[[dict[str, Any]], None]
+) -> int:
+    """Approve version 1 with Vera's signature, rewrite it by raw SQL, and return its seq."""
+    seq = log.approve("credit", "1", actor=VAL, signer=_val(tmp_path)).seq
+    drop_triggers(log.url)
+    _rewrite(log.url, seq, edit)
+    assert raw_query(log.url, "SELECT count(*) FROM auditml_event")[0][0] == log.head().size
+    return seq
+
+
 def test_a_signature_moved_by_a_database_rewrite_is_named(log: AuditLog, tmp_path: Path) -> None:
     """A rewrite moving version 1's signed approval onto version 2 is named by verify."""
-    receipt = log.approve("credit", "1", actor=VAL, signer=_val(tmp_path))
-    url = log.url
-    drop_triggers(url)
-
-    def edit(event: dict[str, Any]) -> None:
-        event["subject"]["version"] = "2"
-
-    _rewrite(url, receipt.seq, edit)
-    assert raw_query(url, "SELECT count(*) FROM auditml_event")[0][0] == log.head().size
-    with AuditLog.open(url) as reopened:
-        _refused(reopened, receipt.seq, "does not verify for this record")
+    seq = _rewrite_signed_approval(
+        log, tmp_path, lambda event: event["subject"].update(version="2")
+    )
+    with AuditLog.open(log.url) as reopened:
+        _refused(reopened, seq, "does not verify for this record")
 
 
 def test_a_signature_that_is_not_a_record_is_named(log: AuditLog, tmp_path: Path) -> None:
     """A rewrite that turns an approval's signature into a bare string fails verify as malformed."""
-    receipt = log.approve("credit", "1", actor=VAL, signer=_val(tmp_path))
-    url = log.url
-    drop_triggers(url)
-
-    def edit(event: dict[str, Any]) -> None:
-        event["data"]["signature"] = "signed by Vera"
-
-    _rewrite(url, receipt.seq, edit)
-    with AuditLog.open(url) as reopened:
-        _refused(reopened, receipt.seq, "malformed")
+    seq = _rewrite_signed_approval(
+        log, tmp_path, lambda event: event["data"].update(signature="signed by Vera")
+    )
+    with AuditLog.open(log.url) as reopened:
+        _refused(reopened, seq, "malformed")

@@ -516,7 +516,7 @@ def status(
             out.print_json(data=[s.as_dict() for s in states.values()])
             return
         if not states:
-            err.print("no models on the log yet", markup=False)
+            err.print("no models on the log yet")
             return
         for name, state in sorted(states.items()):
             running = ", ".join(f"{e}: v{v}" for e, v in sorted(state.running.items()))
@@ -552,7 +552,7 @@ def history(
             out.print_json(data=[m._asdict() for m in moves])
             return
         if not moves:
-            err.print(f"{model} was never deployed" + (f" to {env}" if env else ""), markup=False)
+            err.print(f"{model} was never deployed" + (f" to {env}" if env else ""))
             return
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("seq", "time (UTC)", "env", "action", "version", "replaced", "by", "reason"):

@@ -104,4 +104,4 @@ def report(
             f"checkpoint at size {built.checkpoint.size:,}"
         )
         if chosen == "pdf":
-            out.print(f"Check it with: auditml verify {target}", markup=False)
+            out.print(f"Check it with: auditml verify {target}")

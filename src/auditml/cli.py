@@ -87,10 +87,10 @@ def _errors() -> Iterator[None]:
         err.print(Text.assemble(("FAILED", "bold red"), f": {exc.diagnostics()}"))
         raise typer.Exit(EXIT_FAILED) from None
     except PolicyDeniedError as exc:
-        err.print(f"denied: {exc.diagnostics()}", markup=False)
+        err.print(f"denied: {exc.diagnostics()}")
         raise typer.Exit(EXIT_DENIED) from None
     except AuditmlError as exc:
-        err.print(f"error: {exc.diagnostics()}", markup=False)
+        err.print(f"error: {exc.diagnostics()}")
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -266,7 +266,7 @@ def log_cmd(
         if count:
             out.print(table)
         else:
-            err.print("no events match", markup=False)
+            err.print("no events match")
 
 
 class _LazyProgress:
@@ -359,7 +359,7 @@ def verify(
         if as_json:
             out.print_json(data={"ok": False, "error": exc.diagnostics()})
         else:
-            err.print(f"error: {exc.diagnostics()}", markup=False)
+            err.print(f"error: {exc.diagnostics()}")
         raise typer.Exit(EXIT_ERROR) from None
     progress = _LazyProgress("verifying")
     try:
@@ -378,16 +378,15 @@ def verify(
                 }
             )
         else:
-            err.print(f"FAILED: {exc.diagnostics()}", markup=False)
+            err.print(f"FAILED: {exc.diagnostics()}")
             err.print(
                 "The log has been changed outside auditml. Keep this store as evidence and "
                 "compare it with a backup or an exported checkpoint.",
-                markup=False,
             )
         raise typer.Exit(EXIT_FAILED) from None
     except AuditmlError as exc:
         progress.stop()
-        err.print(f"error: {exc.diagnostics()}", markup=False)
+        err.print(f"error: {exc.diagnostics()}")
         raise typer.Exit(EXIT_ERROR) from None
     progress.stop()
     if as_json:
@@ -418,10 +417,10 @@ def _offline(as_json: bool) -> Iterator[None]:
         if as_json:
             out.print_json(data={"ok": False, "kind": exc.kind, "error": str(exc)})
         else:
-            err.print(f"FAILED: {exc.diagnostics()}", markup=False)
+            err.print(f"FAILED: {exc.diagnostics()}")
         raise typer.Exit(EXIT_FAILED) from None
     except AuditmlError as exc:
-        err.print(f"error: {exc.diagnostics()}", markup=False)
+        err.print(f"error: {exc.diagnostics()}")
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -469,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="auditml")
     except AuditmlError as exc:
-        err.print(f"error: {exc.diagnostics()}", markup=False)
+        err.print(f"error: {exc.diagnostics()}")
         sys.exit(EXIT_ERROR)
     except Exception as exc:
         if os.environ.get("AUDITML_DEBUG"):
@@ -477,6 +476,5 @@ def main(argv: list[str] | None = None) -> None:
         err.print(
             f"internal error: {type(exc).__name__}: {exc} (set AUDITML_DEBUG=1 for details, "
             "and please report it)",
-            markup=False,
         )
         sys.exit(70)

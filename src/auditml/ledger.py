@@ -752,13 +752,12 @@ class _Cache:
 
 def _actor_bytes(who: Actor, cache: _Cache) -> bytes:
     """Return the canonical bytes of an actor the batch has not seen as this object."""
-    if who.model_extra:
-        return canonical_bytes(who.model_dump(mode="json", exclude_none=True))
-    key = (who.id, who.name, who.source)
-    actor = cache.by_value.get(key)
+    key = None if who.model_extra else (who.id, who.name, who.source)
+    actor = None if key is None else cache.by_value.get(key)
     if actor is None:
         actor = canonical_bytes(who.model_dump(mode="json", exclude_none=True))
-        cache.by_value[key] = actor
+        if key is not None:
+            cache.by_value[key] = actor
     return actor
 
 

@@ -19,12 +19,12 @@ from auditml.policy import CardRules
 from auditml.signing import generate_key_file
 from auditml.trust import PublicKeyFile
 from tests.test_cli import run
+from tests.vectors import require_vectors
 
 ORIGIN = "bank.example/cards"
 ADMIN, DS, VAL, OPS = (f"{who}@bank.example" for who in ("admin", "ds", "val", "ops"))
 REQUIRED = ["intended_use", "limitations"]
 PHRASE = b"a passphrase of some length"
-MCT_SCHEMA = Path(__file__).parents[2] / "shared" / "vectors" / "model-card-schemas"
 SECTIONS: dict[str, Any] = {
     "overview": "Scores retail credit applications.",
     "intended_use": "Rank applications for review by an underwriter.",
@@ -252,7 +252,8 @@ def test_mct_export_validates_against_the_published_schema(log: AuditLog) -> Non
     """The Model Card Toolkit export validates against mct-v0.0.2.schema.json."""
     jsonschema = pytest.importorskip("jsonschema")
     _released(log)
-    schema = json.loads((MCT_SCHEMA / "mct-v0.0.2.schema.json").read_text())
+    schemas = require_vectors("model-card-schemas")
+    schema = json.loads((schemas / "mct-v0.0.2.schema.json").read_text())
     doc = json.loads(render_card(build_card(log, "credit", "2"), "mct"))
     jsonschema.validate(doc, schema, format_checker=jsonschema.FormatChecker())
     assert doc["model_details"]["version"]["name"] == "2"

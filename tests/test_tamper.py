@@ -110,9 +110,17 @@ def test_an_inserted_event_is_caught(url: str) -> None:
         [
             ("UPDATE auditml_event SET prev = %s WHERE seq = 6", (_leaf(body),)),
             (
-                "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
-                "VALUES (1, 5, %s, %s, %s, 'model.evaluate', %s)",
-                (bytes.fromhex(forged["prev"]), _leaf(body), forged["time"], body),
+                "INSERT INTO auditml_event "
+                "(log_id, seq, prev, hash, time, action, model, version, body) "
+                "VALUES (1, 5, %s, %s, %s, 'model.evaluate', %s, %s, %s)",
+                (
+                    bytes.fromhex(forged["prev"]),
+                    _leaf(body),
+                    forged["time"],
+                    forged["subject"].get("model"),
+                    forged["subject"].get("version"),
+                    body,
+                ),
             ),
         ],
     )
@@ -172,14 +180,27 @@ def _rewrite(url: str, seq: int, edit: Callable[[dict[str, Any]], None]) -> None
         event["prev"] = prev.hex()
         body = canonical_bytes(event)
         digest = _leaf(body)
-        new_rows.append((event["seq"], prev, digest, event["time"], event["action"], body))
+        subject = event.get("subject") or {}
+        new_rows.append(
+            (
+                event["seq"],
+                prev,
+                digest,
+                event["time"],
+                event["action"],
+                subject.get("model"),
+                subject.get("version"),
+                body,
+            )
+        )
         nodes += frontier.append(digest)
         prev = digest
     statements: list[Any] = ["DELETE FROM auditml_event", "DELETE FROM auditml_node"]
     statements += [
         (
-            "INSERT INTO auditml_event (log_id, seq, prev, hash, time, action, body) "
-            "VALUES (1, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO auditml_event "
+            "(log_id, seq, prev, hash, time, action, model, version, body) "
+            "VALUES (1, %s, %s, %s, %s, %s, %s, %s, %s)",
             row,
         )
         for row in new_rows

@@ -74,7 +74,7 @@ def _check_chain(
     Returns where the range begins and ends, the grown frontier, and the tree
     nodes it completed.
     """
-    chunks = snap.scan(log_id, start=start, stop=size)
+    chunks = snap.scan(log_id, start=start, stop=size, columns=True)
     first: list[Any] = next(chunks, [])
     if not first or frontier.size != start:
         return {"chain_size": 0}, frontier, ()

@@ -25,7 +25,7 @@ from binascii import hexlify
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from operator import itemgetter
+from operator import add, itemgetter
 from typing import Any
 
 from auditml.canonical import canonical_text, loads_strict, plain_canonical_bytes
@@ -58,7 +58,18 @@ _body = itemgetter(2)
 _tail = itemgetter(slice(-44, None))
 _stamp = itemgetter(slice(-35, -8))
 
-Row = tuple[int | None, bytes | None, bytes]
+#: ``(seq column or None, stored hash or None, canonical bytes)`` from a bundle or a PDF;
+#: from a database, verify's full read: ``(seq, hash, body, prev, time, action, model,
+#: version, blobs_ok)`` with the text columns as bytes, each held against the body.
+Row = tuple[Any, ...]
+_prev_col = itemgetter(3)
+_time_col = itemgetter(4)
+_action_col = itemgetter(5)
+_model_col = itemgetter(6)
+_version_col = itemgetter(7)
+_blobs_ok = itemgetter(8)
+_NEVER = b"\xff"  # no event's bytes start with this
+_CACHE_MAX = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,44 @@ class ChainState:
     def root(self) -> bytes:
         """Return the Merkle root of the verified prefix."""
         return self.frontier.root()
+
+
+class _ActionPrefixes(dict[bytes | None, bytes]):
+    """The bytes an event must start with for each stored action column, built once each."""
+
+    def __missing__(self, key: bytes | None) -> bytes:
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        value = _NEVER
+        if key is not None:
+            try:
+                value = b'{"action":' + canonical_text(key.decode()).encode() + b',"actor":'
+            except (UnicodeDecodeError, AuditmlError):
+                value = _NEVER
+        self[key] = value
+        return value
+
+
+class _Subjects(dict[bytes, tuple[bytes | None, bytes | None] | None]):
+    """The (model, version) that each distinct subject's bytes hold, parsed once each."""
+
+    def __missing__(self, key: bytes) -> tuple[bytes | None, bytes | None] | None:
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        found: tuple[bytes | None, bytes | None] | None = None
+        try:
+            parsed = loads_strict(key)
+        except AuditmlError:
+            parsed = None
+        if isinstance(parsed, dict):
+            model, version = parsed.get("model"), parsed.get("version")
+            if isinstance(model, str | None) and isinstance(version, str | None):
+                found = (
+                    None if model is None else model.encode("utf-8", "surrogatepass"),
+                    None if version is None else version.encode("utf-8", "surrogatepass"),
+                )
+        self[key] = found
+        return found
 
 
 def header_bytes(origin: str) -> bytes:
@@ -114,6 +163,8 @@ class ChainVerifier:
         self._last_time = last_time.encode()
         self._range = frontier if frontier is not None else CompactRange()
         self._nodes: list[tuple[int, int, bytes]] = []
+        self._actions = _ActionPrefixes()
+        self._subjects = _Subjects()
 
     @property
     def size(self) -> int:
@@ -133,20 +184,26 @@ class ChainVerifier:
         per-event cost stays close to reading the row and hashing it.
         """
         bodies = list(map(_body, chunk))
+        if None in bodies:
+            return False
         n = len(bodies)
         start = self._size
+        stored_columns = len(chunk[0]) > 3
         sha256 = hashlib.sha256
         digests = [sha256(b"\x00" + body).digest() for body in bodies]
-        if chunk[0][1] is not None and list(map(_stored, chunk)) != digests:
+        if (stored_columns or chunk[0][1] is not None) and list(map(_stored, chunk)) != digests:
             return False
-        if chunk[0][0] is not None and list(map(_col, chunk)) != list(range(start, start + n)):
+        if (stored_columns or chunk[0][0] is not None) and list(map(_col, chunk)) != list(
+            range(start, start + n)
+        ):
             return False
         hexes = list(map(hexlify, digests))
         prevs = [self._prev_hex, *hexes[:-1]]
         mids = list(map(_MID.__mod__, zip(repeat(self._header), prevs, range(start, start + n))))
         # Each mid lies near the end of its body (only the subject and time follow it),
         # where rfind reaches it in less than half the time of a forward search.
-        if -1 in list(map(bytes.rfind, bodies, mids)):
+        found = list(map(bytes.rfind, bodies, mids))
+        if -1 in found:
             return False
         tails = b"".join(map(_tail, bodies))
         if tails.translate(_DIGITS) != _TAIL_SHAPE * n or tails.count(_TAIL_END) != n:
@@ -156,11 +213,41 @@ class ChainVerifier:
             return False
         if start == 0 and not bodies[0].startswith(_FIRST):
             return False
+        if stored_columns:
+            subjects = list(map(add, found, map(len, mids)))
+            prev = bytes.fromhex(self._prev_hex.decode())
+            if not self._columns_match(chunk, bodies, [prev, *digests[:-1]], stamps, subjects):
+                return False
         self._size = start + n
         self._prev_hex = hexes[-1]
         self._last_time = stamps[-1]
         self._grow(digests)
         return True
+
+    def _columns_match(
+        self,
+        rows: Sequence[Row],
+        bodies: list[bytes],
+        prevs: list[bytes],
+        stamps: list[bytes],
+        subjects: list[int],
+    ) -> bool:
+        """Return whether every lookup column of ``rows`` says what the bytes it indexes say.
+
+        ``prevs`` are the hashes the rows link to, ``stamps`` their times and
+        ``subjects`` where each body's subject starts. Each check is one C-level
+        pass over the rows, as in :meth:`_feed_fast`.
+        """
+        if list(map(_blobs_ok, rows)).count(True) != len(rows):
+            return False
+        if list(map(_prev_col, rows)) != prevs or list(map(_time_col, rows)) != stamps:
+            return False
+        prefixes = map(self._actions.__getitem__, map(_action_col, rows))
+        if not all(map(bytes.startswith, bodies, prefixes)):
+            return False
+        spans = map(bytes.__getitem__, bodies, map(slice, subjects, repeat(-44)))
+        held = list(map(self._subjects.__getitem__, spans))
+        return held == list(zip(map(_model_col, rows), map(_version_col, rows), strict=True))
 
     def _grow(self, digests: list[bytes]) -> None:
         """Add verified leaf hashes to the tree, unless another process builds it."""
@@ -180,11 +267,16 @@ class ChainVerifier:
         leaves: list[bytes] = []
         add = leaves.append
         try:
-            for col_seq, stored, body in rows:
+            for row in rows:
+                col_seq, stored, body = row[0], row[1], row[2]
+                stored_columns = len(row) > 3
+                if stored_columns:
+                    _check_stored_types(row, seq)
                 digest = sha256(b"\x00" + body).digest()
                 stamp = body[-35:-8]
+                mid = _MID % (header, prev_hex, seq)
                 if (
-                    (_MID % (header, prev_hex, seq)) not in body
+                    mid not in body
                     or (stored is not None and stored != digest)
                     or (col_seq is not None and col_seq != seq)
                     or body[-44:-35] != _TAIL_KEY
@@ -195,6 +287,11 @@ class ChainVerifier:
                     or self.deep
                 ):
                     _diagnose(body, col_seq, stored, digest, seq, prev_hex, last_time, self)
+                if stored_columns:
+                    prev = bytes.fromhex(prev_hex.decode())
+                    subject = body.rfind(mid) + len(mid)
+                    if not self._columns_match([row], [body], [prev], [stamp], [subject]):
+                        _diagnose_columns(row, body, prev, stamp, seq)
                 add(digest)
                 prev_hex = hexlify(digest)
                 last_time = stamp
@@ -304,6 +401,62 @@ def _diagnose(
         validate_data(event.action, event.data)
     except AuditmlError as exc:
         raise _fail(f"its data does not fit its action: {exc}", "format", seq) from None
+
+
+_COLUMNS = ("seq", "hash", "body", "prev", "time", "action", "model", "version")
+
+
+def _check_stored_types(row: Row, seq: int) -> None:
+    """Raise when a stored row lacks a column verify needs, or holds text where bytes belong."""
+    for name, value in zip(_COLUMNS[:4], row[:4], strict=True):
+        wanted = int if name == "seq" else bytes
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            held = "NULL" if value is None else f"a {type(value).__name__}"
+            raise _fail(
+                f"its {name} column holds {held}, not {'an integer' if wanted is int else 'bytes'}:"
+                " the row was changed outside auditml",
+                "column",
+                seq,
+            )
+
+
+def _diagnose_columns(row: Row, body: bytes, prev: bytes, stamp: bytes, seq: int) -> None:
+    """Raise naming the first lookup column of a stored event that its bytes contradict."""
+    if not row[8]:
+        raise _fail(
+            "its body, hash or prev column is stored as text, not as the bytes auditml wrote: "
+            "the row was changed outside auditml",
+            "column",
+            seq,
+        )
+    if row[3] != prev:
+        raise _column_lie("prev", row[3].hex(), prev.hex(), seq)
+    if row[4] != stamp:
+        raise _column_lie("time", _show(row[4]), stamp.decode(), seq)
+    event = loads_strict(body)  # parsed once already by the checks before this one
+    subject = event.get("subject") if isinstance(event.get("subject"), dict) else {}
+    for index, name, value in (
+        (5, "action", event.get("action")),
+        (6, "model", subject.get("model")),
+        (7, "version", subject.get("version")),
+    ):
+        held = row[index]
+        if (None if held is None else _show(held)) != value:
+            raise _column_lie(name, _show(held), value, seq)
+    raise _fail("its lookup columns do not match its bytes", "column", seq)  # pragma: no cover
+
+
+def _show(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def _column_lie(name: str, held: object, says: object, seq: int) -> VerificationError:
+    return _fail(
+        f"its {name} column says {held!r} but its bytes say {says!r}: the column was changed "
+        "after the event was appended (decisions read it to find events)",
+        "column",
+        seq,
+    )
 
 
 def check_nodes(

@@ -353,6 +353,12 @@ class LogInitData(DataModel):
     format: Literal["auditml/1"] = "auditml/1"
     created_by: str | None = None
     description: str | None = None
+    #: The log's checkpoint verifier key (C2SP form), bound into the log's first bytes, so
+    #: a key row replaced in the database is caught by verify.
+    vkey: str | None = None
+    #: A checkpoint is signed at every multiple of this size (0: never), so verify knows
+    #: which checkpoints the log made and names one that was deleted.
+    checkpoint_every: int | None = Field(default=None, ge=0)
 
 
 ACTIONS: dict[str, type[DataModel]] = {

@@ -36,7 +36,7 @@ from auditml.identity import resolve_actor
 from auditml.lifecycle import Decide, LifecycleMixin, Outcome, StateCache, View
 from auditml.signing import Signer, VerifierKey
 from auditml.store import Batch, EventFilter, HeadState, Store, TxReader, redact
-from auditml.trust import TrustMixin
+from auditml.trust import DEFAULT_CHECKPOINT_EVERY, TrustMixin, new_log_signer
 
 __all__ = [
     "DEFAULT_PATH",
@@ -265,10 +265,24 @@ class AuditLog(LifecycleMixin, TrustMixin):
             if head is None:
                 chosen = origin or _check_origin(default_origin())
                 who = resolve_actor(actor)
-                data = LogInitData(description=description, created_by=who.id)
+                # The key comes first, so the first event binds the log to it.
+                fresh = signer
+                if fresh is None:
+                    given = Path(key) if key is not None else None
+                    fresh, _ = new_log_signer(store, chosen, given, passphrase)
+                data = LogInitData(
+                    description=description,
+                    created_by=who.id,
+                    vkey=str(VerifierKey.of(chosen, fresh)),
+                    checkpoint_every=(
+                        DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
+                    ),
+                )
                 draft = Draft.build("log.init", actor=who, data=data)
                 prepare = _preparer(chosen, [_part(draft, _Cache())])
                 created = store.create_log(chosen, prepare, _now())
+                if created:
+                    signer = fresh
                 head = store.head()
                 assert head is not None
             else:
@@ -438,6 +452,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
                     kind="format",
                     seq=seq,
                 ) from None
+            _check_found(seq, event, flt)
             yield Record(seq, digest.hex(), event, body)
 
     def root(self, size: int | None = None) -> str:
@@ -536,7 +551,9 @@ class AuditLog(LifecycleMixin, TrustMixin):
             serial = helper is None
             try:
                 verifier = ChainVerifier(self._origin, deep=deep, tree=serial)
-                for chunk in snap.scan(self._log_id, stop=head.size if split is None else split):
+                for chunk in snap.scan(
+                    self._log_id, stop=head.size if split is None else split, columns=True
+                ):
                     verifier.feed(chunk)
                     if progress is not None:
                         progress(verifier.size, head.size)
@@ -575,14 +592,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
                     helper.wait()
             _check_head(head, last_hash, last_time, root, frontier)
         signatures = self.verify_signatures()
-        kept = self.latest_checkpoint()
-        if kept is not None:
-            try:
-                self.check_anchor(kept.note, self.verifier_key())
-            except VerificationError as exc:
-                raise VerificationError(
-                    f"the log's own checkpoint at size {kept.size}: {exc}", kind=exc.kind
-                ) from None
+        kept = self.verify_checkpoints()
         pinned = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
         if checkpoints and pinned is None:
             pinned = self.verifier_key()
@@ -595,7 +605,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
             seconds=_time.perf_counter() - started,
             deep=deep,
             signatures=signatures,
-            checkpoint=None if kept is None else kept.size,
+            checkpoint=kept,
             anchors=anchors,
         )
 
@@ -644,6 +654,24 @@ class AuditLog(LifecycleMixin, TrustMixin):
 
             result = fold_stored_tree(self._store.url, self._log_id, size, split, self._origin)
         return result
+
+
+def _check_found(seq: int, event: Event, flt: EventFilter) -> None:
+    """Raise unless an event found through the lookup columns is what its bytes say it is."""
+    subject = event.subject
+    if (
+        event.seq != seq
+        or (flt.actions and event.action not in flt.actions)
+        or (flt.model is not None and subject.get("model") != flt.model)
+        or (flt.version is not None and subject.get("version") != flt.version)
+    ):
+        raise VerificationError(
+            f"it was found through its lookup columns, but its bytes say {event.action} of "
+            f"{subject.get('model')!r} version {subject.get('version')!r} at seq {event.seq}: "
+            "a column was changed in the database; run `auditml verify`",
+            kind="column",
+            seq=seq,
+        )
 
 
 def _leaf_runs(nodes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

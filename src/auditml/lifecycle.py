@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from auditml.canonical import loads_strict
-from auditml.errors import AuditmlError, InvalidInputError, PolicyDeniedError
+from auditml.errors import (
+    AuditmlError,
+    InvalidInputError,
+    PolicyDeniedError,
+    VerificationError,
+)
 from auditml.events import (
     Actor,
     ArtifactRef,
@@ -334,12 +339,37 @@ def parse(seq: int, body: bytes) -> Event:
     return Event.model_validate(loads_strict(body))
 
 
+def parse_found(seq: int, body: bytes, actions: Sequence[str], model: str | None = None) -> Event:
+    """Parse an event that a lookup column found, refusing one whose bytes say otherwise.
+
+    Decisions find events through the ``seq``, ``action`` and ``model`` columns,
+    which verify holds against the bytes. An event found under a column that its
+    own bytes contradict was relabelled in the database; deciding on it would let
+    the column, not the evidence, decide, so the decision stops here instead.
+    """
+    event = parse(seq, body)
+    model_held = event.subject.get("model")
+    if (
+        event.seq != seq
+        or event.action not in actions
+        or (model is not None and model_held != model)
+    ):
+        raise VerificationError(
+            f"it was found as {'/'.join(actions)} of model {model!r} at seq {seq}, but its bytes "
+            f"say {event.action} of model {model_held!r} at seq {event.seq}: a lookup column "
+            "was changed in the database, so no decision is taken; run `auditml verify`",
+            kind="column",
+            seq=seq,
+        )
+    return event
+
+
 def policy_at(found: tuple[int, bytes] | None) -> tuple[Policy, int | None]:
     """Return the policy recorded in a ``policy.update`` body (or the default) and its seq."""
     if found is None:
         return DEFAULT_POLICY, None
     seq, body = found
-    table = parse(seq, body).data.get("policy")
+    table = parse_found(seq, body, ("policy.update",)).data.get("policy")
     if not isinstance(table, dict):
         return DEFAULT_POLICY, seq
     return policy_from(table, where=f"the policy recorded at event {seq}"), seq
@@ -404,7 +434,8 @@ class View:
                 cached = (-1, ModelState(name))
             after, state = cached
             rows = self._reader.bodies(name, LIFECYCLE_ACTIONS, after=after)
-            found = fold(name, ((seq, parse(seq, body)) for seq, body in rows), state)
+            events = ((seq, parse_found(seq, body, LIFECYCLE_ACTIONS, name)) for seq, body in rows)
+            found = fold(name, events, state)
             self._cache.models[name] = (self._size - 1, found)
             self._models[name] = found
         return found
@@ -426,7 +457,7 @@ class View:
             cached = (-1, KeyRegistry())
         after, registry = cached
         for seq, body in self._reader.by_actions(KEY_ACTIONS, after=after):
-            registry.apply(seq, parse(seq, body))
+            registry.apply(seq, parse_found(seq, body, KEY_ACTIONS))
         self._cache.keys = (self._size - 1, registry)
         return registry
 
@@ -437,7 +468,7 @@ class View:
             cached = (-1, IncidentIndex())
         after, index = cached
         for seq, body in self._reader.by_actions(INCIDENT_ACTIONS, after=after):
-            index.apply(seq, parse(seq, body))
+            index.apply(seq, parse_found(seq, body, INCIDENT_ACTIONS))
         self._cache.incidents = (self._size - 1, index)
         return index
 

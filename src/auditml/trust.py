@@ -73,6 +73,8 @@ __all__ = [
     "PublicKeyFile",
     "SignatureEntry",
     "TrustMixin",
+    "key_path_for",
+    "new_log_signer",
     "read_public_key",
 ]
 
@@ -132,6 +134,40 @@ class PublicKeyFile:
             )
             + "\n"
         )
+
+
+def key_path_for(store: Store, origin: str, given: Path | None = None) -> Path:
+    """Return where a log's private key is kept.
+
+    ``given`` (``key=`` when opening), else ``AUDITML_LOG_KEY``, else beside a
+    SQLite file under its name with ``.key`` (``audit.db`` has ``audit.key``),
+    else ``./.auditml/<origin>.key``.
+    """
+    if given is not None:
+        return given
+    env = os.environ.get(KEY_ENV, "").strip()
+    if env:
+        return Path(env)
+    path = getattr(store.backend, "path", None)
+    if isinstance(path, str) and path:
+        return Path(path).resolve().with_suffix(".key")
+    return Path(".auditml") / f"{_SLUG.sub('-', origin).strip('-') or 'log'}.key"
+
+
+def new_log_signer(
+    store: Store, origin: str, given: Path | None, passphrase: bytes | None
+) -> tuple[Signer, bool]:
+    """Return the signer for a log that has no key yet, and whether its key file is new.
+
+    The key file found where :func:`key_path_for` says is used; without one a new
+    key is made there. An in-memory store gets an in-memory key that vanishes with it.
+    """
+    path = key_path_for(store, origin, given)
+    if getattr(store.backend, "path", "") is None and given is None:
+        return FileSigner(Ed25519PrivateKey.generate()), False
+    if path.exists():
+        return load_signer(path, passphrase or passphrase_from_env()), False
+    return generate_key_file(path, passphrase or passphrase_from_env()), True
 
 
 def read_public_key(path: str | os.PathLike[str]) -> PublicKeyFile:
@@ -361,6 +397,7 @@ class TrustMixin:
     _signer: Signer | None
     _key_path: Path | None
     _checkpoint_every: int | None
+    _init_data: dict[str, Any] | None
     _warned_key: bool
 
     # Provided by AuditLog.
@@ -389,26 +426,14 @@ class TrustMixin:
         self._signer = signer
         self._key_path = Path(key_path) if key_path is not None else None
         self._checkpoint_every = None
+        self._init_data = None
         self._warned_key = False
 
     # -- the log key ------------------------------------------------------------------
 
     def key_path(self) -> Path:
-        """Return where the log's private key is kept.
-
-        ``key=`` given when opening, else ``AUDITML_LOG_KEY``, else beside a
-        SQLite file under its name with ``.key`` (``audit.db`` has ``audit.key``),
-        else ``./.auditml/<origin>.key``.
-        """
-        if self._key_path is not None:
-            return self._key_path
-        env = os.environ.get(KEY_ENV, "").strip()
-        if env:
-            return Path(env)
-        path = getattr(self._store.backend, "path", None)
-        if isinstance(path, str) and path:
-            return Path(path).resolve().with_suffix(".key")
-        return Path(".auditml") / f"{_SLUG.sub('-', self._origin).strip('-') or 'log'}.key"
+        """Return where the log's private key is kept (see :func:`key_path_for`)."""
+        return key_path_for(self._store, self._origin, self._key_path)
 
     def verifier_key(self) -> VerifierKey:
         """Return the log's verifier key, as recorded in the store."""
@@ -426,15 +451,9 @@ class TrustMixin:
             return VerifierKey.parse(found), False
         created = False
         if self._signer is None:
-            path = self.key_path()
-            if getattr(self._store.backend, "path", "") is None and self._key_path is None:
-                # An in-memory store: an in-memory key that vanishes with it.
-                self._signer = FileSigner(Ed25519PrivateKey.generate())
-            elif path.exists():
-                self._signer = load_signer(path, passphrase or passphrase_from_env())
-            else:
-                self._signer = generate_key_file(path, passphrase or passphrase_from_env())
-                created = True
+            self._signer, created = new_log_signer(
+                self._store, self._origin, self._key_path, passphrase
+            )
         vkey = VerifierKey.of(self._origin, self._signer)
         kept = self._store.put_log_key(self._log_id, str(vkey), _stamp(datetime.now(UTC)))
         return VerifierKey.parse(kept), created
@@ -507,27 +526,156 @@ class TrustMixin:
         size, root, note, _ = rows[0]
         return Checkpoint(self._origin, size, root, note)
 
+    def _first_event_data(self) -> dict[str, Any]:
+        """Return the data of the log's first event (``log.init``), read once."""
+        if self._init_data is None:
+            from auditml.store import EventFilter
+
+            data: Any = {}
+            with closing(self._store.query(self._log_id, EventFilter(stop=1))) as rows:
+                for _, _, body in rows:
+                    try:
+                        data = loads_strict(body).get("data")
+                    except (AuditmlError, AttributeError):
+                        data = {}
+            self._init_data = data if isinstance(data, dict) else {}
+        return self._init_data
+
+    def _recorded_every(self) -> int | None:
+        """Return the checkpoint interval the first event records, or None (an older log)."""
+        every = self._first_event_data().get("checkpoint_every")
+        return every if isinstance(every, int) and not isinstance(every, bool) else None
+
     def checkpoint_every(self) -> int:
-        """Return N: a checkpoint is signed whenever the log reaches a multiple of N (0: never)."""
+        """Return N: a checkpoint is signed whenever the log reaches a multiple of N (0: never).
+
+        A log records N in its first event; logs made before that keep it as a setting.
+        """
         if self._checkpoint_every is None:
-            found = self._store.setting("checkpoint_every")
-            self._checkpoint_every = int(found) if found is not None else DEFAULT_CHECKPOINT_EVERY
+            recorded = self._recorded_every()
+            if recorded is None:
+                found = self._store.setting("checkpoint_every")
+                recorded = int(found) if found is not None else DEFAULT_CHECKPOINT_EVERY
+            self._checkpoint_every = recorded
         return self._checkpoint_every
 
     def set_checkpoint_every(self, every: int) -> None:
-        """Sign a checkpoint automatically every ``every`` events (0 turns it off)."""
+        """Sign a checkpoint automatically every ``every`` events (0 turns it off).
+
+        A log whose first event records its interval keeps that one: verify checks
+        that every checkpoint it promises exists, so the promise cannot change.
+        """
         if every < 0:
             raise InvalidInputError(f"checkpoint interval must be 0 or more, not {every}")
-        self._store.set_setting("checkpoint_every", str(every))
+        recorded = self._recorded_every()
+        if recorded is not None:
+            if every != recorded:
+                raise InvalidInputError(
+                    f"the log {self._origin!r} signs a checkpoint every {recorded} events, as "
+                    "its first event records; that interval cannot change, because verify "
+                    "checks that each of those checkpoints exists"
+                )
+        else:
+            self._store.set_setting("checkpoint_every", str(every))
         self._checkpoint_every = every
 
+    def verify_checkpoints(self) -> int | None:
+        """Check every checkpoint the log kept, and that none it made is missing.
+
+        The store's log key must be the one the first event binds; each kept
+        checkpoint must be signed by it, agree with its own row, and commit to
+        the log's root at its size; and every checkpoint the log promises (at
+        size 1, signed when it was created, and at each multiple of its
+        interval) must be kept. Call it after the events, tree and head verified.
+        Returns the size of the latest kept checkpoint, or None when there is none.
+        """
+        bound = self._first_event_data().get("vkey")
+        stored = self._store.log_key(self._log_id)
+        if bound is not None and stored != bound:
+            what = "is missing" if stored is None else f"is {stored!r}"
+            raise VerificationError(
+                f"the log's key row {what}, but the log's first event binds the key {bound!r}: "
+                "the key row was replaced or deleted in the database",
+                kind="signature",
+                seq=0,
+            )
+        if stored is None:
+            return None
+        try:
+            vkey = VerifierKey.parse(stored)
+        except AuditmlError as exc:
+            raise VerificationError(
+                f"the log's key row is not a verifier key ({exc})", kind="signature"
+            ) from None
+        kept = self._store.checkpoints(self._log_id)
+        head_size = self._store.head(self._origin).size  # type: ignore[union-attr]
+        for size, root, note, _ in kept:
+            try:
+                cp = open_checkpoint(note, vkey, origin=self._origin)
+            except VerificationError as exc:
+                raise VerificationError(
+                    f"the log's checkpoint at size {size}: {exc}", kind=exc.kind
+                ) from None
+            if (cp.size, cp.root) != (size, root):
+                raise VerificationError(
+                    f"the checkpoint row at size {size} says root {root.hex()[:16]}…, but its "
+                    f"signed note commits to size {cp.size}, root {cp.root.hex()[:16]}…: the "
+                    "row was changed in the database",
+                    kind="anchor",
+                )
+            if size > head_size:
+                raise VerificationError(
+                    f"the log holds {head_size} events, but it signed a checkpoint at size "
+                    f"{size}: events were removed from its end",
+                    kind="anchor",
+                )
+        self._check_checkpoint_roots(kept)
+        self._check_none_missing({size for size, *_ in kept}, head_size, bound is not None)
+        return kept[-1][0] if kept else None
+
+    def _check_checkpoint_roots(self, kept: Sequence[tuple[int, bytes, str, str]]) -> None:
+        """Raise unless the log's root at each kept checkpoint's size is the root it signed."""
+        sizes = [size for size, *_ in kept if size > 0]
+        with self._store.snapshot() as snap:
+            wanted = [node for size in sizes for node in merkle.perfect_nodes(0, size)]
+            get = self._node_getter(snap, wanted)
+            for size, root, _, _ in kept:
+                found = merkle.root_at(size, get) if size else merkle.EMPTY_ROOT
+                if found != root:
+                    raise VerificationError(
+                        f"the log's root at size {size} is {found.hex()[:16]}…, but the "
+                        f"checkpoint it signed at that size says {root.hex()[:16]}…: the first "
+                        f"{size} events were rewritten after it was signed",
+                        kind="anchor",
+                    )
+
+    def _check_none_missing(self, kept: set[int], size: int, bound: bool) -> None:
+        """Raise naming the first checkpoint the log made that is no longer kept."""
+        every = self._recorded_every()
+        promised = set(range(every, size + 1, every)) if every else set()
+        if bound:
+            promised.add(1)  # signed when the log was created
+        missing = sorted(promised - kept)
+        if missing:
+            first = missing[0]
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise VerificationError(
+                f"the checkpoint the log signed at size {first} is missing{more}: it was "
+                "deleted from the database, or never signed because the log key was "
+                f"unavailable when the log reached that size (if so, `auditml checkpoint "
+                f"--size {first}` signs it now)",
+                kind="anchor",
+                seq=first - 1,
+            )
+
     def _auto_checkpoint(self, old_size: int, new_size: int) -> None:
-        """Sign a checkpoint when an append crossed a multiple of N; never fail the append."""
+        """Sign a checkpoint at each multiple of N an append crossed; never fail the append."""
         every = self.checkpoint_every()
         if not every or old_size // every == new_size // every:
             return
         try:
-            self.checkpoint(new_size // every * every)
+            for size in range((old_size // every + 1) * every, new_size + 1, every):
+                self.checkpoint(size)
         except AuditmlError as exc:
             if not self._warned_key:
                 self._warned_key = True

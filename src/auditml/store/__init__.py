@@ -21,7 +21,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, and_, or_, select, text, union_all
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from auditml.errors import AppendError, AuditmlError, StoreError, StoreUnavailableError
+from auditml.errors import (
+    AppendError,
+    AuditmlError,
+    StoreError,
+    StoreUnavailableError,
+    VerificationError,
+)
 from auditml.store._backends import Backend, backend_for, close_quietly, iter_chunks, redact
 
 __all__ = ["Batch", "EventFilter", "HeadState", "Store", "TxReader", "redact"]
@@ -394,7 +400,7 @@ class Store:
                 rows = conn.exec_driver_sql(sql, params).fetchall()
         except SQLAlchemyError as exc:
             raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
-        return [(int(s), bytes(r), str(n), str(c)) for s, r, n, c in rows]
+        return [_checkpoint_row(tuple(row)) for row in rows]
 
     def setting(self, key: str) -> str | None:
         """Return a store setting (auditml_meta), or None."""
@@ -527,11 +533,23 @@ class Snapshot:
         return None if row is None else _head(tuple(row))
 
     def scan(
-        self, log_id: int, start: int = 0, stop: int | None = None, chunk: int = SCAN_CHUNK
-    ) -> Iterator[list[tuple[int, bytes, bytes]]]:
-        """Yield chunks of ``(seq, hash, body)`` rows in ``seq`` order, streamed."""
+        self,
+        log_id: int,
+        start: int = 0,
+        stop: int | None = None,
+        chunk: int = SCAN_CHUNK,
+        *,
+        columns: bool = False,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield chunks of ``(seq, hash, body)`` rows in ``seq`` order, streamed.
+
+        With ``columns``, each row is verify's full read of the event (see
+        ``Backend.scan_columns``): every lookup column too, as stored, so that
+        verify can hold each one against the bytes it indexes.
+        """
         p = self._p
-        sql = f"SELECT seq, hash, body FROM auditml_event WHERE log_id = {p} AND seq >= {p}"
+        cols = self._store.backend.scan_columns if columns else "seq, hash, body"
+        sql = f"SELECT {cols} FROM auditml_event WHERE log_id = {p} AND seq >= {p}"
         params: tuple[int, ...] = (log_id, start)
         if stop is not None:
             sql += f" AND seq < {p}"
@@ -581,7 +599,7 @@ class Snapshot:
             f"SELECT level, idx, hash FROM auditml_node WHERE log_id = {p} AND level >= {p}",
             (log_id, min_level),
         )
-        return {(int(lv), int(ix)): bytes(h) for lv, ix, h in self._cur.fetchall()}
+        return {_node_key(lv, ix, h): bytes(h) for lv, ix, h in self._cur.fetchall()}
 
     def nodes_at(
         self, log_id: int, wanted: Sequence[tuple[int, int]]
@@ -604,7 +622,10 @@ class Snapshot:
             "WHERE n.log_id = %s",
             (*(part for pair in wanted for part in pair), log_id),
         )
-        return {(int(lv), int(ix)): bytes(h) for lv, ix, h in self._cur.fetchall()}
+        return {
+            (int(lv), int(ix)): _blob(h, f"Merkle node ({lv}, {ix})")
+            for lv, ix, h in self._cur.fetchall()
+        }
 
     def node(self, log_id: int, level: int, idx: int) -> bytes | None:
         """Return one stored tree node, or None when it is not stored."""
@@ -614,7 +635,7 @@ class Snapshot:
             (log_id, level, idx),
         )
         row = self._cur.fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else _blob(row[0], f"Merkle node ({level}, {idx})")
 
     def leaf_hashes(self, log_id: int, start: int, stop: int) -> list[bytes]:
         """Return the hashes of events ``start`` to ``stop - 1``, in order."""
@@ -624,7 +645,7 @@ class Snapshot:
             "ORDER BY seq",
             (log_id, start, stop),
         )
-        return [bytes(row[0]) for row in self._cur.fetchall()]
+        return [_blob(row[0], "an event's hash") for row in self._cur.fetchall()]
 
 
 class TxReader:
@@ -685,16 +706,70 @@ class TxReader:
 
 
 def _head(row: tuple[Any, ...]) -> HeadState:
-    log_id, origin, size, head_hash, head_time, root, frontier = row
-    return HeadState(
-        int(log_id),
-        str(origin),
-        int(size),
-        bytes(head_hash),
-        str(head_time),
-        bytes(root),
-        bytes(frontier),
+    """Return the head row as a HeadState, or raise naming the column that cannot be one."""
+    names = ("id", "origin", "size", "head_hash", "head_time", "root", "frontier")
+    kinds = (int, str, int, bytes, str, bytes, bytes)
+    values = list(row)
+    for i, (name, kind, value) in enumerate(zip(names, kinds, values, strict=True)):
+        if kind is bytes and isinstance(value, memoryview | bytearray):
+            values[i] = bytes(value)
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            raise VerificationError(
+                f"the log's head row is malformed: its {name} column holds "
+                f"{type(value).__name__} {_short(value)}, not {kind.__name__}: the head row "
+                "was changed outside auditml",
+                kind="head",
+            )
+    return HeadState(*values)
+
+
+def _blob(value: Any, what: str) -> bytes:
+    """Return a stored hash as bytes, or raise when the database holds something else there."""
+    if isinstance(value, bytes | memoryview | bytearray):
+        return bytes(value)
+    raise VerificationError(
+        f"{what} is stored as {type(value).__name__}, not bytes: the row was changed outside "
+        "auditml; run `auditml verify`",
+        kind="column",
     )
+
+
+def _node_key(level: Any, idx: Any, digest: Any) -> tuple[int, int]:
+    """Return a stored tree node's (level, idx), or raise when the row is malformed."""
+    ok = isinstance(level, int) and isinstance(idx, int)
+    if not ok or not isinstance(digest, bytes | memoryview | bytearray):
+        raise VerificationError(
+            f"a stored Merkle node row is malformed (level {_short(level)}, index {_short(idx)}, "
+            f"hash of type {type(digest).__name__}): the row was changed outside auditml",
+            kind="head",
+        )
+    return level, idx
+
+
+def _checkpoint_row(row: tuple[Any, ...]) -> tuple[int, bytes, str, str]:
+    """Return a checkpoint row's values, or raise naming the column that is malformed."""
+    size, root, note, created_at = row
+    if isinstance(root, memoryview | bytearray):
+        root = bytes(root)
+    for name, value, kind in (
+        ("size", size, int),
+        ("root", root, bytes),
+        ("note", note, str),
+        ("created_at", created_at, str),
+    ):
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise VerificationError(
+                f"a kept checkpoint row is malformed: its {name} column holds "
+                f"{type(value).__name__} {_short(value)}, not {kind.__name__}: the row was "
+                "changed outside auditml",
+                kind="anchor",
+            )
+    return size, root, note, created_at
+
+
+def _short(value: object) -> str:
+    text_ = repr(value)
+    return text_ if len(text_) <= 40 else text_[:37] + "..."
 
 
 def _rollback(conn: Any, cur: Any) -> None:

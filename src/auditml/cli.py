@@ -351,18 +351,12 @@ def verify(
     if bundle is not None:
         _verify_bundle(bundle, read_vkey(vkey), as_json)
         return
+    progress = _LazyProgress("verifying")
+    log: AuditLog | None = None
     try:
         anchors = [read_anchor(path) for path in checkpoint or ()]
         pinned = read_vkey(vkey)
-        log = AuditLog.open(db)
-    except AuditmlError as exc:
-        if as_json:
-            out.print_json(data={"ok": False, "error": exc.diagnostics()})
-        else:
-            err.print(f"error: {exc.diagnostics()}")
-        raise typer.Exit(EXIT_ERROR) from None
-    progress = _LazyProgress("verifying")
-    try:
+        log = AuditLog.open(db)  # a head row that lies fails here, as a verification
         with log:
             report = log.verify(deep=deep, progress=progress, checkpoints=anchors, vkey=pinned)
     except VerificationError as exc:
@@ -371,7 +365,7 @@ def verify(
             out.print_json(
                 data={
                     "ok": False,
-                    "origin": log.origin,
+                    "origin": None if log is None else log.origin,
                     "kind": exc.kind,
                     "seq": exc.seq,
                     "error": str(exc),
@@ -386,7 +380,10 @@ def verify(
         raise typer.Exit(EXIT_FAILED) from None
     except AuditmlError as exc:
         progress.stop()
-        err.print(f"error: {exc.diagnostics()}")
+        if as_json:
+            out.print_json(data={"ok": False, "error": exc.diagnostics()})
+        else:
+            err.print(f"error: {exc.diagnostics()}")
         raise typer.Exit(EXIT_ERROR) from None
     progress.stop()
     if as_json:

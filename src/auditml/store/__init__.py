@@ -316,6 +316,13 @@ class Store:
                     time.sleep(delay * (1 + random.random()))
                     delay = min(delay * 2, 0.5)
                     continue
+                if "auditml_event_log_prev" in str(exc) or "auditml_event.prev" in str(exc):
+                    raise AppendError(
+                        f"the append to {redact(self.url)} failed and wrote nothing: another "
+                        "stored event already claims the log's head as its prev, which no "
+                        "append of auditml writes; a prev column was changed in the database: "
+                        "run `auditml verify` to find it"
+                    ) from exc
                 raise AppendError(
                     f"the append to {redact(self.url)} failed and wrote nothing: {_first_line(exc)}"
                 ) from exc

@@ -424,8 +424,8 @@ def _diagnose_columns(row: Row, body: bytes, prev: bytes, stamp: bytes, seq: int
     """Raise naming the first lookup column of a stored event that its bytes contradict."""
     if not row[8]:
         raise _fail(
-            "its body, hash or prev column is stored as text, not as the bytes auditml wrote: "
-            "the row was changed outside auditml",
+            "a column of it holds a value of the wrong type (text where auditml wrote bytes, "
+            "or bytes where it wrote text): the row was changed outside auditml",
             "column",
             seq,
         )

@@ -219,6 +219,12 @@ class AuditLog(LifecycleMixin, TrustMixin):
         try:
             head = store.head()
             if head is None:
+                if store.holds_events():
+                    raise VerificationError(
+                        f"{redact(store.url)} holds events but no log head row: the head row "
+                        "was deleted outside auditml",
+                        kind="head",
+                    )
                 raise LogNotFoundError(
                     f"{redact(store.url)} holds no log yet: run `auditml init` first"
                 )

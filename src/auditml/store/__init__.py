@@ -211,6 +211,10 @@ class Store:
             raise self.backend.unavailable(exc) from None
         return None if row is None else _head(tuple(row))
 
+    def holds_events(self) -> bool:
+        """Return whether any event row is stored, whatever the head rows say."""
+        return self._read_one("SELECT 1 FROM auditml_event LIMIT 1", ()) is not None
+
     def create_log(
         self, origin: str, prepare: Callable[[HeadState], Batch], created_at: str
     ) -> bool:

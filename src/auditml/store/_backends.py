@@ -107,7 +107,9 @@ class SQLiteBackend(Backend):
     scan_columns = (
         "seq, CAST(hash AS BLOB), CAST(body AS BLOB), CAST(prev AS BLOB), CAST(time AS BLOB), "
         "CAST(action AS BLOB), CAST(model AS BLOB), CAST(version AS BLOB), "
-        "typeof(body) = 'blob' AND typeof(hash) = 'blob' AND typeof(prev) = 'blob'"
+        "typeof(body) = 'blob' AND typeof(hash) = 'blob' AND typeof(prev) = 'blob' "
+        "AND typeof(time) = 'text' AND typeof(action) = 'text' "
+        "AND typeof(model) IN ('text', 'null') AND typeof(version) IN ('text', 'null')"
     )
     triggers = (
         "CREATE TRIGGER IF NOT EXISTS auditml_event_no_update BEFORE UPDATE ON auditml_event "

@@ -337,6 +337,15 @@ ATTACKS = {
     "delete-across-split": _deleted(*range(140, SIZE)),
     "time-150": _rewritten_time(150),
     "time-151": _rewritten_time(151),
+    "model-column-149": lambda url: raw_sql(
+        url, ["UPDATE auditml_event SET model = 'churn' WHERE seq = 149"]
+    ),
+    "model-column-150": lambda url: raw_sql(
+        url, ["UPDATE auditml_event SET model = 'churn' WHERE seq = 150"]
+    ),
+    "time-column-220": lambda url: raw_sql(
+        url, ["UPDATE auditml_event SET time = '2099-01-01T00:00:00.000000Z' WHERE seq = 220"]
+    ),
     "node": lambda url: raw_sql(url, [("UPDATE auditml_node SET hash = %s", (b"\2" * 32,))]),
     "root": lambda url: raw_sql(url, [("UPDATE auditml_log SET root = %s", (b"\1" * 32,))]),
     "extra-row": lambda url: raw_sql(

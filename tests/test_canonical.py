@@ -25,18 +25,15 @@ from auditml.canonical import (
     plain_canonical_bytes,
 )
 from auditml.errors import CanonicalizationError, InvalidInputError
-from tests.vectors import require_vectors, vectors_dir
+from tests.vector_files import require_vectors
 
 # ---------------------------------------------------------------------------
 # Published RFC 8785 vectors
 
 
 def _vector_names() -> list[str]:
-    """Return the names of the published rfc8785 cases, or a placeholder that will skip."""
-    root = vectors_dir()
-    folder = root / "rfc8785" / "input" if root is not None else None
-    if folder is None or not folder.is_dir():
-        return ["absent"]
+    """Return the names of the published rfc8785 cases."""
+    folder = require_vectors("rfc8785") / "input"
     return sorted(path.stem for path in folder.glob("*.json"))
 
 

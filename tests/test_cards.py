@@ -19,7 +19,7 @@ from auditml.policy import CardRules
 from auditml.signing import generate_key_file
 from auditml.trust import PublicKeyFile
 from tests.test_cli import run
-from tests.vectors import require_vectors
+from tests.vector_files import require_vectors
 
 ORIGIN = "bank.example/cards"
 ADMIN, DS, VAL, OPS = (f"{who}@bank.example" for who in ("admin", "ds", "val", "ops"))

@@ -30,7 +30,7 @@ from auditml.merkle import (
     verify_inclusion,
 )
 from tests import rfc9162_reference as rfc
-from tests.vectors import require_vectors, vectors_dir
+from tests.vector_files import require_vectors
 
 T = TypeVar("T")
 
@@ -303,11 +303,8 @@ def test_known_perfect_roots() -> None:
 
 
 def _probe_params(kind: str) -> list[Any]:
-    """One parameter per probe file of rfc9162/<kind>, or one that skips when they are absent."""
-    root = vectors_dir()
-    folder = root / "rfc9162" / kind if root is not None else None
-    if folder is None or not folder.is_dir():
-        return [pytest.param(None, id=f"{kind}-vectors-absent")]
+    """One parameter per probe file of rfc9162/<kind>."""
+    folder = require_vectors("rfc9162") / kind
     files = sorted(folder.rglob("*.json"))
     return [
         pytest.param(f.relative_to(folder).as_posix(), id=f.relative_to(folder).as_posix())

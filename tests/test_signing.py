@@ -25,7 +25,7 @@ from auditml.signing import (
     sign_note,
     verify_esignature,
 )
-from tests.vectors import require_vectors
+from tests.vector_files import require_vectors
 
 ORIGIN = "bank.example/credit-models"
 ROOT = bytes(range(32))

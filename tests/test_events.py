@@ -46,7 +46,7 @@ def test_checked_in_schemas_match_the_models() -> None:
 
 
 def test_schemas_describe_the_envelope_and_every_action() -> None:
-    """The envelope schema requires the FORMAT.md keys, and each action has its own schema."""
+    """The envelope schema requires the docs/format.md keys, and each action has its own schema."""
     envelope = json.loads((SCHEMAS / "event.schema.json").read_text())
     assert set(envelope["required"]) == {
         "v",

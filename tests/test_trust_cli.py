@@ -144,7 +144,7 @@ def test_anchor_refusals_name_what_is_wrong(
 def test_proofs_print_format_json_that_verifies(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Both prove commands print FORMAT.md JSON that the verifiers accept."""
+    """Both prove commands print docs/format.md JSON that the verifiers accept."""
     for _ in range(5):
         run(["train", "credit", "--actor", DS, "--no-code", "--db", url], capsys)
     code, out, err = run(["prove", "inclusion", "3", "--db", url], capsys)

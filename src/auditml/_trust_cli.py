@@ -32,7 +32,7 @@ key_app = typer.Typer(
     rich_markup_mode=None,
 )
 prove_app = typer.Typer(
-    help="Print Merkle inclusion and consistency proofs (FORMAT.md section 3).",
+    help="Print Merkle inclusion and consistency proofs (docs/format.md section 3).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -293,7 +293,7 @@ def export(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write an evidence bundle that anyone can verify offline (FORMAT.md section 5)."""
+    """Write an evidence bundle that anyone can verify offline (docs/format.md section 5)."""
     with _errors(), _open(db) as log:
         written = with_passphrase(
             lambda phrase: log.export(out_path, size=size, prove=prove or (), passphrase=phrase),

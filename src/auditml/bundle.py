@@ -1,4 +1,4 @@
-r"""Evidence bundles (FORMAT.md section 5): write them, and verify them offline with no database.
+r"""Evidence bundles (docs/format.md section 5): write them, and verify them offline with no database.
 
 A bundle is a folder, or a ``.zip`` of the same files at its root:
 
@@ -242,7 +242,7 @@ def verify_parts(
 ) -> BundleReport:
     """Verify a bundle's contents; raise VerificationError naming the first line that fails.
 
-    Checks, in FORMAT.md's words: every line parses (as canonical JCS of a
+    Checks, in docs/format.md's words: every line parses (as canonical JCS of a
     valid event), ``seq`` runs ``0…n-1``, every ``prev`` is the hash of the
     line before, every ``log`` equals the checkpoint origin, the Merkle root of
     the lines equals the checkpoint root, the size equals the checkpoint size,

@@ -2,7 +2,7 @@
 
 :class:`ChainVerifier` is fed rows of ``(seq column or None, stored hash or
 None, canonical bytes)`` in order, from a database, a bundle file or a PDF
-attachment alike. For every event it recomputes the leaf hash (FORMAT.md
+attachment alike. For every event it recomputes the leaf hash (docs/format.md
 section 2) and checks, by exact byte comparison at their canonical places,
 that the event names the expected origin, ``prev`` link and ``seq``, and that
 its time is well formed and never goes backwards. It feeds the hashes into the

@@ -1,4 +1,4 @@
-"""Event models: the envelope of FORMAT.md section 1 and one data model per action.
+"""Event models: the envelope of docs/format.md section 1 and one data model per action.
 
 An event is built in two halves. The caller supplies a :class:`Draft` (action,
 actor, subject, data), validated here before anything touches a database. The
@@ -477,7 +477,7 @@ class Draft(_Frozen):
 
 
 class Event(_Frozen):
-    """The full event envelope of FORMAT.md section 1."""
+    """The full event envelope of docs/format.md section 1."""
 
     v: Literal[1]
     log: Name

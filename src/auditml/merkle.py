@@ -1,4 +1,4 @@
-"""The RFC 9162 Merkle tree of FORMAT.md section 3: hashes, compact ranges and proofs.
+"""The RFC 9162 Merkle tree of docs/format.md section 3: hashes, compact ranges and proofs.
 
 The tree is the Certificate Transparency Merkle Tree Hash (RFC 9162 section
 2.1) with SHA-256::

@@ -1,6 +1,6 @@
 """Ed25519 keys, C2SP signed notes and checkpoints, and people's e-signatures (pure, no database).
 
-The log's checkpoints follow FORMAT.md section 4: the C2SP ``tlog-checkpoint``
+The log's checkpoints follow docs/format.md section 4: the C2SP ``tlog-checkpoint``
 body (origin, size, base64 root) signed as a C2SP ``signed-note``. The log's
 key name is its origin; the key ID is ``SHA-256(name || 0x0A || 0x01 ||
 public key)[:4]`` and the verifier key is ``<name>+<key ID hex>+<base64(0x01

@@ -3,7 +3,7 @@
 This is the half of :class:`~auditml.AuditLog` that lets an outsider check the
 log without trusting its database:
 
-- The log's Ed25519 key signs checkpoints (FORMAT.md section 4), by hand
+- The log's Ed25519 key signs checkpoints (docs/format.md section 4), by hand
   (:meth:`TrustMixin.checkpoint`) and every N events. They are kept in an
   append-only table, one per size, so the log never signs two roots for one
   size.
@@ -11,7 +11,7 @@ log without trusting its database:
   :meth:`TrustMixin.check_anchor` proves the log still extends it with an
   RFC 9162 consistency proof, and names a truncation or a rewrite when it
   does not.
-- Inclusion and consistency proofs come out as FORMAT.md section 3 JSON, and
+- Inclusion and consistency proofs come out as docs/format.md section 3 JSON, and
   evidence bundles as section 5 folders or zips.
 - People's signing keys are registered and revoked on the log itself
   (``key.register``, ``key.revoke``), and :class:`KeyRegistry` checks every
@@ -687,7 +687,7 @@ class TrustMixin:
     # -- proofs -----------------------------------------------------------------------------
 
     def prove_inclusion(self, seq: int, size: int | None = None) -> dict[str, Any]:
-        """Return the FORMAT.md inclusion proof of event ``seq`` in the tree of ``size``."""
+        """Return the docs/format.md inclusion proof of event ``seq`` in the tree of ``size``."""
         with self._store.snapshot() as snap:
             n = self._size_in(snap, size)
             if not 0 <= seq < n:
@@ -709,7 +709,7 @@ class TrustMixin:
         }
 
     def prove_consistency(self, size1: int, size2: int | None = None) -> dict[str, Any]:
-        """Return the FORMAT.md consistency proof from the tree of ``size1`` to ``size2``."""
+        """Return the docs/format.md consistency proof from the tree of ``size1`` to ``size2``."""
         with self._store.snapshot() as snap:
             n = self._size_in(snap, size2)
             if not 1 <= size1 <= n:

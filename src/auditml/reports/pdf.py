@@ -3,7 +3,7 @@
 The PDF has running headers and footers (report id, "page X of Y", generated
 at, UTC), a table of contents with page numbers, a bookmark per section, the
 metadata fields title, author, subject and keywords, and the evidence bundle
-of the report's scope (FORMAT.md section 5) embedded as an attachment, so the
+of the report's scope (docs/format.md section 5) embedded as an attachment, so the
 file alone carries its proof: ``auditml verify report.pdf`` re-checks it.
 """
 
@@ -43,7 +43,7 @@ def html_to_pdf(html: str, report: AuditReport, *, bundle: Path) -> bytes:
             name=BUNDLE_NAME,
             data=data,
             description=(
-                f"Evidence bundle (auditml FORMAT.md section 5) of log {report.origin}, "
+                f"Evidence bundle (auditml docs/format.md section 5) of log {report.origin}, "
                 f"{report.checkpoint.size} events, root {report.checkpoint.root}"
             ),
             relationship="Source",

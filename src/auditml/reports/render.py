@@ -120,7 +120,7 @@ def render_report(
 ) -> bytes:
     """Return the report in ``fmt`` (html, md, json or pdf) as bytes.
 
-    A PDF carries the evidence bundle at ``bundle`` (FORMAT.md section 5) as
+    A PDF carries the evidence bundle at ``bundle`` (docs/format.md section 5) as
     an attachment; :func:`auditml.reports.pdf.write_pdf_report` makes one.
     """
     if fmt not in FORMATS:

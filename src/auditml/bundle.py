@@ -1,4 +1,4 @@
-r"""Evidence bundles (docs/format.md section 5): write them, and verify them offline with no database.
+r"""Evidence bundles (docs/format.md section 5): write them, and verify them offline.
 
 A bundle is a folder, or a ``.zip`` of the same files at its root:
 

@@ -97,7 +97,7 @@ limitations: >-
   the score drifts when interest rates move sharply.
 ethical_considerations:
   - name: Age as a feature (v2) may disadvantage young applicants
-    mitigation: Approval rates by age band are monitored; see incident INC-4711.
+    mitigation: Approval rates by age band are monitored daily in production.
 human_oversight: Every decline is reviewed by an underwriter before it is sent.
 risk_rating: high
 """
@@ -360,7 +360,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
         log.deploy(MODEL, "2", "staging", reason="more features", actor=RELEASE)
         log.deploy(MODEL, "2", "production", reason="better holdout auc", actor=RELEASE)
         say(f"  5. {RELEASE} deployed v1, then v2, to staging and production")
-        log.open_incident(
+        incident = log.open_incident(
             MODEL,
             "2",
             "approval rate for applicants under 30 fell by a third overnight",
@@ -369,7 +369,8 @@ def run_demo(out_dir: Path, console: Console) -> None:
             reference="INC-4711",
             actor=RELEASE,
         )
-        receipt = log.rollback(MODEL, "production", reason="INC-4711", actor=RELEASE)
+        # The rollback cites the incident on the log, whose id the log assigned.
+        receipt = log.rollback(MODEL, "production", reason=incident.id, actor=RELEASE)
         say(
             f"  6. an incident was raised on v2 in production; {RELEASE} rolled production "
             f"back to v{receipt.version}"

@@ -713,7 +713,7 @@ def decide_deploy(
         lambda: check_reason(pol, "deploy", reason),
         lambda: _check_usable(vs, "deploy"),
         lambda: check_approvals(
-            pol, environment, vs.approvers_for(environment, exclude=exclude), version
+            pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
         ),
         lambda: check_gates(pol, environment, view.metrics(model, version), version),
         lambda: check_card(pol, environment, state.card_sections(version), model, version),

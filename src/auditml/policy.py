@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import re
+import shlex
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -342,7 +343,7 @@ def check_gates(
 
 
 def check_approvals(
-    policy: Policy, environment: str, approvers: Sequence[str], version: str
+    policy: Policy, environment: str, approvers: Sequence[str], model: str, version: str
 ) -> Denial | None:
     """Refuse a deploy that lacks the distinct approvals the environment needs."""
     needed = policy.approvals_needed(environment)
@@ -360,5 +361,5 @@ def check_approvals(
         "approval-required",
         message,
         f"record {needed - have} more approval(s) by other people: "
-        f"`auditml approve MODEL {version}`",
+        f"`auditml approve {shlex.quote(model)} {shlex.quote(version)}`",
     )

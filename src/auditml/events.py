@@ -27,6 +27,7 @@ from auditml.errors import InvalidInputError, UnknownActionError
 __all__ = [
     "ACTIONS",
     "FORMAT_VERSION",
+    "IMPORTED_NOTE",
     "Actor",
     "ApproveData",
     "ArtifactRef",
@@ -55,6 +56,7 @@ __all__ = [
     "TrainData",
     "data_model",
     "imported_mark",
+    "imported_source",
     "is_imported",
     "validate_data",
 ]
@@ -133,6 +135,24 @@ def imported_mark(imported: ImportedFrom | Mapping[str, Any] | bool) -> dict[str
 def is_imported(data: Mapping[str, Any]) -> bool:
     """Return whether an event's ``data`` carries the imported mark."""
     return data.get("imported") is not None
+
+
+def imported_source(data: Mapping[str, Any]) -> str | None:
+    """Return what outputs print for an imported event (``imported from SOURCE``), else None."""
+    if not is_imported(data):
+        return None
+    mark = data["imported"]
+    source = mark.get("source") if isinstance(mark, Mapping) else None
+    if isinstance(source, str) and source != "unspecified":
+        return f"imported from {source}"
+    return "imported"
+
+
+#: The note every output prints beside imported history.
+IMPORTED_NOTE = (
+    "imported history was recorded elsewhere and is shown as its source gave it: it is the "
+    "source's word, not evidence auditml checked, and no live decision counts it"
+)
 
 
 class DataModel(_Frozen):

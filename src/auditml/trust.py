@@ -184,6 +184,7 @@ class SignatureEntry:
     signed_at: str
     key: str
     reason: str | None
+    imported: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Return the entry as plain JSON values."""
@@ -199,6 +200,7 @@ class SignatureEntry:
             "signed_at": self.signed_at,
             "key": self.key,
             "reason": self.reason,
+            "imported": self.imported,
         }
 
 
@@ -221,6 +223,7 @@ def signature_entry(seq: int, event: Event) -> SignatureEntry | None:
         signed_at=sig.time,
         key=sig.key,
         reason=reason if isinstance(reason, str) else None,
+        imported=is_imported(event.data),
     )
 
 

@@ -9,19 +9,30 @@ a rule a live decision must meet.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from auditml import AuditLog, InvalidInputError, Policy, PolicyDeniedError
+from auditml import (
+    AuditLog,
+    InvalidInputError,
+    Policy,
+    PolicyDeniedError,
+    build_card,
+    build_report,
+    render_card,
+    render_report,
+)
 from auditml.canonical import loads_strict
 from auditml.events import Draft
 from auditml.policy import CardRules
 from auditml.signing import FileSigner, generate_key_file, load_signer, make_esignature
 from auditml.trust import PublicKeyFile
 from tests.conftest import raw_query
+from tests.test_cli import run
 
 ORIGIN = "bank.example/imported"
 ADMIN = "admin@bank.example"
@@ -426,3 +437,101 @@ def test_imported_restrictions_still_hold(log: AuditLog) -> None:
     log.approve("credit", "1", actor=VAL)
     _import(log, "model.reject", {"reason": "failed validation in the old registry"})
     _deploy_refused(log, "rejected", "was rejected by")
+
+
+# -- every output shows it ---------------------------------------------------------------
+
+
+@pytest.fixture
+def history(log: AuditLog, tmp_path: Path) -> AuditLog:
+    """Add imported history to the log: an evaluation, a signed approval, a deploy, a policy."""
+    _import(log, "model.evaluate", {"metrics": {"auc": 0.99}}, actor=VAL)
+    _import(log, "model.approve", {"signature": _signature(_val(tmp_path))}, imported=MLFLOW)
+    _import(log, "model.deploy", {"environment": "production"}, actor=REL)
+    _import(log, "policy.update", {"policy": Policy().as_data()}, actor=EVE, subject={})
+    log.approve("credit", "2", actor=VAL2, reason="live")
+    return log
+
+
+def test_log_marks_imported_events_in_table_and_json(
+    history: AuditLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The log table has an imported column and a note; --json says imported per event."""
+    code, out, _ = run(["log", "--db", history.url, "--action", "model.approve"], capsys)
+    assert code == 0
+    assert "imported from mlflow" in out and "1 event(s) marked imported" in out
+    assert "not evidence auditml checked" in out
+    code, out, _ = run(["log", "--db", history.url, "--action", "model.approve", "--json"], capsys)
+    items = json.loads(out)
+    assert [i["imported"] for i in items] == [True, False]
+    assert items[0]["event"]["data"]["imported"] == MLFLOW
+
+
+def test_status_and_history_mark_imported_history(
+    history: AuditLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Status tags the imported approval and run; history has an imported column; JSON says so."""
+    code, out, _ = run(["status", "credit", "--db", history.url], capsys)
+    assert code == 0
+    assert "production: v1 (imported)" in out and f"{VAL} (imported)" in out
+    assert "(imported): imported history was recorded elsewhere" in out
+    code, out, _ = run(["status", "credit", "--json", "--db", history.url], capsys)
+    (state,) = json.loads(out)
+    assert state["running_imported"] == ["production"]
+    assert [v["approved_by_imported"] for v in state["versions"]] == [[VAL], []]
+    code, out, _ = run(["history", "credit", "--json", "--db", history.url], capsys)
+    assert [m["imported"] for m in json.loads(out)] == [True]
+    code, out, _ = run(["history", "credit", "--db", history.url], capsys)
+    assert code == 0 and "imported: imported history was recorded elsewhere" in out
+
+
+def test_policy_show_names_imported_updates_as_history_only(
+    history: AuditLog, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`policy show` prints the default in force and lists the imported update as not in force."""
+    seq = next(history.events(action="policy.update")).seq
+    code, out, _ = run(["policy", "show", "--json", "--db", history.url], capsys)
+    assert code == 0 and json.loads(out)["seq"] is None
+    assert json.loads(out)["imported"] == [seq]
+    code, out, _ = run(["policy", "show", "--db", history.url], capsys)
+    assert f"Imported policy updates (events {seq}) are history only and never in force" in out
+
+
+def test_the_model_card_marks_imported_items_and_gates_on_live_metrics(
+    history: AuditLog,
+) -> None:
+    """Card JSON flags imported decisions, moves, metrics and bound events; md says so too."""
+    history.apply_policy(Policy(gates={"production": ["auc >= 0.8"]}), actor=ADMIN)
+    card = build_card(history, "credit", "1")
+    assert [d.imported for d in card.decisions] == [True]
+    assert [m.imported for m in card.deployments] == [True]
+    assert {m.name: m.imported for m in card.metrics if m.source == "evaluation"} == {"auc": True}
+    assert sum(e.imported for e in card.binding.events) == 3
+    assert card.imported_note is not None and card.imported_note.startswith("3 of these events")
+    (gate,) = card.gates
+    assert (gate.value, gate.passed) == (0.6, False)
+    md = render_card(card, "md").decode()
+    assert "**Imported history:** 3 of these events are imported" in md
+    assert "| approve (imported) |" in md and "| deploy (imported) |" in md
+    html = render_card(card, "html").decode()
+    assert "1 imported</span>" in html and "Imported history: 3 of these events" in html
+    bom = json.loads(render_card(card, "cyclonedx"))
+    props = {p["name"]: p["value"] for p in bom["components"][0]["properties"]}
+    assert props["auditml:imported"].startswith("3 of these events")
+
+
+def test_the_audit_report_marks_imported_history(history: AuditLog) -> None:
+    """The report counts imported events on its cover, flags each entry, and keeps live policy."""
+    report = build_report(history)
+    assert report.imported_events == 4 and report.imported_note is not None
+    assert report.risk.policy_seq is None
+    assert [(d.actor, d.imported) for d in report.approvals] == [(VAL, True), (VAL2, False)]
+    assert [s.imported for s in report.signatures] == [True]
+    assert [e.imported for e in report.evaluations] == [1]
+    (v1,) = [v for v in report.inventory if v.version == "1"]
+    assert v1.approved_by == [f"{VAL} (imported)"] and v1.running_in == ["production (imported)"]
+    md = render_report(report, "md").decode()
+    assert "| Imported history | 4 event\\(s\\) in scope are imported" in md  # md-escaped
+    assert "model.approve \\(imported\\)" in md and "model.deploy \\(imported\\)" in md
+    html = render_report(report, "html").decode()
+    assert "<th>Imported history</th>" in html

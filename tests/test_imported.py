@@ -535,3 +535,30 @@ def test_the_audit_report_marks_imported_history(history: AuditLog) -> None:
     assert "model.approve \\(imported\\)" in md and "model.deploy \\(imported\\)" in md
     html = render_report(report, "html").decode()
     assert "<th>Imported history</th>" in html
+
+
+def test_an_imported_run_does_not_replace_a_live_failed_training(log: AuditLog) -> None:
+    """A version whose live training failed stays failed after an imported successful run."""
+    log.record_training(
+        "credit",
+        version="5",
+        data={"status": "failed", "error": {"type": "E", "message": "OOM"}},
+        actor=DS,
+    )
+    subject = {"model": "credit", "version": "5"}
+    _import(log, "model.train", {"metrics": {"auc": 0.9}}, actor=EVE, subject=subject)
+    vs = log.status("credit")["credit"].version("5")
+    assert (vs.state, vs.trained_imported, vs.trainers) == ("failed", False, [DS, EVE])
+    with pytest.raises(PolicyDeniedError) as info:
+        log.approve("credit", "5", actor=VAL)
+    assert info.value.rule == "failed-training"
+
+
+def test_a_live_deploy_may_replace_an_imported_run_of_the_same_version(log: AuditLog) -> None:
+    """Once approved live, the version imported as running can be deployed there live."""
+    _import(log, "model.deploy", {"environment": "production"}, actor=REL)
+    log.approve("credit", "1", actor=VAL)
+    log.deploy("credit", "1", "production", actor=REL)
+    state = log.status("credit")["credit"]
+    assert state.running == {"production": "1"} and state.running_imported() == []
+    assert [m.imported for m in state.history()] == [True, False]

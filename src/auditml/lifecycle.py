@@ -23,6 +23,8 @@ where a version ran), but a live decision stands only on live evidence:
   policy ``[cards] complete_for`` demands;
 - rollback: the target must have run in the environment through a live
   deploy or rollback, which passed the gates of its day;
+- training: an imported run never replaces a live run of the same version
+  (its status, time and metrics stay the live run's);
 - policy: the policy in force is the latest *live* ``policy.update`` (recorded
   by ``apply_policy``, which checks the ``policy`` permission of the policy in
   force), or the default when there is none. An imported ``policy.update`` is
@@ -32,8 +34,10 @@ where a version ran), but a live decision stands only on live evidence:
 Imported evidence that only restricts still counts, because honouring it can
 never let a decision through that live evidence would refuse: an imported
 rejection or retirement makes a version unusable, an imported trainer may not
-approve their version under separation of duties, and an imported version
-number is taken.
+approve their version under separation of duties, an imported version
+number is taken, and an imported run in an environment keeps a version from
+being retired while it runs there. A live deploy may replace an imported run
+of the same version, so the version then runs there on live evidence.
 """
 
 from __future__ import annotations
@@ -326,6 +330,11 @@ def fold(
         actor = event.actor.id
         if event.action == "model.train":
             vs = state.versions.setdefault(version, VersionState(version))
+            if imported and vs.trained_seq is not None and not vs.trained_imported:
+                # An imported run never replaces a live one; its trainer still may not approve.
+                if actor not in vs.trainers:
+                    vs.trainers.append(actor)
+                continue
             if vs.status == "succeeded" and data.get("status") == "failed":
                 continue  # a failed retry does not undo a good run
             vs.status = str(data.get("status", "succeeded"))
@@ -768,7 +777,8 @@ def decide_deploy(
     vs = state.version(version)
     view.check_environment(environment)
     current = state.running.get(environment)
-    if current == version:
+    if current == version and environment not in state.running_imported():
+        # Deploying over an imported run is allowed: it records the live decision, checked.
         raise InvalidInputError(f"version {version} of {model!r} already runs in {environment}")
     subject = {"model": model, "version": version}
     pol = view.policy

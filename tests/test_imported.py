@@ -306,18 +306,7 @@ def test_an_imported_key_cannot_sign_a_live_decision(log: AuditLog, tmp_path: Pa
     """A key registered by imported history verifies imported signatures, not live ones."""
     mallory = _key(tmp_path, "mallory")
     record = PublicKeyFile(VAL, "Vera", mallory.public_key)
-    _import(
-        log,
-        "key.register",
-        {
-            "signer": VAL,
-            "name": "Vera",
-            "public_key": record.to_json().split('"public_key": "')[1].split('"')[0],
-            "key": record.key,
-        },
-        actor=EVE,
-        subject={"signer": VAL},
-    )
+    _import(log, "key.register", json.loads(record.to_json()), actor=EVE, subject={"signer": VAL})
     _import(log, "model.approve", {"signature": _signature(mallory)})
     with pytest.raises(PolicyDeniedError) as info:
         log.approve("credit", "2", actor=VAL, signer=mallory, name="Vera")
@@ -562,3 +551,22 @@ def test_a_live_deploy_may_replace_an_imported_run_of_the_same_version(log: Audi
     state = log.status("credit")["credit"]
     assert state.running == {"production": "1"} and state.running_imported() == []
     assert [m.imported for m in state.history()] == [True, False]
+
+
+def test_signatures_and_key_list_mark_imported_entries(
+    log: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The signature manifest and the key list tag imported entries, and JSON says so."""
+    _import(log, "model.approve", {"signature": _signature(_val(tmp_path))})
+    code, out, _ = run(["signatures", "--db", log.url], capsys)
+    assert code == 0 and "approve (imported)" in out and "(imported): imported history" in out
+    code, out, _ = run(["signatures", "--json", "--db", log.url], capsys)
+    assert [e["imported"] for e in json.loads(out)] == [True]
+    stranger = PublicKeyFile(VAL2, "Val Two", _key(tmp_path, "val2").public_key)
+    _import(
+        log, "key.register", json.loads(stranger.to_json()), actor=EVE, subject={"signer": VAL2}
+    )
+    code, out, _ = run(["key", "list", "--json", "--db", log.url], capsys)
+    assert [k["imported"] for k in json.loads(out)] == [False, True]
+    code, out, _ = run(["key", "list", "--db", log.url], capsys)
+    assert "(imported)" in out and "such a key signs no live decision" in out

@@ -58,6 +58,7 @@ __all__ = [
     "imported_mark",
     "imported_source",
     "is_imported",
+    "marked",
     "validate_data",
 ]
 
@@ -574,12 +575,12 @@ class Draft(_Frozen):
         """Return whether the draft is marked as imported history."""
         return is_imported(self.data)
 
-    def as_imported(self, imported: ImportedFrom | Mapping[str, Any] | bool = True) -> Draft:
-        """Return this draft marked as imported (a draft marked already keeps its own mark)."""
-        if self.imported:
-            return self
-        data = {**self.data, "imported": imported_mark(imported)}
-        return self.model_copy(update={"data": data})
+
+def marked(draft: Draft, mark: dict[str, Any] | None) -> dict[str, Any]:
+    """Return a draft's data with the imported ``mark`` unless it has its own (or mark is None)."""
+    if mark is None or draft.imported:
+        return draft.data
+    return {**draft.data, "imported": mark}
 
 
 class Event(_Frozen):

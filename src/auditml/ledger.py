@@ -31,7 +31,16 @@ from auditml.errors import (
     StoreError,
     VerificationError,
 )
-from auditml.events import Actor, Draft, Event, ImportedFrom, LogInitData, data_model
+from auditml.events import (
+    Actor,
+    Draft,
+    Event,
+    ImportedFrom,
+    LogInitData,
+    data_model,
+    imported_mark,
+    marked,
+)
 from auditml.identity import resolve_actor
 from auditml.lifecycle import Decide, LifecycleMixin, Outcome, StateCache, View
 from auditml.signing import Signer, VerifierKey
@@ -363,18 +372,19 @@ class AuditLog(LifecycleMixin, TrustMixin):
         (:func:`~auditml.trust.check_import`).
         """
         cache = _Cache()
-        chosen = list(_as_drafts(drafts, imported))
-        parts = [_part(d, cache) for d in chosen]
+        mark = None if imported is False else imported_mark(imported)  # validated once
+        chosen = list(_as_drafts(drafts, mark is not None))
+        parts = [_part(d, cache, mark) for d in chosen]
         if not parts:
             return []
         prepare = _preparer(self._origin, parts)
-        if imported is False:
+        if mark is None:
             batch = self._store.append(self._log_id, prepare)
         else:
 
             def checked(head: HeadState, reader: TxReader) -> Batch:
                 stamp = max(_now(), head.head_time)
-                check_import(reader, head.size, chosen, self._origin, stamp)
+                check_import(reader, head.size, chosen, mark, self._origin, stamp)
                 return prepare(head)
 
             batch = self._store.append_after(self._log_id, checked)
@@ -742,15 +752,15 @@ GOVERNED = {
 }
 
 
-def _as_drafts(drafts: Iterable[Draft], imported: Imported) -> Iterator[Draft]:
-    """Check each draft and, when importing, return it marked as imported."""
+def _as_drafts(drafts: Iterable[Draft], importing: bool) -> Iterator[Draft]:
+    """Check each draft: a live batch may hold no governed action and no imported mark."""
     for draft in drafts:
         if not isinstance(draft, Draft):
             raise InvalidInputError(
                 f"append_many takes Draft objects (Draft.build(...)), not {type(draft).__name__}"
             )
-        if imported is not False:
-            yield draft.as_imported(imported)
+        if importing:
+            yield draft
             continue
         if draft.imported:
             raise InvalidInputError(
@@ -795,8 +805,11 @@ def _actor_bytes(who: Actor, cache: _Cache) -> bytes:
     return actor
 
 
-def _part(draft: Draft, cache: _Cache) -> _Part:
-    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold."""
+def _part(draft: Draft, cache: _Cache, mark: dict[str, Any] | None = None) -> _Part:
+    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold.
+
+    ``mark`` is the batch's imported mark, added to a draft that has none of its own.
+    """
     who = draft.actor
     action = draft.action
     start = cache.starts.get((action, id(who)))
@@ -814,7 +827,7 @@ def _part(draft: Draft, cache: _Cache) -> _Part:
         cache.subjects[items] = subject_bytes
     return _Part(
         action,
-        start + plain_canonical_bytes(draft.data),  # a JSON-mode dump: see Draft
+        start + plain_canonical_bytes(marked(draft, mark)),  # a JSON-mode dump: see Draft
         subject_bytes,
         subject.get("model"),
         subject.get("version"),

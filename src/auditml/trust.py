@@ -44,7 +44,7 @@ from auditml.errors import (
     ProofError,
     VerificationError,
 )
-from auditml.events import Actor, Draft, ESignature, Event, is_imported, validate_data
+from auditml.events import Actor, Draft, ESignature, Event, is_imported, marked, validate_data
 from auditml.identity import resolve_actor
 from auditml.signing import (
     Checkpoint,
@@ -383,12 +383,18 @@ class KeyRegistry:
 
 
 def check_import(
-    reader: TxReader, size: int, drafts: Sequence[Draft], origin: str, stamp: str
+    reader: TxReader,
+    size: int,
+    drafts: Sequence[Draft],
+    mark: dict[str, Any],
+    origin: str,
+    stamp: str,
 ) -> None:
     """Refuse imported drafts the log would not accept from a live writer, before any is written.
 
     Runs inside the append transaction, against the log as of the locked head
-    (``size`` events, the batch to be stamped no earlier than ``stamp``):
+    (``size`` events, the batch to be stamped no earlier than ``stamp``; drafts
+    without a mark of their own carry ``mark``):
 
     - an e-signature must pass exactly the check ``verify`` makes
       (:meth:`KeyRegistry.check`): a key registered to the signer before it and
@@ -420,7 +426,7 @@ def check_import(
             actor=draft.actor,
             action=draft.action,
             subject=draft.subject,
-            data=draft.data,
+            data=marked(draft, mark),
         )
         where = f"imported {draft.action} (draft {offset + 1} of {len(drafts)})"
         if draft.action == "key.revoke":

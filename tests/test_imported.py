@@ -570,3 +570,14 @@ def test_signatures_and_key_list_mark_imported_entries(
     assert [k["imported"] for k in json.loads(out)] == [False, True]
     code, out, _ = run(["key", "list", "--db", log.url], capsys)
     assert "(imported)" in out and "such a key signs no live decision" in out
+
+
+def test_imported_card_sections_are_shown_but_complete_nothing(log: AuditLog) -> None:
+    """A required section written only by import shows, marked, and is still missing."""
+    rules = CardRules(required=["intended_use"], complete_for=["production"])
+    log.apply_policy(Policy(cards=rules), actor=ADMIN)
+    _import(log, "card.update", {"sections": {"intended_use": "x"}}, subject={"model": "credit"})
+    card = build_card(log, "credit", "1")
+    assert card.sections.intended_use == "x" and card.imported_sections == ["intended_use"]
+    assert card.completeness.missing == ["intended_use"] and card.completeness.score == 0
+    assert "### Intended use (required by policy) (imported)" in render_card(card, "md").decode()

@@ -141,6 +141,8 @@ def card_from_records(
             bound.append(record)
             incidents.apply(record.seq, event)
     human = HumanSections.model_validate({name: value for name, (_, value) in sections.items()})
+    live = state.card_sections(version, live=True)
+    imported_seqs = {edit.seq for edit in state.card_edits if edit.imported}
     values = {**vs.metrics, **vs.evaluated}
     imported = sum(is_imported(r.event.data) for r in bound)
     return ModelCard(
@@ -150,6 +152,7 @@ def card_from_records(
         generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         sections=human,
         section_events={name: seq for name, (seq, _) in sections.items()},
+        imported_sections=[name for name, (seq, _) in sections.items() if seq in imported_seqs],
         training=training,
         datasets=datasets,
         artifacts=artifacts,
@@ -160,7 +163,9 @@ def card_from_records(
         deployments=moves,
         incidents=[_incident(i) for i in incidents.incidents.values()],
         metric_history=_history(state, values),
-        completeness=_completeness(human, policy),
+        completeness=_completeness(
+            human, policy, HumanSections.model_validate({n: v for n, (_, v) in live.items()})
+        ),
         binding=Binding(
             origin=head.origin,
             size=head.size,
@@ -322,10 +327,15 @@ def _history(
     return {name: [(v, values.get(name)) for v, values in per_version.items()] for name in current}
 
 
-def _completeness(sections: HumanSections, policy: Policy) -> Completeness:
+def _completeness(sections: HumanSections, policy: Policy, live: HumanSections) -> Completeness:
+    """Count the sections written; a required one is missing until it is written live.
+
+    Imported sections are shown, but complete nothing, as they do not for a deploy.
+    """
     filled = filled_sections(sections)
     required = list(policy.cards.required)
-    missing = [name for name in required if name not in filled]
+    written_live = filled_sections(live)
+    missing = [name for name in required if name not in written_live]
     score = 1.0 if not required else (len(required) - len(missing)) / len(required)
     return Completeness(
         score=round(score, 4),

@@ -325,7 +325,8 @@ class ModelCard(_Frozen):
 
     Every item that comes from imported history says ``imported``, and
     ``imported_note`` then says what that means; ``gates`` are checked against
-    live metrics only, as a deploy checks them.
+    live metrics only, as a deploy checks them, and a required section written
+    only by imported history (``imported_sections``) is still missing.
     """
 
     card_schema: Literal["auditml-card/1"] = "auditml-card/1"
@@ -335,6 +336,7 @@ class ModelCard(_Frozen):
     generated_at: str
     sections: HumanSections = Field(default_factory=HumanSections)
     section_events: dict[str, int] = Field(default_factory=dict)
+    imported_sections: list[str] = Field(default_factory=list)
     training: Training | None = None
     datasets: list[CardDataset] = Field(default_factory=list)
     artifacts: list[CardArtifact] = Field(default_factory=list)

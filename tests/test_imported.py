@@ -10,7 +10,7 @@ a rule a live decision must meet.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,16 @@ def _signature(signer: FileSigner, version: str = "1", actor: str = VAL) -> dict
     ).model_dump(mode="json", exclude_none=True)
 
 
-def _import(log: AuditLog, action: str, data: Any = None, actor: str = VAL, **kw: Any) -> int:
-    """Append one imported event about ``credit`` v1 (or ``subject=``) and return its seq."""
-    subject = kw.pop("subject", SUBJECT)
-    imported = kw.pop("imported", True)
+def _import(
+    log: AuditLog,
+    action: str,
+    data: Any = None,
+    actor: str = VAL,
+    *,
+    subject: dict[str, str] = SUBJECT,
+    imported: Any = True,
+) -> int:
+    """Append one imported event about ``credit`` v1 (or ``subject``) and return its seq."""
     return log.append(action, subject=subject, data=data, actor=actor, imported=imported).seq
 
 
@@ -102,7 +108,7 @@ def _stored(url: str, seq: int) -> dict[str, Any]:
     return parsed
 
 
-def _refused(log: AuditLog, words: str, call: Any) -> None:
+def _refused(log: AuditLog, words: str, call: Callable[[], object]) -> None:
     """Assert ``call`` is refused as bad input naming ``words``, and nothing is written."""
     before = log.head()
     with pytest.raises(InvalidInputError) as info:

@@ -16,8 +16,10 @@ from rich.text import Text
 
 from auditml.cli import DbOption, JsonOption, _errors, _open, app, err, out
 from auditml.errors import InvalidInputError
+from auditml.events import IMPORTED_NOTE, is_imported
 from auditml.identity import resolve_actor
 from auditml.ledger import Receipt
+from auditml.lifecycle import ModelState
 
 ActorOption = Annotated[
     str | None,
@@ -519,7 +521,10 @@ def status(
             err.print("no models on the log yet")
             return
         for name, state in sorted(states.items()):
-            running = ", ".join(f"{e}: v{v}" for e, v in sorted(state.running.items()))
+            here = state.running_imported()
+            running = ", ".join(
+                _tag(f"{e}: v{v}", e in here) for e, v in sorted(state.running.items())
+            )
             out.print(Text.assemble((name, "bold"), f"  now running: {running or 'nowhere'}"))
             table = Table(box=None, pad_edge=False, header_style="bold")
             for column in ("version", "state", "trained", "by", "approved by", "runs in"):
@@ -528,12 +533,27 @@ def status(
                 table.add_row(
                     vs.version,
                     vs.state,
-                    (vs.trained_at or "")[:19].replace("T", " "),
+                    _tag((vs.trained_at or "")[:19].replace("T", " "), vs.trained_imported),
                     ", ".join(vs.trainers),
-                    ", ".join(dict.fromkeys(a.actor for a in vs.approvals)),
-                    ", ".join(vs.running_in),
+                    ", ".join(dict.fromkeys(_tag(a.actor, a.imported) for a in vs.approvals)),
+                    ", ".join(_tag(e, e in here) for e in vs.running_in),
                 )
             out.print(table)
+        if any(_shows_imported(state) for state in states.values()):
+            out.print(f"(imported): {IMPORTED_NOTE}")
+
+
+def _tag(text: str, imported: bool) -> str:
+    """Return ``text`` marked ``(imported)`` when it comes from imported history."""
+    return f"{text} (imported)" if imported else text
+
+
+def _shows_imported(state: ModelState) -> bool:
+    """Return whether a model's status line or table shows anything imported."""
+    return bool(state.running_imported()) or any(
+        vs.trained_imported or any(a.imported for a in vs.approvals)
+        for vs in state.versions.values()
+    )
 
 
 @app.command()
@@ -555,7 +575,8 @@ def history(
             err.print(f"{model} was never deployed" + (f" to {env}" if env else ""))
             return
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("seq", "time (UTC)", "env", "action", "version", "replaced", "by", "reason"):
+        columns = ("seq", "time (UTC)", "env", "action", "version", "replaced", "by", "reason")
+        for column in (*columns, "imported"):
             table.add_column(column, overflow="fold")
         for m in moves:
             table.add_row(
@@ -567,8 +588,11 @@ def history(
                 m.replaces or "",
                 m.actor,
                 m.reason or "",
+                "imported" if m.imported else "",
             )
         out.print(table)
+        if any(m.imported for m in moves):
+            out.print(f"imported: {IMPORTED_NOTE}")
 
 
 @policy_app.command("apply")
@@ -593,11 +617,18 @@ def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
     with _errors(), _open(db) as log:
         policy, seq = log.policy()
         where = f"recorded at event {seq}" if seq is not None else "the default: none recorded"
+        imported = [r.seq for r in log.events(action="policy.update") if is_imported(r.event.data)]
         if as_json:
-            out.print_json(data={"seq": seq, "policy": policy.as_data()})
+            out.print_json(data={"seq": seq, "policy": policy.as_data(), "imported": imported})
             return
         out.print(f"Policy in force ({where}):")
         out.print(json.dumps(policy.as_data(), indent=2))
+        if imported:
+            events = ", ".join(str(i) for i in imported)
+            out.print(
+                f"Imported policy updates (events {events}) are history only and never in "
+                f"force: {IMPORTED_NOTE}"
+            )
 
 
 @app.command()

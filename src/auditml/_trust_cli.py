@@ -21,6 +21,7 @@ from rich.table import Table
 from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
 from auditml.cli import DbOption, JsonOption, _errors, _open, app, out
 from auditml.errors import ConfigurationError, InvalidInputError
+from auditml.events import IMPORTED_NOTE
 from auditml.signing import FileSigner, generate_key_file, load_signer
 from auditml.trust import PASSPHRASE_ENV, PublicKeyFile, passphrase_from_env
 
@@ -110,6 +111,7 @@ def key_list(db: DbOption = None, as_json: JsonOption = False) -> None:
                 "key": k.key,
                 "registered": k.registered,
                 "revoked": k.revoked,
+                "imported": k.imported,
             }
             for k in registry.keys.values()
         ]
@@ -128,10 +130,12 @@ def key_list(db: DbOption = None, as_json: JsonOption = False) -> None:
                 str(row["signer"]),
                 str(row["name"]),
                 str(row["key"])[:16] + "…",
-                f"event {row['registered']}",
+                f"event {row['registered']}" + (" (imported)" if row["imported"] else ""),
                 "-" if revoked is None else f"event {revoked}",
             )
         out.print(table)
+        if any(row["imported"] for row in rows):
+            out.print(f"(imported): such a key signs no live decision; {IMPORTED_NOTE}")
 
 
 @key_app.command("register")
@@ -342,11 +346,13 @@ def signatures(
                 e.name,
                 e.signer,
                 e.meaning,
-                e.action.removeprefix("model."),
+                e.action.removeprefix("model.") + (" (imported)" if e.imported else ""),
                 e.model,
                 e.version,
             )
         out.print(table)
+        if any(e.imported for e in entries):
+            out.print(f"(imported): {IMPORTED_NOTE}")
 
 
 def read_anchor(path: Path) -> str:

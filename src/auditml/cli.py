@@ -26,6 +26,7 @@ from rich.text import Text
 
 from auditml import __version__
 from auditml.errors import AuditmlError, PolicyDeniedError, VerificationError
+from auditml.events import IMPORTED_NOTE, imported_source, is_imported
 from auditml.ledger import AuditLog
 
 __all__ = ["app", "main"]
@@ -244,27 +245,38 @@ def log_cmd(
             write = sys.stdout.write
             write("[")
             for i, rec in enumerate(records):
-                item = {"seq": rec.seq, "hash": rec.hash, "event": json.loads(rec.body)}
+                item = {
+                    "seq": rec.seq,
+                    "hash": rec.hash,
+                    "imported": is_imported(rec.event.data),
+                    "event": json.loads(rec.body),
+                }
                 write(("," if i else "") + "\n  " + json.dumps(item, ensure_ascii=False))
             write("\n]\n")
             return
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for name in ("seq", "time (UTC)", "actor", "action", "subject", "hash"):
+        for name in ("seq", "time (UTC)", "actor", "action", "subject", "imported", "hash"):
             table.add_column(name, no_wrap=name != "subject", overflow="fold")
-        count = 0
+        count = imported = 0
         for rec in records:
             ev = rec.event
+            source = imported_source(ev.data)
+            mark = "" if source is None else source
             table.add_row(
                 str(rec.seq),
                 ev.time[:19].replace("T", " "),
                 ev.actor.id,
                 ev.action,
                 _subject(ev.subject),
+                mark,
                 rec.hash[:12],
             )
             count += 1
+            imported += source is not None
         if count:
             out.print(table)
+            if imported:
+                out.print(f"{imported} event(s) marked imported: {IMPORTED_NOTE}")
         else:
             err.print("no events match")
 

@@ -8,6 +8,7 @@ transaction. :class:`Event` is the complete envelope, as read back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -26,6 +27,7 @@ from auditml.errors import InvalidInputError, UnknownActionError
 __all__ = [
     "ACTIONS",
     "FORMAT_VERSION",
+    "IMPORTED_NOTE",
     "Actor",
     "ApproveData",
     "ArtifactRef",
@@ -41,6 +43,7 @@ __all__ = [
     "EvaluateData",
     "Event",
     "FailureInfo",
+    "ImportedFrom",
     "IncidentCloseData",
     "IncidentOpenData",
     "KeyRegisterData",
@@ -52,6 +55,10 @@ __all__ = [
     "RollbackData",
     "TrainData",
     "data_model",
+    "imported_mark",
+    "imported_source",
+    "is_imported",
+    "marked",
     "validate_data",
 ]
 
@@ -82,10 +89,83 @@ class Actor(_Frozen):
     source: Literal["api", "flag", "env", "git", "os"] | None = None
 
 
+class ImportedFrom(_Frozen):
+    """Where an imported event came from: the mark ``data.imported`` of history recorded elsewhere.
+
+    An event that carries it was appended with ``imported=...`` (a migration from
+    another registry): it is the source's word, not a decision auditml checked.
+    It is shown as imported everywhere, and it never satisfies a rule a live
+    decision must meet (see :mod:`auditml.lifecycle`). ``time`` is when the
+    source says it happened (the log's own ``time`` is when it was imported);
+    ``id`` and ``uri`` name the record in the source (e.g. an MLflow run id and
+    its ``runs:/`` URI); ``details`` holds anything else the importer keeps,
+    such as the source's own timestamps.
+    """
+
+    source: Name
+    id: str | None = None
+    uri: str | None = None
+    time: Rfc3339 | None = None
+    details: dict[str, JsonValue] | None = None
+
+
+def imported_mark(imported: ImportedFrom | Mapping[str, Any] | bool) -> dict[str, Any]:
+    """Return the JSON of ``data.imported`` for ``imported=``: True, a mapping or an ImportedFrom.
+
+    ``True`` says only that the event was imported (source ``unspecified``);
+    a mapping gives its provenance, e.g. ``{"source": "mlflow", "id": run_id}``.
+    """
+    if imported is True:
+        imported = {"source": "unspecified"}
+    elif imported is False:
+        raise InvalidInputError("imported=False marks nothing: leave the mark out")
+    if not isinstance(imported, ImportedFrom | Mapping):
+        raise InvalidInputError(
+            "imported must be True or a mapping of provenance such as "
+            f"{{'source': 'mlflow', 'id': '…'}}, not {type(imported).__name__}"
+        )
+    try:
+        mark = ImportedFrom.model_validate(
+            imported.model_dump() if isinstance(imported, ImportedFrom) else dict(imported)
+        )
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid imported provenance: {_first_error(exc)}") from None
+    return mark.model_dump(mode="json", exclude_none=True)
+
+
+def is_imported(data: Mapping[str, Any]) -> bool:
+    """Return whether an event's ``data`` carries the imported mark."""
+    return data.get("imported") is not None
+
+
+def imported_source(data: Mapping[str, Any]) -> str | None:
+    """Return what outputs print for an imported event (``imported from SOURCE``), else None."""
+    if not is_imported(data):
+        return None
+    mark = data["imported"]
+    source = mark.get("source") if isinstance(mark, Mapping) else None
+    if isinstance(source, str) and source != "unspecified":
+        return f"imported from {source}"
+    return "imported"
+
+
+#: The note every output prints beside imported history.
+IMPORTED_NOTE = (
+    "imported history was recorded elsewhere and is shown as its source gave it: it is the "
+    "source's word, not evidence auditml checked, and no live decision counts it"
+)
+
+
 class DataModel(_Frozen):
-    """Base of every action's ``data`` model."""
+    """Base of every action's ``data`` model.
+
+    Every action's data may carry ``imported`` (:class:`ImportedFrom`), which
+    only ``AuditLog.append(..., imported=...)`` and ``append_many`` set.
+    """
 
     action: ClassVar[str] = ""
+
+    imported: ImportedFrom | None = None
 
 
 class CodeVersion(_Frozen):
@@ -394,6 +474,12 @@ def data_model(action: str) -> type[DataModel]:
         ) from None
 
 
+_FORGED_MARK = (
+    "data.imported is the mark of imported history and is set only by "
+    "append(..., imported=...) or append_many(..., imported=...); leave it out of data"
+)
+
+
 def _first_error(exc: ValidationError) -> str:
     """Return the first pydantic error as ``location: message``."""
     err = exc.errors()[0]
@@ -425,7 +511,10 @@ class Draft(_Frozen):
     """What a caller supplies for one event; the ledger adds the rest when it appends.
 
     Building a draft validates ``data`` against the action's model and keeps
-    its JSON form, so a draft that exists is one the log will accept.
+    its JSON form, so a draft that exists is one the log will accept. Only a
+    draft built with ``imported=`` carries the imported mark: ``data`` that
+    holds ``imported`` itself is refused, so a live event cannot claim to be
+    imported history, and imported history cannot pass for live.
     """
 
     action: str
@@ -442,8 +531,11 @@ class Draft(_Frozen):
         if not isinstance(action, str):
             raise ValueError("an event needs an action name, e.g. 'model.train'")
         values = dict(values)
-        if not (info.context or {}).get("data_validated"):
+        context = info.context or {}
+        if not context.get("data_validated"):
             values["data"] = validate_data(action, values.get("data"))
+        if not context.get("imported") and "imported" in (values.get("data") or {}):
+            raise ValueError(_FORGED_MARK)
         actor = values.get("actor")
         if isinstance(actor, str):
             values["actor"] = Actor(id=actor, source="api")
@@ -459,25 +551,49 @@ class Draft(_Frozen):
         actor: Actor | str | dict[str, Any] | None = None,
         subject: dict[str, str] | None = None,
         data: object = None,
+        imported: ImportedFrom | Mapping[str, Any] | bool = False,
     ) -> Draft:
         """Validate one event's parts and return the draft, or raise InvalidInputError.
 
         Without ``actor``, the actor is resolved as ``AuditLog.append`` does it.
+        ``imported`` (True, or a mapping of provenance: see :class:`ImportedFrom`)
+        marks the draft as imported history; ``data`` may not hold the mark itself.
         """
         if actor is None:
             from auditml.identity import resolve_actor  # identity builds on this module
 
             actor = resolve_actor()
         payload = validate_data(action, data)
+        if "imported" in payload:
+            raise InvalidInputError(_FORGED_MARK)
+        if imported is not False:
+            payload["imported"] = imported_mark(imported)
         parts = {"action": action, "actor": actor, "subject": subject, "data": payload}
         try:
-            return cls.model_validate(parts, context={"data_validated": True})
+            return cls.model_validate(
+                parts, context={"data_validated": True, "imported": imported is not False}
+            )
         except ValidationError as exc:
             raise InvalidInputError(f"invalid {action!r} event: {_first_error(exc)}") from None
 
+    @property
+    def imported(self) -> bool:
+        """Return whether the draft is marked as imported history."""
+        return is_imported(self.data)
+
+
+def marked(draft: Draft, mark: dict[str, Any] | None) -> dict[str, Any]:
+    """Return a draft's data with the imported ``mark`` unless it has its own (or mark is None)."""
+    if mark is None or draft.imported:
+        return draft.data
+    return {**draft.data, "imported": mark}
+
 
 class Event(_Frozen):
-    """The full event envelope of docs/format.md section 1."""
+    """The full event envelope of docs/format.md section 1.
+
+    ``data.imported``, when present, marks history imported from elsewhere.
+    """
 
     v: Literal[1]
     log: Name

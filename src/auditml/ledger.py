@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time as _time
 from binascii import hexlify
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,12 +31,21 @@ from auditml.errors import (
     StoreError,
     VerificationError,
 )
-from auditml.events import Actor, Draft, Event, LogInitData, data_model
+from auditml.events import (
+    Actor,
+    Draft,
+    Event,
+    ImportedFrom,
+    LogInitData,
+    data_model,
+    imported_mark,
+    marked,
+)
 from auditml.identity import resolve_actor
 from auditml.lifecycle import Decide, LifecycleMixin, Outcome, StateCache, View
 from auditml.signing import Signer, VerifierKey
 from auditml.store import Batch, EventFilter, HeadState, Store, TxReader, redact
-from auditml.trust import DEFAULT_CHECKPOINT_EVERY, TrustMixin, new_log_signer
+from auditml.trust import DEFAULT_CHECKPOINT_EVERY, TrustMixin, check_import, new_log_signer
 
 __all__ = [
     "DEFAULT_PATH",
@@ -52,6 +61,8 @@ __all__ = [
 DEFAULT_PATH = Path(".auditml") / "audit.db"
 _ORIGIN_RE = re.compile(r"^[\x21-\x2a\x2c-\x7e]{1,255}$")  # printable ASCII, no space, no '+'
 ProgressFn = Callable[[int, int], None]
+#: What ``imported=`` takes: False (live), True, or the provenance of imported history.
+Imported = bool | Mapping[str, Any] | ImportedFrom
 PARALLEL_MIN = 250_000  # below this, starting a helper process costs more than it saves
 
 
@@ -348,30 +359,55 @@ class AuditLog(LifecycleMixin, TrustMixin):
         subject: dict[str, str] | None = None,
         data: object = None,
         actor: Actor | str | None = None,
-        imported: bool = False,
+        imported: Imported = False,
     ) -> Receipt:
         """Validate and append one event; it is on disk when this returns.
 
         Actions that policy governs (train, approve, reject, deploy, rollback,
         retire, policy changes) are refused here: use the method of the same
-        name, which checks the policy. ``imported=True`` records such an event
-        unchecked, for history that happened elsewhere (a migration).
+        name, which checks the policy. ``imported`` records history that
+        happened elsewhere (a migration): ``True``, or its provenance as a
+        mapping such as ``{"source": "mlflow", "id": run_id, "time": ...}`` (see
+        :class:`~auditml.events.ImportedFrom`). The event then carries that
+        mark as ``data.imported`` in its own bytes, policy does not check it,
+        and it never counts toward a rule a live decision must meet (see
+        :mod:`auditml.lifecycle`). An imported e-signature must still verify.
+        ``data`` may not hold ``imported`` itself.
         """
-        if not imported:
+        if imported is False:
             _refuse_governed(action)
-        draft = Draft.build(action, actor=resolve_actor(actor), subject=subject, data=data)
+        draft = Draft.build(
+            action, actor=resolve_actor(actor), subject=subject, data=data, imported=imported
+        )
         return self.append_many([draft], imported=imported)[0]
 
-    def append_many(self, drafts: Iterable[Draft], *, imported: bool = False) -> list[Receipt]:
+    def append_many(self, drafts: Iterable[Draft], *, imported: Imported = False) -> list[Receipt]:
         """Append events in one transaction: all of them are written, or none.
 
-        Governed actions are refused unless ``imported`` (see :meth:`append`).
+        Governed actions are refused unless ``imported`` (see :meth:`append`),
+        which marks every draft that is not marked already (a draft built with
+        ``Draft.build(..., imported=...)`` keeps its own provenance). A marked
+        draft is refused without ``imported``. Imported e-signatures and key
+        revocations are checked against the log under the append's lock
+        (:func:`~auditml.trust.check_import`).
         """
         cache = _Cache()
-        parts = [_part(d, cache) for d in _as_drafts(drafts, imported)]
+        mark = None if imported is False else imported_mark(imported)  # validated once
+        chosen = list(_as_drafts(drafts, mark is not None))
+        parts = [_part(d, cache, mark) for d in chosen]
         if not parts:
             return []
-        batch = self._store.append(self._log_id, _preparer(self._origin, parts))
+        prepare = _preparer(self._origin, parts)
+        if mark is None:
+            batch = self._store.append(self._log_id, prepare)
+        else:
+
+            def checked(head: HeadState, reader: TxReader) -> Batch:
+                stamp = max(_now(), head.head_time)
+                check_import(reader, head.size, chosen, mark, self._origin, stamp)
+                return prepare(head)
+
+            batch = self._store.append_after(self._log_id, checked)
         self._auto_checkpoint(batch.rows[0][0], batch.head.size)
         return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
 
@@ -750,14 +786,22 @@ GOVERNED = {
 }
 
 
-def _as_drafts(drafts: Iterable[Draft], imported: bool) -> Iterator[Draft]:
+def _as_drafts(drafts: Iterable[Draft], importing: bool) -> Iterator[Draft]:
+    """Check each draft: a live batch may hold no governed action and no imported mark."""
     for draft in drafts:
         if not isinstance(draft, Draft):
             raise InvalidInputError(
                 f"append_many takes Draft objects (Draft.build(...)), not {type(draft).__name__}"
             )
-        if not imported:
-            _refuse_governed(draft.action)
+        if importing:
+            yield draft
+            continue
+        if draft.imported:
+            raise InvalidInputError(
+                f"a {draft.action} draft marked as imported history must be appended with "
+                "imported=True (or its provenance); nothing was written"
+            )
+        _refuse_governed(draft.action)
         yield draft
 
 
@@ -795,8 +839,11 @@ def _actor_bytes(who: Actor, cache: _Cache) -> bytes:
     return actor
 
 
-def _part(draft: Draft, cache: _Cache) -> _Part:
-    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold."""
+def _part(draft: Draft, cache: _Cache, mark: dict[str, Any] | None = None) -> _Part:
+    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold.
+
+    ``mark`` is the batch's imported mark, added to a draft that has none of its own.
+    """
     who = draft.actor
     action = draft.action
     start = cache.starts.get((action, id(who)))
@@ -814,7 +861,7 @@ def _part(draft: Draft, cache: _Cache) -> _Part:
         cache.subjects[items] = subject_bytes
     return _Part(
         action,
-        start + plain_canonical_bytes(draft.data),  # a JSON-mode dump: see Draft
+        start + plain_canonical_bytes(marked(draft, mark)),  # a JSON-mode dump: see Draft
         subject_bytes,
         subject.get("model"),
         subject.get("version"),

@@ -7,6 +7,37 @@ retire) is checked inside the append transaction against the state and the
 policy as of the locked head, so two writers cannot both slip past a rule. A
 refusal appends only a ``policy.denied`` event and raises
 :class:`~auditml.errors.PolicyDeniedError`.
+
+Imported history (events whose ``data`` carries the ``imported`` mark, appended
+with ``AuditLog.append(..., imported=...)``) is the source's word, not evidence
+auditml checked. It shows in every state and history (an imported deploy says
+where a version ran), but a live decision stands only on live evidence:
+
+- approvals: only live approvals count toward the approvals a deploy needs
+  (policy ``[approvals]``) and make a version a rollback target ("still
+  approved"), so an imported approval, signed or not, satisfies neither the
+  count nor ``require_signatures``;
+- metric gates: only metrics from live training runs and live evaluations are
+  checked against policy ``[gates]``;
+- card completeness: only live ``card.update`` sections complete a card that
+  policy ``[cards] complete_for`` demands;
+- rollback: the target must have run in the environment through a live
+  deploy or rollback, which passed the gates of its day;
+- training: an imported run never replaces a live run of the same version
+  (its status, time and metrics stay the live run's);
+- policy: the policy in force is the latest *live* ``policy.update`` (recorded
+  by ``apply_policy``, which checks the ``policy`` permission of the policy in
+  force), or the default when there is none. An imported ``policy.update`` is
+  history only: it is never in force, so it can neither undo a locked policy
+  nor loosen any other rule.
+
+Imported evidence that only restricts still counts, because honouring it can
+never let a decision through that live evidence would refuse: an imported
+rejection or retirement makes a version unusable, an imported trainer may not
+approve their version under separation of duties, an imported version
+number is taken, and an imported run in an environment keeps a version from
+being retired while it runs there. A live deploy may replace an imported run
+of the same version, so the version then runs there on live evidence.
 """
 
 from __future__ import annotations
@@ -34,6 +65,7 @@ from auditml.events import (
     ESignature,
     Event,
     TrainData,
+    is_imported,
     validate_data,
 )
 from auditml.identity import resolve_actor
@@ -72,6 +104,7 @@ __all__ = [
     "VersionState",
     "fold",
     "policy_at",
+    "policy_in_force",
 ]
 
 #: The actions a model's state is folded from.
@@ -90,13 +123,14 @@ LIFECYCLE_ACTIONS = (
 
 
 class Approval(NamedTuple):
-    """One approval: who, when, for which environments (empty: any)."""
+    """One approval: who, when, for which environments (empty: any), and if it was imported."""
 
     seq: int
     time: str
     actor: str
     environments: tuple[str, ...]
     role: str | None
+    imported: bool = False
 
 
 class Decision(NamedTuple):
@@ -114,10 +148,11 @@ class CardEdit(NamedTuple):
     seq: int
     version: str | None
     sections: dict[str, Any]
+    imported: bool = False
 
 
 class Move(NamedTuple):
-    """One deploy or rollback: a version starting to run in an environment."""
+    """One deploy or rollback: a version starting to run in an environment (maybe imported)."""
 
     seq: int
     time: str
@@ -127,11 +162,17 @@ class Move(NamedTuple):
     replaces: str | None
     actor: str
     reason: str | None
+    imported: bool = False
 
 
 @dataclass
 class VersionState:
-    """What the log says about one version of a model."""
+    """What the log says about one version of a model.
+
+    ``metrics``, ``evaluated``, ``approvals`` and ``ran_in`` include imported
+    history; ``live_metrics``, ``live_evaluated`` and ``ran_live`` hold only
+    live evidence, which is what the rules check (see the module docstring).
+    """
 
     version: str
     status: str = "trained"
@@ -146,6 +187,19 @@ class VersionState:
     running_in: list[str] = field(default_factory=list)
     ran_in: list[str] = field(default_factory=list)
     incidents: int = 0
+    trained_imported: bool = False
+    live_metrics: dict[str, float] = field(default_factory=dict)
+    live_evaluated: dict[str, float] = field(default_factory=dict)
+    ran_live: list[str] = field(default_factory=list)
+
+    @property
+    def live_approvals(self) -> list[Approval]:
+        """Return the approvals made on this log, not imported: the ones rules count."""
+        return [a for a in self.approvals if not a.imported]
+
+    def gate_metrics(self) -> dict[str, float]:
+        """Return the live metrics the gates check: live training's, updated by live evaluations."""
+        return {**self.live_metrics, **self.live_evaluated}
 
     @property
     def state(self) -> str:
@@ -163,9 +217,12 @@ class VersionState:
         return "trained"
 
     def approvers_for(self, environment: str, *, exclude: Sequence[str] = ()) -> list[str]:
-        """Return the distinct approvers whose approval covers ``environment``."""
+        """Return the distinct live approvers whose approval covers ``environment``.
+
+        Imported approvals are left out: they never count toward a deploy.
+        """
         found: list[str] = []
-        for approval in self.approvals:
+        for approval in self.live_approvals:
             if approval.environments and environment not in approval.environments:
                 continue
             if approval.actor in exclude or approval.actor in found:
@@ -182,6 +239,8 @@ class VersionState:
             "trained_at": self.trained_at,
             "trained_by": self.trainers,
             "approved_by": [a.actor for a in self.approvals],
+            "approved_by_imported": [a.actor for a in self.approvals if a.imported],
+            "trained_imported": self.trained_imported,
             "rejected_by": self.rejected.actor if self.rejected else None,
             "retired_by": self.retired.actor if self.retired else None,
             "running_in": self.running_in,
@@ -201,14 +260,17 @@ class ModelState:
     timeline: list[Move] = field(default_factory=list)
     card_edits: list[CardEdit] = field(default_factory=list)
 
-    def card_sections(self, version: str) -> dict[str, tuple[int, Any]]:
+    def card_sections(self, version: str, *, live: bool = False) -> dict[str, tuple[int, Any]]:
         """Return the human card sections in force for ``version``, each with the seq that set it.
 
         Updates for the whole model and for this version apply in log order; a
-        later update replaces the sections it names.
+        later update replaces the sections it names. With ``live``, imported
+        updates are left out (what a card-completeness rule may count).
         """
         found: dict[str, tuple[int, Any]] = {}
         for edit in self.card_edits:
+            if live and edit.imported:
+                continue
             if edit.version is None or edit.version == version:
                 found.update({name: (edit.seq, value) for name, value in edit.sections.items()})
         return found
@@ -233,11 +295,19 @@ class ModelState:
         """Return the deploys and rollbacks, optionally of one environment, oldest first."""
         return [m for m in self.timeline if environment is None or m.environment == environment]
 
+    def running_imported(self) -> list[str]:
+        """Return the environments whose current version was put there by imported history."""
+        last: dict[str, Move] = {}
+        for move in self.timeline:
+            last[move.environment] = move
+        return sorted(env for env, move in last.items() if move.imported)
+
     def as_dict(self) -> dict[str, Any]:
         """Return the model's state as plain JSON-able values."""
         return {
             "model": self.model,
             "running": dict(sorted(self.running.items())),
+            "running_imported": self.running_imported(),
             "versions": [v.as_dict() for v in self.versions.values()],
         }
 
@@ -253,10 +323,11 @@ def fold(
     state = ModelState(model) if state is None else state
     for seq, event in events:
         version = event.subject.get("version")
+        imported = is_imported(event.data)
         if event.action == "card.update":
             sections = event.data.get("sections")
             if isinstance(sections, dict):
-                state.card_edits.append(CardEdit(seq, version, sections))
+                state.card_edits.append(CardEdit(seq, version, sections, imported))
             continue
         if version is None:
             continue
@@ -264,14 +335,22 @@ def fold(
         actor = event.actor.id
         if event.action == "model.train":
             vs = state.versions.setdefault(version, VersionState(version))
+            if imported and vs.trained_seq is not None and not vs.trained_imported:
+                # An imported run never replaces a live one; its trainer still may not approve.
+                if actor not in vs.trainers:
+                    vs.trainers.append(actor)
+                continue
             if vs.status == "succeeded" and data.get("status") == "failed":
                 continue  # a failed retry does not undo a good run
             vs.status = str(data.get("status", "succeeded"))
             vs.trained_at = event.time
             vs.trained_seq = seq
+            vs.trained_imported = imported
             if actor not in vs.trainers:
                 vs.trainers.append(actor)
             vs.metrics.update(numeric_metrics(data.get("metrics")))
+            if not imported:
+                vs.live_metrics.update(numeric_metrics(data.get("metrics")))
             continue
         vs_or_none = state.versions.get(version)
         if vs_or_none is None:
@@ -289,6 +368,7 @@ def fold(
                     actor,
                     tuple(str(e) for e in envs) if isinstance(envs, list) else (),
                     role if isinstance(role, str) else None,
+                    imported,
                 )
             )
         elif event.action == "model.reject":
@@ -299,6 +379,8 @@ def fold(
             vs.incidents += 1
         elif event.action == "model.evaluate":
             vs.evaluated.update(numeric_metrics(data.get("metrics")))
+            if not imported:
+                vs.live_evaluated.update(numeric_metrics(data.get("metrics")))
         elif event.action in ("model.deploy", "model.rollback"):
             env = str(data.get("environment"))
             replaced = state.running.get(env)
@@ -310,8 +392,10 @@ def fold(
             vs.running_in.append(env)
             if env not in vs.ran_in:
                 vs.ran_in.append(env)
+            if not imported and env not in vs.ran_live:
+                vs.ran_live.append(env)
             state.timeline.append(
-                Move(seq, event.time, event.action, env, version, replaced, actor, reason)
+                Move(seq, event.time, event.action, env, version, replaced, actor, reason, imported)
             )
     return state
 
@@ -369,7 +453,24 @@ def policy_at(found: tuple[int, bytes] | None) -> tuple[Policy, int | None]:
     if found is None:
         return DEFAULT_POLICY, None
     seq, body = found
-    table = parse_found(seq, body, ("policy.update",)).data.get("policy")
+    return _policy_of(seq, parse_found(seq, body, ("policy.update",)))
+
+
+def policy_in_force(newest_first: Iterable[tuple[int, bytes]]) -> tuple[Policy, int | None]:
+    """Return the policy in force: the newest live ``policy.update`` (imported ones never are).
+
+    ``newest_first`` yields ``(seq, body)`` of ``policy.update`` events, newest
+    first; the default policy is in force when none of them is live.
+    """
+    for seq, body in newest_first:
+        event = parse_found(seq, body, ("policy.update",))
+        if not is_imported(event.data):
+            return _policy_of(seq, event)
+    return DEFAULT_POLICY, None
+
+
+def _policy_of(seq: int, event: Event) -> tuple[Policy, int | None]:
+    table = event.data.get("policy")
     if not isinstance(table, dict):
         return DEFAULT_POLICY, seq
     return policy_from(table, where=f"the policy recorded at event {seq}"), seq
@@ -399,7 +500,7 @@ class StateCache:
 
     def __init__(self) -> None:
         self.models: dict[str, tuple[int, ModelState]] = {}
-        self.policy: tuple[int, Policy] | None = None
+        self.policy: tuple[int, Policy, int | None] | None = None
         self.keys: tuple[int, KeyRegistry] | None = None
         self.incidents: tuple[int, IncidentIndex] | None = None
 
@@ -415,15 +516,20 @@ class View:
         self.policy, self.policy_seq = self._policy()
 
     def _policy(self) -> tuple[Policy, int | None]:
+        """Return the policy in force (the newest live ``policy.update``) and its seq."""
         seq = self._reader.last_seq("policy.update")
         if seq is None:
             return DEFAULT_POLICY, None
         cached = self._cache.policy
         if cached is not None and cached[0] == seq:
-            return cached[1], seq
-        policy, _ = policy_at(self._reader.last("policy.update"))
-        self._cache.policy = (seq, policy)
-        return policy, seq
+            return cached[1], cached[2]
+        last = self._reader.last("policy.update")
+        rows: Iterable[tuple[int, bytes]] = [] if last is None else [last]
+        if last is not None and is_imported(parse(*last).data):
+            rows = reversed(self._reader.by_actions(("policy.update",)))
+        policy, in_force = policy_in_force(rows)
+        self._cache.policy = (seq, policy, in_force)
+        return policy, in_force
 
     def model(self, name: str) -> ModelState:
         """Return ``name``'s state folded from its lifecycle events."""
@@ -473,9 +579,8 @@ class View:
         return index
 
     def metrics(self, name: str, version: str) -> dict[str, float]:
-        """Return a version's metrics: its training run's, updated by each evaluation."""
-        vs = self.model(name).version(version)
-        return {**vs.metrics, **vs.evaluated}
+        """Return the live metrics gates check: live training's, updated by live evaluations."""
+        return self.model(name).version(version).gate_metrics()
 
     def check_environment(self, environment: str) -> None:
         """Refuse an environment name the policy does not declare (when it declares any)."""
@@ -612,7 +717,7 @@ def decide_key(view: View, *, action: str, actor: Any, data: dict[str, Any]) -> 
     key = str(data["key"])
     found = registry.keys.get(key)
     if action == "key.register":
-        if found is not None:
+        if found is not None and not found.imported:  # an imported key may be registered live
             raise InvalidInputError(
                 f"the key {key[:16]}… is already registered to {found.signer} (event "
                 f"{found.registered})"
@@ -703,7 +808,8 @@ def decide_deploy(
     vs = state.version(version)
     view.check_environment(environment)
     current = state.running.get(environment)
-    if current == version:
+    if current == version and environment not in state.running_imported():
+        # Deploying over an imported run is allowed: it records the live decision, checked.
         raise InvalidInputError(f"version {version} of {model!r} already runs in {environment}")
     subject = {"model": model, "version": version}
     pol = view.policy
@@ -716,7 +822,9 @@ def decide_deploy(
             pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
         ),
         lambda: check_gates(pol, environment, view.metrics(model, version), version),
-        lambda: check_card(pol, environment, state.card_sections(version), model, version),
+        lambda: check_card(
+            pol, environment, state.card_sections(version, live=True), model, version
+        ),
     )
     if denial is not None:
         return denied(
@@ -738,13 +846,16 @@ def decide_deploy(
 
 
 def rollback_target(state: ModelState, environment: str) -> str | None:
-    """Return the version that ran in ``environment`` before the current one and may again."""
+    """Return the version that ran in ``environment`` before the current one and may again.
+
+    Only live moves and live approvals count: imported history never makes a target.
+    """
     current = state.running.get(environment)
     for move in reversed(state.history(environment)):
         vs = state.versions.get(move.version)
-        if move.version == current or vs is None:
+        if move.version == current or vs is None or move.imported:
             continue
-        if vs.rejected is None and vs.retired is None and vs.approvals:
+        if vs.rejected is None and vs.retired is None and vs.live_approvals:
             return move.version
     return None
 
@@ -778,13 +889,14 @@ def decide_rollback(
                 "deploy an approved version instead",
             )
         vs = state.versions[target]
-        if environment not in vs.ran_in:
+        if environment not in vs.ran_live:
+            only = " except in imported history" if environment in vs.ran_in else ""
             return Denial(
                 "rollback-target",
-                f"version {target} never ran in {environment}",
+                f"version {target} never ran in {environment}{only}",
                 f"roll back to a version that ran there before, or deploy {target} instead",
             )
-        if vs.retired is not None or vs.rejected is not None or not vs.approvals:
+        if vs.retired is not None or vs.rejected is not None or not vs.live_approvals:
             why = "retired" if vs.retired else "rejected" if vs.rejected else "not approved"
             return Denial(
                 "rollback-target",
@@ -1493,10 +1605,12 @@ class LifecycleMixin:
         )
 
     def policy(self) -> tuple[Policy, int | None]:
-        """Return the policy in force and the seq of the event that recorded it (None: default)."""
-        for record in self._records(None, ("policy.update",), newest_first=True, limit=1):
-            return policy_at((record.seq, record.body))
-        return DEFAULT_POLICY, None
+        """Return the policy in force and the seq of the event that recorded it (None: default).
+
+        The policy in force is the newest live ``policy.update``; imported ones never are.
+        """
+        records = list(self._records(None, ("policy.update",), newest_first=True))  # a few
+        return policy_in_force((record.seq, record.body) for record in records)
 
     def status(self, model: str | None = None) -> dict[str, ModelState]:
         """Return each model's state (or only ``model``'s), derived from the log alone."""

@@ -44,7 +44,7 @@ from auditml.errors import (
     ProofError,
     VerificationError,
 )
-from auditml.events import Actor, ESignature, Event, validate_data
+from auditml.events import Actor, Draft, ESignature, Event, is_imported, marked, validate_data
 from auditml.identity import resolve_actor
 from auditml.signing import (
     Checkpoint,
@@ -62,7 +62,7 @@ from auditml.signing import (
 if TYPE_CHECKING:
     from auditml.ledger import Receipt, Record
     from auditml.lifecycle import Decide
-    from auditml.store import Store
+    from auditml.store import Store, TxReader
 
 __all__ = [
     "DEFAULT_CHECKPOINT_EVERY",
@@ -202,6 +202,7 @@ class KeyRecord:
     registered: int
     revoked: int | None = None
     revoke_reason: str | None = None
+    imported: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +220,7 @@ class SignatureEntry:
     signed_at: str
     key: str
     reason: str | None
+    imported: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Return the entry as plain JSON values."""
@@ -234,6 +236,7 @@ class SignatureEntry:
             "signed_at": self.signed_at,
             "key": self.key,
             "reason": self.reason,
+            "imported": self.imported,
         }
 
 
@@ -256,12 +259,19 @@ def signature_entry(seq: int, event: Event) -> SignatureEntry | None:
         signed_at=sig.time,
         key=sig.key,
         reason=reason if isinstance(reason, str) else None,
+        imported=is_imported(event.data),
     )
 
 
 @dataclass
 class KeyRegistry:
-    """The keys people registered on the log, folded from its events in ``seq`` order (pure)."""
+    """The keys people registered on the log, folded from its events in ``seq`` order (pure).
+
+    A key registered only by imported history (``data.imported``) is the
+    source's word: it verifies imported signatures, but no live decision may be
+    signed with it until it is registered live (``log.register_key``), which
+    makes it a live key from that event on.
+    """
 
     keys: dict[str, KeyRecord] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)
@@ -271,13 +281,16 @@ class KeyRegistry:
         data = event.data
         if event.action == "key.register":
             key = str(data.get("key"))
-            if key not in self.keys:
+            imported = is_imported(data)
+            found = self.keys.get(key)
+            if found is None or (found.imported and not imported):
                 self.keys[key] = KeyRecord(
                     signer=str(data.get("signer")),
                     name=str(data.get("name")),
                     public_key=base64.b64decode(str(data.get("public_key"))),
                     key=key,
                     registered=seq,
+                    imported=imported,
                 )
         elif event.action == "key.revoke":
             record = self.keys.get(str(data.get("key")))
@@ -304,7 +317,20 @@ class KeyRegistry:
             return f"the key {signature.key[:16]}… is registered to {record.signer}, not {actor}"
         if record.revoked is not None:
             return f"the key {signature.key[:16]}… of {actor} was revoked at event {record.revoked}"
+        if record.imported:
+            return (
+                f"the key {signature.key[:16]}… was registered only by imported history (event "
+                f"{record.registered}), which cannot authorize a live signature; register it "
+                "on this log with `auditml key register`"
+            )
         return None
+
+    def note(self, seq: int, event: Event) -> None:
+        """Remember the e-signature of an already checked decision, so a copy of it is refused."""
+        raw = event.data.get("signature")
+        sig = raw.get("sig") if isinstance(raw, dict) else None
+        if isinstance(sig, str):
+            self.seen.setdefault(sig, seq)
 
     def check(self, seq: int, event: Event, origin: str) -> None:
         """Raise VerificationError unless the event's e-signature (if any) is valid at ``seq``."""
@@ -336,6 +362,13 @@ class KeyRegistry:
             raise VerificationError(
                 f"its e-signature uses the key of {record.signer} revoked at event "
                 f"{record.revoked}",
+                kind="signature",
+                seq=seq,
+            )
+        if record.imported and not is_imported(event.data):
+            raise VerificationError(
+                f"it is a live decision signed with a key registered only by imported history "
+                f"(event {record.registered})",
                 kind="signature",
                 seq=seq,
             )
@@ -383,6 +416,73 @@ class KeyRegistry:
                 self.check(seq, event, origin)
                 signed += 1
         return signed
+
+
+def check_import(
+    reader: TxReader,
+    size: int,
+    drafts: Sequence[Draft],
+    mark: dict[str, Any],
+    origin: str,
+    stamp: str,
+) -> None:
+    """Refuse imported drafts the log would not accept from a live writer, before any is written.
+
+    Runs inside the append transaction, against the log as of the locked head
+    (``size`` events, the batch to be stamped no earlier than ``stamp``; drafts
+    without a mark of their own carry ``mark``):
+
+    - an e-signature must pass exactly the check ``verify`` makes
+      (:meth:`KeyRegistry.check`): a key registered to the signer before it and
+      not revoked, a signature over this record, not dated after it, not a copy
+      of one already on the log or earlier in the batch;
+    - a ``key.revoke`` may revoke only a key that imported history registered:
+      revoking a live key is a live decision (``log.revoke_key``, which checks
+      the ``keys`` permission).
+
+    Raises InvalidInputError naming the draft; nothing of the batch is written.
+    """
+    if not any(d.action in KEY_ACTIONS or "signature" in d.data for d in drafts):
+        return
+    registry = KeyRegistry()
+    for seq, body in reader.by_actions((*KEY_ACTIONS, *SIGNED_ACTIONS)):
+        event = Event.model_validate(loads_strict(body))
+        if event.action in KEY_ACTIONS:
+            registry.apply(seq, event)
+        else:
+            registry.note(seq, event)
+    for offset, draft in enumerate(drafts):
+        seq = size + offset
+        event = Event(
+            v=1,
+            log=origin,
+            seq=seq,
+            prev="0" * 64,
+            time=stamp,
+            actor=draft.actor,
+            action=draft.action,
+            subject=draft.subject,
+            data=marked(draft, mark),
+        )
+        where = f"imported {draft.action} (draft {offset + 1} of {len(drafts)})"
+        if draft.action == "key.revoke":
+            found = registry.keys.get(str(draft.data.get("key")))
+            if found is not None and not found.imported:
+                raise InvalidInputError(
+                    f"{where}: the key {found.key[:16]}… of {found.signer} was registered live "
+                    f"(event {found.registered}); revoke it with log.revoke_key(...) or "
+                    "`auditml key revoke`, which check the policy; nothing was written"
+                )
+        if draft.action in KEY_ACTIONS:
+            registry.apply(seq, event)
+        elif "signature" in draft.data:
+            try:
+                registry.check(seq, event, origin)
+            except VerificationError as exc:
+                raise InvalidInputError(
+                    f"{where}: its e-signature cannot be accepted: {exc}; an imported signature "
+                    "must verify on this log as a live one does; nothing was written"
+                ) from None
 
 
 # -- the mixin ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from auditml.cards.model import (
     filled_sections,
 )
 from auditml.errors import InvalidInputError
-from auditml.events import DatasetRef, EvaluateData, TrainData
+from auditml.events import IMPORTED_NOTE, DatasetRef, EvaluateData, TrainData, is_imported
 from auditml.incidents import IncidentIndex
 from auditml.lifecycle import INCIDENT_ACTIONS, LIFECYCLE_ACTIONS, ModelState, fold
 from auditml.policy import Policy, parse_gate
@@ -112,22 +112,27 @@ def card_from_records(
             artifacts = [CardArtifact(name=name, ref=ref) for name, ref in run.artifacts.items()]
             for name, value in run.metrics.items():
                 metrics[(name, None)] = CardMetric(
-                    name=name, value=float(value), source="training", seq=record.seq
+                    name=name,
+                    value=float(value),
+                    source="training",
+                    seq=record.seq,
+                    imported=is_imported(data),
                 )
         elif event.action == "model.evaluate":
             bound.append(record)
             evaluation = EvaluateData.model_validate(data)
             evaluations.append(_evaluation(record, evaluation))
+            marked = evaluation.imported is not None
             ds = evaluation.dataset
             if ds is not None:
                 name = f"evaluation {len(evaluations)}"
                 datasets.append(CardDataset(name=name, use="evaluation", ref=ds, seq=record.seq))
             for metric, value in evaluation.metrics.items():
-                metrics[(metric, None)] = _metric(record.seq, metric, value, ds)
+                metrics[(metric, None)] = _metric(record.seq, metric, value, ds, imported=marked)
             for slice_name, values in evaluation.slices.items():
                 for metric, value in values.items():
                     metrics[(metric, slice_name)] = _metric(
-                        record.seq, metric, value, ds, slice_name
+                        record.seq, metric, value, ds, slice_name, imported=marked
                     )
         elif event.action in _DECISIONS:
             bound.append(record)
@@ -136,7 +141,10 @@ def card_from_records(
             bound.append(record)
             incidents.apply(record.seq, event)
     human = HumanSections.model_validate({name: value for name, (_, value) in sections.items()})
+    live = state.card_sections(version, live=True)
+    imported_seqs = {edit.seq for edit in state.card_edits if edit.imported}
     values = {**vs.metrics, **vs.evaluated}
+    imported = sum(is_imported(r.event.data) for r in bound)
     return ModelCard(
         model=model,
         version=version,
@@ -144,28 +152,42 @@ def card_from_records(
         generated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         sections=human,
         section_events={name: seq for name, (seq, _) in sections.items()},
+        imported_sections=[name for name, (seq, _) in sections.items() if seq in imported_seqs],
         training=training,
         datasets=datasets,
         artifacts=artifacts,
         metrics=list(metrics.values()),
         evaluations=evaluations,
         decisions=decisions,
-        gates=_gates(policy, values),
+        gates=_gates(policy, vs.gate_metrics()),
         deployments=moves,
         incidents=[_incident(i) for i in incidents.incidents.values()],
         metric_history=_history(state, values),
-        completeness=_completeness(human, policy),
+        completeness=_completeness(
+            human, policy, HumanSections.model_validate({n: v for n, (_, v) in live.items()})
+        ),
         binding=Binding(
             origin=head.origin,
             size=head.size,
             root=head.root,
-            events=[BoundEvent(seq=r.seq, action=r.event.action, hash=r.hash) for r in bound],
+            events=[
+                BoundEvent(
+                    seq=r.seq,
+                    action=r.event.action,
+                    hash=r.hash,
+                    imported=is_imported(r.event.data),
+                )
+                for r in bound
+            ],
             checkpoint=None
             if checkpoint is None
             else CheckpointRef(
                 size=checkpoint.size, root=checkpoint.root_hex, note=checkpoint.note
             ),
         ),
+        imported_note=f"{imported} of these events are imported: {IMPORTED_NOTE}"
+        if imported
+        else None,
     )
 
 
@@ -189,11 +211,18 @@ def _training(record: Record, run: TrainData) -> Training:
         parent_version=run.parent_version,
         base_model=run.base_model,
         error=None if run.error is None else f"{run.error.type}: {run.error.message}",
+        imported=run.imported is not None,
     )
 
 
 def _metric(
-    seq: int, name: str, value: float, ds: DatasetRef | None, slice_name: str | None = None
+    seq: int,
+    name: str,
+    value: float,
+    ds: DatasetRef | None,
+    slice_name: str | None = None,
+    *,
+    imported: bool = False,
 ) -> CardMetric:
     return CardMetric(
         name=name,
@@ -203,6 +232,7 @@ def _metric(
         dataset=None if ds is None else ds.uri,
         split=None if ds is None else ds.split,
         slice=slice_name,
+        imported=imported,
     )
 
 
@@ -215,6 +245,7 @@ def _evaluation(record: Record, evaluation: EvaluateData) -> CardEvaluation:
         metrics={k: float(v) for k, v in evaluation.metrics.items()},
         slices={s: {k: float(v) for k, v in m.items()} for s, m in evaluation.slices.items()},
         notes=evaluation.notes,
+        imported=evaluation.imported is not None,
     )
 
 
@@ -229,6 +260,7 @@ def _decision(record: Record) -> CardDecision:
         role=data.get("role"),
         reason=data.get("reason"),
         environments=list(data.get("environments") or []),
+        imported=is_imported(data),
         signature=None
         if not isinstance(sig, dict)
         else CardSignature(
@@ -252,6 +284,7 @@ def _move(record: Record) -> CardMove:
         replaces=data.get("replaces"),
         actor=record.event.actor.id,
         reason=data.get("reason"),
+        imported=is_imported(data),
     )
 
 
@@ -271,7 +304,7 @@ def _incident(incident: Any) -> CardIncident:
 
 
 def _gates(policy: Policy, values: dict[str, float]) -> list[CardGate]:
-    """Check every metric gate of the policy in force against the version's metrics."""
+    """Check every metric gate of the policy in force against the version's live metrics."""
     found = []
     for environment, texts in policy.gates.items():
         for gate in map(parse_gate, texts):
@@ -294,10 +327,15 @@ def _history(
     return {name: [(v, values.get(name)) for v, values in per_version.items()] for name in current}
 
 
-def _completeness(sections: HumanSections, policy: Policy) -> Completeness:
+def _completeness(sections: HumanSections, policy: Policy, live: HumanSections) -> Completeness:
+    """Count the sections written; a required one is missing until it is written live.
+
+    Imported sections are shown, but complete nothing, as they do not for a deploy.
+    """
     filled = filled_sections(sections)
     required = list(policy.cards.required)
-    missing = [name for name in required if name not in filled]
+    written_live = filled_sections(live)
+    missing = [name for name in required if name not in written_live]
     score = 1.0 if not required else (len(required) - len(missing)) / len(required)
     return Completeness(
         score=round(score, 4),

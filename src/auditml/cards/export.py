@@ -115,6 +115,7 @@ def to_mct(card: ModelCard) -> dict[str, Any]:
                 for text in (
                     s.limitations,
                     s.out_of_scope_use and f"Out of scope: {s.out_of_scope_use}",
+                    card.imported_note and f"Imported history: {card.imported_note}",
                 )
                 if text
             ],
@@ -208,7 +209,12 @@ def to_cyclonedx(card: ModelCard, *, tool_version: str) -> dict[str, Any]:
             ("auditml:checkpoint-size", card.binding.checkpoint.size),
             ("auditml:checkpoint-root", card.binding.checkpoint.root),
         ]
-    props += [(f"auditml:event:{e.seq}", f"{e.action} {e.hash}") for e in card.binding.events]
+    props += [
+        (f"auditml:event:{e.seq}", f"{e.action} {e.hash}" + (" imported" if e.imported else ""))
+        for e in card.binding.events
+    ]
+    if card.imported_note:
+        props.append(("auditml:imported", card.imported_note))
     props += [
         (f"auditml:{name}", getattr(s, name))
         for name in ("out_of_scope_use", "human_oversight", "risk_rating", "fairness", "citation")
@@ -216,9 +222,13 @@ def to_cyclonedx(card: ModelCard, *, tool_version: str) -> dict[str, Any]:
     ]
     for d in card.decisions:
         signed = f"; signed by {d.signature.name} ({d.signature.meaning})" if d.signature else ""
-        props.append((f"auditml:{d.action}:{d.seq}", f"{d.actor} at {d.time}{signed}"))
+        mark = "; imported" if d.imported else ""
+        props.append((f"auditml:{d.action}:{d.seq}", f"{d.actor} at {d.time}{signed}{mark}"))
     for m in card.deployments:
-        props.append((f"auditml:{m.action}:{m.seq}", f"{m.environment} at {m.time} by {m.actor}"))
+        mark = "; imported" if m.imported else ""
+        props.append(
+            (f"auditml:{m.action}:{m.seq}", f"{m.environment} at {m.time} by {m.actor}{mark}")
+        )
     if card.training and card.training.code and card.training.code.commit:
         props.append(("auditml:code-commit", card.training.code.commit))
     component: dict[str, Any] = {

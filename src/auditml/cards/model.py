@@ -166,6 +166,7 @@ class Training(_Frozen):
     parent_version: str | None = None
     base_model: str | None = None
     error: str | None = None
+    imported: bool = False
 
 
 class CardDataset(_Frozen):
@@ -194,6 +195,7 @@ class CardMetric(_Frozen):
     dataset: str | None = None
     split: str | None = None
     slice: str | None = None
+    imported: bool = False
 
 
 class CardEvaluation(_Frozen):
@@ -206,6 +208,7 @@ class CardEvaluation(_Frozen):
     metrics: dict[str, float] = Field(default_factory=dict)
     slices: dict[str, dict[str, float]] = Field(default_factory=dict)
     notes: str | None = None
+    imported: bool = False
 
 
 class CardSignature(_Frozen):
@@ -229,6 +232,7 @@ class CardDecision(_Frozen):
     reason: str | None = None
     environments: list[str] = Field(default_factory=list)
     signature: CardSignature | None = None
+    imported: bool = False
 
 
 class CardGate(_Frozen):
@@ -251,6 +255,7 @@ class CardMove(_Frozen):
     replaces: str | None = None
     actor: str
     reason: str | None = None
+    imported: bool = False
 
 
 class CardIncident(_Frozen):
@@ -283,11 +288,12 @@ class Completeness(_Frozen):
 
 
 class BoundEvent(_Frozen):
-    """An event the card was built from."""
+    """An event the card was built from; ``imported`` when it is imported history."""
 
     seq: int
     action: str
     hash: str
+    imported: bool = False
 
 
 class CheckpointRef(_Frozen):
@@ -315,7 +321,13 @@ class Binding(_Frozen):
 
 
 class ModelCard(_Frozen):
-    """A model card for one version, built from the log plus the sections people wrote."""
+    """A model card for one version, built from the log plus the sections people wrote.
+
+    Every item that comes from imported history says ``imported``, and
+    ``imported_note`` then says what that means; ``gates`` are checked against
+    live metrics only, as a deploy checks them, and a required section written
+    only by imported history (``imported_sections``) is still missing.
+    """
 
     card_schema: Literal["auditml-card/1"] = "auditml-card/1"
     model: str
@@ -324,6 +336,7 @@ class ModelCard(_Frozen):
     generated_at: str
     sections: HumanSections = Field(default_factory=HumanSections)
     section_events: dict[str, int] = Field(default_factory=dict)
+    imported_sections: list[str] = Field(default_factory=list)
     training: Training | None = None
     datasets: list[CardDataset] = Field(default_factory=list)
     artifacts: list[CardArtifact] = Field(default_factory=list)
@@ -336,6 +349,7 @@ class ModelCard(_Frozen):
     metric_history: dict[str, list[tuple[str, float | None]]] = Field(default_factory=dict)
     completeness: Completeness
     binding: Binding
+    imported_note: str | None = None
 
     def metric_values(self) -> dict[str, float]:
         """Return each metric's current value: training's, updated by later evaluations."""

@@ -86,6 +86,7 @@ def _context(card: ModelCard) -> dict[str, Any]:
         "timeline": _timeline(card),
         "approvals": len(approvals),
         "signed": sum(d.signature is not None for d in approvals),
+        "imported_approvals": sum(d.imported for d in approvals),
         "running": ", ".join(running) if card.status == "deployed" else "",
         "authors": ", ".join(o.name for o in owners) or "auditml",
         "auditml_version": auditml_version(),

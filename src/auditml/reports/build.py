@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from auditml import __version__
 from auditml.cards.model import SECTION_TITLES
 from auditml.errors import ConfigurationError, InvalidInputError
-from auditml.events import Event
+from auditml.events import IMPORTED_NOTE, Event, is_imported
 from auditml.incidents import IncidentIndex
 from auditml.lifecycle import (
     LIFECYCLE_ACTIONS,
@@ -96,6 +96,7 @@ class _Evals:
     evaluators: dict[str, None] = field(default_factory=dict)
     datasets: dict[str, None] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    imported: int = 0
 
 
 @dataclass
@@ -121,6 +122,7 @@ class _Fold:
     counts: dict[str, int] = field(default_factory=dict)
     read: int = 0
     in_window: int = 0
+    imported: int = 0
 
     def wants(self, model: str | None) -> bool:
         """Return whether an event about ``model`` (None: about the log) is in scope."""
@@ -171,6 +173,7 @@ def _decision(seq: int, event: Event) -> DecisionEntry:
         reason=reason,
         signed=signed,
         planned_change=planned,
+        imported=is_imported(data),
     )
 
 
@@ -231,6 +234,7 @@ def _training(seq: int, event: Event) -> TrainingEntry:
         params=len(params) if isinstance(params, dict) else 0,
         metrics=numeric_metrics(metrics),
         artifacts=artifacts,
+        imported=is_imported(data),
     )
 
 
@@ -284,12 +288,13 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
     if not acc.wants(model):
         return
     acc.read += 1
+    acc.imported += is_imported(event.data)
     acc.actors.add(event.actor.id)
     classes = ("log", "documentation") if action.startswith(("model.", "card.")) else ("log",)
     for klass in classes:
         acc.first_time.setdefault(klass, event.time)
         acc.counts[klass] = acc.counts.get(klass, 0) + 1
-    if action == "policy.update":
+    if action == "policy.update" and not is_imported(event.data):  # imported: never in force
         raw = event.data.get("policy")
         if isinstance(raw, dict):
             # A policy the reader cannot parse leaves the last one in force.
@@ -319,6 +324,7 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
         if isinstance(dataset, dict) and len(ev.datasets) < 10:
             ev.datasets.setdefault(str(dataset.get("uri")), None)
         ev.metrics.update(numeric_metrics(event.data.get("metrics")))
+        ev.imported += is_imported(event.data)
         _documents(seq, event, acc)
         return
     if action not in _DECISIONS:
@@ -494,20 +500,26 @@ def _inventory(state: ModelState, acc: _Fold) -> list[InventoryEntry]:
         dates = [a.time for a in vs.approvals]
         if evals is not None:
             dates.append(evals.last)
+        here = state.running_imported()
         rows.append(
             InventoryEntry(
                 model=state.model,
                 version=vs.version,
                 state=vs.state,
-                running_in=list(vs.running_in),
+                running_in=[_tag(env, env in here) for env in vs.running_in],
                 trained_at=vs.trained_at,
-                trained_by=list(vs.trainers),
-                approved_by=list(dict.fromkeys(a.actor for a in vs.approvals)),
+                trained_by=[_tag(who, vs.trained_imported) for who in vs.trainers],
+                approved_by=list(dict.fromkeys(_tag(a.actor, a.imported) for a in vs.approvals)),
                 last_validation=max(dates) if dates else None,
                 incidents=vs.incidents,
             )
         )
     return rows
+
+
+def _tag(text: str, imported: bool) -> str:
+    """Return ``text`` marked ``(imported)`` when it comes from imported history."""
+    return f"{text} (imported)" if imported else text
 
 
 CROSSREF: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
@@ -742,6 +754,10 @@ def build_report(
         until=until_ts,
         events_read=acc.read,
         events_in_window=acc.in_window,
+        imported_events=acc.imported,
+        imported_note=f"{acc.imported} event(s) in scope are imported: {IMPORTED_NOTE}"
+        if acc.imported
+        else None,
         checkpoint=checkpointed,
         signatures=acc.signatures,
         identities=[_identity(s, acc) for s in states],
@@ -757,6 +773,7 @@ def build_report(
                 evaluators=list(ev.evaluators),
                 datasets=list(ev.datasets),
                 metrics=ev.metrics,
+                imported=ev.imported,
             )
             for (model, version), ev in acc.evals.items()
         ],

@@ -82,7 +82,10 @@ class ModelIdentity(_Frozen):
 
 
 class InventoryEntry(_Frozen):
-    """One version's inventory line (SR 11-7): status, where it runs, validation dates."""
+    """One version's inventory line (SR 11-7): status, where it runs, validation dates.
+
+    Names and environments that come from imported history end in ``(imported)``.
+    """
 
     model: str
     version: str
@@ -112,6 +115,7 @@ class TrainingEntry(_Frozen):
     params: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
     artifacts: list[str] = Field(default_factory=list)
+    imported: bool = False
 
 
 class EvaluationSummary(_Frozen):
@@ -125,6 +129,7 @@ class EvaluationSummary(_Frozen):
     evaluators: list[str] = Field(default_factory=list)
     datasets: list[str] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
+    imported: int = 0
 
 
 class DecisionEntry(_Frozen):
@@ -141,6 +146,7 @@ class DecisionEntry(_Frozen):
     reason: str | None = None
     signed: str | None = None
     planned_change: str | None = None
+    imported: bool = False
 
 
 class CardSummary(_Frozen):
@@ -243,7 +249,11 @@ class CrossReference(_Frozen):
 
 
 class AuditReport(_Frozen):
-    """The whole audit report: every section, in REGULATORY.md order."""
+    """The whole audit report: every section, in REGULATORY.md order.
+
+    Entries from imported history say ``imported``; ``imported_events`` counts
+    them in scope and ``imported_note`` says what that means.
+    """
 
     report_id: str
     title: str
@@ -255,6 +265,8 @@ class AuditReport(_Frozen):
     until: str | None = None
     events_read: int
     events_in_window: int
+    imported_events: int = 0
+    imported_note: str | None = None
     checkpoint: Checkpointed
     signatures: list[SignatureEntry] = Field(default_factory=list)
     identities: list[ModelIdentity] = Field(default_factory=list)

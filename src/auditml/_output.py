@@ -79,8 +79,14 @@ def _sniff(path: Path) -> str | None:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
     except OSError:
         return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
     with os.fdopen(fd, "rb") as f:
-        head = f.read(_SNIFF)
+        try:
+            head = f.read(_SNIFF)
+        except OSError:
+            return None
     if head.startswith(_SQLITE):
         return "a SQLite database"
     if head[:4] in _WAL:

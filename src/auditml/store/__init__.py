@@ -102,8 +102,8 @@ class Store:
             engine.dispose()
             if "not a database" in str(getattr(exc, "orig", exc)):
                 raise StoreUnavailableError(
-                    f"{redact(url)} is not an auditml log (not a SQLite database): run "
-                    "`auditml init` to create one, or point --db at an existing log"
+                    f"{redact(url)} is not a database, so not an auditml log: point "
+                    "--db at an existing log, or create one elsewhere with `auditml init`"
                 ) from None
             raise backend.unavailable(exc) from None
         if create:

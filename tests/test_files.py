@@ -137,7 +137,7 @@ def test_writers_refuse_a_hard_link_to_the_database(
 def test_writers_refuse_other_databases_and_private_keys_even_with_force(
     url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
 ) -> None:
-    """Another log's database and a person's private key are recognized and never replaced."""
+    """Another log's database and a person's keys are recognized and never replaced."""
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE t (x)")
@@ -145,7 +145,13 @@ def test_writers_refuse_other_databases_and_private_keys_even_with_force(
     person.write_bytes(
         b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIGb\n-----END ENCRYPTED PRIVATE KEY-----\n"
     )
-    for target, what in ((other, "a SQLite database"), (person, "a private key")):
+    public = tmp_path / "alice.key.pub"
+    public.write_text('{"signer": "alice", "name": "Alice", "public_key": "AAAA"}\n')
+    for target, what in (
+        (other, "a SQLite database"),
+        (person, "a private key"),
+        (public, "a public key file"),
+    ):
         before = snapshot(target)
         code, _, err = run([*WRITERS[command](str(target)), "--db", url, "--force"], capsys)
         assert code == 2, err
@@ -431,11 +437,11 @@ def test_an_old_store_is_upgraded_by_init_not_by_reading(
     assert "run `auditml init`" in err
     code, _, err = run(["verify", "--db", url], capsys)
     assert code == 2
-    has = "SELECT count(*) FROM {} WHERE {} = 'auditml_checkpoint'"
     query = (
-        has.format("sqlite_master", "name")
+        "SELECT count(*) FROM sqlite_master WHERE name = 'auditml_checkpoint'"
         if url.startswith("sqlite:///")
-        else has.format("information_schema.tables", "table_name")
+        else "SELECT count(*) FROM information_schema.tables WHERE table_name = "
+        "'auditml_checkpoint' AND table_schema = current_schema()"
     )
     assert raw_query(url, query) == [(0,)]
     code, _, err = run(["init", "--origin", ORIGIN, "--db", url], capsys)

@@ -18,6 +18,7 @@ demo's files) goes through :func:`output_file` or :func:`output_folder`:
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -45,7 +46,7 @@ SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal")
 _SQLITE = b"SQLite format 3\x00"
 _WAL = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
 _JOURNAL = b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7"
-_SNIFF = 512
+_SNIFF_JSON = 1 << 16  # a public key file is a few hundred bytes; read no more
 
 
 def log_files(url: str | None, key: Path | None) -> list[Path]:
@@ -84,7 +85,7 @@ def _sniff(path: Path) -> str | None:
         return None
     with os.fdopen(fd, "rb") as f:
         try:
-            head = f.read(_SNIFF)
+            head = f.read(_SNIFF_JSON)
         except OSError:
             return None
     if head.startswith(_SQLITE):
@@ -93,11 +94,21 @@ def _sniff(path: Path) -> str | None:
         return "a SQLite write-ahead log"
     if head.startswith(_JOURNAL):
         return "a SQLite journal"
-    if head.lstrip().startswith(b"-----BEGIN") and b"PRIVATE KEY-----" in head:
+    first = head.lstrip().split(b"\n", 1)[0].strip()
+    if first.startswith(b"-----BEGIN") and first.endswith(b"PRIVATE KEY-----"):
         return "a private key"
-    if head.lstrip().startswith(b"{") and b'"public_key"' in head:
+    if head.lstrip().startswith(b"{") and _is_public_key(head):
         return "a public key file"
     return None
+
+
+def _is_public_key(text: bytes) -> bool:
+    """Return whether ``text`` is a ``keygen`` public key file: a JSON object with its key."""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(found, dict) and {"signer", "public_key"} <= found.keys()
 
 
 def _refuse_link(target: Path) -> os.stat_result | None:

@@ -121,6 +121,11 @@ def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) ->
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
+    if target.is_symlink():
+        raise InvalidInputError(
+            f"{target} is a symbolic link; auditml never writes a key through a link: "
+            "give the path of a new file"
+        )
     if os.path.lexists(target):
         raise InvalidInputError(
             f"a key already exists at {target}; it is never overwritten: "

@@ -17,11 +17,11 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
-from auditml._output import write_output
+from auditml._output import check_output, write_output
 from auditml.cards.build import build_card
 from auditml.cards.diff import CardDiff, diff_cards
 from auditml.cards.render import FORMATS, render_card
-from auditml.cli import DbOption, JsonOption, _errors, _open, app, out
+from auditml.cli import DbOption, ForceOption, JsonOption, _errors, _open, app, out
 from auditml.errors import InvalidInputError
 
 
@@ -71,6 +71,7 @@ def show(
         typer.Option("--out", "-o", metavar="FILE", help="Write here [default: stdout]."),
     ] = None,
     templates: TemplatesOption = None,
+    force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Render the card of MODEL VERSION, built from the log, in one of the formats."""
@@ -82,12 +83,15 @@ def show(
         if fmt == "pdf" and out_path is None:
             raise InvalidInputError("a PDF card needs --out FILE.pdf")
         with _open(db) as log:
+            protect = log._own_files()
+            if out_path is not None:
+                check_output(out_path, force=force, protect=protect)  # before rendering
             card = build_card(log, model, version)
         data = render_card(card, fmt, templates=templates)
         if out_path is None:
             sys.stdout.write(data.decode())
             return
-        write_output(out_path, data)
+        write_output(out_path, data, force=force, protect=protect)
         pct = f"{card.completeness.score:.0%}"
         missing = card.completeness.missing
         note = f"; missing {', '.join(missing)}" if missing else ""

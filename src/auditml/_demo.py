@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import math
 import random
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from auditml._output import SQLITE_SIDECARS, write_output
 from auditml.capture import current_run, track_training
 from auditml.errors import InvalidInputError, PolicyDeniedError
 from auditml.ledger import AuditLog
@@ -32,6 +34,17 @@ from auditml.ledger import AuditLog
 __all__ = ["run_demo"]
 
 MARKER = ".auditml-demo"
+#: What a demo writes in its folder, removed before it runs there again.
+OUTPUTS = (
+    *(f"audit.db{suffix}" for suffix in SQLITE_SIDECARS),
+    "auditml.toml",
+    "card.yaml",
+    "audit-report.html",
+    "audit-report.pdf",
+    "data",
+    "models",
+    "cards",
+)
 ORIGIN = "demo.auditml.example/credit-risk"
 MODEL = "credit-risk"
 SCIENTIST = "dana@bank.example"
@@ -120,28 +133,31 @@ def _write_cards(log: AuditLog, folder: Path) -> str:
     for version in log.status(MODEL)[MODEL].versions:
         card = build_card(log, MODEL, version)
         for fmt in formats:
-            (folder / f"{MODEL}-v{version}.{fmt}").write_bytes(render_card(card, fmt))
+            write_output(folder / f"{MODEL}-v{version}.{fmt}", render_card(card, fmt), force=True)
     return f"cards/{MODEL}-v*.{{{','.join(formats)}}}"
 
 
 def _write_report(log: AuditLog, out_dir: Path) -> str:
     """Write the audit report as HTML, and as PDF/A with its evidence when WeasyPrint is there."""
-    from auditml._output import write_output
     from auditml.reports.build import build_report
     from auditml.reports.render import render_report
 
     report = build_report(log)
-    write_output(out_dir / "audit-report.html", render_report(report, "html"))
+    write_output(out_dir / "audit-report.html", render_report(report, "html"), force=True)
     if not _can_write_pdf():
         return "audit-report.html (install auditml[pdf] for the PDF)"
     from auditml.reports.pdf import write_pdf_report
 
-    write_pdf_report(log, report, out_dir / "audit-report.pdf")
+    write_pdf_report(log, report, out_dir / "audit-report.pdf", force=True)
     return "audit-report.html and audit-report.pdf (check it: auditml verify audit-report.pdf)"
 
 
 def _prepare(out_dir: Path) -> None:
-    """Make ``out_dir`` ready: create it, or clear what an earlier demo left there."""
+    """Make ``out_dir`` ready: create it, or clear what an earlier demo left there.
+
+    What is cleared is removed, never followed: a link among the demo's files
+    is deleted, not what it points to, and every file is then written new.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidInputError(f"{out_dir} is a file; give --out a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()):
@@ -150,13 +166,15 @@ def _prepare(out_dir: Path) -> None:
                 f"{out_dir} is not empty and was not made by `auditml demo`; "
                 "give --out an empty or new folder"
             )
-        for name in ("audit.db", "audit.db-wal", "audit.db-shm", "auditml.toml"):
-            (out_dir / name).unlink(missing_ok=True)
-        for name in ("data", "models"):
-            shutil.rmtree(out_dir / name, ignore_errors=True)
+        for name in OUTPUTS:
+            path = out_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
     (out_dir / "models").mkdir(exist_ok=True)
-    (out_dir / MARKER).write_text("made by `auditml demo`; safe to delete\n", encoding="utf-8")
+    write_output(out_dir / MARKER, b"made by `auditml demo`; safe to delete\n", force=True)
 
 
 def _applicants(rng: random.Random, count: int) -> list[dict[str, float]]:
@@ -182,10 +200,11 @@ def _applicants(rng: random.Random, count: int) -> list[dict[str, float]]:
 
 
 def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=[*FEATURES, "default"])
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=[*FEATURES, "default"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_output(path, text.getvalue().encode(), force=True)
 
 
 def _read_csv(path: Path) -> list[dict[str, float]]:
@@ -270,6 +289,11 @@ def _fit(
 
 def run_demo(out_dir: Path, console: Console) -> None:
     """Run the whole story into ``out_dir`` and print what happened and where it is."""
+    if out_dir.is_symlink():
+        raise InvalidInputError(
+            f"{out_dir} is a symbolic link; auditml never writes through a link: "
+            "give --out a real folder"
+        )
     out_dir = out_dir.resolve()
     _prepare(out_dir)
     say = partial(console.print, markup=False)  # paths and names may hold [brackets]
@@ -278,7 +302,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
     _write_csv(train_csv, _applicants(rng, 1200))
     _write_csv(holdout_csv, _applicants(rng, 600))
     policy_file = out_dir / "auditml.toml"
-    policy_file.write_text(POLICY, encoding="utf-8")
+    write_output(policy_file, POLICY.encode(), force=True)
     url = f"sqlite:///{out_dir / 'audit.db'}"
 
     log, _ = AuditLog.init(url, origin=ORIGIN, actor=OFFICER, description="auditml demo")
@@ -304,7 +328,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
             run = current_run()
             assert run is not None
             path = out_dir / "models" / f"{MODEL}-v{run.version}.json"
-            path.write_text(json.dumps(model, indent=1), encoding="utf-8")
+            write_output(path, json.dumps(model, indent=1).encode(), force=True)
             run.add_artifact("model", path)
             return _metrics(model, _read_csv(train_csv))
 
@@ -353,7 +377,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
                 f"requires (rule {denied.rule!r}, event {denied.seq})"
             )
         card_file = out_dir / "card.yaml"
-        card_file.write_text(CARD, encoding="utf-8")
+        write_output(card_file, CARD.encode(), force=True)
         log.update_card(MODEL, card_file, reason="first card for go-live", actor=SCIENTIST)
         say(f"     {SCIENTIST} wrote the card's human sections (card.yaml, a card.update event)")
         log.deploy(MODEL, "1", "production", reason="go-live", actor=RELEASE)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from auditml.cli import DbOption, _errors, _LazyProgress, _open, app, out
+from auditml.cli import DbOption, ForceOption, _errors, _LazyProgress, _open, app, out
 from auditml.errors import InvalidInputError
 
 __all__ = ["report"]
@@ -57,10 +57,11 @@ def report(
             "report.md.j2, report.css).",
         ),
     ] = None,
+    force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Write the audit report: decisions, signatures, incidents, and the proof they are intact."""
-    from auditml._output import write_output
+    from auditml._output import check_output, write_output
     from auditml.reports.build import build_report
     from auditml.reports.render import FORMATS, PAPERS, render_report
 
@@ -85,6 +86,8 @@ def report(
                 f"--out {target} {where}; give a file in an existing folder, e.g. report.pdf"
             )
         with _open(db) as log:
+            protect = log._own_files()
+            check_output(target, force=force, protect=protect)  # before the slow build
             progress = _LazyProgress("building report")
             try:
                 built = build_report(
@@ -95,9 +98,10 @@ def report(
             if chosen == "pdf":
                 from auditml.reports.pdf import write_pdf_report
 
-                write_pdf_report(log, built, target, paper=paper, templates=templates)
+                write_pdf_report(log, built, target, paper=paper, templates=templates, force=force)
             else:
-                write_output(target, render_report(built, chosen, templates=templates))
+                data = render_report(built, chosen, templates=templates)
+                write_output(target, data, force=force, protect=protect)
         out.print(
             f"Wrote {chosen.upper()} report {built.report_id} to {target}: "
             f"{len(built.models)} model(s), {len(built.changes):,} decision(s), "

@@ -19,7 +19,8 @@ import typer
 from rich.table import Table
 
 from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
-from auditml.cli import DbOption, JsonOption, _errors, _open, app, out
+from auditml._output import check_output, write_output
+from auditml.cli import DbOption, ForceOption, JsonOption, _errors, _open, app, out
 from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.events import IMPORTED_NOTE
 from auditml.signing import FileSigner, generate_key_file, load_signer
@@ -208,12 +209,13 @@ def keygen(
             raise InvalidInputError("--actor is empty: give the id the key signs for")
         target = out_file or Path.home() / ".auditml" / "keys" / f"{_slug(actor)}.key"
         public = target.with_name(target.name + ".pub")
-        if public.exists():
-            raise InvalidInputError(f"{public} already exists; keys are never overwritten")
+        for path in (target, public):
+            if os.path.lexists(path):
+                raise InvalidInputError(f"{path} already exists; keys are never overwritten")
         phrase = passphrase_from_env() or ask_passphrase(f"the new key of {actor}", confirm=True)
         signer = generate_key_file(target, phrase)
         record = PublicKeyFile(actor, name or actor, signer.public_key)
-        public.write_text(record.to_json(), encoding="utf-8")
+        write_output(public, record.to_json().encode())
         if as_json:
             out.print_json(
                 data={"key_file": str(target), "public_key_file": str(public), "key": record.key}
@@ -236,17 +238,18 @@ def checkpoint(
         Path | None,
         typer.Option("--out", metavar="FILE", help="Write the signed checkpoint to FILE."),
     ] = None,
+    force: ForceOption = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Sign the log's size and root as a C2SP checkpoint: an anchor to keep elsewhere."""
     with _errors(), _open(db) as log:
+        protect = log._own_files()
+        if out_file is not None:
+            check_output(out_file, force=force, protect=protect)  # before signing anything
         cp = with_passphrase(lambda phrase: log.checkpoint(size, passphrase=phrase), "the log key")
         if out_file is not None:
-            try:
-                out_file.write_text(cp.note, encoding="utf-8")
-            except OSError as exc:
-                raise InvalidInputError(f"cannot write {out_file}: {exc.strerror}") from None
+            write_output(out_file, cp.note.encode(), force=force, protect=protect)
         if as_json:
             out.print_json(data=cp.as_dict())
         elif out_file is not None:
@@ -294,13 +297,22 @@ def export(
         list[int] | None,
         typer.Option(metavar="SEQ", help="Add the inclusion proof of event SEQ (repeatable)."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing .zip file (a folder that holds anything is never replaced).",
+        ),
+    ] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write an evidence bundle that anyone can verify offline (docs/format.md section 5)."""
     with _errors(), _open(db) as log:
         written = with_passphrase(
-            lambda phrase: log.export(out_path, size=size, prove=prove or (), passphrase=phrase),
+            lambda phrase: log.export(
+                out_path, size=size, prove=prove or (), passphrase=phrase, force=force
+            ),
             "the log key",
         )
         cp = log.checkpoint(size)

@@ -19,8 +19,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from auditml import merkle
+from auditml._output import check_folder, check_output, output_file, output_folder
 from auditml.chain import ChainVerifier
 from auditml.errors import AuditmlError, InvalidInputError, VerificationError
 from auditml.signing import Checkpoint, VerifierKey, open_checkpoint
@@ -38,6 +37,7 @@ __all__ = [
     "PROOFS",
     "VKEY",
     "BundleReport",
+    "check_bundle_path",
     "read_bundle",
     "verify_bundle",
     "verify_parts",
@@ -85,17 +85,17 @@ def write_bundle(
     checkpoint: str,
     vkey: str,
     proofs: Iterable[dict[str, Any]] = (),
+    force: bool = False,
+    protect: Iterable[Path] = (),
 ) -> Path:
     """Write a bundle to ``out``: a ``.zip`` when the name ends so, else a new folder.
 
     The bundle appears whole or not at all: it is written beside ``out`` under
-    a temporary name and renamed into place. An existing ``out`` is refused.
+    a temporary name and renamed into place. An existing ``out`` is refused,
+    except an empty folder, or a ``.zip`` file with ``force``; so are links and
+    the ``protect`` files (see :mod:`auditml._output`).
     """
-    target = Path(out)
-    if target.exists() and not (target.is_dir() and not any(target.iterdir())):
-        raise InvalidInputError(f"{target} already exists; give a new path for the bundle")
-    if not target.parent.is_dir():
-        raise InvalidInputError(f"the folder {target.parent} does not exist")
+    target = check_bundle_path(out, force=force, protect=protect)
     proof_lines = b"".join(
         json.dumps(p, separators=(",", ":"), sort_keys=True).encode() + b"\n" for p in proofs
     )
@@ -103,31 +103,30 @@ def write_bundle(
     if proof_lines:
         small[PROOFS] = proof_lines
     if target.suffix.lower() == ".zip":
-        fd, tmp = tempfile.mkstemp(prefix=".bundle-", suffix=".zip", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
-                with zf.open(EVENTS, "w", force_zip64=True) as f:
-                    _write_lines(f, lines)
-                for name, data in small.items():
-                    zf.writestr(name, data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with (
+            output_file(target, force=force, protect=protect) as raw,
+            zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf,
+        ):
+            with zf.open(EVENTS, "w", force_zip64=True) as f:
+                _write_lines(f, lines)
+            for name, data in small.items():
+                zf.writestr(name, data)
         return target
-    tmpdir = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target.parent))
-    try:
-        with (tmpdir / EVENTS).open("wb") as f:
+    with output_folder(target, protect=protect) as folder:  # new and ours: no links in it
+        with (folder / EVENTS).open("wb") as f:
             _write_lines(f, lines)
         for name, data in small.items():
-            (tmpdir / name).write_bytes(data)
-        if target.exists():
-            target.rmdir()
-        tmpdir.rename(target)
-    except BaseException:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
+            (folder / name).write_bytes(data)
     return target
+
+
+def check_bundle_path(
+    out: str | os.PathLike[str], *, force: bool = False, protect: Iterable[Path] = ()
+) -> Path:
+    """Return ``out`` as a path if a bundle may be written there, else raise saying why not."""
+    if Path(out).suffix.lower() == ".zip":
+        return check_output(out, force=force, protect=protect)
+    return check_folder(out, protect=protect)
 
 
 def _write_lines(f: IO[bytes], lines: Iterable[bytes]) -> None:

@@ -61,6 +61,13 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace an existing output file (never the log's database or a key file).",
+    ),
+]
 
 
 def _version(value: bool) -> None:

@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from auditml._output import write_output
 from auditml.canonical import canonical_bytes
 from auditml.errors import ConfigurationError, InvalidInputError, VerificationError
 from auditml.events import ESignature
@@ -120,21 +121,21 @@ def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) ->
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if target.is_symlink():
+        raise InvalidInputError(
+            f"{target} is a symbolic link; auditml never writes a key through a link: "
+            "give the path of a new file"
+        )
+    if os.path.lexists(target):
         raise InvalidInputError(
             f"a key already exists at {target}; it is never overwritten: "
             "move it away first or choose another path"
-        ) from None
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InvalidInputError(f"cannot create the key file {target}: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(target, 0o600)  # whatever the umask was
+    write_output(target, pem, mode=0o600)  # never over a file, never through a link
     return FileSigner(key, target)
 
 

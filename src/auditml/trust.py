@@ -535,6 +535,12 @@ class TrustMixin:
         """Return where the log's private key is kept (see :func:`key_path_for`)."""
         return key_path_for(self._store, self._origin, self._key_path)
 
+    def _own_files(self) -> list[Path]:
+        """Return the files this log lives in (database, sidecars, key): no output replaces them."""
+        from auditml._output import log_files
+
+        return log_files(self._store.url, self.key_path())
+
     def verifier_key(self) -> VerifierKey:
         """Return the log's verifier key, as recorded in the store."""
         text = self._store.log_key(self._log_id)
@@ -893,10 +899,17 @@ class TrustMixin:
         size: int | None = None,
         prove: Sequence[int] = (),
         passphrase: bytes | None = None,
+        force: bool = False,
     ) -> Path:
-        """Write an evidence bundle of the first ``size`` events (default: all) to ``out``."""
-        from auditml.bundle import write_bundle
+        """Write an evidence bundle of the first ``size`` events (default: all) to ``out``.
 
+        ``out`` must be new (or an empty folder; ``force`` replaces an existing
+        ``.zip`` file), not a link, and not one of the log's own files.
+        """
+        from auditml.bundle import check_bundle_path, write_bundle
+
+        protect = self._own_files()
+        check_bundle_path(out, force=force, protect=protect)  # before signing anything
         cp = self.checkpoint(size, passphrase=passphrase)
         proofs = [self.prove_inclusion(seq, cp.size) for seq in prove]
         return write_bundle(
@@ -905,6 +918,8 @@ class TrustMixin:
             checkpoint=cp.note,
             vkey=str(self.verifier_key()),
             proofs=proofs,
+            force=force,
+            protect=protect,
         )
 
     def _bodies(self, size: int) -> Iterator[bytes]:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from auditml._output import write_output
+from auditml._output import check_output, write_output
 from auditml._pdf import Attachment
 from auditml._pdf import html_to_pdf as pdf_bytes
 from auditml._templates import packaged_templates
@@ -70,10 +70,17 @@ def write_pdf_report(
     *,
     paper: str = "a4",
     templates: Path | None = None,
+    force: bool = False,
 ) -> Path:
-    """Export the report's evidence bundle, print the report with it embedded, write ``out``."""
+    """Export the report's evidence bundle, print the report with it embedded, write ``out``.
+
+    ``out`` is never one of the log's own files or a link; an existing file is
+    replaced only with ``force``.
+    """
+    protect = log._own_files()
+    check_output(out, force=force, protect=protect)  # before the slow print
     html = render_html(report, templates=templates, paper=paper)
     with tempfile.TemporaryDirectory(prefix="auditml-report-") as tmp:
         bundle = log.export(Path(tmp) / BUNDLE_NAME, size=report.checkpoint.size)
         data = html_to_pdf(html, report, bundle=bundle)
-    return write_output(out, data)
+    return write_output(out, data, force=force, protect=protect)

@@ -106,6 +106,11 @@ class Store:
                 conn.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             engine.dispose()
+            if "not a database" in str(getattr(exc, "orig", exc)):
+                raise StoreUnavailableError(
+                    f"{redact(url)} is not a database, so not an auditml log: point "
+                    "--db at an existing log, or create one elsewhere with `auditml init`"
+                ) from None
             raise backend.unavailable(exc) from None
         if create:
             store.ensure_schema()
@@ -161,7 +166,13 @@ class Store:
             raise self.backend.unavailable(exc) from None
 
     def check_schema(self) -> None:
-        """Raise unless the database holds an auditml store of this schema version."""
+        """Raise unless the database holds an auditml store of this schema version.
+
+        It only reads: opening a store never changes it, so a file that is not
+        an auditml log is left byte for byte as it was. A store made before
+        checkpoints is not upgraded here but by ``auditml init``, the one
+        command that creates.
+        """
         from auditml.store.tables import META, SCHEMA_VERSION
 
         try:
@@ -182,7 +193,10 @@ class Store:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1 FROM auditml_checkpoint WHERE 1 = 0")
         except DBAPIError:
-            self.ensure_schema()  # a store made before checkpoints: add their tables
+            raise StoreError(
+                f"{redact(self.url)} was made by an earlier auditml, before checkpoints: "
+                "run `auditml init` with this --db once to add their tables (no event changes)"
+            ) from None
 
     def _version_message(self, found: str | None) -> str:
         from auditml.store.tables import SCHEMA_VERSION

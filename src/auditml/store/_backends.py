@@ -171,7 +171,9 @@ class SQLiteBackend(Backend):
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            if self.path is not None:
+            if self.path is not None and create:
+                # Only `init` switches a file to WAL (the mode stays with the file):
+                # the pragma writes, and opening a log to read must change nothing.
                 cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = FULL")
             cur.execute("PRAGMA foreign_keys = ON")

@@ -284,11 +284,11 @@ def _metric_value(name: object, value: object) -> tuple[float, str | None]:
     if not name or len(name) > 512 or not is_text(name):
         return 0, "its name must be 1 to 512 characters of valid text"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return 0, f"a {type(value).__name__}, not a number"
+        return 0, f"{type(value).__name__} is not a number"
     try:
         number: float = int(value) if isinstance(value, numbers.Integral) else float(value)
     except Exception as exc:
-        return 0, f"a {type(value).__name__} that does not convert to a number ({_message(exc)})"
+        return 0, f"{type(value).__name__} does not convert to a number ({_message(exc)})"
     if isinstance(number, int) and not -MAX_SAFE_INT <= number <= MAX_SAFE_INT:
         return 0, "an integer beyond +/-(2**53 - 1), which JSON cannot hold exactly"
     if number != number:

@@ -191,6 +191,8 @@ class TrainingRun:
             if _shown(name) not in self._logged:  # run.log_metric wins over the returned value
                 self._take_metric(name, value)
 
+    # -- the run's edges -----------------------------------------------------
+
     def start(self) -> None:
         """Check policy, take the next version when none was given, and hash the datasets."""
         for name, source in self._dataset_specs.items():

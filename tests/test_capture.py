@@ -766,3 +766,36 @@ def test_cli_bare_sources_with_one_file_name_are_refused(
     )
     with AuditLog.open(db_url) as opened:
         assert trains(opened) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "spec", "message"),
+    [
+        (["--dataset", "=s3://b/x.csv"], None, "error: --dataset ='s3://b/x.csv' has no name"),
+        (["--artifact", "s3://bucket/"], None, None),
+        ([], {"datasets": 5}, "datasets must be a dict of name to path or URI"),
+        ([], {"artifacts": [1]}, "every entry of artifacts must be a path or URI"),
+        ([], {"datasets": {"train": 3}}, "datasets['train'] must be a path, a URI or an object"),
+    ],
+)
+def test_cli_train_refuses_sources_of_the_wrong_shape(
+    db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    args: list[str],
+    spec: dict[str, Any] | None,
+    message: str | None,
+) -> None:
+    """Bad --dataset/--artifact values or --from-json shapes exit 2 and write nothing."""
+    assert run(["init", "--origin", "t.example/cli", "--db", db_url], capsys)[0] == 0
+    if spec is not None:
+        (tmp_path / "run.json").write_text(json.dumps(spec), encoding="utf-8")
+        args = [*args, "--from-json", str(tmp_path / "run.json")]
+    code, _, err = run(["train", "credit", *args, "--actor", DS, "--db", db_url], capsys)
+    with AuditLog.open(db_url) as opened:
+        recorded = trains(opened)
+    if message is None:  # a URI with no path is named by its host
+        assert code == 0 and list(recorded[0]["artifacts"]) == ["bucket"]
+        return
+    assert code == 2 and message in err and "Traceback" not in err
+    assert recorded == []

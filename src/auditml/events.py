@@ -174,7 +174,7 @@ class FailureInfo(_Frozen):
 class DroppedMetric(_Frozen):
     """A metric the log could not hold as a number: its name, why, and its type and hash."""
 
-    name: str
+    name: Name
     reason: str
     type: str
     sha256: Hex64 | None = None

@@ -37,6 +37,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from auditml._uri import scrub_uri
 from auditml.errors import InvalidInputError
 from auditml.events import ArtifactRef, CodeVersion, DatasetRef, Environment
 
@@ -362,11 +363,6 @@ def _git(args: list[str], cwd: Path) -> bytes | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def _redact_remote(url: str) -> str:
-    """Drop credentials from a remote URL (``https://user:token@host`` keeps only the host)."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", url)
-
-
 def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
     """Return the git commit, branch, dirty flag and a hash of uncommitted changes.
 
@@ -402,7 +398,7 @@ def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
         branch=branch.decode().strip() if branch else None,
         dirty=dirty,
         diff_sha256=diff_sha,
-        repository=_redact_remote(remote.decode().strip()) if remote else None,
+        repository=scrub_uri(remote.decode().strip())[0] if remote else None,
     )
 
 

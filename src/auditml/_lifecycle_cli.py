@@ -7,7 +7,6 @@ policy exits with status 3 and says which rule refused and what would satisfy it
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,18 +137,15 @@ def _warnings_said() -> Iterator[None]:
                 err.print(f"warning: {item.message}")
 
 
-_BARE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
-
-
 def _sources(values: list[str] | None, option: str, what: str) -> dict[str, str]:
     """Parse ``--dataset``/``--artifact``: NAME=PATH|URI, or a bare path or URI named by file."""
-    from auditml._uri import scrub_uri
+    from auditml._uri import has_scheme, scrub_uri
     from auditml.capture import named_sources
 
     found: dict[str, str] = {}
     for item in values or []:
         name, sep, value = item.partition("=")
-        if not sep or _BARE_URI.match(item):
+        if not sep or has_scheme(item):
             ((name, source),) = named_sources([item], what).items()
             value = str(source)
             if name in found:

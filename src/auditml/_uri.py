@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_plus
 
-__all__ = ["is_secret_name", "scrub_uri"]
+__all__ = ["has_scheme", "is_secret_name", "scrub_uri"]
 
 #: Query parameter names that carry a secret, lower case.
 SECRET_NAMES = frozenset(
@@ -55,6 +55,11 @@ SECRET_SUFFIXES = (
 )
 # A scheme of two or more characters followed by "//": one letter is a Windows drive (C://).
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+:)//")
+
+
+def has_scheme(text: str) -> bool:
+    """Return whether ``text`` is a ``scheme://…`` URI rather than a (Windows) path."""
+    return _SCHEME.match(text) is not None
 
 
 def is_secret_name(name: str) -> bool:

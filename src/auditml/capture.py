@@ -41,7 +41,7 @@ from auditml._fingerprint import (
     opaque,
     start_capture,
 )
-from auditml._uri import scrub_uri
+from auditml._uri import has_scheme, scrub_uri
 from auditml.errors import AuditmlError, InvalidInputError
 from auditml.events import Actor, ArtifactRef, CodeVersion, DatasetRef, Environment
 from auditml.identity import resolve_actor
@@ -308,7 +308,7 @@ def _located(text: str) -> str:
 
 def _file_name(text: str) -> str:
     """Return the last segment of a path or URI (query and fragment left out)."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", text):
+    if has_scheme(text):
         text = re.split(r"[?#]", text, maxsplit=1)[0]
     parts = [part for part in re.split(r"[\\/]", text) if part and part != "."]
     return parts[-1] if parts else ""

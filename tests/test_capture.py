@@ -324,6 +324,35 @@ def test_numbers_of_other_real_types_are_recorded_as_metrics(log: AuditLog) -> N
     assert "dropped_metrics" not in d
 
 
+class Tensor:
+    """A stand-in for a torch tensor: a module auditml knows, and item()."""
+
+    __module__ = "torch"
+
+    def __init__(self, *values: float) -> None:
+        self.values = values
+
+    def item(self) -> float:
+        """Return the one value, as torch does, or refuse."""
+        if len(self.values) != 1:
+            raise RuntimeError("only one element tensors can be converted to Python scalars")
+        return self.values[0]
+
+
+def test_one_element_tensors_are_metrics_and_others_are_dropped(log: AuditLog) -> None:
+    """A 0-d tensor is recorded through item(); a tensor of many values is a named drop."""
+
+    @track(model="credit", log=log, actor=DS)
+    def fit() -> dict[str, Tensor]:
+        return {"loss": Tensor(0.25), "scores": Tensor(0.1, 0.2)}
+
+    with pytest.warns(UserWarning, match="metric 'scores' was not recorded: Tensor is not a"):
+        fit()
+    (d,) = trains(log)
+    assert d["metrics"] == {"loss": 0.25}
+    assert [(m["name"], m["type"]) for m in d["dropped_metrics"]] == [("scores", "torch.Tensor")]
+
+
 def test_log_metric_never_raises_into_training_and_the_last_value_wins(log: AuditLog) -> None:
     """run.log_metric(NaN) warns and records the drop; a later good value replaces it, and back."""
 

@@ -61,6 +61,8 @@ Sources = Mapping[str, Source] | Sequence[Source] | Source
 _CURRENT: ContextVar[TrainingRun | None] = ContextVar("auditml_training_run", default=None)
 _LOGS: dict[tuple[int, str], AuditLog] = {}
 CAPTURE_WAIT_S = 30.0
+#: Modules whose one-element arrays and tensors are metrics through ``.item()``.
+_ARRAY_MODULES = frozenset({"numpy", "torch", "jax", "jaxlib", "tensorflow"})
 
 
 def current_run() -> TrainingRun | None:
@@ -279,12 +281,23 @@ def _shown(name: object) -> str:
     return _text(text)[:512] or "<empty>"
 
 
+def _scalar(value: object) -> object:
+    """Return the number a one-element array or tensor holds: ``loss`` as ``loss.item()``."""
+    if type(value).__module__.partition(".")[0] not in _ARRAY_MODULES:
+        return value
+    try:
+        return value.item()  # type: ignore[attr-defined]
+    except Exception:  # not one element, or no item(): the value is reported as it is
+        return value
+
+
 def _metric_value(name: object, value: object) -> tuple[float, str | None]:
     """Return a metric as the number to record, or why it cannot be recorded as a number."""
     if not isinstance(name, str):
         return 0, f"its name is {type(name).__name__}, not text"
     if not name or len(name) > 512 or not is_text(name):
         return 0, "its name must be 1 to 512 characters of valid text"
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return 0, f"{type(value).__name__} is not a number"
     try:

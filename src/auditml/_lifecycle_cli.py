@@ -129,7 +129,7 @@ def _json_values(values: list[str] | None, option: str) -> dict[str, Any]:
 def _warnings_said() -> Iterator[None]:
     """Print what auditml warns about (credentials removed, ...) as ``warning:`` lines."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", UserWarning)
         try:
             yield
         finally:

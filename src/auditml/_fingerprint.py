@@ -37,6 +37,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from auditml._uri import scrub_uri
 from auditml.errors import InvalidInputError
 from auditml.events import ArtifactRef, CodeVersion, DatasetRef, Environment
 
@@ -255,14 +256,17 @@ def _type_name(value: object) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
-def _opaque(value: object) -> dict[str, Any]:
+def opaque(value: object) -> dict[str, Any]:
     """Return ``{"type", "sha256"}`` for a value JSON cannot hold.
 
     The hash is over the value's bytes when it exposes them (arrays, buffers),
     else its pickle, else its ``repr``: the same value gives the same hash.
     """
     payload: bytes
-    tobytes = getattr(value, "tobytes", None)
+    try:
+        tobytes = getattr(value, "tobytes", None)
+    except Exception:
+        tobytes = None
     if isinstance(value, bytes | bytearray | memoryview):
         payload = bytes(value)
     elif callable(tobytes):
@@ -275,19 +279,44 @@ def _opaque(value: object) -> dict[str, Any]:
         try:
             payload = pickle.dumps(value, protocol=5)
         except Exception:
-            payload = repr(value).encode("utf-8", "backslashreplace")
+            try:
+                payload = repr(value).encode("utf-8", "backslashreplace")
+            except Exception:  # neither pickle nor repr: the type is all there is to say
+                return {"type": _type_name(value)}
     return {"type": _type_name(value), "sha256": hashlib.sha256(payload).hexdigest()}
+
+
+def is_text(value: str) -> bool:
+    """Return whether a string is valid Unicode JSON can hold (no lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def encode_param(value: Any, _depth: int = 0) -> Any:
     """Return ``value`` as JSON the log can hold; anything else becomes type plus hash.
 
     Tuples and sets become lists, paths become strings, integers beyond
-    +/-(2^53-1) become decimal strings with their type, and NaN or infinite
-    floats, like any object JSON cannot hold, become ``{"type", "sha256"}``.
+    +/-(2^53-1) and NaN or infinite floats become decimal strings with their
+    type, and any other value JSON cannot hold (an object, a mapping with
+    keys that are not strings, text with lone surrogates, nesting deeper than
+    32) becomes ``{"type", "sha256"}``. Never raises: a value that fails while
+    it is read (a mapping whose iteration raises) is recorded as type plus hash.
     """
-    if value is None or isinstance(value, bool | str):
+    try:
+        return _encode(value, _depth)
+    except Exception:
+        return opaque(value)
+
+
+def _encode(value: Any, _depth: int) -> Any:
+    """Do the work of :func:`encode_param`, which catches what reading ``value`` raises."""
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return value if is_text(value) else opaque(value)
     if isinstance(value, int):
         if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
             return int(value)
@@ -295,9 +324,9 @@ def encode_param(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else {"type": "float", "value": repr(value)}
     if isinstance(value, os.PathLike):
-        return os.fspath(value)
+        return encode_param(os.fspath(value), _depth + 1)
     if _depth < 32:
-        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        if isinstance(value, Mapping) and all(isinstance(k, str) and is_text(k) for k in value):
             return {k: encode_param(v, _depth + 1) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [encode_param(v, _depth + 1) for v in value]
@@ -313,7 +342,7 @@ def encode_param(value: Any, _depth: int = 0) -> Any:
             scalar = None
         if isinstance(scalar, bool | int | float | str):
             return encode_param(scalar, _depth + 1)
-    return _opaque(value)
+    return opaque(value)
 
 
 # -- code version and environment ---------------------------------------------
@@ -332,11 +361,6 @@ def _git(args: list[str], cwd: Path) -> bytes | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
-
-
-def _redact_remote(url: str) -> str:
-    """Drop credentials from a remote URL (``https://user:token@host`` keeps only the host)."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
 def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
@@ -374,7 +398,7 @@ def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
         branch=branch.decode().strip() if branch else None,
         dirty=dirty,
         diff_sha256=diff_sha,
-        repository=_redact_remote(remote.decode().strip()) if remote else None,
+        repository=scrub_uri(remote.decode().strip())[0] if remote else None,
     )
 
 

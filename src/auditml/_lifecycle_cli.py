@@ -7,6 +7,9 @@ policy exits with status 3 and says which rule refused and what would satisfy it
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -124,6 +127,61 @@ def _json_values(values: list[str] | None, option: str) -> dict[str, Any]:
     return found
 
 
+@contextmanager
+def _warnings_said() -> Iterator[None]:
+    """Print what auditml warns about (credentials removed, ...) as ``warning:`` lines."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            for item in caught:
+                err.print(f"warning: {item.message}")
+
+
+def _sources(values: list[str] | None, option: str, what: str) -> dict[str, str]:
+    """Parse ``--dataset``/``--artifact``: NAME=PATH|URI, or a bare path or URI named by file."""
+    from auditml._uri import has_scheme, scrub_uri
+    from auditml.capture import named_sources
+
+    found: dict[str, str] = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep or has_scheme(item):
+            ((name, source),) = named_sources([item], what).items()
+            value = str(source)
+            if name in found:
+                raise InvalidInputError(
+                    f"two {option} options are both named {name!r}: give each a name, "
+                    f"e.g. {option} train=... {option} test=..."
+                )
+        elif not name.strip():
+            shown = scrub_uri(value)[0]
+            raise InvalidInputError(f"{option} ={shown!r} has no name, e.g. {option} train={shown}")
+        found[name.strip()] = value
+    return found
+
+
+def _json_sources(value: object, path: Path | None, what: str) -> dict[str, Any]:
+    """Return the datasets or artifacts of a ``--from-json`` file as name to path, URI or ref."""
+    from auditml.capture import named_sources
+
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        for name, ref in value.items():
+            if not isinstance(ref, dict | str):
+                raise InvalidInputError(
+                    f"{path}: {what}[{name!r}] must be a path, a URI or an object with a uri, "
+                    f"not {type(ref).__name__}"
+                )
+        return value
+    try:
+        return dict(named_sources(value, what))
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{path}: {exc}") from None
+
+
 def _json_file(path: Path | None) -> dict[str, Any]:
     """Read a JSON object from a file, or raise a sentence naming the file."""
     if path is None:
@@ -184,13 +242,19 @@ def train(
     """Record a training run done by a pipeline that is not Python."""
     from auditml._fingerprint import artifact_ref, code_version, dataset_ref
 
-    with _errors():
+    with _errors(), _warnings_said():
         data = _json_file(from_json)
         data.setdefault("params", {}).update(_json_values(param, "--param"))
         data.setdefault("metrics", {}).update(_numbers(metric, "--metric"))
         data.setdefault("tags", {}).update(_pairs(tag, "--tag"))
-        datasets = {**data.get("datasets", {}), **_pairs(dataset, "--dataset")}
-        artifacts = {**data.get("artifacts", {}), **_pairs(artifact, "--artifact")}
+        datasets = {
+            **_json_sources(data.get("datasets"), from_json, "datasets"),
+            **_sources(dataset, "--dataset", "datasets"),
+        }
+        artifacts = {
+            **_json_sources(data.get("artifacts"), from_json, "artifacts"),
+            **_sources(artifact, "--artifact", "artifacts"),
+        }
         data["datasets"] = {
             k: v if isinstance(v, dict) else dataset_ref(v) for k, v in datasets.items()
         }
@@ -236,7 +300,7 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Record an evaluation of a trained version."""
-    with _errors():
+    with _errors(), _warnings_said():
         data = _json_file(from_json)
         metrics = {**data.get("metrics", {}), **_numbers(metric, "--metric")}
         slices: dict[str, dict[str, float]] = dict(data.get("slices", {}))
@@ -254,7 +318,7 @@ def evaluate(
                 metrics=metrics,
                 dataset=dataset,
                 slices=slices,
-                artifacts=dict(_pairs(artifact, "--artifact")),
+                artifacts=_sources(artifact, "--artifact", "artifacts"),
                 notes=notes or data.get("notes"),
                 actor=_who(actor),
             )

@@ -6,7 +6,9 @@ actor, the code version and environment, the bound arguments, the datasets
 (hashed before the run), the artifacts (hashed after it), the metrics (a
 returned dict, or ``run.log_metric``) and tags. A function that raises is
 recorded as ``failed`` with the exception's type and message, and the
-exception is re-raised unchanged. What the function returns is returned as is.
+exception is re-raised unchanged. What the function returns is returned as is,
+and nothing auditml fails to record changes that: it is a warning instead.
+Credentials in a dataset or artifact URI are removed before it is recorded.
 
 The code version and environment are captured in the background when the
 function is decorated (the code a process runs is the code it imported), so a
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import os
+import re
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,7 +32,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
-from auditml._fingerprint import artifact_ref, dataset_ref, encode_param, start_capture
+from auditml._fingerprint import (
+    MAX_SAFE_INT,
+    artifact_ref,
+    dataset_ref,
+    encode_param,
+    is_text,
+    opaque,
+    start_capture,
+)
+from auditml._uri import has_scheme, scrub_uri
 from auditml.errors import AuditmlError, InvalidInputError
 from auditml.events import Actor, ArtifactRef, CodeVersion, DatasetRef, Environment
 from auditml.identity import resolve_actor
@@ -36,14 +49,20 @@ from auditml.identity import resolve_actor
 if TYPE_CHECKING:
     from auditml.ledger import AuditLog, Receipt
 
-__all__ = ["TrainingRun", "current_run", "track_training"]
+__all__ = ["Sources", "TrainingRun", "current_run", "track_training"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+Source = str | os.PathLike[str]
+#: Datasets or artifacts: a dict of name to path or URI, or a list of them named by file name.
+Sources = Mapping[str, Source] | Sequence[Source] | Source
+
 _CURRENT: ContextVar[TrainingRun | None] = ContextVar("auditml_training_run", default=None)
 _LOGS: dict[tuple[int, str], AuditLog] = {}
 CAPTURE_WAIT_S = 30.0
+#: Modules whose one-element arrays and tensors are metrics through ``.item()``.
+_ARRAY_MODULES = frozenset({"numpy", "torch", "jax", "jaxlib", "tensorflow"})
 
 
 def current_run() -> TrainingRun | None:
@@ -57,7 +76,13 @@ def _stamp(at: float) -> str:
 
 
 class TrainingRun:
-    """One training run being recorded; inside it, log metrics, datasets, artifacts and tags."""
+    """One training run being recorded; inside it, log metrics, datasets, artifacts and tags.
+
+    Nothing logged here raises into the training code for a value the log
+    cannot hold: a metric that is not a finite number is dropped with a
+    warning and named in the event's ``dropped_metrics``, a parameter JSON
+    cannot hold is recorded as type plus hash.
+    """
 
     def __init__(
         self,
@@ -67,8 +92,8 @@ class TrainingRun:
         version: str | None = None,
         actor: Actor | str | None = None,
         params: Mapping[str, Any] | None = None,
-        datasets: Mapping[str, str | os.PathLike[str]] | None = None,
-        artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+        datasets: Sources | None = None,
+        artifacts: Sources | None = None,
         tags: Mapping[str, str] | None = None,
         parent_version: str | None = None,
         base_model: str | None = None,
@@ -76,18 +101,20 @@ class TrainingRun:
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise InvalidInputError("a training run needs a model name, e.g. model='credit-risk'")
+        self._dataset_specs = named_sources(datasets, "datasets")
+        self._artifact_specs = named_sources(artifacts, "artifacts")
+        self.tags: dict[str, str] = checked_tags(tags)
         self.log = log
         self.model = model
         self.actor = resolve_actor(actor)
         self._explicit = None if version is None else str(version)
         self.version: str | None = self._explicit
-        self.params: dict[str, Any] = {k: encode_param(v) for k, v in (params or {}).items()}
+        self.params: dict[str, Any] = {str(k): encode_param(v) for k, v in (params or {}).items()}
         self.datasets: dict[str, DatasetRef] = {}
-        self._dataset_specs = dict(datasets or {})
-        self._artifact_specs: dict[str, str | os.PathLike[str]] = dict(artifacts or {})
         self.artifacts: dict[str, ArtifactRef] = {}
         self.metrics: dict[str, float] = {}
-        self.tags: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.dropped_metrics: dict[str, dict[str, Any]] = {}
+        self._logged: set[str] = set()
         self.parent_version = parent_version
         self.base_model = base_model
         self.receipt: Receipt | None = None
@@ -97,12 +124,14 @@ class TrainingRun:
     # -- what the training code may add -------------------------------------
 
     def log_metric(self, name: str, value: float) -> None:
-        """Record a metric of the trained model (the last value given wins)."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidInputError(f"metric {name!r} must be a number, not {value!r}")
-        if value != value or value in (float("inf"), float("-inf")):
-            raise InvalidInputError(f"metric {name!r} must be finite, not {value}")
-        self.metrics[str(name)] = value
+        """Record a metric of the trained model (the last value given wins).
+
+        A value that is not a finite number JSON holds exactly (NaN, text, an
+        integer beyond 2**53 - 1) is not recorded as a metric: it is named with
+        its type and hash in the event's ``dropped_metrics``, with a warning.
+        """
+        self._logged.add(_shown(name))
+        self._take_metric(name, value)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         """Record several metrics at once."""
@@ -111,21 +140,58 @@ class TrainingRun:
 
     def log_param(self, name: str, value: Any) -> None:
         """Record a parameter; values JSON cannot hold are written as type plus hash."""
-        self.params[str(name)] = encode_param(value)
+        self.params[_shown(name)] = encode_param(value)
 
     def add_dataset(self, name: str, source: str | os.PathLike[str]) -> DatasetRef:
         """Hash a file or folder now (or record a URI as given) as a dataset of this run."""
-        ref = dataset_ref(source)
-        self.datasets[str(name)] = ref
+        checked = named_sources({name: source}, "datasets")
+        ref = dataset_ref(checked[name])
+        self.datasets[name] = ref
         return ref
 
     def add_artifact(self, name: str, path: str | os.PathLike[str]) -> None:
         """Name an output to hash when the run ends."""
-        self._artifact_specs[str(name)] = path
+        self._artifact_specs.update(named_sources({name: path}, "artifacts"))
 
     def set_tag(self, name: str, value: str) -> None:
-        """Attach a tag to the run."""
-        self.tags[str(name)] = str(value)
+        """Attach a tag to the run; one that cannot be read as text is left out, with a warning."""
+        try:
+            self.tags.update(checked_tags({name: value}))
+        except InvalidInputError as exc:
+            warnings.warn(f"tag not recorded: {exc}", stacklevel=2)
+
+    def _take_metric(self, name: object, value: object) -> None:
+        """Keep a metric, or drop it with a warning and say why in ``dropped_metrics``."""
+        key = _shown(name)
+        number, reason = _metric_value(name, value)
+        if reason is None:
+            self.metrics[key] = number
+            self.dropped_metrics.pop(key, None)
+            return
+        self.metrics.pop(key, None)
+        self.dropped_metrics[key] = {"name": key, "reason": reason, **opaque(value)}
+        warnings.warn(
+            f"metric {key!r} was not recorded: {reason}; the training event names it "
+            "in dropped_metrics",
+            stacklevel=3,
+        )
+
+    def _take_returned(self, result: object) -> None:
+        """Take the top-level entries of a returned dict as metrics; never raises."""
+        if not isinstance(result, Mapping):
+            return
+        try:
+            items = list(result.items())
+        except Exception as exc:
+            warnings.warn(
+                f"auditml could not read the metrics of the returned {type(result).__name__}: "
+                f"{_message(exc)}",
+                stacklevel=4,
+            )
+            return
+        for name, value in items:
+            if _shown(name) not in self._logged:  # run.log_metric wins over the returned value
+                self._take_metric(name, value)
 
     # -- the run's edges -----------------------------------------------------
 
@@ -153,6 +219,7 @@ class TrainingRun:
                 )
         data: dict[str, Any] = {
             "status": "failed" if error is not None else "succeeded",
+            "dropped_metrics": list(self.dropped_metrics.values()),
             "started_at": _stamp(self.started),
             "ended_at": _stamp(ended),
             "duration_s": round(max(ended - self.started, 0.0), 6),
@@ -189,52 +256,196 @@ def _qualname(kind: type[BaseException]) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
+def _text(value: str) -> str:
+    """Return ``value`` as text the log can hold: lone surrogates become backslash escapes."""
+    return value if is_text(value) else value.encode("utf-8", "backslashreplace").decode()
+
+
 def _message(error: BaseException) -> str:
     try:
         text = str(error)
     except Exception:
         text = "<the exception's message could not be read>"
-    return text[:4000]
+    return _text(text[:4000])
+
+
+def _shown(name: object) -> str:
+    """Return a metric or parameter name as recordable text (at most 512 characters)."""
+    if isinstance(name, str):
+        text = name
+    else:
+        try:
+            text = str(name)
+        except Exception:
+            text = f"<{type(name).__name__}>"
+    return _text(text)[:512] or "<empty>"
+
+
+def _scalar(value: object) -> object:
+    """Return the number a one-element array or tensor holds: ``loss`` as ``loss.item()``."""
+    if type(value).__module__.partition(".")[0] not in _ARRAY_MODULES:
+        return value
+    try:
+        return value.item()  # type: ignore[attr-defined]
+    except Exception:  # not one element, or no item(): the value is reported as it is
+        return value
+
+
+def _metric_value(name: object, value: object) -> tuple[float, str | None]:
+    """Return a metric as the number to record, or why it cannot be recorded as a number."""
+    if not isinstance(name, str):
+        return 0, f"its name is {type(name).__name__}, not text"
+    if not name or len(name) > 512 or not is_text(name):
+        return 0, "its name must be 1 to 512 characters of valid text"
+    value = _scalar(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return 0, f"{type(value).__name__} is not a number"
+    try:
+        number: float = int(value) if isinstance(value, numbers.Integral) else float(value)
+    except Exception as exc:
+        return 0, f"{type(value).__name__} does not convert to a number ({_message(exc)})"
+    if isinstance(number, int) and not -MAX_SAFE_INT <= number <= MAX_SAFE_INT:
+        return 0, "an integer beyond +/-(2**53 - 1), which JSON cannot hold exactly"
+    if number != number:
+        return 0, "NaN (not a number)"
+    if number in (float("inf"), float("-inf")):
+        return 0, "infinite"
+    return number, None
+
+
+def _located(text: str) -> str:
+    """Return a path or URI fit to show in a message: credentials removed, at most 200 chars."""
+    clean = _text(scrub_uri(text)[0])
+    return repr(clean if len(clean) <= 200 else clean[:200] + "...")
+
+
+def _file_name(text: str) -> str:
+    """Return the last segment of a path or URI (query and fragment left out)."""
+    if has_scheme(text):
+        text = re.split(r"[?#]", text, maxsplit=1)[0]
+    parts = [part for part in re.split(r"[\\/]", text) if part and part != "."]
+    return parts[-1] if parts else ""
+
+
+def _source(value: object, what: str, name: str | None) -> Source:
+    """Return one dataset or artifact path or URI, or refuse it with a clear error."""
+    label = f"{what[:-1]} {name!r}" if name is not None else f"every entry of {what}"
+    if not isinstance(value, str | os.PathLike):
+        raise InvalidInputError(
+            f"{label} must be a path or URI (str or os.PathLike), not {type(value).__name__}: "
+            f"e.g. {what}={{'train': 'data/train.csv'}}"
+        )
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{label} must be a text path, not {type(text).__name__}")
+    if not text.strip():
+        raise InvalidInputError(f"{label} is an empty path: give a file, a folder or a URI")
+    return value
+
+
+def named_sources(value: object, what: str) -> dict[str, Source]:
+    """Return ``datasets`` or ``artifacts`` as a dict of name to path or URI.
+
+    A dict is taken as it is; a list or tuple (or one path) is named by the
+    file name of each entry, and two entries with the same file name are
+    refused, since either name would hide the other: pass a dict to name them.
+    Anything else is refused with :class:`InvalidInputError`, so a decorator
+    given a wrong value fails when it decorates, not when training ends.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, str | os.PathLike):
+        value = [value]
+    found: dict[str, Source] = {}
+    example = f"e.g. {what}={{'train': 'data/train.csv'}} or {what}=['data/train.csv']"
+    if isinstance(value, Mapping):
+        for name, source in value.items():
+            if not isinstance(name, str) or not name.strip() or len(name) > 512:
+                shown = repr(_shown(name)) if isinstance(name, str) else type(name).__name__
+                raise InvalidInputError(
+                    f"the names of {what} must be text of 1 to 512 characters, not {shown}: "
+                    + example
+                )
+            found[name] = _source(source, what, name)
+        return found
+    if not isinstance(value, list | tuple):
+        raise InvalidInputError(
+            f"{what} must be a dict of name to path or URI, or a list of paths, "
+            f"not {type(value).__name__}: {example}"
+        )
+    for source in value:
+        text = os.fspath(_source(source, what, None))
+        name = _file_name(scrub_uri(text)[0])
+        if not name or len(name) > 512:
+            raise InvalidInputError(
+                f"cannot name {what[:-1]} {_located(text)} by its file name: pass a dict, {example}"
+            )
+        if name in found:
+            raise InvalidInputError(
+                f"two {what} are both named {name!r} ({_located(os.fspath(found[name]))} and "
+                f"{_located(text)}): pass a dict to give each its own name, "
+                f"e.g. {what}={{'train': ..., 'test': ...}}"
+            )
+        found[name] = source
+    return found
+
+
+def checked_tags(tags: object) -> dict[str, str]:
+    """Return tags as text to text, or refuse a value that is not a mapping."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise InvalidInputError(
+            f"tags must be a dict of name to text, not {type(tags).__name__}: "
+            "e.g. tags={'team': 'risk'}"
+        )
+    found: dict[str, str] = {}
+    for name, value in tags.items():
+        try:
+            found[_text(str(name))] = _text(str(value))
+        except Exception as exc:
+            raise InvalidInputError(
+                f"tag {_shown(name)!r} cannot be read as text: {_message(exc)}"
+            ) from None
+    return found
 
 
 @contextmanager
 def run_context(run: TrainingRun) -> Iterator[TrainingRun]:
-    """Start ``run``, make it current, and record it however the block ends."""
+    """Start ``run``, make it current, and record it however the block ends.
+
+    A refusal at the start (policy, a version already trained, a missing
+    dataset) raises before the block runs. Once it has run, nothing auditml
+    fails to record changes how the block ends: the failure is a warning.
+    """
     run.start()
     token = _CURRENT.set(run)
     try:
         yield run
     except BaseException as exc:
         _CURRENT.reset(token)
-        _finish_failed(run, exc)
+        _record(run, exc)
         raise
     _CURRENT.reset(token)
-    run.finish()
+    _record(run, None)
 
 
-def _finish_failed(run: TrainingRun, exc: BaseException) -> None:
-    """Record a failed run without ever hiding the exception that failed it."""
+def _record(run: TrainingRun, error: BaseException | None) -> None:
+    """Record a finished run; a failure to record is a warning, never an exception."""
     try:
-        run.finish(exc)
-    except AuditmlError as record_error:
+        run.finish(error)
+    except Exception as failure:
+        why = (
+            failure.diagnostics()
+            if isinstance(failure, AuditmlError)
+            else f"{_qualname(type(failure))}: {_message(failure)}"
+        )
+        passes = "its exception is raised" if error is not None else "its result is returned"
         warnings.warn(
-            f"auditml could not record the failed training run: {record_error.diagnostics()}",
+            f"auditml could not record the {'failed ' if error is not None else ''}training "
+            f"run of {run.model!r}: {why}; {passes} unchanged",
             stacklevel=4,
         )
-
-
-def _metrics_of(result: object) -> dict[str, float]:
-    """Return the numeric top-level entries of a returned dict; anything else has none."""
-    if not isinstance(result, Mapping):
-        return {}
-    return {
-        str(k): v
-        for k, v in result.items()
-        if isinstance(v, int | float)
-        and not isinstance(v, bool)
-        and v == v
-        and v not in (float("inf"), float("-inf"))
-    }
 
 
 def _log_for(log: AuditLog | None, url: str | None) -> AuditLog:
@@ -266,8 +477,8 @@ def track_training(
     log: AuditLog | None = None,
     url: str | None = None,
     actor: Actor | str | None = None,
-    datasets: Mapping[str, str | os.PathLike[str]] | None = None,
-    artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+    datasets: Sources | None = None,
+    artifacts: Sources | None = None,
     tags: Mapping[str, str] | None = None,
     params: bool = True,
     exclude: tuple[str, ...] = (),
@@ -284,8 +495,8 @@ def track_training(
     log: AuditLog | None = None,
     url: str | None = None,
     actor: Actor | str | None = None,
-    datasets: Mapping[str, str | os.PathLike[str]] | None = None,
-    artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+    datasets: Sources | None = None,
+    artifacts: Sources | None = None,
     tags: Mapping[str, str] | None = None,
     params: bool = True,
     exclude: tuple[str, ...] = (),
@@ -296,8 +507,18 @@ def track_training(
 
     ``model`` defaults to the function's name. ``params=False`` leaves the
     arguments out; ``exclude`` names arguments never to record (secrets).
-    After a call, ``wrapper.last_run`` holds the run, with its version and receipt.
+    ``datasets`` and ``artifacts`` are a dict of name to path or URI, or a list
+    of paths named by file name (two with the same file name are refused);
+    a wrong type is refused here, when decorating. After a call,
+    ``wrapper.last_run`` holds the run, with its version and receipt.
+
+    The decorated function returns and raises exactly what it would without
+    the decorator: what auditml cannot record (a failing store, a value the
+    log cannot hold) is a warning, never an exception.
     """
+    dataset_specs = named_sources(datasets, "datasets")
+    artifact_specs = named_sources(artifacts, "artifacts")
+    checked_tags(tags)
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         name = model or fn.__name__
@@ -327,8 +548,8 @@ def track_training(
                 version=version,
                 actor=actor,
                 params=bound,
-                datasets=datasets,
-                artifacts=artifacts,
+                datasets=dataset_specs,
+                artifacts=artifact_specs,
                 tags=tags,
                 parent_version=parent_version,
                 base_model=base_model,
@@ -344,7 +565,7 @@ def track_training(
                 async_wrapper.last_run = run  # type: ignore[attr-defined]
                 with run_context(run):
                     result = await afn(*args, **kwargs)
-                    run.log_metrics({**_metrics_of(result), **run.metrics})
+                    run._take_returned(result)
                 return result
 
             return cast(Callable[P, R], async_wrapper)
@@ -355,7 +576,7 @@ def track_training(
             wrapper.last_run = run  # type: ignore[attr-defined]
             with run_context(run):
                 result = fn(*args, **kwargs)
-                run.log_metrics({**_metrics_of(result), **run.metrics})
+                run._take_returned(result)
             return result
 
         return wrapper

@@ -8,6 +8,7 @@ transaction. :class:`Event` is the complete envelope, as read back.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -38,6 +39,7 @@ __all__ = [
     "DeniedData",
     "DeployData",
     "Draft",
+    "DroppedMetric",
     "ESignature",
     "Environment",
     "EvaluateData",
@@ -187,8 +189,32 @@ class Environment(_Frozen):
     accelerators: list[str] = Field(default_factory=list)
 
 
+def _without_credentials(values: Any, what: str) -> Any:
+    """Strip credentials from a reference's ``uri``, warn, and list what went in ``redacted``."""
+    if not isinstance(values, dict) or not isinstance(values.get("uri"), str):
+        return values
+    from auditml._uri import scrub_uri
+
+    clean, removed = scrub_uri(values["uri"])
+    if not removed:
+        return values
+    warnings.warn(
+        f"auditml removed credentials ({', '.join(removed)}) from the {what} URI {clean!r} "
+        "before recording it: the log is append-only, so a secret written there stays "
+        "for ever; pass credentials through the environment instead",
+        stacklevel=2,
+    )
+    before = values.get("redacted")
+    kept = [str(item) for item in before] if isinstance(before, list) else []
+    return {**values, "uri": clean, "redacted": kept + [r for r in removed if r not in kept]}
+
+
 class DatasetRef(_Frozen):
-    """A dataset: a hashed file or folder, or a URI recorded as given."""
+    """A dataset: a hashed file or folder, or a URI recorded as given (without credentials).
+
+    ``redacted`` says which credentials were stripped from the URI before it
+    was recorded (``userinfo``, ``query:token``), never their values.
+    """
 
     uri: str
     kind: Literal["file", "folder", "uri"] = "uri"
@@ -196,14 +222,26 @@ class DatasetRef(_Frozen):
     size: int | None = Field(default=None, ge=0)
     files: int | None = Field(default=None, ge=0)
     split: str | None = None
+    redacted: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scrub(cls, values: Any) -> Any:
+        return _without_credentials(values, "dataset")
 
 
 class ArtifactRef(_Frozen):
-    """An output file or URI and its SHA-256."""
+    """An output file or URI (without credentials, as for datasets) and its SHA-256."""
 
     uri: str
     sha256: Hex64 | None = None
     size: int | None = Field(default=None, ge=0)
+    redacted: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scrub(cls, values: Any) -> Any:
+        return _without_credentials(values, "artifact")
 
 
 class FailureInfo(_Frozen):
@@ -213,8 +251,21 @@ class FailureInfo(_Frozen):
     message: str
 
 
+class DroppedMetric(_Frozen):
+    """A metric the log could not hold as a number: its name, why, and its type and hash."""
+
+    name: Name
+    reason: str
+    type: str
+    sha256: Hex64 | None = None
+
+
 class TrainData(DataModel):
-    """``model.train``: what was trained, on which data, code and environment, and what came out."""
+    """``model.train``: what was trained, on which data, code and environment, and what came out.
+
+    ``dropped_metrics`` names the metrics given that are not finite numbers JSON
+    holds exactly (NaN, text, integers beyond 2**53 - 1), so that none is lost silently.
+    """
 
     action: ClassVar[str] = "model.train"
 
@@ -228,6 +279,7 @@ class TrainData(DataModel):
     datasets: dict[Name, DatasetRef] = Field(default_factory=dict)
     artifacts: dict[Name, ArtifactRef] = Field(default_factory=dict)
     metrics: Metrics = Field(default_factory=dict)
+    dropped_metrics: list[DroppedMetric] = Field(default_factory=list)
     tags: dict[str, str] = Field(default_factory=dict)
     parent_version: str | None = None
     base_model: str | None = None

@@ -88,7 +88,7 @@ from auditml.signing import Signer, fingerprint, make_esignature, verify_esignat
 from auditml.trust import KEY_ACTIONS, KeyRegistry
 
 if TYPE_CHECKING:
-    from auditml.capture import TrainingRun
+    from auditml.capture import Sources, TrainingRun
     from auditml.ledger import AuditLog, Receipt, Record
     from auditml.store import TxReader
 
@@ -1558,8 +1558,8 @@ class LifecycleMixin:
         version: str | None = None,
         actor: Actor | str | None = None,
         params: Mapping[str, Any] | None = None,
-        datasets: Mapping[str, str | os.PathLike[str]] | None = None,
-        artifacts: Mapping[str, str | os.PathLike[str]] | None = None,
+        datasets: Sources | None = None,
+        artifacts: Sources | None = None,
         tags: Mapping[str, str] | None = None,
         parent_version: str | None = None,
         base_model: str | None = None,

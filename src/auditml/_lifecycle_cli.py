@@ -639,11 +639,12 @@ def history(
             err.print(f"{model} was never deployed" + (f" to {env}" if env else ""))
             return
         table = Table(box=None, pad_edge=False, header_style="bold")
+        imported = any(m.imported for m in moves)  # a column only when some move was imported
         columns = ("seq", "time (UTC)", "env", "action", "version", "replaced", "by", "reason")
-        for column in (*columns, "imported"):
+        for column in (*columns, "imported") if imported else columns:
             table.add_column(column, overflow="fold")
         for m in moves:
-            table.add_row(
+            row = [
                 str(m.seq),
                 m.time[:19].replace("T", " "),
                 m.environment,
@@ -652,10 +653,10 @@ def history(
                 m.replaces or "",
                 m.actor,
                 m.reason or "",
-                "imported" if m.imported else "",
-            )
+            ]
+            table.add_row(*row, *(("imported" if m.imported else "",) if imported else ()))
         out.print(table)
-        if any(m.imported for m in moves):
+        if imported:
             out.print(f"imported: {IMPORTED_NOTE}")
 
 

@@ -261,31 +261,36 @@ def log_cmd(
                 write(("," if i else "") + "\n  " + json.dumps(item, ensure_ascii=False))
             write("\n]\n")
             return
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for name in ("seq", "time (UTC)", "actor", "action", "subject", "imported", "hash"):
-            table.add_column(name, no_wrap=name != "subject", overflow="fold")
-        count = imported = 0
+        rows, imported = [], 0
         for rec in records:
             ev = rec.event
             source = imported_source(ev.data)
-            mark = "" if source is None else source
-            table.add_row(
-                str(rec.seq),
-                ev.time[:19].replace("T", " "),
-                ev.actor.id,
-                ev.action,
-                _subject(ev.subject),
-                mark,
-                rec.hash[:12],
+            rows.append(
+                (
+                    str(rec.seq),
+                    ev.time[:19].replace("T", " "),
+                    ev.actor.id,
+                    ev.action,
+                    _subject(ev.subject),
+                    "" if source is None else source,
+                    rec.hash[:12],
+                )
             )
-            count += 1
             imported += source is not None
-        if count:
-            out.print(table)
-            if imported:
-                out.print(f"{imported} event(s) marked imported: {IMPORTED_NOTE}")
-        else:
+        if not rows:
             err.print("no events match")
+            return
+        # The imported column appears only when some event shown was imported.
+        names = ("seq", "time (UTC)", "actor", "action", "subject", "imported", "hash")
+        keep = [i for i, name in enumerate(names) if name != "imported" or imported]
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for i in keep:
+            table.add_column(names[i], no_wrap=names[i] != "subject", overflow="fold")
+        for row in rows:
+            table.add_row(*(row[i] for i in keep))
+        out.print(table)
+        if imported:
+            out.print(f"{imported} event(s) marked imported: {IMPORTED_NOTE}")
 
 
 class _LazyProgress:

@@ -162,7 +162,7 @@ def test_a_body_stored_as_text_with_the_same_bytes_is_named(sqlite_url: str) -> 
     raw_sql(sqlite_url, ["UPDATE auditml_event SET body = CAST(body AS TEXT) WHERE seq = 2"])
     error = _fails(sqlite_url)
     assert (error.kind, error.seq) == ("column", 2)
-    assert "wrong type" in str(error)
+    assert "holds text where auditml wrote bytes" in str(error)
 
 
 @pytest.mark.parametrize(

@@ -60,14 +60,13 @@ _stamp = itemgetter(slice(-35, -8))
 
 #: ``(seq column or None, stored hash or None, canonical bytes)`` from a bundle or a PDF;
 #: from a database, verify's full read: ``(seq, hash, body, prev, time, action, model,
-#: version, blobs_ok)`` with the text columns as bytes, each held against the body.
+#: version)`` as stored, each column held against the body, its type included.
 Row = tuple[Any, ...]
 _prev_col = itemgetter(3)
 _time_col = itemgetter(4)
 _action_col = itemgetter(5)
 _model_col = itemgetter(6)
 _version_col = itemgetter(7)
-_blobs_ok = itemgetter(8)
 _NEVER = b"\xff"  # no event's bytes start with this
 _CACHE_MAX = 65536
 
@@ -88,29 +87,32 @@ class ChainState:
         return self.frontier.root()
 
 
-class _ActionPrefixes(dict[bytes | None, bytes]):
-    """The bytes an event must start with for each stored action column, built once each."""
+class _ActionPrefixes(dict[Any, bytes]):
+    """The bytes an event must start with for each stored action column, built once each.
 
-    def __missing__(self, key: bytes | None) -> bytes:
+    A column of the wrong type (bytes where text belongs) gets bytes no event starts with.
+    """
+
+    def __missing__(self, key: Any) -> bytes:
         if len(self) >= _CACHE_MAX:
             self.clear()
         value = _NEVER
-        if key is not None:
+        if isinstance(key, str):
             try:
-                value = b'{"action":' + canonical_text(key.decode()).encode() + b',"actor":'
-            except (UnicodeDecodeError, AuditmlError):
+                value = b'{"action":' + canonical_text(key).encode() + b',"actor":'
+            except AuditmlError:
                 value = _NEVER
         self[key] = value
         return value
 
 
-class _Subjects(dict[bytes, tuple[bytes | None, bytes | None] | None]):
+class _Subjects(dict[bytes, tuple[str | None, str | None] | None]):
     """The (model, version) that each distinct subject's bytes hold, parsed once each."""
 
-    def __missing__(self, key: bytes) -> tuple[bytes | None, bytes | None] | None:
+    def __missing__(self, key: bytes) -> tuple[str | None, str | None] | None:
         if len(self) >= _CACHE_MAX:
             self.clear()
-        found: tuple[bytes | None, bytes | None] | None = None
+        found: tuple[str | None, str | None] | None = None
         try:
             parsed = loads_strict(key)
         except AuditmlError:
@@ -118,12 +120,27 @@ class _Subjects(dict[bytes, tuple[bytes | None, bytes | None] | None]):
         if isinstance(parsed, dict):
             model, version = parsed.get("model"), parsed.get("version")
             if isinstance(model, str | None) and isinstance(version, str | None):
-                found = (
-                    None if model is None else model.encode("utf-8", "surrogatepass"),
-                    None if version is None else version.encode("utf-8", "surrogatepass"),
-                )
+                found = (model, version)
         self[key] = found
         return found
+
+
+class _SubjectBytes(dict[tuple[Any, Any], bytes]):
+    """The canonical bytes of ``{"model", "version"}`` for each pair of stored columns."""
+
+    def __missing__(self, key: tuple[Any, Any]) -> bytes:
+        if len(self) >= _CACHE_MAX:
+            self.clear()
+        value = _NEVER
+        if all(isinstance(held, str | None) for held in key):
+            named = zip(("model", "version"), key, strict=True)
+            try:
+                value = plain_canonical_bytes({n: h for n, h in named if h is not None})
+                value += b',"time":"'
+            except AuditmlError:
+                value = _NEVER
+        self[key] = value
+        return value
 
 
 def header_bytes(origin: str) -> bytes:
@@ -165,6 +182,7 @@ class ChainVerifier:
         self._nodes: list[tuple[int, int, bytes]] = []
         self._actions = _ActionPrefixes()
         self._subjects = _Subjects()
+        self._subject_bytes = _SubjectBytes()
 
     @property
     def size(self) -> int:
@@ -184,13 +202,14 @@ class ChainVerifier:
         per-event cost stays close to reading the row and hashing it.
         """
         bodies = list(map(_body, chunk))
-        if None in bodies:
-            return False
         n = len(bodies)
         start = self._size
         stored_columns = len(chunk[0]) > 3
         sha256 = hashlib.sha256
-        digests = [sha256(b"\x00" + body).digest() for body in bodies]
+        try:
+            digests = [sha256(b"\x00" + body).digest() for body in bodies]
+        except TypeError:  # a body that is not bytes: named one by one
+            return False
         if (stored_columns or chunk[0][1] is not None) and list(map(_stored, chunk)) != digests:
             return False
         if (stored_columns or chunk[0][0] is not None) and list(map(_col, chunk)) != list(
@@ -238,16 +257,24 @@ class ChainVerifier:
         ``subjects`` where each body's subject starts. Each check is one C-level
         pass over the rows, as in :meth:`_feed_fast`.
         """
-        if list(map(_blobs_ok, rows)).count(True) != len(rows):
+        if list(map(_prev_col, rows)) != prevs:
             return False
-        if list(map(_prev_col, rows)) != prevs or list(map(_time_col, rows)) != stamps:
+        if list(map(_time_col, rows)) != list(map(bytes.decode, stamps)):
             return False
         prefixes = map(self._actions.__getitem__, map(_action_col, rows))
         if not all(map(bytes.startswith, bodies, prefixes)):
             return False
-        spans = map(bytes.__getitem__, bodies, map(slice, subjects, repeat(-44)))
-        held = list(map(self._subjects.__getitem__, spans))
-        return held == list(zip(map(_model_col, rows), map(_version_col, rows), strict=True))
+        # Most subjects are exactly {"model", "version"}: compare bytes built once per pair in
+        # place. Only a subject with other keys is parsed (once per distinct subject).
+        columns = list(zip(map(_model_col, rows), map(_version_col, rows), strict=True))
+        expected = map(self._subject_bytes.__getitem__, columns)
+        exact = list(map(bytes.startswith, bodies, expected, subjects))
+        if False not in exact:
+            return True
+        for i, ok in enumerate(exact):
+            if not ok and self._subjects[bodies[i][subjects[i] : -44]] != columns[i]:
+                return False
+        return True
 
     def _grow(self, digests: list[bytes]) -> None:
         """Add verified leaf hashes to the tree, unless another process builds it."""
@@ -272,6 +299,15 @@ class ChainVerifier:
                 stored_columns = len(row) > 3
                 if stored_columns:
                     _check_stored_types(row, seq)
+                    if isinstance(body, str):  # text in the blob column: a hash failure first
+                        body = body.encode("utf-8", "surrogateescape")
+                        if stored == sha256(b"\x00" + body).digest():
+                            raise _fail(
+                                "its body column holds text where auditml wrote bytes: the "
+                                "row was changed outside auditml",
+                                "column",
+                                seq,
+                            )
                 digest = sha256(b"\x00" + body).digest()
                 stamp = body[-35:-8]
                 mid = _MID % (header, prev_hex, seq)
@@ -410,6 +446,8 @@ def _check_stored_types(row: Row, seq: int) -> None:
     """Raise when a stored row lacks a column verify needs, or holds text where bytes belong."""
     for name, value in zip(_COLUMNS[:4], row[:4], strict=True):
         wanted = int if name == "seq" else bytes
+        if name == "body" and isinstance(value, str):
+            continue  # its bytes are checked against the hash first
         if not isinstance(value, wanted) or isinstance(value, bool):
             held = "NULL" if value is None else f"a {type(value).__name__}"
             raise _fail(
@@ -422,32 +460,31 @@ def _check_stored_types(row: Row, seq: int) -> None:
 
 def _diagnose_columns(row: Row, body: bytes, prev: bytes, stamp: bytes, seq: int) -> None:
     """Raise naming the first lookup column of a stored event that its bytes contradict."""
-    if not row[8]:
-        raise _fail(
-            "a column of it holds a value of the wrong type (text where auditml wrote bytes, "
-            "or bytes where it wrote text): the row was changed outside auditml",
-            "column",
-            seq,
-        )
     if row[3] != prev:
-        raise _column_lie("prev", row[3].hex(), prev.hex(), seq)
-    if row[4] != stamp:
-        raise _column_lie("time", _show(row[4]), stamp.decode(), seq)
+        raise _column_lie("prev", _show(row[3]), prev.hex(), seq)
     event = loads_strict(body)  # parsed once already by the checks before this one
     subject = event.get("subject") if isinstance(event.get("subject"), dict) else {}
     for index, name, value in (
+        (4, "time", stamp.decode()),
         (5, "action", event.get("action")),
         (6, "model", subject.get("model")),
         (7, "version", subject.get("version")),
     ):
         held = row[index]
-        if (None if held is None else _show(held)) != value:
-            raise _column_lie(name, _show(held), value, seq)
+        if held is not None and not isinstance(held, str):
+            raise _fail(
+                f"its {name} column holds {type(held).__name__} where auditml wrote text: the "
+                "row was changed outside auditml (a lookup by that column no longer finds it)",
+                "column",
+                seq,
+            )
+        if held != value:
+            raise _column_lie(name, held, value, seq)
     raise _fail("its lookup columns do not match its bytes", "column", seq)  # pragma: no cover
 
 
-def _show(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", "replace")
+def _show(value: object) -> object:
+    return value.hex() if isinstance(value, bytes) else value
 
 
 def _column_lie(name: str, held: object, says: object, seq: int) -> VerificationError:

@@ -12,6 +12,7 @@ locked head into the rows to insert.
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -579,12 +580,36 @@ class Snapshot:
         if stop is not None:
             sql += f" AND seq < {p}"
             params = (*params, stop)
+        sql += " ORDER BY seq"
         cursor = self._store.backend.scan_cursor(self._conn)
+        last = start - 1
         try:
-            cursor.execute(sql + " ORDER BY seq", params)
+            cursor.execute(sql, params)
+            for rows in iter_chunks(cursor, chunk):
+                yield rows
+                last = rows[-1][0] if isinstance(rows[-1][0], int) else last
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+            # Text that is not UTF-8 sits in a text column: read on from where the stream
+            # stopped, keeping the bad bytes as surrogates, so verify names the event.
+            close_quietly(cursor)
+            yield from self._scan_tolerant(sql, (*params[:1], last + 1, *params[2:]), chunk)
+        finally:
+            close_quietly(cursor)
+
+    def _scan_tolerant(self, sql: str, params: tuple[Any, ...], chunk: int) -> Iterator[list[Any]]:
+        """Run a SQLite scan whose text columns may hold bytes that are not UTF-8."""
+        raw = getattr(self._conn, "driver_connection", self._conn)
+        factory = raw.text_factory
+        raw.text_factory = _tolerant_text
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql, params)
             yield from iter_chunks(cursor, chunk)
         finally:
             close_quietly(cursor)
+            raw.text_factory = factory
 
     def scan_hashes(self, log_id: int, stop: int, chunk: int = SCAN_CHUNK) -> Iterator[list[bytes]]:
         """Yield the stored hashes of events ``0`` to ``stop - 1`` in chunks, in ``seq`` order."""
@@ -746,6 +771,11 @@ def _head(row: tuple[Any, ...]) -> HeadState:
                 kind="head",
             )
     return HeadState(*values)
+
+
+def _tolerant_text(data: bytes) -> str:
+    """Decode stored text, keeping bytes that are not UTF-8 as surrogates."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _blob(value: Any, what: str) -> bytes:

@@ -38,13 +38,9 @@ class Backend:
     name = ""
     param = "?"
     triggers: tuple[str, ...] = ()
-    #: What verify reads of each event: seq, then every other column as bytes (or NULL),
-    #: then a flag that is true when the blob columns really hold blobs. Reading the
-    #: text columns as bytes means no stored value, however malformed, fails to decode.
-    scan_columns = (
-        "seq, hash, body, prev, convert_to(time, 'UTF8'), convert_to(action, 'UTF8'), "
-        "convert_to(model, 'UTF8'), convert_to(version, 'UTF8'), TRUE"
-    )
+    #: What verify reads of each event: every column as stored, so it can hold each one,
+    #: and its type, against the bytes the event is.
+    scan_columns = "seq, hash, body, prev, time, action, model, version"
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -104,13 +100,6 @@ class SQLiteBackend(Backend):
 
     name = "SQLite"
     param = "?"
-    scan_columns = (
-        "seq, CAST(hash AS BLOB), CAST(body AS BLOB), CAST(prev AS BLOB), CAST(time AS BLOB), "
-        "CAST(action AS BLOB), CAST(model AS BLOB), CAST(version AS BLOB), "
-        "typeof(body) = 'blob' AND typeof(hash) = 'blob' AND typeof(prev) = 'blob' "
-        "AND typeof(time) = 'text' AND typeof(action) = 'text' "
-        "AND typeof(model) IN ('text', 'null') AND typeof(version) IN ('text', 'null')"
-    )
     triggers = (
         "CREATE TRIGGER IF NOT EXISTS auditml_event_no_update BEFORE UPDATE ON auditml_event "
         f"BEGIN SELECT RAISE(ABORT, 'auditml: UPDATE of an event is refused: {APPEND_ONLY}'); END",

@@ -23,6 +23,7 @@ from auditml.events import IMPORTED_NOTE, is_imported
 from auditml.identity import resolve_actor
 from auditml.ledger import Receipt
 from auditml.lifecycle import ModelState
+from auditml.policy import DEFAULT_POLICY
 
 ActorOption = Annotated[
     str | None,
@@ -683,17 +684,44 @@ def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
         policy, seq = log.policy()
         where = f"recorded at event {seq}" if seq is not None else "the default: none recorded"
         imported = [r.seq for r in log.events(action="policy.update") if is_imported(r.event.data)]
+        defaults = DEFAULT_POLICY.as_data()
+        data = policy.as_data()
         if as_json:
-            out.print_json(data={"seq": seq, "policy": policy.as_data(), "imported": imported})
+            out.print_json(
+                data={
+                    "seq": seq,
+                    "policy": data,
+                    "defaults": sorted(k for k, v in data.items() if v == defaults.get(k)),
+                    "imported": imported,
+                }
+            )
             return
         out.print(f"Policy in force ({where}):")
-        out.print(json.dumps(policy.as_data(), indent=2))
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("setting", "value", ""):
+            table.add_column(column, overflow="fold")
+        for key, value in data.items():
+            table.add_row(key, _policy_value(value), "default" if value == defaults[key] else "")
+        out.print(table)
         if imported:
             events = ", ".join(str(i) for i in imported)
             out.print(
                 f"Imported policy updates (events {events}) are history only and never in "
                 f"force: {IMPORTED_NOTE}"
             )
+
+
+def _policy_value(value: Any) -> str:
+    """Render one policy setting for people: tables as ``key: value`` lines, lists joined."""
+    if isinstance(value, dict):
+        if not value:
+            return "(none)"
+        return "\n".join(f"{k}: {_policy_value(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_policy_value(v) for v in value) if value else "(none)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 @app.command()

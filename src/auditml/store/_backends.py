@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import suppress
@@ -16,7 +17,7 @@ from sqlalchemy.pool import StaticPool
 
 from auditml.errors import ConfigurationError, StoreUnavailableError
 
-__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "backend_for", "redact"]
+__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "backend_for", "redact", "redact_text"]
 
 BUSY_TIMEOUT_S = 60.0
 WRITE_CACHE_KIB = -65536  # negative: KiB, as SQLite's PRAGMA cache_size takes it
@@ -24,12 +25,67 @@ READ_CACHE_KIB = -8192
 APPEND_ONLY = "the audit log is append-only"
 
 
+#: Query parameters of a database URL that hold a secret, or a file or option that does.
+_SECRET_PARAMS = frozenset({"password", "sslpassword", "passfile", "sslkey", "passphrase"})
+_MASK = "***"
+_PLACEHOLDER = "AUDITMLREDACTED"
+# The user:password@ part and key=value secrets of a URL that does not even parse.
+_RAW_SECRETS = re.compile(
+    r"(?P<head>://[^/:@?#]*:)[^@/?#]*(?=@)|(?P<key>(?:ssl)?pass(?:word|file|phrase)=)[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
+def _secret_param(name: str, value: str) -> bool:
+    """Return whether a URL query parameter holds (or points at) a secret."""
+    lowered = name.lower()
+    if lowered in _SECRET_PARAMS or "password" in lowered or "secret" in lowered:
+        return True
+    # options=-c password=… or any other option that embeds a password
+    return lowered == "options" and "pass" in value.lower()
+
+
 def redact(url: str) -> str:
-    """Return ``url`` with any password hidden, for messages."""
+    """Return ``url`` with every password hidden, for messages.
+
+    Hides ``user:password@``, and query parameters that hold a secret
+    (``?password=``, ``sslpassword``, ``passfile``, an ``options`` that embeds a
+    password), as ``***``.
+    """
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return _RAW_SECRETS.sub(
+            lambda m: f"{m['head']}{_MASK}" if m["head"] else f"{m['key']}{_MASK}", url
+        )
+    secret = {
+        name: _PLACEHOLDER
+        for name, value in parsed.query.items()
+        if _secret_param(name, value if isinstance(value, str) else " ".join(value))
+    }
+    if secret:
+        parsed = parsed.update_query_dict(secret)
+    return parsed.render_as_string(hide_password=True).replace(_PLACEHOLDER, _MASK)
+
+
+def _secrets_of(url: str) -> list[str]:
+    """Return the secret values in ``url``, to hide wherever a driver message repeats them."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return []
+    found = [parsed.password] if parsed.password else []
+    for name, value in parsed.query.items():
+        values = [value] if isinstance(value, str) else list(value)
+        found.extend(v for v in values if v and _secret_param(name, v))
+    return [str(v) for v in found if len(str(v)) >= 3]
+
+
+def redact_text(text: str, url: str) -> str:
+    """Return ``text`` (e.g. a driver's error) with the secrets of ``url`` hidden."""
+    for value in sorted(_secrets_of(url), key=len, reverse=True):
+        text = text.replace(value, _MASK)
+    return text
 
 
 class Backend:
@@ -80,7 +136,8 @@ class Backend:
         orig = getattr(exc, "orig", None) or exc
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         return StoreUnavailableError(
-            f"cannot use the {self.name} store at {redact(self.url)}: {first}"
+            f"cannot use the {self.name} store at {redact(self.url)}: "
+            f"{redact_text(first, self.url)}"
         )
 
 
@@ -284,9 +341,9 @@ def backend_for(url: str) -> Backend:
     """Return the backend of a database URL, or raise ConfigurationError naming the fix."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigurationError(
-            f"not a database URL: {url!r}; use sqlite:///path/to/audit.db or "
+            f"not a database URL: {redact(url)!r}; use sqlite:///path/to/audit.db or "
             "postgresql://user@host:5432/dbname"
         ) from None
     scheme = parsed.drivername.split("+", 1)[0]

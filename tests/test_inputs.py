@@ -6,10 +6,13 @@ the CLI or the API and asserts the exact outcome.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from auditml import AuditLog
 from auditml.cli import main
+from auditml.errors import InvalidInputError
 from auditml.store import redact
 from tests.conftest import postgres_base_url
 
@@ -95,3 +98,54 @@ def test_url_password_hidden_in_connect_errors(capsys: pytest.CaptureFixture[str
         code, out, err = run(["head", "--db", url], capsys)
         assert code == 2, err
         assert err.startswith("error: ") and SECRET not in out + err and "***" in err
+
+
+# -- 5. control characters in terminal output, empty model names ---------------------
+
+# PostgreSQL keeps model names in a TEXT column, which cannot hold NUL: the actor carries it.
+NASTY = "evil\x1b]0;pwned\x07n\x9bame"
+NASTY_SHOWN = "evil\\u001b]0;pwned\\u0007n\\u009bame"
+ACTOR = "ds\x1b[2J\x00x"
+ACTOR_SHOWN = "ds\\u001b[2J\\u0000x"
+
+
+def _no_controls(text: str) -> bool:
+    """Return whether ``text`` holds no control character but tab and newline."""
+    return not any((ord(c) < 32 and c not in "\t\n") or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
+def test_cli_escapes_control_characters(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    r"""ESC, BEL, NUL and C1 in a model name or actor print as \uXXXX; --json keeps them exact."""
+    assert run(["init", "--origin", ORIGIN, "--db", db_url], capsys)[0] == 0
+    with AuditLog.open(db_url) as log:
+        log.record_training(NASTY, data={"metrics": {"auc": 0.9}}, actor=ACTOR)
+    code, out, err = run(["log", "--db", db_url], capsys)
+    assert code == 0 and _no_controls(out + err)
+    assert NASTY_SHOWN in out and ACTOR_SHOWN in out
+    code, out, err = run(["status", "--db", db_url], capsys)
+    assert code == 0 and _no_controls(out + err) and ACTOR_SHOWN in out
+    code, out, err = run(["approve", NASTY, "7", "--db", db_url], capsys)
+    assert code == 2 and _no_controls(out + err) and "pwned" in err
+    code, out, err = run(["log", "--json", "--db", db_url], capsys)
+    assert code == 0 and _no_controls(out + err)
+    event = json.loads(out)[1]["event"]
+    assert event["subject"] == {"model": NASTY, "version": "1"}
+    assert event["actor"]["id"] == ACTOR
+    code, out, err = run(["status", "--json", "--db", db_url], capsys)
+    assert code == 0 and _no_controls(out + err)
+    assert json.loads(out)[0]["versions"][0]["trained_by"] == [ACTOR]
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_empty_model_name_refused(
+    db_url: str, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`auditml train ''` exits 2 naming the problem, as the API does; nothing is written."""
+    assert run(["init", "--origin", ORIGIN, "--db", db_url], capsys)[0] == 0
+    code, out, err = run(["train", name, "--no-code", "--db", db_url], capsys)
+    assert (code, out) == (2, "")
+    assert err == "error: a training run needs a model name, e.g. model='credit-risk'\n"
+    with AuditLog.open(db_url) as log:
+        with pytest.raises(InvalidInputError, match="needs a model name"):
+            log.record_training(name)
+        assert log.head().size == 1

@@ -846,6 +846,8 @@ def decide_train(
     With ``data`` None this only checks: it raises :class:`CheckPassedError` with the
     version the run would get, or returns the denial to record.
     """
+    if not model.strip():
+        raise InvalidInputError("a training run needs a model name, e.g. model='credit-risk'")
     state = view.model(model)
     existing = state.versions.get(version) if version is not None else None
     if existing is not None and existing.status != "failed":

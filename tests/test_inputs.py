@@ -7,12 +7,18 @@ the CLI or the API and asserts the exact outcome.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from auditml import AuditLog
+from auditml.cards import build_card
+from auditml.cards.render import render_card
 from auditml.cli import main
 from auditml.errors import InvalidInputError
+from auditml.reports import build_report
+from auditml.reports.pdf import write_pdf_report
+from auditml.reports.render import render_report
 from auditml.store import redact
 from tests.conftest import postgres_base_url
 
@@ -149,3 +155,38 @@ def test_empty_model_name_refused(
         with pytest.raises(InvalidInputError, match="needs a model name"):
             log.record_training(name)
         assert log.head().size == 1
+
+
+# -- 2 and 5. one huge free-text field, NUL in documents -----------------------------
+
+HUGE = "A" * 100_000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_huge_unbroken_text_renders_capped_in_every_document(db_url: str, tmp_path: Path) -> None:
+    """A 100 KB reason and card section render to PDF capped with a note; JSON keeps them whole."""
+    made, _ = AuditLog.init(db_url, origin=ORIGIN, actor="admin")
+    with made as log:
+        log.record_training("m", data={"metrics": {"auc": 0.9}}, actor="ds")
+        approval = log.approve("m", "1", reason=HUGE, actor="val")
+        card_event = log.update_card(
+            "m", {"limitations": HUGE, "intended_use": "nul\x00here"}, version="1", actor="ds"
+        )
+        report = build_report(log)
+        html = render_report(report, "html").decode()
+        note = f"(truncated: 100,000 characters in total; full text in event {approval.seq})"
+        assert note in html and "A" * 2001 not in html.replace("\u200b", "")
+        assert max(len(run) for run in html.replace("\u200b", " ").split()) < 200
+        markdown = render_report(report, "md").decode()
+        assert note.replace("(", "\\(").replace(")", "\\)") in markdown
+        assert HUGE in render_report(report, "json").decode()
+        pdf = write_pdf_report(log, report, tmp_path / "report.pdf")
+        assert pdf.stat().st_size > 0
+        card = build_card(log, "m", "1")
+        card_html = render_card(card, "html").decode()
+        assert f"100,000 characters in total; full text in event {card_event.seq})" in card_html
+        assert "nul\\u0000here" in card_html and "\x00" not in card_html
+        assert "\x00" not in render_card(card, "md").decode()
+        assert HUGE in render_card(card, "json").decode()
+        assert render_card(card, "pdf").startswith(b"%PDF")

@@ -7,15 +7,18 @@ the CLI or the API and asserts the exact outcome.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from auditml import AuditLog
 from auditml.cards import build_card
 from auditml.cards.render import render_card
 from auditml.cli import main
 from auditml.errors import InvalidInputError
+from auditml.policy import CardRules, Policy
 from auditml.reports import build_report
 from auditml.reports.pdf import write_pdf_report
 from auditml.reports.render import render_report
@@ -190,3 +193,63 @@ def test_huge_unbroken_text_renders_capped_in_every_document(db_url: str, tmp_pa
         assert "\x00" not in render_card(card, "md").decode()
         assert HUGE in render_card(card, "json").decode()
         assert render_card(card, "pdf").startswith(b"%PDF")
+
+
+# -- 3. policies that must not be recorded -------------------------------------------
+
+OFFICER = "off@bank.example"
+BAD_POLICIES = [
+    (
+        'separation_of_duties = "no"\n',
+        "separation_of_duties: expected true or false, got the string 'no'",
+    ),
+    ('[approvals]\nproduction = "2"\n', "approvals.production: expected a whole number"),
+    ("require_signatures = 1\n", "require_signatures: expected true or false or a list"),
+    (
+        '[cards]\nrequired = ["limitation"]\n',
+        "cards.required: unknown section 'limitation' (did you mean 'limitations'?)",
+    ),
+    (
+        '[roles]\n"ana@bank.example" = ["trainer"]\n[permissions]\npolicy = ["officer"]\n',
+        "permissions.policy grants changing the policy only to role officer, which no one holds",
+    ),
+    ("[permissions]\npolicy = []\n", "permissions.policy grants changing the policy to no one"),
+    (
+        '[permissions]\ndeploy = ["release"]\n',
+        "permissions.deploy is granted only to role release, which no one holds in [roles]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_POLICIES)
+def test_policy_apply_refuses_bad_policy(
+    db_url: str, tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Wrong types, unknown card sections and unheld permissions exit 2; nothing is recorded."""
+    assert run(["init", "--origin", ORIGIN, "--db", db_url], capsys)[0] == 0
+    path = tmp_path / "auditml.toml"
+    path.write_text(text, encoding="utf-8")
+    code, out, err = run(["policy", "apply", str(path), "--db", db_url], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("error: ") and message in err, err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == 1
+        with pytest.raises(InvalidInputError, match=re.escape(message)):
+            log.apply_policy(path, actor=OFFICER)
+        assert log.head().size == 1
+
+
+def test_policy_objects_are_checked_as_files_are(db_url: str) -> None:
+    """The API refuses a Policy that locks the log, a wrong type, and an unknown card section."""
+    made, _ = AuditLog.init(db_url, origin=ORIGIN, actor="admin")
+    with made as log:
+        with pytest.raises(InvalidInputError, match="no one could ever change the policy"):
+            log.apply_policy(Policy(permissions={"policy": ["officer"]}), actor=OFFICER)
+        with pytest.raises(InvalidInputError, match="did you mean 'limitations'"):
+            log.apply_policy(Policy(cards=CardRules(required=["limitation"])), actor=OFFICER)
+        with pytest.raises(ValidationError, match="separation_of_duties"):
+            Policy(separation_of_duties="no")  # type: ignore[arg-type]
+        assert log.head().size == 1
+        ok = Policy(roles={OFFICER: ["officer"]}, permissions={"policy": ["officer"], "deploy": []})
+        log.apply_policy(ok, actor=OFFICER)
+        assert log.policy()[0] == ok

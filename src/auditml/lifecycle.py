@@ -40,6 +40,7 @@ from auditml.policy import (
     check_approvals,
     check_gates,
     check_reason,
+    check_recordable,
     check_role,
     check_self_approval,
     load_policy,
@@ -1457,6 +1458,7 @@ class LifecycleMixin:
         else:
             chosen, raw = load_policy(policy)
             source, sha = Path(policy).name, policy_digest(raw)
+        check_recordable(chosen)
         return self._decided(
             lambda view: decide_policy(
                 view, policy=chosen, actor=who, source=source, sha256=sha, reason=reason

@@ -17,7 +17,7 @@ from auditml import AuditLog
 from auditml.cards import build_card
 from auditml.cards.render import render_card
 from auditml.cli import main
-from auditml.errors import InvalidInputError
+from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.policy import CardRules, Policy
 from auditml.reports import build_report
 from auditml.reports.pdf import write_pdf_report
@@ -253,3 +253,41 @@ def test_policy_objects_are_checked_as_files_are(db_url: str) -> None:
         ok = Policy(roles={OFFICER: ["officer"]}, permissions={"policy": ["officer"], "deploy": []})
         log.apply_policy(ok, actor=OFFICER)
         assert log.policy()[0] == ok
+
+
+# -- 6. a report without the log key --------------------------------------------------
+
+
+def test_report_without_key_refuses_or_says_it_is_partial(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Keyless, a report exits 2 writing nothing; --allow-partial says what it leaves out."""
+    made, _ = AuditLog.init(db_url, origin=ORIGIN, actor="admin")
+    with made as log:
+        log.record_training("m", data={"metrics": {"auc": 0.9}}, actor="ds")
+        assert log.checkpoint().size == 2
+        log.approve("m", "1", reason="late decision", actor="val")
+        key = log.key_path()
+    key.rename(tmp_path / "moved.key")
+    out_file = tmp_path / "report.html"
+    code, out, err = run(["report", "--out", str(out_file), "--db", db_url], capsys)
+    assert (code, out) == (2, "") and not out_file.exists()
+    assert err.startswith("error: the log key is unavailable (")
+    assert "cover only up to the checkpoint at size 2 and leave out the 1 later event(s)" in err
+    assert "--allow-partial" in err
+    code, out, err = run(
+        ["report", "--out", str(out_file), "--allow-partial", "--db", db_url], capsys
+    )
+    assert code == 0, err
+    assert "PARTIAL: the report covers events up to the checkpoint at size 2 only" in out
+    assert "PARTIAL REPORT:" in out_file.read_text(encoding="utf-8")
+    with AuditLog.open(db_url) as log:
+        with pytest.raises(ConfigurationError, match="the log key is unavailable"):
+            build_report(log)
+        report = build_report(log, allow_partial=True)
+    assert report.partial is not None
+    assert (report.partial.checkpoint_size, report.partial.head_size) == (2, 3)
+    assert report.partial.left_out == 1 and report.checkpoint.size == 2
+    assert json.loads(render_report(report, "json"))["partial"]["left_out"] == 1
+    assert "late decision" not in render_report(report, "html").decode()
+    assert "PARTIAL REPORT" in render_report(report, "md").decode()

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,7 @@ from auditml import AuditLog
 from auditml.cards import build_card
 from auditml.cards.render import render_card
 from auditml.cli import main
-from auditml.errors import ConfigurationError, InvalidInputError
+from auditml.errors import AppendError, ConfigurationError, InvalidInputError
 from auditml.policy import CardRules, Policy
 from auditml.reports import build_report
 from auditml.reports.pdf import write_pdf_report
@@ -291,3 +295,77 @@ def test_report_without_key_refuses_or_says_it_is_partial(
     assert json.loads(render_report(report, "json"))["partial"]["left_out"] == 1
     assert "late decision" not in render_report(report, "html").decode()
     assert "PARTIAL REPORT" in render_report(report, "md").decode()
+
+
+# -- 4. a write blocked by another writer ---------------------------------------------
+
+
+@contextmanager
+def write_lock_held(url: str) -> Iterator[None]:
+    """Hold the log's write lock from a raw connection, as another writer would."""
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=10) as pg:
+        pg.execute("SELECT id FROM auditml_log FOR UPDATE")
+        try:
+            yield
+        finally:
+            pg.rollback()
+
+
+def test_blocked_write_gives_up_clearly_after_the_lock_timeout(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With another writer holding the lock, an append fails in ~1 s naming the fix; no event."""
+    monkeypatch.setenv("AUDITML_LOCK_TIMEOUT", "1")
+    made, _ = AuditLog.init(db_url, origin=ORIGIN, actor="admin")
+    with made as log:
+        with write_lock_held(db_url):
+            began = time.monotonic()
+            with pytest.raises(AppendError) as refused:
+                log.record_training("m", actor="ds")
+            took = time.monotonic() - began
+        assert 0.9 <= took < 5, took
+        message = str(refused.value)
+        assert "gave up after waiting 1." in message and "for the write lock" in message
+        assert "another writer holds it (which one is unknown" in message
+        assert "wait longer with AUDITML_LOCK_TIMEOUT=SECONDS (now 1)" in message
+        assert log.head().size == 1
+        assert log.record_training("m", actor="ds").seq == 1
+
+
+def test_blocked_cli_write_says_it_is_waiting(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI notes the wait on stderr after 2 s, then exits 2 at the timeout; nothing written."""
+    assert run(["init", "--origin", ORIGIN, "--db", db_url], capsys)[0] == 0
+    monkeypatch.setenv("AUDITML_LOCK_TIMEOUT", "2.5")
+    with write_lock_held(db_url):
+        code, out, err = run(["train", "m", "--no-code", "--db", db_url], capsys)
+    assert (code, out) == (2, "")
+    notice, error = err.splitlines()
+    assert notice.startswith("note: waiting for another writer to release the lock on ")
+    assert notice.endswith("(2 s so far; giving up after 2.5 s, set by AUDITML_LOCK_TIMEOUT)")
+    assert error.startswith("error: the append to ") and "gave up after waiting 2." in error
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == 1
+
+
+def test_lock_timeout_must_be_seconds(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AUDITML_LOCK_TIMEOUT that is not a positive number is a clear error, exit 2."""
+    assert run(["init", "--origin", ORIGIN, "--db", db_url], capsys)[0] == 0
+    monkeypatch.setenv("AUDITML_LOCK_TIMEOUT", "soon")
+    code, out, err = run(["train", "m", "--no-code", "--db", db_url], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("error: AUDITML_LOCK_TIMEOUT='soon' is not a number of seconds")

@@ -9,6 +9,7 @@ policy refuses an action (only a ``policy.denied`` event is recorded then).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -520,8 +521,18 @@ def _verify_report(path: Path, vkey: str | None, as_json: bool) -> None:
 from auditml import _card_cli, _lifecycle_cli, _report_cli, _trust_cli  # noqa: E402, F401
 
 
+class _Notices(logging.Handler):
+    """Print auditml's warnings (e.g. a write waiting for a lock) on stderr as notes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"note: {record.getMessage()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; no auditml error ever ends in a traceback."""
+    notices = logging.getLogger("auditml")
+    if not any(isinstance(h, _Notices) for h in notices.handlers):
+        notices.addHandler(_Notices(logging.WARNING))
     try:
         app(args=argv, prog_name="auditml")
     except AuditmlError as exc:

@@ -17,9 +17,21 @@ from sqlalchemy.pool import StaticPool
 
 from auditml.errors import ConfigurationError, StoreUnavailableError
 
-__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "backend_for", "redact", "redact_text"]
+__all__ = [
+    "Backend",
+    "PostgresBackend",
+    "SQLiteBackend",
+    "backend_for",
+    "lock_timeout_from_env",
+    "redact",
+    "redact_text",
+]
 
 BUSY_TIMEOUT_S = 60.0
+#: How long a write waits for another writer's lock before giving up: seconds in
+#: this variable, else the default.
+LOCK_TIMEOUT_ENV = "AUDITML_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_S = 30.0
 WRITE_CACHE_KIB = -65536  # negative: KiB, as SQLite's PRAGMA cache_size takes it
 READ_CACHE_KIB = -8192
 APPEND_ONLY = "the audit log is append-only"
@@ -88,6 +100,23 @@ def redact_text(text: str, url: str) -> str:
     return text
 
 
+def lock_timeout_from_env() -> float:
+    """Return the seconds a write may wait for the lock: $AUDITML_LOCK_TIMEOUT, else 30."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 86400:
+        raise ConfigurationError(
+            f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds: give one between 0 and "
+            f"86400, e.g. {LOCK_TIMEOUT_ENV}=120 (default {DEFAULT_LOCK_TIMEOUT_S:g})"
+        )
+    return value
+
+
 class Backend:
     """The SQL and driver behaviour of one database kind."""
 
@@ -102,8 +131,11 @@ class Backend:
         """Return an engine for the store, creating the database file when ``create``."""
         raise NotImplementedError  # pragma: no cover - every backend overrides it
 
-    def begin_write(self, cursor: Any) -> None:
-        """Start the append transaction, taking the write lock where the backend needs it."""
+    def begin_write(self, cursor: Any, wait_s: float) -> None:
+        """Start the append transaction, waiting at most ``wait_s`` for another writer's lock."""
+
+    def end_write(self, cursor: Any) -> None:
+        """Undo what :meth:`begin_write` set on the connection beyond the transaction."""
 
     def begin_snapshot(self, cursor: Any) -> None:
         """Start a read transaction that sees one consistent state of the log."""
@@ -222,14 +254,20 @@ class SQLiteBackend(Backend):
 
         return engine
 
-    def begin_write(self, cursor: Any) -> None:
+    def begin_write(self, cursor: Any, wait_s: float) -> None:
         """Take SQLite's write lock at once, so the head read inside is the latest.
 
+        The busy timeout bounds the wait for another writer to ``wait_s``.
         Appends get a 64 MiB page cache: each one inserts into the (log, prev)
         index at a random place, and a cache that holds the index keeps that cheap.
         """
+        cursor.execute(f"PRAGMA busy_timeout = {max(1, int(wait_s * 1000))}")
         cursor.execute(f"PRAGMA cache_size = {WRITE_CACHE_KIB}")
         cursor.execute("BEGIN IMMEDIATE")
+
+    def end_write(self, cursor: Any) -> None:
+        """Give the pooled connection back with the usual busy timeout, for reads."""
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
     def begin_snapshot(self, cursor: Any) -> None:
         """Start a deferred transaction: in WAL mode its first read fixes a snapshot.
@@ -311,6 +349,10 @@ class PostgresBackend(Backend):
         if "application_name" not in self.parsed.query:
             connect_args["application_name"] = "auditml"
         return create_engine(self.parsed, pool_pre_ping=True, connect_args=connect_args)
+
+    def begin_write(self, cursor: Any, wait_s: float) -> None:
+        """Bound the wait for another writer's row lock to ``wait_s``, for this transaction only."""
+        cursor.execute(f"SET LOCAL lock_timeout = '{max(1, int(wait_s * 1000))}ms'")
 
     def lock_head_sql(self) -> str:
         """Lock the head row: every writer queues here, so the chain never forks."""

@@ -38,9 +38,9 @@ __all__ = ["Batch", "EventFilter", "HeadState", "Store", "TxReader", "redact"]
 MAX_RETRIES = 50
 #: A write still waiting for another writer's lock after this many seconds says so.
 WAIT_NOTICE_S = 2.0
-
-log = logging.getLogger("auditml.store")
 SCAN_CHUNK = 5000
+
+_log = logging.getLogger("auditml.store")
 
 T = TypeVar("T")
 
@@ -332,12 +332,16 @@ class Store:
                 raise
             except Exception as exc:
                 _rollback(conn, cur)
-                retry = self.backend.is_retryable(exc) and attempt < MAX_RETRIES - 1
+                if not self.backend.is_retryable(exc):
+                    raise AppendError(
+                        f"the append to {redact(self.url)} failed and wrote nothing: "
+                        f"{_first_line(exc)}"
+                    ) from exc
                 waited = time.monotonic() - start
-                if retry and waited < timeout:
+                if waited < timeout and attempt < MAX_RETRIES - 1:
                     if not noticed and waited >= min(WAIT_NOTICE_S, timeout) * 0.9:
                         noticed = True
-                        log.warning(
+                        _log.warning(
                             "waiting for another writer to release the lock on %s "
                             "(%.0f s so far; giving up after %g s, set by %s)",
                             redact(self.url),
@@ -348,17 +352,15 @@ class Store:
                     time.sleep(min(delay * (1 + random.random()), max(timeout - waited, 0)))
                     delay = min(delay * 2, 0.5)
                     continue
-                if self.backend.is_retryable(exc):
-                    raise AppendError(
-                        f"the append to {redact(self.url)} gave up after waiting {waited:.1f} s "
-                        "for the write lock, and wrote nothing: another writer holds it (which "
-                        "one is unknown: a long transaction in another process, or an open "
-                        "database shell). Try again when it is done, or wait longer with "
-                        f"{LOCK_TIMEOUT_ENV}=SECONDS (now {timeout:g})"
-                    ) from None
+                if waited < timeout:
+                    break
                 raise AppendError(
-                    f"the append to {redact(self.url)} failed and wrote nothing: {_first_line(exc)}"
-                ) from exc
+                    f"the append to {redact(self.url)} gave up after waiting {waited:.1f} s "
+                    "for the write lock, and wrote nothing: another writer holds it (which "
+                    "one is unknown: a long transaction in another process, or an open "
+                    "database shell). Try again when it is done, or wait longer with "
+                    f"{LOCK_TIMEOUT_ENV}=SECONDS (now {timeout:g})"
+                ) from None
             finally:
                 with suppress(Exception):
                     self.backend.end_write(cur)

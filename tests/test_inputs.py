@@ -147,6 +147,10 @@ def test_cli_escapes_control_characters(db_url: str, capsys: pytest.CaptureFixtu
     code, out, err = run(["status", "--json", "--db", db_url], capsys)
     assert code == 0 and _no_controls(out + err)
     assert json.loads(out)[0]["versions"][0]["trained_by"] == [ACTOR]
+    for fmt in ("md", "huggingface", "json"):
+        code, out, err = run(["card", "show", NASTY, "1", "-f", fmt, "--db", db_url], capsys)
+        assert code == 0 and _no_controls(out + err), fmt
+    assert json.loads(out)["model"] == NASTY
 
 
 @pytest.mark.parametrize("name", ["", "   "])

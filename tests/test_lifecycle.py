@@ -512,7 +512,9 @@ def test_decisions_see_what_other_writers_recorded_since(db_url: str) -> None:
         second.reject("m", "2", actor=VAL)
         with pytest.raises(PolicyDeniedError, match="rejected"):
             first.deploy("m", "2", "prod", actor=REL)
-        second.apply_policy(Policy(roles={REL: ["release"]}, permissions={"deploy": ["ops"]}))
+        second.apply_policy(
+            Policy(roles={REL: ["release"], OFF: ["ops"]}, permissions={"deploy": ["ops"]})
+        )
         first.record_training("m", version="3", actor=DS)
         first.approve("m", "3", actor=VAL)
         with pytest.raises(PolicyDeniedError) as refused:

@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
 from auditml._output import check_output, write_output
+from auditml._text import escape_controls
 from auditml.cards.build import build_card
 from auditml.cards.diff import CardDiff, diff_cards
 from auditml.cards.render import FORMATS, render_card
@@ -89,7 +90,7 @@ def show(
             card = build_card(log, model, version)
         data = render_card(card, fmt, templates=templates)
         if out_path is None:
-            sys.stdout.write(data.decode())
+            sys.stdout.write(escape_controls(data.decode()))  # \uXXXX: also valid JSON
             return
         write_output(out_path, data, force=force, protect=protect)
         pct = f"{card.completeness.score:.0%}"

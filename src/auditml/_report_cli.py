@@ -58,6 +58,14 @@ def report(
         ),
     ] = None,
     force: ForceOption = False,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="Without the log key, report only up to the latest signed checkpoint "
+            "(the report says so) instead of refusing.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Write the audit report: decisions, signatures, incidents, and the proof they are intact."""
@@ -91,7 +99,12 @@ def report(
             progress = _LazyProgress("building report")
             try:
                 built = build_report(
-                    log, models=model or (), since=since, until=until, progress=progress
+                    log,
+                    models=model or (),
+                    since=since,
+                    until=until,
+                    progress=progress,
+                    allow_partial=allow_partial,
                 )
             finally:
                 progress.stop()
@@ -107,5 +120,12 @@ def report(
             f"{len(built.models)} model(s), {len(built.changes):,} decision(s), "
             f"checkpoint at size {built.checkpoint.size:,}"
         )
+        if built.partial is not None:
+            p = built.partial
+            out.print(
+                f"PARTIAL: the report covers events up to the checkpoint at size "
+                f"{p.checkpoint_size:,} only; the {p.left_out:,} later event(s) up to size "
+                f"{p.head_size:,} are left out, because {p.reason}"
+            )
         if chosen == "pdf":
             out.print(f"Check it with: auditml verify {target}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,59 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from auditml._text import escape_controls
 from auditml.errors import InvalidInputError
 
-__all__ = ["md_escape", "packaged_templates", "template_env"]
+__all__ = ["FIELD_CHARS", "bounded", "md_escape", "packaged_templates", "template_env"]
+
+#: The most characters of one field a document shows; the JSON output, the log
+#: and the evidence bundle keep the whole text. Longer text costs a PDF renderer
+#: time that grows with the square of its length (30 KB took a minute).
+FIELD_CHARS = 2000
+#: A run of this many characters with no break opportunity gets one (a zero-width
+#: space every ``_BREAK_EVERY``), so a table column can wrap it. Hashes (64) and
+#: verifier keys of origins up to ~65 characters stay whole, for copying.
+_LONG_RUN = re.compile(r"\S{121,}")
+_BREAK_EVERY = 60
+_ZWSP = "\u200b"
+
+
+class Bounded(str):
+    """Text already made fit for a document by :func:`bounded`; not cut again."""
+
+    __slots__ = ()
+
+
+def bounded(value: object, seq: int | None = None, *, breaks: bool = False) -> object:
+    """Make one field fit for a document: controls escaped, capped at FIELD_CHARS.
+
+    Text longer than :data:`FIELD_CHARS` keeps its beginning and says how long it
+    was and where the full text is: event ``seq`` when given. With ``breaks``
+    (HTML), very long unbroken runs get zero-width spaces so they wrap cheaply.
+    Markup (the templates' own HTML, charts) and non-text values pass unchanged,
+    but for control characters escaped in Markup.
+    """
+    if isinstance(value, Bounded) or value is None:
+        return value
+    if isinstance(value, Markup):
+        return Markup(escape_controls(str(value)))
+    if not isinstance(value, str):
+        return value
+    text = escape_controls(value)
+    if len(value) > FIELD_CHARS:
+        where = f"event {seq}" if seq is not None else "the log and the JSON output"
+        text = (
+            f"{text[:FIELD_CHARS]}… (truncated: {len(value):,} characters in total; "
+            f"full text in {where})"
+        )
+    if breaks:
+        text = _LONG_RUN.sub(_break_run, text)
+    return Bounded(text)
+
+
+def _break_run(match: re.Match[str]) -> str:
+    run = match.group()
+    return _ZWSP.join(run[i : i + _BREAK_EVERY] for i in range(0, len(run), _BREAK_EVERY))
 
 
 @cache
@@ -39,7 +90,7 @@ def md_escape(value: object) -> Markup:
         return Markup("")
     if isinstance(value, Markup):
         return value
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;")
+    text = str(bounded(value)).replace("&", "&amp;").replace("<", "&lt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
     text = _MD_BULLET.sub(r"\1\\\2", text)
     return Markup(_MD_NUMBERED.sub(r"\1\\\2", text))
@@ -61,7 +112,7 @@ def template_env(user: Path | None = None, *, markdown: bool = False) -> Environ
         if not user.is_dir():
             raise InvalidInputError(f"--templates {user}: no such folder")
         folders.insert(0, user)
-    finalize: Callable[[Any], Any] | None = md_escape if markdown else None
+    finalize: Callable[[Any], Any] = md_escape if markdown else _html_field
     env = Environment(
         loader=FileSystemLoader([str(f) for f in folders]),
         autoescape=False if markdown else select_autoescape(default=True),
@@ -72,7 +123,33 @@ def template_env(user: Path | None = None, *, markdown: bool = False) -> Environ
         finalize=finalize,
     )
     env.filters.update(cell=md_cell, short=_short, stamp=_stamp, day=_day, num=_number, css=_css)
+    # Every value printed passes bounded (as finalize). ``clip(seq)`` names the event
+    # that holds a long text in full; join and tojson give plain text so their
+    # results are bounded and escaped like any other value.
+    env.filters.update(clip=_clip_md if markdown else _clip_html, join=_join, tojson=_tojson)
     return env
+
+
+def _html_field(value: object) -> object:
+    return bounded(value, breaks=True)
+
+
+def _clip_html(value: object, seq: int | None = None) -> object:
+    return bounded(value, seq, breaks=True)
+
+
+def _clip_md(value: object, seq: int | None = None) -> object:
+    return bounded(value, seq)
+
+
+def _join(value: Iterable[object], d: str = "", attribute: str | None = None) -> str:
+    """Join as Jinja's join does, but to plain text: printing it escapes and bounds it."""
+    items = (getattr(v, attribute) if attribute else v for v in value)
+    return str(d).join(str(v) for v in items)
+
+
+def _tojson(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def _short(value: object, n: int = 12) -> str:

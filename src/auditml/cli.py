@@ -9,6 +9,7 @@ policy refuses an action (only a ``policy.denied`` event is recorded then).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -19,12 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.protocol import rich_cast
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from auditml import __version__
+from auditml._text import escape_controls, needs_escape
 from auditml.errors import AuditmlError, PolicyDeniedError, VerificationError
 from auditml.events import IMPORTED_NOTE, imported_source, is_imported
 from auditml.ledger import AuditLog
@@ -43,12 +47,65 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _safe_text(text: Text) -> Text:
+    """Return ``text`` with its control characters escaped, keeping the styles around them."""
+    if not needs_escape(text.plain):
+        return text
+    cuts = sorted({i for i, ch in enumerate(text.plain) if needs_escape(ch) for i in (i, i + 1)})
+    safe = text.blank_copy()
+    for piece in text.divide(cuts):
+        if needs_escape(piece.plain):
+            piece = Text(escape_controls(piece.plain), style=piece.style)
+        safe.append_text(piece)
+    return safe
+
+
+class SafeConsole(Console):
+    r"""A console that prints each control character in its text as ``\uXXXX``, never raw.
+
+    Every string and Text the CLI prints, and every str cell of a table, passes
+    through here: a model name, reason, actor id, path or error message holding
+    ESC or NUL cannot recolour, retitle or rewrite the user's terminal.
+    """
+
+    def render_str(
+        self,
+        text: str,
+        *,
+        style: str | Style = "",
+        justify: JustifyMethod | None = None,
+        overflow: OverflowMethod | None = None,
+        emoji: bool | None = None,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        highlighter: HighlighterType | None = None,
+    ) -> Text:
+        """Turn a string into Text as Rich does, with its control characters escaped."""
+        return super().render_str(
+            escape_controls(text),
+            style=style,
+            justify=justify,
+            overflow=overflow,
+            emoji=emoji,
+            markup=markup,
+            highlight=highlight,
+            highlighter=highlighter,
+        )
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Print as Rich does, escaping control characters in Text (and JSON) objects too."""
+        safe = [rich_cast(o) for o in objects]
+        super().print(*(_safe_text(o) if isinstance(o, Text) else o for o in safe), **kwargs)
+
+
 # Piped output is not cut to 80 columns: tables keep every field whole for grep and files.
 # No Rich markup: paths, URLs, names and reasons print as written, brackets included.
-out = Console(
+out = SafeConsole(
     highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
 )
-err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+err = SafeConsole(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 DbOption = Annotated[
     str | None,
@@ -258,7 +315,8 @@ def log_cmd(
                     "imported": is_imported(rec.event.data),
                     "event": json.loads(rec.body),
                 }
-                write(("," if i else "") + "\n  " + json.dumps(item, ensure_ascii=False))
+                line = json.dumps(item, ensure_ascii=False)
+                write(("," if i else "") + "\n  " + escape_controls(line))
             write("\n]\n")
             return
         rows, imported = [], 0
@@ -484,8 +542,18 @@ def _verify_report(path: Path, vkey: str | None, as_json: bool) -> None:
 from auditml import _card_cli, _lifecycle_cli, _report_cli, _trust_cli  # noqa: E402, F401
 
 
+class _Notices(logging.Handler):
+    """Print auditml's warnings (e.g. a write waiting for a lock) on stderr as notes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"note: {record.getMessage()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; no auditml error ever ends in a traceback."""
+    notices = logging.getLogger("auditml")
+    if not any(isinstance(h, _Notices) for h in notices.handlers):
+        notices.addHandler(_Notices(logging.WARNING))
     try:
         app(args=argv, prog_name="auditml")
     except AuditmlError as exc:

@@ -77,6 +77,7 @@ from auditml.policy import (
     check_approvals,
     check_gates,
     check_reason,
+    check_recordable,
     check_role,
     check_self_approval,
     load_policy,
@@ -989,6 +990,8 @@ def decide_train(
     With ``data`` None this only checks: it raises :class:`CheckPassedError` with the
     version the run would get, or returns the denial to record.
     """
+    if not model.strip():
+        raise InvalidInputError("a training run needs a model name, e.g. model='credit-risk'")
     state = view.model(model)
     existing = state.versions.get(version) if version is not None else None
     if existing is not None and existing.status != "failed":
@@ -1598,6 +1601,7 @@ class LifecycleMixin:
         else:
             chosen, raw = load_policy(policy)
             source, sha = Path(policy).name, policy_digest(raw)
+        check_recordable(chosen)
         return self._decided(
             lambda view: decide_policy(
                 view, policy=chosen, actor=who, source=source, sha256=sha, reason=reason

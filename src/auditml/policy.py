@@ -30,6 +30,15 @@ recorded, :data:`DEFAULT_POLICY` applies::
     required = ["intended_use", "limitations"]
     complete_for = ["production"]        # a deploy there needs a complete card
 
+A policy being recorded (``auditml policy apply``, :meth:`AuditLog.apply_policy`)
+is checked more strictly than one read back from the log: every setting must
+have its exact type (``separation_of_duties = "no"`` is an error, not false),
+``[cards] required`` may name only known card sections, and every permission
+must be held by someone: a permission limited to roles that no actor in
+``[roles]`` holds is refused (write ``deploy = []`` to let no one deploy on
+purpose), and ``policy`` may never be left to no one, which would lock the
+policy for ever.
+
 The rules themselves are the ``check_*`` functions: each takes the policy and
 what the log says, and returns a :class:`Denial` or None. They never write.
 """
@@ -63,6 +72,7 @@ __all__ = [
     "Denial",
     "Gate",
     "Policy",
+    "check_recordable",
     "load_policy",
     "parse_gate",
 ]
@@ -131,7 +141,7 @@ def parse_gate(text: str) -> Gate:
 class CardRules(BaseModel):
     """What a model card must hold: the human sections required, and where that gates a deploy."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     required: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
         default_factory=lambda: [
@@ -147,7 +157,7 @@ class CardRules(BaseModel):
 class Policy(BaseModel):
     """The rules in force; every field has the default that applies when none is recorded."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
 
     separation_of_duties: bool = True
     require_reason: bool | list[Literal["approve", "reject", "deploy", "rollback", "retire"]] = (
@@ -247,21 +257,113 @@ def load_policy(path: str | Path) -> tuple[Policy, bytes]:
         raise InvalidInputError(f"{file} is not valid TOML: {exc}") from None
     if isinstance(table.get("policy"), dict) and len(table) == 1:
         table = table["policy"]  # a [policy] table is accepted as well as top-level keys
-    return policy_from(table, where=str(file)), raw
+    return policy_from(table, where=str(file), strict=True), raw
 
 
-def policy_from(table: Mapping[str, Any], *, where: str = "policy") -> Policy:
-    """Validate a policy table, naming the first wrong key and what it should be."""
+def policy_from(table: Mapping[str, Any], *, where: str = "policy", strict: bool = False) -> Policy:
+    """Validate a policy table, naming the first wrong key and what it should be.
+
+    ``strict`` (a policy being recorded) takes each setting only in its exact
+    type; a policy read back from the log was recorded from a valid one.
+    """
     try:
-        return Policy.model_validate(dict(table))
+        return Policy.model_validate(dict(table), strict=strict)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        raise InvalidInputError(f"{where}: {_first_problem(exc)}") from None
+
+
+_UNION_TAG = re.compile(r"^(bool|int|float|str|(list|dict|literal)\[.*\])$")
+_EXPECTED = {
+    "bool_type": "true or false",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "literal_error": "one of the names listed",
+}
+
+
+def _toml_kind(value: object) -> str:
+    """Name a value as TOML would, for an error message."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """Describe the first problem of a policy: the key, what it must be, and what it was."""
+    errors = exc.errors()
+    first = errors[0]
+    if first["type"] == "extra_forbidden":
+        known = ", ".join(sorted(Policy.model_fields))
         loc = ".".join(str(part) for part in first["loc"]) or "policy"
-        message = first["msg"]
-        if first["type"] == "extra_forbidden":
-            known = ", ".join(sorted(Policy.model_fields))
-            message = f"unknown setting (known settings: {known})"
-        raise InvalidInputError(f"{where}: {loc}: {message}") from None
+        return f"{loc}: unknown setting (known settings: {known})"
+    # A setting of several types (true/false, or a list) reports one error per type,
+    # each under the type's name; the one that looked inside the value says most.
+    related = [e for e in errors if e["loc"][:1] == first["loc"][:1]]
+    deepest = max(related, key=lambda e: len(e["loc"]))
+    if len(deepest["loc"]) > len(first["loc"]):
+        first = deepest
+    loc = ".".join(str(p) for p in first["loc"] if not _UNION_TAG.match(str(p))) or "policy"
+    if first["type"] not in _EXPECTED:
+        return f"{loc}: {first['msg']}"
+    if first["type"] == "literal_error":
+        expected = first["msg"].removeprefix("Input should be ")
+    else:
+        alternatives = [
+            e["type"]
+            for e in related
+            if len(e["loc"]) == len(first["loc"]) and e["type"] in _EXPECTED
+        ]
+        expected = " or ".join(dict.fromkeys(_EXPECTED.get(t, t) for t in alternatives))
+    return f"{loc}: expected {expected}, got {_toml_kind(first['input'])}"
+
+
+def check_recordable(policy: Policy) -> None:
+    """Refuse a policy that must not be recorded: unknown card sections, permissions no one holds.
+
+    A permission limited to roles that no actor holds would refuse that action
+    to everyone; for ``policy`` that locks the log's policy for ever. Write an
+    empty list (``deploy = []``) to let no one do an action on purpose; the
+    ``policy`` permission must always be held by someone.
+    """
+    from auditml.cards.model import check_section_name
+
+    for name in policy.cards.required:
+        check_section_name(name, where="cards.required")
+    held = {role for roles in policy.roles.values() for role in roles}
+    for permission, allowed in policy.permissions.items():
+        if set(allowed) & held:
+            continue
+        if permission == "policy":
+            granted = (
+                f"only to role {' or '.join(allowed)}, which no one holds"
+                if allowed
+                else ("to no one")
+            )
+            raise InvalidInputError(
+                f"permissions.policy grants changing the policy {granted}: once recorded, no one "
+                "could ever change the policy again. Give an actor that role in [roles] "
+                '(e.g. "officer@bank.example" = ["officer"]), or leave policy out of '
+                "[permissions] to let anyone change it"
+            )
+        if allowed:
+            raise InvalidInputError(
+                f"permissions.{permission} is granted only to role {' or '.join(allowed)}, which "
+                f"no one holds in [roles], so no one could {permission}. Give an actor that "
+                f"role, or write {permission} = [] to let no one {permission} on purpose"
+            )
 
 
 def policy_digest(raw: bytes) -> str:

@@ -113,6 +113,17 @@ SECTION_TITLES: dict[str, str] = {
 assert set(SECTION_TITLES) == set(HumanSections.model_fields)
 
 
+def check_section_name(name: object, *, where: str) -> None:
+    """Refuse a card section name that is not known, suggesting the closest known one."""
+    if name not in SECTION_TITLES:
+        close = difflib.get_close_matches(str(name), SECTION_TITLES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InvalidInputError(
+            f"{where}: unknown section {name!r}{hint}; known sections are "
+            + ", ".join(SECTION_TITLES)
+        )
+
+
 def validate_sections(raw: object, *, where: str = "the card sections") -> dict[str, Any]:
     """Check human sections as written and return them as plain JSON, only those given.
 
@@ -125,13 +136,7 @@ def validate_sections(raw: object, *, where: str = "the card sections") -> dict[
             "'intended_use: Scoring retail credit applications'"
         )
     for name in raw:
-        if name not in SECTION_TITLES:
-            close = difflib.get_close_matches(str(name), SECTION_TITLES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InvalidInputError(
-                f"{where}: unknown section {name!r}{hint}; known sections are "
-                + ", ".join(SECTION_TITLES)
-            )
+        check_section_name(name, where=where)
     try:
         sections = HumanSections.model_validate(raw)
     except ValidationError as exc:

@@ -42,6 +42,7 @@ from auditml.reports.model import (
     IntegrityAppendix,
     InventoryEntry,
     ModelIdentity,
+    PartialCoverage,
     RetentionRule,
     RiskSummary,
     TimelinePoint,
@@ -386,17 +387,39 @@ def _section_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _checkpoint(log: AuditLog) -> Checkpoint:
-    """Return a signed checkpoint at the head, or the latest kept one when the key is absent."""
+def _checkpoint(log: AuditLog, allow_partial: bool) -> tuple[Checkpoint, PartialCoverage | None]:
+    """Return a signed checkpoint at the head, or, when the key is absent, the latest kept one.
+
+    A kept checkpoint older than the head leaves later events out of the report:
+    that is refused unless ``allow_partial``, and then said in the report.
+    """
     try:
-        return log.checkpoint()
+        return log.checkpoint(), None
     except ConfigurationError as exc:
         latest = log.latest_checkpoint()
         if latest is None:
             raise ConfigurationError(
                 f"a report is built from a signed checkpoint, and none can be signed: {exc}"
             ) from None
-        return latest
+        head = log.head().size
+        if latest.size >= head:
+            return latest, None
+        left_out = head - latest.size
+        if not allow_partial:
+            raise ConfigurationError(
+                f"the log key is unavailable ({exc}), so no checkpoint can be signed at the "
+                f"head (size {head:,}): a report now would cover only up to the checkpoint at "
+                f"size {latest.size:,} and leave out the {left_out:,} later event(s). Make the "
+                f"key available ($AUDITML_LOG_KEY, $AUDITML_KEY_PASSPHRASE), or pass "
+                f"--allow-partial (allow_partial=True) to report up to size {latest.size:,} only"
+            ) from None
+        partial = PartialCoverage(
+            checkpoint_size=latest.size,
+            head_size=head,
+            left_out=left_out,
+            reason=f"the log key was unavailable: {exc}",
+        )
+        return latest, partial
 
 
 def _incidents(acc: _Fold) -> list[IncidentEntry]:
@@ -664,15 +687,19 @@ def build_report(
     since: str | datetime | None = None,
     until: str | datetime | None = None,
     progress: Progress | None = None,
+    *,
+    allow_partial: bool = False,
 ) -> AuditReport:
     """Build the audit report of ``models`` (default: all) between ``since`` and ``until``.
 
-    The log is verified first and a signed checkpoint taken at its head (or the
-    latest kept one, when the log key is not at hand); the report covers the
-    events up to that checkpoint, so its integrity appendix and the evidence
-    bundle attached to a PDF agree. ``since`` limits the decisions listed;
-    states are folded from the start of the log. ``progress(done, total)`` is
-    called while the events stream.
+    The log is verified first and a signed checkpoint taken at its head; the
+    report covers the events up to that checkpoint, so its integrity appendix
+    and the evidence bundle attached to a PDF agree. When the log key is not at
+    hand, only an older kept checkpoint can be used, which would leave later
+    events out: that raises ConfigurationError unless ``allow_partial``, and the
+    report then says so (``partial``) on its cover and in its JSON. ``since``
+    limits the decisions listed; states are folded from the start of the log.
+    ``progress(done, total)`` is called while the events stream.
     """
     from auditml.ledger import to_timestamp
 
@@ -685,7 +712,7 @@ def build_report(
         )
     wanted = list(dict.fromkeys(str(m) for m in models))
     verified = log.verify(progress=progress)
-    cp = _checkpoint(log)
+    cp, partial = _checkpoint(log, allow_partial)
     acc = _Fold(models=set(wanted) or None, since=since_ts)
     total = cp.size
     for record in log.events(until=until_ts, stop=cp.size):
@@ -759,6 +786,7 @@ def build_report(
         if acc.imported
         else None,
         checkpoint=checkpointed,
+        partial=partial,
         signatures=acc.signatures,
         identities=[_identity(s, acc) for s in states],
         inventory=[row for s in states for row in _inventory(s, acc)],

@@ -69,6 +69,15 @@ class Checkpointed(_Frozen):
     note: str
 
 
+class PartialCoverage(_Frozen):
+    """Why a report stops before the log's head: the log key was not at hand to sign there."""
+
+    checkpoint_size: int
+    head_size: int
+    left_out: int
+    reason: str
+
+
 class ModelIdentity(_Frozen):
     """Who and what a model is: its purpose, owner and risk tier as its card states them."""
 
@@ -268,6 +277,8 @@ class AuditReport(_Frozen):
     imported_events: int = 0
     imported_note: str | None = None
     checkpoint: Checkpointed
+    #: Set when the report covers only up to an older checkpoint (``allow_partial``).
+    partial: PartialCoverage | None = None
     signatures: list[SignatureEntry] = Field(default_factory=list)
     identities: list[ModelIdentity] = Field(default_factory=list)
     inventory: list[InventoryEntry] = Field(default_factory=list)

@@ -11,6 +11,7 @@ locked head into the rows to insert.
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 import time
@@ -29,12 +30,24 @@ from auditml.errors import (
     StoreUnavailableError,
     VerificationError,
 )
-from auditml.store._backends import Backend, backend_for, close_quietly, iter_chunks, redact
+from auditml.store._backends import (
+    LOCK_TIMEOUT_ENV,
+    Backend,
+    backend_for,
+    close_quietly,
+    iter_chunks,
+    lock_timeout_from_env,
+    redact,
+)
 
 __all__ = ["Batch", "EventFilter", "HeadState", "Store", "TxReader", "redact"]
 
 MAX_RETRIES = 50
+#: A write still waiting for another writer's lock after this many seconds says so.
+WAIT_NOTICE_S = 2.0
 SCAN_CHUNK = 5000
+
+_log = logging.getLogger("auditml.store")
 
 T = TypeVar("T")
 
@@ -90,6 +103,8 @@ class Store:
         self.backend = backend
         self.engine = engine
         self.url = backend.url
+        #: Seconds a write waits for another writer's lock; None: $AUDITML_LOCK_TIMEOUT or 30.
+        self.lock_timeout: float | None = None
 
     @property
     def shareable(self) -> bool:
@@ -316,13 +331,24 @@ class Store:
             raise self.backend.unavailable(exc) from None
 
     def _transaction(self, run: Callable[[Any], T]) -> T:
-        """Run ``run`` in one write transaction, retrying lock conflicts with backoff."""
+        """Run ``run`` in one write transaction, retrying lock conflicts with backoff.
+
+        The wait for another writer's lock is bounded in total by
+        :attr:`lock_timeout` (``$AUDITML_LOCK_TIMEOUT``, default 30 s); after
+        :data:`WAIT_NOTICE_S` a warning says the write is waiting.
+        """
+        timeout = self.lock_timeout if self.lock_timeout is not None else lock_timeout_from_env()
+        start = time.monotonic()
         delay = 0.002
+        noticed = False
         for attempt in range(MAX_RETRIES):
+            waited = time.monotonic() - start
+            # The first wait stops at the notice, so the user hears of it; later ones run on.
+            budget = timeout - waited if noticed else min(WAIT_NOTICE_S, timeout) - waited
             conn = self._connection()
             cur = conn.cursor()
             try:
-                self.backend.begin_write(cur)
+                self.backend.begin_write(cur, max(budget, 0.001))
                 result = run(cur)
                 conn.commit()
                 return result
@@ -331,10 +357,6 @@ class Store:
                 raise
             except Exception as exc:
                 _rollback(conn, cur)
-                if self.backend.is_retryable(exc) and attempt < MAX_RETRIES - 1:
-                    time.sleep(delay * (1 + random.random()))
-                    delay = min(delay * 2, 0.5)
-                    continue
                 if "auditml_event_log_prev" in str(exc) or "auditml_event.prev" in str(exc):
                     raise AppendError(
                         f"the append to {redact(self.url)} failed and wrote nothing: another "
@@ -342,10 +364,38 @@ class Store:
                         "append of auditml writes; a prev column was changed in the database: "
                         "run `auditml verify` to find it"
                     ) from exc
+                if not self.backend.is_retryable(exc):
+                    raise AppendError(
+                        f"the append to {redact(self.url)} failed and wrote nothing: "
+                        f"{_first_line(exc)}"
+                    ) from exc
+                waited = time.monotonic() - start
+                if waited < timeout and attempt < MAX_RETRIES - 1:
+                    if not noticed and waited >= min(WAIT_NOTICE_S, timeout) * 0.9:
+                        noticed = True
+                        _log.warning(
+                            "waiting for another writer to release the lock on %s "
+                            "(%.0f s so far; giving up after %g s, set by %s)",
+                            redact(self.url),
+                            waited,
+                            timeout,
+                            LOCK_TIMEOUT_ENV,
+                        )
+                    time.sleep(min(delay * (1 + random.random()), max(timeout - waited, 0)))
+                    delay = min(delay * 2, 0.5)
+                    continue
+                if waited < timeout:
+                    break
                 raise AppendError(
-                    f"the append to {redact(self.url)} failed and wrote nothing: {_first_line(exc)}"
-                ) from exc
+                    f"the append to {redact(self.url)} gave up after waiting {waited:.1f} s "
+                    "for the write lock, and wrote nothing: another writer holds it (which "
+                    "one is unknown: a long transaction in another process, or an open "
+                    "database shell). Try again when it is done, or wait longer with "
+                    f"{LOCK_TIMEOUT_ENV}=SECONDS (now {timeout:g})"
+                ) from None
             finally:
+                with suppress(Exception):
+                    self.backend.end_write(cur)
                 close_quietly(cur)
                 close_quietly(conn)
         raise AppendError("the append kept conflicting with other writers; nothing was written")

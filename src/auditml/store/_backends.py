@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import suppress
@@ -16,20 +17,104 @@ from sqlalchemy.pool import StaticPool
 
 from auditml.errors import ConfigurationError, StoreUnavailableError
 
-__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "backend_for", "redact"]
+__all__ = [
+    "Backend",
+    "PostgresBackend",
+    "SQLiteBackend",
+    "backend_for",
+    "lock_timeout_from_env",
+    "redact",
+    "redact_text",
+]
 
 BUSY_TIMEOUT_S = 60.0
+#: How long a write waits for another writer's lock before giving up: seconds in
+#: this variable, else the default.
+LOCK_TIMEOUT_ENV = "AUDITML_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT_S = 30.0
 WRITE_CACHE_KIB = -65536  # negative: KiB, as SQLite's PRAGMA cache_size takes it
 READ_CACHE_KIB = -8192
 APPEND_ONLY = "the audit log is append-only"
 
 
+#: Query parameters of a database URL that hold a secret, or a file or option that does.
+_SECRET_PARAMS = frozenset({"password", "sslpassword", "passfile", "sslkey", "passphrase"})
+_MASK = "***"
+_PLACEHOLDER = "AUDITMLREDACTED"
+# The user:password@ part and key=value secrets of a URL that does not even parse.
+_RAW_SECRETS = re.compile(
+    r"(?P<head>://[^/:@?#]*:)[^@/?#]*(?=@)|(?P<key>(?:ssl)?pass(?:word|file|phrase)=)[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
+def _secret_param(name: str, value: str) -> bool:
+    """Return whether a URL query parameter holds (or points at) a secret."""
+    lowered = name.lower()
+    if lowered in _SECRET_PARAMS or "password" in lowered or "secret" in lowered:
+        return True
+    # options=-c password=… or any other option that embeds a password
+    return lowered == "options" and "pass" in value.lower()
+
+
 def redact(url: str) -> str:
-    """Return ``url`` with any password hidden, for messages."""
+    """Return ``url`` with every password hidden, for messages.
+
+    Hides ``user:password@``, and query parameters that hold a secret
+    (``?password=``, ``sslpassword``, ``passfile``, an ``options`` that embeds a
+    password), as ``***``.
+    """
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return _RAW_SECRETS.sub(
+            lambda m: f"{m['head']}{_MASK}" if m["head"] else f"{m['key']}{_MASK}", url
+        )
+    secret = {
+        name: _PLACEHOLDER
+        for name, value in parsed.query.items()
+        if _secret_param(name, value if isinstance(value, str) else " ".join(value))
+    }
+    if secret:
+        parsed = parsed.update_query_dict(secret)
+    return parsed.render_as_string(hide_password=True).replace(_PLACEHOLDER, _MASK)
+
+
+def _secrets_of(url: str) -> list[str]:
+    """Return the secret values in ``url``, to hide wherever a driver message repeats them."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return []
+    found = [parsed.password] if parsed.password else []
+    for name, value in parsed.query.items():
+        values = [value] if isinstance(value, str) else list(value)
+        found.extend(v for v in values if v and _secret_param(name, v))
+    return [str(v) for v in found if len(str(v)) >= 3]
+
+
+def redact_text(text: str, url: str) -> str:
+    """Return ``text`` (e.g. a driver's error) with the secrets of ``url`` hidden."""
+    for value in sorted(_secrets_of(url), key=len, reverse=True):
+        text = text.replace(value, _MASK)
+    return text
+
+
+def lock_timeout_from_env() -> float:
+    """Return the seconds a write may wait for the lock: $AUDITML_LOCK_TIMEOUT, else 30."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 86400:
+        raise ConfigurationError(
+            f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds: give one between 0 and "
+            f"86400, e.g. {LOCK_TIMEOUT_ENV}=120 (default {DEFAULT_LOCK_TIMEOUT_S:g})"
+        )
+    return value
 
 
 class Backend:
@@ -49,8 +134,11 @@ class Backend:
         """Return an engine for the store, creating the database file when ``create``."""
         raise NotImplementedError  # pragma: no cover - every backend overrides it
 
-    def begin_write(self, cursor: Any) -> None:
-        """Start the append transaction, taking the write lock where the backend needs it."""
+    def begin_write(self, cursor: Any, wait_s: float) -> None:
+        """Start the append transaction, waiting at most ``wait_s`` for another writer's lock."""
+
+    def end_write(self, cursor: Any) -> None:
+        """Undo what :meth:`begin_write` set on the connection beyond the transaction."""
 
     def begin_snapshot(self, cursor: Any) -> None:
         """Start a read transaction that sees one consistent state of the log."""
@@ -83,7 +171,8 @@ class Backend:
         orig = getattr(exc, "orig", None) or exc
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
         return StoreUnavailableError(
-            f"cannot use the {self.name} store at {redact(self.url)}: {first}"
+            f"cannot use the {self.name} store at {redact(self.url)}: "
+            f"{redact_text(first, self.url)}"
         )
 
 
@@ -170,14 +259,20 @@ class SQLiteBackend(Backend):
 
         return engine
 
-    def begin_write(self, cursor: Any) -> None:
+    def begin_write(self, cursor: Any, wait_s: float) -> None:
         """Take SQLite's write lock at once, so the head read inside is the latest.
 
+        The busy timeout bounds the wait for another writer to ``wait_s``.
         Appends get a 64 MiB page cache: each one inserts into the (log, prev)
         index at a random place, and a cache that holds the index keeps that cheap.
         """
+        cursor.execute(f"PRAGMA busy_timeout = {max(1, int(wait_s * 1000))}")
         cursor.execute(f"PRAGMA cache_size = {WRITE_CACHE_KIB}")
         cursor.execute("BEGIN IMMEDIATE")
+
+    def end_write(self, cursor: Any) -> None:
+        """Give the pooled connection back with the usual busy timeout, for reads."""
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
     def begin_snapshot(self, cursor: Any) -> None:
         """Start a deferred transaction: in WAL mode its first read fixes a snapshot.
@@ -260,6 +355,10 @@ class PostgresBackend(Backend):
             connect_args["application_name"] = "auditml"
         return create_engine(self.parsed, pool_pre_ping=True, connect_args=connect_args)
 
+    def begin_write(self, cursor: Any, wait_s: float) -> None:
+        """Bound the wait for another writer's row lock to ``wait_s``, for this transaction only."""
+        cursor.execute(f"SET LOCAL lock_timeout = '{max(1, int(wait_s * 1000))}ms'")
+
     def lock_head_sql(self) -> str:
         """Lock the head row: every writer queues here, so the chain never forks."""
         return self.head_sql() + " FOR UPDATE"
@@ -289,9 +388,9 @@ def backend_for(url: str) -> Backend:
     """Return the backend of a database URL, or raise ConfigurationError naming the fix."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigurationError(
-            f"not a database URL: {url!r}; use sqlite:///path/to/audit.db or "
+            f"not a database URL: {redact(url)!r}; use sqlite:///path/to/audit.db or "
             "postgresql://user@host:5432/dbname"
         ) from None
     scheme = parsed.drivername.split("+", 1)[0]

@@ -43,7 +43,7 @@ from auditml.events import (
 )
 from auditml.identity import resolve_actor
 from auditml.lifecycle import Decide, LifecycleMixin, Outcome, StateCache, View
-from auditml.signing import Signer, VerifierKey
+from auditml.signing import Signer, VerifierKey, sign_checkpoint
 from auditml.store import Batch, EventFilter, HeadState, Store, TxReader, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, TrustMixin, check_import, new_log_signer
 
@@ -287,17 +287,24 @@ class AuditLog(LifecycleMixin, TrustMixin):
                 if fresh is None:
                     given = Path(key) if key is not None else None
                     fresh, _ = new_log_signer(store, chosen, given, passphrase)
+                vkey = str(VerifierKey.of(chosen, fresh))
                 data = LogInitData(
                     description=description,
                     created_by=who.id,
-                    vkey=str(VerifierKey.of(chosen, fresh)),
+                    vkey=vkey,
                     checkpoint_every=(
                         DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
                     ),
                 )
                 draft = Draft.build("log.init", actor=who, data=data)
-                prepare = _preparer(chosen, [_part(draft, _Cache())])
-                created = store.create_log(chosen, prepare, _now())
+                # The first event, its checkpoint and the key row commit together.
+                signer_ = fresh
+
+                def first_checkpoint(size: int, root: bytes) -> str:
+                    return sign_checkpoint(chosen, size, root, signer_).note
+
+                prepare = _preparer(chosen, [_part(draft, _Cache())], 1, first_checkpoint)
+                created = store.create_log(chosen, prepare, _now(), vkey)
                 if created:
                     signer = fresh
                 head = store.head()
@@ -397,7 +404,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
         parts = [_part(d, cache, mark) for d in chosen]
         if not parts:
             return []
-        prepare = _preparer(self._origin, parts)
+        prepare = _preparer(self._origin, parts, self.checkpoint_every(), self._auto_sign)
         if mark is None:
             batch = self._store.append(self._log_id, prepare)
         else:
@@ -408,7 +415,6 @@ class AuditLog(LifecycleMixin, TrustMixin):
                 return prepare(head)
 
             batch = self._store.append_after(self._log_id, checked)
-        self._auto_checkpoint(batch.rows[0][0], batch.head.size)
         return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
 
     def _decide(self, decide: Decide) -> tuple[Receipt, Outcome]:
@@ -419,11 +425,12 @@ class AuditLog(LifecycleMixin, TrustMixin):
             decided.clear()  # a retried transaction decides again, from the new head
             outcome = decide(View(reader, head.size, self._states))
             decided.append(outcome)
-            return _preparer(self._origin, [_part(outcome.draft, _Cache())])(head)
+            part = _part(outcome.draft, _Cache())
+            return _preparer(self._origin, [part], every, self._auto_sign)(head)
 
+        every = self.checkpoint_every()
         batch = self._store.append_after(self._log_id, prepare)
         row = batch.rows[0]
-        self._auto_checkpoint(row[0], batch.head.size)
         return Receipt(row[0], row[2].hex(), row[3], row[6]), decided[0]
 
     def _records(
@@ -868,8 +875,20 @@ def _part(draft: Draft, cache: _Cache, mark: dict[str, Any] | None = None) -> _P
     )
 
 
-def _preparer(origin: str, parts: list[_Part]) -> Callable[[HeadState], Batch]:
-    """Return the pure function that turns the locked head into this append's rows."""
+#: Signs the log's root at a size, for the automatic checkpoints an append reaches; returns
+#: the signed note, or None when the log key is unavailable.
+AutoSign = Callable[[int, bytes], str | None]
+
+
+def _preparer(
+    origin: str, parts: list[_Part], every: int = 0, sign: AutoSign | None = None
+) -> Callable[[HeadState], Batch]:
+    """Return the function that turns the locked head into this append's rows.
+
+    It is pure but for ``sign``: at each multiple of ``every`` the batch reaches,
+    it signs the root at that size, so the checkpoint commits with the events and
+    a crash can never leave an event the promised checkpoint does not cover.
+    """
     header = header_bytes(origin)
 
     def prepare(head: HeadState) -> Batch:
@@ -882,7 +901,9 @@ def _preparer(origin: str, parts: list[_Part]) -> Callable[[HeadState], Batch]:
         seq = head.size
         prev = head.head_hash
         rows = []
-        leaves = []
+        leaves: list[bytes] = []
+        nodes: list[tuple[int, int, bytes]] = []
+        checkpoints: list[tuple[int, bytes, str]] = []
         for part in parts:
             body = b'%s%s%s","seq":%d,"subject":%s,"time":"%s","v":1}' % (
                 part.prefix,
@@ -897,11 +918,18 @@ def _preparer(origin: str, parts: list[_Part]) -> Callable[[HeadState], Batch]:
             leaves.append(digest)
             prev = digest
             seq += 1
-        nodes = frontier.extend(leaves, min_level=NODE_LEVEL)
+            if every and sign is not None and seq % every == 0:
+                nodes += frontier.extend(leaves, min_level=NODE_LEVEL)
+                leaves = []
+                root = frontier.root()
+                note = sign(seq, root)
+                if note is not None:
+                    checkpoints.append((seq, root, note))
+        nodes += frontier.extend(leaves, min_level=NODE_LEVEL)
         new_head = HeadState(
             head.log_id, origin, seq, prev, stamp, frontier.root(), frontier.to_bytes()
         )
-        return Batch(rows, nodes, new_head)
+        return Batch(rows, nodes, new_head, checkpoints)
 
     return prepare
 

@@ -774,21 +774,23 @@ class TrustMixin:
                 seq=first - 1,
             )
 
-    def _auto_checkpoint(self, old_size: int, new_size: int) -> None:
-        """Sign a checkpoint at each multiple of N an append crossed; never fail the append."""
-        every = self.checkpoint_every()
-        if not every or old_size // every == new_size // every:
-            return
+    def _auto_sign(self, size: int, root: bytes) -> str | None:
+        """Sign the automatic checkpoint at ``size`` inside an append; never fail the append.
+
+        Without the log key the checkpoint is not signed, with one warning, and
+        verify then names it as missing (``auditml checkpoint --size N`` signs it).
+        """
         try:
-            for size in range((old_size // every + 1) * every, new_size + 1, every):
-                self.checkpoint(size)
+            return sign_checkpoint(self._origin, size, root, self._log_signer()).note
         except AuditmlError as exc:
             if not self._warned_key:
                 self._warned_key = True
                 warnings.warn(
-                    f"auditml did not sign the automatic checkpoint: {exc.diagnostics()}",
-                    stacklevel=4,
+                    f"auditml did not sign the automatic checkpoint at size {size}: "
+                    f"{exc.diagnostics()}",
+                    stacklevel=6,
                 )
+            return None
 
     # -- proofs -----------------------------------------------------------------------------
 

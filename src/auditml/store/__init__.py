@@ -74,6 +74,8 @@ class Batch:
     rows: Sequence[tuple[int, bytes, bytes, str, str, str | None, str | None, bytes]]
     nodes: Sequence[tuple[int, int, bytes]]
     head: HeadState
+    #: ``(size, root, signed note)`` of the automatic checkpoints this append reaches.
+    checkpoints: Sequence[tuple[int, bytes, str]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,9 +248,13 @@ class Store:
         return self._read_one("SELECT 1 FROM auditml_event LIMIT 1", ()) is not None
 
     def create_log(
-        self, origin: str, prepare: Callable[[HeadState], Batch], created_at: str
+        self,
+        origin: str,
+        prepare: Callable[[HeadState], Batch],
+        created_at: str,
+        vkey: str | None = None,
     ) -> bool:
-        """Create the log's head row and its first events in one transaction.
+        """Create the log's head row, its first events and its key row in one transaction.
 
         Returns False, writing nothing, when the store already holds a log.
         """
@@ -266,6 +272,11 @@ class Store:
                 (1, origin, created_at, b"\0" * 32, b"", b""),
             )
             self._write(cur, batch, 0)
+            if vkey is not None:
+                cur.execute(
+                    f"INSERT INTO auditml_logkey (log_id, vkey, created_at) VALUES ({p}, {p}, {p})",
+                    (1, vkey, created_at),
+                )
             return True
 
         return self._transaction(run)
@@ -313,6 +324,12 @@ class Store:
             cur.executemany(
                 f"INSERT INTO auditml_node (log_id, level, idx, hash) VALUES ({p}, {p}, {p}, {p})",
                 [(log_id, *node) for node in batch.nodes],
+            )
+        if batch.checkpoints:
+            cur.executemany(
+                "INSERT INTO auditml_checkpoint (log_id, size, root, note, created_at) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p})",
+                [(log_id, *cp, batch.head.head_time) for cp in batch.checkpoints],
             )
         h = batch.head
         cur.execute(

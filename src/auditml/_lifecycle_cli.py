@@ -38,7 +38,24 @@ ReasonOption = Annotated[str | None, typer.Option(metavar="TEXT", help="Why.")]
 EnvOption = Annotated[
     str, typer.Option("--env", "-e", metavar="ENV", help="Environment, e.g. staging, production.")
 ]
-Pairs = Annotated[list[str] | None, typer.Option(metavar="NAME=VALUE")]
+ParamPairs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        metavar="NAME=VALUE",
+        help="A hyperparameter, e.g. depth=6 (repeatable; a value that parses as JSON is typed).",
+    ),
+]
+MetricPairs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--metric", metavar="NAME=VALUE", help="A metric, e.g. auc=0.87 (repeatable; a number)."
+    ),
+]
+TagPairs = Annotated[
+    list[str] | None,
+    typer.Option("--tag", metavar="NAME=VALUE", help="A tag, e.g. team=risk (repeatable; text)."),
+]
 SignOption = Annotated[
     Path | None,
     typer.Option(
@@ -221,9 +238,9 @@ def train(
     artifact: Annotated[
         list[str] | None, typer.Option(metavar="NAME=PATH|URI", help="An output (repeatable).")
     ] = None,
-    param: Pairs = None,
-    metric: Pairs = None,
-    tag: Pairs = None,
+    param: ParamPairs = None,
+    metric: MetricPairs = None,
+    tag: TagPairs = None,
     failed: Annotated[
         str | None, typer.Option(metavar="MESSAGE", help="Record the run as failed, and why.")
     ] = None,
@@ -277,7 +294,7 @@ def train(
 def evaluate(
     model: Annotated[str, typer.Argument(help="The model's name.")],
     version: Annotated[str, typer.Argument(help="The version evaluated.")],
-    metric: Pairs = None,
+    metric: MetricPairs = None,
     dataset: Annotated[
         str | None, typer.Option(metavar="PATH|URI", help="The evaluation dataset (hashed).")
     ] = None,

@@ -276,7 +276,7 @@ def prove_inclusion(
 def prove_consistency(
     size1: Annotated[int, typer.Argument(metavar="M", help="The earlier size.")],
     size2: Annotated[
-        int | None, typer.Argument(metavar="[N]", help="The later size [default: the log's].")
+        int | None, typer.Argument(metavar="N", help="The later size [default: the log's].")
     ] = None,
     db: DbOption = None,
 ) -> None:

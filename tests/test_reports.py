@@ -110,6 +110,7 @@ def test_pdf_shows_every_section_and_the_cross_reference_matrix(
         "Art. 72",
         "Art. 73",
         "Annex IV",
+        "SR 26-2",
         "SR 11-7",
         "11.10",
         "11.50",

@@ -30,6 +30,8 @@ from auditml._output import SQLITE_SIDECARS, write_output
 from auditml.capture import current_run, track_training
 from auditml.errors import InvalidInputError, PolicyDeniedError
 from auditml.ledger import AuditLog
+from auditml.signing import generate_key_file, load_signer
+from auditml.trust import PublicKeyFile
 
 __all__ = ["run_demo"]
 
@@ -49,6 +51,7 @@ ORIGIN = "demo.auditml.example/credit-risk"
 MODEL = "credit-risk"
 SCIENTIST = "dana@bank.example"
 VALIDATOR = "victor@bank.example"
+VALIDATOR_NAME = "Victor Valdés"
 RELEASE = "rhea@bank.example"
 OFFICER = "cora@bank.example"
 FEATURES = ("income", "debt_ratio", "age", "late_payments")
@@ -175,6 +178,9 @@ def _prepare(out_dir: Path) -> None:
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
     (out_dir / "models").mkdir(exist_ok=True)
     write_output(out_dir / MARKER, b"made by `auditml demo`; safe to delete\n", force=True)
+    # Inside a git checkout, the demo's own files must not mark the runs it records as
+    # made from uncommitted changes: git ignores this folder's contents.
+    write_output(out_dir / ".gitignore", b"# made by `auditml demo`\n*\n", force=True)
 
 
 def _applicants(rng: random.Random, count: int) -> list[dict[str, float]]:
@@ -311,6 +317,15 @@ def run_demo(out_dir: Path, console: Console) -> None:
         say(Text.assemble(("auditml demo", "bold"), where))
         log.apply_policy(policy_file, reason="model-risk policy for credit models", actor=OFFICER)
         say(f"  1. {OFFICER} recorded the policy (roles, a production gate auc >= 0.65)")
+        # The validator signs approvals with a key registered on the log (21 CFR 11.50).
+        key_file = out_dir / "keys" / "victor.key"
+        victor = load_signer(key_file) if key_file.exists() else generate_key_file(key_file, None)
+        log.register_key(
+            PublicKeyFile(VALIDATOR, VALIDATOR_NAME, victor.public_key),
+            reason="the validator's e-signature key",
+            actor=OFFICER,
+        )
+        say(f"     {OFFICER} registered {VALIDATOR_NAME}'s e-signature key (keys/victor.key)")
 
         @track_training(
             model=MODEL,
@@ -365,9 +380,18 @@ def run_demo(out_dir: Path, console: Console) -> None:
             )
         for version in ("1", "2"):
             log.approve(
-                MODEL, version, reason="validation report VR-2026-11 passed", actor=VALIDATOR
+                MODEL,
+                version,
+                reason="validation report VR-2026-11 passed",
+                actor=VALIDATOR,
+                signer=victor,
+                name=VALIDATOR_NAME,
+                meaning="approval",
             )
-        say(f"  4. {VALIDATOR} approved v1 and v2 (a second person, as policy requires)")
+        say(
+            f"  4. {VALIDATOR} approved v1 and v2, signed with his registered key "
+            "(a second person, as policy requires)"
+        )
         log.deploy(MODEL, "1", "staging", reason="first release candidate", actor=RELEASE)
         try:
             log.deploy(MODEL, "1", "production", reason="go-live", actor=RELEASE)
@@ -425,6 +449,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
         say("  data/              generated datasets    models/       the two trained versions")
         say("  card.yaml          the cards' sections   cards/        each version's model card")
         say("  audit-report.*     the audit report (HTML; the PDF carries its own evidence)")
+        say("  keys/victor.key    the validator's e-signature key (kept when the demo runs again)")
         say("Look around:")
         say(f"  auditml log --db {url}")
         say(f"  auditml status --db {url}")

@@ -608,7 +608,7 @@ CROSSREF: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ),
     (
         "Fed/OCC",
-        "SR 11-7 / SR 26-2",
+        "SR 26-2 (OCC Bulletin 2026-13; replaces SR 11-7)",
         "inventory, independent validation, change control",
         ("inventory", "validation", "changes", "risk"),
     ),

@@ -91,7 +91,7 @@ class ModelIdentity(_Frozen):
 
 
 class InventoryEntry(_Frozen):
-    """One version's inventory line (SR 11-7): status, where it runs, validation dates.
+    """One version's inventory line (SR 26-2): status, where it runs, validation dates.
 
     Names and environments that come from imported history end in ``(imported)``.
     """

@@ -45,6 +45,7 @@ class TimelineMark(NamedTuple):
     time: datetime
     version: str
     kind: Kind
+    seq: int | None = None  # the event's seq: names the mark when times are too close to
 
 
 def _num(value: float) -> str:
@@ -219,6 +220,29 @@ def _time_ticks(start: datetime, end: datetime, count: int = 5) -> list[tuple[fl
     ]
 
 
+#: Below this span a timeline is drawn in event order rather than to time scale.
+ORDINAL_SPAN = timedelta(hours=2)
+
+
+def _order_ticks(
+    moments: Sequence[datetime], seqs: Mapping[datetime, int], count: int = 6
+) -> list[tuple[float, str]]:
+    """Return (fraction, label) ticks at up to ``count`` of the moments, spread by order.
+
+    A tick names the event's seq when it is known (times seconds apart all read alike),
+    else its time to the second.
+    """
+    n = len(moments)
+    chosen = sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(min(count, n))})
+    return [
+        (
+            (i + 0.5) / n,
+            f"event {seqs[moments[i]]}" if moments[i] in seqs else moments[i].strftime("%H:%M:%S"),
+        )
+        for i in chosen
+    ]
+
+
 def timeline_chart(lanes: Mapping[str, Sequence[TimelineMark]], *, width: int = 720) -> Markup:
     """Draw one lane per environment: which version ran when, with rollbacks in red."""
     marks = [(env, _utc(m.time), m) for env, items in lanes.items() for m in items]
@@ -232,14 +256,23 @@ def timeline_chart(lanes: Mapping[str, Sequence[TimelineMark]], *, width: int = 
     plot_w = width - left - right
     height = top + lane_h * len(lanes) + 34
     span = (end - start).total_seconds()
+    moments = sorted({t for _, t, _ in marks})
+    # Decisions minutes or seconds apart would sit on one spot under one repeated tick
+    # label: over a short span the axis shows their order instead, evenly spaced.
+    ordinal = len(moments) > 1 and end - start < ORDINAL_SPAN
+    rank = {moment: i for i, moment in enumerate(moments)}
 
     def x_of(moment: datetime) -> float:
+        if ordinal:
+            return left + plot_w * (rank[moment] + 0.5) / len(moments)
         return left + plot_w * (moment - start).total_seconds() / span
 
     colours: dict[str, str] = {}
     out = [_open(width, height, "Deployment timeline")]
     out.append(f'<g {FONT} font-size="11" fill="#333">')
-    for fraction, text in _time_ticks(start, end):
+    seqs = {t: m.seq for _, t, m in sorted(marks, key=lambda x: x[1]) if m.seq is not None}
+    ticks = _order_ticks(moments, seqs) if ordinal else _time_ticks(start, end)
+    for fraction, text in ticks:
         tick_x = _num(left + plot_w * fraction)
         anchor = "start" if fraction == 0 else "end" if fraction == 1 else "middle"
         out.append(
@@ -259,8 +292,8 @@ def timeline_chart(lanes: Mapping[str, Sequence[TimelineMark]], *, width: int = 
             if mark.kind == "retire":
                 continue
             colour = colours.setdefault(mark.version, PALETTE[len(colours) % len(PALETTE)])
-            until = ordered[index + 1][0] if index + 1 < len(ordered) else end
-            x1, x2 = x_of(moment), max(x_of(until), x_of(moment) + 2)
+            until = x_of(ordered[index + 1][0]) if index + 1 < len(ordered) else left + plot_w
+            x1, x2 = x_of(moment), max(until, x_of(moment) + 2)
             out.append(
                 f'<rect x="{_num(x1)}" y="{_num(mid - 7)}" width="{_num(x2 - x1)}" height="14" '
                 f'fill="{colour}" fill-opacity="0.35"/>'
@@ -302,5 +335,10 @@ def timeline_chart(lanes: Mapping[str, Sequence[TimelineMark]], *, width: int = 
         f'<rect x="{left + 156}" y="{legend_y - 9}" width="10" height="10" fill="{RETIRE}"/>'
         f'<text x="{left + 172}" y="{legend_y}">retire</text>'
     )
+    if ordinal:
+        out.append(
+            f'<text x="{width - right}" y="{legend_y}" text-anchor="end" fill="#666">'
+            "events in order, evenly spaced (not to time scale)</text>"
+        )
     out.append("</g></svg>")
     return Markup("".join(out))

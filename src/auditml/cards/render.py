@@ -65,7 +65,12 @@ def _timeline(card: ModelCard) -> Markup | None:
     for move in card.deployments:
         moment = datetime.fromisoformat(move.time.replace("Z", "+00:00"))
         lanes.setdefault(move.environment, []).append(
-            TimelineMark(moment, move.version, "deploy" if move.action == "deploy" else "rollback")
+            TimelineMark(
+                moment,
+                move.version,
+                "deploy" if move.action == "deploy" else "rollback",
+                move.seq,
+            )
         )
     return timeline_chart(lanes) if lanes else None
 

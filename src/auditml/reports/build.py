@@ -342,6 +342,7 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
                 time=event.time,
                 version=event.subject.get("version", ""),
                 kind="retire",
+                seq=seq,
             )
         )
     entry = signature_entry(seq, event)
@@ -367,23 +368,29 @@ def card_summary(state: ModelState, vs: VersionState) -> CardSummary:
         version=vs.version,
         state=vs.state,
         sections={
-            name: _section_text(sections[name][1])
-            for name in [*SECTION_TITLES, *sections]
-            if name in sections
+            name: sections[name][1] for name in [*SECTION_TITLES, *sections] if name in sections
         },
         metrics=dict(vs.metrics),
         evaluated=dict(vs.evaluated),
     )
 
 
-def _section_text(value: object) -> str:
-    """Return a card section's content as plain text."""
+def section_text(value: object) -> str:
+    """Return a card section as one line of text: items by "; ", a named entry as "name (k: v)"."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "; ".join(_section_text(v) for v in value)
+        return "; ".join(section_text(v) for v in value)
     if isinstance(value, dict):
-        return "; ".join(f"{k}: {_section_text(v)}" for k, v in value.items())
+        rest = ", ".join(
+            f"{str(k).replace('_', ' ')}: {section_text(v)}"
+            for k, v in value.items()
+            if k != "name"
+        )
+        if "name" in value:
+            name = section_text(value["name"])
+            return f"{name} ({rest})" if rest else name
+        return rest
     return "" if value is None else str(value)
 
 
@@ -495,13 +502,13 @@ def _identity(state: ModelState, acc: _Fold) -> ModelIdentity:
     owners = sections.get("owners")
     return ModelIdentity(
         model=state.model,
-        intended_purpose=None if purpose is None else _section_text(purpose),
+        intended_purpose=None if purpose is None else section_text(purpose),
         owner=None
         if not isinstance(owners, list)
         else ", ".join(str(o.get("name")) for o in owners if isinstance(o, dict)),
         risk_tier=None
         if sections.get("risk_rating") is None
-        else _section_text(sections["risk_rating"]),
+        else section_text(sections["risk_rating"]),
         first_recorded=min(times) if times else None,
         last_change=max([*times, *moves, *decided]) if times or moves or decided else None,
         versions=len(state.versions),
@@ -739,6 +746,7 @@ def build_report(
             time=m.time,
             version=m.version,
             kind="deploy" if m.action == "model.deploy" else "rollback",
+            seq=m.seq,
         )
         for s in states
         for m in s.timeline

@@ -164,7 +164,8 @@ class CardSummary(_Frozen):
     model: str
     version: str
     state: str
-    sections: dict[str, str] = Field(default_factory=dict)
+    #: Each human section as written: text, or a list or table of them (owners, risks).
+    sections: dict[str, JsonValue] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
     evaluated: dict[str, float] = Field(default_factory=dict)
 
@@ -213,6 +214,7 @@ class TimelinePoint(_Frozen):
     time: str
     version: str
     kind: str
+    seq: int | None = None
 
 
 class DocumentRef(_Frozen):

@@ -22,6 +22,7 @@ from auditml._templates import template_env
 from auditml.cards.model import SECTION_TITLES
 from auditml.charts import TimelineMark, metric_chart, timeline_chart
 from auditml.errors import InvalidInputError
+from auditml.reports.build import section_text
 from auditml.reports.model import NO_EVIDENCE, SECTIONS, AuditReport
 
 __all__ = [
@@ -48,7 +49,7 @@ def _charts(report: AuditReport) -> dict[str, dict[str, Markup]]:
         for point in report.timeline:
             if point.model == model and point.kind != "retire":
                 lanes.setdefault(point.environment, []).append(
-                    TimelineMark(_parse(point.time), point.version, point.kind)  # type: ignore[arg-type]
+                    TimelineMark(_parse(point.time), point.version, point.kind, point.seq)  # type: ignore[arg-type]
                 )
         series = report.metric_series.get(model, {})
         charts[model] = {
@@ -90,6 +91,7 @@ def _context(report: AuditReport, paper: str, *, charts: bool) -> dict[str, Any]
         "no_evidence": NO_EVIDENCE,
         "paper": PAPERS.get(paper.lower(), "A4"),
         "charts": _charts(report) if charts else {},
+        "section_text": section_text,
     }
 
 

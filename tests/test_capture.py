@@ -575,7 +575,7 @@ def test_lists_of_paths_are_named_by_file_name(log: AuditLog, tmp_path: Path) ->
     assert d["datasets"]["data"]["kind"] == "folder"
     assert d["artifacts"] == {
         "model.bin": {
-            "uri": str(out.resolve()),
+            "uri": "model.bin",  # inside the working folder: recorded relative to it
             "sha256": hashlib.sha256(b"weights").hexdigest(),
             "size": 7,
         }
@@ -728,7 +728,24 @@ def test_local_paths_are_recorded_as_given(log: AuditLog, tmp_path: Path) -> Non
         warnings.simplefilter("error")
         with log.training_run(model="credit", actor=DS, datasets=[odd]):
             pass
-    assert trains(log)[0]["datasets"]["x?token=1.csv"]["uri"] == str(odd.resolve())
+    assert trains(log)[0]["datasets"]["x?token=1.csv"]["uri"] == "x?token=1.csv"
+
+
+def test_local_paths_are_relative_to_the_working_folder_or_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file inside the working folder is recorded relative to it; one outside, absolutely."""
+    from auditml._fingerprint import dataset_ref
+
+    (tmp_path / "work" / "data").mkdir(parents=True)
+    inside = tmp_path / "work" / "data" / "train.csv"
+    outside = tmp_path / "elsewhere.csv"
+    for path in (inside, outside):
+        path.write_text("x\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "work")
+    assert dataset_ref(inside).uri == "data/train.csv"
+    assert dataset_ref("data/../data/train.csv").uri == "data/train.csv"
+    assert dataset_ref(outside).uri == str(outside.resolve())
 
 
 def test_cli_train_and_evaluate_strip_credentials_and_say_so(

@@ -191,6 +191,20 @@ def manifest_digest(manifest: list[tuple[str, int, str]]) -> str:
     return digest.hexdigest()
 
 
+def local_uri(path: Path) -> str:
+    """Return how a local file is recorded: relative to the working folder when inside it.
+
+    A path like ``data/train.csv`` reads the same on every machine the project runs
+    on, and keeps temporary folders and home directories out of documents; a file
+    outside the working folder is recorded by its absolute path.
+    """
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
 def dataset_ref(source: str | os.PathLike[str]) -> DatasetRef:
     """Hash a dataset file or folder, or record a URI as given; a missing path is refused."""
     text = os.fspath(source)
@@ -203,7 +217,7 @@ def dataset_ref(source: str | os.PathLike[str]) -> DatasetRef:
         if path.is_dir():
             manifest = folder_manifest(path)
             return DatasetRef(
-                uri=str(path.resolve()),
+                uri=local_uri(path),
                 kind="folder",
                 sha256=manifest_digest(manifest),
                 size=sum(size for _, size, _ in manifest),
@@ -217,7 +231,7 @@ def dataset_ref(source: str | os.PathLike[str]) -> DatasetRef:
         ) from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read dataset {text!r}: {exc.strerror}") from None
-    return DatasetRef(uri=str(path.resolve()), kind="file", sha256=digest, size=size)
+    return DatasetRef(uri=local_uri(path), kind="file", sha256=digest, size=size)
 
 
 def artifact_ref(source: str | os.PathLike[str]) -> ArtifactRef:
@@ -232,7 +246,7 @@ def artifact_ref(source: str | os.PathLike[str]) -> ArtifactRef:
         if path.is_dir():
             manifest = folder_manifest(path)
             return ArtifactRef(
-                uri=str(path.resolve()),
+                uri=local_uri(path),
                 sha256=manifest_digest(manifest),
                 size=sum(size for _, size, _ in manifest),
             )
@@ -244,7 +258,7 @@ def artifact_ref(source: str | os.PathLike[str]) -> ArtifactRef:
         ) from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read artifact {text!r}: {exc.strerror}") from None
-    return ArtifactRef(uri=str(path.resolve()), sha256=digest, size=size)
+    return ArtifactRef(uri=local_uri(path), sha256=digest, size=size)
 
 
 # -- parameters ----------------------------------------------------------------

@@ -118,11 +118,10 @@ def test_writers_see_through_dot_dot_and_hard_links(
 
 
 def test_writers_refuse_a_hard_link_to_the_database(
-    db_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """A second name of the SQLite database is refused by inode, even with --force."""
-    if not db_url.startswith("sqlite:///"):
-        pytest.skip("a PostgreSQL log has no database file")
+    db_url = f"sqlite:///{tmp_path / 'audit.db'}"  # a PostgreSQL log has no database file
     run(["init", "--origin", ORIGIN, "--db", db_url], capsys)
     db = Path(db_url.removeprefix("sqlite:///"))
     alias = tmp_path / "copy.txt"

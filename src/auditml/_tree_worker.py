@@ -25,7 +25,12 @@ __all__ = ["fold_stored_tree"]
 
 
 def fold_stored_tree(
-    url: str, log_id: int, size: int, chain_from: int | None = None, origin: str = ""
+    url: str,
+    log_id: int,
+    size: int,
+    chain_from: int | None = None,
+    origin: str = "",
+    roots_at: list[int] | None = None,
 ) -> dict[str, Any]:
     """Rebuild the tree of the first ``size`` events; check the chain from ``chain_from`` on.
 
@@ -33,7 +38,8 @@ def fold_stored_tree(
     caller proves those equal to the hashes of their bytes) and the recomputed
     hashes of the rest. The first event from ``chain_from`` is trusted to link
     to the one before it; the caller checks that link. Then the stored tree
-    nodes are checked against the tree.
+    nodes are checked against the tree. The root at each size of ``roots_at``
+    (the kept checkpoints) is recorded on the way, as ``roots``.
     """
     result: dict[str, Any] = {"ok": True}
     stored_until = size if chain_from is None else chain_from
@@ -42,12 +48,15 @@ def fold_stored_tree(
         with store.snapshot() as snap:
             frontier = CompactRange()
             nodes: list[tuple[int, int, bytes]] = []
+            wanted = sorted(set(roots_at or ()))
+            roots: dict[int, bytes] = {}
             for chunk in snap.scan_hashes(log_id, stored_until):
-                nodes += frontier.extend(chunk, min_level=NODE_LEVEL)
+                nodes += frontier.extend_recording(chunk, wanted, roots, min_level=NODE_LEVEL)
+            result["roots"] = roots
             if chain_from is not None:
                 try:
                     found, frontier, more = _check_chain(
-                        snap, log_id, size, chain_from, origin, frontier
+                        snap, log_id, size, chain_from, origin, frontier, wanted, roots
                     )
                 except VerificationError as exc:
                     return _failure(exc, "chain")
@@ -61,13 +70,23 @@ def fold_stored_tree(
     finally:
         store.close()
     result.update(
-        size=frontier.size, root=frontier.root().hex(), frontier=frontier.to_bytes().hex()
+        size=frontier.size,
+        root=frontier.root().hex(),
+        frontier=frontier.to_bytes().hex(),
+        roots={str(k): v.hex() for k, v in roots.items()},
     )
     return result
 
 
 def _check_chain(
-    snap: Any, log_id: int, size: int, start: int, origin: str, frontier: CompactRange
+    snap: Any,
+    log_id: int,
+    size: int,
+    start: int,
+    origin: str,
+    frontier: CompactRange,
+    wanted: list[int],
+    roots: dict[int, bytes],
 ) -> tuple[dict[str, Any], CompactRange, tuple[tuple[int, int, bytes], ...]]:
     """Verify events ``start`` to ``size - 1``, growing ``frontier`` over them.
 
@@ -86,12 +105,13 @@ def _check_chain(
             "its bytes are not a valid event", kind="format", seq=start
         ) from None
     verifier = ChainVerifier(
-        origin, start=start, prev_hash=prev, last_time=stamp, frontier=frontier
+        origin, start=start, prev_hash=prev, last_time=stamp, frontier=frontier, roots_at=wanted
     )
     verifier.feed(first)
     for chunk in chunks:
         verifier.feed(chunk)
     state = verifier.state()
+    roots.update(verifier.roots)
     found = {
         "chain_size": state.size - start,
         "first_prev": prev.hex(),
@@ -116,6 +136,7 @@ def main() -> None:
             int(request["size"]),
             request.get("chain_from"),
             request.get("origin", ""),
+            [int(s) for s in request.get("roots_at", [])],
         )
     except AuditmlError as exc:
         result = {"error": exc.diagnostics()}

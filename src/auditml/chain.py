@@ -162,11 +162,13 @@ class ChainVerifier:
         prev_hash: bytes | None = None,
         last_time: str = "",
         frontier: CompactRange | None = None,
+        roots_at: Iterable[int] = (),
     ) -> None:
         """Start at event 0, or at ``start`` trusting ``prev_hash`` and ``last_time``.
 
         A verifier that starts later builds the tree only when given the
-        ``frontier`` of the events before ``start``.
+        ``frontier`` of the events before ``start``. ``roots_at`` names sizes
+        (kept checkpoints) whose root the tree records on its way, in :attr:`roots`.
         """
         if frontier is not None and frontier.size != start:
             raise ValueError(f"a frontier of size {frontier.size} cannot start at event {start}")
@@ -180,6 +182,8 @@ class ChainVerifier:
         self._last_time = last_time.encode()
         self._range = frontier if frontier is not None else CompactRange()
         self._nodes: list[tuple[int, int, bytes]] = []
+        self._wanted = sorted(set(roots_at))
+        self.roots: dict[int, bytes] = {}
         self._actions = _ActionPrefixes()
         self._subjects = _Subjects()
         self._subject_bytes = _SubjectBytes()
@@ -279,7 +283,9 @@ class ChainVerifier:
     def _grow(self, digests: list[bytes]) -> None:
         """Add verified leaf hashes to the tree, unless another process builds it."""
         if self.tree:
-            nodes = self._range.extend(digests, min_level=NODE_LEVEL)
+            nodes = self._range.extend_recording(
+                digests, self._wanted, self.roots, min_level=NODE_LEVEL
+            )
             if self.keep_nodes:
                 self._nodes.extend(nodes)
 

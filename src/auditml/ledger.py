@@ -587,6 +587,8 @@ class AuditLog(LifecycleMixin, TrustMixin):
         earlier part; the link where the two parts meet is checked here.
         """
         started = _time.perf_counter()
+        # The roots at the kept checkpoints' sizes come out of the one pass over the log.
+        checkpoint_sizes = [size for size, *_ in self._store.checkpoints(self._log_id)]
         with self._store.snapshot() as snap:
             head = snap.head(self._log_id)
             if head is None:
@@ -594,12 +596,14 @@ class AuditLog(LifecycleMixin, TrustMixin):
             if parallel is None:
                 parallel = head.size >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
             split = _split_point(head.size) if parallel and not deep else None
-            helper = self._start_helper(head.size, split) if parallel else None
+            helper = self._start_helper(head.size, split, checkpoint_sizes) if parallel else None
             if helper is None:
                 split = None
             serial = helper is None
             try:
-                verifier = ChainVerifier(self._origin, deep=deep, tree=serial)
+                verifier = ChainVerifier(
+                    self._origin, deep=deep, tree=serial, roots_at=checkpoint_sizes
+                )
                 for chunk in snap.scan(
                     self._log_id, stop=head.size if split is None else split, columns=True
                 ):
@@ -611,11 +615,12 @@ class AuditLog(LifecycleMixin, TrustMixin):
                     _check_size(head, state.size)
                     root, frontier = state.root, state.frontier.to_bytes()
                     last_hash, last_time = state.last_hash, state.last_time
+                    roots = verifier.roots
                 else:
                     assert helper is not None
                     if split is not None and state.size < split:
                         _missing(head, state.size, snap.next_seq(self._log_id, state.size))
-                    result = self._finish_helper(helper, head.size, split)
+                    result = self._finish_helper(helper, head.size, split, checkpoint_sizes)
                     helper = None
                     _check_helper(result, state.last_hash, state.last_time, split)
                     if split is not None and result.get("chain_size"):
@@ -633,6 +638,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
                         raise VerificationError(result["message"], kind="head", seq=result["seq"])
                     root = bytes.fromhex(result["root"])
                     frontier = bytes.fromhex(result["frontier"])
+                    roots = {int(k): bytes.fromhex(v) for k, v in result["roots"].items()}
                 if progress is not None:
                     progress(head.size, head.size)
             finally:
@@ -641,7 +647,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
                     helper.wait()
             _check_head(head, last_hash, last_time, root, frontier)
         signatures = self.verify_signatures()
-        kept = self.verify_checkpoints()
+        kept = self.verify_checkpoints(roots)
         pinned = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
         if checkpoints and pinned is None:
             pinned = self.verifier_key()
@@ -658,7 +664,9 @@ class AuditLog(LifecycleMixin, TrustMixin):
             anchors=anchors,
         )
 
-    def _start_helper(self, size: int, split: int | None) -> subprocess.Popen[str] | None:
+    def _start_helper(
+        self, size: int, split: int | None, roots_at: list[int]
+    ) -> subprocess.Popen[str] | None:
         """Start the helper process of a parallel verify, or return None if it can't start."""
         if not self._store.shareable:
             return None
@@ -669,6 +677,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
                 "size": size,
                 "chain_from": split,
                 "origin": self._origin,
+                "roots_at": roots_at,
             }
         )
         try:
@@ -687,7 +696,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
         return proc
 
     def _finish_helper(
-        self, proc: subprocess.Popen[str], size: int, split: int | None
+        self, proc: subprocess.Popen[str], size: int, split: int | None, roots_at: list[int]
     ) -> dict[str, Any]:
         """Collect the helper's answer; if the helper itself broke, do its part here instead."""
         assert proc.stdout is not None
@@ -701,7 +710,9 @@ class AuditLog(LifecycleMixin, TrustMixin):
         if "error" in result:
             from auditml._tree_worker import fold_stored_tree
 
-            result = fold_stored_tree(self._store.url, self._log_id, size, split, self._origin)
+            result = fold_stored_tree(
+                self._store.url, self._log_id, size, split, self._origin, roots_at
+            )
         return result
 
 

@@ -260,6 +260,34 @@ class CompactRange:
             pos += width
         return out
 
+    def extend_recording(
+        self,
+        leaf_hashes: Sequence[bytes],
+        wanted: list[int],
+        roots: dict[int, bytes],
+        *,
+        min_level: int = 1,
+    ) -> list[tuple[int, int, bytes]]:
+        """Extend as :meth:`extend` does, recording the root at each size of ``wanted`` reached.
+
+        ``wanted`` holds sizes in ascending order; those reached are removed from it
+        and their roots put in ``roots``, so one pass over the leaves yields the root
+        of every checkpoint along the way.
+        """
+        out: list[tuple[int, int, bytes]] = []
+        at = 0
+        end = self._size + len(leaf_hashes)
+        while wanted and wanted[0] <= end:
+            size = wanted.pop(0)
+            if size < self._size:
+                continue  # before this range: another pass recorded it
+            cut = at + size - self._size
+            out += self.extend(leaf_hashes[at:cut], min_level=min_level)
+            at = cut
+            roots[size] = self.root()
+        out += self.extend(leaf_hashes[at:], min_level=min_level)
+        return out
+
     def root(self) -> bytes:
         """Return the Merkle Tree Hash of the covered leaves (EMPTY_ROOT for size 0)."""
         return _fold(self._hashes) if self._hashes else EMPTY_ROOT

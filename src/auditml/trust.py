@@ -26,7 +26,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -685,7 +685,7 @@ class TrustMixin:
             self._store.set_setting("checkpoint_every", str(every))
         self._checkpoint_every = every
 
-    def verify_checkpoints(self) -> int | None:
+    def verify_checkpoints(self, roots: Mapping[int, bytes] | None = None) -> int | None:
         """Check every checkpoint the log kept, and that none it made is missing.
 
         The store's log key must be the one the first event binds; each kept
@@ -693,6 +693,8 @@ class TrustMixin:
         the log's root at its size; and every checkpoint the log promises (at
         size 1, signed when it was created, and at each multiple of its
         interval) must be kept. Call it after the events, tree and head verified.
+        ``roots`` gives the log's root at some sizes, as verify's one pass over the
+        log recorded them; any other size's root is computed from the stored tree.
         Returns the size of the latest kept checkpoint, or None when there is none.
         """
         bound = self._first_event_data().get("vkey")
@@ -735,18 +737,22 @@ class TrustMixin:
                     f"{size}: events were removed from its end",
                     kind="anchor",
                 )
-        self._check_checkpoint_roots(kept)
+        self._check_checkpoint_roots(kept, roots or {})
         self._check_none_missing({size for size, *_ in kept}, head_size, bound is not None)
         return kept[-1][0] if kept else None
 
-    def _check_checkpoint_roots(self, kept: Sequence[tuple[int, bytes, str, str]]) -> None:
+    def _check_checkpoint_roots(
+        self, kept: Sequence[tuple[int, bytes, str, str]], known: Mapping[int, bytes]
+    ) -> None:
         """Raise unless the log's root at each kept checkpoint's size is the root it signed."""
-        sizes = [size for size, *_ in kept if size > 0]
+        sizes = [size for size, *_ in kept if size > 0 and size not in known]
         with self._store.snapshot() as snap:
             wanted = [node for size in sizes for node in merkle.perfect_nodes(0, size)]
             get = self._node_getter(snap, wanted)
             for size, root, _, _ in kept:
-                found = merkle.root_at(size, get) if size else merkle.EMPTY_ROOT
+                found = known.get(size)
+                if found is None:
+                    found = merkle.root_at(size, get) if size else merkle.EMPTY_ROOT
                 if found != root:
                     raise VerificationError(
                         f"the log's root at size {size} is {found.hex()[:16]}…, but the "

@@ -845,3 +845,15 @@ def test_cli_train_refuses_sources_of_the_wrong_shape(
         return
     assert code == 2 and message in err and "Traceback" not in err
     assert recorded == []
+
+
+def test_a_missing_log_is_a_warning_and_the_function_still_runs(tmp_path: Path) -> None:
+    """With no log to record into, the decorated function runs and returns as it would."""
+    result = {"auc": 0.9}
+
+    @track(model="m", url=f"sqlite:///{tmp_path / 'nowhere' / 'audit.db'}")
+    def fit() -> dict[str, float]:
+        return result
+
+    with pytest.warns(UserWarning, match="runs unrecorded"):
+        assert fit() is result

@@ -410,3 +410,24 @@ def test_card_command_errors_are_one_clear_line(
     """Bad formats, versions, models, folders and files exit 2 with a sentence, no traceback."""
     code, out, err = run([*args, "--db", log.url], capsys)
     assert code == 2 and words in err and "Traceback" not in err + out
+
+
+def test_card_out_suffix_chooses_the_format_and_a_contradiction_is_refused(
+    log: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out card.html` writes HTML; `--out card.pdf --format md` is refused, writing nothing."""
+    from auditml.cli import main
+
+    def run(*args: str) -> int:
+        try:
+            main(["card", "show", *args, "--db", log.url])
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        return 0
+
+    model, version = "credit", "1"
+    assert run(model, version, "--out", str(tmp_path / "card.html")) == 0
+    assert (tmp_path / "card.html").read_text().startswith("<!DOCTYPE html>")
+    assert run(model, version, "--out", str(tmp_path / "card.pdf"), "--format", "md") == 2
+    assert "names a pdf file, but --format is md" in capsys.readouterr().err
+    assert not (tmp_path / "card.pdf").exists()

@@ -155,3 +155,25 @@ def test_a_signature_that_is_not_a_record_is_named(log: AuditLog, tmp_path: Path
     )
     with AuditLog.open(log.url) as reopened:
         _refused(reopened, seq, "malformed")
+
+
+def test_only_those_who_may_manage_keys_register_another_persons_key(
+    log: AuditLog, tmp_path: Path
+) -> None:
+    """Under a policy, a developer cannot register a key in a validator's name, nor sign with it."""
+    log.apply_policy(
+        Policy(
+            roles={ADMIN: ["admin"], DS: ["developer"], VAL: ["validator"]},
+            permissions={"policy": ["admin"], "approve": ["validator"]},
+        ),
+        actor=ADMIN,
+    )
+    forged = _key(tmp_path, "forged-val")
+    before = log.head().size
+    with pytest.raises(PolicyDeniedError) as info:
+        log.register_key(PublicKeyFile(VAL, "Vera Validator", forged.public_key), actor=DS)
+    assert info.value.rule == "role" and "key of val@bank.example" in str(info.value)
+    assert log.head().size == before + 1  # only the denial
+    own = _key(tmp_path, "ds-own")
+    log.register_key(PublicKeyFile(DS, "Dana Scientist", own.public_key), actor=DS)
+    log.register_key(PublicKeyFile(EVE, "Eve", _key(tmp_path, "eve").public_key), actor=ADMIN)

@@ -54,19 +54,52 @@ TemplatesOption = Annotated[
 ]
 
 
+#: The file suffix each card format is written with.
+SUFFIXES = {
+    "html": ".html",
+    "md": ".md",
+    "pdf": ".pdf",
+    "json": ".json",
+    "mct": ".json",
+    "cyclonedx": ".json",
+    "huggingface": ".md",
+}
+
+
+def _card_format(fmt: str | None, out_path: Path | None) -> str:
+    """Return the card format: the one asked for, else the one --out's suffix names, else md.
+
+    A suffix that names another format than the one asked for is refused, so a
+    file called card.pdf never holds Markdown.
+    """
+    suffix = "" if out_path is None else out_path.suffix.lower()
+    named = {".html": "html", ".htm": "html", ".md": "md", ".pdf": "pdf", ".json": "json"}.get(
+        suffix
+    )
+    if fmt is None:
+        return named or "md"
+    if named is not None and SUFFIXES.get(fmt) != SUFFIXES[named]:
+        raise InvalidInputError(
+            f"--out {out_path} names a {named} file, but --format is {fmt}: give a file "
+            f"ending in {SUFFIXES.get(fmt, '.' + fmt)}, or leave out --format"
+        )
+    return fmt
+
+
 @card_app.command("show")
 def show(
     model: Annotated[str, typer.Argument(help="The model's name.")],
     version: Annotated[str, typer.Argument(help="The version.")],
     fmt: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--format",
             "-f",
             metavar="FORMAT",
-            help=f"One of {', '.join(FORMATS)}.",
+            help=f"One of {', '.join(FORMATS)} [default: what --out's suffix names, else md].",
+            show_default=False,
         ),
-    ] = "md",
+    ] = None,
     out_path: Annotated[
         Path | None,
         typer.Option("--out", "-o", metavar="FILE", help="Write here [default: stdout]."),
@@ -77,6 +110,7 @@ def show(
 ) -> None:
     """Render the card of MODEL VERSION, built from the log, in one of the formats."""
     with _errors():
+        fmt = _card_format(fmt, out_path)
         if fmt not in FORMATS:
             raise InvalidInputError(
                 f"unknown card format {fmt!r}: choose one of {', '.join(FORMATS)}"

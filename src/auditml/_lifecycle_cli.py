@@ -715,10 +715,10 @@ def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
             return
         out.print(f"Policy in force ({where}):")
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("setting", "value", ""):
+        for column in ("setting", "value", "is the default"):
             table.add_column(column, overflow="fold")
         for key, value in data.items():
-            table.add_row(key, _policy_value(value), "default" if value == defaults[key] else "")
+            table.add_row(key, _policy_value(value), "yes" if value == defaults[key] else "")
         out.print(table)
         if imported:
             events = ", ".join(str(i) for i in imported)

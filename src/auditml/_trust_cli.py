@@ -196,8 +196,8 @@ def keygen(
         typer.Option(
             "--out",
             metavar="FILE",
-            help="Where to write the private key [default: ~/.auditml/keys/ID.key]; "
-            "the public key goes beside it as FILE.pub.",
+            help="Where to write the private key [default: ~/.auditml/keys/ID.key, with the "
+            "id's @ as -]; the public key goes beside it as FILE.pub.",
             show_default=False,
         ),
     ] = None,

@@ -42,7 +42,7 @@ from auditml._fingerprint import (
     start_capture,
 )
 from auditml._uri import has_scheme, scrub_uri
-from auditml.errors import AuditmlError, InvalidInputError
+from auditml.errors import AuditmlError, InvalidInputError, StoreError
 from auditml.events import Actor, ArtifactRef, CodeVersion, DatasetRef, Environment
 from auditml.identity import resolve_actor
 
@@ -411,14 +411,15 @@ def checked_tags(tags: object) -> dict[str, str]:
 
 
 @contextmanager
-def run_context(run: TrainingRun) -> Iterator[TrainingRun]:
-    """Start ``run``, make it current, and record it however the block ends.
+def run_context(run: TrainingRun, *, started: bool = False) -> Iterator[TrainingRun]:
+    """Start ``run`` (unless ``started``), make it current, and record it however the block ends.
 
     A refusal at the start (policy, a version already trained, a missing
     dataset) raises before the block runs. Once it has run, nothing auditml
     fails to record changes how the block ends: the failure is a warning.
     """
-    run.start()
+    if not started:
+        run.start()
     token = _CURRENT.set(run)
     try:
         yield run
@@ -556,14 +557,35 @@ def track_training(
                 provenance=provenance,
             )
 
+        def started_run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> TrainingRun | None:
+            """Start a run, or warn and return None when the store cannot record one.
+
+            A store that is missing or unreachable is a failure to record, so the
+            function runs unrecorded; a refusal (policy, bad input) still raises.
+            """
+            try:
+                run = new_run(args, kwargs)
+                run.start()
+            except StoreError as exc:
+                warnings.warn(
+                    f"auditml could not record the training run of {name!r}: "
+                    f"{exc.diagnostics()}; the function runs unrecorded, and what it returns "
+                    "or raises is unchanged",
+                    stacklevel=3,
+                )
+                return None
+            return run
+
         if inspect.iscoroutinefunction(fn):
             afn = cast(Callable[..., Awaitable[Any]], fn)
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                run = new_run(args, kwargs)
+                run = started_run(args, kwargs)
+                if run is None:
+                    return await afn(*args, **kwargs)
                 async_wrapper.last_run = run  # type: ignore[attr-defined]
-                with run_context(run):
+                with run_context(run, started=True):
                     result = await afn(*args, **kwargs)
                     run._take_returned(result)
                 return result
@@ -572,9 +594,11 @@ def track_training(
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            run = new_run(args, kwargs)
+            run = started_run(args, kwargs)
+            if run is None:
+                return fn(*args, **kwargs)
             wrapper.last_run = run  # type: ignore[attr-defined]
-            with run_context(run):
+            with run_context(run, started=True):
                 result = fn(*args, **kwargs)
                 run._take_returned(result)
             return result

@@ -734,7 +734,22 @@ def decide_key(view: View, *, action: str, actor: Any, data: dict[str, Any]) -> 
         signer = found.signer
         data = validate_data("key.revoke", {**data, "signer": signer})
     subject = {"signer": signer}
-    denial = check_role(view.policy, actor.id, "keys")
+    pol = view.policy
+    # A key ties every signature made with it to a person, so registering or revoking
+    # someone else's key is for those who may manage keys: the `keys` permission, or,
+    # when the policy names none, those who may change the policy. One's own key needs
+    # only `keys`, when the policy restricts it.
+    own = action == "key.register" and signer == actor.id
+    permission = "keys" if own or "keys" in pol.permissions else "policy"
+    denial = check_role(pol, actor.id, permission)
+    if denial is not None and permission == "policy":
+        denial = Denial(
+            "role",
+            f"{actor.id} may not register or revoke the key of {signer}: managing another "
+            f"person's key needs the keys permission, and without one the policy permission "
+            f"({', '.join(pol.allowed_roles('policy') or [])})",
+            denial.remedy,
+        )
     if denial is not None:
         return denied(view, denial, attempted=action, actor=actor, subject=subject)
     return Outcome(Draft.build(action, actor=actor, subject=subject, data=data))

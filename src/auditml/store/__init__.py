@@ -11,6 +11,7 @@ locked head into the rows to insert.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import sqlite3
@@ -564,7 +565,7 @@ class Store:
                 query = self._select(conditions, flt)
                 result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
                 for seq, digest, body in result:
-                    yield int(seq), bytes(digest), bytes(body)
+                    yield _checked(seq, digest, body)
         except SQLAlchemyError as exc:
             raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
 
@@ -783,22 +784,22 @@ class TxReader:
         p = self._p
         marks = ", ".join([p] * len(actions))
         self._cur.execute(
-            f"SELECT seq, body FROM auditml_event WHERE log_id = {p} AND model = {p} "
+            f"SELECT seq, hash, body FROM auditml_event WHERE log_id = {p} AND model = {p} "
             f"AND seq > {p} AND action IN ({marks}) ORDER BY seq",
             (self._log_id, model, after, *actions),
         )
-        return [(int(seq), bytes(body)) for seq, body in self._cur.fetchall()]
+        return [_checked(*row)[::2] for row in self._cur.fetchall()]
 
     def by_actions(self, actions: Sequence[str], *, after: int = -1) -> list[tuple[int, bytes]]:
         """Return ``(seq, body)`` of every event with one of ``actions`` after ``after``."""
         p = self._p
         marks = ", ".join([p] * len(actions))
         self._cur.execute(
-            f"SELECT seq, body FROM auditml_event WHERE log_id = {p} AND action IN ({marks}) "
-            f"AND seq > {p} ORDER BY seq",
+            f"SELECT seq, hash, body FROM auditml_event WHERE log_id = {p} "
+            f"AND action IN ({marks}) AND seq > {p} ORDER BY seq",
             (self._log_id, *actions, after),
         )
-        return [(int(seq), bytes(body)) for seq, body in self._cur.fetchall()]
+        return [_checked(*row)[::2] for row in self._cur.fetchall()]
 
     def last_seq(self, action: str) -> int | None:
         """Return the seq of the latest event with ``action``, or None."""
@@ -814,12 +815,12 @@ class TxReader:
         """Return ``(seq, body)`` of the latest event with ``action``, or None."""
         p = self._p
         self._cur.execute(
-            f"SELECT seq, body FROM auditml_event WHERE log_id = {p} AND action = {p} "
+            f"SELECT seq, hash, body FROM auditml_event WHERE log_id = {p} AND action = {p} "
             "ORDER BY seq DESC LIMIT 1",
             (self._log_id, action),
         )
         row = self._cur.fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]))
+        return None if row is None else _checked(*row)[::2]
 
 
 def _head(row: tuple[Any, ...]) -> HeadState:
@@ -838,6 +839,38 @@ def _head(row: tuple[Any, ...]) -> HeadState:
                 kind="head",
             )
     return HeadState(*values)
+
+
+def _checked(seq: Any, digest: Any, body: Any) -> tuple[int, bytes, bytes]:
+    """Return a stored event's ``(seq, hash, bytes)``, refusing bytes its hash does not match.
+
+    Every read that decisions, state, cards or reports stand on goes through here:
+    an event changed in the database (its bytes, or their type) is a failed
+    verification naming it, never a decision taken on it, nor a crash.
+    """
+    if not isinstance(seq, int):
+        raise VerificationError(
+            f"an event is stored at seq {_short(seq)}, not an integer: run `auditml verify`",
+            kind="column",
+        )
+    if not isinstance(body, bytes | memoryview | bytearray) or not isinstance(
+        digest, bytes | memoryview | bytearray
+    ):
+        raise VerificationError(
+            "its bytes or its hash are stored as text, not the bytes auditml wrote: it was "
+            "changed outside auditml; run `auditml verify`",
+            kind="column",
+            seq=seq,
+        )
+    body, digest = bytes(body), bytes(digest)
+    if hashlib.sha256(b"\x00" + body).digest() != digest:
+        raise VerificationError(
+            "its bytes do not match the hash recorded when it was written: the event was "
+            "changed after it was appended; run `auditml verify`",
+            kind="hash",
+            seq=seq,
+        )
+    return seq, digest, body
 
 
 def _tolerant_text(data: bytes) -> str:

@@ -372,3 +372,16 @@ def test_user_templates_override_the_packaged_ones(log: AuditLog, tmp_path: Path
     report = build_report(log)
     out = render_report(report, "md", templates=tmp_path / "tpl").decode()
     assert out == f"custom {report.report_id}\n"
+
+
+def test_an_html_report_says_where_its_evidence_is_and_claims_no_attachment(
+    log: AuditLog,
+) -> None:
+    """The HTML copy says it carries no evidence; only the page a PDF is made from claims one."""
+    from auditml.reports.render import render_html
+
+    report = build_report(log)
+    html = render_report(report, "html").decode()
+    assert "This HTML copy carries no evidence of its own" in html
+    assert "This PDF alone" not in html
+    assert "This PDF alone" in render_html(report, for_pdf=True)

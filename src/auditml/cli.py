@@ -30,7 +30,7 @@ from typer.core import TyperCommand
 
 from auditml import __version__
 from auditml._text import escape_controls, needs_escape
-from auditml.errors import AuditmlError, PolicyDeniedError, VerificationError
+from auditml.errors import AuditmlError, InvalidInputError, PolicyDeniedError, VerificationError
 from auditml.events import IMPORTED_NOTE, imported_source, is_imported
 from auditml.ledger import AuditLog
 
@@ -429,6 +429,13 @@ def verify(
     if path is not None and path.suffix.lower() == ".pdf":
         _verify_report(path, read_vkey(vkey), as_json)
         return
+    if path is not None and path.suffix.lower() in {".html", ".htm", ".md", ".json"}:
+        with _errors():
+            raise InvalidInputError(
+                f"{path} is a report in {path.suffix.lower()[1:]}, which carries no evidence "
+                "of its own: verify the PDF of the report, or a bundle written by "
+                "`auditml export`, or the log itself with `auditml verify --db URL`"
+            )
     if path is not None and bundle is None:
         bundle = path
     if bundle is not None:

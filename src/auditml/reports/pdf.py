@@ -79,7 +79,7 @@ def write_pdf_report(
     """
     protect = log._own_files()
     check_output(out, force=force, protect=protect)  # before the slow print
-    html = render_html(report, templates=templates, paper=paper)
+    html = render_html(report, templates=templates, paper=paper, for_pdf=True)
     with tempfile.TemporaryDirectory(prefix="auditml-report-") as tmp:
         bundle = log.export(Path(tmp) / BUNDLE_NAME, size=report.checkpoint.size)
         data = html_to_pdf(html, report, bundle=bundle)

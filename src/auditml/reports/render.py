@@ -103,11 +103,21 @@ def _render(env: Environment, name: str, context: dict[str, Any]) -> str:
 
 
 def render_html(
-    report: AuditReport, *, templates: Path | None = None, paper: str = "a4", css: bool = True
+    report: AuditReport,
+    *,
+    templates: Path | None = None,
+    paper: str = "a4",
+    css: bool = True,
+    for_pdf: bool = False,
 ) -> str:
-    """Return the report as one self-contained HTML page (inline CSS and SVG charts)."""
+    """Return the report as one self-contained HTML page (inline CSS and SVG charts).
+
+    ``for_pdf`` says the page becomes a PDF that carries the evidence bundle; an
+    HTML report carries none, and says where the evidence is instead.
+    """
     env = template_env(templates)
     context = _context(report, paper, charts=True)
+    context["for_pdf"] = for_pdf
     context["css"] = Markup(_render(env, "report.css", {})) if css else Markup("")
     return _render(env, "report.html.j2", context)
 
@@ -134,7 +144,7 @@ def render_report(
     if fmt == "md":
         env = template_env(templates, markdown=True)
         return _render(env, "report.md.j2", _context(report, paper, charts=False)).encode()
-    html = render_html(report, templates=templates, paper=paper)
+    html = render_html(report, templates=templates, paper=paper, for_pdf=fmt == "pdf")
     if fmt == "html":
         return html.encode()
     from auditml.reports.pdf import html_to_pdf

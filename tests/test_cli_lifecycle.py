@@ -295,3 +295,27 @@ def test_demo_refuses_a_folder_it_did_not_make(
     code, _, err = run(["demo", "--out", str(tmp_path)], capsys)
     assert code == 2 and "not made by `auditml demo`" in err
     assert (tmp_path / "precious.txt").exists()
+
+
+def test_a_misspelt_model_or_environment_is_named_with_what_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Status suggests the model meant; history refuses an environment the policy lacks."""
+    from auditml import AuditLog, Policy
+    from auditml.cli import main
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    log, _ = AuditLog.init(url, origin="bank.example/typos", actor="admin@bank.example")
+    with log:
+        log.record_training("credit-risk", actor="dana@bank.example")
+        log.apply_policy(Policy(environments=["staging", "production"]), actor="admin@bank.example")
+    for args, wanted in (
+        (["status", "credit-rsik"], "did you mean 'credit-risk'?"),
+        (["history", "credit-risk", "--env", "prod"], "unknown environment 'prod'"),
+    ):
+        try:
+            main([*args, "--db", url])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        assert code == 2 and wanted in capsys.readouterr().err

@@ -42,6 +42,7 @@ of the same version, so the version then runs there on live evidence.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -1640,9 +1641,27 @@ class LifecycleMixin:
             ((r.seq, r.event) for r in self._records(model, LIFECYCLE_ACTIONS)),
         )
         if not state.versions:
-            raise InvalidInputError(f"no model {model!r} on the log")
+            raise InvalidInputError(f"no model {model!r} on the log{self._known_models(model)}")
         return {model: state}
+
+    def _known_models(self, wanted: str) -> str:
+        """Return ": did you mean …" or the models the log knows, for a name it does not."""
+        known = sorted(
+            {r.event.subject.get("model", "") for r in self._records(None, ("model.train",))}
+        )
+        known = [name for name in known if name]
+        if not known:
+            return " (it has no trained model yet)"
+        close = difflib.get_close_matches(wanted, known, n=1)
+        if close:
+            return f": did you mean {close[0]!r}?"
+        return f" (its models: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''})"
 
     def history(self, model: str, environment: str | None = None) -> list[Move]:
         """Return the model's deploys and rollbacks, oldest first, optionally of one environment."""
+        declared = self.policy()[0].environments
+        if environment is not None and declared and environment not in declared:
+            raise InvalidInputError(
+                f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
+            )
         return self.status(model)[model].history(environment)

@@ -189,11 +189,21 @@ def _fmt(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _table(*columns: str) -> Table:
+    """Return a plain table, as every other command prints one."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def _print_diff(result: CardDiff) -> None:
     out.print(f"{result.model}: version {result.old_version} → {result.new_version}")
     changed = [m for m in result.metrics if m.kind != "same"]
     if changed:
-        table = Table("metric", "slice", result.old_version, result.new_version, "delta")
+        table = _table(
+            "metric", "slice", f"v{result.old_version}", f"v{result.new_version}", "delta"
+        )
         for m in changed:
             delta = "" if m.delta is None else f"{m.delta:+.6g}"
             table.add_row(m.name, m.slice or "all", _fmt(m.old), _fmt(m.new), delta)
@@ -209,9 +219,14 @@ def _print_diff(result: CardDiff) -> None:
     for title, changes in groups:
         if not changes:
             continue
-        table = Table(title, "change", result.old_version, result.new_version)
+        table = _table(title, "change", f"v{result.old_version}", f"v{result.new_version}")
         for c in changes:
-            table.add_row(c.name, c.kind, _fmt(c.old), _fmt(c.new))
+            table.add_row(
+                c.name,
+                c.kind,
+                "not recorded" if c.old is None else _fmt(c.old),
+                "not recorded" if c.new is None else _fmt(c.new),
+            )
         out.print(table)
     if result.empty:
         out.print("The two cards hold the same metrics, data, code, parameters and sections.")

@@ -79,6 +79,19 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     return found
 
 
+def _environment(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    """Compare two environments; one not recorded at all is one line, not one per package."""
+    if bool(old) == bool(new):
+        return _changes(old, new)
+
+    def summary(env: dict[str, Any]) -> str | None:
+        packages = sum(1 for key in env if key.startswith("package "))
+        return f"{env.get('python', 'Python')}, {packages} packages" if env else None
+
+    kind: Kind = "added" if not old else "removed"
+    return [Change(name="environment", kind=kind, old=summary(old), new=summary(new))]
+
+
 def _metrics(card: ModelCard) -> dict[tuple[str, str | None], float]:
     return {(m.name, m.slice): m.value for m in card.metrics}
 
@@ -96,7 +109,8 @@ def diff_cards(old: ModelCard, new: ModelCard) -> CardDiff:
                 slice=key[1],
                 old=x,
                 new=y,
-                delta=None if x is None or y is None else y - x,
+                # Twelve significant digits: 0.86 - 0.85 is 0.01, not 0.010000000000000009.
+                delta=None if x is None or y is None else float(f"{y - x:.12g}"),
                 kind=kind,
             )
         )
@@ -135,7 +149,7 @@ def diff_cards(old: ModelCard, new: ModelCard) -> CardDiff:
         datasets=_changes(data(old), data(new)),
         artifacts=_changes(arts(old), arts(new)),
         code=_changes(code(old), code(new)),
-        environment=_changes(env(old), env(new)),
+        environment=_environment(env(old), env(new)),
         params=_changes(params(old), params(new)),
         sections=_changes(sections(old), sections(new)),
     )

@@ -56,13 +56,16 @@ def _build(url: str) -> None:
     with log:
         # Enough events that stored Merkle nodes (2**8 leaves) exist to be attacked too.
         log.append_many(
-            Draft.build(
-                "model.evaluate",
-                actor="ci@b.ex",
-                subject={"model": "churn", "version": str(i % 3)},
-                data={"metrics": {"auc": 0.8, "i": i}},
-            )
-            for i in range(260)
+            [
+                Draft.build(
+                    "model.evaluate",
+                    actor="ci@b.ex",
+                    subject={"model": "churn", "version": str(i % 3)},
+                    data={"metrics": {"auc": 0.8, "i": i}},
+                )
+                for i in range(260)
+            ],
+            imported=True,
         )
         for _ in range(3):
             log.record_training("credit-risk", data={"metrics": {"auc": 0.9}}, actor="dana@b.ex")
@@ -75,6 +78,7 @@ def _build(url: str) -> None:
             "model.evaluate",
             subject={"model": "credit-risk", "version": "2"},
             data={"metrics": {"auc": 0.91}},
+            imported=True,
         )
         log.verify()
 

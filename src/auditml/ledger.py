@@ -370,8 +370,8 @@ class AuditLog(LifecycleMixin, TrustMixin):
     ) -> Receipt:
         """Validate and append one event; it is on disk when this returns.
 
-        Actions that policy governs (train, approve, reject, deploy, rollback,
-        retire, policy changes) are refused here: use the method of the same
+        Actions that policy governs (train, evaluate, approve, reject, deploy,
+        rollback, retire, incidents, policy changes) are refused here: use the method of the same
         name, which checks the policy. ``imported`` records history that
         happened elsewhere (a migration): ``True``, or its provenance as a
         mapping such as ``{"source": "mlflow", "id": run_id, "time": ...}`` (see
@@ -779,6 +779,7 @@ def _check_helper(
 #: Actions only the policy-checking methods append; the value names the method to use.
 GOVERNED = {
     "model.train": "log.record_training(...) or @track_training",
+    "model.evaluate": "log.evaluate(...)",
     "model.approve": "log.approve(...)",
     "model.reject": "log.reject(...)",
     "model.deploy": "log.deploy(...)",
@@ -789,6 +790,8 @@ GOVERNED = {
     "key.register": "log.register_key(...)",
     "key.revoke": "log.revoke_key(...)",
     "card.update": "log.update_card(...) or `auditml card update`",
+    "incident.open": "log.open_incident(...)",
+    "incident.close": "log.close_incident(...)",
     "log.init": "AuditLog.init(...)",
 }
 

@@ -9,12 +9,15 @@ still passes, and a tampered store must make the CLI exit 1, never 2 or 70.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from auditml import AuditLog, InvalidInputError, PolicyDeniedError
+from auditml import AuditLog, InvalidInputError, PolicyDeniedError, VerificationError
+from auditml.cli import main
 from auditml.events import Draft
 from auditml.policy import Policy
+from tests.conftest import drop_triggers, raw_query, raw_sql
 
 ORIGIN = "bank.example/redteam"
 ADMIN = "admin@bank.example"
@@ -100,3 +103,95 @@ def test_imported_evaluations_never_pass_a_live_gate(db_url: str) -> None:
         )
         with pytest.raises(PolicyDeniedError, match="auc"):
             log.deploy("credit-risk", "1", "production", actor=ADMIN)
+
+
+TABLES = ("auditml_event", "auditml_node", "auditml_checkpoint", "auditml_logkey", "auditml_log")
+
+
+def _history(db_url: str, tmp_path: Path, *, approve_v2: bool) -> str:
+    """Make a log where v1 is approved and v2 rejected (or approved); return its verifier key."""
+    log, _ = AuditLog.init(db_url, origin=ORIGIN, actor=ADMIN, checkpoint_every=4)
+    with log:
+        for _ in range(2):
+            log.record_training("credit-risk", data={"metrics": {"auc": 0.9}}, actor=TRAINER)
+        log.approve("credit-risk", "1", reason="VR-1", actor=VALIDATOR)
+        if approve_v2:
+            log.approve("credit-risk", "2", reason="VR-2", actor=VALIDATOR)
+        else:
+            log.reject("credit-risk", "2", reason="leaks the label", actor=VALIDATOR)
+        log.checkpoint()
+        return str(log.verifier_key())
+
+
+def _rewrite(victim: str, forged: str) -> None:
+    """Replace every row of ``victim`` with those of ``forged``, as a database holder could."""
+    drop_triggers(victim)
+    raw_sql(victim, [f"DELETE FROM {table}" for table in TABLES])
+    for table in reversed(TABLES):
+        rows = raw_query(forged, f"SELECT * FROM {table}")
+        for row in rows:
+            marks = ", ".join(["%s"] * len(row))
+            raw_sql(victim, [(f"INSERT INTO {table} VALUES ({marks})", tuple(row))])
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out + err
+
+
+def test_a_consistent_rewrite_fails_against_the_pinned_key(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A whole log re-made and re-signed with another key fails verify --vkey with the real key."""
+    real = _history(db_url, tmp_path, approve_v2=False)
+    attacker = tmp_path / "attacker"
+    attacker.mkdir()
+    forged_url = f"sqlite:///{attacker / 'forged.db'}"
+    fake = _history(forged_url, attacker, approve_v2=True)
+    assert fake != real
+    _rewrite(db_url, forged_url)
+    with AuditLog.open(db_url) as log:
+        assert log.status("credit-risk")["credit-risk"].versions["2"].approvals  # it changed
+        with pytest.raises(VerificationError) as info:
+            log.verify(vkey=real)
+    assert info.value.kind == "signature"
+    code, text = _cli(["verify", "--db", db_url, "--vkey", real], capsys)
+    assert code == 1
+    assert "not the pinned key" in text
+    assert _cli(["verify", "--db", db_url, "--vkey", fake], capsys)[0] == 0
+
+
+@pytest.mark.parametrize("value", [None, "banana", "01", "0", "1 "])
+def test_a_schema_version_row_that_lies_fails_verify(
+    db_url: str, tmp_path: Path, value: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A schema version row deleted or rewritten to what no auditml writes fails verify with 1."""
+    _history(db_url, tmp_path, approve_v2=False)
+    drop_triggers(db_url)
+    if value is None:
+        raw_sql(db_url, ["DELETE FROM auditml_meta WHERE key = 'schema_version'"])
+    else:
+        raw_sql(
+            db_url,
+            [("UPDATE auditml_meta SET value = %s WHERE key = 'schema_version'", (value,))],
+        )
+    code, text = _cli(["verify", "--db", db_url], capsys)
+    assert code == 1
+    assert "the auditml_meta table was changed" in text
+
+
+def test_a_newer_schema_version_still_asks_for_an_upgrade(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plain later version number is a store from a newer auditml: exit 2, upgrade."""
+    _history(db_url, tmp_path, approve_v2=False)
+    raw_sql(db_url, ["UPDATE auditml_meta SET value = '2' WHERE key = 'schema_version'"])
+    code, text = _cli(["verify", "--db", db_url], capsys)
+    assert code == 2
+    assert "upgrade auditml" in text

@@ -8,9 +8,9 @@ the CLI, never a crash); when it passes, what policy decides and what state
 shows must be exactly what they were. The seed is fixed, so CI runs the same
 examples every time.
 
-Not mutated: ``auditml_meta`` (the store's settings: a changed schema version is
-refused as a store this auditml cannot read, exit 2, and a new log reads nothing
-else there) and the ``created_at`` columns, write times that nothing reads.
+Not mutated: ``auditml_meta`` (the store's settings: a schema version no auditml
+writes fails verification, a later one asks for an upgrade, exit 2, see
+tests/test_redteam.py; a new log reads nothing else there) and the ``created_at`` columns, write times that nothing reads.
 """
 
 from __future__ import annotations

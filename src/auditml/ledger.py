@@ -576,8 +576,9 @@ class AuditLog(LifecycleMixin, TrustMixin):
         Then check every e-signature against the key registered for its signer
         at that time, the latest checkpoint the log kept, and each anchored
         checkpoint in ``checkpoints`` (signed notes kept outside the database):
-        the log must still extend them. ``vkey`` pins the verifier key the
-        anchors must be signed with (default: the key recorded in the store).
+        the log must still extend them. ``vkey`` pins the log's verifier key:
+        the store's key must be it, and anchors must be signed with it
+        (default: the key recorded in the store).
 
         Reads one snapshot of the store as a stream, so memory stays flat.
         ``deep`` also re-canonicalizes and schema-checks every event. With
@@ -643,6 +644,13 @@ class AuditLog(LifecycleMixin, TrustMixin):
         signatures = self.verify_signatures()
         kept = self.verify_checkpoints()
         pinned = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
+        if pinned is not None and self._store.log_key(self._log_id) != str(pinned):
+            raise VerificationError(
+                f"the log's key is {self._store.log_key(self._log_id)!r}, not the pinned key "
+                f"{str(pinned)!r}: the log was rewritten and signed with another key, or the "
+                "wrong key was pinned",
+                kind="signature",
+            )
         if checkpoints and pinned is None:
             pinned = self.verifier_key()
         anchors = tuple(self.check_anchor(note, pinned)["size"] for note in checkpoints)

@@ -179,7 +179,7 @@ class Store:
                         META.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
                     )
                 elif found != str(SCHEMA_VERSION):
-                    raise StoreError(self._version_message(found))
+                    raise self._version_error(found)
         except SQLAlchemyError as exc:
             raise self.backend.unavailable(exc) from None
 
@@ -206,7 +206,7 @@ class Store:
                 ) from None
             raise self.backend.unavailable(exc) from None
         if found != str(SCHEMA_VERSION):
-            raise StoreError(self._version_message(found))
+            raise self._version_error(found)
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1 FROM auditml_checkpoint WHERE 1 = 0")
@@ -216,12 +216,25 @@ class Store:
                 "run `auditml init` with this --db once to add their tables (no event changes)"
             ) from None
 
-    def _version_message(self, found: str | None) -> str:
+    def _version_error(self, found: object) -> AuditmlError:
+        """Return why a store's schema version is refused: newer, or a row that was tampered with.
+
+        Only a later version written as plain digits is a store made by a newer
+        auditml; anything else (a missing row, text, bytes, an older number)
+        never came from auditml, so it fails verification.
+        """
         from auditml.store.tables import SCHEMA_VERSION
 
-        return (
-            f"{redact(self.url)} has auditml schema version {found}, but this auditml "
-            f"reads version {SCHEMA_VERSION}: upgrade auditml"
+        newer = isinstance(found, str) and found.isascii() and found.isdigit()
+        if newer and int(str(found)) > SCHEMA_VERSION and found == str(int(str(found))):
+            return StoreError(
+                f"{redact(self.url)} has auditml schema version {found}, but this auditml "
+                f"reads version {SCHEMA_VERSION}: upgrade auditml"
+            )
+        return VerificationError(
+            f"the store's schema version row is {found!r}, which no auditml writes (this one "
+            f"writes {str(SCHEMA_VERSION)!r}): the auditml_meta table was changed in the database",
+            kind="head",
         )
 
     # -- head ---------------------------------------------------------------

@@ -195,3 +195,78 @@ def test_a_newer_schema_version_still_asks_for_an_upgrade(
     code, text = _cli(["verify", "--db", db_url], capsys)
     assert code == 2
     assert "upgrade auditml" in text
+
+
+DEEP = "[" * 40_000 + "]" * 40_000
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "command"),
+    [
+        ("run.json", '{"params": {"x": ' + DEEP + "}}", ["train", "credit-risk", "--from-json"]),
+        (
+            "run.json",
+            '{"metrics": {"auc": 0.1, "auc": 0.99}}',
+            ["train", "credit-risk", "--from-json"],
+        ),
+        ("card.json", '{"intended_use": ' + DEEP + "}", ["card", "update", "credit-risk", "1"]),
+        ("card.yaml", "intended_use: " + DEEP + "\n", ["card", "update", "credit-risk", "1"]),
+        ("key.pub", DEEP, ["key", "register"]),
+    ],
+    ids=["deep-run", "duplicate-key-run", "deep-card-json", "deep-card-yaml", "deep-pub"],
+)
+def test_deep_or_ambiguous_input_files_exit_2_and_write_nothing(
+    db_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+    command: list[str],
+) -> None:
+    """A file nested 40,000 deep or with a key twice is bad input (exit 2), not a crash (70)."""
+    _history(db_url, tmp_path, approve_v2=False)
+    size = raw_query(db_url, "SELECT size FROM auditml_log")[0][0]
+    path = tmp_path / name
+    path.write_text(text)
+    code, out = _cli([*command, str(path), "--db", db_url, "--actor", ADMIN], capsys)
+    assert code == 2, out
+    assert name in out
+    assert raw_query(db_url, "SELECT size FROM auditml_log")[0][0] == size
+
+
+def test_a_deep_param_value_is_kept_as_text(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--param x=<JSON too deep to parse> records the text as given instead of crashing."""
+    _history(db_url, tmp_path, approve_v2=False)
+    code, out = _cli(
+        ["train", "credit-risk", "--param", f"x={DEEP}", "--db", db_url, "--actor", TRAINER],
+        capsys,
+    )
+    assert code == 0, out
+    with AuditLog.open(db_url) as log:
+        last = list(log.events(model="credit-risk", action="model.train"))[-1]
+    assert last.event.data["params"]["x"] == DEEP
+
+
+def test_a_deep_proof_in_a_bundle_fails_verification(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hostile bundle whose proof line is nested 40,000 deep fails verify (1), not 70."""
+    real = _history(db_url, tmp_path, approve_v2=False)
+    bundle = tmp_path / "bundle"
+    assert _cli(["export", str(bundle), "--prove", "1", "--db", db_url], capsys)[0] == 0
+    (bundle / "proofs.jsonl").write_text(DEEP + "\n")
+    code, out = _cli(["verify", str(bundle), "--vkey", real], capsys)
+    assert code == 1, out
+    assert "proofs.jsonl line 1 is not an inclusion proof" in out
+
+
+def test_an_integer_too_long_to_print_is_bad_input(db_url: str, tmp_path: Path) -> None:
+    """An int of 5,000 digits is refused as bad input naming its place; nothing is written."""
+    _history(db_url, tmp_path, approve_v2=False)
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+        with pytest.raises(InvalidInputError, match=r"params\.n is a 16610-bit integer"):
+            log.record_training("credit-risk", data={"params": {"n": 10**5000}}, actor=TRAINER)
+        assert log.head().size == size

@@ -10,7 +10,8 @@ examples every time.
 
 Not mutated: ``auditml_meta`` (the store's settings: a schema version no auditml
 writes fails verification, a later one asks for an upgrade, exit 2, see
-tests/test_redteam.py; a new log reads nothing else there) and the ``created_at`` columns, write times that nothing reads.
+tests/test_redteam.py; a new log reads nothing else there) and the ``created_at``
+columns, write times that nothing reads.
 """
 
 from __future__ import annotations

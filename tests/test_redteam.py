@@ -270,3 +270,21 @@ def test_an_integer_too_long_to_print_is_bad_input(db_url: str, tmp_path: Path) 
         with pytest.raises(InvalidInputError, match=r"params\.n is a 16610-bit integer"):
             log.record_training("credit-risk", data={"params": {"n": 10**5000}}, actor=TRAINER)
         assert log.head().size == size
+
+
+def test_imported_history_cannot_close_a_live_incident(db_url: str) -> None:
+    """An imported incident.close, by someone without the incident permission, leaves it open."""
+    with _gated(db_url) as log:
+        opened = log.open_incident("credit-risk", "1", "drift", actor=VALIDATOR)
+        log.append(
+            "incident.close",
+            subject={"model": "credit-risk", "version": "1"},
+            data={"id": opened.id, "resolution": "nothing to see"},
+            actor=OUTSIDER,
+            imported=True,
+        )
+        (still,) = log.incidents()
+        assert still.is_open
+        log.close_incident(opened.id, "retrained", actor=VALIDATOR)
+        (closed,) = log.incidents()
+        assert closed.closed_by == VALIDATOR

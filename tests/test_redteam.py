@@ -288,3 +288,30 @@ def test_imported_history_cannot_close_a_live_incident(db_url: str) -> None:
         log.close_incident(opened.id, "retrained", actor=VALIDATOR)
         (closed,) = log.incidents()
         assert closed.closed_by == VALIDATOR
+
+
+@pytest.mark.parametrize(
+    "alias", ["Victor@bank.example", "victor@bank.example ", "victor\u200b@bank.example"]
+)
+def test_one_person_under_two_spellings_is_one_approval(db_url: str, alias: str) -> None:
+    """An approver id in another case, with a space or a zero-width char, is no second person."""
+    log, _ = AuditLog.init(db_url, origin=ORIGIN, actor=ADMIN)
+    with log:
+        log.apply_policy(Policy(approvals={"default": 2}), reason="two", actor=ADMIN)
+        log.record_training("credit-risk", actor=TRAINER)
+        log.approve("credit-risk", "1", reason="VR-1", actor=VALIDATOR)
+        log.approve("credit-risk", "1", reason="VR-1 again", actor=alias)
+        with pytest.raises(PolicyDeniedError, match="1 distinct approval"):
+            log.deploy("credit-risk", "1", "production", actor=ADMIN)
+
+
+@pytest.mark.parametrize(
+    "alias", ["DANA@bank.example", " dana@bank.example", "dana@bank.exam\u00adple"]
+)
+def test_a_trainer_under_another_spelling_may_not_approve(db_url: str, alias: str) -> None:
+    """Separation of duties sees through case, spaces and invisible characters in the actor id."""
+    log, _ = AuditLog.init(db_url, origin=ORIGIN, actor=ADMIN)
+    with log:
+        log.record_training("credit-risk", actor=TRAINER)
+        with pytest.raises(PolicyDeniedError, match="may not approve"):
+            log.approve("credit-risk", "1", reason="VR-1", actor=alias)

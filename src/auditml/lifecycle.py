@@ -81,6 +81,7 @@ from auditml.policy import (
     check_role,
     check_self_approval,
     load_policy,
+    person,
     policy_digest,
     policy_from,
     role_for,
@@ -223,11 +224,13 @@ class VersionState:
         Imported approvals are left out: they never count toward a deploy.
         """
         found: list[str] = []
+        seen = {person(who) for who in exclude}
         for approval in self.live_approvals:
             if approval.environments and environment not in approval.environments:
                 continue
-            if approval.actor in exclude or approval.actor in found:
+            if person(approval.actor) in seen:
                 continue
+            seen.add(person(approval.actor))
             found.append(approval.actor)
         return found
 

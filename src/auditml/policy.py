@@ -50,6 +50,7 @@ import operator
 import re
 import shlex
 import tomllib
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -75,6 +76,7 @@ __all__ = [
     "check_recordable",
     "load_policy",
     "parse_gate",
+    "person",
 ]
 
 #: Actions whose roles a policy can restrict (``policy`` is changing the policy itself).
@@ -413,11 +415,21 @@ def check_reason(policy: Policy, decision: str, reason: str | None) -> Denial | 
     return None
 
 
+def person(actor: str) -> str:
+    """Return who an actor id names, for counting people: case, spaces and invisibles ignored.
+
+    ``Victor@bank.example``, ``victor@bank.example `` and one with a zero-width
+    space are one person to separation of duties and to distinct approvals.
+    """
+    folded = unicodedata.normalize("NFKC", actor).casefold()
+    return "".join(c for c in folded if not c.isspace() and unicodedata.category(c)[0] != "C")
+
+
 def check_self_approval(
     policy: Policy, actor: str, trainers: Sequence[str], version: str
 ) -> Denial | None:
     """Refuse an approval by the person who trained the version (separation of duties)."""
-    if policy.separation_of_duties and actor in trainers:
+    if policy.separation_of_duties and person(actor) in {person(t) for t in trainers}:
         return Denial(
             "separation-of-duties",
             f"{actor} trained version {version} and may not approve it",
@@ -449,7 +461,7 @@ def check_approvals(
 ) -> Denial | None:
     """Refuse a deploy that lacks the distinct approvals the environment needs."""
     needed = policy.approvals_needed(environment)
-    have = len(set(approvers))
+    have = len({person(a) for a in approvers})
     if have >= needed:
         return None
     if have == 0:

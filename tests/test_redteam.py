@@ -315,3 +315,24 @@ def test_a_trainer_under_another_spelling_may_not_approve(db_url: str, alias: st
         log.record_training("credit-risk", actor=TRAINER)
         with pytest.raises(PolicyDeniedError, match="may not approve"):
             log.approve("credit-risk", "1", reason="VR-1", actor=alias)
+
+
+def test_an_imported_deploy_cannot_take_a_live_run_out_of_service(db_url: str) -> None:
+    """An imported deploy over a live run does not let that live version be retired."""
+    log, _ = AuditLog.init(db_url, origin=ORIGIN, actor=ADMIN)
+    with log:
+        for _ in range(2):
+            log.record_training("credit-risk", actor=TRAINER)
+        log.approve("credit-risk", "1", reason="VR-1", actor=VALIDATOR)
+        log.deploy("credit-risk", "1", "production", actor=ADMIN)
+        log.append(
+            "model.deploy",
+            subject={"model": "credit-risk", "version": "2"},
+            data={"environment": "production"},
+            actor=OUTSIDER,
+            imported=True,
+        )
+        size = log.head().size
+        with pytest.raises(PolicyDeniedError, match="version 1 still runs in production"):
+            log.retire("credit-risk", "1", reason="gone", actor=OUTSIDER)
+        assert log.head().size == size + 1  # only the denial is recorded

@@ -336,3 +336,16 @@ def test_an_imported_deploy_cannot_take_a_live_run_out_of_service(db_url: str) -
         with pytest.raises(PolicyDeniedError, match="version 1 still runs in production"):
             log.retire("credit-risk", "1", reason="gone", actor=OUTSIDER)
         assert log.head().size == size + 1  # only the denial is recorded
+
+
+@pytest.mark.parametrize("subject", [("credit\x00risk", "1"), ("credit-risk", "1\x00")])
+def test_a_nul_in_a_model_or_version_name_is_bad_input_on_every_backend(
+    db_url: str, subject: tuple[str, str]
+) -> None:
+    """A NUL in a model or version name is refused as bad input, not a store failure."""
+    log, _ = AuditLog.init(db_url, origin=ORIGIN, actor=ADMIN)
+    with log:
+        size = log.head().size
+        with pytest.raises(InvalidInputError, match="NUL character"):
+            log.record_training(subject[0], version=subject[1], actor=TRAINER)
+        assert log.head().size == size

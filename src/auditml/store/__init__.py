@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from auditml.errors import (
     AppendError,
     AuditmlError,
+    InvalidInputError,
     StoreError,
     StoreUnavailableError,
     VerificationError,
@@ -96,6 +97,19 @@ class EventFilter:
     #: The actions are rare in the log (keys, signed decisions): read each through
     #: the action index and merge by seq, rather than walk the log in seq order.
     sparse: bool = False
+
+    def __post_init__(self) -> None:
+        _check_name("model", self.model)
+        _check_name("version", self.version)
+
+
+def _check_name(what: str, name: str | None) -> None:
+    """Refuse a model or version name no store can look up: PostgreSQL text holds no NUL."""
+    if name is not None and "\x00" in name:
+        raise InvalidInputError(
+            f"the {what} name {name!r} holds a NUL character, which no store keeps in a name: "
+            "remove it"
+        )
 
 
 class Store:
@@ -793,6 +807,7 @@ class TxReader:
 
         Only events with ``seq`` greater than ``after`` are returned.
         """
+        _check_name("model", model)
         p = self._p
         marks = ", ".join([p] * len(actions))
         self._cur.execute(

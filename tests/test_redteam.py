@@ -349,3 +349,19 @@ def test_a_nul_in_a_model_or_version_name_is_bad_input_on_every_backend(
         with pytest.raises(InvalidInputError, match="NUL character"):
             log.record_training(subject[0], version=subject[1], actor=TRAINER)
         assert log.head().size == size
+
+
+@pytest.mark.parametrize("gate", ["auc <= 1e999", "auc >= -1e400"])
+def test_a_gate_with_an_infinite_threshold_is_refused(
+    db_url: str, tmp_path: Path, gate: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gate whose number overflows to infinity (one that always passes) is bad input."""
+    AuditLog.init(db_url, origin=ORIGIN, actor=ADMIN)[0].close()
+    size = raw_query(db_url, "SELECT size FROM auditml_log")[0][0]
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[gates]\nproduction = ["{gate}"]\n')
+    args = ["policy", "apply", str(policy), "--reason", "x", "--db", db_url, "--actor", ADMIN]
+    code, out = _cli(args, capsys)
+    assert code == 2, out
+    assert "too large for a number" in out
+    assert raw_query(db_url, "SELECT size FROM auditml_log")[0][0] == size

@@ -46,6 +46,7 @@ what the log says, and returns a :class:`Denial` or None. They never write.
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
 import re
 import shlex
@@ -137,7 +138,13 @@ def parse_gate(text: str) -> Gate:
             f"metric gate {text!r} is not of the form 'metric OP number', "
             "e.g. 'auc >= 0.80' (OP is one of >= <= > < == !=)"
         )
-    return Gate(match["metric"], match["op"], float(match["value"]))
+    value = float(match["value"])
+    if not math.isfinite(value):  # 1e999: a gate no metric fails or none passes
+        raise InvalidInputError(
+            f"metric gate {text!r} compares with {match['value']}, too large for a number: "
+            "give a finite threshold, e.g. 'auc >= 0.80'"
+        )
+    return Gate(match["metric"], match["op"], value)
 
 
 class CardRules(BaseModel):

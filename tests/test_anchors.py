@@ -31,13 +31,16 @@ REWRITTEN = "were rewritten after the anchor was taken"
 def _grow(url: str, count: int, tag: str) -> None:
     with AuditLog.open(url) as log:
         log.append_many(
-            Draft.build(
-                "model.evaluate",
-                actor="ci@bank.example",
-                subject={"model": "credit-risk", "version": "1"},
-                data={"metrics": {"auc": 0.8, "i": i}, "notes": f"{tag} {i}"},
-            )
-            for i in range(count)
+            [
+                Draft.build(
+                    "model.evaluate",
+                    actor="ci@bank.example",
+                    subject={"model": "credit-risk", "version": "1"},
+                    data={"metrics": {"auc": 0.8, "i": i}, "notes": f"{tag} {i}"},
+                )
+                for i in range(count)
+            ],
+            imported=True,
         )
 
 

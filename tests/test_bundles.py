@@ -26,13 +26,16 @@ Lines = list[bytes]
 
 def _grow(log: AuditLog, count: int, tag: str) -> None:
     log.append_many(
-        Draft.build(
-            "model.evaluate",
-            actor="ci@bank.example",
-            subject={"model": "credit-risk", "version": "1"},
-            data={"metrics": {"auc": 0.8, "i": i}, "notes": f"{tag} {i}"},
-        )
-        for i in range(count)
+        [
+            Draft.build(
+                "model.evaluate",
+                actor="ci@bank.example",
+                subject={"model": "credit-risk", "version": "1"},
+                data={"metrics": {"auc": 0.8, "i": i}, "notes": f"{tag} {i}"},
+            )
+            for i in range(count)
+        ],
+        imported=True,
     )
 
 

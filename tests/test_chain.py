@@ -18,13 +18,16 @@ def bodies(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[bytes], str]:
     log, _ = AuditLog.init(url, origin=ORIGIN, actor="admin@bank.example")
     with log:
         log.append_many(
-            Draft.build(
-                "model.evaluate",
-                actor="ci",
-                subject={"model": "m", "version": str(i)},
-                data={"metrics": {"i": i}},
-            )
-            for i in range(599)
+            [
+                Draft.build(
+                    "model.evaluate",
+                    actor="ci",
+                    subject={"model": "m", "version": str(i)},
+                    data={"metrics": {"i": i}},
+                )
+                for i in range(599)
+            ],
+            imported=True,
         )
         return [r.body for r in log.events()], log.head().root
 

@@ -26,6 +26,7 @@ def _append_singly(url: str, worker: int, count: int) -> int:
                 subject={"model": f"model-{worker}", "version": "1"},
                 data={"metrics": {"i": i}},
                 actor=f"worker-{worker}@bank.example",
+                imported=True,
             )
     return count
 
@@ -57,12 +58,12 @@ url, batch = sys.argv[1], int(sys.argv[2])
 with AuditLog.open(url) as log:
     i = 0
     while True:
-        log.append_many(
+        log.append_many([
             Draft.build("model.evaluate", actor="w@bank.example",
                         subject={"model": "m", "version": "1"},
                         data={"metrics": {"i": i + k}, "notes": "x" * 200})
             for k in range(batch)
-        )
+        ], imported=True)
         i += batch
         print(i, flush=True)
 """

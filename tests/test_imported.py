@@ -149,11 +149,11 @@ def test_append_many_marks_each_draft_and_keeps_a_drafts_own_mark(
 
 
 def test_a_plain_append_cannot_forge_the_mark(log: AuditLog) -> None:
-    """Data holding 'imported' is refused on a live append; a marked draft needs imported=True."""
+    """A live append is refused, data holding 'imported' too; a marked draft needs imported=True."""
     forged = {"metrics": {"auc": 0.9}, "imported": {"source": "mlflow"}}
     _refused(
         log,
-        "data.imported is the mark of imported history",
+        "model.evaluate is checked against policy",
         lambda: log.append("model.evaluate", subject=SUBJECT, data=forged, actor=VAL),
     )
     marked = Draft.build("model.evaluate", actor=VAL, subject=SUBJECT, imported=True)

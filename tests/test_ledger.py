@@ -93,7 +93,7 @@ def test_appended_bytes_are_canonical_and_chained(db_url: str) -> None:
             actor="ds@bank.example",
             imported=True,
         )
-        log.append_many(_evaluations(5))
+        log.append_many(_evaluations(5), imported=True)
         records = list(log.events())
     assert [r.seq for r in records] == list(range(7))
     prev = "0" * 64
@@ -110,7 +110,7 @@ def test_receipts_match_the_stored_events(db_url: str) -> None:
     """Append and append_many return the seq, hash and time of what was stored."""
     with _log(db_url) as log:
         one = log.append("model.retire", subject={"model": "m", "version": "1"}, imported=True)
-        many = log.append_many(_evaluations(3))
+        many = log.append_many(_evaluations(3), imported=True)
         stored = {r.seq: r for r in log.events()}
     for receipt in [one, *many]:
         assert stored[receipt.seq].hash == receipt.hash
@@ -127,7 +127,7 @@ def test_append_many_keeps_each_actor_of_a_generator_batch(tmp_path: Path) -> No
             yield Draft.build("model.evaluate", actor=who, subject={"model": "m"}, data={})
 
     with _log(f"sqlite:///{tmp_path / 'audit.db'}") as log:
-        log.append_many(made())
+        log.append_many(made(), imported=True)
         actors = [r.event.actor for r in log.events(action="model.evaluate")]
     assert [(a.id, (a.model_extra or {})["team"]) for a in actors] == [
         (f"user-{i}@bank.example", f"team-{i}") for i in range(300)
@@ -180,14 +180,14 @@ def test_a_bad_draft_in_a_batch_writes_nothing(db_url: str) -> None:
     with _log(db_url) as log:
         good = _evaluations(3)
         with pytest.raises(InvalidInputError):
-            log.append_many([*good, "not a draft"])  # type: ignore[list-item]
+            log.append_many([*good, "not a draft"], imported=True)  # type: ignore[list-item]
         assert log.head().size == 1
 
 
 def test_a_failed_append_leaves_the_log_exactly_as_it_was(db_url: str) -> None:
     """When the database refuses part of a batch, the whole transaction rolls back."""
     with _log(db_url) as log:
-        log.append_many(_evaluations(3))
+        log.append_many(_evaluations(3), imported=True)
         before = log.head()
         # A row squatting on the next seq makes the batch's insert fail half-way through.
         raw_sql(
@@ -201,7 +201,7 @@ def test_a_failed_append_leaves_the_log_exactly_as_it_was(db_url: str) -> None:
             ],
         )
         with pytest.raises(AppendError, match="wrote nothing"):
-            log.append_many(_evaluations(5))
+            log.append_many(_evaluations(5), imported=True)
         assert log.head() == before
         assert _count(db_url) == 4 + 1
 
@@ -209,7 +209,7 @@ def test_a_failed_append_leaves_the_log_exactly_as_it_was(db_url: str) -> None:
 def test_events_filters(db_url: str) -> None:
     """events() filters by model, version, action, time window, start and limit."""
     with _log(db_url) as log:
-        log.append_many(_evaluations(6))
+        log.append_many(_evaluations(6), imported=True)
         log.append(
             "model.deploy",
             subject={"model": "other", "version": "9"},
@@ -233,7 +233,7 @@ def test_events_of_several_actions_come_in_seq_order(db_url: str) -> None:
     """Several actions come in seq order, newest first and limited as asked, read either way."""
     with _log(db_url) as log:
         for i in range(4):
-            log.append_many(_evaluations(2, start=i))
+            log.append_many(_evaluations(2, start=i), imported=True)
             log.append("model.retire", subject={"model": "m", "version": str(i)}, imported=True)
             log.append(
                 "model.deploy",
@@ -259,7 +259,7 @@ def test_events_of_several_actions_come_in_seq_order(db_url: str) -> None:
 def test_store_picks_events_by_the_bytes_they_hold(db_url: str) -> None:
     """EventFilter.containing keeps the events whose canonical bytes hold any needle."""
     with _log(db_url) as log:
-        log.append_many(_evaluations(5))
+        log.append_many(_evaluations(5), imported=True)
         store, log_id = log._store, log._log_id
         picked = store.query(log_id, EventFilter(containing=(b'"notes":"run 1"', b'"n":3}')))
         assert [seq for seq, _, _ in picked] == [2, 4]
@@ -270,7 +270,7 @@ def test_store_picks_events_by_the_bytes_they_hold(db_url: str) -> None:
 def test_root_at_every_size_matches_the_tree_of_the_events(db_url: str) -> None:
     """root(size) equals RFC 9162 MTH over the first size events, across stored-node boundaries."""
     with _log(db_url) as log:
-        log.append_many(_evaluations(700))
+        log.append_many(_evaluations(700), imported=True)
         leaves = [bytes.fromhex(r.hash) for r in log.events()]
         assert len(leaves) == 701
         for size in (1, 2, 3, 255, 256, 257, 511, 512, 513, 600, 700):
@@ -284,7 +284,7 @@ def test_root_at_every_size_matches_the_tree_of_the_events(db_url: str) -> None:
 def test_verify_passes_on_an_intact_log(db_url: str) -> None:
     """Verify recomputes the whole log and reports its size and root."""
     with _log(db_url) as log:
-        log.append_many(_evaluations(600))
+        log.append_many(_evaluations(600), imported=True)
         report = log.verify()
         assert report.size == 601
         assert report.root == log.head().root
@@ -294,7 +294,7 @@ def test_verify_passes_on_an_intact_log(db_url: str) -> None:
 def test_raw_sql_cannot_change_or_remove_an_event(db_url: str) -> None:
     """The append-only triggers refuse UPDATE and DELETE on events, tree nodes and the head."""
     with _log(db_url) as log:
-        log.append_many(_evaluations(300))
+        log.append_many(_evaluations(300), imported=True)
     attempts = [
         "UPDATE auditml_event SET body = %s WHERE seq = 1",
         "DELETE FROM auditml_event WHERE seq = 1",
@@ -432,7 +432,7 @@ def test_a_misspelt_action_filter_is_an_error(db_url: str) -> None:
 def test_reading_a_corrupt_event_names_it(db_url: str) -> None:
     """Reading back bytes that are no longer an event raises a format failure naming the event."""
     with _log(db_url) as log:
-        log.append_many(_evaluations(3))
+        log.append_many(_evaluations(3), imported=True)
     drop_triggers(db_url)
     raw_sql(db_url, [("UPDATE auditml_event SET body = %s WHERE seq = 2", (b"{not json",))])
     with AuditLog.open(db_url) as log, pytest.raises(VerificationError) as info:

@@ -30,13 +30,16 @@ def log(db_url: str) -> Iterator[AuditLog]:
         n = 0
         for batch in BATCHES:
             made.append_many(
-                Draft.build(
-                    "model.evaluate",
-                    actor="ci@bank.example",
-                    subject={"model": "credit-risk", "version": str(1 + (n + i) // 100)},
-                    data={"metrics": {"auc": 0.5 + (n + i) / 10_000}},
-                )
-                for i in range(batch)
+                [
+                    Draft.build(
+                        "model.evaluate",
+                        actor="ci@bank.example",
+                        subject={"model": "credit-risk", "version": str(1 + (n + i) // 100)},
+                        data={"metrics": {"auc": 0.5 + (n + i) / 10_000}},
+                    )
+                    for i in range(batch)
+                ],
+                imported=True,
             )
             n += batch
         yield made

@@ -29,13 +29,16 @@ def url(db_url: str) -> str:
     log, _ = AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")
     with log:
         log.append_many(
-            Draft.build(
-                "model.evaluate",
-                actor="ci@bank.example",
-                subject={"model": "credit-risk", "version": str(i % 4)},
-                data={"metrics": {"auc": 0.8, "i": i}, "notes": f"evaluation {i}"},
-            )
-            for i in range(SIZE - 1)
+            [
+                Draft.build(
+                    "model.evaluate",
+                    actor="ci@bank.example",
+                    subject={"model": "credit-risk", "version": str(i % 4)},
+                    data={"metrics": {"auc": 0.8, "i": i}, "notes": f"evaluation {i}"},
+                )
+                for i in range(SIZE - 1)
+            ],
+            imported=True,
         )
         assert log.verify().size == SIZE
     drop_triggers(db_url)

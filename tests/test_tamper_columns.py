@@ -271,7 +271,12 @@ def test_a_deleted_automatic_checkpoint_is_named(db_url: str) -> None:
 
 
 def _evaluate(log: AuditLog, i: int) -> None:
-    log.append("model.evaluate", subject={"model": "m", "version": "1"}, data={"metrics": {"i": i}})
+    log.append(
+        "model.evaluate",
+        subject={"model": "m", "version": "1"},
+        data={"metrics": {"i": i}},
+        imported=True,
+    )
 
 
 def test_a_checkpoint_row_that_disagrees_with_its_note_is_named(url: str) -> None:

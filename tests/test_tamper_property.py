@@ -8,9 +8,10 @@ the CLI, never a crash); when it passes, what policy decides and what state
 shows must be exactly what they were. The seed is fixed, so CI runs the same
 examples every time.
 
-Not mutated: ``auditml_meta`` (the store's settings: a changed schema version is
-refused as a store this auditml cannot read, exit 2, and a new log reads nothing
-else there) and the ``created_at`` columns, write times that nothing reads.
+Not mutated: ``auditml_meta`` (the store's settings: a schema version no auditml
+writes fails verification, a later one asks for an upgrade, exit 2, see
+tests/test_redteam.py; a new log reads nothing else there) and the ``created_at``
+columns, write times that nothing reads.
 """
 
 from __future__ import annotations
@@ -56,13 +57,16 @@ def _build(url: str) -> None:
     with log:
         # Enough events that stored Merkle nodes (2**8 leaves) exist to be attacked too.
         log.append_many(
-            Draft.build(
-                "model.evaluate",
-                actor="ci@b.ex",
-                subject={"model": "churn", "version": str(i % 3)},
-                data={"metrics": {"auc": 0.8, "i": i}},
-            )
-            for i in range(260)
+            [
+                Draft.build(
+                    "model.evaluate",
+                    actor="ci@b.ex",
+                    subject={"model": "churn", "version": str(i % 3)},
+                    data={"metrics": {"auc": 0.8, "i": i}},
+                )
+                for i in range(260)
+            ],
+            imported=True,
         )
         for _ in range(3):
             log.record_training("credit-risk", data={"metrics": {"auc": 0.9}}, actor="dana@b.ex")
@@ -75,6 +79,7 @@ def _build(url: str) -> None:
             "model.evaluate",
             subject={"model": "credit-risk", "version": "2"},
             data={"metrics": {"auc": 0.91}},
+            imported=True,
         )
         log.verify()
 

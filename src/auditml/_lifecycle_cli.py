@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from auditml.canonical import loads_strict
 from auditml.cli import DbOption, JsonOption, _errors, _open, app, err, out
 from auditml.errors import InvalidInputError
 from auditml.events import IMPORTED_NOTE, is_imported
@@ -140,7 +141,7 @@ def _json_values(values: list[str] | None, option: str) -> dict[str, Any]:
     for name, value in _pairs(values, option).items():
         try:
             found[name] = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep to parse is text too
             found[name] = value
     return found
 
@@ -205,15 +206,13 @@ def _json_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
+        found = loads_strict(path.read_bytes())  # refuses duplicate keys and deep nesting too
     except FileNotFoundError:
         raise InvalidInputError(f"no JSON file at {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        ) from None
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{path}: {exc}") from None
     if not isinstance(found, dict):
         raise InvalidInputError(f"{path} must hold a JSON object, not {type(found).__name__}")
     return found

@@ -344,7 +344,7 @@ def _read_proofs(proofs: Iterable[bytes] | None, cp: Checkpoint) -> dict[int, di
             leaf = bytes.fromhex(proof["leaf_hash"])
             root = bytes.fromhex(proof["root"])
             path = [bytes.fromhex(h) for h in proof["proof"]]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise VerificationError(
                 f"{where} is not an inclusion proof: {exc}", kind="format"
             ) from None

@@ -328,8 +328,10 @@ def _walk(value: object, path: str, active: set[int]) -> None:
         return
     if isinstance(value, int):
         if not _MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            # Python refuses to print an int of more than 4,300 digits: say its size instead.
+            shown = value if value.bit_length() < 256 else f"a {value.bit_length()}-bit integer"
             raise CanonicalizationError(
-                f"{where} is {value}, outside the range JSON numbers hold exactly "
+                f"{where} is {shown}, outside the range JSON numbers hold exactly "
                 f"(±{MAX_SAFE_INTEGER}); store large counters and nanosecond clocks as strings."
             )
         return

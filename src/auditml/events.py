@@ -593,6 +593,14 @@ class Draft(_Frozen):
             values["actor"] = Actor(id=actor, source="api")
         if values.get("subject") is None:
             values["subject"] = {}
+        elif isinstance(values["subject"], dict):
+            for name, held in values["subject"].items():
+                # The model and version are columns too, and PostgreSQL text holds no NUL.
+                if isinstance(held, str) and "\x00" in held:
+                    raise ValueError(
+                        f"the {name} name {held!r} holds a NUL character, which no store "
+                        "keeps in a name: remove it"
+                    )
         return values
 
     @classmethod

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from auditml.events import Event
+from auditml.events import Event, is_imported
 
 __all__ = ["IMPACTS", "Incident", "IncidentIndex", "art73_due"]
 
@@ -78,6 +78,8 @@ class Incident:
     closed_by: str | None = None
     resolution: str | None = None
     reported_at: str | None = None
+    #: Opened by imported history: only then may an imported ``incident.close`` close it.
+    imported: bool = False
 
     @property
     def due(self) -> tuple[str, str] | None:
@@ -140,10 +142,13 @@ class IncidentIndex:
                 impact=_text(data.get("impact")),
                 environment=_text(data.get("environment")),
                 reference=_text(data.get("reference")),
+                imported=is_imported(data),
             )
         elif event.action == "incident.close":
             found = self.incidents.get(ident)
-            if found is not None and found.closed_seq is None:
+            # Imported history never closes a live incident: that needs the incident permission.
+            live_only = found is not None and not found.imported and is_imported(data)
+            if found is not None and found.closed_seq is None and not live_only:
                 found.closed_seq = seq
                 found.closed_at = event.time
                 found.closed_by = event.actor.id

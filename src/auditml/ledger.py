@@ -370,8 +370,8 @@ class AuditLog(LifecycleMixin, TrustMixin):
     ) -> Receipt:
         """Validate and append one event; it is on disk when this returns.
 
-        Actions that policy governs (train, approve, reject, deploy, rollback,
-        retire, policy changes) are refused here: use the method of the same
+        Actions that policy governs (train, evaluate, approve, reject, deploy,
+        rollback, retire, incidents, policy changes) are refused here: use the method of the same
         name, which checks the policy. ``imported`` records history that
         happened elsewhere (a migration): ``True``, or its provenance as a
         mapping such as ``{"source": "mlflow", "id": run_id, "time": ...}`` (see
@@ -576,8 +576,9 @@ class AuditLog(LifecycleMixin, TrustMixin):
         Then check every e-signature against the key registered for its signer
         at that time, the latest checkpoint the log kept, and each anchored
         checkpoint in ``checkpoints`` (signed notes kept outside the database):
-        the log must still extend them. ``vkey`` pins the verifier key the
-        anchors must be signed with (default: the key recorded in the store).
+        the log must still extend them. ``vkey`` pins the log's verifier key:
+        the store's key must be it, and anchors must be signed with it
+        (default: the key recorded in the store).
 
         Reads one snapshot of the store as a stream, so memory stays flat.
         ``deep`` also re-canonicalizes and schema-checks every event. With
@@ -649,6 +650,13 @@ class AuditLog(LifecycleMixin, TrustMixin):
         signatures = self.verify_signatures()
         kept = self.verify_checkpoints(roots)
         pinned = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
+        if pinned is not None and self._store.log_key(self._log_id) != str(pinned):
+            raise VerificationError(
+                f"the log's key is {self._store.log_key(self._log_id)!r}, not the pinned key "
+                f"{str(pinned)!r}: the log was rewritten and signed with another key, or the "
+                "wrong key was pinned",
+                kind="signature",
+            )
         if checkpoints and pinned is None:
             pinned = self.verifier_key()
         anchors = tuple(self.check_anchor(note, pinned)["size"] for note in checkpoints)
@@ -790,6 +798,7 @@ def _check_helper(
 #: Actions only the policy-checking methods append; the value names the method to use.
 GOVERNED = {
     "model.train": "log.record_training(...) or @track_training",
+    "model.evaluate": "log.evaluate(...)",
     "model.approve": "log.approve(...)",
     "model.reject": "log.reject(...)",
     "model.deploy": "log.deploy(...)",
@@ -800,6 +809,8 @@ GOVERNED = {
     "key.register": "log.register_key(...)",
     "key.revoke": "log.revoke_key(...)",
     "card.update": "log.update_card(...) or `auditml card update`",
+    "incident.open": "log.open_incident(...)",
+    "incident.close": "log.close_incident(...)",
     "log.init": "AuditLog.init(...)",
 }
 

@@ -82,6 +82,7 @@ from auditml.policy import (
     check_role,
     check_self_approval,
     load_policy,
+    person,
     policy_digest,
     policy_from,
     role_for,
@@ -224,11 +225,13 @@ class VersionState:
         Imported approvals are left out: they never count toward a deploy.
         """
         found: list[str] = []
+        seen = {person(who) for who in exclude}
         for approval in self.live_approvals:
             if approval.environments and environment not in approval.environments:
                 continue
-            if approval.actor in exclude or approval.actor in found:
+            if person(approval.actor) in seen:
                 continue
+            seen.add(person(approval.actor))
             found.append(approval.actor)
         return found
 
@@ -303,6 +306,14 @@ class ModelState:
         for move in self.timeline:
             last[move.environment] = move
         return sorted(env for env, move in last.items() if move.imported)
+
+    def live_running(self) -> dict[str, str]:
+        """Return the version the last live deploy or rollback put in each environment.
+
+        Imported history may show another version there since, but it never
+        took a live run out of an environment.
+        """
+        return {m.environment: m.version for m in self.timeline if not m.imported}
 
     def as_dict(self) -> dict[str, Any]:
         """Return the model's state as plain JSON-able values."""
@@ -952,20 +963,24 @@ def decide_retire(
     view: View, *, model: str, version: str, actor: Any, reason: str | None
 ) -> Outcome:
     """Retire a version unless a rule refuses: role, reason, or it still runs somewhere."""
-    vs = view.known_model(model).version(version)
+    state = view.known_model(model)
+    vs = state.version(version)
     if vs.retired is not None:
         raise InvalidInputError(
             f"version {version} of {model!r} is already retired (event {vs.retired.seq})"
         )
     subject = {"model": model, "version": version}
     pol = view.policy
+    # A live run counts even when imported history shows another version there since.
+    live = {env for env, running in state.live_running().items() if running == version}
+    where = sorted({*vs.running_in, *live})
 
     def check_running() -> Denial | None:
-        if not vs.running_in:
+        if not where:
             return None
         return Denial(
             "still-running",
-            f"version {version} still runs in {', '.join(vs.running_in)}",
+            f"version {version} still runs in {', '.join(where)}",
             "deploy or roll back to another version there first",
         )
 

@@ -46,10 +46,12 @@ what the log says, and returns a :class:`Denial` or None. They never write.
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
 import re
 import shlex
 import tomllib
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -75,6 +77,7 @@ __all__ = [
     "check_recordable",
     "load_policy",
     "parse_gate",
+    "person",
 ]
 
 #: Actions whose roles a policy can restrict (``policy`` is changing the policy itself).
@@ -135,7 +138,13 @@ def parse_gate(text: str) -> Gate:
             f"metric gate {text!r} is not of the form 'metric OP number', "
             "e.g. 'auc >= 0.80' (OP is one of >= <= > < == !=)"
         )
-    return Gate(match["metric"], match["op"], float(match["value"]))
+    value = float(match["value"])
+    if not math.isfinite(value):  # 1e999: a gate no metric fails or none passes
+        raise InvalidInputError(
+            f"metric gate {text!r} compares with {match['value']}, too large for a number: "
+            "give a finite threshold, e.g. 'auc >= 0.80'"
+        )
+    return Gate(match["metric"], match["op"], value)
 
 
 class CardRules(BaseModel):
@@ -413,11 +422,21 @@ def check_reason(policy: Policy, decision: str, reason: str | None) -> Denial | 
     return None
 
 
+def person(actor: str) -> str:
+    """Return who an actor id names, for counting people: case, spaces and invisibles ignored.
+
+    ``Victor@bank.example``, ``victor@bank.example `` and one with a zero-width
+    space are one person to separation of duties and to distinct approvals.
+    """
+    folded = unicodedata.normalize("NFKC", actor).casefold()
+    return "".join(c for c in folded if not c.isspace() and unicodedata.category(c)[0] != "C")
+
+
 def check_self_approval(
     policy: Policy, actor: str, trainers: Sequence[str], version: str
 ) -> Denial | None:
     """Refuse an approval by the person who trained the version (separation of duties)."""
-    if policy.separation_of_duties and actor in trainers:
+    if policy.separation_of_duties and person(actor) in {person(t) for t in trainers}:
         return Denial(
             "separation-of-duties",
             f"{actor} trained version {version} and may not approve it",
@@ -449,7 +468,7 @@ def check_approvals(
 ) -> Denial | None:
     """Refuse a deploy that lacks the distinct approvals the environment needs."""
     needed = policy.approvals_needed(environment)
-    have = len(set(approvers))
+    have = len({person(a) for a in approvers})
     if have >= needed:
         return None
     if have == 0:

@@ -179,7 +179,7 @@ def read_public_key(path: str | os.PathLike[str]) -> PublicKeyFile:
         record = PublicKeyFile(str(found["signer"]), str(found["name"]), raw)
     except FileNotFoundError:
         raise InvalidInputError(f"no public key file at {source}") from None
-    except (OSError, ValueError, KeyError, TypeError, binascii.Error):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, binascii.Error):
         raise InvalidInputError(
             f"{source} is not a public key file written by `auditml keygen` (JSON with "
             "signer, name and public_key)"

@@ -39,5 +39,7 @@ def read_sections(path: Path) -> tuple[dict[str, Any], str, str]:
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise InvalidInputError(f"{path}{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise InvalidInputError(f"{path} is nested too deeply to read; flatten it") from None
     sections = validate_sections(loaded, where=str(path))
     return sections, path.name, hashlib.sha256(raw).hexdigest()

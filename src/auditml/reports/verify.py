@@ -178,7 +178,7 @@ def verify_report(path: str | Path, vkey: str | None = None) -> ReportCheck:
             cp = data["checkpoint"]
             report_id = str(data.get("report_id"))
             found_js = (str(cp["origin"]), int(cp["size"]), str(cp["root"]))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise VerificationError(
                 f"the {REPORT_JSON} embedded in {source} is not a report ({exc})", kind="format"
             ) from None

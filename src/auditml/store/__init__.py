@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from auditml.errors import (
     AppendError,
     AuditmlError,
+    InvalidInputError,
     StoreError,
     StoreUnavailableError,
     VerificationError,
@@ -97,6 +98,19 @@ class EventFilter:
     #: The actions are rare in the log (keys, signed decisions): read each through
     #: the action index and merge by seq, rather than walk the log in seq order.
     sparse: bool = False
+
+    def __post_init__(self) -> None:
+        _check_name("model", self.model)
+        _check_name("version", self.version)
+
+
+def _check_name(what: str, name: str | None) -> None:
+    """Refuse a model or version name no store can look up: PostgreSQL text holds no NUL."""
+    if name is not None and "\x00" in name:
+        raise InvalidInputError(
+            f"the {what} name {name!r} holds a NUL character, which no store keeps in a name: "
+            "remove it"
+        )
 
 
 class Store:
@@ -180,7 +194,7 @@ class Store:
                         META.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
                     )
                 elif found != str(SCHEMA_VERSION):
-                    raise StoreError(self._version_message(found))
+                    raise self._version_error(found)
         except SQLAlchemyError as exc:
             raise self.backend.unavailable(exc) from None
 
@@ -207,7 +221,7 @@ class Store:
                 ) from None
             raise self.backend.unavailable(exc) from None
         if found != str(SCHEMA_VERSION):
-            raise StoreError(self._version_message(found))
+            raise self._version_error(found)
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1 FROM auditml_checkpoint WHERE 1 = 0")
@@ -217,12 +231,25 @@ class Store:
                 "run `auditml init` with this --db once to add their tables (no event changes)"
             ) from None
 
-    def _version_message(self, found: str | None) -> str:
+    def _version_error(self, found: object) -> AuditmlError:
+        """Return why a store's schema version is refused: newer, or a row that was tampered with.
+
+        Only a later version written as plain digits is a store made by a newer
+        auditml; anything else (a missing row, text, bytes, an older number)
+        never came from auditml, so it fails verification.
+        """
         from auditml.store.tables import SCHEMA_VERSION
 
-        return (
-            f"{redact(self.url)} has auditml schema version {found}, but this auditml "
-            f"reads version {SCHEMA_VERSION}: upgrade auditml"
+        newer = isinstance(found, str) and found.isascii() and found.isdigit()
+        if newer and int(str(found)) > SCHEMA_VERSION and found == str(int(str(found))):
+            return StoreError(
+                f"{redact(self.url)} has auditml schema version {found}, but this auditml "
+                f"reads version {SCHEMA_VERSION}: upgrade auditml"
+            )
+        return VerificationError(
+            f"the store's schema version row is {found!r}, which no auditml writes (this one "
+            f"writes {str(SCHEMA_VERSION)!r}): the auditml_meta table was changed in the database",
+            kind="head",
         )
 
     # -- head ---------------------------------------------------------------
@@ -781,6 +808,7 @@ class TxReader:
 
         Only events with ``seq`` greater than ``after`` are returned.
         """
+        _check_name("model", model)
         p = self._p
         marks = ", ".join([p] * len(actions))
         self._cur.execute(

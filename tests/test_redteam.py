@@ -365,3 +365,15 @@ def test_a_gate_with_an_infinite_threshold_is_refused(
     assert code == 2, out
     assert "too large for a number" in out
     assert raw_query(db_url, "SELECT size FROM auditml_log")[0][0] == size
+
+
+@pytest.mark.parametrize("table", ["auditml_node", "auditml_logkey", "auditml_meta"])
+def test_a_dropped_table_fails_verify(
+    db_url: str, tmp_path: Path, table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Dropping one of the store's tables fails verify with exit 1, not 70 or 2."""
+    _history(db_url, tmp_path, approve_v2=False)
+    raw_sql(db_url, [f"DROP TABLE {table}"])
+    code, out = _cli(["verify", "--db", db_url], capsys)
+    assert code == 1, out
+    assert f"no {table} table" in out

@@ -594,8 +594,9 @@ class Draft(_Frozen):
         if values.get("subject") is None:
             values["subject"] = {}
         elif isinstance(values["subject"], dict):
-            for name, held in values["subject"].items():
+            for name in ("model", "version"):
                 # The model and version are columns too, and PostgreSQL text holds no NUL.
+                held = values["subject"].get(name)
                 if isinstance(held, str) and "\x00" in held:
                     raise ValueError(
                         f"the {name} name {held!r} holds a NUL character, which no store "

@@ -215,6 +215,14 @@ class Store:
                 ).scalar()
         except DBAPIError as exc:
             message = str(exc.orig).lower()
+            if ("no such table" in message or "does not exist" in message) and self._has_table(
+                "auditml_event"
+            ):
+                raise VerificationError(
+                    "the store has events but no auditml_meta table, which every auditml store "
+                    "holds: it was dropped in the database",
+                    kind="head",
+                ) from None
             if "no such table" in message or "does not exist" in message:
                 raise StoreUnavailableError(
                     f"{redact(self.url)} holds no auditml log: run `auditml init` first"
@@ -222,14 +230,27 @@ class Store:
             raise self.backend.unavailable(exc) from None
         if found != str(SCHEMA_VERSION):
             raise self._version_error(found)
-        try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1 FROM auditml_checkpoint WHERE 1 = 0")
-        except DBAPIError:
+        if not self._has_table("auditml_checkpoint"):
             raise StoreError(
                 f"{redact(self.url)} was made by an earlier auditml, before checkpoints: "
                 "run `auditml init` with this --db once to add their tables (no event changes)"
-            ) from None
+            )
+        for table in ("auditml_log", "auditml_event", "auditml_node", "auditml_logkey"):
+            if not self._has_table(table):
+                raise VerificationError(
+                    f"the store has no {table} table, which every auditml store holds: it was "
+                    "dropped in the database",
+                    kind="head",
+                )
+
+    def _has_table(self, table: str) -> bool:
+        """Return whether the store holds ``table`` (one of its own, named in code)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT 1 FROM {table} WHERE 1 = 0")
+        except DBAPIError:
+            return False
+        return True
 
     def _version_error(self, found: object) -> AuditmlError:
         """Return why a store's schema version is refused: newer, or a row that was tampered with.

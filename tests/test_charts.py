@@ -99,3 +99,27 @@ def test_timeline_chart_single_moment_and_hostile_environment() -> None:
 def test_timeline_chart_without_moves_says_so() -> None:
     """No deployments at all draws 'No data' rather than an empty frame."""
     assert "No data" in timeline_chart({})
+
+
+def test_a_timeline_of_close_events_is_drawn_in_order_and_named_by_seq() -> None:
+    """Moves seconds apart get distinct ticks naming their events; the legend shows what occurs."""
+    t0 = datetime(2026, 11, 22, 2, 51, 7, tzinfo=UTC)
+    lanes = {
+        "production": [
+            TimelineMark(t0, "1", "deploy", 12),
+            TimelineMark(t0 + timedelta(seconds=1), "2", "deploy", 14),
+            TimelineMark(t0 + timedelta(seconds=2), "1", "rollback", 16),
+        ]
+    }
+    svg = str(timeline_chart(lanes))
+    assert all(f">event {seq}<" in svg for seq in (12, 14, 16))
+    assert "not to time scale" in svg
+    assert ">rollback<" in svg and ">retire<" not in svg
+    slow = {
+        "production": [
+            TimelineMark(t0, "1", "deploy"),
+            TimelineMark(t0 + timedelta(days=9), "2", "deploy"),
+        ]
+    }
+    drawn = str(timeline_chart(slow))
+    assert "not to time scale" not in drawn and ">rollback<" not in drawn

@@ -233,7 +233,10 @@ def _order_ticks(
     else its time to the second.
     """
     n = len(moments)
-    chosen = sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(min(count, n))})
+    if n <= count:
+        chosen = list(range(n))
+    else:  # spread over the whole range, first and last included
+        chosen = sorted({round(i * (n - 1) / (count - 1)) for i in range(count)})
     return [
         (
             (i + 0.5) / n,
@@ -326,15 +329,23 @@ def timeline_chart(lanes: Mapping[str, Sequence[TimelineMark]], *, width: int = 
                 )
                 last_label = x
     legend_y = height - 12
-    out.append(
+    kinds = {mark.kind for _, _, mark in marks}
+    legend = [
         f'<circle cx="{left + 6}" cy="{legend_y - 4}" r="5" fill="#263238"/>'
         f'<text x="{left + 16}" y="{legend_y}">deploy</text>'
-        f'<path d="M{left + 74},{legend_y - 10} L{left + 86},{legend_y - 10} '
-        f'L{left + 80},{legend_y + 2} Z" fill="{ROLLBACK}"/>'
-        f'<text x="{left + 92}" y="{legend_y}" fill="{ROLLBACK}">rollback</text>'
-        f'<rect x="{left + 156}" y="{legend_y - 9}" width="10" height="10" fill="{RETIRE}"/>'
-        f'<text x="{left + 172}" y="{legend_y}">retire</text>'
-    )
+    ]
+    if "rollback" in kinds:  # the legend names only what the chart shows
+        legend.append(
+            f'<path d="M{left + 74},{legend_y - 10} L{left + 86},{legend_y - 10} '
+            f'L{left + 80},{legend_y + 2} Z" fill="{ROLLBACK}"/>'
+            f'<text x="{left + 92}" y="{legend_y}" fill="{ROLLBACK}">rollback</text>'
+        )
+    if "retire" in kinds:
+        legend.append(
+            f'<rect x="{left + 156}" y="{legend_y - 9}" width="10" height="10" '
+            f'fill="{RETIRE}"/><text x="{left + 172}" y="{legend_y}">retire</text>'
+        )
+    out.extend(legend)
     if ordinal:
         out.append(
             f'<text x="{width - right}" y="{legend_y}" text-anchor="end" fill="#666">'

@@ -195,7 +195,7 @@ def _training(seq: int, event: Event) -> TrainingEntry:
         for name, ref in raw_sets.items():
             if isinstance(ref, dict):
                 digest = ref.get("sha256")
-                tail = f" sha256 {str(digest)[:16]}" if digest else ""
+                tail = f" sha256 {digest}" if digest else ""  # whole: a reader compares it
                 datasets.append(f"{name}: {ref.get('uri')}{tail}")
     env = data.get("environment")
     env_text = None
@@ -217,7 +217,7 @@ def _training(seq: int, event: Event) -> TrainingEntry:
         for name, ref in raw_artifacts.items():
             if isinstance(ref, dict):
                 digest = ref.get("sha256")
-                artifacts.append(f"{name}: sha256 {str(digest)[:16]}" if digest else str(name))
+                artifacts.append(f"{name}: sha256 {digest}" if digest else str(name))
     params = data.get("params")
     metrics = data.get("metrics")
     return TrainingEntry(

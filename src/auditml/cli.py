@@ -493,6 +493,10 @@ def verify(
         out.print(f"the log's latest signed checkpoint (size {report.checkpoint}) holds")
     for size in report.anchors:
         out.print(f"the log extends the anchored checkpoint at size {size}")
+    if report.vkey is not None and vkey is None:
+        # A whole log rewritten and re-signed with another key verifies against itself:
+        # only a key held elsewhere tells them apart.
+        out.print(f"log key {report.vkey}: compare it with yours, or pin it with --vkey")
 
 
 @contextmanager

@@ -160,6 +160,8 @@ class VerifyReport:
     signatures: int = 0
     checkpoint: int | None = None
     anchors: tuple[int, ...] = ()
+    #: The log's verifier key every checkpoint was checked against (None: the log has none).
+    vkey: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able values."""
@@ -174,6 +176,7 @@ class VerifyReport:
             "signatures": self.signatures,
             "checkpoint": self.checkpoint,
             "anchors": list(self.anchors),
+            "vkey": self.vkey,
         }
 
 
@@ -670,6 +673,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
             signatures=signatures,
             checkpoint=kept,
             anchors=anchors,
+            vkey=self._store.log_key(self._log_id),
         )
 
     def _start_helper(

@@ -9,21 +9,10 @@ from pathlib import Path
 import pytest
 
 from auditml import AuditLog
-from auditml.cli import main
 from tests.conftest import drop_triggers, raw_query, raw_sql
+from tests.conftest import run_cli as run
 
 ORIGIN = "bank.example/credit-models"
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process and return (exit code, stdout, stderr)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

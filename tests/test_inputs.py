@@ -20,7 +20,6 @@ from pydantic import ValidationError
 from auditml import AuditLog
 from auditml.cards import build_card
 from auditml.cards.render import render_card
-from auditml.cli import main
 from auditml.errors import AppendError, ConfigurationError, InvalidInputError
 from auditml.policy import CardRules, Policy
 from auditml.reports import build_report
@@ -28,20 +27,10 @@ from auditml.reports.pdf import write_pdf_report
 from auditml.reports.render import render_report
 from auditml.store import redact
 from tests.conftest import postgres_base_url
+from tests.conftest import run_cli as run
 
 ORIGIN = "bank.example/credit-models"
 SECRET = "s3cret-Pw"
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run the CLI in-process and return (exit code, stdout, stderr)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def with_param(url: str, param: str) -> str:

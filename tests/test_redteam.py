@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from auditml import AuditLog, InvalidInputError, PolicyDeniedError, VerificationError
-from auditml.cli import main
 from auditml.events import Draft
 from auditml.policy import Policy
-from tests.conftest import drop_triggers, raw_query, raw_sql
+from tests.conftest import drop_triggers, raw_query, raw_sql, run_cli
 
 ORIGIN = "bank.example/redteam"
 ADMIN = "admin@bank.example"
@@ -135,13 +134,7 @@ def _rewrite(victim: str, forged: str) -> None:
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
+    code, out, err = run_cli(args, capsys)
     return code, out + err
 
 

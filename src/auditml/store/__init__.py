@@ -876,18 +876,24 @@ def _head(row: tuple[Any, ...]) -> HeadState:
     """Return the head row as a HeadState, or raise naming the column that cannot be one."""
     names = ("id", "origin", "size", "head_hash", "head_time", "root", "frontier")
     kinds = (int, str, int, bytes, str, bytes, bytes)
+    return HeadState(*_typed(row, names, kinds, "the log's head row", "head"))
+
+
+def _typed(
+    row: Sequence[Any], names: Sequence[str], kinds: Sequence[type], what: str, kind: str
+) -> list[Any]:
+    """Return a row's values, each of its column's type, or raise naming the one that is not."""
     values = list(row)
-    for i, (name, kind, value) in enumerate(zip(names, kinds, values, strict=True)):
-        if kind is bytes and isinstance(value, memoryview | bytearray):
+    for i, (name, wanted, value) in enumerate(zip(names, kinds, values, strict=True)):
+        if wanted is bytes and isinstance(value, memoryview | bytearray):
             values[i] = bytes(value)
-        elif not isinstance(value, kind) or isinstance(value, bool):
+        elif not isinstance(value, wanted) or isinstance(value, bool):
             raise VerificationError(
-                f"the log's head row is malformed: its {name} column holds "
-                f"{type(value).__name__} {_short(value)}, not {kind.__name__}: the head row "
-                "was changed outside auditml",
-                kind="head",
+                f"{what} is malformed: its {name} column holds {type(value).__name__} "
+                f"{_short(value)}, not {wanted.__name__}: it was changed outside auditml",
+                kind=kind,
             )
-    return HeadState(*values)
+    return values
 
 
 def _checked(seq: Any, digest: Any, body: Any) -> tuple[int, bytes, bytes]:
@@ -952,22 +958,10 @@ def _node_key(level: Any, idx: Any, digest: Any) -> tuple[int, int]:
 
 def _checkpoint_row(row: tuple[Any, ...]) -> tuple[int, bytes, str, str]:
     """Return a checkpoint row's values, or raise naming the column that is malformed."""
-    size, root, note, created_at = row
-    if isinstance(root, memoryview | bytearray):
-        root = bytes(root)
-    for name, value, kind in (
-        ("size", size, int),
-        ("root", root, bytes),
-        ("note", note, str),
-        ("created_at", created_at, str),
-    ):
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise VerificationError(
-                f"a kept checkpoint row is malformed: its {name} column holds "
-                f"{type(value).__name__} {_short(value)}, not {kind.__name__}: the row was "
-                "changed outside auditml",
-                kind="anchor",
-            )
+    names = ("size", "root", "note", "created_at")
+    size, root, note, created_at = _typed(
+        row, names, (int, bytes, str, str), "a kept checkpoint row", "anchor"
+    )
     return size, root, note, created_at
 
 

@@ -448,7 +448,10 @@ def run_demo(out_dir: Path, console: Console) -> None:
         say("  audit.db           the log (SQLite)      auditml.toml  the policy recorded on it")
         say("  data/              generated datasets    models/       the two trained versions")
         say("  card.yaml          the cards' sections   cards/        each version's model card")
-        say("  audit-report.*     the audit report (HTML; the PDF carries its own evidence)")
+        if (out_dir / "audit-report.pdf").exists():
+            say("  audit-report.*     the audit report (HTML; the PDF carries its own evidence)")
+        else:
+            say("  audit-report.html  the audit report (install auditml[pdf] for the PDF)")
         say("  keys/victor.key    the validator's e-signature key (kept when the demo runs again)")
         say("Look around:")
         say(f"  auditml log --db {url}")

@@ -162,3 +162,21 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
     return code, out, err
+
+
+def append_evaluations(log: Any, count: int, tag: str) -> None:
+    """Append ``count`` imported evaluations of credit-risk v1 in one batch, as filler."""
+    from auditml import Draft
+
+    log.append_many(
+        [
+            Draft.build(
+                "model.evaluate",
+                actor="ci@bank.example",
+                subject={"model": "credit-risk", "version": "1"},
+                data={"metrics": {"auc": 0.8, "i": i}, "notes": f"{tag} {i}"},
+            )
+            for i in range(count)
+        ],
+        imported=True,
+    )

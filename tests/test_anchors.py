@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from auditml import AuditLog, Draft, VerificationError
+from auditml import AuditLog, VerificationError
 from auditml.signing import generate_key_file, load_signer, sign_checkpoint
-from tests.conftest import drop_triggers, raw_query, raw_sql
+from tests.conftest import append_evaluations, drop_triggers, raw_query, raw_sql
 from tests.test_cli import run
 from tests.test_tamper import _rewrite
 
@@ -30,18 +30,7 @@ REWRITTEN = "were rewritten after the anchor was taken"
 
 def _grow(url: str, count: int, tag: str) -> None:
     with AuditLog.open(url) as log:
-        log.append_many(
-            [
-                Draft.build(
-                    "model.evaluate",
-                    actor="ci@bank.example",
-                    subject={"model": "credit-risk", "version": "1"},
-                    data={"metrics": {"auc": 0.8, "i": i}, "notes": f"{tag} {i}"},
-                )
-                for i in range(count)
-            ],
-            imported=True,
-        )
+        append_evaluations(log, count, tag)
 
 
 @pytest.fixture

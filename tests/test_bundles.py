@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from auditml import AuditLog, Draft, VerificationError
+from auditml import AuditLog, VerificationError
 from auditml.bundle import EVENTS, verify_bundle
 from auditml.signing import VerifierKey, generate_key_file, sign_checkpoint
+from tests.conftest import append_evaluations
 from tests.test_cli import run
 
 ORIGIN = "bank.example/bundles"
@@ -25,18 +26,7 @@ Lines = list[bytes]
 
 
 def _grow(log: AuditLog, count: int, tag: str) -> None:
-    log.append_many(
-        [
-            Draft.build(
-                "model.evaluate",
-                actor="ci@bank.example",
-                subject={"model": "credit-risk", "version": "1"},
-                data={"metrics": {"auc": 0.8, "i": i}, "notes": f"{tag} {i}"},
-            )
-            for i in range(count)
-        ],
-        imported=True,
-    )
+    append_evaluations(log, count, tag)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from auditml import AuditLog, track_training
-from auditml._fingerprint import dataset_ref, folder_manifest, hash_file
+from auditml._internal.fingerprint import dataset_ref, folder_manifest, hash_file
 
 ACTOR = "bench@bank.example"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from auditml import Actor, AuditLog, Draft
-from auditml.merkle import verify_consistency, verify_inclusion
+from auditml.core.merkle import verify_consistency, verify_inclusion
 
 BATCH = 10_000
 ORIGIN = "bench.example/proofs"

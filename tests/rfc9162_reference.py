@@ -1,4 +1,4 @@
-"""An RFC 9162 proof verifier written straight from the RFC's text, apart from auditml.merkle.
+"""An RFC 9162 proof verifier written straight from the RFC's text, apart from auditml.core.merkle.
 
 It imports nothing from auditml, so a mistake shared by the library's prover and
 its own verifier cannot hide here. Each function follows its section step by

@@ -14,8 +14,8 @@ def test_every_public_name_loads() -> None:
 def test_verify_helper_starts_without_sqlmodel_or_pydantic_models() -> None:
     """Importing verify's helper module loads neither SQLModel nor the event models."""
     code = (
-        "import sys, auditml._tree_worker; "
-        "print('sqlmodel' in sys.modules, 'auditml.events' in sys.modules)"
+        "import sys, auditml._internal.tree_worker; "
+        "print('sqlmodel' in sys.modules, 'auditml.core.events' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

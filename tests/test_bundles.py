@@ -16,7 +16,7 @@ import pytest
 
 from auditml import AuditLog, VerificationError
 from auditml.bundle import EVENTS, verify_bundle
-from auditml.signing import VerifierKey, generate_key_file, sign_checkpoint
+from auditml.core.signing import VerifierKey, generate_key_file, sign_checkpoint
 from tests.conftest import append_evaluations
 from tests.test_cli import run
 

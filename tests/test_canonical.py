@@ -1,4 +1,4 @@
-"""Tests for auditml.canonical: RFC 8785 encoding and the strict JSON parser."""
+"""Tests for auditml.core.canonical: RFC 8785 encoding and the strict JSON parser."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import auditml.canonical
-from auditml.canonical import (
+import auditml.core.canonical
+from auditml.core.canonical import (
     MAX_SAFE_INTEGER,
     canonical_bytes,
     canonical_text,
@@ -469,7 +469,7 @@ def test_plain_encoder_takes_the_fast_path_for_typical_event_data(
     def refuse(value: object) -> bytes:
         raise AssertionError(f"fell back to the careful encoder for {value!r}")
 
-    monkeypatch.setattr(auditml.canonical, "canonical_bytes", refuse)
+    monkeypatch.setattr(auditml.core.canonical, "canonical_bytes", refuse)
     data = {
         "dataset": {"uri": "s3://datasets/holdout-3.parquet", "sha256": "9e" * 32},
         "metrics": {"auc": 0.8123, "accuracy": 0.91, "n": 10_123, "loss": 0.05, "tiny": 0.0012},

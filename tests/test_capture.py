@@ -14,7 +14,7 @@ import pytest
 
 from auditml import AuditLog, InvalidInputError, Policy, PolicyDeniedError, current_run
 from auditml import track_training as track
-from auditml._fingerprint import opaque
+from auditml._internal.fingerprint import opaque
 from auditml.errors import CanonicalizationError, StoreUnavailableError
 from tests.test_cli import run
 
@@ -683,7 +683,7 @@ def test_dataset_and_artifact_uris_lose_their_credentials(log: AuditLog) -> None
 
 def test_evaluate_and_record_training_strip_credentials_too(log: AuditLog) -> None:
     """log.evaluate (path string or DatasetRef) and record_training never store a secret."""
-    from auditml.events import DatasetRef
+    from auditml.core.events import DatasetRef
 
     with pytest.warns(UserWarning, match="removed credentials") as caught:
         log.record_training(
@@ -735,7 +735,7 @@ def test_local_paths_are_relative_to_the_working_folder_or_absolute(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file inside the working folder is recorded relative to it; one outside, absolutely."""
-    from auditml._fingerprint import dataset_ref
+    from auditml._internal.fingerprint import dataset_ref
 
     (tmp_path / "work" / "data").mkdir(parents=True)
     inside = tmp_path / "work" / "data" / "train.csv"

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from auditml import AuditLog, Draft, VerificationError
-from auditml.canonical import canonical_bytes
-from auditml.chain import ChainVerifier, Row
+from auditml.core.canonical import canonical_bytes
+from auditml.core.chain import ChainVerifier, Row
 
 ORIGIN = "bank.example/credit-models"
 

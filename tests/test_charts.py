@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
-from auditml.charts import TimelineMark, metric_chart, nice_ticks, timeline_chart
+from auditml._internal.charts import TimelineMark, metric_chart, nice_ticks, timeline_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = '<script>alert("x")</script>&amp;'

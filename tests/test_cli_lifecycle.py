@@ -272,7 +272,7 @@ def test_demo_without_weasyprint_says_how_to_get_the_pdf(
     """Without WeasyPrint the demo names the pdf extra and a check that needs no PDF."""
     from rich.console import Console
 
-    from auditml import _demo
+    from auditml._internal import demo as _demo
 
     monkeypatch.setattr(_demo, "_can_write_pdf", lambda: False)
     out_dir = tmp_path / "demo [copy]"  # Rich markup would eat the brackets

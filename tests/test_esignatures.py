@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from auditml import AuditLog, Policy, PolicyDeniedError, VerificationError
-from auditml.signing import FileSigner, generate_key_file, load_signer, make_esignature
+from auditml.core.signing import FileSigner, generate_key_file, load_signer, make_esignature
 from auditml.trust import PublicKeyFile
 from tests.conftest import drop_triggers, raw_query
 from tests.test_tamper import _rewrite

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from auditml import Actor, Draft, InvalidInputError, UnknownActionError
-from auditml.events import ACTIONS, TrainData, data_model, validate_data
-from auditml.schema import render_schemas
+from auditml._internal.schema import render_schemas
+from auditml.core.events import ACTIONS, TrainData, data_model, validate_data
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 REQUIRED_ACTIONS = {
@@ -34,7 +34,7 @@ def test_unknown_action_lists_the_known_ones() -> None:
 
 
 def test_checked_in_schemas_match_the_models() -> None:
-    """schemas/ is what the models generate (after a change: python -m auditml.schema)."""
+    """schemas/ is what the models generate (after a change: python -m auditml._internal.schema)."""
     expected = render_schemas()
     found = {
         str(path.relative_to(SCHEMAS)): path.read_text(encoding="utf-8")

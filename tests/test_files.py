@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from auditml import AuditLog
-from auditml._output import output_file, output_folder, write_output
+from auditml._internal.output import output_file, output_folder, write_output
 from auditml.errors import InvalidInputError
 from tests.conftest import raw_query, raw_sql
 from tests.test_cli import run

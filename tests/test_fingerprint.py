@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from auditml import InvalidInputError
-from auditml._fingerprint import (
+from auditml._internal.fingerprint import (
     BUFFER,
     artifact_ref,
     code_version,

@@ -26,10 +26,10 @@ from auditml import (
     render_card,
     render_report,
 )
-from auditml.canonical import loads_strict
-from auditml.events import Draft
-from auditml.policy import CardRules
-from auditml.signing import FileSigner, generate_key_file, load_signer, make_esignature
+from auditml.core.canonical import loads_strict
+from auditml.core.events import Draft
+from auditml.core.policy import CardRules
+from auditml.core.signing import FileSigner, generate_key_file, load_signer, make_esignature
 from auditml.trust import PublicKeyFile
 from tests.conftest import raw_query
 from tests.test_cli import run

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from auditml import AuditLog, InvalidInputError, Policy, PolicyDeniedError
-from auditml.incidents import art73_due
+from auditml.core.incidents import art73_due
 from tests.test_cli import run
 
 DS, VAL, REL, OPS = "ds@b.example", "val@b.example", "rel@b.example", "ops@b.example"

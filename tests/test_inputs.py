@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from auditml import AuditLog
 from auditml.cards import build_card
 from auditml.cards.render import render_card
+from auditml.core.policy import CardRules, Policy
 from auditml.errors import AppendError, ConfigurationError, InvalidInputError
-from auditml.policy import CardRules, Policy
 from auditml.reports import build_report
 from auditml.reports.pdf import write_pdf_report
 from auditml.reports.render import render_report

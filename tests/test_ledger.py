@@ -20,9 +20,9 @@ from auditml import (
     UnknownActionError,
     VerificationError,
 )
-from auditml.canonical import canonical_bytes, loads_strict
+from auditml.core.canonical import canonical_bytes, loads_strict
+from auditml.core.merkle import EMPTY_ROOT, root_of
 from auditml.errors import CanonicalizationError
-from auditml.merkle import EMPTY_ROOT, root_of
 from auditml.store import EventFilter
 from tests.conftest import drop_triggers, raw_query, raw_sql
 

@@ -1,4 +1,4 @@
-"""Tests of auditml.merkle: RFC 9162 roots, compact ranges, and inclusion and consistency proofs."""
+"""Tests of auditml.core.merkle: RFC 9162 roots, compact ranges, and inclusion and consistency proofs."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from auditml import merkle
-from auditml.errors import ProofError, VerificationError
-from auditml.merkle import (
+from auditml.core import merkle
+from auditml.core.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     CompactRange,
@@ -29,6 +28,7 @@ from auditml.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from auditml.errors import ProofError, VerificationError
 from tests import rfc9162_reference as rfc
 from tests.vector_files import require_vectors
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from auditml import AuditLog, InvalidInputError, PolicyDeniedError, VerificationError
-from auditml.events import Draft
-from auditml.policy import Policy
+from auditml.core.events import Draft
+from auditml.core.policy import Policy
 from tests.conftest import drop_triggers, raw_query, raw_sql, run_cli
 
 ORIGIN = "bank.example/redteam"

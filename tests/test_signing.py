@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditml import InvalidInputError, VerificationError
-from auditml.errors import ConfigurationError
-from auditml.signing import (
+from auditml.core.signing import (
     FileSigner,
     VerifierKey,
     checkpoint_body,
@@ -25,6 +24,7 @@ from auditml.signing import (
     sign_note,
     verify_esignature,
 )
+from auditml.errors import ConfigurationError
 from tests.vector_files import require_vectors
 
 ORIGIN = "bank.example/credit-models"

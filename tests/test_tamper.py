@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from auditml import AuditLog, Draft, VerificationError
-from auditml.canonical import canonical_bytes
-from auditml.chain import NODE_LEVEL
-from auditml.merkle import CompactRange
+from auditml.core.canonical import canonical_bytes
+from auditml.core.chain import NODE_LEVEL
+from auditml.core.merkle import CompactRange
 from tests.conftest import drop_triggers, raw_query, raw_sql
 
 ORIGIN = "bank.example/credit-models"

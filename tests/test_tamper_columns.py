@@ -15,7 +15,7 @@ import pytest
 
 from auditml import AppendError, AuditLog, PolicyDeniedError, VerificationError
 from auditml.cli import main
-from auditml.policy import Policy
+from auditml.core.policy import Policy
 from tests.conftest import drop_triggers, raw_query, raw_sql
 
 ORIGIN = "bank.example/credit-models"
@@ -291,7 +291,7 @@ def test_a_replaced_log_key_is_named(url: str, tmp_path: Path) -> None:
     """A key row replaced with another key (its own checkpoints re-signed) fails verify."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from auditml.signing import FileSigner, VerifierKey, sign_checkpoint
+    from auditml.core.signing import FileSigner, VerifierKey, sign_checkpoint
 
     forger = FileSigner(Ed25519PrivateKey.generate())
     rows = raw_query(url, "SELECT size, root FROM auditml_checkpoint")

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from auditml import AuditLog, Draft, PolicyDeniedError, VerificationError
-from auditml.policy import Policy
+from auditml.core.policy import Policy
 from auditml.store import Store
 from tests.conftest import drop_triggers, raw_query, raw_sql
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from auditml import AuditLog
-from auditml.merkle import verify_consistency, verify_inclusion
+from auditml.core.merkle import verify_consistency, verify_inclusion
 from tests.conftest import drop_triggers, raw_sql
 from tests.test_cli import run
 
@@ -100,7 +100,7 @@ def test_a_truncated_log_fails_against_its_anchor(
 
 
 def _frontier(records: list) -> bytes:  # type: ignore[type-arg]
-    from auditml.merkle import CompactRange
+    from auditml.core.merkle import CompactRange
 
     rng = CompactRange()
     for record in records:

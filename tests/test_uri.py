@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auditml._uri import is_secret_name, scrub_uri
+from auditml.core.uri import is_secret_name, scrub_uri
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 if TYPE_CHECKING:
     from auditml.capture import TrainingRun, current_run, track_training
     from auditml.cards import ModelCard, build_card, diff_cards, render_card
+    from auditml.core.events import Actor, Draft, Event
+    from auditml.core.policy import Policy
     from auditml.errors import (
         AppendError,
         AuditmlError,
@@ -33,10 +35,8 @@ if TYPE_CHECKING:
         UnknownActionError,
         VerificationError,
     )
-    from auditml.events import Actor, Draft, Event
     from auditml.ledger import AuditLog, Head, Receipt, Record, VerifyReport
     from auditml.lifecycle import ModelState, Move, VersionState
-    from auditml.policy import Policy
     from auditml.reports import AuditReport, build_report, render_report, verify_report
 
 _HOMES = {
@@ -56,10 +56,10 @@ _HOMES = {
     ),
     "auditml.capture": ("TrainingRun", "current_run", "track_training"),
     "auditml.cards": ("ModelCard", "build_card", "diff_cards", "render_card"),
-    "auditml.events": ("Actor", "Draft", "Event"),
+    "auditml.core.events": ("Actor", "Draft", "Event"),
     "auditml.ledger": ("AuditLog", "Head", "Receipt", "Record", "VerifyReport"),
     "auditml.lifecycle": ("ModelState", "Move", "VersionState"),
-    "auditml.policy": ("Policy",),
+    "auditml.core.policy": ("Policy",),
     "auditml.reports": ("AuditReport", "build_report", "render_report", "verify_report"),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}

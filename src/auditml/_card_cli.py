@@ -16,13 +16,13 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
+from auditml._internal.output import check_output, write_output
 from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
-from auditml._output import check_output, write_output
-from auditml._text import escape_controls
 from auditml.cards.build import build_card
 from auditml.cards.diff import CardDiff, diff_cards
 from auditml.cards.render import FORMATS, render_card
 from auditml.cli import DbOption, ForceOption, JsonOption, _errors, _open, app, out
+from auditml.core.text import escape_controls
 from auditml.errors import InvalidInputError
 
 

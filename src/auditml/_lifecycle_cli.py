@@ -17,14 +17,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from auditml.canonical import loads_strict
+from auditml._internal.identity import resolve_actor
 from auditml.cli import DbOption, JsonOption, _errors, _open, app, err, out
+from auditml.core.canonical import loads_strict
+from auditml.core.events import IMPORTED_NOTE, is_imported
+from auditml.core.policy import DEFAULT_POLICY
 from auditml.errors import InvalidInputError
-from auditml.events import IMPORTED_NOTE, is_imported
-from auditml.identity import resolve_actor
 from auditml.ledger import Receipt
 from auditml.lifecycle import ModelState
-from auditml.policy import DEFAULT_POLICY
 
 ActorOption = Annotated[
     str | None,
@@ -160,8 +160,8 @@ def _warnings_said() -> Iterator[None]:
 
 def _sources(values: list[str] | None, option: str, what: str) -> dict[str, str]:
     """Parse ``--dataset``/``--artifact``: NAME=PATH|URI, or a bare path or URI named by file."""
-    from auditml._uri import has_scheme, scrub_uri
     from auditml.capture import named_sources
+    from auditml.core.uri import has_scheme, scrub_uri
 
     found: dict[str, str] = {}
     for item in values or []:
@@ -257,7 +257,7 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Record a training run done by a pipeline that is not Python."""
-    from auditml._fingerprint import artifact_ref, code_version, dataset_ref
+    from auditml._internal.fingerprint import artifact_ref, code_version, dataset_ref
 
     with _errors(), _warnings_said():
         data = _json_file(from_json)
@@ -747,7 +747,7 @@ def demo(
     ] = Path("auditml-demo"),
 ) -> None:
     """Tell a model's life in seconds: train, evaluate, approve, deploy, roll back, verify."""
-    from auditml._demo import run_demo
+    from auditml._internal.demo import run_demo
 
     with _errors():
         run_demo(out_dir, out)

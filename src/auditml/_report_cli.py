@@ -69,7 +69,7 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the audit report: decisions, signatures, incidents, and the proof they are intact."""
-    from auditml._output import check_output, write_output
+    from auditml._internal.output import check_output, write_output
     from auditml.reports.build import build_report
     from auditml.reports.render import FORMATS, PAPERS, render_report
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from auditml import merkle
-from auditml._output import check_folder, check_output, output_file, output_folder
-from auditml.chain import ChainVerifier
+from auditml._internal.output import check_folder, check_output, output_file, output_folder
+from auditml.core import merkle
+from auditml.core.chain import ChainVerifier
+from auditml.core.signing import Checkpoint, VerifierKey, open_checkpoint
 from auditml.errors import AuditmlError, InvalidInputError, VerificationError
-from auditml.signing import Checkpoint, VerifierKey, open_checkpoint
 
 __all__ = [
     "CHECKPOINT",
@@ -93,7 +93,7 @@ def write_bundle(
     The bundle appears whole or not at all: it is written beside ``out`` under
     a temporary name and renamed into place. An existing ``out`` is refused,
     except an empty folder, or a ``.zip`` file with ``force``; so are links and
-    the ``protect`` files (see :mod:`auditml._output`).
+    the ``protect`` files (see :mod:`auditml._internal.output`).
     """
     target = check_bundle_path(out, force=force, protect=protect)
     proof_lines = b"".join(

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
-from auditml._fingerprint import (
+from auditml._internal.fingerprint import (
     MAX_SAFE_INT,
     artifact_ref,
     dataset_ref,
@@ -41,10 +41,10 @@ from auditml._fingerprint import (
     opaque,
     start_capture,
 )
-from auditml._uri import has_scheme, scrub_uri
+from auditml._internal.identity import resolve_actor
+from auditml.core.events import Actor, ArtifactRef, CodeVersion, DatasetRef, Environment
+from auditml.core.uri import has_scheme, scrub_uri
 from auditml.errors import AuditmlError, InvalidInputError, StoreError
-from auditml.events import Actor, ArtifactRef, CodeVersion, DatasetRef, Environment
-from auditml.identity import resolve_actor
 
 if TYPE_CHECKING:
     from auditml.ledger import AuditLog, Receipt

@@ -29,9 +29,9 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from auditml import __version__
-from auditml._text import escape_controls, needs_escape
+from auditml.core.events import IMPORTED_NOTE, imported_source, is_imported
+from auditml.core.text import escape_controls, needs_escape
 from auditml.errors import AuditmlError, InvalidInputError, PolicyDeniedError, VerificationError
-from auditml.events import IMPORTED_NOTE, imported_source, is_imported
 from auditml.ledger import AuditLog
 
 __all__ = ["app", "main"]

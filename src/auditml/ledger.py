@@ -20,18 +20,16 @@ from typing import Any, NamedTuple, Self
 
 from pydantic import ValidationError
 
-from auditml import merkle
-from auditml.canonical import canonical_bytes, canonical_text, loads_strict, plain_canonical_bytes
-from auditml.chain import NODE_LEVEL, ChainVerifier, check_nodes, gap_error, header_bytes
-from auditml.errors import (
-    AuditmlError,
-    ConfigurationError,
-    InvalidInputError,
-    LogNotFoundError,
-    StoreError,
-    VerificationError,
+from auditml._internal.identity import resolve_actor
+from auditml.core import merkle
+from auditml.core.canonical import (
+    canonical_bytes,
+    canonical_text,
+    loads_strict,
+    plain_canonical_bytes,
 )
-from auditml.events import (
+from auditml.core.chain import NODE_LEVEL, ChainVerifier, check_nodes, gap_error, header_bytes
+from auditml.core.events import (
     Actor,
     Draft,
     Event,
@@ -41,9 +39,16 @@ from auditml.events import (
     imported_mark,
     marked,
 )
-from auditml.identity import resolve_actor
+from auditml.core.signing import Signer, VerifierKey, sign_checkpoint
+from auditml.errors import (
+    AuditmlError,
+    ConfigurationError,
+    InvalidInputError,
+    LogNotFoundError,
+    StoreError,
+    VerificationError,
+)
 from auditml.lifecycle import Decide, LifecycleMixin, Outcome, StateCache, View
-from auditml.signing import Signer, VerifierKey, sign_checkpoint
 from auditml.store import Batch, EventFilter, HeadState, Store, TxReader, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, TrustMixin, check_import, new_log_signer
 
@@ -378,7 +383,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
         name, which checks the policy. ``imported`` records history that
         happened elsewhere (a migration): ``True``, or its provenance as a
         mapping such as ``{"source": "mlflow", "id": run_id, "time": ...}`` (see
-        :class:`~auditml.events.ImportedFrom`). The event then carries that
+        :class:`~auditml.core.events.ImportedFrom`). The event then carries that
         mark as ``data.imported`` in its own bytes, policy does not check it,
         and it never counts toward a rule a live decision must meet (see
         :mod:`auditml.lifecycle`). An imported e-signature must still verify.
@@ -694,7 +699,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
         )
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "auditml._tree_worker"],
+                [sys.executable, "-m", "auditml._internal.tree_worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -720,7 +725,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
         except (ValueError, IndexError):
             result = {"error": "no answer"}
         if "error" in result:
-            from auditml._tree_worker import fold_stored_tree
+            from auditml._internal.tree_worker import fold_stored_tree
 
             result = fold_stored_tree(
                 self._store.url, self._log_id, size, split, self._origin, roots_at

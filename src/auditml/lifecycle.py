@@ -51,14 +51,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from auditml.canonical import loads_strict
-from auditml.errors import (
-    AuditmlError,
-    InvalidInputError,
-    PolicyDeniedError,
-    VerificationError,
-)
-from auditml.events import (
+from auditml._internal.identity import resolve_actor
+from auditml.core.canonical import loads_strict
+from auditml.core.events import (
     Actor,
     ArtifactRef,
     DatasetRef,
@@ -69,9 +64,8 @@ from auditml.events import (
     is_imported,
     validate_data,
 )
-from auditml.identity import resolve_actor
-from auditml.incidents import Incident, IncidentIndex
-from auditml.policy import (
+from auditml.core.incidents import Incident, IncidentIndex
+from auditml.core.policy import (
     DEFAULT_POLICY,
     Denial,
     Policy,
@@ -87,7 +81,13 @@ from auditml.policy import (
     policy_from,
     role_for,
 )
-from auditml.signing import Signer, fingerprint, make_esignature, verify_esignature
+from auditml.core.signing import Signer, fingerprint, make_esignature, verify_esignature
+from auditml.errors import (
+    AuditmlError,
+    InvalidInputError,
+    PolicyDeniedError,
+    VerificationError,
+)
 from auditml.trust import KEY_ACTIONS, KeyRegistry
 
 if TYPE_CHECKING:
@@ -1392,7 +1392,7 @@ class LifecycleMixin:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record an evaluation of a trained version; files named are hashed first."""
-        from auditml._fingerprint import artifact_ref, dataset_ref
+        from auditml._internal.fingerprint import artifact_ref, dataset_ref
 
         who = resolve_actor(actor)
         data = validate_data(
@@ -1599,7 +1599,7 @@ class LifecycleMixin:
         base_model: str | None = None,
     ) -> AbstractContextManager[TrainingRun]:
         """Record the code inside ``with log.training_run(model=...) as run:`` as one run."""
-        from auditml._fingerprint import start_capture
+        from auditml._internal.fingerprint import start_capture
         from auditml.capture import TrainingRun, run_context
 
         run = TrainingRun(

@@ -35,18 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditml import merkle
-from auditml.canonical import loads_strict
-from auditml.errors import (
-    AuditmlError,
-    ConfigurationError,
-    InvalidInputError,
-    ProofError,
-    VerificationError,
-)
-from auditml.events import Actor, Draft, ESignature, Event, is_imported, marked, validate_data
-from auditml.identity import resolve_actor
-from auditml.signing import (
+from auditml._internal.identity import resolve_actor
+from auditml.core import merkle
+from auditml.core.canonical import loads_strict
+from auditml.core.events import Actor, Draft, ESignature, Event, is_imported, marked, validate_data
+from auditml.core.signing import (
     Checkpoint,
     FileSigner,
     Signer,
@@ -57,6 +50,13 @@ from auditml.signing import (
     open_checkpoint,
     sign_checkpoint,
     verify_esignature,
+)
+from auditml.errors import (
+    AuditmlError,
+    ConfigurationError,
+    InvalidInputError,
+    ProofError,
+    VerificationError,
 )
 
 if TYPE_CHECKING:
@@ -537,7 +537,7 @@ class TrustMixin:
 
     def _own_files(self) -> list[Path]:
         """Return the files this log lives in (database, sidecars, key): no output replaces them."""
-        from auditml._output import log_files
+        from auditml._internal.output import log_files
 
         return log_files(self._store.url, self.key_path())
 

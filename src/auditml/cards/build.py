@@ -26,15 +26,15 @@ from auditml.cards.model import (
     Training,
     filled_sections,
 )
+from auditml.core.events import IMPORTED_NOTE, DatasetRef, EvaluateData, TrainData, is_imported
+from auditml.core.incidents import IncidentIndex
+from auditml.core.policy import Policy, parse_gate
 from auditml.errors import InvalidInputError
-from auditml.events import IMPORTED_NOTE, DatasetRef, EvaluateData, TrainData, is_imported
-from auditml.incidents import IncidentIndex
 from auditml.lifecycle import INCIDENT_ACTIONS, LIFECYCLE_ACTIONS, ModelState, fold
-from auditml.policy import Policy, parse_gate
 
 if TYPE_CHECKING:
+    from auditml.core.signing import Checkpoint
     from auditml.ledger import AuditLog, Head, Record
-    from auditml.signing import Checkpoint
 
 __all__ = ["CARD_ACTIONS", "build_card", "card_from_records"]
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
+from auditml.core.events import ArtifactRef, CodeVersion, DatasetRef
 from auditml.errors import InvalidInputError
-from auditml.events import ArtifactRef, CodeVersion, DatasetRef
 
 __all__ = [
     "SECTION_TITLES",

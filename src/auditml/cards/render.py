@@ -11,9 +11,9 @@ from typing import Any, Literal, get_args
 
 from markupsafe import Markup
 
+from auditml._internal.charts import TimelineMark, metric_chart, timeline_chart
 from auditml.cards.export import huggingface_readme, to_cyclonedx, to_mct
 from auditml.cards.model import SECTION_TITLES, ModelCard
-from auditml.charts import TimelineMark, metric_chart, timeline_chart
 from auditml.errors import InvalidInputError
 
 __all__ = ["FORMATS", "CardFormat", "render_card", "suffix_for"]
@@ -100,7 +100,7 @@ def _context(card: ModelCard) -> dict[str, Any]:
 
 def render_card(card: ModelCard, fmt: str, *, templates: Path | None = None) -> bytes:
     """Return the card in ``fmt`` (one of FORMATS) as bytes; ``templates`` overrides ours."""
-    from auditml._templates import packaged_templates, template_env
+    from auditml._internal.templates import packaged_templates, template_env
 
     if fmt not in FORMATS:
         raise InvalidInputError(f"unknown card format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -117,7 +117,7 @@ def render_card(card: ModelCard, fmt: str, *, templates: Path | None = None) -> 
     html = template_env(templates).get_template("card.html.j2").render(_context(card))
     if fmt == "html":
         return html.encode()
-    from auditml._pdf import html_to_pdf
+    from auditml._internal.pdf import html_to_pdf
 
     return html_to_pdf(html, base_url=templates or packaged_templates())
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from auditml import __version__
 from auditml.cards.model import SECTION_TITLES
+from auditml.core.events import IMPORTED_NOTE, Event, is_imported
+from auditml.core.incidents import IncidentIndex
+from auditml.core.policy import DEFAULT_POLICY, Policy, policy_from
 from auditml.errors import ConfigurationError, InvalidInputError
-from auditml.events import IMPORTED_NOTE, Event, is_imported
-from auditml.incidents import IncidentIndex
 from auditml.lifecycle import (
     LIFECYCLE_ACTIONS,
     ModelState,
@@ -29,7 +30,6 @@ from auditml.lifecycle import (
     fold,
     numeric_metrics,
 )
-from auditml.policy import DEFAULT_POLICY, Policy, policy_from
 from auditml.reports.model import (
     AuditReport,
     CardSummary,
@@ -51,8 +51,8 @@ from auditml.reports.model import (
 from auditml.trust import SignatureEntry, signature_entry
 
 if TYPE_CHECKING:
+    from auditml.core.signing import Checkpoint
     from auditml.ledger import AuditLog
-    from auditml.signing import Checkpoint
 
 __all__ = ["MAX_CHANGES", "build_report", "card_summary"]
 

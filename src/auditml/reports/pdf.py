@@ -1,4 +1,4 @@
-"""Print the report's HTML to a PDF/A-3b (through :mod:`auditml._pdf`, the WeasyPrint edge).
+"""Print the report's HTML to a PDF/A-3b (through :mod:`auditml._internal.pdf`, the WeasyPrint edge).
 
 The PDF has running headers and footers (report id, "page X of Y", generated
 at, UTC), a table of contents with page numbers, a bookmark per section, the
@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from auditml._output import check_output, write_output
-from auditml._pdf import Attachment
-from auditml._pdf import html_to_pdf as pdf_bytes
-from auditml._templates import packaged_templates
+from auditml._internal.output import check_output, write_output
+from auditml._internal.pdf import Attachment
+from auditml._internal.pdf import html_to_pdf as pdf_bytes
+from auditml._internal.templates import packaged_templates
 from auditml.errors import InvalidInputError
 from auditml.reports.model import AuditReport
 from auditml.reports.render import render_html

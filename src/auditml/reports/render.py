@@ -18,9 +18,9 @@ from typing import Any, Literal
 from jinja2 import Environment, TemplateError
 from markupsafe import Markup
 
-from auditml._templates import template_env
+from auditml._internal.charts import TimelineMark, metric_chart, timeline_chart
+from auditml._internal.templates import template_env
 from auditml.cards.model import SECTION_TITLES
-from auditml.charts import TimelineMark, metric_chart, timeline_chart
 from auditml.errors import InvalidInputError
 from auditml.reports.build import section_text
 from auditml.reports.model import NO_EVIDENCE, SECTIONS, AuditReport

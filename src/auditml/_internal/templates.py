@@ -12,7 +12,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from auditml._text import escape_controls
+from auditml.core.text import escape_controls
 from auditml.errors import InvalidInputError
 
 __all__ = ["FIELD_CHARS", "bounded", "md_escape", "packaged_templates", "template_env"]
@@ -70,8 +70,8 @@ def _break_run(match: re.Match[str]) -> str:
 @cache
 def packaged_templates() -> Path:
     """Return the templates folder: inside the installed package, or the source checkout's."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parents[1] / "templates"):
+    package = Path(__file__).resolve().parents[1]  # auditml/, above _internal/
+    for candidate in (package / "templates", package.parents[1] / "templates"):
         if candidate.is_dir():
             return candidate
     raise InvalidInputError(  # pragma: no cover - a broken install

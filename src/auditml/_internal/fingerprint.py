@@ -37,9 +37,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from auditml._uri import scrub_uri
+from auditml.core.events import ArtifactRef, CodeVersion, DatasetRef, Environment
+from auditml.core.uri import scrub_uri
 from auditml.errors import InvalidInputError
-from auditml.events import ArtifactRef, CodeVersion, DatasetRef, Environment
 
 __all__ = [
     "BUFFER",

@@ -193,7 +193,7 @@ def _without_credentials(values: Any, what: str) -> Any:
     """Strip credentials from a reference's ``uri``, warn, and list what went in ``redacted``."""
     if not isinstance(values, dict) or not isinstance(values.get("uri"), str):
         return values
-    from auditml._uri import scrub_uri
+    from auditml.core.uri import scrub_uri
 
     clean, removed = scrub_uri(values["uri"])
     if not removed:
@@ -313,7 +313,7 @@ class ESignature(_Frozen):
     """A person's electronic signature (21 CFR Part 11) over the statement of a decision.
 
     ``sig`` is the base64 Ed25519 signature over the JCS bytes of the
-    statement that :func:`auditml.signing.esig_statement` builds from the log
+    statement that auditml builds (``esig_statement``) from the log
     origin, the action, the subject, the artifact digest and these fields, so
     it cannot be moved to any other record. ``key`` is the SHA-256 (hex) of the
     signer's raw public key, as registered with ``key.register``.
@@ -621,7 +621,7 @@ class Draft(_Frozen):
         marks the draft as imported history; ``data`` may not hold the mark itself.
         """
         if actor is None:
-            from auditml.identity import resolve_actor  # identity builds on this module
+            from auditml._internal.identity import resolve_actor  # identity builds on this module
 
             actor = resolve_actor()
         payload = validate_data(action, data)

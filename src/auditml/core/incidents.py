@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from auditml.events import Event, is_imported
+from auditml.core.events import Event, is_imported
 
 __all__ = ["IMPACTS", "Incident", "IncidentIndex", "art73_due"]
 

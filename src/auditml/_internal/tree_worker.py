@@ -5,7 +5,7 @@ checks the chain of the first events, this process the rest, and the caller
 checks the link where the two ranges meet. By kind: this process also rebuilds
 the tree from the stored hash column alone, which the chain checks prove
 equal to the hashes of the bytes. It runs as ``python -m
-auditml._tree_worker`` (not multiprocessing), so a user's unguarded script is
+auditml._internal.tree_worker`` (not multiprocessing), so a user's unguarded script is
 never re-imported; the request arrives on stdin, so no password shows in ``ps``.
 """
 
@@ -15,10 +15,10 @@ import json
 import sys
 from typing import Any
 
-from auditml.canonical import loads_strict
-from auditml.chain import NODE_LEVEL, ChainVerifier, check_nodes
+from auditml.core.canonical import loads_strict
+from auditml.core.chain import NODE_LEVEL, ChainVerifier, check_nodes
+from auditml.core.merkle import CompactRange
 from auditml.errors import AuditmlError, VerificationError
-from auditml.merkle import CompactRange
 from auditml.store import Store
 
 __all__ = ["fold_stored_tree"]

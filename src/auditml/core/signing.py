@@ -34,10 +34,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from auditml._output import write_output
-from auditml.canonical import canonical_bytes
+from auditml._internal.output import write_output
+from auditml.core.canonical import canonical_bytes
+from auditml.core.events import ESignature
 from auditml.errors import ConfigurationError, InvalidInputError, VerificationError
-from auditml.events import ESignature
 
 __all__ = [
     "ALG_ED25519",

@@ -28,9 +28,9 @@ from itertools import repeat
 from operator import add, itemgetter
 from typing import Any
 
-from auditml.canonical import canonical_text, loads_strict, plain_canonical_bytes
+from auditml.core.canonical import canonical_text, loads_strict, plain_canonical_bytes
+from auditml.core.merkle import CompactRange
 from auditml.errors import AuditmlError, VerificationError
-from auditml.merkle import CompactRange
 
 __all__ = [
     "NODE_LEVEL",
@@ -381,7 +381,7 @@ def _diagnose(
     verifier: ChainVerifier,
 ) -> None:
     """Parse one event in full and raise the precise reason it fails, or return if it passes."""
-    from auditml.events import Event, validate_data  # pydantic, only once something fails
+    from auditml.core.events import Event, validate_data  # pydantic, only once something fails
 
     if stored is not None and stored != digest:
         raise _fail(

@@ -7,8 +7,8 @@ import getpass
 import os
 import subprocess
 
+from auditml.core.events import Actor
 from auditml.errors import InvalidInputError
-from auditml.events import Actor
 
 __all__ = ["resolve_actor"]
 

@@ -1,4 +1,4 @@
-"""JSON Schemas generated from the event models; ``python -m auditml.schema`` rewrites ``schemas/``.
+"""JSON Schemas generated from the event models; ``python -m auditml._internal.schema`` rewrites ``schemas/``.
 
 The checked-in files are the published contract; a test fails when they drift
 from the models.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from auditml.events import ACTIONS, Event
+from auditml.core.events import ACTIONS, Event
 
 __all__ = ["render_schemas", "write_schemas"]
 

@@ -1,4 +1,4 @@
-"""Tests of auditml.core.merkle: RFC 9162 roots, compact ranges, and inclusion and consistency proofs."""
+"""Tests of core.merkle: RFC 9162 roots, compact ranges, and inclusion and consistency proofs."""
 
 from __future__ import annotations
 

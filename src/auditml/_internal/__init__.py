@@ -1,1 +1,1 @@
-"""Private machinery: identity, key files, fingerprints, the parallel verifier, PDF, templates, the demo."""
+"""Private machinery: identity, key files, fingerprints, parallel verify, PDF, templates, demo."""

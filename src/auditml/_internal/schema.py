@@ -1,4 +1,4 @@
-"""JSON Schemas generated from the event models; ``python -m auditml._internal.schema`` rewrites ``schemas/``.
+"""JSON Schemas generated from the event models; ``python -m auditml._internal.schema`` writes them.
 
 The checked-in files are the published contract; a test fails when they drift
 from the models.

@@ -1,4 +1,4 @@
-"""Print the report's HTML to a PDF/A-3b (through :mod:`auditml._internal.pdf`, the WeasyPrint edge).
+"""Print the report's HTML to a PDF/A-3b (through the WeasyPrint edge, ``_internal.pdf``).
 
 The PDF has running headers and footers (report id, "page X of Y", generated
 at, UTC), a table of contents with page numbers, a bookmark per section, the

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
         UnknownActionError,
         VerificationError,
     )
-    from auditml.ledger import AuditLog, Head, Receipt, Record, VerifyReport
+    from auditml.ledger import Head, Receipt, Record, VerifyReport
     from auditml.lifecycle import ModelState, Move, VersionState
+    from auditml.log import AuditLog
     from auditml.reports import AuditReport, build_report, render_report, verify_report
 
 _HOMES = {
@@ -57,7 +58,8 @@ _HOMES = {
     "auditml.capture": ("TrainingRun", "current_run", "track_training"),
     "auditml.cards": ("ModelCard", "build_card", "diff_cards", "render_card"),
     "auditml.core.events": ("Actor", "Draft", "Event"),
-    "auditml.ledger": ("AuditLog", "Head", "Receipt", "Record", "VerifyReport"),
+    "auditml.ledger": ("Head", "Receipt", "Record", "VerifyReport"),
+    "auditml.log": ("AuditLog",),
     "auditml.lifecycle": ("ModelState", "Move", "VersionState"),
     "auditml.core.policy": ("Policy",),
     "auditml.reports": ("AuditReport", "build_report", "render_report", "verify_report"),

@@ -47,7 +47,8 @@ from auditml.core.uri import has_scheme, scrub_uri
 from auditml.errors import AuditmlError, InvalidInputError, StoreError
 
 if TYPE_CHECKING:
-    from auditml.ledger import AuditLog, Receipt
+    from auditml.ledger import Receipt
+    from auditml.log import AuditLog
 
 __all__ = ["Sources", "TrainingRun", "current_run", "track_training"]
 
@@ -453,7 +454,8 @@ def _log_for(log: AuditLog | None, url: str | None) -> AuditLog:
     """Return the given log, or one opened once per process for ``url`` (default: resolved)."""
     if log is not None:
         return log
-    from auditml.ledger import AuditLog, resolve_url
+    from auditml.ledger import resolve_url
+    from auditml.log import AuditLog
 
     key = (os.getpid(), resolve_url(url))
     found = _LOGS.get(key)

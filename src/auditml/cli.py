@@ -32,7 +32,7 @@ from auditml import __version__
 from auditml.core.events import IMPORTED_NOTE, imported_source, is_imported
 from auditml.core.text import escape_controls, needs_escape
 from auditml.errors import AuditmlError, InvalidInputError, PolicyDeniedError, VerificationError
-from auditml.ledger import AuditLog
+from auditml.log import AuditLog
 
 __all__ = ["app", "main"]
 

@@ -10,7 +10,7 @@ def test_training_is_recorded() -> None:
 
 from __future__ import annotations
 
-from auditml.ledger import AuditLog
+from auditml.log import AuditLog
 
 __all__ = ["memory_log"]
 

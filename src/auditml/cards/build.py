@@ -34,7 +34,8 @@ from auditml.lifecycle import INCIDENT_ACTIONS, LIFECYCLE_ACTIONS, ModelState, f
 
 if TYPE_CHECKING:
     from auditml.core.signing import Checkpoint
-    from auditml.ledger import AuditLog, Head, Record
+    from auditml.ledger import Head, Record
+    from auditml.log import AuditLog
 
 __all__ = ["CARD_ACTIONS", "build_card", "card_from_records"]
 

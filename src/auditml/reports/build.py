@@ -52,7 +52,7 @@ from auditml.trust import SignatureEntry, signature_entry
 
 if TYPE_CHECKING:
     from auditml.core.signing import Checkpoint
-    from auditml.ledger import AuditLog
+    from auditml.log import AuditLog
 
 __all__ = ["MAX_CHANGES", "build_report", "card_summary"]
 

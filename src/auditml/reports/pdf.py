@@ -22,7 +22,7 @@ from auditml.reports.model import AuditReport
 from auditml.reports.render import render_html
 
 if TYPE_CHECKING:
-    from auditml.ledger import AuditLog
+    from auditml.log import AuditLog
 
 __all__ = ["BUNDLE_NAME", "REPORT_JSON", "html_to_pdf", "write_pdf_report"]
 

@@ -17,7 +17,7 @@ from auditml.cards.model import SECTION_TITLES, ModelCard
 from auditml.cards.render import FORMATS, render_card
 from auditml.core.policy import CardRules
 from auditml.core.signing import generate_key_file
-from auditml.trust import PublicKeyFile
+from auditml._internal.keyfiles import PublicKeyFile
 from tests.test_cli import run
 from tests.vector_files import require_vectors
 

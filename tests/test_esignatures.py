@@ -16,7 +16,7 @@ import pytest
 
 from auditml import AuditLog, Policy, PolicyDeniedError, VerificationError
 from auditml.core.signing import FileSigner, generate_key_file, load_signer, make_esignature
-from auditml.trust import PublicKeyFile
+from auditml._internal.keyfiles import PublicKeyFile
 from tests.conftest import drop_triggers, raw_query
 from tests.test_tamper import _rewrite
 

@@ -19,7 +19,7 @@ from auditml.core.signing import FileSigner, generate_key_file
 from auditml.reports.model import NO_EVIDENCE, SECTIONS
 from auditml.reports.pdf import BUNDLE_NAME, html_to_pdf, write_pdf_report
 from auditml.reports.render import render_html
-from auditml.trust import PublicKeyFile
+from auditml._internal.keyfiles import PublicKeyFile
 from tests.test_cli import run
 
 ORIGIN = "bank.example/report-test"

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from auditml.cards import ModelCard, build_card, diff_cards, render_card
     from auditml.core.events import Actor, Draft, Event
     from auditml.core.policy import Policy
+    from auditml.core.state import ModelState, Move, VersionState
     from auditml.errors import (
         AppendError,
         AuditmlError,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
         VerificationError,
     )
     from auditml.ledger import Head, Receipt, Record, VerifyReport
-    from auditml.lifecycle import ModelState, Move, VersionState
     from auditml.log import AuditLog
     from auditml.reports import AuditReport, build_report, render_report, verify_report
 
@@ -60,7 +60,7 @@ _HOMES = {
     "auditml.core.events": ("Actor", "Draft", "Event"),
     "auditml.ledger": ("Head", "Receipt", "Record", "VerifyReport"),
     "auditml.log": ("AuditLog",),
-    "auditml.lifecycle": ("ModelState", "Move", "VersionState"),
+    "auditml.core.state": ("ModelState", "Move", "VersionState"),
     "auditml.core.policy": ("Policy",),
     "auditml.reports": ("AuditReport", "build_report", "render_report", "verify_report"),
 }

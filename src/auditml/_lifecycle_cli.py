@@ -22,9 +22,9 @@ from auditml.cli import DbOption, JsonOption, _errors, _open, app, err, out
 from auditml.core.canonical import loads_strict
 from auditml.core.events import IMPORTED_NOTE, is_imported
 from auditml.core.policy import DEFAULT_POLICY
+from auditml.core.state import ModelState
 from auditml.errors import InvalidInputError
 from auditml.ledger import Receipt
-from auditml.lifecycle import ModelState
 
 ActorOption = Annotated[
     str | None,

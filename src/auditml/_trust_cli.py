@@ -18,13 +18,13 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
+from auditml._internal.keyfiles import PASSPHRASE_ENV, PublicKeyFile, passphrase_from_env
 from auditml._internal.output import check_output, write_output
 from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
 from auditml.cli import DbOption, ForceOption, JsonOption, _errors, _open, app, out
 from auditml.core.events import IMPORTED_NOTE
 from auditml.core.signing import FileSigner, generate_key_file, load_signer
 from auditml.errors import ConfigurationError, InvalidInputError
-from auditml.trust import PASSPHRASE_ENV, PublicKeyFile, passphrase_from_env
 
 T = TypeVar("T")
 
@@ -99,7 +99,7 @@ def key_show(db: DbOption = None, as_json: JsonOption = False) -> None:
 @key_app.command("list")
 def key_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List the people's signing keys registered on the log, and which are revoked."""
-    from auditml.trust import KEY_ACTIONS, KeyRegistry
+    from auditml.core.keys import KEY_ACTIONS, KeyRegistry
 
     with _errors(), _open(db) as log:
         registry = KeyRegistry()
@@ -159,7 +159,7 @@ def key_register(
 
 
 def _signer_of(path: Path) -> str:
-    from auditml.trust import read_public_key
+    from auditml._internal.keyfiles import read_public_key
 
     return read_public_key(path).signer
 

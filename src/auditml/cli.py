@@ -210,8 +210,8 @@ def init(
     as_json: JsonOption = False,
 ) -> None:
     """Create the log and its signing key here and say where they are; safe to run again."""
+    from auditml._internal.keyfiles import passphrase_from_env
     from auditml._trust_cli import ask_passphrase as ask
-    from auditml.trust import passphrase_from_env
 
     with _errors():
         phrase = passphrase_from_env()

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple, Self
 from pydantic import ValidationError
 
 from auditml._internal.identity import resolve_actor
+from auditml._internal.keyfiles import new_log_signer
 from auditml.core import merkle
 from auditml.core.canonical import (
     canonical_bytes,
@@ -29,6 +30,7 @@ from auditml.core.canonical import (
     plain_canonical_bytes,
 )
 from auditml.core.chain import NODE_LEVEL, ChainVerifier, check_nodes, gap_error, header_bytes
+from auditml.core.decide import Decide, Outcome, StateCache, View
 from auditml.core.events import (
     Actor,
     Draft,
@@ -39,6 +41,7 @@ from auditml.core.events import (
     imported_mark,
     marked,
 )
+from auditml.core.keys import check_import
 from auditml.core.signing import Signer, VerifierKey, sign_checkpoint
 from auditml.errors import (
     AuditmlError,
@@ -48,9 +51,9 @@ from auditml.errors import (
     StoreError,
     VerificationError,
 )
-from auditml.lifecycle import Decide, LifecycleMixin, Outcome, StateCache, View
+from auditml.lifecycle import LifecycleMixin
 from auditml.store import Batch, EventFilter, HeadState, Store, TxReader, redact
-from auditml.trust import DEFAULT_CHECKPOINT_EVERY, TrustMixin, check_import, new_log_signer
+from auditml.trust import DEFAULT_CHECKPOINT_EVERY, TrustMixin
 
 __all__ = [
     "DEFAULT_PATH",
@@ -404,7 +407,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
         ``Draft.build(..., imported=...)`` keeps its own provenance). A marked
         draft is refused without ``imported``. Imported e-signatures and key
         revocations are checked against the log under the append's lock
-        (:func:`~auditml.trust.check_import`).
+        (:func:`~auditml.core.keys.check_import`).
         """
         cache = _Cache()
         mark = None if imported is False else imported_mark(imported)  # validated once

@@ -29,8 +29,8 @@ from auditml.cards.model import (
 from auditml.core.events import IMPORTED_NOTE, DatasetRef, EvaluateData, TrainData, is_imported
 from auditml.core.incidents import IncidentIndex
 from auditml.core.policy import Policy, parse_gate
+from auditml.core.state import INCIDENT_ACTIONS, LIFECYCLE_ACTIONS, ModelState, fold
 from auditml.errors import InvalidInputError
-from auditml.lifecycle import INCIDENT_ACTIONS, LIFECYCLE_ACTIONS, ModelState, fold
 
 if TYPE_CHECKING:
     from auditml.core.signing import Checkpoint

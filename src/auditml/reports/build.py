@@ -21,15 +21,10 @@ from auditml import __version__
 from auditml.cards.model import SECTION_TITLES
 from auditml.core.events import IMPORTED_NOTE, Event, is_imported
 from auditml.core.incidents import IncidentIndex
+from auditml.core.keys import SignatureEntry, signature_entry
 from auditml.core.policy import DEFAULT_POLICY, Policy, policy_from
+from auditml.core.state import LIFECYCLE_ACTIONS, ModelState, VersionState, fold, numeric_metrics
 from auditml.errors import ConfigurationError, InvalidInputError
-from auditml.lifecycle import (
-    LIFECYCLE_ACTIONS,
-    ModelState,
-    VersionState,
-    fold,
-    numeric_metrics,
-)
 from auditml.reports.model import (
     AuditReport,
     CardSummary,
@@ -48,7 +43,6 @@ from auditml.reports.model import (
     TimelinePoint,
     TrainingEntry,
 )
-from auditml.trust import SignatureEntry, signature_entry
 
 if TYPE_CHECKING:
     from auditml.core.signing import Checkpoint

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from auditml.trust import SignatureEntry  # the manifest line verify and `auditml signatures` use
+from auditml.core.keys import (
+    SignatureEntry,  # the manifest line verify and `auditml signatures` use
+)
 
 __all__ = [
     "NO_EVIDENCE",

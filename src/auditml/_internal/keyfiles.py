@@ -1,0 +1,129 @@
+"""Key files: the log's private key on disk, people's public key files, the passphrase."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from auditml.core.signing import FileSigner, Signer, fingerprint, generate_key_file, load_signer
+from auditml.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from auditml.store import Store
+
+__all__ = [
+    "KEY_ENV",
+    "PASSPHRASE_ENV",
+    "PublicKeyFile",
+    "key_path_for",
+    "new_log_signer",
+    "passphrase_from_env",
+    "read_public_key",
+]
+
+KEY_ENV = "AUDITML_LOG_KEY"
+PASSPHRASE_ENV = "AUDITML_KEY_PASSPHRASE"
+_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def passphrase_from_env() -> bytes | None:
+    """Return ``AUDITML_KEY_PASSPHRASE`` as bytes, or None when it is unset or empty."""
+    value = os.environ.get(PASSPHRASE_ENV, "")
+    return value.encode() if value else None
+
+
+# -- people's keys ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeyFile:
+    """The public half of a person's signing key, as ``auditml keygen`` writes it (JSON)."""
+
+    signer: str
+    name: str
+    public_key: bytes
+
+    @property
+    def key(self) -> str:
+        """Return the key's fingerprint: hex SHA-256 of the raw public key."""
+        return fingerprint(self.public_key)
+
+    def to_json(self) -> str:
+        """Return the file's text."""
+        return (
+            json.dumps(
+                {
+                    "signer": self.signer,
+                    "name": self.name,
+                    "algorithm": "ed25519",
+                    "public_key": base64.b64encode(self.public_key).decode(),
+                    "key": self.key,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
+
+
+def key_path_for(store: Store, origin: str, given: Path | None = None) -> Path:
+    """Return where a log's private key is kept.
+
+    ``given`` (``key=`` when opening), else ``AUDITML_LOG_KEY``, else beside a
+    SQLite file under its name with ``.key`` (``audit.db`` has ``audit.key``),
+    else ``./.auditml/<origin>.key``.
+    """
+    if given is not None:
+        return given
+    env = os.environ.get(KEY_ENV, "").strip()
+    if env:
+        return Path(env)
+    path = getattr(store.backend, "path", None)
+    if isinstance(path, str) and path:
+        return Path(path).resolve().with_suffix(".key")
+    return Path(".auditml") / f"{_SLUG.sub('-', origin).strip('-') or 'log'}.key"
+
+
+def new_log_signer(
+    store: Store, origin: str, given: Path | None, passphrase: bytes | None
+) -> tuple[Signer, bool]:
+    """Return the signer for a log that has no key yet, and whether its key file is new.
+
+    The key file found where :func:`key_path_for` says is used; without one a new
+    key is made there. An in-memory store gets an in-memory key that vanishes with it.
+    """
+    path = key_path_for(store, origin, given)
+    if getattr(store.backend, "path", "") is None and given is None:
+        return FileSigner(Ed25519PrivateKey.generate()), False
+    if path.exists():
+        return load_signer(path, passphrase or passphrase_from_env()), False
+    return generate_key_file(path, passphrase or passphrase_from_env()), True
+
+
+def read_public_key(path: str | os.PathLike[str]) -> PublicKeyFile:
+    """Read a ``.pub`` file written by ``auditml keygen``, or raise a sentence saying why not."""
+    source = Path(path)
+    try:
+        found = json.loads(source.read_text(encoding="utf-8"))
+        raw = base64.b64decode(found["public_key"], validate=True)
+        record = PublicKeyFile(str(found["signer"]), str(found["name"]), raw)
+    except FileNotFoundError:
+        raise InvalidInputError(f"no public key file at {source}") from None
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, binascii.Error):
+        raise InvalidInputError(
+            f"{source} is not a public key file written by `auditml keygen` (JSON with "
+            "signer, name and public_key)"
+        ) from None
+    if len(raw) != 32:
+        raise InvalidInputError(f"{source} does not hold a 32-byte Ed25519 public key")
+    if "key" in found and found["key"] != record.key:
+        raise InvalidInputError(f"{source}: its 'key' fingerprint does not match its public key")
+    return record

@@ -1,0 +1,728 @@
+"""The decision rules: each reads the log as of the locked head and returns what to append.
+
+A decision runs inside the append transaction over a :class:`View` of the log
+(through the :class:`~auditml.core.reader.Reader` protocol), so two writers
+cannot both slip past a rule. A refusal returns an outcome holding a
+``policy.denied`` draft and the denial, which the caller raises after the
+denial is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditml.core.events import (
+    Draft,
+    ESignature,
+    is_imported,
+    validate_data,
+)
+from auditml.core.incidents import IncidentIndex
+from auditml.core.keys import KEY_ACTIONS, KeyRegistry
+from auditml.core.policy import (
+    DEFAULT_POLICY,
+    Denial,
+    Policy,
+    check_approvals,
+    check_gates,
+    check_reason,
+    check_role,
+    check_self_approval,
+    role_for,
+)
+from auditml.core.reader import Reader
+from auditml.core.signing import verify_esignature
+from auditml.core.state import (
+    INCIDENT_ACTIONS,
+    LIFECYCLE_ACTIONS,
+    ModelState,
+    VersionState,
+    fold,
+    parse,
+    parse_found,
+    policy_in_force,
+)
+from auditml.errors import (
+    AuditmlError,
+    InvalidInputError,
+)
+
+__all__ = [
+    "Decide",
+    "Outcome",
+    "StateCache",
+    "View",
+    "denied",
+    "first",
+]
+
+
+@dataclass
+class Outcome:
+    """What a decision appends: the event asked for, or a denial (then raised)."""
+
+    draft: Draft
+    denial: Denial | None = None
+    version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StateCache:
+    """States folded from committed events, kept by one AuditLog so decisions stay cheap.
+
+    A decision reads, under the head lock, only the model's events appended
+    since the state was last folded, so its cost does not grow with the log.
+    Only committed events are ever folded in, so a decision that is refused or
+    rolled back leaves the cache true.
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[str, tuple[int, ModelState]] = {}
+        self.policy: tuple[int, Policy, int | None] | None = None
+        self.keys: tuple[int, KeyRegistry] | None = None
+        self.incidents: tuple[int, IncidentIndex] | None = None
+
+
+class View:
+    """The log as of the locked head: policy in force, models' states, evaluations."""
+
+    def __init__(self, reader: Reader, size: int, cache: StateCache | None = None) -> None:
+        self._reader = reader
+        self._size = size
+        self._cache = cache if cache is not None else StateCache()
+        self._models: dict[str, ModelState] = {}
+        self.policy, self.policy_seq = self._policy()
+
+    def _policy(self) -> tuple[Policy, int | None]:
+        """Return the policy in force (the newest live ``policy.update``) and its seq."""
+        seq = self._reader.last_seq("policy.update")
+        if seq is None:
+            return DEFAULT_POLICY, None
+        cached = self._cache.policy
+        if cached is not None and cached[0] == seq:
+            return cached[1], cached[2]
+        last = self._reader.last("policy.update")
+        rows: Iterable[tuple[int, bytes]] = [] if last is None else [last]
+        if last is not None and is_imported(parse(*last).data):
+            rows = reversed(self._reader.by_actions(("policy.update",)))
+        policy, in_force = policy_in_force(rows)
+        self._cache.policy = (seq, policy, in_force)
+        return policy, in_force
+
+    def model(self, name: str) -> ModelState:
+        """Return ``name``'s state folded from its lifecycle events."""
+        found = self._models.get(name)
+        if found is None:
+            cached = self._cache.models.get(name)
+            if cached is None or cached[0] >= self._size:  # none yet, or the log shrank
+                cached = (-1, ModelState(name))
+            after, state = cached
+            rows = self._reader.bodies(name, LIFECYCLE_ACTIONS, after=after)
+            events = ((seq, parse_found(seq, body, LIFECYCLE_ACTIONS, name)) for seq, body in rows)
+            found = fold(name, events, state)
+            self._cache.models[name] = (self._size - 1, found)
+            self._models[name] = found
+        return found
+
+    def known_model(self, name: str) -> ModelState:
+        """Return ``name``'s state, or raise InvalidInputError when it was never trained."""
+        state = self.model(name)
+        if not state.versions:
+            raise InvalidInputError(
+                f"no model {name!r} on the log: record a training run for it first "
+                "(@track_training or `auditml train`)"
+            )
+        return state
+
+    def keys(self) -> KeyRegistry:
+        """Return the people's keys registered on the log, folded incrementally."""
+        cached = self._cache.keys
+        if cached is None or cached[0] >= self._size:
+            cached = (-1, KeyRegistry())
+        after, registry = cached
+        for seq, body in self._reader.by_actions(KEY_ACTIONS, after=after):
+            registry.apply(seq, parse_found(seq, body, KEY_ACTIONS))
+        self._cache.keys = (self._size - 1, registry)
+        return registry
+
+    def incidents(self) -> IncidentIndex:
+        """Return every incident opened on the log, folded incrementally."""
+        cached = self._cache.incidents
+        if cached is None or cached[0] >= self._size:
+            cached = (-1, IncidentIndex())
+        after, index = cached
+        for seq, body in self._reader.by_actions(INCIDENT_ACTIONS, after=after):
+            index.apply(seq, parse_found(seq, body, INCIDENT_ACTIONS))
+        self._cache.incidents = (self._size - 1, index)
+        return index
+
+    def metrics(self, name: str, version: str) -> dict[str, float]:
+        """Return the live metrics gates check: live training's, updated by live evaluations."""
+        return self.model(name).version(version).gate_metrics()
+
+    def check_environment(self, environment: str) -> None:
+        """Refuse an environment name the policy does not declare (when it declares any)."""
+        declared = self.policy.environments
+        if declared and environment not in declared:
+            raise InvalidInputError(
+                f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
+            )
+
+
+Decide = Callable[[View], Outcome]
+
+
+def denied(
+    view: View,
+    denial: Denial,
+    *,
+    attempted: str,
+    actor: Any,
+    subject: dict[str, str],
+    environment: str | None = None,
+) -> Outcome:
+    """Return the outcome that records ``denial`` as a ``policy.denied`` event."""
+    draft = Draft.build(
+        "policy.denied",
+        actor=actor,
+        subject=subject,
+        data={
+            "attempted": attempted,
+            "rule": denial.rule,
+            "message": denial.message,
+            "remedy": denial.remedy,
+            "environment": environment,
+            "policy_seq": view.policy_seq,
+        },
+    )
+    return Outcome(draft, denial)
+
+
+def first(*checks: Callable[[], Denial | None]) -> Denial | None:
+    """Run rule checks in order and return the first denial, if any."""
+    for check in checks:
+        found = check()
+        if found is not None:
+            return found
+    return None
+
+
+def decide_approve(
+    view: View,
+    *,
+    model: str,
+    version: str,
+    actor: Any,
+    reason: str | None,
+    environments: Sequence[str],
+    artifact_sha256: str | None,
+    signature: ESignature | None = None,
+    origin: str = "",
+) -> Outcome:
+    """Approve a version unless a rule refuses: role, reason, state, duties, e-signature."""
+    vs = view.known_model(model).version(version)
+    for env in environments:
+        view.check_environment(env)
+    subject = {"model": model, "version": version}
+    pol = view.policy
+    denial = first(
+        lambda: check_role(pol, actor.id, "approve"),
+        lambda: check_reason(pol, "approve", reason),
+        lambda: _check_usable(vs, "approve"),
+        lambda: check_self_approval(pol, actor.id, vs.trainers, version),
+        lambda: _check_signature(
+            view, "model.approve", subject, actor.id, signature, artifact_sha256, origin
+        ),
+    )
+    if denial is not None:
+        return denied(view, denial, attempted="model.approve", actor=actor, subject=subject)
+    data = {
+        "reason": reason,
+        "environments": list(environments),
+        "artifact_sha256": artifact_sha256,
+        "role": role_for(pol, actor.id, "approve"),
+        "policy_seq": view.policy_seq,
+        "signature": signature,
+    }
+    return Outcome(Draft.build("model.approve", actor=actor, subject=subject, data=data))
+
+
+def _check_signature(
+    view: View,
+    action: str,
+    subject: dict[str, str],
+    actor: str,
+    signature: ESignature | None,
+    artifact_sha256: str | None,
+    origin: str,
+) -> Denial | None:
+    """Refuse a missing e-signature the policy requires, or one that is not valid here."""
+    decision = action.removeprefix("model.")
+    if signature is None:
+        if view.policy.signature_required(decision):
+            return Denial(
+                "signature-required",
+                f"a {decision} must carry the electronic signature of the person making it",
+                "sign it with your registered key: --sign-with KEY (or signer=)",
+            )
+        return None
+    registry = view.keys()
+    problem = registry.problem(signature, actor)
+    if problem is None:
+        record = registry.keys[signature.key]
+        if not verify_esignature(
+            signature,
+            origin=origin,
+            action=action,
+            model=subject["model"],
+            version=subject["version"],
+            artifact_sha256=artifact_sha256,
+            public_key=record.public_key,
+        ):
+            problem = "the signature does not verify for this record"
+    if problem is None:
+        return None
+    return Denial(
+        "signature-invalid",
+        f"the electronic signature cannot be accepted: {problem}",
+        "sign with your own key, registered on this log and not revoked (`auditml key register`)",
+    )
+
+
+def decide_key(view: View, *, action: str, actor: Any, data: dict[str, Any]) -> Outcome:
+    """Register or revoke a person's signing key unless the actor may not manage keys."""
+    registry = view.keys()
+    key = str(data["key"])
+    found = registry.keys.get(key)
+    if action == "key.register":
+        if found is not None and not found.imported:  # an imported key may be registered live
+            raise InvalidInputError(
+                f"the key {key[:16]}… is already registered to {found.signer} (event "
+                f"{found.registered})"
+            )
+        signer = str(data["signer"])
+    else:
+        if found is None:
+            raise InvalidInputError(f"no registered key {key[:16]}… on the log")
+        if found.revoked is not None:
+            raise InvalidInputError(
+                f"the key {key[:16]}… of {found.signer} is already revoked (event {found.revoked})"
+            )
+        signer = found.signer
+        data = validate_data("key.revoke", {**data, "signer": signer})
+    subject = {"signer": signer}
+    pol = view.policy
+    # A key ties every signature made with it to a person, so registering or revoking
+    # someone else's key is for those who may manage keys: the `keys` permission, or,
+    # when the policy names none, those who may change the policy. One's own key needs
+    # only `keys`, when the policy restricts it.
+    own = action == "key.register" and signer == actor.id
+    permission = "keys" if own or "keys" in pol.permissions else "policy"
+    denial = check_role(pol, actor.id, permission)
+    if denial is not None and permission == "policy":
+        denial = Denial(
+            "role",
+            f"{actor.id} may not register or revoke the key of {signer}: managing another "
+            f"person's key needs the keys permission, and without one the policy permission "
+            f"({', '.join(pol.allowed_roles('policy') or [])})",
+            denial.remedy,
+        )
+    if denial is not None:
+        return denied(view, denial, attempted=action, actor=actor, subject=subject)
+    return Outcome(Draft.build(action, actor=actor, subject=subject, data=data))
+
+
+def _check_usable(vs: VersionState, what: str) -> Denial | None:
+    """Refuse to approve or deploy a failed, rejected or retired version."""
+    if vs.status == "failed":
+        return Denial(
+            "failed-training",
+            f"version {vs.version} failed training and cannot be {what}d",
+            "train a new version that succeeds",
+        )
+    if vs.retired is not None:
+        return Denial(
+            "retired",
+            f"version {vs.version} was retired by {vs.retired.actor} (event {vs.retired.seq})",
+            "use a version that is not retired",
+        )
+    if vs.rejected is not None:
+        return Denial(
+            "rejected",
+            f"version {vs.version} was rejected by {vs.rejected.actor} (event {vs.rejected.seq})",
+            "train and approve a new version",
+        )
+    return None
+
+
+def decide_reject(
+    view: View,
+    *,
+    model: str,
+    version: str,
+    actor: Any,
+    reason: str | None,
+    artifact_sha256: str | None = None,
+    signature: ESignature | None = None,
+    origin: str = "",
+) -> Outcome:
+    """Reject a version unless a rule refuses: role, reason or e-signature."""
+    vs = view.known_model(model).version(version)
+    subject = {"model": model, "version": version}
+    pol = view.policy
+    denial = first(
+        lambda: check_role(pol, actor.id, "reject"),
+        lambda: check_reason(pol, "reject", reason),
+        lambda: _check_signature(
+            view, "model.reject", subject, actor.id, signature, artifact_sha256, origin
+        ),
+    )
+    if denial is not None:
+        return denied(view, denial, attempted="model.reject", actor=actor, subject=subject)
+    if vs.rejected is not None:
+        raise InvalidInputError(
+            f"version {version} of {model!r} is already rejected (event {vs.rejected.seq})"
+        )
+    data = {
+        "reason": reason,
+        "role": role_for(pol, actor.id, "reject"),
+        "policy_seq": view.policy_seq,
+        "artifact_sha256": artifact_sha256,
+        "signature": signature,
+    }
+    return Outcome(Draft.build("model.reject", actor=actor, subject=subject, data=data))
+
+
+def decide_deploy(
+    view: View, *, model: str, version: str, environment: str, actor: Any, reason: str | None
+) -> Outcome:
+    """Deploy unless a rule refuses: role, reason, state, approvals, metric gates."""
+    state = view.known_model(model)
+    vs = state.version(version)
+    view.check_environment(environment)
+    current = state.running.get(environment)
+    if current == version and environment not in state.running_imported():
+        # Deploying over an imported run is allowed: it records the live decision, checked.
+        raise InvalidInputError(f"version {version} of {model!r} already runs in {environment}")
+    subject = {"model": model, "version": version}
+    pol = view.policy
+    exclude = vs.trainers if pol.separation_of_duties else ()
+    denial = first(
+        lambda: check_role(pol, actor.id, "deploy"),
+        lambda: check_reason(pol, "deploy", reason),
+        lambda: _check_usable(vs, "deploy"),
+        lambda: check_approvals(
+            pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
+        ),
+        lambda: check_gates(pol, environment, view.metrics(model, version), version),
+        lambda: check_card(
+            pol, environment, state.card_sections(version, live=True), model, version
+        ),
+    )
+    if denial is not None:
+        return denied(
+            view,
+            denial,
+            attempted="model.deploy",
+            actor=actor,
+            subject=subject,
+            environment=environment,
+        )
+    data = {
+        "environment": environment,
+        "replaces": current,
+        "reason": reason,
+        "role": role_for(pol, actor.id, "deploy"),
+        "policy_seq": view.policy_seq,
+    }
+    return Outcome(Draft.build("model.deploy", actor=actor, subject=subject, data=data))
+
+
+def rollback_target(state: ModelState, environment: str) -> str | None:
+    """Return the version that ran in ``environment`` before the current one and may again.
+
+    Only live moves and live approvals count: imported history never makes a target.
+    """
+    current = state.running.get(environment)
+    for move in reversed(state.history(environment)):
+        vs = state.versions.get(move.version)
+        if move.version == current or vs is None or move.imported:
+            continue
+        if vs.rejected is None and vs.retired is None and vs.live_approvals:
+            return move.version
+    return None
+
+
+def decide_rollback(
+    view: View, *, model: str, environment: str, to: str | None, actor: Any, reason: str | None
+) -> Outcome:
+    """Roll back unless a rule refuses: role, reason, a target that ran there and is approved."""
+    state = view.known_model(model)
+    view.check_environment(environment)
+    current = state.running.get(environment)
+    if current is None:
+        raise InvalidInputError(
+            f"nothing of {model!r} runs in {environment}, so there is nothing to roll back"
+        )
+    pol = view.policy
+    target = to
+    if target is not None:
+        state.version(target)
+        if target == current:
+            raise InvalidInputError(f"version {target} of {model!r} already runs in {environment}")
+    else:
+        target = rollback_target(state, environment)
+    subject = {"model": model, "version": target or current}
+
+    def check_target() -> Denial | None:
+        if target is None:
+            return Denial(
+                "rollback-target",
+                f"no earlier version of {model!r} ran in {environment} and is still approved",
+                "deploy an approved version instead",
+            )
+        vs = state.versions[target]
+        if environment not in vs.ran_live:
+            only = " except in imported history" if environment in vs.ran_in else ""
+            return Denial(
+                "rollback-target",
+                f"version {target} never ran in {environment}{only}",
+                f"roll back to a version that ran there before, or deploy {target} instead",
+            )
+        if vs.retired is not None or vs.rejected is not None or not vs.live_approvals:
+            why = "retired" if vs.retired else "rejected" if vs.rejected else "not approved"
+            return Denial(
+                "rollback-target",
+                f"version {target} ran in {environment} before but is {why} now",
+                "roll back to a version that is still approved",
+            )
+        return None
+
+    denial = first(
+        lambda: check_role(pol, actor.id, "rollback"),
+        lambda: check_reason(pol, "rollback", reason),
+        check_target,
+    )
+    if denial is not None:
+        return denied(
+            view,
+            denial,
+            attempted="model.rollback",
+            actor=actor,
+            subject=subject,
+            environment=environment,
+        )
+    data = {
+        "environment": environment,
+        "replaces": current,
+        "reason": reason,
+        "role": role_for(pol, actor.id, "rollback"),
+        "policy_seq": view.policy_seq,
+    }
+    return Outcome(
+        Draft.build("model.rollback", actor=actor, subject=subject, data=data), version=target
+    )
+
+
+def decide_retire(
+    view: View, *, model: str, version: str, actor: Any, reason: str | None
+) -> Outcome:
+    """Retire a version unless a rule refuses: role, reason, or it still runs somewhere."""
+    state = view.known_model(model)
+    vs = state.version(version)
+    if vs.retired is not None:
+        raise InvalidInputError(
+            f"version {version} of {model!r} is already retired (event {vs.retired.seq})"
+        )
+    subject = {"model": model, "version": version}
+    pol = view.policy
+    # A live run counts even when imported history shows another version there since.
+    live = {env for env, running in state.live_running().items() if running == version}
+    where = sorted({*vs.running_in, *live})
+
+    def check_running() -> Denial | None:
+        if not where:
+            return None
+        return Denial(
+            "still-running",
+            f"version {version} still runs in {', '.join(where)}",
+            "deploy or roll back to another version there first",
+        )
+
+    denial = first(
+        lambda: check_role(pol, actor.id, "retire"),
+        lambda: check_reason(pol, "retire", reason),
+        check_running,
+    )
+    if denial is not None:
+        return denied(view, denial, attempted="model.retire", actor=actor, subject=subject)
+    data = {
+        "reason": reason,
+        "role": role_for(pol, actor.id, "retire"),
+        "policy_seq": view.policy_seq,
+    }
+    return Outcome(Draft.build("model.retire", actor=actor, subject=subject, data=data))
+
+
+class CheckPassedError(AuditmlError):
+    """Raised inside a check-only transaction to roll it back: the action may proceed."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(version)
+        self.version = version
+
+
+def decide_train(
+    view: View,
+    *,
+    model: str,
+    version: str | None,
+    actor: Any,
+    data: dict[str, Any] | None,
+    auto: bool = False,
+) -> Outcome:
+    """Record a training run unless the actor may not train; assign the next version if none.
+
+    With ``data`` None this only checks: it raises :class:`CheckPassedError` with the
+    version the run would get, or returns the denial to record.
+    """
+    if not model.strip():
+        raise InvalidInputError("a training run needs a model name, e.g. model='credit-risk'")
+    state = view.model(model)
+    existing = state.versions.get(version) if version is not None else None
+    if existing is not None and existing.status != "failed":
+        if not auto:
+            raise InvalidInputError(
+                f"version {version} of {model!r} was already trained (event "
+                f"{existing.trained_seq}); give a new version, or leave it out to get the next"
+            )
+        version = None  # another run took the version this one was told; take the next
+    if version is None:
+        version = state.next_version()
+    subject = {"model": model, "version": version}
+    denial = check_role(view.policy, actor.id, "train")
+    if denial is not None:
+        out = denied(view, denial, attempted="model.train", actor=actor, subject=subject)
+        out.version = version
+        return out
+    if data is None:
+        raise CheckPassedError(version)
+    return Outcome(
+        Draft.build("model.train", actor=actor, subject=subject, data=data), version=version
+    )
+
+
+def check_card(
+    pol: Policy, environment: str, sections: Mapping[str, Any], model: str, version: str
+) -> Denial | None:
+    """Refuse a deploy to an environment that needs a complete card when sections are missing."""
+    if environment not in pol.cards.complete_for:
+        return None
+    missing = [
+        name for name in pol.cards.required if sections.get(name, (0, None))[1] in (None, "", [])
+    ]
+    if not missing:
+        return None
+    return Denial(
+        "card-incomplete",
+        f"the model card of {model} version {version} is missing {', '.join(missing)}, "
+        f"which policy requires before a deploy to {environment}",
+        f"write them in a YAML file and run `auditml card update {model} {version} FILE` "
+        "(or leave out the version to write them for every version)",
+    )
+
+
+def decide_card_update(
+    view: View, *, model: str, version: str | None, actor: Any, data: dict[str, Any]
+) -> Outcome:
+    """Record human card sections for a known model (or one version) unless policy refuses."""
+    state = view.known_model(model)
+    subject = {"model": model}
+    if version is not None:
+        state.version(version)
+        subject["version"] = version
+    current = state.card_sections(version) if version is not None else {}
+    if version is not None and all(
+        current.get(name, (0, None))[1] == value for name, value in data["sections"].items()
+    ):
+        raise InvalidInputError(
+            f"the card of {model} version {version} already reads exactly so for "
+            f"{', '.join(data['sections'])}; nothing was recorded"
+        )
+    denial = check_role(view.policy, actor.id, "card")
+    if denial is not None:
+        return denied(view, denial, attempted="card.update", actor=actor, subject=subject)
+    return Outcome(Draft.build("card.update", actor=actor, subject=subject, data=data))
+
+
+def decide_evaluate(
+    view: View, *, model: str, version: str, actor: Any, data: dict[str, Any]
+) -> Outcome:
+    """Record an evaluation of a known version unless the actor may not evaluate."""
+    view.known_model(model).version(version)
+    subject = {"model": model, "version": version}
+    denial = check_role(view.policy, actor.id, "evaluate")
+    if denial is not None:
+        return denied(view, denial, attempted="model.evaluate", actor=actor, subject=subject)
+    return Outcome(Draft.build("model.evaluate", actor=actor, subject=subject, data=data))
+
+
+def decide_open_incident(
+    view: View, *, model: str, version: str, actor: Any, data: dict[str, Any]
+) -> Outcome:
+    """Open an incident against a known version; give it the next id when it has none."""
+    view.known_model(model).version(version)
+    if data.get("environment"):
+        view.check_environment(str(data["environment"]))
+    index = view.incidents()
+    ident = data.get("id") or index.next_id()
+    if ident in index.incidents:
+        raise InvalidInputError(
+            f"incident {ident} already exists (event {index.incidents[ident].seq}); "
+            "give another id, or leave it out to get the next"
+        )
+    data = validate_data("incident.open", {**data, "id": ident})
+    subject = {"model": model, "version": version}
+    denial = check_role(view.policy, actor.id, "incident")
+    if denial is not None:
+        return denied(view, denial, attempted="incident.open", actor=actor, subject=subject)
+    return Outcome(Draft.build("incident.open", actor=actor, subject=subject, data=data))
+
+
+def decide_close_incident(view: View, *, actor: Any, data: dict[str, Any]) -> Outcome:
+    """Close an open incident, naming how it was resolved."""
+    ident = str(data["id"])
+    found = view.incidents().incidents.get(ident)
+    if found is None:
+        raise InvalidInputError(f"no incident {ident} on the log")
+    if not found.is_open:
+        raise InvalidInputError(f"incident {ident} is already closed (event {found.closed_seq})")
+    subject = {"model": found.model, "version": found.version}
+    denial = check_role(view.policy, actor.id, "incident")
+    if denial is not None:
+        return denied(view, denial, attempted="incident.close", actor=actor, subject=subject)
+    return Outcome(Draft.build("incident.close", actor=actor, subject=subject, data=data))
+
+
+def decide_policy(
+    view: View,
+    *,
+    policy: Policy,
+    actor: Any,
+    source: str | None,
+    sha256: str | None,
+    reason: str | None,
+) -> Outcome:
+    """Record a new policy unless the policy in force forbids this actor to change it."""
+    denial = check_role(view.policy, actor.id, "policy")
+    if denial is not None:
+        return denied(view, denial, attempted="policy.update", actor=actor, subject={})
+    if view.policy_seq is not None and policy == view.policy:
+        raise InvalidInputError(
+            f"this policy is already in force (recorded at event {view.policy_seq}); "
+            "nothing was recorded"
+        )
+    data = {"policy": policy.as_data(), "source": source, "sha256": sha256, "reason": reason}
+    return Outcome(Draft.build("policy.update", actor=actor, subject={}, data=data))

@@ -247,7 +247,7 @@ def test_events_of_several_actions_come_in_seq_order(db_url: str) -> None:
         newest = log.events(action=[*both, "log.init"], newest_first=True, limit=3)
         assert [r.seq for r in newest] == [16, 15, 12]
         assert [r.seq for r in log.events(action=both, model="m", version="2")] == [11, 12]
-        store, log_id = log._store, log._log_id
+        store, log_id = log.store, log._ledger.log_id
         for sparse in (False, True):
             merged = EventFilter(actions=(*both, *both, "log.init"), start=1, sparse=sparse)
             seqs = [seq for seq, _, _ in store.query(log_id, merged)]
@@ -260,7 +260,7 @@ def test_store_picks_events_by_the_bytes_they_hold(db_url: str) -> None:
     """EventFilter.containing keeps the events whose canonical bytes hold any needle."""
     with _log(db_url) as log:
         log.append_many(_evaluations(5), imported=True)
-        store, log_id = log._store, log._log_id
+        store, log_id = log.store, log._ledger.log_id
         picked = store.query(log_id, EventFilter(containing=(b'"notes":"run 1"', b'"n":3}')))
         assert [seq for seq, _, _ in picked] == [2, 4]
         none = store.query(log_id, EventFilter(containing=(b"\x00\xff",)))

@@ -160,8 +160,8 @@ def _warnings_said() -> Iterator[None]:
 
 def _sources(values: list[str] | None, option: str, what: str) -> dict[str, str]:
     """Parse ``--dataset``/``--artifact``: NAME=PATH|URI, or a bare path or URI named by file."""
-    from auditml.capture import named_sources
     from auditml.core.uri import has_scheme, scrub_uri
+    from auditml.training import named_sources
 
     found: dict[str, str] = {}
     for item in values or []:
@@ -183,7 +183,7 @@ def _sources(values: list[str] | None, option: str, what: str) -> dict[str, str]
 
 def _json_sources(value: object, path: Path | None, what: str) -> dict[str, Any]:
     """Return the datasets or artifacts of a ``--from-json`` file as name to path, URI or ref."""
-    from auditml.capture import named_sources
+    from auditml.training import named_sources
 
     if value is None:
         return {}

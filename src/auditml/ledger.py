@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import time as _time
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from typing import Any, NamedTuple, Self
 from pydantic import ValidationError
 
 from auditml._internal.identity import resolve_actor
-from auditml._internal.keyfiles import new_log_signer
 from auditml.core import merkle
 from auditml.core.canonical import (
     canonical_bytes,
@@ -36,29 +34,25 @@ from auditml.core.events import (
     Draft,
     Event,
     ImportedFrom,
-    LogInitData,
     data_model,
     imported_mark,
     marked,
 )
 from auditml.core.keys import check_import
-from auditml.core.signing import Signer, VerifierKey, sign_checkpoint
 from auditml.errors import (
     AuditmlError,
-    ConfigurationError,
     InvalidInputError,
     LogNotFoundError,
+    PolicyDeniedError,
     StoreError,
     VerificationError,
 )
-from auditml.lifecycle import LifecycleMixin
 from auditml.store import Batch, EventFilter, HeadState, Store, TxReader, redact
-from auditml.trust import DEFAULT_CHECKPOINT_EVERY, TrustMixin
 
 __all__ = [
     "DEFAULT_PATH",
-    "AuditLog",
     "Head",
+    "Ledger",
     "Receipt",
     "Record",
     "VerifyReport",
@@ -89,7 +83,7 @@ def default_origin() -> str:
     return f"{host}/{folder}"
 
 
-def _check_origin(origin: str) -> str:
+def check_origin(origin: str) -> str:
     if not _ORIGIN_RE.fullmatch(origin):
         raise InvalidInputError(
             f"invalid origin {origin!r}: use 1 to 255 printable ASCII characters without "
@@ -188,6 +182,32 @@ class VerifyReport:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ChainCheck:
+    """What a chain check recomputed: the size, root and last time, and the checkpoint roots."""
+
+    size: int
+    root: bytes
+    last_time: str
+    roots: Mapping[int, bytes]
+
+
+def _no_checkpoints() -> int:
+    return 0
+
+
+@dataclass(slots=True)
+class AfterAppend:
+    """What runs inside each append transaction: the automatic checkpoints it reaches.
+
+    ``every`` returns the interval (0: none) and ``sign`` signs the root at a
+    size, returning the note or None when the log key is unavailable.
+    """
+
+    every: Callable[[], int] = _no_checkpoints
+    sign: AutoSign | None = None
+
+
 class _Part(NamedTuple):
     """One draft's canonical pieces, computed before the append transaction starts."""
 
@@ -198,145 +218,20 @@ class _Part(NamedTuple):
     version: str | None
 
 
-class AuditLog(LifecycleMixin, TrustMixin):
-    """One append-only, hash-chained log in a SQLite or PostgreSQL store.
+class Ledger:
+    """One append-only, hash-chained log in a store: append, read, head, root and the chain check.
 
-    Open it with :meth:`open` (or create it with :meth:`init`) and use it as a
-    context manager. Appends are serialized by the store, so many processes
-    may append to the same log at once.
+    Appends are serialized by the store, so many processes may append to the
+    same log at once. What must happen inside an append transaction besides
+    the events (the automatic checkpoints) comes in through :class:`AfterAppend`.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        head: HeadState,
-        *,
-        signer: Signer | None = None,
-        key: str | os.PathLike[str] | None = None,
-    ) -> None:
+    def __init__(self, store: Store, head: HeadState) -> None:
         self._store = store
         self._log_id = head.log_id
         self._origin = head.origin
-        self._header = header_bytes(head.origin)
         self._states = StateCache()
-        self._trust_init(signer, key)
-
-    # -- opening ------------------------------------------------------------
-
-    @classmethod
-    def open(
-        cls,
-        url: str | None = None,
-        *,
-        origin: str | None = None,
-        signer: Signer | None = None,
-        key: str | os.PathLike[str] | None = None,
-    ) -> AuditLog:
-        """Open the existing log at ``url`` (default: ./.auditml/audit.db).
-
-        ``signer`` or ``key`` (a PEM file) give the log key that signs
-        checkpoints; by default it is found as :meth:`key_path` says.
-        """
-        store = Store.connect(resolve_url(url))
-        try:
-            head = store.head()
-            if head is None:
-                if store.holds_events():
-                    raise VerificationError(
-                        f"{redact(store.url)} holds events but no log head row: the head row "
-                        "was deleted outside auditml",
-                        kind="head",
-                    )
-                raise LogNotFoundError(
-                    f"{redact(store.url)} holds no log yet: run `auditml init` first"
-                )
-            if origin is not None and head.origin != origin:
-                raise LogNotFoundError(
-                    f"{redact(store.url)} holds the log {head.origin!r}, not {origin!r}"
-                )
-        except BaseException:
-            store.close()
-            raise
-        return cls(store, head, signer=signer, key=key)
-
-    @classmethod
-    def init(
-        cls,
-        url: str | None = None,
-        *,
-        origin: str | None = None,
-        actor: Actor | str | None = None,
-        description: str | None = None,
-        signer: Signer | None = None,
-        key: str | os.PathLike[str] | None = None,
-        passphrase: bytes | None = None,
-        checkpoint_every: int | None = None,
-    ) -> tuple[AuditLog, bool]:
-        """Create the log if the store has none; return it and whether it was created.
-
-        Calling it again is safe: an existing log is opened, never changed. An
-        existing log with a different origin than ``origin`` is an error.
-        A new log gets its Ed25519 key (``signer``, or a new PEM file at ``key``
-        or :meth:`key_path`, encrypted with ``passphrase`` or
-        ``AUDITML_KEY_PASSPHRASE``) and signs its first checkpoint.
-        ``checkpoint_every`` sets how often checkpoints are signed by themselves.
-        """
-        if checkpoint_every is not None and checkpoint_every < 0:
-            raise InvalidInputError(
-                f"checkpoint interval must be 0 or more, not {checkpoint_every}"
-            )
-        if origin is not None:
-            _check_origin(origin)
-        store = Store.connect(resolve_url(url), create=True)
-        try:
-            head = store.head()
-            if head is None:
-                chosen = origin or _check_origin(default_origin())
-                who = resolve_actor(actor)
-                # The key comes first, so the first event binds the log to it.
-                fresh = signer
-                if fresh is None:
-                    given = Path(key) if key is not None else None
-                    fresh, _ = new_log_signer(store, chosen, given, passphrase)
-                vkey = str(VerifierKey.of(chosen, fresh))
-                data = LogInitData(
-                    description=description,
-                    created_by=who.id,
-                    vkey=vkey,
-                    checkpoint_every=(
-                        DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
-                    ),
-                )
-                draft = Draft.build("log.init", actor=who, data=data)
-                # The first event, its checkpoint and the key row commit together.
-                signer_ = fresh
-
-                def first_checkpoint(size: int, root: bytes) -> str:
-                    return sign_checkpoint(chosen, size, root, signer_).note
-
-                prepare = _preparer(chosen, [_part(draft, _Cache())], 1, first_checkpoint)
-                created = store.create_log(chosen, prepare, _now(), vkey)
-                if created:
-                    signer = fresh
-                head = store.head()
-                assert head is not None
-            else:
-                created = False
-            if origin is not None and head.origin != origin:
-                raise ConfigurationError(
-                    f"{redact(store.url)} already holds the log {head.origin!r}; a store holds "
-                    "one log: use another --db for a log with another origin"
-                )
-            log = cls(store, head, signer=signer, key=key)
-            log._ensure_log_key(passphrase)
-            if checkpoint_every is not None:
-                log.set_checkpoint_every(checkpoint_every)
-            if created:
-                log.checkpoint(passphrase=passphrase)
-        except BaseException:
-            store.close()
-            raise
-        return log, created
+        self.after_append = AfterAppend()
 
     def close(self) -> None:
         """Release the database connections."""
@@ -368,6 +263,11 @@ class AuditLog(LifecycleMixin, TrustMixin):
         """Return the underlying store (for tools and tests)."""
         return self._store
 
+    @property
+    def log_id(self) -> int:
+        """Return the log's row id in the store."""
+        return self._log_id
+
     # -- appending ----------------------------------------------------------
 
     def append(
@@ -379,19 +279,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
         actor: Actor | str | None = None,
         imported: Imported = False,
     ) -> Receipt:
-        """Validate and append one event; it is on disk when this returns.
-
-        Actions that policy governs (train, evaluate, approve, reject, deploy,
-        rollback, retire, incidents, policy changes) are refused here: use the method of the same
-        name, which checks the policy. ``imported`` records history that
-        happened elsewhere (a migration): ``True``, or its provenance as a
-        mapping such as ``{"source": "mlflow", "id": run_id, "time": ...}`` (see
-        :class:`~auditml.core.events.ImportedFrom`). The event then carries that
-        mark as ``data.imported`` in its own bytes, policy does not check it,
-        and it never counts toward a rule a live decision must meet (see
-        :mod:`auditml.lifecycle`). An imported e-signature must still verify.
-        ``data`` may not hold ``imported`` itself.
-        """
+        """Validate and append one event; it is on disk when this returns."""
         if imported is False:
             _refuse_governed(action)
         draft = Draft.build(
@@ -400,22 +288,15 @@ class AuditLog(LifecycleMixin, TrustMixin):
         return self.append_many([draft], imported=imported)[0]
 
     def append_many(self, drafts: Iterable[Draft], *, imported: Imported = False) -> list[Receipt]:
-        """Append events in one transaction: all of them are written, or none.
-
-        Governed actions are refused unless ``imported`` (see :meth:`append`),
-        which marks every draft that is not marked already (a draft built with
-        ``Draft.build(..., imported=...)`` keeps its own provenance). A marked
-        draft is refused without ``imported``. Imported e-signatures and key
-        revocations are checked against the log under the append's lock
-        (:func:`~auditml.core.keys.check_import`).
-        """
+        """Append events in one transaction: all of them are written, or none."""
         cache = _Cache()
         mark = None if imported is False else imported_mark(imported)  # validated once
         chosen = list(_as_drafts(drafts, mark is not None))
         parts = [_part(d, cache, mark) for d in chosen]
         if not parts:
             return []
-        prepare = _preparer(self._origin, parts, self.checkpoint_every(), self._auto_sign)
+        hook = self.after_append
+        prepare = _preparer(self._origin, parts, hook.every(), hook.sign)
         if mark is None:
             batch = self._store.append(self._log_id, prepare)
         else:
@@ -428,7 +309,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
             batch = self._store.append_after(self._log_id, checked)
         return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
 
-    def _decide(self, decide: Decide) -> tuple[Receipt, Outcome]:
+    def decide(self, decide: Decide) -> tuple[Receipt, Outcome]:
         """Append what ``decide`` makes of the log as of the locked head, in one transaction."""
         decided: list[Outcome] = []
 
@@ -437,14 +318,27 @@ class AuditLog(LifecycleMixin, TrustMixin):
             outcome = decide(View(reader, head.size, self._states))
             decided.append(outcome)
             part = _part(outcome.draft, _Cache())
-            return _preparer(self._origin, [part], every, self._auto_sign)(head)
+            return _preparer(self._origin, [part], every, hook.sign)(head)
 
-        every = self.checkpoint_every()
+        hook = self.after_append
+        every = hook.every()
         batch = self._store.append_after(self._log_id, prepare)
         row = batch.rows[0]
         return Receipt(row[0], row[2].hex(), row[3], row[6]), decided[0]
 
-    def _records(
+    def decided(self, decide: Decide) -> Receipt:
+        """Append a decision, or its denial and then raise PolicyDeniedError."""
+        return self.decided_outcome(decide)[0]
+
+    def decided_outcome(self, decide: Decide) -> tuple[Receipt, Outcome]:
+        """Append a decision and return what was appended, or raise PolicyDeniedError."""
+        receipt, outcome = self.decide(decide)
+        if outcome.denial is not None:
+            d = outcome.denial
+            raise PolicyDeniedError(d.message, rule=d.rule, remedy=d.remedy, seq=receipt.seq)
+        return receipt, outcome
+
+    def records(
         self,
         model: str | None,
         actions: Sequence[str],
@@ -452,6 +346,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
         newest_first: bool = False,
         limit: int | None = None,
     ) -> Iterator[Record]:
+        """Stream the events of ``actions`` (of ``model``, when given), as decisions read them."""
         return self.events(model=model, action=actions, newest_first=newest_first, limit=limit)
 
     # -- reading ------------------------------------------------------------
@@ -482,10 +377,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
         limit: int | None = None,
         newest_first: bool = False,
     ) -> Iterator[Record]:
-        """Yield the events that match every filter given, in ``seq`` order, streamed.
-
-        ``since`` is inclusive and ``until`` exclusive; plain dates mean midnight UTC.
-        """
+        """Yield the events that match every filter given, in ``seq`` order, streamed."""
         actions = (action,) if isinstance(action, str) else tuple(action or ())
         for name in actions:
             data_model(name)  # a misspelt action is an error, not an empty answer
@@ -526,9 +418,9 @@ class AuditLog(LifecycleMixin, TrustMixin):
                 raise InvalidInputError(
                     f"size {size} is out of range: the log has {head.size} events"
                 )
-            return merkle.root_at(size, self._node_getter(snap)).hex()
+            return merkle.root_at(size, self.node_getter(snap)).hex()
 
-    def _node_getter(
+    def node_getter(
         self, snap: Any, prefetch: Sequence[tuple[int, int]] = ()
     ) -> Callable[[int, int], bytes]:
         """Return get_node for merkle: stored nodes high up, leaf hashes below NODE_LEVEL.
@@ -573,32 +465,23 @@ class AuditLog(LifecycleMixin, TrustMixin):
 
     # -- verifying ----------------------------------------------------------
 
-    def verify(
+    def verify_chain(
         self,
         *,
         deep: bool = False,
         progress: ProgressFn | None = None,
         parallel: bool | None = None,
-        checkpoints: Sequence[str] = (),
-        vkey: VerifierKey | str | None = None,
-    ) -> VerifyReport:
-        """Recompute every hash, link, seq, origin, time and the root; raise at the first failure.
-
-        Then check every e-signature against the key registered for its signer
-        at that time, the latest checkpoint the log kept, and each anchored
-        checkpoint in ``checkpoints`` (signed notes kept outside the database):
-        the log must still extend them. ``vkey`` pins the log's verifier key:
-        the store's key must be it, and anchors must be signed with it
-        (default: the key recorded in the store).
+    ) -> ChainCheck:
+        """Recompute every hash, link, seq, origin, time, column and the root; raise at the first.
 
         Reads one snapshot of the store as a stream, so memory stays flat.
         ``deep`` also re-canonicalizes and schema-checks every event. With
         ``parallel`` (the default for long logs on a machine with two cores or
         more) a helper process checks the later part of the chain and rebuilds
         the Merkle tree from the stored hashes, while this process checks the
-        earlier part; the link where the two parts meet is checked here.
+        earlier part; the link where the two parts meet is checked here. The
+        roots at the kept checkpoints' sizes come out of the same pass.
         """
-        started = _time.perf_counter()
         # The roots at the kept checkpoints' sizes come out of the one pass over the log.
         checkpoint_sizes = [size for size, *_ in self._store.checkpoints(self._log_id)]
         with self._store.snapshot() as snap:
@@ -658,31 +541,7 @@ class AuditLog(LifecycleMixin, TrustMixin):
                     helper.kill()
                     helper.wait()
             _check_head(head, last_hash, last_time, root, frontier)
-        signatures = self.verify_signatures()
-        kept = self.verify_checkpoints(roots)
-        pinned = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
-        if pinned is not None and self._store.log_key(self._log_id) != str(pinned):
-            raise VerificationError(
-                f"the log's key is {self._store.log_key(self._log_id)!r}, not the pinned key "
-                f"{str(pinned)!r}: the log was rewritten and signed with another key, or the "
-                "wrong key was pinned",
-                kind="signature",
-            )
-        if checkpoints and pinned is None:
-            pinned = self.verifier_key()
-        anchors = tuple(self.check_anchor(note, pinned)["size"] for note in checkpoints)
-        return VerifyReport(
-            origin=self._origin,
-            size=head.size,
-            root=root.hex(),
-            last_time=last_time,
-            seconds=_time.perf_counter() - started,
-            deep=deep,
-            signatures=signatures,
-            checkpoint=kept,
-            anchors=anchors,
-            vkey=self._store.log_key(self._log_id),
-        )
+        return ChainCheck(head.size, root, last_time, roots)
 
     def _start_helper(
         self, size: int, split: int | None, roots_at: list[int]
@@ -966,6 +825,15 @@ def _preparer(
         return Batch(rows, nodes, new_head, checkpoints)
 
     return prepare
+
+
+def create_log(store: Store, origin: str, draft: Draft, sign: AutoSign, vkey: str) -> bool:
+    """Write a new log's first event, its size-1 checkpoint and its key in one transaction.
+
+    Returns False when another process created the log first (nothing is written then).
+    """
+    prepare = _preparer(origin, [_part(draft, _Cache())], 1, sign)
+    return store.create_log(origin, prepare, _now(), vkey)
 
 
 def _check_size(head: HeadState, size: int) -> None:

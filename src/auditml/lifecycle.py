@@ -44,17 +44,15 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from auditml._internal.identity import resolve_actor
 from auditml.core.decide import (
     CheckPassedError,
-    Decide,
-    Outcome,
     decide_approve,
     decide_card_update,
     decide_close_incident,
@@ -95,14 +93,13 @@ from auditml.core.state import (
 )
 from auditml.errors import (
     InvalidInputError,
-    PolicyDeniedError,
 )
 
 if TYPE_CHECKING:
-    from auditml.capture import Sources, TrainingRun
-    from auditml.ledger import AuditLog, Receipt, Record
+    from auditml.ledger import Ledger, Receipt
+    from auditml.training import Sources, TrainingRun
 
-__all__ = ["LifecycleMixin"]
+__all__ = ["Lifecycle"]
 
 
 def _rfc3339(value: str | datetime | None) -> str:
@@ -112,37 +109,20 @@ def _rfc3339(value: str | datetime | None) -> str:
     return to_timestamp(datetime.now(UTC) if value is None else value)
 
 
-class LifecycleMixin:
-    """The lifecycle half of :class:`~auditml.AuditLog`: decisions, status and history."""
+class Lifecycle:
+    """The lifecycle service over a ledger: decisions checked against policy, status and history."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._decide = ledger.decide
+        self._decided = ledger.decided
+        self._decided_outcome = ledger.decided_outcome
+        self._records = ledger.records
 
     @property
-    def origin(self) -> str:  # noqa: D102 - documented on AuditLog
-        raise NotImplementedError  # pragma: no cover - AuditLog provides it
-
-    def _decide(self, decide: Decide) -> tuple[Receipt, Outcome]:
-        raise NotImplementedError  # pragma: no cover - AuditLog provides it
-
-    def _records(
-        self,
-        model: str | None,
-        actions: Sequence[str],
-        *,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[Record]:
-        raise NotImplementedError  # pragma: no cover - AuditLog provides it
-
-    def _decided(self, decide: Decide) -> Receipt:
-        """Append a decision, or its denial and then raise PolicyDeniedError."""
-        return self._decided_outcome(decide)[0]
-
-    def _decided_outcome(self, decide: Decide) -> tuple[Receipt, Outcome]:
-        """Append a decision and return what was appended, or raise PolicyDeniedError."""
-        receipt, outcome = self._decide(decide)
-        if outcome.denial is not None:
-            d = outcome.denial
-            raise PolicyDeniedError(d.message, rule=d.rule, remedy=d.remedy, seq=receipt.seq)
-        return receipt, outcome
+    def origin(self) -> str:
+        """Return the log's origin name."""
+        return self._ledger.origin
 
     def _esign(
         self,
@@ -191,12 +171,7 @@ class LifecycleMixin:
         meaning: str = "approval",
         name: str | None = None,
     ) -> Receipt:
-        """Approve a version (for ``environments``, or any when empty), if policy allows.
-
-        With ``signer`` (a person's registered key) the approval carries their
-        electronic signature over its statement, with ``meaning`` and the
-        printed ``name`` (default: the name registered with the key).
-        """
+        """Approve a version (for ``environments``, or any when empty), if policy allows."""
         who = resolve_actor(actor)
         version = str(version)
         signature = self._esign(
@@ -235,10 +210,7 @@ class LifecycleMixin:
         meaning: str = "review",
         name: str | None = None,
     ) -> Receipt:
-        """Reject a version, if policy allows; it can then never be deployed.
-
-        ``signer``, ``meaning`` and ``name`` sign it as :meth:`approve` does.
-        """
+        """Reject a version, if policy allows; it can then never be deployed."""
         who = resolve_actor(actor)
         version = str(version)
         signature = self._esign(
@@ -371,11 +343,7 @@ class LifecycleMixin:
         id: str | None = None,
         actor: Actor | str | None = None,
     ) -> Incident:
-        """Open an incident against a version and return it, with its id and any deadline.
-
-        ``aware_at`` is when you became aware of it (default: now): EU AI Act
-        Art. 73 deadlines for a ``serious`` incident count from then.
-        """
+        """Open an incident against a version and return it, with its id and any deadline."""
         who = resolve_actor(actor)
         data = validate_data(
             "incident.open",
@@ -445,11 +413,7 @@ class LifecycleMixin:
         reason: str | None = None,
         actor: Actor | str | None = None,
     ) -> Receipt:
-        """Record the human-written sections of a model card (a mapping, or a YAML/JSON file).
-
-        With ``version`` they apply to that version's card; without, to every
-        version of the model. A later update replaces the sections it names.
-        """
+        """Record the human-written sections of a model card (a mapping, or a YAML/JSON file)."""
         from auditml.cards.model import validate_sections
         from auditml.cards.sections import read_sections
 
@@ -541,10 +505,10 @@ class LifecycleMixin:
     ) -> AbstractContextManager[TrainingRun]:
         """Record the code inside ``with log.training_run(model=...) as run:`` as one run."""
         from auditml._internal.fingerprint import start_capture
-        from auditml.capture import TrainingRun, run_context
+        from auditml.training import TrainingRun, run_context
 
         run = TrainingRun(
-            cast("AuditLog", self),
+            self,
             model,
             version=version,
             actor=actor,
@@ -581,10 +545,7 @@ class LifecycleMixin:
         )
 
     def policy(self) -> tuple[Policy, int | None]:
-        """Return the policy in force and the seq of the event that recorded it (None: default).
-
-        The policy in force is the newest live ``policy.update``; imported ones never are.
-        """
+        """Return the policy in force and the seq of the event that recorded it (None: default)."""
         records = list(self._records(None, ("policy.update",), newest_first=True))  # a few
         return policy_in_force((record.seq, record.body) for record in records)
 

@@ -1,7 +1,729 @@
-"""AuditLog: opens a store and composes the ledger and its services."""
+"""AuditLog: opens a store and composes the ledger with its services.
+
+The :class:`~auditml.ledger.Ledger` appends, reads and checks the chain; the
+:class:`~auditml.trust.Trust` service keeps the log key, checkpoints, proofs
+and people's keys; the :class:`~auditml.lifecycle.Lifecycle` service takes
+decisions against policy. AuditLog wires them together (the ledger signs the
+automatic checkpoints through trust inside each append) and keeps every public
+method as a one-line delegate, so a caller needs to know only this class.
+"""
 
 from __future__ import annotations
 
-from auditml.ledger import AuditLog
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from auditml._internal.identity import resolve_actor
+from auditml._internal.keyfiles import PublicKeyFile, new_log_signer
+from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitData, TrainData
+from auditml.core.incidents import Incident
+from auditml.core.keys import SignatureEntry
+from auditml.core.policy import Policy
+from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
+from auditml.core.state import ModelState, Move
+from auditml.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    LogNotFoundError,
+    VerificationError,
+)
+from auditml.ledger import (
+    Head,
+    Imported,
+    Ledger,
+    ProgressFn,
+    Receipt,
+    Record,
+    VerifyReport,
+    check_origin,
+    create_log,
+    default_origin,
+    resolve_url,
+)
+from auditml.lifecycle import Lifecycle
+from auditml.store import HeadState, Store, redact
+from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
+
+if TYPE_CHECKING:
+    from auditml.training import Sources, TrainingRun
 
 __all__ = ["AuditLog"]
+
+
+class AuditLog:
+    """One append-only, hash-chained log in a SQLite or PostgreSQL store.
+
+    Open it with :meth:`open` (or create it with :meth:`init`) and use it as a
+    context manager. Appends are serialized by the store, so many processes
+    may append to the same log at once.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        head: HeadState,
+        *,
+        signer: Signer | None = None,
+        key: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._ledger = Ledger(store, head)
+        self._trust = Trust(self._ledger, signer, key)
+        self._lifecycle = Lifecycle(self._ledger)
+        hook = self._ledger.after_append
+        hook.every, hook.sign = self._trust.checkpoint_every, self._trust._auto_sign
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        origin: str | None = None,
+        signer: Signer | None = None,
+        key: str | os.PathLike[str] | None = None,
+    ) -> AuditLog:
+        """Open the existing log at ``url`` (default: ./.auditml/audit.db).
+
+        ``signer`` or ``key`` (a PEM file) give the log key that signs
+        checkpoints; by default it is found as :meth:`key_path` says.
+        """
+        store = Store.connect(resolve_url(url))
+        try:
+            head = store.head()
+            if head is None:
+                if store.holds_events():
+                    raise VerificationError(
+                        f"{redact(store.url)} holds events but no log head row: the head row "
+                        "was deleted outside auditml",
+                        kind="head",
+                    )
+                raise LogNotFoundError(
+                    f"{redact(store.url)} holds no log yet: run `auditml init` first"
+                )
+            if origin is not None and head.origin != origin:
+                raise LogNotFoundError(
+                    f"{redact(store.url)} holds the log {head.origin!r}, not {origin!r}"
+                )
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, head, signer=signer, key=key)
+
+    @classmethod
+    def init(
+        cls,
+        url: str | None = None,
+        *,
+        origin: str | None = None,
+        actor: Actor | str | None = None,
+        description: str | None = None,
+        signer: Signer | None = None,
+        key: str | os.PathLike[str] | None = None,
+        passphrase: bytes | None = None,
+        checkpoint_every: int | None = None,
+    ) -> tuple[AuditLog, bool]:
+        """Create the log if the store has none; return it and whether it was created.
+
+        Calling it again is safe: an existing log is opened, never changed. An
+        existing log with a different origin than ``origin`` is an error.
+        A new log gets its Ed25519 key (``signer``, or a new PEM file at ``key``
+        or :meth:`key_path`, encrypted with ``passphrase`` or
+        ``AUDITML_KEY_PASSPHRASE``) and signs its first checkpoint.
+        ``checkpoint_every`` sets how often checkpoints are signed by themselves.
+        """
+        if checkpoint_every is not None and checkpoint_every < 0:
+            raise InvalidInputError(
+                f"checkpoint interval must be 0 or more, not {checkpoint_every}"
+            )
+        if origin is not None:
+            check_origin(origin)
+        store = Store.connect(resolve_url(url), create=True)
+        try:
+            head = store.head()
+            if head is None:
+                chosen = origin or check_origin(default_origin())
+                who = resolve_actor(actor)
+                # The key comes first, so the first event binds the log to it.
+                fresh = signer
+                if fresh is None:
+                    given = Path(key) if key is not None else None
+                    fresh, _ = new_log_signer(store, chosen, given, passphrase)
+                vkey = str(VerifierKey.of(chosen, fresh))
+                data = LogInitData(
+                    description=description,
+                    created_by=who.id,
+                    vkey=vkey,
+                    checkpoint_every=(
+                        DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
+                    ),
+                )
+                draft = Draft.build("log.init", actor=who, data=data)
+                # The first event, its checkpoint and the key row commit together.
+                signer_ = fresh
+
+                def first_checkpoint(size: int, root: bytes) -> str:
+                    return sign_checkpoint(chosen, size, root, signer_).note
+
+                created = create_log(store, chosen, draft, first_checkpoint, vkey)
+                if created:
+                    signer = fresh
+                head = store.head()
+                assert head is not None
+            else:
+                created = False
+            if origin is not None and head.origin != origin:
+                raise ConfigurationError(
+                    f"{redact(store.url)} already holds the log {head.origin!r}; a store holds "
+                    "one log: use another --db for a log with another origin"
+                )
+            log = cls(store, head, signer=signer, key=key)
+            log._trust._ensure_log_key(passphrase)
+            if checkpoint_every is not None:
+                log.set_checkpoint_every(checkpoint_every)
+            if created:
+                log.checkpoint(passphrase=passphrase)
+        except BaseException:
+            store.close()
+            raise
+        return log, created
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def verify(
+        self,
+        *,
+        deep: bool = False,
+        progress: ProgressFn | None = None,
+        parallel: bool | None = None,
+        checkpoints: Sequence[str] = (),
+        vkey: VerifierKey | str | None = None,
+    ) -> VerifyReport:
+        """Recompute every hash, link, seq, origin, time and the root; raise at the first failure.
+
+        Then check every e-signature against the key registered for its signer
+        at that time, the latest checkpoint the log kept, and each anchored
+        checkpoint in ``checkpoints`` (signed notes kept outside the database):
+        the log must still extend them. ``vkey`` pins the log's verifier key:
+        the store's key must be it, and anchors must be signed with it
+        (default: the key recorded in the store).
+
+        Reads one snapshot of the store as a stream, so memory stays flat.
+        ``deep`` also re-canonicalizes and schema-checks every event. With
+        ``parallel`` (the default for long logs on a machine with two cores or
+        more) a helper process checks the later part of the chain and rebuilds
+        the Merkle tree from the stored hashes, while this process checks the
+        earlier part; the link where the two parts meet is checked here.
+        """
+        started = time.perf_counter()
+        chain = self._ledger.verify_chain(deep=deep, progress=progress, parallel=parallel)
+        signatures = self._trust.verify_signatures()
+        kept = self._trust.verify_checkpoints(chain.roots)
+        anchors = self._trust.check_anchors(checkpoints, vkey)
+        return VerifyReport(
+            origin=self.origin,
+            size=chain.size,
+            root=chain.root.hex(),
+            last_time=chain.last_time,
+            seconds=time.perf_counter() - started,
+            deep=deep,
+            signatures=signatures,
+            checkpoint=kept,
+            anchors=anchors,
+            vkey=self.store.log_key(self._ledger.log_id),
+        )
+
+    # -- what the services lend each other and the tools above ---------------------------
+
+    def _own_files(self) -> list[Path]:
+        """Return the files this log lives in (database, sidecars, key): no output replaces them."""
+        return self._trust._own_files()
+
+    def _begin_training(self, model: str, version: str | None, actor: Actor) -> str:
+        """Check that ``actor`` may train ``model`` and return the version the run gets."""
+        return self._lifecycle._begin_training(model, version, actor)
+
+    def _finish_training(
+        self, model: str, version: str | None, *, auto: bool, actor: Actor, data: dict[str, Any]
+    ) -> Receipt:
+        """Record a finished run's ``model.train`` event."""
+        return self._lifecycle._finish_training(model, version, auto=auto, actor=actor, data=data)
+
+    # -- one-line delegates --------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the database connections."""
+        return self._ledger.close()
+
+    @property
+    def origin(self) -> str:
+        """Return the log's origin name, which every event and checkpoint carries."""
+        return self._ledger.origin
+
+    @property
+    def url(self) -> str:
+        """Return the store's URL, with any password hidden."""
+        return self._ledger.url
+
+    @property
+    def store(self) -> Store:
+        """Return the underlying store (for tools and tests)."""
+        return self._ledger.store
+
+    def append(
+        self,
+        action: str,
+        *,
+        subject: dict[str, str] | None = None,
+        data: object = None,
+        actor: Actor | str | None = None,
+        imported: Imported = False,
+    ) -> Receipt:
+        """Validate and append one event; it is on disk when this returns.
+
+        Actions that policy governs (train, evaluate, approve, reject, deploy,
+        rollback, retire, incidents, policy changes) are refused here: use the method of the same
+        name, which checks the policy. ``imported`` records history that
+        happened elsewhere (a migration): ``True``, or its provenance as a
+        mapping such as ``{"source": "mlflow", "id": run_id, "time": ...}`` (see
+        :class:`~auditml.core.events.ImportedFrom`). The event then carries that
+        mark as ``data.imported`` in its own bytes, policy does not check it,
+        and it never counts toward a rule a live decision must meet (see
+        :mod:`auditml.lifecycle`). An imported e-signature must still verify.
+        ``data`` may not hold ``imported`` itself.
+        """
+        return self._ledger.append(
+            action, subject=subject, data=data, actor=actor, imported=imported
+        )
+
+    def append_many(self, drafts: Iterable[Draft], *, imported: Imported = False) -> list[Receipt]:
+        """Append events in one transaction: all of them are written, or none.
+
+        Governed actions are refused unless ``imported`` (see :meth:`append`),
+        which marks every draft that is not marked already (a draft built with
+        ``Draft.build(..., imported=...)`` keeps its own provenance). A marked
+        draft is refused without ``imported``. Imported e-signatures and key
+        revocations are checked against the log under the append's lock
+        (:func:`~auditml.core.keys.check_import`).
+        """
+        return self._ledger.append_many(drafts, imported=imported)
+
+    def head(self) -> Head:
+        """Return the log's current size, root and last event."""
+        return self._ledger.head()
+
+    def events(
+        self,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        action: str | Sequence[str] | None = None,
+        since: str | datetime | date | None = None,
+        until: str | datetime | date | None = None,
+        start: int = 0,
+        stop: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[Record]:
+        """Yield the events that match every filter given, in ``seq`` order, streamed.
+
+        ``since`` is inclusive and ``until`` exclusive; plain dates mean midnight UTC.
+        """
+        return self._ledger.events(
+            model=model,
+            version=version,
+            action=action,
+            since=since,
+            until=until,
+            start=start,
+            stop=stop,
+            limit=limit,
+            newest_first=newest_first,
+        )
+
+    def root(self, size: int | None = None) -> str:
+        """Return the Merkle root (hex) of the first ``size`` events (default: all of them)."""
+        return self._ledger.root(size)
+
+    def key_path(self) -> Path:
+        """Return where the log's private key is kept (see :func:`key_path_for`)."""
+        return self._trust.key_path()
+
+    def verifier_key(self) -> VerifierKey:
+        """Return the log's verifier key, as recorded in the store."""
+        return self._trust.verifier_key()
+
+    def checkpoint(self, size: int | None = None, *, passphrase: bytes | None = None) -> Checkpoint:
+        """Sign and keep a checkpoint of the log at ``size`` (default: now); return it.
+
+        A checkpoint already kept at that size is returned as it is: the log
+        never signs two roots for one size, and refuses to when its root at that
+        size has changed since.
+        """
+        return self._trust.checkpoint(size, passphrase=passphrase)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Return every checkpoint the log has signed, oldest first."""
+        return self._trust.checkpoints()
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """Return the largest checkpoint the log has signed, or None."""
+        return self._trust.latest_checkpoint()
+
+    def checkpoint_every(self) -> int:
+        """Return N: a checkpoint is signed whenever the log reaches a multiple of N (0: never).
+
+        A log records N in its first event; logs made before that keep it as a setting.
+        """
+        return self._trust.checkpoint_every()
+
+    def set_checkpoint_every(self, every: int) -> None:
+        """Sign a checkpoint automatically every ``every`` events (0 turns it off).
+
+        A log whose first event records its interval keeps that one: verify checks
+        that every checkpoint it promises exists, so the promise cannot change.
+        """
+        return self._trust.set_checkpoint_every(every)
+
+    def verify_checkpoints(self, roots: Mapping[int, bytes] | None = None) -> int | None:
+        """Check every checkpoint the log kept, and that none it made is missing.
+
+        The store's log key must be the one the first event binds; each kept
+        checkpoint must be signed by it, agree with its own row, and commit to
+        the log's root at its size; and every checkpoint the log promises (at
+        size 1, signed when it was created, and at each multiple of its
+        interval) must be kept. Call it after the events, tree and head verified.
+        ``roots`` gives the log's root at some sizes, as verify's one pass over the
+        log recorded them; any other size's root is computed from the stored tree.
+        Returns the size of the latest kept checkpoint, or None when there is none.
+        """
+        return self._trust.verify_checkpoints(roots)
+
+    def prove_inclusion(self, seq: int, size: int | None = None) -> dict[str, Any]:
+        """Return the docs/format.md inclusion proof of event ``seq`` in the tree of ``size``."""
+        return self._trust.prove_inclusion(seq, size)
+
+    def prove_consistency(self, size1: int, size2: int | None = None) -> dict[str, Any]:
+        """Return the docs/format.md consistency proof from the tree of ``size1`` to ``size2``."""
+        return self._trust.prove_consistency(size1, size2)
+
+    def check_anchor(self, note: str, key: VerifierKey | None = None) -> dict[str, Any]:
+        """Prove the log still extends the anchored checkpoint ``note``; raise naming how not.
+
+        Call it after :meth:`verify` has checked the events, the stored tree and
+        the head: the proof is built from them. ``key`` pins the verifier key
+        (default: the log's recorded key).
+        """
+        return self._trust.check_anchor(note, key)
+
+    def export(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        size: int | None = None,
+        prove: Sequence[int] = (),
+        passphrase: bytes | None = None,
+        force: bool = False,
+    ) -> Path:
+        """Write an evidence bundle of the first ``size`` events (default: all) to ``out``.
+
+        ``out`` must be new (or an empty folder; ``force`` replaces an existing
+        ``.zip`` file), not a link, and not one of the log's own files.
+        """
+        return self._trust.export(out, size=size, prove=prove, passphrase=passphrase, force=force)
+
+    def register_key(
+        self,
+        public_key: PublicKeyFile | str | os.PathLike[str],
+        *,
+        signer: str | None = None,
+        name: str | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Register a person's signing key (a ``.pub`` file), if policy lets ``actor`` do it."""
+        return self._trust.register_key(
+            public_key, signer=signer, name=name, reason=reason, actor=actor
+        )
+
+    def revoke_key(
+        self,
+        key: str,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Revoke a registered key (by fingerprint or ``.pub`` file), if policy allows."""
+        return self._trust.revoke_key(key, reason=reason, actor=actor)
+
+    def signatures(self, model: str | None = None) -> list[SignatureEntry]:
+        """Return the signature manifest: every signed decision (of ``model``), oldest first."""
+        return self._trust.signatures(model)
+
+    def verify_signatures(self) -> int:
+        """Check every e-signature against the key registered for its signer at that time.
+
+        Returns how many signed decisions were checked; raises VerificationError
+        naming the first event whose signature fails.
+        """
+        return self._trust.verify_signatures()
+
+    def approve(
+        self,
+        model: str,
+        version: str,
+        *,
+        reason: str | None = None,
+        environments: Sequence[str] = (),
+        artifact_sha256: str | None = None,
+        actor: Actor | str | None = None,
+        signer: Signer | None = None,
+        meaning: str = "approval",
+        name: str | None = None,
+    ) -> Receipt:
+        """Approve a version (for ``environments``, or any when empty), if policy allows.
+
+        With ``signer`` (a person's registered key) the approval carries their
+        electronic signature over its statement, with ``meaning`` and the
+        printed ``name`` (default: the name registered with the key).
+        """
+        return self._lifecycle.approve(
+            model,
+            version,
+            reason=reason,
+            environments=environments,
+            artifact_sha256=artifact_sha256,
+            actor=actor,
+            signer=signer,
+            meaning=meaning,
+            name=name,
+        )
+
+    def reject(
+        self,
+        model: str,
+        version: str,
+        *,
+        reason: str | None = None,
+        artifact_sha256: str | None = None,
+        actor: Actor | str | None = None,
+        signer: Signer | None = None,
+        meaning: str = "review",
+        name: str | None = None,
+    ) -> Receipt:
+        """Reject a version, if policy allows; it can then never be deployed.
+
+        ``signer``, ``meaning`` and ``name`` sign it as :meth:`approve` does.
+        """
+        return self._lifecycle.reject(
+            model,
+            version,
+            reason=reason,
+            artifact_sha256=artifact_sha256,
+            actor=actor,
+            signer=signer,
+            meaning=meaning,
+            name=name,
+        )
+
+    def deploy(
+        self,
+        model: str,
+        version: str,
+        environment: str,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Deploy a version to an environment, if policy allows; records what it replaced."""
+        return self._lifecycle.deploy(model, version, environment, reason=reason, actor=actor)
+
+    def rollback(
+        self,
+        model: str,
+        environment: str,
+        *,
+        to: str | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Roll an environment back to ``to``, or to the previous version that ran there."""
+        return self._lifecycle.rollback(model, environment, to=to, reason=reason, actor=actor)
+
+    def retire(
+        self,
+        model: str,
+        version: str,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Retire a version for good, if policy allows and it runs nowhere."""
+        return self._lifecycle.retire(model, version, reason=reason, actor=actor)
+
+    def evaluate(
+        self,
+        model: str,
+        version: str,
+        *,
+        metrics: dict[str, float] | None = None,
+        dataset: DatasetRef | str | os.PathLike[str] | None = None,
+        slices: dict[str, dict[str, float]] | None = None,
+        artifacts: Mapping[str, ArtifactRef | str | os.PathLike[str]] | None = None,
+        notes: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record an evaluation of a trained version; files named are hashed first."""
+        return self._lifecycle.evaluate(
+            model,
+            version,
+            metrics=metrics,
+            dataset=dataset,
+            slices=slices,
+            artifacts=artifacts,
+            notes=notes,
+            actor=actor,
+        )
+
+    def open_incident(
+        self,
+        model: str,
+        version: str,
+        summary: str,
+        *,
+        severity: str = "medium",
+        impact: str | None = None,
+        environment: str | None = None,
+        aware_at: str | datetime | None = None,
+        reference: str | None = None,
+        id: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Incident:
+        """Open an incident against a version and return it, with its id and any deadline.
+
+        ``aware_at`` is when you became aware of it (default: now): EU AI Act
+        Art. 73 deadlines for a ``serious`` incident count from then.
+        """
+        return self._lifecycle.open_incident(
+            model,
+            version,
+            summary,
+            severity=severity,
+            impact=impact,
+            environment=environment,
+            aware_at=aware_at,
+            reference=reference,
+            id=id,
+            actor=actor,
+        )
+
+    def close_incident(
+        self,
+        id: str,
+        resolution: str,
+        *,
+        reported_at: str | datetime | None = None,
+        reference: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Close an open incident: how it was resolved, and when authorities were told."""
+        return self._lifecycle.close_incident(
+            id, resolution, reported_at=reported_at, reference=reference, actor=actor
+        )
+
+    def update_card(
+        self,
+        model: str,
+        sections: Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        version: str | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record the human-written sections of a model card (a mapping, or a YAML/JSON file).
+
+        With ``version`` they apply to that version's card; without, to every
+        version of the model. A later update replaces the sections it names.
+        """
+        return self._lifecycle.update_card(
+            model, sections, version=version, reason=reason, actor=actor
+        )
+
+    def incidents(self, model: str | None = None) -> list[Incident]:
+        """Return every incident (of ``model``), oldest first, with its Art. 73 deadline."""
+        return self._lifecycle.incidents(model)
+
+    def record_training(
+        self,
+        model: str,
+        *,
+        version: str | None = None,
+        data: TrainData | dict[str, Any] | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record a training run done elsewhere; the receipt names the version it got."""
+        return self._lifecycle.record_training(model, version=version, data=data, actor=actor)
+
+    def training_run(
+        self,
+        model: str,
+        *,
+        version: str | None = None,
+        actor: Actor | str | None = None,
+        params: Mapping[str, Any] | None = None,
+        datasets: Sources | None = None,
+        artifacts: Sources | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent_version: str | None = None,
+        base_model: str | None = None,
+    ) -> AbstractContextManager[TrainingRun]:
+        """Record the code inside ``with log.training_run(model=...) as run:`` as one run."""
+        return self._lifecycle.training_run(
+            model,
+            version=version,
+            actor=actor,
+            params=params,
+            datasets=datasets,
+            artifacts=artifacts,
+            tags=tags,
+            parent_version=parent_version,
+            base_model=base_model,
+        )
+
+    def apply_policy(
+        self,
+        policy: Policy | str | Path,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record a policy (a Policy or a TOML file); it is in force from this event on."""
+        return self._lifecycle.apply_policy(policy, reason=reason, actor=actor)
+
+    def policy(self) -> tuple[Policy, int | None]:
+        """Return the policy in force and the seq of the event that recorded it (None: default).
+
+        The policy in force is the newest live ``policy.update``; imported ones never are.
+        """
+        return self._lifecycle.policy()
+
+    def status(self, model: str | None = None) -> dict[str, ModelState]:
+        """Return each model's state (or only ``model``'s), derived from the log alone."""
+        return self._lifecycle.status(model)
+
+    def history(self, model: str, environment: str | None = None) -> list[Move]:
+        """Return the model's deploys and rollbacks, oldest first, optionally of one environment."""
+        return self._lifecycle.history(model, environment)

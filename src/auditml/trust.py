@@ -1,14 +1,14 @@
 """Trust: the log key, signed checkpoints, anchors, Merkle proofs, bundles and people's keys.
 
-This is the half of :class:`~auditml.AuditLog` that lets an outsider check the
+This service of :class:`~auditml.AuditLog` lets an outsider check the
 log without trusting its database:
 
 - The log's Ed25519 key signs checkpoints (docs/format.md section 4), by hand
-  (:meth:`TrustMixin.checkpoint`) and every N events. They are kept in an
+  (:meth:`Trust.checkpoint`) and every N events. They are kept in an
   append-only table, one per size, so the log never signs two roots for one
   size.
 - A checkpoint kept outside the database is an anchor:
-  :meth:`TrustMixin.check_anchor` proves the log still extends it with an
+  :meth:`Trust.check_anchor` proves the log still extends it with an
   RFC 9162 consistency proof, and names a truncation or a rewrite when it
   does not.
 - Inclusion and consistency proofs come out as docs/format.md section 3 JSON, and
@@ -24,7 +24,7 @@ import base64
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,11 +66,9 @@ from auditml.errors import (
 )
 
 if TYPE_CHECKING:
-    from auditml.core.decide import Decide
-    from auditml.ledger import Receipt, Record
-    from auditml.store import Store
+    from auditml.ledger import Ledger, Receipt
 
-__all__ = ["DEFAULT_CHECKPOINT_EVERY", "TrustMixin"]
+__all__ = ["DEFAULT_CHECKPOINT_EVERY", "Trust"]
 
 DEFAULT_CHECKPOINT_EVERY = 1000
 
@@ -82,46 +80,28 @@ def _now_stamp() -> str:
 # -- the mixin ---------------------------------------------------------------------------
 
 
-class TrustMixin:
-    """The trust half of :class:`~auditml.AuditLog`: keys, checkpoints, proofs and bundles."""
+class Trust:
+    """The trust service over a ledger: the log key, checkpoints, anchors, proofs, bundles, keys."""
 
-    _store: Store
-    _log_id: int
-    _origin: str
-    _signer: Signer | None
-    _key_path: Path | None
-    _checkpoint_every: int | None
-    _init_data: dict[str, Any] | None
-    _warned_key: bool
-
-    # Provided by AuditLog.
-    def root(self, size: int | None = None) -> str:  # noqa: D102 - documented on AuditLog
-        raise NotImplementedError  # pragma: no cover
-
-    def _node_getter(
-        self, snap: Any, prefetch: Sequence[tuple[int, int]] = ()
-    ) -> Callable[[int, int], bytes]:
-        raise NotImplementedError  # pragma: no cover
-
-    def _decided(self, decide: Decide) -> Receipt:
-        raise NotImplementedError  # pragma: no cover
-
-    def _records(
+    def __init__(
         self,
-        model: str | None,
-        actions: Sequence[str],
-        *,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[Record]:
-        raise NotImplementedError  # pragma: no cover
-
-    def _trust_init(self, signer: Signer | None, key_path: str | os.PathLike[str] | None) -> None:
+        ledger: Ledger,
+        signer: Signer | None = None,
+        key_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._store = ledger.store
+        self._log_id = ledger.log_id
+        self._origin = ledger.origin
         self._signer = signer
         self._key_path = Path(key_path) if key_path is not None else None
-        self._checkpoint_every = None
-        self._init_data = None
+        self._checkpoint_every: int | None = None
+        self._init_data: dict[str, Any] | None = None
         self._warned_key = False
+        self.root = ledger.root
+        self._node_getter = ledger.node_getter
+        self._decided = ledger.decided
+        self._records = ledger.records
 
     # -- the log key ------------------------------------------------------------------
 
@@ -180,12 +160,7 @@ class TrustMixin:
     # -- checkpoints --------------------------------------------------------------------
 
     def checkpoint(self, size: int | None = None, *, passphrase: bytes | None = None) -> Checkpoint:
-        """Sign and keep a checkpoint of the log at ``size`` (default: now); return it.
-
-        A checkpoint already kept at that size is returned as it is: the log
-        never signs two roots for one size, and refuses to when its root at that
-        size has changed since.
-        """
+        """Sign and keep a checkpoint of the log at ``size`` (default: now); return it."""
         root = bytes.fromhex(self.root(size))
         if size is None:
             size = self._store.head(self._origin).size  # type: ignore[union-attr]
@@ -247,10 +222,7 @@ class TrustMixin:
         return every if isinstance(every, int) and not isinstance(every, bool) else None
 
     def checkpoint_every(self) -> int:
-        """Return N: a checkpoint is signed whenever the log reaches a multiple of N (0: never).
-
-        A log records N in its first event; logs made before that keep it as a setting.
-        """
+        """Return N: a checkpoint is signed whenever the log reaches a multiple of N (0: never)."""
         if self._checkpoint_every is None:
             recorded = self._recorded_every()
             if recorded is None:
@@ -260,11 +232,7 @@ class TrustMixin:
         return self._checkpoint_every
 
     def set_checkpoint_every(self, every: int) -> None:
-        """Sign a checkpoint automatically every ``every`` events (0 turns it off).
-
-        A log whose first event records its interval keeps that one: verify checks
-        that every checkpoint it promises exists, so the promise cannot change.
-        """
+        """Sign a checkpoint automatically every ``every`` events (0 turns it off)."""
         if every < 0:
             raise InvalidInputError(f"checkpoint interval must be 0 or more, not {every}")
         recorded = self._recorded_every()
@@ -280,17 +248,7 @@ class TrustMixin:
         self._checkpoint_every = every
 
     def verify_checkpoints(self, roots: Mapping[int, bytes] | None = None) -> int | None:
-        """Check every checkpoint the log kept, and that none it made is missing.
-
-        The store's log key must be the one the first event binds; each kept
-        checkpoint must be signed by it, agree with its own row, and commit to
-        the log's root at its size; and every checkpoint the log promises (at
-        size 1, signed when it was created, and at each multiple of its
-        interval) must be kept. Call it after the events, tree and head verified.
-        ``roots`` gives the log's root at some sizes, as verify's one pass over the
-        log recorded them; any other size's root is computed from the stored tree.
-        Returns the size of the latest kept checkpoint, or None when there is none.
-        """
+        """Check every checkpoint the log kept, and that none it made is missing."""
         bound = self._first_event_data().get("vkey")
         stored = self._store.log_key(self._log_id)
         if bound is not None and stored != bound:
@@ -394,6 +352,26 @@ class TrustMixin:
 
     # -- proofs -----------------------------------------------------------------------------
 
+    def check_anchors(
+        self, notes: Sequence[str], vkey: VerifierKey | str | None = None
+    ) -> tuple[int, ...]:
+        """Check the pinned key and every anchored checkpoint; return the anchors' sizes.
+
+        ``vkey`` pins the log's verifier key: the store's key must be it, and the
+        anchors must be signed with it (default: the key recorded in the store).
+        """
+        pinned = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
+        held = self._store.log_key(self._log_id)
+        if pinned is not None and held != str(pinned):
+            raise VerificationError(
+                f"the log's key is {held!r}, not the pinned key {str(pinned)!r}: the log was "
+                "rewritten and signed with another key, or the wrong key was pinned",
+                kind="signature",
+            )
+        if notes and pinned is None:
+            pinned = self.verifier_key()
+        return tuple(self.check_anchor(note, pinned)["size"] for note in notes)
+
     def prove_inclusion(self, seq: int, size: int | None = None) -> dict[str, Any]:
         """Return the docs/format.md inclusion proof of event ``seq`` in the tree of ``size``."""
         with self._store.snapshot() as snap:
@@ -449,12 +427,7 @@ class TrustMixin:
     # -- anchors ------------------------------------------------------------------------------
 
     def check_anchor(self, note: str, key: VerifierKey | None = None) -> dict[str, Any]:
-        """Prove the log still extends the anchored checkpoint ``note``; raise naming how not.
-
-        Call it after :meth:`verify` has checked the events, the stored tree and
-        the head: the proof is built from them. ``key`` pins the verifier key
-        (default: the log's recorded key).
-        """
+        """Prove the log still extends the anchored checkpoint ``note``; raise naming how not."""
         vkey = key if key is not None else self.verifier_key()
         cp = open_checkpoint(note, vkey, origin=self._origin)
         with self._store.snapshot() as snap:
@@ -503,11 +476,7 @@ class TrustMixin:
         passphrase: bytes | None = None,
         force: bool = False,
     ) -> Path:
-        """Write an evidence bundle of the first ``size`` events (default: all) to ``out``.
-
-        ``out`` must be new (or an empty folder; ``force`` replaces an existing
-        ``.zip`` file), not a link, and not one of the log's own files.
-        """
+        """Write an evidence bundle of the first ``size`` events (default: all) to ``out``."""
         from auditml.bundle import check_bundle_path, write_bundle
 
         protect = self._own_files()
@@ -588,11 +557,7 @@ class TrustMixin:
         return [entry for entry in found if entry is not None]
 
     def verify_signatures(self) -> int:
-        """Check every e-signature against the key registered for its signer at that time.
-
-        Returns how many signed decisions were checked; raises VerificationError
-        naming the first event whose signature fails.
-        """
+        """Check every e-signature against the key registered for its signer at that time."""
         from auditml.store import EventFilter
 
         registry = KeyRegistry()

@@ -146,7 +146,8 @@ def python_alone(url: str, total: int = 100_000) -> float:
     Returns events/s: the ceiling that auditml's own Python work puts on append_many,
     measured from the same private steps append_many runs (Draft.build excluded).
     """
-    from auditml.ledger import _Cache, _part, _preparer
+    from auditml.core.envelope import PartCache, draft_part
+    from auditml.ledger import _preparer
     from auditml.store import Store
 
     actor = Actor(id="pipeline@bench.example", source="api")
@@ -158,8 +159,8 @@ def python_alone(url: str, total: int = 100_000) -> float:
     batches = [drafts(1 + start, BATCH, actor) for start in range(0, total, BATCH)]
     t0 = time.perf_counter()
     for batch in batches:
-        cache = _Cache()
-        head = _preparer(ORIGIN, [_part(d, cache) for d in batch])(head).head
+        cache = PartCache()
+        head = _preparer(ORIGIN, [draft_part(d, cache) for d in batch])(head).head
     return total / (time.perf_counter() - t0)
 
 

@@ -22,13 +22,11 @@ from pydantic import ValidationError
 from auditml._internal.identity import resolve_actor
 from auditml.core import merkle
 from auditml.core.canonical import (
-    canonical_bytes,
-    canonical_text,
     loads_strict,
-    plain_canonical_bytes,
 )
-from auditml.core.chain import NODE_LEVEL, ChainVerifier, check_nodes, gap_error, header_bytes
+from auditml.core.chain import NODE_LEVEL, ChainVerifier, check_nodes, gap_error
 from auditml.core.decide import Decide, Outcome, StateCache, View
+from auditml.core.envelope import Part, PartCache, draft_part, event_body, header_bytes
 from auditml.core.events import (
     Actor,
     Draft,
@@ -36,7 +34,6 @@ from auditml.core.events import (
     ImportedFrom,
     data_model,
     imported_mark,
-    marked,
 )
 from auditml.core.keys import check_import
 from auditml.errors import (
@@ -208,16 +205,6 @@ class AfterAppend:
     sign: AutoSign | None = None
 
 
-class _Part(NamedTuple):
-    """One draft's canonical pieces, computed before the append transaction starts."""
-
-    action: str
-    prefix: bytes
-    subject: bytes
-    model: str | None
-    version: str | None
-
-
 class Ledger:
     """One append-only, hash-chained log in a store: append, read, head, root and the chain check.
 
@@ -289,10 +276,10 @@ class Ledger:
 
     def append_many(self, drafts: Iterable[Draft], *, imported: Imported = False) -> list[Receipt]:
         """Append events in one transaction: all of them are written, or none."""
-        cache = _Cache()
+        cache = PartCache()
         mark = None if imported is False else imported_mark(imported)  # validated once
         chosen = list(_as_drafts(drafts, mark is not None))
-        parts = [_part(d, cache, mark) for d in chosen]
+        parts = [draft_part(d, cache, mark) for d in chosen]
         if not parts:
             return []
         hook = self.after_append
@@ -317,7 +304,7 @@ class Ledger:
             decided.clear()  # a retried transaction decides again, from the new head
             outcome = decide(View(reader, head.size, self._states))
             decided.append(outcome)
-            part = _part(outcome.draft, _Cache())
+            part = draft_part(outcome.draft, PartCache())
             return _preparer(self._origin, [part], every, hook.sign)(head)
 
         hook = self.after_append
@@ -714,67 +701,13 @@ def _refuse_governed(action: str) -> None:
         )
 
 
-class _Cache:
-    """Canonical bytes of the actors, actions and subjects that the drafts of one batch share.
-
-    ``by_object`` is keyed by ``id(actor)`` and keeps the actor itself, so no id is
-    reused by another object while the batch lasts.
-    """
-
-    def __init__(self) -> None:
-        self.by_object: dict[int, tuple[Actor, bytes]] = {}
-        self.by_value: dict[tuple[str, str | None, str | None], bytes] = {}
-        self.starts: dict[tuple[str, int], bytes] = {}
-        self.subjects: dict[tuple[tuple[str, str], ...], bytes] = {}
-
-
-def _actor_bytes(who: Actor, cache: _Cache) -> bytes:
-    """Return the canonical bytes of an actor the batch has not seen as this object."""
-    key = None if who.model_extra else (who.id, who.name, who.source)
-    actor = None if key is None else cache.by_value.get(key)
-    if actor is None:
-        actor = canonical_bytes(who.model_dump(mode="json", exclude_none=True))
-        if key is not None:
-            cache.by_value[key] = actor
-    return actor
-
-
-def _part(draft: Draft, cache: _Cache, mark: dict[str, Any] | None = None) -> _Part:
-    """Canonicalize a draft's parts outside the transaction; refuse what JCS cannot hold.
-
-    ``mark`` is the batch's imported mark, added to a draft that has none of its own.
-    """
-    who = draft.actor
-    action = draft.action
-    start = cache.starts.get((action, id(who)))
-    if start is None:
-        seen = cache.by_object.get(id(who))
-        if seen is None:
-            seen = cache.by_object[id(who)] = (who, _actor_bytes(who, cache))
-        start = b'{"action":%s,"actor":%s,"data":' % (canonical_text(action).encode(), seen[1])
-        cache.starts[(action, id(who))] = start
-    subject = draft.subject
-    items = tuple(subject.items())
-    subject_bytes = cache.subjects.get(items)
-    if subject_bytes is None:
-        subject_bytes = canonical_bytes(subject)
-        cache.subjects[items] = subject_bytes
-    return _Part(
-        action,
-        start + plain_canonical_bytes(marked(draft, mark)),  # a JSON-mode dump: see Draft
-        subject_bytes,
-        subject.get("model"),
-        subject.get("version"),
-    )
-
-
 #: Signs the log's root at a size, for the automatic checkpoints an append reaches; returns
 #: the signed note, or None when the log key is unavailable.
 AutoSign = Callable[[int, bytes], str | None]
 
 
 def _preparer(
-    origin: str, parts: list[_Part], every: int = 0, sign: AutoSign | None = None
+    origin: str, parts: list[Part], every: int = 0, sign: AutoSign | None = None
 ) -> Callable[[HeadState], Batch]:
     """Return the function that turns the locked head into this append's rows.
 
@@ -798,14 +731,7 @@ def _preparer(
         nodes: list[tuple[int, int, bytes]] = []
         checkpoints: list[tuple[int, bytes, str]] = []
         for part in parts:
-            body = b'%s%s%s","seq":%d,"subject":%s,"time":"%s","v":1}' % (
-                part.prefix,
-                header,
-                hexlify(prev),
-                seq,
-                part.subject,
-                stamp_b,
-            )
+            body = event_body(part, header, hexlify(prev), seq, stamp_b)
             digest = sha256(b"\x00" + body).digest()
             rows.append((seq, prev, digest, stamp, part.action, part.model, part.version, body))
             leaves.append(digest)
@@ -832,7 +758,7 @@ def create_log(store: Store, origin: str, draft: Draft, sign: AutoSign, vkey: st
 
     Returns False when another process created the log first (nothing is written then).
     """
-    prepare = _preparer(origin, [_part(draft, _Cache())], 1, sign)
+    prepare = _preparer(origin, [draft_part(draft, PartCache())], 1, sign)
     return store.create_log(origin, prepare, _now(), vkey)
 
 

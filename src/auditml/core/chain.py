@@ -28,7 +28,8 @@ from itertools import repeat
 from operator import add, itemgetter
 from typing import Any
 
-from auditml.core.canonical import canonical_text, loads_strict, plain_canonical_bytes
+from auditml.core.canonical import loads_strict, plain_canonical_bytes
+from auditml.core.envelope import FIRST, MID, TAIL_END, TAIL_KEY, action_prefix, header_bytes
 from auditml.core.merkle import CompactRange
 from auditml.errors import AuditmlError, VerificationError
 
@@ -39,19 +40,14 @@ __all__ = [
     "Row",
     "check_nodes",
     "gap_error",
-    "header_bytes",
 ]
 
 NODE_LEVEL = 8
 ZERO_HEX = b"0" * 64
 _TIME_RE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-_TAIL_KEY = b',"time":"'
-_TAIL_END = b'","v":1}'
-_MID = b'%s%s","seq":%d,"subject":'
-_FIRST = b'{"action":"log.init",'
 # Every digit becomes "0", so one comparison checks the layout of a whole chunk of tails.
 _DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
-_TAIL_SHAPE = b',"time":"0000-00-00T00:00:00.000000Z","v":0}'
+_TAIL_SHAPE = TAIL_KEY + b'0000-00-00T00:00:00.000000Z","v":0}'
 _col = itemgetter(0)
 _stored = itemgetter(1)
 _body = itemgetter(2)
@@ -99,7 +95,7 @@ class _ActionPrefixes(dict[Any, bytes]):
         value = _NEVER
         if isinstance(key, str):
             try:
-                value = b'{"action":' + canonical_text(key).encode() + b',"actor":'
+                value = action_prefix(key)
             except AuditmlError:
                 value = _NEVER
         self[key] = value
@@ -136,16 +132,11 @@ class _SubjectBytes(dict[tuple[Any, Any], bytes]):
             named = zip(("model", "version"), key, strict=True)
             try:
                 value = plain_canonical_bytes({n: h for n, h in named if h is not None})
-                value += b',"time":"'
+                value += TAIL_KEY
             except AuditmlError:
                 value = _NEVER
         self[key] = value
         return value
-
-
-def header_bytes(origin: str) -> bytes:
-    """Return the canonical bytes that precede ``prev``'s value in every event of ``origin``."""
-    return b',"log":' + canonical_text(origin).encode() + b',"prev":"'
 
 
 class ChainVerifier:
@@ -222,19 +213,19 @@ class ChainVerifier:
             return False
         hexes = list(map(hexlify, digests))
         prevs = [self._prev_hex, *hexes[:-1]]
-        mids = list(map(_MID.__mod__, zip(repeat(self._header), prevs, range(start, start + n))))
+        mids = list(map(MID.__mod__, zip(repeat(self._header), prevs, range(start, start + n))))
         # Each mid lies near the end of its body (only the subject and time follow it),
         # where rfind reaches it in less than half the time of a forward search.
         found = list(map(bytes.rfind, bodies, mids))
         if -1 in found:
             return False
         tails = b"".join(map(_tail, bodies))
-        if tails.translate(_DIGITS) != _TAIL_SHAPE * n or tails.count(_TAIL_END) != n:
+        if tails.translate(_DIGITS) != _TAIL_SHAPE * n or tails.count(TAIL_END) != n:
             return False
         stamps = list(map(_stamp, bodies))
         if stamps[0] < self._last_time or stamps != sorted(stamps):
             return False
-        if start == 0 and not bodies[0].startswith(_FIRST):
+        if start == 0 and not bodies[0].startswith(FIRST):
             return False
         if stored_columns:
             subjects = list(map(add, found, map(len, mids)))
@@ -316,16 +307,16 @@ class ChainVerifier:
                             )
                 digest = sha256(b"\x00" + body).digest()
                 stamp = body[-35:-8]
-                mid = _MID % (header, prev_hex, seq)
+                mid = MID % (header, prev_hex, seq)
                 if (
                     mid not in body
                     or (stored is not None and stored != digest)
                     or (col_seq is not None and col_seq != seq)
-                    or body[-44:-35] != _TAIL_KEY
-                    or body[-8:] != _TAIL_END
+                    or body[-44:-35] != TAIL_KEY
+                    or body[-8:] != TAIL_END
                     or stamp < last_time
                     or time_re(stamp) is None
-                    or (seq == 0 and not body.startswith(_FIRST))
+                    or (seq == 0 and not body.startswith(FIRST))
                     or self.deep
                 ):
                     _diagnose(body, col_seq, stored, digest, seq, prev_hex, last_time, self)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,7 +96,6 @@ from auditml.errors import (
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
-    from auditml.training import Sources, TrainingRun
 
 __all__ = ["Lifecycle"]
 
@@ -489,38 +487,6 @@ class Lifecycle:
                 view, model=model, version=version, actor=actor, data=payload, auto=auto
             )
         )
-
-    def training_run(
-        self,
-        model: str,
-        *,
-        version: str | None = None,
-        actor: Actor | str | None = None,
-        params: Mapping[str, Any] | None = None,
-        datasets: Sources | None = None,
-        artifacts: Sources | None = None,
-        tags: Mapping[str, str] | None = None,
-        parent_version: str | None = None,
-        base_model: str | None = None,
-    ) -> AbstractContextManager[TrainingRun]:
-        """Record the code inside ``with log.training_run(model=...) as run:`` as one run."""
-        from auditml._internal.fingerprint import start_capture
-        from auditml.training import TrainingRun, run_context
-
-        run = TrainingRun(
-            self,
-            model,
-            version=version,
-            actor=actor,
-            params=params,
-            datasets=datasets,
-            artifacts=artifacts,
-            tags=tags,
-            parent_version=parent_version,
-            base_model=base_model,
-            provenance=start_capture(None),
-        )
-        return run_context(run)
 
     def apply_policy(
         self,

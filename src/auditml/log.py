@@ -691,7 +691,11 @@ class AuditLog:
         base_model: str | None = None,
     ) -> AbstractContextManager[TrainingRun]:
         """Record the code inside ``with log.training_run(model=...) as run:`` as one run."""
-        return self._lifecycle.training_run(
+        from auditml._internal.fingerprint import start_capture
+        from auditml.training import TrainingRun, run_context
+
+        run = TrainingRun(
+            self,
             model,
             version=version,
             actor=actor,
@@ -701,7 +705,9 @@ class AuditLog:
             tags=tags,
             parent_version=parent_version,
             base_model=base_model,
+            provenance=start_capture(None),
         )
+        return run_context(run)
 
     def apply_policy(
         self,

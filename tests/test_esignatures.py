@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from auditml import AuditLog, Policy, PolicyDeniedError, VerificationError
-from auditml.core.signing import FileSigner, generate_key_file, load_signer, make_esignature
 from auditml._internal.keyfiles import PublicKeyFile
+from auditml.core.signing import FileSigner, generate_key_file, load_signer, make_esignature
 from tests.conftest import drop_triggers, raw_query
 from tests.test_tamper import _rewrite
 

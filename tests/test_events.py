@@ -92,3 +92,31 @@ def test_draft_refuses_bad_subjects_and_empty_actors() -> None:
         Draft.build("model.retire", actor="a", subject={"version": 3})  # type: ignore[dict-item]
     with pytest.raises(InvalidInputError, match="actor"):
         Draft.build("model.retire", actor={"id": ""})
+
+
+def test_every_action_has_one_rule_in_the_registry() -> None:
+    """The action registry and the data models name exactly the same actions."""
+    from auditml.core.events import ACTIONS, REGISTRY
+
+    assert set(REGISTRY) == set(ACTIONS)
+
+
+def test_action_lists_are_derived_from_the_registry() -> None:
+    """Folded, signed, key and incident actions are the registry's, in its order."""
+    from auditml.core import events
+
+    assert events.LIFECYCLE_ACTIONS == (
+        "model.train",
+        "model.evaluate",
+        "model.approve",
+        "model.reject",
+        "model.deploy",
+        "model.rollback",
+        "model.retire",
+        "incident.open",
+        "card.update",
+    )
+    assert events.SIGNED_ACTIONS == ("model.approve", "model.reject")
+    assert events.KEY_ACTIONS == ("key.register", "key.revoke")
+    assert events.INCIDENT_ACTIONS == ("incident.open", "incident.close")
+    assert set(events.GOVERNED) == set(events.REGISTRY)

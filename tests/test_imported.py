@@ -26,11 +26,11 @@ from auditml import (
     render_card,
     render_report,
 )
+from auditml._internal.keyfiles import PublicKeyFile
 from auditml.core.canonical import loads_strict
 from auditml.core.events import Draft
 from auditml.core.policy import CardRules
 from auditml.core.signing import FileSigner, generate_key_file, load_signer, make_esignature
-from auditml._internal.keyfiles import PublicKeyFile
 from tests.conftest import raw_query
 from tests.test_cli import run
 

@@ -99,7 +99,8 @@ def key_show(db: DbOption = None, as_json: JsonOption = False) -> None:
 @key_app.command("list")
 def key_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List the people's signing keys registered on the log, and which are revoked."""
-    from auditml.core.keys import KEY_ACTIONS, KeyRegistry
+    from auditml.core.events import KEY_ACTIONS
+    from auditml.core.keys import KeyRegistry
 
     with _errors(), _open(db) as log:
         registry = KeyRegistry()

@@ -28,6 +28,7 @@ from auditml.core.chain import NODE_LEVEL, ChainVerifier, check_nodes, gap_error
 from auditml.core.decide import Decide, Outcome, StateCache, View
 from auditml.core.envelope import Part, PartCache, draft_part, event_body, header_bytes
 from auditml.core.events import (
+    GOVERNED,
     Actor,
     Draft,
     Event,
@@ -651,26 +652,6 @@ def _check_helper(
             )
     if chain_failed:
         raise VerificationError(result["message"], kind=result["kind"], seq=result["seq"])
-
-
-#: Actions only the policy-checking methods append; the value names the method to use.
-GOVERNED = {
-    "model.train": "log.record_training(...) or @track_training",
-    "model.evaluate": "log.evaluate(...)",
-    "model.approve": "log.approve(...)",
-    "model.reject": "log.reject(...)",
-    "model.deploy": "log.deploy(...)",
-    "model.rollback": "log.rollback(...)",
-    "model.retire": "log.retire(...)",
-    "policy.update": "log.apply_policy(...)",
-    "policy.denied": "the decision methods, which record denials themselves",
-    "key.register": "log.register_key(...)",
-    "key.revoke": "log.revoke_key(...)",
-    "card.update": "log.update_card(...) or `auditml card update`",
-    "incident.open": "log.open_incident(...)",
-    "incident.close": "log.close_incident(...)",
-    "log.init": "AuditLog.init(...)",
-}
 
 
 def _as_drafts(drafts: Iterable[Draft], importing: bool) -> Iterator[Draft]:

@@ -65,6 +65,8 @@ from auditml.core.decide import (
     decide_train,
 )
 from auditml.core.events import (
+    INCIDENT_ACTIONS,
+    LIFECYCLE_ACTIONS,
     Actor,
     ArtifactRef,
     DatasetRef,
@@ -81,15 +83,7 @@ from auditml.core.policy import (
     policy_digest,
 )
 from auditml.core.signing import Signer, fingerprint, make_esignature
-from auditml.core.state import (
-    INCIDENT_ACTIONS,
-    LIFECYCLE_ACTIONS,
-    ModelState,
-    Move,
-    fold,
-    policy_in_force,
-    states,
-)
+from auditml.core.state import ModelState, Move, fold, policy_in_force, states
 from auditml.errors import (
     InvalidInputError,
 )

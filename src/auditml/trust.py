@@ -41,14 +41,8 @@ from auditml._internal.keyfiles import (
 )
 from auditml.core import merkle
 from auditml.core.canonical import loads_strict
-from auditml.core.events import Actor, Event, validate_data
-from auditml.core.keys import (
-    KEY_ACTIONS,
-    SIGNED_ACTIONS,
-    KeyRegistry,
-    SignatureEntry,
-    signature_entry,
-)
+from auditml.core.events import KEY_ACTIONS, SIGNED_ACTIONS, Actor, Event, validate_data
+from auditml.core.keys import KeyRegistry, SignatureEntry, signature_entry
 from auditml.core.signing import (
     Checkpoint,
     Signer,

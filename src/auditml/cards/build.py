@@ -26,10 +26,18 @@ from auditml.cards.model import (
     Training,
     filled_sections,
 )
-from auditml.core.events import IMPORTED_NOTE, DatasetRef, EvaluateData, TrainData, is_imported
+from auditml.core.events import (
+    IMPORTED_NOTE,
+    INCIDENT_ACTIONS,
+    LIFECYCLE_ACTIONS,
+    DatasetRef,
+    EvaluateData,
+    TrainData,
+    is_imported,
+)
 from auditml.core.incidents import IncidentIndex
 from auditml.core.policy import Policy, parse_gate
-from auditml.core.state import INCIDENT_ACTIONS, LIFECYCLE_ACTIONS, ModelState, fold
+from auditml.core.state import ModelState, fold
 from auditml.errors import InvalidInputError
 
 if TYPE_CHECKING:

@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditml.core.events import (
+    INCIDENT_ACTIONS,
+    KEY_ACTIONS,
+    LIFECYCLE_ACTIONS,
     Draft,
     ESignature,
     is_imported,
     validate_data,
 )
 from auditml.core.incidents import IncidentIndex
-from auditml.core.keys import KEY_ACTIONS, KeyRegistry
+from auditml.core.keys import KeyRegistry
 from auditml.core.policy import (
     DEFAULT_POLICY,
     Denial,
@@ -34,16 +37,7 @@ from auditml.core.policy import (
 )
 from auditml.core.reader import Reader
 from auditml.core.signing import verify_esignature
-from auditml.core.state import (
-    INCIDENT_ACTIONS,
-    LIFECYCLE_ACTIONS,
-    ModelState,
-    VersionState,
-    fold,
-    parse,
-    parse_found,
-    policy_in_force,
-)
+from auditml.core.state import ModelState, VersionState, fold, parse, parse_found, policy_in_force
 from auditml.errors import (
     AuditmlError,
     InvalidInputError,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -27,8 +28,16 @@ from auditml.errors import InvalidInputError, UnknownActionError
 
 __all__ = [
     "ACTIONS",
+    "DECISION_ACTIONS",
     "FORMAT_VERSION",
+    "GOVERNED",
     "IMPORTED_NOTE",
+    "INCIDENT_ACTIONS",
+    "KEY_ACTIONS",
+    "LIFECYCLE_ACTIONS",
+    "REGISTRY",
+    "SIGNED_ACTIONS",
+    "ActionRule",
     "Actor",
     "ApproveData",
     "ArtifactRef",
@@ -56,6 +65,7 @@ __all__ = [
     "RetireData",
     "RollbackData",
     "TrainData",
+    "actions_where",
     "data_model",
     "imported_mark",
     "imported_source",
@@ -513,6 +523,69 @@ ACTIONS: dict[str, type[DataModel]] = {
         LogInitData,
     )
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRule:
+    """What auditml does with one action: how it may be appended and what reads it back."""
+
+    #: The method that checks policy before appending it (plain append refuses it live).
+    use: str
+    #: "model", "incident", "key", "policy", "card" or "log".
+    group: str
+    #: It may carry a Part 11 e-signature, checked against the signer's registered key.
+    signed: bool = False
+    #: A model's state (status, history, card) is folded from it.
+    folded: bool = False
+    #: The audit report lists it in the change history.
+    decision: bool = False
+
+
+#: The one registry of actions: every list of actions auditml uses is derived from it.
+REGISTRY: dict[str, ActionRule] = {
+    "model.train": ActionRule(
+        "log.record_training(...) or @track_training", "model", folded=True, decision=True
+    ),
+    "model.evaluate": ActionRule("log.evaluate(...)", "model", folded=True),
+    "model.approve": ActionRule(
+        "log.approve(...)", "model", signed=True, folded=True, decision=True
+    ),
+    "model.reject": ActionRule("log.reject(...)", "model", signed=True, folded=True, decision=True),
+    "model.deploy": ActionRule("log.deploy(...)", "model", folded=True, decision=True),
+    "model.rollback": ActionRule("log.rollback(...)", "model", folded=True, decision=True),
+    "model.retire": ActionRule("log.retire(...)", "model", folded=True, decision=True),
+    "incident.open": ActionRule("log.open_incident(...)", "incident", folded=True, decision=True),
+    "incident.close": ActionRule("log.close_incident(...)", "incident", decision=True),
+    "policy.update": ActionRule("log.apply_policy(...)", "policy", decision=True),
+    "policy.denied": ActionRule(
+        "the decision methods, which record denials themselves", "policy", decision=True
+    ),
+    "key.register": ActionRule("log.register_key(...)", "key", decision=True),
+    "key.revoke": ActionRule("log.revoke_key(...)", "key", decision=True),
+    "card.update": ActionRule(
+        "log.update_card(...) or `auditml card update`", "card", folded=True, decision=True
+    ),
+    "log.init": ActionRule("AuditLog.init(...)", "log"),
+}
+
+
+def actions_where(**wanted: object) -> tuple[str, ...]:
+    """Return the registered actions whose rule has every attribute given, in registry order."""
+    return tuple(
+        action
+        for action, rule in REGISTRY.items()
+        if all(getattr(rule, name) == value for name, value in wanted.items())
+    )
+
+
+#: Actions only the policy-checking methods append; the value names the method to use.
+GOVERNED: dict[str, str] = {action: rule.use for action, rule in REGISTRY.items()}
+#: The actions a model's state is folded from.
+LIFECYCLE_ACTIONS = actions_where(folded=True)
+INCIDENT_ACTIONS = actions_where(group="incident")
+KEY_ACTIONS = actions_where(group="key")
+SIGNED_ACTIONS = actions_where(signed=True)
+DECISION_ACTIONS = actions_where(decision=True)
 
 
 def data_model(action: str) -> type[DataModel]:

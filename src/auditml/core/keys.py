@@ -14,14 +14,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditml.core.canonical import loads_strict
-from auditml.core.events import Draft, ESignature, Event, is_imported, marked
+from auditml.core.events import (
+    KEY_ACTIONS,
+    SIGNED_ACTIONS,
+    Draft,
+    ESignature,
+    Event,
+    is_imported,
+    marked,
+)
 from auditml.core.reader import Reader
 from auditml.core.signing import verify_esignature
 from auditml.errors import InvalidInputError, VerificationError
 
 __all__ = [
-    "KEY_ACTIONS",
-    "SIGNED_ACTIONS",
     "KeyRecord",
     "KeyRegistry",
     "SignatureEntry",
@@ -29,8 +35,6 @@ __all__ = [
     "signature_entry",
 ]
 
-KEY_ACTIONS = ("key.register", "key.revoke")
-SIGNED_ACTIONS = ("model.approve", "model.reject")
 #: How far a signature's own time may run ahead of the event that carries it (clock skew).
 SIGNATURE_SKEW = timedelta(minutes=5)
 

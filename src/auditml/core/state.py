@@ -27,8 +27,6 @@ from auditml.errors import (
 )
 
 __all__ = [
-    "INCIDENT_ACTIONS",
-    "LIFECYCLE_ACTIONS",
     "Approval",
     "CardEdit",
     "Decision",
@@ -43,20 +41,6 @@ __all__ = [
     "policy_in_force",
     "states",
 ]
-
-#: The actions a model's state is folded from.
-INCIDENT_ACTIONS = ("incident.open", "incident.close")
-LIFECYCLE_ACTIONS = (
-    "model.train",
-    "model.evaluate",
-    "model.approve",
-    "model.reject",
-    "model.deploy",
-    "model.rollback",
-    "model.retire",
-    "incident.open",
-    "card.update",
-)
 
 
 class Approval(NamedTuple):

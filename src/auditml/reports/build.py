@@ -19,11 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from auditml import __version__
 from auditml.cards.model import SECTION_TITLES
-from auditml.core.events import IMPORTED_NOTE, Event, is_imported
+from auditml.core.events import (
+    DECISION_ACTIONS,
+    IMPORTED_NOTE,
+    LIFECYCLE_ACTIONS,
+    Event,
+    is_imported,
+)
 from auditml.core.incidents import IncidentIndex
 from auditml.core.keys import SignatureEntry, signature_entry
 from auditml.core.policy import DEFAULT_POLICY, Policy, policy_from
-from auditml.core.state import LIFECYCLE_ACTIONS, ModelState, VersionState, fold, numeric_metrics
+from auditml.core.state import ModelState, VersionState, fold, numeric_metrics
 from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.reports.model import (
     AuditReport,
@@ -61,23 +67,7 @@ MAX_CHART_METRICS = 6
 _EVERY = 20_000  # events between progress callbacks
 
 _FOLDED = frozenset(LIFECYCLE_ACTIONS)  # the events a model's state (and card) is folded from
-_DECISIONS = frozenset(
-    {
-        "model.train",
-        "model.approve",
-        "model.reject",
-        "model.deploy",
-        "model.rollback",
-        "model.retire",
-        "incident.open",
-        "incident.close",
-        "policy.update",
-        "policy.denied",
-        "key.register",
-        "key.revoke",
-        "card.update",
-    }
-)
+_DECISIONS = frozenset(DECISION_ACTIONS)
 _DOC_RECORDS = frozenset({"model.train", "model.evaluate", "card.update", "policy.update"})
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from auditml.core.keys import (
-    SignatureEntry,  # the manifest line verify and `auditml signatures` use
-)
+from auditml.core.keys import SignatureEntry
 
 __all__ = [
     "NO_EVIDENCE",

@@ -193,6 +193,24 @@ def test_a_denied_trainer_is_refused_before_the_function_runs(log: AuditLog) -> 
     ]
 
 
+def test_starting_a_permitted_run_takes_no_write_lock(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that may start learns its version from a snapshot: only its finish writes."""
+    writes: list[int] = []
+    real = type(log.store).append_after
+
+    def counted(store: Any, log_id: int, prepare: Any) -> Any:
+        writes.append(log_id)
+        return real(store, log_id, prepare)
+
+    monkeypatch.setattr(type(log.store), "append_after", counted)
+    with log.training_run(model="credit", actor=DS) as run:
+        assert run.version == "1"
+        assert writes == []
+    assert len(writes) == 1 and len(trains(log)) == 1
+
+
 def test_an_explicit_version_already_trained_is_refused_before_running(log: AuditLog) -> None:
     """Reusing a trained version fails fast, before any training work."""
     log.record_training("credit", version="3", actor=DS)

@@ -38,6 +38,7 @@ from auditml.core.events import (
 )
 from auditml.core.keys import check_import
 from auditml.errors import (
+    AppendError,
     AuditmlError,
     InvalidInputError,
     LogNotFoundError,
@@ -294,25 +295,53 @@ class Ledger:
                 check_import(reader, head.size, chosen, mark, self._origin, stamp)
                 return prepare(head)
 
-            batch = self._store.append_after(self._log_id, checked)
+            found = self._store.append_after(self._log_id, checked)
+            assert found is not None  # checked always returns a batch
+            batch = found
         return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
 
-    def decide(self, decide: Decide) -> tuple[Receipt, Outcome]:
+    def peek(self, decide: Decide) -> Outcome:
+        """Return what ``decide`` makes of the committed log, without the lock or any write."""
+        with self._store.snapshot() as snap:
+            head = snap.head(self._log_id)
+            if head is None:
+                raise LogNotFoundError(f"the log {self._origin!r} is gone from {self.url}")
+            return decide(View(snap.reader(self._log_id), head.size, self._states))
+
+    def decide(self, decide: Decide) -> tuple[Receipt | None, Outcome]:
         """Append what ``decide`` makes of the log as of the locked head, in one transaction."""
         decided: list[Outcome] = []
 
-        def prepare(head: HeadState, reader: TxReader) -> Batch:
+        def prepare(head: HeadState, reader: TxReader) -> Batch | None:
             decided.clear()  # a retried transaction decides again, from the new head
             outcome = decide(View(reader, head.size, self._states))
             decided.append(outcome)
+            if outcome.draft is None:
+                return None  # a check that passed: nothing to record
             part = draft_part(outcome.draft, PartCache())
             return _preparer(self._origin, [part], every, hook.sign)(head)
 
         hook = self.after_append
         every = hook.every()
         batch = self._store.append_after(self._log_id, prepare)
+        if batch is None:
+            return None, decided[0]
         row = batch.rows[0]
         return Receipt(row[0], row[2].hex(), row[3], row[6]), decided[0]
+
+    def check(self, decide: Decide) -> Outcome:
+        """Run a check that appends nothing when it passes; record its denial when it fails.
+
+        The check first reads the committed log without the head lock, so a check
+        that passes (the common case) costs no write transaction. A denial is
+        decided again under the lock, from the head as it is then, and recorded.
+        """
+        outcome = self.peek(decide)
+        if outcome.denial is None:
+            return outcome
+        receipt, outcome = self.decide(decide)
+        _raise_denial(receipt, outcome)
+        return outcome
 
     def decided(self, decide: Decide) -> Receipt:
         """Append a decision, or its denial and then raise PolicyDeniedError."""
@@ -321,9 +350,9 @@ class Ledger:
     def decided_outcome(self, decide: Decide) -> tuple[Receipt, Outcome]:
         """Append a decision and return what was appended, or raise PolicyDeniedError."""
         receipt, outcome = self.decide(decide)
-        if outcome.denial is not None:
-            d = outcome.denial
-            raise PolicyDeniedError(d.message, rule=d.rule, remedy=d.remedy, seq=receipt.seq)
+        _raise_denial(receipt, outcome)
+        if receipt is None:
+            raise AppendError("the decision appended nothing: it was a check, use Ledger.check")
         return receipt, outcome
 
     def records(
@@ -581,6 +610,14 @@ class Ledger:
                 self._store.url, self._log_id, size, split, self._origin, roots_at
             )
         return result
+
+
+def _raise_denial(receipt: Receipt | None, outcome: Outcome) -> None:
+    """Raise PolicyDeniedError for a recorded denial, naming the event that records it."""
+    if outcome.denial is not None:
+        d = outcome.denial
+        seq = None if receipt is None else receipt.seq
+        raise PolicyDeniedError(d.message, rule=d.rule, remedy=d.remedy, seq=seq)
 
 
 def _check_found(seq: int, event: Event, flt: EventFilter) -> None:

@@ -51,7 +51,6 @@ from typing import TYPE_CHECKING, Any
 
 from auditml._internal.identity import resolve_actor
 from auditml.core.decide import (
-    CheckPassedError,
     decide_approve,
     decide_card_update,
     decide_close_incident,
@@ -358,6 +357,7 @@ class Lifecycle:
         )
         index = IncidentIndex()
         draft = outcome.draft
+        assert draft is not None  # decided_outcome returns only what it appended
         index.apply(
             receipt.seq,
             Event(
@@ -459,17 +459,11 @@ class Lifecycle:
 
     def _begin_training(self, model: str, version: str | None, actor: Actor) -> str:
         """Check that ``actor`` may train ``model`` and return the version the run gets."""
-        try:
-            self._decided(
-                lambda view: decide_train(
-                    view, model=model, version=version, actor=actor, data=None
-                )
-            )
-        except CheckPassedError as go:
-            return go.version
-        raise AssertionError(
-            "a training check neither proceeded nor was denied"
-        )  # pragma: no cover
+        outcome = self._ledger.check(
+            lambda view: decide_train(view, model=model, version=version, actor=actor, data=None)
+        )
+        assert outcome.version is not None  # decide_train always names the version
+        return outcome.version
 
     def _finish_training(
         self, model: str, version: str | None, *, auto: bool, actor: Actor, data: dict[str, Any]

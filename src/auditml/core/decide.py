@@ -39,7 +39,6 @@ from auditml.core.reader import Reader
 from auditml.core.signing import verify_esignature
 from auditml.core.state import ModelState, VersionState, fold, parse, parse_found, policy_in_force
 from auditml.errors import (
-    AuditmlError,
     InvalidInputError,
 )
 
@@ -55,9 +54,13 @@ __all__ = [
 
 @dataclass
 class Outcome:
-    """What a decision appends: the event asked for, or a denial (then raised)."""
+    """What a decision appends: the event asked for, a denial (then raised), or nothing.
 
-    draft: Draft
+    ``draft`` is None only for a check that passed (a training run may start):
+    nothing is appended then.
+    """
+
+    draft: Draft | None
     denial: Denial | None = None
     version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -560,14 +563,6 @@ def decide_retire(
     return Outcome(Draft.build("model.retire", actor=actor, subject=subject, data=data))
 
 
-class CheckPassedError(AuditmlError):
-    """Raised inside a check-only transaction to roll it back: the action may proceed."""
-
-    def __init__(self, version: str) -> None:
-        super().__init__(version)
-        self.version = version
-
-
 def decide_train(
     view: View,
     *,
@@ -579,8 +574,8 @@ def decide_train(
 ) -> Outcome:
     """Record a training run unless the actor may not train; assign the next version if none.
 
-    With ``data`` None this only checks: it raises :class:`CheckPassedError` with the
-    version the run would get, or returns the denial to record.
+    With ``data`` None this only checks: it returns an outcome with no draft and
+    the version the run would get, or the denial to record.
     """
     if not model.strip():
         raise InvalidInputError("a training run needs a model name, e.g. model='credit-risk'")
@@ -602,7 +597,7 @@ def decide_train(
         out.version = version
         return out
     if data is None:
-        raise CheckPassedError(version)
+        return Outcome(None, version=version)
     return Outcome(
         Draft.build("model.train", actor=actor, subject=subject, data=data), version=version
     )

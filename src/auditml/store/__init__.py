@@ -338,23 +338,29 @@ class Store:
         The whole batch is one transaction: it is all on disk when this returns,
         or none of it is written and the error is raised.
         """
-        return self.append_after(log_id, lambda head, _reader: prepare(head))
+        batch = self.append_after(log_id, lambda head, _reader: prepare(head))
+        assert batch is not None  # prepare always returns a batch here
+        return batch
 
-    def append_after(self, log_id: int, prepare: Callable[[HeadState, TxReader], Batch]) -> Batch:
+    def append_after(
+        self, log_id: int, prepare: Callable[[HeadState, TxReader], Batch | None]
+    ) -> Batch | None:
         """Append as :meth:`append` does, letting ``prepare`` read the log under the lock.
 
         What ``prepare`` reads cannot change before the rows it returns are
         committed, so a decision it takes from the log cannot race another writer.
+        When ``prepare`` returns None, nothing is written and None is returned.
         """
 
-        def run(cur: Any) -> Batch:
+        def run(cur: Any) -> Batch | None:
             cur.execute(self.backend.lock_head_sql(), (log_id,))
             found = cur.fetchone()
             if found is None:
                 raise AppendError(f"the log with id {log_id} has no head row in {redact(self.url)}")
             head = _head(tuple(found))
             batch = prepare(head, TxReader(cur, self.backend.param, log_id))
-            self._write(cur, batch, head.size)
+            if batch is not None:
+                self._write(cur, batch, head.size)
             return batch
 
         return self._transaction(run)
@@ -667,6 +673,10 @@ class Snapshot:
         self._conn = conn
         self._cur = cur
         self._p = store.backend.param
+
+    def reader(self, log_id: int) -> TxReader:
+        """Return the reads decisions take, over this snapshot instead of a locked transaction."""
+        return TxReader(self._cur, self._p, log_id)
 
     def head(self, log_id: int) -> HeadState | None:
         """Return the head row as of this snapshot."""

@@ -460,8 +460,12 @@ def test_reading_a_changed_event_names_it_as_a_hash_failure(db_url: str) -> None
     assert (info.value.kind, info.value.seq) == ("hash", 2)
 
 
-def test_draft_without_an_actor_resolves_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Draft.build without actor= uses AUDITML_ACTOR (then git, then the OS user), like append."""
+def test_draft_without_an_actor_resolves_one(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A draft built without actor= gets AUDITML_ACTOR (then git, the OS user) when appended."""
     monkeypatch.setenv("AUDITML_ACTOR", "pipeline@bank.example")
     draft = Draft.build("model.retire", subject={"model": "m"})
-    assert (draft.actor.id, draft.actor.source) == ("pipeline@bank.example", "env")
+    assert draft.actor is None  # building a draft runs no git and reads no environment
+    with AuditLog.init(db_url, origin=ORIGIN)[0] as log:
+        (receipt,) = log.append_many([draft], imported=True)
+        event = next(log.events(start=receipt.seq)).event
+    assert (event.actor.id, event.actor.source) == ("pipeline@bank.example", "env")

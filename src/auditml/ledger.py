@@ -280,7 +280,7 @@ class Ledger:
         """Append events in one transaction: all of them are written, or none."""
         cache = PartCache()
         mark = None if imported is False else imported_mark(imported)  # validated once
-        chosen = list(_as_drafts(drafts, mark is not None))
+        chosen = _with_actors(list(_as_drafts(drafts, mark is not None)))
         parts = [draft_part(d, cache, mark) for d in chosen]
         if not parts:
             return []
@@ -610,6 +610,14 @@ class Ledger:
                 self._store.url, self._log_id, size, split, self._origin, roots_at
             )
         return result
+
+
+def _with_actors(drafts: list[Draft]) -> list[Draft]:
+    """Give each draft built without an actor the acting identity, resolved once per batch."""
+    if all(d.actor is not None for d in drafts):
+        return drafts
+    who = resolve_actor()
+    return [d if d.actor is not None else d.model_copy(update={"actor": who}) for d in drafts]
 
 
 def _raise_denial(receipt: Receipt | None, outcome: Outcome) -> None:

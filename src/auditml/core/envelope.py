@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from auditml.core.canonical import canonical_bytes, canonical_text, plain_canonical_bytes
 from auditml.core.events import Actor, Draft, marked
+from auditml.errors import InvalidInputError
 
 __all__ = [
     "FIRST",
@@ -90,6 +91,11 @@ def draft_part(draft: Draft, cache: PartCache, mark: dict[str, Any] | None = Non
     ``mark`` is the batch's imported mark, added to a draft that has none of its own.
     """
     who = draft.actor
+    if who is None:
+        raise InvalidInputError(
+            f"the {draft.action} draft has no actor: append it through AuditLog, which "
+            "resolves the acting identity, or build it with actor="
+        )
     action = draft.action
     start = cache.starts.get((action, id(who)))
     if start is None:

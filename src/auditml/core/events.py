@@ -643,7 +643,8 @@ class Draft(_Frozen):
     """
 
     action: str
-    actor: Actor
+    #: None: the acting identity is resolved when the draft is appended.
+    actor: Actor | None = None
     subject: dict[str, str] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -689,14 +690,11 @@ class Draft(_Frozen):
     ) -> Draft:
         """Validate one event's parts and return the draft, or raise InvalidInputError.
 
-        Without ``actor``, the actor is resolved as ``AuditLog.append`` does it.
+        Without ``actor``, the actor is resolved when the draft is appended, as
+        ``AuditLog.append`` does it (``AUDITML_ACTOR``, git, the OS user).
         ``imported`` (True, or a mapping of provenance: see :class:`ImportedFrom`)
         marks the draft as imported history; ``data`` may not hold the mark itself.
         """
-        if actor is None:
-            from auditml._internal.identity import resolve_actor  # identity builds on this module
-
-            actor = resolve_actor()
         payload = validate_data(action, data)
         if "imported" in payload:
             raise InvalidInputError(_FORGED_MARK)

@@ -8,13 +8,9 @@ helper, a short CLI command) does not pay for the rest.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("auditml")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+source"
+from auditml._version import __version__
 
 if TYPE_CHECKING:
     from auditml.capture import TrainingRun, current_run, track_training

@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
-from auditml import __version__
+from auditml._version import __version__
 from auditml.core.events import IMPORTED_NOTE, imported_source, is_imported
 from auditml.core.text import escape_controls, needs_escape
 from auditml.errors import AuditmlError, InvalidInputError, PolicyDeniedError, VerificationError

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from auditml import __version__
+from auditml._version import __version__
 from auditml.cards.model import SECTION_TITLES
 from auditml.core.events import (
     DECISION_ACTIONS,

@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -63,6 +63,7 @@ _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9
 _TIME_EXAMPLE = "2026-12-01T10:00:00.000000Z"
 _STREAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _STREAM_MAX = 255
+_MAX_NESTING = 64  # object/array levels in output and commitments: their copies recurse
 _FIELDS = (
     "v",
     "stream",
@@ -157,23 +158,45 @@ def _check_number(name: str, value: object, fix: str) -> None:
         raise _refuse(name, f"is {_show(value)}, but it cannot be negative", fix)
 
 
-def _json_copy(name: str, value: object) -> dict[str, Any]:
+def _json_copy(name: str, value: object, example: str) -> dict[str, Any]:
     """Return a fresh dict copy of a JSON object field, refusing anything JCS cannot encode."""
     if not isinstance(value, Mapping):
         raise _refuse(
-            name,
-            f"must be an object (a dict), not {type(value).__name__}",
-            'wrap the values in a dict, e.g. {"label": "refer", "score": 0.82}',
+            name, f"must be an object (a dict), not {type(value).__name__}", f"pass e.g. {example}"
         )
+    # A record's own read-only copy (from dataclasses.replace) is thawed first; anything
+    # else is checked as given, so a cycle or a stray type is named before it is copied.
     try:
-        copy: dict[str, Any] = _thaw(value)
+        plain = value if isinstance(value, dict) else _thaw(value)
         # Encoded under its field name, so a refusal names the path, e.g. output.score.
-        canonical_bytes({name: copy})
+        canonical_bytes({name: plain})
     except RecursionError:
-        raise _refuse(name, "is nested too deeply", "flatten the structure") from None
+        raise _refuse(name, "contains itself or is nested too deeply", "flatten it") from None
     except InvalidInputError as exc:
         raise InvalidInputError(f"runtime record field {name!r} is not JSON: {exc}") from None
+    if _nesting(plain) > _MAX_NESTING:
+        raise _refuse(
+            name, f"nests objects and arrays more than {_MAX_NESTING} levels deep", "flatten it"
+        )
+    copy: dict[str, Any] = _thaw(plain)
     return copy
+
+
+def _nesting(value: object) -> int:
+    """Return how deeply objects and arrays nest in an acyclic JSON value (0 for a scalar)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack and deepest <= _MAX_NESTING:  # iterative: no recursion limit to hit
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _check_commitments(value: dict[str, Any]) -> None:
@@ -222,11 +245,13 @@ class RuntimeRecord:
         _check_time(self.time)
         for name in ("model", "version", "env"):
             _check_text(name, getattr(self, name), "name what served the prediction")
-        output = _json_copy("output", self.output)
+        output = _json_copy("output", self.output, '{"label": "refer", "score": 0.82}')
         _check_number("latency_ms", self.latency_ms, "give the time to answer in milliseconds")
         if self.error is not None:
             _check_text("error", self.error, "give an error code, or None when there was none")
-        commitments = _json_copy("commitments", self.commitments)
+        commitments = _json_copy(
+            "commitments", self.commitments, '{"subject": commitment(value, salt)}'
+        )
         _check_commitments(commitments)
         plain = self._plain(output, commitments)
         object.__setattr__(self, "output", _freeze(output))
@@ -397,13 +422,14 @@ def segment_data(records: Sequence[RuntimeRecord]) -> dict[str, Any]:
     """
     if not records:
         raise InvalidInputError("a segment needs at least one record")
-    stream = records[0].stream
     for position, record in enumerate(records):
         if not isinstance(record, RuntimeRecord):
             raise InvalidInputError(
                 f"segment record {position} is a {type(record).__name__}; "
                 "validate it first with RuntimeRecord.from_dict"
             )
+    stream = records[0].stream
+    for position, record in enumerate(records):
         if record.i != position:
             raise InvalidInputError(
                 f"segment record {position} has i={record.i}; a segment's records are "
@@ -443,7 +469,7 @@ def build_record_proof(
     return {
         "type": "record",
         "log": log,
-        "record": record.as_dict() if isinstance(record, RuntimeRecord) else _thaw(record),
+        "record": loads_strict(record_bytes(record)),  # exactly what was hashed
         "segment_event": segment_event.decode("utf-8"),
         "segment_seq": segment_seq,
         "index": index,
@@ -531,9 +557,12 @@ def _segment(value: object) -> _Segment:
     text = _text(value, "segment_event")
     try:
         raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad("segment_event holds a lone surrogate, which has no UTF-8 form") from None
+    try:
         event = loads_strict(raw)
         canonical = canonical_text(event) == text
-    except (AuditmlError, UnicodeError, RecursionError) as exc:
+    except (AuditmlError, RecursionError) as exc:
         raise _bad(f"segment_event is not JSON text: {exc}") from None
     if not canonical:
         raise _bad("segment_event is not in canonical (JCS) form, so it is not what the log hashed")
@@ -618,7 +647,7 @@ def _verify(proof: object, checkpoint_root: str, origin: str | None, tree_size: 
     if origin is not None and log != origin:
         raise _fails(f"log {_show(log)} is not the trusted log {origin!r}")
     if segment.log != log:
-        raise _fails(f"the segment event's log {_show(segment.log)} is not log {_show(log)}")
+        raise _fails(f"log {_show(log)} is not the segment event's log {_show(segment.log)}")
     try:
         merkle.verify_inclusion(leaf, index, count, path, segment.root)
     except VerificationError as exc:

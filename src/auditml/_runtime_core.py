@@ -1,0 +1,699 @@
+"""Runtime records of docs/format.md section 6: their bytes, commitments, segments and proofs.
+
+A runtime record says what a deployed model did for one request. Records are
+committed to the log in segments: a ``runtime.segment`` event holds the RFC
+9162 Merkle root of its records, so one record is proven with two inclusion
+proofs, record to segment root, then segment event to checkpoint root::
+
+    commitment(value) = hex SHA-256( salt || JCS(value) )     salt: 32 bytes
+    record hash       = SHA-256( 0x00 || JCS(record) )
+    segment root      = MTH( JCS(record_0) … JCS(record_{count-1}) )
+
+Everything here is pure: values and bytes in, values out; no database, file,
+clock or network. Writing refuses bad input with
+:class:`~auditml.errors.InvalidInputError` naming the field and the fix;
+verifying raises :class:`~auditml.errors.VerificationError` saying what
+failed, and never anything else, whatever it is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+from auditml import merkle
+from auditml.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_text, loads_strict
+from auditml.errors import AuditmlError, InvalidInputError, VerificationError
+
+__all__ = [
+    "RECORD_VERSION",
+    "SALT_SIZE",
+    "SEGMENT_ACTION",
+    "RecordLike",
+    "RuntimeRecord",
+    "build_record_proof",
+    "commitment",
+    "open_commitment",
+    "record_bytes",
+    "record_hash",
+    "record_inclusion_path",
+    "segment_data",
+    "segment_root",
+    "verify_record_proof",
+]
+
+RECORD_VERSION = 1
+"""The ``v`` of every record of format version 1."""
+
+SALT_SIZE = 32
+"""Bytes of random salt drawn for each committed value."""
+
+SEGMENT_ACTION = "runtime.segment"
+"""The action of the event that commits a segment of records to the log."""
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+_TIME_EXAMPLE = "2026-12-01T10:00:00.000000Z"
+_STREAM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*")
+_STREAM_MAX = 255
+_MAX_NESTING = 64  # object/array levels in output and commitments: their copies recurse
+_FIELDS = (
+    "v",
+    "stream",
+    "i",
+    "request_id",
+    "time",
+    "model",
+    "version",
+    "env",
+    "output",
+    "latency_ms",
+    "error",
+    "commitments",
+)
+
+
+# --------------------------------------------------------------------------- the record
+
+
+def _refuse(name: str, problem: str, fix: str) -> InvalidInputError:
+    """Return the error for a bad record field: which field, what is wrong, how to fix it."""
+    return InvalidInputError(f"runtime record field {name!r} {problem}; {fix}")
+
+
+def _show(value: object) -> str:
+    """Return a short, always printable description of an untrusted value for a message."""
+    if value is None or isinstance(value, bool | float):
+        return repr(value)
+    if isinstance(value, int):
+        # Python refuses to print an int of more than 4,300 digits.
+        return str(value) if value.bit_length() < 128 else f"a {value.bit_length()}-bit integer"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 80 else repr(value[:60]) + f"… ({len(value)} chars)"
+    return f"a value of type {type(value).__name__}"
+
+
+def _is_int(value: object) -> bool:
+    """Return whether ``value`` is an int and not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _freeze(value: Any) -> Any:
+    """Return a JSON value with its objects read-only and its arrays as tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({key: _freeze(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(item) for item in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """Return a fresh copy of a JSON value made of dicts and lists (undoes :func:`_freeze`)."""
+    if isinstance(value, Mapping):
+        return {key: _thaw(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_thaw(item) for item in value]
+    return value
+
+
+def _check_text(name: str, value: object, fix: str) -> None:
+    """Refuse a field that is not a non-blank string."""
+    if not isinstance(value, str):
+        raise _refuse(name, f"must be a string, not {type(value).__name__}", fix)
+    if not value.strip():
+        raise _refuse(name, "is empty", fix)
+
+
+def _check_time(value: object) -> None:
+    """Refuse a time that is not RFC 3339 UTC with microseconds and ``Z``, or not a real date."""
+    fix = f"write it as RFC 3339 UTC with microseconds and Z, e.g. {_TIME_EXAMPLE!r}"
+    if not isinstance(value, str):
+        raise _refuse("time", f"must be a string, not {type(value).__name__}", fix)
+    if not _TIME.fullmatch(value):
+        raise _refuse("time", f"is {_show(value)}, not in the format's time layout", fix)
+    try:
+        datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+    except ValueError:
+        raise _refuse(
+            "time", f"is {_show(value)}, which is not a real date and time", fix
+        ) from None
+
+
+def _check_number(name: str, value: object, fix: str) -> None:
+    """Refuse a field that is not a finite, non-negative JSON number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _refuse(name, f"must be a number, not {type(value).__name__}", fix)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _refuse(name, f"is {value!r}, which JSON cannot represent", fix)
+    if isinstance(value, int) and value > MAX_SAFE_INTEGER:
+        raise _refuse(name, f"is {_show(value)}, beyond ±(2**53 - 1)", fix)
+    if value < 0:
+        raise _refuse(name, f"is {_show(value)}, but it cannot be negative", fix)
+
+
+def _json_copy(name: str, value: object, example: str) -> dict[str, Any]:
+    """Return a fresh dict copy of a JSON object field, refusing anything JCS cannot encode."""
+    if not isinstance(value, Mapping):
+        raise _refuse(
+            name, f"must be an object (a dict), not {type(value).__name__}", f"pass e.g. {example}"
+        )
+    # A record's own read-only copy (from dataclasses.replace) is thawed first; anything
+    # else is checked as given, so a cycle or a stray type is named before it is copied.
+    try:
+        plain = value if isinstance(value, dict) else _thaw(value)
+        # Encoded under its field name, so a refusal names the path, e.g. output.score.
+        canonical_bytes({name: plain})
+    except RecursionError:
+        raise _refuse(name, "contains itself or is nested too deeply", "flatten it") from None
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"runtime record field {name!r} is not JSON: {exc}") from None
+    if _nesting(plain) > _MAX_NESTING:
+        raise _refuse(
+            name, f"nests objects and arrays more than {_MAX_NESTING} levels deep", "flatten it"
+        )
+    copy: dict[str, Any] = _thaw(plain)
+    return copy
+
+
+def _nesting(value: object) -> int:
+    """Return how deeply objects and arrays nest in an acyclic JSON value (0 for a scalar)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack and deepest <= _MAX_NESTING:  # iterative: no recursion limit to hit
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _check_commitments(value: dict[str, Any]) -> None:
+    """Refuse commitments that are not names mapped to 64 lowercase hex digits."""
+    fix = "map each name to commitment(value, salt), 64 lowercase hex digits"
+    for name, digest in value.items():
+        if not name.strip():
+            raise _refuse("commitments", "has an empty name", fix)
+        if not (isinstance(digest, str) and _HEX64.fullmatch(digest)):
+            raise _refuse("commitments", f"[{name!r}] is {_show(digest)}", fix)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RuntimeRecord:
+    """One runtime record, validated: what a deployed model did for one request.
+
+    Construction refuses a bad field with an InvalidInputError naming it and the
+    fix. ``output`` and ``commitments`` are read-only copies of what was given
+    (objects as mappings, arrays as tuples); :meth:`as_dict` returns the plain
+    JSON value. Two records are equal when their canonical bytes are.
+    """
+
+    stream: str
+    i: int
+    request_id: str
+    time: str
+    model: str
+    version: str
+    env: str
+    output: Mapping[str, Any]
+    latency_ms: int | float
+    error: str | None = None
+    commitments: Mapping[str, str] = field(default_factory=dict)
+    v: int = RECORD_VERSION
+    _canonical: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (_is_int(self.v) and self.v == RECORD_VERSION):
+            raise _refuse("v", f"is {_show(self.v)}", f"this is format version {RECORD_VERSION}")
+        _check_stream(self.stream)
+        if not (_is_int(self.i) and 0 <= self.i <= MAX_SAFE_INTEGER):
+            raise _refuse(
+                "i", f"is {_show(self.i)}", "give the record's index in its segment, 0, 1, 2, …"
+            )
+        _check_text("request_id", self.request_id, "pass the caller's id for the request")
+        _check_time(self.time)
+        for name in ("model", "version", "env"):
+            _check_text(name, getattr(self, name), "name what served the prediction")
+        output = _json_copy("output", self.output, '{"label": "refer", "score": 0.82}')
+        _check_number("latency_ms", self.latency_ms, "give the time to answer in milliseconds")
+        if self.error is not None:
+            _check_text("error", self.error, "give an error code, or None when there was none")
+        commitments = _json_copy(
+            "commitments", self.commitments, '{"subject": commitment(value, salt)}'
+        )
+        _check_commitments(commitments)
+        plain = self._plain(output, commitments)
+        object.__setattr__(self, "output", _freeze(output))
+        object.__setattr__(self, "commitments", MappingProxyType(commitments))
+        object.__setattr__(self, "_canonical", canonical_bytes(plain))
+
+    def _plain(self, output: dict[str, Any], commitments: dict[str, Any]) -> dict[str, Any]:
+        """Return the record as a JSON object, with the given output and commitments."""
+        return {
+            "v": self.v,
+            "stream": self.stream,
+            "i": self.i,
+            "request_id": self.request_id,
+            "time": self.time,
+            "model": self.model,
+            "version": self.version,
+            "env": self.env,
+            "output": output,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+            "commitments": commitments,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RuntimeRecord:
+        """Validate a record given as a JSON object (every key of the format table, no other)."""
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(
+                f"a runtime record must be an object (a dict), not {type(data).__name__}"
+            )
+        for name in _FIELDS:
+            if name not in data:
+                raise _refuse(name, "is missing", f"a version 1 record has {', '.join(_FIELDS)}")
+        extra = sorted(str(key) for key in data if key not in _FIELDS)
+        if extra:
+            raise _refuse(
+                extra[0], "is unknown", f"a version 1 record has only {', '.join(_FIELDS)}"
+            )
+        return cls(**{name: data[name] for name in _FIELDS})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the record as a fresh JSON object (dicts and lists)."""
+        return self._plain(_thaw(self.output), dict(self.commitments))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RuntimeRecord):
+            return NotImplemented
+        return self._canonical == other._canonical
+
+    def __hash__(self) -> int:
+        return hash(self._canonical)
+
+
+def _check_stream(value: object) -> None:
+    """Refuse a stream name that is not slash-separated names of letters, digits, ``._-``."""
+    fix = (
+        "name it like 'credit-risk/production': parts of letters, digits, '.', '_' and '-', "
+        "each starting with a letter or digit, joined by '/'"
+    )
+    if not isinstance(value, str):
+        raise _refuse("stream", f"must be a string, not {type(value).__name__}", fix)
+    if not value:
+        raise _refuse("stream", "is empty", fix)
+    if len(value) > _STREAM_MAX:
+        raise _refuse("stream", f"is {len(value)} characters long, over {_STREAM_MAX}", fix)
+    if not _STREAM.fullmatch(value):
+        raise _refuse("stream", f"is {_show(value)}, not a valid stream name", fix)
+
+
+RecordLike: TypeAlias = RuntimeRecord | Mapping[str, Any]
+"""A validated record, or a record as a JSON object (hashed exactly as it is)."""
+
+
+# --------------------------------------------------------------------------- commitments
+
+
+def _salt(salt: object) -> bytes:
+    """Return ``salt`` as bytes if it is exactly SALT_SIZE bytes, else raise InvalidInputError."""
+    if not isinstance(salt, bytes | bytearray | memoryview):
+        raise InvalidInputError(
+            f"a commitment salt must be bytes, not {type(salt).__name__}; "
+            f"draw it with secrets.token_bytes({SALT_SIZE})"
+        )
+    raw = bytes(salt)
+    if len(raw) != SALT_SIZE:
+        raise InvalidInputError(
+            f"a commitment salt must be exactly {SALT_SIZE} bytes, got {len(raw)}; "
+            f"draw it with secrets.token_bytes({SALT_SIZE})"
+        )
+    return raw
+
+
+def commitment(value: object, salt: bytes) -> str:
+    """Return the commitment to ``value``: lowercase hex of SHA-256(salt || JCS(value))."""
+    return hashlib.sha256(_salt(salt) + canonical_bytes(value)).hexdigest()
+
+
+def open_commitment(value: object, salt: bytes, expected: str) -> None:
+    """Check that ``value`` and ``salt`` open the commitment ``expected``; raise if they do not."""
+    try:
+        got = commitment(value, salt)
+    except (AuditmlError, RecursionError) as exc:
+        raise VerificationError(f"the commitment cannot be opened: {exc}", kind="format") from None
+    if not (isinstance(expected, str) and _HEX64.fullmatch(expected)):
+        raise VerificationError(
+            f"the expected commitment is {_show(expected)}, not 64 lowercase hex digits",
+            kind="format",
+        )
+    if not hmac.compare_digest(got, expected):
+        raise VerificationError(
+            f"the value and salt give the commitment {got}, not {expected}: "
+            "the value or its salt is not the one committed to",
+            kind="hash",
+        )
+
+
+# --------------------------------------------------------------------------- records and segments
+
+
+def record_bytes(record: RecordLike) -> bytes:
+    """Return ``JCS(record)``: the bytes hashed, stored and exported for a record."""
+    if isinstance(record, RuntimeRecord):
+        return record._canonical
+    return canonical_bytes(record if isinstance(record, dict) else dict(record))
+
+
+def record_hash(record: RecordLike) -> str:
+    """Return the record hash, hex of SHA-256(0x00 || JCS(record)) (its RFC 9162 leaf hash)."""
+    return merkle.leaf_hash(record_bytes(record)).hex()
+
+
+def _leaf_hashes(records: Sequence[RecordLike]) -> list[bytes]:
+    """Return the RFC 9162 leaf hash of each record, in order."""
+    return [merkle.leaf_hash(record_bytes(record)) for record in records]
+
+
+def segment_root(records: Sequence[RecordLike]) -> str:
+    """Return the segment root: hex of the RFC 9162 Merkle Tree Hash over JCS(record_i)."""
+    return merkle.root_of(_leaf_hashes(records)).hex()
+
+
+def record_inclusion_path(records: Sequence[RecordLike], index: int) -> list[str]:
+    """Return the RFC 9162 inclusion path (hex) of record ``index`` in the segment ``records``."""
+    count = len(records)
+    if not count:
+        raise InvalidInputError("the segment has no records, so no record is in it")
+    if not (_is_int(index) and 0 <= index < count):
+        raise InvalidInputError(
+            f"record index {_show(index)} is not in the segment of {count} records; "
+            f"give an index from 0 to {count - 1}"
+        )
+    leaves = _leaf_hashes(records)
+
+    def node(level: int, start: int) -> bytes:
+        """Return the perfect subtree hash over leaves [start << level, (start + 1) << level)."""
+        return merkle.perfect_root(leaves[start << level : (start + 1) << level])
+
+    return [h.hex() for h in merkle.inclusion_proof(index, count, node)]
+
+
+def segment_data(records: Sequence[RuntimeRecord]) -> dict[str, Any]:
+    """Return the ``data`` of the ``runtime.segment`` event that commits ``records``.
+
+    The records must be one stream's, numbered ``i = 0 … count-1`` in order.
+    ``first_time`` and ``last_time`` are the earliest and latest record times,
+    so the segment covers every record's time even when requests finished out
+    of order.
+    """
+    if not records:
+        raise InvalidInputError("a segment needs at least one record")
+    for position, record in enumerate(records):
+        if not isinstance(record, RuntimeRecord):
+            raise InvalidInputError(
+                f"segment record {position} is a {type(record).__name__}; "
+                "validate it first with RuntimeRecord.from_dict"
+            )
+    stream = records[0].stream
+    for position, record in enumerate(records):
+        if record.i != position:
+            raise InvalidInputError(
+                f"segment record {position} has i={record.i}; a segment's records are "
+                "numbered 0 … count-1 in order"
+            )
+        if record.stream != stream:
+            raise InvalidInputError(
+                f"segment record {position} is of stream {record.stream!r}, not {stream!r}; "
+                "a segment holds the records of one stream"
+            )
+    times = [record.time for record in records]  # one fixed layout: text order is time order
+    return {
+        "stream": stream,
+        "count": len(records),
+        "root": segment_root(records),
+        "first_time": min(times),
+        "last_time": max(times),
+    }
+
+
+def build_record_proof(
+    *,
+    log: str,
+    records: Sequence[RecordLike],
+    index: int,
+    segment_event: bytes,
+    segment_seq: int,
+    event_inclusion: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Return the record proof of record ``index`` of a segment, as docs/format.md lays it out.
+
+    ``segment_event`` is the stored ``JCS`` bytes of the segment event at
+    ``segment_seq``, and ``event_inclusion`` its section 3 inclusion proof.
+    """
+    path = record_inclusion_path(records, index)
+    record = records[index]
+    return {
+        "type": "record",
+        "log": log,
+        "record": loads_strict(record_bytes(record)),  # exactly what was hashed
+        "segment_event": segment_event.decode("utf-8"),
+        "segment_seq": segment_seq,
+        "index": index,
+        "count": len(records),
+        "proof": path,
+        "event_inclusion": dict(event_inclusion),
+    }
+
+
+# ------------------------------------------------------------------------ verifying a record proof
+
+
+def _bad(message: str) -> VerificationError:
+    """Return the error for a record proof that is malformed."""
+    return VerificationError(f"record proof: {message}", kind="format")
+
+
+def _fails(message: str) -> VerificationError:
+    """Return the error for a well-formed record proof that does not prove what it claims."""
+    return VerificationError(f"record proof: {message}", kind="proof")
+
+
+def _get(obj: Mapping[Any, Any], key: str, where: str) -> Any:
+    """Return ``obj[key]``, or raise naming the missing key."""
+    if key not in obj:
+        raise _bad(f"{where}{key} is missing")
+    return obj[key]
+
+
+def _object(value: object, what: str) -> Mapping[Any, Any]:
+    """Return ``value`` if it is a JSON object, else raise naming it."""
+    if not isinstance(value, Mapping):
+        raise _bad(f"{what} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _index(value: object, what: str, minimum: int = 0) -> int:
+    """Return ``value`` if it is an integer in [minimum, 2**53 - 1], else raise naming it."""
+    problem = f"{what} must be an integer from {minimum} to 2**53 - 1, got {_show(value)}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(problem)
+    if not minimum <= value <= MAX_SAFE_INTEGER:
+        raise _bad(problem)
+    return value
+
+
+def _text(value: object, what: str) -> str:
+    """Return ``value`` if it is a string, else raise naming it."""
+    if not isinstance(value, str):
+        raise _bad(f"{what} must be a string, got {_show(value)}")
+    return value
+
+
+def _hash(value: object, what: str) -> bytes:
+    """Return a hash given as 64 lowercase hex digits, else raise naming it."""
+    if not (isinstance(value, str) and _HEX64.fullmatch(value)):
+        raise _bad(f"{what} must be 64 lowercase hex digits, got {_show(value)}")
+    return bytes.fromhex(value)
+
+
+def _path(value: object, what: str) -> list[bytes]:
+    """Return an inclusion path given as a list of hex hashes, else raise naming the bad one."""
+    if not isinstance(value, list | tuple):
+        raise _bad(f"{what} must be a list of hashes, got {_show(value)}")
+    if len(value) > 64:  # a tree below 2**64 leaves has paths of at most 64 hashes
+        raise _bad(f"{what} has {len(value)} hashes; no inclusion path is longer than 64")
+    return [_hash(item, f"{what}[{n}]") for n, item in enumerate(value)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """The fields of a segment event that a record proof relies on."""
+
+    leaf: bytes
+    log: str
+    seq: int
+    action: str
+    stream: object
+    count: int
+    root: bytes
+
+
+def _segment(value: object) -> _Segment:
+    """Parse ``segment_event``: canonical JSON text of an event with a segment's data."""
+    text = _text(value, "segment_event")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad("segment_event holds a lone surrogate, which has no UTF-8 form") from None
+    try:
+        event = loads_strict(raw)
+        canonical = canonical_text(event) == text
+    except (AuditmlError, RecursionError) as exc:
+        raise _bad(f"segment_event is not JSON text: {exc}") from None
+    if not canonical:
+        raise _bad("segment_event is not in canonical (JCS) form, so it is not what the log hashed")
+    event = _object(event, "segment_event")
+    data = _object(_get(event, "data", "segment_event."), "segment_event.data")
+    return _Segment(
+        leaf=merkle.leaf_hash(raw),
+        log=_text(_get(event, "log", "segment_event."), "segment_event.log"),
+        seq=_index(_get(event, "seq", "segment_event."), "segment_event.seq"),
+        action=_text(_get(event, "action", "segment_event."), "segment_event.action"),
+        stream=_get(data, "stream", "segment_event.data."),
+        count=_index(_get(data, "count", "segment_event.data."), "segment_event.data.count", 1),
+        root=_hash(_get(data, "root", "segment_event.data."), "segment_event.data.root"),
+    )
+
+
+def verify_record_proof(
+    proof: object,
+    checkpoint_root: str,
+    *,
+    origin: str | None = None,
+    tree_size: int | None = None,
+) -> None:
+    """Check a record proof against a trusted checkpoint root (hex); raise if it fails.
+
+    The checks are docs/format.md section 6's: ``index`` is ``record.i``; the
+    segment event's ``data.count`` is ``count`` and its ``seq`` is
+    ``segment_seq``; the record hash with ``proof`` at ``index`` in a tree of
+    ``count`` gives ``data.root``; SHA-256(0x00 || segment_event) is the
+    ``leaf_hash`` of ``event_inclusion`` (a section 3 proof for event
+    ``segment_seq``), which verifies against ``checkpoint_root``. Besides, the
+    proof, its segment event and its event inclusion name one log (``origin``
+    when given), the segment event's action is ``runtime.segment`` and its
+    stream is the record's, and ``event_inclusion.tree_size`` is ``tree_size``
+    when given. Returns None; raises VerificationError (kind ``format`` for a
+    malformed proof, ``proof`` for one that does not hold), never anything else.
+    """
+    try:
+        _verify(proof, checkpoint_root, origin, tree_size)
+    except VerificationError:
+        raise
+    except (AuditmlError, ValueError, TypeError, RecursionError) as exc:  # pragma: no cover
+        raise _bad(f"it could not be read ({type(exc).__name__}: {exc})") from None
+
+
+def _verify(proof: object, checkpoint_root: str, origin: str | None, tree_size: int | None) -> None:
+    """Do the work of :func:`verify_record_proof`."""
+    trusted = _hash(checkpoint_root, "the trusted checkpoint root")
+    body = _object(proof, "the proof")
+    kind = _get(body, "type", "")
+    if kind != "record":
+        raise _bad(f"type must be 'record', got {_show(kind)}")
+    log = _text(_get(body, "log", ""), "log")
+    record = _object(_get(body, "record", ""), "record")
+    record_i = _index(_get(record, "i", "record."), "record.i")
+    segment = _segment(_get(body, "segment_event", ""))
+    segment_seq = _index(_get(body, "segment_seq", ""), "segment_seq")
+    index = _index(_get(body, "index", ""), "index")
+    count = _index(_get(body, "count", ""), "count", 1)
+    path = _path(_get(body, "proof", ""), "proof")
+    inclusion = _object(_get(body, "event_inclusion", ""), "event_inclusion")
+    try:
+        leaf = merkle.leaf_hash(canonical_bytes(record))
+    except (AuditmlError, RecursionError) as exc:
+        raise _bad(f"record has no canonical form: {exc}") from None
+
+    if index != record_i:
+        raise _fails(f"index {index} is not record.i {record_i}")
+    if count != segment.count:
+        raise _fails(f"count {count} is not the segment event's data.count {segment.count}")
+    if segment_seq != segment.seq:
+        raise _fails(f"segment_seq {segment_seq} is not the segment event's seq {segment.seq}")
+    if segment.action != SEGMENT_ACTION:
+        raise _fails(
+            f"the segment event's action is {_show(segment.action)}, not 'runtime.segment'"
+        )
+    if record.get("stream") != segment.stream:
+        raise _fails(
+            f"record.stream {_show(record.get('stream'))} is not the segment's stream "
+            f"{_show(segment.stream)}"
+        )
+    if origin is not None and log != origin:
+        raise _fails(f"log {_show(log)} is not the trusted log {origin!r}")
+    if segment.log != log:
+        raise _fails(f"log {_show(log)} is not the segment event's log {_show(segment.log)}")
+    try:
+        merkle.verify_inclusion(leaf, index, count, path, segment.root)
+    except VerificationError as exc:
+        raise _fails(f"the record is not in the segment (data.root): {exc}") from None
+    _verify_event_inclusion(inclusion, segment, log, trusted, tree_size)
+
+
+def _verify_event_inclusion(
+    inclusion: Mapping[Any, Any],
+    segment: _Segment,
+    log: str,
+    trusted: bytes,
+    tree_size: int | None,
+) -> None:
+    """Check the section 3 inclusion proof of the segment event against the trusted root."""
+    where = "event_inclusion."
+    kind = _get(inclusion, "type", where)
+    if kind != "inclusion":
+        raise _bad(f"event_inclusion.type must be 'inclusion', got {_show(kind)}")
+    inclusion_log = _text(_get(inclusion, "log", where), "event_inclusion.log")
+    size = _index(_get(inclusion, "tree_size", where), "event_inclusion.tree_size", 1)
+    leaf_index = _index(_get(inclusion, "leaf_index", where), "event_inclusion.leaf_index")
+    leaf = _hash(_get(inclusion, "leaf_hash", where), "event_inclusion.leaf_hash")
+    root = _hash(_get(inclusion, "root", where), "event_inclusion.root")
+    path = _path(_get(inclusion, "proof", where), "event_inclusion.proof")
+
+    if inclusion_log != log:
+        raise _fails(f"event_inclusion.log {_show(inclusion_log)} is not log {_show(log)}")
+    if leaf_index != segment.seq:
+        raise _fails(
+            f"event_inclusion.leaf_index {leaf_index} is not the segment event's seq {segment.seq}"
+        )
+    if leaf != segment.leaf:
+        raise _fails(
+            f"event_inclusion.leaf_hash {leaf.hex()} is not the hash of segment_event "
+            f"{segment.leaf.hex()}"
+        )
+    if root != trusted:
+        raise _fails(
+            f"event_inclusion.root {root.hex()} is not the trusted checkpoint root {trusted.hex()}"
+        )
+    if tree_size is not None and size != tree_size:
+        raise _fails(
+            f"event_inclusion.tree_size {size} is not the trusted checkpoint size {tree_size}"
+        )
+    try:
+        merkle.verify_inclusion(leaf, leaf_index, size, path, trusted)
+    except VerificationError as exc:
+        raise _fails(f"the segment event is not in the checkpointed log: {exc}") from None

@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auditml import merkle
-from auditml._runtime_core import (
+from auditml.core import merkle
+from auditml.core.canonical import canonical_bytes, canonical_text, loads_strict
+from auditml.core.records import (
     RuntimeRecord,
     build_record_proof,
     commitment,
@@ -28,7 +29,6 @@ from auditml._runtime_core import (
     segment_root,
     verify_record_proof,
 )
-from auditml.canonical import canonical_bytes, canonical_text, loads_strict
 from auditml.errors import InvalidInputError, VerificationError
 from tests import rfc9162_reference as rfc
 from tests.vector_files import require_vectors

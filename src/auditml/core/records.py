@@ -28,8 +28,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
-from auditml import merkle
-from auditml.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_text, loads_strict
+from auditml.core import merkle
+from auditml.core.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_text, loads_strict
 from auditml.errors import AuditmlError, InvalidInputError, VerificationError
 
 __all__ = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import socket
@@ -20,6 +19,7 @@ from typing import Any, NamedTuple, Self
 from pydantic import ValidationError
 
 from auditml._internal.identity import resolve_actor
+from auditml._internal.tree_worker import TreeAnswer, TreeRequest, fold_stored_tree
 from auditml.core import merkle
 from auditml.core.canonical import (
     loads_strict,
@@ -535,10 +535,11 @@ class Ledger:
                     result = self._finish_helper(helper, head.size, split, checkpoint_sizes)
                     helper = None
                     _check_helper(result, state.last_hash, state.last_time, split)
-                    if split is not None and result.get("chain_size"):
-                        last_hash = bytes.fromhex(result["last_hash"])
-                        last_time = result["last_time"]
-                        _check_size(head, split + result["chain_size"])
+                    if split is not None and result.chain_size:
+                        assert result.last_hash is not None and result.last_time is not None
+                        last_hash = bytes.fromhex(result.last_hash)
+                        last_time = result.last_time
+                        _check_size(head, split + result.chain_size)
                     else:
                         last_hash, last_time = state.last_hash, state.last_time
                         _check_size(head, state.size)
@@ -546,11 +547,12 @@ class Ledger:
                 if serial:
                     check_nodes(snap.nodes(self._log_id, NODE_LEVEL), state.nodes)
                 else:
-                    if result.get("stage") == "tree":
-                        raise VerificationError(result["message"], kind="head", seq=result["seq"])
-                    root = bytes.fromhex(result["root"])
-                    frontier = bytes.fromhex(result["frontier"])
-                    roots = {int(k): bytes.fromhex(v) for k, v in result["roots"].items()}
+                    if result.stage == "tree":
+                        result.raise_failure(kind="head")
+                    assert result.root is not None and result.frontier is not None
+                    root = bytes.fromhex(result.root)
+                    frontier = bytes.fromhex(result.frontier)
+                    roots = {int(k): bytes.fromhex(v) for k, v in result.roots.items()}
                 if progress is not None:
                     progress(head.size, head.size)
             finally:
@@ -566,16 +568,7 @@ class Ledger:
         """Start the helper process of a parallel verify, or return None if it can't start."""
         if not self._store.shareable:
             return None
-        request = json.dumps(
-            {
-                "url": self._store.url,
-                "log_id": self._log_id,
-                "size": size,
-                "chain_from": split,
-                "origin": self._origin,
-                "roots_at": roots_at,
-            }
-        )
+        request = self._tree_request(size, split, roots_at).to_json()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "auditml._internal.tree_worker"],
@@ -591,24 +584,20 @@ class Ledger:
             return None
         return proc
 
+    def _tree_request(self, size: int, split: int | None, roots_at: list[int]) -> TreeRequest:
+        return TreeRequest(self._store.url, self._log_id, size, split, self._origin, roots_at)
+
     def _finish_helper(
         self, proc: subprocess.Popen[str], size: int, split: int | None, roots_at: list[int]
-    ) -> dict[str, Any]:
+    ) -> TreeAnswer:
         """Collect the helper's answer; if the helper itself broke, do its part here instead."""
         assert proc.stdout is not None
         out = proc.stdout.read()
         proc.stdout.close()
         proc.wait()
-        try:
-            result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            result = {"error": "no answer"}
-        if "error" in result:
-            from auditml._internal.tree_worker import fold_stored_tree
-
-            result = fold_stored_tree(
-                self._store.url, self._log_id, size, split, self._origin, roots_at
-            )
+        result = TreeAnswer.from_json(out)
+        if result.error is not None:
+            result = fold_stored_tree(self._tree_request(size, split, roots_at))
         return result
 
 
@@ -669,34 +658,32 @@ def _missing(head: HeadState, size: int, found: int | None) -> None:
     raise gap_error(size, found if found is not None else head.size)
 
 
-def _check_helper(
-    result: dict[str, Any], last_hash: bytes, last_time: str, split: int | None
-) -> None:
+def _check_helper(result: TreeAnswer, last_hash: bytes, last_time: str, split: int | None) -> None:
     """Raise the helper's chain failure or a bad link where the two ranges meet, first one first.
 
     The order matches a serial verify's: at the meeting event, a changed body,
     bad format, seq or origin comes before its link and time.
     """
-    chain_failed = not result["ok"] and result.get("stage") == "chain"
-    if chain_failed and result["seq"] == split and result["kind"] not in {"link", "time"}:
-        raise VerificationError(result["message"], kind=result["kind"], seq=result["seq"])
-    if split is not None and "first_prev" in result:
-        if result["first_prev"] != last_hash.hex():
+    chain_failed = not result.ok and result.stage == "chain"
+    if chain_failed and result.seq == split and result.kind not in {"link", "time"}:
+        result.raise_failure()
+    if split is not None and result.first_prev is not None:
+        if result.first_prev != last_hash.hex():
             raise VerificationError(
                 f"broken link: its prev is not the hash of event {split - 1} (an event before "
                 "it was changed, removed, inserted or reordered)",
                 kind="link",
                 seq=split,
             )
-        if result["first_time"] < last_time:
+        if result.first_time is not None and result.first_time < last_time:
             raise VerificationError(
-                f"time goes backwards: {result['first_time']} is earlier than the event before "
+                f"time goes backwards: {result.first_time} is earlier than the event before "
                 f"it ({last_time})",
                 kind="time",
                 seq=split,
             )
     if chain_failed:
-        raise VerificationError(result["message"], kind=result["kind"], seq=result["seq"])
+        result.raise_failure()
 
 
 def _as_drafts(drafts: Iterable[Draft], importing: bool) -> Iterator[Draft]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from auditml.core.canonical import loads_strict
@@ -21,17 +22,94 @@ from auditml.core.merkle import CompactRange
 from auditml.errors import AuditmlError, VerificationError
 from auditml.store import Store
 
-__all__ = ["fold_stored_tree"]
+__all__ = ["TreeAnswer", "TreeRequest", "fold_stored_tree"]
 
 
-def fold_stored_tree(
-    url: str,
-    log_id: int,
-    size: int,
-    chain_from: int | None = None,
-    origin: str = "",
-    roots_at: list[int] | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class TreeRequest:
+    """What the verifying process asks of this one, sent as one JSON object on stdin."""
+
+    url: str
+    log_id: int
+    size: int
+    chain_from: int | None = None
+    origin: str = ""
+    roots_at: list[int] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """Return the request as the JSON text written to the helper's stdin."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TreeRequest:
+        """Read a request written by :meth:`to_json`."""
+        raw = json.loads(text)
+        return cls(
+            str(raw["url"]),
+            int(raw["log_id"]),
+            int(raw["size"]),
+            None if raw.get("chain_from") is None else int(raw["chain_from"]),
+            str(raw.get("origin", "")),
+            [int(s) for s in raw.get("roots_at", [])],
+        )
+
+
+@dataclass(slots=True)
+class TreeAnswer:
+    """What the helper found, printed as one JSON line on stdout.
+
+    ``stage`` names where a failure was found (``chain`` or ``tree``) with its
+    ``kind``, ``seq`` and ``message``; the chain fields say where the helper's
+    range begins and ends; ``root``, ``frontier`` and ``roots`` (hex) are the tree's.
+    ``error`` says the helper itself broke, so the caller does its part instead.
+    """
+
+    ok: bool = True
+    stage: str | None = None
+    kind: str | None = None
+    seq: int | None = None
+    message: str = ""
+    chain_size: int = 0
+    first_prev: str | None = None
+    first_time: str | None = None
+    last_hash: str | None = None
+    last_time: str | None = None
+    size: int | None = None
+    root: str | None = None
+    frontier: str | None = None
+    roots: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def fail(self, exc: VerificationError, stage: str) -> TreeAnswer:
+        """Record the first failure found, at ``stage``; return self."""
+        self.ok, self.stage, self.kind, self.seq, self.message = (
+            False,
+            stage,
+            exc.kind,
+            exc.seq,
+            str(exc),
+        )
+        return self
+
+    def raise_failure(self, kind: str | None = None) -> None:
+        """Raise the failure recorded (as ``kind`` when given)."""
+        raise VerificationError(self.message, kind=kind or self.kind or "hash", seq=self.seq)
+
+    def to_json(self) -> str:
+        """Return the answer as one JSON line."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TreeAnswer:
+        """Read an answer written by :meth:`to_json`; a broken answer is an ``error``."""
+        try:
+            raw = json.loads(text.strip().splitlines()[-1])
+            return cls(**raw)
+        except (ValueError, IndexError, TypeError):
+            return cls(ok=False, error="no answer")
+
+
+def fold_stored_tree(request: TreeRequest) -> TreeAnswer:
     """Rebuild the tree of the first ``size`` events; check the chain from ``chain_from`` on.
 
     The tree takes the stored hashes of the events before ``chain_from`` (the
@@ -41,62 +119,56 @@ def fold_stored_tree(
     nodes are checked against the tree. The root at each size of ``roots_at``
     (the kept checkpoints) is recorded on the way, as ``roots``.
     """
-    result: dict[str, Any] = {"ok": True}
+    answer = TreeAnswer()
+    log_id, size, chain_from = request.log_id, request.size, request.chain_from
     stored_until = size if chain_from is None else chain_from
-    store = Store.connect(url)
+    store = Store.connect(request.url)
     try:
         with store.snapshot() as snap:
             frontier = CompactRange()
             nodes: list[tuple[int, int, bytes]] = []
-            wanted = sorted(set(roots_at or ()))
+            wanted = sorted(set(request.roots_at))
             roots: dict[int, bytes] = {}
             for chunk in snap.scan_hashes(log_id, stored_until):
                 nodes += frontier.extend_recording(chunk, wanted, roots, min_level=NODE_LEVEL)
-            result["roots"] = roots
             if chain_from is not None:
                 try:
-                    found, frontier, more = _check_chain(
-                        snap, log_id, size, chain_from, origin, frontier, wanted, roots
-                    )
+                    frontier, more = _check_chain(snap, answer, request, frontier, wanted, roots)
                 except VerificationError as exc:
-                    return _failure(exc, "chain")
-                result.update(found)
+                    return TreeAnswer().fail(exc, "chain")
                 nodes += more
+            answer.roots = {str(k): v.hex() for k, v in roots.items()}
             try:
                 check_nodes(snap.nodes(log_id, NODE_LEVEL), nodes)
             except VerificationError as exc:
-                result.update(_failure(exc, "tree"))
-                return result
+                return answer.fail(exc, "tree")
     finally:
         store.close()
-    result.update(
-        size=frontier.size,
-        root=frontier.root().hex(),
-        frontier=frontier.to_bytes().hex(),
-        roots={str(k): v.hex() for k, v in roots.items()},
-    )
-    return result
+    answer.size = frontier.size
+    answer.root = frontier.root().hex()
+    answer.frontier = frontier.to_bytes().hex()
+    return answer
 
 
 def _check_chain(
     snap: Any,
-    log_id: int,
-    size: int,
-    start: int,
-    origin: str,
+    answer: TreeAnswer,
+    request: TreeRequest,
     frontier: CompactRange,
     wanted: list[int],
     roots: dict[int, bytes],
-) -> tuple[dict[str, Any], CompactRange, tuple[tuple[int, int, bytes], ...]]:
-    """Verify events ``start`` to ``size - 1``, growing ``frontier`` over them.
+) -> tuple[CompactRange, tuple[tuple[int, int, bytes], ...]]:
+    """Verify events ``chain_from`` to ``size - 1``, growing ``frontier`` over them.
 
-    Returns where the range begins and ends, the grown frontier, and the tree
-    nodes it completed.
+    Records in ``answer`` where the range begins and ends; returns the grown
+    frontier and the tree nodes it completed.
     """
-    chunks = snap.scan(log_id, start=start, stop=size, columns=True)
+    start = request.chain_from
+    assert start is not None
+    chunks = snap.scan(request.log_id, start=start, stop=request.size, columns=True)
     first: list[Any] = next(chunks, [])
     if not first or frontier.size != start:
-        return {"chain_size": 0}, frontier, ()
+        return frontier, ()
     try:
         event = loads_strict(first[0][2])
         prev, stamp = bytes.fromhex(event["prev"]), str(event["time"])
@@ -105,42 +177,31 @@ def _check_chain(
             "its bytes are not a valid event", kind="format", seq=start
         ) from None
     verifier = ChainVerifier(
-        origin, start=start, prev_hash=prev, last_time=stamp, frontier=frontier, roots_at=wanted
+        request.origin,
+        start=start,
+        prev_hash=prev,
+        last_time=stamp,
+        frontier=frontier,
+        roots_at=wanted,
     )
     verifier.feed(first)
     for chunk in chunks:
         verifier.feed(chunk)
     state = verifier.state()
     roots.update(verifier.roots)
-    found = {
-        "chain_size": state.size - start,
-        "first_prev": prev.hex(),
-        "first_time": stamp,
-        "last_hash": state.last_hash.hex(),
-        "last_time": state.last_time,
-    }
-    return found, state.frontier, state.nodes
-
-
-def _failure(exc: VerificationError, stage: str) -> dict[str, Any]:
-    return {"ok": False, "stage": stage, "kind": exc.kind, "seq": exc.seq, "message": str(exc)}
+    answer.chain_size = state.size - start
+    answer.first_prev, answer.first_time = prev.hex(), stamp
+    answer.last_hash, answer.last_time = state.last_hash.hex(), state.last_time
+    return state.frontier, state.nodes
 
 
 def main() -> None:
-    """Read one request from stdin and print the result as one JSON line."""
-    request = json.loads(sys.stdin.read())
+    """Read one request from stdin and print the answer as one JSON line."""
     try:
-        result = fold_stored_tree(
-            request["url"],
-            int(request["log_id"]),
-            int(request["size"]),
-            request.get("chain_from"),
-            request.get("origin", ""),
-            [int(s) for s in request.get("roots_at", [])],
-        )
+        answer = fold_stored_tree(TreeRequest.from_json(sys.stdin.read()))
     except AuditmlError as exc:
-        result = {"error": exc.diagnostics()}
-    sys.stdout.write(json.dumps(result) + "\n")
+        answer = TreeAnswer(ok=False, error=exc.diagnostics())
+    sys.stdout.write(answer.to_json() + "\n")
 
 
 if __name__ == "__main__":

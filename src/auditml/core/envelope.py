@@ -11,11 +11,13 @@ The chain verifier reads events back with the same pieces (``MID``, ``TAIL_*``,
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from auditml.core.canonical import canonical_bytes, canonical_text, plain_canonical_bytes
-from auditml.core.events import Actor, Draft, marked
 from auditml.errors import InvalidInputError
+
+if TYPE_CHECKING:  # the chain verifier reads this module without loading the event models
+    from auditml.core.events import Actor, Draft
 
 __all__ = [
     "FIRST",
@@ -28,6 +30,7 @@ __all__ = [
     "draft_part",
     "event_body",
     "header_bytes",
+    "marked",
 ]
 
 #: What follows ``prev``'s value: the seq, then the subject's bytes.
@@ -38,6 +41,13 @@ TAIL_END = b'","v":1}'
 #: How the first event of every log starts.
 FIRST = b'{"action":"log.init",'
 _BODY = b'%s%s%s","seq":%d,"subject":%s,"time":"%s","v":1}'
+
+
+def marked(draft: Draft, mark: dict[str, Any] | None) -> dict[str, Any]:
+    """Return a draft's data with the imported ``mark`` unless it has its own (or mark is None)."""
+    if mark is None or draft.imported:
+        return draft.data
+    return {**draft.data, "imported": mark}
 
 
 def action_prefix(action: str) -> bytes:

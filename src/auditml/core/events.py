@@ -70,7 +70,6 @@ __all__ = [
     "imported_mark",
     "imported_source",
     "is_imported",
-    "marked",
     "validate_data",
 ]
 
@@ -712,13 +711,6 @@ class Draft(_Frozen):
     def imported(self) -> bool:
         """Return whether the draft is marked as imported history."""
         return is_imported(self.data)
-
-
-def marked(draft: Draft, mark: dict[str, Any] | None) -> dict[str, Any]:
-    """Return a draft's data with the imported ``mark`` unless it has its own (or mark is None)."""
-    if mark is None or draft.imported:
-        return draft.data
-    return {**draft.data, "imported": mark}
 
 
 class Event(_Frozen):

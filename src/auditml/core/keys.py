@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditml.core.canonical import loads_strict
+from auditml.core.envelope import marked
 from auditml.core.events import (
     KEY_ACTIONS,
     SIGNED_ACTIONS,
@@ -21,7 +22,6 @@ from auditml.core.events import (
     ESignature,
     Event,
     is_imported,
-    marked,
 )
 from auditml.core.reader import Reader
 from auditml.core.signing import verify_esignature

@@ -657,7 +657,7 @@ def test_add_artifact_refuses_what_is_not_a_path(log: AuditLog) -> None:
 
 # -- credentials never reach the log ---------------------------------------------
 
-SECRET_URI = "https://bob:PW@data.example/x.csv?token=T0K&v=2"
+SECRET_URI = "https://bob:P-W~@data.example/x.csv?token=T-0K~&v=2"
 CLEAN_URI = "https://data.example/x.csv?v=2"
 WARNED = (
     "auditml removed credentials (userinfo, query:token) from the dataset URI "
@@ -674,7 +674,7 @@ def test_dataset_and_artifact_uris_lose_their_credentials(log: AuditLog) -> None
         log=log,
         actor=DS,
         datasets={"train": SECRET_URI},
-        artifacts={"model": "s3://bucket/m.bin?X-Amz-Signature=S1G&X-Amz-Expires=60"},
+        artifacts={"model": "s3://bucket/m.bin?X-Amz-Signature=S-1G~&X-Amz-Expires=60"},
     )
     def fit() -> None:
         return None
@@ -696,7 +696,7 @@ def test_dataset_and_artifact_uris_lose_their_credentials(log: AuditLog) -> None
         "redacted": ["query:X-Amz-Signature"],
     }
     stored = bodies(log)
-    assert b"PW" not in stored and b"T0K" not in stored and b"S1G" not in stored
+    assert b"P-W~" not in stored and b"T-0K~" not in stored and b"S-1G~" not in stored
 
 
 def test_evaluate_and_record_training_strip_credentials_too(log: AuditLog) -> None:
@@ -707,14 +707,14 @@ def test_evaluate_and_record_training_strip_credentials_too(log: AuditLog) -> No
         log.record_training(
             "credit",
             actor=DS,
-            data={"datasets": {"db": {"uri": "postgres://u:PW@db.example/ml", "kind": "uri"}}},
+            data={"datasets": {"db": {"uri": "postgres://u:P-W~@db.example/ml", "kind": "uri"}}},
         )
         log.evaluate("credit", "1", metrics={"auc": 0.9}, dataset=SECRET_URI, actor=DS)
         log.evaluate(
             "credit",
             "1",
-            dataset=DatasetRef(uri="gs://b/o?X-Goog-Signature=S1G"),
-            artifacts={"plot": "https://h/p.png?sig=S1G"},
+            dataset=DatasetRef(uri="gs://b/o?X-Goog-Signature=S-1G~"),
+            artifacts={"plot": "https://h/p.png?sig=S-1G~"},
             actor=DS,
         )
     assert len(caught) == 4  # the train's and three evaluate URIs, each once
@@ -735,7 +735,7 @@ def test_evaluate_and_record_training_strip_credentials_too(log: AuditLog) -> No
         "redacted": ["query:sig"],
     }
     stored = bodies(log)
-    assert b"PW" not in stored and b"T0K" not in stored and b"S1G" not in stored
+    assert b"P-W~" not in stored and b"T-0K~" not in stored and b"S-1G~" not in stored
 
 
 def test_local_paths_are_recorded_as_given(log: AuditLog, tmp_path: Path) -> None:
@@ -775,8 +775,8 @@ def test_cli_train_and_evaluate_strip_credentials_and_say_so(
     spec.write_text(
         json.dumps(
             {
-                "datasets": {"db": {"uri": "postgres://u:PW@db.example/ml"}},
-                "artifacts": ["s3://bucket/model.bin?X-Amz-Credential=S1G"],
+                "datasets": {"db": {"uri": "postgres://u:P-W~@db.example/ml"}},
+                "artifacts": ["s3://bucket/model.bin?X-Amz-Credential=S-1G~"],
             }
         ),
         encoding="utf-8",
@@ -784,7 +784,7 @@ def test_cli_train_and_evaluate_strip_credentials_and_say_so(
     code, _, err = run(
         [
             *["train", "credit", "--from-json", str(spec), "--dataset", f"train={SECRET_URI}"],
-            *["--artifact", "gs://b/card.pdf?X-Goog-Signature=S1G", "--actor", DS, "--db", db_url],
+            *["--artifact", "gs://b/card.pdf?X-Goog-Signature=S-1G~", "--actor", DS, "--db", db_url],
         ],
         capsys,
     )
@@ -802,7 +802,7 @@ def test_cli_train_and_evaluate_strip_credentials_and_say_so(
         assert d["datasets"]["db"]["uri"] == "postgres://db.example/ml"
         assert sorted(d["artifacts"]) == ["card.pdf", "model.bin"]
         stored = bodies(opened)
-    assert b"PW" not in stored and b"T0K" not in stored and b"S1G" not in stored
+    assert b"P-W~" not in stored and b"T-0K~" not in stored and b"S-1G~" not in stored
 
 
 def test_cli_bare_sources_with_one_file_name_are_refused(

@@ -784,7 +784,14 @@ def test_cli_train_and_evaluate_strip_credentials_and_say_so(
     code, _, err = run(
         [
             *["train", "credit", "--from-json", str(spec), "--dataset", f"train={SECRET_URI}"],
-            *["--artifact", "gs://b/card.pdf?X-Goog-Signature=S-1G~", "--actor", DS, "--db", db_url],
+            *[
+                "--artifact",
+                "gs://b/card.pdf?X-Goog-Signature=S-1G~",
+                "--actor",
+                DS,
+                "--db",
+                db_url,
+            ],
         ],
         capsys,
     )

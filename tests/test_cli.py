@@ -204,3 +204,53 @@ def test_installed_command_runs_from_any_folder(tmp_path: Path) -> None:
         [str(exe), "--version"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert done.stdout.startswith("auditml ")
+
+
+def test_command_groups_are_imported_only_by_the_cli_package() -> None:
+    """Command-group modules import no other CLI module than _common, and only cli/ imports them."""
+    import ast
+
+    import auditml.cli
+
+    package = Path(auditml.cli.__file__).parent
+    groups = {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
+    assert groups == {"card", "lifecycle", "log", "report", "trust"}
+    for path in Path(auditml.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "auditml.cli":
+                names = {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "auditml.cli."
+            ):
+                names = {(node.module or "").removeprefix("auditml.cli.")}
+            elif isinstance(node, ast.Import):
+                names = {
+                    a.name.removeprefix("auditml.cli.")
+                    for a in node.names
+                    if a.name.startswith("auditml.cli.")
+                }
+            else:
+                continue
+            if path == package / "__init__.py":
+                continue
+            assert not names & groups, f"{path} imports the command group(s) {names & groups}"
+            if path.parent == package:
+                assert names <= {"_common"}, f"{path} imports {names} from the CLI"
+
+
+def test_one_mapping_gives_every_error_its_exit_status() -> None:
+    """A failed verification exits 1, a policy refusal 3, any other auditml error 2."""
+    from auditml.cli._common import exit_status
+    from auditml.errors import (
+        InvalidInputError,
+        PolicyDeniedError,
+        ProofError,
+        StoreError,
+        VerificationError,
+    )
+
+    assert exit_status(VerificationError("x", kind="hash")) == 1
+    assert exit_status(ProofError("x")) == 1
+    assert exit_status(PolicyDeniedError("x", rule="r", remedy="y")) == 3
+    assert exit_status(InvalidInputError("x")) == 2
+    assert exit_status(StoreError("x")) == 2

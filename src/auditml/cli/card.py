@@ -13,15 +13,28 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from typer.core import TyperGroup
 
 from auditml._internal.output import check_output, write_output
-from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
 from auditml.cards.build import build_card
 from auditml.cards.diff import CardDiff, diff_cards
 from auditml.cards.render import FORMATS, render_card
-from auditml.cli import DbOption, ForceOption, JsonOption, _errors, _open, app, out
+from auditml.cli._common import (
+    ActorOption,
+    DbOption,
+    ForceOption,
+    JsonOption,
+    ModelArgument,
+    ReasonOption,
+    app,
+    done,
+    errors,
+    group,
+    open_log,
+    out,
+    table,
+    who,
+)
 from auditml.core.text import escape_controls
 from auditml.errors import InvalidInputError
 
@@ -35,12 +48,10 @@ class _ShowByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-card_app = typer.Typer(
-    cls=_ShowByDefault,
-    help="Model cards built from the log: render or export one, record its human sections, "
+card_app = group(
+    "Model cards built from the log: render or export one, record its human sections, "
     "diff two versions. `auditml card MODEL VERSION` renders a card.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+    cls=_ShowByDefault,
 )
 app.add_typer(card_app, name="card")
 
@@ -88,7 +99,7 @@ def _card_format(fmt: str | None, out_path: Path | None) -> str:
 
 @card_app.command("show")
 def show(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     version: Annotated[str, typer.Argument(help="The version.")],
     fmt: Annotated[
         str | None,
@@ -109,7 +120,7 @@ def show(
     db: DbOption = None,
 ) -> None:
     """Render the card of MODEL VERSION, built from the log, in one of the formats."""
-    with _errors():
+    with errors():
         fmt = _card_format(fmt, out_path)
         if fmt not in FORMATS:
             raise InvalidInputError(
@@ -117,7 +128,7 @@ def show(
             )
         if fmt == "pdf" and out_path is None:
             raise InvalidInputError("a PDF card needs --out FILE.pdf")
-        with _open(db) as log:
+        with open_log(db) as log:
             protect = log._own_files()
             if out_path is not None:
                 check_output(out_path, force=force, protect=protect)  # before rendering
@@ -135,7 +146,7 @@ def show(
 
 @card_app.command("update")
 def update(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     args: Annotated[
         list[str],
         typer.Argument(
@@ -150,28 +161,28 @@ def update(
     as_json: JsonOption = False,
 ) -> None:
     """Record the human-written sections of a card, as a card.update event."""
-    with _errors():
+    with errors():
         if len(args) not in (1, 2):
             raise InvalidInputError("give [VERSION] FILE: the version is optional, the file is not")
         version, file = (None, args[0]) if len(args) == 1 else (args[0], args[1])
-        with _open(db) as log:
+        with open_log(db) as log:
             receipt = log.update_card(
-                model, Path(file), version=version, reason=reason, actor=_who(actor)
+                model, Path(file), version=version, reason=reason, actor=who(actor)
             )
         whose = f"{model} version {version}" if version else f"every version of {model}"
-        _done(receipt, f"Recorded the card sections of {file} for {whose}", as_json)
+        done(receipt, f"Recorded the card sections of {file} for {whose}", as_json)
 
 
 @card_app.command("diff")
 def diff(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     old: Annotated[str, typer.Argument(metavar="V1", help="The earlier version.")],
     new: Annotated[str, typer.Argument(metavar="V2", help="The later version.")],
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show what changed between the cards of V1 and V2: metrics, data, code, params, text."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         result = diff_cards(build_card(log, model, old), build_card(log, model, new))
     if as_json:
         out.print_json(json.dumps(result.model_dump(mode="json")))
@@ -189,25 +200,16 @@ def _fmt(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _table(*columns: str) -> Table:
-    """Return a plain table, as every other command prints one."""
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
-
-
 def _print_diff(result: CardDiff) -> None:
     out.print(f"{result.model}: version {result.old_version} → {result.new_version}")
+    versions = (f"v{result.old_version}", f"v{result.new_version}")
     changed = [m for m in result.metrics if m.kind != "same"]
     if changed:
-        table = _table(
-            "metric", "slice", f"v{result.old_version}", f"v{result.new_version}", "delta"
-        )
+        shown = table("metric", "slice", *versions, "delta", overflow="fold")
         for m in changed:
             delta = "" if m.delta is None else f"{m.delta:+.6g}"
-            table.add_row(m.name, m.slice or "all", _fmt(m.old), _fmt(m.new), delta)
-        out.print(table)
+            shown.add_row(m.name, m.slice or "all", _fmt(m.old), _fmt(m.new), delta)
+        out.print(shown)
     groups = (
         ("data", result.datasets),
         ("artifacts", result.artifacts),
@@ -219,14 +221,14 @@ def _print_diff(result: CardDiff) -> None:
     for title, changes in groups:
         if not changes:
             continue
-        table = _table(title, "change", f"v{result.old_version}", f"v{result.new_version}")
+        shown = table(title, "change", *versions, overflow="fold")
         for c in changes:
-            table.add_row(
+            shown.add_row(
                 c.name,
                 c.kind,
                 "not recorded" if c.old is None else _fmt(c.old),
                 "not recorded" if c.new is None else _fmt(c.new),
             )
-        out.print(table)
+        out.print(shown)
     if result.empty:
         out.print("The two cards hold the same metrics, data, code, parameters and sections.")

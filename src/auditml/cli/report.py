@@ -1,7 +1,6 @@
 """The ``auditml report`` command: an audit report for regulators, as PDF, HTML, Markdown or JSON.
 
-Imported by :mod:`auditml.cli`, whose ``app`` it registers on. While a long
-report builds, a progress bar runs on stderr.
+While a long report builds, a progress bar runs on stderr.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from auditml.cli import DbOption, ForceOption, _errors, _LazyProgress, _open, app, out
+from auditml.cli._common import DbOption, ForceOption, LazyProgress, app, errors, open_log, out
 from auditml.errors import InvalidInputError
 
 __all__ = ["report"]
@@ -73,7 +72,7 @@ def report(
     from auditml.reports.build import build_report
     from auditml.reports.render import FORMATS, PAPERS, render_report
 
-    with _errors():
+    with errors():
         suffix = out_file.suffix.lower().lstrip(".")
         chosen = (fmt or {"htm": "html", "markdown": "md"}.get(suffix, suffix) or "pdf").lower()
         if chosen not in FORMATS:
@@ -93,10 +92,10 @@ def report(
             raise InvalidInputError(
                 f"--out {target} {where}; give a file in an existing folder, e.g. report.pdf"
             )
-        with _open(db) as log:
+        with open_log(db) as log:
             protect = log._own_files()
             check_output(target, force=force, protect=protect)  # before the slow build
-            progress = _LazyProgress("building report")
+            progress = LazyProgress("building report")
             try:
                 built = build_report(
                     log,

@@ -1,76 +1,50 @@
 """The trust commands of ``auditml``: keys, checkpoints, proofs, export, signatures.
 
-Imported by :mod:`auditml.cli`, whose ``app`` they register on. Commands that
-sign with an encrypted key take its passphrase from ``AUDITML_KEY_PASSPHRASE``
-or, on a terminal, ask for it.
+Commands that sign with an encrypted key take its passphrase from
+``AUDITML_KEY_PASSPHRASE`` or, on a terminal, ask for it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from auditml._internal.keyfiles import PASSPHRASE_ENV, PublicKeyFile, passphrase_from_env
+from auditml._internal.keyfiles import PublicKeyFile, passphrase_from_env
 from auditml._internal.output import check_output, write_output
-from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
-from auditml.cli import DbOption, ForceOption, JsonOption, _errors, _open, app, out
+from auditml.cli._common import (
+    ActorOption,
+    DbOption,
+    ForceOption,
+    JsonOption,
+    OnlyModelArgument,
+    ReasonOption,
+    app,
+    ask_passphrase,
+    done,
+    errors,
+    group,
+    note_imported,
+    open_log,
+    out,
+    table,
+    tagged,
+    utc,
+    who,
+    with_passphrase,
+)
 from auditml.core.events import IMPORTED_NOTE
-from auditml.core.signing import FileSigner, generate_key_file, load_signer
-from auditml.errors import ConfigurationError, InvalidInputError
+from auditml.core.signing import generate_key_file
+from auditml.errors import InvalidInputError
 
-T = TypeVar("T")
-
-key_app = typer.Typer(
-    help="The log's signing key, and people's keys for e-signatures.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-prove_app = typer.Typer(
-    help="Print Merkle inclusion and consistency proofs (docs/format.md section 3).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
+key_app = group("The log's signing key, and people's keys for e-signatures.")
+prove_app = group("Print Merkle inclusion and consistency proofs (docs/format.md section 3).")
 app.add_typer(key_app, name="key")
 app.add_typer(prove_app, name="prove")
-
-
-def ask_passphrase(what: str, *, confirm: bool = False) -> bytes:
-    """Ask for a passphrase on the terminal, or raise saying how to give it without one."""
-    if not sys.stdin.isatty():
-        raise ConfigurationError(
-            f"{what} needs a passphrase: set {PASSPHRASE_ENV}, or run this on a terminal"
-        )
-    text: str = typer.prompt(
-        f"Passphrase for {what}", hide_input=True, confirmation_prompt=confirm, err=True
-    )
-    if not text:
-        raise InvalidInputError("the passphrase is empty")
-    return text.encode()
-
-
-def with_passphrase(run: Callable[[bytes | None], T], what: str) -> T:
-    """Run ``run`` with the env passphrase; if an encrypted key needs one, ask and run again."""
-    try:
-        return run(passphrase_from_env())
-    except ConfigurationError as exc:
-        if "is encrypted" not in str(exc) or passphrase_from_env() is not None:
-            raise
-        if not sys.stdin.isatty():
-            raise
-        return run(ask_passphrase(what))
-
-
-def load_person_key(path: Path) -> FileSigner:
-    """Load a person's signing key for --sign-with, asking for its passphrase if needed."""
-    return with_passphrase(lambda phrase: load_signer(path, phrase), f"the key {path}")
 
 
 # -- the log key --------------------------------------------------------------------------
@@ -79,7 +53,7 @@ def load_person_key(path: Path) -> FileSigner:
 @key_app.command("show")
 def key_show(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Print the log's verifier key (C2SP form), to hand to auditors; never the private key."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         vkey = log.verifier_key()
         latest = log.latest_checkpoint()
         info = {
@@ -102,7 +76,7 @@ def key_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     from auditml.core.events import KEY_ACTIONS
     from auditml.core.keys import KeyRegistry
 
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         registry = KeyRegistry()
         for record in log.events(action=KEY_ACTIONS):
             registry.apply(record.seq, record.event)
@@ -123,19 +97,17 @@ def key_list(db: DbOption = None, as_json: JsonOption = False) -> None:
         if not rows:
             out.print("No signing keys registered. Add one with `auditml key register FILE.pub`.")
             return
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("signer", "name", "key", "registered", "revoked"):
-            table.add_column(column)
+        shown = table("signer", "name", "key", "registered", "revoked")
         for row in rows:
             revoked = row["revoked"]
-            table.add_row(
+            shown.add_row(
                 str(row["signer"]),
                 str(row["name"]),
                 str(row["key"])[:16] + "…",
-                f"event {row['registered']}" + (" (imported)" if row["imported"] else ""),
+                tagged(f"event {row['registered']}", bool(row["imported"])),
                 "-" if revoked is None else f"event {revoked}",
             )
-        out.print(table)
+        out.print(shown)
         if any(row["imported"] for row in rows):
             out.print(f"(imported): such a key signs no live decision; {IMPORTED_NOTE}")
 
@@ -154,9 +126,9 @@ def key_register(
     as_json: JsonOption = False,
 ) -> None:
     """Register a person's public key for e-signatures (recorded as key.register)."""
-    with _errors(), _open(db) as log:
-        receipt = log.register_key(public_key, name=name, reason=reason, actor=_who(actor))
-        _done(receipt, f"Registered the signing key of {_signer_of(public_key)}", as_json)
+    with errors(), open_log(db) as log:
+        receipt = log.register_key(public_key, name=name, reason=reason, actor=who(actor))
+        done(receipt, f"Registered the signing key of {_signer_of(public_key)}", as_json)
 
 
 def _signer_of(path: Path) -> str:
@@ -176,9 +148,9 @@ def key_revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke a person's signing key: signatures made with it from now on are refused."""
-    with _errors(), _open(db) as log:
-        receipt = log.revoke_key(key, reason=reason, actor=_who(actor))
-        _done(receipt, "Revoked the signing key", as_json)
+    with errors(), open_log(db) as log:
+        receipt = log.revoke_key(key, reason=reason, actor=who(actor))
+        done(receipt, "Revoked the signing key", as_json)
 
 
 def _slug(text: str) -> str:
@@ -205,7 +177,7 @@ def keygen(
     as_json: JsonOption = False,
 ) -> None:
     """Create a personal Ed25519 signing key, protected by a passphrase."""
-    with _errors():
+    with errors():
         if not actor.strip():
             raise InvalidInputError("--actor is empty: give the id the key signs for")
         target = out_file or Path.home() / ".auditml" / "keys" / f"{_slug(actor)}.key"
@@ -244,7 +216,7 @@ def checkpoint(
     as_json: JsonOption = False,
 ) -> None:
     """Sign the log's size and root as a C2SP checkpoint: an anchor to keep elsewhere."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         protect = log._own_files()
         if out_file is not None:
             check_output(out_file, force=force, protect=protect)  # before signing anything
@@ -269,7 +241,7 @@ def prove_inclusion(
     db: DbOption = None,
 ) -> None:
     """Print the JSON proof that event SEQ is in the log's tree of size N."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         out.print_json(data=log.prove_inclusion(seq, size))
 
 
@@ -282,7 +254,7 @@ def prove_consistency(
     db: DbOption = None,
 ) -> None:
     """Print the JSON proof that the tree of size M is a prefix of the tree of size N."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         out.print_json(data=log.prove_consistency(size1, size2))
 
 
@@ -309,7 +281,7 @@ def export(
     as_json: JsonOption = False,
 ) -> None:
     """Write an evidence bundle that anyone can verify offline (docs/format.md section 5)."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         written = with_passphrase(
             lambda phrase: log.export(
                 out_path, size=size, prove=prove or (), passphrase=phrase, force=force
@@ -334,12 +306,12 @@ def export(
 
 @app.command()
 def signatures(
-    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    model: OnlyModelArgument = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the signature manifest: printed name, time, meaning, model and version."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         entries = log.signatures(model)
         if as_json:
             out.print_json(data=[e.as_dict() for e in entries])
@@ -347,50 +319,19 @@ def signatures(
         if not entries:
             out.print("No signed decisions on the log.")
             return
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("seq", "signed (UTC)", "printed name", "signer", "meaning", "action"):
-            table.add_column(column)
-        table.add_column("model")
-        table.add_column("version")
+        columns = ("seq", "signed (UTC)", "printed name", "signer", "meaning", "action")
+        shown = table(*columns, "model", "version")
         for e in entries:
-            table.add_row(
+            shown.add_row(
                 str(e.seq),
-                e.signed_at[:19].replace("T", " "),
+                utc(e.signed_at),
                 e.name,
                 e.signer,
                 e.meaning,
-                e.action.removeprefix("model.") + (" (imported)" if e.imported else ""),
+                tagged(e.action.removeprefix("model."), e.imported),
                 e.model,
                 e.version,
             )
-        out.print(table)
+        out.print(shown)
         if any(e.imported for e in entries):
-            out.print(f"(imported): {IMPORTED_NOTE}")
-
-
-def read_anchor(path: Path) -> str:
-    """Read an anchored checkpoint file, or raise a sentence naming the file."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInputError(f"no checkpoint file at {path}") from None
-    except UnicodeDecodeError:
-        raise InvalidInputError(
-            f"{path} is not a checkpoint: a checkpoint is text, as `auditml checkpoint` writes it"
-        ) from None
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read the checkpoint file {path}: {exc.strerror}") from None
-
-
-def read_vkey(text: str | None) -> str | None:
-    """Return a verifier key given as text or as a file holding it."""
-    if text is None:
-        return None
-    if "+" not in text and os.path.isfile(text):
-        return Path(text).read_text(encoding="utf-8").strip()
-    return text.strip()
-
-
-def dump_json(data: object) -> None:
-    """Print JSON without Rich's markup."""
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+            note_imported("(imported)")

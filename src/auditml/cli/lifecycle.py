@@ -1,7 +1,7 @@
-"""The lifecycle commands of ``auditml``: train, evaluate, decide, status, history, policy, demo.
+"""The lifecycle commands of ``auditml``: train to retire, incidents, status, history, policy, demo.
 
-Imported by :mod:`auditml.cli`, whose ``app`` they register on. A refusal by
-policy exits with status 3 and says which rule refused and what would satisfy it.
+A refusal by policy exits with status 3 and says which rule refused and what
+would satisfy it.
 """
 
 from __future__ import annotations
@@ -14,28 +14,35 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from auditml._internal.identity import resolve_actor
-from auditml.cli import DbOption, JsonOption, _errors, _open, app, err, out
+from auditml.cli._common import (
+    ActorOption,
+    DbOption,
+    JsonOption,
+    ModelArgument,
+    OnlyModelArgument,
+    ReasonOption,
+    app,
+    done,
+    err,
+    errors,
+    group,
+    load_person_key,
+    note_imported,
+    open_log,
+    out,
+    table,
+    tagged,
+    utc,
+    who,
+)
 from auditml.core.canonical import loads_strict
 from auditml.core.events import IMPORTED_NOTE, is_imported
 from auditml.core.policy import DEFAULT_POLICY
 from auditml.core.state import ModelState
 from auditml.errors import InvalidInputError
-from auditml.ledger import Receipt
 
-ActorOption = Annotated[
-    str | None,
-    typer.Option(
-        "--actor",
-        metavar="ID",
-        help="Who is acting [default: $AUDITML_ACTOR, else git user.email, else the OS user]",
-        show_default=False,
-    ),
-]
-ReasonOption = Annotated[str | None, typer.Option(metavar="TEXT", help="Why.")]
 EnvOption = Annotated[
     str, typer.Option("--env", "-e", metavar="ENV", help="Environment, e.g. staging, production.")
 ]
@@ -88,24 +95,12 @@ ArtifactDigestOption = Annotated[
     ),
 ]
 
-policy_app = typer.Typer(
-    help="Record and show the policy in force (roles, approvals, gates).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
+policy_app = group("Record and show the policy in force (roles, approvals, gates).")
 app.add_typer(policy_app, name="policy")
 
 
 def _signer(path: Path | None) -> Any:
-    if path is None:
-        return None
-    from auditml._trust_cli import load_person_key
-
-    return load_person_key(path)
-
-
-def _who(actor: str | None) -> Any:
-    return resolve_actor(actor, source="flag")
+    return None if path is None else load_person_key(path)
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -218,16 +213,9 @@ def _json_file(path: Path | None) -> dict[str, Any]:
     return found
 
 
-def _done(receipt: Receipt, text: str, as_json: bool) -> None:
-    if as_json:
-        out.print_json(data=receipt._asdict())
-    else:
-        out.print(f"{text} (event {receipt.seq})")
-
-
 @app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     version: Annotated[
         str | None, typer.Option(metavar="V", help="The version [default: the next number].")
     ] = None,
@@ -259,7 +247,7 @@ def train(
     """Record a training run done by a pipeline that is not Python."""
     from auditml._internal.fingerprint import artifact_ref, code_version, dataset_ref
 
-    with _errors(), _warnings_said():
+    with errors(), _warnings_said():
         data = _json_file(from_json)
         data.setdefault("params", {}).update(_json_values(param, "--param"))
         data.setdefault("metrics", {}).update(_numbers(metric, "--metric"))
@@ -283,15 +271,15 @@ def train(
             data["error"] = {"type": "PipelineFailure", "message": failed}
         if code and "code" not in data:
             data["code"] = code_version(None)
-        with _open(db) as log:
-            receipt = log.record_training(model, version=version, data=data, actor=_who(actor))
+        with open_log(db) as log:
+            receipt = log.record_training(model, version=version, data=data, actor=who(actor))
             state = "failed run" if failed is not None else "training run"
-            _done(receipt, f"Recorded {state} of {model} v{receipt.version}", as_json)
+            done(receipt, f"Recorded {state} of {model} v{receipt.version}", as_json)
 
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     version: Annotated[str, typer.Argument(help="The version evaluated.")],
     metric: MetricPairs = None,
     dataset: Annotated[
@@ -317,7 +305,7 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Record an evaluation of a trained version."""
-    with _errors(), _warnings_said():
+    with errors(), _warnings_said():
         data = _json_file(from_json)
         metrics = {**data.get("metrics", {}), **_numbers(metric, "--metric")}
         slices: dict[str, dict[str, float]] = dict(data.get("slices", {}))
@@ -328,7 +316,7 @@ def evaluate(
                     f"--slice {item!r} is not SLICE:NAME=VALUE, e.g. --slice age<30:auc=0.88"
                 )
             slices.setdefault(name, {}).update(_numbers([rest], "--slice"))
-        with _open(db) as log:
+        with open_log(db) as log:
             receipt = log.evaluate(
                 model,
                 version,
@@ -337,14 +325,14 @@ def evaluate(
                 slices=slices,
                 artifacts=_sources(artifact, "--artifact", "artifacts"),
                 notes=notes or data.get("notes"),
-                actor=_who(actor),
+                actor=who(actor),
             )
-            _done(receipt, f"Recorded evaluation of {model} v{version}", as_json)
+            done(receipt, f"Recorded evaluation of {model} v{version}", as_json)
 
 
 @app.command()
 def approve(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     version: Annotated[str, typer.Argument(help="The version approved.")],
     reason: ReasonOption = None,
     env: Annotated[
@@ -360,25 +348,25 @@ def approve(
     as_json: JsonOption = False,
 ) -> None:
     """Approve a version; its trainer may not (separation of duties)."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         receipt = log.approve(
             model,
             version,
             reason=reason,
             environments=env or (),
-            actor=_who(actor),
+            actor=who(actor),
             artifact_sha256=artifact,
             signer=_signer(sign_with),
             meaning=meaning,
             name=name,
         )
         scope = f" for {', '.join(env)}" if env else ""
-        _done(receipt, f"Approved {model} v{version}{scope}", as_json)
+        done(receipt, f"Approved {model} v{version}{scope}", as_json)
 
 
 @app.command()
 def reject(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     version: Annotated[str, typer.Argument(help="The version rejected.")],
     reason: ReasonOption = None,
     sign_with: SignOption = None,
@@ -390,23 +378,23 @@ def reject(
     as_json: JsonOption = False,
 ) -> None:
     """Reject a version; it can never be deployed."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         receipt = log.reject(
             model,
             version,
             reason=reason,
-            actor=_who(actor),
+            actor=who(actor),
             artifact_sha256=artifact,
             signer=_signer(sign_with),
             meaning=meaning,
             name=name,
         )
-        _done(receipt, f"Rejected {model} v{version}", as_json)
+        done(receipt, f"Rejected {model} v{version}", as_json)
 
 
 @app.command()
 def deploy(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     version: Annotated[str, typer.Argument(help="The version to deploy.")],
     env: EnvOption,
     reason: ReasonOption = None,
@@ -415,14 +403,14 @@ def deploy(
     as_json: JsonOption = False,
 ) -> None:
     """Deploy an approved version to an environment."""
-    with _errors(), _open(db) as log:
-        receipt = log.deploy(model, version, env, reason=reason, actor=_who(actor))
-        _done(receipt, f"Deployed {model} v{version} to {env}", as_json)
+    with errors(), open_log(db) as log:
+        receipt = log.deploy(model, version, env, reason=reason, actor=who(actor))
+        done(receipt, f"Deployed {model} v{version} to {env}", as_json)
 
 
 @app.command()
 def rollback(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     env: EnvOption,
     to: Annotated[
         str | None,
@@ -434,14 +422,14 @@ def rollback(
     as_json: JsonOption = False,
 ) -> None:
     """Roll an environment back to a version that ran there before."""
-    with _errors(), _open(db) as log:
-        receipt = log.rollback(model, env, to=to, reason=reason, actor=_who(actor))
-        _done(receipt, f"Rolled {env} back to {model} v{receipt.version}", as_json)
+    with errors(), open_log(db) as log:
+        receipt = log.rollback(model, env, to=to, reason=reason, actor=who(actor))
+        done(receipt, f"Rolled {env} back to {model} v{receipt.version}", as_json)
 
 
 @app.command()
 def retire(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     version: Annotated[str, typer.Argument(help="The version to retire.")],
     reason: ReasonOption = None,
     actor: ActorOption = None,
@@ -449,22 +437,18 @@ def retire(
     as_json: JsonOption = False,
 ) -> None:
     """Retire a version for good."""
-    with _errors(), _open(db) as log:
-        receipt = log.retire(model, version, reason=reason, actor=_who(actor))
-        _done(receipt, f"Retired {model} v{version}", as_json)
+    with errors(), open_log(db) as log:
+        receipt = log.retire(model, version, reason=reason, actor=who(actor))
+        done(receipt, f"Retired {model} v{version}", as_json)
 
 
-incident_app = typer.Typer(
-    help="Open, close and list incidents (EU AI Act Art. 73 deadlines included).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
+incident_app = group("Open, close and list incidents (EU AI Act Art. 73 deadlines included).")
 app.add_typer(incident_app, name="incident")
 
 
 @incident_app.command("open")
 def incident_open(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     version: Annotated[str, typer.Argument(help="The version involved.")],
     summary: Annotated[str, typer.Option(metavar="TEXT", help="What happened.")],
     severity: Annotated[
@@ -500,7 +484,7 @@ def incident_open(
     as_json: JsonOption = False,
 ) -> None:
     """Open an incident against a version."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         found = log.open_incident(
             model,
             version,
@@ -511,7 +495,7 @@ def incident_open(
             environment=env,
             reference=reference,
             id=incident_id,
-            actor=_who(actor),
+            actor=who(actor),
         )
         if as_json:
             out.print_json(data=found.as_dict())
@@ -539,25 +523,25 @@ def incident_close(
     as_json: JsonOption = False,
 ) -> None:
     """Close an open incident."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         receipt = log.close_incident(
             incident_id,
             resolution,
             reported_at=reported_at,
             reference=reference,
-            actor=_who(actor),
+            actor=who(actor),
         )
-        _done(receipt, f"Closed incident {incident_id}", as_json)
+        done(receipt, f"Closed incident {incident_id}", as_json)
 
 
 @incident_app.command("list")
 def incident_list(
-    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    model: OnlyModelArgument = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List incidents with their Art. 73 reporting deadlines."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         found = log.incidents(model)
         if as_json:
             out.print_json(data=[i.as_dict() for i in found])
@@ -565,16 +549,22 @@ def incident_list(
         if not found:
             out.print("No incidents recorded.")
             return
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("id", "opened (UTC)", "model", "version", "env", "severity", "state"):
-            table.add_column(column)
-        table.add_column("report due (UTC)")
-        table.add_column("summary")
+        shown = table(
+            "id",
+            "opened (UTC)",
+            "model",
+            "version",
+            "env",
+            "severity",
+            "state",
+            "report due (UTC)",
+            "summary",
+        )
         for i in found:
             due = "-" if i.due is None else f"{i.due[0][:16].replace('T', ' ')} {i.due[1]}"
-            table.add_row(
+            shown.add_row(
                 i.id,
-                i.time[:19].replace("T", " "),
+                utc(i.time),
                 i.model,
                 i.version,
                 i.environment or "-",
@@ -583,17 +573,17 @@ def incident_list(
                 due,
                 i.summary,
             )
-        out.print(table)
+        out.print(shown)
 
 
 @app.command()
 def status(
-    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    model: OnlyModelArgument = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show each version's state and what runs in each environment now."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         states = log.status(model)
         if as_json:
             out.print_json(data=[s.as_dict() for s in states.values()])
@@ -604,29 +594,23 @@ def status(
         for name, state in sorted(states.items()):
             here = state.running_imported()
             running = ", ".join(
-                _tag(f"{e}: v{v}", e in here) for e, v in sorted(state.running.items())
+                tagged(f"{e}: v{v}", e in here) for e, v in sorted(state.running.items())
             )
             out.print(Text.assemble((name, "bold"), f"  now running: {running or 'nowhere'}"))
-            table = Table(box=None, pad_edge=False, header_style="bold")
-            for column in ("version", "state", "trained", "by", "approved by", "runs in"):
-                table.add_column(column, overflow="fold")
+            columns = ("version", "state", "trained", "by", "approved by", "runs in")
+            shown = table(*columns, overflow="fold")
             for vs in state.versions.values():
-                table.add_row(
+                shown.add_row(
                     vs.version,
                     vs.state,
-                    _tag((vs.trained_at or "")[:19].replace("T", " "), vs.trained_imported),
+                    tagged(utc(vs.trained_at or ""), vs.trained_imported),
                     ", ".join(vs.trainers),
-                    ", ".join(dict.fromkeys(_tag(a.actor, a.imported) for a in vs.approvals)),
-                    ", ".join(_tag(e, e in here) for e in vs.running_in),
+                    ", ".join(dict.fromkeys(tagged(a.actor, a.imported) for a in vs.approvals)),
+                    ", ".join(tagged(e, e in here) for e in vs.running_in),
                 )
-            out.print(table)
+            out.print(shown)
         if any(_shows_imported(state) for state in states.values()):
-            out.print(f"(imported): {IMPORTED_NOTE}")
-
-
-def _tag(text: str, imported: bool) -> str:
-    """Return ``text`` marked ``(imported)`` when it comes from imported history."""
-    return f"{text} (imported)" if imported else text
+            note_imported("(imported)")
 
 
 def _shows_imported(state: ModelState) -> bool:
@@ -639,7 +623,7 @@ def _shows_imported(state: ModelState) -> bool:
 
 @app.command()
 def history(
-    model: Annotated[str, typer.Argument(help="The model's name.")],
+    model: ModelArgument,
     env: Annotated[
         str | None, typer.Option("--env", "-e", metavar="ENV", help="Only this environment.")
     ] = None,
@@ -647,7 +631,7 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Show the model's deployment timeline: every deploy and rollback, oldest first."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         moves = log.history(model, env)
         if as_json:
             out.print_json(data=[m._asdict() for m in moves])
@@ -655,15 +639,13 @@ def history(
         if not moves:
             err.print(f"{model} was never deployed" + (f" to {env}" if env else ""))
             return
-        table = Table(box=None, pad_edge=False, header_style="bold")
         imported = any(m.imported for m in moves)  # a column only when some move was imported
         columns = ("seq", "time (UTC)", "env", "action", "version", "replaced", "by", "reason")
-        for column in (*columns, "imported") if imported else columns:
-            table.add_column(column, overflow="fold")
+        shown = table(*(*columns, "imported") if imported else columns, overflow="fold")
         for m in moves:
             row = [
                 str(m.seq),
-                m.time[:19].replace("T", " "),
+                utc(m.time),
                 m.environment,
                 m.action.removeprefix("model."),
                 m.version,
@@ -671,10 +653,10 @@ def history(
                 m.actor,
                 m.reason or "",
             ]
-            table.add_row(*row, *(("imported" if m.imported else "",) if imported else ()))
-        out.print(table)
+            shown.add_row(*row, *(("imported" if m.imported else "",) if imported else ()))
+        out.print(shown)
         if imported:
-            out.print(f"imported: {IMPORTED_NOTE}")
+            note_imported("imported")
 
 
 @policy_app.command("apply")
@@ -688,15 +670,15 @@ def policy_apply(
     as_json: JsonOption = False,
 ) -> None:
     """Record a policy file on the log; it is in force from that event on."""
-    with _errors(), _open(db) as log:
-        receipt = log.apply_policy(file, reason=reason, actor=_who(actor))
-        _done(receipt, f"Policy from {file} is in force", as_json)
+    with errors(), open_log(db) as log:
+        receipt = log.apply_policy(file, reason=reason, actor=who(actor))
+        done(receipt, f"Policy from {file} is in force", as_json)
 
 
 @policy_app.command("show")
 def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Show the policy in force and the event that recorded it."""
-    with _errors(), _open(db) as log:
+    with errors(), open_log(db) as log:
         policy, seq = log.policy()
         where = f"recorded at event {seq}" if seq is not None else "the default: none recorded"
         imported = [r.seq for r in log.events(action="policy.update") if is_imported(r.event.data)]
@@ -713,12 +695,10 @@ def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
             )
             return
         out.print(f"Policy in force ({where}):")
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("setting", "value", "is the default"):
-            table.add_column(column, overflow="fold")
+        shown = table("setting", "value", "is the default", overflow="fold")
         for key, value in data.items():
-            table.add_row(key, _policy_value(value), "yes" if value == defaults[key] else "")
-        out.print(table)
+            shown.add_row(key, _policy_value(value), "yes" if value == defaults[key] else "")
+        out.print(shown)
         if imported:
             events = ", ".join(str(i) for i in imported)
             out.print(
@@ -749,5 +729,5 @@ def demo(
     """Tell a model's life in seconds: train, evaluate, approve, deploy, roll back, verify."""
     from auditml._internal.demo import run_demo
 
-    with _errors():
+    with errors():
         run_demo(out_dir, out)

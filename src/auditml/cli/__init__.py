@@ -1,0 +1,134 @@
+"""The ``auditml`` command.
+
+Every command takes ``--db URL`` (or ``AUDITML_DATABASE_URL``; default
+``./.auditml/audit.db``). Errors print one sentence to stderr and exit
+non-zero: 1 when verification fails, 2 for bad input or an unusable store, 3 when
+policy refuses an action (only a ``policy.denied`` event is recorded then).
+
+One module per command group registers its commands on the shared ``app``
+(:mod:`auditml.cli._common`); this module imports them, and nothing else does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperCommand
+
+from auditml.cli import card, lifecycle, log, report, trust  # noqa: F401 (they register commands)
+from auditml.cli._common import app, err, exit_status, print_error
+from auditml.errors import AuditmlError
+
+__all__ = ["app", "main"]
+
+#: The line each command shows in ``--help`` lists: a whole sentence that fits an 80-column
+#: terminal. Click would take a docstring's first sentence, cut at "Art." or at the width.
+SHORT_HELP = {
+    "init": "Create the log and its signing key.",
+    "head": "Show the log's size, root and last event.",
+    "log": "List events, filtered by model, action, time.",
+    "verify": "Check the log, a bundle or a PDF report.",
+    "train": "Record a training run from any pipeline.",
+    "evaluate": "Record an evaluation of a version.",
+    "approve": "Approve a version (not by its trainer).",
+    "reject": "Reject a version for good.",
+    "deploy": "Deploy an approved version.",
+    "rollback": "Roll back to a version that ran before.",
+    "retire": "Retire a version for good.",
+    "status": "Show versions' states and what runs where.",
+    "history": "Show a model's deployment timeline.",
+    "demo": "Record a whole model life in seconds.",
+    "report": "Write the audit report (PDF, HTML, ...).",
+    "keygen": "Create a personal e-signature key.",
+    "checkpoint": "Sign the log's size and root.",
+    "export": "Write an offline-verifiable bundle.",
+    "signatures": "List the e-signature manifest.",
+    "policy": "Record and show the policy in force.",
+    "policy apply": "Record a policy file on the log.",
+    "policy show": "Show the policy in force.",
+    "incident": "Open, close and list incidents.",
+    "incident open": "Open an incident against a version.",
+    "incident close": "Close an open incident.",
+    "incident list": "List incidents and their deadlines.",
+    "card": "Build, record and compare model cards.",
+    "card show": "Render a version's model card.",
+    "card update": "Record a card's human-written sections.",
+    "card diff": "Compare the cards of two versions.",
+    "key": "The log key and people's e-signature keys.",
+    "key show": "Print the log's verifier key.",
+    "key list": "List people's registered keys.",
+    "key register": "Register a person's public key.",
+    "key revoke": "Revoke a person's key from now on.",
+    "prove": "Print Merkle inclusion or consistency proofs.",
+    "prove inclusion": "Prove that an event is in the log.",
+    "prove consistency": "Prove that the log only grew.",
+}
+
+
+def _command_name(info: typer.models.CommandInfo | typer.models.TyperInfo) -> str:
+    callback = info.callback
+    return str(info.name or getattr(callback, "__name__", ""))
+
+
+class _Command(TyperCommand):
+    """A command whose usage line names its arguments as the help does: MODEL, [N], FILE..."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name != "argument":
+                continue
+            name = param.metavar or (param.name or "").upper()
+            if not param.required and not name.startswith("["):
+                name = f"[{name}]"
+            pieces.append(name + ("..." if param.nargs != 1 else ""))
+        return pieces
+
+
+def _order(name: str) -> int:
+    return list(SHORT_HELP).index(name)
+
+
+# ``--help`` lists commands in SHORT_HELP's order, whatever order the groups were imported in.
+app.registered_commands.sort(key=lambda c: _order(_command_name(c)))
+app.registered_groups.sort(key=lambda g: _order(str(g.name)))
+for _group in app.registered_groups:
+    _group.short_help = SHORT_HELP[str(_group.name)]
+    assert _group.typer_instance is not None
+    for _command in _group.typer_instance.registered_commands:
+        _command.short_help = SHORT_HELP[f"{_group.name} {_command_name(_command)}"]
+        _command.cls = _Command
+for _command in app.registered_commands:
+    _command.short_help = SHORT_HELP[_command_name(_command)]
+    _command.cls = _Command
+
+
+class _Notices(logging.Handler):
+    """Print auditml's warnings (e.g. a write waiting for a lock) on stderr as notes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"note: {record.getMessage()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; no auditml error ever ends in a traceback."""
+    notices = logging.getLogger("auditml")
+    if not any(isinstance(h, _Notices) for h in notices.handlers):
+        notices.addHandler(_Notices(logging.WARNING))
+    try:
+        app(args=argv, prog_name="auditml")
+    except AuditmlError as exc:  # one a command did not handle itself
+        print_error(exc)
+        sys.exit(exit_status(exc))
+    except Exception as exc:
+        if os.environ.get("AUDITML_DEBUG"):
+            raise
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc} (set AUDITML_DEBUG=1 for details, "
+            "and please report it)",
+        )
+        sys.exit(70)

@@ -1,0 +1,410 @@
+"""The log commands of ``auditml``: init, head, log and verify.
+
+``verify`` checks the log in its database, or offline an evidence bundle or a
+PDF report with the evidence it carries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auditml.cli._common import (
+    DbOption,
+    JsonOption,
+    LazyProgress,
+    app,
+    ask_passphrase,
+    err,
+    errors,
+    note_imported,
+    open_log,
+    out,
+    print_error,
+    table,
+    utc,
+)
+from auditml.core.events import imported_source, is_imported
+from auditml.core.text import escape_controls
+from auditml.errors import AuditmlError, InvalidInputError, VerificationError
+from auditml.log import AuditLog
+
+
+@app.command()
+def init(
+    origin: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="The log's origin name, e.g. bank.example/credit-models "
+            "[default: <host>/<folder>]",
+            show_default=False,
+        ),
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="What this log is for.")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(metavar="ID", help="Who is creating the log.")
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="The log's signing key [default: $AUDITML_LOG_KEY, else NAME.key beside a "
+            "SQLite file NAME.db, else ./.auditml/ORIGIN.key]; created when missing.",
+            show_default=False,
+        ),
+    ] = None,
+    ask: Annotated[
+        bool,
+        typer.Option(
+            "--ask-passphrase",
+            help="Encrypt a new log key with a passphrase asked for here "
+            "(or set $AUDITML_KEY_PASSPHRASE).",
+        ),
+    ] = False,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Sign a checkpoint every N events [default: 1000; 0: only by hand].",
+            show_default=False,
+        ),
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create the log and its signing key here and say where they are; safe to run again."""
+    from auditml._internal.keyfiles import passphrase_from_env
+
+    with errors():
+        phrase = passphrase_from_env()
+        if ask and phrase is None:
+            phrase = ask_passphrase("the new log key", confirm=True)
+        log, created = AuditLog.init(
+            db,
+            origin=origin,
+            actor=actor,
+            description=description,
+            key=key,
+            passphrase=phrase,
+            checkpoint_every=checkpoint_every,
+        )
+        with log:
+            head = log.head()
+            vkey = log.verifier_key()
+            if as_json:
+                out.print_json(
+                    data={
+                        "created": created,
+                        "origin": log.origin,
+                        "url": log.url,
+                        "size": head.size,
+                        "root": head.root,
+                        "vkey": str(vkey),
+                        "key_file": str(log.key_path()),
+                    }
+                )
+                return
+            verb = "Created" if created else "Already initialised:"
+            out.print(f"{verb} log {log.origin!r} at {log.url}")
+            out.print(f"{head.size} event(s), root {head.root}")
+            out.print(f"signing key {log.key_path()}; verifier key (give it to auditors):")
+            out.print(f"  {vkey}")
+
+
+@app.command("head")
+def head_cmd(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show the log's origin, size, Merkle root and last event."""
+    with errors(), open_log(db) as log:
+        head = log.head()
+        if as_json:
+            out.print_json(data={"url": log.url, **asdict(head)})
+            return
+        out.print(f"origin     {head.origin}")
+        out.print(f"store      {log.url}")
+        out.print(f"size       {head.size}")
+        out.print(f"root       {head.root}")
+        out.print(f"last hash  {head.last_hash}")
+        out.print(f"last time  {head.last_time}")
+
+
+def _subject(subject: dict[str, str]) -> str:
+    model = subject.get("model")
+    if model is None:
+        return ", ".join(f"{k}={v}" for k, v in subject.items())
+    version = subject.get("version")
+    rest = {k: v for k, v in subject.items() if k not in {"model", "version"}}
+    text = model if version is None else f"{model} v{version}"
+    return text + "".join(f", {k}={v}" for k, v in rest.items())
+
+
+@app.command("log")
+def log_cmd(
+    model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="Only events about this model.")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(metavar="VERSION", help="Only events about this version.")
+    ] = None,
+    action: Annotated[
+        list[str] | None,
+        typer.Option(metavar="ACTION", help="Only this action, e.g. model.deploy (repeatable)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(metavar="TIME", help="From this UTC date or time on (ISO 8601, inclusive)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(metavar="TIME", help="Before this UTC date or time (ISO 8601, exclusive)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=0, metavar="N", help="At most this many events.")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List events, oldest first, filtered by model, action and time."""
+    with errors(), open_log(db) as log:
+        records = log.events(
+            model=model, version=version, action=action, since=since, until=until, limit=limit
+        )
+        if as_json:
+            write = sys.stdout.write
+            write("[")
+            for i, rec in enumerate(records):
+                item = {
+                    "seq": rec.seq,
+                    "hash": rec.hash,
+                    "imported": is_imported(rec.event.data),
+                    "event": json.loads(rec.body),
+                }
+                line = json.dumps(item, ensure_ascii=False)
+                write(("," if i else "") + "\n  " + escape_controls(line))
+            write("\n]\n")
+            return
+        rows, imported = [], 0
+        for rec in records:
+            ev = rec.event
+            source = imported_source(ev.data)
+            rows.append(
+                (
+                    str(rec.seq),
+                    utc(ev.time),
+                    ev.actor.id,
+                    ev.action,
+                    _subject(ev.subject),
+                    "" if source is None else source,
+                    rec.hash[:12],
+                )
+            )
+            imported += source is not None
+        if not rows:
+            err.print("no events match")
+            return
+        # The imported column appears only when some event shown was imported.
+        names = ("seq", "time (UTC)", "actor", "action", "subject", "imported", "hash")
+        keep = [i for i, name in enumerate(names) if name != "imported" or imported]
+        shown = table()
+        for i in keep:
+            shown.add_column(names[i], no_wrap=names[i] != "subject", overflow="fold")
+        for row in rows:
+            shown.add_row(*(row[i] for i in keep))
+        out.print(shown)
+        if imported:
+            note_imported(f"{imported} event(s) marked imported")
+
+
+@app.command()
+def verify(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="PATH",
+            help="A PDF report (*.pdf) or an evidence bundle to verify offline, with no database.",
+            show_default=False,
+        ),
+    ] = None,
+    deep: Annotated[
+        bool, typer.Option(help="Also re-canonicalize and schema-check every event (slower).")
+    ] = False,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            metavar="FILE",
+            help="An anchored checkpoint the log must still extend (repeatable).",
+        ),
+    ] = None,
+    vkey: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="Pin the verifier key (text or a file) that anchors and bundles must be "
+            "signed with.",
+        ),
+    ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Verify an evidence bundle offline, with no database."),
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check every hash, link, signature, the root and anchors; exit 1 on any failure.
+
+    Given a PATH, verify that instead of the database: a PDF report with the
+    evidence it carries, or an evidence bundle (folder or zip).
+    """
+    if path is not None and path.suffix.lower() == ".pdf":
+        _verify_report(path, _read_vkey(vkey), as_json)
+        return
+    if path is not None and path.suffix.lower() in {".html", ".htm", ".md", ".json"}:
+        with errors():
+            raise InvalidInputError(
+                f"{path} is a report in {path.suffix.lower()[1:]}, which carries no evidence "
+                "of its own: verify the PDF of the report, or a bundle written by "
+                "`auditml export`, or the log itself with `auditml verify --db URL`"
+            )
+    if path is not None and bundle is None:
+        bundle = path
+    if bundle is not None:
+        _verify_bundle(bundle, _read_vkey(vkey), as_json)
+        return
+    progress = LazyProgress("verifying")
+    opened: list[AuditLog] = []  # the log once it is open: a JSON failure names its origin
+
+    def explain(exc: AuditmlError) -> None:
+        if as_json and isinstance(exc, VerificationError):
+            origin = opened[0].origin if opened else None
+            out.print_json(
+                data={
+                    "ok": False,
+                    "origin": origin,
+                    "kind": exc.kind,
+                    "seq": exc.seq,
+                    "error": str(exc),
+                }
+            )
+        elif as_json:
+            out.print_json(data={"ok": False, "error": exc.diagnostics()})
+        else:
+            print_error(exc)
+            if isinstance(exc, VerificationError):
+                err.print(
+                    "The log has been changed outside auditml. Keep this store as evidence and "
+                    "compare it with a backup or an exported checkpoint.",
+                )
+
+    with errors(explain):
+        try:
+            anchors = [_read_anchor(path) for path in checkpoint or ()]
+            pinned = _read_vkey(vkey)
+            opened.append(AuditLog.open(db))  # a head row that lies fails here, as a verification
+            with opened[0] as log:
+                report = log.verify(deep=deep, progress=progress, checkpoints=anchors, vkey=pinned)
+        finally:
+            progress.stop()
+    if as_json:
+        out.print_json(data=report.as_dict())
+        return
+    speed = ""
+    if report.size >= 10_000 and report.seconds > 0:
+        speed = f" ({report.size / report.seconds:,.0f} events/s)"
+    out.print(
+        f"OK: log {report.origin!r} is intact: {report.size:,} events verified "
+        f"in {report.seconds:.2f}s{speed}"
+    )
+    out.print(f"root {report.root}")
+    if report.signatures:
+        out.print(f"{report.signatures} e-signature(s) verified against the registered keys")
+    if report.checkpoint is not None:
+        out.print(f"the log's latest signed checkpoint (size {report.checkpoint}) holds")
+    for size in report.anchors:
+        out.print(f"the log extends the anchored checkpoint at size {size}")
+    if report.vkey is not None and vkey is None:
+        # A whole log rewritten and re-signed with another key verifies against itself:
+        # only a key held elsewhere tells them apart.
+        out.print(f"log key {report.vkey}: compare it with yours, or pin it with --vkey")
+
+
+def _offline(as_json: bool) -> AbstractContextManager[None]:
+    """Report an offline check's failure (as JSON too) with exit 1, other errors as usual."""
+
+    def explain(exc: AuditmlError) -> None:
+        if as_json and isinstance(exc, VerificationError):
+            out.print_json(data={"ok": False, "kind": exc.kind, "error": str(exc)})
+        else:
+            print_error(exc)
+
+    return errors(explain)
+
+
+def _signed_by(found: str, pinned: str | None) -> None:
+    out.print(f"signed by {found}" + ("" if pinned else " (pin it with --vkey)"))
+
+
+def _verify_bundle(path: Path, vkey: str | None, as_json: bool) -> None:
+    """Verify an evidence bundle offline and report like ``verify`` does."""
+    from auditml.bundle import verify_bundle
+
+    with _offline(as_json):
+        report = verify_bundle(path, vkey)
+    if as_json:
+        out.print_json(data=report.as_dict())
+        return
+    out.print(
+        f"OK: bundle of log {report.origin!r} verifies offline: {report.size:,} events, "
+        f"root {report.root}"
+    )
+    _signed_by(report.vkey, vkey)
+    if report.proofs:
+        out.print(f"{report.proofs} inclusion proof(s) verified")
+
+
+def _verify_report(path: Path, vkey: str | None, as_json: bool) -> None:
+    """Verify a PDF report against its embedded evidence and report like ``verify`` does."""
+    from auditml.reports.verify import verify_report
+
+    with _offline(as_json):
+        check = verify_report(path, vkey)
+    if as_json:
+        out.print_json(data=check.as_dict())
+        return
+    out.print(
+        f"OK: report {check.report_id or path.name} is intact: its embedded evidence verifies "
+        f"offline ({check.size:,} events of log {check.origin!r}, root {check.root}) and the "
+        "checkpoint it prints is the one that evidence proves"
+    )
+    _signed_by(check.vkey, vkey)
+
+
+def _read_anchor(path: Path) -> str:
+    """Read an anchored checkpoint file, or raise a sentence naming the file."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(f"no checkpoint file at {path}") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"{path} is not a checkpoint: a checkpoint is text, as `auditml checkpoint` writes it"
+        ) from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the checkpoint file {path}: {exc.strerror}") from None
+
+
+def _read_vkey(text: str | None) -> str | None:
+    """Return a verifier key given as text or as a file holding it."""
+    if text is None:
+        return None
+    if "+" not in text and os.path.isfile(text):
+        return Path(text).read_text(encoding="utf-8").strip()
+    return text.strip()

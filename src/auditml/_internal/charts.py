@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from markupsafe import Markup, escape
 
@@ -39,7 +40,8 @@ FONT = 'font-family="Helvetica, Arial, sans-serif"'
 Kind = Literal["deploy", "rollback", "retire"]
 
 
-class TimelineMark(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class TimelineMark:
     """One move in an environment: a deploy, a rollback to an earlier version, or a retirement."""
 
     time: datetime

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -229,7 +230,7 @@ def who(actor: str | None) -> Any:
 def done(receipt: Receipt, text: str, as_json: bool) -> None:
     """Say what was recorded and at which event, or print its receipt as JSON."""
     if as_json:
-        out.print_json(data=receipt._asdict())
+        out.print_json(data=asdict(receipt))
     else:
         out.print(f"{text} (event {receipt.seq})")
 

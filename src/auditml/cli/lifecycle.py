@@ -10,6 +10,7 @@ import json
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -634,7 +635,7 @@ def history(
     with errors(), open_log(db) as log:
         moves = log.history(model, env)
         if as_json:
-            out.print_json(data=[m._asdict() for m in moves])
+            out.print_json(data=[asdict(m) for m in moves])
             return
         if not moves:
             err.print(f"{model} was never deployed" + (f" to {env}" if env else ""))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from auditml.core.canonical import loads_strict
 from auditml.core.events import (
@@ -43,7 +43,8 @@ __all__ = [
 ]
 
 
-class Approval(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Approval:
     """One approval: who, when, for which environments (empty: any), and if it was imported."""
 
     seq: int
@@ -54,7 +55,8 @@ class Approval(NamedTuple):
     imported: bool = False
 
 
-class Decision(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Decision:
     """A rejection or retirement: who, when and why."""
 
     seq: int
@@ -63,7 +65,8 @@ class Decision(NamedTuple):
     reason: str | None
 
 
-class CardEdit(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class CardEdit:
     """One ``card.update``: the sections it wrote, for one version or (None) the whole model."""
 
     seq: int
@@ -72,7 +75,8 @@ class CardEdit(NamedTuple):
     imported: bool = False
 
 
-class Move(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Move:
     """One deploy or rollback: a version starting to run in an environment (maybe imported)."""
 
     seq: int

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import base64
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from auditml import InvalidInputError, VerificationError
+from auditml._internal.keyfiles import generate_key_file, load_signer
 from auditml.core.signing import (
     FileSigner,
     VerifierKey,
     checkpoint_body,
     esig_statement,
-    generate_key_file,
-    load_signer,
     make_esignature,
     open_checkpoint,
     open_note,
@@ -165,7 +165,12 @@ RECORD = {
 def test_esignature_verifies_only_on_its_own_record(signer: FileSigner) -> None:
     """A signature verifies for its record; moved to any other record or key, it fails."""
     sig = make_esignature(
-        signer, meaning="approval", actor="val@bank.example", name="Vera Validator", **RECORD
+        signer,
+        meaning="approval",
+        actor="val@bank.example",
+        name="Vera Validator",
+        at=datetime.now(UTC),
+        **RECORD,
     )
     assert verify_esignature(sig, public_key=signer.public_key, **RECORD)
     for key, value in [

@@ -18,12 +18,18 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
-from auditml._internal.keyfiles import PASSPHRASE_ENV, PublicKeyFile, passphrase_from_env
+from auditml._internal.keyfiles import (
+    PASSPHRASE_ENV,
+    PublicKeyFile,
+    generate_key_file,
+    load_signer,
+    passphrase_from_env,
+)
 from auditml._internal.output import check_output, write_output
 from auditml._lifecycle_cli import ActorOption, ReasonOption, _done, _who
 from auditml.cli import DbOption, ForceOption, JsonOption, _errors, _open, app, out
 from auditml.core.events import IMPORTED_NOTE
-from auditml.core.signing import FileSigner, generate_key_file, load_signer
+from auditml.core.signing import FileSigner
 from auditml.errors import ConfigurationError, InvalidInputError
 
 T = TypeVar("T")

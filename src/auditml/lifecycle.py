@@ -154,6 +154,7 @@ class Lifecycle:
                 meaning=meaning,
                 actor=actor.id,
                 name=name or actor.name or actor.id,
+                at=datetime.now(UTC),
             )
         except ValueError as exc:
             raise InvalidInputError(f"cannot sign the {action}: {exc}") from None

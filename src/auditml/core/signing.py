@@ -179,13 +179,22 @@ class VerifierKey:
             )
         return key
 
-    def verify(self, message: bytes, signature: bytes) -> bool:
-        """Return whether ``signature`` is this key's Ed25519 signature of ``message``."""
+    def verify(self, message: bytes, signature: bytes) -> None:
+        """Raise VerificationError unless ``signature`` is this key's signature of ``message``."""
+        if len(signature) != 64:
+            raise VerificationError(
+                f"a signature by {self.name!r} (key {self.key_id.hex()}) is {len(signature)} "
+                "bytes long, but an Ed25519 signature has 64",
+                kind="signature",
+            )
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
         except (InvalidSignature, ValueError):
-            return False
-        return True
+            raise VerificationError(
+                f"the signature is not by the key {self.name!r} (key {self.key_id.hex()}) over "
+                "these bytes: they were changed or signed by another key",
+                kind="signature",
+            ) from None
 
 
 def sign_note(body: str, name: str, signer: Signer) -> str:
@@ -244,12 +253,14 @@ def open_note(note: str, keys: list[VerifierKey]) -> tuple[str, list[str]]:
         known = by_id.get((name, raw[:4]))
         if known is None:
             continue  # a key we do not know: not ours to judge
-        if len(raw) != 68 or not known.verify(body.encode(), raw[4:]):
+        try:
+            known.verify(body.encode(), raw[4:])
+        except VerificationError:
             raise VerificationError(
                 f"the signature by {name!r} (key {raw[:4].hex()}) does not verify: "
                 "the note was changed or signed by another key",
                 kind="signature",
-            )
+            ) from None
         good.append(name)
     if not good:
         names = ", ".join(str(k) for k in keys) or "none"
@@ -451,10 +462,14 @@ def verify_esignature(
     version: str,
     artifact_sha256: str | None,
     public_key: bytes,
-) -> bool:
-    """Return whether ``signature`` is ``public_key``'s signature of this exact record."""
+) -> None:
+    """Raise VerificationError unless ``signature`` is ``public_key``'s signature of this record."""
     if fingerprint(public_key) != signature.key:
-        return False
+        raise VerificationError(
+            f"the e-signature of {signature.signer} names the key {signature.key[:16]}…, "
+            f"not the key {fingerprint(public_key)[:16]}… it is checked with",
+            kind="signature",
+        )
     statement = esig_statement(
         origin=origin,
         action=action,
@@ -472,5 +487,8 @@ def verify_esignature(
             base64.b64decode(signature.sig), statement
         )
     except (InvalidSignature, ValueError, binascii.Error):
-        return False
-    return True
+        raise VerificationError(
+            f"the e-signature of {signature.signer} does not verify for this record: it was "
+            "made for another record, or the record was changed",
+            kind="signature",
+        ) from None

@@ -65,6 +65,7 @@ from pydantic import (
     field_validator,
 )
 
+from auditml.core.card_sections import check_section_name
 from auditml.errors import InvalidInputError
 
 __all__ = [
@@ -347,8 +348,6 @@ def check_recordable(policy: Policy) -> None:
     empty list (``deploy = []``) to let no one do an action on purpose; the
     ``policy`` permission must always be held by someone.
     """
-    from auditml.cards.model import check_section_name
-
     for name in policy.cards.required:
         check_section_name(name, where="cards.required")
     held = {role for roles in policy.roles.values() for role in roles}

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from auditml import __version__
-from auditml.cards.model import SECTION_TITLES
+from auditml.core.card_sections import SECTION_TITLES
 from auditml.core.events import IMPORTED_NOTE, Event, is_imported
 from auditml.core.incidents import IncidentIndex
 from auditml.core.keys import SignatureEntry, signature_entry

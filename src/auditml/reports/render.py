@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from auditml._internal.charts import TimelineMark, metric_chart, timeline_chart
 from auditml._internal.templates import template_env
-from auditml.cards.model import SECTION_TITLES
+from auditml.core.card_sections import SECTION_TITLES
 from auditml.errors import InvalidInputError
 from auditml.reports.build import section_text
 from auditml.reports.model import NO_EVIDENCE, SECTIONS, AuditReport

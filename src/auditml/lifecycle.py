@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditml._internal.identity import resolve_actor
+from auditml._internal.policyfile import load_policy
 from auditml.core.decide import (
     CheckPassedError,
     decide_approve,
@@ -78,7 +79,6 @@ from auditml.core.incidents import Incident, IncidentIndex
 from auditml.core.policy import (
     Policy,
     check_recordable,
-    load_policy,
     policy_digest,
 )
 from auditml.core.signing import Signer, fingerprint, make_esignature

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from auditml import AuditLog, VerificationError
-from auditml.core.signing import generate_key_file, load_signer, sign_checkpoint
+from auditml._internal.keyfiles import generate_key_file, load_signer
+from auditml.core.signing import sign_checkpoint
 from tests.conftest import append_evaluations, drop_triggers, raw_query, raw_sql
 from tests.test_cli import run
 from tests.test_tamper import _rewrite

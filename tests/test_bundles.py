@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from auditml import AuditLog, VerificationError
+from auditml._internal.keyfiles import generate_key_file
 from auditml.bundle import EVENTS, verify_bundle
-from auditml.core.signing import VerifierKey, generate_key_file, sign_checkpoint
+from auditml.core.signing import VerifierKey, sign_checkpoint
 from tests.conftest import append_evaluations
 from tests.test_cli import run
 

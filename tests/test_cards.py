@@ -11,13 +11,12 @@ import pytest
 import yaml
 
 from auditml import AuditLog, InvalidInputError, Policy, PolicyDeniedError
-from auditml._internal.keyfiles import PublicKeyFile
+from auditml._internal.keyfiles import PublicKeyFile, generate_key_file
 from auditml.cards import build_card
 from auditml.cards.diff import diff_cards
 from auditml.cards.model import SECTION_TITLES, ModelCard
 from auditml.cards.render import FORMATS, render_card
 from auditml.core.policy import CardRules
-from auditml.core.signing import generate_key_file
 from tests.test_cli import run
 from tests.vector_files import require_vectors
 

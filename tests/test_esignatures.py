@@ -9,14 +9,15 @@ are refused at append time: see tests/test_imported.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from auditml import AuditLog, Policy, PolicyDeniedError, VerificationError
-from auditml._internal.keyfiles import PublicKeyFile
-from auditml.core.signing import FileSigner, generate_key_file, load_signer, make_esignature
+from auditml._internal.keyfiles import PublicKeyFile, generate_key_file, load_signer
+from auditml.core.signing import FileSigner, make_esignature
 from tests.conftest import drop_triggers, raw_query
 from tests.test_tamper import _rewrite
 
@@ -59,6 +60,7 @@ def _signature(signer: FileSigner, version: str, actor: str = VAL, **over: Any) 
         "meaning": "approval",
         "actor": actor,
         "name": "Vera Validator",
+        "at": datetime.now(UTC),
     }
     fields.update(over)
     return make_esignature(signer, **fields).model_dump(mode="json", exclude_none=True)

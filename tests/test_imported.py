@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,11 @@ from auditml import (
     render_card,
     render_report,
 )
-from auditml._internal.keyfiles import PublicKeyFile
+from auditml._internal.keyfiles import PublicKeyFile, generate_key_file, load_signer
 from auditml.core.canonical import loads_strict
 from auditml.core.events import Draft
 from auditml.core.policy import CardRules
-from auditml.core.signing import FileSigner, generate_key_file, load_signer, make_esignature
+from auditml.core.signing import FileSigner, make_esignature
 from tests.conftest import raw_query
 from tests.test_cli import run
 
@@ -85,6 +86,7 @@ def _signature(signer: FileSigner, version: str = "1", actor: str = VAL) -> dict
         meaning="approval",
         actor=actor,
         name="Vera Validator",
+        at=datetime.now(UTC),
     ).model_dump(mode="json", exclude_none=True)
 
 

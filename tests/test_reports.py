@@ -14,9 +14,9 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from auditml import AuditLog, VerificationError, build_report, render_report, verify_report
-from auditml._internal.keyfiles import PublicKeyFile
+from auditml._internal.keyfiles import PublicKeyFile, generate_key_file
 from auditml.bundle import verify_bundle
-from auditml.core.signing import FileSigner, generate_key_file
+from auditml.core.signing import FileSigner
 from auditml.reports.model import NO_EVIDENCE, SECTIONS
 from auditml.reports.pdf import BUNDLE_NAME, html_to_pdf, write_pdf_report
 from auditml.reports.render import render_html

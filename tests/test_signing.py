@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import base64
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auditml import InvalidInputError, VerificationError
+from auditml._internal.keyfiles import generate_key_file, load_signer
 from auditml.core.signing import (
     FileSigner,
     VerifierKey,
     checkpoint_body,
     esig_statement,
-    generate_key_file,
-    load_signer,
     make_esignature,
     open_checkpoint,
     open_note,
@@ -165,9 +166,14 @@ RECORD = {
 def test_esignature_verifies_only_on_its_own_record(signer: FileSigner) -> None:
     """A signature verifies for its record; moved to any other record or key, it fails."""
     sig = make_esignature(
-        signer, meaning="approval", actor="val@bank.example", name="Vera Validator", **RECORD
+        signer,
+        meaning="approval",
+        actor="val@bank.example",
+        name="Vera Validator",
+        at=datetime.now(UTC),
+        **RECORD,
     )
-    assert verify_esignature(sig, public_key=signer.public_key, **RECORD)
+    verify_esignature(sig, public_key=signer.public_key, **RECORD)  # raises if it fails
     for key, value in [
         ("origin", "other.example/log"),
         ("action", "model.reject"),
@@ -176,7 +182,8 @@ def test_esignature_verifies_only_on_its_own_record(signer: FileSigner) -> None:
         ("artifact_sha256", "cd" * 32),
         ("artifact_sha256", None),
     ]:
-        assert not verify_esignature(sig, public_key=signer.public_key, **{**RECORD, key: value})
+        with pytest.raises(VerificationError, match="does not verify for this record"):
+            verify_esignature(sig, public_key=signer.public_key, **{**RECORD, key: value})
     for field, value in [
         ("meaning", "review"),
         ("signer", "eve@bank.example"),
@@ -184,7 +191,36 @@ def test_esignature_verifies_only_on_its_own_record(signer: FileSigner) -> None:
         ("time", "2020-01-01T00:00:00.000000Z"),
     ]:
         changed = sig.model_copy(update={field: value})
-        assert not verify_esignature(changed, public_key=signer.public_key, **RECORD)
+        with pytest.raises(VerificationError, match="does not verify for this record"):
+            verify_esignature(changed, public_key=signer.public_key, **RECORD)
+
+
+def test_esignature_checked_with_another_key_raises(signer: FileSigner) -> None:
+    """An e-signature checked against a key other than the one it names raises, naming both."""
+    sig = make_esignature(
+        signer,
+        meaning="approval",
+        actor="val@bank.example",
+        name="Vera Validator",
+        at=datetime.now(UTC),
+        **RECORD,
+    )
+    other = FileSigner(Ed25519PrivateKey.generate())
+    with pytest.raises(VerificationError, match="names the key") as failed:
+        verify_esignature(sig, public_key=other.public_key, **RECORD)
+    assert failed.value.kind == "signature"
+
+
+def test_verifier_key_verify_raises_and_never_returns_false(signer: FileSigner) -> None:
+    """VerifierKey.verify passes its own signature and raises on a changed message or a bad one."""
+    vkey = VerifierKey.of(ORIGIN, signer)
+    signature = signer.sign(b"message")
+    vkey.verify(b"message", signature)  # raises if it fails
+    with pytest.raises(VerificationError, match="signed by another key") as changed:
+        vkey.verify(b"massage", signature)
+    assert changed.value.kind == "signature"
+    with pytest.raises(VerificationError, match="63 bytes long"):
+        vkey.verify(b"message", signature[:-1])
 
 
 def test_esignature_statement_names_every_bound_field() -> None:

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditml._internal.identity import resolve_actor
+from auditml._internal.policyfile import load_policy
 from auditml.core.decide import (
     decide_approve,
     decide_card_update,
@@ -78,7 +79,6 @@ from auditml.core.incidents import Incident, IncidentIndex
 from auditml.core.policy import (
     Policy,
     check_recordable,
-    load_policy,
     policy_digest,
 )
 from auditml.core.signing import Signer, fingerprint, make_esignature
@@ -145,6 +145,7 @@ class Lifecycle:
                 meaning=meaning,
                 actor=actor.id,
                 name=name or actor.name or actor.id,
+                at=datetime.now(UTC),
             )
         except ValueError as exc:
             raise InvalidInputError(f"cannot sign the {action}: {exc}") from None

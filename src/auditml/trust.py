@@ -35,6 +35,7 @@ from auditml._internal.keyfiles import (
     KEY_ENV,
     PublicKeyFile,
     key_path_for,
+    load_signer,
     new_log_signer,
     passphrase_from_env,
     read_public_key,
@@ -47,7 +48,6 @@ from auditml.core.signing import (
     Checkpoint,
     Signer,
     VerifierKey,
-    load_signer,
     open_checkpoint,
     sign_checkpoint,
 )

@@ -26,10 +26,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from auditml._internal.keyfiles import PublicKeyFile
+from auditml._internal.keyfiles import PublicKeyFile, generate_key_file, load_signer
 from auditml._internal.output import SQLITE_SIDECARS, write_output
 from auditml.capture import current_run, track_training
-from auditml.core.signing import generate_key_file, load_signer
 from auditml.errors import InvalidInputError, PolicyDeniedError
 from auditml.log import AuditLog
 

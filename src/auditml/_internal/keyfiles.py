@@ -1,4 +1,8 @@
-"""Key files: the log's private key on disk, people's public key files, the passphrase."""
+"""Key files: PEM private keys, the log key's path, people's public key files, the passphrase.
+
+The keys themselves (signing, verifier keys, notes) are :mod:`auditml.core.signing`,
+which touches no file; this module reads and writes them.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auditml.core.signing import FileSigner, Signer, fingerprint, generate_key_file, load_signer
-from auditml.errors import InvalidInputError
+from auditml._internal.output import write_output
+from auditml.core.signing import FileSigner, Signer, fingerprint
+from auditml.errors import ConfigurationError, InvalidInputError
 
 if TYPE_CHECKING:
     from auditml.store import Store
@@ -23,7 +29,9 @@ __all__ = [
     "KEY_ENV",
     "PASSPHRASE_ENV",
     "PublicKeyFile",
+    "generate_key_file",
     "key_path_for",
+    "load_signer",
     "new_log_signer",
     "passphrase_from_env",
     "read_public_key",
@@ -38,6 +46,72 @@ def passphrase_from_env() -> bytes | None:
     """Return ``AUDITML_KEY_PASSPHRASE`` as bytes, or None when it is unset or empty."""
     value = os.environ.get(PASSPHRASE_ENV, "")
     return value.encode() if value else None
+
+
+# -- private key files ---------------------------------------------------------------
+
+
+def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) -> FileSigner:
+    """Create a new Ed25519 key as a PEM file of mode 0600; refuse to overwrite one."""
+    target = Path(path)
+    key = Ed25519PrivateKey.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    if target.is_symlink():
+        raise InvalidInputError(
+            f"{target} is a symbolic link; auditml never writes a key through a link: "
+            "give the path of a new file"
+        )
+    if os.path.lexists(target):
+        raise InvalidInputError(
+            f"a key already exists at {target}; it is never overwritten: "
+            "move it away first or choose another path"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot create the key file {target}: {exc.strerror}") from None
+    write_output(target, pem, mode=0o600)  # never over a file, never through a link
+    return FileSigner(key, str(target))
+
+
+def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -> FileSigner:
+    """Load an Ed25519 PEM key file, or raise a sentence saying what is wrong (never the key)."""
+    source = Path(path)
+    try:
+        pem = source.read_bytes()
+    except FileNotFoundError:
+        raise ConfigurationError(f"no key file at {source}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the key file {source}: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=passphrase or None)
+    except TypeError:
+        if passphrase:
+            raise ConfigurationError(
+                f"the key file {source} is not encrypted, but a passphrase was given"
+            ) from None
+        raise ConfigurationError(
+            f"the key file {source} is encrypted: set {PASSPHRASE_ENV} "
+            "or enter its passphrase when asked"
+        ) from None
+    except ValueError:
+        if passphrase:
+            raise ConfigurationError(
+                f"cannot open the key file {source}: wrong passphrase, or not a PEM key"
+            ) from None
+        raise ConfigurationError(f"the file {source} is not a PEM private key") from None
+    except Exception:  # cryptography raises several types for malformed input
+        raise ConfigurationError(f"the file {source} is not a usable PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigurationError(f"the key in {source} is not an Ed25519 key")
+    return FileSigner(key, str(source))
 
 
 # -- people's keys ---------------------------------------------------------------------

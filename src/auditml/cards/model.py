@@ -8,11 +8,11 @@ and CycloneDX. The human-written sections are :class:`HumanSections`; a
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
+from auditml.core.card_sections import SECTION_TITLES, check_section_name
 from auditml.core.events import ArtifactRef, CodeVersion, DatasetRef
 from auditml.errors import InvalidInputError
 
@@ -87,41 +87,8 @@ class HumanSections(_Frozen):
     environmental_impact: Text | None = None
 
 
-#: Section name to the heading a card prints, in the order a card shows them.
-SECTION_TITLES: dict[str, str] = {
-    "overview": "Overview",
-    "documentation": "Documentation",
-    "owners": "Owners",
-    "license": "License",
-    "references": "References",
-    "citation": "Citation",
-    "task": "Task",
-    "architecture": "Architecture",
-    "input_format": "Input format",
-    "output_format": "Output format",
-    "intended_use": "Intended use",
-    "users": "Intended users",
-    "out_of_scope_use": "Out-of-scope use",
-    "limitations": "Limitations",
-    "tradeoffs": "Trade-offs",
-    "ethical_considerations": "Ethical considerations",
-    "fairness": "Fairness",
-    "human_oversight": "Human oversight",
-    "risk_rating": "Risk rating",
-    "environmental_impact": "Environmental impact",
-}
+# The vocabulary lives in core (the policy names sections too); one field per section.
 assert set(SECTION_TITLES) == set(HumanSections.model_fields)
-
-
-def check_section_name(name: object, *, where: str) -> None:
-    """Refuse a card section name that is not known, suggesting the closest known one."""
-    if name not in SECTION_TITLES:
-        close = difflib.get_close_matches(str(name), SECTION_TITLES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise InvalidInputError(
-            f"{where}: unknown section {name!r}{hint}; known sections are "
-            + ", ".join(SECTION_TITLES)
-        )
 
 
 def validate_sections(raw: object, *, where: str = "the card sections") -> dict[str, Any]:

@@ -25,10 +25,10 @@ from rich.table import Table
 from rich.text import Text
 
 from auditml._internal.identity import resolve_actor
-from auditml._internal.keyfiles import PASSPHRASE_ENV, passphrase_from_env
+from auditml._internal.keyfiles import PASSPHRASE_ENV, load_signer, passphrase_from_env
 from auditml._version import __version__
 from auditml.core.events import IMPORTED_NOTE
-from auditml.core.signing import FileSigner, load_signer
+from auditml.core.signing import FileSigner
 from auditml.core.text import escape_controls, needs_escape
 from auditml.errors import (
     AuditmlError,

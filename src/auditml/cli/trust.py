@@ -14,7 +14,11 @@ from typing import Annotated
 
 import typer
 
-from auditml._internal.keyfiles import PublicKeyFile, passphrase_from_env
+from auditml._internal.keyfiles import (
+    PublicKeyFile,
+    generate_key_file,
+    passphrase_from_env,
+)
 from auditml._internal.output import check_output, write_output
 from auditml.cli._common import (
     ActorOption,
@@ -38,7 +42,6 @@ from auditml.cli._common import (
     with_passphrase,
 )
 from auditml.core.events import IMPORTED_NOTE
-from auditml.core.signing import generate_key_file
 from auditml.errors import InvalidInputError
 
 key_app = group("The log's signing key, and people's keys for e-signatures.")

@@ -40,6 +40,7 @@ from auditml.core.signing import verify_esignature
 from auditml.core.state import ModelState, VersionState, fold, parse, parse_found, policy_in_force
 from auditml.errors import (
     InvalidInputError,
+    VerificationError,
 )
 
 __all__ = [
@@ -269,15 +270,17 @@ def _check_signature(
     problem = registry.problem(signature, actor)
     if problem is None:
         record = registry.keys[signature.key]
-        if not verify_esignature(
-            signature,
-            origin=origin,
-            action=action,
-            model=subject["model"],
-            version=subject["version"],
-            artifact_sha256=artifact_sha256,
-            public_key=record.public_key,
-        ):
+        try:
+            verify_esignature(
+                signature,
+                origin=origin,
+                action=action,
+                model=subject["model"],
+                version=subject["version"],
+                artifact_sha256=artifact_sha256,
+                public_key=record.public_key,
+            )
+        except VerificationError:
             problem = "the signature does not verify for this record"
     if problem is None:
         return None

@@ -229,22 +229,23 @@ class KeyRegistry:
                 seq=seq,
             )
         digest = event.data.get("artifact_sha256")
-        ok = verify_esignature(
-            signature,
-            origin=origin,
-            action=event.action,
-            model=event.subject.get("model", ""),
-            version=event.subject.get("version", ""),
-            artifact_sha256=digest if isinstance(digest, str) else None,
-            public_key=record.public_key,
-        )
-        if not ok:
+        try:
+            verify_esignature(
+                signature,
+                origin=origin,
+                action=event.action,
+                model=event.subject.get("model", ""),
+                version=event.subject.get("version", ""),
+                artifact_sha256=digest if isinstance(digest, str) else None,
+                public_key=record.public_key,
+            )
+        except VerificationError:
             raise VerificationError(
                 f"the e-signature of {signature.signer} does not verify for this record: it "
                 "was made for another record, or the record was changed",
                 kind="signature",
                 seq=seq,
-            )
+            ) from None
         if _parse_time(signature.time) > _parse_time(event.time) + SIGNATURE_SKEW:
             raise VerificationError(
                 f"its e-signature is dated {signature.time}, after the event was recorded "

@@ -1,4 +1,4 @@
-"""Policy: who may do what, how many approvals, which metric gates; pure rules, no I/O but TOML.
+"""Policy: who may do what, how many approvals, which metric gates; pure rules over values.
 
 A policy is written in ``auditml.toml`` and takes effect only once it is
 recorded on the log as a ``policy.update`` event (``auditml policy apply``), so
@@ -53,7 +53,6 @@ import shlex
 import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
@@ -65,6 +64,7 @@ from pydantic import (
     field_validator,
 )
 
+from auditml.core.card_sections import check_section_name
 from auditml.errors import InvalidInputError
 
 __all__ = [
@@ -75,9 +75,9 @@ __all__ = [
     "Gate",
     "Policy",
     "check_recordable",
-    "load_policy",
     "parse_gate",
     "person",
+    "policy_from_toml",
 ]
 
 #: Actions whose roles a policy can restrict (``policy`` is changing the policy itself).
@@ -247,26 +247,21 @@ class Denial(NamedTuple):
     remedy: str
 
 
-def load_policy(path: str | Path) -> tuple[Policy, bytes]:
-    """Read a TOML policy file; return the policy and the file's bytes, or raise clearly."""
-    file = Path(path)
-    try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise InvalidInputError(
-            f"no policy file at {file}: write one (see `auditml policy --help`)"
-        ) from None
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read the policy file {file}: {exc.strerror}") from None
+def policy_from_toml(raw: bytes, *, where: str) -> Policy:
+    """Parse the bytes of a TOML policy as one being recorded (strict), or raise clearly.
+
+    ``where`` names the source in messages (the file's path). Reading the file
+    is :func:`auditml._internal.policyfile.load_policy`'s work.
+    """
     try:
         table = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise InvalidInputError(f"{file} is not UTF-8 text") from None
+        raise InvalidInputError(f"{where} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidInputError(f"{file} is not valid TOML: {exc}") from None
+        raise InvalidInputError(f"{where} is not valid TOML: {exc}") from None
     if isinstance(table.get("policy"), dict) and len(table) == 1:
         table = table["policy"]  # a [policy] table is accepted as well as top-level keys
-    return policy_from(table, where=str(file), strict=True), raw
+    return policy_from(table, where=where, strict=True)
 
 
 def policy_from(table: Mapping[str, Any], *, where: str = "policy", strict: bool = False) -> Policy:
@@ -347,8 +342,6 @@ def check_recordable(policy: Policy) -> None:
     empty list (``deploy = []``) to let no one do an action on purpose; the
     ``policy`` permission must always be held by someone.
     """
-    from auditml.cards.model import check_section_name
-
     for name in policy.cards.required:
         check_section_name(name, where="cards.required")
     held = {role for roles in policy.roles.values() for role in roles}

@@ -14,7 +14,9 @@ other record.
 
 Private keys live behind the small :class:`Signer` protocol, so a KMS or an HSM
 can stand in for the PEM files of :class:`FileSigner`. Private key material
-never appears in a message, a ``repr`` or an error.
+never appears in a message, a ``repr`` or an error. Reading and writing key
+files is :mod:`auditml._internal.keyfiles`' work; this module touches no file
+and reads no clock (a signature's time is given by the caller).
 """
 
 from __future__ import annotations
@@ -22,22 +24,19 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from auditml._internal.output import write_output
 from auditml.core.canonical import canonical_bytes
 from auditml.core.events import ESignature
-from auditml.errors import ConfigurationError, InvalidInputError, VerificationError
+from auditml.errors import InvalidInputError, VerificationError
 
 __all__ = [
     "ALG_ED25519",
@@ -48,9 +47,7 @@ __all__ = [
     "checkpoint_body",
     "esig_statement",
     "fingerprint",
-    "generate_key_file",
     "key_id",
-    "load_signer",
     "make_esignature",
     "open_checkpoint",
     "open_note",
@@ -82,9 +79,14 @@ class Signer(Protocol):
 
 
 class FileSigner:
-    """A signer whose private key is a PEM file (PKCS#8, optionally passphrase-encrypted)."""
+    """A signer holding an Ed25519 private key in memory, labelled with the file it came from.
 
-    def __init__(self, key: Ed25519PrivateKey, path: Path | None = None) -> None:
+    :func:`auditml._internal.keyfiles.load_signer` and ``generate_key_file`` read
+    and write the PEM file (PKCS#8, optionally passphrase-encrypted); ``path`` is
+    only where the key came from, for ``repr``. Without one, the key lives only here.
+    """
+
+    def __init__(self, key: Ed25519PrivateKey, path: str | None = None) -> None:
         self._key = key
         self.path = path
         self._public = key.public_key().public_bytes(
@@ -107,69 +109,6 @@ class FileSigner:
 def fingerprint(public_key: bytes) -> str:
     """Return the hex SHA-256 of a raw public key: how the key registry names a person's key."""
     return hashlib.sha256(public_key).hexdigest()
-
-
-def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) -> FileSigner:
-    """Create a new Ed25519 key as a PEM file of mode 0600; refuse to overwrite one."""
-    target = Path(path)
-    key = Ed25519PrivateKey.generate()
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase)
-        if passphrase
-        else serialization.NoEncryption()
-    )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
-    if target.is_symlink():
-        raise InvalidInputError(
-            f"{target} is a symbolic link; auditml never writes a key through a link: "
-            "give the path of a new file"
-        )
-    if os.path.lexists(target):
-        raise InvalidInputError(
-            f"a key already exists at {target}; it is never overwritten: "
-            "move it away first or choose another path"
-        )
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInputError(f"cannot create the key file {target}: {exc.strerror}") from None
-    write_output(target, pem, mode=0o600)  # never over a file, never through a link
-    return FileSigner(key, target)
-
-
-def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -> FileSigner:
-    """Load an Ed25519 PEM key file, or raise a sentence saying what is wrong (never the key)."""
-    source = Path(path)
-    try:
-        pem = source.read_bytes()
-    except FileNotFoundError:
-        raise ConfigurationError(f"no key file at {source}") from None
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the key file {source}: {exc.strerror}") from None
-    try:
-        key = serialization.load_pem_private_key(pem, password=passphrase or None)
-    except TypeError:
-        if passphrase:
-            raise ConfigurationError(
-                f"the key file {source} is not encrypted, but a passphrase was given"
-            ) from None
-        raise ConfigurationError(
-            f"the key file {source} is encrypted: set AUDITML_KEY_PASSPHRASE "
-            "or enter its passphrase when asked"
-        ) from None
-    except ValueError:
-        if passphrase:
-            raise ConfigurationError(
-                f"cannot open the key file {source}: wrong passphrase, or not a PEM key"
-            ) from None
-        raise ConfigurationError(f"the file {source} is not a PEM private key") from None
-    except Exception:  # cryptography raises several types for malformed input
-        raise ConfigurationError(f"the file {source} is not a usable PEM private key") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigurationError(f"the key in {source} is not an Ed25519 key")
-    return FileSigner(key, source)
 
 
 # -- verifier keys and signed notes (C2SP signed-note) -------------------------------
@@ -240,13 +179,22 @@ class VerifierKey:
             )
         return key
 
-    def verify(self, message: bytes, signature: bytes) -> bool:
-        """Return whether ``signature`` is this key's Ed25519 signature of ``message``."""
+    def verify(self, message: bytes, signature: bytes) -> None:
+        """Raise VerificationError unless ``signature`` is this key's signature of ``message``."""
+        if len(signature) != 64:
+            raise VerificationError(
+                f"a signature by {self.name!r} (key {self.key_id.hex()}) is {len(signature)} "
+                "bytes long, but an Ed25519 signature has 64",
+                kind="signature",
+            )
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
         except (InvalidSignature, ValueError):
-            return False
-        return True
+            raise VerificationError(
+                f"the signature is not by the key {self.name!r} (key {self.key_id.hex()}) over "
+                "these bytes: they were changed or signed by another key",
+                kind="signature",
+            ) from None
 
 
 def sign_note(body: str, name: str, signer: Signer) -> str:
@@ -305,12 +253,14 @@ def open_note(note: str, keys: list[VerifierKey]) -> tuple[str, list[str]]:
         known = by_id.get((name, raw[:4]))
         if known is None:
             continue  # a key we do not know: not ours to judge
-        if len(raw) != 68 or not known.verify(body.encode(), raw[4:]):
+        try:
+            known.verify(body.encode(), raw[4:])
+        except VerificationError:
             raise VerificationError(
                 f"the signature by {name!r} (key {raw[:4].hex()}) does not verify: "
                 "the note was changed or signed by another key",
                 kind="signature",
-            )
+            ) from None
         good.append(name)
     if not good:
         names = ", ".join(str(k) for k in keys) or "none"
@@ -423,8 +373,8 @@ def open_checkpoint(note: str, key: VerifierKey, *, origin: str | None = None) -
 # -- people's electronic signatures (21 CFR Part 11) ------------------------------
 
 
-def _stamp(moment: datetime | None) -> str:
-    when = (moment or datetime.now(UTC)).astimezone(UTC)
+def _stamp(moment: datetime) -> str:
+    when = moment.astimezone(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -470,9 +420,12 @@ def make_esignature(
     meaning: str,
     actor: str,
     name: str,
-    at: datetime | None = None,
+    at: datetime,
 ) -> ESignature:
-    """Sign the statement of a decision with a person's key and return the signature record."""
+    """Sign the statement of a decision with a person's key and return the signature record.
+
+    ``at`` is the time the signature states; the caller reads the clock.
+    """
     time = _stamp(at)
     nonce = secrets.token_hex(16)
     statement = esig_statement(
@@ -509,10 +462,14 @@ def verify_esignature(
     version: str,
     artifact_sha256: str | None,
     public_key: bytes,
-) -> bool:
-    """Return whether ``signature`` is ``public_key``'s signature of this exact record."""
+) -> None:
+    """Raise VerificationError unless ``signature`` is ``public_key``'s signature of this record."""
     if fingerprint(public_key) != signature.key:
-        return False
+        raise VerificationError(
+            f"the e-signature of {signature.signer} names the key {signature.key[:16]}…, "
+            f"not the key {fingerprint(public_key)[:16]}… it is checked with",
+            kind="signature",
+        )
     statement = esig_statement(
         origin=origin,
         action=action,
@@ -530,5 +487,8 @@ def verify_esignature(
             base64.b64decode(signature.sig), statement
         )
     except (InvalidSignature, ValueError, binascii.Error):
-        return False
-    return True
+        raise VerificationError(
+            f"the e-signature of {signature.signer} does not verify for this record: it was "
+            "made for another record, or the record was changed",
+            kind="signature",
+        ) from None

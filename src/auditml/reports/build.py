@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from auditml._version import __version__
-from auditml.cards.model import SECTION_TITLES
+from auditml.core.card_sections import SECTION_TITLES
 from auditml.core.events import (
     DECISION_ACTIONS,
     IMPORTED_NOTE,

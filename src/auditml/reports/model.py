@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from auditml.core.keys import SignatureEntry
 
 __all__ = [
+    "BUNDLE_NAME",
     "NO_EVIDENCE",
+    "REPORT_JSON",
     "SECTIONS",
     "AuditReport",
     "CardSummary",
@@ -34,6 +36,11 @@ __all__ = [
 ]
 
 NO_EVIDENCE = "No evidence recorded"
+
+#: The name of the embedded evidence bundle inside every PDF report.
+BUNDLE_NAME = "evidence-bundle.zip"
+#: The report's own data, embedded beside the bundle for machines.
+REPORT_JSON = "audit-report.json"
 
 #: Section ids and headings, in the order of REGULATORY.md "The auditor's report".
 SECTIONS: tuple[tuple[str, str], ...] = (

@@ -5,7 +5,9 @@ the ones auditml ships (``auditml/templates`` inside the wheel, ``templates/``
 in a source checkout): ``report.html.j2``, ``report.md.j2`` and ``report.css``.
 HTML autoescapes every value and Markdown escapes every value for Markdown, so
 text from the log (a model name, a reason) is shown as written, never run.
-The PDF is the HTML printed by :mod:`auditml.reports.pdf`.
+A PDF is the HTML printed through the WeasyPrint edge (``_internal.pdf``) with
+the evidence bundle attached (:func:`html_to_pdf`); :mod:`auditml.reports.pdf`
+builds on this module to export the bundle and write the file.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ from jinja2 import Environment, TemplateError
 from markupsafe import Markup
 
 from auditml._internal.charts import TimelineMark, metric_chart, timeline_chart
-from auditml._internal.templates import template_env
-from auditml.cards.model import SECTION_TITLES
+from auditml._internal.pdf import Attachment
+from auditml._internal.pdf import html_to_pdf as pdf_bytes
+from auditml._internal.templates import packaged_templates, template_env
+from auditml.core.card_sections import SECTION_TITLES
 from auditml.errors import InvalidInputError
 from auditml.reports.build import section_text
-from auditml.reports.model import NO_EVIDENCE, SECTIONS, AuditReport
+from auditml.reports.model import BUNDLE_NAME, NO_EVIDENCE, REPORT_JSON, SECTIONS, AuditReport
 
 __all__ = [
     "FORMATS",
     "PAPERS",
+    "html_to_pdf",
     "render_html",
     "render_report",
 ]
@@ -147,8 +152,37 @@ def render_report(
     html = render_html(report, templates=templates, paper=paper, for_pdf=fmt == "pdf")
     if fmt == "html":
         return html.encode()
-    from auditml.reports.pdf import html_to_pdf
-
     if bundle is None:
         raise InvalidInputError("a PDF report carries its evidence bundle: pass bundle=PATH")
     return html_to_pdf(html, report, bundle=bundle)
+
+
+def html_to_pdf(html: str, report: AuditReport, *, bundle: Path) -> bytes:
+    """Return the PDF/A-3b bytes of the report's ``html``, with ``bundle`` embedded."""
+    try:
+        data = Path(bundle).read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the evidence bundle {bundle}: {exc}") from None
+    attachments = [
+        Attachment(
+            name=BUNDLE_NAME,
+            data=data,
+            description=(
+                f"Evidence bundle (auditml docs/format.md section 5) of log {report.origin}, "
+                f"{report.checkpoint.size} events, root {report.checkpoint.root}"
+            ),
+            relationship="Source",
+        ),
+        Attachment(
+            name=REPORT_JSON,
+            data=report.model_dump_json(indent=2).encode(),
+            description="This report's content as JSON",
+        ),
+    ]
+    return pdf_bytes(
+        html,
+        base_url=packaged_templates(),
+        attachments=attachments,
+        variant="pdf/a-3b",
+        custom_metadata=True,
+    )

@@ -18,11 +18,10 @@ from typing import Any
 
 from auditml.bundle import BundleReport, verify_bundle
 from auditml.errors import ConfigurationError, InvalidInputError, VerificationError
+from auditml.reports.model import BUNDLE_NAME, REPORT_JSON
 
 __all__ = ["ReportCheck", "printed_checkpoints", "verify_report"]
 
-BUNDLE_NAME = "evidence-bundle.zip"
-REPORT_JSON = "audit-report.json"
 _PRINTED = re.compile(
     r"Checkpoint origin:\s*(?P<origin>\S+)\s+Checkpoint size:\s*(?P<size>[\d,]+)\s+"
     r"Checkpoint root:\s*(?P<root>[0-9a-f\s]{64,80}?)(?=\s|$)"

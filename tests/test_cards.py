@@ -14,8 +14,8 @@ from auditml import AuditLog, InvalidInputError, Policy, PolicyDeniedError
 from auditml._internal.keyfiles import PublicKeyFile, generate_key_file
 from auditml.cards import build_card
 from auditml.cards.diff import diff_cards
-from auditml.cards.model import SECTION_TITLES, ModelCard
 from auditml.cards.render import FORMATS, render_card
+from auditml.core.card import SECTION_TITLES, ModelCard
 from auditml.core.policy import CardRules
 from tests.test_cli import run
 from tests.vector_files import require_vectors

@@ -407,8 +407,8 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record the human-written sections of a model card (a mapping, or a YAML/JSON file)."""
-        from auditml.cards.model import validate_sections
-        from auditml.cards.sections import read_sections
+        from auditml._internal.sectionfile import read_sections
+        from auditml.core.card import validate_sections
 
         who = resolve_actor(actor)
         source = sha = None

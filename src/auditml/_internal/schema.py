@@ -36,7 +36,7 @@ def render_schemas() -> dict[str, str]:
     for action, model in sorted(ACTIONS.items()):
         name = f"data/{action}.schema.json"
         files[name] = _schema(model, name, f"data of {action}")
-    from auditml.cards.model import ModelCard
+    from auditml.core.card import ModelCard
 
     name = "model-card.schema.json"
     files[name] = _schema(ModelCard, name, "auditml model card (v1)")

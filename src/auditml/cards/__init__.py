@@ -2,8 +2,8 @@
 
 from auditml.cards.build import build_card, card_from_records
 from auditml.cards.diff import CardDiff, diff_cards
-from auditml.cards.model import SECTION_TITLES, HumanSections, ModelCard, validate_sections
 from auditml.cards.render import FORMATS, render_card
+from auditml.core.card import SECTION_TITLES, HumanSections, ModelCard, validate_sections
 
 __all__ = [
     "FORMATS",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from auditml.cards.model import (
+from auditml.core.card import (
     SECTION_TITLES,
     Binding,
     BoundEvent,

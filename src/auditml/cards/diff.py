@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from auditml.cards.model import SECTION_TITLES, ModelCard
+from auditml.core.card import SECTION_TITLES, ModelCard
 
 __all__ = ["CardDiff", "Change", "MetricChange", "diff_cards"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from auditml.cards.model import CardMetric, ModelCard
+from auditml.core.card import CardMetric, ModelCard
 
 __all__ = ["to_cyclonedx", "to_huggingface_metadata", "to_mct"]
 

@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from auditml._internal.charts import TimelineMark, metric_chart, timeline_chart
 from auditml.cards.export import huggingface_readme, to_cyclonedx, to_mct
-from auditml.cards.model import SECTION_TITLES, ModelCard
+from auditml.core.card import SECTION_TITLES, ModelCard
 from auditml.errors import InvalidInputError
 
 __all__ = ["FORMATS", "CardFormat", "render_card", "suffix_for"]

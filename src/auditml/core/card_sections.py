@@ -1,7 +1,7 @@
 """The names of a model card's human sections and the headings they print under (pure).
 
 The vocabulary sits here, below both the policy (``[cards] required`` names
-sections) and the card model (:class:`auditml.cards.model.HumanSections` has
+sections) and the card model (:class:`auditml.core.card.HumanSections` has
 one field per section), so neither has to import the other.
 """
 

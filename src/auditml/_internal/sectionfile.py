@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from auditml.cards.model import validate_sections
+from auditml.core.card import validate_sections
 from auditml.errors import InvalidInputError
 
 __all__ = ["read_sections"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -31,6 +31,7 @@ __all__ = [
     "DECISION_ACTIONS",
     "FORMAT_VERSION",
     "GOVERNED",
+    "IMPACTS",
     "IMPORTED_NOTE",
     "INCIDENT_ACTIONS",
     "KEY_ACTIONS",
@@ -383,6 +384,18 @@ class RetireData(_Decision):
 IncidentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
 
 
+#: The kinds of harm Art. 3(49) names; the first two shorten the Art. 73 deadline.
+Impact = Literal[
+    "death",
+    "critical-infrastructure",
+    "widespread-infringement",
+    "health",
+    "fundamental-rights",
+    "property-or-environment",
+]
+IMPACTS: tuple[str, ...] = get_args(Impact)
+
+
 class IncidentOpenData(DataModel):
     """``incident.open``: something went wrong with a version, e.g. in production.
 
@@ -397,17 +410,7 @@ class IncidentOpenData(DataModel):
     id: IncidentId
     summary: Annotated[str, StringConstraints(min_length=1)]
     severity: Literal["low", "medium", "high", "serious"] = "medium"
-    impact: (
-        Literal[
-            "death",
-            "critical-infrastructure",
-            "widespread-infringement",
-            "health",
-            "fundamental-rights",
-            "property-or-environment",
-        ]
-        | None
-    ) = None
+    impact: Impact | None = None
     aware_at: Rfc3339
     environment: Name | None = None
     reference: str | None = None

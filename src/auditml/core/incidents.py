@@ -18,19 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from auditml.core.events import Event, is_imported
+from auditml.core.events import IMPACTS, Event, is_imported
 
 __all__ = ["IMPACTS", "Incident", "IncidentIndex", "art73_due"]
-
-#: The kinds of harm Art. 3(49) names; the first two shorten the Art. 73 deadline.
-IMPACTS = (
-    "death",
-    "critical-infrastructure",
-    "widespread-infringement",
-    "health",
-    "fundamental-rights",
-    "property-or-environment",
-)
 
 
 def _parse(text: str) -> datetime:

@@ -44,14 +44,16 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditml._internal.identity import resolve_actor
 from auditml._internal.policyfile import load_policy
 from auditml.core.decide import (
+    Outcome,
     decide_approve,
     decide_card_update,
     decide_close_incident,
@@ -164,30 +166,17 @@ class Lifecycle:
         name: str | None = None,
     ) -> Receipt:
         """Approve a version (for ``environments``, or any when empty), if policy allows."""
-        who = resolve_actor(actor)
-        version = str(version)
-        signature = self._esign(
-            signer,
-            action="model.approve",
-            model=model,
-            version=version,
+        return self._signed_decision(
+            partial(decide_approve, environments=list(environments)),
+            "model.approve",
+            model,
+            str(version),
+            reason=reason,
             artifact_sha256=artifact_sha256,
+            actor=actor,
+            signer=signer,
             meaning=meaning,
-            actor=who,
             name=name,
-        )
-        return self._decided(
-            lambda view: decide_approve(
-                view,
-                model=model,
-                version=version,
-                actor=who,
-                reason=reason,
-                environments=list(environments),
-                artifact_sha256=artifact_sha256,
-                signature=signature,
-                origin=self.origin,
-            )
         )
 
     def reject(
@@ -203,11 +192,38 @@ class Lifecycle:
         name: str | None = None,
     ) -> Receipt:
         """Reject a version, if policy allows; it can then never be deployed."""
+        return self._signed_decision(
+            decide_reject,
+            "model.reject",
+            model,
+            str(version),
+            reason=reason,
+            artifact_sha256=artifact_sha256,
+            actor=actor,
+            signer=signer,
+            meaning=meaning,
+            name=name,
+        )
+
+    def _signed_decision(
+        self,
+        decide: Callable[..., Outcome],
+        action: str,
+        model: str,
+        version: str,
+        *,
+        reason: str | None,
+        artifact_sha256: str | None,
+        actor: Actor | str | None,
+        signer: Signer | None,
+        meaning: str,
+        name: str | None,
+    ) -> Receipt:
+        """Sign a decision's statement (before the lock), then decide and record it."""
         who = resolve_actor(actor)
-        version = str(version)
         signature = self._esign(
             signer,
-            action="model.reject",
+            action=action,
             model=model,
             version=version,
             artifact_sha256=artifact_sha256,
@@ -216,7 +232,7 @@ class Lifecycle:
             name=name,
         )
         return self._decided(
-            lambda view: decide_reject(
+            lambda view: decide(
                 view,
                 model=model,
                 version=version,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from auditml.core.events import (
     INCIDENT_ACTIONS,
@@ -19,6 +19,7 @@ from auditml.core.events import (
     LIFECYCLE_ACTIONS,
     Draft,
     ESignature,
+    Event,
     is_imported,
     validate_data,
 )
@@ -65,6 +66,13 @@ class Outcome:
     denial: Denial | None = None
     version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Applies(Protocol):
+    def apply(self, seq: int, event: Event) -> None: ...
+
+
+_Folded = TypeVar("_Folded", bound=_Applies)
 
 
 class StateCache:
@@ -136,25 +144,29 @@ class View:
 
     def keys(self) -> KeyRegistry:
         """Return the people's keys registered on the log, folded incrementally."""
-        cached = self._cache.keys
-        if cached is None or cached[0] >= self._size:
-            cached = (-1, KeyRegistry())
-        after, registry = cached
-        for seq, body in self._reader.by_actions(KEY_ACTIONS, after=after):
-            registry.apply(seq, parse_found(seq, body, KEY_ACTIONS))
-        self._cache.keys = (self._size - 1, registry)
-        return registry
+        self._cache.keys = self._fold_on(self._cache.keys, KeyRegistry, KEY_ACTIONS)
+        return self._cache.keys[1]
 
     def incidents(self) -> IncidentIndex:
         """Return every incident opened on the log, folded incrementally."""
-        cached = self._cache.incidents
-        if cached is None or cached[0] >= self._size:
-            cached = (-1, IncidentIndex())
-        after, index = cached
-        for seq, body in self._reader.by_actions(INCIDENT_ACTIONS, after=after):
-            index.apply(seq, parse_found(seq, body, INCIDENT_ACTIONS))
-        self._cache.incidents = (self._size - 1, index)
-        return index
+        self._cache.incidents = self._fold_on(
+            self._cache.incidents, IncidentIndex, INCIDENT_ACTIONS
+        )
+        return self._cache.incidents[1]
+
+    def _fold_on(
+        self,
+        cached: tuple[int, _Folded] | None,
+        fresh: Callable[[], _Folded],
+        actions: Sequence[str],
+    ) -> tuple[int, _Folded]:
+        """Fold the events of ``actions`` committed since ``cached`` into it (or a fresh one)."""
+        if cached is None or cached[0] >= self._size:  # none yet, or the log shrank
+            cached = (-1, fresh())
+        after, folded = cached
+        for seq, body in self._reader.by_actions(actions, after=after):
+            folded.apply(seq, parse_found(seq, body, actions))
+        return self._size - 1, folded
 
     def metrics(self, name: str, version: str) -> dict[str, float]:
         """Return the live metrics gates check: live training's, updated by live evaluations."""

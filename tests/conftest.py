@@ -145,6 +145,7 @@ def drop_triggers(url: str) -> None:
                 "auditml_log",
                 "auditml_checkpoint",
                 "auditml_logkey",
+                "auditml_record",
             )
         ],
     )

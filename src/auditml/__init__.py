@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from auditml._version import __version__
 
 if TYPE_CHECKING:
-    from auditml.capture import TrainingRun, current_run, track_training
+    from auditml.capture import TrainingRun, current_run, track_inference, track_training
     from auditml.cards import ModelCard, build_card, diff_cards, render_card
     from auditml.core.events import Actor, Draft, Event
     from auditml.core.policy import Policy
@@ -51,7 +51,7 @@ _HOMES = {
         "UnknownActionError",
         "VerificationError",
     ),
-    "auditml.capture": ("TrainingRun", "current_run", "track_training"),
+    "auditml.capture": ("TrainingRun", "current_run", "track_inference", "track_training"),
     "auditml.cards": ("ModelCard", "build_card", "diff_cards", "render_card"),
     "auditml.core.events": ("Actor", "Draft", "Event"),
     "auditml.ledger": ("Head", "Receipt", "Record", "VerifyReport"),
@@ -97,6 +97,7 @@ __all__ = [
     "diff_cards",
     "render_card",
     "render_report",
+    "track_inference",
     "track_training",
     "verify_report",
 ]

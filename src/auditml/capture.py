@@ -17,22 +17,20 @@ call pays almost nothing for them.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import os
+import time
+import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
-from auditml._internal.fingerprint import (
-    start_capture,
-)
+from auditml._internal.fingerprint import start_capture
 from auditml.core.events import Actor
-from auditml.errors import StoreError
-
-if TYPE_CHECKING:
-    from auditml.log import AuditLog
+from auditml.errors import AuditmlError, StoreError
 from auditml.training import (
     Sources,
     TrainingRun,
@@ -42,7 +40,11 @@ from auditml.training import (
     run_context,
 )
 
-__all__ = ["Sources", "TrainingRun", "current_run", "track_training"]
+if TYPE_CHECKING:
+    from auditml.log import AuditLog
+    from auditml.runtime import Recorder
+
+__all__ = ["Sources", "TrainingRun", "current_run", "track_inference", "track_training"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -209,4 +211,95 @@ def track_training(
 
     if func is not None:
         return decorate(func)
+    return decorate
+
+
+def _default_output(result: object) -> dict[str, Any]:
+    """Return what a prediction's result says, as a record's output: an object of JSON values."""
+    if isinstance(result, Mapping):
+        return dict(result)
+    if result is None or isinstance(result, str | bool | int | float):
+        return {"result": result}
+    return {}
+
+
+def track_inference(
+    *,
+    model: str,
+    env: str,
+    version: str,
+    log: AuditLog | None = None,
+    url: str | None = None,
+    output: Callable[[Any], Mapping[str, Any]] | None = None,
+    request_id: Callable[..., str] | None = None,
+    subject: Callable[..., object] | None = None,
+    features: Callable[..., object] | None = None,
+    recorder: Recorder | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record one runtime record for every call of a predict function.
+
+    The records go to ``recorder`` when given (close it when serving stops),
+    else to a recorder of ``model`` in ``env`` opened on the log at the first
+    call, which commits in the background and when the process exits.
+
+    The call is timed; its result becomes the record's ``output`` through
+    ``output`` (default: a dict as it is, a scalar as ``{"result": value}``).
+    ``request_id``, ``subject`` and ``features`` are called with the function's
+    arguments (default request id: a random UUID); the subject and features are
+    kept off the log, committed in the record. An exception is recorded as its
+    type name in ``error`` and re-raised unchanged. What auditml cannot record is
+    a warning: the function returns and raises exactly what it would without it.
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        recorders: list[Recorder] = [] if recorder is None else [recorder]
+
+        def current() -> Recorder:
+            if not recorders:
+                opened = _log_for(log, url).runtime(model, env=env)
+                atexit.register(opened.close)
+                recorders.append(opened)
+            return recorders[0]
+
+        def note(
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+            started: float,
+            result: object,
+            error: BaseException | None,
+        ) -> None:
+            latency = (time.perf_counter() - started) * 1000.0
+            try:
+                rid = request_id(*args, **kwargs) if request_id else uuid.uuid4().hex
+                out = {} if error is not None else (output or _default_output)(result)
+                current().record(
+                    rid,
+                    version=version,
+                    output=out,
+                    latency_ms=round(latency, 3),
+                    error=None if error is None else type(error).__name__,
+                    subject=subject(*args, **kwargs) if subject else None,
+                    features=features(*args, **kwargs) if features else None,
+                )
+            except Exception as exc:
+                why = exc.diagnostics() if isinstance(exc, AuditmlError) else repr(exc)
+                warnings.warn(
+                    f"auditml could not record a prediction of {model!r}: {why}; the call's "
+                    "result is unchanged",
+                    stacklevel=3,
+                )
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            started = time.perf_counter()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                note(args, kwargs, started, None, exc)
+                raise
+            note(args, kwargs, started, result, None)
+            return result
+
+        return wrapper
+
     return decorate

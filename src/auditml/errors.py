@@ -99,7 +99,8 @@ class VerificationError(AuditmlError):
     """Something does not verify.
 
     ``kind`` names what failed (``hash``, ``link``, ``seq``, ``origin``,
-    ``time``, ``head``, ``format``, ``signature``, ``anchor``, ``proof``), and
+    ``time``, ``head``, ``format``, ``column``, ``signature``, ``anchor``, ``proof``,
+    ``record``), and
     ``seq`` is the first event that fails, when one event is to blame.
     """
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +37,7 @@ from auditml.core.events import (
     imported_mark,
 )
 from auditml.core.keys import check_import
+from auditml.core.records import SegmentVerifier
 from auditml.errors import (
     AppendError,
     AuditmlError,
@@ -300,6 +301,55 @@ class Ledger:
             assert found is not None  # checked always returns a batch
             batch = found
         return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
+
+    def append_segment(
+        self,
+        draft: Draft,
+        records: Sequence[tuple[Any, ...]],
+        values: Sequence[tuple[Any, ...]] = (),
+    ) -> Receipt:
+        """Append a ``runtime.segment`` event with its records and values, in one transaction.
+
+        ``records`` are the record rows without their segment (``RECORD_COLUMNS``
+        from ``i``), ``values`` the off-log value rows without it (commitment
+        first). The segment's seq is known only under the lock; it is filled in there.
+        """
+        if draft.action != "runtime.segment" or draft.actor is None:
+            raise InvalidInputError("append_segment takes a runtime.segment draft with its actor")
+        if not self._store.has_table("auditml_record"):
+            raise StoreError(
+                f"{self.url} was made by an earlier auditml, before runtime records: run "
+                "`auditml init` with this --db once to add their tables (no event changes)"
+            )
+        hook = self.after_append
+        base = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
+
+        def prepare(head: HeadState) -> Batch:
+            batch = base(head)
+            seg = head.size
+            return replace(
+                batch,
+                records=[(seg, *row) for row in records],
+                values=[(row[0], seg, *row[1:]) for row in values],
+            )
+
+        batch = self._store.append(self._log_id, prepare)
+        row = batch.rows[0]
+        return Receipt(row[0], row[2].hex(), row[3], row[6])
+
+    def verify_records(self, size: int, progress: ProgressFn | None = None) -> int:
+        """Check every stored runtime record against its segment, streaming; return the count."""
+        if not self._store.has_table("auditml_record"):
+            return 0
+        with self._store.snapshot() as snap:
+            checker = SegmentVerifier(
+                (seq, bytes(body)) for seq, _, body in snap.segments(self._log_id, size)
+            )
+            for chunk in snap.scan_records(self._log_id, size):
+                checker.feed(chunk)
+                if progress is not None:
+                    progress(checker.records, 0)
+            return checker.finish()
 
     def peek(self, decide: Decide) -> Outcome:
         """Return what ``decide`` makes of the committed log, without the lock or any write."""

@@ -54,6 +54,7 @@ from auditml._internal.identity import resolve_actor
 from auditml._internal.policyfile import load_policy
 from auditml.core.decide import (
     Outcome,
+    View,
     decide_approve,
     decide_card_update,
     decide_close_incident,
@@ -412,6 +413,16 @@ class Lifecycle:
             },
         )
         return self._decided(lambda view: decide_close_incident(view, actor=who, data=data))
+
+    def check_stream(self, model: str, env: str) -> None:
+        """Refuse runtime records for a model never trained here or an undeclared environment."""
+
+        def check(view: View) -> Outcome:
+            view.known_model(model)
+            view.check_environment(env)
+            return Outcome(None)
+
+        self._ledger.peek(check)
 
     def update_card(
         self,

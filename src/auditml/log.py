@@ -11,6 +11,7 @@ method as a one-line delegate, so a caller needs to know only this class.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from auditml._internal.identity import resolve_actor
 from auditml._internal.keyfiles import PublicKeyFile, new_log_signer
+from auditml.core.canonical import loads_strict
 from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitData, TrainData
 from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
@@ -51,6 +53,7 @@ from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
 
 if TYPE_CHECKING:
+    from auditml.runtime import Opened, Recorder
     from auditml.training import Sources, TrainingRun
 
 __all__ = ["AuditLog"]
@@ -211,8 +214,13 @@ class AuditLog:
         parallel: bool | None = None,
         checkpoints: Sequence[str] = (),
         vkey: VerifierKey | str | None = None,
+        runtime: bool = True,
     ) -> VerifyReport:
         """Recompute every hash, link, seq, origin, time and the root; raise at the first failure.
+
+        ``runtime`` (the default) also checks every stored runtime record against
+        the root of the segment that commits it, streaming, and names the first
+        record that fails.
 
         Then check every e-signature against the key registered for its signer
         at that time, the latest checkpoint the log kept, and each anchored
@@ -230,6 +238,8 @@ class AuditLog:
         """
         started = time.perf_counter()
         chain = self._ledger.verify_chain(deep=deep, progress=progress, parallel=parallel)
+        if runtime:
+            self._ledger.verify_records(chain.size)
         signatures = self._trust.verify_signatures()
         kept = self._trust.verify_checkpoints(chain.roots)
         anchors = self._trust.check_anchors(checkpoints, vkey)
@@ -245,6 +255,72 @@ class AuditLog:
             anchors=anchors,
             vkey=self.store.log_key(self._ledger.log_id),
         )
+
+    # -- runtime records ------------------------------------------------------------------
+
+    def runtime(
+        self,
+        model: str,
+        *,
+        env: str,
+        actor: Actor | str | None = None,
+        max_records: int = 1000,
+        max_age: float = 1.0,
+        spool: str | os.PathLike[str] | None = None,
+        background: bool = True,
+    ) -> Recorder:
+        """Return a thread-safe recorder of ``model``'s runtime records in ``env``.
+
+        Records are committed in segments of up to ``max_records``, at least every
+        ``max_age`` seconds, and on ``flush()`` and ``close()``; close it (or use it
+        as a context manager) so the last ones are committed. When the store
+        cannot be reached, records wait in ``spool`` (default: a file beside a
+        SQLite log, else under ./.auditml/spool) until the next flush.
+        """
+        from auditml.runtime import Recorder
+
+        self._lifecycle.check_stream(model, env)
+        chosen = Path(spool) if spool is not None else self._spool_path(f"{model}/{env}")
+        return Recorder(
+            self._ledger,
+            resolve_actor(actor),
+            model,
+            env,
+            max_records=max_records,
+            max_age=max_age,
+            spool=chosen,
+            background=background,
+        )
+
+    def _spool_path(self, stream: str) -> Path:
+        """Return this process's spool file for ``stream``."""
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", stream).strip("-") or "stream"
+        held = getattr(self.store.backend, "path", None)
+        folder = (
+            Path(held).resolve().with_suffix(".spool")
+            if isinstance(held, str) and held
+            else Path(".auditml") / "spool"
+        )
+        return folder / f"{slug}.{os.getpid()}.jsonl"
+
+    def open_commitment(self, request_id: str, name: str) -> Opened:
+        """Open a record's commitment for an auditor: its value and salt, checked against it."""
+        from auditml.runtime import open_value
+
+        rows = self.store.records_for(self._ledger.log_id, request_id)
+        if not rows:
+            raise InvalidInputError(f"no runtime record of request {request_id!r} on the log")
+        body = bytes(rows[-1][-1])
+        committed = loads_strict(body).get("commitments", {}).get(name)
+        if committed is None:
+            raise InvalidInputError(f"request {request_id!r} commits no value named {name!r}")
+        kept = self.store.value(self._ledger.log_id, committed)
+        if kept is None:
+            raise InvalidInputError(
+                f"the {name} of request {request_id!r} is no longer kept (erased or expired): "
+                "its commitment stays on the log, but nobody can open it"
+            )
+        return open_value(request_id, name, body, *kept)
 
     # -- what the services lend each other and the tools above ---------------------------
 

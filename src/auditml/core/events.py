@@ -65,6 +65,7 @@ __all__ = [
     "RejectData",
     "RetireData",
     "RollbackData",
+    "SegmentData",
     "TrainData",
     "actions_where",
     "data_model",
@@ -489,6 +490,27 @@ class PolicyUpdateData(DataModel):
     reason: str | None = None
 
 
+class SegmentData(DataModel):
+    """``runtime.segment``: the Merkle root of a segment of runtime records (format section 6).
+
+    The records themselves are stored beside the event, in the same transaction;
+    ``dropped`` counts records a recorder had to drop before this segment (a
+    full spool), so that nothing is lost silently.
+    """
+
+    action: ClassVar[str] = "runtime.segment"
+
+    stream: Name
+    count: int = Field(ge=1, le=2**53 - 1)
+    root: Hex64
+    first_time: Rfc3339
+    last_time: Rfc3339
+    model: Name
+    env: Name
+    versions: list[Name] = Field(default_factory=list)
+    dropped: int = Field(default=0, ge=0, le=2**53 - 1)
+
+
 class LogInitData(DataModel):
     """``log.init``: the first event of every log."""
 
@@ -522,6 +544,7 @@ ACTIONS: dict[str, type[DataModel]] = {
         KeyRegisterData,
         KeyRevokeData,
         CardUpdateData,
+        SegmentData,
         LogInitData,
     )
 }
@@ -566,6 +589,10 @@ REGISTRY: dict[str, ActionRule] = {
     "key.revoke": ActionRule("log.revoke_key(...)", "key", decision=True),
     "card.update": ActionRule(
         "log.update_card(...) or `auditml card update`", "card", folded=True, decision=True
+    ),
+    "runtime.segment": ActionRule(
+        "log.runtime(...) or `auditml runtime ingest`, which store its records with it",
+        "runtime",
     ),
     "log.init": ActionRule("AuditLog.init(...)", "log"),
 }

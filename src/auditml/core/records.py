@@ -38,6 +38,7 @@ __all__ = [
     "SEGMENT_ACTION",
     "RecordLike",
     "RuntimeRecord",
+    "SegmentVerifier",
     "build_record_proof",
     "commitment",
     "open_commitment",
@@ -697,3 +698,132 @@ def _verify_event_inclusion(
         merkle.verify_inclusion(leaf, leaf_index, size, path, trusted)
     except VerificationError as exc:
         raise _fails(f"the segment event is not in the checkpointed log: {exc}") from None
+
+
+# -- verifying stored records against their segments ---------------------------------------
+
+#: The columns a stored record row holds, as the store reads them for verify.
+_ROW_COLUMNS = ("request_id", "time", "model", "version", "env", "latency_ms", "error")
+
+
+class SegmentVerifier:
+    """Check stored records against the ``runtime.segment`` events that commit them, streaming.
+
+    Given every segment event (``(seq, body)``, bodies already verified as part
+    of the chain), it is fed the stored record rows in ``(seg, i)`` order and
+    raises :class:`~auditml.errors.VerificationError` (kind ``record``) at the
+    first record that fails: a changed body, a column that contradicts its
+    body, a record missing, added or out of place, or a segment whose records
+    do not hash to its root. Only one segment's leaf hashes are held at a time.
+    """
+
+    def __init__(self, segments: Iterable[tuple[int, bytes]]) -> None:
+        self._expected: dict[int, tuple[int, bytes]] = {}
+        for seq, body in segments:
+            try:
+                data = loads_strict(body)["data"]
+                self._expected[seq] = (int(data["count"]), bytes.fromhex(data["root"]))
+            except (AuditmlError, KeyError, TypeError, ValueError):
+                raise VerificationError(
+                    "its runtime.segment data holds no count and root", kind="record", seq=seq
+                ) from None
+        self._pending = sorted(self._expected, reverse=True)
+        self._seg: int | None = None
+        self._leaves: list[bytes] = []
+        self.records = 0
+
+    def feed(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Check the next stored record rows (every column of the record table, seg first)."""
+        sha256 = hashlib.sha256
+        for row in rows:
+            seg, i, body = row[0], row[1], row[-1]
+            if seg != self._seg:
+                self._close()
+                self._open(seg)
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise self._fail(seg, i, "its stored bytes are not bytes")
+            body = bytes(body)
+            if i != len(self._leaves):
+                missing = len(self._leaves)
+                raise self._fail(
+                    seg, missing, f"record {missing} is missing (the next stored is {i})"
+                )
+            self._leaves.append(sha256(b"\x00" + body).digest())
+            self._check_columns(seg, i, row, body)
+            self.records += 1
+
+    def finish(self) -> int:
+        """Raise for a segment whose records are missing; return how many records were checked."""
+        self._close()
+        if self._pending:
+            seg = self._pending[-1]
+            raise VerificationError(
+                f"the segment's {self._expected[seg][0]} records are missing from the store",
+                kind="record",
+                seq=seg,
+            )
+        return self.records
+
+    def _open(self, seg: object) -> None:
+        if not isinstance(seg, int) or seg not in self._expected:
+            raise VerificationError(
+                f"stored runtime records claim segment {seg!r}, which is no runtime.segment "
+                "event of the log: they were added outside auditml",
+                kind="record",
+                seq=seg if isinstance(seg, int) else None,
+            )
+        if self._pending and self._pending[-1] < seg:
+            skipped = self._pending[-1]
+            raise VerificationError(
+                f"the segment's {self._expected[skipped][0]} records are missing from the store",
+                kind="record",
+                seq=skipped,
+            )
+        self._pending.pop()
+        self._seg, self._leaves = seg, []
+
+    def _close(self) -> None:
+        if self._seg is None:
+            return
+        seg, leaves = self._seg, self._leaves
+        count, root = self._expected[seg]
+        if len(leaves) != count:
+            raise self._fail(
+                seg,
+                len(leaves),
+                f"the segment commits {count} records but {len(leaves)} are stored "
+                f"(record {len(leaves)} on is missing)",
+            )
+        if merkle.root_of(leaves) != root:
+            raise VerificationError(
+                "its records do not hash to the segment's root: a record was changed, "
+                "removed or reordered in the database",
+                kind="record",
+                seq=seg,
+            )
+        self._seg, self._leaves = None, []
+
+    def _check_columns(self, seg: int, i: int, row: Sequence[Any], body: bytes) -> None:
+        try:
+            record = loads_strict(body)
+        except AuditmlError:
+            raise self._fail(seg, i, "its stored bytes are not a JSON record") from None
+        if not isinstance(record, dict) or record.get("i") != i:
+            raise self._fail(seg, i, f"its bytes say index {record.get('i')!r}, not {i}")
+        for name, held in zip(_ROW_COLUMNS, row[2:-1], strict=True):
+            says = record.get(name)
+            if name == "latency_ms" and isinstance(says, int | float) and held is not None:
+                same = float(held) == float(says)
+            else:
+                same = held == says
+            if not same:
+                raise self._fail(
+                    seg,
+                    i,
+                    f"its {name} column holds {held!r} but its bytes say {says!r}: the column "
+                    "was changed in the database",
+                )
+
+    @staticmethod
+    def _fail(seg: int, i: int, message: str) -> VerificationError:
+        return VerificationError(f"runtime record {i}: {message}", kind="record", seq=seg)

@@ -42,7 +42,16 @@ from auditml.store._backends import (
     redact,
 )
 
-__all__ = ["Batch", "EventFilter", "HeadState", "Store", "TxReader", "redact"]
+__all__ = [
+    "RECORD_COLUMNS",
+    "VALUE_COLUMNS",
+    "Batch",
+    "EventFilter",
+    "HeadState",
+    "Store",
+    "TxReader",
+    "redact",
+]
 
 MAX_RETRIES = 50
 #: A write still waiting for another writer's lock after this many seconds says so.
@@ -69,6 +78,23 @@ class HeadState:
     frontier: bytes
 
 
+#: The columns of a stored runtime record, in the order ``Batch.records`` gives them.
+RECORD_COLUMNS = (
+    "seg",
+    "i",
+    "request_id",
+    "time",
+    "model",
+    "version",
+    "env",
+    "latency_ms",
+    "error",
+    "body",
+)
+#: The columns of a value kept off the log, in the order ``Batch.values`` gives them.
+VALUE_COLUMNS = ("commitment", "seg", "i", "name", "salt", "value")
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """What one append writes: event rows, completed tree nodes and the new head."""
@@ -78,6 +104,10 @@ class Batch:
     head: HeadState
     #: ``(size, root, signed note)`` of the automatic checkpoints this append reaches.
     checkpoints: Sequence[tuple[int, bytes, str]] = ()
+    #: Runtime records stored with their segment event, as ``RECORD_COLUMNS`` (without log_id).
+    records: Sequence[tuple[Any, ...]] = ()
+    #: Values kept off the log for those records, as ``VALUE_COLUMNS`` (without log_id).
+    values: Sequence[tuple[Any, ...]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +203,12 @@ class Store:
             LOGS,
             META,
             NODES,
+            RECORDS,
             SCHEMA_VERSION,
+            VALUES,
         )
 
-        tables = [META, LOGS, EVENTS, NODES, CHECKPOINTS, LOGKEYS]
+        tables = [META, LOGS, EVENTS, NODES, CHECKPOINTS, LOGKEYS, RECORDS, VALUES]
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -242,6 +274,42 @@ class Store:
                     "dropped in the database",
                     kind="head",
                 )
+
+    def has_table(self, table: str) -> bool:
+        """Return whether the store holds ``table`` (one of its own, named in code)."""
+        return self._has_table(table)
+
+    def records_for(self, log_id: int, request_id: str) -> list[tuple[Any, ...]]:
+        """Return the stored records of ``request_id`` (every column), oldest segment first."""
+        p = self.backend.param
+        with self.snapshot() as snap:
+            snap._cur.execute(
+                f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
+                f"WHERE log_id = {p} AND request_id = {p} ORDER BY seg, i",
+                (log_id, request_id),
+            )
+            return [tuple(row) for row in snap._cur.fetchall()]
+
+    def value(self, log_id: int, commitment: str) -> tuple[bytes, bytes] | None:
+        """Return ``(salt, value bytes)`` kept off the log for ``commitment``, or None."""
+        p = self.backend.param
+        with self.snapshot() as snap:
+            snap._cur.execute(
+                f"SELECT salt, value FROM auditml_value WHERE log_id = {p} AND commitment = {p}",
+                (log_id, commitment),
+            )
+            row = snap._cur.fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def segment_bodies(self, log_id: int, seg: int) -> list[bytes]:
+        """Return the stored bytes of the records of segment ``seg``, in index order."""
+        p = self.backend.param
+        with self.snapshot() as snap:
+            snap._cur.execute(
+                f"SELECT body FROM auditml_record WHERE log_id = {p} AND seg = {p} ORDER BY i",
+                (log_id, seg),
+            )
+            return [bytes(row[0]) for row in snap._cur.fetchall()]
 
     def _has_table(self, table: str) -> bool:
         """Return whether the store holds ``table`` (one of its own, named in code)."""
@@ -386,6 +454,16 @@ class Store:
                 f"VALUES ({p}, {p}, {p}, {p}, {p})",
                 [(log_id, *cp, batch.head.head_time) for cp in batch.checkpoints],
             )
+        for table, columns, rows in (
+            ("auditml_record", RECORD_COLUMNS, batch.records),
+            ("auditml_value", VALUE_COLUMNS, batch.values),
+        ):
+            if rows:
+                cur.executemany(
+                    f"INSERT INTO {table} (log_id, {', '.join(columns)}) "
+                    f"VALUES ({', '.join([p] * (len(columns) + 1))})",
+                    [(log_id, *row) for row in rows],
+                )
         h = batch.head
         cur.execute(
             f"UPDATE auditml_log SET size = {p}, head_hash = {p}, head_time = {p}, root = {p}, "
@@ -683,6 +761,39 @@ class Snapshot:
         self._cur.execute(self._store.backend.head_sql(), (log_id,))
         row = self._cur.fetchone()
         return None if row is None else _head(tuple(row))
+
+    def scan_records(
+        self, log_id: int, stop_seg: int, chunk: int = SCAN_CHUNK
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield chunks of stored runtime records of segments before ``stop_seg``, in order.
+
+        Each row is every column of ``RECORD_COLUMNS``, as stored, so verify can
+        hold the copied-out columns against the bytes too.
+        """
+        p = self._p
+        cursor = self._store.backend.scan_cursor(self._conn)
+        try:
+            cursor.execute(
+                f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
+                f"WHERE log_id = {p} AND seg < {p} ORDER BY seg, i",
+                (log_id, stop_seg),
+            )
+            yield from iter_chunks(cursor, chunk)
+        finally:
+            close_quietly(cursor)
+
+    def segments(self, log_id: int, stop: int) -> list[tuple[int, bytes, bytes]]:
+        """Return ``(seq, hash, body)`` of every ``runtime.segment`` event before ``stop``."""
+        self._cur.execute(
+            f"SELECT seq, hash, body FROM auditml_event WHERE log_id = {self._p} "
+            f"AND action = {self._p} AND seq < {self._p} ORDER BY seq",
+            (log_id, "runtime.segment", stop),
+        )
+        return [tuple(row) for row in self._cur.fetchall()]
+
+    def holds_records(self) -> bool:
+        """Return whether the store has the runtime record table (stores made before it do not)."""
+        return self._store.has_table("auditml_record")
 
     def scan(
         self,

@@ -204,7 +204,11 @@ class SQLiteBackend(Backend):
             f"CREATE TRIGGER IF NOT EXISTS auditml_{table}_no_{op.lower()} BEFORE {op} ON "
             f"auditml_{table} BEGIN SELECT RAISE(ABORT, 'auditml: {op} of a {what} is refused: "
             f"{APPEND_ONLY}'); END"
-            for table, what in (("checkpoint", "checkpoint"), ("logkey", "log key"))
+            for table, what in (
+                ("checkpoint", "checkpoint"),
+                ("logkey", "log key"),
+                ("record", "runtime record"),
+            )
             for op in ("UPDATE", "DELETE")
         ),
         "CREATE TRIGGER IF NOT EXISTS auditml_log_no_delete BEFORE DELETE ON auditml_log "
@@ -317,7 +321,7 @@ class PostgresBackend(Backend):
         "FOR EACH STATEMENT EXECUTE FUNCTION auditml_refuse_change()",
         *(
             statement
-            for table in ("checkpoint", "logkey")
+            for table in ("checkpoint", "logkey", "record")
             for statement in (
                 f"DROP TRIGGER IF EXISTS auditml_{table}_append_only ON auditml_{table}",
                 f"CREATE TRIGGER auditml_{table}_append_only BEFORE UPDATE OR DELETE ON "

@@ -8,6 +8,13 @@ root or proof at any size reads O(log n) rows, never every leaf.
 ``auditml_checkpoint`` keeps every signed checkpoint (one per size, so the log
 never signs two roots for one size) and ``auditml_logkey`` the log's verifier
 key. All but the head are append-only.
+
+``auditml_record`` holds runtime records (docs/format.md section 6): the exact
+canonical bytes of each, stored with the ``runtime.segment`` event whose Merkle
+root covers them, and columns copied out for tracing and statistics.
+``auditml_value`` keeps the values records commit to without holding them
+(subjects, features, payloads) with their salts, off the log: the one table
+rows may leave, when a value is erased.
 """
 
 from __future__ import annotations
@@ -24,13 +31,17 @@ __all__ = [
     "LOGS",
     "META",
     "NODES",
+    "RECORDS",
     "SCHEMA_VERSION",
+    "VALUES",
     "CheckpointRow",
     "EventRow",
     "LogKeyRow",
     "LogRow",
     "MetaRow",
     "NodeRow",
+    "RecordRow",
+    "ValueRow",
 ]
 
 SCHEMA_VERSION = 1
@@ -126,9 +137,50 @@ class LogKeyRow(SQLModel, table=True):
     created_at: str
 
 
+class RecordRow(SQLModel, table=True):
+    """One runtime record: its canonical bytes, its place in its segment, columns copied out."""
+
+    __tablename__ = "auditml_record"
+    __table_args__ = (
+        Index("auditml_record_request", "log_id", "request_id"),
+        Index("auditml_record_version", "log_id", "version", "time"),
+    )
+
+    log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
+    #: The seq of the ``runtime.segment`` event whose root covers this record.
+    seg: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    i: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    request_id: str
+    time: str
+    model: str
+    version: str
+    env: str
+    latency_ms: float
+    error: str | None = None
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class ValueRow(SQLModel, table=True):
+    """A value kept off the log: what a record's commitment opens to, with its salt."""
+
+    __tablename__ = "auditml_value"
+
+    log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
+    commitment: str = Field(primary_key=True)
+    seg: int = Field(sa_column=Column(BigInteger, nullable=False))
+    i: int = Field(sa_column=Column(BigInteger, nullable=False))
+    name: str
+    salt: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 META = cast(Table, MetaRow.__table__)  # type: ignore[attr-defined]
 LOGS = cast(Table, LogRow.__table__)  # type: ignore[attr-defined]
 EVENTS = cast(Table, EventRow.__table__)  # type: ignore[attr-defined]
 NODES = cast(Table, NodeRow.__table__)  # type: ignore[attr-defined]
 CHECKPOINTS = cast(Table, CheckpointRow.__table__)  # type: ignore[attr-defined]
 LOGKEYS = cast(Table, LogKeyRow.__table__)  # type: ignore[attr-defined]
+RECORDS = cast(Table, RecordRow.__table__)  # type: ignore[attr-defined]
+VALUES = cast(Table, ValueRow.__table__)  # type: ignore[attr-defined]

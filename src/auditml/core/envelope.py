@@ -11,7 +11,8 @@ The chain verifier reads events back with the same pieces (``MID``, ``TAIL_*``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from auditml.core.canonical import canonical_bytes, canonical_text, plain_canonical_bytes
 from auditml.errors import InvalidInputError
@@ -60,7 +61,8 @@ def header_bytes(origin: str) -> bytes:
     return b',"log":' + canonical_text(origin).encode() + b',"prev":"'
 
 
-class Part(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Part:
     """One draft's canonical pieces, computed before the append transaction starts."""
 
     action: str

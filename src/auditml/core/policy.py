@@ -53,7 +53,8 @@ import shlex
 import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -114,7 +115,8 @@ _GATE = re.compile(
 )
 
 
-class Gate(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Gate:
     """One metric gate, e.g. ``auc >= 0.80``."""
 
     metric: str
@@ -239,7 +241,8 @@ class Policy(BaseModel):
 DEFAULT_POLICY = Policy()
 
 
-class Denial(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Denial:
     """Why policy refuses an action: the rule, a sentence, and what would satisfy it."""
 
     rule: str

@@ -292,6 +292,26 @@ def _fit(
     }
 
 
+def _serve(
+    log: AuditLog, out_dir: Path, rows: list[dict[str, float]], version: str, first: int, count: int
+) -> int:
+    """Score ``count`` applicants with ``version`` in production, one runtime record each."""
+    model = json.loads((out_dir / "models" / f"{MODEL}-v{version}.json").read_text())
+    with log.runtime(MODEL, env="production", actor="scoring-service", background=False) as rec:
+        for n in range(first, first + count):
+            row = rows[n % len(rows)]
+            score = round(_predict(model, row), 4)
+            rec.record(
+                f"req-{n:05d}",
+                version=version,
+                output={"label": "approve" if score >= 0.5 else "refer", "score": score},
+                latency_ms=round(3.0 + 2.0 * (n % 7) / 7, 3),
+                subject=f"applicant-{n:05d}",
+                features=row,
+            )
+    return count
+
+
 def run_demo(out_dir: Path, console: Console) -> None:
     """Run the whole story into ``out_dir`` and print what happened and where it is."""
     if out_dir.is_symlink():
@@ -404,8 +424,11 @@ def run_demo(out_dir: Path, console: Console) -> None:
         log.update_card(MODEL, card_file, reason="first card for go-live", actor=SCIENTIST)
         say(f"     {SCIENTIST} wrote the card's human sections (card.yaml, a card.update event)")
         log.deploy(MODEL, "1", "production", reason="go-live", actor=RELEASE)
+        serve = partial(_serve, log, out_dir, holdout)
+        served = serve("1", 0, 40)
         log.deploy(MODEL, "2", "staging", reason="more features", actor=RELEASE)
         log.deploy(MODEL, "2", "production", reason="better holdout auc", actor=RELEASE)
+        served += serve("2", 40, 40)
         say(f"  5. {RELEASE} deployed v1, then v2, to staging and production")
         incident = log.open_incident(
             MODEL,
@@ -418,9 +441,14 @@ def run_demo(out_dir: Path, console: Console) -> None:
         )
         # The rollback cites the incident on the log, whose id the log assigned.
         receipt = log.rollback(MODEL, "production", reason=incident.id, actor=RELEASE)
+        served += serve("1", 80, 20)
         say(
             f"  6. an incident was raised on v2 in production; {RELEASE} rolled production "
             f"back to v{receipt.version}"
+        )
+        say(
+            f"     production served {served} requests meanwhile, each a runtime record "
+            "(the applicant kept off the log as a commitment), e.g. req-00042"
         )
         report = log.verify()
         say(f"  7. verified: {report.size} events, intact; root {report.root[:16]}…")

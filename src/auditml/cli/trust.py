@@ -45,7 +45,10 @@ from auditml.core.events import IMPORTED_NOTE
 from auditml.errors import InvalidInputError
 
 key_app = group("The log's signing key, and people's keys for e-signatures.")
-prove_app = group("Print Merkle inclusion and consistency proofs (docs/format.md section 3).")
+prove_app = group(
+    "Print Merkle inclusion and consistency proofs (docs/format.md section 3) and record "
+    "proofs (section 6)."
+)
 app.add_typer(key_app, name="key")
 app.add_typer(prove_app, name="prove")
 

@@ -288,3 +288,20 @@ def test_cli_errors_are_sentences(
     assert code == 2 and "is not a record proof" in err
     code, _, err = run_cli(["runtime", "stats", "--since", "yesterday", "--db", db], capsys)
     assert code == 2 and "not a date or time" in err
+
+
+# -- cards ---------------------------------------------------------------------------------
+
+
+def test_the_card_says_where_the_version_served(log: AuditLog) -> None:
+    """The model card's "In production" gives each version's requests and error rate per env."""
+    from auditml.cards import build_card, render_card
+
+    _serve(log, "2", ["late"], error="timeout")
+    card = build_card(log, "credit", "2")
+    (served,) = card.production
+    assert (served.environment, served.requests, served.errors) == ("production", 5, 1)
+    assert served.error_rate == pytest.approx(0.2) and served.first_time is not None
+    assert b"## In production" in render_card(card, "md")
+    log.record_training("credit", actor=DS)
+    assert build_card(log, "credit", "3").production == []

@@ -305,3 +305,18 @@ def test_the_card_says_where_the_version_served(log: AuditLog) -> None:
     assert b"## In production" in render_card(card, "md")
     log.record_training("credit", actor=DS)
     assert build_card(log, "credit", "3").production == []
+
+
+def test_the_report_has_a_runtime_section_with_the_findings(log: AuditLog) -> None:
+    """The audit report lists requests per version and env, and every runtime check finding."""
+    from auditml.reports import build_report, render_report
+
+    _serve(log, "2", ["late"])
+    report = build_report(log)
+    rows = {(x.version, x.environment): x.requests for x in report.runtime}
+    assert rows == {("1", "production"): 4, ("2", "production"): 5}
+    (finding,) = report.runtime_findings
+    assert (finding.kind, finding.request_ids) == ("rolled-back", ["late"])
+    text = render_report(report, "md").decode()
+    assert "### Runtime records (Art. 12, Art. 72)" in text and "**rolled-back**" in text
+    assert any("runtime records" in x.requirement for x in report.crossref)

@@ -1,4 +1,6 @@
-"""The runtime commands of ``auditml``: trace, prove record, runtime stats and runtime check.
+"""The runtime commands of ``auditml``: trace, runtime stats and runtime check.
+
+``prove record`` lives with the other proofs, in :mod:`auditml.cli.trust`.
 
 They read the runtime records of docs/format.md section 6 back against the
 lifecycle on the log (see :mod:`auditml.serving`).
@@ -7,15 +9,12 @@ lifecycle on the log (see :mod:`auditml.serving`).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from auditml._internal.output import check_output, write_output
 from auditml.cli._common import (
     DbOption,
-    ForceOption,
     JsonOption,
     app,
     errors,
@@ -25,8 +24,7 @@ from auditml.cli._common import (
     table,
     utc,
 )
-from auditml.cli.trust import prove_app
-from auditml.serving import prove_record, runtime_check, runtime_stats, trace
+from auditml.serving import runtime_check, runtime_stats, trace
 
 runtime_app = group("Read runtime records: statistics and checks per version and environment.")
 app.add_typer(runtime_app, name="runtime")
@@ -117,51 +115,6 @@ def trace_command(
             out.print("  incidents    none open at that moment")
     if not all(story.proof_ok for story in found.records):
         raise typer.Exit(1)
-
-
-@prove_app.command("record")
-def prove_record_command(
-    request_id: RequestArgument,
-    out_file: Annotated[
-        Path | None,
-        typer.Option("--out", metavar="FILE", help="Write the proof to FILE [default: print it]."),
-    ] = None,
-    size: Annotated[
-        int | None,
-        typer.Option(
-            metavar="N",
-            help="Prove the segment event in the tree of N events [default: the latest signed "
-            "checkpoint that covers it, else the log's size].",
-        ),
-    ] = None,
-    force: ForceOption = False,
-    db: DbOption = None,
-) -> None:
-    """Write the record proof of REQUEST_ID (docs/format.md section 6), to check offline.
-
-    Check it with `auditml verify --record FILE --checkpoint CP --vkey KEY`, where
-    CP is the log's signed checkpoint of the proof's size (`auditml checkpoint
-    --size N --out CP`).
-    """
-    with errors(), open_log(db) as log:
-        protect = log._own_files()
-        if out_file is not None:
-            check_output(out_file, force=force, protect=protect)
-        proof = prove_record(log, request_id, size=size)
-        if out_file is None:
-            out.print_json(data=proof)
-            return
-        data = (json.dumps(proof, indent=2, ensure_ascii=False) + "\n").encode()
-        write_output(out_file, data, force=force, protect=protect)
-    tree = proof["event_inclusion"]["tree_size"]
-    out.print(
-        f"Wrote the record proof of request {request_id!r} (segment event "
-        f"{proof['segment_seq']}, tree size {tree}) to {out_file}"
-    )
-    out.print(
-        f"Check it offline against the checkpoint at size {tree}: auditml verify --record "
-        f"{out_file} --checkpoint CP --vkey KEY"
-    )
 
 
 @runtime_app.command("stats")

@@ -18,6 +18,7 @@ from auditml.core.card import (
     CardIncident,
     CardMetric,
     CardMove,
+    CardServing,
     CardSignature,
     CheckpointRef,
     Completeness,
@@ -66,7 +67,29 @@ def build_card(
         head=log.head(),
         checkpoint=log.latest_checkpoint(),
         now=now,
+        production=_production(log, model, str(version)),
     )
+
+
+def _production(log: AuditLog, model: str, version: str) -> list[CardServing]:
+    """Return where ``version`` served, per environment, from its runtime records."""
+    from auditml.serving import runtime_stats
+
+    return [
+        CardServing(
+            environment=s.env,
+            requests=s.requests,
+            errors=s.errors,
+            error_rate=s.error_rate,
+            first_time=s.first_time,
+            last_time=s.last_time,
+            latency_p50_ms=s.latency_ms["p50"],
+            latency_p95_ms=s.latency_ms["p95"],
+            latency_p99_ms=s.latency_ms["p99"],
+        )
+        for s in runtime_stats(log, model=model)
+        if s.version == version
+    ]
 
 
 def card_from_records(
@@ -78,8 +101,12 @@ def card_from_records(
     head: Head,
     checkpoint: Checkpoint | None,
     now: datetime | None = None,
+    production: Sequence[CardServing] = (),
 ) -> ModelCard:
-    """Fold a model's records (seq order) into the card of one version: pure, no I/O."""
+    """Fold a model's records (seq order) into the card of one version: pure, no I/O.
+
+    ``production`` says where the version served, from its runtime records.
+    """
     state = fold(model, ((r.seq, r.event) for r in records))
     if not state.versions:
         raise InvalidInputError(
@@ -171,6 +198,7 @@ def card_from_records(
         gates=_gates(policy, vs.gate_metrics()),
         deployments=moves,
         incidents=[_incident(i) for i in incidents.incidents.values()],
+        production=list(production),
         metric_history=_history(state, values),
         completeness=_completeness(
             human, policy, HumanSections.model_validate({n: v for n, (_, v) in live.items()})

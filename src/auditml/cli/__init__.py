@@ -19,7 +19,14 @@ from typing import Any
 import typer
 from typer.core import TyperCommand
 
-from auditml.cli import card, lifecycle, log, report, trust  # noqa: F401 (they register commands)
+from auditml.cli import (  # noqa: F401 (they register commands)
+    card,
+    lifecycle,
+    log,
+    report,
+    runtime,
+    trust,
+)
 from auditml.cli._common import app, err, exit_status, print_error
 from auditml.errors import AuditmlError
 
@@ -41,6 +48,7 @@ SHORT_HELP = {
     "retire": "Retire a version for good.",
     "status": "Show versions' states and what runs where.",
     "history": "Show a model's deployment timeline.",
+    "trace": "Show which approved version served a request.",
     "demo": "Record a whole model life in seconds.",
     "report": "Write the audit report (PDF, HTML, ...).",
     "keygen": "Create a personal e-signature key.",
@@ -54,6 +62,9 @@ SHORT_HELP = {
     "incident open": "Open an incident against a version.",
     "incident close": "Close an open incident.",
     "incident list": "List incidents and their deadlines.",
+    "runtime": "Statistics and checks of runtime records.",
+    "runtime stats": "Requests, errors, latency and outputs.",
+    "runtime check": "Find records a version should not have made.",
     "card": "Build, record and compare model cards.",
     "card show": "Render a version's model card.",
     "card update": "Record a card's human-written sections.",
@@ -63,9 +74,10 @@ SHORT_HELP = {
     "key list": "List people's registered keys.",
     "key register": "Register a person's public key.",
     "key revoke": "Revoke a person's key from now on.",
-    "prove": "Print Merkle inclusion or consistency proofs.",
+    "prove": "Print inclusion, consistency or record proofs.",
     "prove inclusion": "Prove that an event is in the log.",
     "prove consistency": "Prove that the log only grew.",
+    "prove record": "Prove that a runtime record is in the log.",
 }
 
 

@@ -12,7 +12,7 @@ import sys
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -256,14 +256,32 @@ def verify(
         Path | None,
         typer.Option(metavar="PATH", help="Verify an evidence bundle offline, with no database."),
     ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Verify a record proof (`auditml prove record`) offline, against one "
+            "--checkpoint opened with --vkey.",
+        ),
+    ] = None,
+    no_runtime: Annotated[
+        bool,
+        typer.Option(
+            "--no-runtime", help="Skip checking the runtime records against their segments."
+        ),
+    ] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Check every hash, link, signature, the root and anchors; exit 1 on any failure.
 
     Given a PATH, verify that instead of the database: a PDF report with the
-    evidence it carries, or an evidence bundle (folder or zip).
+    evidence it carries, or an evidence bundle (folder or zip). With --record,
+    verify a runtime record proof offline against a signed checkpoint.
     """
+    if record is not None:
+        _verify_record(record, checkpoint or [], vkey, as_json)
+        return
     if path is not None and path.suffix.lower() == ".pdf":
         _verify_report(path, _read_vkey(vkey), as_json)
         return
@@ -310,7 +328,13 @@ def verify(
             pinned = _read_vkey(vkey)
             opened.append(AuditLog.open(db))  # a head row that lies fails here, as a verification
             with opened[0] as log:
-                report = log.verify(deep=deep, progress=progress, checkpoints=anchors, vkey=pinned)
+                report = log.verify(
+                    deep=deep,
+                    progress=progress,
+                    checkpoints=anchors,
+                    vkey=pinned,
+                    runtime=not no_runtime,
+                )
         finally:
             progress.stop()
     if as_json:
@@ -385,6 +409,65 @@ def _verify_report(path: Path, vkey: str | None, as_json: bool) -> None:
         "checkpoint it prints is the one that evidence proves"
     )
     _signed_by(check.vkey, vkey)
+
+
+def _verify_record(path: Path, anchors: list[Path], vkey: str | None, as_json: bool) -> None:
+    """Verify a record proof offline against one signed checkpoint, and say what it proves."""
+    from auditml.core.records import verify_record_proof
+    from auditml.core.signing import VerifierKey, open_checkpoint
+
+    with _offline(as_json):
+        if len(anchors) != 1 or vkey is None:
+            raise InvalidInputError(
+                "a record proof is checked against the log's signed checkpoint: give exactly "
+                "one --checkpoint FILE and the log's --vkey KEY"
+            )
+        key = VerifierKey.parse(_read_vkey(vkey) or "")
+        cp = open_checkpoint(_read_anchor(anchors[0]), key)
+        proof = _read_proof(path)
+        verify_record_proof(proof, cp.root_hex, origin=cp.origin, tree_size=cp.size)
+    record = proof["record"]
+    if as_json:
+        out.print_json(
+            data={
+                "ok": True,
+                "origin": cp.origin,
+                "size": cp.size,
+                "root": cp.root_hex,
+                "segment_seq": proof["segment_seq"],
+                "index": proof["index"],
+                "record": record,
+            }
+        )
+        return
+    out.print(
+        f"OK: the record of request {record.get('request_id')!r} ({record.get('model')} "
+        f"version {record.get('version')} in {record.get('env')} at {record.get('time')}) is "
+        f"record {proof['index']} of segment event {proof['segment_seq']} of log "
+        f"{cp.origin!r}, proven against its checkpoint at size {cp.size}"
+    )
+    out.print(f"root {cp.root_hex}, signed by {key}")
+
+
+def _read_proof(path: Path) -> dict[str, Any]:
+    """Read a record proof file as JSON, or raise a sentence naming the file."""
+    from auditml.core.canonical import loads_strict
+
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInputError(f"no record proof file at {path}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the record proof {path}: {exc.strerror}") from None
+    try:
+        found = loads_strict(text)
+    except (AuditmlError, ValueError):
+        raise InvalidInputError(
+            f"{path} is not a record proof: it is not JSON, as `auditml prove record` writes it"
+        ) from None
+    if not isinstance(found, dict):
+        raise InvalidInputError(f"{path} is not a record proof: it is not a JSON object")
+    return found
 
 
 def _read_anchor(path: Path) -> str:

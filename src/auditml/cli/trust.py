@@ -6,6 +6,7 @@ Commands that sign with an encrypted key take its passphrase from
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -45,7 +46,10 @@ from auditml.core.events import IMPORTED_NOTE
 from auditml.errors import InvalidInputError
 
 key_app = group("The log's signing key, and people's keys for e-signatures.")
-prove_app = group("Print Merkle inclusion and consistency proofs (docs/format.md section 3).")
+prove_app = group(
+    "Print Merkle inclusion and consistency proofs (docs/format.md section 3) and record "
+    "proofs (section 6)."
+)
 app.add_typer(key_app, name="key")
 app.add_typer(prove_app, name="prove")
 
@@ -259,6 +263,55 @@ def prove_consistency(
     """Print the JSON proof that the tree of size M is a prefix of the tree of size N."""
     with errors(), open_log(db) as log:
         out.print_json(data=log.prove_consistency(size1, size2))
+
+
+@prove_app.command("record")
+def prove_record_command(
+    request_id: Annotated[
+        str, typer.Argument(metavar="REQUEST_ID", help="The request id the server recorded.")
+    ],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write the proof to FILE [default: print it]."),
+    ] = None,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Prove the segment event in the tree of N events [default: the latest signed "
+            "checkpoint that covers it, else the log's size].",
+        ),
+    ] = None,
+    force: ForceOption = False,
+    db: DbOption = None,
+) -> None:
+    """Write the record proof of REQUEST_ID (docs/format.md section 6), to check offline.
+
+    Check it with `auditml verify --record FILE --checkpoint CP --vkey KEY`, where
+    CP is the log's signed checkpoint of the proof's size (`auditml checkpoint
+    --size N --out CP`).
+    """
+    with errors(), open_log(db) as log:
+        protect = log._own_files()
+        if out_file is not None:
+            check_output(out_file, force=force, protect=protect)
+        from auditml.serving import prove_record
+
+        proof = prove_record(log, request_id, size=size)
+        if out_file is None:
+            out.print_json(data=proof)
+            return
+        data = (json.dumps(proof, indent=2, ensure_ascii=False) + "\n").encode()
+        write_output(out_file, data, force=force, protect=protect)
+    tree = proof["event_inclusion"]["tree_size"]
+    out.print(
+        f"Wrote the record proof of request {request_id!r} (segment event "
+        f"{proof['segment_seq']}, tree size {tree}) to {out_file}"
+    )
+    out.print(
+        f"Check it offline against the checkpoint at size {tree}: auditml verify --record "
+        f"{out_file} --checkpoint CP --vkey KEY"
+    )
 
 
 @app.command()

@@ -28,6 +28,7 @@ __all__ = [
     "CardIncident",
     "CardMetric",
     "CardMove",
+    "CardServing",
     "CardSignature",
     "CheckpointRef",
     "Completeness",
@@ -244,6 +245,20 @@ class CardIncident(_Frozen):
     resolution: str | None = None
 
 
+class CardServing(_Frozen):
+    """Where the version served, from its runtime records: for how long, how much, how well."""
+
+    environment: str
+    requests: int
+    errors: int
+    error_rate: float
+    first_time: str | None = None
+    last_time: str | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+
+
 class Completeness(_Frozen):
     """How much of the card is written: the sections policy requires, and which are missing."""
 
@@ -318,6 +333,7 @@ class ModelCard(_Frozen):
     gates: list[CardGate] = Field(default_factory=list)
     deployments: list[CardMove] = Field(default_factory=list)
     incidents: list[CardIncident] = Field(default_factory=list)
+    production: list[CardServing] = Field(default_factory=list)
     metric_history: dict[str, list[tuple[str, float | None]]] = Field(default_factory=dict)
     completeness: Completeness
     binding: Binding

@@ -46,6 +46,8 @@ from auditml.reports.model import (
     PartialCoverage,
     RetentionRule,
     RiskSummary,
+    RuntimeFinding,
+    RuntimeRow,
     TimelinePoint,
     TrainingEntry,
 )
@@ -546,7 +548,7 @@ CROSSREF: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     (
         "EU AI Act",
         "Art. 12",
-        "automatic logging over the lifetime",
+        "automatic logging over the lifetime (events and runtime records)",
         ("changes", "monitoring", "integrity"),
     ),
     (
@@ -570,7 +572,7 @@ CROSSREF: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     (
         "EU AI Act",
         "Art. 72",
-        "post-market monitoring",
+        "post-market monitoring (runtime records and their findings)",
         ("monitoring",),
     ),
     (
@@ -634,6 +636,47 @@ CROSSREF: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         ("development",),
     ),
 )
+
+
+def _runtime(
+    log: AuditLog, models: Sequence[str], since: str | None, until: str | None
+) -> tuple[list[RuntimeRow], list[RuntimeFinding]]:
+    """Return per version and environment what the runtime records say, and check's findings."""
+    from auditml.serving import runtime_check, runtime_stats
+
+    rows = [
+        RuntimeRow(
+            model=s.model,
+            version=s.version,
+            environment=s.env,
+            requests=s.requests,
+            errors=s.errors,
+            error_rate=s.error_rate,
+            first_time=s.first_time,
+            last_time=s.last_time,
+            latency_p50_ms=s.latency_ms["p50"],
+            latency_p95_ms=s.latency_ms["p95"],
+            latency_p99_ms=s.latency_ms["p99"],
+        )
+        for s in runtime_stats(log, since=since, until=until)
+        if s.model in models
+    ]
+    findings = [
+        RuntimeFinding(
+            kind=f.kind,
+            model=f.model,
+            version=f.version,
+            environment=f.env,
+            message=f.message,
+            count=f.count,
+            first_time=f.first_time,
+            last_time=f.last_time,
+            request_ids=f.request_ids,
+        )
+        for f in runtime_check(log)
+        if f.model in models
+    ]
+    return rows, findings
 
 
 def _crossref() -> list[CrossReference]:
@@ -743,6 +786,7 @@ def build_report(
         for s in states
         if (ident := _identity(s, acc)).risk_tier is not None
     }
+    runtime, findings = _runtime(log, [s.model for s in states], since_ts, until_ts)
     policy = acc.policy
     window = f"{since_ts or 'start'}..{until_ts or 'checkpoint'}"
     scope = ", ".join(wanted) if wanted else "all models"
@@ -815,6 +859,8 @@ def build_report(
         changes=acc.decisions,
         changes_omitted=acc.omitted,
         incidents=_incidents(acc),
+        runtime=runtime,
+        runtime_findings=findings,
         timeline=timeline,
         metric_series={s.model: _series(s) for s in states},
         documents=acc.documents,

@@ -257,6 +257,36 @@ class IntegrityAppendix(_Frozen):
     commands: list[str] = Field(default_factory=list)
 
 
+class RuntimeRow(_Frozen):
+    """What one version did in one environment, from its runtime records (Art. 12, Art. 72)."""
+
+    model: str
+    version: str
+    environment: str
+    requests: int
+    errors: int
+    error_rate: float
+    first_time: str | None = None
+    last_time: str | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+
+
+class RuntimeFinding(_Frozen):
+    """A finding of ``auditml runtime check``, with the records behind it."""
+
+    kind: str
+    model: str
+    version: str
+    environment: str
+    message: str
+    count: int
+    first_time: str | None = None
+    last_time: str | None = None
+    request_ids: list[str] = Field(default_factory=list)
+
+
 class CrossReference(_Frozen):
     """One clause of a regulation or guidance, and the report sections that answer it."""
 
@@ -299,6 +329,8 @@ class AuditReport(_Frozen):
     changes: list[DecisionEntry] = Field(default_factory=list)
     changes_omitted: int = 0
     incidents: list[IncidentEntry] = Field(default_factory=list)
+    runtime: list[RuntimeRow] = Field(default_factory=list)
+    runtime_findings: list[RuntimeFinding] = Field(default_factory=list)
     timeline: list[TimelinePoint] = Field(default_factory=list)
     metric_series: dict[str, dict[str, list[tuple[str, float | None]]]] = Field(
         default_factory=dict

@@ -934,6 +934,42 @@ class Snapshot:
         )
         return [_blob(row[0], "an event's hash") for row in self._cur.fetchall()]
 
+    # -- runtime views (auditml.serving) ---------------------------------------------------
+
+    def select_records(
+        self,
+        log_id: int,
+        *,
+        model: str | None = None,
+        env: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        chunk: int = SCAN_CHUNK,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield chunks of stored records (``RECORD_COLUMNS``) matching the filters, streamed.
+
+        ``since`` is inclusive and ``until`` exclusive, both compared with the
+        records' RFC 3339 UTC times as text; rows come in ``seg, i`` order.
+        """
+        p = self._p
+        sql = f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record WHERE log_id = {p}"
+        params: list[Any] = [log_id]
+        for column, op, value in (
+            ("model", "=", model),
+            ("env", "=", env),
+            ("time", ">=", since),
+            ("time", "<", until),
+        ):
+            if value is not None:
+                sql += f" AND {column} {op} {p}"
+                params.append(value)
+        cursor = self._store.backend.scan_cursor(self._conn)
+        try:
+            cursor.execute(sql + " ORDER BY seg, i", tuple(params))
+            yield from iter_chunks(cursor, chunk)
+        finally:
+            close_quietly(cursor)
+
 
 class TxReader:
     """Reads inside an append's transaction, after the head is locked."""

@@ -1,0 +1,195 @@
+"""The runtime commands of ``auditml``: trace, runtime stats and runtime check.
+
+``prove record`` lives with the other proofs, in :mod:`auditml.cli.trust`.
+
+They read the runtime records of docs/format.md section 6 back against the
+lifecycle on the log (see :mod:`auditml.serving`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from auditml.cli._common import (
+    DbOption,
+    JsonOption,
+    app,
+    errors,
+    group,
+    open_log,
+    out,
+    table,
+    utc,
+)
+from auditml.serving import runtime_check, runtime_stats, trace
+
+runtime_app = group("Read runtime records: statistics and checks per version and environment.")
+app.add_typer(runtime_app, name="runtime")
+
+RequestArgument = Annotated[
+    str, typer.Argument(metavar="REQUEST_ID", help="The request id the server recorded.")
+]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+@app.command("trace")
+def trace_command(
+    request_id: RequestArgument,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a request's record, check its proof, and tell which approved version served it."""
+    with errors(), open_log(db) as log:
+        found = trace(log, request_id)
+    if as_json:
+        out.print_json(data=found.as_dict())
+        return
+    for story in found.records:
+        rec = story.record
+        out.print(
+            f"Request {found.request_id!r}: {rec['model']} version {rec['version']} in "
+            f"{rec['env']} at {utc(str(rec['time']))} UTC, {_ms(rec['latency_ms'])} ms"
+            + (f", error {rec['error']}" if rec["error"] is not None else "")
+        )
+        out.print(f"  output       {json.dumps(rec['output'], ensure_ascii=False)}")
+        where = f"record {story.index} of segment event {story.segment_seq}"
+        against = (
+            f"the signed checkpoint at size {story.proven_at_size}"
+            if story.proven_against == "checkpoint"
+            else f"the log's root at size {story.proven_at_size}"
+        )
+        if story.proof_ok:
+            out.print(f"  proof        OK: {where}, proven against {against}")
+        else:
+            out.print(f"  proof        FAILED: {where}: {story.proof_error}")
+        if story.trained_seq is not None:
+            by = ", ".join(story.trained_by) or "unknown"
+            out.print(
+                f"  trained      {utc(story.trained_at or '')} by {by} (event {story.trained_seq})"
+            )
+        else:
+            out.print("  trained      not on the log")
+        for name, ref in story.datasets.items():
+            digest = ref.get("sha256")
+            shown = f" sha256 {str(digest)[:12]}…" if digest else ""
+            out.print(f"  dataset      {name}: {ref.get('uri')}{shown}")
+        for a in story.approvals:
+            policy = (
+                f"policy of event {a['policy_seq']}"
+                if a["policy_seq"] is not None
+                else "default policy"
+            )
+            out.print(
+                f"  approved     {utc(a['time'])} by {a['actor']} under the {policy} "
+                f"(event {a['seq']})"
+            )
+        if not story.approvals:
+            out.print("  approved     never, before this request")
+        if story.deployed is not None:
+            d = story.deployed
+            verb = "rolled back to" if d["action"] == "model.rollback" else "deployed to"
+            out.print(
+                f"  deployed     {verb} {d['environment']} {utc(d['time'])} by {d['actor']} "
+                f"(event {d['seq']})"
+            )
+        else:
+            out.print(f"  deployed     never to {rec['env']}, before this request")
+        if not story.deployed_then:
+            running = story.running_then or "no version"
+            out.print(
+                f"  WARNING      version {rec['version']} was not deployed in {rec['env']} at "
+                f"that moment ({running} was): see `auditml runtime check`"
+            )
+        for inc in story.incidents_open:
+            out.print(
+                f"  incident     {inc['id']} open ({inc['severity']}) on version "
+                f"{inc['version']}: {inc['summary']}"
+            )
+        if not story.incidents_open:
+            out.print("  incidents    none open at that moment")
+    if not all(story.proof_ok for story in found.records):
+        raise typer.Exit(1)
+
+
+@runtime_app.command("stats")
+def stats_command(
+    model: Annotated[str | None, typer.Option(metavar="NAME", help="Only this model.")] = None,
+    env: Annotated[str | None, typer.Option(metavar="ENV", help="Only this environment.")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(metavar="TIME", help="Records at or after TIME (a date or RFC 3339 time)."),
+    ] = None,
+    until: Annotated[str | None, typer.Option(metavar="TIME", help="Records before TIME.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per version and environment: requests, error rate, latency quantiles and outputs."""
+    with errors(), open_log(db) as log:
+        found = runtime_stats(log, model=model, env=env, since=since, until=until)
+    if as_json:
+        out.print_json(data=[s.as_dict() for s in found])
+        return
+    if not found:
+        out.print("No runtime records match.")
+        return
+    columns = ("model", "version", "env", "requests", "errors", "p50 ms", "p95 ms", "p99 ms")
+    shown = table(*columns, "outputs", overflow="fold")
+    for s in found:
+        outputs = [
+            f"{name}: " + ", ".join(f"{label} {n:,}" for label, n in counts.items())
+            for name, counts in s.labels.items()
+        ] + [
+            f"{name}: p50 {figures['p50']:.3g}, p90 {figures['p90']:.3g}"
+            for name, figures in s.scores.items()
+            if figures["p50"] is not None and figures["p90"] is not None
+        ]
+        shown.add_row(
+            s.model,
+            s.version,
+            s.env,
+            f"{s.requests:,}",
+            f"{s.errors:,} ({s.error_rate:.1%})",
+            _ms(s.latency_ms["p50"]),
+            _ms(s.latency_ms["p95"]),
+            _ms(s.latency_ms["p99"]),
+            "; ".join(outputs),
+        )
+    out.print(shown)
+
+
+@runtime_app.command("check")
+def check_command(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Find records of versions not deployed there then, and deployed versions gone quiet.
+
+    A record is a finding when its version was not deployed in its environment
+    at its time: never deployed there (never approved, rejected, or approved
+    but not deployed there), before its first deployment there, after it was
+    rolled back, replaced or retired. A running version is silent when its last
+    record since its deployment is older than 10 times its usual gap between
+    records, and at least an hour. Exit status: 0 when there are no findings,
+    1 when there are.
+    """
+    with errors(), open_log(db) as log:
+        findings = runtime_check(log)
+    if as_json:
+        out.print_json(data={"ok": not findings, "findings": [f.as_dict() for f in findings]})
+    elif not findings:
+        out.print("OK: every runtime record was served by a version deployed there at that time.")
+    else:
+        for f in findings:
+            out.print(f"{f.kind}: {f.message}")
+            if f.count:
+                ids = ", ".join(f.request_ids) + (", …" if f.count > len(f.request_ids) else "")
+                out.print(
+                    f"  {f.count:,} record(s), {utc(f.first_time or '')} to "
+                    f"{utc(f.last_time or '')}: {ids}"
+                )
+        out.print(f"{len(findings)} finding(s).")
+    if findings:
+        raise typer.Exit(1)

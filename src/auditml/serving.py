@@ -1,0 +1,634 @@
+"""Views of runtime records over an AuditLog: trace a request, prove a record, stats, checks.
+
+Runtime records (docs/format.md section 6) say what each deployed version did.
+This module reads them back against the lifecycle the log tells:
+
+- :func:`trace` finds a request's record(s), checks each one's record proof
+  against the log's latest checkpoint (or its current root) and tells its
+  story: the version that served it, its training and data, who approved it
+  under which policy, when it was deployed there, and the incidents open then;
+- :func:`prove_record` writes the record proof of section 6, for an auditor to
+  check offline with nothing but the log's signed checkpoint;
+- :func:`runtime_stats` gives requests, errors, latency quantiles and the
+  distribution of outputs per model, version and environment;
+- :func:`runtime_check` finds records a version should not have produced (it
+  was not deployed there at that moment) and deployed versions that went quiet.
+
+Records are read in one snapshot of the store, streamed in chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from auditml.core.canonical import loads_strict
+from auditml.core.records import SEGMENT_ACTION, build_record_proof, verify_record_proof
+from auditml.core.state import ModelState, Move
+from auditml.errors import InvalidInputError, VerificationError
+from auditml.log import AuditLog
+
+__all__ = [
+    "Finding",
+    "RecordStory",
+    "RuntimeStats",
+    "Trace",
+    "prove_record",
+    "runtime_check",
+    "runtime_stats",
+    "trace",
+]
+
+#: How many request ids a finding lists (its count covers them all).
+SAMPLE_IDS = 20
+#: How many distinct labels of one output key stats count before folding the rest into "…".
+MAX_LABELS = 50
+#: A running version is "silent" when quiet for more than this many times its usual gap…
+QUIET_FACTOR = 10.0
+#: …and for at least this long.
+MIN_QUIET = timedelta(hours=1)
+
+_QUANTILES = (0.5, 0.95, 0.99)
+_SCORE_QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+def _when(text: str) -> datetime:
+    """Return an RFC 3339 UTC time as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _stamp(value: str | datetime | date | None) -> str | None:
+    """Return a filter bound as the records' time layout (RFC 3339 UTC, microseconds, Z)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInputError(
+                f"{value!r} is not a date or time; give e.g. 2026-12-01 or 2026-12-01T10:00:00Z"
+            ) from None
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _log_id(log: AuditLog) -> int:
+    return log._ledger.log_id
+
+
+def _rows(
+    log: AuditLog,
+    *,
+    model: str | None = None,
+    env: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """Yield stored record rows (``RECORD_COLUMNS``) matching the filters, from one snapshot."""
+    with log.store.snapshot() as snap:
+        if not snap.holds_records():
+            return
+        for chunk in snap.select_records(
+            _log_id(log), model=model, env=env, since=since, until=until
+        ):
+            yield from chunk
+
+
+# --------------------------------------------------------------------------- proofs
+
+
+def _proof_size(log: AuditLog, seg: int, size: int | None) -> int:
+    """Return the tree size a record proof of segment ``seg`` is made at."""
+    if size is not None:
+        return size
+    latest = log.latest_checkpoint()
+    if latest is not None and latest.size > seg:
+        return latest.size
+    return log.head().size
+
+
+def _record_proof(log: AuditLog, row: tuple[Any, ...], size: int) -> dict[str, Any]:
+    """Return the section 6 record proof of the stored record ``row`` at tree ``size``."""
+    seg, index = int(row[0]), int(row[1])
+    bodies = log.store.segment_bodies(_log_id(log), seg)
+    records = [loads_strict(body) for body in bodies]
+    (event,) = list(log.events(start=seg, stop=seg + 1))
+    if event.event.action != SEGMENT_ACTION:  # pragma: no cover - verify names this first
+        raise VerificationError(f"event {seg} is not a runtime.segment", kind="format", seq=seg)
+    return build_record_proof(
+        log=log.origin,
+        records=records,
+        index=index,
+        segment_event=event.body,
+        segment_seq=seg,
+        event_inclusion=log.prove_inclusion(seg, size),
+    )
+
+
+def _records_of(log: AuditLog, request_id: str) -> list[tuple[Any, ...]]:
+    """Return the stored rows of ``request_id``, or raise a sentence saying there are none."""
+    if not isinstance(request_id, str) or not request_id.strip():
+        raise InvalidInputError("give the request id of a runtime record")
+    rows = log.store.records_for(_log_id(log), request_id)
+    if not rows:
+        raise InvalidInputError(
+            f"no runtime record of request {request_id!r} on the log {log.origin!r}"
+        )
+    return rows
+
+
+def prove_record(
+    log: AuditLog, request_id: str, *, size: int | None = None, which: int = -1
+) -> dict[str, Any]:
+    """Return the docs/format.md section 6 record proof of request ``request_id``.
+
+    The segment event is proven in the tree of ``size`` events (default: the
+    log's latest signed checkpoint when it covers the segment, else the log's
+    current size), so the proof checks against the checkpoint of that size.
+    A request recorded more than once is proven by its latest record (``which``
+    picks another, oldest first).
+    """
+    rows = _records_of(log, request_id)
+    try:
+        row = rows[which]
+    except IndexError:
+        raise InvalidInputError(
+            f"request {request_id!r} has {len(rows)} record(s); there is no record {which}"
+        ) from None
+    return _record_proof(log, row, _proof_size(log, int(row[0]), size))
+
+
+# --------------------------------------------------------------------------- trace
+
+
+@dataclass(frozen=True)
+class RecordStory:
+    """One record of a request, its proof check, and what the log says about what served it."""
+
+    record: dict[str, Any]
+    segment_seq: int
+    index: int
+    proof_ok: bool
+    proof_error: str | None
+    proven_at_size: int
+    proven_against: str  # "checkpoint" (the latest signed one) or "root" (the current root)
+    trained_seq: int | None
+    trained_at: str | None
+    trained_by: list[str]
+    datasets: dict[str, dict[str, Any]]
+    approvals: list[dict[str, Any]]
+    deployed: dict[str, Any] | None
+    running_then: str | None
+    deployed_then: bool
+    incidents_open: list[dict[str, Any]]
+
+    @property
+    def version(self) -> str:
+        """Return the version that served the request."""
+        return str(self.record["version"])
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A request's runtime record(s), each with its checked proof and its story."""
+
+    request_id: str
+    origin: str
+    records: list[RecordStory] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the trace as plain JSON values."""
+        return asdict(self)
+
+
+def _move_dict(move: Move) -> dict[str, Any]:
+    return {
+        "seq": move.seq,
+        "time": move.time,
+        "action": move.action,
+        "environment": move.environment,
+        "version": move.version,
+        "replaces": move.replaces,
+        "actor": move.actor,
+        "reason": move.reason,
+        "imported": move.imported,
+    }
+
+
+def _policy_seq_before(log: AuditLog, seq: int) -> int | None:
+    """Return the seq of the policy in force before event ``seq`` (None: the default policy)."""
+    found = None
+    for rec in log.events(action="policy.update", stop=seq):
+        if not rec.event.data.get("imported"):
+            found = rec.seq
+    return found
+
+
+def _running_at(timeline: list[Move], env: str, when: str) -> Move | None:
+    """Return the move in effect in ``env`` at time ``when`` (the last one at or before it)."""
+    found = None
+    for move in timeline:
+        if move.environment == env and move.time <= when:
+            found = move
+    return found
+
+
+def _story(log: AuditLog, state: ModelState | None, row: tuple[Any, ...], size: int) -> RecordStory:
+    record = loads_strict(bytes(row[-1]))
+    seg, index = int(row[0]), int(row[1])
+    version, env, when = str(record["version"]), str(record["env"]), str(record["time"])
+    checkpoint = log.latest_checkpoint()
+    against = "checkpoint" if checkpoint is not None and checkpoint.size == size else "root"
+    trusted = checkpoint.root_hex if against == "checkpoint" and checkpoint else log.root(size)
+    error = None
+    try:
+        verify_record_proof(
+            _record_proof(log, row, size), trusted, origin=log.origin, tree_size=size
+        )
+    except VerificationError as exc:
+        error = str(exc)
+    vs = state.versions.get(version) if state is not None else None
+    datasets: dict[str, dict[str, Any]] = {}
+    if vs is not None and vs.trained_seq is not None:
+        for rec in log.events(start=vs.trained_seq, stop=vs.trained_seq + 1):
+            found = rec.event.data.get("datasets")
+            if isinstance(found, dict):
+                datasets = {str(k): dict(v) for k, v in found.items() if isinstance(v, dict)}
+    approvals = [
+        {
+            "seq": a.seq,
+            "time": a.time,
+            "actor": a.actor,
+            "environments": list(a.environments),
+            "role": a.role,
+            "imported": a.imported,
+            "policy_seq": _policy_seq_before(log, a.seq),
+        }
+        for a in (vs.approvals if vs is not None else [])
+        if a.time <= when
+    ]
+    timeline = state.timeline if state is not None else []
+    deployed = None
+    for move in timeline:
+        if move.environment == env and move.version == version and move.time <= when:
+            deployed = _move_dict(move)
+    running = _running_at(timeline, env, when)
+    retired = vs is not None and vs.retired is not None and vs.retired.time <= when
+    incidents = [
+        inc.as_dict()
+        for inc in log.incidents(str(record["model"]))
+        if inc.time <= when and (inc.closed_at is None or inc.closed_at > when)
+    ]
+    return RecordStory(
+        record=record,
+        segment_seq=seg,
+        index=index,
+        proof_ok=error is None,
+        proof_error=error,
+        proven_at_size=size,
+        proven_against=against,
+        trained_seq=vs.trained_seq if vs is not None else None,
+        trained_at=vs.trained_at if vs is not None else None,
+        trained_by=list(vs.trainers) if vs is not None else [],
+        datasets=datasets,
+        approvals=approvals,
+        deployed=deployed,
+        running_then=running.version if running is not None else None,
+        deployed_then=running is not None and running.version == version and not retired,
+        incidents_open=incidents,
+    )
+
+
+def trace(log: AuditLog, request_id: str) -> Trace:
+    """Return the record(s) of ``request_id``, each with its proof checked and its story.
+
+    Each record's proof is built and checked as an auditor would, against the
+    log's latest signed checkpoint when it covers the record's segment, else
+    against the log's current root; a failure is reported in the story, not raised.
+    """
+    rows = _records_of(log, request_id)
+    states: dict[str, ModelState | None] = {}
+    stories = []
+    for row in rows:
+        model = str(row[4])
+        if model not in states:
+            states[model] = log.status(model).get(model)
+        stories.append(_story(log, states[model], row, _proof_size(log, int(row[0]), None)))
+    return Trace(request_id=request_id, origin=log.origin, records=stories)
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def _quantile(ordered: array[float] | list[float], q: float) -> float | None:
+    """Return the ``q`` quantile of sorted values, interpolated linearly (None when empty)."""
+    if not ordered:
+        return None
+    pos = q * (len(ordered) - 1)
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass
+class _Acc:
+    requests: int = 0
+    errors: int = 0
+    first: str | None = None
+    last: str | None = None
+    latency: array[float] = field(default_factory=lambda: array("d"))
+    labels: dict[str, Counter[str]] = field(default_factory=dict)
+    scores: dict[str, array[float]] = field(default_factory=dict)
+
+    def add(self, time: str, latency: float, error: object, output: Mapping[str, Any]) -> None:
+        self.requests += 1
+        if error is not None:
+            self.errors += 1
+        self.first = time if self.first is None or time < self.first else self.first
+        self.last = time if self.last is None or time > self.last else self.last
+        self.latency.append(float(latency))
+        for key, value in output.items():
+            if isinstance(value, str | bool):
+                label = str(value).lower() if isinstance(value, bool) else value
+                counts = self.labels.setdefault(key, Counter())
+                if label in counts or len(counts) < MAX_LABELS:
+                    counts[label] += 1
+                else:
+                    counts["…"] += 1
+            elif isinstance(value, int | float) and math.isfinite(value):
+                self.scores.setdefault(key, array("d")).append(float(value))
+
+
+@dataclass(frozen=True)
+class RuntimeStats:
+    """What one version did in one environment: requests, errors, latency and outputs."""
+
+    model: str
+    version: str
+    env: str
+    requests: int
+    errors: int
+    error_rate: float
+    first_time: str | None
+    last_time: str | None
+    latency_ms: dict[str, float | None]
+    labels: dict[str, dict[str, int]]
+    scores: dict[str, dict[str, float | None]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the figures as plain JSON values."""
+        return asdict(self)
+
+
+def _finish(key: tuple[str, str, str], acc: _Acc) -> RuntimeStats:
+    latency = array("d", sorted(acc.latency))
+    scores = {}
+    for name, values in sorted(acc.scores.items()):
+        ordered = array("d", sorted(values))
+        figures: dict[str, float | None] = {
+            f"p{round(q * 100):02d}": _quantile(ordered, q) for q in _SCORE_QUANTILES
+        }
+        figures["mean"] = sum(ordered) / len(ordered)
+        scores[name] = figures
+    return RuntimeStats(
+        model=key[0],
+        version=key[1],
+        env=key[2],
+        requests=acc.requests,
+        errors=acc.errors,
+        error_rate=acc.errors / acc.requests if acc.requests else 0.0,
+        first_time=acc.first,
+        last_time=acc.last,
+        latency_ms={f"p{round(q * 100)}": _quantile(latency, q) for q in _QUANTILES},
+        labels={name: dict(counts.most_common()) for name, counts in sorted(acc.labels.items())},
+        scores=scores,
+    )
+
+
+def runtime_stats(
+    log: AuditLog,
+    model: str | None = None,
+    env: str | None = None,
+    since: str | datetime | date | None = None,
+    until: str | datetime | date | None = None,
+) -> list[RuntimeStats]:
+    """Return per (model, version, env): requests, errors, latency p50/p95/p99 and outputs.
+
+    Outputs are summarized per key: label counts for text (and true/false)
+    values, quantiles p00…p100 and the mean for numbers. ``since`` is inclusive
+    and ``until`` exclusive, on the records' own times; plain dates mean midnight UTC.
+    """
+    groups: dict[tuple[str, str, str], _Acc] = {}
+    for row in _rows(log, model=model, env=env, since=_stamp(since), until=_stamp(until)):
+        key = (str(row[4]), str(row[5]), str(row[6]))
+        acc = groups.get(key)
+        if acc is None:
+            acc = groups[key] = _Acc()
+        output = loads_strict(bytes(row[-1])).get("output")
+        acc.add(str(row[3]), row[7], row[8], output if isinstance(output, dict) else {})
+    return [_finish(key, groups[key]) for key in sorted(groups)]
+
+
+# --------------------------------------------------------------------------- check
+
+
+@dataclass
+class Finding:
+    """Records a version should not have produced, or a deployed version gone quiet.
+
+    ``kind`` is one of ``unknown-version``, ``never-deployed``, ``before-deploy``,
+    ``rolled-back``, ``replaced``, ``retired`` or ``silent``; ``message`` says it
+    in one sentence; ``count``, ``first_time``, ``last_time`` and
+    ``request_ids`` (the first few) name the records behind it.
+    """
+
+    kind: str
+    model: str
+    version: str
+    env: str
+    message: str
+    count: int = 0
+    first_time: str | None = None
+    last_time: str | None = None
+    request_ids: list[str] = field(default_factory=list)
+    cause_seq: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the finding as plain JSON values."""
+        return asdict(self)
+
+    def _add(self, request_id: str, time: str) -> None:
+        self.count += 1
+        if len(self.request_ids) < SAMPLE_IDS:
+            self.request_ids.append(request_id)
+        self.first_time = (
+            time if self.first_time is None or time < self.first_time else self.first_time
+        )
+        self.last_time = time if self.last_time is None or time > self.last_time else self.last_time
+
+
+class _Rules:
+    """Says, for a record's model, version, env and time, why it should not exist (or None)."""
+
+    def __init__(self, states: Mapping[str, ModelState]) -> None:
+        self.states = states
+
+    def judge(
+        self, model: str, version: str, env: str, when: str
+    ) -> tuple[str, str, int | None] | None:
+        state = self.states.get(model)
+        vs = state.versions.get(version) if state is not None else None
+        if state is None or vs is None:
+            return ("unknown-version", f"version {version} of {model} is not on the log", None)
+        moves = [m for m in state.timeline if m.environment == env]
+        mine = [m for m in moves if m.version == version]
+        if vs.retired is not None and vs.retired.time <= when:
+            return (
+                "retired",
+                f"{model} {version} served in {env} after it was retired at {vs.retired.time}",
+                vs.retired.seq,
+            )
+        current = None
+        for move in moves:
+            if move.time <= when:
+                current = move
+        if current is not None and current.version == version:
+            return None
+        if not mine:
+            if vs.rejected is not None:
+                why = "was rejected"
+            elif not vs.approvals:
+                why = "was never approved"
+            else:
+                why = f"was approved but never deployed to {env}"
+            return ("never-deployed", f"{model} {version} served in {env}, but it {why}", None)
+        if when < mine[0].time:
+            first = mine[0]
+            return (
+                "before-deploy",
+                f"{model} {version} served in {env} before it was deployed there at "
+                f"{first.time} (seq {first.seq})",
+                first.seq,
+            )
+        assert current is not None  # a move of this version precedes ``when``
+        if current.action == "model.rollback":
+            kind, how = "rolled-back", f"{env} was rolled back to {current.version}"
+        else:
+            kind, how = "replaced", f"{current.version} replaced it there"
+        return (
+            kind,
+            f"{model} {version} served in {env} after {how} at {current.time} (seq {current.seq})",
+            current.seq,
+        )
+
+
+def runtime_check(
+    log: AuditLog,
+    *,
+    now: datetime | None = None,
+    quiet_factor: float = QUIET_FACTOR,
+    min_quiet: timedelta = MIN_QUIET,
+) -> list[Finding]:
+    """Return the findings of a pass over every runtime record, each with its records.
+
+    A record is a finding when its version was not deployed in its
+    environment at its time: an unknown version, one never deployed there
+    (never approved, rejected, or approved but not deployed there), one stamped
+    before its first deployment there, one after it was rolled back or replaced
+    there, or one after it was retired.
+
+    A version running in an environment now is ``silent`` when its model records
+    in that environment at all, and its last record there since its deployment
+    (or the deployment itself, when it has none) is older than ``now`` by more
+    than ``quiet_factor`` times its usual gap between records (of the version
+    since deployment, else of the model in that environment), and by at least
+    ``min_quiet``. ``now`` defaults to the current time.
+    """
+    states = log.status()
+    rules = _Rules(states)
+    found: dict[tuple[str, str, str, str, int | None, str], Finding] = {}
+    # (model, env) -> count, first, last of all its records; and of the running version since deploy
+    stream: dict[tuple[str, str], list[Any]] = {}
+    running: dict[tuple[str, str], list[Any]] = {}
+    deploys = {
+        (model, env): next(
+            m for m in reversed(state.timeline) if m.environment == env and m.version == version
+        )
+        for model, state in states.items()
+        for env, version in state.running.items()
+    }
+    for row in _rows(log):
+        request_id, when, model, version, env = (str(v) for v in row[2:7])
+        per = stream.setdefault((model, env), [0, when, when])
+        per[0] += 1
+        per[1], per[2] = min(per[1], when), max(per[2], when)
+        move = deploys.get((model, env))
+        if move is not None and move.version == version and when >= move.time:
+            mine = running.setdefault((model, env), [0, when, when])
+            mine[0] += 1
+            mine[1], mine[2] = min(mine[1], when), max(mine[2], when)
+        verdict = rules.judge(model, version, env, when)
+        if verdict is None:
+            continue
+        kind, message, cause = verdict
+        key = (kind, model, version, env, cause, message)
+        finding = found.get(key)
+        if finding is None:
+            finding = found[key] = Finding(kind, model, version, env, message, cause_seq=cause)
+        finding._add(request_id, when)
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    silent = []
+    for (model, env), move in sorted(deploys.items()):
+        allof = stream.get((model, env))
+        if allof is None:
+            continue  # the model does not record in this environment: nothing to judge
+        ours = running.get((model, env))
+        if ours is not None and ours[0] >= 2:
+            gap = (_when(ours[2]) - _when(ours[1])) / (ours[0] - 1)
+        elif allof[0] >= 2:
+            gap = (_when(allof[2]) - _when(allof[1])) / (allof[0] - 1)
+        else:
+            continue
+        since = ours[2] if ours is not None else move.time
+        quiet = moment - _when(since)
+        if quiet > max(gap * quiet_factor, min_quiet):
+            last = f"its last record was at {ours[2]}" if ours else "it has no record since then"
+            silent.append(
+                Finding(
+                    "silent",
+                    model,
+                    move.version,
+                    env,
+                    f"{model} {move.version}, deployed to {env} at {move.time} (seq {move.seq}), "
+                    f"stopped producing records: {last}, {_duration(quiet)} ago, over "
+                    f"{quiet_factor:g} times its usual gap of {_duration(gap)}",
+                    count=ours[0] if ours else 0,
+                    first_time=ours[1] if ours else None,
+                    last_time=ours[2] if ours else None,
+                    cause_seq=move.seq,
+                )
+            )
+    ordered = sorted(found.values(), key=lambda f: (f.first_time or "", f.kind, f.model, f.version))
+    return ordered + silent
+
+
+def _duration(span: timedelta) -> str:
+    """Return a span of time in words, e.g. '3h 12m' or '4.2s'."""
+    seconds = span.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes}m {int(seconds % 60)}s"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours}h {minutes % 60}m"
+    return f"{hours // 24}d {hours % 24}h"

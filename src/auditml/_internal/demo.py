@@ -448,7 +448,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
         )
         say(
             f"     production served {served} requests meanwhile, each a runtime record "
-            "(the applicant kept off the log as a commitment), e.g. req-00042"
+            "(the applicant kept off the log as a commitment)"
         )
         report = log.verify()
         say(f"  7. verified: {report.size} events, intact; root {report.root[:16]}…")
@@ -484,6 +484,8 @@ def run_demo(out_dir: Path, console: Console) -> None:
         say(f"  auditml log --db {url}")
         say(f"  auditml status --db {url}")
         say(f"  auditml history {MODEL} --db {url}")
+        say(f"  auditml trace req-00042 --db {url}")
+        say(f"  auditml runtime stats --db {url}")
         say(f"  auditml card diff {MODEL} 1 2 --db {url}")
         pdf = out_dir / "audit-report.pdf"
         say(f"  auditml verify {pdf}" if pdf.exists() else f"  auditml verify --db {url}")

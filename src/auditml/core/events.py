@@ -36,6 +36,7 @@ __all__ = [
     "INCIDENT_ACTIONS",
     "KEY_ACTIONS",
     "LIFECYCLE_ACTIONS",
+    "PRIVACY_ACTIONS",
     "REGISTRY",
     "SIGNED_ACTIONS",
     "ActionRule",
@@ -52,6 +53,7 @@ __all__ = [
     "DroppedMetric",
     "ESignature",
     "Environment",
+    "ErasureData",
     "EvaluateData",
     "Event",
     "FailureInfo",
@@ -63,6 +65,7 @@ __all__ = [
     "LogInitData",
     "PolicyUpdateData",
     "RejectData",
+    "RetentionData",
     "RetireData",
     "RollbackData",
     "SegmentData",
@@ -511,6 +514,53 @@ class SegmentData(DataModel):
     dropped: int = Field(default=0, ge=0, le=2**53 - 1)
 
 
+class ErasureData(DataModel):
+    """``privacy.erasure``: one data subject's values were erased (GDPR Art. 17) at once.
+
+    It says how many values of which kinds were erased, from how many records,
+    under which request, and never who the subject was: neither the subject's
+    identifier nor anything derived from it enters the log. ``erased`` is the
+    SHA-256 over the sorted commitments erased, each followed by a newline; the
+    list itself stays off the log, so ``verify --deep`` can tell an erased
+    value from one deleted by hand without the log linking one person's records.
+    """
+
+    action: ClassVar[str] = "privacy.erasure"
+
+    request: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    reason: Annotated[str, StringConstraints(min_length=1)]
+    basis: str | None = None
+    values: int = Field(ge=0, le=2**53 - 1)
+    kinds: dict[Name, Annotated[int, Field(ge=0, le=2**53 - 1)]] = Field(default_factory=dict)
+    records: int = Field(default=0, ge=0, le=2**53 - 1)
+    erased: Hex64 | None = None
+    #: ``subject``: one data subject's off-log values; ``actor``: an actor's off-log identity.
+    scope: Literal["subject", "actor"] = "subject"
+
+
+class RetentionData(DataModel):
+    """``retention.applied``: one retention run removed what the schedule says has expired.
+
+    ``segments`` lists the ``runtime.segment`` events whose records were
+    removed (the events stay, so the chain still verifies); ``value_segments``
+    lists, per value name, the segments whose values of that name were removed.
+    ``schedule`` is the retention schedule applied, ``as_of`` the moment it was
+    applied for, and ``held`` counts what was due but kept by a hold.
+    """
+
+    action: ClassVar[str] = "retention.applied"
+
+    as_of: Rfc3339
+    schedule: dict[Name, Name] = Field(default_factory=dict)
+    policy_seq: int | None = Field(default=None, ge=0)
+    values: int = Field(default=0, ge=0, le=2**53 - 1)
+    kinds: dict[Name, Annotated[int, Field(ge=0, le=2**53 - 1)]] = Field(default_factory=dict)
+    value_segments: dict[Name, list[Annotated[int, Field(ge=0)]]] = Field(default_factory=dict)
+    records: int = Field(default=0, ge=0, le=2**53 - 1)
+    segments: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    held: int = Field(default=0, ge=0, le=2**53 - 1)
+
+
 class LogInitData(DataModel):
     """``log.init``: the first event of every log."""
 
@@ -545,6 +595,8 @@ ACTIONS: dict[str, type[DataModel]] = {
         KeyRevokeData,
         CardUpdateData,
         SegmentData,
+        ErasureData,
+        RetentionData,
         LogInitData,
     )
 }
@@ -556,7 +608,7 @@ class ActionRule:
 
     #: The method that checks policy before appending it (plain append refuses it live).
     use: str
-    #: "model", "incident", "key", "policy", "card" or "log".
+    #: "model", "incident", "key", "policy", "card", "runtime", "privacy" or "log".
     group: str
     #: It may carry a Part 11 e-signature, checked against the signer's registered key.
     signed: bool = False
@@ -594,6 +646,10 @@ REGISTRY: dict[str, ActionRule] = {
         "log.runtime(...) or `auditml runtime ingest`, which store its records with it",
         "runtime",
     ),
+    "privacy.erasure": ActionRule("log.erase(...) or `auditml erase`", "privacy"),
+    "retention.applied": ActionRule(
+        "log.apply_retention(...) or `auditml retention apply`", "privacy"
+    ),
     "log.init": ActionRule("AuditLog.init(...)", "log"),
 }
 
@@ -612,6 +668,8 @@ GOVERNED: dict[str, str] = {action: rule.use for action, rule in REGISTRY.items(
 #: The actions a model's state is folded from.
 LIFECYCLE_ACTIONS = actions_where(folded=True)
 INCIDENT_ACTIONS = actions_where(group="incident")
+#: Erasures and retention runs: what left the off-log store, and why.
+PRIVACY_ACTIONS = actions_where(group="privacy")
 KEY_ACTIONS = actions_where(group="key")
 SIGNED_ACTIONS = actions_where(signed=True)
 DECISION_ACTIONS = actions_where(decision=True)

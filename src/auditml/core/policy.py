@@ -30,6 +30,19 @@ recorded, :data:`DEFAULT_POLICY` applies::
     required = ["intended_use", "limitations"]
     complete_for = ["production"]        # a deploy there needs a complete card
 
+    [retention]                          # how long each kind of data is kept
+    runtime_values = "30d"
+    runtime_records = "400d"             # at least 6mo (EU AI Act Art. 19) unless said why
+
+    [processing]                         # GDPR Art. 30 record of processing
+    purposes = ["credit decisions"]
+
+    [personal_data]                      # event fields that hold personal data
+    event_fields = ["actor.id", "actor.name"]
+
+(:mod:`auditml.core.privacy` describes ``[retention]``, ``[processing]`` and
+``[personal_data]`` in full.)
+
 A policy being recorded (``auditml policy apply``, :meth:`AuditLog.apply_policy`)
 is checked more strictly than one read back from the log: every setting must
 have its exact type (``separation_of_duties = "no"`` is an error, not false),
@@ -37,7 +50,8 @@ have its exact type (``separation_of_duties = "no"`` is an error, not false),
 must be held by someone: a permission limited to roles that no actor in
 ``[roles]`` holds is refused (write ``deploy = []`` to let no one deploy on
 purpose), and ``policy`` may never be left to no one, which would lock the
-policy for ever.
+policy for ever. A retention period shorter than a legal minimum is refused
+unless ``[retention.shorter_because]`` says why.
 
 The rules themselves are the ``check_*`` functions: each takes the policy and
 what the log says, and returns a :class:`Denial` or None. They never write.
@@ -66,6 +80,7 @@ from pydantic import (
 )
 
 from auditml.core.card_sections import check_section_name
+from auditml.core.privacy import PersonalData, Processing, Retention, check_retention
 from auditml.errors import InvalidInputError
 
 __all__ = [
@@ -185,6 +200,9 @@ class Policy(BaseModel):
     gates: dict[str, list[str]] = Field(default_factory=dict)
     require_signatures: bool | list[Literal["approve", "reject"]] = False
     cards: CardRules = Field(default_factory=lambda: CardRules())
+    retention: Retention = Field(default_factory=lambda: Retention())
+    processing: Processing = Field(default_factory=lambda: Processing())
+    personal_data: PersonalData = Field(default_factory=lambda: PersonalData())
 
     @field_validator("permissions")
     @classmethod
@@ -313,7 +331,7 @@ def _first_problem(exc: ValidationError) -> str:
     errors = exc.errors()
     first = errors[0]
     if first["type"] == "extra_forbidden":
-        known = ", ".join(sorted(Policy.model_fields))
+        known = ", ".join(sorted(_table_at(first["loc"][:-1]).model_fields))
         loc = ".".join(str(part) for part in first["loc"]) or "policy"
         return f"{loc}: unknown setting (known settings: {known})"
     # A setting of several types (true/false, or a list) reports one error per type,
@@ -324,7 +342,7 @@ def _first_problem(exc: ValidationError) -> str:
         first = deepest
     loc = ".".join(str(p) for p in first["loc"] if not _UNION_TAG.match(str(p))) or "policy"
     if first["type"] not in _EXPECTED:
-        return f"{loc}: {first['msg']}"
+        return f"{loc}: {first['msg'].removeprefix('Value error, ')}"
     if first["type"] == "literal_error":
         expected = first["msg"].removeprefix("Input should be ")
     else:
@@ -337,8 +355,23 @@ def _first_problem(exc: ValidationError) -> str:
     return f"{loc}: expected {expected}, got {_toml_kind(first['input'])}"
 
 
+def _table_at(loc: Sequence[int | str]) -> type[BaseModel]:
+    """Return the model of the policy table at ``loc`` (``()``: the policy itself)."""
+    model: type[BaseModel] = Policy
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return model
+
+
 def check_recordable(policy: Policy) -> None:
     """Refuse a policy that must not be recorded: unknown card sections, permissions no one holds.
+
+    A retention period shorter than a legal minimum is refused unless the policy
+    says why (:func:`auditml.core.privacy.check_retention`).
 
     A permission limited to roles that no actor holds would refuse that action
     to everyone; for ``policy`` that locks the log's policy for ever. Write an
@@ -347,6 +380,7 @@ def check_recordable(policy: Policy) -> None:
     """
     for name in policy.cards.required:
         check_section_name(name, where="cards.required")
+    check_retention(policy.retention)
     held = {role for roles in policy.roles.values() for role in roles}
     for permission, allowed in policy.permissions.items():
         if set(allowed) & held:

@@ -27,6 +27,7 @@ from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitDa
 from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
 from auditml.core.policy import Policy
+from auditml.core.privacy import RetentionStatus
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
 from auditml.core.state import ModelState, Move
 from auditml.errors import (
@@ -49,6 +50,7 @@ from auditml.ledger import (
     resolve_url,
 )
 from auditml.lifecycle import Lifecycle
+from auditml.privacy import Privacy
 from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
 
@@ -78,6 +80,7 @@ class AuditLog:
         self._ledger = Ledger(store, head)
         self._trust = Trust(self._ledger, signer, key)
         self._lifecycle = Lifecycle(self._ledger)
+        self._privacy = Privacy(self._ledger)
         hook = self._ledger.after_append
         hook.every, hook.sign = self._trust.checkpoint_every, self._trust._auto_sign
 
@@ -291,6 +294,16 @@ class AuditLog:
             spool=chosen,
             background=background,
         )
+
+    # -- personal data ----------------------------------------------------------------------
+
+    def retention(self, now: datetime | None = None) -> RetentionStatus:
+        """Return the retention schedule in force, what falls due at ``now``, what was removed.
+
+        The schedule is the policy's ``[retention]``; the removals are the log's
+        ``privacy.erasure`` and ``retention.applied`` events.
+        """
+        return self._privacy.status(now)
 
     def _spool_path(self, stream: str) -> Path:
         """Return this process's spool file for ``stream``."""

@@ -64,6 +64,7 @@ __all__ = [
     "KINDS",
     "KIND_LABELS",
     "MINIMUMS",
+    "STORAGE_NOTES",
     "Due",
     "Duration",
     "Hold",
@@ -73,6 +74,7 @@ __all__ = [
     "PrivacyEntry",
     "Processing",
     "Retention",
+    "RetentionStatus",
     "ScheduleRow",
     "SegmentSummary",
     "ValueCount",
@@ -695,3 +697,39 @@ def schedule_rows(retention: Retention) -> list[ScheduleRow]:
                 for name, text in sorted(retention.values.items())
             )
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionStatus:
+    """What ``auditml retention show`` prints: the schedule, what falls due, what was removed."""
+
+    policy_seq: int | None
+    schedule: list[ScheduleRow]
+    plan: Plan
+    entries: list[PrivacyEntry]
+    processing: Processing
+    personal_fields: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the status as plain JSON values."""
+        return {
+            "policy_seq": self.policy_seq,
+            "schedule": [row.as_dict() for row in self.schedule],
+            "plan": self.plan.as_dict(),
+            "removed": [entry.as_dict() for entry in self.entries],
+            "processing": self.processing.model_dump(mode="json"),
+            "personal_fields": list(self.personal_fields),
+        }
+
+
+#: What a deletion leaves behind, per store dialect, for the report and the README.
+STORAGE_NOTES = {
+    "postgresql": (
+        "On PostgreSQL a deleted row is not overwritten at once: it stays in the table's data "
+        "files as a dead tuple until VACUUM (or autovacuum) reclaims its space, and in the "
+        "write-ahead log, WAL archives, replicas' history and every backup taken before the "
+        "deletion until those are rotated out. An erasure or retention run is complete only "
+        "once they are: run VACUUM on auditml_value after it, and keep backups no longer than "
+        "the erasure deadline (GDPR Art. 12(3): one month)."
+    ),
+}

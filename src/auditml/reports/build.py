@@ -23,12 +23,14 @@ from auditml.core.events import (
     DECISION_ACTIONS,
     IMPORTED_NOTE,
     LIFECYCLE_ACTIONS,
+    PRIVACY_ACTIONS,
     Event,
     is_imported,
 )
 from auditml.core.incidents import IncidentIndex
 from auditml.core.keys import SignatureEntry, signature_entry
 from auditml.core.policy import DEFAULT_POLICY, Policy, policy_from
+from auditml.core.privacy import STORAGE_NOTES, PrivacyEntry, privacy_entry, schedule_rows
 from auditml.core.state import ModelState, VersionState, fold, numeric_metrics
 from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.reports.model import (
@@ -44,10 +46,13 @@ from auditml.reports.model import (
     InventoryEntry,
     ModelIdentity,
     PartialCoverage,
+    PrivacyLogEntry,
+    ProcessingRecord,
     RetentionRule,
     RiskSummary,
     RuntimeFinding,
     RuntimeRow,
+    ScheduleEntry,
     TimelinePoint,
     TrainingEntry,
 )
@@ -70,6 +75,7 @@ _EVERY = 20_000  # events between progress callbacks
 
 _FOLDED = frozenset(LIFECYCLE_ACTIONS)  # the events a model's state (and card) is folded from
 _DECISIONS = frozenset(DECISION_ACTIONS)
+_PRIVACY = frozenset(PRIVACY_ACTIONS)
 _DOC_RECORDS = frozenset({"model.train", "model.evaluate", "card.update", "policy.update"})
 
 
@@ -102,6 +108,7 @@ class _Fold:
     documents: list[DocumentRef] = field(default_factory=list)
     retire_points: list[TimelinePoint] = field(default_factory=list)
     actors: set[str] = field(default_factory=set)
+    privacy: list[PrivacyEntry] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     policy: Policy = DEFAULT_POLICY
     policy_seq: int | None = None
@@ -313,6 +320,11 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
         ev.metrics.update(numeric_metrics(event.data.get("metrics")))
         ev.imported += is_imported(event.data)
         _documents(seq, event, acc)
+        return
+    if action in _PRIVACY:
+        removal = privacy_entry(seq, event)
+        if removal is not None:
+            acc.privacy.append(removal)
         return
     if action not in _DECISIONS:
         return
@@ -705,6 +717,47 @@ def _retention(acc: _Fold) -> list[RetentionRule]:
     ]
 
 
+def _data_protection(acc: _Fold) -> dict[str, Any]:
+    """Return section 12's fields: schedule, record of processing, erasure and retention log."""
+    policy = acc.policy
+    rows = schedule_rows(policy.retention)
+    processing = policy.processing
+    return {
+        "retention_schedule": [
+            ScheduleEntry(
+                data=r.kind,
+                what=r.what,
+                period=r.period,
+                minimum=r.minimum,
+                basis=r.basis,
+                shorter_because=r.shorter_because,
+            )
+            for r in rows
+        ],
+        "retention_policy_seq": acc.policy_seq,
+        "processing": ProcessingRecord(
+            **processing.model_dump(),
+            retention=[f"{r.kind}: {r.kept}" for r in rows],
+            personal_fields=list(policy.personal_data.event_fields),
+        ),
+        "erasures": [
+            PrivacyLogEntry(
+                seq=e.seq,
+                time=e.time,
+                action=e.action,
+                what=e.what,
+                actor=e.actor,
+                summary=e.summary(),
+                values=e.values,
+                records=e.records,
+                kinds=dict(e.kinds),
+                request=e.request,
+            )
+            for e in acc.privacy
+        ],
+    }
+
+
 def _report_id(origin: str, cp: Checkpoint, models: Sequence[str], window: str) -> str:
     basis = f"{origin}\n{cp.size}\n{cp.root_hex}\n{','.join(models)}\n{window}"
     digest = hashlib.sha256(basis.encode()).hexdigest().upper()
@@ -866,7 +919,8 @@ def build_report(
         documents=acc.documents,
         retention=_retention(acc),
         identities_named=len(acc.actors),
-        erasures=[],
+        storage_note=STORAGE_NOTES.get(log.store.dialect),
+        **_data_protection(acc),
         integrity=integrity,
         crossref=_crossref(),
     )

@@ -28,8 +28,11 @@ __all__ = [
     "IntegrityAppendix",
     "InventoryEntry",
     "ModelIdentity",
+    "PrivacyLogEntry",
+    "ProcessingRecord",
     "RetentionRule",
     "RiskSummary",
+    "ScheduleEntry",
     "SignatureEntry",
     "TimelinePoint",
     "TrainingEntry",
@@ -246,6 +249,49 @@ class RetentionRule(_Frozen):
     count: int = 0
 
 
+class ScheduleEntry(_Frozen):
+    """One line of the policy's retention schedule, and the legal minimum it meets."""
+
+    data: str
+    what: str
+    period: str | None = None
+    minimum: str | None = None
+    basis: str | None = None
+    shorter_because: str | None = None
+
+
+class ProcessingRecord(_Frozen):
+    """The record of processing activities (GDPR Art. 30(1)) as the policy in force states it."""
+
+    controller: str | None = None
+    contact: str | None = None
+    purposes: list[str] = Field(default_factory=list)
+    data_subjects: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    recipients: list[str] = Field(default_factory=list)
+    transfers: str | None = None
+    security: str | None = None
+    #: The retention schedule, as Art. 30(1)(f) asks: ``kind: period``.
+    retention: list[str] = Field(default_factory=list)
+    #: Event fields the policy says hold personal data.
+    personal_fields: list[str] = Field(default_factory=list)
+
+
+class PrivacyLogEntry(_Frozen):
+    """One erasure or retention run, as its event records it: counts and kinds, never a subject."""
+
+    seq: int
+    time: str
+    action: str
+    what: str
+    actor: str
+    summary: str
+    values: int = 0
+    records: int = 0
+    kinds: dict[str, int] = Field(default_factory=dict)
+    request: str | None = None
+
+
 class IntegrityAppendix(_Frozen):
     """What proves the report: checkpoint, verifier key, result, and how to re-check."""
 
@@ -337,8 +383,15 @@ class AuditReport(_Frozen):
     )
     documents: list[DocumentRef] = Field(default_factory=list)
     retention: list[RetentionRule] = Field(default_factory=list)
+    #: The policy's retention schedule (``[retention]``) and the seq that recorded it.
+    retention_schedule: list[ScheduleEntry] = Field(default_factory=list)
+    retention_policy_seq: int | None = None
+    processing: ProcessingRecord = Field(default_factory=ProcessingRecord)
     identities_named: int = 0
-    erasures: list[DecisionEntry] = Field(default_factory=list)
+    #: Every erasure and retention run in the window, with its event number.
+    erasures: list[PrivacyLogEntry] = Field(default_factory=list)
+    #: What stays in the database files and backups after an erasure, for this store.
+    storage_note: str | None = None
     integrity: IntegrityAppendix
     crossref: list[CrossReference] = Field(default_factory=list)
     extra: dict[str, JsonValue] = Field(default_factory=dict)

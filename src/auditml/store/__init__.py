@@ -970,6 +970,19 @@ class Snapshot:
         finally:
             close_quietly(cursor)
 
+    # -- retention and erasure (auditml.privacy) -------------------------------------------
+
+    def value_counts(self, log_id: int) -> list[tuple[int, str, int]]:
+        """Return ``(seg, name, count)`` of the values kept off the log, per segment and name."""
+        if not self._store.has_table("auditml_value"):
+            return []
+        self._cur.execute(
+            f"SELECT seg, name, count(*) FROM auditml_value WHERE log_id = {self._p} "
+            "GROUP BY seg, name ORDER BY seg, name",
+            (log_id,),
+        )
+        return [(int(seg), str(name), int(n)) for seg, name, n in self._cur.fetchall()]
+
 
 class TxReader:
     """Reads inside an append's transaction, after the head is locked."""

@@ -100,7 +100,7 @@ class VerificationError(AuditmlError):
 
     ``kind`` names what failed (``hash``, ``link``, ``seq``, ``origin``,
     ``time``, ``head``, ``format``, ``column``, ``signature``, ``anchor``, ``proof``,
-    ``record``), and
+    ``record``, ``value``: a value kept off the log, ``erasure``), and
     ``seq`` is the first event that fails, when one event is to blame.
     """
 

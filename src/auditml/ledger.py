@@ -351,6 +351,25 @@ class Ledger:
                     progress(checker.records, 0)
             return checker.finish()
 
+    def erase_subject(
+        self, sid: str, draft_for: Callable[[list[tuple[str, str, int, int]]], Draft]
+    ) -> tuple[Receipt, list[tuple[str, str, int, int]]]:
+        """Erase a subject's off-log values and append the event ``draft_for`` makes, at once.
+
+        ``draft_for`` gets the ``(commitment, name, seg, i)`` of every value erased
+        and returns the ``privacy.erasure`` draft saying so; both commit together.
+        """
+        hook = self.after_append
+        every = hook.every()
+
+        def prepare(head: HeadState, erased: list[tuple[str, str, int, int]]) -> Batch:
+            part = draft_part(draft_for(erased), PartCache())
+            return _preparer(self._origin, [part], every, hook.sign)(head)
+
+        batch, erased = self._store.erase_subject(self._log_id, sid, prepare)
+        row = batch.rows[0]
+        return Receipt(row[0], row[2].hex(), row[3], row[6]), erased
+
     def peek(self, decide: Decide) -> Outcome:
         """Return what ``decide`` makes of the committed log, without the lock or any write."""
         with self._store.snapshot() as snap:

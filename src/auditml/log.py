@@ -50,7 +50,7 @@ from auditml.ledger import (
     resolve_url,
 )
 from auditml.lifecycle import Lifecycle
-from auditml.privacy import Privacy
+from auditml.privacy import Erasure, Privacy
 from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
 
@@ -304,6 +304,27 @@ class AuditLog:
         ``privacy.erasure`` and ``retention.applied`` events.
         """
         return self._privacy.status(now)
+
+    def erase(
+        self,
+        subject: object,
+        *,
+        request: str,
+        reason: str,
+        basis: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Erasure:
+        """Erase every value kept off the log for one data subject (GDPR Art. 17), at once.
+
+        The subject's values, salts and key, and the lookup from it to its
+        records, are deleted in one transaction with one ``privacy.erasure``
+        event that says how many values of which kinds went under ``request``,
+        never who. Every hash and proof still verifies; the erased values can no
+        longer be opened. Policy may limit who erases (``[permissions] privacy``).
+        """
+        return self._privacy.erase(
+            subject, request=request, reason=reason, basis=basis, actor=resolve_actor(actor)
+        )
 
     def _spool_path(self, stream: str) -> Path:
         """Return this process's spool file for ``stream``."""

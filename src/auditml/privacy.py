@@ -9,13 +9,17 @@ hands them to the pure planner of :mod:`auditml.core.privacy`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from auditml.core.events import INCIDENT_ACTIONS, PRIVACY_ACTIONS
+from auditml.core.canonical import canonical_bytes
+from auditml.core.decide import Outcome, View, denied
+from auditml.core.events import INCIDENT_ACTIONS, PRIVACY_ACTIONS, Actor, Draft
 from auditml.core.incidents import IncidentIndex
-from auditml.core.policy import Policy
+from auditml.core.policy import Policy, check_role
 from auditml.core.privacy import (
     Hold,
     Plan,
@@ -23,16 +27,43 @@ from auditml.core.privacy import (
     RetentionStatus,
     SegmentSummary,
     ValueCount,
+    erased_digest,
     plan_retention,
     privacy_entry,
     schedule_rows,
+    subject_handle,
 )
 from auditml.core.state import policy_in_force
+from auditml.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger
 
-__all__ = ["Privacy"]
+__all__ = ["Erasure", "Privacy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What one erasure did: its event, how many values of which kinds, and what remains."""
+
+    seq: int
+    request: str
+    values: int
+    records: int
+    kinds: dict[str, int]
+    #: What the store did so the erased bytes leave its files, and what it could not.
+    scrubbed: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the erasure as plain JSON values (never the subject)."""
+        return {
+            "seq": self.seq,
+            "request": self.request,
+            "values": self.values,
+            "records": self.records,
+            "kinds": dict(self.kinds),
+            "scrubbed": self.scrubbed,
+        }
 
 
 class Privacy:
@@ -120,6 +151,76 @@ class Privacy:
             entries=self.entries(),
             processing=policy.processing,
             personal_fields=list(policy.personal_data.event_fields),
+        )
+
+    def _may(self, actor: Actor, attempted: str) -> None:
+        """Record a denial and raise unless the policy lets ``actor`` erase or apply retention."""
+
+        def decide(view: View) -> Outcome:
+            denial = check_role(view.policy, actor.id, "privacy")
+            if denial is None:
+                return Outcome(None)
+            return denied(view, denial, attempted=attempted, actor=actor, subject={})
+
+        self._ledger.check(decide)
+
+    def erase(
+        self,
+        subject: object,
+        *,
+        request: str,
+        reason: str,
+        actor: Actor,
+        basis: str | None = None,
+    ) -> Erasure:
+        """Erase every value kept off the log for ``subject`` and record one event, at once.
+
+        The event records how many values of which kinds were erased, from how
+        many records, under ``request``: never the subject. The subject's key,
+        its values and salts, and the lookup from it to its records go in the
+        same transaction; then the store scrubs its files (:meth:`Store.scrub`).
+        """
+        if subject is None or subject == "":
+            raise InvalidInputError("say whose values to erase: give the subject's identifier")
+        for name, text in (("request", request), ("reason", reason)):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(
+                    f"an erasure needs a {name}: the request's reference (e.g. DSR-2027-14) "
+                    "and why (e.g. 'GDPR Art. 17 request')"
+                )
+        canonical = canonical_bytes(subject)
+        named = str(subject) if isinstance(subject, str | int) else canonical.decode()
+        for name, text in (("request", request), ("reason", reason), ("basis", basis or "")):
+            if len(named) >= 4 and named in text:
+                raise InvalidInputError(
+                    f"the {name} names the subject itself, and it would stay on the log for "
+                    "ever: refer to the request by its reference only, and nothing was erased"
+                )
+        self._may(actor, "privacy.erasure")
+        store = self._ledger.store
+        sid = subject_handle(store.pepper(), canonical)
+
+        def draft_for(erased: list[tuple[str, str, int, int]]) -> Draft:
+            data = {
+                "request": request,
+                "reason": reason,
+                "basis": basis,
+                "values": len(erased),
+                "kinds": dict(sorted(Counter(name for _, name, _, _ in erased).items())),
+                "records": len({(seg, i) for _, _, seg, i in erased}),
+                "erased": erased_digest(c for c, _, _, _ in erased) if erased else None,
+            }
+            return Draft.build("privacy.erasure", actor=actor, subject={}, data=data)
+
+        receipt, erased = self._ledger.erase_subject(sid, draft_for)
+        scrubbed = store.scrub()
+        return Erasure(
+            seq=receipt.seq,
+            request=request,
+            values=len(erased),
+            records=len({(seg, i) for _, _, seg, i in erased}),
+            kinds=dict(sorted(Counter(name for _, name, _, _ in erased).items())),
+            scrubbed=scrubbed,
         )
 
     @property

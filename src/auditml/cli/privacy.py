@@ -1,7 +1,9 @@
-"""The personal-data commands of ``auditml``: the retention schedule and what it removed.
+"""The personal-data commands of ``auditml``: erase a subject, the retention schedule.
 
-They read the policy's ``[retention]`` and the log's ``privacy.erasure`` and
-``retention.applied`` events (see :mod:`auditml.privacy`).
+``erase`` removes one data subject's values kept off the log and records one
+``privacy.erasure`` event; ``retention show`` reads the policy's
+``[retention]`` and the log's erasure and retention events (see
+:mod:`auditml.privacy`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,19 @@ from typing import Annotated
 
 import typer
 
-from auditml.cli._common import DbOption, JsonOption, app, errors, group, open_log, out, table, utc
+from auditml.cli._common import (
+    ActorOption,
+    DbOption,
+    JsonOption,
+    app,
+    errors,
+    group,
+    open_log,
+    out,
+    table,
+    utc,
+    who,
+)
 from auditml.core.privacy import Due, RetentionStatus
 from auditml.errors import InvalidInputError
 from auditml.ledger import to_timestamp
@@ -106,3 +120,51 @@ def show_command(at: AtOption = None, db: DbOption = None, as_json: JsonOption =
         out.print_json(data=status.as_dict())
         return
     _print_status(status)
+
+
+@app.command("erase")
+def erase_command(
+    subject: Annotated[
+        str,
+        typer.Option(
+            "--subject",
+            metavar="ID",
+            help="The data subject's identifier, as the server recorded it (never logged).",
+        ),
+    ],
+    request: Annotated[
+        str,
+        typer.Option("--request", metavar="REF", help="The erasure request's reference."),
+    ],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why.")],
+    basis: Annotated[
+        str | None,
+        typer.Option("--basis", metavar="TEXT", help="The legal basis, e.g. 'GDPR Art. 17(1)(a)'."),
+    ] = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase every value kept off the log for one data subject, and record the erasure."""
+    with errors(), open_log(db) as log:
+        done = log.erase(subject, request=request, reason=reason, basis=basis, actor=who(actor))
+    if as_json:
+        out.print_json(data=done.as_dict())
+        return
+    kinds = ", ".join(f"{n} {k}" for k, n in done.kinds.items()) or "none"
+    if done.values:
+        out.print(
+            f"Erased {done.values:,} value(s) ({kinds}) of {done.records:,} record(s) under "
+            f"request {done.request} (event {done.seq})."
+        )
+    else:
+        out.print(
+            f"No value is kept for that subject; the request {done.request} is recorded as "
+            f"handled (event {done.seq})."
+        )
+    out.print(
+        "The subject's identifier is not on the log: the event holds only counts, kinds and "
+        "the request. The records and their commitments stay, so every hash and proof still "
+        "verifies; the erased values and salts can no longer be opened."
+    )
+    out.print(f"Store: {done.scrubbed}.")

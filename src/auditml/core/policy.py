@@ -109,6 +109,7 @@ PERMISSIONS = (
     "keys",
     "card",
     "incident",
+    "privacy",
 )
 #: Decisions that can be made to require a reason.
 DECISIONS = ("approve", "reject", "deploy", "rollback", "retire")

@@ -40,14 +40,19 @@ and nothing of a model under an open incident (EU AI Act Art. 73(6)) is due.
 from __future__ import annotations
 
 import calendar
+import hashlib
+import hmac
 import itertools
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -58,12 +63,13 @@ from pydantic import (
 )
 
 from auditml.core.events import Event
-from auditml.errors import InvalidInputError
+from auditml.errors import InvalidInputError, VerificationError
 
 __all__ = [
     "KINDS",
     "KIND_LABELS",
     "MINIMUMS",
+    "SEALED",
     "STORAGE_NOTES",
     "Due",
     "Duration",
@@ -79,10 +85,19 @@ __all__ = [
     "SegmentSummary",
     "ValueCount",
     "check_retention",
+    "erased_digest",
+    "is_sealed",
+    "new_subject_key",
+    "open_sealed",
     "parse_duration",
     "plan_retention",
     "privacy_entry",
     "schedule_rows",
+    "seal",
+    "seal_rows",
+    "subject_handle",
+    "subject_handles",
+    "unseal",
 ]
 
 #: The kinds of data a retention schedule names.
@@ -733,3 +748,121 @@ STORAGE_NOTES = {
         "the erasure deadline (GDPR Art. 12(3): one month)."
     ),
 }
+
+
+# -- sealed values: per-subject keys that erasure destroys ------------------------------------
+
+#: The first bytes of a value or salt sealed under its subject's key (format version 1).
+SEALED = b"AMS1"
+_NONCE = 12
+_KEY = 32
+#: The length of a sealed 32-byte salt: marker, nonce, salt, GCM tag.
+SEALED_SALT_LENGTH = len(SEALED) + _NONCE + 32 + 16
+
+
+def new_subject_key() -> bytes:
+    """Return a fresh random AES-256 key for one data subject."""
+    return secrets.token_bytes(_KEY)
+
+
+def subject_handle(pepper: bytes, subject: bytes) -> str:
+    """Return the off-log handle of a subject: HMAC-SHA256 of its canonical bytes, in hex.
+
+    The handle finds a subject's key and values without storing its
+    identifier; ``pepper`` is the store's own secret, so the handle of a
+    guessed identifier cannot be computed without the database.
+    """
+    return hmac.new(pepper, subject, hashlib.sha256).hexdigest()
+
+
+def _aad(commitment: str, part: str) -> bytes:
+    return f"auditml/value/{part}/{commitment}".encode()
+
+
+def seal(key: bytes, commitment: str, part: str, plain: bytes) -> bytes:
+    """Encrypt a value's bytes or its salt (``part``) under the subject's key, bound to its row."""
+    nonce = secrets.token_bytes(_NONCE)
+    return SEALED + nonce + AESGCM(key).encrypt(nonce, plain, _aad(commitment, part))
+
+
+def is_sealed(blob: bytes, part: str) -> bool:
+    """Return whether a stored value (``part`` value) or salt (``part`` salt) is sealed."""
+    if part == "salt":
+        return len(blob) == SEALED_SALT_LENGTH and blob.startswith(SEALED)
+    return blob.startswith(SEALED)  # plain values are JCS text: never an "A" first
+
+
+def unseal(key: bytes, commitment: str, part: str, blob: bytes) -> bytes:
+    """Decrypt a sealed value or salt, or raise VerificationError when it was changed."""
+    nonce = blob[len(SEALED) : len(SEALED) + _NONCE]
+    try:
+        return AESGCM(key).decrypt(nonce, blob[len(SEALED) + _NONCE :], _aad(commitment, part))
+    except (InvalidTag, ValueError):
+        raise VerificationError(
+            f"the stored {part} of commitment {commitment[:16]}… does not decrypt under its "
+            "subject's key: it was changed or moved in the database",
+            kind="value",
+        ) from None
+
+
+def erased_digest(commitments: Iterable[str]) -> str:
+    """Return the digest an erasure event records: SHA-256 of the sorted commitments, one a line."""
+    digest = hashlib.sha256()
+    for commitment in sorted(commitments):
+        digest.update(commitment.encode() + b"\n")
+    return digest.hexdigest()
+
+
+#: A value row as the write path hands it to the store: ``(commitment, i, name, salt, value)``.
+ValueRow = tuple[str, int, str, bytes, bytes]
+
+
+def subject_handles(values: Iterable[ValueRow], pepper: bytes) -> dict[int, str]:
+    """Map each record (by index) that names a subject to the subject's handle."""
+    return {row[1]: subject_handle(pepper, row[4]) for row in values if row[2] == "subject"}
+
+
+def seal_rows(
+    values: Sequence[ValueRow], handles: Mapping[int, str], keys: Mapping[str, bytes]
+) -> tuple[list[ValueRow], list[tuple[str, str]]]:
+    """Seal every value of a record that names a subject under that subject's key.
+
+    Returns the rows to store (salts and values sealed; a record with no subject
+    keeps its values as they are) and the lookup rows ``(commitment, handle)``.
+    """
+    sealed: list[ValueRow] = []
+    lookups: list[tuple[str, str]] = []
+    for commitment, i, name, salt, value in values:
+        sid = handles.get(i)
+        if sid is None:
+            sealed.append((commitment, i, name, salt, value))
+            continue
+        key = keys[sid]
+        sealed.append(
+            (
+                commitment,
+                i,
+                name,
+                seal(key, commitment, "salt", salt),
+                seal(key, commitment, "value", value),
+            )
+        )
+        lookups.append((commitment, sid))
+    return sealed, lookups
+
+
+def open_sealed(
+    commitment: str, salt: bytes, value: bytes, key: bytes | None
+) -> tuple[bytes, bytes]:
+    """Return a stored value's salt and bytes, unsealing them under the subject's key if sealed.
+
+    A sealed value whose key is gone was erased: that raises InvalidInputError.
+    """
+    if not (is_sealed(salt, "salt") and is_sealed(value, "value")):
+        return salt, value
+    if key is None:
+        raise InvalidInputError(
+            f"the value of commitment {commitment[:16]}… was erased: its subject's key is "
+            "gone, so it can no longer be opened"
+        )
+    return unseal(key, commitment, "salt", salt), unseal(key, commitment, "value", value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -93,6 +94,8 @@ RECORD_COLUMNS = (
 )
 #: The columns of a value kept off the log, in the order ``Batch.values`` gives them.
 VALUE_COLUMNS = ("commitment", "seg", "i", "name", "salt", "value")
+#: The store setting that holds the secret of subject handles (hex).
+PEPPER_SETTING = "subject_pepper"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,7 @@ class Store:
         self.url = backend.url
         #: Seconds a write waits for another writer's lock; None: $AUDITML_LOCK_TIMEOUT or 30.
         self.lock_timeout: float | None = None
+        self._privacy_ready = False
 
     @property
     def shareable(self) -> bool:
@@ -198,6 +202,7 @@ class Store:
 
         from auditml.store.tables import (
             CHECKPOINTS,
+            ERASED,
             EVENTS,
             LOGKEYS,
             LOGS,
@@ -205,10 +210,13 @@ class Store:
             NODES,
             RECORDS,
             SCHEMA_VERSION,
+            SUBJECT_VALUES,
+            SUBJECTS,
             VALUES,
         )
 
         tables = [META, LOGS, EVENTS, NODES, CHECKPOINTS, LOGKEYS, RECORDS, VALUES]
+        tables += [SUBJECTS, SUBJECT_VALUES, ERASED]
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -649,6 +657,175 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
         return None if row is None else str(row[0])
+
+    # -- personal data: subject keys, erasure, retention (auditml.privacy) --------------
+
+    def ensure_privacy_tables(self) -> None:
+        """Create the subject key, lookup and erasure tables a store made before them lacks."""
+        if self._privacy_ready:
+            return
+        from sqlmodel import SQLModel
+
+        from auditml.store.tables import ERASED, SUBJECT_VALUES, SUBJECTS
+
+        if not all(self._has_table(t.name) for t in (SUBJECTS, SUBJECT_VALUES, ERASED)):
+            try:
+                with self.engine.begin() as conn:
+                    SQLModel.metadata.create_all(conn, tables=[SUBJECTS, SUBJECT_VALUES, ERASED])
+            except SQLAlchemyError as exc:
+                raise self.backend.unavailable(exc) from None
+        self._privacy_ready = True
+
+    def pepper(self) -> bytes:
+        """Return the store's secret for subject handles, drawn once on first use."""
+        found = self.setting(PEPPER_SETTING)
+        if found is None:
+            p = self.backend.param
+            drawn = secrets.token_hex(32)
+
+            def run(cur: Any) -> None:
+                cur.execute(
+                    f"INSERT INTO auditml_meta (key, value) VALUES ({p}, {p}) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (PEPPER_SETTING, drawn),
+                )
+
+            self._write_tx(run)
+            found = self.setting(PEPPER_SETTING) or drawn
+        return bytes.fromhex(found)
+
+    def subject_keys(
+        self, log_id: int, sids: Sequence[str], new_key: Callable[[], bytes]
+    ) -> dict[str, bytes]:
+        """Return the key of each subject handle, drawing one with ``new_key`` for a new subject."""
+        self.ensure_privacy_tables()
+        wanted = sorted(set(sids))
+        p = self.backend.param
+
+        def run(cur: Any) -> dict[str, bytes]:
+            keys: dict[str, bytes] = {}
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                cur.execute(
+                    f"SELECT sid, key FROM auditml_subject WHERE log_id = {p} "
+                    f"AND sid IN ({', '.join([p] * len(chunk))})",
+                    (log_id, *chunk),
+                )
+                keys.update((str(sid), bytes(key)) for sid, key in cur.fetchall())
+            missing = [sid for sid in wanted if sid not in keys]
+            if missing:
+                fresh = [(log_id, sid, new_key()) for sid in missing]
+                cur.executemany(
+                    f"INSERT INTO auditml_subject (log_id, sid, key) VALUES ({p}, {p}, {p})", fresh
+                )
+                keys.update((sid, key) for _, sid, key in fresh)
+            return keys
+
+        return self._write_tx(run)
+
+    def sealed_value(
+        self, log_id: int, commitment: str
+    ) -> tuple[bytes, bytes, bytes | None] | None:
+        """Return ``(salt, value, key)`` as stored for ``commitment`` (key: None if unsealed)."""
+        if not self._has_table("auditml_subject_value"):
+            found = self.value(log_id, commitment)
+            return None if found is None else (*found, None)
+        p = self.backend.param
+        with self.snapshot() as snap:
+            snap._cur.execute(
+                "SELECT v.salt, v.value, k.key FROM auditml_value v "
+                "LEFT JOIN auditml_subject_value s ON s.log_id = v.log_id "
+                "AND s.commitment = v.commitment "
+                "LEFT JOIN auditml_subject k ON k.log_id = s.log_id AND k.sid = s.sid "
+                f"WHERE v.log_id = {p} AND v.commitment = {p}",
+                (log_id, commitment),
+            )
+            row = snap._cur.fetchone()
+        if row is None:
+            return None
+        return bytes(row[0]), bytes(row[1]), None if row[2] is None else bytes(row[2])
+
+    def erase_subject(
+        self,
+        log_id: int,
+        sid: str,
+        prepare: Callable[[HeadState, list[tuple[str, str, int, int]]], Batch],
+    ) -> tuple[Batch, list[tuple[str, str, int, int]]]:
+        """Erase a subject's values, salts, lookup and key, and append its event, at once.
+
+        ``prepare`` gets the head and the ``(commitment, name, seg, i)`` of every
+        value erased, and returns the batch of the ``privacy.erasure`` event. On
+        SQLite, deleted content is overwritten with zeros (``secure_delete``).
+        """
+        self.ensure_privacy_tables()
+        p = self.backend.param
+        done: list[tuple[Batch, list[tuple[str, str, int, int]]]] = []
+
+        def run(cur: Any) -> None:
+            done.clear()
+            if self.dialect == "sqlite":
+                cur.execute("PRAGMA secure_delete = ON")
+            cur.execute(self.backend.lock_head_sql(), (log_id,))
+            found = cur.fetchone()
+            if found is None:
+                raise AppendError(f"the log with id {log_id} has no head row in {redact(self.url)}")
+            head = _head(tuple(found))
+            cur.execute(
+                "SELECT v.commitment, v.name, v.seg, v.i FROM auditml_subject_value s "
+                "JOIN auditml_value v ON v.log_id = s.log_id AND v.commitment = s.commitment "
+                f"WHERE s.log_id = {p} AND s.sid = {p} ORDER BY v.seg, v.i, v.name",
+                (log_id, sid),
+            )
+            erased = [(str(c), str(n), int(seg), int(i)) for c, n, seg, i in cur.fetchall()]
+            mine = f"SELECT commitment FROM auditml_subject_value WHERE log_id = {p} AND sid = {p}"
+            cur.execute(
+                f"DELETE FROM auditml_value WHERE log_id = {p} AND commitment IN ({mine})",
+                (log_id, log_id, sid),
+            )
+            cur.execute(
+                f"DELETE FROM auditml_subject_value WHERE log_id = {p} AND sid = {p}", (log_id, sid)
+            )
+            cur.execute(
+                f"DELETE FROM auditml_subject WHERE log_id = {p} AND sid = {p}", (log_id, sid)
+            )
+            if erased:
+                cur.executemany(
+                    f"INSERT INTO auditml_erased (log_id, commitment, seq) VALUES ({p}, {p}, {p})",
+                    [(log_id, c, head.size) for c, _, _, _ in erased],
+                )
+            batch = prepare(head, erased)
+            self._write(cur, batch, head.size)
+            done.append((batch, erased))
+
+        self._transaction(run)
+        return done[0]
+
+    def scrub(self) -> str:
+        """Make deleted rows unrecoverable from the database files where the store can; say how.
+
+        SQLite: checkpoint the WAL into the main file and truncate it, so old
+        page images in the WAL go (deleted cells and free pages are zeroed by
+        ``secure_delete``). PostgreSQL: rewrite the small key table (VACUUM FULL),
+        so erased keys leave its data files; other tables keep dead rows until VACUUM.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                if self.dialect == "sqlite":
+                    row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+                    if row is not None and row[0]:
+                        return (
+                            "the WAL could not be truncated now (another connection is reading): "
+                            "its old pages go at the next checkpoint"
+                        )
+                    return "the WAL was checkpointed and truncated; deleted content was zeroed"
+                conn.exec_driver_sql("VACUUM FULL auditml_subject")  # outside any transaction
+                return (
+                    "the key table was rewritten (VACUUM FULL): erased keys left its data files; "
+                    "erased values stay as dead rows until VACUUM, and in WAL archives and backups"
+                )
+        except SQLAlchemyError as exc:
+            return f"the database could not be scrubbed now ({_first_line(exc)})"
 
     # -- reads --------------------------------------------------------------
 

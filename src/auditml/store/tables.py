@@ -14,7 +14,11 @@ canonical bytes of each, stored with the ``runtime.segment`` event whose Merkle
 root covers them, and columns copied out for tracing and statistics.
 ``auditml_value`` keeps the values records commit to without holding them
 (subjects, features, payloads) with their salts, off the log: the one table
-rows may leave, when a value is erased.
+rows may leave, when a value is erased. A subject's values and salts are
+sealed (AES-GCM) under the subject's own key in ``auditml_subject``;
+``auditml_subject_value`` finds a subject's values, and ``auditml_erased``
+keeps which commitments each erasure removed. Erasure deletes the key, the
+values and the lookup in one transaction.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from sqlmodel import BigInteger, Field, SQLModel
 
 __all__ = [
     "CHECKPOINTS",
+    "ERASED",
     "EVENTS",
     "LOGKEYS",
     "LOGS",
@@ -33,14 +38,19 @@ __all__ = [
     "NODES",
     "RECORDS",
     "SCHEMA_VERSION",
+    "SUBJECTS",
+    "SUBJECT_VALUES",
     "VALUES",
     "CheckpointRow",
+    "ErasedRow",
     "EventRow",
     "LogKeyRow",
     "LogRow",
     "MetaRow",
     "NodeRow",
     "RecordRow",
+    "SubjectKeyRow",
+    "SubjectValueRow",
     "ValueRow",
 ]
 
@@ -176,6 +186,46 @@ class ValueRow(SQLModel, table=True):
     value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
+class SubjectKeyRow(SQLModel, table=True):
+    """A data subject's key: the values of its records are sealed under it (issue 18).
+
+    ``sid`` is the subject's handle (an HMAC of its identifier under the store's
+    pepper), never the identifier. Erasure deletes the row, and with it every
+    way to read the subject's values, wherever a copy of them survives.
+    """
+
+    __tablename__ = "auditml_subject"
+
+    log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
+    sid: str = Field(primary_key=True)
+    key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class SubjectValueRow(SQLModel, table=True):
+    """The lookup from a subject to its values (off the log), erased with them."""
+
+    __tablename__ = "auditml_subject_value"
+    __table_args__ = (Index("auditml_subject_value_sid", "log_id", "sid"),)
+
+    log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
+    commitment: str = Field(primary_key=True)
+    sid: str
+
+
+class ErasedRow(SQLModel, table=True):
+    """A commitment whose value an erasure removed, and the ``privacy.erasure`` event that did.
+
+    ``verify --deep`` holds these rows against the digest each erasure event
+    records, so a value deleted by hand cannot pass for an erased one.
+    """
+
+    __tablename__ = "auditml_erased"
+
+    log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
+    commitment: str = Field(primary_key=True)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 META = cast(Table, MetaRow.__table__)  # type: ignore[attr-defined]
 LOGS = cast(Table, LogRow.__table__)  # type: ignore[attr-defined]
 EVENTS = cast(Table, EventRow.__table__)  # type: ignore[attr-defined]
@@ -184,3 +234,6 @@ CHECKPOINTS = cast(Table, CheckpointRow.__table__)  # type: ignore[attr-defined]
 LOGKEYS = cast(Table, LogKeyRow.__table__)  # type: ignore[attr-defined]
 RECORDS = cast(Table, RecordRow.__table__)  # type: ignore[attr-defined]
 VALUES = cast(Table, ValueRow.__table__)  # type: ignore[attr-defined]
+SUBJECTS = cast(Table, SubjectKeyRow.__table__)  # type: ignore[attr-defined]
+SUBJECT_VALUES = cast(Table, SubjectValueRow.__table__)  # type: ignore[attr-defined]
+ERASED = cast(Table, ErasedRow.__table__)  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ from auditml.errors import (
     StoreError,
     VerificationError,
 )
-from auditml.store import Batch, EventFilter, HeadState, Store, TxReader, redact
+from auditml.store import Batch, EventFilter, HeadState, Removed, Store, TxReader, redact
 
 __all__ = [
     "DEFAULT_PATH",
@@ -369,6 +369,24 @@ class Ledger:
         batch, erased = self._store.erase_subject(self._log_id, sid, prepare)
         row = batch.rows[0]
         return Receipt(row[0], row[2].hex(), row[3], row[6]), erased
+
+    def remove_expired(
+        self,
+        groups: Sequence[tuple[int, str]],
+        segments: Sequence[int],
+        draft_for: Callable[[Removed], Draft],
+    ) -> tuple[Receipt, Removed]:
+        """Remove expired off-log values and records, and append the retention event, at once."""
+        hook = self.after_append
+        every = hook.every()
+
+        def prepare(head: HeadState, removed: Removed) -> Batch:
+            part = draft_part(draft_for(removed), PartCache())
+            return _preparer(self._origin, [part], every, hook.sign)(head)
+
+        batch, removed = self._store.remove_expired(self._log_id, groups, segments, prepare)
+        row = batch.rows[0]
+        return Receipt(row[0], row[2].hex(), row[3], row[6]), removed
 
     def peek(self, decide: Decide) -> Outcome:
         """Return what ``decide`` makes of the committed log, without the lock or any write."""

@@ -50,7 +50,7 @@ from auditml.ledger import (
     resolve_url,
 )
 from auditml.lifecycle import Lifecycle
-from auditml.privacy import Erasure, Privacy
+from auditml.privacy import Erasure, Privacy, RetentionRun
 from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
 
@@ -325,6 +325,21 @@ class AuditLog:
         return self._privacy.erase(
             subject, request=request, reason=reason, basis=basis, actor=resolve_actor(actor)
         )
+
+    def apply_retention(
+        self,
+        *,
+        now: datetime | None = None,
+        dry_run: bool = False,
+        actor: Actor | str | None = None,
+    ) -> RetentionRun:
+        """Remove the off-log values and runtime records whose retention has expired.
+
+        One ``retention.applied`` event records what went; nothing another rule
+        (or an open incident) still covers is removed, segment events stay, and
+        the chain still verifies. ``dry_run`` only returns the plan.
+        """
+        return self._privacy.apply_retention(actor=resolve_actor(actor), now=now, dry_run=dry_run)
 
     def _spool_path(self, stream: str) -> Path:
         """Return this process's spool file for ``stream``."""

@@ -10,12 +10,12 @@ hands them to the pure planner of :mod:`auditml.core.privacy`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from auditml.core.canonical import canonical_bytes
+from auditml.core.canonical import canonical_bytes, loads_strict
 from auditml.core.decide import Outcome, View, denied
 from auditml.core.events import INCIDENT_ACTIONS, PRIVACY_ACTIONS, Actor, Draft
 from auditml.core.incidents import IncidentIndex
@@ -34,12 +34,83 @@ from auditml.core.privacy import (
     subject_handle,
 )
 from auditml.core.state import policy_in_force
-from auditml.errors import InvalidInputError
+from auditml.errors import AuditmlError, InvalidInputError, VerificationError
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger
+    from auditml.store import Removed
 
-__all__ = ["Erasure", "Privacy"]
+__all__ = ["Erasure", "Privacy", "RetentionRun", "ValueCheck"]
+
+
+@dataclass(frozen=True, slots=True)
+class ValueCheck:
+    """What ``verify --deep`` found of the values kept off the log."""
+
+    #: Values the stored records commit to.
+    checked: int
+    #: Of those, the values an erasure or a retention run removed, as its event says.
+    removed: int
+
+
+class _ValueCursor:
+    """Walks the stored values in ``(seg, i)`` order beside the records."""
+
+    def __init__(self, chunks: Iterator[list[tuple[Any, ...]]]) -> None:
+        self._rows = (row for chunk in chunks for row in chunk)
+        self._next = next(self._rows, None)
+
+    def at(self, seg: int, i: int) -> dict[str, str]:
+        """Return ``name -> commitment`` of the values stored for record ``i`` of ``seg``."""
+        found: dict[str, str] = {}
+        while self._next is not None and (int(self._next[0]), int(self._next[1])) < (seg, i):
+            self._next = next(self._rows, None)
+        while self._next is not None and (int(self._next[0]), int(self._next[1])) == (seg, i):
+            found[str(self._next[2])] = str(self._next[3])
+            self._next = next(self._rows, None)
+        return found
+
+
+def _commitments(body: bytes) -> dict[str, str]:
+    """Return the commitments a record's bytes hold (verify has checked the bytes)."""
+    try:
+        record = loads_strict(body)
+    except AuditmlError:
+        return {}
+    held = record.get("commitments") if isinstance(record, dict) else None
+    if not isinstance(held, dict):
+        return {}
+    return {str(k): str(v) for k, v in held.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionRun:
+    """One retention run: the plan, and (unless a dry run) its event and what it removed."""
+
+    plan: Plan
+    seq: int | None = None
+    values: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    records: int = 0
+    segments: list[int] = field(default_factory=list)
+    scrubbed: str | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        """Return whether nothing was removed because only the plan was asked for."""
+        return self.seq is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the run as plain JSON values."""
+        return {
+            "seq": self.seq,
+            "values": self.values,
+            "kinds": dict(self.kinds),
+            "records": self.records,
+            "segments": list(self.segments),
+            "scrubbed": self.scrubbed,
+            "plan": self.plan.as_dict(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +293,130 @@ class Privacy:
             kinds=dict(sorted(Counter(name for _, name, _, _ in erased).items())),
             scrubbed=scrubbed,
         )
+
+    def apply_retention(
+        self, *, actor: Actor, now: datetime | None = None, dry_run: bool = False
+    ) -> RetentionRun:
+        """Remove what the schedule says has expired, and record one event saying what went.
+
+        Nothing another rule still covers is removed (see :func:`plan_retention`);
+        a segment's ``runtime.segment`` event stays, so the chain still verifies
+        and ``verify`` reports its records as removed under retention. With
+        ``dry_run``, or when nothing is due, nothing is written.
+        """
+        plan = self.plan(now)
+        if dry_run or not (plan.values or plan.segments):
+            return RetentionRun(plan=plan)
+        self._may(actor, "retention.applied")
+        policy, policy_seq = self.policy()
+        groups = [(d.seg, d.name) for d in plan.values if d.name is not None]
+        segments = [d.seg for d in plan.segments]
+
+        def draft_for(removed: Removed) -> Draft:
+            data = {
+                "as_of": plan.as_of,
+                "schedule": policy.retention.schedule(),
+                "policy_seq": policy_seq,
+                "values": sum(removed.values.values()),
+                "kinds": dict(sorted(removed.values.items())),
+                "value_segments": {k: sorted(v) for k, v in sorted(removed.value_segments.items())},
+                "records": removed.records,
+                "segments": sorted(removed.segments),
+                "held": sum(d.count for d in plan.held),
+            }
+            return Draft.build("retention.applied", actor=actor, subject={}, data=data)
+
+        receipt, removed = self._ledger.remove_expired(groups, segments, draft_for)
+        return RetentionRun(
+            plan=plan,
+            seq=receipt.seq,
+            values=sum(removed.values.values()),
+            kinds=dict(sorted(removed.values.items())),
+            records=removed.records,
+            segments=sorted(removed.segments),
+            scrubbed=self._ledger.store.scrub(),
+        )
+
+    def verify_values(self, size: int) -> ValueCheck:
+        """Check that every value missing from the off-log store went under an erasure or retention.
+
+        A value a record commits to but the store no longer holds must be named
+        by an erasure (its commitment kept in ``auditml_erased``, whose digest the
+        ``privacy.erasure`` event records) or a retention run (its segment and
+        name in a ``retention.applied`` event). Raises VerificationError naming
+        every value that vanished without one (deleted by hand), and every
+        erasure whose kept commitments no longer match its event.
+        """
+        erasures: dict[int, Mapping[str, Any]] = {}
+        removed_segments: set[int] = set()
+        removed_values: set[tuple[int, str]] = set()
+        for record in self._ledger.events(action=PRIVACY_ACTIONS, stop=size):
+            data = record.event.data
+            if record.event.action == "privacy.erasure":
+                erasures[record.seq] = data
+                continue
+            segments = data.get("segments")
+            if isinstance(segments, list):
+                removed_segments.update(s for s in segments if isinstance(s, int))
+            groups = data.get("value_segments")
+            if isinstance(groups, dict):
+                for name, segs in groups.items():
+                    if isinstance(segs, list):
+                        removed_values.update((s, name) for s in segs if isinstance(s, int))
+        problems: list[str] = []
+        with self._ledger.store.snapshot() as snap:
+            erased = {c: seq for c, seq in snap.erased(self._log_id) if seq < size}
+            by_event: dict[int, list[str]] = {}
+            for commitment, seq in erased.items():
+                by_event.setdefault(seq, []).append(commitment)
+            for seq, erasure in erasures.items():
+                kept = by_event.pop(seq, [])
+                if len(kept) != erasure.get("values") or (
+                    kept and erased_digest(kept) != erasure.get("erased")
+                ):
+                    problems.append(
+                        f"the erasure of event {seq} recorded {erasure.get('values')} value(s), "
+                        f"and the store keeps {len(kept)} erased commitment(s) for it that do "
+                        "not match its digest: auditml_erased was changed"
+                    )
+            for seq in sorted(by_event):
+                problems.append(
+                    f"auditml_erased names event {seq} for {len(by_event[seq])} value(s), and "
+                    "that event is no erasure: rows were added to it by hand"
+                )
+            values = _ValueCursor(snap.scan_value_keys(self._log_id, size))
+            checked = covered = 0
+            for chunk in snap.scan_records(self._log_id, size):
+                for row in chunk:
+                    seg, i, request_id, body = int(row[0]), int(row[1]), row[2], bytes(row[-1])
+                    committed = _commitments(body)
+                    present = values.at(seg, i)
+                    for name, commitment in sorted(committed.items()):
+                        checked += 1
+                        if present.get(name) == commitment:
+                            continue
+                        if name in present:
+                            problems.append(
+                                f"value {name!r} of request {request_id!r} (record {i} of "
+                                f"segment {seg}) is stored under another commitment"
+                            )
+                        elif (
+                            commitment in erased
+                            or (seg, name) in removed_values
+                            or seg in removed_segments
+                        ):
+                            covered += 1
+                        else:
+                            problems.append(
+                                f"value {name!r} of request {request_id!r} (record {i} of segment "
+                                f"{seg}) is missing from the off-log store, and no erasure or "
+                                "retention event covers it: it was deleted outside auditml"
+                            )
+        if problems:
+            shown = "; ".join(problems[:10])
+            more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+            raise VerificationError(f"{shown}{more}", kind="value")
+        return ValueCheck(checked=checked, removed=covered)
 
     @property
     def _log_id(self) -> int:

@@ -69,6 +69,7 @@ SHORT_HELP = {
     "erase": "Erase a data subject's off-log values.",
     "retention": "Retention schedule: what is due, what went.",
     "retention show": "Show the schedule, what falls due, what went.",
+    "retention apply": "Remove what has expired; record what went.",
     "card": "Build, record and compare model cards.",
     "card show": "Render a version's model card.",
     "card update": "Record a card's human-written sections.",

@@ -168,3 +168,45 @@ def erase_command(
         "verifies; the erased values and salts can no longer be opened."
     )
     out.print(f"Store: {done.scrubbed}.")
+
+
+@retention_app.command("apply")
+def apply_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+    ] = False,
+    at: AtOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove the values and records whose retention has expired, and record what went."""
+    with errors(), open_log(db) as log:
+        run = log.apply_retention(now=_moment(at), dry_run=dry_run, actor=who(actor))
+    if as_json:
+        out.print_json(data=run.as_dict())
+        return
+    plan = run.plan
+    if not (plan.values or plan.segments):
+        out.print(f"Nothing is due as of {utc(plan.as_of)} UTC; nothing was removed or recorded.")
+    elif run.dry_run:
+        out.print(
+            f"Due as of {utc(plan.as_of)} UTC (dry run, nothing removed): {plan.value_count:,} "
+            f"value(s) in {len(plan.values):,} group(s), {plan.record_count:,} record(s) of "
+            f"{len(plan.segments):,} segment(s)."
+        )
+        for d in [*plan.values, *plan.segments]:
+            out.print(f"  {_item(d)}, due {utc(d.due_at)} ({d.rule})")
+    else:
+        kinds = ", ".join(f"{n:,} {k}" for k, n in run.kinds.items()) or "none"
+        out.print(
+            f"Removed {run.values:,} value(s) ({kinds}) and {run.records:,} record(s) of "
+            f"{len(run.segments):,} segment(s) (event {run.seq}). The segment events stay, so "
+            "the chain still verifies."
+        )
+        out.print(f"Store: {run.scrubbed}.")
+    if plan.held:
+        out.print(
+            f"Held: {len(plan.held):,} due item(s) kept by an open incident: "
+            "see `auditml retention show`."
+        )

@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, and_, or_, select, text, union_all
@@ -49,6 +49,7 @@ __all__ = [
     "Batch",
     "EventFilter",
     "HeadState",
+    "Removed",
     "Store",
     "TxReader",
     "redact",
@@ -209,6 +210,7 @@ class Store:
             META,
             NODES,
             RECORDS,
+            REMOVED,
             SCHEMA_VERSION,
             SUBJECT_VALUES,
             SUBJECTS,
@@ -216,7 +218,7 @@ class Store:
         )
 
         tables = [META, LOGS, EVENTS, NODES, CHECKPOINTS, LOGKEYS, RECORDS, VALUES]
-        tables += [SUBJECTS, SUBJECT_VALUES, ERASED]
+        tables += [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED]
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
@@ -666,12 +668,20 @@ class Store:
             return
         from sqlmodel import SQLModel
 
-        from auditml.store.tables import ERASED, SUBJECT_VALUES, SUBJECTS
+        from auditml.store.tables import ERASED, REMOVED, SUBJECT_VALUES, SUBJECTS
 
-        if not all(self._has_table(t.name) for t in (SUBJECTS, SUBJECT_VALUES, ERASED)):
+        tables = [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED]
+        if not all(self._has_table(t.name) for t in tables):
             try:
                 with self.engine.begin() as conn:
-                    SQLModel.metadata.create_all(conn, tables=[SUBJECTS, SUBJECT_VALUES, ERASED])
+                    if self.dialect == "postgresql":
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+                        )
+                    SQLModel.metadata.create_all(conn, tables=tables)
+                    if self._has_table("auditml_record"):
+                        for statement in self.backend.record_delete_triggers:
+                            conn.exec_driver_sql(statement)
             except SQLAlchemyError as exc:
                 raise self.backend.unavailable(exc) from None
         self._privacy_ready = True
@@ -796,6 +806,72 @@ class Store:
             batch = prepare(head, erased)
             self._write(cur, batch, head.size)
             done.append((batch, erased))
+
+        self._transaction(run)
+        return done[0]
+
+    def remove_expired(
+        self,
+        log_id: int,
+        groups: Sequence[tuple[int, str]],
+        segments: Sequence[int],
+        prepare: Callable[[HeadState, Removed], Batch],
+    ) -> tuple[Batch, Removed]:
+        """Remove expired values and records and append the retention event, in one transaction.
+
+        ``groups`` are ``(seg, name)``: the values of that name of the records
+        of segment ``seg``; ``segments`` lose their records and any value left.
+        Only rows actually removed are counted; ``prepare`` makes the event.
+        """
+        self.ensure_privacy_tables()
+        p = self.backend.param
+        done: list[tuple[Batch, Removed]] = []
+        lookups = (
+            f"DELETE FROM auditml_subject_value WHERE log_id = {p} AND commitment IN "
+            f"(SELECT commitment FROM auditml_value WHERE log_id = {p} AND seg = {p}"
+        )
+
+        def run(cur: Any) -> None:
+            done.clear()
+            if self.dialect == "sqlite":
+                cur.execute("PRAGMA secure_delete = ON")
+            cur.execute(self.backend.lock_head_sql(), (log_id,))
+            found = cur.fetchone()
+            if found is None:
+                raise AppendError(f"the log with id {log_id} has no head row in {redact(self.url)}")
+            head = _head(tuple(found))
+            removed = Removed()
+            for seg, name in groups:
+                cur.execute(f"{lookups} AND name = {p})", (log_id, log_id, seg, name))
+                cur.execute(
+                    f"DELETE FROM auditml_value WHERE log_id = {p} AND seg = {p} AND name = {p}",
+                    (log_id, seg, name),
+                )
+                removed.add_values(seg, name, max(cur.rowcount, 0))
+            for seg in segments:
+                cur.execute(
+                    f"SELECT name, count(*) FROM auditml_value WHERE log_id = {p} AND seg = {p} "
+                    "GROUP BY name",
+                    (log_id, seg),
+                )
+                left = [(str(name), int(n)) for name, n in cur.fetchall()]
+                cur.execute(f"{lookups})", (log_id, log_id, seg))
+                cur.execute(
+                    f"DELETE FROM auditml_value WHERE log_id = {p} AND seg = {p}", (log_id, seg)
+                )
+                for name, n in left:
+                    removed.add_values(seg, name, n)
+                cur.execute(
+                    f"INSERT INTO auditml_removed (log_id, seg, seq) VALUES ({p}, {p}, {p})",
+                    (log_id, seg, head.size),
+                )
+                cur.execute(
+                    f"DELETE FROM auditml_record WHERE log_id = {p} AND seg = {p}", (log_id, seg)
+                )
+                removed.add_records(seg, max(cur.rowcount, 0))
+            batch = prepare(head, removed)
+            self._write(cur, batch, head.size)
+            done.append((batch, removed))
 
         self._transaction(run)
         return done[0]
@@ -1160,6 +1236,34 @@ class Snapshot:
         )
         return [(int(seg), str(name), int(n)) for seg, name, n in self._cur.fetchall()]
 
+    def scan_value_keys(
+        self, log_id: int, stop_seg: int, chunk: int = SCAN_CHUNK
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield chunks of ``(seg, i, name, commitment)`` of the values kept off the log."""
+        if not self._store.has_table("auditml_value"):
+            return
+        p = self._p
+        cursor = self._store.backend.scan_cursor(self._conn)
+        try:
+            cursor.execute(
+                "SELECT seg, i, name, commitment FROM auditml_value "
+                f"WHERE log_id = {p} AND seg < {p} ORDER BY seg, i, name",
+                (log_id, stop_seg),
+            )
+            yield from iter_chunks(cursor, chunk)
+        finally:
+            close_quietly(cursor)
+
+    def erased(self, log_id: int) -> list[tuple[str, int]]:
+        """Return ``(commitment, seq)`` of every value an erasure removed."""
+        if not self._store.has_table("auditml_erased"):
+            return []
+        self._cur.execute(
+            f"SELECT commitment, seq FROM auditml_erased WHERE log_id = {self._p} ORDER BY seq",
+            (log_id,),
+        )
+        return [(str(c), int(seq)) for c, seq in self._cur.fetchall()]
+
 
 class TxReader:
     """Reads inside an append's transaction, after the head is locked."""
@@ -1217,6 +1321,27 @@ class TxReader:
         )
         row = self._cur.fetchone()
         return None if row is None else _checked(*row)[::2]
+
+
+@dataclass
+class Removed:
+    """What a retention run removed: values per name and segment, records per segment."""
+
+    values: dict[str, int] = field(default_factory=dict)
+    value_segments: dict[str, list[int]] = field(default_factory=dict)
+    records: int = 0
+    segments: list[int] = field(default_factory=list)
+
+    def add_values(self, seg: int, name: str, count: int) -> None:
+        """Count ``count`` values named ``name`` removed from segment ``seg``."""
+        if count:
+            self.values[name] = self.values.get(name, 0) + count
+            self.value_segments.setdefault(name, []).append(seg)
+
+    def add_records(self, seg: int, count: int) -> None:
+        """Count the records removed from segment ``seg`` (the segment, even with none left)."""
+        self.records += count
+        self.segments.append(seg)
 
 
 def _head(row: tuple[Any, ...]) -> HeadState:

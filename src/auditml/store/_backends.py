@@ -123,6 +123,8 @@ class Backend:
     name = ""
     param = "?"
     triggers: tuple[str, ...] = ()
+    #: The statements that let a retention run, and only it, delete runtime records.
+    record_delete_triggers: tuple[str, ...] = ()
     #: What verify reads of each event: every column as stored, so it can hold each one,
     #: and its type, against the bytes the event is.
     scan_columns = "seq, hash, body, prev, time, action, model, version"
@@ -184,11 +186,37 @@ def _sqlite_path(url: URL) -> str | None:
     return database
 
 
+#: A runtime record may be deleted only by a retention run, which lists its segment in
+#: auditml_removed in the transaction that appends its event (a store made before that
+#: had an unconditional trigger, which these replace).
+_SQLITE_RECORD_DELETE = (
+    "DROP TRIGGER IF EXISTS auditml_record_no_delete",
+    "CREATE TRIGGER auditml_record_no_delete BEFORE DELETE ON auditml_record "
+    "WHEN NOT EXISTS (SELECT 1 FROM auditml_removed r WHERE r.log_id = OLD.log_id "
+    "AND r.seg = OLD.seg) BEGIN SELECT RAISE(ABORT, 'auditml: DELETE of a runtime record is "
+    f"refused: only a retention run removes records ({APPEND_ONLY})'); END",
+)
+_POSTGRES_RECORD_DELETE = (
+    "CREATE OR REPLACE FUNCTION auditml_refuse_record_delete() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN IF EXISTS (SELECT 1 FROM auditml_removed r WHERE "
+    "r.log_id = OLD.log_id AND r.seg = OLD.seg) THEN RETURN OLD; END IF; RAISE EXCEPTION "
+    "'auditml: DELETE of a runtime record is refused: only a retention run removes records'; "
+    "END $$",
+    "DROP TRIGGER IF EXISTS auditml_record_append_only ON auditml_record",
+    "CREATE TRIGGER auditml_record_append_only BEFORE UPDATE ON auditml_record "
+    "FOR EACH ROW EXECUTE FUNCTION auditml_refuse_change()",
+    "DROP TRIGGER IF EXISTS auditml_record_no_delete ON auditml_record",
+    "CREATE TRIGGER auditml_record_no_delete BEFORE DELETE ON auditml_record "
+    "FOR EACH ROW EXECUTE FUNCTION auditml_refuse_record_delete()",
+)
+
+
 class SQLiteBackend(Backend):
     """The embedded default: a SQLite file in WAL mode with synchronous FULL."""
 
     name = "SQLite"
     param = "?"
+    record_delete_triggers = _SQLITE_RECORD_DELETE
     triggers = (
         "CREATE TRIGGER IF NOT EXISTS auditml_event_no_update BEFORE UPDATE ON auditml_event "
         f"BEGIN SELECT RAISE(ABORT, 'auditml: UPDATE of an event is refused: {APPEND_ONLY}'); END",
@@ -204,13 +232,14 @@ class SQLiteBackend(Backend):
             f"CREATE TRIGGER IF NOT EXISTS auditml_{table}_no_{op.lower()} BEFORE {op} ON "
             f"auditml_{table} BEGIN SELECT RAISE(ABORT, 'auditml: {op} of a {what} is refused: "
             f"{APPEND_ONLY}'); END"
-            for table, what in (
-                ("checkpoint", "checkpoint"),
-                ("logkey", "log key"),
-                ("record", "runtime record"),
+            for table, what, ops in (
+                ("checkpoint", "checkpoint", ("UPDATE", "DELETE")),
+                ("logkey", "log key", ("UPDATE", "DELETE")),
+                ("record", "runtime record", ("UPDATE",)),
             )
-            for op in ("UPDATE", "DELETE")
+            for op in ops
         ),
+        *_SQLITE_RECORD_DELETE,
         "CREATE TRIGGER IF NOT EXISTS auditml_log_no_delete BEFORE DELETE ON auditml_log "
         f"BEGIN SELECT RAISE(ABORT, 'auditml: DELETE of a log head is refused: {APPEND_ONLY}');"
         " END",
@@ -298,6 +327,7 @@ class PostgresBackend(Backend):
 
     name = "PostgreSQL"
     param = "%s"
+    record_delete_triggers = _POSTGRES_RECORD_DELETE
     triggers = (
         "CREATE OR REPLACE FUNCTION auditml_refuse_change() RETURNS trigger "
         "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
@@ -331,6 +361,7 @@ class PostgresBackend(Backend):
                 "FOR EACH STATEMENT EXECUTE FUNCTION auditml_refuse_change()",
             )
         ),
+        *_POSTGRES_RECORD_DELETE,
         "DROP TRIGGER IF EXISTS auditml_log_no_delete ON auditml_log",
         "CREATE TRIGGER auditml_log_no_delete BEFORE DELETE ON auditml_log "
         "FOR EACH ROW EXECUTE FUNCTION auditml_refuse_change()",

@@ -37,6 +37,7 @@ __all__ = [
     "META",
     "NODES",
     "RECORDS",
+    "REMOVED",
     "SCHEMA_VERSION",
     "SUBJECTS",
     "SUBJECT_VALUES",
@@ -49,6 +50,7 @@ __all__ = [
     "MetaRow",
     "NodeRow",
     "RecordRow",
+    "RemovedRow",
     "SubjectKeyRow",
     "SubjectValueRow",
     "ValueRow",
@@ -226,6 +228,23 @@ class ErasedRow(SQLModel, table=True):
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class RemovedRow(SQLModel, table=True):
+    """A segment whose records a retention run removed, and the ``retention.applied`` event.
+
+    The append-only trigger of ``auditml_record`` lets a record be deleted only
+    when its segment is listed here, which only a retention run does, in the
+    transaction that appends its event; ``verify`` reads the events, not this table.
+    """
+
+    __tablename__ = "auditml_removed"
+
+    log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
+    seg: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 META = cast(Table, MetaRow.__table__)  # type: ignore[attr-defined]
 LOGS = cast(Table, LogRow.__table__)  # type: ignore[attr-defined]
 EVENTS = cast(Table, EventRow.__table__)  # type: ignore[attr-defined]
@@ -237,3 +256,4 @@ VALUES = cast(Table, ValueRow.__table__)  # type: ignore[attr-defined]
 SUBJECTS = cast(Table, SubjectKeyRow.__table__)  # type: ignore[attr-defined]
 SUBJECT_VALUES = cast(Table, SubjectValueRow.__table__)  # type: ignore[attr-defined]
 ERASED = cast(Table, ErasedRow.__table__)  # type: ignore[attr-defined]
+REMOVED = cast(Table, RemovedRow.__table__)  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from auditml.core.privacy import (
     SegmentSummary,
     ValueCount,
     erased_digest,
+    open_sealed,
     plan_retention,
     privacy_entry,
     schedule_rows,
@@ -336,6 +337,16 @@ class Privacy:
             segments=sorted(removed.segments),
             scrubbed=self._ledger.store.scrub(),
         )
+
+    def kept_value(self, commitment: str) -> tuple[bytes, bytes] | None:
+        """Return the salt and value bytes kept for ``commitment``, unsealed, or None if gone.
+
+        A value whose subject was erased (its key destroyed) raises InvalidInputError.
+        """
+        found = self._ledger.store.sealed_value(self._log_id, commitment)
+        if found is None:
+            return None
+        return open_sealed(commitment, *found)
 
     def verify_values(self, size: int) -> ValueCheck:
         """Check that every value missing from the off-log store went under an erasure or retention.

@@ -1243,7 +1243,12 @@ class Snapshot:
         if not self._store.has_table("auditml_value"):
             return
         p = self._p
-        cursor = self._store.backend.scan_cursor(self._conn)
+        if self._store.dialect == "postgresql":  # beside the records' scan: its own cursor
+            raw = getattr(self._conn, "driver_connection", self._conn)
+            cursor = raw.cursor(name=f"auditml_values_{id(raw)}")
+            cursor.itersize = chunk
+        else:
+            cursor = self._store.backend.scan_cursor(self._conn)
         try:
             cursor.execute(
                 "SELECT seg, i, name, commitment FROM auditml_value "

@@ -302,11 +302,12 @@ class Privacy:
 
         Nothing another rule still covers is removed (see :func:`plan_retention`);
         a segment's ``runtime.segment`` event stays, so the chain still verifies
-        and ``verify`` reports its records as removed under retention. With
-        ``dry_run``, or when nothing is due, nothing is written.
+        and ``verify`` reports its records as removed under retention. A run
+        with nothing due still records its event (evidence that retention is
+        applied); with ``dry_run`` nothing is written.
         """
         plan = self.plan(now)
-        if dry_run or not (plan.values or plan.segments):
+        if dry_run:
             return RetentionRun(plan=plan)
         self._may(actor, "retention.applied")
         policy, policy_seq = self.policy()

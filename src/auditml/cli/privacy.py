@@ -187,8 +187,12 @@ def apply_command(
         out.print_json(data=run.as_dict())
         return
     plan = run.plan
-    if not (plan.values or plan.segments):
-        out.print(f"Nothing is due as of {utc(plan.as_of)} UTC; nothing was removed or recorded.")
+    if run.dry_run and not (plan.values or plan.segments):
+        out.print(f"Nothing is due as of {utc(plan.as_of)} UTC (dry run, nothing recorded).")
+    elif not (plan.values or plan.segments):
+        out.print(
+            f"Nothing is due as of {utc(plan.as_of)} UTC; the run is recorded (event {run.seq})."
+        )
     elif run.dry_run:
         out.print(
             f"Due as of {utc(plan.as_of)} UTC (dry run, nothing removed): {plan.value_count:,} "

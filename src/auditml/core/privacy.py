@@ -582,6 +582,8 @@ class PrivacyEntry:
             return f"erased {removed} under request {self.request}: {self.reason or ''}".rstrip(
                 ": "
             )
+        if not (self.values or self.records):
+            return "nothing was due, nothing removed"
         return f"removed {removed} and {self.records} record(s) of {self.segments} segment(s)"
 
     def as_dict(self) -> dict[str, Any]:

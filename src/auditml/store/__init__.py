@@ -724,11 +724,21 @@ class Store:
                 keys.update((str(sid), bytes(key)) for sid, key in cur.fetchall())
             missing = [sid for sid in wanted if sid not in keys]
             if missing:
-                fresh = [(log_id, sid, new_key()) for sid in missing]
+                # Another process may draw a key for the same new subject at once: the
+                # first one stored wins, and both read it back.
                 cur.executemany(
-                    f"INSERT INTO auditml_subject (log_id, sid, key) VALUES ({p}, {p}, {p})", fresh
+                    f"INSERT INTO auditml_subject (log_id, sid, key) VALUES ({p}, {p}, {p}) "
+                    "ON CONFLICT (log_id, sid) DO NOTHING",
+                    [(log_id, sid, new_key()) for sid in missing],
                 )
-                keys.update((sid, key) for _, sid, key in fresh)
+                for start in range(0, len(missing), 500):
+                    chunk = missing[start : start + 500]
+                    cur.execute(
+                        f"SELECT sid, key FROM auditml_subject WHERE log_id = {p} "
+                        f"AND sid IN ({', '.join([p] * len(chunk))})",
+                        (log_id, *chunk),
+                    )
+                    keys.update((str(sid), bytes(key)) for sid, key in cur.fetchall())
             return keys
 
         return self._write_tx(run)

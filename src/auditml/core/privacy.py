@@ -741,6 +741,14 @@ class RetentionStatus:
 
 #: What a deletion leaves behind, per store dialect, for the report and the README.
 STORAGE_NOTES = {
+    "sqlite": (
+        "On SQLite, erasures and retention runs delete with secure_delete on, so freed cells "
+        "and pages are overwritten with zeros, then checkpoint the write-ahead log into the "
+        "main file and truncate it: afterwards neither the file, its WAL nor its free pages "
+        "hold what was removed. Copies of the file taken before (backups, snapshots) keep it "
+        "until they are rotated out: keep them no longer than the erasure deadline (GDPR Art. "
+        "12(3): one month)."
+    ),
     "postgresql": (
         "On PostgreSQL a deleted row is not overwritten at once: it stays in the table's data "
         "files as a dead tuple until VACUUM (or autovacuum) reclaims its space, and in the "

@@ -311,8 +311,9 @@ class Ledger:
         """Append a ``runtime.segment`` event with its records and values, in one transaction.
 
         ``records`` are the record rows without their segment (``RECORD_COLUMNS``
-        from ``i``), ``values`` the off-log value rows without it (commitment
-        first). The segment's seq is known only under the lock; it is filled in there.
+        from ``i``), ``values`` the off-log value rows without it (``VALUE_COLUMNS``
+        but ``seg``). The segment's seq is known only under the lock: the store
+        fills it in as it bulk-inserts the rows, with no work per row under the lock.
         """
         if draft.action != "runtime.segment" or draft.actor is None:
             raise InvalidInputError("append_segment takes a runtime.segment draft with its actor")
@@ -325,13 +326,7 @@ class Ledger:
         base = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
 
         def prepare(head: HeadState) -> Batch:
-            batch = base(head)
-            seg = head.size
-            return replace(
-                batch,
-                records=[(seg, *row) for row in records],
-                values=[(row[0], seg, *row[1:]) for row in values],
-            )
+            return replace(base(head), records=records, values=values)
 
         batch = self._store.append(self._log_id, prepare)
         row = batch.rows[0]

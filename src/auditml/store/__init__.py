@@ -91,8 +91,12 @@ RECORD_COLUMNS = (
     "error",
     "body",
 )
-#: The columns of a value kept off the log, in the order ``Batch.values`` gives them.
+#: The columns of a value kept off the log, as stored.
 VALUE_COLUMNS = ("commitment", "seg", "i", "name", "salt", "value")
+#: The columns of a bulk insert: the log and the segment, then the columns of each row
+#: of ``Batch.records`` and ``Batch.values``.
+_RECORD_BULK = ("log_id", "seg", *RECORD_COLUMNS[1:])
+_VALUE_BULK = ("log_id", "seg", "commitment", "i", "name", "salt", "value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +108,10 @@ class Batch:
     head: HeadState
     #: ``(size, root, signed note)`` of the automatic checkpoints this append reaches.
     checkpoints: Sequence[tuple[int, bytes, str]] = ()
-    #: Runtime records stored with their segment event, as ``RECORD_COLUMNS`` (without log_id).
+    #: Runtime records stored with the batch's (one) segment event, as ``RECORD_COLUMNS``
+    #: without ``seg``: the store fills in the event's seq, and the log id.
     records: Sequence[tuple[Any, ...]] = ()
-    #: Values kept off the log for those records, as ``VALUE_COLUMNS`` (without log_id).
+    #: Values kept off the log for those records, as ``VALUE_COLUMNS`` without ``seg``.
     values: Sequence[tuple[Any, ...]] = ()
 
 
@@ -454,16 +459,16 @@ class Store:
                 f"VALUES ({p}, {p}, {p}, {p}, {p})",
                 [(log_id, *cp, batch.head.head_time) for cp in batch.checkpoints],
             )
-        for table, columns, rows in (
-            ("auditml_record", RECORD_COLUMNS, batch.records),
-            ("auditml_value", VALUE_COLUMNS, batch.values),
-        ):
-            if rows:
-                cur.executemany(
-                    f"INSERT INTO {table} (log_id, {', '.join(columns)}) "
-                    f"VALUES ({', '.join([p] * (len(columns) + 1))})",
-                    [(log_id, *row) for row in rows],
-                )
+        if batch.records or batch.values:
+            if len(batch.rows) != 1:
+                raise AppendError("runtime records are appended with exactly one segment event")
+            seg = batch.rows[0][0]
+            for table, columns, rows in (
+                ("auditml_record", _RECORD_BULK, batch.records),
+                ("auditml_value", _VALUE_BULK, batch.values),
+            ):
+                if rows:
+                    self.backend.bulk_insert(cur, table, columns, (log_id, seg), rows)
         h = batch.head
         cur.execute(
             f"UPDATE auditml_log SET size = {p}, head_hash = {p}, head_time = {p}, root = {p}, "

@@ -852,25 +852,31 @@ class RecordEncoder:
         the entries that keep values off the log, by index.
         """
         escape, number, canonical, sha256 = _escape, _number_text, canonical_text, hashlib.sha256
-        env, model, stream, stamp = self._env, self._model, self._stream, self.stamp
+        env, model, stream = self._env, self._model, self._stream
         plain_model, plain_env = self.model, self.env
+        second, prefix = self._second, self._prefix
         rows: list[tuple[Any, ...]] = []
         leaves: list[bytes] = []
+        add_row, add_leaf = rows.append, leaves.append
         held = commitments or {}
         for i, (ns, request_id, version, output, latency, error, time, _) in enumerate(entries):
-            when = stamp(ns) if time is None else time
+            if time is None:  # stamp() written out: it runs once per record
+                micro = ns // 1000
+                if micro // 1_000_000 != second:
+                    second = micro // 1_000_000
+                    prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+                time = "%s%06dZ" % (prefix, micro % 1_000_000)  # noqa: UP031 (faster here)
             body = (
                 f'{{"commitments":{held.get(i, "{}") if held else "{}"},"env":{env},"error":'
                 f'{"null" if error is None else escape(error)},"i":{i},"latency_ms":'
-                f'{number(latency)},"model":{model},"output":'
-                f'{output if type(output) is str else canonical(output)},"request_id":'
-                f'{escape(request_id)},"stream":{stream},"time":"{when}","v":1,'
+                f'{latency if type(latency) is int else number(latency)},"model":{model},'
+                f'"output":{output if type(output) is str else canonical(output)},"request_id":'
+                f'{escape(request_id)},"stream":{stream},"time":"{time}","v":1,'
                 f'"version":{escape(version)}}}'
             ).encode()
-            rows.append(
-                (i, request_id, when, plain_model, version, plain_env, latency, error, body)
-            )
-            leaves.append(sha256(b"\x00" + body).digest())
+            add_row((i, request_id, time, plain_model, version, plain_env, latency, error, body))
+            add_leaf(sha256(b"\x00" + body).digest())
+        self._second, self._prefix = second, prefix
         return rows, leaves
 
 

@@ -59,7 +59,21 @@ _scalar = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     _text,
 )
+_ascii = st.text(st.characters(max_codepoint=127), max_size=12)
+_flat = st.dictionaries(
+    _ascii,
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**53) + 1, 2**53 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from([0.0, -0.0, 1.0, 2.0, 1e16, 1e21, 1e-7, 1e-5, 5e-324, 0.05, 1e15 + 0.5]),
+        _ascii,
+    ),
+    max_size=8,
+)
 _output = st.one_of(
+    _flat,
     st.dictionaries(_text, _scalar, max_size=6),
     st.dictionaries(_text, st.lists(_scalar, max_size=3) | st.dictionaries(_text, _scalar)),
 )
@@ -107,6 +121,17 @@ def test_encoder_bytes_are_canonical_bytes(
     }
     assert body == canonical_bytes(record)
     assert time == RecordEncoder.stamp_of(ns)
+
+
+def test_every_ascii_character_is_escaped_as_jcs_escapes_it() -> None:
+    """A flat output holding each ASCII character, in keys and values, encodes canonically."""
+    for first in (0, 64):  # at most 64 keys take the fast path
+        output = {chr(c) + "k": chr(c) + "v" for c in range(first, first + 64)}
+        entry = check_entry(0, "r", "1", output, 1)
+        assert isinstance(entry[3], dict)  # the fast path: checked here, laid out by the flusher
+        ((*_, body),), _ = RecordEncoder("credit-risk", "production").segment([entry])
+        assert json.loads(body)["output"] == output
+        assert canonical_bytes(json.loads(body)) == body
 
 
 def test_encoder_reproduces_the_known_answers() -> None:

@@ -39,7 +39,8 @@ import threading
 import time as _time
 import warnings
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,18 @@ _time_ns = _time.time_ns
 _ID_FIX = "pass the caller's id for the request"
 _VERSION_FIX = "name the version that served it"
 _ERROR_FIX = "give an error code, or None for none"
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """A segment made and ready to append: store rows, value rows, and its event's figures."""
+
+    rows: list[tuple[Any, ...]]
+    values: list[tuple[Any, ...]]
+    root: str
+    first_time: str
+    last_time: str
+    versions: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +179,7 @@ class Recorder:
         self._spool = _spool_path(spool) if spool is not None else None
         self._spooled = self._count_spool()
         self._closed = False
+        self._maker: ThreadPoolExecutor | None = None
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(
@@ -279,6 +293,8 @@ class Recorder:
     def _drain(self, *, everything: bool) -> Receipt | None:
         """Deliver the spool, then commit full segments, and the rest when due or asked.
 
+        While one segment is being written (the database holds no GIL), the next
+        one is made on a helper thread, so making records and writing them overlap.
         While the store cannot be reached, what is due goes to the spool instead.
         """
         with self._flush_lock:
@@ -288,29 +304,51 @@ class Recorder:
                 receipt = self._deliver_spool()
             except StoreError as exc:
                 away = f"the store could not be reached: {exc}"
-            queue = self._queue
-            while queue:
-                self._woken = False
-                if (
-                    not everything
-                    and len(queue) < self._max_records
-                    and _time_ns() - queue[0][0] < self._max_age_ns
-                ):
-                    break
-                taken = self._take(self._max_records)
-                if not taken:
-                    break
-                if away is None:
+            batches = self._due(everything)
+            taken = next(batches, None)
+            made = None if taken is None or away is not None else self._make(taken)
+            while taken is not None:
+                following = next(batches, None)
+                ahead = None
+                if following is not None and away is None:
+                    ahead = self._helper().submit(self._make, following)
+                if made is not None and away is None:
                     try:
-                        receipt = self._commit(taken)
-                        continue
+                        receipt = self._append(made)
                     except StoreError as exc:
                         away = f"the store refused them: {exc}"
-                self._to_spool(taken, away)
+                if away is not None:
+                    self._to_spool(taken, away)
+                taken, made = following, None if ahead is None else ahead.result()
             return receipt
 
-    def _commit(self, entries: Sequence[Entry]) -> Receipt:
-        """Commit ``entries`` as one segment: one transaction, all of it or none."""
+    def _due(self, everything: bool) -> Iterator[list[Entry]]:
+        """Yield the queued entries due for a segment, a segment's worth at a time."""
+        queue = self._queue
+        # flush() commits what was queued when it was called, however fast callers add more.
+        budget = len(queue) if everything else -1
+        while queue and budget != 0:
+            self._woken = False
+            if (
+                not everything
+                and len(queue) < self._max_records
+                and _time_ns() - queue[0][0] < self._max_age_ns
+            ):
+                return
+            taken = self._take(self._max_records if budget < 0 else min(budget, self._max_records))
+            if not taken:
+                return
+            budget = max(budget - len(taken), 0) if budget > 0 else budget
+            yield taken
+
+    def _helper(self) -> ThreadPoolExecutor:
+        """Return the thread that makes the next segment while one is written."""
+        if self._maker is None:
+            self._maker = ThreadPoolExecutor(1, thread_name_prefix=f"auditml-make-{self.stream}")
+        return self._maker
+
+    def _make(self, entries: Sequence[Entry]) -> _Made:
+        """Make a segment's records: bytes, leaf hashes, root, and the values' commitments."""
         commitments: dict[int, str] = {}
         values: list[tuple[Any, ...]] = []
         for i in [i for i, entry in enumerate(entries) if entry[7]]:
@@ -323,26 +361,44 @@ class Recorder:
             commitments[i] = canonical_text(named)
         rows, leaves = self._encoder.segment(entries, commitments)
         times = [row[2] for row in rows]
+        return _Made(
+            rows,
+            values,
+            merkle.root_of(leaves).hex(),
+            min(times),
+            max(times),
+            sorted({row[4] for row in rows}),
+        )
+
+    def _append(self, made: _Made) -> Receipt:
+        """Append a made segment: its event and records in one transaction, all or none.
+
+        The records dropped so far are counted in it, and no longer once it is on the log.
+        """
         with self._spool_lock:
             dropped = self._dropped
         data = SegmentData(
             stream=self.stream,
-            count=len(rows),
-            root=merkle.root_of(leaves).hex(),
-            first_time=min(times),
-            last_time=max(times),
+            count=len(made.rows),
+            root=made.root,
+            first_time=made.first_time,
+            last_time=made.last_time,
             model=self.model,
             env=self.env,
-            versions=sorted({row[4] for row in rows}),
+            versions=made.versions,
             dropped=dropped,
         )
         draft = Draft.build(
             "runtime.segment", actor=self._actor, subject={"model": self.model}, data=data
         )
-        receipt = self._ledger.append_segment(draft, rows, values)
+        receipt = self._ledger.append_segment(draft, made.rows, made.values)
         with self._spool_lock:
             self._dropped -= dropped
         return receipt
+
+    def _commit(self, entries: Sequence[Entry]) -> Receipt:
+        """Commit ``entries`` as one segment: one transaction, all of it or none."""
+        return self._append(self._make(entries))
 
     def _commit_all(self, entries: Sequence[Entry]) -> list[Receipt]:
         """Commit ``entries`` in segments of max_records, now; a store error is raised."""
@@ -481,7 +537,11 @@ class Recorder:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            if self._maker is not None:
+                self._maker.shutdown()
 
     def __enter__(self) -> Self:
         return self

@@ -29,6 +29,8 @@ from json.encoder import encode_basestring as _escape
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
+import orjson
+
 from auditml.core import merkle
 from auditml.core.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_text, loads_strict
 from auditml.errors import AuditmlError, InvalidInputError, VerificationError
@@ -800,6 +802,25 @@ def _json_kind(value: object) -> str:
     return "a number"
 
 
+# Where orjson's layout of a checked flat output can differ from RFC 8785's: an integral
+# float (orjson 2.0, JCS 2) and an exponent (orjson 1e+16, JCS 10000000000000000). A
+# match inside a string is a false alarm that only costs the careful encoder.
+_NOT_JCS = re.compile(rb"\.0(?![0-9])|e[+-]")
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def _output_json(output: dict[str, Any]) -> str:
+    """Return the canonical text of an output that check_output copied (a flat, ASCII dict).
+
+    orjson lays it out (keys sorted: for ASCII keys, code point order is UTF-16
+    order); wherever its numbers could differ from ES6's, canonical_text does.
+    """
+    raw = orjson.dumps(output, option=_SORTED)
+    if _NOT_JCS.search(raw):
+        return canonical_text(output)
+    return raw.decode()
+
+
 def _number_text(x: int | float) -> str:
     """Return the ES6 text of a checked number (the layout canonical_text gives it)."""
     if type(x) is int:
@@ -851,7 +872,7 @@ class RecordEncoder:
         body)``; ``commitments`` gives the canonical text of the commitments of
         the entries that keep values off the log, by index.
         """
-        escape, number, canonical, sha256 = _escape, _number_text, canonical_text, hashlib.sha256
+        escape, number, canonical, sha256 = _escape, _number_text, _output_json, hashlib.sha256
         env, model, stream = self._env, self._model, self._stream
         plain_model, plain_env = self.model, self.env
         second, prefix = self._second, self._prefix

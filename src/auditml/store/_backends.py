@@ -322,11 +322,14 @@ class SQLiteBackend(Backend):
         (and one release of the GIL) per up to 512 rows, not per row.
         """
         width = len(columns) - len(shared)
+        # An older SQLite binds at most 999 parameters to a statement: stay under its limit.
+        limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        most = min(_BULK_ROWS, 1 << (max((limit - len(shared)) // width, 1).bit_length() - 1))
         flat = list(chain.from_iterable(rows))
         count, at = len(rows), 0
         while at < count:
             left = count - at
-            size = _BULK_ROWS if left >= _BULK_ROWS else 1 << (left.bit_length() - 1)
+            size = most if left >= most else 1 << (left.bit_length() - 1)
             cursor.execute(
                 _multi_row_sql(table, tuple(columns), len(shared), size),
                 (*shared, *flat[at * width : (at + size) * width]),

@@ -223,6 +223,7 @@ class Ledger:
         self._origin = head.origin
         self._states = StateCache()
         self.after_append = AfterAppend()
+        self._has_records = False  # whether the store holds the runtime record tables
 
     def close(self) -> None:
         """Release the database connections."""
@@ -317,11 +318,12 @@ class Ledger:
         """
         if draft.action != "runtime.segment" or draft.actor is None:
             raise InvalidInputError("append_segment takes a runtime.segment draft with its actor")
-        if not self._store.has_table("auditml_record"):
+        if not self._has_records and not self._store.has_table("auditml_record"):
             raise StoreError(
                 f"{self.url} was made by an earlier auditml, before runtime records: run "
                 "`auditml init` with this --db once to add their tables (no event changes)"
             )
+        self._has_records = True  # tables are never dropped: ask the store once
         hook = self.after_append
         base = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
 

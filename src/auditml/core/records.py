@@ -805,11 +805,11 @@ def _json_kind(value: object) -> str:
 # Where orjson's layout of a checked flat output can differ from RFC 8785's: an integral
 # float (orjson 2.0, JCS 2) and an exponent (orjson 1e+16, JCS 10000000000000000). A
 # match inside a string is a false alarm that only costs the careful encoder.
-_NOT_JCS = re.compile(rb"\.0(?![0-9])|e[+-]")
+_NOT_JCS = re.compile(rb"\.0(?![0-9])|[0-9]e[+-][0-9]")
 _SORTED = orjson.OPT_SORT_KEYS
 
 
-def _output_json(output: dict[str, Any]) -> str:
+def _output_json(output: Any) -> str:
     """Return the canonical text of an output that check_output copied (a flat, ASCII dict).
 
     orjson lays it out (keys sorted: for ASCII keys, code point order is UTF-16

@@ -21,12 +21,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import operator
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeAlias
+
+import orjson
 
 from auditml.core import merkle
 from auditml.core.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_text, loads_strict
@@ -704,53 +707,191 @@ def _verify_event_inclusion(
 
 #: The columns a stored record row holds, as the store reads them for verify.
 _ROW_COLUMNS = ("request_id", "time", "model", "version", "env", "latency_ms", "error")
+#: What the fast path reads out of a parsed record to hold against ``row[1:9]``.
+_ROW_KEYS = operator.itemgetter("i", *_ROW_COLUMNS)
+_ROW_SLICE = operator.itemgetter(slice(1, 9))
+_BODY = operator.itemgetter(9)
+_SEG, _INDEX = operator.itemgetter(0), operator.itemgetter(1)
+_DIGEST = type(hashlib.sha256()).digest
+_LEAF, _NODE = b"\x00", b"\x01"
+#: Reads a segment's stored rows again (``RECORD_COLUMNS``, in ``i`` order), for diagnosis.
+Reread: TypeAlias = Callable[[int], Iterable[Sequence[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    """What a segment event commits its records to."""
+
+    count: int
+    root: bytes
+    stream: object
+    first_time: object
+    last_time: object
+
+
+def _parse_segment(seq: int, body: bytes) -> _Expected:
+    """Return what the ``runtime.segment`` event ``seq`` commits to, or raise naming it."""
+    try:
+        data = loads_strict(body if isinstance(body, bytes) else bytes(body))["data"]
+        count, root = data["count"], data["root"]
+        if not (_is_int(count) and count >= 1 and isinstance(root, str) and _HEX64.fullmatch(root)):
+            raise ValueError(root)
+        return _Expected(
+            count,
+            bytes.fromhex(root),
+            data.get("stream"),
+            data.get("first_time"),
+            data.get("last_time"),
+        )
+    except (AuditmlError, KeyError, TypeError, ValueError, RecursionError):
+        raise VerificationError(
+            "its runtime.segment data holds no record count and root", kind="record", seq=seq
+        ) from None
+
+
+def _fast_columns(rows: Sequence[Sequence[Any]], bodies: list[Any]) -> bool:
+    """Return whether every row's body parses as an object whose index and columns fit the row.
+
+    That is the common case, checked with C-level maps; False sends the rows to
+    the slow path, which names the first that fails. The fast path reads a key
+    given twice as orjson (and Python's json, and JavaScript) do: the last one
+    wins. auditml never writes one; a body that holds one still has to match
+    its segment's root.
+    """
+    try:
+        # Streamed: each parsed body is dropped as soon as its fields are out.
+        return list(map(_ROW_KEYS, map(orjson.loads, bodies))) == list(map(_ROW_SLICE, rows))
+    except (ValueError, TypeError, KeyError, IndexError):  # orjson's errors are these too
+        return False
+
+
+def _leaf_hashes_of(bodies: Iterable[bytes]) -> list[bytes]:
+    """Return SHA-256(0x00 || body) of each body, with C-level maps."""
+    return list(map(_DIGEST, map(hashlib.sha256, map(_LEAF.__add__, bodies))))
+
+
+def _tree_root(leaves: list[bytes]) -> bytes:
+    """Return the RFC 9162 Merkle Tree Hash over leaf hashes, each level hashed with C-level maps.
+
+    Pairing level by level and carrying an unpaired last node up unchanged
+    builds exactly the RFC 9162 tree (split at the largest power of two).
+    """
+    if not leaves:
+        return merkle.EMPTY_ROOT
+    level = leaves
+    sha256, node = hashlib.sha256, _NODE.__add__
+    while len(level) > 1:
+        carry = level[-1:] if len(level) % 2 else []
+        pairs = map(bytes.__add__, level[0:-1:2] if carry else level[0::2], level[1::2])
+        level = list(map(_DIGEST, map(sha256, map(node, pairs)))) + carry
+    return level[0]
 
 
 class SegmentVerifier:
     """Check stored records against the ``runtime.segment`` events that commit them, streaming.
 
     Given every segment event (``(seq, body)``, bodies already verified as part
-    of the chain), it is fed the stored record rows in ``(seg, i)`` order and
-    raises :class:`~auditml.errors.VerificationError` (kind ``record``) at the
-    first record that fails: a changed body, a column that contradicts its
-    body, a record missing, added or out of place, or a segment whose records
-    do not hash to its root. Only one segment's leaf hashes are held at a time.
+    of the chain), it is fed the stored record rows (``RECORD_COLUMNS``) in
+    ``(seg, i)`` order and raises :class:`~auditml.errors.VerificationError`
+    (kind ``record``, ``seq`` the segment) at the first record that fails: bytes
+    that are not a JSON record, a column that contradicts its body, a record
+    missing, added or out of place, a segment whose records do not hash to its
+    root, or records claiming a segment that is no segment event of the log.
+    It never raises anything else, whatever the rows hold. Only one segment's
+    leaf hashes are held at a time.
+
+    The common case runs a fast path (one SHA-256 and one orjson parse per
+    record, the columns compared in bulk); a chunk in which anything looks
+    wrong is checked again row by row, so the first failing record is named.
+    When a segment's root does not match, ``reread`` (when given) reads that
+    segment's rows again to name the first record that does not hold up on its own.
     """
 
-    def __init__(self, segments: Iterable[tuple[int, bytes]]) -> None:
-        self._expected: dict[int, tuple[int, bytes]] = {}
+    def __init__(
+        self,
+        segments: Iterable[tuple[int, bytes]],
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        head: int | None = None,
+        reread: Reread | None = None,
+    ) -> None:
+        self._expected: dict[int, _Expected] = {}
         for seq, body in segments:
-            try:
-                data = loads_strict(body)["data"]
-                self._expected[seq] = (int(data["count"]), bytes.fromhex(data["root"]))
-            except (AuditmlError, KeyError, TypeError, ValueError):
-                raise VerificationError(
-                    "its runtime.segment data holds no count and root", kind="record", seq=seq
-                ) from None
+            if start <= seq and (stop is None or seq < stop):
+                self._expected[seq] = _parse_segment(seq, body)
         self._pending = sorted(self._expected, reverse=True)
+        self._head = head if head is not None else stop
+        self._reread = reread
         self._seg: int | None = None
         self._leaves: list[bytes] = []
         self.records = 0
 
-    def feed(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Check the next stored record rows (every column of the record table, seg first)."""
-        sha256 = hashlib.sha256
+    def feed(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Check the next stored record rows (``RECORD_COLUMNS``: seg, i, …, body)."""
+        try:
+            bodies = list(map(_BODY, rows))
+        except (IndexError, TypeError):
+            bodies = []
+        if not bodies or not _fast_columns(rows, bodies):
+            self._feed_slowly(rows)
+            return
+        segs = list(map(_SEG, rows))
+        indexes = list(map(_INDEX, rows))
+        at, total = 0, len(rows)
+        while at < total:
+            if segs[at] != self._seg or self._seg is None:
+                self._close()
+                self._open(segs[at])
+            seg, have = self._seg, len(self._leaves)
+            take = min(self._expected[seg].count - have, total - at)  # type: ignore[index]
+            end = at + take
+            if (
+                take <= 0
+                or segs[at:end] != [seg] * take
+                or indexes[at:end] != list(range(have, have + take))
+            ):
+                self._feed_slowly(rows[at:])  # names the record out of place
+                return
+            self._leaves += _leaf_hashes_of(bodies[at:end])
+            self.records += take
+            at = end
+
+    def _feed_slowly(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Check rows one by one, naming the first that fails (the fast path found one)."""
         for row in rows:
-            seg, i, body = row[0], row[1], row[-1]
-            if seg != self._seg:
+            if len(row) != 10:
+                raise VerificationError(
+                    f"a stored runtime record row has {len(row)} columns, not 10",
+                    kind="record",
+                )
+            seg, i, body = row[0], row[1], row[9]
+            if seg != self._seg or self._seg is None:
                 self._close()
                 self._open(seg)
+            assert self._seg is not None
+            self._slot(self._seg, i)
             if not isinstance(body, bytes | bytearray | memoryview):
-                raise self._fail(seg, i, "its stored bytes are not bytes")
+                raise _fail(self._seg, i, f"its stored bytes are {_kind(body)}, not bytes")
             body = bytes(body)
-            if i != len(self._leaves):
-                missing = len(self._leaves)
-                raise self._fail(
-                    seg, missing, f"record {missing} is missing (the next stored is {i})"
-                )
-            self._leaves.append(sha256(b"\x00" + body).digest())
-            self._check_columns(seg, i, row, body)
+            _check_columns(self._seg, i, row, body)
+            self._leaves.append(hashlib.sha256(b"\x00" + body).digest())
             self.records += 1
+
+    def split(self, share: float) -> int:
+        """Return the segment seq before which about ``share`` of the committed records lie."""
+        total = sum(e.count for e in self._expected.values())
+        seen = 0
+        for seq in sorted(self._expected):
+            if seen >= share * total:
+                return seq
+            seen += self._expected[seq].count
+        return max(self._expected, default=-1) + 1
+
+    @property
+    def committed(self) -> int:
+        """Return how many records the segments commit to."""
+        return sum(e.count for e in self._expected.values())
 
     def finish(self) -> int:
         """Raise for a segment whose records are missing; return how many records were checked."""
@@ -758,26 +899,56 @@ class SegmentVerifier:
         if self._pending:
             seg = self._pending[-1]
             raise VerificationError(
-                f"the segment's {self._expected[seg][0]} records are missing from the store",
+                f"the segment's {self._expected[seg].count} records are missing from the store",
                 kind="record",
                 seq=seg,
             )
         return self.records
 
+    def _slot(self, seg: int, i: object) -> None:
+        """Raise unless ``i`` is the index of the next record of segment ``seg``."""
+        have = len(self._leaves)
+        count = self._expected[seg].count
+        index = i if isinstance(i, int) and not isinstance(i, bool) else None
+        if index == have and have < count:
+            return
+        if have >= count:
+            raise _fail(
+                seg, i, f"the segment commits {count} records, and this one is stored beyond them"
+            )
+        if index is not None and index > have:
+            raise _fail(seg, have, f"record {have} is missing (the next stored is {index})")
+        if index is not None and 0 <= index < have:
+            raise _fail(seg, index, f"record {index} is stored twice")
+        raise _fail(
+            seg,
+            have,
+            f"a record stored in its place has the index {_show(i)} (record {have} is missing)",
+        )
+
     def _open(self, seg: object) -> None:
-        if not isinstance(seg, int) or seg not in self._expected:
+        if not isinstance(seg, int) or isinstance(seg, bool) or seg not in self._expected:
+            where = "which is no runtime.segment event of the log"
+            if isinstance(seg, int) and self._head is not None and seg >= self._head:
+                where = f"beyond the log's last event ({self._head - 1})"
             raise VerificationError(
-                f"stored runtime records claim segment {seg!r}, which is no runtime.segment "
-                "event of the log: they were added outside auditml",
+                f"stored runtime records claim segment {_show(seg)}, {where}: they were "
+                "added outside auditml",
                 kind="record",
-                seq=seg if isinstance(seg, int) else None,
+                seq=seg if isinstance(seg, int) and 0 <= seg <= MAX_SAFE_INTEGER else None,
             )
         if self._pending and self._pending[-1] < seg:
             skipped = self._pending[-1]
             raise VerificationError(
-                f"the segment's {self._expected[skipped][0]} records are missing from the store",
+                f"the segment's {self._expected[skipped].count} records are missing from the store",
                 kind="record",
                 seq=skipped,
+            )
+        if not self._pending or self._pending[-1] != seg:  # pragma: no cover - sorted input
+            raise VerificationError(
+                "stored runtime records of the segment come out of order",
+                kind="record",
+                seq=seg,
             )
         self._pending.pop()
         self._seg, self._leaves = seg, []
@@ -786,44 +957,99 @@ class SegmentVerifier:
         if self._seg is None:
             return
         seg, leaves = self._seg, self._leaves
-        count, root = self._expected[seg]
-        if len(leaves) != count:
-            raise self._fail(
+        expected = self._expected[seg]
+        if len(leaves) != expected.count:
+            raise _fail(
                 seg,
                 len(leaves),
-                f"the segment commits {count} records but {len(leaves)} are stored "
+                f"the segment commits {expected.count} records but {len(leaves)} are stored "
                 f"(record {len(leaves)} on is missing)",
             )
-        if merkle.root_of(leaves) != root:
-            raise VerificationError(
-                "its records do not hash to the segment's root: a record was changed, "
-                "removed or reordered in the database",
-                kind="record",
-                seq=seg,
-            )
+        if _tree_root(leaves) != expected.root:
+            raise self._root_fails(seg, expected)
         self._seg, self._leaves = None, []
 
-    def _check_columns(self, seg: int, i: int, row: Sequence[Any], body: bytes) -> None:
-        try:
-            record = loads_strict(body)
-        except AuditmlError:
-            raise self._fail(seg, i, "its stored bytes are not a JSON record") from None
-        if not isinstance(record, dict) or record.get("i") != i:
-            raise self._fail(seg, i, f"its bytes say index {record.get('i')!r}, not {i}")
-        for name, held in zip(_ROW_COLUMNS, row[2:-1], strict=True):
-            says = record.get(name)
-            if name == "latency_ms" and isinstance(says, int | float) and held is not None:
-                same = float(held) == float(says)
-            else:
-                same = held == says
-            if not same:
-                raise self._fail(
-                    seg,
-                    i,
-                    f"its {name} column holds {held!r} but its bytes say {says!r}: the column "
-                    "was changed in the database",
-                )
+    def _root_fails(self, seg: int, expected: _Expected) -> VerificationError:
+        """Return the error for a segment whose records do not hash to its root.
 
-    @staticmethod
-    def _fail(seg: int, i: int, message: str) -> VerificationError:
-        return VerificationError(f"runtime record {i}: {message}", kind="record", seq=seg)
+        The root alone cannot say which record changed; each record is checked
+        on its own (canonical bytes, a valid record of the segment's stream and
+        time span) and the first that does not hold up is named.
+        """
+        why = (
+            "its records do not hash to the segment's root: a record was changed, "
+            "removed or reordered in the database"
+        )
+        if self._reread is not None:
+            for row in self._reread(seg):
+                problem = _record_problem(row, expected)
+                if problem is not None:
+                    return _fail(seg, row[1], f"{problem}; {why}")
+        return VerificationError(
+            f"{why}, and each record on its own is well formed, so the log cannot tell "
+            f"which of its {expected.count} records it was",
+            kind="record",
+            seq=seg,
+        )
+
+
+def _kind(value: object) -> str:
+    return "NULL" if value is None else f"a {type(value).__name__}"
+
+
+def _fail(seg: int, i: object, message: str) -> VerificationError:
+    return VerificationError(f"runtime record {_show(i)}: {message}", kind="record", seq=seg)
+
+
+def _check_columns(seg: int, i: int, row: Sequence[Any], body: bytes) -> None:
+    """Raise unless ``body`` is a JSON record whose index and columns agree with the row."""
+    try:
+        record = loads_strict(body)
+    except (AuditmlError, RecursionError):
+        raise _fail(seg, i, "its stored bytes are not a JSON record") from None
+    if not isinstance(record, dict):
+        raise _fail(seg, i, "its stored bytes are not a JSON record") from None
+    if not (_is_int(record.get("i")) and record["i"] == i):
+        raise _fail(seg, i, f"its bytes say index {_show(record.get('i'))}, not {i}")
+    for name, held in zip(_ROW_COLUMNS, row[2:9], strict=True):
+        says = record.get(name)
+        if name == "latency_ms":
+            same = (
+                isinstance(says, int | float)
+                and not isinstance(says, bool)
+                and isinstance(held, int | float)
+                and float(held) == float(says)
+            )
+        else:
+            same = type(held) is type(says) and held == says
+        if not same:
+            raise _fail(
+                seg,
+                i,
+                f"its {name} column holds {_show(held)} but its bytes say {_show(says)}: the "
+                "column was changed in the database",
+            )
+
+
+def _record_problem(row: Sequence[Any], expected: _Expected) -> str | None:
+    """Return what is wrong with one stored record on its own, or None if nothing shows."""
+    body = row[9] if len(row) == 10 else None
+    if not isinstance(body, bytes | bytearray | memoryview):
+        return "its stored bytes are not bytes"
+    try:
+        record = loads_strict(bytes(body))
+        canonical = canonical_bytes(record) == bytes(body)
+    except (AuditmlError, RecursionError):
+        return "its stored bytes are not a JSON record"
+    if not canonical:
+        return "its stored bytes are not in canonical (JCS) form, so they are not what was written"
+    try:
+        RuntimeRecord.from_dict(record)
+    except AuditmlError as exc:
+        return f"it is no valid record ({exc})"
+    if record["stream"] != expected.stream:
+        return f"its stream {_show(record['stream'])} is not the segment's {_show(expected.stream)}"
+    first, last = expected.first_time, expected.last_time
+    if isinstance(first, str) and isinstance(last, str) and not first <= record["time"] <= last:
+        return f"its time {record['time']} lies outside the segment's span {first} to {last}"
+    return None

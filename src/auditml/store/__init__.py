@@ -763,24 +763,78 @@ class Snapshot:
         return None if row is None else _head(tuple(row))
 
     def scan_records(
-        self, log_id: int, stop_seg: int, chunk: int = SCAN_CHUNK
+        self,
+        log_id: int,
+        start_seg: int | None = None,
+        stop_seg: int | None = None,
+        chunk: int = SCAN_CHUNK,
+        *,
+        null: bool = False,
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Yield chunks of stored runtime records of segments before ``stop_seg``, in order.
+        """Yield chunks of the log's stored runtime records, in ``(seg, i)`` order, streamed.
 
         Each row is every column of ``RECORD_COLUMNS``, as stored, so verify can
-        hold the copied-out columns against the bytes too.
+        hold the copied-out columns against the bytes too. Without bounds it reads
+        every record of the log, whatever its ``seg`` holds (verify names records
+        of no segment); ``start_seg`` and ``stop_seg`` bound ``seg`` when given
+        (in SQLite, text sorts after every number), and ``null`` reads only the
+        records whose ``seg`` is NULL. Text that is not UTF-8 arrives with its bad
+        bytes as surrogates.
         """
         p = self._p
+        sql = f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record WHERE log_id = {p}"
+        params: tuple[int, ...] = (log_id,)
+        if null:
+            sql += " AND seg IS NULL"
+        if start_seg is not None:
+            sql += f" AND seg >= {p}"
+            params += (start_seg,)
+        if stop_seg is not None:
+            sql += f" AND seg < {p}"
+            params += (stop_seg,)
+        sql += " ORDER BY seg, i"
         cursor = self._store.backend.scan_cursor(self._conn)
+        done = 0
         try:
-            cursor.execute(
-                f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
-                f"WHERE log_id = {p} AND seg < {p} ORDER BY seg, i",
-                (log_id, stop_seg),
-            )
-            yield from iter_chunks(cursor, chunk)
+            cursor.execute(sql, params)
+            if hasattr(cursor, "arraysize"):
+                cursor.arraysize = chunk
+            for rows in iter_chunks(cursor, chunk):
+                yield rows
+                done += len(rows)
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+            # Text that is not UTF-8 sits in a text column: read again, keeping the bad
+            # bytes as surrogates, and go on after the rows already given.
+            close_quietly(cursor)
+            for rows in self._scan_tolerant(sql, params, chunk):
+                if done >= len(rows):
+                    done -= len(rows)
+                    continue
+                yield rows[done:]
+                done = 0
         finally:
             close_quietly(cursor)
+
+    def segment_records(self, log_id: int, seg: int) -> list[tuple[Any, ...]]:
+        """Return the stored rows (``RECORD_COLUMNS``) of segment ``seg``, in ``i`` order.
+
+        It runs beside an open :meth:`scan_records`, so it uses the snapshot's own cursor.
+        """
+        p = self._p
+        sql = (
+            f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
+            f"WHERE log_id = {p} AND seg = {p} ORDER BY i"
+        )
+        try:
+            self._cur.execute(sql, (log_id, seg))
+            return [tuple(row) for row in self._cur.fetchall()]
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+            rows = self._scan_tolerant(sql, (log_id, seg), SCAN_CHUNK)
+            return [tuple(row) for chunk in rows for row in chunk]
 
     def segments(self, log_id: int, stop: int) -> list[tuple[int, bytes, bytes]]:
         """Return ``(seq, hash, body)`` of every ``runtime.segment`` event before ``stop``."""

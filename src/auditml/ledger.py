@@ -44,7 +44,7 @@ from auditml.core.events import (
     imported_mark,
 )
 from auditml.core.keys import check_import
-from auditml.core.records import SegmentVerifier
+from auditml.core.records import SegmentVerifier, check_values
 from auditml.errors import (
     AppendError,
     AuditmlError,
@@ -74,7 +74,7 @@ ProgressFn = Callable[[int, int], None]
 Imported = bool | Mapping[str, Any] | ImportedFrom
 PARALLEL_MIN = 250_000  # below this, starting a helper process costs more than it saves
 RECORDS_PARALLEL_MIN = 200_000  # the same for runtime records, which cost more each
-RECORDS_SHARE = 0.52  # of the records, checked here: the helper first has to start
+RECORDS_SHARE = 0.4  # of the records, checked here with all the values kept off the log
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -372,9 +372,16 @@ class Ledger:
             split = whole.split(RECORDS_SHARE) if parallel else stop
             helper = self._start_records_helper(split, stop) if split < stop else None
             if helper is None:
-                return self._check_records(snap, segments, 0, stop, stop, progress)
+                checked = self._check_records(snap, segments, 0, stop, stop, progress)
+                check_values(snap.scan_values(self._log_id))
+                return checked
             try:
                 mine = self._check_records(snap, segments, 0, split, stop, progress, null=True)
+                values_failed = None
+                try:  # while the helper works; a record's failure is raised before its value's
+                    check_values(snap.scan_values(self._log_id))
+                except VerificationError as exc:
+                    values_failed = exc
                 result = self._finish_records_helper(helper, split, stop)
                 helper = None
             finally:
@@ -385,6 +392,8 @@ class Ledger:
                 result.raise_failure()
             beyond = snap.scan_records(self._log_id, stop)
             check_records(snap, self._log_id, [], stop, stop, stop, beyond)
+            if values_failed is not None:
+                raise values_failed
             return mine + result.records
 
     def _check_records(

@@ -792,21 +792,26 @@ class Snapshot:
         if stop_seg is not None:
             sql += f" AND seg < {p}"
             params += (stop_seg,)
-        sql += " ORDER BY seg, i"
+        yield from self._stream(sql + " ORDER BY seg, i", params, chunk)
+
+    def _stream(
+        self, sql: str, params: tuple[Any, ...], chunk: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Run a streaming query; text that is not UTF-8 arrives with its bad bytes as surrogates.
+
+        SQLite refuses to hand over such text, so the query is run again with a
+        tolerant text factory and goes on after the rows already given.
+        """
         cursor = self._store.backend.scan_cursor(self._conn)
         done = 0
         try:
             cursor.execute(sql, params)
-            if hasattr(cursor, "arraysize"):
-                cursor.arraysize = chunk
             for rows in iter_chunks(cursor, chunk):
                 yield rows
                 done += len(rows)
         except sqlite3.OperationalError as exc:
             if "decode" not in str(exc):
                 raise
-            # Text that is not UTF-8 sits in a text column: read again, keeping the bad
-            # bytes as surrogates, and go on after the rows already given.
             close_quietly(cursor)
             for rows in self._scan_tolerant(sql, params, chunk):
                 if done >= len(rows):
@@ -816,6 +821,28 @@ class Snapshot:
                 done = 0
         finally:
             close_quietly(cursor)
+
+    def scan_values(self, log_id: int, chunk: int = SCAN_CHUNK) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield chunks of the values kept off the log, each with the body of its record.
+
+        Each row is ``VALUE_COLUMNS`` and then the stored body of the record at the
+        value's ``(seg, i)``, NULL when there is none, in their records' order (in
+        SQLite, the order they were written, which is that order without a sort).
+        """
+        p = self._p
+        # In SQLite, '+' keeps the planner off the (log_id, commitment) key, whose order is
+        # random: it walks the table in rowid order, so each record looked up is the next.
+        sqlite = self._store.dialect == "sqlite"
+        order = "v.rowid" if sqlite else "v.seg, v.i, v.name"
+        where = (
+            f"+v.log_id = {p} ORDER BY {order}" if sqlite else f"v.log_id = {p} ORDER BY {order}"
+        )
+        cols = ", ".join(f"v.{name}" for name in VALUE_COLUMNS)
+        sql = (
+            f"SELECT {cols}, r.body FROM auditml_value v LEFT JOIN auditml_record r "
+            f"ON r.log_id = v.log_id AND r.seg = v.seg AND r.i = v.i WHERE {where}"
+        )
+        yield from self._stream(sql, (log_id,), chunk)
 
     def segment_records(self, log_id: int, seg: int) -> list[tuple[Any, ...]]:
         """Return the stored rows (``RECORD_COLUMNS``) of segment ``seg``, in ``i`` order.

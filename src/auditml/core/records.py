@@ -1141,3 +1141,43 @@ def _check_value(row: Sequence[Any]) -> None:
 
 def _size(value: object) -> str:
     return f"{len(value)} bytes" if isinstance(value, bytes | bytearray | memoryview) else "no size"
+
+
+def record_proof_of_stored(
+    *,
+    log: str,
+    bodies: Sequence[bytes],
+    index: int,
+    segment_event: bytes,
+    segment_seq: int,
+    event_inclusion: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Return the record proof of stored record ``index``, from its segment's stored bytes.
+
+    The same proof as :func:`build_record_proof`, built from exactly the bytes
+    the segment root covers: each leaf is hashed as stored, with nothing parsed
+    and encoded again but the one record the proof shows.
+    """
+    count = len(bodies)
+    if not (_is_int(index) and 0 <= index < count):
+        raise InvalidInputError(
+            f"record index {_show(index)} is not in the segment of {count} records"
+        )
+    leaves = _leaf_hashes_of(bodies)
+
+    def node(level: int, start: int) -> bytes:
+        """Return the perfect subtree hash over leaves [start << level, (start + 1) << level)."""
+        return _tree_root(leaves[start << level : (start + 1) << level])
+
+    path = merkle.inclusion_proof(index, count, node)
+    return {
+        "type": "record",
+        "log": log,
+        "record": loads_strict(bodies[index]),
+        "segment_event": segment_event.decode("utf-8"),
+        "segment_seq": segment_seq,
+        "index": index,
+        "count": count,
+        "proof": [h.hex() for h in path],
+        "event_inclusion": dict(event_inclusion),
+    }

@@ -285,7 +285,9 @@ class Store:
         with self.snapshot() as snap:
             snap._cur.execute(
                 f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
-                f"WHERE log_id = {p} AND request_id = {p} ORDER BY seg, i",
+                # '+' keeps SQLite off the primary key, which would give the order but walk
+                # every record of the log: it finds the few rows by request id, then sorts them.
+                f"WHERE log_id = {p} AND request_id = {p} ORDER BY +seg, +i",
                 (log_id, request_id),
             )
             return [tuple(row) for row in snap._cur.fetchall()]

@@ -710,7 +710,9 @@ class Store:
         For ``sparse`` actions it is one SELECT per action, merged in seq order:
         each reads the action index in order, where ``action IN (...) ORDER BY
         seq`` makes SQLite walk the whole log. For common actions that walk is
-        the cheaper read, and a model filter reads the model index either way.
+        the cheaper read. With a model, it is one SELECT per action too, each on
+        the (model, action, seq) index, so a model's lifecycle events are found
+        without reading its many runtime.segment events.
         """
         from auditml.store.tables import EVENTS
 
@@ -718,7 +720,14 @@ class Store:
         cols = (c.seq, c.hash, c.body)
         actions = tuple(dict.fromkeys(flt.actions))
         query: Any
-        if flt.sparse and flt.model is None and len(actions) > 1:
+        if flt.model is not None and actions:
+            # One SELECT per action on the (model, action, seq) index, merged in seq order:
+            # a model's history walked on the model index reads every event of the model,
+            # and a model that serves in production has a runtime.segment per thousand
+            # requests among them.
+            arms = [select(*cols).where(*conditions, c.action == a) for a in actions]
+            query = arms[0] if len(arms) == 1 else union_all(*arms)
+        elif flt.sparse and flt.model is None and len(actions) > 1:
             query = union_all(*(select(*cols).where(*conditions, c.action == a) for a in actions))
         else:
             if actions:

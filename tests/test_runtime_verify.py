@@ -361,19 +361,22 @@ def test_the_first_failure_in_order_is_named(logged: Logged) -> None:
         assert failed.seq == logged.first and "version column holds '9'" in str(failed)
 
 
-def test_a_record_failure_is_named_before_a_value_failure(logged: Logged) -> None:
-    """A changed record of the second segment is named before a changed value of the first."""
+def test_failures_are_named_in_segment_order_values_with_their_records(logged: Logged) -> None:
+    """A changed value of the first segment is named before a changed record of the second."""
     drop_triggers(logged.url)
     raw_sql(
         logged.url,
         [
-            ("UPDATE auditml_value SET value = %s WHERE i = 0", (b'"x"',)),
+            (
+                "UPDATE auditml_value SET value = %s WHERE i = 0 AND seg = %s",
+                (b'"x"', logged.first),
+            ),
             "UPDATE auditml_record SET env = 'staging' WHERE request_id = 'req-5'",
         ],
     )
     for parallel in (False, True):
         failed = _fails(logged, parallel=parallel)
-        assert failed.seq == logged.second and "env column" in str(failed)
+        assert failed.seq == logged.first and "do not open its commitment" in str(failed)
 
 
 def test_the_cli_names_a_tampered_record_without_a_traceback(

@@ -44,7 +44,7 @@ from auditml.core.events import (
     imported_mark,
 )
 from auditml.core.keys import check_import
-from auditml.core.records import SegmentVerifier, check_values
+from auditml.core.records import SegmentVerifier
 from auditml.errors import (
     AppendError,
     AuditmlError,
@@ -372,16 +372,9 @@ class Ledger:
             split = whole.split(RECORDS_SHARE) if parallel else stop
             helper = self._start_records_helper(split, stop) if split < stop else None
             if helper is None:
-                checked = self._check_records(snap, segments, 0, stop, stop, progress)
-                check_values(snap.scan_values(self._log_id))
-                return checked
+                return self._check_records(snap, segments, 0, stop, stop, progress)
             try:
                 mine = self._check_records(snap, segments, 0, split, stop, progress, null=True)
-                values_failed = None
-                try:  # while the helper works; a record's failure is raised before its value's
-                    check_values(snap.scan_values(self._log_id))
-                except VerificationError as exc:
-                    values_failed = exc
                 result = self._finish_records_helper(helper, split, stop)
                 helper = None
             finally:
@@ -392,8 +385,6 @@ class Ledger:
                 result.raise_failure()
             beyond = snap.scan_records(self._log_id, stop)
             check_records(snap, self._log_id, [], stop, stop, stop, beyond)
-            if values_failed is not None:
-                raise values_failed
             return mine + result.records
 
     def _check_records(
@@ -415,12 +406,15 @@ class Ledger:
         log_id = self._log_id
         if stop == head and start == 0:
             chunks: Iterable[list[tuple[Any, ...]]] = snap.scan_records(log_id)
+            values = snap.scan_values(log_id)
         else:
             part = snap.scan_records(log_id, start, stop)
             chunks = chained(snap.scan_records(log_id, null=True), part) if null else part
+            # The helper checks the values of its segments; every other value is checked here.
+            values = snap.scan_values(log_id, stop, head, outside=True)
         if progress is not None:
             chunks = _reporting(chunks, progress)
-        return check_records(snap, log_id, segments, start, stop, head, chunks).records
+        return check_records(snap, log_id, segments, start, stop, head, chunks, values).records
 
     def _start_records_helper(self, start: int, stop: int) -> subprocess.Popen[str] | None:
         """Start a helper process checking the records of segments ``start`` to ``stop - 1``."""

@@ -210,11 +210,14 @@ def check_records(
     stop: int,
     head: int,
     rows: Iterable[Sequence[Sequence[Any]]],
+    values: Iterable[Sequence[Sequence[Any]]] | None = None,
 ) -> SegmentVerifier:
     """Check the stored records ``rows`` against the segments ``start`` to ``stop - 1``.
 
     ``head`` is the log's size: records claiming a segment at or beyond it are
-    named as such. Returns the verifier, finished (every segment's records seen).
+    named as such. ``values`` are the values kept off the log for those
+    records, in their order. Returns the verifier, finished (every segment's
+    records seen).
     """
     checker = SegmentVerifier(
         segments,
@@ -222,6 +225,8 @@ def check_records(
         stop=stop,
         head=head,
         reread=lambda seg: snap.segment_records(log_id, seg),
+        values=values,
+        body_at=lambda seg, i: snap.record_body(log_id, seg, i),
     )
     for chunk in rows:
         checker.feed(chunk)
@@ -246,12 +251,13 @@ def check_record_range(request: TreeRequest) -> TreeAnswer:
                     stop,
                     request.size,
                     snap.scan_records(request.log_id, start, stop),
+                    snap.scan_values(request.log_id, start, stop),
                 )
             except VerificationError as exc:
                 return TreeAnswer().fail(exc, "records")
     finally:
         store.close()
-    return TreeAnswer(records=checker.records)
+    return TreeAnswer(records=checker.records)  # its values too
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ failed, and never anything else, whatever it is given.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import math
@@ -708,7 +709,8 @@ def _verify_event_inclusion(
 #: The columns a stored record row holds, as the store reads them for verify.
 _ROW_COLUMNS = ("request_id", "time", "model", "version", "env", "latency_ms", "error")
 #: What the fast path reads out of a parsed record to hold against ``row[1:9]``.
-_ROW_KEYS = operator.itemgetter("i", *_ROW_COLUMNS)
+_ROW_FIELDS = operator.itemgetter("i", *_ROW_COLUMNS, "commitments")
+_FIRST8, _NINTH = operator.itemgetter(slice(0, 8)), operator.itemgetter(8)
 _ROW_SLICE = operator.itemgetter(slice(1, 9))
 _BODY = operator.itemgetter(9)
 _SEG, _INDEX = operator.itemgetter(0), operator.itemgetter(1)
@@ -716,6 +718,8 @@ _DIGEST = type(hashlib.sha256()).digest
 _LEAF, _NODE = b"\x00", b"\x01"
 #: Reads a segment's stored rows again (``RECORD_COLUMNS``, in ``i`` order), for diagnosis.
 Reread: TypeAlias = Callable[[int], Iterable[Sequence[Any]]]
+#: Returns the stored body of the record at ``(seg, i)``, or None when there is none.
+BodyAt: TypeAlias = Callable[[object, object], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -749,22 +753,26 @@ def _parse_segment(seq: int, body: bytes) -> _Expected:
         ) from None
 
 
-def _fast_columns(rows: Sequence[Sequence[Any]], bodies: list[Any]) -> bool:
-    """Return whether every row's body parses as an object whose index and columns fit the row.
+def _fast_columns(rows: Sequence[Sequence[Any]], bodies: list[Any]) -> list[Any] | None:
+    """Return each row's committed values if every body parses and fits its row, else None.
 
-    That is the common case, checked with C-level maps; False sends the rows to
-    the slow path, which names the first that fails. The fast path reads a key
-    given twice as orjson (and Python's json, and JavaScript) do: the last one
-    wins. auditml never writes one; a body that holds one still has to match
-    its segment's root.
+    A body fits its row when it parses as an object whose index and columns are
+    the row's. That is the common case, checked with C-level maps; None sends
+    the rows to the slow path, which names the first that fails. The fast path
+    reads a key given twice as orjson (and Python's json, and JavaScript) do:
+    the last one wins. auditml never writes one; a body that holds one still
+    has to match its segment's root.
     """
     if not set(map(type, bodies)) <= {bytes}:  # orjson would read text too
-        return False
+        return None
     try:
         # Streamed: each parsed body is dropped as soon as its fields are out.
-        return list(map(_ROW_KEYS, map(orjson.loads, bodies))) == list(map(_ROW_SLICE, rows))
+        fields = list(map(_ROW_FIELDS, map(orjson.loads, bodies)))
+        if list(map(_FIRST8, fields)) != list(map(_ROW_SLICE, rows)):
+            return None
+        return list(map(_NINTH, fields))
     except (ValueError, TypeError, KeyError, IndexError):  # orjson's errors are these too
-        return False
+        return None
 
 
 def _leaf_hashes_of(bodies: Iterable[bytes]) -> list[bytes]:
@@ -817,6 +825,8 @@ class SegmentVerifier:
         stop: int | None = None,
         head: int | None = None,
         reread: Reread | None = None,
+        values: Iterable[Sequence[Sequence[Any]]] | None = None,
+        body_at: BodyAt | None = None,
     ) -> None:
         self._expected: dict[int, _Expected] = {}
         for seq, body in segments:
@@ -827,7 +837,11 @@ class SegmentVerifier:
         self._reread = reread
         self._seg: int | None = None
         self._leaves: list[bytes] = []
+        self._commitments: list[Any] = []
+        self._values = _ValueMerge(values) if values is not None else None
+        self._body_at = body_at
         self.records = 0
+        self.values = 0
 
     def feed(self, rows: Sequence[Sequence[Any]]) -> None:
         """Check the next stored record rows (``RECORD_COLUMNS``: seg, i, …, body)."""
@@ -835,7 +849,8 @@ class SegmentVerifier:
             bodies = list(map(_BODY, rows))
         except (IndexError, TypeError):
             bodies = []
-        if not bodies or not _fast_columns(rows, bodies):
+        committed = _fast_columns(rows, bodies) if bodies else None
+        if committed is None:
             self._feed_slowly(rows)
             return
         segs = list(map(_SEG, rows))
@@ -856,6 +871,7 @@ class SegmentVerifier:
                 self._feed_slowly(rows[at:])  # names the record out of place
                 return
             self._leaves += _leaf_hashes_of(bodies[at:end])
+            self._commitments += committed[at:end]
             self.records += take
             at = end
 
@@ -876,7 +892,7 @@ class SegmentVerifier:
             if not isinstance(body, bytes | bytearray | memoryview):
                 raise _fail(self._seg, i, f"its stored bytes are {_kind(body)}, not bytes")
             body = bytes(body)
-            _check_columns(self._seg, i, row, body)
+            self._commitments.append(_check_columns(self._seg, i, row, body))
             self._leaves.append(hashlib.sha256(b"\x00" + body).digest())
             self.records += 1
 
@@ -896,7 +912,10 @@ class SegmentVerifier:
         return sum(e.count for e in self._expected.values())
 
     def finish(self) -> int:
-        """Raise for a segment whose records are missing; return how many records were checked."""
+        """Raise for a segment whose records are missing; return how many records were checked.
+
+        Then the values that did not come in their records' order are checked.
+        """
         self._close()
         if self._pending:
             seg = self._pending[-1]
@@ -905,6 +924,7 @@ class SegmentVerifier:
                 kind="record",
                 seq=seg,
             )
+        self._check_leftover_values()
         return self.records
 
     def _slot(self, seg: int, i: object) -> None:
@@ -953,7 +973,7 @@ class SegmentVerifier:
                 seq=seg,
             )
         self._pending.pop()
-        self._seg, self._leaves = seg, []
+        self._seg, self._leaves, self._commitments = seg, [], []
 
     def _close(self) -> None:
         if self._seg is None:
@@ -969,7 +989,30 @@ class SegmentVerifier:
             )
         if _tree_root(leaves) != expected.root:
             raise self._root_fails(seg, expected)
-        self._seg, self._leaves = None, []
+        if self._values is not None:
+            self._check_values(seg, self._values.take(seg))
+        self._seg, self._leaves, self._commitments = None, [], []
+
+    def _check_values(self, seg: int, rows: list[Sequence[Any]]) -> None:
+        """Check the values kept for the records of segment ``seg``, just verified."""
+        self.values += len(rows)
+        if rows and not _values_fit(rows, self._commitments):
+            bodies = {}
+            if self._reread is not None:
+                bodies = {row[1]: row[9] for row in self._reread(seg) if len(row) == 10}
+            for row in rows:
+                _check_value((*row, bodies.get(row[2])))
+
+    def _check_leftover_values(self) -> None:
+        """Check the values that came out of their records' order (or name no segment)."""
+        if self._values is None:
+            return
+        for row in self._values.rest():
+            self.values += 1
+            if len(row) != 6:
+                _check_value(row)
+            body = self._body_at(row[1], row[2]) if self._body_at is not None else None
+            _check_value((*row, body))
 
     def _root_fails(self, seg: int, expected: _Expected) -> VerificationError:
         """Return the error for a segment whose records do not hash to its root.
@@ -1003,8 +1046,11 @@ def _fail(seg: int, i: object, message: str) -> VerificationError:
     return VerificationError(f"runtime record {_show(i)}: {message}", kind="record", seq=seg)
 
 
-def _check_columns(seg: int, i: int, row: Sequence[Any], body: bytes) -> None:
-    """Raise unless ``body`` is a JSON record whose index and columns agree with the row."""
+def _check_columns(seg: int, i: int, row: Sequence[Any], body: bytes) -> Any:
+    """Raise unless ``body`` is a JSON record whose index and columns agree with the row.
+
+    Returns the record's ``commitments``.
+    """
     try:
         record = loads_strict(body)
     except (AuditmlError, RecursionError):
@@ -1031,6 +1077,7 @@ def _check_columns(seg: int, i: int, row: Sequence[Any], body: bytes) -> None:
                 f"its {name} column holds {_show(held)} but its bytes say {_show(says)}: the "
                 "column was changed in the database",
             )
+    return record.get("commitments")
 
 
 def _record_problem(row: Sequence[Any], expected: _Expected) -> str | None:
@@ -1060,41 +1107,92 @@ def _record_problem(row: Sequence[Any], expected: _Expected) -> str | None:
 # -- verifying the values kept off the log against the records that commit to them -------------
 
 _HEXDIGEST = type(hashlib.sha256()).hexdigest
-_COMMITMENTS = operator.itemgetter("commitments")
+_COMMITMENT_OF_VALUE, _SEG_OF_VALUE, _INDEX_OF_VALUE = (operator.itemgetter(n) for n in range(3))
 
 
-def check_values(chunks: Iterable[Sequence[Sequence[Any]]]) -> int:
-    """Check each value kept off the log against its salt and its record; return the count.
+class _ValueMerge:
+    """The values kept off the log, streamed in their records' order, taken segment by segment.
 
-    Rows are ``VALUE_COLUMNS`` (commitment, seg, i, name, salt, value) and then
-    the stored body of the record at ``(seg, i)``, None when there is none. A
-    value must open its commitment (SHA-256 of salt and value is the
-    commitment) and its record must commit to it under its name. A value that
-    is not stored at all was erased, which the format allows. Raises
-    VerificationError (kind ``record``, ``seq`` the segment) naming the first
-    value that fails, never anything else.
+    A row out of that order, or of no number segment, is kept aside for
+    :meth:`rest`; auditml writes them in order, so only a changed table has any.
+    Chunks whose segments are ordered numbers are cut with a binary search.
     """
-    checked = 0
-    for rows in chunks:
-        if not _fast_values(rows):
-            for row in rows:
-                _check_value(row)
-        checked += len(rows)
-    return checked
+
+    def __init__(self, chunks: Iterable[Sequence[Sequence[Any]]]) -> None:
+        self._chunks = iter(chunks)
+        self._rows: Sequence[Sequence[Any]] = []
+        self._segs: list[Any] = []
+        self._sorted = True
+        self._at = 0
+        self._aside: list[Sequence[Any]] = []
+
+    def _refill(self) -> bool:
+        """Load the next chunk; return False at the end."""
+        for rows in self._chunks:
+            if not rows:
+                continue
+            try:
+                segs = list(map(_SEG_OF_VALUE, rows))
+            except (IndexError, TypeError):
+                segs = [None] * len(rows)
+            self._sorted = set(map(type, segs)) <= {int} and segs == sorted(segs)
+            self._rows, self._segs, self._at = rows, segs, 0
+            return True
+        return False
+
+    def take(self, seg: int) -> list[Sequence[Any]]:
+        """Return the rows of segment ``seg``; rows before it go aside."""
+        out: list[Sequence[Any]] = []
+        while True:
+            if self._at >= len(self._rows) and not self._refill():
+                return out
+            rows, segs, at = self._rows, self._segs, self._at
+            if self._sorted:
+                start = bisect.bisect_left(segs, seg, at)
+                end = bisect.bisect_right(segs, seg, start)
+                self._aside += rows[at:start]
+                out += rows[start:end]
+                self._at = end
+                if end < len(rows):
+                    return out
+                continue
+            while at < len(rows):  # a chunk out of order: row by row
+                found = segs[at]
+                if found == seg and _is_int(found):
+                    out.append(rows[at])
+                elif _is_int(found) and found > seg:
+                    self._at = at
+                    return out
+                else:
+                    self._aside.append(rows[at])
+                at += 1
+            self._at = at
+
+    def rest(self) -> Iterable[Sequence[Any]]:
+        """Yield the rows set aside, then every row not taken."""
+        yield from self._aside
+        yield from self._rows[self._at :]
+        for rows in self._chunks:
+            yield from rows
 
 
-def _fast_values(rows: Sequence[Sequence[Any]]) -> bool:
-    """Return whether every value of ``rows`` holds, checked with C-level maps."""
+def _values_fit(rows: Sequence[Sequence[Any]], committed: Sequence[Any]) -> bool:
+    """Return whether each value row opens its commitment and its record commits to it."""
     try:
-        commitments = [row[0] for row in rows]
+        commitments = list(map(_COMMITMENT_OF_VALUE, rows))
         opened = map(
             _HEXDIGEST, map(hashlib.sha256, map(bytes.__add__, _col(rows, 4), _col(rows, 5)))
         )
         if list(opened) != commitments:
             return False
-        committed = map(_COMMITMENTS, map(orjson.loads, _col(rows, 6)))
-        return list(map(dict.get, committed, _col(rows, 3))) == commitments
-    except (ValueError, TypeError, KeyError, IndexError):
+        indexes = list(map(_INDEX_OF_VALUE, rows))
+        if not (
+            set(map(type, indexes)) <= {int} and 0 <= min(indexes) <= max(indexes) < len(committed)
+        ):
+            return False
+        records = map(committed.__getitem__, indexes)
+        return list(map(dict.get, records, _col(rows, 3))) == commitments
+    except (TypeError, IndexError, ValueError):
         return False
 
 

@@ -833,27 +833,50 @@ class Snapshot:
         finally:
             close_quietly(cursor)
 
-    def scan_values(self, log_id: int, chunk: int = SCAN_CHUNK) -> Iterator[list[tuple[Any, ...]]]:
-        """Yield chunks of the values kept off the log, each with the body of its record.
+    def scan_values(
+        self,
+        log_id: int,
+        start_seg: int | None = None,
+        stop_seg: int | None = None,
+        *,
+        outside: bool = False,
+        chunk: int = SCAN_CHUNK,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield chunks of the values kept off the log (``VALUE_COLUMNS``), in their records' order.
 
-        Each row is ``VALUE_COLUMNS`` and then the stored body of the record at the
-        value's ``(seg, i)``, NULL when there is none, in their records' order (in
-        SQLite, the order they were written, which is that order without a sort).
+        With ``start_seg`` and ``stop_seg``, only the values of those segments, or
+        with ``outside`` every other value (NULL or text ``seg`` included). In
+        SQLite the order is the order they were written, which is their records'
+        order, read without a sort; PostgreSQL sorts them.
         """
         p = self._p
-        # In SQLite, '+' keeps the planner off the (log_id, commitment) key, whose order is
-        # random: it walks the table in rowid order, so each record looked up is the next.
         sqlite = self._store.dialect == "sqlite"
-        order = "v.rowid" if sqlite else "v.seg, v.i, v.name"
-        where = (
-            f"+v.log_id = {p} ORDER BY {order}" if sqlite else f"v.log_id = {p} ORDER BY {order}"
-        )
-        cols = ", ".join(f"v.{name}" for name in VALUE_COLUMNS)
+        # In SQLite, '+' keeps the planner off the (log_id, commitment) key, whose order is
+        # random: it walks the table in rowid order instead.
         sql = (
-            f"SELECT {cols}, r.body FROM auditml_value v LEFT JOIN auditml_record r "
-            f"ON r.log_id = v.log_id AND r.seg = v.seg AND r.i = v.i WHERE {where}"
+            f"SELECT {', '.join(VALUE_COLUMNS)} FROM auditml_value "
+            f"WHERE {'+' if sqlite else ''}log_id = {p}"
         )
-        yield from self._stream(sql, (log_id,), chunk)
+        params: tuple[Any, ...] = (log_id,)
+        if start_seg is not None and stop_seg is not None:
+            inside = f"seg >= {p} AND seg < {p}"
+            sql += f" AND (seg IS NULL OR NOT ({inside}))" if outside else f" AND {inside}"
+            params += (start_seg, stop_seg)
+        sql += " ORDER BY rowid" if sqlite else " ORDER BY seg, i, name"
+        yield from self._stream(sql, params, chunk)
+
+    def record_body(self, log_id: int, seg: object, i: object) -> Any:
+        """Return the stored body of the record at ``(seg, i)``, or None when there is none."""
+        p = self._p
+        try:
+            self._cur.execute(
+                f"SELECT body FROM auditml_record WHERE log_id = {p} AND seg = {p} AND i = {p}",
+                (log_id, seg, i),
+            )
+            row = self._cur.fetchone()
+        except (sqlite3.Error, DBAPIError, TypeError, ValueError, OverflowError):
+            return None
+        return None if row is None else row[0]
 
     def segment_records(self, log_id: int, seg: int) -> list[tuple[Any, ...]]:
         """Return the stored rows (``RECORD_COLUMNS``) of segment ``seg``, in ``i`` order.

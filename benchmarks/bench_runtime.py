@@ -5,11 +5,14 @@
 
 Prints, measured in one run:
 
-- ``verify`` of the runtime records of a log of ``--verify-records`` records
-  (SQLite) against its floor: one plain loop that runs the same SELECT over
-  ``auditml_record``, streaming, and computes one SHA-256 per record; the ratio
-  is the best of three of each. ``verify``'s peak RSS is measured in a fresh
-  process (the whole ``auditml verify``: chain and records);
+- ``verify``'s records pass (every record against its segment root, its
+  columns against its bytes, and every value kept off the log against its
+  salt and its record) on a log of ``--verify-records`` records (SQLite), in
+  one process and with its helper process, against its floor: one plain loop
+  that runs the same SELECT over ``auditml_record``, streaming, and computes
+  one SHA-256 per record (and, as a second floor, the value rows read and
+  hashed too); best of ``--rounds`` of each, interleaved. Peak RSS is measured
+  in a fresh process running the whole ``verify`` (chain, records, values);
 - ``auditml trace`` (``auditml.serving.trace``, what the command runs) on a log
   of ``--records`` records (SQLite): median and p99 over random request ids,
   with the query plan of the request id lookup.
@@ -53,7 +56,7 @@ from auditml._internal.identity import resolve_actor
 from auditml.core.canonical import canonical_bytes
 from auditml.core.events import SegmentData
 from auditml.core.merkle import leaf_hash, root_of
-from auditml.store import RECORD_COLUMNS
+from auditml.store import RECORD_COLUMNS, VALUE_COLUMNS
 
 ORIGIN = "bench.example/credit-models"
 MODEL, ENV = "credit", "production"
@@ -165,12 +168,30 @@ def floor(path: str) -> float:
     return seconds
 
 
-def verify_records_seconds(url: str) -> tuple[float, int]:
-    """Run verify's records pass (the chain is checked once, first); return (seconds, count)."""
+def floor_with_values(path: str) -> float:
+    """Return the floor plus reading the values kept off the log and hashing each once."""
+    seconds = floor(path)
+    conn = sqlite3.connect(path)
+    sha256 = hashlib.sha256
+    t0 = time.perf_counter()
+    cur = conn.execute(
+        f"SELECT {', '.join(VALUE_COLUMNS)} FROM auditml_value WHERE +log_id = ? ORDER BY rowid",
+        (1,),
+    )
+    while rows := cur.fetchmany(5000):
+        for row in rows:
+            sha256(row[4] + row[5]).digest()
+    seconds += time.perf_counter() - t0
+    conn.close()
+    return seconds
+
+
+def verify_records_seconds(url: str, parallel: bool) -> tuple[float, int]:
+    """Run verify's records pass (records and their values); return (seconds, count)."""
     with AuditLog.open(url) as log:
         size = log.head().size
         t0 = time.perf_counter()
-        checked = log._ledger.verify_records(size)
+        checked = log._ledger.verify_records(size, parallel=parallel)
         return time.perf_counter() - t0, checked
 
 
@@ -245,6 +266,7 @@ def main() -> None:
     parser.add_argument("--verify-records", type=int, default=1_000_000)
     parser.add_argument("--records", type=int, default=10_000_000, help="records of the trace log")
     parser.add_argument("--traces", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3, help="verify rounds; the best counts")
     parser.add_argument("--db-dir", help="keep (and reuse) the logs in this folder")
     args = parser.parse_args()
 
@@ -259,24 +281,31 @@ def main() -> None:
             seconds = build(url, args.verify_records)
             print(f"built {args.verify_records:,} records in {seconds:.1f} s (bulk path)")
         size, rss_before, rss_peak, rss_helper, whole = verify_rss(url)
-        floors, verifies = [], []
-        for _ in range(3):
+        floors, with_values, serial, parallel = [], [], [], []
+        for _ in range(args.rounds):  # interleaved, so a busy machine slows all alike
             floors.append(floor(path))
-            seconds, checked = verify_records_seconds(url)
-            assert checked == args.verify_records, checked
-            verifies.append(seconds)
-        f, v = min(floors), min(verifies)
+            with_values.append(floor_with_values(path))
+            for chosen, out in ((False, serial), (True, parallel)):
+                seconds, checked = verify_records_seconds(url, chosen)
+                assert checked == args.verify_records, checked
+                out.append(seconds)
+        f, fv = min(floors), min(with_values)
         print(
-            f"floor (same SELECT of {args.verify_records:,} records, one SHA-256 each): {f:.2f} s"
+            f"floor: the same SELECT of {args.verify_records:,} records, streamed, one SHA-256 "
+            f"each: {f:.2f} s; with the value rows read and hashed too: {fv:.2f} s"
         )
+        for name, runs in (("one process", serial), ("with its helper process", parallel)):
+            v = min(runs)
+            print(
+                f"verify of the records and their values, {name} (SQLite): {v:.2f} s = "
+                f"{v / f:.2f}x the records floor ({v / fv:.2f}x the floor with values), "
+                f"{args.verify_records / v:,.0f} records/s (best of {args.rounds})"
+            )
+        print(f"cores: {os.cpu_count()}, load average at the end: {os.getloadavg()[0]:.1f}")
         print(
-            f"verify of the records (SQLite): {v:.2f} s = {v / f:.2f}x the floor, "
-            f"{args.verify_records / v:,.0f} records/s (best of 3)"
-        )
-        print(
-            f"whole verify (chain of {size:,} events and the records), fresh process: "
+            f"whole verify (chain of {size:,} events, records, values), fresh process: "
             f"{whole:.2f} s; peak RSS {rss_peak:.0f} MB (was {rss_before:.0f} MB before "
-            f"verifying; helper process peaked at {rss_helper:.0f} MB)"
+            f"verifying; its helper process peaked at {rss_helper:.0f} MB)"
         )
 
         path = str(folder / f"trace-{args.records}.db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sqlite3
@@ -465,7 +466,8 @@ class PostgresBackend(Backend):
     def scan_cursor(self, dbapi_conn: Any) -> Any:
         """Use a server-side cursor, so a million-event scan streams in chunks."""
         raw = getattr(dbapi_conn, "driver_connection", dbapi_conn)
-        cursor = raw.cursor(name=f"auditml_scan_{os.getpid()}_{id(raw)}")
+        # Named afresh each time: a scan left open (its reader raised) never blocks the next.
+        cursor = raw.cursor(name=f"auditml_scan_{os.getpid()}_{id(raw)}_{next(_CURSORS)}")
         cursor.itersize = 5000
         return cursor
 
@@ -488,6 +490,9 @@ def _multi_row_sql(table: str, columns: tuple[str, ...], shared: int, size: int)
         first = shared + row * width + 1
         tuples.append("(" + ", ".join(head + [f"?{n}" for n in range(first, first + width)]) + ")")
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(tuples)}"
+
+
+_CURSORS = itertools.count()
 
 
 def backend_for(url: str) -> Backend:

@@ -146,7 +146,44 @@ def drop_triggers(url: str) -> None:
                 "auditml_checkpoint",
                 "auditml_logkey",
                 "auditml_record",
+                "auditml_value",
             )
+        ],
+    )
+
+
+def loosen_records(url: str) -> None:
+    """Drop the keys and NOT NULL rules of the record and value tables, as an attacker could.
+
+    Then a position can be stored twice and any column can hold NULL. Triggers go too.
+    """
+    if url.startswith("sqlite:///"):
+        drop_triggers(url)
+        statements: list[str] = []
+        for table in ("auditml_record", "auditml_value"):
+            statements += [
+                f"ALTER TABLE {table} RENAME TO {table}_old",
+                f"CREATE TABLE {table} AS SELECT * FROM {table}_old",
+                f"DROP TABLE {table}_old",
+            ]
+        raw_sql(url, statements)
+        return
+    drop_triggers(url)
+    raw_sql(
+        url,
+        [
+            "ALTER TABLE auditml_record DROP CONSTRAINT auditml_record_pkey",
+            "ALTER TABLE auditml_value DROP CONSTRAINT auditml_value_pkey",
+            *(
+                f"ALTER TABLE auditml_record ALTER COLUMN {column} DROP NOT NULL"
+                for column in ("seg", "i", "request_id", "time", "model", "version", "env")
+            ),
+            "ALTER TABLE auditml_record ALTER COLUMN latency_ms DROP NOT NULL",
+            "ALTER TABLE auditml_record ALTER COLUMN body DROP NOT NULL",
+            *(
+                f"ALTER TABLE auditml_value ALTER COLUMN {column} DROP NOT NULL"
+                for column in ("seg", "i", "name", "salt", "value")
+            ),
         ],
     )
 

@@ -12,6 +12,7 @@ from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from itertools import chain as chained
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -19,7 +20,13 @@ from typing import Any, Self
 from pydantic import ValidationError
 
 from auditml._internal.identity import resolve_actor
-from auditml._internal.tree_worker import TreeAnswer, TreeRequest, fold_stored_tree
+from auditml._internal.tree_worker import (
+    TreeAnswer,
+    TreeRequest,
+    check_record_range,
+    check_records,
+    fold_stored_tree,
+)
 from auditml.core import merkle
 from auditml.core.canonical import (
     loads_strict,
@@ -47,7 +54,16 @@ from auditml.errors import (
     StoreError,
     VerificationError,
 )
-from auditml.store import Batch, EventFilter, HeadState, Removed, Store, TxReader, redact
+from auditml.store import (
+    Batch,
+    EventFilter,
+    HeadState,
+    Removed,
+    Snapshot,
+    Store,
+    TxReader,
+    redact,
+)
 
 __all__ = [
     "DEFAULT_PATH",
@@ -66,6 +82,8 @@ ProgressFn = Callable[[int, int], None]
 #: What ``imported=`` takes: False (live), True, or the provenance of imported history.
 Imported = bool | Mapping[str, Any] | ImportedFrom
 PARALLEL_MIN = 250_000  # below this, starting a helper process costs more than it saves
+RECORDS_PARALLEL_MIN = 200_000  # the same for runtime records, which cost more each
+RECORDS_SHARE = 0.4  # of the records, checked here with all the values kept off the log
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -223,6 +241,7 @@ class Ledger:
         self._origin = head.origin
         self._states = StateCache()
         self.after_append = AfterAppend()
+        self._has_records = False  # whether the store holds the runtime record tables
 
     def close(self) -> None:
         """Release the database connections."""
@@ -311,45 +330,116 @@ class Ledger:
         """Append a ``runtime.segment`` event with its records and values, in one transaction.
 
         ``records`` are the record rows without their segment (``RECORD_COLUMNS``
-        from ``i``), ``values`` the off-log value rows without it (commitment
-        first). The segment's seq is known only under the lock; it is filled in there.
+        from ``i``), ``values`` the off-log value rows without it (``VALUE_COLUMNS``
+        but ``seg``). The segment's seq is known only under the lock: the store
+        fills it in as it bulk-inserts the rows, with no work per row under the lock.
         """
         if draft.action != "runtime.segment" or draft.actor is None:
             raise InvalidInputError("append_segment takes a runtime.segment draft with its actor")
-        if not self._store.has_table("auditml_record"):
+        if not self._has_records and not self._store.has_table("auditml_record"):
             raise StoreError(
                 f"{self.url} was made by an earlier auditml, before runtime records: run "
                 "`auditml init` with this --db once to add their tables (no event changes)"
             )
+        self._has_records = True  # tables are never dropped: ask the store once
         hook = self.after_append
         base = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
 
         def prepare(head: HeadState) -> Batch:
-            batch = base(head)
-            seg = head.size
-            return replace(
-                batch,
-                records=[(seg, *row) for row in records],
-                values=[(row[0], seg, *row[1:]) for row in values],
-            )
+            return replace(base(head), records=records, values=values)
 
         batch = self._store.append(self._log_id, prepare)
         row = batch.rows[0]
         return Receipt(row[0], row[2].hex(), row[3], row[6])
 
-    def verify_records(self, size: int, progress: ProgressFn | None = None) -> int:
-        """Check every stored runtime record against its segment, streaming; return the count."""
+    def verify_records(
+        self, size: int, progress: ProgressFn | None = None, parallel: bool | None = None
+    ) -> int:
+        """Check every stored runtime record against its segment, streaming; return the count.
+
+        ``size`` is the size of the chain just verified. Every record of the log
+        is read, in ``(seg, i)`` order: records of segments appended since the
+        chain check are held against their events too, and records claiming a
+        segment that is no ``runtime.segment`` event, or one beyond the head, are
+        named. The first record that fails raises VerificationError (kind
+        ``record``). With ``parallel`` (the default for many records on a machine
+        with two cores or more) a helper process checks the later segments while
+        this process checks the earlier ones; the first failure in order is raised.
+        """
         if not self._store.has_table("auditml_record"):
             return 0
         with self._store.snapshot() as snap:
-            checker = SegmentVerifier(
-                (seq, bytes(body)) for seq, _, body in snap.segments(self._log_id, size)
-            )
-            for chunk in snap.scan_records(self._log_id, size):
-                checker.feed(chunk)
-                if progress is not None:
-                    progress(checker.records, 0)
-            return checker.finish()
+            head = snap.head(self._log_id)
+            stop = max(size, head.size if head is not None else 0)
+            segments = [(seq, bytes(body)) for seq, _, body in snap.segments(self._log_id, stop)]
+            whole = SegmentVerifier(segments, stop=stop)
+            if parallel is None:
+                parallel = whole.committed >= RECORDS_PARALLEL_MIN and (os.cpu_count() or 1) > 1
+            split = whole.split(RECORDS_SHARE) if parallel else stop
+            helper = self._start_records_helper(split, stop) if split < stop else None
+            if helper is None:
+                return self._check_records(snap, segments, 0, stop, stop, progress)
+            try:
+                mine = self._check_records(snap, segments, 0, split, stop, progress, null=True)
+                result = self._finish_records_helper(helper, split, stop)
+                helper = None
+            finally:
+                if helper is not None:
+                    helper.kill()
+                    helper.wait()
+            if not result.ok:
+                result.raise_failure()
+            beyond = snap.scan_records(self._log_id, stop)
+            check_records(snap, self._log_id, [], stop, stop, stop, beyond)
+            return mine + result.records
+
+    def _check_records(
+        self,
+        snap: Snapshot,
+        segments: list[tuple[int, bytes]],
+        start: int,
+        stop: int,
+        head: int,
+        progress: ProgressFn | None,
+        *,
+        null: bool = False,
+    ) -> int:
+        """Check the records of segments ``start`` to ``stop - 1`` here; return the count.
+
+        From 0 to the head it reads every record; for a part, ``null`` first
+        reads the records whose segment is NULL (they sort first).
+        """
+        log_id = self._log_id
+        if stop == head and start == 0:
+            chunks: Iterable[list[tuple[Any, ...]]] = snap.scan_records(log_id)
+            values = snap.scan_values(log_id)
+        else:
+            part = snap.scan_records(log_id, start, stop)
+            chunks = chained(snap.scan_records(log_id, null=True), part) if null else part
+            # The helper checks the values of its segments; every other value is checked here.
+            values = snap.scan_values(log_id, stop, head, outside=True)
+        if progress is not None:
+            chunks = _reporting(chunks, progress)
+        return check_records(snap, log_id, segments, start, stop, head, chunks, values).records
+
+    def _start_records_helper(self, start: int, stop: int) -> subprocess.Popen[str] | None:
+        """Start a helper process checking the records of segments ``start`` to ``stop - 1``."""
+        request = replace(self._tree_request(stop, None, []), records=[start, stop])
+        return self._spawn(request)
+
+    def _finish_records_helper(
+        self, proc: subprocess.Popen[str], start: int, stop: int
+    ) -> TreeAnswer:
+        """Collect the records helper's answer; if the helper itself broke, do its part here."""
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        proc.stdout.close()
+        proc.wait()
+        result = TreeAnswer.from_json(out)
+        if result.error is not None:
+            request = replace(self._tree_request(stop, None, []), records=[start, stop])
+            result = check_record_range(request)
+        return result
 
     def erase_subject(
         self, sid: str, draft_for: Callable[[list[tuple[str, str, int, int]]], Draft]
@@ -654,9 +744,13 @@ class Ledger:
         self, size: int, split: int | None, roots_at: list[int]
     ) -> subprocess.Popen[str] | None:
         """Start the helper process of a parallel verify, or return None if it can't start."""
+        return self._spawn(self._tree_request(size, split, roots_at))
+
+    def _spawn(self, tree_request: TreeRequest) -> subprocess.Popen[str] | None:
+        """Start a helper process on ``tree_request``, or return None if it can't start."""
         if not self._store.shareable:
             return None
-        request = self._tree_request(size, split, roots_at).to_json()
+        request = tree_request.to_json()
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "auditml._internal.tree_worker"],
@@ -687,6 +781,17 @@ class Ledger:
         if result.error is not None:
             result = fold_stored_tree(self._tree_request(size, split, roots_at))
         return result
+
+
+def _reporting(
+    chunks: Iterable[list[tuple[Any, ...]]], progress: ProgressFn
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Pass ``chunks`` on, reporting how many rows went by."""
+    seen = 0
+    for chunk in chunks:
+        yield chunk
+        seen += len(chunk)
+        progress(seen, 0)
 
 
 def _with_actors(drafts: list[Draft]) -> list[Draft]:

@@ -55,7 +55,7 @@ from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
 
 if TYPE_CHECKING:
-    from auditml.runtime import Opened, Recorder
+    from auditml.runtime import Ingested, Opened, Recorder
     from auditml.training import Sources, TrainingRun
 
 __all__ = ["AuditLog"]
@@ -270,6 +270,7 @@ class AuditLog:
         max_records: int = 1000,
         max_age: float = 1.0,
         spool: str | os.PathLike[str] | None = None,
+        max_pending: int = 100_000,
         background: bool = True,
     ) -> Recorder:
         """Return a thread-safe recorder of ``model``'s runtime records in ``env``.
@@ -278,7 +279,9 @@ class AuditLog:
         ``max_age`` seconds, and on ``flush()`` and ``close()``; close it (or use it
         as a context manager) so the last ones are committed. When the store
         cannot be reached, records wait in ``spool`` (default: a file beside a
-        SQLite log, else under ./.auditml/spool) until the next flush.
+        SQLite log, else under ./.auditml/spool) until the next flush. At most
+        ``max_pending`` records wait in memory: when that many are queued,
+        ``record()`` waits briefly for the flusher, then moves the oldest to the spool.
         """
         from auditml.runtime import Recorder
 
@@ -292,7 +295,34 @@ class AuditLog:
             max_records=max_records,
             max_age=max_age,
             spool=chosen,
+            max_pending=max_pending,
             background=background,
+        )
+
+    def ingest_runtime(
+        self,
+        model: str,
+        lines: Iterable[str | bytes],
+        *,
+        env: str,
+        actor: Actor | str | None = None,
+        max_records: int = 1000,
+    ) -> Ingested:
+        """Commit runtime records given as JSON Lines (from a server not written in Python).
+
+        Each line holds the arguments of ``Recorder.record`` as a JSON object
+        (``request_id``, ``version``, ``latency_ms``; optionally ``output``,
+        ``error``, ``time``, ``subject``, ``features``, ``payload``, ``personal``)
+        and is checked exactly as ``record()`` checks them. Every line is checked
+        before anything is written: a bad one raises InvalidInputError naming its
+        line number, and nothing of ``lines`` is committed. The records are then
+        committed in segments of ``max_records``.
+        """
+        from auditml.runtime import ingest
+
+        self._lifecycle.check_stream(model, env)
+        return ingest(
+            self._ledger, resolve_actor(actor), model, env, lines, max_records=max_records
         )
 
     # -- personal data ----------------------------------------------------------------------

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from auditml.core.canonical import loads_strict
-from auditml.core.records import SEGMENT_ACTION, build_record_proof, verify_record_proof
+from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored, verify_record_proof
 from auditml.core.state import ModelState, Move
 from auditml.errors import InvalidInputError, VerificationError
 from auditml.log import AuditLog
@@ -119,13 +119,12 @@ def _record_proof(log: AuditLog, row: tuple[Any, ...], size: int) -> dict[str, A
     """Return the section 6 record proof of the stored record ``row`` at tree ``size``."""
     seg, index = int(row[0]), int(row[1])
     bodies = log.store.segment_bodies(_log_id(log), seg)
-    records = [loads_strict(body) for body in bodies]
     (event,) = list(log.events(start=seg, stop=seg + 1))
     if event.event.action != SEGMENT_ACTION:  # pragma: no cover - verify names this first
         raise VerificationError(f"event {seg} is not a runtime.segment", kind="format", seq=seg)
-    return build_record_proof(
+    return record_proof_of_stored(  # hashes the stored bytes: nothing parsed and encoded again
         log=log.origin,
-        records=records,
+        bodies=bodies,
         index=index,
         segment_event=event.body,
         segment_seq=seg,

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from auditml.core.canonical import loads_strict
 from auditml.core.chain import NODE_LEVEL, ChainVerifier, check_nodes
 from auditml.core.merkle import CompactRange
+from auditml.core.records import SegmentVerifier
 from auditml.errors import AuditmlError, VerificationError
-from auditml.store import Store
+from auditml.store import Snapshot, Store
 
 __all__ = ["TreeAnswer", "TreeRequest", "fold_stored_tree"]
 
@@ -35,6 +37,8 @@ class TreeRequest:
     chain_from: int | None = None
     origin: str = ""
     roots_at: list[int] = field(default_factory=list)
+    #: ``[start, stop)``: check the stored runtime records of these segments instead.
+    records: list[int] | None = None
 
     def to_json(self) -> str:
         """Return the request as the JSON text written to the helper's stdin."""
@@ -51,6 +55,7 @@ class TreeRequest:
             None if raw.get("chain_from") is None else int(raw["chain_from"]),
             str(raw.get("origin", "")),
             [int(s) for s in raw.get("roots_at", [])],
+            None if raw.get("records") is None else [int(s) for s in raw["records"]],
         )
 
 
@@ -79,6 +84,8 @@ class TreeAnswer:
     frontier: str | None = None
     roots: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    #: How many runtime records were checked (a ``records`` request).
+    records: int = 0
 
     def fail(self, exc: VerificationError, stage: str) -> TreeAnswer:
         """Record the first failure found, at ``stage``; return self."""
@@ -195,10 +202,72 @@ def _check_chain(
     return state.frontier, state.nodes
 
 
+def check_records(
+    snap: Snapshot,
+    log_id: int,
+    segments: Sequence[tuple[int, bytes]],
+    start: int,
+    stop: int,
+    head: int,
+    rows: Iterable[Sequence[Sequence[Any]]],
+    values: Iterable[Sequence[Sequence[Any]]] | None = None,
+) -> SegmentVerifier:
+    """Check the stored records ``rows`` against the segments ``start`` to ``stop - 1``.
+
+    ``head`` is the log's size: records claiming a segment at or beyond it are
+    named as such. ``values`` are the values kept off the log for those
+    records, in their order. Returns the verifier, finished (every segment's
+    records seen).
+    """
+    checker = SegmentVerifier(
+        segments,
+        start=start,
+        stop=stop,
+        head=head,
+        reread=lambda seg: snap.segment_records(log_id, seg),
+        values=values,
+        body_at=lambda seg, i: snap.record_body(log_id, seg, i),
+    )
+    for chunk in rows:
+        checker.feed(chunk)
+    checker.finish()
+    return checker
+
+
+def check_record_range(request: TreeRequest) -> TreeAnswer:
+    """Check the stored runtime records of the segments in ``request.records``."""
+    assert request.records is not None
+    start, stop = request.records
+    store = Store.connect(request.url)
+    try:
+        with store.snapshot() as snap:
+            segments = [(seq, bytes(body)) for seq, _, body in snap.segments(request.log_id, stop)]
+            try:
+                checker = check_records(
+                    snap,
+                    request.log_id,
+                    segments,
+                    start,
+                    stop,
+                    request.size,
+                    snap.scan_records(request.log_id, start, stop),
+                    snap.scan_values(request.log_id, start, stop),
+                )
+            except VerificationError as exc:
+                return TreeAnswer().fail(exc, "records")
+    finally:
+        store.close()
+    return TreeAnswer(records=checker.records)  # its values too
+
+
 def main() -> None:
     """Read one request from stdin and print the answer as one JSON line."""
     try:
-        answer = fold_stored_tree(TreeRequest.from_json(sys.stdin.read()))
+        request = TreeRequest.from_json(sys.stdin.read())
+        if request.records is not None:
+            answer = check_record_range(request)
+        else:
+            answer = fold_stored_tree(request)
     except AuditmlError as exc:
         answer = TreeAnswer(ok=False, error=exc.diagnostics())
     sys.stdout.write(answer.to_json() + "\n")

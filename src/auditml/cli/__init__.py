@@ -66,6 +66,7 @@ SHORT_HELP = {
     "runtime": "Statistics and checks of runtime records.",
     "runtime stats": "Requests, errors, latency and outputs.",
     "runtime check": "Find records a version should not have made.",
+    "runtime ingest": "Commit records written as JSON Lines.",
     "erase": "Erase a data subject's off-log values.",
     "retention": "Retention schedule: what is due, what went.",
     "retention show": "Show the schedule, what falls due, what went.",

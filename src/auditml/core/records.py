@@ -18,30 +18,53 @@ failed, and never anything else, whatever it is given.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import math
+import operator
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from json.encoder import encode_basestring as _escape
 from types import MappingProxyType
 from typing import Any, TypeAlias
+
+import orjson
 
 from auditml.core import merkle
 from auditml.core.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_text, loads_strict
 from auditml.errors import AuditmlError, InvalidInputError, VerificationError
 
 __all__ = [
+    "COMMITTED",
+    "ERROR_MAX",
+    "LINE_KEYS",
+    "OUTPUT_MAX",
     "RECORD_VERSION",
+    "REQUEST_ID_MAX",
     "SALT_SIZE",
     "SEGMENT_ACTION",
+    "VALUE_MAX",
+    "VERSION_MAX",
+    "Entry",
+    "RecordEncoder",
     "RecordLike",
     "RuntimeRecord",
     "SegmentVerifier",
     "build_record_proof",
+    "check_entry",
+    "check_latency",
+    "check_output",
+    "check_text",
+    "check_time",
+    "check_values",
     "commitment",
+    "entry_line",
     "open_commitment",
+    "parse_record_line",
+    "parse_record_lines",
     "record_bytes",
     "record_hash",
     "record_inclusion_path",
@@ -480,6 +503,406 @@ def build_record_proof(
     }
 
 
+# ------------------------------------------------------------------------ writing records fast
+#
+# A recorder checks what it is given on the caller's thread and does nothing else
+# there: the record's bytes, its hash and its commitments are made later, on the
+# flushing thread, by RecordEncoder. So every check a record could fail at flush
+# time is made here, up front: a record refused late would poison its segment.
+# The checks are stricter than the format's (which any verifier accepts) where a
+# store would refuse the value: NUL and other control characters in the columns,
+# and lengths the indexes hold.
+
+REQUEST_ID_MAX = 512
+"""The most characters a request id may have (it is indexed: PostgreSQL caps index rows)."""
+
+VERSION_MAX = 255
+"""The most characters a version name may have."""
+
+ERROR_MAX = 1024
+"""The most characters an error code may have."""
+
+OUTPUT_MAX = 65_536
+"""The most bytes ``JCS(output)`` may have: bulky results belong in ``payload``, committed."""
+
+VALUE_MAX = 16 * 1024 * 1024
+"""The most bytes ``JCS(value)`` of a value kept off the log may have."""
+
+COMMITTED = ("subject", "features", "payload")
+"""The values a record always keeps off the log, when given."""
+
+_FAST_KEYS = 64  # a flat output of at most this many keys ...
+_FAST_CHARS = 8_192  # ... and this many characters of keys and text is surely under OUTPUT_MAX
+_OUTPUT_EXAMPLE = '{"label": "refer", "score": 0.82}'
+_INF = math.inf
+
+#: What a recorder queues for one record, checked: ``(ns, request_id, version, output,
+#: latency_ms, error, time, values)``. ``output`` is a private dict copy of a flat output
+#: or the canonical text of any other; ``time`` is None when ``ns`` (the enqueue time, ns
+#: since the epoch) is the record's time; ``values`` is None or ``((name, JCS(value)), …)``.
+Entry: TypeAlias = tuple[
+    int,
+    str,
+    str,
+    "dict[str, Any] | str",
+    "int | float",
+    "str | None",
+    "str | None",
+    "tuple[tuple[str, bytes], ...] | None",
+]
+
+
+def check_text(name: str, value: object, limit: int, fix: str) -> str:
+    """Return ``value`` if it is printable, non-blank text of at most ``limit`` characters."""
+    if (
+        type(value) is str
+        and 0 < len(value) <= limit
+        and value.isprintable()
+        and not value.isspace()
+    ):
+        return value
+    _check_text(name, value, fix)
+    assert isinstance(value, str)  # _check_text refused anything else
+    if len(value) > limit:
+        raise _refuse(name, f"is {len(value)} characters long, over {limit}", "shorten it")
+    bad = next(char for char in value if not char.isprintable())
+    what = "a NUL character" if bad == "\x00" else f"the character U+{ord(bad):04X}"
+    raise _refuse(
+        name,
+        f"contains {what}, which a record column may not hold (control characters, "
+        "separators other than the space, and lone surrogates are refused)",
+        "remove it",
+    )
+
+
+def check_output(output: object) -> dict[str, Any] | str:
+    """Return a private copy of a flat ``output``, or the canonical text of any other.
+
+    Refuses, naming the path, what JCS cannot encode (NaN, infinities, unsafe
+    integers, other types, lone surrogates, cycles) and an output over
+    :data:`OUTPUT_MAX` bytes. A dict of at most 64 ASCII keys and plain
+    scalars is checked in one pass and copied; anything else is encoded now.
+    """
+    if type(output) is dict and len(output) <= _FAST_KEYS:
+        chars = 0
+        for key, value in output.items():
+            if type(key) is not str or not key.isascii():
+                break
+            kind = type(value)
+            if kind is str:
+                if not value.isascii():
+                    break
+                chars += len(value)
+            elif kind is float:
+                if value - value != 0.0:  # NaN and the infinities
+                    break
+            elif kind is int:
+                if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                    break
+            elif value is not None and kind is not bool:
+                break
+            chars += len(key)
+        else:
+            if chars <= _FAST_CHARS:
+                return output.copy()
+    return _output_text(output)
+
+
+def _output_text(output: object) -> str:
+    """Return the canonical text of any output, or refuse it naming what is wrong."""
+    copy = _json_copy("output", output, _OUTPUT_EXAMPLE)
+    text = canonical_text(copy)
+    size = len(text.encode("utf-8"))
+    if size > OUTPUT_MAX:
+        raise _refuse(
+            "output",
+            f"is {size:,} bytes as canonical JSON, over {OUTPUT_MAX:,}",
+            "keep the record's output small and pass bulky values as payload=, which is "
+            "committed to, not recorded",
+        )
+    return text
+
+
+def check_latency(latency_ms: object) -> int | float:
+    """Return ``latency_ms`` as an int or float if it is a finite, non-negative number."""
+    kind = type(latency_ms)
+    if kind is float:
+        if 0.0 <= latency_ms < _INF:  # type: ignore[operator]
+            return latency_ms  # type: ignore[return-value]
+    elif kind is int and 0 <= latency_ms <= MAX_SAFE_INTEGER:  # type: ignore[operator]
+        return latency_ms  # type: ignore[return-value]
+    _check_number("latency_ms", latency_ms, "give the time to answer in milliseconds")
+    # A subclass of int or float (numpy's float64, say) that passed: keep its plain value.
+    return float(latency_ms) if isinstance(latency_ms, float) else int(latency_ms)  # type: ignore[call-overload]
+
+
+def check_time(value: object) -> str:
+    """Return ``value`` if it is a record time (RFC 3339 UTC with microseconds and Z)."""
+    _check_time(value)
+    assert isinstance(value, str)
+    return value
+
+
+def check_values(
+    named: Mapping[str, object], personal: Mapping[str, object] | None
+) -> tuple[tuple[str, bytes], ...] | None:
+    """Return ``(name, JCS(value))`` of each value kept off the log, or None when there is none.
+
+    ``named`` are ``subject``, ``features`` and ``payload`` (None: not given);
+    ``personal`` any other values the caller marks as personal (None is a value there).
+    """
+    merged = {name: value for name, value in named.items() if value is not None}
+    if personal is not None:
+        if not isinstance(personal, Mapping):
+            raise InvalidInputError(
+                f"personal must map value names to values, not {type(personal).__name__}; "
+                "pass e.g. personal={'email': 'jo@example.com'}"
+            )
+        merged.update(personal)
+    if not merged:
+        return None
+    held = []
+    for name, value in merged.items():
+        check_text("commitments", name, VERSION_MAX, "name each value kept off the log")
+        try:
+            body = canonical_bytes(value)
+        except RecursionError:
+            raise _refuse(name, "contains itself or is nested too deeply", "flatten it") from None
+        except AuditmlError as exc:
+            raise InvalidInputError(f"runtime record {name}: {exc}") from None
+        if len(body) > VALUE_MAX:
+            raise _refuse(
+                name, f"is {len(body):,} bytes as canonical JSON, over {VALUE_MAX:,}", "shrink it"
+            )
+        held.append((name, body))
+    return tuple(held)
+
+
+def check_entry(
+    ns: int,
+    request_id: object,
+    version: object,
+    output: object,
+    latency_ms: object,
+    error: object = None,
+    time: object = None,
+    values: tuple[tuple[str, bytes], ...] | None = None,
+) -> Entry:
+    """Return the checked entry of one record's fields, or refuse the first bad one by name.
+
+    :meth:`auditml.runtime.Recorder.record` makes the same checks inline, for speed.
+    """
+    return (
+        ns,
+        check_text(
+            "request_id", request_id, REQUEST_ID_MAX, "pass the caller's id for the request"
+        ),
+        check_text("version", version, VERSION_MAX, "name the version that served it"),
+        {} if output is None else check_output(output),
+        check_latency(latency_ms),
+        None
+        if error is None
+        else check_text("error", error, ERROR_MAX, "give an error code, or None for none"),
+        None if time is None else check_time(time),
+        values,
+    )
+
+
+#: The keys of a record line of JSON Lines (``auditml runtime ingest``): record()'s arguments.
+LINE_KEYS = (
+    "request_id",
+    "version",
+    "output",
+    "latency_ms",
+    "error",
+    "time",
+    "subject",
+    "features",
+    "payload",
+    "personal",
+)
+_LINE_REQUIRED = ("request_id", "version", "latency_ms")
+
+
+def parse_record_line(line: str | bytes, now_ns: int) -> Entry:
+    """Parse and check one JSON Lines record exactly as ``Recorder.record`` checks its arguments.
+
+    A line is a JSON object of :data:`LINE_KEYS` (``request_id``, ``version`` and
+    ``latency_ms`` required); a record without ``time`` is stamped ``now_ns``.
+    """
+    try:
+        raw = loads_strict(line)
+    except AuditmlError as exc:
+        raise InvalidInputError(str(exc)) from None
+    except RecursionError:
+        raise InvalidInputError("the line is nested too deeply to parse") from None
+    if not isinstance(raw, dict):
+        raise InvalidInputError(
+            f"a record line must be a JSON object, not {_json_kind(raw)}; give e.g. "
+            '{"request_id": "r-1", "version": "2", "output": {"label": "ok"}, "latency_ms": 3.5}'
+        )
+    unknown = sorted(key for key in raw if key not in LINE_KEYS)
+    if unknown:
+        raise InvalidInputError(
+            f"a record line has the unknown key {unknown[0]!r}; its keys are {', '.join(LINE_KEYS)}"
+        )
+    for key in _LINE_REQUIRED:
+        if key not in raw:
+            raise _refuse(key, "is missing", f"a record line needs {', '.join(_LINE_REQUIRED)}")
+    values = check_values({name: raw.get(name) for name in COMMITTED}, raw.get("personal"))
+    return check_entry(
+        now_ns,
+        raw["request_id"],
+        raw["version"],
+        raw.get("output"),
+        raw["latency_ms"],
+        raw.get("error"),
+        raw.get("time"),
+        values,
+    )
+
+
+def parse_record_lines(lines: Iterable[str | bytes], now_ns: int) -> list[Entry]:
+    """Parse every line (blank lines skipped); refuse the first bad one naming its number."""
+    entries = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(parse_record_line(line, now_ns))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"line {number}: {exc}") from None
+    return entries
+
+
+def entry_line(entry: Entry) -> dict[str, Any]:
+    """Return the record line of an entry (``time`` always set): how a spool keeps it."""
+    ns, request_id, version, output, latency_ms, error, time, values = entry
+    line: dict[str, Any] = {
+        "request_id": request_id,
+        "version": version,
+        "output": loads_strict(output) if isinstance(output, str) else output,
+        "latency_ms": latency_ms,
+        "error": error,
+        "time": time if time is not None else RecordEncoder.stamp_of(ns),
+    }
+    if values:
+        line["personal"] = {name: loads_strict(body) for name, body in values}
+    return line
+
+
+def _json_kind(value: object) -> str:
+    """Return how JSON names the type of a parsed value."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+# Where orjson's layout of a checked flat output can differ from RFC 8785's: an integral
+# float (orjson 2.0, JCS 2) and an exponent (orjson 1e+16, JCS 10000000000000000). A
+# match inside a string is a false alarm that only costs the careful encoder.
+_NOT_JCS = re.compile(rb"\.0(?![0-9])|[0-9]e[+-][0-9]")
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def _output_json(output: Any) -> str:
+    """Return the canonical text of an output that check_output copied (a flat, ASCII dict).
+
+    orjson lays it out (keys sorted: for ASCII keys, code point order is UTF-16
+    order); wherever its numbers could differ from ES6's, canonical_text does.
+    """
+    raw = orjson.dumps(output, option=_SORTED)
+    if _NOT_JCS.search(raw):
+        return canonical_text(output)
+    return raw.decode()
+
+
+def _number_text(x: int | float) -> str:
+    """Return the ES6 text of a checked number (the layout canonical_text gives it)."""
+    if type(x) is int:
+        return str(x)
+    if 1e-4 <= x < 1e16 and x % 1.0:  # repr is already the ES6 form here
+        return repr(x)
+    return canonical_text(x)
+
+
+class RecordEncoder:
+    """Lay out the canonical bytes of one stream's records from checked entries.
+
+    The layout is JCS's, fixed once: the record's keys in sorted order, the
+    stream's own names escaped once, and each field written as canonical_text
+    writes it, so a record's bytes are exactly ``canonical_bytes`` of the record
+    (the tests hold it to that), at a fraction of the cost.
+    """
+
+    def __init__(self, model: str, env: str) -> None:
+        stream = f"{model}/{env}"
+        _check_stream(stream)
+        self.model, self.env, self.stream = model, env, stream
+        self._env = _escape(env)
+        self._model = _escape(model)
+        self._stream = _escape(stream)
+        self._second = -1
+        self._prefix = ""
+
+    @staticmethod
+    def stamp_of(ns: int) -> str:
+        """Return the record time of ``ns`` nanoseconds since the epoch (microseconds, Z)."""
+        second, micro = divmod(ns // 1000, 1_000_000)
+        return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{micro:06d}Z"
+
+    def stamp(self, ns: int) -> str:
+        """Return :meth:`stamp_of` ``ns``, formatting each second only once."""
+        second, micro = divmod(ns // 1000, 1_000_000)
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            self._second = second
+        return f"{self._prefix}{micro:06d}Z"
+
+    def segment(
+        self, entries: Sequence[Entry], commitments: Mapping[int, str] | None = None
+    ) -> tuple[list[tuple[Any, ...]], list[bytes]]:
+        """Return the store rows and leaf hashes of a segment of entries, numbered from 0.
+
+        A row is ``(i, request_id, time, model, version, env, latency_ms, error,
+        body)``; ``commitments`` gives the canonical text of the commitments of
+        the entries that keep values off the log, by index.
+        """
+        escape, number, canonical, sha256 = _escape, _number_text, _output_json, hashlib.sha256
+        env, model, stream = self._env, self._model, self._stream
+        plain_model, plain_env = self.model, self.env
+        second, prefix = self._second, self._prefix
+        rows: list[tuple[Any, ...]] = []
+        leaves: list[bytes] = []
+        add_row, add_leaf = rows.append, leaves.append
+        held = commitments or {}
+        for i, (ns, request_id, version, output, latency, error, time, _) in enumerate(entries):
+            if time is None:  # stamp() written out: it runs once per record
+                micro = ns // 1000
+                if micro // 1_000_000 != second:
+                    second = micro // 1_000_000
+                    prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+                time = "%s%06dZ" % (prefix, micro % 1_000_000)  # noqa: UP031 (faster here)
+            body = (
+                f'{{"commitments":{held.get(i, "{}") if held else "{}"},"env":{env},"error":'
+                f'{"null" if error is None else escape(error)},"i":{i},"latency_ms":'
+                f'{latency if type(latency) is int else number(latency)},"model":{model},'
+                f'"output":{output if type(output) is str else canonical(output)},"request_id":'
+                f'{escape(request_id)},"stream":{stream},"time":"{time}","v":1,'
+                f'"version":{escape(version)}}}'
+            ).encode()
+            add_row((i, request_id, time, plain_model, version, plain_env, latency, error, body))
+            add_leaf(sha256(b"\x00" + body).digest())
+        self._second, self._prefix = second, prefix
+        return rows, leaves
+
+
 # ------------------------------------------------------------------------ verifying a record proof
 
 
@@ -704,126 +1127,574 @@ def _verify_event_inclusion(
 
 #: The columns a stored record row holds, as the store reads them for verify.
 _ROW_COLUMNS = ("request_id", "time", "model", "version", "env", "latency_ms", "error")
+#: What the fast path reads out of a parsed record to hold against ``row[1:9]``.
+_ROW_FIELDS = operator.itemgetter("i", *_ROW_COLUMNS, "commitments")
+_FIRST8, _NINTH = operator.itemgetter(slice(0, 8)), operator.itemgetter(8)
+_ROW_SLICE = operator.itemgetter(slice(1, 9))
+_BODY = operator.itemgetter(9)
+_SEG, _INDEX = operator.itemgetter(0), operator.itemgetter(1)
+_DIGEST = type(hashlib.sha256()).digest
+_LEAF, _NODE = b"\x00", b"\x01"
+#: Reads a segment's stored rows again (``RECORD_COLUMNS``, in ``i`` order), for diagnosis.
+Reread: TypeAlias = Callable[[int], Iterable[Sequence[Any]]]
+#: Returns the stored body of the record at ``(seg, i)``, or None when there is none.
+BodyAt: TypeAlias = Callable[[object, object], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    """What a segment event commits its records to."""
+
+    count: int
+    root: bytes
+    stream: object
+    first_time: object
+    last_time: object
+
+
+def _parse_segment(seq: int, body: bytes) -> _Expected:
+    """Return what the ``runtime.segment`` event ``seq`` commits to, or raise naming it."""
+    try:
+        data = loads_strict(body if isinstance(body, bytes) else bytes(body))["data"]
+        count, root = data["count"], data["root"]
+        if not (_is_int(count) and count >= 1 and isinstance(root, str) and _HEX64.fullmatch(root)):
+            raise ValueError(root)
+        return _Expected(
+            count,
+            bytes.fromhex(root),
+            data.get("stream"),
+            data.get("first_time"),
+            data.get("last_time"),
+        )
+    except (AuditmlError, KeyError, TypeError, ValueError, RecursionError):
+        raise VerificationError(
+            "its runtime.segment data holds no record count and root", kind="record", seq=seq
+        ) from None
+
+
+def _fast_columns(rows: Sequence[Sequence[Any]], bodies: list[Any]) -> list[Any] | None:
+    """Return each row's committed values if every body parses and fits its row, else None.
+
+    A body fits its row when it parses as an object whose index and columns are
+    the row's. That is the common case, checked with C-level maps; None sends
+    the rows to the slow path, which names the first that fails. The fast path
+    reads a key given twice as orjson (and Python's json, and JavaScript) do:
+    the last one wins. auditml never writes one; a body that holds one still
+    has to match its segment's root.
+    """
+    if not set(map(type, bodies)) <= {bytes}:  # orjson would read text too
+        return None
+    try:
+        # Streamed: each parsed body is dropped as soon as its fields are out.
+        fields = list(map(_ROW_FIELDS, map(orjson.loads, bodies)))
+        if list(map(_FIRST8, fields)) != list(map(_ROW_SLICE, rows)):
+            return None
+        return list(map(_NINTH, fields))
+    except (ValueError, TypeError, KeyError, IndexError):  # orjson's errors are these too
+        return None
+
+
+def _leaf_hashes_of(bodies: Iterable[bytes]) -> list[bytes]:
+    """Return SHA-256(0x00 || body) of each body, with C-level maps."""
+    return list(map(_DIGEST, map(hashlib.sha256, map(_LEAF.__add__, bodies))))
+
+
+def _tree_root(leaves: list[bytes]) -> bytes:
+    """Return the RFC 9162 Merkle Tree Hash over leaf hashes, each level hashed with C-level maps.
+
+    Pairing level by level and carrying an unpaired last node up unchanged
+    builds exactly the RFC 9162 tree (split at the largest power of two).
+    """
+    if not leaves:
+        return merkle.EMPTY_ROOT
+    level = leaves
+    sha256, node = hashlib.sha256, _NODE.__add__
+    while len(level) > 1:
+        carry = level[-1:] if len(level) % 2 else []
+        pairs = map(bytes.__add__, level[0:-1:2] if carry else level[0::2], level[1::2])
+        level = list(map(_DIGEST, map(sha256, map(node, pairs)))) + carry
+    return level[0]
 
 
 class SegmentVerifier:
     """Check stored records against the ``runtime.segment`` events that commit them, streaming.
 
     Given every segment event (``(seq, body)``, bodies already verified as part
-    of the chain), it is fed the stored record rows in ``(seg, i)`` order and
-    raises :class:`~auditml.errors.VerificationError` (kind ``record``) at the
-    first record that fails: a changed body, a column that contradicts its
-    body, a record missing, added or out of place, or a segment whose records
-    do not hash to its root. Only one segment's leaf hashes are held at a time.
+    of the chain), it is fed the stored record rows (``RECORD_COLUMNS``) in
+    ``(seg, i)`` order and raises :class:`~auditml.errors.VerificationError`
+    (kind ``record``, ``seq`` the segment) at the first record that fails: bytes
+    that are not a JSON record, a column that contradicts its body, a record
+    missing, added or out of place, a segment whose records do not hash to its
+    root, or records claiming a segment that is no segment event of the log.
+    It never raises anything else, whatever the rows hold. Only one segment's
+    leaf hashes are held at a time.
+
+    The common case runs a fast path (one SHA-256 and one orjson parse per
+    record, the columns compared in bulk); a chunk in which anything looks
+    wrong is checked again row by row, so the first failing record is named.
+    When a segment's root does not match, ``reread`` (when given) reads that
+    segment's rows again to name the first record that does not hold up on its own.
     """
 
-    def __init__(self, segments: Iterable[tuple[int, bytes]]) -> None:
-        self._expected: dict[int, tuple[int, bytes]] = {}
+    def __init__(
+        self,
+        segments: Iterable[tuple[int, bytes]],
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        head: int | None = None,
+        reread: Reread | None = None,
+        values: Iterable[Sequence[Sequence[Any]]] | None = None,
+        body_at: BodyAt | None = None,
+    ) -> None:
+        self._expected: dict[int, _Expected] = {}
         for seq, body in segments:
-            try:
-                data = loads_strict(body)["data"]
-                self._expected[seq] = (int(data["count"]), bytes.fromhex(data["root"]))
-            except (AuditmlError, KeyError, TypeError, ValueError):
-                raise VerificationError(
-                    "its runtime.segment data holds no count and root", kind="record", seq=seq
-                ) from None
+            if start <= seq and (stop is None or seq < stop):
+                self._expected[seq] = _parse_segment(seq, body)
         self._pending = sorted(self._expected, reverse=True)
+        self._head = head if head is not None else stop
+        self._reread = reread
         self._seg: int | None = None
         self._leaves: list[bytes] = []
+        self._commitments: list[Any] = []
+        self._values = _ValueMerge(values) if values is not None else None
+        self._body_at = body_at
         self.records = 0
+        self.values = 0
 
-    def feed(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Check the next stored record rows (every column of the record table, seg first)."""
-        sha256 = hashlib.sha256
+    def feed(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Check the next stored record rows (``RECORD_COLUMNS``: seg, i, …, body)."""
+        try:
+            bodies = list(map(_BODY, rows))
+        except (IndexError, TypeError):
+            bodies = []
+        committed = _fast_columns(rows, bodies) if bodies else None
+        if committed is None:
+            self._feed_slowly(rows)
+            return
+        segs = list(map(_SEG, rows))
+        indexes = list(map(_INDEX, rows))
+        at, total = 0, len(rows)
+        while at < total:
+            if segs[at] != self._seg or self._seg is None:
+                self._close()
+                self._open(segs[at])
+            seg, have = self._seg, len(self._leaves)
+            take = min(self._expected[seg].count - have, total - at)  # type: ignore[index]
+            end = at + take
+            if (
+                take <= 0
+                or segs[at:end] != [seg] * take
+                or indexes[at:end] != list(range(have, have + take))
+            ):
+                self._feed_slowly(rows[at:])  # names the record out of place
+                return
+            self._leaves += _leaf_hashes_of(bodies[at:end])
+            self._commitments += committed[at:end]
+            self.records += take
+            at = end
+
+    def _feed_slowly(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Check rows one by one, naming the first that fails (the fast path found one)."""
         for row in rows:
-            seg, i, body = row[0], row[1], row[-1]
-            if seg != self._seg:
+            if len(row) != 10:
+                raise VerificationError(
+                    f"a stored runtime record row has {len(row)} columns, not 10",
+                    kind="record",
+                )
+            seg, i, body = row[0], row[1], row[9]
+            if seg != self._seg or self._seg is None:
                 self._close()
                 self._open(seg)
+            assert self._seg is not None
+            self._slot(self._seg, i)
             if not isinstance(body, bytes | bytearray | memoryview):
-                raise self._fail(seg, i, "its stored bytes are not bytes")
+                raise _fail(self._seg, i, f"its stored bytes are {_kind(body)}, not bytes")
             body = bytes(body)
-            if i != len(self._leaves):
-                missing = len(self._leaves)
-                raise self._fail(
-                    seg, missing, f"record {missing} is missing (the next stored is {i})"
-                )
-            self._leaves.append(sha256(b"\x00" + body).digest())
-            self._check_columns(seg, i, row, body)
+            self._commitments.append(_check_columns(self._seg, i, row, body))
+            self._leaves.append(hashlib.sha256(b"\x00" + body).digest())
             self.records += 1
 
+    def split(self, share: float) -> int:
+        """Return the segment seq before which about ``share`` of the committed records lie."""
+        total = sum(e.count for e in self._expected.values())
+        seen = 0
+        for seq in sorted(self._expected):
+            if seen >= share * total:
+                return seq
+            seen += self._expected[seq].count
+        return max(self._expected, default=-1) + 1
+
+    @property
+    def committed(self) -> int:
+        """Return how many records the segments commit to."""
+        return sum(e.count for e in self._expected.values())
+
     def finish(self) -> int:
-        """Raise for a segment whose records are missing; return how many records were checked."""
+        """Raise for a segment whose records are missing; return how many records were checked.
+
+        Then the values that did not come in their records' order are checked.
+        """
         self._close()
         if self._pending:
             seg = self._pending[-1]
             raise VerificationError(
-                f"the segment's {self._expected[seg][0]} records are missing from the store",
+                f"the segment's {self._expected[seg].count} records are missing from the store",
                 kind="record",
                 seq=seg,
             )
+        self._check_leftover_values()
         return self.records
 
+    def _slot(self, seg: int, i: object) -> None:
+        """Raise unless ``i`` is the index of the next record of segment ``seg``."""
+        have = len(self._leaves)
+        count = self._expected[seg].count
+        index = i if isinstance(i, int) and not isinstance(i, bool) else None
+        if index == have and have < count:
+            return
+        if have >= count:
+            raise _fail(
+                seg, i, f"the segment commits {count} records, and this one is stored beyond them"
+            )
+        if index is not None and index > have:
+            raise _fail(seg, have, f"record {have} is missing (the next stored is {index})")
+        if index is not None and 0 <= index < have:
+            raise _fail(seg, index, f"record {index} is stored twice")
+        raise _fail(
+            seg,
+            have,
+            f"a record stored in its place has the index {_show(i)} (record {have} is missing)",
+        )
+
     def _open(self, seg: object) -> None:
-        if not isinstance(seg, int) or seg not in self._expected:
+        if not isinstance(seg, int) or isinstance(seg, bool) or seg not in self._expected:
+            where = "which is no runtime.segment event of the log"
+            if isinstance(seg, int) and self._head is not None and seg >= self._head:
+                where = f"beyond the log's last event ({self._head - 1})"
             raise VerificationError(
-                f"stored runtime records claim segment {seg!r}, which is no runtime.segment "
-                "event of the log: they were added outside auditml",
+                f"stored runtime records claim segment {_show(seg)}, {where}: they were "
+                "added outside auditml",
                 kind="record",
-                seq=seg if isinstance(seg, int) else None,
+                seq=seg if isinstance(seg, int) and 0 <= seg <= MAX_SAFE_INTEGER else None,
             )
         if self._pending and self._pending[-1] < seg:
             skipped = self._pending[-1]
             raise VerificationError(
-                f"the segment's {self._expected[skipped][0]} records are missing from the store",
+                f"the segment's {self._expected[skipped].count} records are missing from the store",
                 kind="record",
                 seq=skipped,
             )
+        if not self._pending or self._pending[-1] != seg:  # pragma: no cover - sorted input
+            raise VerificationError(
+                "stored runtime records of the segment come out of order",
+                kind="record",
+                seq=seg,
+            )
         self._pending.pop()
-        self._seg, self._leaves = seg, []
+        self._seg, self._leaves, self._commitments = seg, [], []
 
     def _close(self) -> None:
         if self._seg is None:
             return
         seg, leaves = self._seg, self._leaves
-        count, root = self._expected[seg]
-        if len(leaves) != count:
-            raise self._fail(
+        expected = self._expected[seg]
+        if len(leaves) != expected.count:
+            raise _fail(
                 seg,
                 len(leaves),
-                f"the segment commits {count} records but {len(leaves)} are stored "
+                f"the segment commits {expected.count} records but {len(leaves)} are stored "
                 f"(record {len(leaves)} on is missing)",
             )
-        if merkle.root_of(leaves) != root:
-            raise VerificationError(
-                "its records do not hash to the segment's root: a record was changed, "
-                "removed or reordered in the database",
-                kind="record",
-                seq=seg,
+        if _tree_root(leaves) != expected.root:
+            raise self._root_fails(seg, expected)
+        if self._values is not None:
+            self._check_values(seg, self._values.take(seg))
+        self._seg, self._leaves, self._commitments = None, [], []
+
+    def _check_values(self, seg: int, rows: list[Sequence[Any]]) -> None:
+        """Check the values kept for the records of segment ``seg``, just verified."""
+        self.values += len(rows)
+        if rows and not _values_fit(rows, self._commitments):
+            bodies = {}
+            if self._reread is not None:
+                bodies = {row[1]: row[9] for row in self._reread(seg) if len(row) == 10}
+            for row in rows:
+                _check_value((*row, bodies.get(row[2])))
+
+    def _check_leftover_values(self) -> None:
+        """Check the values that came out of their records' order (or name no segment)."""
+        if self._values is None:
+            return
+        for row in self._values.rest():
+            self.values += 1
+            if len(row) != 6:
+                _check_value(row)
+            body = self._body_at(row[1], row[2]) if self._body_at is not None else None
+            _check_value((*row, body))
+
+    def _root_fails(self, seg: int, expected: _Expected) -> VerificationError:
+        """Return the error for a segment whose records do not hash to its root.
+
+        The root alone cannot say which record changed; each record is checked
+        on its own (canonical bytes, a valid record of the segment's stream and
+        time span) and the first that does not hold up is named.
+        """
+        why = (
+            "its records do not hash to the segment's root: a record was changed, "
+            "removed or reordered in the database"
+        )
+        if self._reread is not None:
+            for row in self._reread(seg):
+                problem = _record_problem(row, expected)
+                if problem is not None:
+                    return _fail(seg, row[1], f"{problem}; {why}")
+        return VerificationError(
+            f"{why}, and each record on its own is well formed, so the log cannot tell "
+            f"which of its {expected.count} records it was",
+            kind="record",
+            seq=seg,
+        )
+
+
+def _kind(value: object) -> str:
+    return "NULL" if value is None else f"a {type(value).__name__}"
+
+
+def _fail(seg: int, i: object, message: str) -> VerificationError:
+    return VerificationError(f"runtime record {_show(i)}: {message}", kind="record", seq=seg)
+
+
+def _check_columns(seg: int, i: int, row: Sequence[Any], body: bytes) -> Any:
+    """Raise unless ``body`` is a JSON record whose index and columns agree with the row.
+
+    Returns the record's ``commitments``.
+    """
+    try:
+        record = loads_strict(body)
+    except (AuditmlError, RecursionError):
+        raise _fail(seg, i, "its stored bytes are not a JSON record") from None
+    if not isinstance(record, dict):
+        raise _fail(seg, i, "its stored bytes are not a JSON record") from None
+    if not (_is_int(record.get("i")) and record["i"] == i):
+        raise _fail(seg, i, f"its bytes say index {_show(record.get('i'))}, not {i}")
+    for name, held in zip(_ROW_COLUMNS, row[2:9], strict=True):
+        says = record.get(name)
+        if name == "latency_ms":
+            same = (
+                isinstance(says, int | float)
+                and not isinstance(says, bool)
+                and isinstance(held, int | float)
+                and float(held) == float(says)
             )
-        self._seg, self._leaves = None, []
+        else:
+            same = type(held) is type(says) and held == says
+        if not same:
+            raise _fail(
+                seg,
+                i,
+                f"its {name} column holds {_show(held)} but its bytes say {_show(says)}: the "
+                "column was changed in the database",
+            )
+    return record.get("commitments")
 
-    def _check_columns(self, seg: int, i: int, row: Sequence[Any], body: bytes) -> None:
-        try:
-            record = loads_strict(body)
-        except AuditmlError:
-            raise self._fail(seg, i, "its stored bytes are not a JSON record") from None
-        if not isinstance(record, dict) or record.get("i") != i:
-            raise self._fail(seg, i, f"its bytes say index {record.get('i')!r}, not {i}")
-        for name, held in zip(_ROW_COLUMNS, row[2:-1], strict=True):
-            says = record.get(name)
-            if name == "latency_ms" and isinstance(says, int | float) and held is not None:
-                same = float(held) == float(says)
-            else:
-                same = held == says
-            if not same:
-                raise self._fail(
-                    seg,
-                    i,
-                    f"its {name} column holds {held!r} but its bytes say {says!r}: the column "
-                    "was changed in the database",
-                )
 
-    @staticmethod
-    def _fail(seg: int, i: int, message: str) -> VerificationError:
-        return VerificationError(f"runtime record {i}: {message}", kind="record", seq=seg)
+def _record_problem(row: Sequence[Any], expected: _Expected) -> str | None:
+    """Return what is wrong with one stored record on its own, or None if nothing shows."""
+    body = row[9] if len(row) == 10 else None
+    if not isinstance(body, bytes | bytearray | memoryview):
+        return "its stored bytes are not bytes"
+    try:
+        record = loads_strict(bytes(body))
+        canonical = canonical_bytes(record) == bytes(body)
+    except (AuditmlError, RecursionError):
+        return "its stored bytes are not a JSON record"
+    if not canonical:
+        return "its stored bytes are not in canonical (JCS) form, so they are not what was written"
+    try:
+        RuntimeRecord.from_dict(record)
+    except AuditmlError as exc:
+        return f"it is no valid record ({exc})"
+    if record["stream"] != expected.stream:
+        return f"its stream {_show(record['stream'])} is not the segment's {_show(expected.stream)}"
+    first, last = expected.first_time, expected.last_time
+    if isinstance(first, str) and isinstance(last, str) and not first <= record["time"] <= last:
+        return f"its time {record['time']} lies outside the segment's span {first} to {last}"
+    return None
+
+
+# -- verifying the values kept off the log against the records that commit to them -------------
+
+_HEXDIGEST = type(hashlib.sha256()).hexdigest
+_COMMITMENT_OF_VALUE, _SEG_OF_VALUE, _INDEX_OF_VALUE = (operator.itemgetter(n) for n in range(3))
+
+
+class _ValueMerge:
+    """The values kept off the log, streamed in their records' order, taken segment by segment.
+
+    A row out of that order, or of no number segment, is kept aside for
+    :meth:`rest`; auditml writes them in order, so only a changed table has any.
+    Chunks whose segments are ordered numbers are cut with a binary search.
+    """
+
+    def __init__(self, chunks: Iterable[Sequence[Sequence[Any]]]) -> None:
+        self._chunks = iter(chunks)
+        self._rows: Sequence[Sequence[Any]] = []
+        self._segs: list[Any] = []
+        self._sorted = True
+        self._at = 0
+        self._aside: list[Sequence[Any]] = []
+
+    def _refill(self) -> bool:
+        """Load the next chunk; return False at the end."""
+        for rows in self._chunks:
+            if not rows:
+                continue
+            try:
+                segs = list(map(_SEG_OF_VALUE, rows))
+            except (IndexError, TypeError):
+                segs = [None] * len(rows)
+            self._sorted = set(map(type, segs)) <= {int} and segs == sorted(segs)
+            self._rows, self._segs, self._at = rows, segs, 0
+            return True
+        return False
+
+    def take(self, seg: int) -> list[Sequence[Any]]:
+        """Return the rows of segment ``seg``; rows before it go aside."""
+        out: list[Sequence[Any]] = []
+        while True:
+            if self._at >= len(self._rows) and not self._refill():
+                return out
+            rows, segs, at = self._rows, self._segs, self._at
+            if self._sorted:
+                start = bisect.bisect_left(segs, seg, at)
+                end = bisect.bisect_right(segs, seg, start)
+                self._aside += rows[at:start]
+                out += rows[start:end]
+                self._at = end
+                if end < len(rows):
+                    return out
+                continue
+            while at < len(rows):  # a chunk out of order: row by row
+                found = segs[at]
+                if found == seg and _is_int(found):
+                    out.append(rows[at])
+                elif _is_int(found) and found > seg:
+                    self._at = at
+                    return out
+                else:
+                    self._aside.append(rows[at])
+                at += 1
+            self._at = at
+
+    def rest(self) -> Iterable[Sequence[Any]]:
+        """Yield the rows set aside, then every row not taken."""
+        yield from self._aside
+        yield from self._rows[self._at :]
+        for rows in self._chunks:
+            yield from rows
+
+
+def _values_fit(rows: Sequence[Sequence[Any]], committed: Sequence[Any]) -> bool:
+    """Return whether each value row opens its commitment and its record commits to it."""
+    try:
+        commitments = list(map(_COMMITMENT_OF_VALUE, rows))
+        opened = map(
+            _HEXDIGEST, map(hashlib.sha256, map(bytes.__add__, _col(rows, 4), _col(rows, 5)))
+        )
+        if list(opened) != commitments:
+            return False
+        indexes = list(map(_INDEX_OF_VALUE, rows))
+        if not (
+            set(map(type, indexes)) <= {int} and 0 <= min(indexes) <= max(indexes) < len(committed)
+        ):
+            return False
+        records = map(committed.__getitem__, indexes)
+        return list(map(dict.get, records, _col(rows, 3))) == commitments
+    except (TypeError, IndexError, ValueError):
+        return False
+
+
+def _col(rows: Sequence[Sequence[Any]], n: int) -> Iterable[Any]:
+    return map(operator.itemgetter(n), rows)
+
+
+def _check_value(row: Sequence[Any]) -> None:
+    """Raise unless one value row opens its commitment and its record commits to it."""
+    if len(row) != 7:
+        raise VerificationError(f"a stored value row has {len(row)} columns, not 7", kind="record")
+    commitment, seg, i, name, salt, value, body = row
+    seq = seg if _is_int(seg) and 0 <= seg <= MAX_SAFE_INTEGER else None
+    what = f"the value {_show(name)} kept for runtime record {_show(i)}"
+
+    def fail(problem: str) -> VerificationError:
+        return VerificationError(f"{what}: {problem}", kind="record", seq=seq)
+
+    if not (isinstance(commitment, str) and _HEX64.fullmatch(commitment)):
+        raise fail(f"its commitment {_show(commitment)} is not 64 lowercase hex digits")
+    if not isinstance(salt, bytes | bytearray | memoryview) or len(salt) != SALT_SIZE:
+        raise fail(f"its salt is {_kind(salt)} of {_size(salt)}, not {SALT_SIZE} bytes")
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise fail(f"its stored value is {_kind(value)}, not bytes")
+    if not hmac.compare_digest(hashlib.sha256(bytes(salt) + bytes(value)).hexdigest(), commitment):
+        raise fail(
+            f"its value and salt do not open its commitment {commitment}: the value or the "
+            "salt was changed in the database"
+        )
+    if body is None:
+        raise fail(f"no record is stored at segment {_show(seg)}, index {_show(i)}")
+    try:
+        record = loads_strict(bytes(body) if isinstance(body, bytearray | memoryview) else body)
+        committed = record["commitments"]
+        held = committed.get(name) if isinstance(name, str) else None
+    except (AuditmlError, RecursionError, KeyError, TypeError, AttributeError):
+        raise fail("its record's stored bytes hold no commitments") from None
+    if held != commitment:
+        raise fail(
+            f"its record commits {_show(name)} to {_show(held)}, not to this value's "
+            f"commitment {commitment}: the value row was moved or relabelled in the database"
+        )
+
+
+def _size(value: object) -> str:
+    return f"{len(value)} bytes" if isinstance(value, bytes | bytearray | memoryview) else "no size"
+
+
+def record_proof_of_stored(
+    *,
+    log: str,
+    bodies: Sequence[bytes],
+    index: int,
+    segment_event: bytes,
+    segment_seq: int,
+    event_inclusion: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Return the record proof of stored record ``index``, from its segment's stored bytes.
+
+    The same proof as :func:`build_record_proof`, built from exactly the bytes
+    the segment root covers: each leaf is hashed as stored, with nothing parsed
+    and encoded again but the one record the proof shows.
+    """
+    count = len(bodies)
+    if not (_is_int(index) and 0 <= index < count):
+        raise InvalidInputError(
+            f"record index {_show(index)} is not in the segment of {count} records"
+        )
+    leaves = _leaf_hashes_of(bodies)
+
+    def node(level: int, start: int) -> bytes:
+        """Return the perfect subtree hash over leaves [start << level, (start + 1) << level)."""
+        return _tree_root(leaves[start << level : (start + 1) << level])
+
+    path = merkle.inclusion_proof(index, count, node)
+    return {
+        "type": "record",
+        "log": log,
+        "record": loads_strict(bodies[index]),
+        "segment_event": segment_event.decode("utf-8"),
+        "segment_seq": segment_seq,
+        "index": index,
+        "count": count,
+        "proof": [h.hex() for h in path],
+        "event_inclusion": dict(event_inclusion),
+    }

@@ -93,10 +93,14 @@ RECORD_COLUMNS = (
     "error",
     "body",
 )
-#: The columns of a value kept off the log, in the order ``Batch.values`` gives them.
+#: The columns of a value kept off the log, as stored.
 VALUE_COLUMNS = ("commitment", "seg", "i", "name", "salt", "value")
 #: The store setting that holds the secret of subject handles (hex).
 PEPPER_SETTING = "subject_pepper"
+#: The columns of a bulk insert: the log and the segment, then the columns of each row
+#: of ``Batch.records`` and ``Batch.values``.
+_RECORD_BULK = ("log_id", "seg", *RECORD_COLUMNS[1:])
+_VALUE_BULK = ("log_id", "seg", "commitment", "i", "name", "salt", "value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +112,10 @@ class Batch:
     head: HeadState
     #: ``(size, root, signed note)`` of the automatic checkpoints this append reaches.
     checkpoints: Sequence[tuple[int, bytes, str]] = ()
-    #: Runtime records stored with their segment event, as ``RECORD_COLUMNS`` (without log_id).
+    #: Runtime records stored with the batch's (one) segment event, as ``RECORD_COLUMNS``
+    #: without ``seg``: the store fills in the event's seq, and the log id.
     records: Sequence[tuple[Any, ...]] = ()
-    #: Values kept off the log for those records, as ``VALUE_COLUMNS`` (without log_id).
+    #: Values kept off the log for those records, as ``VALUE_COLUMNS`` without ``seg``.
     values: Sequence[tuple[Any, ...]] = ()
 
 
@@ -295,7 +300,9 @@ class Store:
         with self.snapshot() as snap:
             snap._cur.execute(
                 f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
-                f"WHERE log_id = {p} AND request_id = {p} ORDER BY seg, i",
+                # '+' keeps SQLite off the primary key, which would give the order but walk
+                # every record of the log: it finds the few rows by request id, then sorts them.
+                f"WHERE log_id = {p} AND request_id = {p} ORDER BY +seg, +i",
                 (log_id, request_id),
             )
             return [tuple(row) for row in snap._cur.fetchall()]
@@ -464,16 +471,16 @@ class Store:
                 f"VALUES ({p}, {p}, {p}, {p}, {p})",
                 [(log_id, *cp, batch.head.head_time) for cp in batch.checkpoints],
             )
-        for table, columns, rows in (
-            ("auditml_record", RECORD_COLUMNS, batch.records),
-            ("auditml_value", VALUE_COLUMNS, batch.values),
-        ):
-            if rows:
-                cur.executemany(
-                    f"INSERT INTO {table} (log_id, {', '.join(columns)}) "
-                    f"VALUES ({', '.join([p] * (len(columns) + 1))})",
-                    [(log_id, *row) for row in rows],
-                )
+        if batch.records or batch.values:
+            if len(batch.rows) != 1:
+                raise AppendError("runtime records are appended with exactly one segment event")
+            seg = batch.rows[0][0]
+            for table, columns, rows in (
+                ("auditml_record", _RECORD_BULK, batch.records),
+                ("auditml_value", _VALUE_BULK, batch.values),
+            ):
+                if rows:
+                    self.backend.bulk_insert(cur, table, columns, (log_id, seg), rows)
         h = batch.head
         cur.execute(
             f"UPDATE auditml_log SET size = {p}, head_hash = {p}, head_time = {p}, root = {p}, "
@@ -971,7 +978,9 @@ class Store:
         For ``sparse`` actions it is one SELECT per action, merged in seq order:
         each reads the action index in order, where ``action IN (...) ORDER BY
         seq`` makes SQLite walk the whole log. For common actions that walk is
-        the cheaper read, and a model filter reads the model index either way.
+        the cheaper read. With a model, it is one SELECT per action too, each on
+        the (model, action, seq) index, so a model's lifecycle events are found
+        without reading its many runtime.segment events.
         """
         from auditml.store.tables import EVENTS
 
@@ -979,7 +988,14 @@ class Store:
         cols = (c.seq, c.hash, c.body)
         actions = tuple(dict.fromkeys(flt.actions))
         query: Any
-        if flt.sparse and flt.model is None and len(actions) > 1:
+        if flt.model is not None and actions:
+            # One SELECT per action on the (model, action, seq) index, merged in seq order:
+            # a model's history walked on the model index reads every event of the model,
+            # and a model that serves in production has a runtime.segment per thousand
+            # requests among them.
+            arms = [select(*cols).where(*conditions, c.action == a) for a in actions]
+            query = arms[0] if len(arms) == 1 else union_all(*arms)
+        elif flt.sparse and flt.model is None and len(actions) > 1:
             query = union_all(*(select(*cols).where(*conditions, c.action == a) for a in actions))
         else:
             if actions:
@@ -1026,24 +1042,128 @@ class Snapshot:
         return None if row is None else _head(tuple(row))
 
     def scan_records(
-        self, log_id: int, stop_seg: int, chunk: int = SCAN_CHUNK
+        self,
+        log_id: int,
+        start_seg: int | None = None,
+        stop_seg: int | None = None,
+        chunk: int = SCAN_CHUNK,
+        *,
+        null: bool = False,
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Yield chunks of stored runtime records of segments before ``stop_seg``, in order.
+        """Yield chunks of the log's stored runtime records, in ``(seg, i)`` order, streamed.
 
         Each row is every column of ``RECORD_COLUMNS``, as stored, so verify can
-        hold the copied-out columns against the bytes too.
+        hold the copied-out columns against the bytes too. Without bounds it reads
+        every record of the log, whatever its ``seg`` holds (verify names records
+        of no segment); ``start_seg`` and ``stop_seg`` bound ``seg`` when given
+        (in SQLite, text sorts after every number), and ``null`` reads only the
+        records whose ``seg`` is NULL. Text that is not UTF-8 arrives with its bad
+        bytes as surrogates.
         """
         p = self._p
+        sql = f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record WHERE log_id = {p}"
+        params: tuple[int, ...] = (log_id,)
+        if null:
+            sql += " AND seg IS NULL"
+        if start_seg is not None:
+            sql += f" AND seg >= {p}"
+            params += (start_seg,)
+        if stop_seg is not None:
+            sql += f" AND seg < {p}"
+            params += (stop_seg,)
+        yield from self._stream(sql + " ORDER BY seg, i", params, chunk)
+
+    def _stream(
+        self, sql: str, params: tuple[Any, ...], chunk: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Run a streaming query; text that is not UTF-8 arrives with its bad bytes as surrogates.
+
+        SQLite refuses to hand over such text, so the query is run again with a
+        tolerant text factory and goes on after the rows already given.
+        """
         cursor = self._store.backend.scan_cursor(self._conn)
+        done = 0
         try:
-            cursor.execute(
-                f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
-                f"WHERE log_id = {p} AND seg < {p} ORDER BY seg, i",
-                (log_id, stop_seg),
-            )
-            yield from iter_chunks(cursor, chunk)
+            cursor.execute(sql, params)
+            for rows in iter_chunks(cursor, chunk):
+                yield rows
+                done += len(rows)
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+            close_quietly(cursor)
+            for rows in self._scan_tolerant(sql, params, chunk):
+                if done >= len(rows):
+                    done -= len(rows)
+                    continue
+                yield rows[done:]
+                done = 0
         finally:
             close_quietly(cursor)
+
+    def scan_values(
+        self,
+        log_id: int,
+        start_seg: int | None = None,
+        stop_seg: int | None = None,
+        *,
+        outside: bool = False,
+        chunk: int = SCAN_CHUNK,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield chunks of the values kept off the log (``VALUE_COLUMNS``), in their records' order.
+
+        With ``start_seg`` and ``stop_seg``, only the values of those segments, or
+        with ``outside`` every other value (NULL or text ``seg`` included). In
+        SQLite the order is the order they were written, which is their records'
+        order, read without a sort; PostgreSQL sorts them.
+        """
+        p = self._p
+        sqlite = self._store.dialect == "sqlite"
+        # In SQLite, '+' keeps the planner off the (log_id, commitment) key, whose order is
+        # random: it walks the table in rowid order instead.
+        sql = (
+            f"SELECT {', '.join(VALUE_COLUMNS)} FROM auditml_value "
+            f"WHERE {'+' if sqlite else ''}log_id = {p}"
+        )
+        params: tuple[Any, ...] = (log_id,)
+        if start_seg is not None and stop_seg is not None:
+            inside = f"seg >= {p} AND seg < {p}"
+            sql += f" AND (seg IS NULL OR NOT ({inside}))" if outside else f" AND {inside}"
+            params += (start_seg, stop_seg)
+        sql += " ORDER BY rowid" if sqlite else " ORDER BY seg, i, name"
+        yield from self._stream(sql, params, chunk)
+
+    def record_body(self, log_id: int, seg: object, i: object) -> Any:
+        """Return the stored body of the record at ``(seg, i)``, or None when there is none."""
+        p = self._p
+        try:
+            self._cur.execute(
+                f"SELECT body FROM auditml_record WHERE log_id = {p} AND seg = {p} AND i = {p}",
+                (log_id, seg, i),
+            )
+            row = self._cur.fetchone()
+        except (sqlite3.Error, DBAPIError, TypeError, ValueError, OverflowError):
+            return None
+        return None if row is None else row[0]
+
+    def segment_records(self, log_id: int, seg: int) -> list[tuple[Any, ...]]:
+        """Return the stored rows (``RECORD_COLUMNS``) of segment ``seg``, in ``i`` order.
+
+        It runs beside an open :meth:`scan_records`, so it uses the snapshot's own cursor.
+        """
+        p = self._p
+        sql = (
+            f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
+            f"WHERE log_id = {p} AND seg = {p} ORDER BY i"
+        )
+        try:
+            self._cur.execute(sql, (log_id, seg))
+            return [tuple(row) for row in self._cur.fetchall()]
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+            rows = self._scan_tolerant(sql, (log_id, seg), SCAN_CHUNK)
+            return [tuple(row) for chunk in rows for row in chunk]
 
     def segments(self, log_id: int, stop: int) -> list[tuple[int, bytes, bytes]]:
         """Return ``(seq, hash, body)`` of every ``runtime.segment`` event before ``stop``."""

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from itertools import chain as chained
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from pydantic import ValidationError
 
@@ -44,6 +44,7 @@ from auditml.core.events import (
     imported_mark,
 )
 from auditml.core.keys import check_import
+from auditml.core.privacy import ValueRow, new_subject_key, seal_rows, subject_handles
 from auditml.core.records import SegmentVerifier
 from auditml.errors import (
     AppendError,
@@ -240,6 +241,7 @@ class Ledger:
         self._log_id = head.log_id
         self._origin = head.origin
         self._states = StateCache()
+        self._pepper: bytes | None = None
         self.after_append = AfterAppend()
         self._has_records = False  # whether the store holds the runtime record tables
 
@@ -345,12 +347,31 @@ class Ledger:
         hook = self.after_append
         base = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
 
+        values, lookups = self._seal(values)
+
         def prepare(head: HeadState) -> Batch:
-            return replace(base(head), records=records, values=values)
+            return replace(base(head), records=records, values=values, lookups=lookups)
 
         batch = self._store.append(self._log_id, prepare)
         row = batch.rows[0]
         return Receipt(row[0], row[2].hex(), row[3], row[6])
+
+    def _seal(
+        self, values: Sequence[tuple[Any, ...]]
+    ) -> tuple[Sequence[tuple[Any, ...]], list[tuple[str, str]]]:
+        """Seal the values of records that name a subject under the subject's own key.
+
+        The key is drawn the first time a subject is seen and kept off the log;
+        erasure destroys it. Returns the rows to store and their lookup rows.
+        """
+        rows = cast("list[ValueRow]", list(values))
+        if not any(row[2] == "subject" for row in rows):
+            return values, []
+        if self._pepper is None:
+            self._pepper = self._store.pepper()
+        handles = subject_handles(rows, self._pepper)
+        keys = self._store.subject_keys(self._log_id, list(handles.values()), new_subject_key)
+        return seal_rows(rows, handles, keys)
 
     def verify_records(
         self, size: int, progress: ProgressFn | None = None, parallel: bool | None = None
@@ -371,7 +392,10 @@ class Ledger:
         with self._store.snapshot() as snap:
             head = snap.head(self._log_id)
             stop = max(size, head.size if head is not None else 0)
-            segments = [(seq, bytes(body)) for seq, _, body in snap.segments(self._log_id, stop)]
+            # A segment whose records a retention run removed keeps its event: not checked.
+            segments = [
+                (seq, bytes(body)) for seq, _, body in snap.kept_segments(self._log_id, stop)
+            ]
             whole = SegmentVerifier(segments, stop=stop)
             if parallel is None:
                 parallel = whole.committed >= RECORDS_PARALLEL_MIN and (os.cpu_count() or 1) > 1

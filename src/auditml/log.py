@@ -243,6 +243,8 @@ class AuditLog:
         chain = self._ledger.verify_chain(deep=deep, progress=progress, parallel=parallel)
         if runtime:
             self._ledger.verify_records(chain.size)
+            if deep:
+                self._privacy.verify_values(chain.size)
         signatures = self._trust.verify_signatures()
         kept = self._trust.verify_checkpoints(chain.roots)
         anchors = self._trust.check_anchors(checkpoints, vkey)
@@ -365,9 +367,10 @@ class AuditLog:
     ) -> RetentionRun:
         """Remove the off-log values and runtime records whose retention has expired.
 
-        One ``retention.applied`` event records what went; nothing another rule
-        (or an open incident) still covers is removed, segment events stay, and
-        the chain still verifies. ``dry_run`` only returns the plan.
+        One ``retention.applied`` event records what went (even nothing: the
+        run itself is evidence); nothing another rule (or an open incident)
+        still covers is removed, segment events stay, and the chain still
+        verifies. ``dry_run`` only returns the plan.
         """
         return self._privacy.apply_retention(actor=resolve_actor(actor), now=now, dry_run=dry_run)
 
@@ -393,7 +396,7 @@ class AuditLog:
         committed = loads_strict(body).get("commitments", {}).get(name)
         if committed is None:
             raise InvalidInputError(f"request {request_id!r} commits no value named {name!r}")
-        kept = self.store.value(self._ledger.log_id, committed)
+        kept = self._privacy.kept_value(committed)
         if kept is None:
             raise InvalidInputError(
                 f"the {name} of request {request_id!r} is no longer kept (erased or expired): "

@@ -400,7 +400,7 @@ class Privacy:
                 )
             values = _ValueCursor(snap.scan_value_keys(self._log_id, size))
             checked = covered = 0
-            for chunk in snap.scan_records(self._log_id, size):
+            for chunk in snap.scan_records(self._log_id, 0, size):
                 for row in chunk:
                     seg, i, request_id, body = int(row[0]), int(row[1]), row[2], bytes(row[-1])
                     committed = _commitments(body)

@@ -5,7 +5,8 @@ small logistic-regression model on generated data (pure Python), and they are
 evaluated. She tries to approve her own version and is refused; a validator
 approves each instead. A release engineer deploys to staging and production,
 an incident is raised against version 2 in production, and production is
-rolled back to version 1. Finally the log is verified.
+rolled back to version 1. An applicant's data is erased on request and the
+retention schedule is applied. Finally the log is verified.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ deploy = ["release"]
 rollback = ["release"]
 retire = ["validator", "risk-officer"]
 policy = ["risk-officer"]
+privacy = ["risk-officer"]
 
 [gates]
 production = ["auc >= 0.65"]
@@ -85,6 +87,18 @@ production = ["auc >= 0.65"]
 [cards]
 required = ["intended_use", "out_of_scope_use", "limitations", "ethical_considerations"]
 complete_for = ["production"]
+
+[retention]
+runtime_values = "30d"     # the applicants' ids and features, kept off the log
+runtime_records = "400d"   # at least six months (EU AI Act Art. 19)
+
+[processing]
+controller = "Example Bank SA, dpo@bank.example"
+purposes = ["ranking retail credit applications for review", "post-market monitoring"]
+data_subjects = ["retail credit applicants"]
+categories = ["applicant id", "income", "debt ratio", "age", "late payments"]
+recipients = ["credit underwriters", "model risk management"]
+security = "values sealed per applicant (AES-GCM); erasure destroys the applicant's key"
 """
 
 CARD = """\
@@ -450,12 +464,24 @@ def run_demo(out_dir: Path, console: Console) -> None:
             f"     production served {served} requests meanwhile, each a runtime record "
             "(the applicant kept off the log as a commitment)"
         )
-        report = log.verify()
-        say(f"  7. verified: {report.size} events, intact; root {report.root[:16]}…")
+        erased = log.erase(
+            "applicant-00007",
+            request="DSR-2026-001",
+            reason="the applicant asked to be forgotten (GDPR Art. 17)",
+            actor=OFFICER,
+        )
+        applied = log.apply_retention(actor=OFFICER)
+        say(
+            f"  7. {OFFICER} erased applicant-00007's {erased.values} values (request "
+            f"DSR-2026-001, event {erased.seq}) and applied retention (event {applied.seq}); "
+            "the records and every proof stay"
+        )
+        report = log.verify(deep=True)
+        say(f"  8. verified: {report.size} events, intact; root {report.root[:16]}…")
         log.checkpoint()
         written = _write_cards(log, out_dir / "cards")
-        say(f"  8. signed a checkpoint and wrote the card of each version: {written}")
-        say(f"  9. wrote the audit report: {_write_report(log, out_dir)}")
+        say(f"  9. signed a checkpoint and wrote the card of each version: {written}")
+        say(f" 10. wrote the audit report: {_write_report(log, out_dir)}")
 
         state = log.status(MODEL)[MODEL]
         table = Table(box=None, pad_edge=False, header_style="bold")
@@ -486,6 +512,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
         say(f"  auditml history {MODEL} --db {url}")
         say(f"  auditml trace req-00042 --db {url}")
         say(f"  auditml runtime stats --db {url}")
+        say(f"  auditml retention show --db {url}")
         say(f"  auditml card diff {MODEL} 1 2 --db {url}")
         pdf = out_dir / "audit-report.pdf"
         say(f"  auditml verify {pdf}" if pdf.exists() else f"  auditml verify --db {url}")

@@ -241,7 +241,9 @@ def check_record_range(request: TreeRequest) -> TreeAnswer:
     store = Store.connect(request.url)
     try:
         with store.snapshot() as snap:
-            segments = [(seq, bytes(body)) for seq, _, body in snap.segments(request.log_id, stop)]
+            segments = [
+                (seq, bytes(body)) for seq, _, body in snap.kept_segments(request.log_id, stop)
+            ]
             try:
                 checker = check_records(
                     snap,

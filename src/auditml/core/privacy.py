@@ -51,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
 
+import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import (
@@ -92,6 +93,7 @@ __all__ = [
     "parse_duration",
     "plan_retention",
     "privacy_entry",
+    "removed_by_retention",
     "schedule_rows",
     "seal",
     "seal_rows",
@@ -876,3 +878,19 @@ def open_sealed(
             "gone, so it can no longer be opened"
         )
     return unseal(key, commitment, "salt", salt), unseal(key, commitment, "value", value)
+
+
+def removed_by_retention(events: Iterable[tuple[int, bytes]]) -> set[int]:
+    """Return the segments whose records the ``retention.applied`` events ``(seq, body)`` removed.
+
+    Only segments before the run's own event count: a run never removes a later one.
+    """
+    removed: set[int] = set()
+    for seq, body in events:
+        try:
+            segments = orjson.loads(body).get("data", {}).get("segments")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(segments, list):
+            removed.update(s for s in segments if type(s) is int and 0 <= s < seq)
+    return removed

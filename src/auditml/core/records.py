@@ -35,6 +35,7 @@ import orjson
 
 from auditml.core import merkle
 from auditml.core.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_text, loads_strict
+from auditml.core.privacy import is_sealed
 from auditml.errors import AuditmlError, InvalidInputError, VerificationError
 
 __all__ = [
@@ -1596,13 +1597,17 @@ class _ValueMerge:
 
 
 def _values_fit(rows: Sequence[Sequence[Any]], committed: Sequence[Any]) -> bool:
-    """Return whether each value row opens its commitment and its record commits to it."""
+    """Return whether each value row opens its commitment and its record commits to it.
+
+    A value sealed under its subject's key (:mod:`auditml.core.privacy`) opens
+    only with that key: it is opened when read, and by ``verify --deep``.
+    """
     try:
         commitments = list(map(_COMMITMENT_OF_VALUE, rows))
         opened = map(
             _HEXDIGEST, map(hashlib.sha256, map(bytes.__add__, _col(rows, 4), _col(rows, 5)))
         )
-        if list(opened) != commitments:
+        if list(opened) != commitments and not _sealed_fit(rows, commitments):
             return False
         indexes = list(map(_INDEX_OF_VALUE, rows))
         if not (
@@ -1613,6 +1618,17 @@ def _values_fit(rows: Sequence[Sequence[Any]], committed: Sequence[Any]) -> bool
         return list(map(dict.get, records, _col(rows, 3))) == commitments
     except (TypeError, IndexError, ValueError):
         return False
+
+
+def _sealed_fit(rows: Sequence[Sequence[Any]], commitments: list[Any]) -> bool:
+    """Return whether every value row that does not open its commitment in clear is sealed."""
+    for row, expected in zip(rows, commitments, strict=True):
+        salt, value = bytes(row[4]), bytes(row[5])
+        if is_sealed(salt, "salt") and is_sealed(value, "value"):
+            continue
+        if hashlib.sha256(salt + value).hexdigest() != expected:
+            return False
+    return True
 
 
 def _col(rows: Sequence[Sequence[Any]], n: int) -> Iterable[Any]:
@@ -1632,11 +1648,28 @@ def _check_value(row: Sequence[Any]) -> None:
 
     if not (isinstance(commitment, str) and _HEX64.fullmatch(commitment)):
         raise fail(f"its commitment {_show(commitment)} is not 64 lowercase hex digits")
-    if not isinstance(salt, bytes | bytearray | memoryview) or len(salt) != SALT_SIZE:
+    sealed_salt = isinstance(salt, bytes | bytearray | memoryview) and is_sealed(
+        bytes(salt), "salt"
+    )
+    sealed_value = isinstance(value, bytes | bytearray | memoryview) and is_sealed(
+        bytes(value), "value"
+    )
+    if not sealed_salt and (
+        not isinstance(salt, bytes | bytearray | memoryview) or len(salt) != SALT_SIZE
+    ):
         raise fail(f"its salt is {_kind(salt)} of {_size(salt)}, not {SALT_SIZE} bytes")
+    if sealed_salt != sealed_value:  # one of the two was replaced
+        raise fail(
+            f"its value and salt do not open its commitment {commitment}: the value or the "
+            "salt was changed in the database"
+        )
+    # A sealed value opens only with its subject's key: when read, and by verify --deep.
+    sealed = sealed_salt and sealed_value
     if not isinstance(value, bytes | bytearray | memoryview):
         raise fail(f"its stored value is {_kind(value)}, not bytes")
-    if not hmac.compare_digest(hashlib.sha256(bytes(salt) + bytes(value)).hexdigest(), commitment):
+    if not sealed and not hmac.compare_digest(
+        hashlib.sha256(bytes(salt) + bytes(value)).hexdigest(), commitment
+    ):
         raise fail(
             f"its value and salt do not open its commitment {commitment}: the value or the "
             "salt was changed in the database"

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, and_, or_, select, text, union_all
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from auditml.core.privacy import removed_by_retention
 from auditml.errors import (
     AppendError,
     AuditmlError,
@@ -117,6 +118,8 @@ class Batch:
     records: Sequence[tuple[Any, ...]] = ()
     #: Values kept off the log for those records, as ``VALUE_COLUMNS`` without ``seg``.
     values: Sequence[tuple[Any, ...]] = ()
+    #: ``(commitment, subject handle)`` of the values sealed under a subject's key.
+    lookups: Sequence[tuple[str, str]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,6 +484,14 @@ class Store:
             ):
                 if rows:
                     self.backend.bulk_insert(cur, table, columns, (log_id, seg), rows)
+        if batch.lookups:
+            self.backend.bulk_insert(
+                cur,
+                "auditml_subject_value",
+                ("log_id", "commitment", "sid"),
+                (log_id,),
+                batch.lookups,
+            )
         h = batch.head
         cur.execute(
             f"UPDATE auditml_log SET size = {p}, head_hash = {p}, head_time = {p}, root = {p}, "
@@ -1173,6 +1184,24 @@ class Snapshot:
             (log_id, "runtime.segment", stop),
         )
         return [tuple(row) for row in self._cur.fetchall()]
+
+    def kept_segments(self, log_id: int, stop: int) -> list[tuple[int, bytes, bytes]]:
+        """Return :meth:`segments` but those whose records a retention run removed.
+
+        The runs are read from their ``retention.applied`` events (verified with
+        the chain), never from ``auditml_removed``, which only guards the trigger.
+        """
+        self._cur.execute(
+            f"SELECT seq, body FROM auditml_event WHERE log_id = {self._p} "
+            f"AND action = {self._p} AND seq < {self._p} ORDER BY seq",
+            (log_id, "retention.applied", stop),
+        )
+        runs = [(int(seq), bytes(body)) for seq, body in self._cur.fetchall()]
+        found = self.segments(log_id, stop)
+        if not runs:
+            return found
+        removed = removed_by_retention(runs)
+        return [row for row in found if row[0] not in removed]
 
     def holds_records(self) -> bool:
         """Return whether the store has the runtime record table (stores made before it do not)."""

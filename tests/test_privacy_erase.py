@@ -321,3 +321,22 @@ def test_a_record_cannot_be_deleted_outside_a_retention_run(log: AuditLog) -> No
     """The append-only trigger still refuses a DELETE of a record no retention run listed."""
     with pytest.raises(Exception, match="refused"):
         raw_sql(log.store.url, ["DELETE FROM auditml_record"])
+
+
+def test_verify_deep_opens_sealed_values_with_their_keys(log: AuditLog) -> None:
+    """A sealed value whose ciphertext was changed passes the quick check, not the deep one."""
+    url = log.store.url
+    commitment = log.open_commitment("req-2", "features").commitment
+    (sealed,) = [
+        bytes(r[0])
+        for r in raw_query(
+            url, "SELECT value FROM auditml_value WHERE commitment = %s", (commitment,)
+        )
+    ]
+    changed = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    raw_sql(
+        url, [("UPDATE auditml_value SET value = %s WHERE commitment = %s", (changed, commitment))]
+    )
+    log.verify()
+    with pytest.raises(VerificationError, match=r"'features' of request 'req-2'.*decrypt"):
+        log.verify(deep=True)

@@ -9,6 +9,7 @@ hands them to the pure planner of :mod:`auditml.core.privacy`.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from auditml.core.privacy import (
     SegmentSummary,
     ValueCount,
     erased_digest,
+    is_sealed,
     open_sealed,
     plan_retention,
     privacy_entry,
@@ -41,7 +43,7 @@ from auditml.errors import InvalidInputError, VerificationError
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger
-    from auditml.store import Removed
+    from auditml.store import Removed, Snapshot
 
 __all__ = ["Erasure", "Privacy", "RetentionRun", "ValueCheck"]
 
@@ -56,6 +58,10 @@ class ValueCheck:
     removed: int
 
 
+#: Sealed values opened per batch of key lookups by the deep check.
+_OPEN_BATCH = 2000
+
+
 class _ValueCursor:
     """Walks the stored values in ``(seg, i)`` order beside the records."""
 
@@ -63,13 +69,14 @@ class _ValueCursor:
         self._rows = (row for chunk in chunks for row in chunk)
         self._next = next(self._rows, None)
 
-    def at(self, seg: int, i: int) -> dict[str, str]:
-        """Return ``name -> commitment`` of the values stored for record ``i`` of ``seg``."""
-        found: dict[str, str] = {}
+    def at(self, seg: int, i: int) -> dict[str, tuple[str, bytes, bytes]]:
+        """Return ``name -> (commitment, salt, value)`` stored for record ``i`` of ``seg``."""
+        found: dict[str, tuple[str, bytes, bytes]] = {}
         while self._next is not None and (int(self._next[0]), int(self._next[1])) < (seg, i):
             self._next = next(self._rows, None)
         while self._next is not None and (int(self._next[0]), int(self._next[1])) == (seg, i):
-            found[str(self._next[2])] = str(self._next[3])
+            row = self._next
+            found[str(row[2])] = (str(row[3]), bytes(row[4]), bytes(row[5]))
             self._next = next(self._rows, None)
         return found
 
@@ -341,6 +348,32 @@ class Privacy:
             scrubbed=self._ledger.store.scrub(),
         )
 
+    def _open_sealed(
+        self, snap: Snapshot, sealed: list[tuple[str, str, str, bytes, bytes]]
+    ) -> list[str]:
+        """Open sealed values with their subjects' keys; name each that fails to open."""
+        if not sealed:
+            return []
+        keys = snap.keys_of(self._log_id, [c for _, _, c, _, _ in sealed])
+        problems = []
+        for request_id, name, commitment, salt, value in sealed:
+            what = f"value {name!r} of request {request_id!r}"
+            key = keys.get(commitment)
+            if key is None:
+                problems.append(
+                    f"{what} is sealed, and its subject's key is gone while the value stays: "
+                    "the key or the lookup was deleted outside an erasure"
+                )
+                continue
+            try:
+                plain_salt, plain = open_sealed(commitment, salt, value, key)
+            except VerificationError as exc:
+                problems.append(f"{what}: {exc}")
+                continue
+            if hashlib.sha256(plain_salt + plain).hexdigest() != commitment:
+                problems.append(f"{what} does not open its commitment: it was changed")
+        return problems
+
     def kept_value(self, commitment: str) -> tuple[bytes, bytes] | None:
         """Return the salt and value bytes kept for ``commitment``, unsealed, or None if gone.
 
@@ -400,6 +433,7 @@ class Privacy:
                 )
             values = _ValueCursor(snap.scan_value_keys(self._log_id, size))
             checked = covered = 0
+            sealed: list[tuple[str, str, str, bytes, bytes]] = []
             for chunk in snap.scan_records(self._log_id, 0, size):
                 for row in chunk:
                     seg, i, request_id, body = int(row[0]), int(row[1]), row[2], bytes(row[-1])
@@ -407,7 +441,13 @@ class Privacy:
                     present = values.at(seg, i)
                     for name, commitment in sorted(committed.items()):
                         checked += 1
-                        if present.get(name) == commitment:
+                        held = present.get(name)
+                        if held is not None and held[0] == commitment:
+                            if is_sealed(held[1], "salt"):
+                                sealed.append((request_id, name, *held))
+                                if len(sealed) >= _OPEN_BATCH:
+                                    problems += self._open_sealed(snap, sealed)
+                                    sealed = []
                             continue
                         if name in present:
                             problems.append(
@@ -426,6 +466,7 @@ class Privacy:
                                 f"{seg}) is missing from the off-log store, and no erasure or "
                                 "retention event covers it: it was deleted outside auditml"
                             )
+            problems += self._open_sealed(snap, sealed)
         if problems:
             shown = "; ".join(problems[:10])
             more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""

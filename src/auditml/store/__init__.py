@@ -1398,7 +1398,7 @@ class Snapshot:
     def scan_value_keys(
         self, log_id: int, stop_seg: int, chunk: int = SCAN_CHUNK
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Yield chunks of ``(seg, i, name, commitment)`` of the values kept off the log."""
+        """Yield chunks of ``(seg, i, name, commitment, salt, value)`` kept off the log."""
         if not self._store.has_table("auditml_value"):
             return
         p = self._p
@@ -1410,13 +1410,30 @@ class Snapshot:
             cursor = self._store.backend.scan_cursor(self._conn)
         try:
             cursor.execute(
-                "SELECT seg, i, name, commitment FROM auditml_value "
+                "SELECT seg, i, name, commitment, salt, value FROM auditml_value "
                 f"WHERE log_id = {p} AND seg < {p} ORDER BY seg, i, name",
                 (log_id, stop_seg),
             )
             yield from iter_chunks(cursor, chunk)
         finally:
             close_quietly(cursor)
+
+    def keys_of(self, log_id: int, commitments: Sequence[str]) -> dict[str, bytes]:
+        """Return the subject key of each sealed value's commitment that still has one."""
+        if not self._store.has_table("auditml_subject_value"):
+            return {}
+        p = self._p
+        found: dict[str, bytes] = {}
+        for start in range(0, len(commitments), 500):
+            chunk = commitments[start : start + 500]
+            self._cur.execute(
+                "SELECT s.commitment, k.key FROM auditml_subject_value s "
+                "JOIN auditml_subject k ON k.log_id = s.log_id AND k.sid = s.sid "
+                f"WHERE s.log_id = {p} AND s.commitment IN ({', '.join([p] * len(chunk))})",
+                (log_id, *chunk),
+            )
+            found.update((str(c), bytes(k)) for c, k in self._cur.fetchall())
+        return found
 
     def erased(self, log_id: int) -> list[tuple[str, int]]:
         """Return ``(commitment, seq)`` of every value an erasure removed."""

@@ -258,7 +258,7 @@ SCHEDULE = '[retention]\nruntime_values = "30d"\nruntime_records = "184d"\n'
 
 
 def test_retention_removes_expired_segments_and_the_chain_still_verifies(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Values go after 30 days, records after 184; segment events stay and verify passes."""
     with _retention_log(db_url, tmp_path, SCHEDULE) as log:
@@ -269,13 +269,15 @@ def test_retention_removes_expired_segments_and_the_chain_still_verifies(
         run = log.apply_retention(now=datetime(2027, 8, 1, tzinfo=UTC), actor="ops")
         assert (run.values, run.records, run.segments) == (3, 1, [first])
         report = log.verify(deep=True)
-        assert report.size == log.head().size
+        assert report.size == log.head().size and report.removed_segments == 1
         url = log.store.url
         assert raw_query(url, "SELECT DISTINCT seg FROM auditml_record")[0][0] == second
         (event,) = [r for r in log.events(action="retention.applied")][-1:]
         assert event.event.data["segments"] == [first]
         entries = log.retention().entries
         assert [e.action for e in entries] == ["retention.applied", "retention.applied"]
+    code, out, _ = run_cli(["verify", "--db", url], capsys)
+    assert code == 0 and "1 segment(s) of runtime records were removed under retention" in out
 
 
 def test_retention_never_removes_what_another_rule_covers(db_url: str, tmp_path: Path) -> None:

@@ -184,6 +184,8 @@ class VerifyReport:
     anchors: tuple[int, ...] = ()
     #: The log's verifier key every checkpoint was checked against (None: the log has none).
     vkey: str | None = None
+    #: Segments whose records a retention run removed (their events stay and verify).
+    removed_segments: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able values."""
@@ -199,6 +201,7 @@ class VerifyReport:
             "checkpoint": self.checkpoint,
             "anchors": list(self.anchors),
             "vkey": self.vkey,
+            "removed_segments": self.removed_segments,
         }
 
 

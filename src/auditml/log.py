@@ -259,6 +259,7 @@ class AuditLog:
             checkpoint=kept,
             anchors=anchors,
             vkey=self.store.log_key(self._ledger.log_id),
+            removed_segments=len(self._privacy.removed_segments()) if runtime else 0,
         )
 
     # -- runtime records ------------------------------------------------------------------

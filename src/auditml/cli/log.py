@@ -352,6 +352,11 @@ def verify(
         out.print(f"{report.signatures} e-signature(s) verified against the registered keys")
     if report.checkpoint is not None:
         out.print(f"the log's latest signed checkpoint (size {report.checkpoint}) holds")
+    if report.removed_segments:
+        out.print(
+            f"{report.removed_segments} segment(s) of runtime records were removed under "
+            "retention (their events stay): see `auditml retention show`"
+        )
     for size in report.anchors:
         out.print(f"the log extends the anchored checkpoint at size {size}")
     if report.vkey is not None and vkey is None:

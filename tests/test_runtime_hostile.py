@@ -173,6 +173,24 @@ def test_a_swapped_index_column_is_named_by_trace(log: AuditLog) -> None:
     assert info.value.seq == seg
 
 
+def test_trace_trusts_the_signed_checkpoint_note_not_its_root_column(log: AuditLog) -> None:
+    """Trace proves against the root the signed note holds; a forged note fails, named."""
+    size = log.latest_checkpoint().size  # type: ignore[union-attr]
+    raw_sql(
+        log.store.url,
+        [("UPDATE auditml_checkpoint SET root = %s WHERE size = %s", (bytes(32), size))],
+    )
+    (story,) = trace(log, "b1").records
+    assert story.proof_ok and story.proven_against == "checkpoint"
+    note = log.latest_checkpoint().note  # type: ignore[union-attr]
+    forged = note.replace(note.splitlines()[2], "A" * 43 + "=")
+    raw_sql(
+        log.store.url, [("UPDATE auditml_checkpoint SET note = %s WHERE size = %s", (forged, size))]
+    )
+    (story,) = trace(log, "b1").records
+    assert not story.proof_ok and story.approvals == []
+
+
 # -- rows the log does not commit to ---------------------------------------------------------
 
 
@@ -458,6 +476,34 @@ def test_hostile_checkpoints_and_keys_fail_cleanly(
         args = ["verify", "--record", str(proof), "--checkpoint", str(cp), "--vkey", key]
         code, out, err = run_cli(args, capsys)
         assert code in (1, 2) and not out.startswith("OK") and err.strip(), key
+
+
+def test_devices_pipes_folders_and_huge_files_are_refused_unread(
+    log: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/dev/zero, a FIFO, a folder or an oversized file as proof, checkpoint or key never hangs."""
+    proof, cp, vk = _proof_files(log, tmp_path, capsys)
+    fifo, huge, binary = tmp_path / "fifo", tmp_path / "huge.json", tmp_path / "binary.key"
+    os.mkfifo(fifo)
+    with huge.open("wb") as f:
+        f.truncate(65 << 20)  # sparse: costs no disk
+    binary.write_bytes(b"\xff\xfe\x00 not text")
+    key = vk.read_text()
+    for bad in ("/dev/zero", str(fifo), str(tmp_path), str(huge)):
+        for args in (
+            ["--record", bad, "--checkpoint", str(cp), "--vkey", key],
+            ["--record", str(proof), "--checkpoint", bad, "--vkey", key],
+        ):
+            code, _, err = run_cli(["verify", *args], capsys)
+            assert code == 2 and ("not a regular file" in err or "MiB" in err), (bad, err)
+    code, _, err = run_cli(["verify", "--checkpoint", "/dev/zero", "--db", log.store.url], capsys)
+    assert code == 2 and "not a regular file" in err
+    args = ["--record", str(proof), "--checkpoint", str(cp), "--vkey", str(binary)]
+    code, _, err = run_cli(["verify", *args], capsys)
+    assert code == 2 and "is not a verifier key file" in err
+    for path in ("report.pdf", "bundle"):
+        code, _, err = run_cli(["verify", str(tmp_path / path), "--vkey", str(binary)], capsys)
+        assert code == 2 and "is not a verifier key file" in err
 
 
 def test_prove_record_out_never_follows_a_link_or_overwrites(

@@ -37,6 +37,7 @@ from typing import Any
 from auditml.core import merkle
 from auditml.core.canonical import loads_strict
 from auditml.core.records import SEGMENT_ACTION, verify_record_proof
+from auditml.core.signing import VerifierKey, open_checkpoint
 from auditml.core.state import ModelState, Move
 from auditml.errors import AuditmlError, InvalidInputError, VerificationError
 from auditml.log import AuditLog
@@ -210,6 +211,16 @@ def _checked_record(seg: int, i: int, body: object) -> dict[str, Any]:
     return record
 
 
+def _within(seg: _Segment, record: Mapping[str, Any]) -> bool:
+    """Return whether a record is of the model, env and time span its segment event states."""
+    return (
+        (seg.model is None or record["model"] == seg.model)
+        and (seg.env is None or record["env"] == seg.env)
+        and (not isinstance(seg.first_time, str) or record["time"] >= seg.first_time)
+        and (not isinstance(seg.last_time, str) or record["time"] <= seg.last_time)
+    )
+
+
 def _close(seg: _Segment, leaves: list[bytes]) -> None:
     """Raise unless the leaves read for ``seg`` are exactly the records its event commits."""
     if len(leaves) != seg.count:
@@ -279,6 +290,14 @@ def _verified(
                         f"the record stored in its place says it is record {said!r} of "
                         f"{stream!r}: the segment's records ({current.stream!r}) are missing, "
                         "added or out of order in the store",
+                    )
+                if not _within(current, record):
+                    raise _record_fault(
+                        current.seq,
+                        i,
+                        f"it is of {record['model']!r} in {record['env']!r} at {record['time']}, "
+                        f"outside what its segment event says it holds ({current.model!r} in "
+                        f"{current.env!r}, {current.first_time} to {current.last_time})",
                     )
                 if (
                     (model is None or record["model"] == model)
@@ -418,6 +437,18 @@ def _running_at(timeline: list[Move], env: str, when: str) -> Move | None:
     return found
 
 
+def _signed_root(log: AuditLog, note: str) -> str:
+    """Return the root a checkpoint's signed note commits to, opened with the log's own key.
+
+    The key is the one the log's first event binds (else the store's), and the
+    root is read from the signed text, never from the checkpoint's root column.
+    """
+    (first,) = list(log.events(stop=1))
+    bound = first.event.data.get("vkey")
+    key = VerifierKey.parse(bound) if isinstance(bound, str) else log.verifier_key()
+    return open_checkpoint(note, key, origin=log.origin).root_hex
+
+
 def _story(
     log: AuditLog, state: ModelState | None, seg: int, body: bytes, size: int
 ) -> RecordStory:
@@ -428,7 +459,11 @@ def _story(
     against = "checkpoint" if checkpoint is not None and checkpoint.size == size else "root"
     error = None
     try:
-        trusted = checkpoint.root_hex if against == "checkpoint" and checkpoint else log.root(size)
+        trusted = (
+            _signed_root(log, checkpoint.note)
+            if against == "checkpoint" and checkpoint
+            else log.root(size)
+        )
         proof = log._prove_stored(seg, body, size)
         verify_record_proof(proof, trusted, origin=log.origin, tree_size=size)
         _checked_record(seg, index if isinstance(index, int) else -1, body)

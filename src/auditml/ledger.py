@@ -174,6 +174,8 @@ class VerifyReport:
     anchors: tuple[int, ...] = ()
     #: The log's verifier key every checkpoint was checked against (None: the log has none).
     vkey: str | None = None
+    #: Runtime records checked against their segments (None: not checked, ``runtime=False``).
+    records: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able values."""
@@ -189,6 +191,7 @@ class VerifyReport:
             "checkpoint": self.checkpoint,
             "anchors": list(self.anchors),
             "vkey": self.vkey,
+            "records": self.records,
         }
 
 

@@ -240,8 +240,7 @@ class AuditLog:
         """
         started = time.perf_counter()
         chain = self._ledger.verify_chain(deep=deep, progress=progress, parallel=parallel)
-        if runtime:
-            self._ledger.verify_records(chain.size)
+        records = self._ledger.verify_records(chain.size) if runtime else None
         signatures = self._trust.verify_signatures()
         kept = self._trust.verify_checkpoints(chain.roots)
         anchors = self._trust.check_anchors(checkpoints, vkey)
@@ -256,6 +255,7 @@ class AuditLog:
             checkpoint=kept,
             anchors=anchors,
             vkey=self.store.log_key(self._ledger.log_id),
+            records=records,
         )
 
     # -- runtime records ------------------------------------------------------------------

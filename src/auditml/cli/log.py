@@ -353,6 +353,10 @@ def verify(
         f"in {report.seconds:.2f}s{speed}"
     )
     out.print(f"root {report.root}")
+    if report.records:
+        out.print(f"{report.records:,} runtime record(s) verified against their segments' roots")
+    elif report.records is None:
+        out.print("runtime records not checked (--no-runtime)")
     if report.signatures:
         out.print(f"{report.signatures} e-signature(s) verified against the registered keys")
     if report.checkpoint is not None:

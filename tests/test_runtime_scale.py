@@ -550,3 +550,18 @@ def test_multi_row_inserts_respect_an_old_sqlite_parameter_limit(count: int) -> 
     backend.bulk_insert(conn.cursor(), "t", list("abcdefghijk"), (7, 8), rows)
     stored = conn.execute("SELECT * FROM t").fetchall()
     assert stored == [(7, 8, *row) for row in rows]
+
+
+def test_closing_with_uncounted_drops_warns(log: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drops that no later segment could count are named when the recorder closes."""
+    rec = Recorder(log._ledger, log_actor(), "credit", "production", background=False)
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("the database is down")
+
+    monkeypatch.setattr(log._ledger, "append_segment", unreachable)
+    rec.record("r0", version="1", output={}, latency_ms=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rec.close()
+    assert any("1 dropped runtime records not yet counted" in str(w.message) for w in caught)

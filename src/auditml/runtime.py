@@ -542,6 +542,13 @@ class Recorder:
         finally:
             if self._maker is not None:
                 self._maker.shutdown()
+        if self._dropped:
+            warnings.warn(
+                f"auditml closed the recorder of {self.stream!r} with {self._dropped} dropped "
+                "runtime records not yet counted on the log (no segment followed them): the "
+                "next recorder of this stream cannot count them either",
+                stacklevel=2,
+            )
 
     def __enter__(self) -> Self:
         return self

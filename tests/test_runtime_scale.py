@@ -552,8 +552,38 @@ def test_multi_row_inserts_respect_an_old_sqlite_parameter_limit(count: int) -> 
     assert stored == [(7, 8, *row) for row in rows]
 
 
-def test_closing_with_uncounted_drops_warns(log: AuditLog, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Drops that no later segment could count are named when the recorder closes."""
+def test_drops_no_segment_counted_are_put_on_the_log_at_close(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drops that no later segment counted become one runtime.dropped event when it closes."""
+    rec = Recorder(log._ledger, log_actor(), "credit", "production", background=False)
+    real = log._ledger.append_segment
+
+    def unreachable_for_segments(draft: Any, *args: Any, **kwargs: Any) -> Any:
+        if draft.action == "runtime.segment":
+            raise StoreUnavailableError("the database is down")
+        return real(draft, *args, **kwargs)
+
+    monkeypatch.setattr(log._ledger, "append_segment", unreachable_for_segments)
+    rec.record("r0", version="1", output={}, latency_ms=1)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        rec.close()
+    (event,) = [r.event for r in log.events(action="runtime.dropped")]
+    assert event.data == {
+        "stream": "credit/production",
+        "model": "credit",
+        "env": "production",
+        "dropped": 1,
+    }
+    assert rec.dropped == 0
+    log.verify()
+
+
+def test_drops_that_cannot_reach_the_log_are_warned_about(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the store down at close, the uncounted drops are named in a warning."""
     rec = Recorder(log._ledger, log_actor(), "credit", "production", background=False)
 
     def unreachable(*args: Any, **kwargs: Any) -> Any:
@@ -564,4 +594,5 @@ def test_closing_with_uncounted_drops_warns(log: AuditLog, monkeypatch: pytest.M
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rec.close()
-    assert any("1 dropped runtime records not yet counted" in str(w.message) for w in caught)
+    assert any("1 dropped runtime records it could not count" in str(w.message) for w in caught)
+    assert rec.dropped == 1

@@ -328,8 +328,12 @@ class Ledger:
         but ``seg``). The segment's seq is known only under the lock: the store
         fills it in as it bulk-inserts the rows, with no work per row under the lock.
         """
-        if draft.action != "runtime.segment" or draft.actor is None:
-            raise InvalidInputError("append_segment takes a runtime.segment draft with its actor")
+        dropped = draft.action == "runtime.dropped" and not records and not values
+        if not (dropped or draft.action == "runtime.segment") or draft.actor is None:
+            raise InvalidInputError(
+                "append_segment takes a runtime.segment draft with its actor (or a "
+                "runtime.dropped one with no records)"
+            )
         if not self._has_records and not self._store.has_table("auditml_record"):
             raise StoreError(
                 f"{self.url} was made by an earlier auditml, before runtime records: run "

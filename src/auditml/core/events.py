@@ -49,6 +49,7 @@ __all__ = [
     "DeniedData",
     "DeployData",
     "Draft",
+    "DroppedData",
     "DroppedMetric",
     "ESignature",
     "Environment",
@@ -511,6 +512,21 @@ class SegmentData(DataModel):
     dropped: int = Field(default=0, ge=0, le=2**53 - 1)
 
 
+class DroppedData(DataModel):
+    """``runtime.dropped``: records a recorder had to drop, counted when no segment followed them.
+
+    A segment event counts the drops before it (``SegmentData.dropped``); this
+    event counts those a recorder still held when it closed.
+    """
+
+    action: ClassVar[str] = "runtime.dropped"
+
+    stream: Name
+    model: Name
+    env: Name
+    dropped: int = Field(ge=1, le=2**53 - 1)
+
+
 class LogInitData(DataModel):
     """``log.init``: the first event of every log."""
 
@@ -545,6 +561,7 @@ ACTIONS: dict[str, type[DataModel]] = {
         KeyRevokeData,
         CardUpdateData,
         SegmentData,
+        DroppedData,
         LogInitData,
     )
 }
@@ -593,6 +610,9 @@ REGISTRY: dict[str, ActionRule] = {
     "runtime.segment": ActionRule(
         "log.runtime(...) or `auditml runtime ingest`, which store its records with it",
         "runtime",
+    ),
+    "runtime.dropped": ActionRule(
+        "a runtime recorder, on close, for drops no segment counted", "runtime"
     ),
     "log.init": ActionRule("AuditLog.init(...)", "log"),
 }

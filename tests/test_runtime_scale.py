@@ -532,3 +532,67 @@ def log_actor() -> Any:
     from auditml.core.events import Actor
 
     return Actor(id="server@bank.example")
+
+
+@pytest.mark.parametrize("count", [1, 63, 64, 65, 700, 1000])
+def test_multi_row_inserts_respect_an_old_sqlite_parameter_limit(count: int) -> None:
+    """Under SQLite's old 999-parameter limit, bulk inserts split into statements that fit."""
+    import sqlite3
+
+    from auditml.store._backends import SQLiteBackend, backend_for
+
+    backend = backend_for("sqlite://")
+    assert isinstance(backend, SQLiteBackend)
+    conn = sqlite3.connect(":memory:")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    conn.execute("CREATE TABLE t (a, b, c, d, e, f, g, h, i, j, k)")
+    rows = [tuple(range(n, n + 9)) for n in range(count)]
+    backend.bulk_insert(conn.cursor(), "t", list("abcdefghijk"), (7, 8), rows)
+    stored = conn.execute("SELECT * FROM t").fetchall()
+    assert stored == [(7, 8, *row) for row in rows]
+
+
+def test_drops_no_segment_counted_are_put_on_the_log_at_close(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drops that no later segment counted become one runtime.dropped event when it closes."""
+    rec = Recorder(log._ledger, log_actor(), "credit", "production", background=False)
+    real = log._ledger.append_segment
+
+    def unreachable_for_segments(draft: Any, *args: Any, **kwargs: Any) -> Any:
+        if draft.action == "runtime.segment":
+            raise StoreUnavailableError("the database is down")
+        return real(draft, *args, **kwargs)
+
+    monkeypatch.setattr(log._ledger, "append_segment", unreachable_for_segments)
+    rec.record("r0", version="1", output={}, latency_ms=1)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        rec.close()
+    (event,) = [r.event for r in log.events(action="runtime.dropped")]
+    assert event.data == {
+        "stream": "credit/production",
+        "model": "credit",
+        "env": "production",
+        "dropped": 1,
+    }
+    assert rec.dropped == 0
+    log.verify()
+
+
+def test_drops_that_cannot_reach_the_log_are_warned_about(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the store down at close, the uncounted drops are named in a warning."""
+    rec = Recorder(log._ledger, log_actor(), "credit", "production", background=False)
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("the database is down")
+
+    monkeypatch.setattr(log._ledger, "append_segment", unreachable)
+    rec.record("r0", version="1", output={}, latency_ms=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rec.close()
+    assert any("1 dropped runtime records it could not count" in str(w.message) for w in caught)
+    assert rec.dropped == 1

@@ -186,6 +186,8 @@ class VerifyReport:
     vkey: str | None = None
     #: Segments whose records a retention run removed (their events stay and verify).
     removed_segments: int = 0
+    #: Runtime records checked against their segments (None: not checked, ``runtime=False``).
+    records: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able values."""
@@ -202,6 +204,7 @@ class VerifyReport:
             "anchors": list(self.anchors),
             "vkey": self.vkey,
             "removed_segments": self.removed_segments,
+            "records": self.records,
         }
 
 
@@ -339,8 +342,12 @@ class Ledger:
         but ``seg``). The segment's seq is known only under the lock: the store
         fills it in as it bulk-inserts the rows, with no work per row under the lock.
         """
-        if draft.action != "runtime.segment" or draft.actor is None:
-            raise InvalidInputError("append_segment takes a runtime.segment draft with its actor")
+        dropped = draft.action == "runtime.dropped" and not records and not values
+        if not (dropped or draft.action == "runtime.segment") or draft.actor is None:
+            raise InvalidInputError(
+                "append_segment takes a runtime.segment draft with its actor (or a "
+                "runtime.dropped one with no records)"
+            )
         if not self._has_records and not self._store.has_table("auditml_record"):
             raise StoreError(
                 f"{self.url} was made by an earlier auditml, before runtime records: run "

@@ -28,9 +28,11 @@ from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
 from auditml.core.policy import Policy
 from auditml.core.privacy import RetentionStatus
+from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored, verify_record_proof
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
 from auditml.core.state import ModelState, Move
 from auditml.errors import (
+    AuditmlError,
     ConfigurationError,
     InvalidInputError,
     LogNotFoundError,
@@ -241,10 +243,9 @@ class AuditLog:
         """
         started = time.perf_counter()
         chain = self._ledger.verify_chain(deep=deep, progress=progress, parallel=parallel)
-        if runtime:
-            self._ledger.verify_records(chain.size)
-            if deep:
-                self._privacy.verify_values(chain.size)
+        records = self._ledger.verify_records(chain.size) if runtime else None
+        if runtime and deep:
+            self._privacy.verify_values(chain.size)
         signatures = self._trust.verify_signatures()
         kept = self._trust.verify_checkpoints(chain.roots)
         anchors = self._trust.check_anchors(checkpoints, vkey)
@@ -259,6 +260,7 @@ class AuditLog:
             checkpoint=kept,
             anchors=anchors,
             vkey=self.store.log_key(self._ledger.log_id),
+            records=records,
             removed_segments=len(self._privacy.removed_segments()) if runtime else 0,
         )
 
@@ -387,14 +389,20 @@ class AuditLog:
         return folder / f"{slug}.{os.getpid()}.jsonl"
 
     def open_commitment(self, request_id: str, name: str) -> Opened:
-        """Open a record's commitment for an auditor: its value and salt, checked against it."""
+        """Open a record's commitment for an auditor: its value and salt, checked against it.
+
+        The record is the latest one stored under ``request_id`` whose bytes say
+        so, and its proof must hold against the log's current root: a value is
+        never opened against a record the log does not commit to.
+        """
         from auditml.runtime import open_value
 
-        rows = self.store.records_for(self._ledger.log_id, request_id)
-        if not rows:
-            raise InvalidInputError(f"no runtime record of request {request_id!r} on the log")
-        body = bytes(rows[-1][-1])
-        committed = loads_strict(body).get("commitments", {}).get(name)
+        seg, body, record = self._stored_records(request_id)[-1]
+        size = self.head().size
+        proof = self._prove_stored(seg, body, size)
+        verify_record_proof(proof, self.root(size), origin=self.origin, tree_size=size)
+        commitments = record.get("commitments")
+        committed = commitments.get(name) if isinstance(commitments, dict) else None
         if committed is None:
             raise InvalidInputError(f"request {request_id!r} commits no value named {name!r}")
         kept = self._privacy.kept_value(committed)
@@ -403,7 +411,94 @@ class AuditLog:
                 f"the {name} of request {request_id!r} is no longer kept (erased or expired): "
                 "its commitment stays on the log, but nobody can open it"
             )
-        return open_value(request_id, name, body, *kept)
+        try:
+            return open_value(request_id, name, body, *kept)
+        except InvalidInputError as exc:  # a kept value that is not JSON: changed in the database
+            raise VerificationError(
+                f"the {name} kept for request {request_id!r} cannot be read ({exc}): it was "
+                "changed in the database",
+                kind="record",
+                seq=seg,
+            ) from None
+
+    def _stored_records(self, request_id: str) -> list[tuple[int, bytes, dict[str, Any]]]:
+        """Return ``(seg, bytes, record)`` of each record stored under ``request_id``.
+
+        The request id column is only an index: a row whose bytes name another
+        request, or are no record at all, fails as a column changed in the database.
+        """
+        if not isinstance(request_id, str) or not request_id.strip():
+            raise InvalidInputError("give the request id of a runtime record")
+        rows = self.store.records_for(self._ledger.log_id, request_id)
+        if not rows:
+            raise InvalidInputError(
+                f"no runtime record of request {request_id!r} on the log {self.origin!r}; "
+                "if it should be there, run `auditml verify`"
+            )
+        found = []
+        for row in rows:
+            seg, body = row[0], row[-1]
+            record = _stored_record(seg, body)
+            if record.get("request_id") != request_id:
+                raise VerificationError(
+                    f"a runtime record was found under request id {request_id!r}, but its bytes "
+                    f"are those of request {record.get('request_id')!r}: its request_id column "
+                    "was changed in the database; run `auditml verify`",
+                    kind="column",
+                    seq=seg if isinstance(seg, int) else None,
+                )
+            found.append((int(seg), bytes(body), record))
+        return found
+
+    def _prove_stored(self, seg: int, body: bytes, size: int) -> dict[str, Any]:
+        """Return the record proof of stored record ``body`` of segment event ``seg``, at ``size``.
+
+        Raise VerificationError when the log commits no such record: its segment
+        event is beyond the log's head or is no ``runtime.segment``, or the
+        segment's stored records do not hold these bytes at the record's index.
+        """
+        head = self.head().size
+        if not 0 <= seg < head:
+            raise VerificationError(
+                f"a stored runtime record claims segment event {seg}, but the log has "
+                f"{head} events: the record was added outside auditml; run `auditml verify`",
+                kind="record",
+            )
+        if not 0 <= seg < size:
+            raise InvalidInputError(
+                f"the record's segment event {seg} is not in the tree of size {size}; "
+                f"give a size from {seg + 1} to {head}"
+            )
+        (event,) = list(self.events(start=seg, stop=seg + 1))
+        if event.event.action != SEGMENT_ACTION:
+            raise VerificationError(
+                f"a stored runtime record claims segment event {seg}, which is a "
+                f"{event.event.action}, not a runtime.segment: the record was added outside "
+                "auditml; run `auditml verify`",
+                kind="record",
+                seq=seg,
+            )
+        bodies = self.store.segment_bodies(self._ledger.log_id, seg)
+        record = _stored_record(seg, body)
+        index = record.get("i")
+        if not (isinstance(index, int) and _is_index(index) and index < len(bodies)) or (
+            bodies[index] != body
+        ):
+            raise VerificationError(
+                f"runtime record {index!r}: its bytes are not the record stored at that index "
+                "of its segment: the segment's records were changed in the database; run "
+                "`auditml verify`",
+                kind="record",
+                seq=seg,
+            )
+        return record_proof_of_stored(  # hashes the stored bytes: nothing parsed again
+            log=self.origin,
+            bodies=bodies,
+            index=index,
+            segment_event=event.body,
+            segment_seq=seg,
+            event_inclusion=self.prove_inclusion(seg, size),
+        )
 
     # -- what the services lend each other and the tools above ---------------------------
 
@@ -892,3 +987,37 @@ class AuditLog:
     def history(self, model: str, environment: str | None = None) -> list[Move]:
         """Return the model's deploys and rollbacks, oldest first, optionally of one environment."""
         return self._lifecycle.history(model, environment)
+
+
+def _is_index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _stored_record(seg: object, body: object) -> dict[str, Any]:
+    """Return a stored record's bytes as a JSON object, or raise naming what is wrong."""
+    where = f"a runtime record of segment event {seg!r}"
+    if not isinstance(seg, int) or isinstance(seg, bool):
+        raise VerificationError(
+            f"{where}: its segment column is not an integer; it was changed in the database; "
+            "run `auditml verify`",
+            kind="column",
+        )
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise VerificationError(
+            f"{where}: its bytes are stored as {type(body).__name__}, not the bytes auditml "
+            "wrote: it was changed in the database; run `auditml verify`",
+            kind="record",
+            seq=seg,
+        )
+    try:
+        record = loads_strict(bytes(body))
+    except (AuditmlError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        raise VerificationError(
+            f"{where}: its stored bytes are not a JSON record: they were changed in the "
+            "database; run `auditml verify`",
+            kind="record",
+            seq=seg,
+        )
+    return record

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from auditml.core import merkle
 from auditml.core.canonical import canonical_bytes, canonical_text, loads_strict
-from auditml.core.events import Actor, Draft, SegmentData
+from auditml.core.events import Actor, Draft, DroppedData, SegmentData
 from auditml.core.records import (
     COMMITTED,
     ERROR_MAX,
@@ -542,6 +542,29 @@ class Recorder:
         finally:
             if self._maker is not None:
                 self._maker.shutdown()
+        self._count_drops()
+
+    def _count_drops(self) -> None:
+        """Put the drops no segment counted on the log as one ``runtime.dropped`` event."""
+        with self._spool_lock:
+            dropped = self._dropped
+        if not dropped:
+            return
+        data = DroppedData(stream=self.stream, model=self.model, env=self.env, dropped=dropped)
+        try:
+            draft = Draft.build(
+                "runtime.dropped", actor=self._actor, subject={"model": self.model}, data=data
+            )
+            self._ledger.append_segment(draft, ())
+        except StoreError as exc:
+            warnings.warn(
+                f"auditml closed the recorder of {self.stream!r} with {dropped} dropped "
+                f"runtime records it could not count on the log ({exc}): note this count",
+                stacklevel=3,
+            )
+            return
+        with self._spool_lock:
+            self._dropped -= dropped
 
     def __enter__(self) -> Self:
         return self

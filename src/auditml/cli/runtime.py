@@ -55,22 +55,25 @@ def trace_command(
         return
     for story in found.records:
         rec = story.record
+        where = f"record {story.index} of segment event {story.segment_seq}"
+        if not story.proof_ok:
+            out.print(f"Request {found.request_id!r}: {where}")
+            out.print(f"  record       {json.dumps(rec, ensure_ascii=False)}")
+            out.print(f"  proof        FAILED: {story.proof_error}")
+            out.print("  not traced   the log does not commit to this record: run `auditml verify`")
+            continue
         out.print(
             f"Request {found.request_id!r}: {rec['model']} version {rec['version']} in "
             f"{rec['env']} at {utc(str(rec['time']))} UTC, {_ms(rec['latency_ms'])} ms"
             + (f", error {rec['error']}" if rec["error"] is not None else "")
         )
         out.print(f"  output       {json.dumps(rec['output'], ensure_ascii=False)}")
-        where = f"record {story.index} of segment event {story.segment_seq}"
         against = (
             f"the signed checkpoint at size {story.proven_at_size}"
             if story.proven_against == "checkpoint"
             else f"the log's root at size {story.proven_at_size}"
         )
-        if story.proof_ok:
-            out.print(f"  proof        OK: {where}, proven against {against}")
-        else:
-            out.print(f"  proof        FAILED: {where}: {story.proof_error}")
+        out.print(f"  proof        OK: {where}, proven against {against}")
         if story.trained_seq is not None:
             by = ", ".join(story.trained_by) or "unknown"
             out.print(

@@ -50,6 +50,7 @@ __all__ = [
     "DeniedData",
     "DeployData",
     "Draft",
+    "DroppedData",
     "DroppedMetric",
     "ESignature",
     "Environment",
@@ -561,6 +562,21 @@ class RetentionData(DataModel):
     held: int = Field(default=0, ge=0, le=2**53 - 1)
 
 
+class DroppedData(DataModel):
+    """``runtime.dropped``: records a recorder had to drop, counted when no segment followed them.
+
+    A segment event counts the drops before it (``SegmentData.dropped``); this
+    event counts those a recorder still held when it closed.
+    """
+
+    action: ClassVar[str] = "runtime.dropped"
+
+    stream: Name
+    model: Name
+    env: Name
+    dropped: int = Field(ge=1, le=2**53 - 1)
+
+
 class LogInitData(DataModel):
     """``log.init``: the first event of every log."""
 
@@ -597,6 +613,7 @@ ACTIONS: dict[str, type[DataModel]] = {
         SegmentData,
         ErasureData,
         RetentionData,
+        DroppedData,
         LogInitData,
     )
 }
@@ -649,6 +666,9 @@ REGISTRY: dict[str, ActionRule] = {
     "privacy.erasure": ActionRule("log.erase(...) or `auditml erase`", "privacy"),
     "retention.applied": ActionRule(
         "log.apply_retention(...) or `auditml retention apply`", "privacy"
+    ),
+    "runtime.dropped": ActionRule(
+        "a runtime recorder, on close, for drops no segment counted", "runtime"
     ),
     "log.init": ActionRule("AuditLog.init(...)", "log"),
 }

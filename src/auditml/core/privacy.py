@@ -778,23 +778,24 @@ def new_subject_key() -> bytes:
 
 
 def subject_handle(pepper: bytes, subject: bytes) -> str:
-    """Return the off-log handle of a subject: HMAC-SHA256 of its canonical bytes, in hex.
+    """Return the off-log handle of a subject: HMAC-SHA256 of its canonical bytes (128 bits, hex).
 
     The handle finds a subject's key and values without storing its
     identifier; ``pepper`` is the store's own secret, so the handle of a
     guessed identifier cannot be computed without the database.
     """
-    return hmac.new(pepper, subject, hashlib.sha256).hexdigest()
+    return hmac.new(pepper, subject, hashlib.sha256).digest()[:16].hex()  # 128 bits
 
 
 def _aad(commitment: str, part: str) -> bytes:
     return f"auditml/value/{part}/{commitment}".encode()
 
 
-def seal(key: bytes, commitment: str, part: str, plain: bytes) -> bytes:
+def seal(key: bytes | AESGCM, commitment: str, part: str, plain: bytes) -> bytes:
     """Encrypt a value's bytes or its salt (``part``) under the subject's key, bound to its row."""
     nonce = secrets.token_bytes(_NONCE)
-    return SEALED + nonce + AESGCM(key).encrypt(nonce, plain, _aad(commitment, part))
+    cipher = key if isinstance(key, AESGCM) else AESGCM(key)
+    return SEALED + nonce + cipher.encrypt(nonce, plain, _aad(commitment, part))
 
 
 def is_sealed(blob: bytes, part: str) -> bool:
@@ -844,12 +845,15 @@ def seal_rows(
     """
     sealed: list[ValueRow] = []
     lookups: list[tuple[str, str]] = []
+    ciphers: dict[str, AESGCM] = {}
     for commitment, i, name, salt, value in values:
         sid = handles.get(i)
         if sid is None:
             sealed.append((commitment, i, name, salt, value))
             continue
-        key = keys[sid]
+        key = ciphers.get(sid)
+        if key is None:
+            key = ciphers[sid] = AESGCM(keys[sid])
         sealed.append(
             (
                 commitment,

@@ -870,18 +870,24 @@ def seal_rows(
 def open_sealed(
     commitment: str, salt: bytes, value: bytes, key: bytes | None
 ) -> tuple[bytes, bytes]:
-    """Return a stored value's salt and bytes, unsealing them under the subject's key if sealed.
+    """Return a stored value's salt and bytes, unsealing each part that is sealed.
 
-    A sealed value whose key is gone was erased: that raises InvalidInputError.
+    A part left in clear (a row written before sealing, or changed in the
+    database) is returned as stored, for the commitment check to judge. A sealed
+    value whose key is gone was erased: that raises InvalidInputError.
     """
-    if not (is_sealed(salt, "salt") and is_sealed(value, "value")):
+    sealed_salt, sealed_value = is_sealed(salt, "salt"), is_sealed(value, "value")
+    if not (sealed_salt or sealed_value):
         return salt, value
     if key is None:
         raise InvalidInputError(
             f"the value of commitment {commitment[:16]}… was erased: its subject's key is "
             "gone, so it can no longer be opened"
         )
-    return unseal(key, commitment, "salt", salt), unseal(key, commitment, "value", value)
+    return (
+        unseal(key, commitment, "salt", salt) if sealed_salt else salt,
+        unseal(key, commitment, "value", value) if sealed_value else value,
+    )
 
 
 def removed_by_retention(events: Iterable[tuple[int, bytes]]) -> set[int]:

@@ -40,19 +40,14 @@ and nothing of a model under an open incident (EU AI Act Art. 73(6)) is due.
 from __future__ import annotations
 
 import calendar
-import hashlib
-import hmac
 import itertools
 import re
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
 
-import orjson
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import (
     BaseModel,
@@ -64,7 +59,18 @@ from pydantic import (
 )
 
 from auditml.core.events import Event
-from auditml.errors import InvalidInputError, VerificationError
+from auditml.core.sealing import (
+    SEALED,
+    erased_digest,
+    is_sealed,
+    new_subject_key,
+    open_sealed,
+    removed_by_retention,
+    seal,
+    subject_handle,
+    unseal,
+)
+from auditml.errors import InvalidInputError
 
 __all__ = [
     "KINDS",
@@ -762,70 +768,6 @@ STORAGE_NOTES = {
 }
 
 
-# -- sealed values: per-subject keys that erasure destroys ------------------------------------
-
-#: The first bytes of a value or salt sealed under its subject's key (format version 1).
-SEALED = b"AMS1"
-_NONCE = 12
-_KEY = 32
-#: The length of a sealed 32-byte salt: marker, nonce, salt, GCM tag.
-SEALED_SALT_LENGTH = len(SEALED) + _NONCE + 32 + 16
-
-
-def new_subject_key() -> bytes:
-    """Return a fresh random AES-256 key for one data subject."""
-    return secrets.token_bytes(_KEY)
-
-
-def subject_handle(pepper: bytes, subject: bytes) -> str:
-    """Return the off-log handle of a subject: HMAC-SHA256 of its canonical bytes (128 bits, hex).
-
-    The handle finds a subject's key and values without storing its
-    identifier; ``pepper`` is the store's own secret, so the handle of a
-    guessed identifier cannot be computed without the database.
-    """
-    return hmac.new(pepper, subject, hashlib.sha256).digest()[:16].hex()  # 128 bits
-
-
-def _aad(commitment: str, part: str) -> bytes:
-    return f"auditml/value/{part}/{commitment}".encode()
-
-
-def seal(key: bytes | AESGCM, commitment: str, part: str, plain: bytes) -> bytes:
-    """Encrypt a value's bytes or its salt (``part``) under the subject's key, bound to its row."""
-    nonce = secrets.token_bytes(_NONCE)
-    cipher = key if isinstance(key, AESGCM) else AESGCM(key)
-    return SEALED + nonce + cipher.encrypt(nonce, plain, _aad(commitment, part))
-
-
-def is_sealed(blob: bytes, part: str) -> bool:
-    """Return whether a stored value (``part`` value) or salt (``part`` salt) is sealed."""
-    if part == "salt":
-        return len(blob) == SEALED_SALT_LENGTH and blob.startswith(SEALED)
-    return blob.startswith(SEALED)  # plain values are JCS text: never an "A" first
-
-
-def unseal(key: bytes, commitment: str, part: str, blob: bytes) -> bytes:
-    """Decrypt a sealed value or salt, or raise VerificationError when it was changed."""
-    nonce = blob[len(SEALED) : len(SEALED) + _NONCE]
-    try:
-        return AESGCM(key).decrypt(nonce, blob[len(SEALED) + _NONCE :], _aad(commitment, part))
-    except (InvalidTag, ValueError):
-        raise VerificationError(
-            f"the stored {part} of commitment {commitment[:16]}… does not decrypt under its "
-            "subject's key: it was changed or moved in the database",
-            kind="value",
-        ) from None
-
-
-def erased_digest(commitments: Iterable[str]) -> str:
-    """Return the digest an erasure event records: SHA-256 of the sorted commitments, one a line."""
-    digest = hashlib.sha256()
-    for commitment in sorted(commitments):
-        digest.update(commitment.encode() + b"\n")
-    return digest.hexdigest()
-
-
 #: A value row as the write path hands it to the store: ``(commitment, i, name, salt, value)``.
 ValueRow = tuple[str, int, str, bytes, bytes]
 
@@ -865,42 +807,3 @@ def seal_rows(
         )
         lookups.append((commitment, sid))
     return sealed, lookups
-
-
-def open_sealed(
-    commitment: str, salt: bytes, value: bytes, key: bytes | None
-) -> tuple[bytes, bytes]:
-    """Return a stored value's salt and bytes, unsealing each part that is sealed.
-
-    A part left in clear (a row written before sealing, or changed in the
-    database) is returned as stored, for the commitment check to judge. A sealed
-    value whose key is gone was erased: that raises InvalidInputError.
-    """
-    sealed_salt, sealed_value = is_sealed(salt, "salt"), is_sealed(value, "value")
-    if not (sealed_salt or sealed_value):
-        return salt, value
-    if key is None:
-        raise InvalidInputError(
-            f"the value of commitment {commitment[:16]}… was erased: its subject's key is "
-            "gone, so it can no longer be opened"
-        )
-    return (
-        unseal(key, commitment, "salt", salt) if sealed_salt else salt,
-        unseal(key, commitment, "value", value) if sealed_value else value,
-    )
-
-
-def removed_by_retention(events: Iterable[tuple[int, bytes]]) -> set[int]:
-    """Return the segments whose records the ``retention.applied`` events ``(seq, body)`` removed.
-
-    Only segments before the run's own event count: a run never removes a later one.
-    """
-    removed: set[int] = set()
-    for seq, body in events:
-        try:
-            segments = orjson.loads(body).get("data", {}).get("segments")
-        except (orjson.JSONDecodeError, AttributeError):
-            continue
-        if isinstance(segments, list):
-            removed.update(s for s in segments if type(s) is int and 0 <= s < seq)
-    return removed

@@ -35,7 +35,7 @@ import orjson
 
 from auditml.core import merkle
 from auditml.core.canonical import MAX_SAFE_INTEGER, canonical_bytes, canonical_text, loads_strict
-from auditml.core.privacy import is_sealed
+from auditml.core.sealing import is_sealed
 from auditml.errors import AuditmlError, InvalidInputError, VerificationError
 
 __all__ = [

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, and_, or_, select, text, union_all
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from auditml.core.privacy import removed_by_retention
+from auditml.core.sealing import removed_by_retention
 from auditml.errors import (
     AppendError,
     AuditmlError,

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from auditml._internal.identity import resolve_actor
 from auditml._internal.keyfiles import PublicKeyFile, new_log_signer
+from auditml.core import merkle
 from auditml.core.canonical import loads_strict
 from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitData, TrainData
 from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
 from auditml.core.policy import Policy
-from auditml.core.records import SEGMENT_ACTION, build_record_proof, verify_record_proof
+from auditml.core.records import SEGMENT_ACTION, verify_record_proof
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
 from auditml.core.state import ModelState, Move
 from auditml.errors import (
@@ -408,15 +409,24 @@ class AuditLog:
                 kind="record",
                 seq=seg,
             )
-        records = [_stored_record(seg, held) for held in bodies]
-        return build_record_proof(
-            log=self.origin,
-            records=records,
-            index=index,
-            segment_event=event.body,
-            segment_seq=seg,
-            event_inclusion=self.prove_inclusion(seg, size),
-        )
+        # The path is computed over the stored bytes themselves (what the root commits),
+        # without parsing the segment's other records.
+        leaves = [merkle.leaf_hash(held) for held in bodies]
+
+        def node(level: int, first: int) -> bytes:
+            return merkle.perfect_root(leaves[first << level : (first + 1) << level])
+
+        return {
+            "type": "record",
+            "log": self.origin,
+            "record": record,
+            "segment_event": event.body.decode("utf-8"),
+            "segment_seq": seg,
+            "index": index,
+            "count": len(bodies),
+            "proof": [h.hex() for h in merkle.inclusion_proof(index, len(bodies), node)],
+            "event_inclusion": dict(self.prove_inclusion(seg, size)),
+        }
 
     # -- what the services lend each other and the tools above ---------------------------
 

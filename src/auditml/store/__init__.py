@@ -134,6 +134,13 @@ class EventFilter:
         _check_name("version", self.version)
 
 
+def _order(value: object) -> tuple[int, int, str]:
+    """Return a sort key for a stored integer column, putting values of another type last."""
+    if isinstance(value, int):
+        return (0, value, "")
+    return (1, 0, repr(value))
+
+
 def _check_name(what: str, name: str | None) -> None:
     """Refuse a name no store can look up: PostgreSQL text holds no NUL, no store a lone surrogate.
 
@@ -298,10 +305,13 @@ class Store:
         with self.snapshot() as snap:
             snap._cur.execute(
                 f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
-                f"WHERE log_id = {p} AND request_id = {p} ORDER BY seg, i",
+                f"WHERE log_id = {p} AND request_id = {p}",
                 (log_id, request_id),
             )
-            return [tuple(row) for row in snap._cur.fetchall()]
+            rows = [tuple(row) for row in snap._cur.fetchall()]
+        # Sorted here, not in SQL: an ORDER BY seg, i makes SQLite walk the primary key
+        # (every record of the log) instead of the request id index.
+        return sorted(rows, key=lambda row: (_order(row[0]), _order(row[1])))
 
     def value(self, log_id: int, commitment: str) -> tuple[bytes, bytes] | None:
         """Return ``(salt, value bytes)`` kept off the log for ``commitment``, or None."""

@@ -705,3 +705,19 @@ def test_verify_names_a_record_beyond_the_head(log: AuditLog) -> None:
     _ghost(log, seg=log.head().size + 5)
     with pytest.raises(VerificationError, match="runtime record"):
         log.verify()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="runtime.Recorder without its background thread only sets a wake-up event when its "
+    "buffer reaches max_records, and flush() commits the whole buffer as one segment: memory "
+    "and segment size are unbounded, and every trace or proof of a record in that segment "
+    "reads and hashes all of it; flush() should cut segments of at most max_records",
+)
+def test_segments_hold_at_most_max_records_without_the_background_thread(log: AuditLog) -> None:
+    """A recorder without its thread still commits segments of at most max_records records."""
+    with log.runtime("credit", env="production", background=False, max_records=10) as rec:
+        for n in range(25):
+            rec.record(f"m{n}", version="1", output={"label": "refer"}, latency_ms=1)
+    counts = [r.event.data["count"] for r in log.events(action="runtime.segment")]
+    assert max(counts) <= 10

@@ -191,8 +191,26 @@ def verify_records_seconds(url: str, parallel: bool, values: bool = True) -> tup
     with AuditLog.open(url) as log:
         size = log.head().size
         t0 = time.perf_counter()
+        cpu0, helper0 = time.process_time(), _children_cpu()
         checked = log._ledger.verify_records(size, parallel=parallel, values=values)
+        CPU[(parallel, values)] = (time.process_time() - cpu0, _children_cpu() - helper0)
         return time.perf_counter() - t0, checked
+
+
+#: CPU seconds of the last run of each kind: (this process, its helper process).
+CPU: dict[tuple[bool, bool], tuple[float, float]] = {}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def floor_cpu(path: str) -> float:
+    """Return the CPU seconds of one floor run (what an idle machine's wall time would be)."""
+    t0 = time.process_time()
+    floor(path)
+    return time.process_time() - t0
 
 
 # ru_maxrss survives exec on Linux, so the child reads its own high-water mark, VmHWM.
@@ -307,6 +325,17 @@ def main() -> None:
                 f"{args.verify_records / v:,.0f} records/s (best of {args.rounds})"
             )
         print(f"cores: {os.cpu_count()}, load average at the end: {os.getloadavg()[0]:.1f}")
+        fc = min(floor_cpu(path) for _ in range(args.rounds))
+        print(
+            f"CPU seconds (what wall time is on an idle machine): floor {fc:.2f}; "
+            + "; ".join(
+                f"{'records and values' if values else 'records'}, "
+                f"{'main process / helper' if parallel else 'one process'}: "
+                + (f"{main:.2f} / {helper:.2f}" if parallel else f"{main:.2f}")
+                + f" = {max(main, helper) / fc:.2f}x the floor"
+                for (parallel, values), (main, helper) in CPU.items()
+            )
+        )
         print(
             f"whole verify (chain of {size:,} events, records, values), fresh process: "
             f"{whole:.2f} s; peak RSS {rss_peak:.0f} MB (was {rss_before:.0f} MB before "

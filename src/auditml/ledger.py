@@ -74,7 +74,7 @@ ProgressFn = Callable[[int, int], None]
 Imported = bool | Mapping[str, Any] | ImportedFrom
 PARALLEL_MIN = 250_000  # below this, starting a helper process costs more than it saves
 RECORDS_PARALLEL_MIN = 200_000  # the same for runtime records, which cost more each
-RECORDS_SHARE = 0.4  # of the records, checked here with all the values kept off the log
+RECORDS_SHARE = 0.52  # of the records, checked here: the helper first has to start
 
 
 def resolve_url(url: str | None = None) -> str:

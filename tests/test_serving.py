@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from auditml import AuditLog
+from auditml import AuditLog, InvalidInputError
 from auditml.serving import prove_record, runtime_check, runtime_stats, trace
 from tests import rfc9162_reference as rfc
 from tests.conftest import run_cli
@@ -85,7 +85,8 @@ def test_stats_count_requests_errors_latency_and_outputs_per_version(log: AuditL
     assert v2.labels == {"label": {"refer": 2, "approve": 2}}
     assert v1.scores["score"]["p50"] == 0.5
     assert [s.version for s in runtime_stats(log, model="credit", env="production")] == ["1", "2"]
-    assert runtime_stats(log, env="staging") == []
+    with pytest.raises(InvalidInputError, match="no runtime records or deployments"):
+        runtime_stats(log, env="staging")
     assert runtime_stats(log, until="2000-01-01") == []
 
 

@@ -174,6 +174,8 @@ class VerifyReport:
     anchors: tuple[int, ...] = ()
     #: The log's verifier key every checkpoint was checked against (None: the log has none).
     vkey: str | None = None
+    #: Runtime records checked against their segments (None: not checked, ``runtime=False``).
+    records: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able values."""
@@ -189,6 +191,7 @@ class VerifyReport:
             "checkpoint": self.checkpoint,
             "anchors": list(self.anchors),
             "vkey": self.vkey,
+            "records": self.records,
         }
 
 
@@ -232,6 +235,7 @@ class Ledger:
         self._origin = head.origin
         self._states = StateCache()
         self.after_append = AfterAppend()
+        self._has_records = False  # whether the store holds the runtime record tables
 
     def close(self) -> None:
         """Release the database connections."""
@@ -320,27 +324,23 @@ class Ledger:
         """Append a ``runtime.segment`` event with its records and values, in one transaction.
 
         ``records`` are the record rows without their segment (``RECORD_COLUMNS``
-        from ``i``), ``values`` the off-log value rows without it (commitment
-        first). The segment's seq is known only under the lock; it is filled in there.
+        from ``i``), ``values`` the off-log value rows without it (``VALUE_COLUMNS``
+        but ``seg``). The segment's seq is known only under the lock: the store
+        fills it in as it bulk-inserts the rows, with no work per row under the lock.
         """
         if draft.action != "runtime.segment" or draft.actor is None:
             raise InvalidInputError("append_segment takes a runtime.segment draft with its actor")
-        if not self._store.has_table("auditml_record"):
+        if not self._has_records and not self._store.has_table("auditml_record"):
             raise StoreError(
                 f"{self.url} was made by an earlier auditml, before runtime records: run "
                 "`auditml init` with this --db once to add their tables (no event changes)"
             )
+        self._has_records = True  # tables are never dropped: ask the store once
         hook = self.after_append
         base = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
 
         def prepare(head: HeadState) -> Batch:
-            batch = base(head)
-            seg = head.size
-            return replace(
-                batch,
-                records=[(seg, *row) for row in records],
-                values=[(row[0], seg, *row[1:]) for row in values],
-            )
+            return replace(base(head), records=records, values=values)
 
         batch = self._store.append(self._log_id, prepare)
         row = batch.rows[0]

@@ -27,9 +27,11 @@ from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitDa
 from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
 from auditml.core.policy import Policy
+from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored, verify_record_proof
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
 from auditml.core.state import ModelState, Move
 from auditml.errors import (
+    AuditmlError,
     ConfigurationError,
     InvalidInputError,
     LogNotFoundError,
@@ -53,7 +55,7 @@ from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
 
 if TYPE_CHECKING:
-    from auditml.runtime import Opened, Recorder
+    from auditml.runtime import Ingested, Opened, Recorder
     from auditml.training import Sources, TrainingRun
 
 __all__ = ["AuditLog"]
@@ -238,8 +240,7 @@ class AuditLog:
         """
         started = time.perf_counter()
         chain = self._ledger.verify_chain(deep=deep, progress=progress, parallel=parallel)
-        if runtime:
-            self._ledger.verify_records(chain.size)
+        records = self._ledger.verify_records(chain.size) if runtime else None
         signatures = self._trust.verify_signatures()
         kept = self._trust.verify_checkpoints(chain.roots)
         anchors = self._trust.check_anchors(checkpoints, vkey)
@@ -254,6 +255,7 @@ class AuditLog:
             checkpoint=kept,
             anchors=anchors,
             vkey=self.store.log_key(self._ledger.log_id),
+            records=records,
         )
 
     # -- runtime records ------------------------------------------------------------------
@@ -267,6 +269,7 @@ class AuditLog:
         max_records: int = 1000,
         max_age: float = 1.0,
         spool: str | os.PathLike[str] | None = None,
+        max_pending: int = 100_000,
         background: bool = True,
     ) -> Recorder:
         """Return a thread-safe recorder of ``model``'s runtime records in ``env``.
@@ -275,7 +278,9 @@ class AuditLog:
         ``max_age`` seconds, and on ``flush()`` and ``close()``; close it (or use it
         as a context manager) so the last ones are committed. When the store
         cannot be reached, records wait in ``spool`` (default: a file beside a
-        SQLite log, else under ./.auditml/spool) until the next flush.
+        SQLite log, else under ./.auditml/spool) until the next flush. At most
+        ``max_pending`` records wait in memory: when that many are queued,
+        ``record()`` waits briefly for the flusher, then moves the oldest to the spool.
         """
         from auditml.runtime import Recorder
 
@@ -289,7 +294,34 @@ class AuditLog:
             max_records=max_records,
             max_age=max_age,
             spool=chosen,
+            max_pending=max_pending,
             background=background,
+        )
+
+    def ingest_runtime(
+        self,
+        model: str,
+        lines: Iterable[str | bytes],
+        *,
+        env: str,
+        actor: Actor | str | None = None,
+        max_records: int = 1000,
+    ) -> Ingested:
+        """Commit runtime records given as JSON Lines (from a server not written in Python).
+
+        Each line holds the arguments of ``Recorder.record`` as a JSON object
+        (``request_id``, ``version``, ``latency_ms``; optionally ``output``,
+        ``error``, ``time``, ``subject``, ``features``, ``payload``, ``personal``)
+        and is checked exactly as ``record()`` checks them. Every line is checked
+        before anything is written: a bad one raises InvalidInputError naming its
+        line number, and nothing of ``lines`` is committed. The records are then
+        committed in segments of ``max_records``.
+        """
+        from auditml.runtime import ingest
+
+        self._lifecycle.check_stream(model, env)
+        return ingest(
+            self._ledger, resolve_actor(actor), model, env, lines, max_records=max_records
         )
 
     def _spool_path(self, stream: str) -> Path:
@@ -304,14 +336,20 @@ class AuditLog:
         return folder / f"{slug}.{os.getpid()}.jsonl"
 
     def open_commitment(self, request_id: str, name: str) -> Opened:
-        """Open a record's commitment for an auditor: its value and salt, checked against it."""
+        """Open a record's commitment for an auditor: its value and salt, checked against it.
+
+        The record is the latest one stored under ``request_id`` whose bytes say
+        so, and its proof must hold against the log's current root: a value is
+        never opened against a record the log does not commit to.
+        """
         from auditml.runtime import open_value
 
-        rows = self.store.records_for(self._ledger.log_id, request_id)
-        if not rows:
-            raise InvalidInputError(f"no runtime record of request {request_id!r} on the log")
-        body = bytes(rows[-1][-1])
-        committed = loads_strict(body).get("commitments", {}).get(name)
+        seg, body, record = self._stored_records(request_id)[-1]
+        size = self.head().size
+        proof = self._prove_stored(seg, body, size)
+        verify_record_proof(proof, self.root(size), origin=self.origin, tree_size=size)
+        commitments = record.get("commitments")
+        committed = commitments.get(name) if isinstance(commitments, dict) else None
         if committed is None:
             raise InvalidInputError(f"request {request_id!r} commits no value named {name!r}")
         kept = self.store.value(self._ledger.log_id, committed)
@@ -320,7 +358,94 @@ class AuditLog:
                 f"the {name} of request {request_id!r} is no longer kept (erased or expired): "
                 "its commitment stays on the log, but nobody can open it"
             )
-        return open_value(request_id, name, body, *kept)
+        try:
+            return open_value(request_id, name, body, *kept)
+        except InvalidInputError as exc:  # a kept value that is not JSON: changed in the database
+            raise VerificationError(
+                f"the {name} kept for request {request_id!r} cannot be read ({exc}): it was "
+                "changed in the database",
+                kind="record",
+                seq=seg,
+            ) from None
+
+    def _stored_records(self, request_id: str) -> list[tuple[int, bytes, dict[str, Any]]]:
+        """Return ``(seg, bytes, record)`` of each record stored under ``request_id``.
+
+        The request id column is only an index: a row whose bytes name another
+        request, or are no record at all, fails as a column changed in the database.
+        """
+        if not isinstance(request_id, str) or not request_id.strip():
+            raise InvalidInputError("give the request id of a runtime record")
+        rows = self.store.records_for(self._ledger.log_id, request_id)
+        if not rows:
+            raise InvalidInputError(
+                f"no runtime record of request {request_id!r} on the log {self.origin!r}; "
+                "if it should be there, run `auditml verify`"
+            )
+        found = []
+        for row in rows:
+            seg, body = row[0], row[-1]
+            record = _stored_record(seg, body)
+            if record.get("request_id") != request_id:
+                raise VerificationError(
+                    f"a runtime record was found under request id {request_id!r}, but its bytes "
+                    f"are those of request {record.get('request_id')!r}: its request_id column "
+                    "was changed in the database; run `auditml verify`",
+                    kind="column",
+                    seq=seg if isinstance(seg, int) else None,
+                )
+            found.append((int(seg), bytes(body), record))
+        return found
+
+    def _prove_stored(self, seg: int, body: bytes, size: int) -> dict[str, Any]:
+        """Return the record proof of stored record ``body`` of segment event ``seg``, at ``size``.
+
+        Raise VerificationError when the log commits no such record: its segment
+        event is beyond the log's head or is no ``runtime.segment``, or the
+        segment's stored records do not hold these bytes at the record's index.
+        """
+        head = self.head().size
+        if not 0 <= seg < head:
+            raise VerificationError(
+                f"a stored runtime record claims segment event {seg}, but the log has "
+                f"{head} events: the record was added outside auditml; run `auditml verify`",
+                kind="record",
+            )
+        if not 0 <= seg < size:
+            raise InvalidInputError(
+                f"the record's segment event {seg} is not in the tree of size {size}; "
+                f"give a size from {seg + 1} to {head}"
+            )
+        (event,) = list(self.events(start=seg, stop=seg + 1))
+        if event.event.action != SEGMENT_ACTION:
+            raise VerificationError(
+                f"a stored runtime record claims segment event {seg}, which is a "
+                f"{event.event.action}, not a runtime.segment: the record was added outside "
+                "auditml; run `auditml verify`",
+                kind="record",
+                seq=seg,
+            )
+        bodies = self.store.segment_bodies(self._ledger.log_id, seg)
+        record = _stored_record(seg, body)
+        index = record.get("i")
+        if not (isinstance(index, int) and _is_index(index) and index < len(bodies)) or (
+            bodies[index] != body
+        ):
+            raise VerificationError(
+                f"runtime record {index!r}: its bytes are not the record stored at that index "
+                "of its segment: the segment's records were changed in the database; run "
+                "`auditml verify`",
+                kind="record",
+                seq=seg,
+            )
+        return record_proof_of_stored(  # hashes the stored bytes: nothing parsed again
+            log=self.origin,
+            bodies=bodies,
+            index=index,
+            segment_event=event.body,
+            segment_seq=seg,
+            event_inclusion=self.prove_inclusion(seg, size),
+        )
 
     # -- what the services lend each other and the tools above ---------------------------
 
@@ -809,3 +934,37 @@ class AuditLog:
     def history(self, model: str, environment: str | None = None) -> list[Move]:
         """Return the model's deploys and rollbacks, oldest first, optionally of one environment."""
         return self._lifecycle.history(model, environment)
+
+
+def _is_index(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _stored_record(seg: object, body: object) -> dict[str, Any]:
+    """Return a stored record's bytes as a JSON object, or raise naming what is wrong."""
+    where = f"a runtime record of segment event {seg!r}"
+    if not isinstance(seg, int) or isinstance(seg, bool):
+        raise VerificationError(
+            f"{where}: its segment column is not an integer; it was changed in the database; "
+            "run `auditml verify`",
+            kind="column",
+        )
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise VerificationError(
+            f"{where}: its bytes are stored as {type(body).__name__}, not the bytes auditml "
+            "wrote: it was changed in the database; run `auditml verify`",
+            kind="record",
+            seq=seg,
+        )
+    try:
+        record = loads_strict(bytes(body))
+    except (AuditmlError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        raise VerificationError(
+            f"{where}: its stored bytes are not a JSON record: they were changed in the "
+            "database; run `auditml verify`",
+            kind="record",
+            seq=seg,
+        )
+    return record

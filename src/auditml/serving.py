@@ -14,7 +14,14 @@ This module reads them back against the lifecycle the log tells:
 - :func:`runtime_check` finds records a version should not have produced (it
   was not deployed there at that moment) and deployed versions that went quiet.
 
-Records are read in one snapshot of the store, streamed in chunks.
+Every figure and story stands on verified bytes only. The columns copied out
+of a record (request id, time, model, version, environment, latency, error)
+are indexes, never read as facts: stats and checks read the records of the
+``runtime.segment`` events on the log, segment by segment, and count a
+segment's records only once they hash to its root; trace and proofs find a
+request through its column and then hold the record's bytes to it and prove
+them. Records the log does not commit to (beyond its head, or claiming an
+event that is no segment) are never counted.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from auditml.core import merkle
 from auditml.core.canonical import loads_strict
-from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored, verify_record_proof
+from auditml.core.records import SEGMENT_ACTION, verify_record_proof
+from auditml.core.signing import VerifierKey, open_checkpoint
 from auditml.core.state import ModelState, Move
-from auditml.errors import InvalidInputError, VerificationError
+from auditml.errors import AuditmlError, InvalidInputError, VerificationError
 from auditml.log import AuditLog
 
 __all__ = [
@@ -77,29 +86,237 @@ def _stamp(value: str | datetime | date | None) -> str | None:
         value = datetime(value.year, value.month, value.day, tzinfo=UTC)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        value = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInputError(
+            f"{value.isoformat()} is out of range; give a time between years 1 and 9999 UTC"
+        ) from None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _bounds(
+    since: str | datetime | date | None, until: str | datetime | date | None
+) -> tuple[str | None, str | None]:
+    """Return ``since`` and ``until`` as record times; refuse a window ending before it starts."""
+    low, high = _stamp(since), _stamp(until)
+    if low is not None and high is not None and high < low:
+        raise InvalidInputError(
+            f"the window ends ({high}) before it starts ({low}); give --until after --since"
+        )
+    return low, high
 
 
 def _log_id(log: AuditLog) -> int:
     return log._ledger.log_id
 
 
-def _rows(
+# --------------------------------------------------------------------------- verified records
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """What a ``runtime.segment`` event on the log commits to."""
+
+    seq: int
+    time: str  # when the segment was appended: no record in it can be later
+    count: int
+    root: bytes
+    stream: object
+    model: object
+    env: object
+    first_time: object
+    last_time: object
+
+
+def _segments(
     log: AuditLog,
     *,
     model: str | None = None,
     env: str | None = None,
     since: str | None = None,
     until: str | None = None,
-) -> Iterator[tuple[Any, ...]]:
-    """Yield stored record rows (``RECORD_COLUMNS``) matching the filters, from one snapshot."""
+) -> list[_Segment]:
+    """Return the segment events up to the log's head whose data may hold matching records.
+
+    The events are read through their checked bytes; their data, not the
+    record columns, says which model, environment and times a segment covers.
+    """
+    found = []
+    for rec in log.events(action=SEGMENT_ACTION, stop=log.head().size):
+        data = rec.event.data
+        try:
+            count, root = data["count"], bytes.fromhex(str(data["root"]))
+            if not isinstance(count, int) or count < 1 or len(root) != 32:
+                raise ValueError(count)
+        except (KeyError, TypeError, ValueError):
+            raise VerificationError(
+                "its runtime.segment data holds no count and root; run `auditml verify`",
+                kind="record",
+                seq=rec.seq,
+            ) from None
+        seg = _Segment(
+            rec.seq,
+            rec.event.time,
+            count,
+            root,
+            data.get("stream"),
+            data.get("model"),
+            data.get("env"),
+            data.get("first_time"),
+            data.get("last_time"),
+        )
+        if model is not None and seg.model != model:
+            continue
+        if env is not None and seg.env != env:
+            continue
+        if since is not None and isinstance(seg.last_time, str) and seg.last_time < since:
+            continue
+        if until is not None and isinstance(seg.first_time, str) and seg.first_time >= until:
+            continue
+        found.append(seg)
+    return found
+
+
+def _record_fault(seg: int, i: int, problem: str) -> VerificationError:
+    return VerificationError(
+        f"runtime record {i}: {problem}; run `auditml verify`", kind="record", seq=seg
+    )
+
+
+def _checked_record(seg: int, i: int, body: object) -> dict[str, Any]:
+    """Return the record held in ``body`` if it has every field a view reads, else raise."""
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise _record_fault(seg, i, "its bytes are stored as text, not the bytes auditml wrote")
+    try:
+        record = loads_strict(bytes(body))
+    except (AuditmlError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        raise _record_fault(seg, i, "its stored bytes are not a JSON record")
+    for name in ("request_id", "time", "model", "version", "env"):
+        if not isinstance(record.get(name), str):
+            raise _record_fault(seg, i, f"its {name} is {record.get(name)!r}, not a string")
+    latency = record.get("latency_ms")
+    if (
+        isinstance(latency, bool)
+        or not isinstance(latency, int | float)
+        or not math.isfinite(latency)
+    ):
+        raise _record_fault(seg, i, f"its latency_ms is {latency!r}, not a number")
+    if not (record.get("error") is None or isinstance(record.get("error"), str)):
+        raise _record_fault(seg, i, f"its error is {record.get('error')!r}, not a string or null")
+    if not isinstance(record.get("output"), dict):
+        raise _record_fault(seg, i, "its output is not an object")
+    return record
+
+
+def _within(seg: _Segment, record: Mapping[str, Any]) -> bool:
+    """Return whether a record is of the model, env and time span its segment event states."""
+    return (
+        (seg.model is None or record["model"] == seg.model)
+        and (seg.env is None or record["env"] == seg.env)
+        and (not isinstance(seg.first_time, str) or record["time"] >= seg.first_time)
+        and (not isinstance(seg.last_time, str) or record["time"] <= seg.last_time)
+    )
+
+
+def _close(seg: _Segment, leaves: list[bytes]) -> None:
+    """Raise unless the leaves read for ``seg`` are exactly the records its event commits."""
+    if len(leaves) != seg.count:
+        raise VerificationError(
+            f"the segment commits {seg.count} runtime records but {len(leaves)} are stored: "
+            "records were removed or added in the database; run `auditml verify`",
+            kind="record",
+            seq=seg.seq,
+        )
+    if merkle.root_of(leaves) != seg.root:
+        raise VerificationError(
+            "its stored runtime records do not hash to the segment's root: a record was "
+            "changed, removed or reordered in the database; run `auditml verify`",
+            kind="record",
+            seq=seg.seq,
+        )
+
+
+def _verified(
+    log: AuditLog,
+    *,
+    model: str | None = None,
+    env: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(segment time, record)`` of the committed records that match the filters.
+
+    Records come from their verified bytes, with the time their segment was
+    appended (no record in it can have been made later).
+
+    Segment by segment, in log order: a segment's records are yielded only once
+    they hash to its root, and a segment whose stored records do not raise
+    VerificationError naming it. Filters are applied to the records' bytes.
+    """
+    segments = _segments(log, model=model, env=env, since=since, until=until)
+    if not segments:
+        return
+    wanted = {seg.seq: seg for seg in segments}
     with log.store.snapshot() as snap:
         if not snap.holds_records():
-            return
-        for chunk in snap.select_records(
-            _log_id(log), model=model, env=env, since=since, until=until
-        ):
-            yield from chunk
+            raise VerificationError(
+                "the log has runtime.segment events but the store has no runtime record table",
+                kind="record",
+                seq=segments[0].seq,
+            )
+        current: _Segment | None = None
+        leaves: list[bytes] = []
+        held: list[tuple[str, dict[str, Any]]] = []
+        seen: set[int] = set()
+        for chunk in snap.records_of_segments(_log_id(log), list(wanted)):
+            for seg_no, _, body in chunk:
+                if current is None or seg_no != current.seq:
+                    if current is not None:
+                        _close(current, leaves)
+                        yield from held
+                    current, leaves, held = wanted[seg_no], [], []
+                    seen.add(current.seq)
+                i = len(leaves)
+                record = _checked_record(current.seq, i, body)
+                leaves.append(merkle.leaf_hash(bytes(body)))
+                said, stream = record.get("i"), record.get("stream")
+                if said != i or stream != current.stream:
+                    raise _record_fault(
+                        current.seq,
+                        i,
+                        f"the record stored in its place says it is record {said!r} of "
+                        f"{stream!r}: the segment's records ({current.stream!r}) are missing, "
+                        "added or out of order in the store",
+                    )
+                if not _within(current, record):
+                    raise _record_fault(
+                        current.seq,
+                        i,
+                        f"it is of {record['model']!r} in {record['env']!r} at {record['time']}, "
+                        f"outside what its segment event says it holds ({current.model!r} in "
+                        f"{current.env!r}, {current.first_time} to {current.last_time})",
+                    )
+                if (
+                    (model is None or record["model"] == model)
+                    and (env is None or record["env"] == env)
+                    and (since is None or record["time"] >= since)
+                    and (until is None or record["time"] < until)
+                ):
+                    held.append((current.time, record))
+        if current is not None:
+            _close(current, leaves)
+            yield from held
+    if len(seen) != len(wanted):
+        missing = min(set(wanted) - seen)
+        raise VerificationError(
+            f"the segment's {wanted[missing].count} runtime records are missing from the "
+            "store; run `auditml verify`",
+            kind="record",
+            seq=missing,
+        )
 
 
 # --------------------------------------------------------------------------- proofs
@@ -115,35 +332,6 @@ def _proof_size(log: AuditLog, seg: int, size: int | None) -> int:
     return log.head().size
 
 
-def _record_proof(log: AuditLog, row: tuple[Any, ...], size: int) -> dict[str, Any]:
-    """Return the section 6 record proof of the stored record ``row`` at tree ``size``."""
-    seg, index = int(row[0]), int(row[1])
-    bodies = log.store.segment_bodies(_log_id(log), seg)
-    (event,) = list(log.events(start=seg, stop=seg + 1))
-    if event.event.action != SEGMENT_ACTION:  # pragma: no cover - verify names this first
-        raise VerificationError(f"event {seg} is not a runtime.segment", kind="format", seq=seg)
-    return record_proof_of_stored(  # hashes the stored bytes: nothing parsed and encoded again
-        log=log.origin,
-        bodies=bodies,
-        index=index,
-        segment_event=event.body,
-        segment_seq=seg,
-        event_inclusion=log.prove_inclusion(seg, size),
-    )
-
-
-def _records_of(log: AuditLog, request_id: str) -> list[tuple[Any, ...]]:
-    """Return the stored rows of ``request_id``, or raise a sentence saying there are none."""
-    if not isinstance(request_id, str) or not request_id.strip():
-        raise InvalidInputError("give the request id of a runtime record")
-    rows = log.store.records_for(_log_id(log), request_id)
-    if not rows:
-        raise InvalidInputError(
-            f"no runtime record of request {request_id!r} on the log {log.origin!r}"
-        )
-    return rows
-
-
 def prove_record(
     log: AuditLog, request_id: str, *, size: int | None = None, which: int = -1
 ) -> dict[str, Any]:
@@ -153,16 +341,25 @@ def prove_record(
     log's latest signed checkpoint when it covers the segment, else the log's
     current size), so the proof checks against the checkpoint of that size.
     A request recorded more than once is proven by its latest record (``which``
-    picks another, oldest first).
+    picks another, oldest first). The proof is checked against the log's root
+    at that size before it is returned: a record the log does not commit to
+    raises VerificationError, never a proof that fails later.
     """
-    rows = _records_of(log, request_id)
+    if isinstance(size, bool) or not (size is None or isinstance(size, int)):
+        raise InvalidInputError(f"size must be a whole number of events, not {size!r}")
+    if isinstance(which, bool) or not isinstance(which, int):
+        raise InvalidInputError(f"which must be a whole number, not {which!r}")
+    rows = log._stored_records(request_id)
     try:
-        row = rows[which]
+        seg, body, _ = rows[which]
     except IndexError:
         raise InvalidInputError(
             f"request {request_id!r} has {len(rows)} record(s); there is no record {which}"
         ) from None
-    return _record_proof(log, row, _proof_size(log, int(row[0]), size))
+    at = _proof_size(log, seg, size)
+    proof = log._prove_stored(seg, body, at)
+    verify_record_proof(proof, log.root(at), origin=log.origin, tree_size=at)
+    return proof
 
 
 # --------------------------------------------------------------------------- trace
@@ -240,20 +437,39 @@ def _running_at(timeline: list[Move], env: str, when: str) -> Move | None:
     return found
 
 
-def _story(log: AuditLog, state: ModelState | None, row: tuple[Any, ...], size: int) -> RecordStory:
-    record = loads_strict(bytes(row[-1]))
-    seg, index = int(row[0]), int(row[1])
-    version, env, when = str(record["version"]), str(record["env"]), str(record["time"])
+def _signed_root(log: AuditLog, note: str) -> str:
+    """Return the root a checkpoint's signed note commits to, opened with the log's own key.
+
+    The key is the one the log's first event binds (else the store's), and the
+    root is read from the signed text, never from the checkpoint's root column.
+    """
+    (first,) = list(log.events(stop=1))
+    bound = first.event.data.get("vkey")
+    key = VerifierKey.parse(bound) if isinstance(bound, str) else log.verifier_key()
+    return open_checkpoint(note, key, origin=log.origin).root_hex
+
+
+def _story(
+    log: AuditLog, state: ModelState | None, seg: int, body: bytes, size: int
+) -> RecordStory:
+    record = loads_strict(body)
+    index = record.get("i")
+    version, env, when = str(record.get("version")), str(record.get("env")), str(record.get("time"))
     checkpoint = log.latest_checkpoint()
     against = "checkpoint" if checkpoint is not None and checkpoint.size == size else "root"
-    trusted = checkpoint.root_hex if against == "checkpoint" and checkpoint else log.root(size)
     error = None
     try:
-        verify_record_proof(
-            _record_proof(log, row, size), trusted, origin=log.origin, tree_size=size
+        trusted = (
+            _signed_root(log, checkpoint.note)
+            if against == "checkpoint" and checkpoint
+            else log.root(size)
         )
-    except VerificationError as exc:
+        proof = log._prove_stored(seg, body, size)
+        verify_record_proof(proof, trusted, origin=log.origin, tree_size=size)
+        _checked_record(seg, index if isinstance(index, int) else -1, body)
+    except (VerificationError, InvalidInputError) as exc:
         error = str(exc)
+        state = None  # the log does not commit to this record: it has no story to tell
     vs = state.versions.get(version) if state is not None else None
     datasets: dict[str, dict[str, Any]] = {}
     if vs is not None and vs.trained_seq is not None:
@@ -283,13 +499,13 @@ def _story(log: AuditLog, state: ModelState | None, row: tuple[Any, ...], size: 
     retired = vs is not None and vs.retired is not None and vs.retired.time <= when
     incidents = [
         inc.as_dict()
-        for inc in log.incidents(str(record["model"]))
+        for inc in (log.incidents(str(record.get("model"))) if vs is not None else [])
         if inc.time <= when and (inc.closed_at is None or inc.closed_at > when)
     ]
     return RecordStory(
         record=record,
         segment_seq=seg,
-        index=index,
+        index=index if isinstance(index, int) and not isinstance(index, bool) else -1,
         proof_ok=error is None,
         proof_error=error,
         proven_at_size=size,
@@ -311,16 +527,22 @@ def trace(log: AuditLog, request_id: str) -> Trace:
 
     Each record's proof is built and checked as an auditor would, against the
     log's latest signed checkpoint when it covers the record's segment, else
-    against the log's current root; a failure is reported in the story, not raised.
+    against the log's current root; a failure is reported in the story, not
+    raised, and a record whose proof fails gets no story (nothing the log says
+    is told of a record the log does not commit to). A stored row whose bytes
+    are not the record of ``request_id`` raises VerificationError.
     """
-    rows = _records_of(log, request_id)
+    rows = log._stored_records(request_id)
     states: dict[str, ModelState | None] = {}
     stories = []
-    for row in rows:
-        model = str(row[4])
+    for seg, body, record in rows:
+        model = str(record.get("model"))
         if model not in states:
-            states[model] = log.status(model).get(model)
-        stories.append(_story(log, states[model], row, _proof_size(log, int(row[0]), None)))
+            try:
+                states[model] = log.status(model).get(model)
+            except InvalidInputError:  # records of a model that is not on the log
+                states[model] = None
+        stories.append(_story(log, states[model], seg, body, _proof_size(log, seg, None)))
     return Trace(request_id=request_id, origin=log.origin, records=stories)
 
 
@@ -412,6 +634,34 @@ def _finish(key: tuple[str, str, str], acc: _Acc) -> RuntimeStats:
     )
 
 
+def _known(log: AuditLog, model: str | None, env: str | None) -> None:
+    """Refuse a model or environment the log says nothing of, naming the ones it knows."""
+    if model is None and env is None:
+        return
+    for name, what in ((model, "model"), (env, "environment")):
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise InvalidInputError(f"give the name of a {what}, not {name!r}")
+    segments = _segments(log, model=model)
+    if model is not None and not segments:
+        log.status(model)  # raises, naming the models the log knows, when it knows none such
+    if env is None:
+        return
+    try:
+        states = log.status(model)
+    except InvalidInputError:  # a model with records but no lifecycle on the log
+        states = {}
+    envs = {str(seg.env) for seg in segments} | {
+        move.environment for state in states.values() for move in state.timeline
+    }
+    if env not in envs:
+        of = f" of {model!r}" if model is not None else ""
+        known = ", ".join(sorted(envs)[:10]) or "none yet"
+        raise InvalidInputError(
+            f"no runtime records or deployments{of} in environment {env!r} on the log "
+            f"(its environments: {known})"
+        )
+
+
 def runtime_stats(
     log: AuditLog,
     model: str | None = None,
@@ -425,14 +675,15 @@ def runtime_stats(
     values, quantiles p00…p100 and the mean for numbers. ``since`` is inclusive
     and ``until`` exclusive, on the records' own times; plain dates mean midnight UTC.
     """
+    low, high = _bounds(since, until)
+    _known(log, model, env)
     groups: dict[tuple[str, str, str], _Acc] = {}
-    for row in _rows(log, model=model, env=env, since=_stamp(since), until=_stamp(until)):
-        key = (str(row[4]), str(row[5]), str(row[6]))
+    for _, record in _verified(log, model=model, env=env, since=low, until=high):
+        key = (record["model"], record["version"], record["env"])
         acc = groups.get(key)
         if acc is None:
             acc = groups[key] = _Acc()
-        output = loads_strict(bytes(row[-1])).get("output")
-        acc.add(str(row[3]), row[7], row[8], output if isinstance(output, dict) else {})
+        acc.add(record["time"], record["latency_ms"], record["error"], record["output"])
     return [_finish(key, groups[key]) for key in sorted(groups)]
 
 
@@ -444,7 +695,8 @@ class Finding:
     """Records a version should not have produced, or a deployed version gone quiet.
 
     ``kind`` is one of ``unknown-version``, ``never-deployed``, ``before-deploy``,
-    ``rolled-back``, ``replaced``, ``retired`` or ``silent``; ``message`` says it
+    ``rolled-back``, ``replaced``, ``retired``, ``silent`` or ``clock-skew`` (records
+    stamped after the segment that commits them was appended); ``message`` says it
     in one sentence; ``count``, ``first_time``, ``last_time`` and
     ``request_ids`` (the first few) name the records behind it.
     """
@@ -542,7 +794,9 @@ def runtime_check(
     environment at its time: an unknown version, one never deployed there
     (never approved, rejected, or approved but not deployed there), one stamped
     before its first deployment there, one after it was rolled back or replaced
-    there, or one after it was retired.
+    there, or one after it was retired. A record is judged at its own time, or
+    at its segment's (when it was appended) if that is earlier: a record
+    stamped later than that is also a ``clock-skew`` finding.
 
     A version running in an environment now is ``silent`` when its model records
     in that environment at all, and its last record there since its deployment
@@ -554,6 +808,7 @@ def runtime_check(
     states = log.status()
     rules = _Rules(states)
     found: dict[tuple[str, str, str, str, int | None, str], Finding] = {}
+    key: tuple[str, str, str, str, int | None, str]
     # (model, env) -> count, first, last of all its records; and of the running version since deploy
     stream: dict[tuple[str, str], list[Any]] = {}
     running: dict[tuple[str, str], list[Any]] = {}
@@ -564,8 +819,26 @@ def runtime_check(
         for model, state in states.items()
         for env, version in state.running.items()
     }
-    for row in _rows(log):
-        request_id, when, model, version, env = (str(v) for v in row[2:7])
+    for committed, record in _verified(log):
+        request_id, stamped = record["request_id"], record["time"]
+        model, version, env = record["model"], record["version"], record["env"]
+        # A record cannot be made after the segment that commits it was appended: a later
+        # stamp is a clock running ahead, and the segment's time is the latest it can be.
+        when = min(stamped, committed)
+        if stamped > committed:
+            key = ("clock-skew", model, version, env, None, "")
+            finding = found.get(key)
+            if finding is None:
+                finding = found[key] = Finding(
+                    "clock-skew",
+                    model,
+                    version,
+                    env,
+                    f"{model} {version} in {env}: records stamped after the segment that commits "
+                    "them was appended (the server's clock runs ahead); they are judged at "
+                    "their segment's time",
+                )
+            finding._add(request_id, stamped)
         per = stream.setdefault((model, env), [0, when, when])
         per[0] += 1
         per[1], per[2] = min(per[1], when), max(per[2], when)

@@ -65,6 +65,7 @@ SHORT_HELP = {
     "runtime": "Statistics and checks of runtime records.",
     "runtime stats": "Requests, errors, latency and outputs.",
     "runtime check": "Find records a version should not have made.",
+    "runtime ingest": "Commit records written as JSON Lines.",
     "card": "Build, record and compare model cards.",
     "card show": "Render a version's model card.",
     "card update": "Record a card's human-written sections.",

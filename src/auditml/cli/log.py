@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from contextlib import AbstractContextManager
 from dataclasses import asdict
@@ -283,7 +284,9 @@ def verify(
         _verify_record(record, checkpoint or [], vkey, as_json)
         return
     if path is not None and path.suffix.lower() == ".pdf":
-        _verify_report(path, _read_vkey(vkey), as_json)
+        with _offline(as_json):
+            pinned_key = _read_vkey(vkey)
+        _verify_report(path, pinned_key, as_json)
         return
     if path is not None and path.suffix.lower() in {".html", ".htm", ".md", ".json"}:
         with errors():
@@ -295,7 +298,9 @@ def verify(
     if path is not None and bundle is None:
         bundle = path
     if bundle is not None:
-        _verify_bundle(bundle, _read_vkey(vkey), as_json)
+        with _offline(as_json):
+            pinned_key = _read_vkey(vkey)
+        _verify_bundle(bundle, pinned_key, as_json)
         return
     progress = LazyProgress("verifying")
     opened: list[AuditLog] = []  # the log once it is open: a JSON failure names its origin
@@ -348,6 +353,10 @@ def verify(
         f"in {report.seconds:.2f}s{speed}"
     )
     out.print(f"root {report.root}")
+    if report.records:
+        out.print(f"{report.records:,} runtime record(s) verified against their segments' roots")
+    elif report.records is None:
+        out.print("runtime records not checked (--no-runtime)")
     if report.signatures:
         out.print(f"{report.signatures} e-signature(s) verified against the registered keys")
     if report.checkpoint is not None:
@@ -449,19 +458,47 @@ def _verify_record(path: Path, anchors: list[Path], vkey: str | None, as_json: b
     out.print(f"root {cp.root_hex}, signed by {key}")
 
 
+#: The largest record proof file read: a proof is its record and two short hash paths.
+MAX_PROOF_BYTES = 64 << 20
+#: The largest checkpoint file read: a signed note is a few lines.
+MAX_CHECKPOINT_BYTES = 1 << 20
+
+
+def _read_small(path: Path, what: str, limit: int) -> bytes:
+    """Return the bytes of the regular file ``path`` if it holds at most ``limit``, else raise.
+
+    A device, pipe or folder is refused before it is read, so `/dev/zero` or a
+    FIFO given by mistake can neither hang the command nor fill its memory.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise InvalidInputError(f"no {what} file at {path}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidInputError(f"{path} is not a regular file; give the {what} file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read the {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InvalidInputError(
+            f"{path} is over {limit >> 20} MiB, far more than any {what}: give the {what} file"
+        )
+    return data
+
+
 def _read_proof(path: Path) -> dict[str, Any]:
     """Read a record proof file as JSON, or raise a sentence naming the file."""
     from auditml.core.canonical import loads_strict
 
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise InvalidInputError(f"no record proof file at {path}") from None
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read the record proof {path}: {exc.strerror}") from None
+    text = _read_small(path, "record proof", MAX_PROOF_BYTES)
     try:
         found = loads_strict(text)
-    except (AuditmlError, ValueError):
+    except (AuditmlError, ValueError, RecursionError):
         raise InvalidInputError(
             f"{path} is not a record proof: it is not JSON, as `auditml prove record` writes it"
         ) from None
@@ -472,16 +509,13 @@ def _read_proof(path: Path) -> dict[str, Any]:
 
 def _read_anchor(path: Path) -> str:
     """Read an anchored checkpoint file, or raise a sentence naming the file."""
+    data = _read_small(path, "checkpoint", MAX_CHECKPOINT_BYTES)
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInputError(f"no checkpoint file at {path}") from None
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInputError(
             f"{path} is not a checkpoint: a checkpoint is text, as `auditml checkpoint` writes it"
         ) from None
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read the checkpoint file {path}: {exc.strerror}") from None
 
 
 def _read_vkey(text: str | None) -> str | None:
@@ -489,5 +523,12 @@ def _read_vkey(text: str | None) -> str | None:
     if text is None:
         return None
     if "+" not in text and os.path.isfile(text):
-        return Path(text).read_text(encoding="utf-8").strip()
+        data = _read_small(Path(text), "verifier key", MAX_CHECKPOINT_BYTES)
+        try:
+            return data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise InvalidInputError(
+                f"{text} is not a verifier key file: a verifier key is one line of text, "
+                "as `auditml init` prints it"
+            ) from None
     return text.strip()

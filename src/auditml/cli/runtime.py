@@ -1,4 +1,4 @@
-"""The runtime commands of ``auditml``: trace, runtime stats and runtime check.
+"""The runtime commands of ``auditml``: trace, runtime stats, check and ingest.
 
 ``prove record`` lives with the other proofs, in :mod:`auditml.cli.trust`.
 
@@ -9,6 +9,8 @@ lifecycle on the log (see :mod:`auditml.serving`).
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,6 +26,7 @@ from auditml.cli._common import (
     table,
     utc,
 )
+from auditml.errors import InvalidInputError
 from auditml.serving import runtime_check, runtime_stats, trace
 
 runtime_app = group("Read runtime records: statistics and checks per version and environment.")
@@ -52,22 +55,25 @@ def trace_command(
         return
     for story in found.records:
         rec = story.record
+        where = f"record {story.index} of segment event {story.segment_seq}"
+        if not story.proof_ok:
+            out.print(f"Request {found.request_id!r}: {where}")
+            out.print(f"  record       {json.dumps(rec, ensure_ascii=False)}")
+            out.print(f"  proof        FAILED: {story.proof_error}")
+            out.print("  not traced   the log does not commit to this record: run `auditml verify`")
+            continue
         out.print(
             f"Request {found.request_id!r}: {rec['model']} version {rec['version']} in "
             f"{rec['env']} at {utc(str(rec['time']))} UTC, {_ms(rec['latency_ms'])} ms"
             + (f", error {rec['error']}" if rec["error"] is not None else "")
         )
         out.print(f"  output       {json.dumps(rec['output'], ensure_ascii=False)}")
-        where = f"record {story.index} of segment event {story.segment_seq}"
         against = (
             f"the signed checkpoint at size {story.proven_at_size}"
             if story.proven_against == "checkpoint"
             else f"the log's root at size {story.proven_at_size}"
         )
-        if story.proof_ok:
-            out.print(f"  proof        OK: {where}, proven against {against}")
-        else:
-            out.print(f"  proof        FAILED: {where}: {story.proof_error}")
+        out.print(f"  proof        OK: {where}, proven against {against}")
         if story.trained_seq is not None:
             by = ", ".join(story.trained_by) or "unknown"
             out.print(
@@ -193,3 +199,60 @@ def check_command(db: DbOption = None, as_json: JsonOption = False) -> None:
         out.print(f"{len(findings)} finding(s).")
     if findings:
         raise typer.Exit(1)
+
+
+@runtime_app.command("ingest")
+def ingest_command(
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE|-",
+            help="JSON Lines of records, one object per line ('-' reads standard input).",
+        ),
+    ],
+    model: Annotated[str, typer.Option(metavar="NAME", help="The model that served them.")],
+    env: Annotated[str, typer.Option(metavar="ENV", help="The environment they were served in.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Commit runtime records written by a server in another language, as JSON Lines.
+
+    Each line is a JSON object of record()'s arguments: request_id, version and
+    latency_ms, and optionally output, error, time (RFC 3339 UTC with
+    microseconds and Z; default: now), subject, features, payload and personal
+    (values kept off the log, committed to). Every line is checked first: a bad
+    line is named by its number and nothing of the file is written.
+    """
+    with errors():
+        data = _read_input(file)
+        with open_log(db) as log:
+            done = log.ingest_runtime(model, data.split(b"\n"), env=env)
+    if as_json:
+        out.print_json(data=done.as_dict())
+    elif not done.records:
+        out.print("No records in the input: nothing was written.")
+    else:
+        events = (
+            f"event {done.first_seq}"
+            if done.first_seq == done.last_seq
+            else f"events {done.first_seq} to {done.last_seq}"
+        )
+        out.print(
+            f"Committed {done.records:,} runtime record(s) of {model}/{env} in "
+            f"{done.segments:,} segment(s) ({events})."
+        )
+
+
+def _read_input(file: str) -> bytes:
+    """Return the bytes of FILE, or of standard input for '-', or raise naming the problem."""
+    if file == "-":
+        return sys.stdin.buffer.read()
+    path = Path(file)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInputError(f"no file {path}: give a JSON Lines file, or - for stdin") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"{path} is a folder: give a JSON Lines file") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from None

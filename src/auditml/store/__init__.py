@@ -91,8 +91,12 @@ RECORD_COLUMNS = (
     "error",
     "body",
 )
-#: The columns of a value kept off the log, in the order ``Batch.values`` gives them.
+#: The columns of a value kept off the log, as stored.
 VALUE_COLUMNS = ("commitment", "seg", "i", "name", "salt", "value")
+#: The columns of a bulk insert: the log and the segment, then the columns of each row
+#: of ``Batch.records`` and ``Batch.values``.
+_RECORD_BULK = ("log_id", "seg", *RECORD_COLUMNS[1:])
+_VALUE_BULK = ("log_id", "seg", "commitment", "i", "name", "salt", "value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +108,10 @@ class Batch:
     head: HeadState
     #: ``(size, root, signed note)`` of the automatic checkpoints this append reaches.
     checkpoints: Sequence[tuple[int, bytes, str]] = ()
-    #: Runtime records stored with their segment event, as ``RECORD_COLUMNS`` (without log_id).
+    #: Runtime records stored with the batch's (one) segment event, as ``RECORD_COLUMNS``
+    #: without ``seg``: the store fills in the event's seq, and the log id.
     records: Sequence[tuple[Any, ...]] = ()
-    #: Values kept off the log for those records, as ``VALUE_COLUMNS`` (without log_id).
+    #: Values kept off the log for those records, as ``VALUE_COLUMNS`` without ``seg``.
     values: Sequence[tuple[Any, ...]] = ()
 
 
@@ -135,12 +140,24 @@ class EventFilter:
 
 
 def _check_name(what: str, name: str | None) -> None:
-    """Refuse a model or version name no store can look up: PostgreSQL text holds no NUL."""
-    if name is not None and "\x00" in name:
+    """Refuse a name no store can look up: PostgreSQL text holds no NUL, no store a lone surrogate.
+
+    A lone surrogate is what Python makes of bytes in a command line that are not UTF-8.
+    """
+    if name is None:
+        return
+    if "\x00" in name:
         raise InvalidInputError(
             f"the {what} name {name!r} holds a NUL character, which no store keeps in a name: "
             "remove it"
         )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"the {what} name {name!r} is not valid UTF-8 text (it holds a lone surrogate, "
+            "as bytes that are not UTF-8 give on a command line): give it in UTF-8"
+        ) from None
 
 
 class Store:
@@ -281,6 +298,7 @@ class Store:
 
     def records_for(self, log_id: int, request_id: str) -> list[tuple[Any, ...]]:
         """Return the stored records of ``request_id`` (every column), oldest segment first."""
+        _check_name("request id", request_id)
         p = self.backend.param
         with self.snapshot() as snap:
             snap._cur.execute(
@@ -311,7 +329,16 @@ class Store:
                 f"SELECT body FROM auditml_record WHERE log_id = {p} AND seg = {p} ORDER BY i",
                 (log_id, seg),
             )
-            return [bytes(row[0]) for row in snap._cur.fetchall()]
+            bodies = [row[0] for row in snap._cur.fetchall()]
+        for body in bodies:
+            if not isinstance(body, bytes | bytearray | memoryview):
+                raise VerificationError(
+                    "a runtime record of the segment is stored as text, not the bytes auditml "
+                    "wrote: it was changed in the database; run `auditml verify`",
+                    kind="record",
+                    seq=seg,
+                )
+        return [bytes(body) for body in bodies]
 
     def _has_table(self, table: str) -> bool:
         """Return whether the store holds ``table`` (one of its own, named in code)."""
@@ -456,16 +483,16 @@ class Store:
                 f"VALUES ({p}, {p}, {p}, {p}, {p})",
                 [(log_id, *cp, batch.head.head_time) for cp in batch.checkpoints],
             )
-        for table, columns, rows in (
-            ("auditml_record", RECORD_COLUMNS, batch.records),
-            ("auditml_value", VALUE_COLUMNS, batch.values),
-        ):
-            if rows:
-                cur.executemany(
-                    f"INSERT INTO {table} (log_id, {', '.join(columns)}) "
-                    f"VALUES ({', '.join([p] * (len(columns) + 1))})",
-                    [(log_id, *row) for row in rows],
-                )
+        if batch.records or batch.values:
+            if len(batch.rows) != 1:
+                raise AppendError("runtime records are appended with exactly one segment event")
+            seg = batch.rows[0][0]
+            for table, columns, rows in (
+                ("auditml_record", _RECORD_BULK, batch.records),
+                ("auditml_value", _VALUE_BULK, batch.values),
+            ):
+                if rows:
+                    self.backend.bulk_insert(cur, table, columns, (log_id, seg), rows)
         h = batch.head
         cur.execute(
             f"UPDATE auditml_log SET size = {p}, head_hash = {p}, head_time = {p}, root = {p}, "
@@ -1050,6 +1077,29 @@ class Snapshot:
         return [_blob(row[0], "an event's hash") for row in self._cur.fetchall()]
 
     # -- runtime views (auditml.serving) ---------------------------------------------------
+
+    def records_of_segments(
+        self, log_id: int, segs: Sequence[int], chunk: int = SCAN_CHUNK, batch: int = 500
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield chunks of ``(seg, i, body)`` of the stored records of segments ``segs``.
+
+        Rows come in ``seg, i`` order; the segments are read ``batch`` at a time.
+        Only the segment and index columns locate a record: its bytes say the rest.
+        """
+        p = self._p
+        ordered = sorted(set(segs))
+        for start in range(0, len(ordered), batch):
+            part = ordered[start : start + batch]
+            cursor = self._store.backend.scan_cursor(self._conn)
+            try:
+                cursor.execute(
+                    f"SELECT seg, i, body FROM auditml_record WHERE log_id = {p} "
+                    f"AND seg IN ({', '.join([p] * len(part))}) ORDER BY seg, i",
+                    (log_id, *part),
+                )
+                yield from iter_chunks(cursor, chunk)
+            finally:
+                close_quietly(cursor)
 
     def select_records(
         self,

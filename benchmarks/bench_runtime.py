@@ -186,13 +186,31 @@ def floor_with_values(path: str) -> float:
     return seconds
 
 
-def verify_records_seconds(url: str, parallel: bool) -> tuple[float, int]:
-    """Run verify's records pass (records and their values); return (seconds, count)."""
+def verify_records_seconds(url: str, parallel: bool, values: bool = True) -> tuple[float, int]:
+    """Run verify's records pass (with their values, by default); return (seconds, count)."""
     with AuditLog.open(url) as log:
         size = log.head().size
         t0 = time.perf_counter()
-        checked = log._ledger.verify_records(size, parallel=parallel)
+        cpu0, helper0 = time.process_time(), _children_cpu()
+        checked = log._ledger.verify_records(size, parallel=parallel, values=values)
+        CPU[(parallel, values)] = (time.process_time() - cpu0, _children_cpu() - helper0)
         return time.perf_counter() - t0, checked
+
+
+#: CPU seconds of the last run of each kind: (this process, its helper process).
+CPU: dict[tuple[bool, bool], tuple[float, float]] = {}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def floor_cpu(path: str) -> float:
+    """Return the CPU seconds of one floor run (what an idle machine's wall time would be)."""
+    t0 = time.process_time()
+    floor(path)
+    return time.process_time() - t0
 
 
 # ru_maxrss survives exec on Linux, so the child reads its own high-water mark, VmHWM.
@@ -248,7 +266,7 @@ def query_plan(path: str) -> list[str]:
     try:
         rows = conn.execute(
             f"EXPLAIN QUERY PLAN SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
-            "WHERE log_id = ? AND request_id = ? ORDER BY seg, i",
+            "WHERE log_id = ? AND request_id = ? ORDER BY +seg, +i",
             (1, request_id(0)),
         ).fetchall()
     finally:
@@ -281,27 +299,43 @@ def main() -> None:
             seconds = build(url, args.verify_records)
             print(f"built {args.verify_records:,} records in {seconds:.1f} s (bulk path)")
         size, rss_before, rss_peak, rss_helper, whole = verify_rss(url)
-        floors, with_values, serial, parallel = [], [], [], []
+        floors, with_values = [], []
+        runs: dict[tuple[bool, bool], list[float]] = {}
         for _ in range(args.rounds):  # interleaved, so a busy machine slows all alike
             floors.append(floor(path))
             with_values.append(floor_with_values(path))
-            for chosen, out in ((False, serial), (True, parallel)):
-                seconds, checked = verify_records_seconds(url, chosen)
+            for key in ((False, False), (False, True), (True, False), (True, True)):
+                seconds, checked = verify_records_seconds(url, *key)
                 assert checked == args.verify_records, checked
-                out.append(seconds)
+                runs.setdefault(key, []).append(seconds)
         f, fv = min(floors), min(with_values)
         print(
             f"floor: the same SELECT of {args.verify_records:,} records, streamed, one SHA-256 "
             f"each: {f:.2f} s; with the value rows read and hashed too: {fv:.2f} s"
         )
-        for name, runs in (("one process", serial), ("with its helper process", parallel)):
-            v = min(runs)
+        for (parallel, values), times in runs.items():
+            v = min(times)
+            what = "the records and their values" if values else "the records alone"
+            how = "with its helper process" if parallel else "one process"
+            against = (
+                f"{v / fv:.2f}x the floor with values" if values else f"{v / f:.2f}x the floor"
+            )
             print(
-                f"verify of the records and their values, {name} (SQLite): {v:.2f} s = "
-                f"{v / f:.2f}x the records floor ({v / fv:.2f}x the floor with values), "
+                f"verify of {what}, {how} (SQLite): {v:.2f} s = {against}, "
                 f"{args.verify_records / v:,.0f} records/s (best of {args.rounds})"
             )
         print(f"cores: {os.cpu_count()}, load average at the end: {os.getloadavg()[0]:.1f}")
+        fc = min(floor_cpu(path) for _ in range(args.rounds))
+        print(
+            f"CPU seconds (what wall time is on an idle machine): floor {fc:.2f}; "
+            + "; ".join(
+                f"{'records and values' if values else 'records'}, "
+                f"{'main process / helper' if parallel else 'one process'}: "
+                + (f"{main:.2f} / {helper:.2f}" if parallel else f"{main:.2f}")
+                + f" = {max(main, helper) / fc:.2f}x the floor"
+                for (parallel, values), (main, helper) in CPU.items()
+            )
+        )
         print(
             f"whole verify (chain of {size:,} events, records, values), fresh process: "
             f"{whole:.2f} s; peak RSS {rss_peak:.0f} MB (was {rss_before:.0f} MB before "

@@ -191,6 +191,18 @@ def test_trace_trusts_the_signed_checkpoint_note_not_its_root_column(log: AuditL
     assert not story.proof_ok and story.approvals == []
 
 
+def test_segment_records_read_in_batches_come_whole_and_in_order(log: AuditLog) -> None:
+    """Reading segments a few at a time (server-side cursors one after another) loses no row."""
+    segs = sorted({int(r[0]) for r in raw_query(log.store.url, "SELECT seg FROM auditml_record")})
+    with log.store.snapshot() as snap:
+        rows = [
+            row[:2]
+            for chunk in snap.records_of_segments(log._ledger.log_id, segs, chunk=2, batch=1)
+            for row in chunk
+        ]
+    assert rows == sorted(rows) and len(rows) == 8
+
+
 # -- rows the log does not commit to ---------------------------------------------------------
 
 
@@ -208,6 +220,8 @@ def test_a_record_beyond_the_head_is_not_counted_or_traced(
         prove_record(log, "ghost")
     code, out, _ = run_cli(["trace", "ghost", "--db", log.store.url], capsys)
     assert code == 1 and "FAILED" in out and "not traced" in out and "approved" not in out
+    code, out, _ = run_cli(["trace", "ghost", "--json", "--db", log.store.url], capsys)
+    assert code == 1 and json.loads(out)["records"][0]["proof_ok"] is False
     code, _, err = run_cli(["prove", "record", "ghost", "--db", log.store.url], capsys)
     assert code == 1 and "added outside auditml" in err
 
@@ -687,3 +701,22 @@ def test_a_deployed_version_with_no_record_goes_silent(
     later = datetime.now(UTC) + timedelta(days=2)
     silent = {(f.env, f.version) for f in runtime_check(log, now=later) if f.kind == "silent"}
     assert silent == {("production", "1"), ("staging", "2")}
+
+
+# -- holes on the writing and verifying side, fixed there ------------------------------------
+
+
+def test_verify_names_a_record_beyond_the_head(log: AuditLog) -> None:
+    """A record row claiming a segment event past the log's head fails verify."""
+    _ghost(log, seg=log.head().size + 5)
+    with pytest.raises(VerificationError, match="runtime record"):
+        log.verify()
+
+
+def test_segments_hold_at_most_max_records_without_the_background_thread(log: AuditLog) -> None:
+    """A recorder without its thread still commits segments of at most max_records records."""
+    with log.runtime("credit", env="production", background=False, max_records=10) as rec:
+        for n in range(25):
+            rec.record(f"m{n}", version="1", output={"label": "refer"}, latency_ms=1)
+    counts = [r.event.data["count"] for r in log.events(action="runtime.segment")]
+    assert max(counts) <= 10

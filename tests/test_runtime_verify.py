@@ -349,6 +349,16 @@ def test_a_clean_log_verifies_its_records_and_values(logged: Logged) -> None:
     logged.log.verify()
 
 
+def test_values_false_skips_the_values(logged: Logged) -> None:
+    """verify_records(values=False) checks the records alone: a changed value goes unnoticed."""
+    drop_triggers(logged.url)
+    raw_sql(logged.url, [("UPDATE auditml_value SET value = %s WHERE i = 0", (b'"x"',))])
+    size = logged.log.head().size
+    for parallel in (False, True):
+        assert logged.log._ledger.verify_records(size, parallel=parallel, values=False) == 6
+    _fails(logged)
+
+
 def test_an_erased_value_still_verifies(logged: Logged) -> None:
     """Erasing a value and its salt leaves a commitment nobody can open; verify still passes."""
     raw_sql(logged.url, ["DELETE FROM auditml_value WHERE i = 1"])

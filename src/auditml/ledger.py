@@ -84,7 +84,7 @@ ProgressFn = Callable[[int, int], None]
 Imported = bool | Mapping[str, Any] | ImportedFrom
 PARALLEL_MIN = 250_000  # below this, starting a helper process costs more than it saves
 RECORDS_PARALLEL_MIN = 200_000  # the same for runtime records, which cost more each
-RECORDS_SHARE = 0.4  # of the records, checked here with all the values kept off the log
+RECORDS_SHARE = 0.52  # of the records, checked here: the helper first has to start
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -384,7 +384,12 @@ class Ledger:
         return seal_rows(rows, handles, keys)
 
     def verify_records(
-        self, size: int, progress: ProgressFn | None = None, parallel: bool | None = None
+        self,
+        size: int,
+        progress: ProgressFn | None = None,
+        parallel: bool | None = None,
+        *,
+        values: bool = True,
     ) -> int:
         """Check every stored runtime record against its segment, streaming; return the count.
 
@@ -396,6 +401,8 @@ class Ledger:
         ``record``). With ``parallel`` (the default for many records on a machine
         with two cores or more) a helper process checks the later segments while
         this process checks the earlier ones; the first failure in order is raised.
+        ``values`` (the default) also checks every value kept off the log against
+        its salt and its record.
         """
         if not self._store.has_table("auditml_record"):
             return 0
@@ -410,12 +417,14 @@ class Ledger:
             if parallel is None:
                 parallel = whole.committed >= RECORDS_PARALLEL_MIN and (os.cpu_count() or 1) > 1
             split = whole.split(RECORDS_SHARE) if parallel else stop
-            helper = self._start_records_helper(split, stop) if split < stop else None
+            helper = self._start_records_helper(split, stop, values) if split < stop else None
             if helper is None:
-                return self._check_records(snap, segments, 0, stop, stop, progress)
+                return self._check_records(snap, segments, 0, stop, stop, progress, values)
             try:
-                mine = self._check_records(snap, segments, 0, split, stop, progress, null=True)
-                result = self._finish_records_helper(helper, split, stop)
+                mine = self._check_records(
+                    snap, segments, 0, split, stop, progress, values, null=True
+                )
+                result = self._finish_records_helper(helper, split, stop, values)
                 helper = None
             finally:
                 if helper is not None:
@@ -435,6 +444,7 @@ class Ledger:
         stop: int,
         head: int,
         progress: ProgressFn | None,
+        values: bool,
         *,
         null: bool = False,
     ) -> int:
@@ -444,25 +454,31 @@ class Ledger:
         reads the records whose segment is NULL (they sort first).
         """
         log_id = self._log_id
+        kept: Iterable[list[tuple[Any, ...]]] | None = None
         if stop == head and start == 0:
             chunks: Iterable[list[tuple[Any, ...]]] = snap.scan_records(log_id)
-            values = snap.scan_values(log_id)
+            kept = snap.scan_values(log_id) if values else None
         else:
             part = snap.scan_records(log_id, start, stop)
             chunks = chained(snap.scan_records(log_id, null=True), part) if null else part
             # The helper checks the values of its segments; every other value is checked here.
-            values = snap.scan_values(log_id, stop, head, outside=True)
+            kept = snap.scan_values(log_id, stop, head, outside=True) if values else None
         if progress is not None:
             chunks = _reporting(chunks, progress)
-        return check_records(snap, log_id, segments, start, stop, head, chunks, values).records
+        return check_records(snap, log_id, segments, start, stop, head, chunks, kept).records
 
-    def _start_records_helper(self, start: int, stop: int) -> subprocess.Popen[str] | None:
+    def _start_records_helper(
+        self, start: int, stop: int, values: bool
+    ) -> subprocess.Popen[str] | None:
         """Start a helper process checking the records of segments ``start`` to ``stop - 1``."""
+        return self._spawn(self._records_request(start, stop, values))
+
+    def _records_request(self, start: int, stop: int, values: bool) -> TreeRequest:
         request = replace(self._tree_request(stop, None, []), records=[start, stop])
-        return self._spawn(request)
+        return replace(request, values=values)
 
     def _finish_records_helper(
-        self, proc: subprocess.Popen[str], start: int, stop: int
+        self, proc: subprocess.Popen[str], start: int, stop: int, values: bool
     ) -> TreeAnswer:
         """Collect the records helper's answer; if the helper itself broke, do its part here."""
         assert proc.stdout is not None
@@ -471,8 +487,7 @@ class Ledger:
         proc.wait()
         result = TreeAnswer.from_json(out)
         if result.error is not None:
-            request = replace(self._tree_request(stop, None, []), records=[start, stop])
-            result = check_record_range(request)
+            result = check_record_range(self._records_request(start, stop, values))
         return result
 
     def erase_subject(

@@ -39,6 +39,8 @@ class TreeRequest:
     roots_at: list[int] = field(default_factory=list)
     #: ``[start, stop)``: check the stored runtime records of these segments instead.
     records: list[int] | None = None
+    #: With ``records``: check the values kept off the log for them too.
+    values: bool = True
 
     def to_json(self) -> str:
         """Return the request as the JSON text written to the helper's stdin."""
@@ -56,6 +58,7 @@ class TreeRequest:
             str(raw.get("origin", "")),
             [int(s) for s in raw.get("roots_at", [])],
             None if raw.get("records") is None else [int(s) for s in raw["records"]],
+            bool(raw.get("values", True)),
         )
 
 
@@ -253,7 +256,7 @@ def check_record_range(request: TreeRequest) -> TreeAnswer:
                     stop,
                     request.size,
                     snap.scan_records(request.log_id, start, stop),
-                    snap.scan_values(request.log_id, start, stop),
+                    snap.scan_values(request.log_id, start, stop) if request.values else None,
                 )
             except VerificationError as exc:
                 return TreeAnswer().fail(exc, "records")

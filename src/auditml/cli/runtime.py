@@ -47,11 +47,16 @@ def trace_command(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a request's record, check its proof, and tell which approved version served it."""
+    """Show a request's record, check its proof, and tell which approved version served it.
+
+    Exit status: 0 when every record of the request is proven, 1 when one is not.
+    """
     with errors(), open_log(db) as log:
         found = trace(log, request_id)
     if as_json:
         out.print_json(data=found.as_dict())
+        if not all(story.proof_ok for story in found.records):
+            raise typer.Exit(1)
         return
     for story in found.records:
         rec = story.record

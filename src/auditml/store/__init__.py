@@ -146,6 +146,13 @@ class EventFilter:
         _check_name("version", self.version)
 
 
+def _order(value: object) -> tuple[int, int, str]:
+    """Return a sort key for a stored integer column, putting values of another type last."""
+    if isinstance(value, int):
+        return (0, value, "")
+    return (1, 0, repr(value))
+
+
 def _check_name(what: str, name: str | None) -> None:
     """Refuse a name no store can look up: PostgreSQL text holds no NUL, no store a lone surrogate.
 
@@ -321,7 +328,9 @@ class Store:
                 f"WHERE log_id = {p} AND request_id = {p} ORDER BY +seg, +i",
                 (log_id, request_id),
             )
-            return [tuple(row) for row in snap._cur.fetchall()]
+            rows = [tuple(row) for row in snap._cur.fetchall()]
+        # Sorted again here: a column changed to another type must not break the order.
+        return sorted(rows, key=lambda row: (_order(row[0]), _order(row[1])))
 
     def value(self, log_id: int, commitment: str) -> tuple[bytes, bytes] | None:
         """Return ``(salt, value bytes)`` kept off the log for ``commitment``, or None."""

@@ -155,16 +155,17 @@ def test_after_erasure_no_database_file_holds_the_subject(
                 assert secret not in data, f"{what} found in {name} after erasure"
         return
     assert "VACUUM" in out
-    path = raw_query(url, "SELECT pg_relation_filepath('auditml_subject')")[0][0]
-    raw_sql(url, ["CHECKPOINT"])
-    data = bytes(raw_query(url, "SELECT pg_read_binary_file(%s)", (path,))[0][0])
-    assert all(k in data for k in left)
-    older = raw_query(
-        url,
+    others = (
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()",
-    )[0][0]
-    if older == 0:  # no other transaction may still see the row: VACUUM FULL dropped it
+        "AND backend_xmin IS NOT NULL AND pid <> pg_backend_pid()"
+    )
+    before = raw_query(url, others)[0][0]
+    raw_sql(url, ["VACUUM FULL auditml_subject", "CHECKPOINT"])
+    path = raw_query(url, "SELECT pg_relation_filepath('auditml_subject')")[0][0]
+    data = bytes(raw_query(url, "SELECT pg_read_binary_file(%s)", (path,))[0][0])
+    after = raw_query(url, others)[0][0]
+    assert all(k in data for k in left)
+    if before == after == 0:  # no other transaction could still see the row: it is gone
         assert not any(k in data for what, k in erased.items() if what.startswith("key "))
 
 

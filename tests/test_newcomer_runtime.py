@@ -1,0 +1,41 @@
+"""A newcomer's and a careless user's runtime inputs: each bad one named, nothing written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from auditml import AuditLog
+from tests.conftest import raw_query, run_cli
+
+LINE = '{"request_id": "r-1", "version": "1", "output": {"label": "ok"}, "latency_ms": 1.0}\n'
+
+
+@pytest.fixture
+def log_url(db_url: str) -> Iterator[str]:
+    """Yield the URL of a log where credit v1 was trained."""
+    made, _ = AuditLog.init(db_url, origin="bank.example/credit", actor="admin")
+    with made:
+        made.record_training("credit", actor="ds@bank.example")
+    yield db_url
+
+
+def _events(url: str) -> int:
+    """Return how many events the log holds."""
+    return int(raw_query(url, "SELECT count(*) FROM auditml_event")[0][0])
+
+
+def test_ingest_names_a_byte_order_mark(
+    log_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file saved with a UTF-8 BOM is refused naming the BOM, not 'Expecting value'."""
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + LINE.encode())
+    before = _events(log_url)
+    args = ["runtime", "ingest", str(path), "--model", "credit", "--env", "production"]
+    code, _out, err = run_cli([*args, "--db", log_url], capsys)
+    assert code != 0
+    assert "line 1" in err and "byte order mark" in err and "Expecting value" not in err
+    assert _events(log_url) == before

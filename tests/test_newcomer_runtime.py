@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from auditml import AuditLog
+from auditml import AuditLog, InvalidInputError
 from tests.conftest import raw_query, run_cli
 
 LINE = '{"request_id": "r-1", "version": "1", "output": {"label": "ok"}, "latency_ms": 1.0}\n'
@@ -38,4 +38,42 @@ def test_ingest_names_a_byte_order_mark(
     code, _out, err = run_cli([*args, "--db", log_url], capsys)
     assert code != 0
     assert "line 1" in err and "byte order mark" in err and "Expecting value" not in err
+    assert _events(log_url) == before
+
+
+def _record(url: str, **kw: object) -> None:
+    """Record one request served by credit v1 in production with ``kw``."""
+    with AuditLog.open(url) as log, log.runtime("credit", env="production") as rec:
+        rec.record("r-1", version="1", output={"label": "ok"}, latency_ms=1.0, **kw)  # type: ignore[arg-type]
+
+
+def test_personal_with_a_non_string_name_is_named_as_personal(log_url: str) -> None:
+    """personal={3: ...} is refused naming personal and the key, not a 'commitments' field."""
+    before = _events(log_url)
+    with pytest.raises(InvalidInputError, match=r"personal names a value by 3, of type int"):
+        _record(log_url, personal={"email": "a@b.example", 3: "x"})
+    assert _events(log_url) == before
+
+
+def test_personal_cannot_silently_replace_subject(log_url: str) -> None:
+    """subject= with personal={'subject': ...} is refused; one used to replace the other."""
+    before = _events(log_url)
+    with pytest.raises(InvalidInputError, match=r"personal names a value 'subject'"):
+        _record(log_url, subject="alice", personal={"subject": "bob"})
+    assert _events(log_url) == before
+    assert raw_query(log_url, "SELECT count(*) FROM auditml_record")[0][0] == 0
+
+
+def test_ingest_refuses_personal_hiding_subject(
+    log_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JSON Lines record with subject and personal.subject is refused by line, nothing written."""
+    path = tmp_path / "clash.jsonl"
+    path.write_text(
+        LINE + LINE.replace('"r-1"', '"r-2", "subject": "a", "personal": {"subject": "b"}')
+    )
+    before = _events(log_url)
+    args = ["runtime", "ingest", str(path), "--model", "credit", "--env", "production"]
+    code, _out, err = run_cli([*args, "--db", log_url], capsys)
+    assert code != 0 and "line 2" in err and "personal names a value 'subject'" in err
     assert _events(log_url) == before

@@ -658,6 +658,17 @@ def check_values(
                 f"personal must map value names to values, not {type(personal).__name__}; "
                 "pass e.g. personal={'email': 'jo@example.com'}"
             )
+        for key in personal:
+            if not isinstance(key, str):
+                raise InvalidInputError(
+                    f"personal names a value by {key!r}, of type {type(key).__name__}; "
+                    "name each value kept off the log with a string, e.g. personal={'email': ...}"
+                )
+            if named.get(key) is not None:
+                raise InvalidInputError(
+                    f"personal names a value {key!r}, but {key}= is given too and one would "
+                    f"hide the other; give the personal value another name"
+                )
         merged.update(personal)
     if not merged:
         return None

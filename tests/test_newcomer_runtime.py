@@ -77,3 +77,15 @@ def test_ingest_refuses_personal_hiding_subject(
     code, _out, err = run_cli([*args, "--db", log_url], capsys)
     assert code != 0 and "line 2" in err and "personal names a value 'subject'" in err
     assert _events(log_url) == before
+
+
+def test_check_reads_plainly_for_an_approved_version_never_deployed(log_url: str) -> None:
+    """Runtime check says 'approved and never deployed', not 'but it was approved but never'."""
+    from auditml.serving import runtime_check
+
+    with AuditLog.open(log_url) as log:
+        log.approve("credit", "1", actor="val@bank.example", reason="VR-1")
+    _record(log_url)
+    with AuditLog.open(log_url) as log:
+        (finding,) = runtime_check(log)
+    assert "but it was approved and never deployed to production" in finding.message

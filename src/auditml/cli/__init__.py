@@ -62,7 +62,7 @@ SHORT_HELP = {
     "incident open": "Open an incident against a version.",
     "incident close": "Close an open incident.",
     "incident list": "List incidents and their deadlines.",
-    "runtime": "Statistics and checks of runtime records.",
+    "runtime": "Ingest, count and check runtime records.",
     "runtime stats": "Requests, errors, latency and outputs.",
     "runtime check": "Find records a version should not have made.",
     "runtime ingest": "Commit records written as JSON Lines.",

@@ -89,3 +89,16 @@ def test_check_reads_plainly_for_an_approved_version_never_deployed(log_url: str
     with AuditLog.open(log_url) as log:
         (finding,) = runtime_check(log)
     assert "but it was approved and never deployed to production" in finding.message
+
+
+def test_ingest_with_an_empty_env_names_the_env(
+    log_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--env '' is refused naming the model and env given, not only an internal 'stream' field."""
+    path = tmp_path / "ok.jsonl"
+    path.write_text(LINE)
+    before = _events(log_url)
+    args = ["runtime", "ingest", str(path), "--model", "credit", "--env", ""]
+    code, _out, err = run_cli([*args, "--db", log_url], capsys)
+    assert code != 0 and "model 'credit' with env ''" in err
+    assert _events(log_url) == before

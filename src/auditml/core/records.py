@@ -854,7 +854,10 @@ class RecordEncoder:
 
     def __init__(self, model: str, env: str) -> None:
         stream = f"{model}/{env}"
-        _check_stream(stream)
+        try:
+            _check_stream(stream)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"model {model!r} with env {env!r}: {exc}") from None
         self.model, self.env, self.stream = model, env, stream
         self._env = _escape(env)
         self._model = _escape(model)

@@ -102,3 +102,25 @@ def test_ingest_with_an_empty_env_names_the_env(
     code, _out, err = run_cli([*args, "--db", log_url], capsys)
     assert code != 0 and "model 'credit' with env ''" in err
     assert _events(log_url) == before
+
+
+def test_cli_prints_a_warning_as_one_line_without_python_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ingest reaching an automatic checkpoint with no key warns in one 'warning:' line."""
+    from tests.conftest import append_evaluations
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    made, _ = AuditLog.init(url, origin="bank.example/credit", actor="admin")
+    with made:
+        made.record_training("credit-risk", actor="ds@bank.example")
+        append_evaluations(made, 999 - made.head().size, "filler")
+        key = made.key_path()
+    key.unlink()
+    path = tmp_path / "ok.jsonl"
+    path.write_text(LINE)
+    args = ["runtime", "ingest", str(path), "--model", "credit-risk", "--env", "production"]
+    code, _out, err = run_cli([*args, "--db", url], capsys)
+    assert code == 0
+    assert "warning: auditml did not sign the automatic checkpoint at size 1000" in err
+    assert "UserWarning" not in err and "result = run(cur)" not in err

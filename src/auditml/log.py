@@ -321,7 +321,8 @@ class AuditLog:
         and is checked exactly as ``record()`` checks them. Every line is checked
         before anything is written: a bad one raises InvalidInputError naming its
         line number, and nothing of ``lines`` is committed. The records are then
-        committed in segments of ``max_records``.
+        committed in segments of ``max_records``, each its own transaction: if the
+        process dies part-way, the segments already committed stay.
         """
         from auditml.runtime import ingest
 

@@ -759,7 +759,7 @@ class _Rules:
             elif not vs.approvals:
                 why = "was never approved"
             else:
-                why = f"was approved but never deployed to {env}"
+                why = f"was approved and never deployed to {env}"
             return ("never-deployed", f"{model} {version} served in {env}, but it {why}", None)
         if when < mine[0].time:
             first = mine[0]

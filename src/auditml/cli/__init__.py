@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+import warnings
+from typing import Any, TextIO
 
 import typer
 from typer.core import TyperCommand
@@ -63,7 +64,7 @@ SHORT_HELP = {
     "incident open": "Open an incident against a version.",
     "incident close": "Close an open incident.",
     "incident list": "List incidents and their deadlines.",
-    "runtime": "Statistics and checks of runtime records.",
+    "runtime": "Ingest, count and check runtime records.",
     "runtime stats": "Requests, errors, latency and outputs.",
     "runtime check": "Find records a version should not have made.",
     "runtime ingest": "Commit records written as JSON Lines.",
@@ -132,11 +133,30 @@ class _Notices(logging.Handler):
         err.print(f"note: {record.getMessage()}")
 
 
+def _say_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Print a warning as a ``warning:`` line, without Python's file, line and source."""
+    err.print(f"warning: {message}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; no auditml error ever ends in a traceback."""
     notices = logging.getLogger("auditml")
     if not any(isinstance(h, _Notices) for h in notices.handlers):
         notices.addHandler(_Notices(logging.WARNING))
+    with warnings.catch_warnings():
+        warnings.showwarning = _say_warning
+        _run(argv)
+
+
+def _run(argv: list[str] | None) -> None:
+    """Run the app, turning every error into a message and an exit status."""
     try:
         app(args=argv, prog_name="auditml")
     except AuditmlError as exc:  # one a command did not handle itself

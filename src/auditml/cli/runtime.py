@@ -29,7 +29,10 @@ from auditml.cli._common import (
 from auditml.errors import InvalidInputError
 from auditml.serving import runtime_check, runtime_stats, trace
 
-runtime_app = group("Read runtime records: statistics and checks per version and environment.")
+runtime_app = group(
+    "Runtime records: ingest them from JSON Lines, and statistics and checks per version "
+    "and environment."
+)
 app.add_typer(runtime_app, name="runtime")
 
 RequestArgument = Annotated[
@@ -226,7 +229,10 @@ def ingest_command(
     latency_ms, and optionally output, error, time (RFC 3339 UTC with
     microseconds and Z; default: now), subject, features, payload and personal
     (values kept off the log, committed to). Every line is checked first: a bad
-    line is named by its number and nothing of the file is written.
+    line is named by its number and nothing of the file is written. The records
+    are then committed 1,000 to a segment: if the process dies part-way, the
+    segments already committed stay, and ingesting the file again records them
+    twice (request ids are not deduplicated).
     """
     with errors():
         data = _read_input(file)

@@ -559,6 +559,11 @@ def loads_strict(data: bytes | str) -> Any:
             f"loads_strict takes bytes or str, not {type(data).__name__}; "
             "pass the JSON text itself."
         )
+    if text.startswith("\ufeff"):
+        raise CanonicalizationError(
+            "JSON text starts with a byte order mark (U+FEFF), which JSON does not allow; "
+            "write it as UTF-8 without a BOM."
+        )
     try:
         value = _decoder.decode(text)
     except json.JSONDecodeError as exc:

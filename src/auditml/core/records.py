@@ -659,6 +659,17 @@ def check_values(
                 f"personal must map value names to values, not {type(personal).__name__}; "
                 "pass e.g. personal={'email': 'jo@example.com'}"
             )
+        for key in personal:
+            if not isinstance(key, str):
+                raise InvalidInputError(
+                    f"personal names a value by {key!r}, of type {type(key).__name__}; "
+                    "name each value kept off the log with a string, e.g. personal={'email': ...}"
+                )
+            if named.get(key) is not None:
+                raise InvalidInputError(
+                    f"personal names a value {key!r}, but {key}= is given too and one would "
+                    f"hide the other; give the personal value another name"
+                )
         merged.update(personal)
     if not merged:
         return None
@@ -844,7 +855,10 @@ class RecordEncoder:
 
     def __init__(self, model: str, env: str) -> None:
         stream = f"{model}/{env}"
-        _check_stream(stream)
+        try:
+            _check_stream(stream)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"model {model!r} with env {env!r}: {exc}") from None
         self.model, self.env, self.stream = model, env, stream
         self._env = _escape(env)
         self._model = _escape(model)

@@ -362,7 +362,7 @@ def test_values_false_skips_the_values(logged: Logged) -> None:
 def test_an_erased_value_still_verifies(logged: Logged) -> None:
     """Erasing a value and its salt leaves a commitment nobody can open; verify still passes."""
     raw_sql(logged.url, ["DELETE FROM auditml_value WHERE i = 1"])
-    logged.log.verify()
+    assert (logged.log.verify().records or 0) > 0
 
 
 def test_the_first_failure_in_order_is_named(logged: Logged) -> None:

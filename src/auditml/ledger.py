@@ -481,14 +481,9 @@ class Ledger:
         self, proc: subprocess.Popen[str], start: int, stop: int, values: bool
     ) -> TreeAnswer:
         """Collect the records helper's answer; if the helper itself broke, do its part here."""
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        proc.stdout.close()
-        proc.wait()
-        result = TreeAnswer.from_json(out)
-        if result.error is not None:
-            result = check_record_range(self._records_request(start, stop, values))
-        return result
+        return _helper_answer(
+            proc, lambda: check_record_range(self._records_request(start, stop, values))
+        )
 
     def erase_subject(
         self, sid: str, draft_for: Callable[[list[tuple[str, str, int, int]]], Draft]
@@ -822,14 +817,19 @@ class Ledger:
         self, proc: subprocess.Popen[str], size: int, split: int | None, roots_at: list[int]
     ) -> TreeAnswer:
         """Collect the helper's answer; if the helper itself broke, do its part here instead."""
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        proc.stdout.close()
-        proc.wait()
-        result = TreeAnswer.from_json(out)
-        if result.error is not None:
-            result = fold_stored_tree(self._tree_request(size, split, roots_at))
-        return result
+        return _helper_answer(
+            proc, lambda: fold_stored_tree(self._tree_request(size, split, roots_at))
+        )
+
+
+def _helper_answer(proc: subprocess.Popen[str], fallback: Callable[[], TreeAnswer]) -> TreeAnswer:
+    """Read a helper process's answer; when the helper itself broke, return ``fallback()``."""
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.stdout.close()
+    proc.wait()
+    result = TreeAnswer.from_json(out)
+    return fallback() if result.error is not None else result
 
 
 def _reporting(

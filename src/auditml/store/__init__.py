@@ -461,6 +461,14 @@ class Store:
         assert batch is not None  # prepare always returns a batch here
         return batch
 
+    def _locked_head(self, cur: Any, log_id: int) -> HeadState:
+        """Lock the log's head row for this transaction and return it."""
+        cur.execute(self.backend.lock_head_sql(), (log_id,))
+        found = cur.fetchone()
+        if found is None:
+            raise AppendError(f"the log with id {log_id} has no head row in {redact(self.url)}")
+        return _head(tuple(found))
+
     def append_after(
         self, log_id: int, prepare: Callable[[HeadState, TxReader], Batch | None]
     ) -> Batch | None:
@@ -472,11 +480,7 @@ class Store:
         """
 
         def run(cur: Any) -> Batch | None:
-            cur.execute(self.backend.lock_head_sql(), (log_id,))
-            found = cur.fetchone()
-            if found is None:
-                raise AppendError(f"the log with id {log_id} has no head row in {redact(self.url)}")
-            head = _head(tuple(found))
+            head = self._locked_head(cur, log_id)
             batch = prepare(head, TxReader(cur, self.backend.param, log_id))
             if batch is not None:
                 self._write(cur, batch, head.size)
@@ -834,11 +838,7 @@ class Store:
             done.clear()
             if self.dialect == "sqlite":
                 cur.execute("PRAGMA secure_delete = ON")
-            cur.execute(self.backend.lock_head_sql(), (log_id,))
-            found = cur.fetchone()
-            if found is None:
-                raise AppendError(f"the log with id {log_id} has no head row in {redact(self.url)}")
-            head = _head(tuple(found))
+            head = self._locked_head(cur, log_id)
             cur.execute(
                 "SELECT v.commitment, v.name, v.seg, v.i FROM auditml_subject_value s "
                 "JOIN auditml_value v ON v.log_id = s.log_id AND v.commitment = s.commitment "
@@ -894,11 +894,7 @@ class Store:
             done.clear()
             if self.dialect == "sqlite":
                 cur.execute("PRAGMA secure_delete = ON")
-            cur.execute(self.backend.lock_head_sql(), (log_id,))
-            found = cur.fetchone()
-            if found is None:
-                raise AppendError(f"the log with id {log_id} has no head row in {redact(self.url)}")
-            head = _head(tuple(found))
+            head = self._locked_head(cur, log_id)
             removed = Removed()
             for seg, name in groups:
                 cur.execute(f"{lookups} AND name = {p})", (log_id, log_id, seg, name))

@@ -50,7 +50,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from auditml._internal.identity import resolve_actor
 from auditml._internal.policyfile import load_policy
 from auditml.core.decide import (
     Outcome,
@@ -221,7 +220,7 @@ class Lifecycle:
         name: str | None,
     ) -> Receipt:
         """Sign a decision's statement (before the lock), then decide and record it."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         signature = self._esign(
             signer,
             action=action,
@@ -255,7 +254,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Deploy a version to an environment, if policy allows; records what it replaced."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         return self._decided(
             lambda view: decide_deploy(
                 view,
@@ -277,7 +276,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Roll an environment back to ``to``, or to the previous version that ran there."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         target = None if to is None else str(to)
         return self._decided(
             lambda view: decide_rollback(
@@ -294,7 +293,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Retire a version for good, if policy allows and it runs nowhere."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         return self._decided(
             lambda view: decide_retire(
                 view, model=model, version=str(version), actor=who, reason=reason
@@ -316,7 +315,7 @@ class Lifecycle:
         """Record an evaluation of a trained version; files named are hashed first."""
         from auditml._internal.fingerprint import artifact_ref, dataset_ref
 
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         data = validate_data(
             "model.evaluate",
             {
@@ -353,7 +352,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Incident:
         """Open an incident against a version and return it, with its id and any deadline."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         data = validate_data(
             "incident.open",
             {
@@ -402,7 +401,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Close an open incident: how it was resolved, and when authorities were told."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         data = validate_data(
             "incident.close",
             {
@@ -437,7 +436,7 @@ class Lifecycle:
         from auditml._internal.sectionfile import read_sections
         from auditml.core.card import validate_sections
 
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         source = sha = None
         if isinstance(sections, Mapping):
             checked = validate_sections(dict(sections))
@@ -473,7 +472,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record a training run done elsewhere; the receipt names the version it got."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         payload = validate_data("model.train", data)
         return self._decided(
             lambda view: decide_train(
@@ -512,7 +511,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record a policy (a Policy or a TOML file); it is in force from this event on."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         source = sha = None
         if isinstance(policy, Policy):
             chosen = policy

@@ -383,7 +383,7 @@ class AuditLog:
         signer's printed name (21 CFR 11.50). Needs the ``privacy`` permission.
         """
         return self._privacy.erase_actor(
-            who, request=request, reason=reason, basis=basis, actor=self._ledger.identify(actor)
+            who, request=request, reason=reason, basis=basis, actor=resolve_actor(actor)
         )
 
     def actors(self) -> dict[str, DirectoryEntry]:

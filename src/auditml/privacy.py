@@ -438,6 +438,8 @@ class Privacy:
                 f"the actor directory holds no one known as {who!r}{held}: check the id (case "
                 "and spaces are ignored), or see `auditml actors`; nothing was erased"
             )
+        # Only now is the eraser given a pseudonym: a refused request writes nothing.
+        actor = self._ledger.pseudonymize(actor)
         self._may(actor, "privacy.erasure")
         ids: set[str] = {who, found.known_as, found.pseudonym}
         id_needles = sorted({_needle(i) for i in (who, found.known_as) if i})

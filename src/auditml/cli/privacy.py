@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from auditml.cli._common import (
     ActorOption,
     DbOption,
     JsonOption,
+    actor_names,
     app,
     errors,
     group,
@@ -60,7 +62,7 @@ def _item(d: Due) -> str:
     return f"{d.count:,} {what} of segment {d.seg} ({d.stream})"
 
 
-def _print_status(status: RetentionStatus) -> None:
+def _print_status(status: RetentionStatus, label: Callable[[str], str]) -> None:
     where = (
         f"policy of event {status.policy_seq}"
         if status.policy_seq is not None
@@ -108,7 +110,7 @@ def _print_status(status: RetentionStatus) -> None:
     out.print("Removed:")
     removed = table("event", "time (UTC)", "what", "by", "summary", overflow="fold")
     for e in status.entries:
-        removed.add_row(str(e.seq), utc(e.time), e.what, e.actor, e.summary())
+        removed.add_row(str(e.seq), utc(e.time), e.what, label(e.actor), e.summary())
     out.print(removed)
 
 
@@ -117,10 +119,11 @@ def show_command(at: AtOption = None, db: DbOption = None, as_json: JsonOption =
     """Show the retention schedule, what falls due next, and what has been removed."""
     with errors(), open_log(db) as log:
         status = log.retention(_moment(at))
+        label = actor_names(log)
     if as_json:
         out.print_json(data=status.as_dict())
         return
-    _print_status(status)
+    _print_status(status, label)
 
 
 @app.command("erase")

@@ -105,6 +105,7 @@ __all__ = [
     "erased_digest",
     "is_pseudonym",
     "is_sealed",
+    "labelled",
     "new_pseudonym",
     "new_subject_key",
     "open_sealed",
@@ -416,6 +417,17 @@ def actor_label(actor_id: str, directory: Mapping[str, DirectoryEntry]) -> str:
     if entry.name and entry.name != entry.known_as:
         return f"{entry.name} <{entry.known_as}> ({actor_id})"
     return f"{entry.known_as} ({actor_id})"
+
+
+def labelled(event: Event, directory: Mapping[str, DirectoryEntry]) -> Event:
+    """Return ``event`` with its actor shown as :func:`actor_label` says: for displays only.
+
+    The copy is never hashed, stored or decided on; the event read back is unchanged.
+    """
+    shown = actor_label(event.actor.id, directory)
+    if shown == event.actor.id:
+        return event
+    return event.model_copy(update={"actor": event.actor.model_copy(update={"id": shown})})
 
 
 # -- the plan ------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def _signed_approval(log: AuditLog, tmp_path: Path) -> int:
 
 
 def test_new_events_carry_a_pseudonym_and_keep_the_id_off_the_log(log: AuditLog) -> None:
-    """The train event's actor is actor:<hex>; no hashed byte holds the e-mail; the directory does."""
+    """The actor is actor:<hex>; no hashed byte holds the e-mail; the directory does."""
     (train,) = list(log.events(action="model.train"))
     assert PSEUDONYM.match(train.event.actor.id)
     assert ALICE.encode() not in train.body and b"known_as" not in train.body
@@ -150,7 +150,7 @@ def test_displays_show_the_person_before_erasure_and_the_pseudonym_after(
 
 
 def test_erase_actor_records_one_event_and_verify_still_passes(log: AuditLog) -> None:
-    """One privacy.erasure (scope actor) naming the pseudonym, never the id; verify --deep passes."""
+    """One privacy.erasure (scope actor) names the pseudonym, never the id; verify --deep passes."""
     (train,) = list(log.events(action="model.train"))
     size = log.head().size
     done = log.erase_actor(ALICE, request="DSR-7", reason="asked to be forgotten", actor=DPO)
@@ -305,3 +305,46 @@ def test_actors_command_lists_the_directory(
     done = log.erase_actor(ALICE, request="DSR-7", reason="asked", actor=DPO)
     code, out, _ = run_cli(["actors", "--db", db_url], capsys)
     assert code == 0 and done.pseudonym in out and f"event {done.seq}" in out and ALICE not in out
+
+
+def test_training_runs_runtime_segments_and_denials_carry_the_pseudonym(
+    db_url: str, tmp_path: Path
+) -> None:
+    """training_run, a runtime recorder and a refused training keep the e-mail out of the log."""
+    with AuditLog.init(db_url, origin="bank.example/paths", actor=ADMIN)[0] as log:
+        roles = '[roles]\n"actor:00000000000000aa" = ["scientist"]\n'
+        _policy(log, tmp_path, PSEUDONYMOUS + roles + '[permissions]\ntrain = ["scientist"]\n')
+        with pytest.raises(PolicyDeniedError):
+            log.record_training("credit", actor=VAL)
+        _policy(log, tmp_path, PSEUDONYMOUS)
+        with log.training_run(model="credit", actor=ALICE):
+            pass
+        with log.runtime("credit", env="production", actor=VAL, background=False) as rec:
+            rec.record("req-1", version="1", output={"label": "ok"}, latency_ms=1)
+        later = [r for r in log.events() if r.event.action != "policy.update"][1:]
+        assert {r.event.action for r in later} >= {
+            "policy.denied",
+            "model.train",
+            "runtime.segment",
+        }
+        for record in later:
+            assert PSEUDONYM.match(record.event.actor.id), record.event.action
+            assert ALICE.encode() not in record.body and VAL.encode() not in record.body
+
+
+def test_a_decision_that_skipped_the_pseudonym_is_refused_not_written(log: AuditLog) -> None:
+    """A service path that forgot to pseudonymize fails, rather than hash an e-mail for ever."""
+    from auditml.core.decide import Outcome
+    from auditml.core.events import Actor, Draft
+    from auditml.errors import AppendError
+
+    size = log.head().size
+    draft = Draft.build(
+        "model.evaluate",
+        actor=Actor(id=ALICE),
+        subject={"model": "credit", "version": "1"},
+        data={"metrics": {"auc": 0.8}},
+    )
+    with pytest.raises(AppendError, match="pseudonymous actors"):
+        log._ledger.decided(lambda view: Outcome(draft))
+    assert log.head().size == size

@@ -640,10 +640,12 @@ class Ledger:
 
         def prepare(head: HeadState, reader: TxReader) -> Batch | None:
             decided.clear()  # a retried transaction decides again, from the new head
-            outcome = decide(View(reader, head.size, self._states))
+            view = View(reader, head.size, self._states)
+            outcome = decide(view)
             decided.append(outcome)
             if outcome.draft is None:
                 return None  # a check that passed: nothing to record
+            _check_pseudonymous(view, outcome.draft)
             part = draft_part(outcome.draft, PartCache())
             return _preparer(self._origin, [part], every, hook.sign)(head)
 
@@ -953,6 +955,26 @@ def _with_actors(drafts: list[Draft]) -> list[Draft]:
         return drafts
     who = resolve_actor()
     return [d if d.actor is not None else d.model_copy(update={"actor": who}) for d in drafts]
+
+
+def _check_pseudonymous(view: View, draft: Draft) -> None:
+    """Refuse to write a person's id into a decision when the policy asks for pseudonyms.
+
+    Every service gives its actor a pseudonym before deciding; a path that did
+    not would put personal data into hashed bytes for ever, so it fails instead.
+    """
+    who = draft.actor
+    if (
+        who is not None
+        and who.known_as is None
+        and not is_pseudonym(who.id)
+        and view.policy.personal_data.pseudonymous_actors
+    ):
+        raise AppendError(
+            f"the {draft.action} decision names its actor by the id given, and the policy in "
+            "force asks for pseudonymous actors (it changed while this was decided?): nothing "
+            "was written; try again"
+        )
 
 
 def _raise_denial(receipt: Receipt | None, outcome: Outcome) -> None:

@@ -486,6 +486,7 @@ class Lifecycle:
 
     def _begin_training(self, model: str, version: str | None, actor: Actor) -> str:
         """Check that ``actor`` may train ``model`` and return the version the run gets."""
+        actor = self._ledger.pseudonymize(actor)
         outcome = self._ledger.check(
             lambda view: decide_train(view, model=model, version=version, actor=actor, data=None)
         )
@@ -496,6 +497,7 @@ class Lifecycle:
         self, model: str, version: str | None, *, auto: bool, actor: Actor, data: dict[str, Any]
     ) -> Receipt:
         """Record a finished run's ``model.train`` event."""
+        actor = self._ledger.pseudonymize(actor)
         payload = validate_data("model.train", data)
         return self._decided(
             lambda view: decide_train(

@@ -27,7 +27,7 @@ from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitDa
 from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
 from auditml.core.policy import Policy
-from auditml.core.privacy import DirectoryEntry, RetentionStatus, actor_label
+from auditml.core.privacy import DirectoryEntry, RetentionStatus
 from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored, verify_record_proof
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
 from auditml.core.state import ModelState, Move
@@ -389,10 +389,6 @@ class AuditLog:
     def actors(self) -> dict[str, DirectoryEntry]:
         """Return the off-log actor directory: who each pseudonym names, unless erased."""
         return self._ledger.actor_directory()
-
-    def actor_label(self, actor_id: str) -> str:
-        """Return how to show an actor id: a pseudonym with its person while the directory knows."""
-        return actor_label(actor_id, self._ledger.actor_directory())
 
     def apply_retention(
         self,

@@ -348,3 +348,40 @@ def test_a_decision_that_skipped_the_pseudonym_is_refused_not_written(log: Audit
     with pytest.raises(AppendError, match="pseudonymous actors"):
         log._ledger.decided(lambda view: Outcome(draft))
     assert log.head().size == size
+
+
+def test_history_and_trace_name_the_person_until_erased(
+    log: AuditLog, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """History and trace show the approver's and deployer's e-mail, then only their pseudonym."""
+    from auditml.core.events import Actor
+
+    log.approve("credit", "1", actor=Actor(id=VAL, name="Victor Alvarez"))
+    log.deploy("credit", "1", "production", reason="go-live", actor=VAL)
+    with log.runtime("credit", env="production", actor=ADMIN, background=False) as rec:
+        rec.record("req-1", version="1", output={"label": "ok"}, latency_ms=1)
+    (approval,) = list(log.events(action="model.approve"))
+    assert b"Victor Alvarez" not in approval.body  # the printed name went off-log too
+    shown = "Victor Alvarez <victor.alvarez@bank.example>"
+    for args in (["history", "credit"], ["trace", "req-1"]):
+        code, out, _ = run_cli([*args, "--db", db_url], capsys)
+        assert code == 0 and shown in out.replace("\n", " "), args
+    done = log.erase_actor(VAL, request="DSR-3", reason="asked", actor=DPO)
+    for args in (["history", "credit"], ["trace", "req-1"]):
+        code, out, _ = run_cli([*args, "--db", db_url], capsys)
+        assert code == 0 and VAL not in out and "Victor" not in out, args
+        assert done.pseudonym in out
+
+
+def test_erasure_by_pseudonym_and_twice(log: AuditLog) -> None:
+    """The pseudonym finds the person too; a second erasure says it was done, writing nothing."""
+    (train,) = list(log.events(action="model.train"))
+    pseudonym = train.event.actor.id
+    with pytest.raises(InvalidInputError, match="names the actor itself"):
+        log.erase_actor(pseudonym, request="DSR-4", reason=f"for {ALICE}", actor=DPO)
+    done = log.erase_actor(pseudonym, request="DSR-4", reason="asked", actor=DPO)
+    assert done.pseudonym == pseudonym
+    size = log.head().size
+    with pytest.raises(InvalidInputError, match="already erased"):
+        log.erase_actor(pseudonym, request="DSR-5", reason="asked", actor=DPO)
+    assert log.head().size == size

@@ -37,6 +37,7 @@ from auditml.core.privacy import (
     SegmentSummary,
     ValueCount,
     erased_digest,
+    is_pseudonym,
     is_sealed,
     open_sealed,
     plan_retention,
@@ -418,7 +419,7 @@ class Privacy:
                 )
         directory = self._ledger.actor_directory()
         wanted = person(who)
-        found = next(
+        found = directory.get(who.strip()) or next(  # by pseudonym, or by the id given
             (
                 e
                 for e in directory.values()
@@ -426,6 +427,11 @@ class Privacy:
             ),
             None,
         )
+        if found is not None and found.known_as is None:
+            raise InvalidInputError(
+                f"the identity behind {found.pseudonym} was already erased (event "
+                f"{found.erased}): the directory holds only the pseudonym; nothing was erased"
+            )
         if found is None or found.known_as is None:
             named = self._ledger.seqs_containing([_needle(who)])
             held = (
@@ -441,8 +447,18 @@ class Privacy:
         # Only now is the eraser given a pseudonym: a refused request writes nothing.
         actor = self._ledger.pseudonymize(actor)
         self._may(actor, "privacy.erasure")
-        ids: set[str] = {who, found.known_as, found.pseudonym}
-        id_needles = sorted({_needle(i) for i in (who, found.known_as) if i})
+        known = found.known_as
+        for name, text in (("request", request), ("reason", reason), ("basis", basis or "")):
+            if len(known) >= 4 and person(known) in person(text):
+                raise InvalidInputError(
+                    f"the {name} names the actor itself, and it would stay on the log for "
+                    "ever: refer to the request by its reference only, and nothing was erased"
+                )
+        spellings = {known, known.lower(), known.strip()}
+        if not is_pseudonym(who.strip()):
+            spellings |= {who, who.strip()}
+        ids: set[str] = {*spellings, found.pseudonym}
+        id_needles = sorted({_needle(i) for i in spellings if i})
         id_events = self._ledger.seqs_containing(id_needles)
         pseudonym_events = len(self._ledger.seqs_containing([_needle(found.pseudonym)]))
         signatures = []

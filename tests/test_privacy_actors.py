@@ -385,3 +385,21 @@ def test_erasure_by_pseudonym_and_twice(log: AuditLog) -> None:
     with pytest.raises(InvalidInputError, match="already erased"):
         log.erase_actor(pseudonym, request="DSR-5", reason="asked", actor=DPO)
     assert log.head().size == size
+
+
+def test_init_adds_the_value_index_to_a_store_made_before_it(db_url: str) -> None:
+    """A store without auditml_value_seg gets it from `auditml init`, which the README promises."""
+    from tests.conftest import raw_sql
+
+    AuditLog.init(db_url, origin="bank.example/index", actor=ADMIN)[0].close()
+    raw_sql(db_url, ["DROP INDEX auditml_value_seg"])
+    sqlite = db_url.startswith("sqlite")
+    find = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'auditml_value_seg'"
+        if sqlite
+        else "SELECT indexname FROM pg_indexes WHERE indexname = 'auditml_value_seg' "
+        "AND schemaname = current_schema()"
+    )
+    assert raw_query(db_url, find) == []
+    AuditLog.init(db_url, origin="bank.example/index", actor=ADMIN)[0].close()
+    assert len(raw_query(db_url, find)) == 1

@@ -252,7 +252,8 @@ class Store:
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
                 SQLModel.metadata.create_all(conn, tables=tables)
-                for index in EVENTS.indexes:  # indexes added since a store was created
+                # indexes added since a store was created
+                for index in [*EVENTS.indexes, *VALUES.indexes]:
                     index.create(conn, checkfirst=True)
                 for statement in self.backend.triggers:
                     conn.exec_driver_sql(statement)

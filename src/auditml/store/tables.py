@@ -185,6 +185,12 @@ class ValueRow(SQLModel, table=True):
     """A value kept off the log: what a record's commitment opens to, with its salt."""
 
     __tablename__ = "auditml_value"
+    __table_args__ = (
+        # The retention plan counts values per (segment, name), retention deletes them
+        # so, and verify --deep reads them in segment order: without it each is a full
+        # scan of the table's sealed rows (11.5 s for `retention show` at 1M records).
+        Index("auditml_value_seg", "log_id", "seg", "name"),
+    )
 
     log_id: int = Field(primary_key=True, foreign_key="auditml_log.id")
     commitment: str = Field(primary_key=True)

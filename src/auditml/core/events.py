@@ -45,10 +45,13 @@ __all__ = [
     "ArtifactRef",
     "CardUpdateData",
     "CodeVersion",
+    "Comparison",
+    "ComparisonInterval",
     "DataModel",
     "DatasetRef",
     "DeniedData",
     "DeployData",
+    "DiscordantPairs",
     "Draft",
     "DroppedData",
     "DroppedMetric",
@@ -301,8 +304,60 @@ class TrainData(DataModel):
     error: FailureInfo | None = None
 
 
+class ComparisonInterval(_Frozen):
+    """A confidence interval of a comparison's delta, at a level given in percent (e.g. 95)."""
+
+    level: float = Field(gt=0, lt=100)
+    low: float
+    high: float
+
+
+class DiscordantPairs(_Frozen):
+    """McNemar's counts: examples only the baseline got right, and only the version got right."""
+
+    baseline_only: int = Field(ge=0)
+    version_only: int = Field(ge=0)
+
+
+class Comparison(_Frozen):
+    """A paired comparison of the evaluated version with a baseline version on the same examples.
+
+    ``delta`` is the version's metric minus the baseline's, both computed on the
+    ``n`` examples of the evaluation's ``examples`` file. ``intervals`` hold the
+    delta's confidence intervals by ``interval_method`` (with ``resamples`` and
+    ``seed``, so re-running gives the same bounds with the same ``library``);
+    ``p_value`` is two-sided, for no difference, by ``test``.
+    """
+
+    metric: Name
+    baseline: Name
+    n: int = Field(ge=1)
+    value: float
+    baseline_value: float
+    delta: float
+    intervals: list[ComparisonInterval] = Field(min_length=1)
+    interval_method: Name
+    resamples: int | None = Field(default=None, ge=1)
+    seed: int | None = Field(default=None, ge=0, le=2**53 - 1)
+    p_value: float = Field(ge=0, le=1)
+    test: Name
+    discordant: DiscordantPairs | None = None
+    library: str | None = None
+
+    def interval(self, level: float) -> ComparisonInterval | None:
+        """Return the interval recorded at ``level`` percent, or None when none was."""
+        for found in self.intervals:
+            if abs(found.level - level) < 1e-9:
+                return found
+        return None
+
+
 class EvaluateData(DataModel):
-    """``model.evaluate``: an evaluation of one version on one dataset."""
+    """``model.evaluate``: an evaluation of one version on one dataset.
+
+    ``examples`` is the per-example file (labels and both versions' predictions)
+    that ``comparisons`` were computed from, with its SHA-256.
+    """
 
     action: ClassVar[str] = "model.evaluate"
 
@@ -311,6 +366,8 @@ class EvaluateData(DataModel):
     slices: dict[Name, Metrics] = Field(default_factory=dict)
     artifacts: dict[Name, ArtifactRef] = Field(default_factory=dict)
     notes: str | None = None
+    examples: ArtifactRef | None = None
+    comparisons: list[Comparison] = Field(default_factory=list)
 
 
 class _Decision(DataModel):

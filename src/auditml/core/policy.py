@@ -80,6 +80,7 @@ from pydantic import (
 )
 
 from auditml.core.card_sections import check_section_name
+from auditml.core.events import Comparison
 from auditml.core.privacy import PersonalData, Processing, Retention, check_retention
 from auditml.errors import InvalidInputError
 
@@ -127,34 +128,66 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 _GATE = re.compile(
     r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.:/-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
-    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+    r"(?:\s+at\s+(?P<level>\d+(?:\.\d+)?)\s*%)?\s*$"
 )
+#: The suffix of a gate on a comparison with the baseline: ``auc_delta >= 0 at 95%``.
+DELTA = "_delta"
 
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """One metric gate, e.g. ``auc >= 0.80``."""
+    """One metric gate, e.g. ``auc >= 0.80``, or a comparison gate ``auc_delta >= 0 at 95%``.
+
+    A comparison gate (``level`` set) checks the bound of the recorded interval
+    of the delta at that level: the lower bound for ``>=`` and ``>``, the upper
+    bound for ``<=`` and ``<``, so it passes only when the whole interval does.
+    """
 
     metric: str
     op: str
     value: float
+    level: float | None = None
 
-    def passes(self, metrics: Mapping[str, float]) -> bool:
-        """Return whether ``metrics`` holds the metric and it satisfies the gate."""
-        found = metrics.get(self.metric)
+    @property
+    def compared(self) -> str:
+        """Return the metric a comparison gate is on (``auc`` for ``auc_delta``)."""
+        return self.metric.removesuffix(DELTA)
+
+    def bound(self, comparison: Comparison) -> float | None:
+        """Return the interval bound this gate checks, or None when that level is not recorded."""
+        assert self.level is not None
+        found = comparison.interval(self.level)
+        if found is None:
+            return None
+        return found.low if self.op in (">=", ">") else found.high
+
+    def passes(
+        self,
+        metrics: Mapping[str, float],
+        comparisons: Mapping[str, tuple[int, Comparison]] | None = None,
+    ) -> bool:
+        """Return whether the metric (or the comparison's bound) is recorded and satisfies it."""
+        if self.level is not None:
+            recorded = (comparisons or {}).get(self.compared)
+            found = None if recorded is None else self.bound(recorded[1])
+        else:
+            found = metrics.get(self.metric)
         return found is not None and _OPS[self.op](float(found), self.value)
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
+        at = "" if self.level is None else f" at {self.level:g}%"
+        return f"{self.metric} {self.op} {self.value:g}{at}"
 
 
 def parse_gate(text: str) -> Gate:
-    """Parse ``metric OP number``, or raise InvalidInputError saying what is wrong."""
+    """Parse ``metric OP number [at L%]``, or raise InvalidInputError saying what is wrong."""
     match = _GATE.match(text)
     if match is None:
         raise InvalidInputError(
             f"metric gate {text!r} is not of the form 'metric OP number', "
-            "e.g. 'auc >= 0.80' (OP is one of >= <= > < == !=)"
+            "e.g. 'auc >= 0.80' (OP is one of >= <= > < == !=), or 'metric_delta OP number "
+            "at L%' for a comparison with the baseline, e.g. 'auc_delta >= 0 at 95%'"
         )
     value = float(match["value"])
     if not math.isfinite(value):  # 1e999: a gate no metric fails or none passes
@@ -162,7 +195,24 @@ def parse_gate(text: str) -> Gate:
             f"metric gate {text!r} compares with {match['value']}, too large for a number: "
             "give a finite threshold, e.g. 'auc >= 0.80'"
         )
-    return Gate(match["metric"], match["op"], value)
+    level = None
+    if match["level"] is not None:
+        level = float(match["level"])
+        if not match["metric"].endswith(DELTA) or match["metric"] == DELTA:
+            raise InvalidInputError(
+                f"metric gate {text!r} gives a confidence level, which only a comparison with "
+                "the baseline has: gate the delta, e.g. 'auc_delta >= 0 at 95%'"
+            )
+        if match["op"] in ("==", "!="):
+            raise InvalidInputError(
+                f"metric gate {text!r}: an interval is checked with >=, >, <= or <, not "
+                f"{match['op']}"
+            )
+        if not 50 <= level < 100:
+            raise InvalidInputError(
+                f"metric gate {text!r}: the confidence level must be from 50% to below 100%"
+            )
+    return Gate(match["metric"], match["op"], value, level)
 
 
 class CardRules(BaseModel):
@@ -477,12 +527,22 @@ def check_self_approval(
 
 
 def check_gates(
-    policy: Policy, environment: str, metrics: Mapping[str, float], version: str
+    policy: Policy,
+    environment: str,
+    metrics: Mapping[str, float],
+    version: str,
+    comparisons: Mapping[str, tuple[int, Comparison]] | None = None,
 ) -> Denial | None:
-    """Refuse a deploy whose recorded metrics miss one of the environment's gates."""
+    """Refuse a deploy whose recorded metrics (or comparisons) miss one of the environment's gates.
+
+    ``comparisons`` maps a metric to the newest live comparison of it with a
+    baseline (its event's seq, and the comparison), which ``... at L%`` gates check.
+    """
     for gate in policy.gates_for(environment):
-        if gate.passes(metrics):
+        if gate.passes(metrics, comparisons):
             continue
+        if gate.level is not None:
+            return _comparison_denial(gate, environment, version, (comparisons or {}))
         found = metrics.get(gate.metric)
         has = "has no recorded value" if found is None else f"is {found:g}"
         return Denial(
@@ -492,6 +552,49 @@ def check_gates(
             "or deploy a version that does",
         )
     return None
+
+
+def _comparison_denial(
+    gate: Gate,
+    environment: str,
+    version: str,
+    comparisons: Mapping[str, tuple[int, Comparison]],
+) -> Denial:
+    """Say why a comparison gate fails: no comparison, no interval at its level, or the bound."""
+    assert gate.level is not None
+    fails = f"version {version} fails the {environment} gate {gate}"
+    recorded = comparisons.get(gate.compared)
+    rerun = (
+        f"`auditml evaluate MODEL {shlex.quote(version)} --examples FILE --baseline V "
+        f"--compare {shlex.quote(gate.compared)} --confidence {gate.level:g}`"
+    )
+    if recorded is None:
+        return Denial(
+            "metric-gate",
+            f"{fails}: no comparison of {gate.compared} with a baseline is recorded",
+            f"record one with {rerun}, or deploy a version that has one",
+        )
+    seq, comparison = recorded
+    bound = gate.bound(comparison)
+    if bound is None:
+        levels = ", ".join(f"{i.level:g}%" for i in comparison.intervals)
+        return Denial(
+            "metric-gate",
+            f"{fails}: the comparison of {gate.compared} with version {comparison.baseline} "
+            f"(event {seq}) has intervals at {levels}, not at {gate.level:g}%",
+            f"record the comparison again at {gate.level:g}% with {rerun}",
+        )
+    found = comparison.interval(gate.level)
+    assert found is not None
+    side = "lower" if gate.op in (">=", ">") else "upper"
+    return Denial(
+        "metric-gate",
+        f"{fails}: the {gate.level:g}% interval of {gate.metric} against version "
+        f"{comparison.baseline} (event {seq}, n={comparison.n}) is [{found.low:.4g}, "
+        f"{found.high:.4g}], and its {side} bound {bound:.4g} is not {gate.op} {gate.value:g}",
+        f"show the difference on more examples, or deploy a version that beats "
+        f"version {comparison.baseline} by that margin",
+    )
 
 
 def check_approvals(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -419,20 +420,23 @@ def _compare_one(
     result = None
     intervals: list[ComparisonInterval] = []
     for level in levels:
-        result = stats.bootstrap(
-            (labels, ours, theirs),
-            delta,
-            paired=True,
-            vectorized=True,
-            n_resamples=0 if result is not None else resamples,
-            bootstrap_result=result,
-            batch=max(1, _BATCH_CELLS // examples.n),
-            method="percentile",
-            confidence_level=level / 100,
-            rng=np.random.default_rng(seed),
-        )
+        with warnings.catch_warnings():  # a degenerate resample is reported below, in words
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = stats.bootstrap(
+                (labels, ours, theirs),
+                delta,
+                paired=True,
+                vectorized=True,
+                n_resamples=0 if result is not None else resamples,
+                bootstrap_result=result,
+                batch=max(1, _BATCH_CELLS // examples.n),
+                method="percentile",
+                confidence_level=level / 100,
+                rng=np.random.default_rng(seed),
+            )
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-        if not (math.isfinite(low) and math.isfinite(high)):
+        degenerate = bool(np.isnan(result.bootstrap_distribution).any())
+        if degenerate or not (math.isfinite(low) and math.isfinite(high)):
             raise InvalidInputError(
                 f"{where}: too few examples of one class to resample for {metric} "
                 f"({int(labels.sum())} positive of {examples.n}): some resamples held only "

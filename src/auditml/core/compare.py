@@ -302,17 +302,28 @@ def _library() -> str:
     return f"scipy {scipy.__version__}, numpy {numpy.__version__}"
 
 
-def _auc(np: Any, stats: Any) -> Callable[..., Any]:
-    """Return a vectorized ROC AUC (Mann-Whitney) over the last axis; NaN for one class."""
+def _auc_of_draws(np: Any, labels: Any, scores: Any) -> Callable[[Any], Any]:
+    """Return ROC AUC as a function of resampled example indices (one resample a row).
 
-    def auc(labels: Any, scores: Any) -> Any:
-        ranks = stats.rankdata(scores, axis=-1)  # ties get their average rank
-        positives = labels.sum(axis=-1)
-        negatives = labels.shape[-1] - positives
+    It is the Mann-Whitney statistic: the share of (positive, negative) pairs
+    the score orders rightly, a tie counting one half; NaN when a resample
+    holds one class. The scores are ranked once into tie groups; each resample
+    then costs one count of its draws per (group, class), not a sort.
+    """
+    groups = np.unique(scores, return_inverse=True)[1].reshape(-1)
+    width = int(groups.max()) + 1
+    keys = groups * 2 + labels.astype(np.int64)  # (tie group, class) of each example
+
+    def auc(picked: Any) -> Any:
+        rows = picked.reshape(-1, picked.shape[-1])
+        offsets = np.arange(rows.shape[0])[:, None] * (2 * width)
+        counts = np.bincount((keys[rows] + offsets).ravel(), minlength=rows.shape[0] * 2 * width)
+        counts = counts.reshape(rows.shape[0], width, 2).astype(float)
+        neg, pos = counts[:, :, 0], counts[:, :, 1]
+        below = np.cumsum(neg, axis=1) - neg  # negatives scored lower than each group
         with np.errstate(divide="ignore", invalid="ignore"):
-            return ((ranks * labels).sum(axis=-1) - positives * (positives + 1) / 2) / (
-                positives * negatives
-            )
+            found = (pos * (below + neg / 2)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+        return found.reshape(picked.shape[:-1])
 
     return auc
 
@@ -393,43 +404,47 @@ def _compare_one(
 ) -> Comparison:
     """Compare one metric: the paired bootstrap interval and the metric's test."""
     discordant: DiscordantPairs | None = None
+    n = examples.n
     if metric == "auc":
         labels = np.asarray(_binary(examples, where), dtype=float)
-        ours = np.asarray(examples.score, dtype=float)
-        theirs = np.asarray(examples.baseline_score, dtype=float)
-        auc = _auc(np, stats)
+        ours = _auc_of_draws(np, labels, np.asarray(examples.score, dtype=float))
+        theirs = _auc_of_draws(np, labels, np.asarray(examples.baseline_score, dtype=float))
 
-        def delta(y: Any, a: Any, b: Any, axis: int = -1) -> Any:
-            return auc(y, a) - auc(y, b)
+        def delta(picked: Any, axis: int = -1) -> Any:
+            return ours(picked) - theirs(picked)
 
-        value, base = float(auc(labels, ours)), float(auc(labels, theirs))
+        everyone = np.arange(n)
+        value, base = float(ours(everyone)), float(theirs(everyone))
     else:
         truth = np.asarray(examples.labels, dtype=object)
-        labels = np.zeros(examples.n)  # unused by the statistic; kept for one data layout
-        ours = (np.asarray(examples.prediction, dtype=object) == truth).astype(float)
-        theirs = (np.asarray(examples.baseline_prediction, dtype=object) == truth).astype(float)
-
-        def delta(y: Any, a: Any, b: Any, axis: int = -1) -> Any:
-            return a.mean(axis=-1) - b.mean(axis=-1)
-
-        value, base = float(ours.mean()), float(theirs.mean())
-        discordant = DiscordantPairs(
-            baseline_only=int(((theirs == 1) & (ours == 0)).sum()),
-            version_only=int(((ours == 1) & (theirs == 0)).sum()),
+        right = (np.asarray(examples.prediction, dtype=object) == truth).astype(float)
+        right_before = (np.asarray(examples.baseline_prediction, dtype=object) == truth).astype(
+            float
         )
+        gain = right - right_before
+
+        def delta(picked: Any, axis: int = -1) -> Any:
+            return gain[picked].mean(axis=-1)
+
+        value, base = float(right.mean()), float(right_before.mean())
+        discordant = DiscordantPairs(
+            baseline_only=int(((right_before == 1) & (right == 0)).sum()),
+            version_only=int(((right == 1) & (right_before == 0)).sum()),
+        )
+    # Resampling the examples' indices is what scipy.stats.bootstrap does for paired
+    # samples: each resample draws the same examples for both versions.
     result = None
     intervals: list[ComparisonInterval] = []
     for level in levels:
         with warnings.catch_warnings():  # a degenerate resample is reported below, in words
             warnings.simplefilter("ignore", RuntimeWarning)
             result = stats.bootstrap(
-                (labels, ours, theirs),
+                (np.arange(n),),
                 delta,
-                paired=True,
                 vectorized=True,
                 n_resamples=0 if result is not None else resamples,
                 bootstrap_result=result,
-                batch=max(1, _BATCH_CELLS // examples.n),
+                batch=max(1, _BATCH_CELLS // n),
                 method="percentile",
                 confidence_level=level / 100,
                 rng=np.random.default_rng(seed),
@@ -439,8 +454,8 @@ def _compare_one(
         if degenerate or not (math.isfinite(low) and math.isfinite(high)):
             raise InvalidInputError(
                 f"{where}: too few examples of one class to resample for {metric} "
-                f"({int(labels.sum())} positive of {examples.n}): some resamples held only "
-                "one class; give more examples of each"
+                f"({sum(1 for label in examples.labels if label == '1')} positive of {n}): "
+                "some resamples held only one class; give more examples of each"
             )
         intervals.append(ComparisonInterval(level=level, low=low, high=high))
     assert result is not None  # levels is never empty

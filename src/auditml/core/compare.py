@@ -24,10 +24,11 @@ version's value minus the baseline's on exactly those examples:
   (the share of resampled deltas on the far side of zero, doubled, with the
   usual +1 correction, so it is never 0).
 
-The statistics come from SciPy (``scipy.stats.bootstrap``, ``binomtest`` and
-``rankdata``), imported only here and only when a comparison runs: install it
-with ``pip install 'auditml[stats]'``. Nothing here reads a file or the clock;
-the caller reads the bytes and records the result.
+The statistics come from SciPy (``scipy.stats.bootstrap`` draws the resamples
+and the interval, ``binomtest`` gives McNemar's p), imported only here and only
+when a comparison runs: install it with ``pip install 'auditml[stats]'``.
+Nothing here reads a file or the clock; the caller reads the bytes and
+records the result.
 """
 
 from __future__ import annotations

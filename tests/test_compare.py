@@ -517,6 +517,10 @@ def test_the_card_and_report_show_the_comparison_with_its_interval(
     html = render_card(card, "html").decode()
     assert "Comparison with the baseline" in html
     assert f"95% [{low:+.4f}, {high:+.4f}]" in html
+    pytest.importorskip("weasyprint")
+    from tests.test_cards import _pdf_text
+
+    assert "Comparison with the baseline" in _pdf_text(render_card(card, "pdf"))
     report = build_report(log)
     (summary,) = [e for e in report.evaluations if e.version == "2"]
     assert [(c.metric, c.seq) for c in summary.comparisons] == [("auc", receipt.seq)]
@@ -603,3 +607,38 @@ def test_the_command_names_a_malformed_file(
         ["evaluate", "m", "2", "--compare", "auc", "--baseline", "1", "--db", url], capsys
     )
     assert code == 2 and "needs the per-example file" in err
+
+
+def test_the_card_exports_carry_the_delta_with_its_confidence_interval(
+    log: AuditLog, tmp_path: Path
+) -> None:
+    """MCT and CycloneDX list each delta with its interval, and still validate."""
+    jsonschema = pytest.importorskip("jsonschema")
+    pytest.importorskip("cyclonedx")
+    from auditml.cards.build import build_card
+    from auditml.cards.render import render_card
+    from tests.test_cards import _cyclonedx_errors
+    from tests.vector_files import require_vectors
+
+    path = write_examples(tmp_path / "examples.csv", sample(200, seed=1, gain=0.3))
+    log.evaluate("m", "2", examples=path, baseline="1", compare=["auc"], actor=VAL)
+    card = build_card(log, "m", "2")
+    (c,) = card.comparisons
+    schema = json.loads(
+        (require_vectors("model-card-schemas") / "mct-v0.0.2.schema.json").read_text()
+    )
+    mct = json.loads(render_card(card, "mct"))
+    jsonschema.validate(mct, schema, format_checker=jsonschema.FormatChecker())
+    (delta,) = mct["quantitative_analysis"]["performance_metrics"]
+    assert delta["type"].startswith("auc_delta vs version 1 (95%, paired bootstrap")
+    assert delta["value"] == repr(c.delta)
+    assert delta["confidence_interval"] == {
+        "lower_bound": repr(c.intervals[0].low),
+        "upper_bound": repr(c.intervals[0].high),
+    }
+    bom = render_card(card, "cyclonedx").decode()
+    assert _cyclonedx_errors(bom) is None
+    (metric,) = json.loads(bom)["components"][0]["modelCard"]["quantitativeAnalysis"][
+        "performanceMetrics"
+    ]
+    assert metric["confidenceInterval"]["lowerBound"] == repr(c.intervals[0].low)

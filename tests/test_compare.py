@@ -642,3 +642,12 @@ def test_the_card_exports_carry_the_delta_with_its_confidence_interval(
         "performanceMetrics"
     ]
     assert metric["confidenceInterval"]["lowerBound"] == repr(c.intervals[0].low)
+
+
+def test_a_policy_gating_a_metric_auditml_cannot_compare_is_not_recorded(log: AuditLog) -> None:
+    """'f1_delta >= 0 at 95%' is refused when the policy is applied; nothing is written."""
+    before = log.head().size
+    with pytest.raises(InvalidInputError, match="cannot compare: comparable metrics are auc"):
+        log.apply_policy(Policy(gates={"prod": ["f1_delta >= 0 at 95%"]}), actor=OFF)
+    assert log.head().size == before
+    log.apply_policy(Policy(gates={"prod": ["accuracy_delta >= 0 at 90%"]}), actor=OFF)

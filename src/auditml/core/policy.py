@@ -22,7 +22,8 @@ recorded, :data:`DEFAULT_POLICY` applies::
     deploy = ["release"]
 
     [gates]                              # metric gates per environment
-    production = ["auc >= 0.80"]
+    production = ["auc >= 0.80", "auc_delta >= 0 at 95%"]   # _delta: the 95% interval
+                                         # of a comparison with the baseline (core.compare)
 
     require_signatures = ["approve"]     # or true / false: Part 11 e-signatures
 
@@ -80,6 +81,7 @@ from pydantic import (
 )
 
 from auditml.core.card_sections import check_section_name
+from auditml.core.compare import COMPARABLE
 from auditml.core.events import Comparison
 from auditml.core.privacy import PersonalData, Processing, Retention, check_retention
 from auditml.errors import InvalidInputError
@@ -422,7 +424,8 @@ def check_recordable(policy: Policy) -> None:
     """Refuse a policy that must not be recorded: unknown card sections, permissions no one holds.
 
     A retention period shorter than a legal minimum is refused unless the policy
-    says why (:func:`auditml.core.privacy.check_retention`).
+    says why (:func:`auditml.core.privacy.check_retention`), and a gate on a
+    comparison must name a metric auditml compares (``auc_delta``, ``accuracy_delta``).
 
     A permission limited to roles that no actor holds would refuse that action
     to everyone; for ``policy`` that locks the log's policy for ever. Write an
@@ -431,6 +434,14 @@ def check_recordable(policy: Policy) -> None:
     """
     for name in policy.cards.required:
         check_section_name(name, where="cards.required")
+    for environment, texts in policy.gates.items():
+        for gate in map(parse_gate, texts):
+            if gate.level is not None and gate.compared not in COMPARABLE:
+                raise InvalidInputError(
+                    f"gates.{environment}: {gate} gates a comparison of {gate.compared!r}, "
+                    f"which auditml cannot compare: comparable metrics are "
+                    f"{', '.join(COMPARABLE)} (e.g. 'auc_delta >= 0 at 95%')"
+                )
     check_retention(policy.retention)
     held = {role for roles in policy.roles.values() for role in roles}
     for permission, allowed in policy.permissions.items():

@@ -225,6 +225,7 @@ GOOD = "id,label,score,baseline_score\na,1,0.9,0.8\nb,0,0.2,0.3\n"
         (b"id,id,label\na,b,1\n", "names column 'id' twice"),
         (b'{"id": "a", "label": 1}\n[1, 2]\n', "line 2: each line must be one JSON object"),
         (b'{"id": "a", "id": "b", "label": 1}\n', "line 1:"),
+        (b'{"id": "a", "label": 1}\n{"id": "b", "label": 0, "score": 1}\n', "line 2: a 'score'"),
         (b'{"id": "a", "label": 1, "score": NaN, "baseline_score": 1}\n', "line 1:"),
     ],
 )

@@ -225,6 +225,12 @@ def parse_examples(raw: bytes, *, where: str) -> Examples:
                     f"(it has {', '.join(repr(str(k)) for k in row) or 'none'}): every example "
                     "needs an id and its true label"
                 )
+        extra = sorted(c for c in columns if c in row and c not in present)
+        if extra:
+            raise InvalidInputError(
+                f"{where} line {line}: a {extra[0]!r} the first example does not have: "
+                "every example needs the same outputs"
+            )
         ident = row.get("id")
         if isinstance(ident, int) and not isinstance(ident, bool):
             ident = str(ident)

@@ -50,7 +50,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from auditml._internal.identity import resolve_actor
 from auditml._internal.policyfile import load_policy
 from auditml.core.compare import DEFAULT_LEVEL, DEFAULT_RESAMPLES, parse_level
 from auditml.core.decide import (
@@ -222,7 +221,7 @@ class Lifecycle:
         name: str | None,
     ) -> Receipt:
         """Sign a decision's statement (before the lock), then decide and record it."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         signature = self._esign(
             signer,
             action=action,
@@ -256,7 +255,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Deploy a version to an environment, if policy allows; records what it replaced."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         return self._decided(
             lambda view: decide_deploy(
                 view,
@@ -278,7 +277,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Roll an environment back to ``to``, or to the previous version that ran there."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         target = None if to is None else str(to)
         return self._decided(
             lambda view: decide_rollback(
@@ -295,7 +294,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Retire a version for good, if policy allows and it runs nowhere."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         return self._decided(
             lambda view: decide_retire(
                 view, model=model, version=str(version), actor=who, reason=reason
@@ -330,10 +329,14 @@ class Lifecycle:
         """
         from auditml._internal.fingerprint import artifact_ref, dataset_ref
 
+<<<<<<< HEAD
         who = resolve_actor(actor)
         compared = _comparisons(
             str(version), examples, baseline, compare, confidence, seed, resamples
         )
+=======
+        who = self._ledger.identify(actor)
+>>>>>>> actor
         data = validate_data(
             "model.evaluate",
             {
@@ -376,7 +379,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Incident:
         """Open an incident against a version and return it, with its id and any deadline."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         data = validate_data(
             "incident.open",
             {
@@ -425,7 +428,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Close an open incident: how it was resolved, and when authorities were told."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         data = validate_data(
             "incident.close",
             {
@@ -460,7 +463,7 @@ class Lifecycle:
         from auditml._internal.sectionfile import read_sections
         from auditml.core.card import validate_sections
 
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         source = sha = None
         if isinstance(sections, Mapping):
             checked = validate_sections(dict(sections))
@@ -496,7 +499,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record a training run done elsewhere; the receipt names the version it got."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         payload = validate_data("model.train", data)
         return self._decided(
             lambda view: decide_train(
@@ -510,6 +513,7 @@ class Lifecycle:
 
     def _begin_training(self, model: str, version: str | None, actor: Actor) -> str:
         """Check that ``actor`` may train ``model`` and return the version the run gets."""
+        actor = self._ledger.pseudonymize(actor)
         outcome = self._ledger.check(
             lambda view: decide_train(view, model=model, version=version, actor=actor, data=None)
         )
@@ -520,6 +524,7 @@ class Lifecycle:
         self, model: str, version: str | None, *, auto: bool, actor: Actor, data: dict[str, Any]
     ) -> Receipt:
         """Record a finished run's ``model.train`` event."""
+        actor = self._ledger.pseudonymize(actor)
         payload = validate_data("model.train", data)
         return self._decided(
             lambda view: decide_train(
@@ -535,7 +540,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record a policy (a Policy or a TOML file); it is in force from this event on."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         source = sha = None
         if isinstance(policy, Policy):
             chosen = policy

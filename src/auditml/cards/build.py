@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ from auditml.core.events import (
 )
 from auditml.core.incidents import IncidentIndex
 from auditml.core.policy import Policy, parse_gate
+from auditml.core.privacy import labelled
 from auditml.core.state import ModelState, fold
 from auditml.errors import InvalidInputError
 
@@ -60,6 +62,9 @@ def build_card(
 ) -> ModelCard:
     """Return the card of ``model`` ``version`` as the log tells it now."""
     records = list(log.events(model=model, action=CARD_ACTIONS))
+    directory = log.actors()
+    if directory:  # the card names people, not pseudonyms, while the directory knows them
+        records = [replace(r, event=labelled(r.event, directory)) for r in records]
     policy, _ = log.policy()
     return card_from_records(
         records,

@@ -24,6 +24,7 @@ from auditml.cli._common import (
     ModelArgument,
     OnlyModelArgument,
     ReasonOption,
+    actor_names,
     app,
     done,
     err,
@@ -647,6 +648,7 @@ def status(
         if not states:
             err.print("no models on the log yet")
             return
+        label = actor_names(log)
         for name, state in sorted(states.items()):
             here = state.running_imported()
             running = ", ".join(
@@ -660,8 +662,10 @@ def status(
                     vs.version,
                     vs.state,
                     tagged(utc(vs.trained_at or ""), vs.trained_imported),
-                    ", ".join(vs.trainers),
-                    ", ".join(dict.fromkeys(tagged(a.actor, a.imported) for a in vs.approvals)),
+                    ", ".join(label(t) for t in vs.trainers),
+                    ", ".join(
+                        dict.fromkeys(tagged(label(a.actor), a.imported) for a in vs.approvals)
+                    ),
                     ", ".join(tagged(e, e in here) for e in vs.running_in),
                 )
             out.print(shown)
@@ -696,6 +700,7 @@ def history(
             err.print(f"{model} was never deployed" + (f" to {env}" if env else ""))
             return
         imported = any(m.imported for m in moves)  # a column only when some move was imported
+        label = actor_names(log)
         columns = ("seq", "time (UTC)", "env", "action", "version", "replaced", "by", "reason")
         shown = table(*(*columns, "imported") if imported else columns, overflow="fold")
         for m in moves:
@@ -706,7 +711,7 @@ def history(
                 m.action.removeprefix("model."),
                 m.version,
                 m.replaces or "",
-                m.actor,
+                label(m.actor),
                 m.reason or "",
             ]
             shown.add_row(*row, *(("imported" if m.imported else "",) if imported else ()))

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from auditml.errors import InvalidInputError, UnknownActionError
 
@@ -107,6 +108,14 @@ class Actor(_Frozen):
     id: Name
     name: str | None = None
     source: Literal["api", "flag", "env", "git", "os"] | None = None
+    #: The id the person gave (e.g. an e-mail) when ``id`` is the pseudonym auditml chose
+    #: for them. Never written to the log: role and separation-of-duties checks read it
+    #: beside ``id``, and the off-log actor directory keeps it.
+    known_as: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+
+    def ids(self) -> tuple[str, ...]:
+        """Return every id this actor answers to: the id on the log, then the one given."""
+        return (self.id,) if self.known_as is None else (self.id, self.known_as)
 
 
 class ImportedFrom(_Frozen):
@@ -581,6 +590,10 @@ class ErasureData(DataModel):
     SHA-256 over the sorted commitments erased, each followed by a newline; the
     list itself stays off the log, so ``verify --deep`` can tell an erased
     value from one deleted by hand without the log linking one person's records.
+
+    With ``scope`` ``actor`` it records that an actor's identity (id and printed
+    name) left the off-log actor directory: the event's subject is
+    ``{"actor": pseudonym}``, ``values`` is 0, and the id erased is never in it.
     """
 
     action: ClassVar[str] = "privacy.erasure"

@@ -475,28 +475,43 @@ def policy_digest(raw: bytes) -> str:
 # -- the rules ---------------------------------------------------------------
 
 
-def check_role(policy: Policy, actor: str, permission: str) -> Denial | None:
-    """Refuse when the policy restricts ``permission`` to roles ``actor`` does not hold."""
+def _ids(actor: str | Sequence[str]) -> tuple[str, ...]:
+    """Return the ids an actor answers to: one id, or its pseudonym then the id it gave."""
+    return (actor,) if isinstance(actor, str) else tuple(actor)
+
+
+def _held(policy: Policy, ids: tuple[str, ...]) -> list[str]:
+    return list(dict.fromkeys(role for one in ids for role in policy.roles_of(one)))
+
+
+def check_role(policy: Policy, actor: str | Sequence[str], permission: str) -> Denial | None:
+    """Refuse when the policy restricts ``permission`` to roles ``actor`` does not hold.
+
+    ``actor`` is an id, or every id one actor answers to (a pseudonym and the
+    e-mail behind it): roles given to any of them count. Messages name only the
+    first, the id that goes on the log.
+    """
     allowed = policy.allowed_roles(permission)
     if allowed is None:
         return None
-    held = policy.roles_of(actor)
+    ids = _ids(actor)
+    held = _held(policy, ids)
     if set(held) & set(allowed):
         return None
     holds = f"holds {', '.join(held)}" if held else "holds no role"
     return Denial(
         "role",
-        f"{actor} may not {permission}: it {holds}, and {permission} needs one of "
+        f"{ids[0]} may not {permission}: it {holds}, and {permission} needs one of "
         f"{', '.join(allowed)}",
-        f"have someone with role {' or '.join(allowed)} do it, or give {actor} that role "
+        f"have someone with role {' or '.join(allowed)} do it, or give {ids[0]} that role "
         "in auditml.toml and record it with `auditml policy apply`",
     )
 
 
-def role_for(policy: Policy, actor: str, permission: str) -> str | None:
+def role_for(policy: Policy, actor: str | Sequence[str], permission: str) -> str | None:
     """Return the role under which ``actor`` may do ``permission``, when roles are set."""
     allowed = policy.allowed_roles(permission) or []
-    held = policy.roles_of(actor)
+    held = _held(policy, _ids(actor))
     for role in held:
         if role in allowed:
             return role
@@ -525,13 +540,19 @@ def person(actor: str) -> str:
 
 
 def check_self_approval(
-    policy: Policy, actor: str, trainers: Sequence[str], version: str
+    policy: Policy, actor: str | Sequence[str], trainers: Sequence[str], version: str
 ) -> Denial | None:
-    """Refuse an approval by the person who trained the version (separation of duties)."""
-    if policy.separation_of_duties and person(actor) in {person(t) for t in trainers}:
+    """Refuse an approval by the person who trained the version (separation of duties).
+
+    The trainers are the ids on the log: pseudonyms for events recorded with
+    pseudonymous actors, the ids people gave before. ``actor`` may be both.
+    """
+    ids = _ids(actor)
+    trained = {person(t) for t in trainers}
+    if policy.separation_of_duties and any(person(one) in trained for one in ids):
         return Denial(
             "separation-of-duties",
-            f"{actor} trained version {version} and may not approve it",
+            f"{ids[0]} trained version {version} and may not approve it",
             "have a second person, who did not train it, approve it",
         )
     return None

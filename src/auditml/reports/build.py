@@ -30,7 +30,13 @@ from auditml.core.events import (
 from auditml.core.incidents import IncidentIndex
 from auditml.core.keys import SignatureEntry, signature_entry
 from auditml.core.policy import DEFAULT_POLICY, Policy, policy_from
-from auditml.core.privacy import STORAGE_NOTES, PrivacyEntry, privacy_entry, schedule_rows
+from auditml.core.privacy import (
+    STORAGE_NOTES,
+    PrivacyEntry,
+    labelled,
+    privacy_entry,
+    schedule_rows,
+)
 from auditml.core.state import ModelState, VersionState, fold, numeric_metrics
 from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.reports.model import (
@@ -812,8 +818,9 @@ def build_report(
     cp, partial = _checkpoint(log, allow_partial)
     acc = _Fold(models=set(wanted) or None, since=since_ts)
     total = cp.size
+    directory = log.actors()  # the report names people while the actor directory knows them
     for record in log.events(until=until_ts, stop=cp.size):
-        _feed(acc, record.seq, record.event)
+        _feed(acc, record.seq, labelled(record.event, directory) if directory else record.event)
         if progress is not None and record.seq % _EVERY == 0:
             progress(record.seq, total)
     if progress is not None:

@@ -329,14 +329,10 @@ class Lifecycle:
         """
         from auditml._internal.fingerprint import artifact_ref, dataset_ref
 
-<<<<<<< HEAD
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         compared = _comparisons(
             str(version), examples, baseline, compare, confidence, seed, resamples
         )
-=======
-        who = self._ledger.identify(actor)
->>>>>>> actor
         data = validate_data(
             "model.evaluate",
             {

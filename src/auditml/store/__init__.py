@@ -570,7 +570,10 @@ class Store:
                 f"hash {read.head_hash.hex()[:16]}...): the log's head moved since it was read, "
                 "so it wrote nothing rather than fork the chain; append again"
             )
-        if batch.rows:
+        if batch.rows and self.dialect == "sqlite":
+            # Multi-row INSERTs: one SQLite step per 512 events, not one per event.
+            self.backend.bulk_insert(cur, "auditml_event", _EVENT_COLUMNS, (log_id,), batch.rows)
+        elif batch.rows:
             cur.executemany(
                 f"INSERT INTO auditml_event ({', '.join(_EVENT_COLUMNS)}) "
                 f"VALUES ({', '.join([p] * len(_EVENT_COLUMNS))})",

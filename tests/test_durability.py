@@ -229,5 +229,9 @@ def _has_prev_index(url: str) -> bool:
         (sql,) = raw_query(url, "SELECT sql FROM sqlite_master WHERE name = 'auditml_event'")[0]
         return "auditml_event_log_prev" in sql
     return bool(
-        raw_query(url, "SELECT 1 FROM pg_constraint WHERE conname = 'auditml_event_log_prev'")
+        raw_query(
+            url,
+            "SELECT 1 FROM pg_constraint WHERE conname = 'auditml_event_log_prev' "
+            "AND conrelid = to_regclass('auditml_event')",  # this test's schema only
+        )
     )

@@ -257,11 +257,17 @@ class Store:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
-                    # Stores made before issue 20 have it; dropping a constraint is instant.
-                    conn.exec_driver_sql(
-                        "ALTER TABLE IF EXISTS auditml_event "
-                        f"DROP CONSTRAINT IF EXISTS {PREV_INDEX}"
-                    )
+                    # Stores made before issue 20 have it; dropping a constraint is instant,
+                    # but ALTER TABLE waits for every reader: only when it is there.
+                    old = conn.exec_driver_sql(
+                        "SELECT 1 FROM pg_constraint WHERE conname = %(name)s "
+                        "AND conrelid = to_regclass('auditml_event')",
+                        {"name": PREV_INDEX},
+                    ).first()
+                    if old is not None:
+                        conn.exec_driver_sql(
+                            f"ALTER TABLE auditml_event DROP CONSTRAINT {PREV_INDEX}"
+                        )
                 SQLModel.metadata.create_all(conn, tables=tables)
                 for index in EVENTS.indexes:  # indexes added since a store was created
                     index.create(conn, checkfirst=True)

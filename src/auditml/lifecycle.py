@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auditml._internal.policyfile import load_policy
+from auditml.core.compare import DEFAULT_LEVEL, DEFAULT_RESAMPLES, parse_level
 from auditml.core.decide import (
     Outcome,
     View,
@@ -311,14 +312,31 @@ class Lifecycle:
         artifacts: Mapping[str, ArtifactRef | str | os.PathLike[str]] | None = None,
         notes: str | None = None,
         actor: Actor | str | None = None,
+        examples: str | os.PathLike[str] | None = None,
+        baseline: str | None = None,
+        compare: Sequence[str] | None = None,
+        confidence: float | str | Sequence[float | str] = DEFAULT_LEVEL,
+        seed: int = 0,
+        resamples: int = DEFAULT_RESAMPLES,
     ) -> Receipt:
-        """Record an evaluation of a trained version; files named are hashed first."""
+        """Record an evaluation of a trained version; files named are hashed first.
+
+        With ``examples`` (a per-example file, see :mod:`auditml.core.compare`)
+        and ``baseline`` (another version of the model), the version is compared
+        with the baseline on those examples for each metric of ``compare``
+        (default: every one the file can answer) and the comparisons are
+        recorded with the file's digest.
+        """
         from auditml._internal.fingerprint import artifact_ref, dataset_ref
 
         who = self._ledger.identify(actor)
+        compared = _comparisons(
+            str(version), examples, baseline, compare, confidence, seed, resamples
+        )
         data = validate_data(
             "model.evaluate",
             {
+                **compared,
                 "dataset": dataset
                 if isinstance(dataset, DatasetRef | None)
                 else dataset_ref(dataset),
@@ -333,7 +351,12 @@ class Lifecycle:
         )
         return self._decided(
             lambda view: decide_evaluate(
-                view, model=model, version=str(version), actor=who, data=data
+                view,
+                model=model,
+                version=str(version),
+                actor=who,
+                data=data,
+                baseline=None if baseline is None else str(baseline),
             )
         )
 
@@ -565,3 +588,57 @@ class Lifecycle:
                 f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
             )
         return self.status(model)[model].history(environment)
+
+
+def _comparisons(
+    version: str,
+    examples: str | os.PathLike[str] | None,
+    baseline: str | None,
+    metrics: Sequence[str] | None,
+    confidence: float | str | Sequence[float | str],
+    seed: int,
+    resamples: int,
+) -> dict[str, Any]:
+    """Read the per-example file and compare the version with its baseline, or return {}.
+
+    Runs before the append transaction (it can take a second on large files);
+    the decision then checks that the baseline is a version on the log.
+    """
+    if examples is None:
+        if baseline is not None or metrics:
+            raise InvalidInputError(
+                "a comparison with a baseline needs the per-example file: give examples= "
+                "(--examples FILE) with the labels and both versions' outputs"
+            )
+        return {}
+    if baseline is None or not str(baseline).strip():
+        raise InvalidInputError(
+            "a per-example file is compared with a baseline version: give baseline= "
+            "(--baseline V), the version this one would replace"
+        )
+    if str(baseline) == version:
+        raise InvalidInputError(
+            f"the baseline must be another version than the one evaluated ({version})"
+        )
+    from auditml._internal.fingerprint import read_with_ref
+    from auditml.core.compare import COMPARABLE, compare, parse_examples
+
+    raw, ref = read_with_ref(examples, "per-example file")
+    table = parse_examples(raw, where=os.fspath(examples))
+    chosen = list(metrics or [m for m in COMPARABLE if table.has(m)])
+    if not chosen:
+        raise InvalidInputError(
+            f"{os.fspath(examples)} has neither score and baseline_score columns (for auc) nor "
+            "prediction and baseline_prediction columns (for accuracy)"
+        )
+    levels = [confidence] if isinstance(confidence, str | int | float) else list(confidence)
+    found = compare(
+        table,
+        chosen,
+        baseline=str(baseline),
+        levels=[parse_level(level) for level in levels] or [DEFAULT_LEVEL],
+        resamples=resamples,
+        seed=seed,
+        where=os.fspath(examples),
+    )
+    return {"examples": ref, "comparisons": found}

@@ -870,8 +870,26 @@ class AuditLog:
         artifacts: Mapping[str, ArtifactRef | str | os.PathLike[str]] | None = None,
         notes: str | None = None,
         actor: Actor | str | None = None,
+        examples: str | os.PathLike[str] | None = None,
+        baseline: str | None = None,
+        compare: Sequence[str] | None = None,
+        confidence: float | str | Sequence[float | str] = 95,
+        seed: int = 0,
+        resamples: int = 2000,
     ) -> Receipt:
-        """Record an evaluation of a trained version; files named are hashed first."""
+        """Record an evaluation of a trained version; files named are hashed first.
+
+        To compare the version with the one it would replace, give ``examples``,
+        a CSV or JSON Lines file with each example's ``id``, ``label`` and both
+        versions' outputs (``score``/``baseline_score`` for AUC,
+        ``prediction``/``baseline_prediction`` for accuracy), and ``baseline``,
+        that version. Each metric of ``compare`` (default: all the file holds)
+        is then compared by a paired test (a bootstrap interval of the
+        difference at each ``confidence`` level, in percent, drawn with
+        ``resamples`` and ``seed``; McNemar's exact test for accuracy) and the
+        result, with the file's SHA-256, is recorded in the event, where gates
+        such as ``"auc_delta >= 0 at 95%"`` read it. Needs ``auditml[stats]``.
+        """
         return self._lifecycle.evaluate(
             model,
             version,
@@ -881,6 +899,12 @@ class AuditLog:
             artifacts=artifacts,
             notes=notes,
             actor=actor,
+            examples=examples,
+            baseline=baseline,
+            compare=compare,
+            confidence=confidence,
+            seed=seed,
+            resamples=resamples,
         )
 
     def open_incident(

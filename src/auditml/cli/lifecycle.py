@@ -302,11 +302,43 @@ def evaluate(
         Path | None,
         typer.Option(metavar="FILE", help="A JSON object with metrics, slices, notes."),
     ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Per-example results (CSV or JSON Lines): id, label, and both versions' "
+            "score/baseline_score (AUC) or prediction/baseline_prediction (accuracy); "
+            "compared with --baseline.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(metavar="V", help="The version this one is compared with (it replaces)."),
+    ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="METRIC",
+            help="A metric to compare: auc or accuracy (repeatable) [default: all the file holds].",
+        ),
+    ] = None,
+    confidence: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="LEVEL", help="A confidence level of the intervals, e.g. 95% (repeatable)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="The bootstrap's seed (recorded).", min=0)
+    ] = 0,
+    resamples: Annotated[
+        int, typer.Option(metavar="N", help="The bootstrap's number of resamples (recorded).")
+    ] = 2000,
     actor: ActorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Record an evaluation of a trained version."""
+    """Record an evaluation of a trained version, compared with a baseline if asked."""
     with errors(), _warnings_said():
         data = _json_file(from_json)
         metrics = {**data.get("metrics", {}), **_numbers(metric, "--metric")}
@@ -328,8 +360,31 @@ def evaluate(
                 artifacts=_sources(artifact, "--artifact", "artifacts"),
                 notes=notes or data.get("notes"),
                 actor=who(actor),
+                examples=examples,
+                baseline=baseline,
+                compare=compare,
+                confidence=confidence or ["95"],
+                seed=seed,
+                resamples=resamples,
             )
             done(receipt, f"Recorded evaluation of {model} v{version}", as_json)
+            if examples is not None and not as_json:
+                _print_comparisons(log, receipt.seq)
+
+
+def _print_comparisons(log: Any, seq: int) -> None:
+    """Print each comparison the evaluation at ``seq`` recorded, one line with its intervals."""
+    from auditml.core.events import EvaluateData
+
+    for record in log.events(start=seq, stop=seq + 1):
+        for c in EvaluateData.model_validate(record.event.data).comparisons:
+            intervals = ", ".join(
+                f"{i.level:g}% [{i.low:+.4f}, {i.high:+.4f}]" for i in c.intervals
+            )
+            out.print(
+                f"  {c.metric}: {c.value:.4f} vs {c.baseline_value:.4f} (v{c.baseline}), "
+                f"delta {c.delta:+.4f}, {intervals}, p={c.p_value:.3g}, n={c.n}"
+            )
 
 
 @app.command()

@@ -428,7 +428,9 @@ def decide_deploy(
         lambda: check_approvals(
             pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
         ),
-        lambda: check_gates(pol, environment, view.metrics(model, version), version),
+        lambda: check_gates(
+            pol, environment, view.metrics(model, version), version, vs.live_comparisons
+        ),
         lambda: check_card(
             pol, environment, state.card_sections(version, live=True), model, version
         ),
@@ -662,10 +664,32 @@ def decide_card_update(
 
 
 def decide_evaluate(
-    view: View, *, model: str, version: str, actor: Any, data: dict[str, Any]
+    view: View,
+    *,
+    model: str,
+    version: str,
+    actor: Any,
+    data: dict[str, Any],
+    baseline: str | None = None,
 ) -> Outcome:
-    """Record an evaluation of a known version unless the actor may not evaluate."""
-    view.known_model(model).version(version)
+    """Record an evaluation of a known version unless the actor may not evaluate.
+
+    A comparison's ``baseline`` must be another trained version of the model on the log.
+    """
+    state = view.known_model(model)
+    state.version(version)
+    if baseline is not None:
+        if baseline not in state.versions:
+            raise InvalidInputError(
+                f"baseline version {baseline!r} of {model!r} is not on the log (known versions: "
+                f"{', '.join(state.versions)}): compare with a version recorded there"
+            )
+        base = state.version(baseline)
+        if base.status == "failed":
+            raise InvalidInputError(
+                f"baseline version {baseline} of {model!r} is a failed training run: "
+                "compare with a version that was trained"
+            )
     subject = {"model": model, "version": version}
     denial = check_role(view.policy, actor.ids(), "evaluate")
     if denial is not None:

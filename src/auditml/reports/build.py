@@ -43,6 +43,7 @@ from auditml.reports.model import (
     AuditReport,
     CardSummary,
     Checkpointed,
+    ComparisonEntry,
     CrossReference,
     DecisionEntry,
     DocumentRef,
@@ -127,6 +128,15 @@ class _Fold:
     def wants(self, model: str | None) -> bool:
         """Return whether an event about ``model`` (None: about the log) is in scope."""
         return model is None or self.models is None or model in self.models
+
+
+def _comparisons(acc: _Fold, model: str, version: str) -> list[ComparisonEntry]:
+    """Return the newest comparison with a baseline of each metric of a version."""
+    state = acc.states.get(model)
+    vs = None if state is None else state.versions.get(version)
+    if vs is None:
+        return []
+    return [ComparisonEntry(**c.model_dump(), seq=seq) for seq, c in vs.comparisons.values()]
 
 
 def _text(value: object) -> str | None:
@@ -898,6 +908,7 @@ def build_report(
                 datasets=list(ev.datasets),
                 metrics=ev.metrics,
                 imported=ev.imported,
+                comparisons=_comparisons(acc, model, version),
             )
             for (model, version), ev in acc.evals.items()
         ],

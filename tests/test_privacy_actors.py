@@ -403,3 +403,19 @@ def test_init_adds_the_value_index_to_a_store_made_before_it(db_url: str) -> Non
     assert raw_query(db_url, find) == []
     AuditLog.init(db_url, origin="bank.example/index", actor=ADMIN)[0].close()
     assert len(raw_query(db_url, find)) == 1
+
+
+def test_the_report_names_people_until_erased_and_keeps_signers_printed_names(
+    log: AuditLog, tmp_path: Path
+) -> None:
+    """Report JSON: the trainer's e-mail before, her pseudonym after; 'Victor Alvarez' stays."""
+    from auditml.reports.build import build_report
+
+    _signed_approval(log, tmp_path)
+    before = build_report(log).model_dump_json()
+    assert ALICE in before and "Victor Alvarez" in before
+    done = log.erase_actor(ALICE, request="DSR-7", reason="asked", actor=DPO)
+    log.erase_actor(VAL, request="DSR-8", reason="asked", actor=DPO)
+    after = build_report(log).model_dump_json()
+    assert ALICE not in after and VAL not in after and done.pseudonym in after
+    assert "Victor Alvarez" in after  # the signature manifest keeps the printed name

@@ -128,11 +128,6 @@ def show_command(at: AtOption = None, db: DbOption = None, as_json: JsonOption =
 
 @app.command("erase")
 def erase_command(
-    request: Annotated[
-        str | None,
-        typer.Option("--request", metavar="REF", help="The erasure request's reference."),
-    ] = None,
-    reason: Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why.")] = None,
     subject: Annotated[
         str | None,
         typer.Option(
@@ -150,6 +145,11 @@ def erase_command(
             "the off-log actor directory, leaving their pseudonym (never logged).",
         ),
     ] = None,
+    request: Annotated[
+        str | None,
+        typer.Option("--request", metavar="REF", help="The erasure request's reference."),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why.")] = None,
     basis: Annotated[
         str | None,
         typer.Option("--basis", metavar="TEXT", help="The legal basis, e.g. 'GDPR Art. 17(1)(a)'."),

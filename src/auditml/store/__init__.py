@@ -1148,7 +1148,8 @@ class Store:
         SQLite: checkpoint the WAL into the main file and truncate it, so old
         page images in the WAL go (deleted cells and free pages are zeroed by
         ``secure_delete``). PostgreSQL: rewrite the small key table (VACUUM FULL),
-        so erased keys leave its data files; other tables keep dead rows until VACUUM.
+        so erased keys leave its data files, and the actor directory likewise; other
+        tables keep dead rows until VACUUM.
         """
         try:
             with self.engine.connect() as conn:
@@ -1162,9 +1163,12 @@ class Store:
                         )
                     return "the WAL was checkpointed and truncated; deleted content was zeroed"
                 conn.exec_driver_sql("VACUUM FULL auditml_subject")  # outside any transaction
+                if self._has_table("auditml_actor"):  # small too: erased identities go at once
+                    conn.exec_driver_sql("VACUUM FULL auditml_actor")
                 return (
-                    "the key table was rewritten (VACUUM FULL): erased keys left its data files; "
-                    "erased values stay as dead rows until VACUUM, and in WAL archives and backups"
+                    "the key and actor directory tables were rewritten (VACUUM FULL): erased keys "
+                    "and identities left their data files; erased values stay as dead rows until "
+                    "VACUUM, and in WAL archives and backups"
                 )
         except SQLAlchemyError as exc:
             return f"the database could not be scrubbed now ({_first_line(exc)})"

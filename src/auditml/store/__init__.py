@@ -1073,7 +1073,7 @@ class Store:
                 (log_id, pseudonym, created, head.size),
             )
             batch = prepare(head, pseudonym, None if name is None else str(name))
-            self._write(cur, batch, head.size)
+            self._write(cur, batch, head)
             done.append((batch, pseudonym, None if name is None else str(name)))
 
         self._transaction(run)

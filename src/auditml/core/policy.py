@@ -40,8 +40,16 @@ recorded, :data:`DEFAULT_POLICY` applies::
     [personal_data]                      # event fields that hold personal data
     event_fields = ["actor.id", "actor.name"]
 
+    [rollout]                            # a deploy there goes through a canary
+    production = { canary = "10%", min_requests = 1000, min_duration = "1h" }
+
+    [monitor.production]                 # rollback triggers (auditml monitor)
+    triggers = ["error_rate > 0.02", "latency_p95_ms > 250", "score_psi(score) > 0.2"]
+    min_requests = 500
+    window = "1h"
+
 (:mod:`auditml.core.privacy` describes ``[retention]``, ``[processing]`` and
-``[personal_data]`` in full.)
+``[personal_data]`` in full, :mod:`auditml.core.rollout` ``[rollout]`` and ``[monitor]``.)
 
 A policy being recorded (``auditml policy apply``, :meth:`AuditLog.apply_policy`)
 is checked more strictly than one read back from the log: every setting must
@@ -81,6 +89,7 @@ from pydantic import (
 
 from auditml.core.card_sections import check_section_name
 from auditml.core.privacy import PersonalData, Processing, Retention, check_retention
+from auditml.core.rollout import MonitorRule, RolloutRule
 from auditml.errors import InvalidInputError
 
 __all__ = [
@@ -204,6 +213,8 @@ class Policy(BaseModel):
     retention: Retention = Field(default_factory=lambda: Retention())
     processing: Processing = Field(default_factory=lambda: Processing())
     personal_data: PersonalData = Field(default_factory=lambda: PersonalData())
+    rollout: dict[EnvName, RolloutRule] = Field(default_factory=dict)
+    monitor: dict[EnvName, MonitorRule] = Field(default_factory=dict)
 
     @field_validator("permissions")
     @classmethod
@@ -222,6 +233,10 @@ class Policy(BaseModel):
             for text in texts:
                 parse_gate(text)
         return value
+
+    def monitor_actors(self) -> set[str]:
+        """Return the people (as :func:`person` folds them) that act as a monitor anywhere."""
+        return {person(rule.actor) for rule in self.monitor.values()}
 
     def approvals_needed(self, environment: str) -> int:
         """Return how many distinct approvals a deploy to ``environment`` needs."""

@@ -1,0 +1,474 @@
+"""Runtime evidence: the runtime records a log commits to, read from their verified bytes.
+
+Views of runtime records (:mod:`auditml.serving`), promotion rules and
+monitors (:mod:`auditml.lifecycle`) read records through this module only.
+Each reads the ``runtime.segment`` events on the log up to its head and counts
+a segment's records only once they hash to the segment's root, so a record
+row added, changed or relabelled in the database is never counted: the
+columns copied out of a record are indexes, never facts.
+
+:func:`window_samples` is the fast path the monitor uses over a window of
+many records: per segment, one SHA-256 per record and the tree built with
+C-level maps, one orjson parse per record and the fields taken out in bulk. A
+segment in which anything looks wrong is read again by :func:`verified_records`,
+which names the first record that fails. As in ``verify``'s fast path, a key
+given twice in a record is read as orjson reads it (the last wins); auditml
+never writes one, and such a record still has to hash to its segment's root.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from auditml.core import merkle
+from auditml.core.canonical import loads_strict
+from auditml.core.records import SEGMENT_ACTION, _leaf_hashes_of, _tree_root
+from auditml.core.rollout import Sample
+from auditml.errors import AuditmlError, VerificationError
+from auditml.ledger import Ledger
+
+__all__ = ["checked_record", "segments_of", "verified_records", "window_samples"]
+
+
+# --------------------------------------------------------------------------- verified records
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """What a ``runtime.segment`` event on the log commits to."""
+
+    seq: int
+    time: str  # when the segment was appended: no record in it can be later
+    count: int
+    root: bytes
+    stream: object
+    model: object
+    env: object
+    first_time: object
+    last_time: object
+
+
+def segments_of(
+    ledger: Ledger,
+    *,
+    model: str | None = None,
+    env: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> list[_Segment]:
+    """Return the segment events up to the log's head whose data may hold matching records.
+
+    The events are read through their checked bytes; their data, not the
+    record columns, says which model, environment and times a segment covers.
+    """
+    found = []
+    for rec in ledger.events(action=SEGMENT_ACTION, stop=ledger.head().size):
+        data = rec.event.data
+        try:
+            count, root = data["count"], bytes.fromhex(str(data["root"]))
+            if not isinstance(count, int) or count < 1 or len(root) != 32:
+                raise ValueError(count)
+        except (KeyError, TypeError, ValueError):
+            raise VerificationError(
+                "its runtime.segment data holds no count and root; run `auditml verify`",
+                kind="record",
+                seq=rec.seq,
+            ) from None
+        seg = _Segment(
+            rec.seq,
+            rec.event.time,
+            count,
+            root,
+            data.get("stream"),
+            data.get("model"),
+            data.get("env"),
+            data.get("first_time"),
+            data.get("last_time"),
+        )
+        if model is not None and seg.model != model:
+            continue
+        if env is not None and seg.env != env:
+            continue
+        if since is not None and isinstance(seg.last_time, str) and seg.last_time < since:
+            continue
+        if until is not None and isinstance(seg.first_time, str) and seg.first_time >= until:
+            continue
+        found.append(seg)
+    return found
+
+
+def _record_fault(seg: int, i: int, problem: str) -> VerificationError:
+    return VerificationError(
+        f"runtime record {i}: {problem}; run `auditml verify`", kind="record", seq=seg
+    )
+
+
+def checked_record(seg: int, i: int, body: object) -> dict[str, Any]:
+    """Return the record held in ``body`` if it has every field a view reads, else raise."""
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise _record_fault(seg, i, "its bytes are stored as text, not the bytes auditml wrote")
+    try:
+        record = loads_strict(bytes(body))
+    except (AuditmlError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        raise _record_fault(seg, i, "its stored bytes are not a JSON record")
+    for name in ("request_id", "time", "model", "version", "env"):
+        if not isinstance(record.get(name), str):
+            raise _record_fault(seg, i, f"its {name} is {record.get(name)!r}, not a string")
+    latency = record.get("latency_ms")
+    if (
+        isinstance(latency, bool)
+        or not isinstance(latency, int | float)
+        or not math.isfinite(latency)
+    ):
+        raise _record_fault(seg, i, f"its latency_ms is {latency!r}, not a number")
+    if not (record.get("error") is None or isinstance(record.get("error"), str)):
+        raise _record_fault(seg, i, f"its error is {record.get('error')!r}, not a string or null")
+    if not isinstance(record.get("output"), dict):
+        raise _record_fault(seg, i, "its output is not an object")
+    return record
+
+
+def _within(seg: _Segment, record: Mapping[str, Any]) -> bool:
+    """Return whether a record is of the model, env and time span its segment event states."""
+    return (
+        (seg.model is None or record["model"] == seg.model)
+        and (seg.env is None or record["env"] == seg.env)
+        and (not isinstance(seg.first_time, str) or record["time"] >= seg.first_time)
+        and (not isinstance(seg.last_time, str) or record["time"] <= seg.last_time)
+    )
+
+
+def _close(seg: _Segment, leaves: list[bytes]) -> None:
+    """Raise unless the leaves read for ``seg`` are exactly the records its event commits."""
+    if len(leaves) != seg.count:
+        raise VerificationError(
+            f"the segment commits {seg.count} runtime records but {len(leaves)} are stored: "
+            "records were removed or added in the database; run `auditml verify`",
+            kind="record",
+            seq=seg.seq,
+        )
+    if merkle.root_of(leaves) != seg.root:
+        raise VerificationError(
+            "its stored runtime records do not hash to the segment's root: a record was "
+            "changed, removed or reordered in the database; run `auditml verify`",
+            kind="record",
+            seq=seg.seq,
+        )
+
+
+def verified_records(
+    ledger: Ledger,
+    *,
+    model: str | None = None,
+    env: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    only: frozenset[int] | None = None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(segment time, record)`` of the committed records that match the filters.
+
+    ``only`` limits the read to the segments of those seqs.
+
+    Records come from their verified bytes, with the time their segment was
+    appended (no record in it can have been made later).
+
+    Segment by segment, in log order: a segment's records are yielded only once
+    they hash to its root, and a segment whose stored records do not raise
+    VerificationError naming it. Filters are applied to the records' bytes.
+    """
+    segments = segments_of(ledger, model=model, env=env, since=since, until=until)
+    if only is not None:
+        segments = [seg for seg in segments if seg.seq in only]
+    if not segments:
+        return
+    wanted = {seg.seq: seg for seg in segments}
+    with ledger.store.snapshot() as snap:
+        if not snap.holds_records():
+            raise VerificationError(
+                "the log has runtime.segment events but the store has no runtime record table",
+                kind="record",
+                seq=segments[0].seq,
+            )
+        current: _Segment | None = None
+        leaves: list[bytes] = []
+        held: list[tuple[str, dict[str, Any]]] = []
+        seen: set[int] = set()
+        for chunk in snap.records_of_segments(ledger.log_id, list(wanted)):
+            for seg_no, _, body in chunk:
+                if current is None or seg_no != current.seq:
+                    if current is not None:
+                        _close(current, leaves)
+                        yield from held
+                    current, leaves, held = wanted[seg_no], [], []
+                    seen.add(current.seq)
+                i = len(leaves)
+                record = checked_record(current.seq, i, body)
+                leaves.append(merkle.leaf_hash(bytes(body)))
+                said, stream = record.get("i"), record.get("stream")
+                if said != i or stream != current.stream:
+                    raise _record_fault(
+                        current.seq,
+                        i,
+                        f"the record stored in its place says it is record {said!r} of "
+                        f"{stream!r}: the segment's records ({current.stream!r}) are missing, "
+                        "added or out of order in the store",
+                    )
+                if not _within(current, record):
+                    raise _record_fault(
+                        current.seq,
+                        i,
+                        f"it is of {record['model']!r} in {record['env']!r} at {record['time']}, "
+                        f"outside what its segment event says it holds ({current.model!r} in "
+                        f"{current.env!r}, {current.first_time} to {current.last_time})",
+                    )
+                if (
+                    (model is None or record["model"] == model)
+                    and (env is None or record["env"] == env)
+                    and (since is None or record["time"] >= since)
+                    and (until is None or record["time"] < until)
+                ):
+                    held.append((current.time, record))
+        if current is not None:
+            _close(current, leaves)
+            yield from held
+    if len(seen) != len(wanted):
+        missing = min(set(wanted) - seen)
+        raise VerificationError(
+            f"the segment's {wanted[missing].count} runtime records are missing from the "
+            "store; run `auditml verify`",
+            kind="record",
+            seq=missing,
+        )
+
+
+# --------------------------------------------------------------------------- window samples
+
+_FIELDS = itemgetter("i", "stream", "model", "env", "time", "version")
+_VALUES = itemgetter("error", "latency_ms", "output")
+
+
+def _sample_of(samples: dict[str, Sample], version: str) -> Sample:
+    found = samples.get(version)
+    if found is None:
+        found = samples[version] = Sample(0, 0, array("d"), {})
+    return found
+
+
+def _add(
+    sample: Sample, error: object, latency: float, output: Mapping[str, Any], fields: Sequence[str]
+) -> None:
+    sample.requests += 1
+    if error is not None:
+        sample.errors += 1
+    assert sample.latency is not None and sample.scores is not None
+    sample.latency.append(latency)
+    for name in fields:
+        value = output.get(name)
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ):
+            sample.scores.setdefault(name, array("d")).append(float(value))
+
+
+def _merge(into: Sample, part: Sample) -> None:
+    assert into.latency is not None and into.scores is not None
+    into.requests += part.requests
+    into.errors += part.errors
+    into.latency.extend(part.latency or array("d"))
+    for name, values in (part.scores or {}).items():
+        into.scores.setdefault(name, array("d")).extend(values)
+
+
+_NUMBERS = {int, float}
+_ERRORS = {str, type(None)}
+
+
+def _add_bulk(sample: Sample, records: list[Any], fields: Sequence[str]) -> bool:
+    """Add one version's parsed records to its sample in bulk; False if a field is not as read."""
+    try:
+        values = list(map(_VALUES, records))
+    except (KeyError, TypeError):
+        return False
+    if not values:
+        return True
+    errors, latencies, outputs = zip(*values, strict=True)
+    if not (
+        set(map(type, errors)) <= _ERRORS
+        and set(map(type, latencies)) <= _NUMBERS
+        and set(map(type, outputs)) == {dict}
+    ):
+        return False
+    assert sample.latency is not None and sample.scores is not None
+    sample.requests += len(errors)
+    sample.errors += len(errors) - errors.count(None)
+    sample.latency.extend(array("d", latencies))
+    for name in fields:
+        found = [o.get(name) for o in outputs]
+        if not set(map(type, found)) <= _NUMBERS:
+            found = [v for v in found if type(v) in _NUMBERS]  # text, true/false, none: no score
+        sample.scores.setdefault(name, array("d")).extend(array("d", found))
+    return True
+
+
+def _fast_segment(
+    seg: _Segment,
+    bodies: list[Any],
+    *,
+    model: str,
+    env: str,
+    since: str,
+    until: str,
+    versions: frozenset[str],
+    fields: Sequence[str],
+    samples: dict[str, Sample],
+) -> bool:  # noqa: PLR0911 (each early return names one thing that needs the careful read)
+    """Add a segment's matching records to ``samples``; False (nothing added) if it needs a look.
+
+    True means every record parsed, fits its place in the segment and its
+    event, and the records hash to the segment's root.
+    """
+    if len(bodies) != seg.count or not set(map(type, bodies)) <= {bytes}:
+        return False
+    if _tree_root(_leaf_hashes_of(bodies)) != seg.root:
+        return False
+    try:
+        records = list(map(orjson.loads, bodies))
+        heads = list(map(_FIELDS, records))
+    except (ValueError, TypeError, KeyError):
+        return False
+    indexes, streams, models, envs, times, names = zip(*heads, strict=True)
+    if list(indexes) != list(range(seg.count)) or set(streams) != {seg.stream}:
+        return False
+    if not set(models) <= ({seg.model} if seg.model is not None else {model}):
+        return False
+    if not set(envs) <= ({seg.env} if seg.env is not None else {env}):
+        return False
+    if not all(isinstance(t, str) for t in (*set(times), *set(names))):
+        return False
+    low, high = min(times), max(times)
+    if (isinstance(seg.first_time, str) and low < seg.first_time) or (
+        isinstance(seg.last_time, str) and high > seg.last_time
+    ):
+        return False
+    if set(models) != {model} or set(envs) != {env}:
+        return True  # nothing of this model and environment (the event said otherwise)
+    if not (low >= since and high < until):
+        keep = [since <= t < until for t in times]
+        records = [r for r, k in zip(records, keep, strict=True) if k]
+        names = tuple(n for n, k in zip(names, keep, strict=True) if k)
+    found: dict[str, Sample] = {}
+    for version in versions & set(names):
+        mine = (
+            records
+            if len(set(names)) == 1
+            else [r for r, n in zip(records, names, strict=True) if n == version]
+        )
+        if not _add_bulk(_sample_of(found, version), mine, fields):
+            return False  # nothing of this segment was added: the careful read adds it all
+    for version, part in found.items():
+        _merge(_sample_of(samples, version), part)
+    return True
+
+
+def window_samples(
+    ledger: Ledger,
+    *,
+    model: str,
+    env: str,
+    since: str,
+    until: str,
+    versions: Sequence[str],
+    fields: Sequence[str] = (),
+) -> dict[str, Sample]:
+    """Return, per version asked for, its verified runtime records in ``[since, until)``.
+
+    Each :class:`~auditml.core.rollout.Sample` holds the requests, errors,
+    latencies and the numeric output ``fields`` of one version's records of
+    ``model`` in ``env``, read from records that hash to their segments' roots.
+    A segment whose stored records do not hold up raises VerificationError.
+    """
+    wanted = frozenset(versions)
+    samples: dict[str, Sample] = {v: Sample(0, 0, array("d"), {}) for v in versions}
+    segments = segments_of(ledger, model=model, env=env, since=since, until=until)
+    if not segments:
+        return samples
+    by_seq = {seg.seq: seg for seg in segments}
+    slow: list[int] = []
+    with ledger.store.snapshot() as snap:
+        if not snap.holds_records():
+            raise VerificationError(
+                "the log has runtime.segment events but the store has no runtime record table",
+                kind="record",
+                seq=segments[0].seq,
+            )
+        current: int | None = None
+        bodies: list[Any] = []
+        seen: set[int] = set()
+
+        def close() -> None:
+            if current is None:
+                return
+            seen.add(current)
+            ok = _fast_segment(
+                by_seq[current],
+                bodies,
+                model=model,
+                env=env,
+                since=since,
+                until=until,
+                versions=wanted,
+                fields=fields,
+                samples=samples,
+            )
+            if not ok:
+                slow.append(current)
+
+        for chunk in snap.records_of_segments(ledger.log_id, list(by_seq)):
+            for seg_no, _, body in chunk:
+                if seg_no != current:
+                    close()
+                    current, bodies = seg_no, []
+                bodies.append(body)
+        close()
+    if len(seen) != len(by_seq):
+        missing = min(set(by_seq) - seen)
+        raise VerificationError(
+            f"the segment's {by_seq[missing].count} runtime records are missing from the "
+            "store; run `auditml verify`",
+            kind="record",
+            seq=missing,
+        )
+    for seq in slow:
+        # The careful reader names the first record that fails, or reads a segment
+        # that only looked odd (e.g. a record of another model it may hold).
+        seg = by_seq[seq]
+        for _, record in _verified_segment(ledger, seg, model, env, since, until):
+            if record["version"] in wanted:
+                _add(
+                    _sample_of(samples, record["version"]),
+                    record["error"],
+                    float(record["latency_ms"]),
+                    record["output"],
+                    fields,
+                )
+    return samples
+
+
+def _verified_segment(
+    ledger: Ledger, seg: _Segment, model: str, env: str, since: str, until: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield the matching verified records of one segment, raising at the first that fails."""
+    yield from verified_records(
+        ledger, model=model, env=env, since=since, until=until, only=frozenset({seg.seq})
+    )

@@ -273,11 +273,7 @@ def _add(
     sample.latency.append(latency)
     for name in fields:
         value = output.get(name)
-        if (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-        ):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             sample.scores.setdefault(name, array("d")).append(float(value))
 
 
@@ -332,7 +328,7 @@ def _fast_segment(
     versions: frozenset[str],
     fields: Sequence[str],
     samples: dict[str, Sample],
-) -> bool:  # noqa: PLR0911 (each early return names one thing that needs the careful read)
+) -> bool:
     """Add a segment's matching records to ``samples``; False (nothing added) if it needs a look.
 
     True means every record parsed, fits its place in the segment and its

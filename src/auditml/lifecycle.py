@@ -98,10 +98,10 @@ from auditml.core.state import (
     policy_in_force,
     states,
 )
-from auditml.evidence import window_samples
 from auditml.errors import (
     InvalidInputError,
 )
+from auditml.evidence import window_samples
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
@@ -823,7 +823,7 @@ class Lifecycle:
         return self.status(model)[model].history(environment)
 
     def splits(self, model: str, environment: str | None = None) -> list[SplitChange]:
-        """Return every change of the model's traffic split, oldest first, with the split after it."""
+        """Return every change of the model's traffic split, oldest first, and the split after."""
         declared = self.policy()[0].environments
         if environment is not None and declared and environment not in declared:
             raise InvalidInputError(

@@ -29,13 +29,13 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from auditml.core.canonical import loads_strict
-from auditml.core.records import SEGMENT_ACTION, verify_record_proof
+from auditml.core.records import verify_record_proof
 from auditml.core.signing import VerifierKey, open_checkpoint
 from auditml.core.state import ModelState, Move
 from auditml.errors import InvalidInputError, VerificationError
@@ -391,13 +391,15 @@ class RuntimeStats:
     latency_ms: dict[str, float | None]
     labels: dict[str, dict[str, int]]
     scores: dict[str, dict[str, float | None]]
+    #: The records were made by a version in shadow (answers not used), kept apart from served ones.
+    shadow: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Return the figures as plain JSON values."""
         return asdict(self)
 
 
-def _finish(key: tuple[str, str, str], acc: _Acc) -> RuntimeStats:
+def _finish(key: tuple[str, str, str, bool], acc: _Acc) -> RuntimeStats:
     latency = array("d", sorted(acc.latency))
     scores = {}
     for name, values in sorted(acc.scores.items()):
@@ -419,6 +421,7 @@ def _finish(key: tuple[str, str, str], acc: _Acc) -> RuntimeStats:
         latency_ms={f"p{round(q * 100)}": _quantile(latency, q) for q in _QUANTILES},
         labels={name: dict(counts.most_common()) for name, counts in sorted(acc.labels.items())},
         scores=scores,
+        shadow=key[3],
     )
 
 
@@ -459,15 +462,29 @@ def runtime_stats(
 ) -> list[RuntimeStats]:
     """Return per (model, version, env): requests, errors, latency p50/p95/p99 and outputs.
 
+    Records a version made while it ran in shadow there (serving copies of
+    requests, its answers not used) are counted apart, with ``shadow`` true.
+
     Outputs are summarized per key: label counts for text (and true/false)
     values, quantiles p00…p100 and the mean for numbers. ``since`` is inclusive
     and ``until`` exclusive, on the records' own times; plain dates mean midnight UTC.
     """
     low, high = _bounds(since, until)
     _known(log, model, env)
-    groups: dict[tuple[str, str, str], _Acc] = {}
+    # A version in shadow serves copies of requests: its records are counted apart.
+    shadowed = {
+        name: state
+        for name, state in log.status().items()
+        if any(change.shadows for change in state.splits)
+    }
+    groups: dict[tuple[str, str, str, bool], _Acc] = {}
     for _, record in verified_records(log._ledger, model=model, env=env, since=low, until=high):
-        key = (record["model"], record["version"], record["env"])
+        state = shadowed.get(record["model"])
+        shadow = (
+            state is not None
+            and record["version"] in state.serving_at(record["env"], record["time"])[1]
+        )
+        key = (record["model"], record["version"], record["env"], shadow)
         acc = groups.get(key)
         if acc is None:
             acc = groups[key] = _Acc()
@@ -535,6 +552,10 @@ class _Rules:
                 f"{model} {version} served in {env} after it was retired at {vs.retired.time}",
                 vs.retired.seq,
             )
+        if state.splits and any(c.environment == env and c.rollout for c in state.splits):
+            split, shadows = state.serving_at(env, when)
+            if version in split or version in shadows:
+                return None  # a canary or a shadow of a rollout in force then
         current = None
         for move in moves:
             if move.time <= when:

@@ -165,7 +165,7 @@ def stats_command(
         ]
         shown.add_row(
             s.model,
-            s.version,
+            f"{s.version} (shadow)" if s.shadow else s.version,
             s.env,
             f"{s.requests:,}",
             f"{s.errors:,} ({s.error_rate:.1%})",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from auditml.core import merkle
 from auditml.core.events import (
     INCIDENT_ACTIONS,
     KEY_ACTIONS,
@@ -23,7 +24,6 @@ from auditml.core.events import (
     is_imported,
     validate_data,
 )
-from auditml.core import merkle
 from auditml.core.incidents import IncidentIndex
 from auditml.core.keys import KeyRegistry
 from auditml.core.policy import (

@@ -253,7 +253,9 @@ def psi(stable: Sequence[float], canary: Sequence[float], bins: int = PSI_BINS) 
     if not stable or not canary:
         return None
     ordered = sorted(stable)
-    cuts = sorted({q for q in (quantile(ordered, k / bins) for k in range(1, bins)) if q is not None})
+    cuts = sorted(
+        {q for q in (quantile(ordered, k / bins) for k in range(1, bins)) if q is not None}
+    )
     from bisect import bisect_right
 
     def shares(values: Sequence[float]) -> list[float]:

@@ -187,7 +187,10 @@ class VersionState:
 
     @property
     def state(self) -> str:
-        """Return one word: retired, deployed, canary, shadow, rejected, approved, failed or trained."""
+        """Return the state in one word: retired, deployed, canary, shadow, rejected, ...
+
+        approved, failed or trained. A canary or a shadow serves beside the stable version.
+        """
         if self.retired is not None:
             return "retired"
         if self.running_in:
@@ -336,7 +339,9 @@ class ModelState:
             "running": dict(sorted(self.running.items())),
             "running_imported": self.running_imported(),
             "splits": {env: self.split(env) for env in sorted(self.running)},
-            "shadows": {env: self.shadows(env) for env in sorted(self.rollouts) if self.shadows(env)},
+            "shadows": {
+                env: self.shadows(env) for env in sorted(self.rollouts) if self.shadows(env)
+            },
             "versions": [v.as_dict() for v in self.versions.values()],
         }
 
@@ -481,7 +486,8 @@ def _fold_rollout(
     env = str(data.get("environment"))
     traffic = data.get("traffic")
     share = traffic if isinstance(traffic, int) else 0
-    reason = data.get("reason") if isinstance(data.get("reason"), str) else None
+    said = data.get("reason")
+    reason = said if isinstance(said, str) else None
     if event.action == "rollout.start":
         _end_rollout(state, env)
         stable = data.get("stable")

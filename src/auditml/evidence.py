@@ -350,7 +350,7 @@ def _fast_segment(
         return False
     if not set(envs) <= ({seg.env} if seg.env is not None else {env}):
         return False
-    if not all(isinstance(t, str) for t in (*set(times), *set(names))):
+    if not set(map(type, times)) | set(map(type, names)) <= {str}:
         return False
     low, high = min(times), max(times)
     if (isinstance(seg.first_time, str) and low < seg.first_time) or (

@@ -22,7 +22,8 @@ import math
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import groupby
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import orjson
@@ -252,8 +253,12 @@ def verified_records(
 
 # --------------------------------------------------------------------------- window samples
 
-_FIELDS = itemgetter("i", "stream", "model", "env", "time", "version")
-_VALUES = itemgetter("error", "latency_ms", "output")
+_FIELDS = itemgetter(
+    "i", "stream", "model", "env", "time", "version", "error", "latency_ms", "output"
+)
+_NUMBERS = {int, float}
+_ERRORS = {str, type(None)}
+_SEG, _BODY = itemgetter(0), itemgetter(2)
 
 
 def _sample_of(samples: dict[str, Sample], version: str) -> Sample:
@@ -273,7 +278,7 @@ def _add(
     sample.latency.append(latency)
     for name in fields:
         value = output.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        if type(value) in _NUMBERS:
             sample.scores.setdefault(name, array("d")).append(float(value))
 
 
@@ -286,35 +291,33 @@ def _merge(into: Sample, part: Sample) -> None:
         into.scores.setdefault(name, array("d")).extend(values)
 
 
-_NUMBERS = {int, float}
-_ERRORS = {str, type(None)}
+def _pick(column: Sequence[Any], rows: list[int] | None) -> Sequence[Any]:
+    """Return the entries of ``column`` at ``rows`` (None: all of it), with a C-level getter."""
+    if rows is None:
+        return column
+    if len(rows) == 1:
+        return (column[rows[0]],)
+    return itemgetter(*rows)(column) if rows else ()
 
 
-def _add_bulk(sample: Sample, records: list[Any], fields: Sequence[str]) -> bool:
-    """Add one version's parsed records to its sample in bulk; False if a field is not as read."""
-    try:
-        values = list(map(_VALUES, records))
-    except (KeyError, TypeError):
-        return False
-    if not values:
-        return True
-    errors, latencies, outputs = zip(*values, strict=True)
+def _part(
+    errors: Sequence[Any], latencies: Sequence[Any], outputs: Sequence[Any], fields: Sequence[str]
+) -> Sample | None:
+    """Return one version's sample from its columns, or None if a field is not as a view reads."""
     if not (
         set(map(type, errors)) <= _ERRORS
         and set(map(type, latencies)) <= _NUMBERS
-        and set(map(type, outputs)) == {dict}
+        and set(map(type, outputs)) <= {dict}
     ):
-        return False
-    assert sample.latency is not None and sample.scores is not None
-    sample.requests += len(errors)
-    sample.errors += len(errors) - errors.count(None)
-    sample.latency.extend(array("d", latencies))
+        return None
+    part = Sample(len(errors), len(errors) - list(errors).count(None), array("d", latencies), {})
+    assert part.scores is not None
     for name in fields:
-        found = [o.get(name) for o in outputs]
+        found = list(map(methodcaller("get", name), outputs))
         if not set(map(type, found)) <= _NUMBERS:
             found = [v for v in found if type(v) in _NUMBERS]  # text, true/false, none: no score
-        sample.scores.setdefault(name, array("d")).extend(array("d", found))
-    return True
+        part.scores[name] = array("d", found)
+    return part
 
 
 def _fast_segment(
@@ -339,11 +342,10 @@ def _fast_segment(
     if _tree_root(_leaf_hashes_of(bodies)) != seg.root:
         return False
     try:
-        records = list(map(orjson.loads, bodies))
-        heads = list(map(_FIELDS, records))
+        columns = list(zip(*map(_FIELDS, map(orjson.loads, bodies)), strict=True))
     except (ValueError, TypeError, KeyError):
         return False
-    indexes, streams, models, envs, times, names = zip(*heads, strict=True)
+    indexes, streams, models, envs, times, names, errors, latencies, outputs = columns
     if list(indexes) != list(range(seg.count)) or set(streams) != {seg.stream}:
         return False
     if not set(models) <= ({seg.model} if seg.model is not None else {model}):
@@ -359,19 +361,19 @@ def _fast_segment(
         return False
     if set(models) != {model} or set(envs) != {env}:
         return True  # nothing of this model and environment (the event said otherwise)
-    if not (low >= since and high < until):
-        keep = [since <= t < until for t in times]
-        records = [r for r, k in zip(records, keep, strict=True) if k]
-        names = tuple(n for n, k in zip(names, keep, strict=True) if k)
+    inside = None if low >= since and high < until else [since <= t < until for t in times]
+    present = set(names) if inside is None else {n for n, k in zip(names, inside, strict=True) if k}
     found: dict[str, Sample] = {}
-    for version in versions & set(names):
-        mine = (
-            records
-            if len(set(names)) == 1
-            else [r for r, n in zip(records, names, strict=True) if n == version]
+    for version in versions & present:
+        rows = (
+            None
+            if inside is None and len(present) == 1
+            else [k for k, n in enumerate(names) if n == version and (inside is None or inside[k])]
         )
-        if not _add_bulk(_sample_of(found, version), mine, fields):
+        part = _part(_pick(errors, rows), _pick(latencies, rows), _pick(outputs, rows), fields)
+        if part is None:
             return False  # nothing of this segment was added: the careful read adds it all
+        found[version] = part
     for version, part in found.items():
         _merge(_sample_of(samples, version), part)
     return True
@@ -431,11 +433,11 @@ def window_samples(
                 slow.append(current)
 
         for chunk in snap.records_of_segments(ledger.log_id, list(by_seq)):
-            for seg_no, _, body in chunk:
+            for seg_no, rows in groupby(chunk, key=_SEG):
                 if seg_no != current:
                     close()
                     current, bodies = seg_no, []
-                bodies.append(body)
+                bodies.extend(map(_BODY, rows))
         close()
     if len(seen) != len(by_seq):
         missing = min(set(by_seq) - seen)

@@ -34,8 +34,10 @@ import math
 import operator
 import re
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -248,24 +250,31 @@ def psi(stable: Sequence[float], canary: Sequence[float], bins: int = PSI_BINS) 
     """Return the population stability index of ``canary`` against ``stable`` (None if empty).
 
     The bins are cut at the stable values' quantiles 1/bins … (bins-1)/bins;
-    a value equal to a cut falls in the bin above it.
+    a value equal to a cut falls in the bin above it. Sorted inputs are read as they are.
     """
     if not stable or not canary:
         return None
-    ordered = sorted(stable)
-    cuts = sorted(
-        {q for q in (quantile(ordered, k / bins) for k in range(1, bins)) if q is not None}
-    )
-    from bisect import bisect_right
+    base = stable if _is_sorted(stable) else sorted(stable)
+    seen = canary if _is_sorted(canary) else sorted(canary)
+    cuts = sorted({q for q in (quantile(base, k / bins) for k in range(1, bins)) if q is not None})
 
-    def shares(values: Sequence[float]) -> list[float]:
-        counts = [0] * (len(cuts) + 1)
-        for value in values:
-            counts[bisect_right(cuts, value)] += 1
-        return [max(c / len(values), PSI_FLOOR) for c in counts]
+    def shares(ordered: Sequence[float]) -> list[float]:
+        edges = [0, *(bisect_left(ordered, cut) for cut in cuts), len(ordered)]
+        return [max((high - low) / len(ordered), PSI_FLOOR) for low, high in pairwise(edges)]
 
-    base, seen = shares(ordered), shares(canary)
-    return sum((c - s) * math.log(c / s) for c, s in zip(seen, base, strict=True))
+    return sum((c - s) * math.log(c / s) for c, s in zip(shares(seen), shares(base), strict=True))
+
+
+def _is_sorted(values: Sequence[float]) -> bool:
+    return isinstance(values, _Sorted)
+
+
+class _Sorted(list[float]):
+    """A list of floats known to be sorted."""
+
+
+def _sorted(values: Sequence[float] | None) -> _Sorted:
+    return _Sorted(sorted(values or ()))
 
 
 @dataclass
@@ -287,8 +296,8 @@ def statistics(
     canary: Sample, stable: Sample, triggers: Sequence[Trigger]
 ) -> dict[str, float | None]:
     """Return every statistic the triggers read (and the basic ones), for a check to record."""
-    lat_c = sorted(canary.latency or ())
-    lat_s = sorted(stable.latency or ())
+    lat_c = _sorted(canary.latency)
+    lat_s = _sorted(stable.latency)
     p95_c, p95_s = quantile(lat_c, 0.95), quantile(lat_s, 0.95)
     err_c, err_s = canary.error_rate, stable.error_rate
     found: dict[str, float | None] = {
@@ -305,8 +314,7 @@ def statistics(
         if trigger.statistic == "score_psi" and trigger.key not in found:
             name = trigger.field or "score"
             found[trigger.key] = psi(
-                (stable.scores or {}).get(name, array("d")),
-                (canary.scores or {}).get(name, array("d")),
+                _sorted((stable.scores or {}).get(name)), _sorted((canary.scores or {}).get(name))
             )
     return {k: (None if v is None else round(v, 9)) for k, v in found.items()}
 

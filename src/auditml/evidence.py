@@ -278,7 +278,7 @@ def _add(
     sample.latency.append(latency)
     for name in fields:
         value = output.get(name)
-        if type(value) in _NUMBERS:
+        if isinstance(value, int | float) and not isinstance(value, bool):
             sample.scores.setdefault(name, array("d")).append(float(value))
 
 

@@ -103,7 +103,9 @@ def build(url: str, count: int) -> float:
                 body = dumps(record, option=sort)
                 if (k + i) % 1000 == 0:
                     assert body == canonical_bytes(record), body
-                rows.append((i, record["request_id"], when, MODEL, version, ENV, latency, error, body))
+                rows.append(
+                    (i, record["request_id"], when, MODEL, version, ENV, latency, error, body)
+                )
                 leaves.append(leaf_hash(body))
                 times.append(when)
             data = SegmentData(

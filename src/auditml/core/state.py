@@ -421,13 +421,14 @@ def fold(
             env = str(data.get("environment"))
             ended = state.rollouts.get(env)
             _end_rollout(state, env)
-            replaced = state.running.get(env)
-            if ended is not None and event.action == "model.rollback":
-                replaced = ended.version  # the rollback ended the rollout: the canary left
-            if replaced is not None and replaced in state.versions:
-                old = state.versions[replaced]
+            running = state.running.get(env)
+            if running is not None and running in state.versions:
+                old = state.versions[running]
                 if env in old.running_in:
                     old.running_in.remove(env)
+            replaced = running
+            if ended is not None and event.action == "model.rollback":
+                replaced = ended.version  # the rollback ended the rollout: the canary left
             state.running[env] = version
             vs.running_in.append(env)
             if env not in vs.ran_in:

@@ -244,6 +244,7 @@ def test_monitor_bad_inputs_are_clear_errors(log: AuditLog) -> None:
         (b'[monitor.production]\nwindow = "an hour"', "not a duration"),
         (b'[rollout]\nproduction = { canary = "100%" }', "below 100%"),
         (b'[rollout]\nproduction = { min_duration = "-1h" }', "not a duration"),
+        (b"[monitor.production]\nfoo = 1", "known settings: actor, min_requests"),
     ],
 )
 def test_bad_triggers_and_windows_fail_at_policy_load(text: bytes, problem: str) -> None:
@@ -391,3 +392,45 @@ def test_cli_rollout_commands_and_bad_paths(log: AuditLog, capsys: Any) -> None:
     ):
         code, _, err = run_cli(bad, capsys)
         assert code != 0 and "Traceback" not in err and "error" in err, bad
+
+
+def test_report_tells_each_rollout_with_its_evidence(log: AuditLog) -> None:
+    """The report's rollouts section holds the splits, a refused promotion, checks and causes."""
+    from auditml.reports.build import build_report
+    from auditml.reports.render import render_report
+
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS, reason="canary")
+    _serve(log, {"1": 40, "2": 5})
+    with pytest.raises(PolicyDeniedError):
+        log.promote("credit", "2", "production", actor=OPS)
+    undecided = log.monitor("credit", "production")
+    _serve(log, {"2": 20}, errors=10)
+    tripped = log.monitor("credit", "production", act=True)
+    assert tripped.rollback is not None
+    log.deploy("credit", "3", "production", traffic="10%", actor=OPS)
+    log.promote("credit", "3", "production", traffic="20%", actor=OPS)
+    log.checkpoint()
+    report = build_report(log)
+    first, second = report.rollouts
+    assert (first.version, first.stable, first.mode) == ("2", "1", "canary")
+    assert first.outcome.startswith("rolled back automatically by monitor@bank")
+    assert [s.action for s in first.steps] == [
+        "rollout.start",
+        "promotion refused (rollout-evidence)",
+        "model.rollback",
+    ]
+    rollback = first.steps[-1]
+    assert (rollback.cause_seq, rollback.cause_hash) == (tripped.check.seq, tripped.check.hash)
+    assert [(c.seq, c.verdict) for c in first.checks] == [
+        (undecided.check.seq, "undecided"),
+        (tripped.check.seq, "tripped"),
+    ]
+    assert first.checks[1].acted_seq == tripped.rollback.seq
+    assert (second.outcome, [s.split for s in second.steps]) == (
+        "in progress",
+        ["v1 90% + v3 10%", "v1 80% + v3 20%"],
+    )
+    markdown = render_report(report, "md").decode()
+    html = render_report(report, "html").decode()
+    for text in (markdown, html):
+        assert "Rollouts and monitor checks" in text and tripped.check.hash in text

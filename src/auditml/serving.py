@@ -37,7 +37,7 @@ from typing import Any
 from auditml.core.canonical import loads_strict
 from auditml.core.records import verify_record_proof
 from auditml.core.signing import VerifierKey, open_checkpoint
-from auditml.core.state import ModelState, Move
+from auditml.core.state import ModelState, Move, SplitChange
 from auditml.errors import InvalidInputError, VerificationError
 from auditml.evidence import checked_record, segments_of, verified_records
 from auditml.log import AuditLog
@@ -193,7 +193,7 @@ class Trace:
         return asdict(self)
 
 
-def _move_dict(move: Move) -> dict[str, Any]:
+def _move_dict(move: Move | SplitChange) -> dict[str, Any]:
     return {
         "seq": move.seq,
         "time": move.time,
@@ -280,11 +280,13 @@ def _story(
     ]
     timeline = state.timeline if state is not None else []
     deployed = None
-    for move in timeline:
-        if move.environment == env and move.version == version and move.time <= when:
-            deployed = _move_dict(move)
+    # The split changes hold every deploy and rollback, and each rollout's start and steps.
+    for change in state.splits if state is not None else []:
+        if change.environment == env and change.version == version and change.time <= when:
+            deployed = {**_move_dict(change), "split": change.split, "shadows": change.shadows}
     running = _running_at(timeline, env, when)
     retired = vs is not None and vs.retired is not None and vs.retired.time <= when
+    split, shadows = state.serving_at(env, when) if state is not None else ({}, [])
     incidents = [
         inc.as_dict()
         for inc in (log.incidents(str(record.get("model"))) if vs is not None else [])
@@ -305,7 +307,7 @@ def _story(
         approvals=approvals,
         deployed=deployed,
         running_then=running.version if running is not None else None,
-        deployed_then=running is not None and running.version == version and not retired,
+        deployed_then=(version in split or version in shadows) and not retired,
         incidents_open=incidents,
     )
 

@@ -76,7 +76,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -374,9 +374,16 @@ def _first_problem(exc: ValidationError) -> str:
 def _table_at(loc: Sequence[int | str]) -> type[BaseModel]:
     """Return the model of the policy table at ``loc`` (``()``: the policy itself)."""
     model: type[BaseModel] = Policy
+    keyed = False  # the last step was a table of tables (e.g. [monitor]): this part is a key
     for part in loc:
+        if keyed:
+            keyed = False
+            continue
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
+        if get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+            keyed = True
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         model = annotation

@@ -434,3 +434,53 @@ def test_report_tells_each_rollout_with_its_evidence(log: AuditLog) -> None:
     html = render_report(report, "html").decode()
     for text in (markdown, html):
         assert "Rollouts and monitor checks" in text and tripped.check.hash in text
+
+
+def test_a_window_read_in_two_processes_matches_one(log: AuditLog) -> None:
+    """A helper process reading half the segments gives the same samples as one process."""
+    from auditml.evidence import window_samples
+
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    for _ in range(4):
+        _serve(log, {"1": 9, "2": 3}, errors=1, shift=0.1)
+    window = {"model": "credit", "env": "production", "versions": ["1", "2"], "fields": ["score"]}
+    bounds = {"since": "2000-01-01T00:00:00.000000Z", "until": "2100-01-01T00:00:00.000000Z"}
+    one = window_samples(log._ledger, **window, **bounds, parallel=False)  # type: ignore[arg-type]
+    two = window_samples(log._ledger, **window, **bounds, parallel=True)  # type: ignore[arg-type]
+    for version in ("1", "2"):
+        a, b = one[version], two[version]
+        assert (
+            (a.requests, a.errors)
+            == (b.requests, b.errors)
+            == ((36, 0) if version == "1" else (12, 4))
+        )
+        assert sorted(a.latency or ()) == sorted(b.latency or ())
+        assert sorted((a.scores or {})["score"]) == sorted((b.scores or {})["score"])
+
+
+def test_a_broken_helper_leaves_the_read_to_this_process(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the helper answers nonsense, this process reads its half and counts every record."""
+    import subprocess
+    import sys
+
+    from auditml import evidence
+
+    def broken(*_: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", "print('nonsense')"], stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(evidence, "_spawn", broken)
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    for _ in range(3):
+        _serve(log, {"1": 5, "2": 2})
+    found = evidence.window_samples(
+        log._ledger,
+        model="credit",
+        env="production",
+        since="2000-01-01T00:00:00.000000Z",
+        until="2100-01-01T00:00:00.000000Z",
+        versions=["1", "2"],
+        parallel=True,
+    )
+    assert (found["1"].requests, found["2"].requests) == (15, 6)

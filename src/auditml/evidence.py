@@ -18,10 +18,14 @@ never writes one, and such a record still has to hash to its segment's root.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import groupby
 from operator import itemgetter, methodcaller
 from typing import Any
@@ -34,8 +38,17 @@ from auditml.core.records import SEGMENT_ACTION, _leaf_hashes_of, _tree_root
 from auditml.core.rollout import Sample
 from auditml.errors import AuditmlError, VerificationError
 from auditml.ledger import Ledger
+from auditml.store import Store
 
-__all__ = ["checked_record", "segments_of", "verified_records", "window_samples"]
+__all__ = [
+    "PARALLEL_MIN",
+    "WindowRequest",
+    "checked_record",
+    "segments_of",
+    "serve_request",
+    "verified_records",
+    "window_samples",
+]
 
 
 # --------------------------------------------------------------------------- verified records
@@ -379,6 +392,76 @@ def _fast_segment(
     return True
 
 
+#: A window of at least this many segments is read by two processes (one a helper).
+PARALLEL_MIN = 200
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """What a window read needs besides its segments: the filters and the fields to keep."""
+
+    model: str
+    env: str
+    since: str
+    until: str
+    versions: tuple[str, ...]
+    fields: tuple[str, ...]
+
+
+@dataclass
+class _Read:
+    """What reading some segments found: samples, segments read, segments that need a look."""
+
+    samples: dict[str, Sample]
+    seen: set[int]
+    slow: list[int]
+
+
+def _read_segments(
+    store: Store, log_id: int, segments: Sequence[_Segment], ask: WindowRequest
+) -> _Read:
+    """Read the stored records of ``segments`` on the fast path, in one snapshot."""
+    wanted = frozenset(ask.versions)
+    by_seq = {seg.seq: seg for seg in segments}
+    found = _Read({}, set(), [])
+    with store.snapshot() as snap:
+        if not snap.holds_records():
+            raise VerificationError(
+                "the log has runtime.segment events but the store has no runtime record table",
+                kind="record",
+                seq=segments[0].seq,
+            )
+        current: int | None = None
+        bodies: list[Any] = []
+
+        def close() -> None:
+            if current is None:
+                return
+            found.seen.add(current)
+            ok = _fast_segment(
+                by_seq[current],
+                bodies,
+                model=ask.model,
+                env=ask.env,
+                since=ask.since,
+                until=ask.until,
+                versions=wanted,
+                fields=ask.fields,
+                samples=found.samples,
+            )
+            if not ok:
+                found.slow.append(current)
+
+        for chunk in snap.records_of_segments(log_id, list(by_seq)):
+            for seg_no, rows in groupby(chunk, key=_SEG):
+                if seg_no != current:
+                    close()
+                    current, bodies = seg_no, []
+                bodies.extend(map(_BODY, rows))
+        close()
+    return found
+
+
 def window_samples(
     ledger: Ledger,
     *,
@@ -388,6 +471,7 @@ def window_samples(
     until: str,
     versions: Sequence[str],
     fields: Sequence[str] = (),
+    parallel: bool | None = None,
 ) -> dict[str, Sample]:
     """Return, per version asked for, its verified runtime records in ``[since, until)``.
 
@@ -395,50 +479,29 @@ def window_samples(
     latencies and the numeric output ``fields`` of one version's records of
     ``model`` in ``env``, read from records that hash to their segments' roots.
     A segment whose stored records do not hold up raises VerificationError.
+    With ``parallel`` (the default for a window of ``PARALLEL_MIN`` segments or
+    more on a machine with two cores), a helper process reads the later half
+    of the segments the same way; if it cannot, this process reads them.
     """
-    wanted = frozenset(versions)
+    ask = WindowRequest(model, env, since, until, tuple(versions), tuple(fields))
     samples: dict[str, Sample] = {v: Sample(0, 0, array("d"), {}) for v in versions}
     segments = segments_of(ledger, model=model, env=env, since=since, until=until)
     if not segments:
         return samples
     by_seq = {seg.seq: seg for seg in segments}
-    slow: list[int] = []
-    with ledger.store.snapshot() as snap:
-        if not snap.holds_records():
-            raise VerificationError(
-                "the log has runtime.segment events but the store has no runtime record table",
-                kind="record",
-                seq=segments[0].seq,
-            )
-        current: int | None = None
-        bodies: list[Any] = []
-        seen: set[int] = set()
-
-        def close() -> None:
-            if current is None:
-                return
-            seen.add(current)
-            ok = _fast_segment(
-                by_seq[current],
-                bodies,
-                model=model,
-                env=env,
-                since=since,
-                until=until,
-                versions=wanted,
-                fields=fields,
-                samples=samples,
-            )
-            if not ok:
-                slow.append(current)
-
-        for chunk in snap.records_of_segments(ledger.log_id, list(by_seq)):
-            for seg_no, rows in groupby(chunk, key=_SEG):
-                if seg_no != current:
-                    close()
-                    current, bodies = seg_no, []
-                bodies.extend(map(_BODY, rows))
-        close()
+    if parallel is None:
+        parallel = len(segments) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
+    half = len(segments) // 2 if parallel and len(segments) > 1 else len(segments)
+    helper = _spawn(ledger, segments[half:], ask) if half < len(segments) else None
+    if helper is None:
+        half = len(segments)
+    parts = [_read_segments(ledger.store, ledger.log_id, segments[:half], ask)]
+    if helper is not None:
+        theirs = _helper_read(helper)
+        if theirs is None:  # the helper broke: read its half here
+            theirs = _read_segments(ledger.store, ledger.log_id, segments[half:], ask)
+        parts.append(theirs)
+    seen = set().union(*(part.seen for part in parts))
     if len(seen) != len(by_seq):
         missing = min(set(by_seq) - seen)
         raise VerificationError(
@@ -447,7 +510,11 @@ def window_samples(
             kind="record",
             seq=missing,
         )
-    for seq in slow:
+    for part in parts:
+        for version, sample in part.samples.items():
+            _merge(_sample_of(samples, version), sample)
+    wanted = frozenset(versions)
+    for seq in sorted(s for part in parts for s in part.slow):
         # The careful reader names the first record that fails, or reads a segment
         # that only looked odd (e.g. a record of another model it may hold).
         seg = by_seq[seq]
@@ -461,6 +528,124 @@ def window_samples(
                     fields,
                 )
     return samples
+
+
+# --------------------------------------------------------------------------- the helper process
+
+
+def _spawn(
+    ledger: Ledger, segments: Sequence[_Segment], ask: WindowRequest
+) -> subprocess.Popen[bytes] | None:
+    """Start a helper process reading ``segments``, or return None if it cannot start.
+
+    The request goes on stdin (so no password shows in ``ps``); the helper runs
+    as ``python -m auditml._internal.window_worker``, never re-importing a
+    user's script.
+    """
+    if not ledger.store.shareable:
+        return None
+    request = {
+        "url": ledger.store.url,
+        "log_id": ledger.log_id,
+        "ask": asdict(ask),
+        "segments": [_segment_json(seg) for seg in segments],
+    }
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "auditml._internal.window_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(request).encode())
+        proc.stdin.close()
+    except OSError:
+        return None
+    return proc
+
+
+def _segment_json(seg: _Segment) -> dict[str, Any]:
+    return {**asdict(seg), "root": seg.root.hex()}
+
+
+def serve_request(raw: bytes) -> bytes:
+    """Answer one helper request (JSON): read its segments, return a header line and arrays.
+
+    The answer is one JSON line (``ok``, the segments read and those that need a
+    careful read, and per version its counts and the byte lengths of its arrays),
+    then the arrays' bytes in the order the header lists them.
+    """
+    try:
+        request = json.loads(raw)
+        given = request["ask"]
+        ask = WindowRequest(
+            str(given["model"]),
+            str(given["env"]),
+            str(given["since"]),
+            str(given["until"]),
+            tuple(str(v) for v in given["versions"]),
+            tuple(str(f) for f in given["fields"]),
+        )
+        segments = [
+            _Segment(**{**seg, "root": bytes.fromhex(seg["root"])}) for seg in request["segments"]
+        ]
+        store = Store.connect(str(request["url"]))
+        try:
+            read = _read_segments(store, int(request["log_id"]), segments, ask)
+        finally:
+            store.close()
+    except (AuditmlError, ValueError, KeyError, TypeError, OSError) as exc:
+        return json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n"
+    blobs: list[bytes] = []
+    versions = {}
+    for version, sample in read.samples.items():
+        latency = (sample.latency or array("d")).tobytes()
+        scores = {name: values.tobytes() for name, values in (sample.scores or {}).items()}
+        versions[version] = {
+            "requests": sample.requests,
+            "errors": sample.errors,
+            "latency": len(latency),
+            "scores": {name: len(blob) for name, blob in scores.items()},
+        }
+        blobs += [latency, *scores.values()]
+    header = {"ok": True, "seen": sorted(read.seen), "slow": read.slow, "versions": versions}
+    return json.dumps(header).encode() + b"\n" + b"".join(blobs)
+
+
+def _helper_read(proc: subprocess.Popen[bytes]) -> _Read | None:
+    """Return what the helper read, or None when it broke (its half is then read here)."""
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.stdout.close()
+    proc.wait()
+    head, _, rest = out.partition(b"\n")
+    try:
+        header = json.loads(head)
+        if not header.get("ok"):
+            return None
+        view = memoryview(rest)
+        at = 0
+        samples: dict[str, Sample] = {}
+
+        def take(size: int) -> array[float]:
+            nonlocal at
+            values = array("d")
+            values.frombytes(view[at : at + size])
+            at += size
+            return values
+
+        for version, figures in header["versions"].items():
+            latency = take(int(figures["latency"]))
+            scores = {name: take(int(size)) for name, size in figures["scores"].items()}
+            samples[version] = Sample(
+                int(figures["requests"]), int(figures["errors"]), latency, scores
+            )
+        if at != len(rest):
+            return None
+        return _Read(samples, {int(s) for s in header["seen"]}, [int(s) for s in header["slow"]])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _verified_segment(

@@ -484,3 +484,14 @@ def test_a_broken_helper_leaves_the_read_to_this_process(
         parallel=True,
     )
     assert (found["1"].requests, found["2"].requests) == (15, 6)
+
+
+def test_relabelled_record_columns_do_not_count_for_the_canary(log: AuditLog, db_url: str) -> None:
+    """Stable records relabelled as the canary's in the version column still count as v1's."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 30, "2": 5})
+    drop_triggers(db_url)
+    raw_sql(db_url, ["UPDATE auditml_record SET version = '2'"])
+    with pytest.raises(PolicyDeniedError, match="only 5 of the 20"):
+        log.promote("credit", "2", "production", actor=OPS)
+    assert log.monitor("credit", "production").data["counts"] == {"canary": 5, "stable": 30}

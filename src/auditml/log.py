@@ -30,7 +30,7 @@ from auditml.core.policy import Policy
 from auditml.core.privacy import DirectoryEntry, RetentionStatus
 from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored, verify_record_proof
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
-from auditml.core.state import ModelState, Move
+from auditml.core.state import ModelState, Move, SplitChange
 from auditml.errors import (
     AuditmlError,
     ConfigurationError,
@@ -51,7 +51,7 @@ from auditml.ledger import (
     default_origin,
     resolve_url,
 )
-from auditml.lifecycle import Lifecycle
+from auditml.lifecycle import Lifecycle, MonitorResult
 from auditml.privacy import ActorErasure, Erasure, Privacy, RetentionRun
 from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
@@ -832,9 +832,59 @@ class AuditLog:
         *,
         reason: str | None = None,
         actor: Actor | str | None = None,
+        traffic: str | int | None = None,
+        shadow: bool = False,
     ) -> Receipt:
-        """Deploy a version to an environment, if policy allows; records what it replaced."""
-        return self._lifecycle.deploy(model, version, environment, reason=reason, actor=actor)
+        """Deploy a version to an environment, if policy allows; records what it replaced.
+
+        ``traffic`` (e.g. ``"10%"``) starts it as a canary beside the version that
+        runs there; ``shadow=True`` has it serve copies of traffic whose answers
+        are not used. :meth:`promote` widens a rollout, :meth:`rollback` ends it.
+        """
+        return self._lifecycle.deploy(
+            model, version, environment, reason=reason, actor=actor, traffic=traffic, shadow=shadow
+        )
+
+    def promote(
+        self,
+        model: str,
+        version: str,
+        environment: str,
+        *,
+        traffic: str | int | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Widen a rollout's share of traffic; without ``traffic`` the version takes it all.
+
+        Taking all the traffic makes it the stable version there; policy
+        ``[rollout]`` may require a number of verified canary requests and a
+        time first. A refusal records a ``policy.denied`` event and raises.
+        """
+        return self._lifecycle.promote(
+            model, version, environment, traffic=traffic, reason=reason, actor=actor
+        )
+
+    def monitor(
+        self,
+        model: str,
+        environment: str,
+        *,
+        window: str | None = None,
+        act: bool = False,
+        now: datetime | None = None,
+    ) -> MonitorResult:
+        """Check the rollout in ``environment`` against policy ``[monitor.ENV]`` triggers.
+
+        Records a ``monitor.check`` (window, counts, statistics, verdict); with
+        ``act``, a tripped check rolls back as the monitor's identity, the
+        rollback naming the check. Too few records: ``undecided``, never acted on.
+        """
+        return self._lifecycle.monitor(model, environment, window=window, act=act, now=now)
+
+    def splits(self, model: str, environment: str | None = None) -> list[SplitChange]:
+        """Return every change of the model's traffic split, oldest first, with the split after."""
+        return self._lifecycle.splits(model, environment)
 
     def rollback(
         self,

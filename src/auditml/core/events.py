@@ -46,6 +46,7 @@ __all__ = [
     "Actor",
     "ApproveData",
     "ArtifactRef",
+    "CanaryEvidence",
     "CardUpdateData",
     "CodeVersion",
     "Comparison",
@@ -63,6 +64,7 @@ __all__ = [
     "ErasureData",
     "EvaluateData",
     "Event",
+    "EventRef",
     "FailureInfo",
     "ImportedFrom",
     "IncidentCloseData",
@@ -70,13 +72,18 @@ __all__ = [
     "KeyRegisterData",
     "KeyRevokeData",
     "LogInitData",
+    "MonitorCheckData",
+    "MonitorWindow",
     "PolicyUpdateData",
+    "PromoteData",
     "RejectData",
     "RetentionData",
     "RetireData",
     "RollbackData",
+    "RolloutStartData",
     "SegmentData",
     "TrainData",
+    "TriggerResult",
     "actions_where",
     "data_model",
     "imported_mark",
@@ -430,22 +437,150 @@ class RejectData(_Decision):
     signature: ESignature | None = None
 
 
+class CanaryEvidence(_Frozen):
+    """What a canary did before a promotion: its verified runtime records since it started.
+
+    ``requests`` and ``errors`` count the canary version's records in the
+    environment from ``since`` (the rollout's start) to ``until`` (the decision),
+    read from records that hash to their segments' roots on the log;
+    ``duration_s`` is how long the rollout had run.
+    """
+
+    requests: int = Field(ge=0, le=2**53 - 1)
+    errors: int = Field(ge=0, le=2**53 - 1)
+    since: Rfc3339
+    until: Rfc3339
+    duration_s: float = Field(ge=0)
+    stable_requests: int | None = Field(default=None, ge=0, le=2**53 - 1)
+    stable_errors: int | None = Field(default=None, ge=0, le=2**53 - 1)
+
+
 class DeployData(_Decision):
-    """``model.deploy``: a version goes to an environment, replacing what ran there."""
+    """``model.deploy``: a version goes to an environment, replacing what ran there.
+
+    A deploy that ends a rollout (the canary promoted to all traffic) names the
+    ``rollout.start`` event in ``rollout`` and the canary's ``evidence``.
+    """
 
     action: ClassVar[str] = "model.deploy"
 
     environment: Name
     replaces: str | None = None
+    rollout: int | None = Field(default=None, ge=0)
+    evidence: CanaryEvidence | None = None
+
+
+class EventRef(_Frozen):
+    """An event named by its position and its hash (format section 2), e.g. a monitor check."""
+
+    seq: int = Field(ge=0, le=2**53 - 1)
+    hash: Hex64
 
 
 class RollbackData(_Decision):
-    """``model.rollback``: an environment goes back to a version that ran there before."""
+    """``model.rollback``: an environment goes back to a version that ran there before.
+
+    A rollback that ends a rollout names its ``rollout.start`` event in
+    ``rollout`` (the split goes back to the stable version alone); one a monitor
+    made names the ``monitor.check`` that caused it in ``cause``.
+    """
 
     action: ClassVar[str] = "model.rollback"
 
     environment: Name
     replaces: str | None = None
+    rollout: int | None = Field(default=None, ge=0)
+    cause: EventRef | None = None
+
+
+Percent = Annotated[int, Field(ge=1, le=99)]
+
+
+class RolloutStartData(_Decision):
+    """``rollout.start``: a version starts beside the stable one, as a canary or a shadow.
+
+    A ``canary`` serves ``traffic`` percent of requests; a ``shadow`` serves
+    copies of requests whose answers are not used (no ``traffic``). ``stable``
+    is the version that runs the environment and keeps the rest.
+    """
+
+    action: ClassVar[str] = "rollout.start"
+
+    environment: Name
+    mode: Literal["canary", "shadow"]
+    traffic: Percent | None = None
+    stable: Name
+
+    @model_validator(mode="after")
+    def _traffic_fits_mode(self) -> RolloutStartData:
+        if self.mode == "canary" and self.traffic is None:
+            raise ValueError("a canary needs its share of traffic, 1 to 99 percent")
+        if self.mode == "shadow" and self.traffic is not None:
+            raise ValueError("a shadow serves copies of traffic: give it no share")
+        return self
+
+
+class PromoteData(_Decision):
+    """``rollout.promote``: a rollout's version gets a wider share of traffic, short of all.
+
+    ``previous`` is its share before (0: it was a shadow), ``rollout`` the
+    ``rollout.start`` event; promotion to all traffic is a ``model.deploy``.
+    """
+
+    action: ClassVar[str] = "rollout.promote"
+
+    environment: Name
+    traffic: Percent
+    previous: int = Field(ge=0, le=99)
+    rollout: int = Field(ge=0)
+    evidence: CanaryEvidence | None = None
+
+
+class TriggerResult(_Frozen):
+    """One trigger of a monitor check: its text, the statistic's value, and whether it tripped.
+
+    ``tripped`` is None when the value could not be computed (too few records).
+    """
+
+    trigger: Name
+    statistic: Name
+    value: float | None = None
+    tripped: bool | None = None
+
+
+class MonitorWindow(_Frozen):
+    """The window of runtime records a monitor check read: ``since`` inclusive, ``until`` not."""
+
+    since: Rfc3339
+    until: Rfc3339
+    seconds: float = Field(gt=0)
+
+
+class MonitorCheckData(DataModel):
+    """``monitor.check``: a rollout's canary compared with the stable version over a window.
+
+    ``counts`` holds the verified runtime records of each in the window,
+    ``statistics`` the figures the triggers read (canary ``error_rate``, its
+    ``latency_p95_ms``, ``score_psi`` of an output field against the stable
+    version, and the stable version's own), and ``verdict`` says ``tripped``
+    (a trigger fired), ``ok`` or ``undecided`` (too few records to judge:
+    a monitor never acts on it).
+    """
+
+    action: ClassVar[str] = "monitor.check"
+
+    environment: Name
+    canary: Name
+    stable: Name
+    mode: Literal["canary", "shadow"] = "canary"
+    rollout: int = Field(ge=0)
+    window: MonitorWindow
+    min_requests: int = Field(ge=0, le=2**53 - 1)
+    counts: dict[Name, Annotated[int, Field(ge=0, le=2**53 - 1)]]
+    statistics: dict[Name, float | None] = Field(default_factory=dict)
+    triggers: list[TriggerResult] = Field(default_factory=list)
+    verdict: Literal["tripped", "ok", "undecided"]
+    policy_seq: int | None = Field(default=None, ge=0)
 
 
 class RetireData(_Decision):
@@ -674,6 +809,9 @@ ACTIONS: dict[str, type[DataModel]] = {
         RejectData,
         DeployData,
         RollbackData,
+        RolloutStartData,
+        PromoteData,
+        MonitorCheckData,
         RetireData,
         IncidentOpenData,
         IncidentCloseData,
@@ -697,7 +835,7 @@ class ActionRule:
 
     #: The method that checks policy before appending it (plain append refuses it live).
     use: str
-    #: "model", "incident", "key", "policy", "card", "runtime", "privacy" or "log".
+    #: "model", "incident", "key", "policy", "card", "runtime", "privacy", "monitor" or "log".
     group: str
     #: It may carry a Part 11 e-signature, checked against the signer's registered key.
     signed: bool = False
@@ -719,6 +857,14 @@ REGISTRY: dict[str, ActionRule] = {
     "model.reject": ActionRule("log.reject(...)", "model", signed=True, folded=True, decision=True),
     "model.deploy": ActionRule("log.deploy(...)", "model", folded=True, decision=True),
     "model.rollback": ActionRule("log.rollback(...)", "model", folded=True, decision=True),
+    "rollout.start": ActionRule(
+        "log.deploy(..., traffic=...) or log.deploy(..., shadow=True)",
+        "model",
+        folded=True,
+        decision=True,
+    ),
+    "rollout.promote": ActionRule("log.promote(...)", "model", folded=True, decision=True),
+    "monitor.check": ActionRule("log.monitor(...) or `auditml monitor`", "monitor"),
     "model.retire": ActionRule("log.retire(...)", "model", folded=True, decision=True),
     "incident.open": ActionRule("log.open_incident(...)", "incident", folded=True, decision=True),
     "incident.close": ActionRule("log.close_incident(...)", "incident", decision=True),

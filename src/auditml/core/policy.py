@@ -41,8 +41,16 @@ recorded, :data:`DEFAULT_POLICY` applies::
     [personal_data]                      # event fields that hold personal data
     event_fields = ["actor.id", "actor.name"]
 
+    [rollout]                            # a deploy there goes through a canary
+    production = { canary = "10%", min_requests = 1000, min_duration = "1h" }
+
+    [monitor.production]                 # rollback triggers (auditml monitor)
+    triggers = ["error_rate > 0.02", "latency_p95_ms > 250", "score_psi(score) > 0.2"]
+    min_requests = 500
+    window = "1h"
+
 (:mod:`auditml.core.privacy` describes ``[retention]``, ``[processing]`` and
-``[personal_data]`` in full.)
+``[personal_data]`` in full, :mod:`auditml.core.rollout` ``[rollout]`` and ``[monitor]``.)
 
 A policy being recorded (``auditml policy apply``, :meth:`AuditLog.apply_policy`)
 is checked more strictly than one read back from the log: every setting must
@@ -69,7 +77,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -84,6 +92,7 @@ from auditml.core.card_sections import check_section_name
 from auditml.core.compare import COMPARABLE
 from auditml.core.events import Comparison
 from auditml.core.privacy import PersonalData, Processing, Retention, check_retention
+from auditml.core.rollout import MonitorRule, RolloutRule
 from auditml.errors import InvalidInputError
 
 __all__ = [
@@ -256,6 +265,8 @@ class Policy(BaseModel):
     retention: Retention = Field(default_factory=lambda: Retention())
     processing: Processing = Field(default_factory=lambda: Processing())
     personal_data: PersonalData = Field(default_factory=lambda: PersonalData())
+    rollout: dict[EnvName, RolloutRule] = Field(default_factory=dict)
+    monitor: dict[EnvName, MonitorRule] = Field(default_factory=dict)
 
     @field_validator("permissions")
     @classmethod
@@ -274,6 +285,10 @@ class Policy(BaseModel):
             for text in texts:
                 parse_gate(text)
         return value
+
+    def monitor_actors(self) -> set[str]:
+        """Return the people (as :func:`person` folds them) that act as a monitor anywhere."""
+        return {person(rule.actor) for rule in self.monitor.values()}
 
     def approvals_needed(self, environment: str) -> int:
         """Return how many distinct approvals a deploy to ``environment`` needs."""
@@ -411,9 +426,16 @@ def _first_problem(exc: ValidationError) -> str:
 def _table_at(loc: Sequence[int | str]) -> type[BaseModel]:
     """Return the model of the policy table at ``loc`` (``()``: the policy itself)."""
     model: type[BaseModel] = Policy
+    keyed = False  # the last step was a table of tables (e.g. [monitor]): this part is a key
     for part in loc:
+        if keyed:
+            keyed = False
+            continue
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
+        if get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+            keyed = True
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         model = annotation

@@ -551,6 +551,30 @@ class Ledger:
         row = batch.rows[0]
         return Receipt(row[0], row[2].hex(), row[3], row[6]), decided[0]
 
+    def decide_batch(self, decide: Callable[[View], list[Draft]]) -> list[Receipt]:
+        """Append the drafts ``decide`` makes of the log as of the locked head, in one transaction.
+
+        ``decide`` reads verified bytes under the head lock, so what it finds
+        already recorded cannot be recorded twice by two writers; it returns
+        the drafts to append (each with its actor, and its own imported mark
+        when it is imported history), or none.
+        """
+
+        def prepare(head: HeadState, reader: TxReader) -> Batch | None:
+            drafts = decide(View(reader, head.size, self._states))
+            if not drafts:
+                return None
+            cache = PartCache()
+            parts = [draft_part(d, cache) for d in _with_actors(drafts)]
+            return _preparer(self._origin, parts, every, hook.sign)(head)
+
+        hook = self.after_append
+        every = hook.every()
+        batch = self._store.append_after(self._log_id, prepare)
+        if batch is None:
+            return []
+        return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
+
     def check(self, decide: Decide) -> Outcome:
         """Run a check that appends nothing when it passes; record its denial when it fails.
 

@@ -38,6 +38,7 @@ from auditml.cli._common import (
     utc,
     who,
 )
+from auditml.cli.mlflow import sync_alias
 from auditml.core.canonical import loads_strict
 from auditml.core.events import IMPORTED_NOTE, is_imported
 from auditml.core.policy import DEFAULT_POLICY
@@ -405,8 +406,10 @@ def deploy(
 ) -> None:
     """Deploy an approved version to an environment."""
     with errors(), open_log(db) as log:
-        receipt = log.deploy(model, version, env, reason=reason, actor=who(actor))
+        acting = who(actor)
+        receipt = log.deploy(model, version, env, reason=reason, actor=acting)
         done(receipt, f"Deployed {model} v{version} to {env}", as_json)
+        sync_alias(log, model, version, env, receipt.seq, acting)
 
 
 @app.command()
@@ -424,8 +427,10 @@ def rollback(
 ) -> None:
     """Roll an environment back to a version that ran there before."""
     with errors(), open_log(db) as log:
-        receipt = log.rollback(model, env, to=to, reason=reason, actor=who(actor))
+        acting = who(actor)
+        receipt = log.rollback(model, env, to=to, reason=reason, actor=acting)
         done(receipt, f"Rolled {env} back to {model} v{receipt.version}", as_json)
+        sync_alias(log, model, str(receipt.version), env, receipt.seq, acting)
 
 
 @app.command()
@@ -612,6 +617,24 @@ def status(
             out.print(shown)
         if any(_shows_imported(state) for state in states.values()):
             note_imported("(imported)")
+        _show_violations(log, model)
+
+
+def _show_violations(log: Any, model: str | None) -> None:
+    """List the changes made in MLflow that policy would have refused, if the log records any."""
+    found = log.registry_violations(model)
+    if not found:
+        return
+    out.print(
+        Text.assemble(
+            ("violations", "bold red"),
+            f": {len(found)} change(s) made in MLflow that policy would have refused",
+        )
+    )
+    shown = table("seq", "time (UTC)", "model", "version", "rule", "what", overflow="fold")
+    for v in found:
+        shown.add_row(str(v.seq), utc(v.time), v.model, v.version or "", v.rule, v.message)
+    out.print(shown)
 
 
 def _shows_imported(state: ModelState) -> bool:
@@ -698,7 +721,7 @@ def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
         out.print(f"Policy in force ({where}):")
         shown = table("setting", "value", "is the default", overflow="fold")
         for key, value in data.items():
-            shown.add_row(key, _policy_value(value), "yes" if value == defaults[key] else "")
+            shown.add_row(key, _policy_value(value), "yes" if value == defaults.get(key) else "")
         out.print(shown)
         if imported:
             events = ", ".join(str(i) for i in imported)

@@ -101,6 +101,11 @@ class View:
         self._models: dict[str, ModelState] = {}
         self.policy, self.policy_seq = self._policy()
 
+    @property
+    def reader(self) -> Reader:
+        """Return the reader of the log's verified bytes as of the locked head."""
+        return self._reader
+
     def _policy(self) -> tuple[Policy, int | None]:
         """Return the policy in force (the newest live ``policy.update``) and its seq."""
         seq = self._reader.last_seq("policy.update")

@@ -29,7 +29,7 @@ import queue
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -86,11 +86,13 @@ def _failure(uri: str, exc: BaseException) -> StoreError:
     """Return the error that says MLflow at ``uri`` could not be used, in one line."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
-    if len(first) > 300:
+    if any(word in first for word in ("Max retries", "NewConnectionError", "Connection refused")):
+        first = "nothing answers there (connection refused or timed out)"
+    elif len(first) > 300:
         first = first[:300] + "…"
     return StoreError(
-        f"could not use the MLflow registry at {shown_uri(uri)!r}: {first}. Check "
-        "--tracking-uri (e.g. http://127.0.0.1:5000 or sqlite:///mlflow.db) and that the "
+        f"could not use the MLflow registry at {shown_uri(uri)!r}: {first}. Check the "
+        "tracking URI (e.g. http://127.0.0.1:5000 or sqlite:///mlflow.db) and that the "
         "server is running"
     )
 
@@ -352,8 +354,15 @@ class WebhookListener:
     receives one item per accepted delivery.
     """
 
-    def __init__(self, host: str, port: int, secret: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        secret: str,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
         self.secret = secret
+        self._on_refused = on_refused
         self.wake: queue.Queue[dict[str, Any]] = queue.Queue()
         self.refused: list[str] = []
         self._seen: set[str] = set()
@@ -404,7 +413,10 @@ class WebhookListener:
                 why = f"delivery {delivery[:64]} was already received (a replay)"
             if why is not None:
                 self.refused.append(why)
-                return why
+        if why is not None:
+            if self._on_refused is not None:
+                self._on_refused(why)
+            return why
             self._seen.add(delivery)
         try:
             payload = json.loads(body)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -231,7 +234,12 @@ def watch(
         listener = hook_id = None
         mode = f"polling every {interval:g} s"
         if where is not None and secret is not None:
-            listener = bridge.WebhookListener(where[0], where[1], secret)
+            listener = bridge.WebhookListener(
+                where[0],
+                where[1],
+                secret,
+                on_refused=lambda why: err.print(f"warning: refused a webhook delivery: {why}"),
+            )
             listener.start()
             hook_id, said = bridge.register_webhook(client, listener.url, secret)
             if hook_id is None:
@@ -241,23 +249,18 @@ def watch(
         out.print(f"auditml mlflow watch: following MLflow at {bridge.shown_uri(uri)} by {mode}")
         actor_id = who(actor)
         via = "poll"
-        refused = 0
+        in_main = threading.current_thread() is threading.main_thread()
+        previous_handler = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
         try:
             while True:
                 recorded, _, _ = _record(log, uri, model, via, actor_id)
                 _report(log, recorded, via)
-                if listener is not None:
-                    for why in listener.refused[refused:]:
-                        err.print(f"warning: refused a webhook delivery: {why}")
-                    refused = len(listener.refused)
                 if once:
                     if not recorded.changes:
                         out.print("no changes since the log last looked")
                     return
                 via = "poll"
                 if listener is None:
-                    import time
-
                     time.sleep(interval)
                     continue
                 try:
@@ -270,10 +273,17 @@ def watch(
         except KeyboardInterrupt:
             out.print("stopped")
         finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous_handler)
             if listener is not None:
                 listener.stop()
             if hook_id is not None:
                 bridge.remove_webhook(client, hook_id)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Stop a watch on SIGTERM as on Ctrl-C, so it removes the webhook it registered."""
+    raise KeyboardInterrupt
 
 
 def sync_alias(log: AuditLog, model: str, version: str, env: str, seq: int, actor: Any) -> None:
@@ -323,5 +333,5 @@ def sync_alias(log: AuditLog, model: str, version: str, env: str, seq: int, acto
         err.print(
             f"warning: the {env} decision stands (event {seq}), but MLflow's alias "
             f"{model}@{alias} was NOT moved to version {version}: {error} (recorded as event "
-            f"{receipt.seq}); move it by hand or fix [mlflow] and deploy again"
+            f"{receipt.seq}); move the alias in MLflow by hand to match"
         )

@@ -365,7 +365,7 @@ class WebhookListener:
         self._on_refused = on_refused
         self.wake: queue.Queue[dict[str, Any]] = queue.Queue()
         self.refused: list[str] = []
-        self._seen: set[str] = set()
+        self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
         listener = self
 
@@ -409,15 +409,19 @@ class WebhookListener:
         why = verify_webhook(self.secret, headers, body)
         delivery = {k.lower(): v for k, v in headers.items()}.get("x-mlflow-delivery-id", "")
         with self._lock:
+            now = time.time()
+            # A delivery older than the skew allowed is refused by its timestamp anyway.
+            self._seen = {d: t for d, t in self._seen.items() if now - t <= 2 * MAX_SKEW_S}
             if why is None and delivery in self._seen:
                 why = f"delivery {delivery[:64]} was already received (a replay)"
             if why is not None:
                 self.refused.append(why)
+            else:
+                self._seen[delivery] = now
         if why is not None:
             if self._on_refused is not None:
                 self._on_refused(why)
             return why
-            self._seen.add(delivery)
         try:
             payload = json.loads(body)
         except ValueError:

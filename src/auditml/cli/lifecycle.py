@@ -33,12 +33,12 @@ from auditml.cli._common import (
     note_imported,
     open_log,
     out,
+    sync_alias,
     table,
     tagged,
     utc,
     who,
 )
-from auditml.cli.mlflow import sync_alias
 from auditml.core.canonical import loads_strict
 from auditml.core.events import IMPORTED_NOTE, is_imported
 from auditml.core.policy import DEFAULT_POLICY

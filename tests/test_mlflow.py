@@ -415,6 +415,14 @@ def test_a_violating_change_is_recorded_shown_and_runs_the_command(
     assert code == 0
     assert "violations: 2 change(s) made in MLflow" in out
     assert "mlflow.no_release_decision" in out
+    report = tmp_path / "report.md"
+    code, _, err = run_cli(
+        ["report", "--format", "md", "--out", str(report), "--db", db_url], capsys
+    )
+    assert code == 0, err
+    text = report.read_text()
+    section = text.split("Changes made in MLflow that policy would have refused")[1]
+    assert "credit-risk v2" in section and "VIOLATION mlflow.unapproved" in section
 
 
 def test_a_stage_moved_to_production_without_a_decision_is_a_violation(

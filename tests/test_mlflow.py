@@ -425,6 +425,36 @@ def test_a_violating_change_is_recorded_shown_and_runs_the_command(
     assert "credit-risk v2" in section and "VIOLATION mlflow.unapproved" in section
 
 
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        ([sys.executable, "-c", "import sys; sys.exit(3)"], "exited with status 3"),
+        (["/nonexistent/page-oncall"], "could not run '/nonexistent/page-oncall'"),
+    ],
+)
+def test_a_failing_violation_command_is_reported_and_the_violation_kept(
+    registry_uri: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    said: str,
+) -> None:
+    """on_violation that fails or cannot start is a warning; the violation is recorded anyway."""
+    db = f"sqlite:///{tmp_path / 'audit.db'}"
+    made = _registry(registry_uri)
+    _init(db).close()
+    _policy(tmp_path, db, registry_uri, command)
+    base = ["--tracking-uri", registry_uri, "--db", db]
+    assert run_cli(["import", "mlflow", *base], capsys)[0] == 0
+    made["client"].set_registered_model_alias("credit-risk", "champion", "2")
+    code, out, err = run_cli(["mlflow", "watch", "--once", *base], capsys)
+    assert code == 0
+    assert "VIOLATION" in out
+    assert said in err and err.startswith("warning: on_violation for event")
+    with AuditLog.open(db) as log:
+        assert len(log.registry_violations()) == 2
+
+
 def test_a_stage_moved_to_production_without_a_decision_is_a_violation(
     db_url: str, registry_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

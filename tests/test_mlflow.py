@@ -425,6 +425,32 @@ def test_a_violating_change_is_recorded_shown_and_runs_the_command(
     assert "credit-risk v2" in section and "VIOLATION mlflow.unapproved" in section
 
 
+def test_watch_of_a_model_deleted_in_mlflow_records_its_versions_gone(
+    db_url: str, registry_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A watched model deleted in MLflow is recorded as its versions deleted, not an error."""
+    made = _registry(registry_uri)
+    _init(db_url).close()
+    base = ["--tracking-uri", registry_uri, "--model", "credit-risk", "--db", db_url]
+    assert run_cli(["import", "mlflow", *base], capsys)[0] == 0
+    made["client"].delete_registered_model("credit-risk")
+    code, _, err = run_cli(["mlflow", "watch", "--once", *base], capsys)
+    assert code == 0, err
+    with AuditLog.open(db_url) as log:
+        live = [e for e in _changes(log) if not is_imported(e.data)]
+    assert sorted((e.data["kind"], e.subject.get("version")) for e in live) == sorted(
+        [
+            ("version.deleted", "1"),
+            ("version.deleted", "2"),
+            ("alias.removed", None),
+            ("alias.removed", None),
+            ("tag.deleted", None),
+            ("description.set", None),
+        ],
+        key=str,
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "said"),
     [

@@ -136,8 +136,14 @@ def _pages(search: Any, **args: Any) -> Iterable[Any]:
             return
 
 
-def read_snapshot(client: Any, uri: str, models: Sequence[str] | None = None) -> Snapshot:
-    """Return what the registry shows now: each model's versions, stages, tags and aliases."""
+def read_snapshot(
+    client: Any, uri: str, models: Sequence[str] | None = None, *, strict: bool = True
+) -> Snapshot:
+    """Return what the registry shows now: each model's versions, stages, tags and aliases.
+
+    A model named in ``models`` that MLflow lacks is an error when ``strict``
+    (an import of a mistyped name); otherwise it is left out, as deleted.
+    """
     try:
         if models:
             found = []
@@ -146,7 +152,7 @@ def read_snapshot(client: Any, uri: str, models: Sequence[str] | None = None) ->
                     _pages(client.search_registered_models, filter_string=f"name = {_quoted(name)}")
                 )
                 hits = [m for m in hits if m.name == name]
-                if not hits:
+                if not hits and strict:
                     raise InvalidInputError(
                         f"MLflow at {shown_uri(uri)!r} has no registered model {name!r}: "
                         "check --model (names are case-sensitive)"

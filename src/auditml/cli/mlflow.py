@@ -77,7 +77,7 @@ def _record(
     from auditml import mlflow_bridge as bridge
 
     client = bridge.client_for(uri)
-    snapshot = bridge.read_snapshot(client, uri, models)
+    snapshot = bridge.read_snapshot(client, uri, models, strict=via == "import")
     known = log.registry_known()
     runs = bridge.read_runs(client, uri, snapshot, known)
     recorded = log.record_registry(

@@ -117,6 +117,12 @@ class RegistryService:
         wanted = None if models is None else sorted(set(models))
         importing = via == "import"
         result = Recorded()
+        # Pseudonyms are drawn outside the append (the policy may ask for them).
+        actor = self._ledger.pseudonymize(actor)
+        people = {
+            name: self._ledger.pseudonymize(Actor(id=name))
+            for name in {"mlflow", *(run.actor for run in (runs or {}).values())}
+        }
 
         def decide(view: View) -> list[Draft]:
             result.changes.clear()
@@ -129,7 +135,7 @@ class RegistryService:
                     run = (runs or {}).get((change.model, change.version))
                     state = view.model(change.model)
                     if change.version not in state.versions:
-                        drafts.append(_train_draft(change, run, uri))
+                        drafts.append(_train_draft(change, run, uri, people))
                         result.trained.append((change.model, change.version, len(drafts) - 1))
                 found = (
                     [] if importing else violations(change, view.policy, view.model(change.model))
@@ -186,7 +192,10 @@ class RegistryService:
             "error": error,
         }
         draft = Draft.build(
-            "registry.sync", actor=actor, subject={"model": model, "version": version}, data=data
+            "registry.sync",
+            actor=self._ledger.pseudonymize(actor),
+            subject={"model": model, "version": version},
+            data=data,
         )
         return self._ledger.decide_batch(lambda view: [draft])[0]
 
@@ -230,7 +239,9 @@ def _models_uri(change: Change) -> str:
     return f"models:/{change.model}/{change.version}"
 
 
-def _train_draft(change: Change, run: ImportedRun | None, uri: str) -> Draft:
+def _train_draft(
+    change: Change, run: ImportedRun | None, uri: str, people: Mapping[str, Actor]
+) -> Draft:
     """Return the imported ``model.train`` of a version the log does not know yet."""
     subject = {"model": change.model, "version": str(change.version)}
     if run is None:
@@ -242,8 +253,8 @@ def _train_draft(change: Change, run: ImportedRun | None, uri: str) -> Draft:
         if change.value:
             data["artifacts"] = {"model": {"uri": change.value}}
         return Draft.build(
-            "model.train", actor={"id": "mlflow"}, subject=subject, data=data, imported=mark
+            "model.train", actor=people["mlflow"], subject=subject, data=data, imported=mark
         )
     return Draft.build(
-        "model.train", actor={"id": run.actor}, subject=subject, data=run.data, imported=run.mark
+        "model.train", actor=people[run.actor], subject=subject, data=run.data, imported=run.mark
     )

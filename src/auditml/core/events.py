@@ -23,6 +23,7 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from auditml.errors import InvalidInputError, UnknownActionError
 
@@ -46,10 +47,13 @@ __all__ = [
     "ArtifactRef",
     "CardUpdateData",
     "CodeVersion",
+    "Comparison",
+    "ComparisonInterval",
     "DataModel",
     "DatasetRef",
     "DeniedData",
     "DeployData",
+    "DiscordantPairs",
     "Draft",
     "DroppedData",
     "DroppedMetric",
@@ -108,6 +112,14 @@ class Actor(_Frozen):
     id: Name
     name: str | None = None
     source: Literal["api", "flag", "env", "git", "os"] | None = None
+    #: The id the person gave (e.g. an e-mail) when ``id`` is the pseudonym auditml chose
+    #: for them. Never written to the log: role and separation-of-duties checks read it
+    #: beside ``id``, and the off-log actor directory keeps it.
+    known_as: SkipJsonSchema[str | None] = Field(default=None, exclude=True)
+
+    def ids(self) -> tuple[str, ...]:
+        """Return every id this actor answers to: the id on the log, then the one given."""
+        return (self.id,) if self.known_as is None else (self.id, self.known_as)
 
 
 class ImportedFrom(_Frozen):
@@ -305,8 +317,60 @@ class TrainData(DataModel):
     error: FailureInfo | None = None
 
 
+class ComparisonInterval(_Frozen):
+    """A confidence interval of a comparison's delta, at a level given in percent (e.g. 95)."""
+
+    level: float = Field(gt=0, lt=100)
+    low: float
+    high: float
+
+
+class DiscordantPairs(_Frozen):
+    """McNemar's counts: examples only the baseline got right, and only the version got right."""
+
+    baseline_only: int = Field(ge=0)
+    version_only: int = Field(ge=0)
+
+
+class Comparison(_Frozen):
+    """A paired comparison of the evaluated version with a baseline version on the same examples.
+
+    ``delta`` is the version's metric minus the baseline's, both computed on the
+    ``n`` examples of the evaluation's ``examples`` file. ``intervals`` hold the
+    delta's confidence intervals by ``interval_method`` (with ``resamples`` and
+    ``seed``, so re-running gives the same bounds with the same ``library``);
+    ``p_value`` is two-sided, for no difference, by ``test``.
+    """
+
+    metric: Name
+    baseline: Name
+    n: int = Field(ge=1)
+    value: float
+    baseline_value: float
+    delta: float
+    intervals: list[ComparisonInterval] = Field(min_length=1)
+    interval_method: Name
+    resamples: int | None = Field(default=None, ge=1)
+    seed: int | None = Field(default=None, ge=0, le=2**53 - 1)
+    p_value: float = Field(ge=0, le=1)
+    test: Name
+    discordant: DiscordantPairs | None = None
+    library: str | None = None
+
+    def interval(self, level: float) -> ComparisonInterval | None:
+        """Return the interval recorded at ``level`` percent, or None when none was."""
+        for found in self.intervals:
+            if abs(found.level - level) < 1e-9:
+                return found
+        return None
+
+
 class EvaluateData(DataModel):
-    """``model.evaluate``: an evaluation of one version on one dataset."""
+    """``model.evaluate``: an evaluation of one version on one dataset.
+
+    ``examples`` is the per-example file (labels and both versions' predictions)
+    that ``comparisons`` were computed from, with its SHA-256.
+    """
 
     action: ClassVar[str] = "model.evaluate"
 
@@ -315,6 +379,8 @@ class EvaluateData(DataModel):
     slices: dict[Name, Metrics] = Field(default_factory=dict)
     artifacts: dict[Name, ArtifactRef] = Field(default_factory=dict)
     notes: str | None = None
+    examples: ArtifactRef | None = None
+    comparisons: list[Comparison] = Field(default_factory=list)
 
 
 class _Decision(DataModel):
@@ -528,6 +594,10 @@ class ErasureData(DataModel):
     SHA-256 over the sorted commitments erased, each followed by a newline; the
     list itself stays off the log, so ``verify --deep`` can tell an erased
     value from one deleted by hand without the log linking one person's records.
+
+    With ``scope`` ``actor`` it records that an actor's identity (id and printed
+    name) left the off-log actor directory: the event's subject is
+    ``{"actor": pseudonym}``, ``values`` is 0, and the id erased is never in it.
     """
 
     action: ClassVar[str] = "privacy.erasure"

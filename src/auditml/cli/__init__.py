@@ -24,6 +24,7 @@ from auditml.cli import (  # noqa: F401 (they register commands)
     card,
     lifecycle,
     log,
+    mlflow,
     privacy,
     report,
     runtime,
@@ -88,6 +89,10 @@ SHORT_HELP = {
     "prove inclusion": "Prove that an event is in the log.",
     "prove consistency": "Prove that the log only grew.",
     "prove record": "Prove that a runtime record is in the log.",
+    "import": "Import history recorded elsewhere.",
+    "import mlflow": "Import an MLflow registry's history.",
+    "mlflow": "Follow an MLflow registry's changes.",
+    "mlflow watch": "Record each change made in MLflow.",
 }
 
 

@@ -34,6 +34,7 @@ from auditml.cli._common import (
     note_imported,
     open_log,
     out,
+    sync_alias,
     table,
     tagged,
     utc,
@@ -479,16 +480,20 @@ def deploy(
 ) -> None:
     """Deploy an approved version to an environment, or start a canary or a shadow there."""
     with errors(), open_log(db) as log:
+        acting = who(actor)
         receipt = log.deploy(
-            model, version, env, reason=reason, actor=who(actor), traffic=traffic, shadow=shadow
+            model, version, env, reason=reason, actor=acting, traffic=traffic, shadow=shadow
         )
+        whole = False
         if shadow:
             said = f"Started {model} v{version} as a shadow in {env}"
         elif traffic is not None and receipt is not None and _is_canary(log, model, env, version):
             said = f"Started {model} v{version} as a canary on {traffic} of {env}"
         else:
-            said = f"Deployed {model} v{version} to {env}"
+            said, whole = f"Deployed {model} v{version} to {env}", True
         done(receipt, said, as_json)
+        if whole and receipt is not None:  # an MLflow alias follows the version serving all traffic
+            sync_alias(log, model, version, env, receipt.seq, acting)
 
 
 def _is_canary(log: Any, model: str, env: str, version: str) -> bool:
@@ -516,9 +521,12 @@ def promote(
 ) -> None:
     """Widen a canary's (or shadow's) share of traffic; at 100% it replaces the stable version."""
     with errors(), open_log(db) as log:
-        receipt = log.promote(model, version, env, traffic=traffic, reason=reason, actor=who(actor))
+        acting = who(actor)
+        receipt = log.promote(model, version, env, traffic=traffic, reason=reason, actor=acting)
         share = traffic or "100%"
         done(receipt, f"Promoted {model} v{version} to {share} of {env}", as_json)
+        if receipt is not None and log.status(model)[model].running.get(env) == str(version):
+            sync_alias(log, model, version, env, receipt.seq, acting)  # it now serves all traffic
 
 
 @app.command()
@@ -591,8 +599,10 @@ def rollback(
 ) -> None:
     """Roll an environment back to a version that ran there before."""
     with errors(), open_log(db) as log:
-        receipt = log.rollback(model, env, to=to, reason=reason, actor=who(actor))
+        acting = who(actor)
+        receipt = log.rollback(model, env, to=to, reason=reason, actor=acting)
         done(receipt, f"Rolled {env} back to {model} v{receipt.version}", as_json)
+        sync_alias(log, model, str(receipt.version), env, receipt.seq, acting)
 
 
 @app.command()
@@ -783,6 +793,24 @@ def status(
             out.print(shown)
         if any(_shows_imported(state) for state in states.values()):
             note_imported("(imported)")
+        _show_violations(log, model)
+
+
+def _show_violations(log: Any, model: str | None) -> None:
+    """List the changes made in MLflow that policy would have refused, if the log records any."""
+    found = log.registry_violations(model)
+    if not found:
+        return
+    out.print(
+        Text.assemble(
+            ("violations", "bold red"),
+            f": {len(found)} change(s) made in MLflow that policy would have refused",
+        )
+    )
+    shown = table("seq", "time (UTC)", "model", "version", "rule", "what", overflow="fold")
+    for v in found:
+        shown.add_row(str(v.seq), utc(v.time), v.model, v.version or "", v.rule, v.message)
+    out.print(shown)
 
 
 def _split_text(split: dict[str, int], shadows: list[str]) -> str:
@@ -897,7 +925,7 @@ def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
         out.print(f"Policy in force ({where}):")
         shown = table("setting", "value", "is the default", overflow="fold")
         for key, value in data.items():
-            shown.add_row(key, _policy_value(value), "yes" if value == defaults[key] else "")
+            shown.add_row(key, _policy_value(value), "yes" if value == defaults.get(key) else "")
         out.print(shown)
         if imported:
             events = ", ".join(str(i) for i in imported)

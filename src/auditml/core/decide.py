@@ -105,7 +105,7 @@ class View:
 
     @property
     def reader(self) -> Reader:
-        """Return the reader of the log as of the locked head."""
+        """Return the reader of the log's verified bytes as of the locked head."""
         return self._reader
 
     def _policy(self) -> tuple[Policy, int | None]:

@@ -41,6 +41,7 @@ __all__ = [
     "LIFECYCLE_ACTIONS",
     "PRIVACY_ACTIONS",
     "REGISTRY",
+    "REGISTRY_ACTIONS",
     "SIGNED_ACTIONS",
     "ActionRule",
     "Actor",
@@ -76,6 +77,9 @@ __all__ = [
     "MonitorWindow",
     "PolicyUpdateData",
     "PromoteData",
+    "RegistryChangeData",
+    "RegistrySyncData",
+    "RegistryViolation",
     "RejectData",
     "RetentionData",
     "RetireData",
@@ -784,6 +788,76 @@ class DroppedData(DataModel):
     dropped: int = Field(ge=1, le=2**53 - 1)
 
 
+#: What changed in an outside model registry (MLflow), as ``registry.change`` records it.
+ChangeKind = Literal[
+    "version.created",
+    "version.deleted",
+    "alias.set",
+    "alias.removed",
+    "stage.set",
+    "tag.set",
+    "tag.deleted",
+    "description.set",
+]
+
+
+class RegistryViolation(_Frozen):
+    """A change made in an outside registry that auditml's policy would have refused."""
+
+    rule: Name
+    message: str
+    environment: Name | None = None
+
+
+class RegistryChangeData(DataModel):
+    """``registry.change``: a change auditml saw in an outside model registry (MLflow).
+
+    It is what the registry said, read with its own client: ``version.created``
+    (``value`` the version's source URI), ``alias.set`` and ``alias.removed``
+    (``alias``), ``stage.set`` (``stage``), ``tag.set`` and ``tag.deleted``
+    (``key``; on the version when the subject has one, else on the model) and
+    ``description.set``. ``previous`` is the value auditml knew before.
+    ``source_time`` is the registry's own timestamp, when it kept one (it keeps
+    none for aliases, nor who moved them). ``via`` says how auditml learned
+    of it: ``import``, ``poll`` or ``webhook``. ``violations`` name the rules of
+    the policy in force that the change broke (only a live change is checked).
+    """
+
+    action: ClassVar[str] = "registry.change"
+
+    system: Literal["mlflow"] = "mlflow"
+    kind: ChangeKind
+    uri: str | None = None
+    alias: Name | None = None
+    stage: Name | None = None
+    key: Name | None = None
+    value: str | None = None
+    previous: str | None = None
+    source_time: Rfc3339 | None = None
+    via: Literal["import", "poll", "webhook"] = "poll"
+    violations: list[RegistryViolation] = Field(default_factory=list)
+
+
+class RegistrySyncData(DataModel):
+    """``registry.sync``: auditml moved (or failed to move) an outside registry's alias.
+
+    Recorded after the decision ``decision_seq`` (a deploy or rollback), which
+    stands whatever happened here: ``status`` ``failed`` says MLflow was not
+    updated, and ``error`` says why.
+    """
+
+    action: ClassVar[str] = "registry.sync"
+
+    system: Literal["mlflow"] = "mlflow"
+    uri: str | None = None
+    alias: Name
+    environment: Name
+    decision_seq: int = Field(ge=0, le=2**53 - 1)
+    status: Literal["done", "failed"]
+    previous: str | None = None
+    error: str | None = None
+
+
 class LogInitData(DataModel):
     """``log.init``: the first event of every log."""
 
@@ -824,6 +898,8 @@ ACTIONS: dict[str, type[DataModel]] = {
         ErasureData,
         RetentionData,
         DroppedData,
+        RegistryChangeData,
+        RegistrySyncData,
         LogInitData,
     )
 }
@@ -888,6 +964,16 @@ REGISTRY: dict[str, ActionRule] = {
     "runtime.dropped": ActionRule(
         "a runtime recorder, on close, for drops no segment counted", "runtime"
     ),
+    "registry.change": ActionRule(
+        "`auditml import mlflow` or `auditml mlflow watch` (log.record_registry(...))",
+        "registry",
+        decision=True,
+    ),
+    "registry.sync": ActionRule(
+        "`auditml deploy` and `rollback` with [mlflow] aliases in the policy",
+        "registry",
+        decision=True,
+    ),
     "log.init": ActionRule("AuditLog.init(...)", "log"),
 }
 
@@ -911,6 +997,8 @@ PRIVACY_ACTIONS = actions_where(group="privacy")
 KEY_ACTIONS = actions_where(group="key")
 SIGNED_ACTIONS = actions_where(signed=True)
 DECISION_ACTIONS = actions_where(decision=True)
+#: What auditml saw change in an outside registry, and the aliases it moved there.
+REGISTRY_ACTIONS = actions_where(group="registry")
 
 
 def data_model(action: str) -> type[DataModel]:

@@ -48,6 +48,11 @@ recorded, :data:`DEFAULT_POLICY` applies::
     triggers = ["error_rate > 0.02", "latency_p95_ms > 250", "score_psi(score) > 0.2"]
     min_requests = 500
     window = "1h"
+    [mlflow]                             # an MLflow registry auditml follows and drives
+    tracking_uri = "http://mlflow.internal:5000"   # no credentials: MLflow's env vars
+    aliases = { production = "champion" }   # environment -> alias deploy moves
+    stages = { production = "Production" }  # environment -> stage (watch checks it)
+    on_violation = ["/usr/local/bin/page-oncall"]   # run with the violation as JSON on stdin
 
 (:mod:`auditml.core.privacy` describes ``[retention]``, ``[processing]`` and
 ``[personal_data]`` in full, :mod:`auditml.core.rollout` ``[rollout]`` and ``[monitor]``.)
@@ -101,6 +106,7 @@ __all__ = [
     "PERMISSIONS",
     "Denial",
     "Gate",
+    "MlflowRules",
     "Policy",
     "check_recordable",
     "parse_gate",
@@ -242,6 +248,56 @@ class CardRules(BaseModel):
     complete_for: list[EnvName] = Field(default_factory=list)
 
 
+class MlflowRules(BaseModel):
+    """How auditml works beside an MLflow registry (``[mlflow]``).
+
+    ``aliases`` and ``stages`` map an auditml environment to the MLflow alias
+    and stage that stand for it: ``auditml deploy`` and ``rollback`` move the
+    alias after recording the decision, and ``auditml mlflow watch`` records a
+    move made in MLflow that policy would have refused as a violation, then
+    runs ``on_violation`` (an argument list, no shell) with it as JSON on stdin.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    tracking_uri: Annotated[str, StringConstraints(min_length=1)] | None = None
+    aliases: dict[EnvName, Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(
+        default_factory=dict
+    )
+    stages: dict[EnvName, Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=dict
+    )
+    on_violation: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=list
+    )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from auditml.core.uri import scrub_uri
+
+        _, removed = scrub_uri(value)
+        if removed:
+            raise ValueError(
+                f"the tracking URI holds credentials ({', '.join(removed)}), which the log "
+                "would keep for ever: remove them and give them to MLflow through its "
+                "environment (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD, "
+                "MLFLOW_TRACKING_TOKEN)"
+            )
+        return value
+
+    def environment_of_alias(self, alias: str) -> str | None:
+        """Return the environment whose alias is ``alias``, or None."""
+        return next((env for env, name in self.aliases.items() if name == alias), None)
+
+    def environment_of_stage(self, stage: str) -> str | None:
+        """Return the environment whose stage is ``stage`` (any case), or None."""
+        wanted = stage.lower()
+        return next((env for env, name in self.stages.items() if name.lower() == wanted), None)
+
+
 class Policy(BaseModel):
     """The rules in force; every field has the default that applies when none is recorded."""
 
@@ -267,6 +323,7 @@ class Policy(BaseModel):
     personal_data: PersonalData = Field(default_factory=lambda: PersonalData())
     rollout: dict[EnvName, RolloutRule] = Field(default_factory=dict)
     monitor: dict[EnvName, MonitorRule] = Field(default_factory=dict)
+    mlflow: MlflowRules = Field(default_factory=lambda: MlflowRules())
 
     @field_validator("permissions")
     @classmethod
@@ -320,8 +377,15 @@ class Policy(BaseModel):
         return self.permissions.get(permission)
 
     def as_data(self) -> dict[str, Any]:
-        """Return the policy as the JSON recorded in a ``policy.update`` event."""
-        return self.model_dump(mode="json")
+        """Return the policy as the JSON recorded in a ``policy.update`` event.
+
+        ``[mlflow]`` is left out when it says nothing, so a policy without it
+        records the same bytes it did before the table existed.
+        """
+        data = self.model_dump(mode="json")
+        if self.mlflow == MlflowRules():
+            del data["mlflow"]
+        return data
 
 
 DEFAULT_POLICY = Policy()

@@ -177,6 +177,17 @@ def _decision(seq: int, event: Event) -> DecisionEntry:
         reason = reason or f"card sections: {listed}"
     elif event.action == "model.train" and data.get("status") == "failed":
         reason = "training failed"
+    elif event.action == "registry.change":
+        reason = _registry_change(data)
+    elif event.action == "registry.sync":
+        alias, env = data.get("alias"), data.get("environment")
+        if data.get("status") == "done":
+            reason = f"moved MLflow alias {alias} ({env}) after decision {data.get('decision_seq')}"
+        else:
+            reason = (
+                f"FAILED to move MLflow alias {alias} ({env}) after decision "
+                f"{data.get('decision_seq')}: {data.get('error')}"
+            )
     return DecisionEntry(
         seq=seq,
         time=event.time,
@@ -191,6 +202,18 @@ def _decision(seq: int, event: Event) -> DecisionEntry:
         planned_change=planned,
         imported=is_imported(data),
     )
+
+
+def _registry_change(data: dict[str, Any]) -> str:
+    """Return what a ``registry.change`` says, and the rules it broke, in one sentence."""
+    kind = data.get("kind")
+    named = data.get("alias") or data.get("stage") or data.get("key")
+    text = f"MLflow {kind}" + (f" {named}" if named else "") + f" (seen by {data.get('via')})"
+    found = data.get("violations")
+    for item in found if isinstance(found, list) else []:
+        if isinstance(item, dict):
+            text += f"; VIOLATION {item.get('rule')}: {item.get('message')}"
+    return text
 
 
 def _training(seq: int, event: Event) -> TrainingEntry:
@@ -989,6 +1012,11 @@ def build_report(
     ]
     timeline.extend(p for p in acc.retire_points if acc.wants(p.model))
     denials = [d for d in acc.decisions if d.action == "policy.denied"]
+    violations = [
+        d
+        for d in acc.decisions
+        if d.action == "registry.change" and "VIOLATION" in (d.reason or "")
+    ]
     tiers = {
         s.model: ident.risk_tier
         for s in states
@@ -1064,6 +1092,7 @@ def build_report(
             gates={k: list(v) for k, v in policy.gates.items()},
             risk_tiers=tiers,
             denials=denials,
+            violations=violations,
         ),
         changes=acc.decisions,
         changes_omitted=acc.omitted,

@@ -205,6 +205,8 @@ class RiskSummary(_Frozen):
     gates: dict[str, list[str]] = Field(default_factory=dict)
     risk_tiers: dict[str, str] = Field(default_factory=dict)
     denials: list[DecisionEntry] = Field(default_factory=list)
+    #: Changes made in an outside registry (MLflow) that policy would have refused.
+    violations: list[DecisionEntry] = Field(default_factory=list)
 
 
 class IncidentEntry(_Frozen):

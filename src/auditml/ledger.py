@@ -657,6 +657,34 @@ class Ledger:
         row = batch.rows[0]
         return Receipt(row[0], row[2].hex(), row[3], row[6]), decided[0]
 
+    def decide_batch(self, decide: Callable[[View], list[Draft]]) -> list[Receipt]:
+        """Append the drafts ``decide`` makes of the log as of the locked head, in one transaction.
+
+        ``decide`` reads verified bytes under the head lock, so what it finds
+        already recorded cannot be recorded twice by two writers; it returns
+        the drafts to append (each with its actor, given its pseudonym before
+        the append when the policy asks for them, and its own imported mark
+        when it is imported history), or none.
+        """
+
+        def prepare(head: HeadState, reader: TxReader) -> Batch | None:
+            view = View(reader, head.size, self._states)
+            drafts = decide(view)
+            if not drafts:
+                return None
+            for draft in drafts:
+                _check_pseudonymous(view, draft)
+            cache = PartCache()
+            parts = [draft_part(d, cache) for d in _with_actors(drafts)]
+            return _preparer(self._origin, parts, every, hook.sign)(head)
+
+        hook = self.after_append
+        every = hook.every()
+        batch = self._store.append_after(self._log_id, prepare)
+        if batch is None:
+            return []
+        return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
+
     def check(self, decide: Decide) -> Outcome:
         """Run a check that appends nothing when it passes; record its denial when it fails.
 

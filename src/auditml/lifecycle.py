@@ -45,7 +45,8 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,8 +61,10 @@ from auditml.core.decide import (
     decide_close_incident,
     decide_deploy,
     decide_evaluate,
+    decide_monitor_check,
     decide_open_incident,
     decide_policy,
+    decide_promote,
     decide_reject,
     decide_retire,
     decide_rollback,
@@ -84,16 +87,53 @@ from auditml.core.policy import (
     check_recordable,
     policy_digest,
 )
+from auditml.core.rollout import judge, parse_duration_s, parse_percent, statistics
 from auditml.core.signing import Signer, fingerprint, make_esignature
-from auditml.core.state import ModelState, Move, fold, policy_in_force, states
+from auditml.core.state import (
+    ModelState,
+    Move,
+    Rollout,
+    SplitChange,
+    fold,
+    policy_in_force,
+    states,
+)
 from auditml.errors import (
     InvalidInputError,
 )
+from auditml.evidence import window_samples
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
 
-__all__ = ["Lifecycle"]
+__all__ = ["Lifecycle", "MonitorResult"]
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """A monitor check recorded: its receipt, its verdict and data, and any rollback it caused."""
+
+    check: Receipt
+    verdict: str
+    data: dict[str, Any]
+    rollback: Receipt | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the check as plain JSON values."""
+        return {
+            "seq": self.check.seq,
+            "hash": self.check.hash,
+            "verdict": self.verdict,
+            **{k: v for k, v in self.data.items() if k != "verdict"},
+            "rollback": None
+            if self.rollback is None
+            else {"seq": self.rollback.seq, "hash": self.rollback.hash},
+        }
+
+
+def _when(text: str) -> datetime:
+    """Return an RFC 3339 UTC time as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _rfc3339(value: str | datetime | None) -> str:
@@ -253,9 +293,19 @@ class Lifecycle:
         *,
         reason: str | None = None,
         actor: Actor | str | None = None,
+        traffic: str | int | None = None,
+        shadow: bool = False,
     ) -> Receipt:
-        """Deploy a version to an environment, if policy allows; records what it replaced."""
+        """Deploy a version to an environment, if policy allows; records what it replaced.
+
+        ``traffic`` (e.g. ``"10%"``) starts it as a canary beside the version
+        running there; ``shadow`` has it serve copies of traffic. Both start a
+        rollout, which :meth:`promote` widens and :meth:`rollback` ends.
+        """
         who = self._ledger.identify(actor)
+        share = None if traffic is None else parse_percent(traffic, where="traffic")
+        if share == 100:
+            share = None  # all of the traffic: a plain deploy
         return self._decided(
             lambda view: decide_deploy(
                 view,
@@ -264,8 +314,212 @@ class Lifecycle:
                 environment=environment,
                 actor=who,
                 reason=reason,
+                traffic=share,
+                shadow=bool(shadow),
             )
         )
+
+    def _rollout(self, model: str, environment: str) -> tuple[Rollout | None, Policy]:
+        """Return the rollout in progress in ``environment`` (or None) and the policy in force."""
+
+        def look(view: View) -> Outcome:
+            view.check_environment(environment)
+            state = view.known_model(model)
+            return Outcome(
+                None, extra={"rollout": state.rollouts.get(environment), "policy": view.policy}
+            )
+
+        extra = self._ledger.peek(look).extra
+        return extra["rollout"], extra["policy"]
+
+    def canary_evidence(
+        self, model: str, environment: str, now: datetime | None = None
+    ) -> tuple[int, dict[str, Any]] | None:
+        """Return the rollout in ``environment`` and its canary's verified records since it began.
+
+        The figures count runtime records of the canary and the stable version
+        from the rollout's start to ``now``, read from bytes that hash to their
+        segments' roots (never from the record table's columns).
+        """
+        rollout, _ = self._rollout(model, environment)
+        if rollout is None:
+            return None
+        until = _rfc3339(now)
+        samples = window_samples(
+            self._ledger,
+            model=model,
+            env=environment,
+            since=rollout.time,
+            until=until,
+            versions=[rollout.version, rollout.stable],
+        )
+        canary, stable = samples[rollout.version], samples[rollout.stable]
+        ran = max(0.0, (_when(until) - _when(rollout.time)).total_seconds())
+        figures = {
+            "requests": canary.requests,
+            "errors": canary.errors,
+            "since": rollout.time,
+            "until": until,
+            "duration_s": round(ran, 3),
+            "stable_requests": stable.requests,
+            "stable_errors": stable.errors,
+        }
+        return rollout.seq, figures
+
+    def promote(
+        self,
+        model: str,
+        version: str,
+        environment: str,
+        *,
+        traffic: str | int | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Widen a rollout's share of traffic; without ``traffic`` (or 100%) it takes it all.
+
+        Promotion to all traffic makes the version the stable one there (a
+        ``model.deploy`` naming the rollout and the canary's evidence), checked
+        against the environment's ``[rollout]`` rule; a shorter step records a
+        ``rollout.promote``. A monitor's identity may never promote.
+        """
+        who = self._ledger.identify(actor)
+        share = None if traffic is None else parse_percent(traffic, where="traffic")
+        evidence = self.canary_evidence(model, environment)
+        return self._decided(
+            lambda view: decide_promote(
+                view,
+                model=model,
+                version=str(version),
+                environment=environment,
+                traffic=share,
+                actor=who,
+                reason=reason,
+                evidence=evidence,
+            )
+        )
+
+    def monitor(
+        self,
+        model: str,
+        environment: str,
+        *,
+        window: str | None = None,
+        act: bool = False,
+        now: datetime | None = None,
+    ) -> MonitorResult:
+        """Check the rollout in ``environment`` against its triggers; record a ``monitor.check``.
+
+        The canary's verified runtime records over the window (default: the
+        policy's ``[monitor.ENV] window``, never before the rollout began) are
+        compared with the stable version's. With too few records of either,
+        the check is ``undecided`` and nothing more happens. With ``act``, a
+        tripped check rolls the environment back as the monitor's own identity,
+        the rollback naming the check (its seq and hash).
+        """
+        rollout, policy = self._rollout(model, environment)
+        rule = policy.monitor.get(environment)
+        if rule is None:
+            raise InvalidInputError(
+                f"the policy in force declares no monitor for {environment}: add "
+                f'[monitor.{environment}] with triggers = ["error_rate > 0.02"] to the policy '
+                "file and record it with `auditml policy apply`"
+            )
+        if not rule.triggers:
+            raise InvalidInputError(
+                f"[monitor.{environment}] declares no triggers: a check would have nothing to judge"
+            )
+        if rollout is None:
+            raise InvalidInputError(
+                f"no rollout of {model!r} is in progress in {environment}: a monitor compares "
+                f"a canary with the stable version (start one with `auditml deploy {model} "
+                f"VERSION --env {environment} --traffic 10%`)"
+            )
+        if rollout.imported:
+            raise InvalidInputError(
+                f"the rollout in {environment} (event {rollout.seq}) is imported history: "
+                "auditml monitors only rollouts it recorded"
+            )
+        seconds = rule.window_s if window is None else parse_duration_s(window, where="window")
+        triggers = rule.parsed()
+        until_dt = (now or datetime.now(UTC)).astimezone(UTC)
+        until = _rfc3339(until_dt)
+        since = max(_rfc3339(until_dt - timedelta(seconds=seconds)), rollout.time)
+        if since >= until:
+            raise InvalidInputError(
+                f"the window ends ({until}) before the rollout began ({rollout.time})"
+            )
+        fields = sorted({t.field for t in triggers if t.field})
+        samples = window_samples(
+            self._ledger,
+            model=model,
+            env=environment,
+            since=since,
+            until=until,
+            versions=[rollout.version, rollout.stable],
+            fields=fields,
+        )
+        canary, stable = samples[rollout.version], samples[rollout.stable]
+        figures = statistics(canary, stable, triggers)
+        enough = canary.requests >= rule.min_requests and (
+            rollout.mode == "shadow" or stable.requests >= rule.min_requests
+        )
+        verdict, results = judge(figures, triggers, enough=enough)
+        data = validate_data(
+            "monitor.check",
+            {
+                "environment": environment,
+                "canary": rollout.version,
+                "stable": rollout.stable,
+                "mode": rollout.mode,
+                "rollout": rollout.seq,
+                "window": {
+                    "since": since,
+                    "until": until,
+                    "seconds": round((_when(until) - _when(since)).total_seconds(), 6),
+                },
+                "min_requests": rule.min_requests,
+                "counts": {"canary": canary.requests, "stable": stable.requests},
+                "statistics": figures,
+                "triggers": results,
+                "verdict": verdict,
+                "policy_seq": None,
+            },
+        )
+        monitor = self._ledger.identify(rule.actor)
+
+        def check(view: View) -> Outcome:
+            data["policy_seq"] = view.policy_seq
+            return decide_monitor_check(
+                view,
+                model=model,
+                environment=environment,
+                actor=monitor,
+                rollout_seq=rollout.seq,
+                data={k: v for k, v in data.items() if v is not None},
+            )
+
+        receipt = self._decided(check)
+        rolled = None
+        if act and verdict == "tripped":
+            fired = "; ".join(
+                f"{r['statistic']} = {r['value']:.4g} tripped {r['trigger']!r}"
+                for r in results
+                if r["tripped"]
+            )
+            rolled = self._decided(
+                lambda view: decide_rollback(
+                    view,
+                    model=model,
+                    environment=environment,
+                    to=None,
+                    actor=monitor,
+                    reason=f"monitor check {receipt.seq} tripped: {fired}",
+                    cause=(receipt.seq, receipt.hash),
+                    rollout_seq=rollout.seq,
+                )
+            )
+        return MonitorResult(receipt, verdict, data, rolled)
 
     def rollback(
         self,
@@ -276,7 +530,10 @@ class Lifecycle:
         reason: str | None = None,
         actor: Actor | str | None = None,
     ) -> Receipt:
-        """Roll an environment back to ``to``, or to the previous version that ran there."""
+        """Roll an environment back to ``to``, or to the previous version that ran there.
+
+        During a rollout it ends the rollout: the stable version serves alone again.
+        """
         who = self._ledger.identify(actor)
         target = None if to is None else str(to)
         return self._decided(
@@ -588,6 +845,15 @@ class Lifecycle:
                 f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
             )
         return self.status(model)[model].history(environment)
+
+    def splits(self, model: str, environment: str | None = None) -> list[SplitChange]:
+        """Return every change of the model's traffic split, oldest first, and the split after."""
+        declared = self.policy()[0].environments
+        if environment is not None and declared and environment not in declared:
+            raise InvalidInputError(
+                f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
+            )
+        return self.status(model)[model].split_history(environment)
 
 
 def _comparisons(

@@ -24,6 +24,7 @@ from auditml.cli import (  # noqa: F401 (they register commands)
     card,
     lifecycle,
     log,
+    mlflow,
     privacy,
     report,
     runtime,
@@ -45,7 +46,9 @@ SHORT_HELP = {
     "evaluate": "Record an evaluation of a version.",
     "approve": "Approve a version (not by its trainer).",
     "reject": "Reject a version for good.",
-    "deploy": "Deploy an approved version.",
+    "deploy": "Deploy an approved version, or a canary.",
+    "promote": "Widen a canary's share of traffic.",
+    "monitor": "Check a canary; roll back when it trips.",
     "rollback": "Roll back to a version that ran before.",
     "retire": "Retire a version for good.",
     "status": "Show versions' states and what runs where.",
@@ -86,6 +89,10 @@ SHORT_HELP = {
     "prove inclusion": "Prove that an event is in the log.",
     "prove consistency": "Prove that the log only grew.",
     "prove record": "Prove that a runtime record is in the log.",
+    "import": "Import history recorded elsewhere.",
+    "import mlflow": "Import an MLflow registry's history.",
+    "mlflow": "Follow an MLflow registry's changes.",
+    "mlflow watch": "Record each change made in MLflow.",
 }
 
 

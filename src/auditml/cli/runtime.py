@@ -109,11 +109,23 @@ def trace_command(
             out.print("  approved     never, before this request")
         if story.deployed is not None:
             d = story.deployed
-            verb = "rolled back to" if d["action"] == "model.rollback" else "deployed to"
+            verb = {
+                "model.rollback": "rolled back to",
+                "rollout.start": "started in a rollout in",
+                "rollout.promote": "promoted in",
+            }.get(d["action"], "deployed to")
+            split = d.get("split") or {}
+            share = (
+                f", {split[rec['version']]}% of traffic"
+                if rec["version"] in split and len(split) > 1
+                else ", as a shadow"
+                if rec["version"] in (d.get("shadows") or [])
+                else ""
+            )
             out.print(
                 f"  deployed     {verb} {d['environment']} {utc(d['time'])} by "
                 f"{label(str(d['actor']))} "
-                f"(event {d['seq']})"
+                f"(event {d['seq']}{share})"
             )
         else:
             out.print(f"  deployed     never to {rec['env']}, before this request")
@@ -168,7 +180,7 @@ def stats_command(
         ]
         shown.add_row(
             s.model,
-            s.version,
+            f"{s.version} (shadow)" if s.shadow else s.version,
             s.env,
             f"{s.requests:,}",
             f"{s.errors:,} ({s.error_rate:.1%})",

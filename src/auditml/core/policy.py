@@ -41,8 +41,21 @@ recorded, :data:`DEFAULT_POLICY` applies::
     [personal_data]                      # event fields that hold personal data
     event_fields = ["actor.id", "actor.name"]
 
+    [rollout]                            # a deploy there goes through a canary
+    production = { canary = "10%", min_requests = 1000, min_duration = "1h" }
+
+    [monitor.production]                 # rollback triggers (auditml monitor)
+    triggers = ["error_rate > 0.02", "latency_p95_ms > 250", "score_psi(score) > 0.2"]
+    min_requests = 500
+    window = "1h"
+    [mlflow]                             # an MLflow registry auditml follows and drives
+    tracking_uri = "http://mlflow.internal:5000"   # no credentials: MLflow's env vars
+    aliases = { production = "champion" }   # environment -> alias deploy moves
+    stages = { production = "Production" }  # environment -> stage (watch checks it)
+    on_violation = ["/usr/local/bin/page-oncall"]   # run with the violation as JSON on stdin
+
 (:mod:`auditml.core.privacy` describes ``[retention]``, ``[processing]`` and
-``[personal_data]`` in full.)
+``[personal_data]`` in full, :mod:`auditml.core.rollout` ``[rollout]`` and ``[monitor]``.)
 
 A policy being recorded (``auditml policy apply``, :meth:`AuditLog.apply_policy`)
 is checked more strictly than one read back from the log: every setting must
@@ -69,7 +82,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -84,6 +97,7 @@ from auditml.core.card_sections import check_section_name
 from auditml.core.compare import COMPARABLE
 from auditml.core.events import Comparison
 from auditml.core.privacy import PersonalData, Processing, Retention, check_retention
+from auditml.core.rollout import MonitorRule, RolloutRule
 from auditml.errors import InvalidInputError
 
 __all__ = [
@@ -92,6 +106,7 @@ __all__ = [
     "PERMISSIONS",
     "Denial",
     "Gate",
+    "MlflowRules",
     "Policy",
     "check_recordable",
     "parse_gate",
@@ -233,6 +248,56 @@ class CardRules(BaseModel):
     complete_for: list[EnvName] = Field(default_factory=list)
 
 
+class MlflowRules(BaseModel):
+    """How auditml works beside an MLflow registry (``[mlflow]``).
+
+    ``aliases`` and ``stages`` map an auditml environment to the MLflow alias
+    and stage that stand for it: ``auditml deploy`` and ``rollback`` move the
+    alias after recording the decision, and ``auditml mlflow watch`` records a
+    move made in MLflow that policy would have refused as a violation, then
+    runs ``on_violation`` (an argument list, no shell) with it as JSON on stdin.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    tracking_uri: Annotated[str, StringConstraints(min_length=1)] | None = None
+    aliases: dict[EnvName, Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(
+        default_factory=dict
+    )
+    stages: dict[EnvName, Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=dict
+    )
+    on_violation: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=list
+    )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from auditml.core.uri import scrub_uri
+
+        _, removed = scrub_uri(value)
+        if removed:
+            raise ValueError(
+                f"the tracking URI holds credentials ({', '.join(removed)}), which the log "
+                "would keep for ever: remove them and give them to MLflow through its "
+                "environment (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD, "
+                "MLFLOW_TRACKING_TOKEN)"
+            )
+        return value
+
+    def environment_of_alias(self, alias: str) -> str | None:
+        """Return the environment whose alias is ``alias``, or None."""
+        return next((env for env, name in self.aliases.items() if name == alias), None)
+
+    def environment_of_stage(self, stage: str) -> str | None:
+        """Return the environment whose stage is ``stage`` (any case), or None."""
+        wanted = stage.lower()
+        return next((env for env, name in self.stages.items() if name.lower() == wanted), None)
+
+
 class Policy(BaseModel):
     """The rules in force; every field has the default that applies when none is recorded."""
 
@@ -256,6 +321,9 @@ class Policy(BaseModel):
     retention: Retention = Field(default_factory=lambda: Retention())
     processing: Processing = Field(default_factory=lambda: Processing())
     personal_data: PersonalData = Field(default_factory=lambda: PersonalData())
+    rollout: dict[EnvName, RolloutRule] = Field(default_factory=dict)
+    monitor: dict[EnvName, MonitorRule] = Field(default_factory=dict)
+    mlflow: MlflowRules = Field(default_factory=lambda: MlflowRules())
 
     @field_validator("permissions")
     @classmethod
@@ -274,6 +342,10 @@ class Policy(BaseModel):
             for text in texts:
                 parse_gate(text)
         return value
+
+    def monitor_actors(self) -> set[str]:
+        """Return the people (as :func:`person` folds them) that act as a monitor anywhere."""
+        return {person(rule.actor) for rule in self.monitor.values()}
 
     def approvals_needed(self, environment: str) -> int:
         """Return how many distinct approvals a deploy to ``environment`` needs."""
@@ -305,8 +377,15 @@ class Policy(BaseModel):
         return self.permissions.get(permission)
 
     def as_data(self) -> dict[str, Any]:
-        """Return the policy as the JSON recorded in a ``policy.update`` event."""
-        return self.model_dump(mode="json")
+        """Return the policy as the JSON recorded in a ``policy.update`` event.
+
+        ``[mlflow]`` is left out when it says nothing, so a policy without it
+        records the same bytes it did before the table existed.
+        """
+        data = self.model_dump(mode="json")
+        if self.mlflow == MlflowRules():
+            del data["mlflow"]
+        return data
 
 
 DEFAULT_POLICY = Policy()
@@ -411,9 +490,16 @@ def _first_problem(exc: ValidationError) -> str:
 def _table_at(loc: Sequence[int | str]) -> type[BaseModel]:
     """Return the model of the policy table at ``loc`` (``()``: the policy itself)."""
     model: type[BaseModel] = Policy
+    keyed = False  # the last step was a table of tables (e.g. [monitor]): this part is a key
     for part in loc:
+        if keyed:
+            keyed = False
+            continue
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
+        if get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+            keyed = True
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         model = annotation

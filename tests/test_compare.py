@@ -652,3 +652,21 @@ def test_a_policy_gating_a_metric_auditml_cannot_compare_is_not_recorded(log: Au
         log.apply_policy(Policy(gates={"prod": ["f1_delta >= 0 at 95%"]}), actor=OFF)
     assert log.head().size == before
     log.apply_policy(Policy(gates={"prod": ["accuracy_delta >= 0 at 90%"]}), actor=OFF)
+
+
+def test_a_promotion_checks_the_newest_comparison_too(log: AuditLog, tmp_path: Path) -> None:
+    """A canary that passed the delta gate is promoted; a newer weak comparison stops it."""
+    log.approve("m", "1", actor=VAL)
+    log.deploy("m", "1", "prod", actor=REL)
+    log.apply_policy(Policy(gates={"prod": ["auc_delta >= 0 at 95%"]}), actor=OFF)
+    strong = write_examples(tmp_path / "strong.csv", sample(400, seed=2, gain=0.8))
+    log.evaluate("m", "2", examples=strong, baseline="1", compare=["auc"], actor=VAL)
+    log.deploy("m", "2", "prod", traffic="10%", actor=REL)
+    log.promote("m", "2", "prod", traffic="50%", actor=REL)
+    weak = write_examples(tmp_path / "weak.csv", sample(60, seed=2, gain=0.05))
+    receipt = log.evaluate("m", "2", examples=weak, baseline="1", compare=["auc"], actor=VAL)
+    before = log.head().size
+    with pytest.raises(PolicyDeniedError, match=f"event {receipt.seq}, n=60"):
+        log.promote("m", "2", "prod", actor=REL)
+    assert log.head().size == before + 1
+    assert log.status("m")["m"].split("prod") == {"1": 50, "2": 50}

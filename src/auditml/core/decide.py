@@ -635,7 +635,9 @@ def decide_promote(
         lambda: check_approvals(
             pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
         ),
-        lambda: check_gates(pol, environment, view.metrics(model, version), version),
+        lambda: check_gates(
+            pol, environment, view.metrics(model, version), version, vs.live_comparisons
+        ),
         lambda: check_card(
             pol, environment, state.card_sections(version, live=True), model, version
         ),

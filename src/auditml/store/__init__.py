@@ -234,6 +234,7 @@ class Store:
         from sqlmodel import SQLModel
 
         from auditml.store.tables import (
+            ACTORS,
             CHECKPOINTS,
             ERASED,
             EVENTS,
@@ -250,7 +251,7 @@ class Store:
         )
 
         tables = [META, LOGS, EVENTS, NODES, CHECKPOINTS, LOGKEYS, RECORDS, VALUES]
-        tables += [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED]
+        tables += [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED, ACTORS]
         if self.dialect == "sqlite" and self._has_table("auditml_event"):
             self._drop_sqlite_prev_index()
         try:
@@ -809,9 +810,9 @@ class Store:
             return
         from sqlmodel import SQLModel
 
-        from auditml.store.tables import ERASED, REMOVED, SUBJECT_VALUES, SUBJECTS
+        from auditml.store.tables import ACTORS, ERASED, REMOVED, SUBJECT_VALUES, SUBJECTS
 
-        tables = [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED]
+        tables = [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED, ACTORS]
         if not all(self._has_table(t.name) for t in tables):
             try:
                 with self.engine.begin() as conn:
@@ -953,6 +954,127 @@ class Store:
             batch = prepare(head, erased)
             self._write(cur, batch, head)
             done.append((batch, erased))
+
+        self._transaction(run)
+        return done[0]
+
+    def actor_pseudonym(
+        self,
+        log_id: int,
+        person: str,
+        known_as: str,
+        name: str | None,
+        new_pseudonym: Callable[[], str],
+        created_at: str,
+    ) -> str:
+        """Return the pseudonym of ``person`` in the actor directory, drawing one on first use.
+
+        ``person`` is the folded id a person is found by; ``known_as`` and
+        ``name`` are kept beside it, off the log. A printed name given later
+        fills one the row lacks.
+        """
+        self.ensure_privacy_tables()
+        p = self.backend.param
+        find = f"SELECT pseudonym, name FROM auditml_actor WHERE log_id = {p} AND person = {p}"
+        with self.snapshot() as snap:
+            snap._cur.execute(find, (log_id, person))
+            row = snap._cur.fetchone()
+        if row is not None and (name is None or row[1] is not None):
+            return str(row[0])
+
+        def run(cur: Any) -> str:
+            cur.execute(find, (log_id, person))
+            found = cur.fetchone()
+            if found is not None:
+                if name is not None and found[1] is None:
+                    cur.execute(
+                        f"UPDATE auditml_actor SET name = {p} "
+                        f"WHERE log_id = {p} AND pseudonym = {p}",
+                        (name, log_id, found[0]),
+                    )
+                return str(found[0])
+            # Another process may draw a pseudonym for the same person at once: the
+            # first one stored wins, and both read it back.
+            cur.execute(
+                "INSERT INTO auditml_actor (log_id, pseudonym, person, known_as, name, created_at) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (log_id, person) DO NOTHING",
+                (log_id, new_pseudonym(), person, known_as, name, created_at),
+            )
+            cur.execute(find, (log_id, person))
+            return str(cur.fetchone()[0])
+
+        return self._write_tx(run)
+
+    def actor_directory(self, log_id: int) -> list[tuple[str, str | None, str | None, int | None]]:
+        """Return every directory row: ``(pseudonym, known_as, name, erased seq)``."""
+        if not self._has_table("auditml_actor"):
+            return []
+        p = self.backend.param
+        with self.snapshot() as snap:
+            snap._cur.execute(
+                "SELECT pseudonym, known_as, name, erased FROM auditml_actor "
+                f"WHERE log_id = {p} ORDER BY pseudonym",
+                (log_id,),
+            )
+            rows = snap._cur.fetchall()
+        return [
+            (
+                str(r[0]),
+                None if r[1] is None else str(r[1]),
+                None if r[2] is None else str(r[2]),
+                None if r[3] is None else int(r[3]),
+            )
+            for r in rows
+        ]
+
+    def erase_actor(
+        self,
+        log_id: int,
+        person: str,
+        prepare: Callable[[HeadState, str, str | None], Batch],
+    ) -> tuple[Batch, str, str | None]:
+        """Leave only the pseudonym of ``person`` in the directory and append the erasure, at once.
+
+        ``prepare`` gets the head, the pseudonym and the printed name that was
+        kept, and returns the batch of the ``privacy.erasure`` event. The row is
+        deleted (on SQLite its cells are overwritten with zeros by
+        ``secure_delete``) and a row holding only the pseudonym and the event's
+        seq takes its place. Raises InvalidInputError when the directory does not
+        know ``person``; then nothing is written.
+        """
+        self.ensure_privacy_tables()
+        p = self.backend.param
+        done: list[tuple[Batch, str, str | None]] = []
+
+        def run(cur: Any) -> None:
+            done.clear()
+            if self.dialect == "sqlite":
+                cur.execute("PRAGMA secure_delete = ON")
+            head = self._locked_head(cur, log_id)
+            cur.execute(
+                "SELECT pseudonym, name, created_at FROM auditml_actor "
+                f"WHERE log_id = {p} AND person = {p}",
+                (log_id, person),
+            )
+            found = cur.fetchone()
+            if found is None:
+                raise InvalidInputError(
+                    "the actor directory holds no one by that id (ids match ignoring case and "
+                    "spaces): check it, or see `auditml actors`; nothing was erased"
+                )
+            pseudonym, name, created = str(found[0]), found[1], str(found[2])
+            cur.execute(
+                f"DELETE FROM auditml_actor WHERE log_id = {p} AND pseudonym = {p}",
+                (log_id, pseudonym),
+            )
+            cur.execute(
+                "INSERT INTO auditml_actor (log_id, pseudonym, created_at, erased) "
+                f"VALUES ({p}, {p}, {p}, {p})",
+                (log_id, pseudonym, created, head.size),
+            )
+            batch = prepare(head, pseudonym, None if name is None else str(name))
+            self._write(cur, batch, head)
+            done.append((batch, pseudonym, None if name is None else str(name)))
 
         self._transaction(run)
         return done[0]

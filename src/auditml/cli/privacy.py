@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,9 +26,10 @@ from auditml.cli._common import (
     utc,
     who,
 )
-from auditml.core.privacy import Due, RetentionStatus
 from auditml.errors import InvalidInputError
-from auditml.ledger import to_timestamp
+
+if TYPE_CHECKING:
+    from auditml.core.privacy import Due, RetentionStatus
 
 retention_app = group("The retention schedule: what is kept how long, what falls due, what went.")
 app.add_typer(retention_app, name="retention")
@@ -45,6 +46,8 @@ AtOption = Annotated[
 
 def _moment(at: str | None) -> datetime | None:
     """Return the moment ``--at`` names, or None for now."""
+    from auditml.ledger import to_timestamp
+
     if at is None:
         return None
     stamp = to_timestamp(at)

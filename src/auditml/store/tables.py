@@ -28,6 +28,8 @@ from typing import cast
 from sqlalchemy import Column, Index, LargeBinary, Table, Text, UniqueConstraint
 from sqlmodel import BigInteger, Field, SQLModel
 
+from auditml.store._backends import SCHEMA_VERSION  # defined there: reads need no SQLModel
+
 __all__ = [
     "CHECKPOINTS",
     "ERASED",
@@ -55,8 +57,6 @@ __all__ = [
     "SubjectValueRow",
     "ValueRow",
 ]
-
-SCHEMA_VERSION = 1
 
 
 class MetaRow(SQLModel, table=True):

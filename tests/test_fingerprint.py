@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -320,3 +322,25 @@ def test_the_cached_environment_equals_a_fresh_read_and_sees_an_install(
     assert second.packages.get("auditml-fake-pkg") == "1.2.3"
     assert second == read_environment()
     assert first.python == second.python and first.platform == second.platform
+
+
+def _capture_in_child(folder: str, done: Any) -> None:
+    """Read the code version and environment in a forked child and report it."""
+    code_version(folder)
+    environment()
+    done.put("captured")
+
+
+def test_a_child_forked_during_a_capture_can_capture(tmp_path: Path, cache: _Spawns) -> None:
+    """A fork while another thread holds the capture locks leaves the child free to capture."""
+    context = multiprocessing.get_context("fork")
+    done = context.Queue()
+    with fingerprint._CODE_LOCK, fingerprint._ENV_LOCK:  # a capture in progress at fork time
+        child = context.Process(target=_capture_in_child, args=(str(tmp_path), done))
+        child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child hung on a lock its parent held"
+    assert done.get(timeout=5) == "captured"

@@ -485,6 +485,13 @@ _CODE_LOCK = threading.Lock()
 _CODE: dict[tuple[str, tuple[tuple[str, str | None], ...]], _Watched] = {}
 
 
+def _fresh_locks() -> None:
+    """Give a forked child its own unheld locks: a capture thread may have held one at fork."""
+    global _CODE_LOCK, _ENV_LOCK
+    _CODE_LOCK = threading.Lock()
+    _ENV_LOCK = threading.Lock()
+
+
 def clear_capture_cache() -> None:
     """Forget every code version and environment kept in this process."""
     with _CODE_LOCK:
@@ -563,14 +570,14 @@ def _read_watched(cwd: Path) -> tuple[CodeVersion | None, list[Path] | None]:
     if answer.branch:
         paths.append(common / "refs" / "heads" / answer.branch)
     paths += _config_files(cwd)
-    tracked = _git(["ls-files", "-z", "--cached"], root)
-    others = _git(["ls-files", "-z", "--others", "--exclude-standard"], root)
+    # Tracked and untracked files in one listing, then the ignored folders not to walk.
+    files = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root)
     ignored = _git(
         ["ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"], root
     )
-    if tracked is None or others is None or ignored is None:
+    if files is None or ignored is None:
         return answer, None
-    listed = [n for n in (tracked + b"\0" + others).split(b"\0") if n]
+    listed = [n for n in files.split(b"\0") if n]
     paths += [root / os.fsdecode(name) for name in listed]
     skip = {os.fsdecode(n.rstrip(b"/")) for n in ignored.split(b"\0") if n.endswith(b"/")}
     skip |= {os.fsdecode(n.rstrip(b"/")) for n in listed if n.endswith(b"/")}  # nested repos
@@ -636,6 +643,10 @@ def _interpreter() -> tuple[str, str]:
 
 _ENV_LOCK = threading.Lock()
 _PACKAGES: dict[tuple[str, ...], tuple[list[_Stat], dict[str, str]]] = {}
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_fresh_locks)
 
 
 def _read_packages() -> dict[str, str]:

@@ -248,7 +248,7 @@ def test_demo_tells_the_story_and_the_log_verifies(tmp_path: Path) -> None:
         assert state.running == {"staging": "2", "production": "1"}
         actions = [r.event.action for r in log.events()]
         denied = [r.event.data["rule"] for r in log.events(action="policy.denied")]
-    assert denied == ["separation-of-duties", "card-incomplete"]
+    assert denied == ["separation-of-duties", "card-incomplete", "rollout-evidence"]
     assert actions.count("model.rollback") == 1 and actions.count("card.update") == 1
     cards = sorted(p.name for p in (out_dir / "cards").iterdir())
     assert "credit-risk-v1.html" in cards and "credit-risk-v2.md" in cards

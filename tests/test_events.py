@@ -112,6 +112,8 @@ def test_action_lists_are_derived_from_the_registry() -> None:
         "model.reject",
         "model.deploy",
         "model.rollback",
+        "rollout.start",
+        "rollout.promote",
         "model.retire",
         "incident.open",
         "card.update",

@@ -45,13 +45,14 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from auditml._internal.identity import resolve_actor
 from auditml._internal.policyfile import load_policy
+from auditml.core.compare import DEFAULT_LEVEL, DEFAULT_RESAMPLES, parse_level
 from auditml.core.decide import (
     Outcome,
     View,
@@ -60,8 +61,10 @@ from auditml.core.decide import (
     decide_close_incident,
     decide_deploy,
     decide_evaluate,
+    decide_monitor_check,
     decide_open_incident,
     decide_policy,
+    decide_promote,
     decide_reject,
     decide_retire,
     decide_rollback,
@@ -84,16 +87,53 @@ from auditml.core.policy import (
     check_recordable,
     policy_digest,
 )
+from auditml.core.rollout import judge, parse_duration_s, parse_percent, statistics
 from auditml.core.signing import Signer, fingerprint, make_esignature
-from auditml.core.state import ModelState, Move, fold, policy_in_force, states
+from auditml.core.state import (
+    ModelState,
+    Move,
+    Rollout,
+    SplitChange,
+    fold,
+    policy_in_force,
+    states,
+)
 from auditml.errors import (
     InvalidInputError,
 )
+from auditml.evidence import window_samples
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
 
-__all__ = ["Lifecycle"]
+__all__ = ["Lifecycle", "MonitorResult"]
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """A monitor check recorded: its receipt, its verdict and data, and any rollback it caused."""
+
+    check: Receipt
+    verdict: str
+    data: dict[str, Any]
+    rollback: Receipt | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the check as plain JSON values."""
+        return {
+            "seq": self.check.seq,
+            "hash": self.check.hash,
+            "verdict": self.verdict,
+            **{k: v for k, v in self.data.items() if k != "verdict"},
+            "rollback": None
+            if self.rollback is None
+            else {"seq": self.rollback.seq, "hash": self.rollback.hash},
+        }
+
+
+def _when(text: str) -> datetime:
+    """Return an RFC 3339 UTC time as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _rfc3339(value: str | datetime | None) -> str:
@@ -221,7 +261,7 @@ class Lifecycle:
         name: str | None,
     ) -> Receipt:
         """Sign a decision's statement (before the lock), then decide and record it."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         signature = self._esign(
             signer,
             action=action,
@@ -253,9 +293,19 @@ class Lifecycle:
         *,
         reason: str | None = None,
         actor: Actor | str | None = None,
+        traffic: str | int | None = None,
+        shadow: bool = False,
     ) -> Receipt:
-        """Deploy a version to an environment, if policy allows; records what it replaced."""
-        who = resolve_actor(actor)
+        """Deploy a version to an environment, if policy allows; records what it replaced.
+
+        ``traffic`` (e.g. ``"10%"``) starts it as a canary beside the version
+        running there; ``shadow`` has it serve copies of traffic. Both start a
+        rollout, which :meth:`promote` widens and :meth:`rollback` ends.
+        """
+        who = self._ledger.identify(actor)
+        share = None if traffic is None else parse_percent(traffic, where="traffic")
+        if share == 100:
+            share = None  # all of the traffic: a plain deploy
         return self._decided(
             lambda view: decide_deploy(
                 view,
@@ -264,8 +314,212 @@ class Lifecycle:
                 environment=environment,
                 actor=who,
                 reason=reason,
+                traffic=share,
+                shadow=bool(shadow),
             )
         )
+
+    def _rollout(self, model: str, environment: str) -> tuple[Rollout | None, Policy]:
+        """Return the rollout in progress in ``environment`` (or None) and the policy in force."""
+
+        def look(view: View) -> Outcome:
+            view.check_environment(environment)
+            state = view.known_model(model)
+            return Outcome(
+                None, extra={"rollout": state.rollouts.get(environment), "policy": view.policy}
+            )
+
+        extra = self._ledger.peek(look).extra
+        return extra["rollout"], extra["policy"]
+
+    def canary_evidence(
+        self, model: str, environment: str, now: datetime | None = None
+    ) -> tuple[int, dict[str, Any]] | None:
+        """Return the rollout in ``environment`` and its canary's verified records since it began.
+
+        The figures count runtime records of the canary and the stable version
+        from the rollout's start to ``now``, read from bytes that hash to their
+        segments' roots (never from the record table's columns).
+        """
+        rollout, _ = self._rollout(model, environment)
+        if rollout is None:
+            return None
+        until = _rfc3339(now)
+        samples = window_samples(
+            self._ledger,
+            model=model,
+            env=environment,
+            since=rollout.time,
+            until=until,
+            versions=[rollout.version, rollout.stable],
+        )
+        canary, stable = samples[rollout.version], samples[rollout.stable]
+        ran = max(0.0, (_when(until) - _when(rollout.time)).total_seconds())
+        figures = {
+            "requests": canary.requests,
+            "errors": canary.errors,
+            "since": rollout.time,
+            "until": until,
+            "duration_s": round(ran, 3),
+            "stable_requests": stable.requests,
+            "stable_errors": stable.errors,
+        }
+        return rollout.seq, figures
+
+    def promote(
+        self,
+        model: str,
+        version: str,
+        environment: str,
+        *,
+        traffic: str | int | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Widen a rollout's share of traffic; without ``traffic`` (or 100%) it takes it all.
+
+        Promotion to all traffic makes the version the stable one there (a
+        ``model.deploy`` naming the rollout and the canary's evidence), checked
+        against the environment's ``[rollout]`` rule; a shorter step records a
+        ``rollout.promote``. A monitor's identity may never promote.
+        """
+        who = self._ledger.identify(actor)
+        share = None if traffic is None else parse_percent(traffic, where="traffic")
+        evidence = self.canary_evidence(model, environment)
+        return self._decided(
+            lambda view: decide_promote(
+                view,
+                model=model,
+                version=str(version),
+                environment=environment,
+                traffic=share,
+                actor=who,
+                reason=reason,
+                evidence=evidence,
+            )
+        )
+
+    def monitor(
+        self,
+        model: str,
+        environment: str,
+        *,
+        window: str | None = None,
+        act: bool = False,
+        now: datetime | None = None,
+    ) -> MonitorResult:
+        """Check the rollout in ``environment`` against its triggers; record a ``monitor.check``.
+
+        The canary's verified runtime records over the window (default: the
+        policy's ``[monitor.ENV] window``, never before the rollout began) are
+        compared with the stable version's. With too few records of either,
+        the check is ``undecided`` and nothing more happens. With ``act``, a
+        tripped check rolls the environment back as the monitor's own identity,
+        the rollback naming the check (its seq and hash).
+        """
+        rollout, policy = self._rollout(model, environment)
+        rule = policy.monitor.get(environment)
+        if rule is None:
+            raise InvalidInputError(
+                f"the policy in force declares no monitor for {environment}: add "
+                f'[monitor.{environment}] with triggers = ["error_rate > 0.02"] to the policy '
+                "file and record it with `auditml policy apply`"
+            )
+        if not rule.triggers:
+            raise InvalidInputError(
+                f"[monitor.{environment}] declares no triggers: a check would have nothing to judge"
+            )
+        if rollout is None:
+            raise InvalidInputError(
+                f"no rollout of {model!r} is in progress in {environment}: a monitor compares "
+                f"a canary with the stable version (start one with `auditml deploy {model} "
+                f"VERSION --env {environment} --traffic 10%`)"
+            )
+        if rollout.imported:
+            raise InvalidInputError(
+                f"the rollout in {environment} (event {rollout.seq}) is imported history: "
+                "auditml monitors only rollouts it recorded"
+            )
+        seconds = rule.window_s if window is None else parse_duration_s(window, where="window")
+        triggers = rule.parsed()
+        until_dt = (now or datetime.now(UTC)).astimezone(UTC)
+        until = _rfc3339(until_dt)
+        since = max(_rfc3339(until_dt - timedelta(seconds=seconds)), rollout.time)
+        if since >= until:
+            raise InvalidInputError(
+                f"the window ends ({until}) before the rollout began ({rollout.time})"
+            )
+        fields = sorted({t.field for t in triggers if t.field})
+        samples = window_samples(
+            self._ledger,
+            model=model,
+            env=environment,
+            since=since,
+            until=until,
+            versions=[rollout.version, rollout.stable],
+            fields=fields,
+        )
+        canary, stable = samples[rollout.version], samples[rollout.stable]
+        figures = statistics(canary, stable, triggers)
+        enough = canary.requests >= rule.min_requests and (
+            rollout.mode == "shadow" or stable.requests >= rule.min_requests
+        )
+        verdict, results = judge(figures, triggers, enough=enough)
+        data = validate_data(
+            "monitor.check",
+            {
+                "environment": environment,
+                "canary": rollout.version,
+                "stable": rollout.stable,
+                "mode": rollout.mode,
+                "rollout": rollout.seq,
+                "window": {
+                    "since": since,
+                    "until": until,
+                    "seconds": round((_when(until) - _when(since)).total_seconds(), 6),
+                },
+                "min_requests": rule.min_requests,
+                "counts": {"canary": canary.requests, "stable": stable.requests},
+                "statistics": figures,
+                "triggers": results,
+                "verdict": verdict,
+                "policy_seq": None,
+            },
+        )
+        monitor = self._ledger.identify(rule.actor)
+
+        def check(view: View) -> Outcome:
+            data["policy_seq"] = view.policy_seq
+            return decide_monitor_check(
+                view,
+                model=model,
+                environment=environment,
+                actor=monitor,
+                rollout_seq=rollout.seq,
+                data={k: v for k, v in data.items() if v is not None},
+            )
+
+        receipt = self._decided(check)
+        rolled = None
+        if act and verdict == "tripped":
+            fired = "; ".join(
+                f"{r['statistic']} = {r['value']:.4g} tripped {r['trigger']!r}"
+                for r in results
+                if r["tripped"]
+            )
+            rolled = self._decided(
+                lambda view: decide_rollback(
+                    view,
+                    model=model,
+                    environment=environment,
+                    to=None,
+                    actor=monitor,
+                    reason=f"monitor check {receipt.seq} tripped: {fired}",
+                    cause=(receipt.seq, receipt.hash),
+                    rollout_seq=rollout.seq,
+                )
+            )
+        return MonitorResult(receipt, verdict, data, rolled)
 
     def rollback(
         self,
@@ -276,8 +530,11 @@ class Lifecycle:
         reason: str | None = None,
         actor: Actor | str | None = None,
     ) -> Receipt:
-        """Roll an environment back to ``to``, or to the previous version that ran there."""
-        who = resolve_actor(actor)
+        """Roll an environment back to ``to``, or to the previous version that ran there.
+
+        During a rollout it ends the rollout: the stable version serves alone again.
+        """
+        who = self._ledger.identify(actor)
         target = None if to is None else str(to)
         return self._decided(
             lambda view: decide_rollback(
@@ -294,7 +551,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Retire a version for good, if policy allows and it runs nowhere."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         return self._decided(
             lambda view: decide_retire(
                 view, model=model, version=str(version), actor=who, reason=reason
@@ -312,14 +569,31 @@ class Lifecycle:
         artifacts: Mapping[str, ArtifactRef | str | os.PathLike[str]] | None = None,
         notes: str | None = None,
         actor: Actor | str | None = None,
+        examples: str | os.PathLike[str] | None = None,
+        baseline: str | None = None,
+        compare: Sequence[str] | None = None,
+        confidence: float | str | Sequence[float | str] = DEFAULT_LEVEL,
+        seed: int = 0,
+        resamples: int = DEFAULT_RESAMPLES,
     ) -> Receipt:
-        """Record an evaluation of a trained version; files named are hashed first."""
+        """Record an evaluation of a trained version; files named are hashed first.
+
+        With ``examples`` (a per-example file, see :mod:`auditml.core.compare`)
+        and ``baseline`` (another version of the model), the version is compared
+        with the baseline on those examples for each metric of ``compare``
+        (default: every one the file can answer) and the comparisons are
+        recorded with the file's digest.
+        """
         from auditml._internal.fingerprint import artifact_ref, dataset_ref
 
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
+        compared = _comparisons(
+            str(version), examples, baseline, compare, confidence, seed, resamples
+        )
         data = validate_data(
             "model.evaluate",
             {
+                **compared,
                 "dataset": dataset
                 if isinstance(dataset, DatasetRef | None)
                 else dataset_ref(dataset),
@@ -334,7 +608,12 @@ class Lifecycle:
         )
         return self._decided(
             lambda view: decide_evaluate(
-                view, model=model, version=str(version), actor=who, data=data
+                view,
+                model=model,
+                version=str(version),
+                actor=who,
+                data=data,
+                baseline=None if baseline is None else str(baseline),
             )
         )
 
@@ -353,7 +632,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Incident:
         """Open an incident against a version and return it, with its id and any deadline."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         data = validate_data(
             "incident.open",
             {
@@ -402,7 +681,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Close an open incident: how it was resolved, and when authorities were told."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         data = validate_data(
             "incident.close",
             {
@@ -437,7 +716,7 @@ class Lifecycle:
         from auditml._internal.sectionfile import read_sections
         from auditml.core.card import validate_sections
 
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         source = sha = None
         if isinstance(sections, Mapping):
             checked = validate_sections(dict(sections))
@@ -473,7 +752,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record a training run done elsewhere; the receipt names the version it got."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         payload = validate_data("model.train", data)
         return self._decided(
             lambda view: decide_train(
@@ -487,6 +766,7 @@ class Lifecycle:
 
     def _begin_training(self, model: str, version: str | None, actor: Actor) -> str:
         """Check that ``actor`` may train ``model`` and return the version the run gets."""
+        actor = self._ledger.pseudonymize(actor)
         outcome = self._ledger.check(
             lambda view: decide_train(view, model=model, version=version, actor=actor, data=None)
         )
@@ -497,6 +777,7 @@ class Lifecycle:
         self, model: str, version: str | None, *, auto: bool, actor: Actor, data: dict[str, Any]
     ) -> Receipt:
         """Record a finished run's ``model.train`` event."""
+        actor = self._ledger.pseudonymize(actor)
         payload = validate_data("model.train", data)
         return self._decided(
             lambda view: decide_train(
@@ -512,7 +793,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record a policy (a Policy or a TOML file); it is in force from this event on."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         source = sha = None
         if isinstance(policy, Policy):
             chosen = policy
@@ -564,3 +845,66 @@ class Lifecycle:
                 f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
             )
         return self.status(model)[model].history(environment)
+
+    def splits(self, model: str, environment: str | None = None) -> list[SplitChange]:
+        """Return every change of the model's traffic split, oldest first, and the split after."""
+        declared = self.policy()[0].environments
+        if environment is not None and declared and environment not in declared:
+            raise InvalidInputError(
+                f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
+            )
+        return self.status(model)[model].split_history(environment)
+
+
+def _comparisons(
+    version: str,
+    examples: str | os.PathLike[str] | None,
+    baseline: str | None,
+    metrics: Sequence[str] | None,
+    confidence: float | str | Sequence[float | str],
+    seed: int,
+    resamples: int,
+) -> dict[str, Any]:
+    """Read the per-example file and compare the version with its baseline, or return {}.
+
+    Runs before the append transaction (it can take a second on large files);
+    the decision then checks that the baseline is a version on the log.
+    """
+    if examples is None:
+        if baseline is not None or metrics:
+            raise InvalidInputError(
+                "a comparison with a baseline needs the per-example file: give examples= "
+                "(--examples FILE) with the labels and both versions' outputs"
+            )
+        return {}
+    if baseline is None or not str(baseline).strip():
+        raise InvalidInputError(
+            "a per-example file is compared with a baseline version: give baseline= "
+            "(--baseline V), the version this one would replace"
+        )
+    if str(baseline) == version:
+        raise InvalidInputError(
+            f"the baseline must be another version than the one evaluated ({version})"
+        )
+    from auditml._internal.fingerprint import read_with_ref
+    from auditml.core.compare import COMPARABLE, compare, parse_examples
+
+    raw, ref = read_with_ref(examples, "per-example file")
+    table = parse_examples(raw, where=os.fspath(examples))
+    chosen = list(metrics or [m for m in COMPARABLE if table.has(m)])
+    if not chosen:
+        raise InvalidInputError(
+            f"{os.fspath(examples)} has neither score and baseline_score columns (for auc) nor "
+            "prediction and baseline_prediction columns (for accuracy)"
+        )
+    levels = [confidence] if isinstance(confidence, str | int | float) else list(confidence)
+    found = compare(
+        table,
+        chosen,
+        baseline=str(baseline),
+        levels=[parse_level(level) for level in levels] or [DEFAULT_LEVEL],
+        resamples=resamples,
+        seed=seed,
+        where=os.fspath(examples),
+    )
+    return {"examples": ref, "comparisons": found}

@@ -27,10 +27,11 @@ from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitDa
 from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
 from auditml.core.policy import Policy
-from auditml.core.privacy import RetentionStatus
+from auditml.core.privacy import DirectoryEntry, RetentionStatus
 from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored, verify_record_proof
+from auditml.core.registry import Snapshot
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
-from auditml.core.state import ModelState, Move
+from auditml.core.state import ModelState, Move, SplitChange
 from auditml.errors import (
     AuditmlError,
     ConfigurationError,
@@ -51,8 +52,9 @@ from auditml.ledger import (
     default_origin,
     resolve_url,
 )
-from auditml.lifecycle import Lifecycle
-from auditml.privacy import Erasure, Privacy, RetentionRun
+from auditml.lifecycle import Lifecycle, MonitorResult
+from auditml.privacy import ActorErasure, Erasure, Privacy, RetentionRun
+from auditml.registry import ImportedRun, Recorded, RegistryService, ViolationEntry
 from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
 
@@ -83,6 +85,7 @@ class AuditLog:
         self._trust = Trust(self._ledger, signer, key)
         self._lifecycle = Lifecycle(self._ledger)
         self._privacy = Privacy(self._ledger)
+        self._registry = RegistryService(self._ledger)
         hook = self._ledger.after_append
         hook.every, hook.sign = self._trust.checkpoint_every, self._trust._auto_sign
 
@@ -294,7 +297,7 @@ class AuditLog:
         chosen = Path(spool) if spool is not None else self._spool_path(f"{model}/{env}")
         return Recorder(
             self._ledger,
-            resolve_actor(actor),
+            self._ledger.identify(actor),
             model,
             env,
             max_records=max_records,
@@ -328,7 +331,7 @@ class AuditLog:
 
         self._lifecycle.check_stream(model, env)
         return ingest(
-            self._ledger, resolve_actor(actor), model, env, lines, max_records=max_records
+            self._ledger, self._ledger.identify(actor), model, env, lines, max_records=max_records
         )
 
     # -- personal data ----------------------------------------------------------------------
@@ -359,8 +362,36 @@ class AuditLog:
         longer be opened. Policy may limit who erases (``[permissions] privacy``).
         """
         return self._privacy.erase(
-            subject, request=request, reason=reason, basis=basis, actor=resolve_actor(actor)
+            subject, request=request, reason=reason, basis=basis, actor=self._ledger.identify(actor)
         )
+
+    def erase_actor(
+        self,
+        who: str,
+        *,
+        request: str,
+        reason: str,
+        basis: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> ActorErasure:
+        """Replace a person's identity with their pseudonym wherever auditml keeps it off the log.
+
+        ``who`` is the id the person acted under (e.g. an e-mail). Under
+        ``[personal_data] pseudonymous_actors``, events carry a pseudonym and
+        the actor directory (off the log) holds the id and printed name; this
+        leaves only the pseudonym there, with one ``privacy.erasure`` event
+        (scope ``actor``) that names the pseudonym, never the id. The result
+        says what stays on the log because it is hashed into the chain: events
+        recorded before pseudonymous actors, and e-signatures, which show the
+        signer's printed name (21 CFR 11.50). Needs the ``privacy`` permission.
+        """
+        return self._privacy.erase_actor(
+            who, request=request, reason=reason, basis=basis, actor=resolve_actor(actor)
+        )
+
+    def actors(self) -> dict[str, DirectoryEntry]:
+        """Return the off-log actor directory: who each pseudonym names, unless erased."""
+        return self._ledger.actor_directory()
 
     def apply_retention(
         self,
@@ -376,7 +407,9 @@ class AuditLog:
         still covers is removed, segment events stay, and the chain still
         verifies. ``dry_run`` only returns the plan.
         """
-        return self._privacy.apply_retention(actor=resolve_actor(actor), now=now, dry_run=dry_run)
+        return self._privacy.apply_retention(
+            actor=self._ledger.identify(actor), now=now, dry_run=dry_run
+        )
 
     def _spool_path(self, stream: str) -> Path:
         """Return this process's spool file for ``stream``."""
@@ -802,9 +835,59 @@ class AuditLog:
         *,
         reason: str | None = None,
         actor: Actor | str | None = None,
+        traffic: str | int | None = None,
+        shadow: bool = False,
     ) -> Receipt:
-        """Deploy a version to an environment, if policy allows; records what it replaced."""
-        return self._lifecycle.deploy(model, version, environment, reason=reason, actor=actor)
+        """Deploy a version to an environment, if policy allows; records what it replaced.
+
+        ``traffic`` (e.g. ``"10%"``) starts it as a canary beside the version that
+        runs there; ``shadow=True`` has it serve copies of traffic whose answers
+        are not used. :meth:`promote` widens a rollout, :meth:`rollback` ends it.
+        """
+        return self._lifecycle.deploy(
+            model, version, environment, reason=reason, actor=actor, traffic=traffic, shadow=shadow
+        )
+
+    def promote(
+        self,
+        model: str,
+        version: str,
+        environment: str,
+        *,
+        traffic: str | int | None = None,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Widen a rollout's share of traffic; without ``traffic`` the version takes it all.
+
+        Taking all the traffic makes it the stable version there; policy
+        ``[rollout]`` may require a number of verified canary requests and a
+        time first. A refusal records a ``policy.denied`` event and raises.
+        """
+        return self._lifecycle.promote(
+            model, version, environment, traffic=traffic, reason=reason, actor=actor
+        )
+
+    def monitor(
+        self,
+        model: str,
+        environment: str,
+        *,
+        window: str | None = None,
+        act: bool = False,
+        now: datetime | None = None,
+    ) -> MonitorResult:
+        """Check the rollout in ``environment`` against policy ``[monitor.ENV]`` triggers.
+
+        Records a ``monitor.check`` (window, counts, statistics, verdict); with
+        ``act``, a tripped check rolls back as the monitor's identity, the
+        rollback naming the check. Too few records: ``undecided``, never acted on.
+        """
+        return self._lifecycle.monitor(model, environment, window=window, act=act, now=now)
+
+    def splits(self, model: str, environment: str | None = None) -> list[SplitChange]:
+        """Return every change of the model's traffic split, oldest first, with the split after."""
+        return self._lifecycle.splits(model, environment)
 
     def rollback(
         self,
@@ -840,8 +923,26 @@ class AuditLog:
         artifacts: Mapping[str, ArtifactRef | str | os.PathLike[str]] | None = None,
         notes: str | None = None,
         actor: Actor | str | None = None,
+        examples: str | os.PathLike[str] | None = None,
+        baseline: str | None = None,
+        compare: Sequence[str] | None = None,
+        confidence: float | str | Sequence[float | str] = 95,
+        seed: int = 0,
+        resamples: int = 2000,
     ) -> Receipt:
-        """Record an evaluation of a trained version; files named are hashed first."""
+        """Record an evaluation of a trained version; files named are hashed first.
+
+        To compare the version with the one it would replace, give ``examples``,
+        a CSV or JSON Lines file with each example's ``id``, ``label`` and both
+        versions' outputs (``score``/``baseline_score`` for AUC,
+        ``prediction``/``baseline_prediction`` for accuracy), and ``baseline``,
+        that version. Each metric of ``compare`` (default: all the file holds)
+        is then compared by a paired test (a bootstrap interval of the
+        difference at each ``confidence`` level, in percent, drawn with
+        ``resamples`` and ``seed``; McNemar's exact test for accuracy) and the
+        result, with the file's SHA-256, is recorded in the event, where gates
+        such as ``"auc_delta >= 0 at 95%"`` read it. Needs ``auditml[stats]``.
+        """
         return self._lifecycle.evaluate(
             model,
             version,
@@ -851,6 +952,12 @@ class AuditLog:
             artifacts=artifacts,
             notes=notes,
             actor=actor,
+            examples=examples,
+            baseline=baseline,
+            compare=compare,
+            confidence=confidence,
+            seed=seed,
+            resamples=resamples,
         )
 
     def open_incident(
@@ -988,6 +1095,61 @@ class AuditLog:
     def history(self, model: str, environment: str | None = None) -> list[Move]:
         """Return the model's deploys and rollbacks, oldest first, optionally of one environment."""
         return self._lifecycle.history(model, environment)
+
+    # -- an outside registry (MLflow) ------------------------------------------
+
+    def registry_known(self) -> Snapshot:
+        """Return what the log says an outside registry showed (its ``registry.change`` events)."""
+        return self._registry.known()
+
+    def record_registry(
+        self,
+        now: Snapshot,
+        *,
+        via: str,
+        uri: str,
+        actor: Actor | str | None = None,
+        models: Sequence[str] | None = None,
+        runs: Mapping[tuple[str, str], ImportedRun] | None = None,
+    ) -> Recorded:
+        """Record what changed in an outside registry since the log last saw it (see registry).
+
+        ``via`` ``import`` records it as imported history; ``poll`` or ``webhook``
+        records each change live, with the policy rules it broke.
+        """
+        return self._registry.record(
+            now, via=via, uri=uri, actor=resolve_actor(actor), models=models, runs=runs
+        )
+
+    def record_registry_sync(
+        self,
+        *,
+        model: str,
+        version: str,
+        environment: str,
+        alias: str,
+        decision_seq: int,
+        uri: str,
+        previous: str | None = None,
+        error: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> Receipt:
+        """Record that auditml moved (or, with ``error``, failed to move) an outside alias."""
+        return self._registry.record_sync(
+            model=model,
+            version=version,
+            environment=environment,
+            alias=alias,
+            decision_seq=decision_seq,
+            uri=uri,
+            previous=previous,
+            error=error,
+            actor=resolve_actor(actor),
+        )
+
+    def registry_violations(self, model: str | None = None) -> list[ViolationEntry]:
+        """Return the changes made in an outside registry that policy would have refused."""
+        return self._registry.violations(model)
 
 
 def _is_index(value: object) -> bool:

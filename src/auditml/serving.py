@@ -29,17 +29,17 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from auditml.core import merkle
 from auditml.core.canonical import loads_strict
-from auditml.core.records import SEGMENT_ACTION, verify_record_proof
+from auditml.core.records import verify_record_proof
 from auditml.core.signing import VerifierKey, open_checkpoint
-from auditml.core.state import ModelState, Move
-from auditml.errors import AuditmlError, InvalidInputError, VerificationError
+from auditml.core.state import ModelState, Move, SplitChange
+from auditml.errors import InvalidInputError, VerificationError
+from auditml.evidence import checked_record, segments_of, verified_records
 from auditml.log import AuditLog
 
 __all__ = [
@@ -105,218 +105,6 @@ def _bounds(
             f"the window ends ({high}) before it starts ({low}); give --until after --since"
         )
     return low, high
-
-
-def _log_id(log: AuditLog) -> int:
-    return log._ledger.log_id
-
-
-# --------------------------------------------------------------------------- verified records
-
-
-@dataclass(frozen=True, slots=True)
-class _Segment:
-    """What a ``runtime.segment`` event on the log commits to."""
-
-    seq: int
-    time: str  # when the segment was appended: no record in it can be later
-    count: int
-    root: bytes
-    stream: object
-    model: object
-    env: object
-    first_time: object
-    last_time: object
-
-
-def _segments(
-    log: AuditLog,
-    *,
-    model: str | None = None,
-    env: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-) -> list[_Segment]:
-    """Return the segment events up to the log's head whose data may hold matching records.
-
-    The events are read through their checked bytes; their data, not the
-    record columns, says which model, environment and times a segment covers.
-    """
-    found = []
-    for rec in log.events(action=SEGMENT_ACTION, stop=log.head().size):
-        data = rec.event.data
-        try:
-            count, root = data["count"], bytes.fromhex(str(data["root"]))
-            if not isinstance(count, int) or count < 1 or len(root) != 32:
-                raise ValueError(count)
-        except (KeyError, TypeError, ValueError):
-            raise VerificationError(
-                "its runtime.segment data holds no count and root; run `auditml verify`",
-                kind="record",
-                seq=rec.seq,
-            ) from None
-        seg = _Segment(
-            rec.seq,
-            rec.event.time,
-            count,
-            root,
-            data.get("stream"),
-            data.get("model"),
-            data.get("env"),
-            data.get("first_time"),
-            data.get("last_time"),
-        )
-        if model is not None and seg.model != model:
-            continue
-        if env is not None and seg.env != env:
-            continue
-        if since is not None and isinstance(seg.last_time, str) and seg.last_time < since:
-            continue
-        if until is not None and isinstance(seg.first_time, str) and seg.first_time >= until:
-            continue
-        found.append(seg)
-    return found
-
-
-def _record_fault(seg: int, i: int, problem: str) -> VerificationError:
-    return VerificationError(
-        f"runtime record {i}: {problem}; run `auditml verify`", kind="record", seq=seg
-    )
-
-
-def _checked_record(seg: int, i: int, body: object) -> dict[str, Any]:
-    """Return the record held in ``body`` if it has every field a view reads, else raise."""
-    if not isinstance(body, bytes | bytearray | memoryview):
-        raise _record_fault(seg, i, "its bytes are stored as text, not the bytes auditml wrote")
-    try:
-        record = loads_strict(bytes(body))
-    except (AuditmlError, RecursionError):
-        record = None
-    if not isinstance(record, dict):
-        raise _record_fault(seg, i, "its stored bytes are not a JSON record")
-    for name in ("request_id", "time", "model", "version", "env"):
-        if not isinstance(record.get(name), str):
-            raise _record_fault(seg, i, f"its {name} is {record.get(name)!r}, not a string")
-    latency = record.get("latency_ms")
-    if (
-        isinstance(latency, bool)
-        or not isinstance(latency, int | float)
-        or not math.isfinite(latency)
-    ):
-        raise _record_fault(seg, i, f"its latency_ms is {latency!r}, not a number")
-    if not (record.get("error") is None or isinstance(record.get("error"), str)):
-        raise _record_fault(seg, i, f"its error is {record.get('error')!r}, not a string or null")
-    if not isinstance(record.get("output"), dict):
-        raise _record_fault(seg, i, "its output is not an object")
-    return record
-
-
-def _within(seg: _Segment, record: Mapping[str, Any]) -> bool:
-    """Return whether a record is of the model, env and time span its segment event states."""
-    return (
-        (seg.model is None or record["model"] == seg.model)
-        and (seg.env is None or record["env"] == seg.env)
-        and (not isinstance(seg.first_time, str) or record["time"] >= seg.first_time)
-        and (not isinstance(seg.last_time, str) or record["time"] <= seg.last_time)
-    )
-
-
-def _close(seg: _Segment, leaves: list[bytes]) -> None:
-    """Raise unless the leaves read for ``seg`` are exactly the records its event commits."""
-    if len(leaves) != seg.count:
-        raise VerificationError(
-            f"the segment commits {seg.count} runtime records but {len(leaves)} are stored: "
-            "records were removed or added in the database; run `auditml verify`",
-            kind="record",
-            seq=seg.seq,
-        )
-    if merkle.root_of(leaves) != seg.root:
-        raise VerificationError(
-            "its stored runtime records do not hash to the segment's root: a record was "
-            "changed, removed or reordered in the database; run `auditml verify`",
-            kind="record",
-            seq=seg.seq,
-        )
-
-
-def _verified(
-    log: AuditLog,
-    *,
-    model: str | None = None,
-    env: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``(segment time, record)`` of the committed records that match the filters.
-
-    Records come from their verified bytes, with the time their segment was
-    appended (no record in it can have been made later).
-
-    Segment by segment, in log order: a segment's records are yielded only once
-    they hash to its root, and a segment whose stored records do not raise
-    VerificationError naming it. Filters are applied to the records' bytes.
-    """
-    segments = _segments(log, model=model, env=env, since=since, until=until)
-    if not segments:
-        return
-    wanted = {seg.seq: seg for seg in segments}
-    with log.store.snapshot() as snap:
-        if not snap.holds_records():
-            raise VerificationError(
-                "the log has runtime.segment events but the store has no runtime record table",
-                kind="record",
-                seq=segments[0].seq,
-            )
-        current: _Segment | None = None
-        leaves: list[bytes] = []
-        held: list[tuple[str, dict[str, Any]]] = []
-        seen: set[int] = set()
-        for chunk in snap.records_of_segments(_log_id(log), list(wanted)):
-            for seg_no, _, body in chunk:
-                if current is None or seg_no != current.seq:
-                    if current is not None:
-                        _close(current, leaves)
-                        yield from held
-                    current, leaves, held = wanted[seg_no], [], []
-                    seen.add(current.seq)
-                i = len(leaves)
-                record = _checked_record(current.seq, i, body)
-                leaves.append(merkle.leaf_hash(bytes(body)))
-                said, stream = record.get("i"), record.get("stream")
-                if said != i or stream != current.stream:
-                    raise _record_fault(
-                        current.seq,
-                        i,
-                        f"the record stored in its place says it is record {said!r} of "
-                        f"{stream!r}: the segment's records ({current.stream!r}) are missing, "
-                        "added or out of order in the store",
-                    )
-                if not _within(current, record):
-                    raise _record_fault(
-                        current.seq,
-                        i,
-                        f"it is of {record['model']!r} in {record['env']!r} at {record['time']}, "
-                        f"outside what its segment event says it holds ({current.model!r} in "
-                        f"{current.env!r}, {current.first_time} to {current.last_time})",
-                    )
-                if (
-                    (model is None or record["model"] == model)
-                    and (env is None or record["env"] == env)
-                    and (since is None or record["time"] >= since)
-                    and (until is None or record["time"] < until)
-                ):
-                    held.append((current.time, record))
-        if current is not None:
-            _close(current, leaves)
-            yield from held
-    if len(seen) != len(wanted):
-        missing = min(set(wanted) - seen)
-        raise VerificationError(
-            f"the segment's {wanted[missing].count} runtime records are missing from the "
-            "store; run `auditml verify`",
-            kind="record",
-            seq=missing,
-        )
 
 
 # --------------------------------------------------------------------------- proofs
@@ -405,7 +193,7 @@ class Trace:
         return asdict(self)
 
 
-def _move_dict(move: Move) -> dict[str, Any]:
+def _move_dict(move: Move | SplitChange) -> dict[str, Any]:
     return {
         "seq": move.seq,
         "time": move.time,
@@ -466,7 +254,7 @@ def _story(
         )
         proof = log._prove_stored(seg, body, size)
         verify_record_proof(proof, trusted, origin=log.origin, tree_size=size)
-        _checked_record(seg, index if isinstance(index, int) else -1, body)
+        checked_record(seg, index if isinstance(index, int) else -1, body)
     except (VerificationError, InvalidInputError) as exc:
         error = str(exc)
         state = None  # the log does not commit to this record: it has no story to tell
@@ -492,11 +280,13 @@ def _story(
     ]
     timeline = state.timeline if state is not None else []
     deployed = None
-    for move in timeline:
-        if move.environment == env and move.version == version and move.time <= when:
-            deployed = _move_dict(move)
+    # The split changes hold every deploy and rollback, and each rollout's start and steps.
+    for change in state.splits if state is not None else []:
+        if change.environment == env and change.version == version and change.time <= when:
+            deployed = {**_move_dict(change), "split": change.split, "shadows": change.shadows}
     running = _running_at(timeline, env, when)
     retired = vs is not None and vs.retired is not None and vs.retired.time <= when
+    split, shadows = state.serving_at(env, when) if state is not None else ({}, [])
     incidents = [
         inc.as_dict()
         for inc in (log.incidents(str(record.get("model"))) if vs is not None else [])
@@ -517,7 +307,7 @@ def _story(
         approvals=approvals,
         deployed=deployed,
         running_then=running.version if running is not None else None,
-        deployed_then=running is not None and running.version == version and not retired,
+        deployed_then=(version in split or version in shadows) and not retired,
         incidents_open=incidents,
     )
 
@@ -603,13 +393,15 @@ class RuntimeStats:
     latency_ms: dict[str, float | None]
     labels: dict[str, dict[str, int]]
     scores: dict[str, dict[str, float | None]]
+    #: The records were made by a version in shadow (answers not used), kept apart from served ones.
+    shadow: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Return the figures as plain JSON values."""
         return asdict(self)
 
 
-def _finish(key: tuple[str, str, str], acc: _Acc) -> RuntimeStats:
+def _finish(key: tuple[str, str, str, bool], acc: _Acc) -> RuntimeStats:
     latency = array("d", sorted(acc.latency))
     scores = {}
     for name, values in sorted(acc.scores.items()):
@@ -631,6 +423,7 @@ def _finish(key: tuple[str, str, str], acc: _Acc) -> RuntimeStats:
         latency_ms={f"p{round(q * 100)}": _quantile(latency, q) for q in _QUANTILES},
         labels={name: dict(counts.most_common()) for name, counts in sorted(acc.labels.items())},
         scores=scores,
+        shadow=key[3],
     )
 
 
@@ -641,7 +434,7 @@ def _known(log: AuditLog, model: str | None, env: str | None) -> None:
     for name, what in ((model, "model"), (env, "environment")):
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise InvalidInputError(f"give the name of a {what}, not {name!r}")
-    segments = _segments(log, model=model)
+    segments = segments_of(log._ledger, model=model)
     if model is not None and not segments:
         log.status(model)  # raises, naming the models the log knows, when it knows none such
     if env is None:
@@ -671,15 +464,29 @@ def runtime_stats(
 ) -> list[RuntimeStats]:
     """Return per (model, version, env): requests, errors, latency p50/p95/p99 and outputs.
 
+    Records a version made while it ran in shadow there (serving copies of
+    requests, its answers not used) are counted apart, with ``shadow`` true.
+
     Outputs are summarized per key: label counts for text (and true/false)
     values, quantiles p00…p100 and the mean for numbers. ``since`` is inclusive
     and ``until`` exclusive, on the records' own times; plain dates mean midnight UTC.
     """
     low, high = _bounds(since, until)
     _known(log, model, env)
-    groups: dict[tuple[str, str, str], _Acc] = {}
-    for _, record in _verified(log, model=model, env=env, since=low, until=high):
-        key = (record["model"], record["version"], record["env"])
+    # A version in shadow serves copies of requests: its records are counted apart.
+    shadowed = {
+        name: state
+        for name, state in log.status().items()
+        if any(change.shadows for change in state.splits)
+    }
+    groups: dict[tuple[str, str, str, bool], _Acc] = {}
+    for _, record in verified_records(log._ledger, model=model, env=env, since=low, until=high):
+        state = shadowed.get(record["model"])
+        shadow = (
+            state is not None
+            and record["version"] in state.serving_at(record["env"], record["time"])[1]
+        )
+        key = (record["model"], record["version"], record["env"], shadow)
         acc = groups.get(key)
         if acc is None:
             acc = groups[key] = _Acc()
@@ -747,6 +554,10 @@ class _Rules:
                 f"{model} {version} served in {env} after it was retired at {vs.retired.time}",
                 vs.retired.seq,
             )
+        if state.splits and any(c.environment == env and c.rollout for c in state.splits):
+            split, shadows = state.serving_at(env, when)
+            if version in split or version in shadows:
+                return None  # a canary or a shadow of a rollout in force then
         current = None
         for move in moves:
             if move.time <= when:
@@ -819,7 +630,7 @@ def runtime_check(
         for model, state in states.items()
         for env, version in state.running.items()
     }
-    for committed, record in _verified(log):
+    for committed, record in verified_records(log._ledger):
         request_id, stamped = record["request_id"], record["time"]
         model, version, env = record["model"], record["version"], record["env"]
         # A record cannot be made after the segment that commits it was appended: a later

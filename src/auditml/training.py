@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -224,7 +225,7 @@ class TrainingRun:
             "datasets": self.datasets,
             "artifacts": self.artifacts,
             "metrics": self.metrics,
-            "tags": self.tags,
+            "tags": {**_mlflow_run(), **self.tags},
             "parent_version": self.parent_version,
             "base_model": self.base_model,
         }
@@ -235,6 +236,28 @@ class TrainingRun:
         )
         self.version = self.receipt.version
         return self.receipt
+
+
+def _mlflow_run() -> dict[str, str]:
+    """Return the active MLflow run's id and experiment as tags, when MLflow is already in use.
+
+    MLflow is never imported here: only a process that imported it can have an
+    active run, so the two records point at each other at no cost to the rest.
+    """
+    module = sys.modules.get("mlflow")
+    active = getattr(module, "active_run", None)
+    if active is None:
+        return {}
+    try:
+        run = active()
+        if run is None:
+            return {}
+        return {
+            "mlflow.run_id": str(run.info.run_id),
+            "mlflow.experiment_id": str(run.info.experiment_id),
+        }
+    except Exception:  # MLflow's state is its own; the training record does not depend on it
+        return {}
 
 
 def _artifact(name: str, path: str | os.PathLike[str]) -> ArtifactRef:

@@ -3,10 +3,13 @@
 A risk officer records the policy. A data scientist trains two versions of a
 small logistic-regression model on generated data (pure Python), and they are
 evaluated. She tries to approve her own version and is refused; a validator
-approves each instead. A release engineer deploys to staging and production,
-an incident is raised against version 2 in production, and production is
-rolled back to version 1. An applicant's data is erased on request and the
-retention schedule is applied. Finally the log is verified.
+approves each instead. A release engineer deploys version 1 to production and
+starts version 2 there as a canary on 10% of traffic; promoting it at once is
+refused (policy wants more evidence). The canary times out too often: an
+incident is raised, and the canary monitor's check trips on the error rate and
+rolls production back to version 1 by itself, the rollback naming the check.
+An applicant's data is erased on request and the retention schedule is
+applied. Finally the log is verified.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ VALIDATOR = "victor@bank.example"
 VALIDATOR_NAME = "Victor Valdés"
 RELEASE = "rhea@bank.example"
 OFFICER = "cora@bank.example"
+MONITOR = "canary-monitor@bank.example"
 FEATURES = ("income", "debt_ratio", "age", "late_payments")
 
 POLICY = f"""\
@@ -70,19 +74,29 @@ default = 1
 "{VALIDATOR}" = ["validator"]
 "{RELEASE}" = ["release"]
 "{OFFICER}" = ["risk-officer"]
+"{MONITOR}" = ["monitor"]
 
 [permissions]
 train = ["developer"]
 approve = ["validator", "developer"]
 reject = ["validator"]
 deploy = ["release"]
-rollback = ["release"]
+rollback = ["release", "monitor"]
 retire = ["validator", "risk-officer"]
 policy = ["risk-officer"]
 privacy = ["risk-officer"]
 
 [gates]
 production = ["auc >= 0.65"]
+
+[rollout]                  # version 2 reaches production through a canary
+production = {{ canary = "10%", min_requests = 50, min_duration = "10m" }}
+
+[monitor.production]       # `auditml monitor credit-risk --env production --act`
+triggers = ["error_rate > 0.05", "latency_p95_ms > 250"]
+min_requests = 15
+window = "1h"
+actor = "{MONITOR}"
 
 [cards]
 required = ["intended_use", "out_of_scope_use", "limitations", "ethical_considerations"]
@@ -307,19 +321,35 @@ def _fit(
 
 
 def _serve(
-    log: AuditLog, out_dir: Path, rows: list[dict[str, float]], version: str, first: int, count: int
+    log: AuditLog,
+    out_dir: Path,
+    rows: list[dict[str, float]],
+    version: str,
+    first: int,
+    count: int,
+    canary: str | None = None,
 ) -> int:
-    """Score ``count`` applicants with ``version`` in production, one runtime record each."""
-    model = json.loads((out_dir / "models" / f"{MODEL}-v{version}.json").read_text())
+    """Score ``count`` applicants in production, one runtime record each.
+
+    With ``canary``, every tenth request goes to that version (10% of traffic),
+    and one in four of its requests ends in an error (a timeout upstream).
+    """
+    models = {
+        v: json.loads((out_dir / "models" / f"{MODEL}-v{v}.json").read_text())
+        for v in {version, canary or version}
+    }
     with log.runtime(MODEL, env="production", actor="scoring-service", background=False) as rec:
         for n in range(first, first + count):
+            serving = canary if canary is not None and n % 10 == 0 else version
             row = rows[n % len(rows)]
-            score = round(_predict(model, row), 4)
+            score = round(_predict(models[serving], row), 4)
+            slow = serving == canary and n % 40 == 0
             rec.record(
                 f"req-{n:05d}",
-                version=version,
+                version=serving,
                 output={"label": "approve" if score >= 0.5 else "refer", "score": score},
                 latency_ms=round(3.0 + 2.0 * (n % 7) / 7, 3),
+                error="timeout" if slow else None,
                 subject=f"applicant-{n:05d}",
                 features=row,
             )
@@ -441,25 +471,39 @@ def run_demo(out_dir: Path, console: Console) -> None:
         serve = partial(_serve, log, out_dir, holdout)
         served = serve("1", 0, 40)
         log.deploy(MODEL, "2", "staging", reason="more features", actor=RELEASE)
-        log.deploy(MODEL, "2", "production", reason="better holdout auc", actor=RELEASE)
-        served += serve("2", 40, 40)
-        say(f"  5. {RELEASE} deployed v1, then v2, to staging and production")
+        log.deploy(
+            MODEL, "2", "production", traffic="10%", reason="better holdout auc", actor=RELEASE
+        )
+        served += serve("1", 40, 160, canary="2")
+        say(
+            f"  5. {RELEASE} deployed v1 to production and v2 to staging, then started v2 "
+            "in production as a canary on 10% of traffic"
+        )
+        try:
+            log.promote(MODEL, "2", "production", reason="looks fine", actor=RELEASE)
+        except PolicyDeniedError as denied:
+            say(
+                f"     promoting the canary at once was refused: it had not served the requests "
+                f"and time policy requires (rule {denied.rule!r}, event {denied.seq})"
+            )
         incident = log.open_incident(
             MODEL,
             "2",
-            "approval rate for applicants under 30 fell by a third overnight",
+            "the v2 canary times out on one request in four",
             severity="high",
             environment="production",
             reference="INC-4711",
             actor=RELEASE,
         )
-        # The rollback cites the incident on the log, whose id the log assigned.
-        receipt = log.rollback(MODEL, "production", reason=incident.id, actor=RELEASE)
-        served += serve("1", 80, 20)
+        check = log.monitor(MODEL, "production", act=True)
+        assert check.rollback is not None, check.verdict  # the story: the monitor rolls back
+        canary_rate = check.data["statistics"]["error_rate"]
         say(
-            f"  6. an incident was raised on v2 in production; {RELEASE} rolled production "
-            f"back to v{receipt.version}"
+            f"  6. an incident ({incident.id}) was raised on the v2 canary; the canary monitor's "
+            f"check (event {check.check.seq}) tripped on its error rate ({canary_rate:.0%} > 5%) "
+            f"and rolled production back to v1 by itself (event {check.rollback.seq})"
         )
+        served += serve("1", 200, 20)
         say(
             f"     production served {served} requests meanwhile, each a runtime record "
             "(the applicant kept off the log as a commitment)"
@@ -510,6 +554,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
         say(f"  auditml log --db {url}")
         say(f"  auditml status --db {url}")
         say(f"  auditml history {MODEL} --db {url}")
+        say(f"  auditml log --action monitor.check --json --db {url}")
         say(f"  auditml trace req-00042 --db {url}")
         say(f"  auditml runtime stats --db {url}")
         say(f"  auditml retention show --db {url}")

@@ -8,6 +8,7 @@ input or an unusable store, 3 when policy refuses an action.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from auditml._internal.identity import resolve_actor
+from auditml.core.privacy import actor_label
 from auditml.core.text import escape_controls, needs_escape
 from auditml.errors import (
     AuditmlError,
@@ -225,6 +227,18 @@ def open_log(db: str | None) -> AuditLog:
     return AuditLog.open(db)
 
 
+def actor_names(log: AuditLog) -> Callable[[str], str]:
+    """Return how a command shows actor ids: a pseudonym with its person while the directory knows.
+
+    The directory is read once; an id that is no pseudonym, or one whose
+    identity was erased, is shown as it is.
+    """
+    directory = log.actors()
+    if not directory:
+        return lambda actor_id: actor_id
+    return lambda actor_id: actor_label(actor_id, directory)
+
+
 def who(actor: str | None) -> Any:
     """Return the actor that ``--actor`` names, or the one found in the environment."""
     return resolve_actor(actor, source="flag")
@@ -345,3 +359,57 @@ def load_person_key(path: Path) -> FileSigner:
     from auditml._internal.keyfiles import load_signer
 
     return with_passphrase(lambda phrase: load_signer(path, phrase), f"the key {path}")
+
+
+# -- MLflow ---------------------------------------------------------------------------------
+
+
+def sync_alias(log: AuditLog, model: str, version: str, env: str, seq: int, actor: Any) -> None:
+    """Move the MLflow alias that stands for ``env`` after decision ``seq``; record the outcome.
+
+    Does nothing unless the policy in force maps ``env`` to an alias. The
+    decision stands whatever happens: a failure is printed and recorded.
+    """
+    rules = log.policy()[0].mlflow
+    alias = rules.aliases.get(env)
+    if alias is None:
+        return
+    uri = rules.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    previous = error = None
+    shown = uri or ""
+    try:
+        if not uri:
+            raise InvalidInputError(
+                "no tracking URI: set tracking_uri in the policy's [mlflow] table or "
+                "MLFLOW_TRACKING_URI"
+            )
+        from auditml import mlflow_bridge as bridge
+
+        shown = bridge.shown_uri(uri)
+        client = bridge.client_for(uri)
+        previous = bridge.move_alias(client, uri, model, alias, version)
+    except AuditmlError as exc:
+        error = str(exc)
+    receipt = log.record_registry_sync(
+        model=model,
+        version=version,
+        environment=env,
+        alias=alias,
+        decision_seq=seq,
+        uri=shown,
+        previous=previous,
+        error=error,
+        actor=actor,
+    )
+    if error is None:
+        err.print(
+            f"MLflow: moved {model}@{alias} to version {version}"
+            + (f" (was {previous})" if previous else "")
+            + f" (event {receipt.seq})"
+        )
+    else:
+        err.print(
+            f"warning: the {env} decision stands (event {seq}), but MLflow's alias "
+            f"{model}@{alias} was NOT moved to version {version}: {error} (recorded as event "
+            f"{receipt.seq}); move the alias in MLflow by hand to match"
+        )

@@ -24,6 +24,7 @@ from auditml.cli._common import (
     ModelArgument,
     OnlyModelArgument,
     ReasonOption,
+    actor_names,
     app,
     done,
     err,
@@ -33,6 +34,7 @@ from auditml.cli._common import (
     note_imported,
     open_log,
     out,
+    sync_alias,
     table,
     tagged,
     utc,
@@ -301,11 +303,43 @@ def evaluate(
         Path | None,
         typer.Option(metavar="FILE", help="A JSON object with metrics, slices, notes."),
     ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Per-example results (CSV or JSON Lines): id, label, and both versions' "
+            "score/baseline_score (AUC) or prediction/baseline_prediction (accuracy); "
+            "compared with --baseline.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(metavar="V", help="The version this one is compared with (it replaces)."),
+    ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="METRIC",
+            help="A metric to compare: auc or accuracy (repeatable) [default: all the file holds].",
+        ),
+    ] = None,
+    confidence: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="LEVEL", help="A confidence level of the intervals, e.g. 95% (repeatable)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="The bootstrap's seed (recorded).", min=0)
+    ] = 0,
+    resamples: Annotated[
+        int, typer.Option(metavar="N", help="The bootstrap's number of resamples (recorded).")
+    ] = 2000,
     actor: ActorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Record an evaluation of a trained version."""
+    """Record an evaluation of a trained version, compared with a baseline if asked."""
     with errors(), _warnings_said():
         data = _json_file(from_json)
         metrics = {**data.get("metrics", {}), **_numbers(metric, "--metric")}
@@ -327,8 +361,31 @@ def evaluate(
                 artifacts=_sources(artifact, "--artifact", "artifacts"),
                 notes=notes or data.get("notes"),
                 actor=who(actor),
+                examples=examples,
+                baseline=baseline,
+                compare=compare,
+                confidence=confidence or ["95"],
+                seed=seed,
+                resamples=resamples,
             )
             done(receipt, f"Recorded evaluation of {model} v{version}", as_json)
+            if examples is not None and not as_json:
+                _print_comparisons(log, receipt.seq)
+
+
+def _print_comparisons(log: Any, seq: int) -> None:
+    """Print each comparison the evaluation at ``seq`` recorded, one line with its intervals."""
+    from auditml.core.events import EvaluateData
+
+    for record in log.events(start=seq, stop=seq + 1):
+        for c in EvaluateData.model_validate(record.event.data).comparisons:
+            intervals = ", ".join(
+                f"{i.level:g}% [{i.low:+.4f}, {i.high:+.4f}]" for i in c.intervals
+            )
+            out.print(
+                f"  {c.metric}: {c.value:.4f} vs {c.baseline_value:.4f} (v{c.baseline}), "
+                f"delta {c.delta:+.4f}, {intervals}, p={c.p_value:.3g}, n={c.n}"
+            )
 
 
 @app.command()
@@ -393,20 +450,138 @@ def reject(
         done(receipt, f"Rejected {model} v{version}", as_json)
 
 
+TrafficOption = Annotated[
+    str | None,
+    typer.Option(
+        "--traffic",
+        metavar="PERCENT",
+        help="Serve only this share of requests, e.g. 10%, beside the version running there "
+        "(a canary).",
+    ),
+]
+
+
 @app.command()
 def deploy(
     model: ModelArgument,
     version: Annotated[str, typer.Argument(help="The version to deploy.")],
     env: EnvOption,
+    traffic: TrafficOption = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow", help="Serve copies of requests whose answers are not used (a shadow)."
+        ),
+    ] = False,
     reason: ReasonOption = None,
     actor: ActorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Deploy an approved version to an environment."""
+    """Deploy an approved version to an environment, or start a canary or a shadow there."""
     with errors(), open_log(db) as log:
-        receipt = log.deploy(model, version, env, reason=reason, actor=who(actor))
-        done(receipt, f"Deployed {model} v{version} to {env}", as_json)
+        acting = who(actor)
+        receipt = log.deploy(
+            model, version, env, reason=reason, actor=acting, traffic=traffic, shadow=shadow
+        )
+        whole = False
+        if shadow:
+            said = f"Started {model} v{version} as a shadow in {env}"
+        elif traffic is not None and receipt is not None and _is_canary(log, model, env, version):
+            said = f"Started {model} v{version} as a canary on {traffic} of {env}"
+        else:
+            said, whole = f"Deployed {model} v{version} to {env}", True
+        done(receipt, said, as_json)
+        if whole and receipt is not None:  # an MLflow alias follows the version serving all traffic
+            sync_alias(log, model, version, env, receipt.seq, acting)
+
+
+def _is_canary(log: Any, model: str, env: str, version: str) -> bool:
+    rollout = log.status(model)[model].rollouts.get(env)
+    return rollout is not None and rollout.version == version
+
+
+@app.command()
+def promote(
+    model: ModelArgument,
+    version: Annotated[str, typer.Argument(help="The version in rollout to widen.")],
+    env: EnvOption,
+    traffic: Annotated[
+        str | None,
+        typer.Option(
+            "--traffic",
+            metavar="PERCENT",
+            help="Its new share, e.g. 50% [default: 100%: it takes all traffic].",
+        ),
+    ] = None,
+    reason: ReasonOption = None,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Widen a canary's (or shadow's) share of traffic; at 100% it replaces the stable version."""
+    with errors(), open_log(db) as log:
+        acting = who(actor)
+        receipt = log.promote(model, version, env, traffic=traffic, reason=reason, actor=acting)
+        share = traffic or "100%"
+        done(receipt, f"Promoted {model} v{version} to {share} of {env}", as_json)
+        if receipt is not None and log.status(model)[model].running.get(env) == str(version):
+            sync_alias(log, model, version, env, receipt.seq, acting)  # it now serves all traffic
+
+
+@app.command()
+def monitor(
+    model: ModelArgument,
+    env: EnvOption,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION", help="How far back to read, e.g. 15m, 1h [default: the policy's]."
+        ),
+    ] = None,
+    act: Annotated[
+        bool,
+        typer.Option("--act", help="Roll back, as the monitor's identity, when a trigger trips."),
+    ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare a rollout's canary with the stable version and record a monitor check.
+
+    The triggers, the fewest requests a verdict needs and the monitor's identity
+    come from the policy's [monitor.ENV]. Exit status: 0 ok or undecided, 4 tripped.
+    """
+    with errors(), open_log(db) as log:
+        result = log.monitor(model, env, window=window, act=act)
+        if as_json:
+            out.print_json(data=result.as_dict())
+        else:
+            data = result.data
+            counts = data["counts"]
+            out.print(
+                f"Monitor check of {model} v{data['canary']} ({data['mode']}) against "
+                f"v{data['stable']} in {env}: {result.verdict} (event {result.check.seq})"
+            )
+            out.print(
+                f"  window {utc(data['window']['since'])} to {utc(data['window']['until'])} UTC; "
+                f"requests: canary {counts['canary']}, stable {counts['stable']} "
+                f"(at least {data['min_requests']} needed)"
+            )
+            shown = table("trigger", "value", "result")
+            for t in data["triggers"]:
+                value = "n/a" if t.get("value") is None else f"{t['value']:.4g}"
+                verdict = {True: "TRIPPED", False: "ok", None: "undecided"}[t.get("tripped")]
+                shown.add_row(t["trigger"], value, verdict)
+            out.print(shown)
+            if result.rollback is not None:
+                out.print(
+                    f"Rolled {env} back to {model} v{data['stable']} (event "
+                    f"{result.rollback.seq}, caused by check {result.check.seq})"
+                )
+            elif result.verdict == "tripped":
+                out.print("Not rolled back: run with --act to let the monitor roll back")
+    if result.verdict == "tripped":
+        raise typer.Exit(4)
 
 
 @app.command()
@@ -424,8 +599,10 @@ def rollback(
 ) -> None:
     """Roll an environment back to a version that ran there before."""
     with errors(), open_log(db) as log:
-        receipt = log.rollback(model, env, to=to, reason=reason, actor=who(actor))
+        acting = who(actor)
+        receipt = log.rollback(model, env, to=to, reason=reason, actor=acting)
         done(receipt, f"Rolled {env} back to {model} v{receipt.version}", as_json)
+        sync_alias(log, model, str(receipt.version), env, receipt.seq, acting)
 
 
 @app.command()
@@ -592,10 +769,12 @@ def status(
         if not states:
             err.print("no models on the log yet")
             return
+        label = actor_names(log)
         for name, state in sorted(states.items()):
             here = state.running_imported()
             running = ", ".join(
-                tagged(f"{e}: v{v}", e in here) for e, v in sorted(state.running.items())
+                tagged(f"{e}: {_split_text(state.split(e), state.shadows(e))}", e in here)
+                for e in sorted(state.running)
             )
             out.print(Text.assemble((name, "bold"), f"  now running: {running or 'nowhere'}"))
             columns = ("version", "state", "trained", "by", "approved by", "runs in")
@@ -605,13 +784,42 @@ def status(
                     vs.version,
                     vs.state,
                     tagged(utc(vs.trained_at or ""), vs.trained_imported),
-                    ", ".join(vs.trainers),
-                    ", ".join(dict.fromkeys(tagged(a.actor, a.imported) for a in vs.approvals)),
+                    ", ".join(label(t) for t in vs.trainers),
+                    ", ".join(
+                        dict.fromkeys(tagged(label(a.actor), a.imported) for a in vs.approvals)
+                    ),
                     ", ".join(tagged(e, e in here) for e in vs.running_in),
                 )
             out.print(shown)
         if any(_shows_imported(state) for state in states.values()):
             note_imported("(imported)")
+        _show_violations(log, model)
+
+
+def _show_violations(log: Any, model: str | None) -> None:
+    """List the changes made in MLflow that policy would have refused, if the log records any."""
+    found = log.registry_violations(model)
+    if not found:
+        return
+    out.print(
+        Text.assemble(
+            ("violations", "bold red"),
+            f": {len(found)} change(s) made in MLflow that policy would have refused",
+        )
+    )
+    shown = table("seq", "time (UTC)", "model", "version", "rule", "what", overflow="fold")
+    for v in found:
+        shown.add_row(str(v.seq), utc(v.time), v.model, v.version or "", v.rule, v.message)
+    out.print(shown)
+
+
+def _split_text(split: dict[str, int], shadows: list[str]) -> str:
+    """Return a split as ``v1 90% + v2 10%`` (one version alone: ``v1``), with shadows."""
+    if len(split) == 1:
+        text = f"v{next(iter(split))}"
+    else:
+        text = " + ".join(f"v{v} {p}%" for v, p in split.items())
+    return text + "".join(f" + v{v} shadow" for v in shadows)
 
 
 def _shows_imported(state: ModelState) -> bool:
@@ -631,30 +839,49 @@ def history(
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the model's deployment timeline: every deploy and rollback, oldest first."""
+    """Show the model's deployment timeline: every deploy, rollout step and rollback, oldest first.
+
+    Each row shows the split of traffic in force after it (v1 90% + v2 10%).
+    """
     with errors(), open_log(db) as log:
-        moves = log.history(model, env)
+        log.history(model, env)  # refuses an unknown model or environment
+        changes = log.splits(model, env)
         if as_json:
-            out.print_json(data=[asdict(m) for m in moves])
+            out.print_json(data=[asdict(c) for c in changes])
             return
-        if not moves:
+        if not changes:
             err.print(f"{model} was never deployed" + (f" to {env}" if env else ""))
             return
-        imported = any(m.imported for m in moves)  # a column only when some move was imported
-        columns = ("seq", "time (UTC)", "env", "action", "version", "replaced", "by", "reason")
+        imported = any(c.imported for c in changes)  # a column only when some move was imported
+        label = actor_names(log)
+        columns = (
+            "seq",
+            "time (UTC)",
+            "env",
+            "action",
+            "version",
+            "replaced",
+            "split after",
+            "by",
+            "reason",
+        )
         shown = table(*(*columns, "imported") if imported else columns, overflow="fold")
-        for m in moves:
+        for c in changes:
+            reason = c.reason or ""
+            if c.cause is not None:
+                reason = f"{reason} (check {c.cause})".strip()
             row = [
-                str(m.seq),
-                utc(m.time),
-                m.environment,
-                m.action.removeprefix("model."),
-                m.version,
-                m.replaces or "",
-                m.actor,
-                m.reason or "",
+                str(c.seq),
+                utc(c.time),
+                c.environment,
+                c.action.removeprefix("model."),
+                c.version,
+                c.replaces or "",
+                _split_text(c.split, c.shadows),
+                label(c.actor),
+                reason,
             ]
-            shown.add_row(*row, *(("imported" if m.imported else "",) if imported else ()))
+            shown.add_row(*row, *(("imported" if c.imported else "",) if imported else ()))
         out.print(shown)
         if imported:
             note_imported("imported")
@@ -698,7 +925,7 @@ def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
         out.print(f"Policy in force ({where}):")
         shown = table("setting", "value", "is the default", overflow="fold")
         for key, value in data.items():
-            shown.add_row(key, _policy_value(value), "yes" if value == defaults[key] else "")
+            shown.add_row(key, _policy_value(value), "yes" if value == defaults.get(key) else "")
         out.print(shown)
         if imported:
             events = ", ".join(str(i) for i in imported)

@@ -18,6 +18,7 @@ import typer
 from auditml.cli._common import (
     DbOption,
     JsonOption,
+    actor_names,
     app,
     errors,
     group,
@@ -57,6 +58,7 @@ def trace_command(
 
     with errors(), open_log(db) as log:
         found = trace(log, request_id)
+        label = actor_names(log)
     if as_json:
         out.print_json(data=found.as_dict())
         if not all(story.proof_ok for story in found.records):
@@ -84,7 +86,7 @@ def trace_command(
         )
         out.print(f"  proof        OK: {where}, proven against {against}")
         if story.trained_seq is not None:
-            by = ", ".join(story.trained_by) or "unknown"
+            by = ", ".join(label(t) for t in story.trained_by) or "unknown"
             out.print(
                 f"  trained      {utc(story.trained_at or '')} by {by} (event {story.trained_seq})"
             )
@@ -101,17 +103,30 @@ def trace_command(
                 else "default policy"
             )
             out.print(
-                f"  approved     {utc(a['time'])} by {a['actor']} under the {policy} "
+                f"  approved     {utc(a['time'])} by {label(str(a['actor']))} under the {policy} "
                 f"(event {a['seq']})"
             )
         if not story.approvals:
             out.print("  approved     never, before this request")
         if story.deployed is not None:
             d = story.deployed
-            verb = "rolled back to" if d["action"] == "model.rollback" else "deployed to"
+            verb = {
+                "model.rollback": "rolled back to",
+                "rollout.start": "started in a rollout in",
+                "rollout.promote": "promoted in",
+            }.get(d["action"], "deployed to")
+            split = d.get("split") or {}
+            share = (
+                f", {split[rec['version']]}% of traffic"
+                if rec["version"] in split and len(split) > 1
+                else ", as a shadow"
+                if rec["version"] in (d.get("shadows") or [])
+                else ""
+            )
             out.print(
-                f"  deployed     {verb} {d['environment']} {utc(d['time'])} by {d['actor']} "
-                f"(event {d['seq']})"
+                f"  deployed     {verb} {d['environment']} {utc(d['time'])} by "
+                f"{label(str(d['actor']))} "
+                f"(event {d['seq']}{share})"
             )
         else:
             out.print(f"  deployed     never to {rec['env']}, before this request")
@@ -168,7 +183,7 @@ def stats_command(
         ]
         shown.add_row(
             s.model,
-            s.version,
+            f"{s.version} (shadow)" if s.shadow else s.version,
             s.env,
             f"{s.requests:,}",
             f"{s.errors:,} ({s.error_rate:.1%})",

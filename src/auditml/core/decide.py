@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from auditml.core import merkle
 from auditml.core.events import (
     INCIDENT_ACTIONS,
     KEY_ACTIONS,
@@ -34,6 +35,7 @@ from auditml.core.policy import (
     check_reason,
     check_role,
     check_self_approval,
+    person,
     role_for,
 )
 from auditml.core.reader import Reader
@@ -100,6 +102,11 @@ class View:
         self._cache = cache if cache is not None else StateCache()
         self._models: dict[str, ModelState] = {}
         self.policy, self.policy_seq = self._policy()
+
+    @property
+    def reader(self) -> Reader:
+        """Return the reader of the log's verified bytes as of the locked head."""
+        return self._reader
 
     def _policy(self) -> tuple[Policy, int | None]:
         """Return the policy in force (the newest live ``policy.update``) and its seq."""
@@ -238,10 +245,10 @@ def decide_approve(
     subject = {"model": model, "version": version}
     pol = view.policy
     denial = first(
-        lambda: check_role(pol, actor.id, "approve"),
+        lambda: check_role(pol, actor.ids(), "approve"),
         lambda: check_reason(pol, "approve", reason),
         lambda: _check_usable(vs, "approve"),
-        lambda: check_self_approval(pol, actor.id, vs.trainers, version),
+        lambda: check_self_approval(pol, actor.ids(), vs.trainers, version),
         lambda: _check_signature(
             view, "model.approve", subject, actor.id, signature, artifact_sha256, origin
         ),
@@ -252,7 +259,7 @@ def decide_approve(
         "reason": reason,
         "environments": list(environments),
         "artifact_sha256": artifact_sha256,
-        "role": role_for(pol, actor.id, "approve"),
+        "role": role_for(pol, actor.ids(), "approve"),
         "policy_seq": view.policy_seq,
         "signature": signature,
     }
@@ -330,9 +337,9 @@ def decide_key(view: View, *, action: str, actor: Any, data: dict[str, Any]) -> 
     # someone else's key is for those who may manage keys: the `keys` permission, or,
     # when the policy names none, those who may change the policy. One's own key needs
     # only `keys`, when the policy restricts it.
-    own = action == "key.register" and signer == actor.id
+    own = action == "key.register" and signer in actor.ids()
     permission = "keys" if own or "keys" in pol.permissions else "policy"
-    denial = check_role(pol, actor.id, permission)
+    denial = check_role(pol, actor.ids(), permission)
     if denial is not None and permission == "policy":
         denial = Denial(
             "role",
@@ -385,7 +392,7 @@ def decide_reject(
     subject = {"model": model, "version": version}
     pol = view.policy
     denial = first(
-        lambda: check_role(pol, actor.id, "reject"),
+        lambda: check_role(pol, actor.ids(), "reject"),
         lambda: check_reason(pol, "reject", reason),
         lambda: _check_signature(
             view, "model.reject", subject, actor.id, signature, artifact_sha256, origin
@@ -399,7 +406,7 @@ def decide_reject(
         )
     data = {
         "reason": reason,
-        "role": role_for(pol, actor.id, "reject"),
+        "role": role_for(pol, actor.ids(), "reject"),
         "policy_seq": view.policy_seq,
         "artifact_sha256": artifact_sha256,
         "signature": signature,
@@ -408,22 +415,222 @@ def decide_reject(
 
 
 def decide_deploy(
-    view: View, *, model: str, version: str, environment: str, actor: Any, reason: str | None
+    view: View,
+    *,
+    model: str,
+    version: str,
+    environment: str,
+    actor: Any,
+    reason: str | None,
+    traffic: int | None = None,
+    shadow: bool = False,
 ) -> Outcome:
-    """Deploy unless a rule refuses: role, reason, state, approvals, metric gates."""
+    """Deploy unless a rule refuses: role, reason, state, approvals, metric gates, rollouts.
+
+    With ``traffic`` (percent, below 100) the version starts as a canary beside
+    the stable one; with ``shadow`` it serves copies of traffic. Both record a
+    ``rollout.start`` and need what runs there now; a plain deploy replaces it.
+    """
     state = view.known_model(model)
     vs = state.version(version)
     view.check_environment(environment)
     current = state.running.get(environment)
+    rollout = state.rollouts.get(environment)
+    starting = traffic is not None or shadow
+    if traffic is not None and shadow:
+        raise InvalidInputError(
+            "a version either serves a share of traffic (--traffic) or copies of it (--shadow), "
+            "not both"
+        )
+    if traffic is not None and not 1 <= traffic <= 99:
+        raise InvalidInputError(
+            f"a canary serves 1% to 99% of traffic, not {traffic}%: leave out --traffic to "
+            "deploy a version to all of it"
+        )
+    if rollout is not None:
+        how = (
+            f"`auditml promote {model} {rollout.version} --env {environment}`"
+            if rollout.version == version
+            else f"promote v{rollout.version} or roll it back first"
+        )
+        raise InvalidInputError(
+            f"a {rollout.mode} of version {rollout.version} is in progress in {environment} "
+            f"(event {rollout.seq}): {how}"
+        )
     if current == version and environment not in state.running_imported():
         # Deploying over an imported run is allowed: it records the live decision, checked.
         raise InvalidInputError(f"version {version} of {model!r} already runs in {environment}")
+    if starting and current is None:
+        what = "shadow" if shadow else "canary"
+        raise InvalidInputError(
+            f"nothing of {model!r} runs in {environment} yet, and a {what} runs beside the "
+            f"version there: deploy version {version} to all of {environment} instead"
+        )
     subject = {"model": model, "version": version}
     pol = view.policy
     exclude = vs.trainers if pol.separation_of_duties else ()
+    rule = pol.rollout.get(environment)
+
+    def check_rollout() -> Denial | None:
+        if rule is None:
+            return None
+        if not starting and current is not None and current != version:
+            return Denial(
+                "rollout-required",
+                f"policy requires a version to reach {environment} through a canary of at most "
+                f"{rule.canary}, watched for {rule.min_requests} requests and {rule.min_duration}",
+                f"start one: `auditml deploy {model} {version} --env {environment} --traffic "
+                f"{rule.canary}`, then `auditml promote` it",
+            )
+        if traffic is not None and traffic > rule.canary_percent:
+            return Denial(
+                "rollout-canary",
+                f"a canary in {environment} may start with at most {rule.canary} of traffic, "
+                f"not {traffic}%",
+                f"start with --traffic {rule.canary} and widen it with `auditml promote`",
+            )
+        return None
+
     denial = first(
-        lambda: check_role(pol, actor.id, "deploy"),
+        lambda: check_not_monitor(pol, actor.ids(), "deploy"),
+        lambda: check_role(pol, actor.ids(), "deploy"),
         lambda: check_reason(pol, "deploy", reason),
+        lambda: _check_usable(vs, "deploy"),
+        lambda: check_approvals(
+            pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
+        ),
+        lambda: check_gates(
+            pol, environment, view.metrics(model, version), version, vs.live_comparisons
+        ),
+        lambda: check_card(
+            pol, environment, state.card_sections(version, live=True), model, version
+        ),
+        check_rollout,
+    )
+    if denial is not None:
+        return denied(
+            view,
+            denial,
+            attempted="rollout.start" if starting else "model.deploy",
+            actor=actor,
+            subject=subject,
+            environment=environment,
+        )
+    common = {
+        "reason": reason,
+        "role": role_for(pol, actor.ids(), "deploy"),
+        "policy_seq": view.policy_seq,
+    }
+    if starting:
+        data = {
+            "environment": environment,
+            "mode": "shadow" if shadow else "canary",
+            "traffic": traffic,
+            "stable": current,
+            **common,
+        }
+        return Outcome(Draft.build("rollout.start", actor=actor, subject=subject, data=data))
+    data = {"environment": environment, "replaces": current, **common}
+    return Outcome(Draft.build("model.deploy", actor=actor, subject=subject, data=data))
+
+
+def check_not_monitor(pol: Policy, actors: tuple[str, ...], what: str) -> Denial | None:
+    """Refuse a deploy or promotion by a monitor's identity: only people widen a rollout."""
+    monitors = pol.monitor_actors()
+    if not any(person(a) in monitors for a in actors):
+        return None
+    actor = actors[-1]
+    return Denial(
+        "monitor-may-not-promote",
+        f"{actor} is a monitor's identity ([monitor] actor): a monitor may roll back, but never "
+        f"{what}",
+        f"have a person {what} it",
+    )
+
+
+def decide_promote(
+    view: View,
+    *,
+    model: str,
+    version: str,
+    environment: str,
+    traffic: int | None,
+    actor: Any,
+    reason: str | None,
+    evidence: tuple[int, dict[str, Any]] | None,
+) -> Outcome:
+    """Widen a rollout's share unless a rule refuses; 100% (None) makes it the stable version.
+
+    ``evidence`` is ``(rollout seq, figures)``: the canary's verified runtime
+    records since that rollout started, read before the lock (records only
+    grow, so they are a floor of what the log holds now). Promotion to all
+    traffic checks them against the environment's ``[rollout]`` rule.
+    """
+    state = view.known_model(model)
+    vs = state.version(version)
+    view.check_environment(environment)
+    rollout = state.rollouts.get(environment)
+    if rollout is None or rollout.version != version:
+        running = f"a rollout of version {rollout.version}" if rollout else "no rollout"
+        raise InvalidInputError(
+            f"version {version} of {model!r} is in no rollout in {environment} ({running} is): "
+            f"start one with `auditml deploy {model} {version} --env {environment} --traffic 10%`"
+        )
+    share = 100 if traffic is None else traffic
+    if not 1 <= share <= 100:
+        raise InvalidInputError(f"a share of traffic is 1% to 100%, not {share}%")
+    if share <= rollout.traffic:
+        raise InvalidInputError(
+            f"version {version} already serves {rollout.traffic}% of {environment}: a promotion "
+            "widens its share; give more, or leave out --traffic for all of it"
+        )
+    if evidence is not None and evidence[0] != rollout.seq:
+        raise InvalidInputError(
+            "the rollout changed while its evidence was read; run the promotion again"
+        )
+    figures = evidence[1] if evidence is not None else None
+    subject = {"model": model, "version": version}
+    pol = view.policy
+    exclude = vs.trainers if pol.separation_of_duties else ()
+    rule = pol.rollout.get(environment)
+
+    def check_imported() -> Denial | None:
+        if not rollout.imported:
+            return None
+        return Denial(
+            "rollout-imported",
+            f"the rollout of version {version} in {environment} (event {rollout.seq}) is imported "
+            "history, not a canary auditml watched",
+            f"start a live canary: roll {environment} back, then `auditml deploy {model} "
+            f"{version} --env {environment} --traffic 10%`",
+        )
+
+    def check_evidence() -> Denial | None:
+        if rule is None or share < 100:
+            return None
+        requests = int(figures["requests"]) if figures else 0
+        ran = float(figures["duration_s"]) if figures else 0.0
+        short = []
+        if requests < rule.min_requests:
+            short.append(f"{requests} of the {rule.min_requests} requests")
+        if ran < rule.min_duration_s:
+            short.append(f"{ran / 60:.1f} min of the {rule.min_duration}")
+        if not short:
+            return None
+        return Denial(
+            "rollout-evidence",
+            f"the canary of version {version} in {environment} has served only "
+            f"{' and '.join(short)} policy requires before it takes all traffic "
+            "(verified runtime records since it started)",
+            "let it serve longer and record its runtime records, or widen it short of 100% "
+            "with --traffic",
+        )
+
+    denial = first(
+        lambda: check_not_monitor(pol, actor.ids(), "promote"),
+        lambda: check_role(pol, actor.ids(), "deploy"),
+        lambda: check_reason(pol, "deploy", reason),
+        check_imported,
         lambda: _check_usable(vs, "deploy"),
         lambda: check_approvals(
             pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
@@ -432,24 +639,29 @@ def decide_deploy(
         lambda: check_card(
             pol, environment, state.card_sections(version, live=True), model, version
         ),
+        check_evidence,
     )
     if denial is not None:
         return denied(
             view,
             denial,
-            attempted="model.deploy",
+            attempted="model.deploy" if share == 100 else "rollout.promote",
             actor=actor,
             subject=subject,
             environment=environment,
         )
-    data = {
-        "environment": environment,
-        "replaces": current,
+    common = {
         "reason": reason,
-        "role": role_for(pol, actor.id, "deploy"),
+        "role": role_for(pol, actor.ids(), "deploy"),
         "policy_seq": view.policy_seq,
+        "rollout": rollout.seq,
+        "evidence": figures,
     }
-    return Outcome(Draft.build("model.deploy", actor=actor, subject=subject, data=data))
+    if share == 100:
+        data = {"environment": environment, "replaces": rollout.stable, **common}
+        return Outcome(Draft.build("model.deploy", actor=actor, subject=subject, data=data))
+    data = {"environment": environment, "traffic": share, "previous": rollout.traffic, **common}
+    return Outcome(Draft.build("rollout.promote", actor=actor, subject=subject, data=data))
 
 
 def rollback_target(state: ModelState, environment: str) -> str | None:
@@ -468,9 +680,23 @@ def rollback_target(state: ModelState, environment: str) -> str | None:
 
 
 def decide_rollback(
-    view: View, *, model: str, environment: str, to: str | None, actor: Any, reason: str | None
+    view: View,
+    *,
+    model: str,
+    environment: str,
+    to: str | None,
+    actor: Any,
+    reason: str | None,
+    cause: tuple[int, str] | None = None,
+    rollout_seq: int | None = None,
 ) -> Outcome:
-    """Roll back unless a rule refuses: role, reason, a target that ran there and is approved."""
+    """Roll back unless a rule refuses: role, reason, a target that ran there and is approved.
+
+    During a rollout, a rollback ends it: the canary or shadow stops and the
+    stable version serves all traffic again. ``cause`` (seq, hash) names the
+    ``monitor.check`` behind an automatic rollback, which must be on the log,
+    tripped, and about the rollout in force (``rollout_seq``).
+    """
     state = view.known_model(model)
     view.check_environment(environment)
     current = state.running.get(environment)
@@ -478,9 +704,25 @@ def decide_rollback(
         raise InvalidInputError(
             f"nothing of {model!r} runs in {environment}, so there is nothing to roll back"
         )
+    rollout = state.rollouts.get(environment)
+    if rollout_seq is not None and (rollout is None or rollout.seq != rollout_seq):
+        raise InvalidInputError(
+            f"the rollout the monitor checked (event {rollout_seq}) is no longer in progress "
+            f"in {environment}: nothing was rolled back"
+        )
+    if cause is not None:
+        _check_cause(view, model, environment, cause, rollout_seq)
     pol = view.policy
     target = to
-    if target is not None:
+    if rollout is not None:
+        if target is not None and target != rollout.stable:
+            raise InvalidInputError(
+                f"a {rollout.mode} of version {rollout.version} is in progress in {environment}: "
+                f"a rollback ends it and leaves version {rollout.stable} alone there; leave out "
+                "--to, then roll back again if need be"
+            )
+        target = rollout.stable
+    elif target is not None:
         state.version(target)
         if target == current:
             raise InvalidInputError(f"version {target} of {model!r} already runs in {environment}")
@@ -495,6 +737,8 @@ def decide_rollback(
                 f"no earlier version of {model!r} ran in {environment} and is still approved",
                 "deploy an approved version instead",
             )
+        if rollout is not None:
+            return None  # the stable version still runs there: ending the rollout keeps it
         vs = state.versions[target]
         if environment not in vs.ran_live:
             only = " except in imported history" if environment in vs.ran_in else ""
@@ -513,7 +757,7 @@ def decide_rollback(
         return None
 
     denial = first(
-        lambda: check_role(pol, actor.id, "rollback"),
+        lambda: check_role(pol, actor.ids(), "rollback"),
         lambda: check_reason(pol, "rollback", reason),
         check_target,
     )
@@ -528,14 +772,66 @@ def decide_rollback(
         )
     data = {
         "environment": environment,
-        "replaces": current,
+        "replaces": rollout.version if rollout is not None else current,
         "reason": reason,
-        "role": role_for(pol, actor.id, "rollback"),
+        "role": role_for(pol, actor.ids(), "rollback"),
         "policy_seq": view.policy_seq,
+        "rollout": rollout.seq if rollout is not None else None,
+        "cause": {"seq": cause[0], "hash": cause[1]} if cause is not None else None,
     }
     return Outcome(
         Draft.build("model.rollback", actor=actor, subject=subject, data=data), version=target
     )
+
+
+def _check_cause(
+    view: View, model: str, environment: str, cause: tuple[int, str], rollout_seq: int | None
+) -> None:
+    """Refuse an automatic rollback unless its check is on the log, live, tripped and this one's."""
+    seq, digest = cause
+    found = [
+        (at, body)
+        for at, body in view.reader.bodies(model, ("monitor.check",), after=seq - 1)
+        if at == seq
+    ]
+    event = parse_found(seq, found[0][1], ("monitor.check",), model) if found else None
+    problem = None
+    if event is None or found[0][1] is None:
+        problem = f"there is no monitor check of {model!r} at event {seq}"
+    elif merkle.leaf_hash(found[0][1]).hex() != digest:
+        problem = f"the event at {seq} does not have the hash {digest[:16]}…"
+    elif is_imported(event.data):
+        problem = f"the monitor check at event {seq} is imported history"
+    elif event.data.get("verdict") != "tripped":
+        problem = f"the monitor check at event {seq} did not trip ({event.data.get('verdict')})"
+    elif event.data.get("environment") != environment or (
+        rollout_seq is not None and event.data.get("rollout") != rollout_seq
+    ):
+        problem = f"the monitor check at event {seq} is about another rollout"
+    if problem is not None:
+        raise InvalidInputError(f"no automatic rollback: {problem}")
+
+
+def decide_monitor_check(
+    view: View,
+    *,
+    model: str,
+    environment: str,
+    actor: Any,
+    rollout_seq: int,
+    data: dict[str, Any],
+) -> Outcome:
+    """Record a monitor check of the rollout in force; refuse one about a rollout that ended."""
+    state = view.known_model(model)
+    view.check_environment(environment)
+    rollout = state.rollouts.get(environment)
+    if rollout is None or rollout.seq != rollout_seq:
+        raise InvalidInputError(
+            f"the rollout in {environment} changed while the monitor read its records "
+            "(it was promoted or rolled back): run the monitor again"
+        )
+    subject = {"model": model, "version": rollout.version}
+    return Outcome(Draft.build("monitor.check", actor=actor, subject=subject, data=data))
 
 
 def decide_retire(
@@ -564,7 +860,7 @@ def decide_retire(
         )
 
     denial = first(
-        lambda: check_role(pol, actor.id, "retire"),
+        lambda: check_role(pol, actor.ids(), "retire"),
         lambda: check_reason(pol, "retire", reason),
         check_running,
     )
@@ -572,7 +868,7 @@ def decide_retire(
         return denied(view, denial, attempted="model.retire", actor=actor, subject=subject)
     data = {
         "reason": reason,
-        "role": role_for(pol, actor.id, "retire"),
+        "role": role_for(pol, actor.ids(), "retire"),
         "policy_seq": view.policy_seq,
     }
     return Outcome(Draft.build("model.retire", actor=actor, subject=subject, data=data))
@@ -606,7 +902,7 @@ def decide_train(
     if version is None:
         version = state.next_version()
     subject = {"model": model, "version": version}
-    denial = check_role(view.policy, actor.id, "train")
+    denial = check_role(view.policy, actor.ids(), "train")
     if denial is not None:
         out = denied(view, denial, attempted="model.train", actor=actor, subject=subject)
         out.version = version
@@ -655,19 +951,41 @@ def decide_card_update(
             f"the card of {model} version {version} already reads exactly so for "
             f"{', '.join(data['sections'])}; nothing was recorded"
         )
-    denial = check_role(view.policy, actor.id, "card")
+    denial = check_role(view.policy, actor.ids(), "card")
     if denial is not None:
         return denied(view, denial, attempted="card.update", actor=actor, subject=subject)
     return Outcome(Draft.build("card.update", actor=actor, subject=subject, data=data))
 
 
 def decide_evaluate(
-    view: View, *, model: str, version: str, actor: Any, data: dict[str, Any]
+    view: View,
+    *,
+    model: str,
+    version: str,
+    actor: Any,
+    data: dict[str, Any],
+    baseline: str | None = None,
 ) -> Outcome:
-    """Record an evaluation of a known version unless the actor may not evaluate."""
-    view.known_model(model).version(version)
+    """Record an evaluation of a known version unless the actor may not evaluate.
+
+    A comparison's ``baseline`` must be another trained version of the model on the log.
+    """
+    state = view.known_model(model)
+    state.version(version)
+    if baseline is not None:
+        if baseline not in state.versions:
+            raise InvalidInputError(
+                f"baseline version {baseline!r} of {model!r} is not on the log (known versions: "
+                f"{', '.join(state.versions)}): compare with a version recorded there"
+            )
+        base = state.version(baseline)
+        if base.status == "failed":
+            raise InvalidInputError(
+                f"baseline version {baseline} of {model!r} is a failed training run: "
+                "compare with a version that was trained"
+            )
     subject = {"model": model, "version": version}
-    denial = check_role(view.policy, actor.id, "evaluate")
+    denial = check_role(view.policy, actor.ids(), "evaluate")
     if denial is not None:
         return denied(view, denial, attempted="model.evaluate", actor=actor, subject=subject)
     return Outcome(Draft.build("model.evaluate", actor=actor, subject=subject, data=data))
@@ -689,7 +1007,7 @@ def decide_open_incident(
         )
     data = validate_data("incident.open", {**data, "id": ident})
     subject = {"model": model, "version": version}
-    denial = check_role(view.policy, actor.id, "incident")
+    denial = check_role(view.policy, actor.ids(), "incident")
     if denial is not None:
         return denied(view, denial, attempted="incident.open", actor=actor, subject=subject)
     return Outcome(Draft.build("incident.open", actor=actor, subject=subject, data=data))
@@ -704,7 +1022,7 @@ def decide_close_incident(view: View, *, actor: Any, data: dict[str, Any]) -> Ou
     if not found.is_open:
         raise InvalidInputError(f"incident {ident} is already closed (event {found.closed_seq})")
     subject = {"model": found.model, "version": found.version}
-    denial = check_role(view.policy, actor.id, "incident")
+    denial = check_role(view.policy, actor.ids(), "incident")
     if denial is not None:
         return denied(view, denial, attempted="incident.close", actor=actor, subject=subject)
     return Outcome(Draft.build("incident.close", actor=actor, subject=subject, data=data))
@@ -720,7 +1038,7 @@ def decide_policy(
     reason: str | None,
 ) -> Outcome:
     """Record a new policy unless the policy in force forbids this actor to change it."""
-    denial = check_role(view.policy, actor.id, "policy")
+    denial = check_role(view.policy, actor.ids(), "policy")
     if denial is not None:
         return denied(view, denial, attempted="policy.update", actor=actor, subject={})
     if view.policy_seq is not None and policy == view.policy:

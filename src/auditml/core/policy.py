@@ -22,7 +22,8 @@ recorded, :data:`DEFAULT_POLICY` applies::
     deploy = ["release"]
 
     [gates]                              # metric gates per environment
-    production = ["auc >= 0.80"]
+    production = ["auc >= 0.80", "auc_delta >= 0 at 95%"]   # _delta: the 95% interval
+                                         # of a comparison with the baseline (core.compare)
 
     require_signatures = ["approve"]     # or true / false: Part 11 e-signatures
 
@@ -40,8 +41,21 @@ recorded, :data:`DEFAULT_POLICY` applies::
     [personal_data]                      # event fields that hold personal data
     event_fields = ["actor.id", "actor.name"]
 
+    [rollout]                            # a deploy there goes through a canary
+    production = { canary = "10%", min_requests = 1000, min_duration = "1h" }
+
+    [monitor.production]                 # rollback triggers (auditml monitor)
+    triggers = ["error_rate > 0.02", "latency_p95_ms > 250", "score_psi(score) > 0.2"]
+    min_requests = 500
+    window = "1h"
+    [mlflow]                             # an MLflow registry auditml follows and drives
+    tracking_uri = "http://mlflow.internal:5000"   # no credentials: MLflow's env vars
+    aliases = { production = "champion" }   # environment -> alias deploy moves
+    stages = { production = "Production" }  # environment -> stage (watch checks it)
+    on_violation = ["/usr/local/bin/page-oncall"]   # run with the violation as JSON on stdin
+
 (:mod:`auditml.core.privacy` describes ``[retention]``, ``[processing]`` and
-``[personal_data]`` in full.)
+``[personal_data]`` in full, :mod:`auditml.core.rollout` ``[rollout]`` and ``[monitor]``.)
 
 A policy being recorded (``auditml policy apply``, :meth:`AuditLog.apply_policy`)
 is checked more strictly than one read back from the log: every setting must
@@ -68,7 +82,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -80,7 +94,10 @@ from pydantic import (
 )
 
 from auditml.core.card_sections import check_section_name
+from auditml.core.compare import COMPARABLE
+from auditml.core.events import Comparison
 from auditml.core.privacy import PersonalData, Processing, Retention, check_retention
+from auditml.core.rollout import MonitorRule, RolloutRule
 from auditml.errors import InvalidInputError
 
 __all__ = [
@@ -89,6 +106,7 @@ __all__ = [
     "PERMISSIONS",
     "Denial",
     "Gate",
+    "MlflowRules",
     "Policy",
     "check_recordable",
     "parse_gate",
@@ -127,34 +145,66 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 _GATE = re.compile(
     r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.:/-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
-    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+    r"(?:\s+at\s+(?P<level>\d+(?:\.\d+)?)\s*%)?\s*$"
 )
+#: The suffix of a gate on a comparison with the baseline: ``auc_delta >= 0 at 95%``.
+DELTA = "_delta"
 
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """One metric gate, e.g. ``auc >= 0.80``."""
+    """One metric gate, e.g. ``auc >= 0.80``, or a comparison gate ``auc_delta >= 0 at 95%``.
+
+    A comparison gate (``level`` set) checks the bound of the recorded interval
+    of the delta at that level: the lower bound for ``>=`` and ``>``, the upper
+    bound for ``<=`` and ``<``, so it passes only when the whole interval does.
+    """
 
     metric: str
     op: str
     value: float
+    level: float | None = None
 
-    def passes(self, metrics: Mapping[str, float]) -> bool:
-        """Return whether ``metrics`` holds the metric and it satisfies the gate."""
-        found = metrics.get(self.metric)
+    @property
+    def compared(self) -> str:
+        """Return the metric a comparison gate is on (``auc`` for ``auc_delta``)."""
+        return self.metric.removesuffix(DELTA)
+
+    def bound(self, comparison: Comparison) -> float | None:
+        """Return the interval bound this gate checks, or None when that level is not recorded."""
+        assert self.level is not None
+        found = comparison.interval(self.level)
+        if found is None:
+            return None
+        return found.low if self.op in (">=", ">") else found.high
+
+    def passes(
+        self,
+        metrics: Mapping[str, float],
+        comparisons: Mapping[str, tuple[int, Comparison]] | None = None,
+    ) -> bool:
+        """Return whether the metric (or the comparison's bound) is recorded and satisfies it."""
+        if self.level is not None:
+            recorded = (comparisons or {}).get(self.compared)
+            found = None if recorded is None else self.bound(recorded[1])
+        else:
+            found = metrics.get(self.metric)
         return found is not None and _OPS[self.op](float(found), self.value)
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
+        at = "" if self.level is None else f" at {self.level:g}%"
+        return f"{self.metric} {self.op} {self.value:g}{at}"
 
 
 def parse_gate(text: str) -> Gate:
-    """Parse ``metric OP number``, or raise InvalidInputError saying what is wrong."""
+    """Parse ``metric OP number [at L%]``, or raise InvalidInputError saying what is wrong."""
     match = _GATE.match(text)
     if match is None:
         raise InvalidInputError(
             f"metric gate {text!r} is not of the form 'metric OP number', "
-            "e.g. 'auc >= 0.80' (OP is one of >= <= > < == !=)"
+            "e.g. 'auc >= 0.80' (OP is one of >= <= > < == !=), or 'metric_delta OP number "
+            "at L%' for a comparison with the baseline, e.g. 'auc_delta >= 0 at 95%'"
         )
     value = float(match["value"])
     if not math.isfinite(value):  # 1e999: a gate no metric fails or none passes
@@ -162,7 +212,24 @@ def parse_gate(text: str) -> Gate:
             f"metric gate {text!r} compares with {match['value']}, too large for a number: "
             "give a finite threshold, e.g. 'auc >= 0.80'"
         )
-    return Gate(match["metric"], match["op"], value)
+    level = None
+    if match["level"] is not None:
+        level = float(match["level"])
+        if not match["metric"].endswith(DELTA) or match["metric"] == DELTA:
+            raise InvalidInputError(
+                f"metric gate {text!r} gives a confidence level, which only a comparison with "
+                "the baseline has: gate the delta, e.g. 'auc_delta >= 0 at 95%'"
+            )
+        if match["op"] in ("==", "!="):
+            raise InvalidInputError(
+                f"metric gate {text!r}: an interval is checked with >=, >, <= or <, not "
+                f"{match['op']}"
+            )
+        if not 50 <= level < 100:
+            raise InvalidInputError(
+                f"metric gate {text!r}: the confidence level must be from 50% to below 100%"
+            )
+    return Gate(match["metric"], match["op"], value, level)
 
 
 class CardRules(BaseModel):
@@ -179,6 +246,56 @@ class CardRules(BaseModel):
         ]
     )
     complete_for: list[EnvName] = Field(default_factory=list)
+
+
+class MlflowRules(BaseModel):
+    """How auditml works beside an MLflow registry (``[mlflow]``).
+
+    ``aliases`` and ``stages`` map an auditml environment to the MLflow alias
+    and stage that stand for it: ``auditml deploy`` and ``rollback`` move the
+    alias after recording the decision, and ``auditml mlflow watch`` records a
+    move made in MLflow that policy would have refused as a violation, then
+    runs ``on_violation`` (an argument list, no shell) with it as JSON on stdin.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    tracking_uri: Annotated[str, StringConstraints(min_length=1)] | None = None
+    aliases: dict[EnvName, Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(
+        default_factory=dict
+    )
+    stages: dict[EnvName, Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=dict
+    )
+    on_violation: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=list
+    )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from auditml.core.uri import scrub_uri
+
+        _, removed = scrub_uri(value)
+        if removed:
+            raise ValueError(
+                f"the tracking URI holds credentials ({', '.join(removed)}), which the log "
+                "would keep for ever: remove them and give them to MLflow through its "
+                "environment (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD, "
+                "MLFLOW_TRACKING_TOKEN)"
+            )
+        return value
+
+    def environment_of_alias(self, alias: str) -> str | None:
+        """Return the environment whose alias is ``alias``, or None."""
+        return next((env for env, name in self.aliases.items() if name == alias), None)
+
+    def environment_of_stage(self, stage: str) -> str | None:
+        """Return the environment whose stage is ``stage`` (any case), or None."""
+        wanted = stage.lower()
+        return next((env for env, name in self.stages.items() if name.lower() == wanted), None)
 
 
 class Policy(BaseModel):
@@ -206,6 +323,9 @@ class Policy(BaseModel):
     retention: Retention = Field(default_factory=lambda: Retention())
     processing: Processing = Field(default_factory=lambda: Processing())
     personal_data: PersonalData = Field(default_factory=lambda: PersonalData())
+    rollout: dict[EnvName, RolloutRule] = Field(default_factory=dict)
+    monitor: dict[EnvName, MonitorRule] = Field(default_factory=dict)
+    mlflow: MlflowRules = Field(default_factory=lambda: MlflowRules())
 
     @field_validator("permissions")
     @classmethod
@@ -224,6 +344,10 @@ class Policy(BaseModel):
             for text in texts:
                 parse_gate(text)
         return value
+
+    def monitor_actors(self) -> set[str]:
+        """Return the people (as :func:`person` folds them) that act as a monitor anywhere."""
+        return {person(rule.actor) for rule in self.monitor.values()}
 
     def approvals_needed(self, environment: str) -> int:
         """Return how many distinct approvals a deploy to ``environment`` needs."""
@@ -255,8 +379,15 @@ class Policy(BaseModel):
         return self.permissions.get(permission)
 
     def as_data(self) -> dict[str, Any]:
-        """Return the policy as the JSON recorded in a ``policy.update`` event."""
-        return self.model_dump(mode="json")
+        """Return the policy as the JSON recorded in a ``policy.update`` event.
+
+        ``[mlflow]`` is left out when it says nothing, so a policy without it
+        records the same bytes it did before the table existed.
+        """
+        data = self.model_dump(mode="json")
+        if self.mlflow == MlflowRules():
+            del data["mlflow"]
+        return data
 
 
 DEFAULT_POLICY = Policy()
@@ -361,9 +492,16 @@ def _first_problem(exc: ValidationError) -> str:
 def _table_at(loc: Sequence[int | str]) -> type[BaseModel]:
     """Return the model of the policy table at ``loc`` (``()``: the policy itself)."""
     model: type[BaseModel] = Policy
+    keyed = False  # the last step was a table of tables (e.g. [monitor]): this part is a key
     for part in loc:
+        if keyed:
+            keyed = False
+            continue
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
+        if get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+            keyed = True
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         model = annotation
@@ -374,7 +512,8 @@ def check_recordable(policy: Policy) -> None:
     """Refuse a policy that must not be recorded: unknown card sections, permissions no one holds.
 
     A retention period shorter than a legal minimum is refused unless the policy
-    says why (:func:`auditml.core.privacy.check_retention`).
+    says why (:func:`auditml.core.privacy.check_retention`), and a gate on a
+    comparison must name a metric auditml compares (``auc_delta``, ``accuracy_delta``).
 
     A permission limited to roles that no actor holds would refuse that action
     to everyone; for ``policy`` that locks the log's policy for ever. Write an
@@ -383,6 +522,14 @@ def check_recordable(policy: Policy) -> None:
     """
     for name in policy.cards.required:
         check_section_name(name, where="cards.required")
+    for environment, texts in policy.gates.items():
+        for gate in map(parse_gate, texts):
+            if gate.level is not None and gate.compared not in COMPARABLE:
+                raise InvalidInputError(
+                    f"gates.{environment}: {gate} gates a comparison of {gate.compared!r}, "
+                    f"which auditml cannot compare: comparable metrics are "
+                    f"{', '.join(COMPARABLE)} (e.g. 'auc_delta >= 0 at 95%')"
+                )
     check_retention(policy.retention)
     held = {role for roles in policy.roles.values() for role in roles}
     for permission, allowed in policy.permissions.items():
@@ -416,28 +563,43 @@ def policy_digest(raw: bytes) -> str:
 # -- the rules ---------------------------------------------------------------
 
 
-def check_role(policy: Policy, actor: str, permission: str) -> Denial | None:
-    """Refuse when the policy restricts ``permission`` to roles ``actor`` does not hold."""
+def _ids(actor: str | Sequence[str]) -> tuple[str, ...]:
+    """Return the ids an actor answers to: one id, or its pseudonym then the id it gave."""
+    return (actor,) if isinstance(actor, str) else tuple(actor)
+
+
+def _held(policy: Policy, ids: tuple[str, ...]) -> list[str]:
+    return list(dict.fromkeys(role for one in ids for role in policy.roles_of(one)))
+
+
+def check_role(policy: Policy, actor: str | Sequence[str], permission: str) -> Denial | None:
+    """Refuse when the policy restricts ``permission`` to roles ``actor`` does not hold.
+
+    ``actor`` is an id, or every id one actor answers to (a pseudonym and the
+    e-mail behind it): roles given to any of them count. Messages name only the
+    first, the id that goes on the log.
+    """
     allowed = policy.allowed_roles(permission)
     if allowed is None:
         return None
-    held = policy.roles_of(actor)
+    ids = _ids(actor)
+    held = _held(policy, ids)
     if set(held) & set(allowed):
         return None
     holds = f"holds {', '.join(held)}" if held else "holds no role"
     return Denial(
         "role",
-        f"{actor} may not {permission}: it {holds}, and {permission} needs one of "
+        f"{ids[0]} may not {permission}: it {holds}, and {permission} needs one of "
         f"{', '.join(allowed)}",
-        f"have someone with role {' or '.join(allowed)} do it, or give {actor} that role "
+        f"have someone with role {' or '.join(allowed)} do it, or give {ids[0]} that role "
         "in auditml.toml and record it with `auditml policy apply`",
     )
 
 
-def role_for(policy: Policy, actor: str, permission: str) -> str | None:
+def role_for(policy: Policy, actor: str | Sequence[str], permission: str) -> str | None:
     """Return the role under which ``actor`` may do ``permission``, when roles are set."""
     allowed = policy.allowed_roles(permission) or []
-    held = policy.roles_of(actor)
+    held = _held(policy, _ids(actor))
     for role in held:
         if role in allowed:
             return role
@@ -466,25 +628,41 @@ def person(actor: str) -> str:
 
 
 def check_self_approval(
-    policy: Policy, actor: str, trainers: Sequence[str], version: str
+    policy: Policy, actor: str | Sequence[str], trainers: Sequence[str], version: str
 ) -> Denial | None:
-    """Refuse an approval by the person who trained the version (separation of duties)."""
-    if policy.separation_of_duties and person(actor) in {person(t) for t in trainers}:
+    """Refuse an approval by the person who trained the version (separation of duties).
+
+    The trainers are the ids on the log: pseudonyms for events recorded with
+    pseudonymous actors, the ids people gave before. ``actor`` may be both.
+    """
+    ids = _ids(actor)
+    trained = {person(t) for t in trainers}
+    if policy.separation_of_duties and any(person(one) in trained for one in ids):
         return Denial(
             "separation-of-duties",
-            f"{actor} trained version {version} and may not approve it",
+            f"{ids[0]} trained version {version} and may not approve it",
             "have a second person, who did not train it, approve it",
         )
     return None
 
 
 def check_gates(
-    policy: Policy, environment: str, metrics: Mapping[str, float], version: str
+    policy: Policy,
+    environment: str,
+    metrics: Mapping[str, float],
+    version: str,
+    comparisons: Mapping[str, tuple[int, Comparison]] | None = None,
 ) -> Denial | None:
-    """Refuse a deploy whose recorded metrics miss one of the environment's gates."""
+    """Refuse a deploy whose recorded metrics (or comparisons) miss one of the environment's gates.
+
+    ``comparisons`` maps a metric to the newest live comparison of it with a
+    baseline (its event's seq, and the comparison), which ``... at L%`` gates check.
+    """
     for gate in policy.gates_for(environment):
-        if gate.passes(metrics):
+        if gate.passes(metrics, comparisons):
             continue
+        if gate.level is not None:
+            return _comparison_denial(gate, environment, version, (comparisons or {}))
         found = metrics.get(gate.metric)
         has = "has no recorded value" if found is None else f"is {found:g}"
         return Denial(
@@ -494,6 +672,49 @@ def check_gates(
             "or deploy a version that does",
         )
     return None
+
+
+def _comparison_denial(
+    gate: Gate,
+    environment: str,
+    version: str,
+    comparisons: Mapping[str, tuple[int, Comparison]],
+) -> Denial:
+    """Say why a comparison gate fails: no comparison, no interval at its level, or the bound."""
+    assert gate.level is not None
+    fails = f"version {version} fails the {environment} gate {gate}"
+    recorded = comparisons.get(gate.compared)
+    rerun = (
+        f"`auditml evaluate MODEL {shlex.quote(version)} --examples FILE --baseline V "
+        f"--compare {shlex.quote(gate.compared)} --confidence {gate.level:g}`"
+    )
+    if recorded is None:
+        return Denial(
+            "metric-gate",
+            f"{fails}: no comparison of {gate.compared} with a baseline is recorded",
+            f"record one with {rerun}, or deploy a version that has one",
+        )
+    seq, comparison = recorded
+    bound = gate.bound(comparison)
+    if bound is None:
+        levels = ", ".join(f"{i.level:g}%" for i in comparison.intervals)
+        return Denial(
+            "metric-gate",
+            f"{fails}: the comparison of {gate.compared} with version {comparison.baseline} "
+            f"(event {seq}) has intervals at {levels}, not at {gate.level:g}%",
+            f"record the comparison again at {gate.level:g}% with {rerun}",
+        )
+    found = comparison.interval(gate.level)
+    assert found is not None
+    side = "lower" if gate.op in (">=", ">") else "upper"
+    return Denial(
+        "metric-gate",
+        f"{fails}: the {gate.level:g}% interval of {gate.metric} against version "
+        f"{comparison.baseline} (event {seq}, n={comparison.n}) is [{found.low:.4g}, "
+        f"{found.high:.4g}], and its {side} bound {bound:.4g} is not {gate.op} {gate.value:g}",
+        f"show the difference on more examples, or deploy a version that beats "
+        f"version {comparison.baseline} by that margin",
+    )
 
 
 def check_approvals(

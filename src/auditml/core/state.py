@@ -10,8 +10,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from auditml.core.canonical import loads_strict
 from auditml.core.events import (
+    Comparison,
     Event,
     is_imported,
 )
@@ -32,6 +35,8 @@ __all__ = [
     "Decision",
     "ModelState",
     "Move",
+    "Rollout",
+    "SplitChange",
     "VersionState",
     "fold",
     "numeric_metrics",
@@ -90,6 +95,61 @@ class Move:
     imported: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """A rollout in progress: a version beside the stable one, as a canary or a shadow.
+
+    ``seq`` and ``time`` are its ``rollout.start`` event's; ``traffic`` is the
+    canary's share now (0 for a shadow); ``imported`` marks one started by
+    imported history, which no live decision or monitor acts on.
+    """
+
+    seq: int
+    time: str
+    environment: str
+    version: str
+    stable: str
+    mode: str
+    traffic: int
+    actor: str
+    imported: bool = False
+
+    def split(self) -> dict[str, int]:
+        """Return the share of traffic each version serves, in percent."""
+        if self.mode == "shadow":
+            return {self.stable: 100}
+        return {self.stable: 100 - self.traffic, self.version: self.traffic}
+
+    def shadows(self) -> list[str]:
+        """Return the versions serving copies of traffic whose answers are not used."""
+        return [self.version] if self.mode == "shadow" else []
+
+
+@dataclass(frozen=True, slots=True)
+class SplitChange:
+    """One change of what serves an environment, and the split in force after it.
+
+    Every deploy, rollback, rollout start and promotion is one; ``split`` maps
+    each serving version to its percent of traffic and ``shadows`` lists the
+    versions on copies of traffic. ``rollout`` names the ``rollout.start`` it
+    belongs to; ``cause`` the ``monitor.check`` behind an automatic rollback.
+    """
+
+    seq: int
+    time: str
+    action: str
+    environment: str
+    version: str
+    replaces: str | None
+    actor: str
+    reason: str | None
+    split: dict[str, int]
+    shadows: list[str]
+    rollout: int | None = None
+    cause: int | None = None
+    imported: bool = False
+
+
 @dataclass
 class VersionState:
     """What the log says about one version of a model.
@@ -116,6 +176,11 @@ class VersionState:
     live_metrics: dict[str, float] = field(default_factory=dict)
     live_evaluated: dict[str, float] = field(default_factory=dict)
     ran_live: list[str] = field(default_factory=list)
+    #: metric -> (seq, newest comparison of it with a baseline); ``live_``: live evaluations only.
+    comparisons: dict[str, tuple[int, Comparison]] = field(default_factory=dict)
+    live_comparisons: dict[str, tuple[int, Comparison]] = field(default_factory=dict)
+    canary_in: list[str] = field(default_factory=list)
+    shadow_in: list[str] = field(default_factory=list)
 
     @property
     def live_approvals(self) -> list[Approval]:
@@ -128,11 +193,18 @@ class VersionState:
 
     @property
     def state(self) -> str:
-        """Return one word: retired, deployed, rejected, approved, failed or trained."""
+        """Return the state in one word: retired, deployed, canary, shadow, rejected, ...
+
+        approved, failed or trained. A canary or a shadow serves beside the stable version.
+        """
         if self.retired is not None:
             return "retired"
         if self.running_in:
             return "deployed"
+        if self.canary_in:
+            return "canary"
+        if self.shadow_in:
+            return "shadow"
         if self.rejected is not None:
             return "rejected"
         if self.status == "failed":
@@ -171,6 +243,8 @@ class VersionState:
             "rejected_by": self.rejected.actor if self.rejected else None,
             "retired_by": self.retired.actor if self.retired else None,
             "running_in": self.running_in,
+            "canary_in": self.canary_in,
+            "shadow_in": self.shadow_in,
             "metrics": self.metrics,
             "evaluated_metrics": self.evaluated,
             "incidents": self.incidents,
@@ -186,6 +260,33 @@ class ModelState:
     running: dict[str, str] = field(default_factory=dict)
     timeline: list[Move] = field(default_factory=list)
     card_edits: list[CardEdit] = field(default_factory=list)
+    rollouts: dict[str, Rollout] = field(default_factory=dict)
+    splits: list[SplitChange] = field(default_factory=list)
+
+    def split(self, environment: str) -> dict[str, int]:
+        """Return the share of ``environment``'s traffic each version serves now, in percent."""
+        rollout = self.rollouts.get(environment)
+        if rollout is not None:
+            return rollout.split()
+        running = self.running.get(environment)
+        return {} if running is None else {running: 100}
+
+    def shadows(self, environment: str) -> list[str]:
+        """Return the versions serving copies of ``environment``'s traffic now."""
+        rollout = self.rollouts.get(environment)
+        return rollout.shadows() if rollout is not None else []
+
+    def split_history(self, environment: str | None = None) -> list[SplitChange]:
+        """Return every change of the split, optionally of one environment, oldest first."""
+        return [c for c in self.splits if environment is None or c.environment == environment]
+
+    def serving_at(self, environment: str, when: str) -> tuple[dict[str, int], list[str]]:
+        """Return the split and the shadows in force in ``environment`` at time ``when``."""
+        found: tuple[dict[str, int], list[str]] = ({}, [])
+        for change in self.splits:
+            if change.environment == environment and change.time <= when:
+                found = (change.split, change.shadows)
+        return found
 
     def card_sections(self, version: str, *, live: bool = False) -> dict[str, tuple[int, Any]]:
         """Return the human card sections in force for ``version``, each with the seq that set it.
@@ -243,6 +344,10 @@ class ModelState:
             "model": self.model,
             "running": dict(sorted(self.running.items())),
             "running_imported": self.running_imported(),
+            "splits": {env: self.split(env) for env in sorted(self.running)},
+            "shadows": {
+                env: self.shadows(env) for env in sorted(self.rollouts) if self.shadows(env)
+            },
             "versions": [v.as_dict() for v in self.versions.values()],
         }
 
@@ -314,15 +419,25 @@ def fold(
             vs.incidents += 1
         elif event.action == "model.evaluate":
             vs.evaluated.update(numeric_metrics(data.get("metrics")))
+            compared = _comparisons(seq, data.get("comparisons"))
+            vs.comparisons.update(compared)
             if not imported:
                 vs.live_evaluated.update(numeric_metrics(data.get("metrics")))
+                vs.live_comparisons.update(compared)
+        elif event.action in ("rollout.start", "rollout.promote"):
+            _fold_rollout(state, vs, seq, event, imported)
         elif event.action in ("model.deploy", "model.rollback"):
             env = str(data.get("environment"))
-            replaced = state.running.get(env)
-            if replaced is not None and replaced in state.versions:
-                old = state.versions[replaced]
+            ended = state.rollouts.get(env)
+            _end_rollout(state, env)
+            running = state.running.get(env)
+            if running is not None and running in state.versions:
+                old = state.versions[running]
                 if env in old.running_in:
                     old.running_in.remove(env)
+            replaced = running
+            if ended is not None and event.action == "model.rollback":
+                replaced = ended.version  # the rollback ended the rollout: the canary left
             state.running[env] = version
             vs.running_in.append(env)
             if env not in vs.ran_in:
@@ -332,7 +447,122 @@ def fold(
             state.timeline.append(
                 Move(seq, event.time, event.action, env, version, replaced, actor, reason, imported)
             )
+            cause = data.get("cause")
+            rollout = data.get("rollout")
+            state.splits.append(
+                SplitChange(
+                    seq,
+                    event.time,
+                    event.action,
+                    env,
+                    version,
+                    replaced,
+                    actor,
+                    reason,
+                    {version: 100},
+                    [],
+                    rollout if isinstance(rollout, int) else None,
+                    _cause_seq(cause),
+                    imported,
+                )
+            )
     return state
+
+
+def _comparisons(seq: int, raw: object) -> dict[str, tuple[int, Comparison]]:
+    """Return an evaluation's comparisons by metric; a malformed one is left out."""
+    found: dict[str, tuple[int, Comparison]] = {}
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            comparison = Comparison.model_validate(item)
+        except ValidationError:
+            continue
+        found[comparison.metric] = (seq, comparison)
+    return found
+
+
+def _cause_seq(cause: object) -> int | None:
+    """Return the seq of the check a rollback names as its cause, if it names one."""
+    if isinstance(cause, dict) and isinstance(cause.get("seq"), int):
+        return int(cause["seq"])
+    return None
+
+
+def _end_rollout(state: ModelState, environment: str) -> None:
+    """End the rollout in ``environment``, if any: its version no longer serves there."""
+    rollout = state.rollouts.pop(environment, None)
+    if rollout is None:
+        return
+    vs = state.versions.get(rollout.version)
+    if vs is not None:
+        for held in (vs.canary_in, vs.shadow_in):
+            if environment in held:
+                held.remove(environment)
+
+
+def _fold_rollout(
+    state: ModelState, vs: VersionState, seq: int, event: Event, imported: bool
+) -> None:
+    """Fold a ``rollout.start`` or ``rollout.promote`` into the rollouts and the split timeline."""
+    data = event.data
+    env = str(data.get("environment"))
+    traffic = data.get("traffic")
+    share = traffic if isinstance(traffic, int) else 0
+    said = data.get("reason")
+    reason = said if isinstance(said, str) else None
+    if event.action == "rollout.start":
+        _end_rollout(state, env)
+        stable = data.get("stable")
+        mode = "shadow" if data.get("mode") == "shadow" else "canary"
+        rollout = Rollout(
+            seq,
+            event.time,
+            env,
+            vs.version,
+            str(stable) if stable is not None else state.running.get(env, ""),
+            mode,
+            share if mode == "canary" else 0,
+            event.actor.id,
+            imported,
+        )
+        state.rollouts[env] = rollout
+        (vs.canary_in if mode == "canary" else vs.shadow_in).append(env)
+    else:
+        current = state.rollouts.get(env)
+        if current is None or current.version != vs.version:
+            return  # a promotion of no rollout in force: nothing to fold
+        rollout = Rollout(
+            current.seq,
+            current.time,
+            env,
+            current.version,
+            current.stable,
+            "canary",
+            share,
+            current.actor,
+            current.imported,
+        )
+        state.rollouts[env] = rollout
+        if env in vs.shadow_in:
+            vs.shadow_in.remove(env)
+            vs.canary_in.append(env)
+    state.splits.append(
+        SplitChange(
+            seq,
+            event.time,
+            event.action,
+            env,
+            vs.version,
+            None,
+            event.actor.id,
+            reason,
+            rollout.split(),
+            rollout.shadows(),
+            rollout.seq,
+            None,
+            imported,
+        )
+    )
 
 
 def numeric_metrics(value: object) -> dict[str, float]:

@@ -30,13 +30,20 @@ from auditml.core.events import (
 from auditml.core.incidents import IncidentIndex
 from auditml.core.keys import SignatureEntry, signature_entry
 from auditml.core.policy import DEFAULT_POLICY, Policy, policy_from
-from auditml.core.privacy import STORAGE_NOTES, PrivacyEntry, privacy_entry, schedule_rows
+from auditml.core.privacy import (
+    STORAGE_NOTES,
+    PrivacyEntry,
+    labelled,
+    privacy_entry,
+    schedule_rows,
+)
 from auditml.core.state import ModelState, VersionState, fold, numeric_metrics
 from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.reports.model import (
     AuditReport,
     CardSummary,
     Checkpointed,
+    ComparisonEntry,
     CrossReference,
     DecisionEntry,
     DocumentRef,
@@ -50,6 +57,9 @@ from auditml.reports.model import (
     ProcessingRecord,
     RetentionRule,
     RiskSummary,
+    RolloutCheck,
+    RolloutEntry,
+    RolloutStep,
     RuntimeFinding,
     RuntimeRow,
     ScheduleEntry,
@@ -76,6 +86,7 @@ _EVERY = 20_000  # events between progress callbacks
 _FOLDED = frozenset(LIFECYCLE_ACTIONS)  # the events a model's state (and card) is folded from
 _DECISIONS = frozenset(DECISION_ACTIONS)
 _PRIVACY = frozenset(PRIVACY_ACTIONS)
+_WIDENING = ("rollout.promote", "model.deploy")  # a refused promotion is one of these
 _DOC_RECORDS = frozenset({"model.train", "model.evaluate", "card.update", "policy.update"})
 
 
@@ -117,10 +128,21 @@ class _Fold:
     read: int = 0
     in_window: int = 0
     imported: int = 0
+    #: Rollout events (start, promote, and the deploy or rollback that ended one) and checks.
+    rollout_events: list[tuple[int, Event]] = field(default_factory=list)
 
     def wants(self, model: str | None) -> bool:
         """Return whether an event about ``model`` (None: about the log) is in scope."""
         return model is None or self.models is None or model in self.models
+
+
+def _comparisons(acc: _Fold, model: str, version: str) -> list[ComparisonEntry]:
+    """Return the newest comparison with a baseline of each metric of a version."""
+    state = acc.states.get(model)
+    vs = None if state is None else state.versions.get(version)
+    if vs is None:
+        return []
+    return [ComparisonEntry(**c.model_dump(), seq=seq) for seq, c in vs.comparisons.values()]
 
 
 def _text(value: object) -> str | None:
@@ -155,6 +177,17 @@ def _decision(seq: int, event: Event) -> DecisionEntry:
         reason = reason or f"card sections: {listed}"
     elif event.action == "model.train" and data.get("status") == "failed":
         reason = "training failed"
+    elif event.action == "registry.change":
+        reason = _registry_change(data)
+    elif event.action == "registry.sync":
+        alias, env = data.get("alias"), data.get("environment")
+        if data.get("status") == "done":
+            reason = f"moved MLflow alias {alias} ({env}) after decision {data.get('decision_seq')}"
+        else:
+            reason = (
+                f"FAILED to move MLflow alias {alias} ({env}) after decision "
+                f"{data.get('decision_seq')}: {data.get('error')}"
+            )
     return DecisionEntry(
         seq=seq,
         time=event.time,
@@ -169,6 +202,18 @@ def _decision(seq: int, event: Event) -> DecisionEntry:
         planned_change=planned,
         imported=is_imported(data),
     )
+
+
+def _registry_change(data: dict[str, Any]) -> str:
+    """Return what a ``registry.change`` says, and the rules it broke, in one sentence."""
+    kind = data.get("kind")
+    named = data.get("alias") or data.get("stage") or data.get("key")
+    text = f"MLflow {kind}" + (f" {named}" if named else "") + f" (seen by {data.get('via')})"
+    found = data.get("violations")
+    for item in found if isinstance(found, list) else []:
+        if isinstance(item, dict):
+            text += f"; VIOLATION {item.get('rule')}: {item.get('message')}"
+    return text
 
 
 def _training(seq: int, event: Event) -> TrainingEntry:
@@ -301,6 +346,12 @@ def _feed(acc: _Fold, seq: int, event: Event) -> None:
         fold(model, ((seq, event),), state)
     if action in ("incident.open", "incident.close"):
         acc.incidents.apply(seq, event)
+    if (
+        action in ("rollout.start", "rollout.promote", "monitor.check")
+        or (action in ("model.deploy", "model.rollback") and event.data.get("rollout") is not None)
+        or (action == "policy.denied" and event.data.get("attempted") in _WIDENING)
+    ):
+        acc.rollout_events.append((seq, event))
     in_window = acc.since is None or event.time >= acc.since
     if not in_window:
         return
@@ -486,6 +537,132 @@ def _series(state: ModelState) -> dict[str, list[tuple[str, float | None]]]:
         ]
         for name in chosen
     }
+
+
+def _split_text(split: dict[str, int], shadows: Sequence[str]) -> str:
+    if len(split) == 1:
+        text = f"v{next(iter(split))} 100%"
+    else:
+        text = " + ".join(f"v{v} {p}%" for v, p in split.items())
+    return text + "".join(f" + v{v} shadow" for v in shadows)
+
+
+def _rollouts(acc: _Fold, since: str | None) -> list[RolloutEntry]:
+    """Return each rollout in scope: its split timeline, its monitor checks and how it ended."""
+    splits = {
+        (s.model, c.seq): c for s in acc.states.values() for c in s.splits if c.rollout is not None
+    }
+    found: dict[int, dict[str, Any]] = {}
+    running: dict[tuple[str, str], int] = {}  # (model, environment) -> the rollout in progress
+    for seq, event in acc.rollout_events:
+        data, model = event.data, event.subject.get("model", "")
+        env = str(data.get("environment"))
+        if event.action == "policy.denied":
+            start = running.get((model, env))
+            entry = found.get(start) if start is not None else None
+            if entry is not None and entry["version"] == event.subject.get("version"):
+                entry["steps"].append(
+                    RolloutStep(
+                        seq=seq,
+                        time=event.time,
+                        action=f"promotion refused ({data.get('rule')})",
+                        actor=event.actor.id,
+                        reason=_text(data.get("message")),
+                        split="unchanged",
+                    )
+                )
+            continue
+        said = seq if event.action == "rollout.start" else data.get("rollout")
+        if not isinstance(said, int):
+            continue
+        start = said
+        entry = found.get(start)
+        if event.action == "rollout.start":
+            entry = found[start] = {
+                "model": model,
+                "environment": str(data.get("environment")),
+                "version": event.subject.get("version", ""),
+                "stable": str(data.get("stable")),
+                "mode": str(data.get("mode")),
+                "seq": seq,
+                "started": event.time,
+                "started_by": event.actor.id,
+                "outcome": "in progress",
+                "imported": is_imported(event.data),
+                "steps": [],
+                "checks": [],
+            }
+        if entry is None:
+            continue  # a rollout that began before the log's first event in scope
+        if event.action == "monitor.check":
+            counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
+            window = data.get("window") if isinstance(data.get("window"), dict) else {}
+            figures = data.get("statistics") if isinstance(data.get("statistics"), dict) else {}
+            triggers = data.get("triggers") if isinstance(data.get("triggers"), list) else []
+            assert isinstance(counts, dict) and isinstance(window, dict)
+            assert isinstance(figures, dict) and isinstance(triggers, list)
+            entry["checks"].append(
+                RolloutCheck(
+                    seq=seq,
+                    time=event.time,
+                    actor=event.actor.id,
+                    verdict=str(data.get("verdict")),
+                    since=str(window.get("since")),
+                    until=str(window.get("until")),
+                    canary_requests=int(counts.get("canary") or 0),  # type: ignore[arg-type]
+                    stable_requests=int(counts.get("stable") or 0),  # type: ignore[arg-type]
+                    min_requests=int(data.get("min_requests") or 0),  # type: ignore[arg-type]
+                    statistics={
+                        str(k): float(v) if isinstance(v, int | float) else None
+                        for k, v in figures.items()
+                    },
+                    tripped=[
+                        str(t.get("trigger"))
+                        for t in triggers
+                        if isinstance(t, dict) and t.get("tripped") is True
+                    ],
+                )
+            )
+            continue
+        change = splits.get((model, seq))
+        cause = data.get("cause") if isinstance(data.get("cause"), dict) else None
+        evidence = data.get("evidence")
+        step = RolloutStep(
+            seq=seq,
+            time=event.time,
+            action=event.action,
+            actor=event.actor.id,
+            reason=_text(data.get("reason")),
+            split=_split_text(change.split, change.shadows) if change else "",
+            evidence=evidence if isinstance(evidence, dict) else None,
+            cause_seq=cause.get("seq") if isinstance(cause, dict) else None,
+            cause_hash=cause.get("hash") if isinstance(cause, dict) else None,
+            automatic=cause is not None,
+        )
+        entry["steps"].append(step)
+        if event.action == "rollout.start":
+            running[(model, env)] = seq
+        elif event.action in ("model.deploy", "model.rollback"):
+            running.pop((model, env), None)
+        if event.action == "model.deploy":
+            entry["outcome"] = "promoted to all traffic"
+        elif event.action == "model.rollback":
+            entry["outcome"] = (
+                f"rolled back automatically by {event.actor.id} (monitor check {step.cause_seq})"
+                if step.automatic
+                else f"rolled back by {event.actor.id}"
+            )
+            entry["checks"] = [
+                c.model_copy(update={"acted_seq": seq}) if c.seq == step.cause_seq else c
+                for c in entry["checks"]
+            ]
+    return [
+        RolloutEntry(**entry)
+        for entry in found.values()
+        if since is None
+        or entry["outcome"] == "in progress"
+        or max([entry["started"], *(s.time for s in entry["steps"])]) >= since
+    ]
 
 
 def _identity(state: ModelState, acc: _Fold) -> ModelIdentity:
@@ -802,8 +979,9 @@ def build_report(
     cp, partial = _checkpoint(log, allow_partial)
     acc = _Fold(models=set(wanted) or None, since=since_ts)
     total = cp.size
+    directory = log.actors()  # the report names people while the actor directory knows them
     for record in log.events(until=until_ts, stop=cp.size):
-        _feed(acc, record.seq, record.event)
+        _feed(acc, record.seq, labelled(record.event, directory) if directory else record.event)
         if progress is not None and record.seq % _EVERY == 0:
             progress(record.seq, total)
     if progress is not None:
@@ -834,6 +1012,11 @@ def build_report(
     ]
     timeline.extend(p for p in acc.retire_points if acc.wants(p.model))
     denials = [d for d in acc.decisions if d.action == "policy.denied"]
+    violations = [
+        d
+        for d in acc.decisions
+        if d.action == "registry.change" and "VIOLATION" in (d.reason or "")
+    ]
     tiers = {
         s.model: ident.risk_tier
         for s in states
@@ -891,6 +1074,7 @@ def build_report(
                 datasets=list(ev.datasets),
                 metrics=ev.metrics,
                 imported=ev.imported,
+                comparisons=_comparisons(acc, model, version),
             )
             for (model, version), ev in acc.evals.items()
         ],
@@ -908,10 +1092,12 @@ def build_report(
             gates={k: list(v) for k, v in policy.gates.items()},
             risk_tiers=tiers,
             denials=denials,
+            violations=violations,
         ),
         changes=acc.decisions,
         changes_omitted=acc.omitted,
         incidents=_incidents(acc),
+        rollouts=_rollouts(acc, since_ts),
         runtime=runtime,
         runtime_findings=findings,
         timeline=timeline,

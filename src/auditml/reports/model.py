@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from auditml.core.events import Comparison
 from auditml.core.keys import SignatureEntry
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "AuditReport",
     "CardSummary",
     "Checkpointed",
+    "ComparisonEntry",
     "CrossReference",
     "DecisionEntry",
     "DocumentRef",
@@ -32,6 +34,9 @@ __all__ = [
     "ProcessingRecord",
     "RetentionRule",
     "RiskSummary",
+    "RolloutCheck",
+    "RolloutEntry",
+    "RolloutStep",
     "ScheduleEntry",
     "SignatureEntry",
     "TimelinePoint",
@@ -137,8 +142,17 @@ class TrainingEntry(_Frozen):
     imported: bool = False
 
 
+class ComparisonEntry(Comparison):
+    """The newest comparison of one metric of a version with its baseline, and its event."""
+
+    seq: int
+
+
 class EvaluationSummary(_Frozen):
-    """The evaluations of one version, summarized: how many, when, by whom, latest metrics."""
+    """The evaluations of one version, summarized: how many, when, by whom, latest metrics.
+
+    ``comparisons`` hold the newest comparison with a baseline of each metric.
+    """
 
     model: str
     version: str
@@ -149,6 +163,7 @@ class EvaluationSummary(_Frozen):
     datasets: list[str] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
     imported: int = 0
+    comparisons: list[ComparisonEntry] = Field(default_factory=list)
 
 
 class DecisionEntry(_Frozen):
@@ -190,6 +205,8 @@ class RiskSummary(_Frozen):
     gates: dict[str, list[str]] = Field(default_factory=dict)
     risk_tiers: dict[str, str] = Field(default_factory=dict)
     denials: list[DecisionEntry] = Field(default_factory=list)
+    #: Changes made in an outside registry (MLflow) that policy would have refused.
+    violations: list[DecisionEntry] = Field(default_factory=list)
 
 
 class IncidentEntry(_Frozen):
@@ -214,6 +231,60 @@ class IncidentEntry(_Frozen):
     resolution: str | None = None
     rollback_seq: int | None = None
     rollback_to: str | None = None
+
+
+class RolloutStep(_Frozen):
+    """One change of a rollout's split: its event, who made it, why, and the split after it.
+
+    ``evidence`` is the canary's verified runtime record counts a promotion
+    stood on; ``cause_seq`` and ``cause_hash`` name the monitor check behind
+    an automatic rollback.
+    """
+
+    seq: int
+    time: str
+    action: str
+    actor: str
+    reason: str | None = None
+    split: str
+    evidence: dict[str, JsonValue] | None = None
+    cause_seq: int | None = None
+    cause_hash: str | None = None
+    automatic: bool = False
+
+
+class RolloutCheck(_Frozen):
+    """One ``monitor.check`` of a rollout: its window, counts, figures and verdict."""
+
+    seq: int
+    time: str
+    actor: str
+    verdict: str
+    since: str
+    until: str
+    canary_requests: int
+    stable_requests: int
+    min_requests: int
+    statistics: dict[str, float | None] = Field(default_factory=dict)
+    tripped: list[str] = Field(default_factory=list)
+    acted_seq: int | None = None
+
+
+class RolloutEntry(_Frozen):
+    """One rollout of a version beside the stable one: its splits over time, checks and end."""
+
+    model: str
+    environment: str
+    version: str
+    stable: str
+    mode: str
+    seq: int
+    started: str
+    started_by: str
+    outcome: str
+    imported: bool = False
+    steps: list[RolloutStep] = Field(default_factory=list)
+    checks: list[RolloutCheck] = Field(default_factory=list)
 
 
 class TimelinePoint(_Frozen):
@@ -375,6 +446,8 @@ class AuditReport(_Frozen):
     changes: list[DecisionEntry] = Field(default_factory=list)
     changes_omitted: int = 0
     incidents: list[IncidentEntry] = Field(default_factory=list)
+    #: Every rollout (canary or shadow) in scope: its split timeline, monitor checks and end.
+    rollouts: list[RolloutEntry] = Field(default_factory=list)
     runtime: list[RuntimeRow] = Field(default_factory=list)
     runtime_findings: list[RuntimeFinding] = Field(default_factory=list)
     timeline: list[TimelinePoint] = Field(default_factory=list)

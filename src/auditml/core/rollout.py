@@ -1,0 +1,351 @@
+"""Rollouts: the rules a policy sets for canaries and monitors, and the statistics they read (pure).
+
+A policy may require that a version reach an environment through a canary,
+and say when the canary has been watched long enough to be promoted::
+
+    [rollout]
+    production = { canary = "10%", min_requests = 1000, min_duration = "1h" }
+
+``canary`` is the largest share a rollout there may start with;
+``min_requests`` counts the canary's verified runtime records since it
+started, and ``min_duration`` how long it has run, before it may take all the
+traffic. A monitor compares the canary with the stable version over a window
+and trips on any of its triggers::
+
+    [monitor.production]
+    triggers = ["error_rate > 0.02", "latency_p95_ms > 250", "score_psi(score) > 0.2"]
+    min_requests = 500          # fewer canary (or stable) records: undecided, never acts
+    window = "1h"
+    actor = "monitor@bank.example"   # the identity that rolls back [default: auditml-monitor]
+
+A trigger is ``STATISTIC OP NUMBER``. The statistics are the canary's
+``error_rate``, ``latency_p50_ms``, ``latency_p95_ms`` and ``latency_p99_ms``;
+``error_rate_delta`` and ``latency_p95_delta_ms`` (canary minus stable); and
+``score_psi(FIELD)``, the population stability index of the numeric output
+``FIELD`` of the canary against the stable version (``score_psi`` alone reads
+the monitor's ``score_field``, ``score`` by default). PSI bins the values by the
+stable version's deciles and sums ``(c - s) * ln(c / s)`` over the bins, each
+share floored at 0.0001 so an empty bin stays finite.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from auditml.errors import InvalidInputError
+
+__all__ = [
+    "DEFAULT_MONITOR_ACTOR",
+    "STATISTICS",
+    "MonitorRule",
+    "RolloutRule",
+    "Sample",
+    "Trigger",
+    "parse_duration_s",
+    "parse_percent",
+    "parse_trigger",
+    "psi",
+    "quantile",
+    "statistics",
+]
+
+DEFAULT_MONITOR_ACTOR = "auditml-monitor"
+
+#: The statistics a trigger may name (``score_psi`` also as ``score_psi(FIELD)``).
+STATISTICS = (
+    "error_rate",
+    "error_rate_delta",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "latency_p95_delta_ms",
+    "score_psi",
+)
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_TRIGGER = re.compile(
+    r"^\s*(?P<stat>[a-z_0-9]+)(?:\((?P<field>[A-Za-z_][A-Za-z0-9_.-]*)\))?\s*"
+    r"(?P<op>>=|<=|>|<)\s*(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
+_DURATION = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h|d)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PERCENT = re.compile(r"^\s*(?P<n>\d+)\s*%?\s*$")
+
+
+def parse_duration_s(text: object, *, where: str = "window") -> float:
+    """Return the seconds of a duration such as ``90s``, ``15m``, ``1h`` or ``2d``, or raise."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    seconds = float(match["n"]) * _UNITS[match["unit"]] if match else 0.0
+    if match is None or seconds <= 0:
+        raise InvalidInputError(
+            f"{where} {text!r} is not a duration: give a positive number and a unit, "
+            "e.g. 90s, 15m, 1h or 2d"
+        )
+    return seconds
+
+
+def parse_percent(text: object, *, where: str = "traffic") -> int:
+    """Return a share of traffic such as ``10%`` (or ``10``) as a whole percent 1 to 100."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    match = _PERCENT.match(text) if isinstance(text, str) else None
+    if match is None or not 1 <= int(match["n"]) <= 100:
+        raise InvalidInputError(
+            f"{where} {text!r} is not a share of traffic: give a whole percent from 1% to 100%, "
+            "e.g. 10%"
+        )
+    return int(match["n"])
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """One rollback trigger, e.g. ``error_rate > 0.02`` or ``score_psi(score) > 0.2``."""
+
+    text: str
+    statistic: str
+    field: str | None
+    op: str
+    value: float
+
+    @property
+    def key(self) -> str:
+        """Return the name of the statistic as a check records it, e.g. ``score_psi(score)``."""
+        return f"{self.statistic}({self.field})" if self.field else self.statistic
+
+    def trips(self, value: float) -> bool:
+        """Return whether ``value`` of the statistic trips the trigger."""
+        return _OPS[self.op](value, self.value)
+
+
+def parse_trigger(text: object, *, score_field: str = "score") -> Trigger:
+    """Parse ``STATISTIC OP NUMBER``, or raise InvalidInputError naming what is wrong."""
+    match = _TRIGGER.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidInputError(
+            f"trigger {text!r} is not of the form 'STATISTIC OP NUMBER', e.g. "
+            "'error_rate > 0.02' (OP is one of > >= < <=)"
+        )
+    stat, field = match["stat"], match["field"]
+    if stat not in STATISTICS:
+        raise InvalidInputError(
+            f"trigger {text!r} names the unknown statistic {stat!r}: triggers may use "
+            f"{', '.join(STATISTICS)}"
+        )
+    if field is not None and stat != "score_psi":
+        raise InvalidInputError(
+            f"trigger {text!r}: only score_psi takes an output field, e.g. score_psi(score)"
+        )
+    value = float(match["value"])
+    if not math.isfinite(value):
+        raise InvalidInputError(f"trigger {text!r} compares with a number too large; give one")
+    if stat == "score_psi" and field is None:
+        field = score_field
+    return Trigger(str(text).strip(), stat, field, match["op"], value)
+
+
+class RolloutRule(BaseModel):
+    """What a rollout to one environment must do before its canary may take all traffic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    canary: str = "10%"
+    min_requests: int = Field(default=0, ge=0, le=2**53 - 1)
+    min_duration: str = "0s"
+
+    @field_validator("canary")
+    @classmethod
+    def _canary_parses(cls, value: str) -> str:
+        if parse_percent(value, where="canary") >= 100:
+            raise ValueError("canary must be a share below 100%, e.g. 10%")
+        return value
+
+    @field_validator("min_duration")
+    @classmethod
+    def _duration_parses(cls, value: str) -> str:
+        if value.strip() not in ("0", "0s"):
+            parse_duration_s(value, where="min_duration")
+        return value
+
+    @property
+    def canary_percent(self) -> int:
+        """Return the largest share a canary may start with, in percent."""
+        return parse_percent(self.canary, where="canary")
+
+    @property
+    def min_duration_s(self) -> float:
+        """Return ``min_duration`` in seconds."""
+        if self.min_duration.strip() in ("0", "0s"):
+            return 0.0
+        return parse_duration_s(self.min_duration, where="min_duration")
+
+
+class MonitorRule(BaseModel):
+    """The rollback triggers of one environment, the evidence they need and who acts on them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    triggers: list[str] = Field(default_factory=list)
+    min_requests: int = Field(default=100, ge=1, le=2**53 - 1)
+    window: str = "1h"
+    score_field: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")] = "score"
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=512)] = DEFAULT_MONITOR_ACTOR
+
+    @field_validator("triggers")
+    @classmethod
+    def _triggers_parse(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_trigger(text)
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window_parses(cls, value: str) -> str:
+        parse_duration_s(value, where="window")
+        return value
+
+    def parsed(self) -> list[Trigger]:
+        """Return the triggers, parsed."""
+        return [parse_trigger(text, score_field=self.score_field) for text in self.triggers]
+
+    @property
+    def window_s(self) -> float:
+        """Return the default window in seconds."""
+        return parse_duration_s(self.window, where="window")
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def quantile(ordered: Sequence[float], q: float) -> float | None:
+    """Return the ``q`` quantile of sorted values, interpolated linearly (None when empty)."""
+    if not ordered:
+        return None
+    pos = q * (len(ordered) - 1)
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+#: PSI floors each bin's share at this, so an empty bin contributes a finite amount.
+PSI_FLOOR = 1e-4
+PSI_BINS = 10
+
+
+def psi(stable: Sequence[float], canary: Sequence[float], bins: int = PSI_BINS) -> float | None:
+    """Return the population stability index of ``canary`` against ``stable`` (None if empty).
+
+    The bins are cut at the stable values' quantiles 1/bins … (bins-1)/bins;
+    a value equal to a cut falls in the bin above it. Sorted inputs are read as they are.
+    """
+    if not stable or not canary:
+        return None
+    base = stable if _is_sorted(stable) else sorted(stable)
+    seen = canary if _is_sorted(canary) else sorted(canary)
+    cuts = sorted({q for q in (quantile(base, k / bins) for k in range(1, bins)) if q is not None})
+
+    def shares(ordered: Sequence[float]) -> list[float]:
+        edges = [0, *(bisect_left(ordered, cut) for cut in cuts), len(ordered)]
+        return [max((high - low) / len(ordered), PSI_FLOOR) for low, high in pairwise(edges)]
+
+    return sum((c - s) * math.log(c / s) for c, s in zip(shares(seen), shares(base), strict=True))
+
+
+def _is_sorted(values: Sequence[float]) -> bool:
+    return isinstance(values, _Sorted)
+
+
+class _Sorted(list[float]):
+    """A list of floats known to be sorted."""
+
+
+def _sorted(values: Sequence[float] | None) -> _Sorted:
+    return _Sorted(sorted(values or ()))
+
+
+@dataclass
+class Sample:
+    """The runtime records of one version over a window: counts, latencies and output values."""
+
+    requests: int = 0
+    errors: int = 0
+    latency: array[float] | None = None
+    scores: dict[str, array[float]] | None = None
+
+    @property
+    def error_rate(self) -> float | None:
+        """Return the share of requests that ended in an error (None with no requests)."""
+        return self.errors / self.requests if self.requests else None
+
+
+def statistics(
+    canary: Sample, stable: Sample, triggers: Sequence[Trigger]
+) -> dict[str, float | None]:
+    """Return every statistic the triggers read (and the basic ones), for a check to record."""
+    lat_c = _sorted(canary.latency)
+    lat_s = _sorted(stable.latency)
+    p95_c, p95_s = quantile(lat_c, 0.95), quantile(lat_s, 0.95)
+    err_c, err_s = canary.error_rate, stable.error_rate
+    found: dict[str, float | None] = {
+        "error_rate": err_c,
+        "stable_error_rate": err_s,
+        "error_rate_delta": None if err_c is None or err_s is None else err_c - err_s,
+        "latency_p50_ms": quantile(lat_c, 0.5),
+        "latency_p95_ms": p95_c,
+        "latency_p99_ms": quantile(lat_c, 0.99),
+        "stable_latency_p95_ms": p95_s,
+        "latency_p95_delta_ms": None if p95_c is None or p95_s is None else p95_c - p95_s,
+    }
+    for trigger in triggers:
+        if trigger.statistic == "score_psi" and trigger.key not in found:
+            name = trigger.field or "score"
+            found[trigger.key] = psi(
+                _sorted((stable.scores or {}).get(name)), _sorted((canary.scores or {}).get(name))
+            )
+    return {k: (None if v is None else round(v, 9)) for k, v in found.items()}
+
+
+def judge(
+    values: Mapping[str, float | None],
+    triggers: Sequence[Trigger],
+    *,
+    enough: bool,
+) -> tuple[str, list[dict[str, object]]]:
+    """Return the verdict (tripped, ok or undecided) and each trigger's result.
+
+    With too few records (``enough`` false), nothing is judged: every trigger
+    is undecided and so is the verdict, whatever the figures say.
+    """
+    results: list[dict[str, object]] = []
+    tripped = False
+    unknown = False
+    for trigger in triggers:
+        value = values.get(trigger.key)
+        fired: bool | None = None
+        if enough and value is not None:
+            fired = trigger.trips(value)
+            tripped = tripped or fired
+        else:
+            unknown = True
+        results.append(
+            {"trigger": trigger.text, "statistic": trigger.key, "value": value, "tripped": fired}
+        )
+    if not enough:
+        return "undecided", results
+    if tripped:
+        return "tripped", results
+    return ("undecided" if unknown else "ok"), results

@@ -1,0 +1,657 @@
+"""Runtime evidence: the runtime records a log commits to, read from their verified bytes.
+
+Views of runtime records (:mod:`auditml.serving`), promotion rules and
+monitors (:mod:`auditml.lifecycle`) read records through this module only.
+Each reads the ``runtime.segment`` events on the log up to its head and counts
+a segment's records only once they hash to the segment's root, so a record
+row added, changed or relabelled in the database is never counted: the
+columns copied out of a record are indexes, never facts.
+
+:func:`window_samples` is the fast path the monitor uses over a window of
+many records: per segment, one SHA-256 per record and the tree built with
+C-level maps, one orjson parse per record and the fields taken out in bulk. A
+segment in which anything looks wrong is read again by :func:`verified_records`,
+which names the first record that fails. As in ``verify``'s fast path, a key
+given twice in a record is read as orjson reads it (the last wins); auditml
+never writes one, and such a record still has to hash to its segment's root.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from itertools import groupby
+from operator import itemgetter, methodcaller
+from typing import Any
+
+import orjson
+
+from auditml.core import merkle
+from auditml.core.canonical import loads_strict
+from auditml.core.records import SEGMENT_ACTION, _leaf_hashes_of, _tree_root
+from auditml.core.rollout import Sample
+from auditml.errors import AuditmlError, VerificationError
+from auditml.ledger import Ledger
+from auditml.store import Store
+
+__all__ = [
+    "PARALLEL_MIN",
+    "WindowRequest",
+    "checked_record",
+    "segments_of",
+    "serve_request",
+    "verified_records",
+    "window_samples",
+]
+
+
+# --------------------------------------------------------------------------- verified records
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """What a ``runtime.segment`` event on the log commits to."""
+
+    seq: int
+    time: str  # when the segment was appended: no record in it can be later
+    count: int
+    root: bytes
+    stream: object
+    model: object
+    env: object
+    first_time: object
+    last_time: object
+
+
+def segments_of(
+    ledger: Ledger,
+    *,
+    model: str | None = None,
+    env: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> list[_Segment]:
+    """Return the segment events up to the log's head whose data may hold matching records.
+
+    The events are read through their checked bytes; their data, not the
+    record columns, says which model, environment and times a segment covers.
+    """
+    found = []
+    for rec in ledger.events(action=SEGMENT_ACTION, stop=ledger.head().size):
+        data = rec.event.data
+        try:
+            count, root = data["count"], bytes.fromhex(str(data["root"]))
+            if not isinstance(count, int) or count < 1 or len(root) != 32:
+                raise ValueError(count)
+        except (KeyError, TypeError, ValueError):
+            raise VerificationError(
+                "its runtime.segment data holds no count and root; run `auditml verify`",
+                kind="record",
+                seq=rec.seq,
+            ) from None
+        seg = _Segment(
+            rec.seq,
+            rec.event.time,
+            count,
+            root,
+            data.get("stream"),
+            data.get("model"),
+            data.get("env"),
+            data.get("first_time"),
+            data.get("last_time"),
+        )
+        if model is not None and seg.model != model:
+            continue
+        if env is not None and seg.env != env:
+            continue
+        if since is not None and isinstance(seg.last_time, str) and seg.last_time < since:
+            continue
+        if until is not None and isinstance(seg.first_time, str) and seg.first_time >= until:
+            continue
+        found.append(seg)
+    return found
+
+
+def _record_fault(seg: int, i: int, problem: str) -> VerificationError:
+    return VerificationError(
+        f"runtime record {i}: {problem}; run `auditml verify`", kind="record", seq=seg
+    )
+
+
+def checked_record(seg: int, i: int, body: object) -> dict[str, Any]:
+    """Return the record held in ``body`` if it has every field a view reads, else raise."""
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise _record_fault(seg, i, "its bytes are stored as text, not the bytes auditml wrote")
+    try:
+        record = loads_strict(bytes(body))
+    except (AuditmlError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        raise _record_fault(seg, i, "its stored bytes are not a JSON record")
+    for name in ("request_id", "time", "model", "version", "env"):
+        if not isinstance(record.get(name), str):
+            raise _record_fault(seg, i, f"its {name} is {record.get(name)!r}, not a string")
+    latency = record.get("latency_ms")
+    if (
+        isinstance(latency, bool)
+        or not isinstance(latency, int | float)
+        or not math.isfinite(latency)
+    ):
+        raise _record_fault(seg, i, f"its latency_ms is {latency!r}, not a number")
+    if not (record.get("error") is None or isinstance(record.get("error"), str)):
+        raise _record_fault(seg, i, f"its error is {record.get('error')!r}, not a string or null")
+    if not isinstance(record.get("output"), dict):
+        raise _record_fault(seg, i, "its output is not an object")
+    return record
+
+
+def _within(seg: _Segment, record: Mapping[str, Any]) -> bool:
+    """Return whether a record is of the model, env and time span its segment event states."""
+    return (
+        (seg.model is None or record["model"] == seg.model)
+        and (seg.env is None or record["env"] == seg.env)
+        and (not isinstance(seg.first_time, str) or record["time"] >= seg.first_time)
+        and (not isinstance(seg.last_time, str) or record["time"] <= seg.last_time)
+    )
+
+
+def _close(seg: _Segment, leaves: list[bytes]) -> None:
+    """Raise unless the leaves read for ``seg`` are exactly the records its event commits."""
+    if len(leaves) != seg.count:
+        raise VerificationError(
+            f"the segment commits {seg.count} runtime records but {len(leaves)} are stored: "
+            "records were removed or added in the database; run `auditml verify`",
+            kind="record",
+            seq=seg.seq,
+        )
+    if merkle.root_of(leaves) != seg.root:
+        raise VerificationError(
+            "its stored runtime records do not hash to the segment's root: a record was "
+            "changed, removed or reordered in the database; run `auditml verify`",
+            kind="record",
+            seq=seg.seq,
+        )
+
+
+def verified_records(
+    ledger: Ledger,
+    *,
+    model: str | None = None,
+    env: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    only: frozenset[int] | None = None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(segment time, record)`` of the committed records that match the filters.
+
+    ``only`` limits the read to the segments of those seqs.
+
+    Records come from their verified bytes, with the time their segment was
+    appended (no record in it can have been made later).
+
+    Segment by segment, in log order: a segment's records are yielded only once
+    they hash to its root, and a segment whose stored records do not raise
+    VerificationError naming it. Filters are applied to the records' bytes.
+    """
+    segments = segments_of(ledger, model=model, env=env, since=since, until=until)
+    if only is not None:
+        segments = [seg for seg in segments if seg.seq in only]
+    if not segments:
+        return
+    wanted = {seg.seq: seg for seg in segments}
+    with ledger.store.snapshot() as snap:
+        if not snap.holds_records():
+            raise VerificationError(
+                "the log has runtime.segment events but the store has no runtime record table",
+                kind="record",
+                seq=segments[0].seq,
+            )
+        current: _Segment | None = None
+        leaves: list[bytes] = []
+        held: list[tuple[str, dict[str, Any]]] = []
+        seen: set[int] = set()
+        for chunk in snap.records_of_segments(ledger.log_id, list(wanted)):
+            for seg_no, _, body in chunk:
+                if current is None or seg_no != current.seq:
+                    if current is not None:
+                        _close(current, leaves)
+                        yield from held
+                    current, leaves, held = wanted[seg_no], [], []
+                    seen.add(current.seq)
+                i = len(leaves)
+                record = checked_record(current.seq, i, body)
+                leaves.append(merkle.leaf_hash(bytes(body)))
+                said, stream = record.get("i"), record.get("stream")
+                if said != i or stream != current.stream:
+                    raise _record_fault(
+                        current.seq,
+                        i,
+                        f"the record stored in its place says it is record {said!r} of "
+                        f"{stream!r}: the segment's records ({current.stream!r}) are missing, "
+                        "added or out of order in the store",
+                    )
+                if not _within(current, record):
+                    raise _record_fault(
+                        current.seq,
+                        i,
+                        f"it is of {record['model']!r} in {record['env']!r} at {record['time']}, "
+                        f"outside what its segment event says it holds ({current.model!r} in "
+                        f"{current.env!r}, {current.first_time} to {current.last_time})",
+                    )
+                if (
+                    (model is None or record["model"] == model)
+                    and (env is None or record["env"] == env)
+                    and (since is None or record["time"] >= since)
+                    and (until is None or record["time"] < until)
+                ):
+                    held.append((current.time, record))
+        if current is not None:
+            _close(current, leaves)
+            yield from held
+    if len(seen) != len(wanted):
+        missing = min(set(wanted) - seen)
+        raise VerificationError(
+            f"the segment's {wanted[missing].count} runtime records are missing from the "
+            "store; run `auditml verify`",
+            kind="record",
+            seq=missing,
+        )
+
+
+# --------------------------------------------------------------------------- window samples
+
+_FIELDS = itemgetter(
+    "i", "stream", "model", "env", "time", "version", "error", "latency_ms", "output"
+)
+_NUMBERS = {int, float}
+_ERRORS = {str, type(None)}
+_SEG, _BODY = itemgetter(0), itemgetter(2)
+
+
+def _sample_of(samples: dict[str, Sample], version: str) -> Sample:
+    found = samples.get(version)
+    if found is None:
+        found = samples[version] = Sample(0, 0, array("d"), {})
+    return found
+
+
+def _add(
+    sample: Sample, error: object, latency: float, output: Mapping[str, Any], fields: Sequence[str]
+) -> None:
+    sample.requests += 1
+    if error is not None:
+        sample.errors += 1
+    assert sample.latency is not None and sample.scores is not None
+    sample.latency.append(latency)
+    for name in fields:
+        value = output.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            sample.scores.setdefault(name, array("d")).append(float(value))
+
+
+def _merge(into: Sample, part: Sample) -> None:
+    assert into.latency is not None and into.scores is not None
+    into.requests += part.requests
+    into.errors += part.errors
+    into.latency.extend(part.latency or array("d"))
+    for name, values in (part.scores or {}).items():
+        into.scores.setdefault(name, array("d")).extend(values)
+
+
+def _pick(column: Sequence[Any], rows: list[int] | None) -> Sequence[Any]:
+    """Return the entries of ``column`` at ``rows`` (None: all of it), with a C-level getter."""
+    if rows is None:
+        return column
+    if len(rows) == 1:
+        return (column[rows[0]],)
+    return itemgetter(*rows)(column) if rows else ()
+
+
+def _part(
+    errors: Sequence[Any], latencies: Sequence[Any], outputs: Sequence[Any], fields: Sequence[str]
+) -> Sample | None:
+    """Return one version's sample from its columns, or None if a field is not as a view reads."""
+    if not (
+        set(map(type, errors)) <= _ERRORS
+        and set(map(type, latencies)) <= _NUMBERS
+        and set(map(type, outputs)) <= {dict}
+    ):
+        return None
+    part = Sample(len(errors), len(errors) - list(errors).count(None), array("d", latencies), {})
+    assert part.scores is not None
+    for name in fields:
+        found = list(map(methodcaller("get", name), outputs))
+        if not set(map(type, found)) <= _NUMBERS:
+            found = [v for v in found if type(v) in _NUMBERS]  # text, true/false, none: no score
+        part.scores[name] = array("d", found)
+    return part
+
+
+def _fast_segment(
+    seg: _Segment,
+    bodies: list[Any],
+    *,
+    model: str,
+    env: str,
+    since: str,
+    until: str,
+    versions: frozenset[str],
+    fields: Sequence[str],
+    samples: dict[str, Sample],
+) -> bool:
+    """Add a segment's matching records to ``samples``; False (nothing added) if it needs a look.
+
+    True means every record parsed, fits its place in the segment and its
+    event, and the records hash to the segment's root.
+    """
+    if len(bodies) != seg.count or not set(map(type, bodies)) <= {bytes}:
+        return False
+    if _tree_root(_leaf_hashes_of(bodies)) != seg.root:
+        return False
+    try:
+        columns = list(zip(*map(_FIELDS, map(orjson.loads, bodies)), strict=True))
+    except (ValueError, TypeError, KeyError):
+        return False
+    indexes, streams, models, envs, times, names, errors, latencies, outputs = columns
+    if list(indexes) != list(range(seg.count)) or set(streams) != {seg.stream}:
+        return False
+    if not set(models) <= ({seg.model} if seg.model is not None else {model}):
+        return False
+    if not set(envs) <= ({seg.env} if seg.env is not None else {env}):
+        return False
+    if not set(map(type, times)) | set(map(type, names)) <= {str}:
+        return False
+    low, high = min(times), max(times)
+    if (isinstance(seg.first_time, str) and low < seg.first_time) or (
+        isinstance(seg.last_time, str) and high > seg.last_time
+    ):
+        return False
+    if set(models) != {model} or set(envs) != {env}:
+        return True  # nothing of this model and environment (the event said otherwise)
+    inside = None if low >= since and high < until else [since <= t < until for t in times]
+    present = set(names) if inside is None else {n for n, k in zip(names, inside, strict=True) if k}
+    found: dict[str, Sample] = {}
+    for version in versions & present:
+        rows = (
+            None
+            if inside is None and len(present) == 1
+            else [k for k, n in enumerate(names) if n == version and (inside is None or inside[k])]
+        )
+        part = _part(_pick(errors, rows), _pick(latencies, rows), _pick(outputs, rows), fields)
+        if part is None:
+            return False  # nothing of this segment was added: the careful read adds it all
+        found[version] = part
+    for version, part in found.items():
+        _merge(_sample_of(samples, version), part)
+    return True
+
+
+#: A window of at least this many segments is read by two processes (one a helper).
+PARALLEL_MIN = 200
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """What a window read needs besides its segments: the filters and the fields to keep."""
+
+    model: str
+    env: str
+    since: str
+    until: str
+    versions: tuple[str, ...]
+    fields: tuple[str, ...]
+
+
+@dataclass
+class _Read:
+    """What reading some segments found: samples, segments read, segments that need a look."""
+
+    samples: dict[str, Sample]
+    seen: set[int]
+    slow: list[int]
+
+
+def _read_segments(
+    store: Store, log_id: int, segments: Sequence[_Segment], ask: WindowRequest
+) -> _Read:
+    """Read the stored records of ``segments`` on the fast path, in one snapshot."""
+    wanted = frozenset(ask.versions)
+    by_seq = {seg.seq: seg for seg in segments}
+    found = _Read({}, set(), [])
+    with store.snapshot() as snap:
+        if not snap.holds_records():
+            raise VerificationError(
+                "the log has runtime.segment events but the store has no runtime record table",
+                kind="record",
+                seq=segments[0].seq,
+            )
+        current: int | None = None
+        bodies: list[Any] = []
+
+        def close() -> None:
+            if current is None:
+                return
+            found.seen.add(current)
+            ok = _fast_segment(
+                by_seq[current],
+                bodies,
+                model=ask.model,
+                env=ask.env,
+                since=ask.since,
+                until=ask.until,
+                versions=wanted,
+                fields=ask.fields,
+                samples=found.samples,
+            )
+            if not ok:
+                found.slow.append(current)
+
+        for chunk in snap.records_of_segments(log_id, list(by_seq)):
+            for seg_no, rows in groupby(chunk, key=_SEG):
+                if seg_no != current:
+                    close()
+                    current, bodies = seg_no, []
+                bodies.extend(map(_BODY, rows))
+        close()
+    return found
+
+
+def window_samples(
+    ledger: Ledger,
+    *,
+    model: str,
+    env: str,
+    since: str,
+    until: str,
+    versions: Sequence[str],
+    fields: Sequence[str] = (),
+    parallel: bool | None = None,
+) -> dict[str, Sample]:
+    """Return, per version asked for, its verified runtime records in ``[since, until)``.
+
+    Each :class:`~auditml.core.rollout.Sample` holds the requests, errors,
+    latencies and the numeric output ``fields`` of one version's records of
+    ``model`` in ``env``, read from records that hash to their segments' roots.
+    A segment whose stored records do not hold up raises VerificationError.
+    With ``parallel`` (the default for a window of ``PARALLEL_MIN`` segments or
+    more on a machine with two cores), a helper process reads the later half
+    of the segments the same way; if it cannot, this process reads them.
+    """
+    ask = WindowRequest(model, env, since, until, tuple(versions), tuple(fields))
+    samples: dict[str, Sample] = {v: Sample(0, 0, array("d"), {}) for v in versions}
+    segments = segments_of(ledger, model=model, env=env, since=since, until=until)
+    if not segments:
+        return samples
+    by_seq = {seg.seq: seg for seg in segments}
+    if parallel is None:
+        parallel = len(segments) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
+    half = len(segments) // 2 if parallel and len(segments) > 1 else len(segments)
+    helper = _spawn(ledger, segments[half:], ask) if half < len(segments) else None
+    if helper is None:
+        half = len(segments)
+    parts = [_read_segments(ledger.store, ledger.log_id, segments[:half], ask)]
+    if helper is not None:
+        theirs = _helper_read(helper)
+        if theirs is None:  # the helper broke: read its half here
+            theirs = _read_segments(ledger.store, ledger.log_id, segments[half:], ask)
+        parts.append(theirs)
+    seen = set().union(*(part.seen for part in parts))
+    if len(seen) != len(by_seq):
+        missing = min(set(by_seq) - seen)
+        raise VerificationError(
+            f"the segment's {by_seq[missing].count} runtime records are missing from the "
+            "store; run `auditml verify`",
+            kind="record",
+            seq=missing,
+        )
+    for part in parts:
+        for version, sample in part.samples.items():
+            _merge(_sample_of(samples, version), sample)
+    wanted = frozenset(versions)
+    for seq in sorted(s for part in parts for s in part.slow):
+        # The careful reader names the first record that fails, or reads a segment
+        # that only looked odd (e.g. a record of another model it may hold).
+        seg = by_seq[seq]
+        for _, record in _verified_segment(ledger, seg, model, env, since, until):
+            if record["version"] in wanted:
+                _add(
+                    _sample_of(samples, record["version"]),
+                    record["error"],
+                    float(record["latency_ms"]),
+                    record["output"],
+                    fields,
+                )
+    return samples
+
+
+# --------------------------------------------------------------------------- the helper process
+
+
+def _spawn(
+    ledger: Ledger, segments: Sequence[_Segment], ask: WindowRequest
+) -> subprocess.Popen[bytes] | None:
+    """Start a helper process reading ``segments``, or return None if it cannot start.
+
+    The request goes on stdin (so no password shows in ``ps``); the helper runs
+    as ``python -m auditml._internal.window_worker``, never re-importing a
+    user's script.
+    """
+    if not ledger.store.shareable:
+        return None
+    request = {
+        "url": ledger.store.url,
+        "log_id": ledger.log_id,
+        "ask": asdict(ask),
+        "segments": [_segment_json(seg) for seg in segments],
+    }
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "auditml._internal.window_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(request).encode())
+        proc.stdin.close()
+    except OSError:
+        return None
+    return proc
+
+
+def _segment_json(seg: _Segment) -> dict[str, Any]:
+    return {**asdict(seg), "root": seg.root.hex()}
+
+
+def serve_request(raw: bytes) -> bytes:
+    """Answer one helper request (JSON): read its segments, return a header line and arrays.
+
+    The answer is one JSON line (``ok``, the segments read and those that need a
+    careful read, and per version its counts and the byte lengths of its arrays),
+    then the arrays' bytes in the order the header lists them.
+    """
+    try:
+        request = json.loads(raw)
+        given = request["ask"]
+        ask = WindowRequest(
+            str(given["model"]),
+            str(given["env"]),
+            str(given["since"]),
+            str(given["until"]),
+            tuple(str(v) for v in given["versions"]),
+            tuple(str(f) for f in given["fields"]),
+        )
+        segments = [
+            _Segment(**{**seg, "root": bytes.fromhex(seg["root"])}) for seg in request["segments"]
+        ]
+        store = Store.connect(str(request["url"]))
+        try:
+            read = _read_segments(store, int(request["log_id"]), segments, ask)
+        finally:
+            store.close()
+    except (AuditmlError, ValueError, KeyError, TypeError, OSError) as exc:
+        return json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n"
+    blobs: list[bytes] = []
+    versions = {}
+    for version, sample in read.samples.items():
+        latency = (sample.latency or array("d")).tobytes()
+        scores = {name: values.tobytes() for name, values in (sample.scores or {}).items()}
+        versions[version] = {
+            "requests": sample.requests,
+            "errors": sample.errors,
+            "latency": len(latency),
+            "scores": {name: len(blob) for name, blob in scores.items()},
+        }
+        blobs += [latency, *scores.values()]
+    header = {"ok": True, "seen": sorted(read.seen), "slow": read.slow, "versions": versions}
+    return json.dumps(header).encode() + b"\n" + b"".join(blobs)
+
+
+def _helper_read(proc: subprocess.Popen[bytes]) -> _Read | None:
+    """Return what the helper read, or None when it broke (its half is then read here)."""
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.stdout.close()
+    proc.wait()
+    head, _, rest = out.partition(b"\n")
+    try:
+        header = json.loads(head)
+        if not header.get("ok"):
+            return None
+        view = memoryview(rest)
+        at = 0
+        samples: dict[str, Sample] = {}
+
+        def take(size: int) -> array[float]:
+            nonlocal at
+            values = array("d")
+            values.frombytes(view[at : at + size])
+            at += size
+            return values
+
+        for version, figures in header["versions"].items():
+            latency = take(int(figures["latency"]))
+            scores = {name: take(int(size)) for name, size in figures["scores"].items()}
+            samples[version] = Sample(
+                int(figures["requests"]), int(figures["errors"]), latency, scores
+            )
+        if at != len(rest):
+            return None
+        return _Read(samples, {int(s) for s in header["seen"]}, [int(s) for s in header["slow"]])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _verified_segment(
+    ledger: Ledger, seg: _Segment, model: str, env: str, since: str, until: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield the matching verified records of one segment, raising at the first that fails."""
+    yield from verified_records(
+        ledger, model=model, env=env, since=since, until=until, only=frozenset({seg.seq})
+    )

@@ -1,0 +1,260 @@
+"""Following an outside model registry (MLflow): record what changed there, and what broke policy.
+
+The edge code (:mod:`auditml.mlflow_bridge`) reads the registry with MLflow's
+own client into a :class:`~auditml.core.registry.Snapshot`; this service
+records the difference from what the log already holds, inside one append
+transaction, deciding what is new from the ``registry.change`` events read
+back as verified bytes under the head lock. So recording the same snapshot
+again (a second ``auditml import mlflow``, the next poll) records nothing, and
+two writers cannot record one change twice.
+
+A version the log does not know yet is recorded as an imported ``model.train``
+(its run's parameters, metrics, tags and times are MLflow's word), beside the
+``registry.change`` that says it appeared. An import marks every event it
+records as imported history; a watch records each change live, as auditml saw
+it, and checks it against the policy in force (:func:`auditml.core.registry.violations`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from auditml.core.decide import Outcome, View
+from auditml.core.events import REGISTRY_ACTIONS, Actor, Draft, RegistryViolation
+from auditml.core.registry import Change, Snapshot, diff, fold_known, violations
+from auditml.core.state import parse_found
+
+if TYPE_CHECKING:
+    from auditml.ledger import Ledger, Receipt
+
+__all__ = ["ImportedRun", "Recorded", "RegistryService", "ViolationEntry"]
+
+
+@dataclass(frozen=True)
+class ImportedRun:
+    """A registry version's source run, as the registry tells it: recorded as imported training."""
+
+    actor: str
+    data: dict[str, Any]
+    mark: dict[str, Any]
+
+
+@dataclass
+class Recorded:
+    """What one recording appended: each change with its event and the rules it broke."""
+
+    changes: list[tuple[Change, int, list[RegistryViolation]]] = field(default_factory=list)
+    trained: list[tuple[str, str, int]] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[tuple[Change, int, RegistryViolation]]:
+        """Return every violation recorded, with its change and event."""
+        return [(c, seq, v) for c, seq, found in self.changes for v in found]
+
+
+@dataclass(frozen=True)
+class ViolationEntry:
+    """A change made in the registry that policy would have refused, as the log records it."""
+
+    seq: int
+    time: str
+    model: str
+    version: str | None
+    kind: str
+    alias: str | None
+    stage: str | None
+    rule: str
+    message: str
+    environment: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the violation as plain JSON values."""
+        return dict(self.__dict__)
+
+
+def _known(view: View) -> Snapshot:
+    """Return what the log says the registry showed, from verified ``registry.change`` bytes."""
+    rows = view.reader.by_actions(("registry.change",))
+    return fold_known(parse_found(seq, body, ("registry.change",)) for seq, body in rows)
+
+
+class RegistryService:
+    """Record an outside registry's changes on a ledger, and read back its violations."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def known(self) -> Snapshot:
+        """Return what the log says the registry showed (committed events, no lock)."""
+        found: list[Snapshot] = []
+
+        def read(view: View) -> Outcome:
+            found.append(_known(view))
+            return Outcome(None)
+
+        self._ledger.peek(read)
+        return found[0]
+
+    def record(
+        self,
+        now: Snapshot,
+        *,
+        via: str,
+        uri: str,
+        actor: Actor,
+        models: Iterable[str] | None = None,
+        runs: Mapping[tuple[str, str], ImportedRun] | None = None,
+    ) -> Recorded:
+        """Record the changes that take what the log knows to ``now``; return what was recorded.
+
+        ``via`` ``import`` records every event as imported history (never
+        checked, never counted by a decision); ``poll`` and ``webhook`` record
+        each change live and check it against the policy in force. ``runs``
+        gives the source run of versions the log may not know yet.
+        """
+        wanted = None if models is None else sorted(set(models))
+        importing = via == "import"
+        result = Recorded()
+        # Pseudonyms are drawn outside the append (the policy may ask for them).
+        actor = self._ledger.pseudonymize(actor)
+        people = {
+            name: self._ledger.pseudonymize(Actor(id=name))
+            for name in {"mlflow", *(run.actor for run in (runs or {}).values())}
+        }
+
+        def decide(view: View) -> list[Draft]:
+            result.changes.clear()
+            result.trained.clear()
+            changes = diff(_known(view), now, wanted)
+            drafts: list[Draft] = []
+            planned: list[tuple[int, Change, list[RegistryViolation]]] = []
+            for change in changes:
+                if change.kind == "version.created" and change.version is not None:
+                    run = (runs or {}).get((change.model, change.version))
+                    state = view.model(change.model)
+                    if change.version not in state.versions:
+                        drafts.append(_train_draft(change, run, uri, people))
+                        result.trained.append((change.model, change.version, len(drafts) - 1))
+                found = (
+                    [] if importing else violations(change, view.policy, view.model(change.model))
+                )
+                data = {**change.data(), "uri": uri, "via": via, "violations": found}
+                mark = None
+                if importing:
+                    mark = {
+                        "source": "mlflow",
+                        "uri": _models_uri(change),
+                        "time": change.source_time,
+                        "details": {"tracking_uri": uri},
+                    }
+                    mark = {k: v for k, v in mark.items() if v is not None}
+                drafts.append(
+                    Draft.build(
+                        "registry.change",
+                        actor=actor,
+                        subject=change.subject(),
+                        data=data,
+                        imported=mark if mark is not None else False,
+                    )
+                )
+                planned.append((len(drafts) - 1, change, found))
+            result.changes.extend((c, i, f) for i, c, f in planned)
+            return drafts
+
+        receipts = self._ledger.decide_batch(decide)
+        result.changes = [(c, receipts[i].seq, f) for c, i, f in result.changes]
+        result.trained = [(m, v, receipts[i].seq) for m, v, i in result.trained]
+        return result
+
+    def record_sync(
+        self,
+        *,
+        model: str,
+        version: str,
+        environment: str,
+        alias: str,
+        decision_seq: int,
+        uri: str,
+        previous: str | None,
+        error: str | None,
+        actor: Actor,
+    ) -> Receipt:
+        """Record that auditml moved (or failed to move) an alias after ``decision_seq``."""
+        data = {
+            "uri": uri,
+            "alias": alias,
+            "environment": environment,
+            "decision_seq": decision_seq,
+            "status": "failed" if error else "done",
+            "previous": previous,
+            "error": error,
+        }
+        draft = Draft.build(
+            "registry.sync",
+            actor=self._ledger.pseudonymize(actor),
+            subject={"model": model, "version": version},
+            data=data,
+        )
+        return self._ledger.decide_batch(lambda view: [draft])[0]
+
+    def violations(self, model: str | None = None) -> list[ViolationEntry]:
+        """Return every violation the log records (of ``model``), oldest first."""
+        found: list[ViolationEntry] = []
+        for record in self._ledger.records(model, REGISTRY_ACTIONS):
+            event = record.event
+            if event.action != "registry.change":
+                continue
+            data = event.data
+            listed = data.get("violations")
+            for item in listed if isinstance(listed, list) else []:
+                if not isinstance(item, dict):
+                    continue
+                found.append(
+                    ViolationEntry(
+                        seq=record.seq,
+                        time=event.time,
+                        model=event.subject.get("model", ""),
+                        version=event.subject.get("version"),
+                        kind=str(data.get("kind")),
+                        alias=_text(data.get("alias")),
+                        stage=_text(data.get("stage")),
+                        rule=str(item.get("rule")),
+                        message=str(item.get("message")),
+                        environment=_text(item.get("environment")),
+                    )
+                )
+        return found
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _models_uri(change: Change) -> str:
+    """Return MLflow's URI of the model or version a change is about."""
+    if change.version is None:
+        return f"models:/{change.model}"
+    return f"models:/{change.model}/{change.version}"
+
+
+def _train_draft(
+    change: Change, run: ImportedRun | None, uri: str, people: Mapping[str, Actor]
+) -> Draft:
+    """Return the imported ``model.train`` of a version the log does not know yet."""
+    subject = {"model": change.model, "version": str(change.version)}
+    if run is None:
+        mark: dict[str, Any] = {"source": "mlflow", "uri": _models_uri(change)}
+        if change.source_time:
+            mark["time"] = change.source_time
+        mark["details"] = {"tracking_uri": uri}
+        data: dict[str, Any] = {}
+        if change.value:
+            data["artifacts"] = {"model": {"uri": change.value}}
+        return Draft.build(
+            "model.train", actor=people["mlflow"], subject=subject, data=data, imported=mark
+        )
+    return Draft.build(
+        "model.train", actor=people[run.actor], subject=subject, data=run.data, imported=run.mark
+    )

@@ -1,0 +1,497 @@
+"""Rollouts: canary and shadow splits, promotion rules, monitor checks and automatic rollbacks."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from auditml import AuditLog, InvalidInputError, PolicyDeniedError, VerificationError
+from auditml.core.merkle import leaf_hash
+from auditml.core.policy import Policy, policy_from_toml
+from auditml.core.rollout import parse_trigger, psi
+from auditml.serving import runtime_check, runtime_stats
+from tests.conftest import drop_triggers, raw_query, raw_sql, run_cli
+
+ORIGIN = "bank.example/credit"
+DS, VAL, OPS, MON = "ds@bank.example", "val@bank.example", "ops@bank.example", "monitor@bank"
+
+POLICY = b"""
+[rollout]
+production = { canary = "10%", min_requests = 20, min_duration = "1s" }
+
+[monitor.production]
+triggers = ["error_rate > 0.1", "score_psi(score) > 0.2"]
+min_requests = 10
+window = "1h"
+actor = "monitor@bank"
+"""
+
+
+def _policy(text: bytes = POLICY) -> Policy:
+    return policy_from_toml(text, where="auditml.toml")
+
+
+def _serve(log: AuditLog, plan: dict[str, int], *, errors: int = 0, shift: float = 0.0) -> None:
+    """Record ``plan[version]`` requests per version in production, the canary's errors first."""
+    with log.runtime("credit", env="production", background=False) as rec:
+        for version, count in plan.items():
+            for n in range(count):
+                bad = version != "1" and n < errors
+                rec.record(
+                    f"{version}-{n}-{uuid.uuid4().hex[:8]}",
+                    version=version,
+                    output={"score": (n % 10) / 10 + (shift if version != "1" else 0.0)},
+                    latency_ms=10.0 + n % 5,
+                    error="timeout" if bad else None,
+                )
+
+
+@pytest.fixture
+def log(db_url: str) -> Iterator[AuditLog]:
+    """Yield a log where v1 runs production, v2 and v3 are approved, under the rollout policy."""
+    made, _ = AuditLog.init(db_url, origin=ORIGIN, actor="admin")
+    with made:
+        for _ in range(3):
+            made.record_training("credit", actor=DS)
+        for version in ("1", "2", "3"):
+            made.approve("credit", version, actor=VAL, reason="VR")
+        made.deploy("credit", "1", "production", actor=OPS)
+        made.apply_policy(_policy(), actor="admin")
+        yield made
+
+
+def _split(log: AuditLog) -> tuple[dict[str, int], list[str]]:
+    state = log.status("credit")["credit"]
+    return state.split("production"), state.shadows("production")
+
+
+def test_canary_promote_and_full_promotion_derive_the_split(log: AuditLog) -> None:
+    """Deploy --traffic starts a canary, promote widens it, 100% makes it stable and v1 leaves."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    assert _split(log) == ({"1": 90, "2": 10}, [])
+    assert log.status("credit")["credit"].versions["2"].state == "canary"
+    log.promote("credit", "2", "production", traffic="50%", actor=OPS)
+    assert _split(log) == ({"1": 50, "2": 50}, [])
+    _serve(log, {"2": 20, "1": 5})
+    time.sleep(1.05)  # min_duration is 1s
+    receipt = log.promote("credit", "2", "production", actor=OPS, reason="canary clean")
+    state = log.status("credit")["credit"]
+    assert _split(log) == ({"2": 100}, [])
+    assert state.running["production"] == "2"
+    assert state.versions["1"].running_in == [] and state.versions["2"].state == "deployed"
+    deploy = next(log.events(start=receipt.seq, stop=receipt.seq + 1)).event
+    assert deploy.action == "model.deploy" and deploy.data["replaces"] == "1"
+    assert deploy.data["evidence"]["requests"] == 20
+    assert [(c.action, c.split) for c in log.splits("credit", "production")] == [
+        ("model.deploy", {"1": 100}),
+        ("rollout.start", {"1": 90, "2": 10}),
+        ("rollout.promote", {"1": 50, "2": 50}),
+        ("model.deploy", {"2": 100}),
+    ]
+
+
+def test_shadow_then_canary_then_rollback_restores_the_stable_split(log: AuditLog) -> None:
+    """A shadow serves copies; promoted to 10% it is a canary; a rollback ends the rollout."""
+    log.deploy("credit", "2", "production", shadow=True, actor=OPS)
+    assert _split(log) == ({"1": 100}, ["2"])
+    log.promote("credit", "2", "production", traffic="10%", actor=OPS)
+    assert _split(log) == ({"1": 90, "2": 10}, [])
+    receipt = log.rollback("credit", "production", actor=OPS, reason="latency")
+    assert receipt.version == "1"
+    assert _split(log) == ({"1": 100}, [])
+    state = log.status("credit")["credit"]
+    assert state.rollouts == {} and state.versions["2"].state == "approved"
+    changes = log.splits("credit")
+    assert [c.action for c in changes][1:] == ["rollout.start", "rollout.promote", "model.rollback"]
+    last = changes[-1]
+    assert (last.replaces, last.rollout) == ("2", changes[1].seq)
+
+
+def test_rollback_during_a_rollout_refuses_another_target(log: AuditLog) -> None:
+    """During a canary, rollback --to a version other than the stable one is refused."""
+    log.deploy("credit", "2", "production", traffic="5%", actor=OPS)
+    size = log.head().size
+    with pytest.raises(InvalidInputError, match=r"leave out --to"):
+        log.rollback("credit", "production", to="3", actor=OPS)
+    assert log.head().size == size
+
+
+def test_premature_promotion_is_refused_recorded_and_changes_nothing(log: AuditLog) -> None:
+    """Promoting to 100% before min_requests and min_duration records a denial; split unchanged."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"2": 5})
+    size = log.head().size
+    with pytest.raises(PolicyDeniedError, match="only 5 of the 20 requests") as caught:
+        log.promote("credit", "2", "production", actor=OPS)
+    assert caught.value.rule == "rollout-evidence"
+    assert log.head().size == size + 1
+    denial = next(log.events(start=size)).event
+    assert denial.action == "policy.denied" and denial.data["attempted"] == "model.deploy"
+    assert _split(log) == ({"1": 90, "2": 10}, [])
+
+
+def test_policy_requires_a_canary_and_caps_its_start(log: AuditLog) -> None:
+    """A full deploy where v1 runs is refused, as is a canary above the policy's share."""
+    with pytest.raises(PolicyDeniedError) as full:
+        log.deploy("credit", "2", "production", actor=OPS)
+    assert full.value.rule == "rollout-required"
+    with pytest.raises(PolicyDeniedError) as wide:
+        log.deploy("credit", "2", "production", traffic="30%", actor=OPS)
+    assert wide.value.rule == "rollout-canary"
+    assert _split(log) == ({"1": 100}, [])
+
+
+def test_bad_rollout_requests_are_clear_errors(log: AuditLog) -> None:
+    """Bad shares, a second rollout, a canary with nothing running, a narrowing promotion."""
+    with pytest.raises(InvalidInputError, match="share of traffic"):
+        log.deploy("credit", "2", "production", traffic="ten", actor=OPS)
+    with pytest.raises(InvalidInputError, match="not both"):
+        log.deploy("credit", "2", "production", traffic="5%", shadow=True, actor=OPS)
+    with pytest.raises(InvalidInputError, match="nothing of 'credit' runs in staging"):
+        log.deploy("credit", "2", "staging", traffic="5%", actor=OPS)
+    with pytest.raises(InvalidInputError, match="in no rollout"):
+        log.promote("credit", "2", "production", actor=OPS)
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    with pytest.raises(InvalidInputError, match="in progress"):
+        log.deploy("credit", "3", "production", traffic="5%", actor=OPS)
+    with pytest.raises(InvalidInputError, match="widens"):
+        log.promote("credit", "2", "production", traffic="5%", actor=OPS)
+
+
+def test_monitor_trips_and_rolls_back_with_its_evidence_linked(log: AuditLog) -> None:
+    """A raised error rate trips; --act rolls back as the monitor, naming the check's seq, hash."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 40, "2": 20}, errors=6)
+    result = log.monitor("credit", "production", act=True)
+    assert result.verdict == "tripped" and result.rollback is not None
+    assert result.data["counts"] == {"canary": 20, "stable": 40}
+    check = next(log.events(start=result.check.seq, stop=result.check.seq + 1))
+    assert check.event.action == "monitor.check" and check.event.actor.id == MON
+    assert check.event.data["statistics"]["error_rate"] == pytest.approx(0.3)
+    rollback = next(log.events(start=result.rollback.seq, stop=result.rollback.seq + 1)).event
+    assert rollback.action == "model.rollback" and rollback.actor.id == MON
+    assert rollback.data["cause"] == {"seq": check.seq, "hash": check.hash}
+    assert check.hash == leaf_hash(check.body).hex()
+    assert _split(log) == ({"1": 100}, [])
+
+
+def test_too_few_requests_leave_the_check_undecided_and_never_act(log: AuditLog) -> None:
+    """A canary with fewer than min_requests records is undecided, even at 100% errors."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 40, "2": 5}, errors=5)
+    size = log.head().size
+    result = log.monitor("credit", "production", act=True)
+    assert result.verdict == "undecided" and result.rollback is None
+    assert all(t.get("tripped") is None for t in result.data["triggers"])
+    assert log.head().size == size + 1  # only the check
+    assert _split(log) == ({"1": 90, "2": 10}, [])
+
+
+def test_a_tripped_check_without_act_and_a_clean_one_change_nothing(log: AuditLog) -> None:
+    """Without --act a tripped check only records; a clean canary is ok."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 40, "2": 20})
+    assert log.monitor("credit", "production").verdict == "ok"
+    _serve(log, {"2": 20}, errors=20)
+    assert log.monitor("credit", "production").verdict == "tripped"
+    assert _split(log) == ({"1": 90, "2": 10}, [])
+
+
+def test_score_psi_trips_on_a_shifted_output(log: AuditLog) -> None:
+    """A canary whose scores moved trips score_psi(score); the figure is recorded."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 40, "2": 20}, shift=0.5)
+    result = log.monitor("credit", "production")
+    assert result.verdict == "tripped"
+    assert result.data["statistics"]["score_psi(score)"] > 0.2
+
+
+def test_a_monitor_may_roll_back_but_never_promote(log: AuditLog) -> None:
+    """The monitor's identity is refused promotion and deployment, each recorded as a denial."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    for attempt in (
+        lambda: log.promote("credit", "2", "production", traffic="50%", actor=MON),
+        lambda: log.deploy("credit", "3", "staging", actor=MON),
+    ):
+        with pytest.raises(PolicyDeniedError) as caught:
+            attempt()
+        assert caught.value.rule == "monitor-may-not-promote"
+    assert _split(log) == ({"1": 90, "2": 10}, [])
+
+
+def test_monitor_bad_inputs_are_clear_errors(log: AuditLog) -> None:
+    """No rollout, a bad window, and an environment with no monitor are refused clearly."""
+    with pytest.raises(InvalidInputError, match="no rollout"):
+        log.monitor("credit", "production")
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    with pytest.raises(InvalidInputError, match="not a duration"):
+        log.monitor("credit", "production", window="soon")
+    with pytest.raises(InvalidInputError, match="declares no monitor for staging"):
+        log.monitor("credit", "staging")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (b'[monitor.production]\ntriggers = ["errors > 1"]', "unknown statistic 'errors'"),
+        (b'[monitor.production]\ntriggers = ["error_rate >> 1"]', "STATISTIC OP NUMBER"),
+        (b'[monitor.production]\ntriggers = ["error_rate(x) > 1"]', "only score_psi"),
+        (b'[monitor.production]\nwindow = "an hour"', "not a duration"),
+        (b'[rollout]\nproduction = { canary = "100%" }', "below 100%"),
+        (b'[rollout]\nproduction = { min_duration = "-1h" }', "not a duration"),
+        (b"[monitor.production]\nfoo = 1", "known settings: actor, min_requests"),
+    ],
+)
+def test_bad_triggers_and_windows_fail_at_policy_load(text: bytes, problem: str) -> None:
+    """A policy with a bad trigger, window or canary share is refused when it is read."""
+    with pytest.raises(InvalidInputError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        _policy(text)
+
+
+def test_psi_is_zero_for_one_distribution_and_grows_with_a_shift() -> None:
+    """PSI of a sample against itself is 0; against a half-shifted one it is large."""
+    base = [n / 100 for n in range(100)]
+    assert psi(base, base) == pytest.approx(0.0)
+    assert psi(base, [v + 0.5 for v in base]) > 1.0
+    assert psi([], base) is None
+    assert parse_trigger("score_psi > 0.2", score_field="p").key == "score_psi(p)"
+
+
+def test_forged_runtime_records_do_not_count_toward_min_requests(
+    log: AuditLog, db_url: str
+) -> None:
+    """Rows written straight into the record table, under no segment, never count."""
+    start = log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"2": 5})
+    (row,) = raw_query(
+        db_url, "SELECT log_id, time, body FROM auditml_record WHERE version = %s LIMIT 1", ("2",)
+    )
+    drop_triggers(db_url)
+    raw_sql(
+        db_url,
+        [
+            (
+                "INSERT INTO auditml_record (log_id, seg, i, request_id, time, model, version, "
+                "env, latency_ms, error, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    row[0],
+                    start.seq,
+                    n,
+                    f"forged-{n}",
+                    row[1],
+                    "credit",
+                    "2",
+                    "production",
+                    1.0,
+                    None,
+                    row[2],
+                ),
+            )
+            for n in range(50)
+        ],
+    )
+    with pytest.raises(PolicyDeniedError, match="only 5 of the 20"):
+        log.promote("credit", "2", "production", actor=OPS)
+    assert _split(log) == ({"1": 90, "2": 10}, [])
+
+
+def test_records_added_under_a_real_segment_stop_the_promotion(log: AuditLog, db_url: str) -> None:
+    """Rows slipped into a segment's records break its root: no count, a verification error."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"2": 5})
+    (row,) = raw_query(
+        db_url,
+        "SELECT log_id, seg, time, body FROM auditml_record WHERE version = %s AND i = 0",
+        ("2",),
+    )
+    drop_triggers(db_url)
+    raw_sql(
+        db_url,
+        [
+            (
+                "INSERT INTO auditml_record (log_id, seg, i, request_id, time, model, version, "
+                "env, latency_ms, error, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    row[0],
+                    row[1],
+                    100 + n,
+                    f"forged-{n}",
+                    row[2],
+                    "credit",
+                    "2",
+                    "production",
+                    1.0,
+                    None,
+                    row[3],
+                ),
+            )
+            for n in range(50)
+        ],
+    )
+    size = log.head().size
+    with pytest.raises(VerificationError):
+        log.promote("credit", "2", "production", actor=OPS)
+    assert log.head().size == size
+
+
+def test_an_imported_rollout_is_never_promoted_or_monitored(log: AuditLog) -> None:
+    """An imported rollout.start shows in the split but counts as no rollout for decisions."""
+    log.append(
+        "rollout.start",
+        actor="ops@elsewhere",
+        subject={"model": "credit", "version": "2"},
+        data={"environment": "production", "mode": "canary", "traffic": 10, "stable": "1"},
+        imported={"source": "argo"},
+    )
+    assert _split(log) == ({"1": 90, "2": 10}, [])
+    with pytest.raises(PolicyDeniedError) as caught:
+        log.promote("credit", "2", "production", traffic="50%", actor=OPS)
+    assert caught.value.rule == "rollout-imported"
+    with pytest.raises(InvalidInputError, match="imported history"):
+        log.monitor("credit", "production")
+
+
+def test_shadow_records_are_kept_apart_and_canary_records_are_no_findings(log: AuditLog) -> None:
+    """Runtime stats count a shadow's records apart; runtime check accepts a canary's records."""
+    log.deploy("credit", "2", "production", shadow=True, actor=OPS)
+    _serve(log, {"1": 4, "2": 3})
+    stats = {(s.version, s.shadow): s.requests for s in runtime_stats(log, "credit")}
+    assert stats == {("1", False): 4, ("2", True): 3}
+    log.promote("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"2": 2})
+    assert [f.kind for f in runtime_check(log) if f.kind != "silent"] == []
+
+
+def test_cli_rollout_commands_and_bad_paths(log: AuditLog, capsys: Any) -> None:
+    """Deploy --traffic, promote, monitor --json, status and history work; bad input exits 1."""
+    db = ["--db", log.url]
+    code, out, _ = run_cli(
+        ["deploy", "credit", "2", "--env", "production", "--traffic", "10%", "--actor", OPS, *db],
+        capsys,
+    )
+    assert code == 0 and "canary on 10%" in out
+    code, out, _ = run_cli(["status", "credit", *db], capsys)
+    assert "production: v1 90% + v2 10%" in out
+    code, out, _ = run_cli(["history", "credit", *db], capsys)
+    assert code == 0 and "v1 90% + v2 10%" in out and "rollout.start" in out
+    _serve(log, {"1": 40, "2": 20}, errors=6)
+    code, out, _ = run_cli(["monitor", "credit", "--env", "production", "--json", *db], capsys)
+    assert code == 4 and json.loads(out)["verdict"] == "tripped"
+    code, out, _ = run_cli(["monitor", "credit", "--env", "production", "--act", *db], capsys)
+    assert code == 4 and "Rolled production back" in out
+    for bad in (
+        ["monitor", "credit", "--env", "production", *db],
+        ["deploy", "credit", "3", "--env", "production", "--traffic", "lots", *db],
+        ["promote", "credit", "3", "--env", "production", *db],
+        ["monitor", "credit", "--env", "production", "--window", "1y", *db],
+    ):
+        code, _, err = run_cli(bad, capsys)
+        assert code != 0 and "Traceback" not in err and "error" in err, bad
+
+
+def test_report_tells_each_rollout_with_its_evidence(log: AuditLog) -> None:
+    """The report's rollouts section holds the splits, a refused promotion, checks and causes."""
+    from auditml.reports.build import build_report
+    from auditml.reports.render import render_report
+
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS, reason="canary")
+    _serve(log, {"1": 40, "2": 5})
+    with pytest.raises(PolicyDeniedError):
+        log.promote("credit", "2", "production", actor=OPS)
+    undecided = log.monitor("credit", "production")
+    _serve(log, {"2": 20}, errors=10)
+    tripped = log.monitor("credit", "production", act=True)
+    assert tripped.rollback is not None
+    log.deploy("credit", "3", "production", traffic="10%", actor=OPS)
+    log.promote("credit", "3", "production", traffic="20%", actor=OPS)
+    log.checkpoint()
+    report = build_report(log)
+    first, second = report.rollouts
+    assert (first.version, first.stable, first.mode) == ("2", "1", "canary")
+    assert first.outcome.startswith("rolled back automatically by monitor@bank")
+    assert [s.action for s in first.steps] == [
+        "rollout.start",
+        "promotion refused (rollout-evidence)",
+        "model.rollback",
+    ]
+    rollback = first.steps[-1]
+    assert (rollback.cause_seq, rollback.cause_hash) == (tripped.check.seq, tripped.check.hash)
+    assert [(c.seq, c.verdict) for c in first.checks] == [
+        (undecided.check.seq, "undecided"),
+        (tripped.check.seq, "tripped"),
+    ]
+    assert first.checks[1].acted_seq == tripped.rollback.seq
+    assert (second.outcome, [s.split for s in second.steps]) == (
+        "in progress",
+        ["v1 90% + v3 10%", "v1 80% + v3 20%"],
+    )
+    markdown = render_report(report, "md").decode()
+    html = render_report(report, "html").decode()
+    for text in (markdown, html):
+        assert "Rollouts and monitor checks" in text and tripped.check.hash in text
+
+
+def test_a_window_read_in_two_processes_matches_one(log: AuditLog) -> None:
+    """A helper process reading half the segments gives the same samples as one process."""
+    from auditml.evidence import window_samples
+
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    for _ in range(4):
+        _serve(log, {"1": 9, "2": 3}, errors=1, shift=0.1)
+    window = {"model": "credit", "env": "production", "versions": ["1", "2"], "fields": ["score"]}
+    bounds = {"since": "2000-01-01T00:00:00.000000Z", "until": "2100-01-01T00:00:00.000000Z"}
+    one = window_samples(log._ledger, **window, **bounds, parallel=False)  # type: ignore[arg-type]
+    two = window_samples(log._ledger, **window, **bounds, parallel=True)  # type: ignore[arg-type]
+    for version in ("1", "2"):
+        a, b = one[version], two[version]
+        assert (
+            (a.requests, a.errors)
+            == (b.requests, b.errors)
+            == ((36, 0) if version == "1" else (12, 4))
+        )
+        assert sorted(a.latency or ()) == sorted(b.latency or ())
+        assert sorted((a.scores or {})["score"]) == sorted((b.scores or {})["score"])
+
+
+def test_a_broken_helper_leaves_the_read_to_this_process(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the helper answers nonsense, this process reads its half and counts every record."""
+    import subprocess
+    import sys
+
+    from auditml import evidence
+
+    def broken(*_: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", "print('nonsense')"], stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(evidence, "_spawn", broken)
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    for _ in range(3):
+        _serve(log, {"1": 5, "2": 2})
+    found = evidence.window_samples(
+        log._ledger,
+        model="credit",
+        env="production",
+        since="2000-01-01T00:00:00.000000Z",
+        until="2100-01-01T00:00:00.000000Z",
+        versions=["1", "2"],
+        parallel=True,
+    )
+    assert (found["1"].requests, found["2"].requests) == (15, 6)
+
+
+def test_relabelled_record_columns_do_not_count_for_the_canary(log: AuditLog, db_url: str) -> None:
+    """Stable records relabelled as the canary's in the version column still count as v1's."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 30, "2": 5})
+    drop_triggers(db_url)
+    raw_sql(db_url, ["UPDATE auditml_record SET version = '2'"])
+    with pytest.raises(PolicyDeniedError, match="only 5 of the 20"):
+        log.promote("credit", "2", "production", actor=OPS)
+    assert log.monitor("credit", "production").data["counts"] == {"canary": 5, "stable": 30}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import json
+import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ import pytest
 
 from auditml import AuditLog, InvalidInputError, Policy, PolicyDeniedError, current_run
 from auditml import track_training as track
+from auditml._internal import fingerprint
 from auditml._internal.fingerprint import opaque
 from auditml.errors import CanonicalizationError, StoreUnavailableError
 from tests.test_cli import run
@@ -882,3 +886,74 @@ def test_a_missing_log_is_a_warning_and_the_function_still_runs(tmp_path: Path) 
 
     with pytest.warns(UserWarning, match="runs unrecorded"):
         assert fit() is result
+
+
+# -- nothing recorded is lost to speed ------------------------------------------------------
+
+
+def _git_here(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=t@example", "-c", "user.name=t", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_a_training_event_from_the_fast_path_equals_one_captured_the_slow_way(
+    log: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cached capture records what a fresh read records (cache cleared, git run), per field.
+
+    Code version, environment, parameters, artifacts and metrics are compared one by one.
+    """
+    monkeypatch.setattr(fingerprint, "RACY_S", 0.05)
+    fingerprint.clear_capture_cache()
+    repo = tmp_path / "project"
+    (repo / "pipeline").mkdir(parents=True)
+    module = repo / "pipeline" / "train_mod.py"
+    module.write_text(
+        "def fit(out, lr=0.1, depth=6):\n"
+        "    out.write_bytes(b'w' * 4096)\n"
+        "    return {'auc': 0.9, 'ks': 0.4}\n",
+        encoding="utf-8",
+    )
+    _git_here(repo, "init", "-q", "-b", "main")
+    _git_here(repo, "remote", "add", "origin", "https://git.example/risk/models.git")
+    _git_here(repo, "add", ".")
+    _git_here(repo, "commit", "-q", "-m", "one")
+    (repo / "notes.txt").write_text("untracked", encoding="utf-8")  # dirty: untracked file
+    spec = importlib.util.spec_from_file_location("auditml_test_train_mod", module)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "model.bin"
+
+    def train_once() -> dict[str, Any]:
+        fit = track(model="credit", log=log, actor=DS, artifacts={"model": out})(mod.fit)
+        fit(out, lr=0.2)
+        (event,) = [r.event for r in log.events(action="model.train", version=fit.last_run.version)]  # type: ignore[attr-defined]
+        return event.data
+
+    time.sleep(0.06)  # past RACY_S, so the first read is kept
+    train_once()  # fills the cache
+    spawned: list[list[str]] = []
+    real_git = fingerprint._git
+    monkeypatch.setattr(
+        fingerprint, "_git", lambda args, cwd: spawned.append(args) or real_git(args, cwd)
+    )
+    fast = train_once()
+    assert spawned == [], "the fast path started git"
+    fingerprint.clear_capture_cache()
+    monkeypatch.setattr(fingerprint, "code_version", fingerprint.read_code_version)
+    monkeypatch.setattr(fingerprint, "environment", fingerprint.read_environment)
+    slow = train_once()
+    assert spawned, "the slow path did not ask git"
+    assert fast["code"]["dirty"] is True and fast["code"]["diff_sha256"]
+    assert fast["code"]["repository"] == "https://git.example/risk/models.git"
+    assert fast["environment"]["packages"]["pydantic"]
+    assert sorted(fast) == sorted(slow)
+    for field in fast:
+        if field in ("started_at", "ended_at", "duration_s"):
+            continue  # the moment of each run
+        assert fast[field] == slow[field], field

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from auditml import InvalidInputError
+from auditml._internal import fingerprint
 from auditml._internal.fingerprint import (
     BUFFER,
     artifact_ref,
@@ -19,8 +24,11 @@ from auditml._internal.fingerprint import (
     environment,
     folder_manifest,
     hash_file,
+    read_code_version,
+    read_environment,
     start_capture,
 )
+from auditml.core.events import CodeVersion
 
 
 def test_file_hash_is_plain_sha256_across_buffer_boundaries(tmp_path: Path) -> None:
@@ -166,3 +174,173 @@ def test_capture_runs_in_the_background_and_returns_both(tmp_path: Path) -> None
     """start_capture returns a future with the code version and the environment."""
     code, env = start_capture(tmp_path).result(timeout=30)
     assert code is None and env.python
+
+
+# -- the capture cache: what is kept equals what git and importlib say now ------------------
+
+
+class _Spawns:
+    """Count the git processes the code-version capture starts."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = fingerprint._git
+
+        def counted(args: list[str], cwd: Path) -> bytes | None:
+            self.count += 1
+            return real(args, cwd)
+
+        monkeypatch.setattr(fingerprint, "_git", counted)
+
+
+@pytest.fixture
+def cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Spawns]:
+    """Start from an empty capture cache that trusts a change 50 ms after it was made."""
+    monkeypatch.setattr(fingerprint, "RACY_S", 0.05)
+    fingerprint.clear_capture_cache()
+    yield _Spawns(monkeypatch)
+    fingerprint.clear_capture_cache()
+
+
+def _settled() -> None:
+    """Wait past RACY_S, so the next read may be kept (file times are coarse)."""
+    time.sleep(0.06)
+
+
+def _same_as_git(folder: Path, spawns: _Spawns, *, kept: bool = True) -> CodeVersion | None:
+    """Read the code version through the cache twice and without it; all three must agree.
+
+    With ``kept``, the second cached read must start no git process: it is served by file
+    stats alone. (Outside a repository every folder up to / is watched, and other
+    processes change /tmp at any time.)
+    """
+    _settled()
+    first = code_version(folder)
+    before = spawns.count
+    again = code_version(folder)
+    assert not kept or spawns.count == before, "a read of an unchanged work tree started git"
+    slow = read_code_version(folder)
+    assert first == again == slow
+    return first
+
+
+def test_the_cached_code_version_follows_every_change_git_sees(
+    tmp_path: Path, cache: _Spawns
+) -> None:
+    """After each kind of change, the cached answer equals git's, field by field, from any folder.
+
+    Edits, staged changes, untracked files (also in a folder that was empty), ignore rules,
+    commits, branches, a deleted file and a changed remote: none leaves a stale answer.
+    """
+    repo = tmp_path / "repo"
+    sub = repo / "src" / "pkg"
+    sub.mkdir(parents=True)
+    (repo / "empty").mkdir()
+    assert _same_as_git(sub, cache, kept=False) is None  # not a repository yet
+    _git(repo, "init", "-q", "-b", "main")
+    (sub / "train.py").write_text("x = 1\n", encoding="utf-8")
+    (repo / "README").write_text("r\n", encoding="utf-8")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "one")
+    seen = [_same_as_git(sub, cache)]
+    assert seen[0] is not None and seen[0].dirty is False and seen[0].branch == "main"
+    steps = [
+        lambda: (sub / "train.py").write_text("x = 22\n", encoding="utf-8"),
+        lambda: _git(repo, "add", "src/pkg/train.py"),
+        lambda: (repo / "empty" / "notes.txt").write_text("n", encoding="utf-8"),
+        lambda: (repo / "empty" / "notes.txt").write_text("longer", encoding="utf-8"),
+        lambda: (repo / "new" / "deep").mkdir(parents=True),
+        lambda: (repo / "new" / "deep" / "data.csv").write_text("a\n", encoding="utf-8"),
+        lambda: (repo / ".gitignore").write_text("*.csv\n", encoding="utf-8"),
+        lambda: _git(repo, "add", "-A"),
+        lambda: _git(repo, "commit", "-q", "-m", "two"),
+        lambda: _git(repo, "checkout", "-q", "-b", "feature"),
+        lambda: (repo / "README").unlink(),
+        lambda: _git(repo, "remote", "add", "origin", "https://git.example/r.git"),
+        lambda: _git(repo, "commit", "-q", "-am", "three"),
+        lambda: _git(repo, "checkout", "-q", "main"),
+    ]
+    for step in steps:
+        step()
+        seen.append(_same_as_git(sub, cache))
+        assert _same_as_git(repo, cache) is not None
+    assert seen[-1] is not None and seen[-1].repository == "https://git.example/r.git"
+    assert len({s.model_dump_json() for s in seen if s is not None}) >= 8  # the changes showed
+
+
+def test_a_work_tree_changed_just_now_is_read_from_git_again(
+    tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer read within RACY_S of a change is not kept: the next read asks git again."""
+    monkeypatch.setattr(fingerprint, "RACY_S", 3600.0)
+    _git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "a.py").write_text("a = 1\n", encoding="utf-8")
+    first = code_version(tmp_path)
+    before = cache.count
+    assert code_version(tmp_path) == first == read_code_version(tmp_path)
+    assert cache.count > before
+
+
+def test_untracked_files_are_hashed_from_the_top_of_the_work_tree(
+    tmp_path: Path, cache: _Spawns
+) -> None:
+    """From a subfolder, an untracked file elsewhere in the work tree changes the diff hash."""
+    sub = tmp_path / "src"
+    sub.mkdir()
+    _git(tmp_path, "init", "-q", "-b", "main")
+    (sub / "train.py").write_text("x = 1\n", encoding="utf-8")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    (tmp_path / "top.txt").write_text("a", encoding="utf-8")
+    one = read_code_version(sub)
+    (tmp_path / "top.txt").write_text("b", encoding="utf-8")
+    two = read_code_version(sub)
+    assert one is not None and two is not None and one.dirty and two.dirty
+    assert one.diff_sha256 != two.diff_sha256
+
+
+def test_the_cached_environment_equals_a_fresh_read_and_sees_an_install(
+    tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Packages come from the cache while sys.path is unchanged, and again after an install.
+
+    A package installed into a folder of sys.path shows in the next capture.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    _settled()
+    first = environment()
+    assert first == read_environment()
+    assert fingerprint._PACKAGES, "an unchanged sys.path was not kept"
+    dist = site / "auditml_fake_pkg-1.2.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: auditml-fake-pkg\nVersion: 1.2.3\n", encoding="utf-8"
+    )
+    second = environment()
+    assert second.packages.get("auditml-fake-pkg") == "1.2.3"
+    assert second == read_environment()
+    assert first.python == second.python and first.platform == second.platform
+
+
+def _capture_in_child(folder: str, done: Any) -> None:
+    """Read the code version and environment in a forked child and report it."""
+    code_version(folder)
+    environment()
+    done.put("captured")
+
+
+def test_a_child_forked_during_a_capture_can_capture(tmp_path: Path, cache: _Spawns) -> None:
+    """A fork while another thread holds the capture locks leaves the child free to capture."""
+    context = multiprocessing.get_context("fork")
+    done = context.Queue()
+    with fingerprint._CODE_LOCK, fingerprint._ENV_LOCK:  # a capture in progress at fork time
+        child = context.Process(target=_capture_in_child, args=(str(tmp_path), done))
+        child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child hung on a lock its parent held"
+    assert done.get(timeout=5) == "captured"

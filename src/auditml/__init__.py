@@ -10,9 +10,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from auditml._version import __version__
-
 if TYPE_CHECKING:
+    from auditml._version import __version__
     from auditml.capture import TrainingRun, current_run, track_inference, track_training
     from auditml.cards import ModelCard, build_card, diff_cards, render_card
     from auditml.core.events import Actor, Draft, Event
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from auditml.reports import AuditReport, build_report, render_report, verify_report
 
 _HOMES = {
+    "auditml._version": ("__version__",),  # reading it asks importlib.metadata: ~25 ms
     "auditml.errors": (
         "AppendError",
         "AuditmlError",

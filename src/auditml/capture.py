@@ -12,7 +12,8 @@ Credentials in a dataset or artifact URI are removed before it is recorded.
 
 The code version and environment are captured in the background when the
 function is decorated (the code a process runs is the code it imported), so a
-call pays almost nothing for them.
+call pays almost nothing for them; what cannot have changed since the last
+capture in the process is taken from it (see :mod:`auditml._internal.fingerprint`).
 """
 
 from __future__ import annotations

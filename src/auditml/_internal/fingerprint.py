@@ -14,12 +14,18 @@ it hashes), so a folder of many files uses every core.
 Code version and environment are read in a background thread
 (:func:`start_capture`): the code a process runs is the code it imported, and
 reading git and the installed packages takes tens of milliseconds that a
-training call should not wait for.
+training call should not wait for. Within a process they are read once and
+kept: Python and the platform for good, the packages while no folder of
+``sys.path`` changes, and the code version while no file git looks at changes
+(checked by file stats, so a later capture starts no process). What is kept
+is always what :func:`read_code_version` and :func:`read_environment` would
+read afresh; a test compares them field by field.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -31,6 +37,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
@@ -44,12 +51,16 @@ from auditml.errors import InvalidInputError
 __all__ = [
     "BUFFER",
     "artifact_ref",
+    "clear_capture_cache",
     "code_version",
     "dataset_ref",
     "encode_param",
     "environment",
     "folder_manifest",
     "hash_file",
+    "installed_packages",
+    "read_code_version",
+    "read_environment",
     "read_with_ref",
     "start_capture",
 ]
@@ -385,7 +396,12 @@ def _encode(value: Any, _depth: int) -> Any:
 
 
 def _git(args: list[str], cwd: Path) -> bytes | None:
-    """Run git in ``cwd``; return its stdout, or None when git fails or is absent."""
+    """Run git in ``cwd``; return its stdout, or None when git fails or is absent.
+
+    ``GIT_OPTIONAL_LOCKS=0`` keeps ``git status`` from rewriting the index (and
+    taking its lock) while it reads: a capture must not get in the way of the
+    user's own git commands, nor change the files it watches.
+    """
     try:
         done = subprocess.run(
             ["git", *args],
@@ -393,24 +409,29 @@ def _git(args: list[str], cwd: Path) -> bytes | None:
             capture_output=True,
             timeout=_GIT_TIMEOUT_S,
             check=False,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
         )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
 
 
-def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
-    """Return the git commit, branch, dirty flag and a hash of uncommitted changes.
+def read_code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
+    """Return the code version of ``folder`` as git itself reports it, with no cache.
 
-    The hash covers ``git diff HEAD --binary`` (staged and unstaged changes to
-    tracked files) and the path and content hash of each untracked file that
-    git does not ignore. None when ``folder`` (default: the current one) is not
-    in a git work tree.
+    This is the definition of what a training event records as its ``code``;
+    :func:`code_version` returns the same, from a cache while the work tree
+    has not changed.
     """
     cwd = Path(folder) if folder is not None else Path.cwd()
     top = _git(["rev-parse", "--show-toplevel"], cwd)
     if top is None:
         return None
+    return _described(cwd, Path(os.fsdecode(top.strip())))
+
+
+def _described(cwd: Path, root: Path) -> CodeVersion:
+    """Return the commit, branch, dirty flag, diff hash and remote of the work tree at ``root``."""
     commit = _git(["rev-parse", "--verify", "-q", "HEAD"], cwd)
     branch = _git(["symbolic-ref", "--short", "-q", "HEAD"], cwd)
     status = _git(["status", "--porcelain", "--untracked-files=all"], cwd) or b""
@@ -420,8 +441,8 @@ def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
     if dirty:
         digest = hashlib.sha256()
         digest.update(_git(["diff", "HEAD", "--binary"], cwd) or b"")
-        root = Path(top.decode().strip())
-        listed = _git(["ls-files", "--others", "--exclude-standard", "-z"], cwd) or b""
+        # From the top: in a subfolder, ls-files would list only its files, relative to it.
+        listed = _git(["ls-files", "--others", "--exclude-standard", "-z"], root) or b""
         for name in sorted(n for n in listed.split(b"\0") if n):
             digest.update(b"\0untracked\0" + name + b"\0")
             try:
@@ -436,6 +457,178 @@ def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
         diff_sha256=diff_sha,
         repository=scrub_uri(remote.decode().strip())[0] if remote else None,
     )
+
+
+# -- the code version, kept while the work tree is unchanged ------------------------------
+#
+# Reading the code version runs git five to seven times (30-100 ms). Within a process it
+# changes only when a file git looks at changes, so the answer is kept with the stat of
+# every such file: the folder and its parents (a repository appearing above it), git's
+# HEAD, index, refs, config and ignore files, every tracked and untracked file, and every
+# directory of the work tree that git does not ignore (a new file changes its directory).
+# A later capture stats them again, spawning no process, and asks git only when one
+# differs. A file changed within RACY_S of the read is not trusted to show its next change
+# in its stat (file times are coarse), so such an answer is not kept at all.
+
+#: Seconds before a read within which a changed file keeps its answer out of the cache.
+RACY_S = 2.0
+#: Environment variables that change what git reads.
+_GIT_ENV = ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_NOSYSTEM", "GIT_CEILING_DIRECTORIES")
+_Stat = tuple[int, int, int, int, int] | None
+
+
+def _stat(path: str | Path) -> _Stat:
+    """Return what says a path changed: inode, size, mode, mtime and ctime (None: absent)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class _Watched:
+    """The stats of the paths a code version was read from, and the answer read."""
+
+    def __init__(self, paths: list[Path], answer: CodeVersion | None) -> None:
+        self.paths = [os.fspath(path) for path in paths]
+        self.stats = [_stat(path) for path in self.paths]
+        self.answer = answer
+
+    def racy(self, since_ns: int) -> bool:
+        """Return whether a path changed after ``since_ns``: its next change may not show."""
+        return any(st is not None and max(st[3], st[4]) >= since_ns for st in self.stats)
+
+    def unchanged(self) -> bool:
+        """Return whether every watched path has the stat it had when the answer was read."""
+        return all(_stat(path) == kept for path, kept in zip(self.paths, self.stats, strict=True))
+
+
+_CODE_LOCK = threading.Lock()
+_CODE: dict[tuple[str, tuple[tuple[str, str | None], ...]], _Watched] = {}
+
+
+def _fresh_locks() -> None:
+    """Give a forked child its own unheld locks: a capture thread may have held one at fork."""
+    global _CODE_LOCK, _ENV_LOCK
+    _CODE_LOCK = threading.Lock()
+    _ENV_LOCK = threading.Lock()
+
+
+def clear_capture_cache() -> None:
+    """Forget every code version and environment kept in this process."""
+    with _CODE_LOCK:
+        _CODE.clear()
+    with _ENV_LOCK:
+        _PACKAGES.clear()
+
+
+def _git_env() -> tuple[tuple[str, str | None], ...]:
+    names = sorted({*_GIT_ENV, *(k for k in os.environ if k.startswith("GIT_"))})
+    return tuple((name, os.environ.get(name)) for name in names)
+
+
+def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
+    """Return the git commit, branch, dirty flag and a hash of uncommitted changes.
+
+    The hash covers ``git diff HEAD --binary`` (staged and unstaged changes to
+    tracked files) and the path and content hash of each untracked file that
+    git does not ignore. None when ``folder`` (default: the current one) is not
+    in a git work tree. The answer is :func:`read_code_version`'s; once read,
+    it is kept while no file git looks at changes, so a later call reads only
+    file stats and starts no process.
+    """
+    cwd = Path(folder) if folder is not None else Path.cwd()
+    try:
+        key = (str(cwd.resolve()), _git_env())
+    except OSError:
+        return read_code_version(cwd)
+    with _CODE_LOCK:
+        kept = _CODE.get(key)
+        if kept is not None and kept.unchanged():
+            return kept.answer
+        _CODE.pop(key, None)
+        since = time.time_ns() - int(RACY_S * 1e9)
+        answer, paths = _read_watched(cwd)
+        if paths is not None:
+            watched = _Watched(paths, answer)
+            if not watched.racy(since):
+                _CODE[key] = watched
+        return answer
+
+
+def _read_watched(cwd: Path) -> tuple[CodeVersion | None, list[Path] | None]:
+    """Return the code version of ``cwd`` and the paths whose stats say it still holds.
+
+    None for the paths when the answer cannot be watched by stats: a
+    repository with submodules (their state is read by git inside them), or
+    refs kept in a reftable.
+    """
+    resolved = cwd.resolve()
+    above = [resolved, *resolved.parents]
+    dirs = _git(
+        [
+            "rev-parse",
+            "--path-format=absolute",
+            "--show-toplevel",
+            "--git-dir",
+            "--git-common-dir",
+        ],
+        cwd,
+    )
+    if dirs is None:
+        return read_code_version(cwd), above
+    lines = os.fsdecode(dirs).splitlines()
+    if len(lines) != 3:
+        return read_code_version(cwd), None
+    root, gitdir, common = (Path(line) for line in lines)
+    answer = _described(cwd, root)
+    if (root / ".gitmodules").exists() or (common / "reftable").exists():
+        return answer, None
+    # A repository made between the folder and the top would take the folder over; one made
+    # above the top would not, so folders above it (often busy, like /tmp) are not watched.
+    inside = [folder for folder in above if folder == root or root in folder.parents]
+    paths = [*inside, gitdir / "HEAD", gitdir / "index", gitdir / "config.worktree"]
+    paths += [common / "config", common / "packed-refs", common / "info" / "exclude"]
+    if answer.branch:
+        paths.append(common / "refs" / "heads" / answer.branch)
+    paths += _config_files(cwd)
+    # Tracked and untracked files in one listing, then the ignored folders not to walk.
+    files = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root)
+    ignored = _git(
+        ["ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"], root
+    )
+    if files is None or ignored is None:
+        return answer, None
+    listed = [n for n in files.split(b"\0") if n]
+    paths += [root / os.fsdecode(name) for name in listed]
+    skip = {os.fsdecode(n.rstrip(b"/")) for n in ignored.split(b"\0") if n.endswith(b"/")}
+    skip |= {os.fsdecode(n.rstrip(b"/")) for n in listed if n.endswith(b"/")}  # nested repos
+    paths += _tree_dirs(root, skip)
+    return answer, paths
+
+
+def _config_files(cwd: Path) -> list[Path]:
+    """Return git's system and global config and ignore files (present or not)."""
+    home = Path(os.environ.get("HOME") or Path.home())
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    found = [Path("/etc/gitconfig"), home / ".gitconfig", xdg / "git" / "config"]
+    found.append(xdg / "git" / "ignore")
+    excludes = _git(["config", "--path", "--get", "core.excludesFile"], cwd)
+    if excludes:
+        found.append(Path(os.fsdecode(excludes.strip())))
+    return found
+
+
+def _tree_dirs(root: Path, skip: set[str]) -> list[Path]:
+    """Return every directory of the work tree at ``root`` except ``.git`` and ``skip``."""
+    found: list[Path] = []
+    for here, dirs, _ in os.walk(root, followlinks=False):
+        base = Path(here)
+        found.append(base)
+        rel = base.relative_to(root).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        dirs[:] = [d for d in dirs if d != ".git" and prefix + d not in skip]
+    return found
 
 
 def _accelerators() -> list[str]:
@@ -463,17 +656,74 @@ def _accelerators() -> list[str]:
     return found
 
 
-def environment() -> Environment:
-    """Return Python, platform, installed packages (name to version) and accelerators."""
+@functools.cache
+def _interpreter() -> tuple[str, str]:
+    """Return the Python and the platform, which cannot change within a process."""
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return python, platform.platform()
+
+
+_ENV_LOCK = threading.Lock()
+_PACKAGES: dict[tuple[str, ...], tuple[list[_Stat], dict[str, str]]] = {}
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_fresh_locks)
+
+
+def _read_packages() -> dict[str, str]:
+    """Return every installed distribution's name (lower case) and version, sorted."""
     packages: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.name  # None for a broken installation's metadata
         if name:
             packages.setdefault(str(name).lower(), str(dist.version))
+    return dict(sorted(packages.items()))
+
+
+def installed_packages() -> dict[str, str]:
+    """Return the installed packages, read again only when a folder of ``sys.path`` changed.
+
+    Installing or removing a package adds or removes its ``.dist-info``
+    folder, which changes the stat of the folder it is in.
+    """
+    key = tuple(sys.path)
+    folders = [Path(entry or ".") for entry in key]
+    with _ENV_LOCK:
+        kept = _PACKAGES.get(key)
+        stats = [_stat(folder) for folder in folders]
+        if kept is not None and kept[0] == stats:
+            return dict(kept[1])
+        since = time.time_ns() - int(RACY_S * 1e9)
+        packages = _read_packages()
+        if all(st is None or max(st[3], st[4]) < since for st in stats):
+            _PACKAGES.clear()
+            _PACKAGES[key] = (stats, packages)
+        return dict(packages)
+
+
+def read_environment() -> Environment:
+    """Return the environment as read now, with no cache: the definition of what is recorded."""
     return Environment(
         python=f"{platform.python_implementation()} {platform.python_version()}",
         platform=platform.platform(),
-        packages=dict(sorted(packages.items())),
+        packages=_read_packages(),
+        accelerators=_accelerators(),
+    )
+
+
+def environment() -> Environment:
+    """Return Python, platform, installed packages (name to version) and accelerators.
+
+    Python and the platform are read once per process, the packages again only
+    when ``sys.path`` or one of its folders changed, and the accelerators
+    every time (a framework imported since may name one).
+    """
+    python, system = _interpreter()
+    return Environment(
+        python=python,
+        platform=system,
+        packages=installed_packages(),
         accelerators=_accelerators(),
     )
 

@@ -15,22 +15,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.protocol import rich_cast
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
 from auditml._internal.identity import resolve_actor
-from auditml._internal.keyfiles import PASSPHRASE_ENV, load_signer, passphrase_from_env
-from auditml._version import __version__
-from auditml.core.events import IMPORTED_NOTE
 from auditml.core.privacy import actor_label
-from auditml.core.signing import FileSigner
 from auditml.core.text import escape_controls, needs_escape
 from auditml.errors import (
     AuditmlError,
@@ -39,8 +34,15 @@ from auditml.errors import (
     PolicyDeniedError,
     VerificationError,
 )
-from auditml.ledger import Receipt
-from auditml.log import AuditLog
+
+# What a command needs of the log, the ledger, keys and progress bars is imported when it
+# runs: ``auditml status`` should not pay for what ``auditml report`` uses (issue 20).
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from auditml.core.signing import FileSigner
+    from auditml.ledger import Receipt
+    from auditml.log import AuditLog
 
 T = TypeVar("T")
 
@@ -125,6 +127,8 @@ err = SafeConsole(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 def _version(value: bool) -> None:
     if value:
+        from auditml._version import __version__
+
         out.print(f"auditml {__version__}")
         raise typer.Exit()
 
@@ -218,6 +222,8 @@ OnlyModelArgument = Annotated[str | None, typer.Argument(help="Only this model."
 
 def open_log(db: str | None) -> AuditLog:
     """Open the log that ``--db`` names (or the default one)."""
+    from auditml.log import AuditLog
+
     return AuditLog.open(db)
 
 
@@ -269,6 +275,8 @@ def tagged(text: str, imported: bool) -> str:
 
 def note_imported(label: str) -> None:
     """Print the line that says what imported history is, after a table that shows some."""
+    from auditml.core.events import IMPORTED_NOTE
+
     out.print(f"{label}: {IMPORTED_NOTE}")
 
 
@@ -286,6 +294,14 @@ class LazyProgress:
         if self.bar is None:
             if time.monotonic() - self.started < self.delay or not err.is_terminal:
                 return
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             self.bar = Progress(
                 TextColumn(self.label),
                 BarColumn(),
@@ -310,6 +326,8 @@ class LazyProgress:
 
 def ask_passphrase(what: str, *, confirm: bool = False) -> bytes:
     """Ask for a passphrase on the terminal, or raise saying how to give it without one."""
+    from auditml._internal.keyfiles import PASSPHRASE_ENV
+
     if not sys.stdin.isatty():
         raise ConfigurationError(
             f"{what} needs a passphrase: set {PASSPHRASE_ENV}, or run this on a terminal"
@@ -324,6 +342,8 @@ def ask_passphrase(what: str, *, confirm: bool = False) -> bytes:
 
 def with_passphrase(run: Callable[[bytes | None], T], what: str) -> T:
     """Run ``run`` with the env passphrase; if an encrypted key needs one, ask and run again."""
+    from auditml._internal.keyfiles import passphrase_from_env
+
     try:
         return run(passphrase_from_env())
     except ConfigurationError as exc:
@@ -336,6 +356,8 @@ def with_passphrase(run: Callable[[bytes | None], T], what: str) -> T:
 
 def load_person_key(path: Path) -> FileSigner:
     """Load a person's signing key for --sign-with, asking for its passphrase if needed."""
+    from auditml._internal.keyfiles import load_signer
+
     return with_passphrase(lambda phrase: load_signer(path, phrase), f"the key {path}")
 
 

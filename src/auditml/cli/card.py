@@ -10,15 +10,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from auditml._internal.output import check_output, write_output
-from auditml.cards.build import build_card
-from auditml.cards.diff import CardDiff, diff_cards
-from auditml.cards.render import FORMATS, render_card
 from auditml.cli._common import (
     ActorOption,
     DbOption,
@@ -37,6 +33,13 @@ from auditml.cli._common import (
 )
 from auditml.core.text import escape_controls
 from auditml.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from auditml.cards.diff import CardDiff
+
+#: The card formats, as auditml.cards.render.FORMATS names them (a test holds them equal):
+#: the cards package is imported only when a card command runs.
+FORMATS = ("html", "md", "pdf", "json", "mct", "huggingface", "cyclonedx")
 
 
 class _ShowByDefault(TyperGroup):
@@ -120,6 +123,10 @@ def show(
     db: DbOption = None,
 ) -> None:
     """Render the card of MODEL VERSION, built from the log, in one of the formats."""
+    from auditml._internal.output import check_output, write_output
+    from auditml.cards.build import build_card
+    from auditml.cards.render import render_card
+
     with errors():
         fmt = _card_format(fmt, out_path)
         if fmt not in FORMATS:
@@ -182,6 +189,9 @@ def diff(
     as_json: JsonOption = False,
 ) -> None:
     """Show what changed between the cards of V1 and V2: metrics, data, code, params, text."""
+    from auditml.cards.build import build_card
+    from auditml.cards.diff import diff_cards
+
     with errors(), open_log(db) as log:
         result = diff_cards(build_card(log, model, old), build_card(log, model, new))
     if as_json:

@@ -13,7 +13,7 @@ import sys
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -36,7 +36,9 @@ from auditml.cli._common import (
 from auditml.core.events import imported_source, is_imported
 from auditml.core.text import escape_controls
 from auditml.errors import AuditmlError, InvalidInputError, VerificationError
-from auditml.log import AuditLog
+
+if TYPE_CHECKING:
+    from auditml.log import AuditLog
 
 
 @app.command()
@@ -86,6 +88,7 @@ def init(
 ) -> None:
     """Create the log and its signing key here and say where they are; safe to run again."""
     from auditml._internal.keyfiles import passphrase_from_env
+    from auditml.log import AuditLog
 
     with errors():
         phrase = passphrase_from_env()
@@ -282,6 +285,8 @@ def verify(
     evidence it carries, or an evidence bundle (folder or zip). With --record,
     verify a runtime record proof offline against a signed checkpoint.
     """
+    from auditml.log import AuditLog
+
     if record is not None:
         _verify_record(record, checkpoint or [], vkey, as_json)
         return

@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,8 +30,10 @@ from auditml.cli._common import (
 )
 from auditml.core.events import IMPORTED_NOTE
 from auditml.errors import InvalidInputError
-from auditml.log import AuditLog
-from auditml.registry import Recorded
+
+if TYPE_CHECKING:  # the command tree is built without the log (issue 20)
+    from auditml.log import AuditLog
+    from auditml.registry import Recorded
 
 import_app = group("Import history recorded elsewhere, marked as imported.")
 app.add_typer(import_app, name="import")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,10 +28,11 @@ from auditml.cli._common import (
     utc,
     who,
 )
-from auditml.core.privacy import Due, RetentionStatus
 from auditml.errors import InvalidInputError
-from auditml.ledger import to_timestamp
-from auditml.privacy import ActorErasure
+
+if TYPE_CHECKING:
+    from auditml.core.privacy import Due, RetentionStatus
+    from auditml.privacy import ActorErasure
 
 retention_app = group("The retention schedule: what is kept how long, what falls due, what went.")
 app.add_typer(retention_app, name="retention")
@@ -48,6 +49,8 @@ AtOption = Annotated[
 
 def _moment(at: str | None) -> datetime | None:
     """Return the moment ``--at`` names, or None for now."""
+    from auditml.ledger import to_timestamp
+
     if at is None:
         return None
     stamp = to_timestamp(at)

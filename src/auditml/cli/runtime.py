@@ -28,7 +28,6 @@ from auditml.cli._common import (
     utc,
 )
 from auditml.errors import InvalidInputError
-from auditml.serving import runtime_check, runtime_stats, trace
 
 runtime_app = group(
     "Runtime records: ingest them from JSON Lines, and statistics and checks per version "
@@ -55,6 +54,8 @@ def trace_command(
 
     Exit status: 0 when every record of the request is proven, 1 when one is not.
     """
+    from auditml.serving import trace
+
     with errors(), open_log(db) as log:
         found = trace(log, request_id)
         label = actor_names(log)
@@ -159,6 +160,8 @@ def stats_command(
     as_json: JsonOption = False,
 ) -> None:
     """Per version and environment: requests, error rate, latency quantiles and outputs."""
+    from auditml.serving import runtime_stats
+
     with errors(), open_log(db) as log:
         found = runtime_stats(log, model=model, env=env, since=since, until=until)
     if as_json:
@@ -204,6 +207,8 @@ def check_command(db: DbOption = None, as_json: JsonOption = False) -> None:
     records, and at least an hour. Exit status: 0 when there are no findings,
     1 when there are.
     """
+    from auditml.serving import runtime_check
+
     with errors(), open_log(db) as log:
         findings = runtime_check(log)
     if as_json:

@@ -15,12 +15,6 @@ from typing import Annotated
 
 import typer
 
-from auditml._internal.keyfiles import (
-    PublicKeyFile,
-    generate_key_file,
-    passphrase_from_env,
-)
-from auditml._internal.output import check_output, write_output
 from auditml.cli._common import (
     ActorOption,
     DbOption,
@@ -184,6 +178,9 @@ def keygen(
     as_json: JsonOption = False,
 ) -> None:
     """Create a personal Ed25519 signing key, protected by a passphrase."""
+    from auditml._internal.keyfiles import PublicKeyFile, generate_key_file, passphrase_from_env
+    from auditml._internal.output import write_output
+
     with errors():
         if not actor.strip():
             raise InvalidInputError("--actor is empty: give the id the key signs for")
@@ -223,6 +220,8 @@ def checkpoint(
     as_json: JsonOption = False,
 ) -> None:
     """Sign the log's size and root as a C2SP checkpoint: an anchor to keep elsewhere."""
+    from auditml._internal.output import check_output, write_output
+
     with errors(), open_log(db) as log:
         protect = log._own_files()
         if out_file is not None:
@@ -291,6 +290,8 @@ def prove_record_command(
     CP is the log's signed checkpoint of the proof's size (`auditml checkpoint
     --size N --out CP`).
     """
+    from auditml._internal.output import check_output, write_output
+
     with errors(), open_log(db) as log:
         protect = log._own_files()
         if out_file is not None:

@@ -110,13 +110,13 @@ Metrics = dict[Name, Number]
 class _Frozen(BaseModel):
     """Base of every value object: immutable, strict about unknown keys, no NaN."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, defer_build=True)
 
 
 class Actor(_Frozen):
     """Who did it: an id, and optionally a printed name and where the identity came from."""
 
-    model_config = ConfigDict(frozen=True, extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(frozen=True, extra="allow", allow_inf_nan=False, defer_build=True)
 
     id: Name
     name: str | None = None

@@ -235,7 +235,7 @@ def parse_gate(text: str) -> Gate:
 class CardRules(BaseModel):
     """What a model card must hold: the human sections required, and where that gates a deploy."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
     required: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
         default_factory=lambda: [
@@ -301,7 +301,9 @@ class MlflowRules(BaseModel):
 class Policy(BaseModel):
     """The rules in force; every field has the default that applies when none is recorded."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, strict=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, strict=True, defer_build=True
+    )
 
     separation_of_duties: bool = True
     require_reason: bool | list[Literal["approve", "reject", "deploy", "rollback", "retire"]] = (

@@ -72,7 +72,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 class _Frozen(BaseModel):
     """Base of every report model: immutable, no unknown fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Checkpointed(_Frozen):

@@ -20,10 +20,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-from sqlalchemy import Engine, and_, or_, select, text, union_all
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from auditml.core.sealing import removed_by_retention
 from auditml.errors import (
@@ -37,6 +34,7 @@ from auditml.errors import (
 )
 from auditml.store._backends import (
     LOCK_TIMEOUT_ENV,
+    SCHEMA_VERSION,
     Backend,
     backend_for,
     close_quietly,
@@ -44,6 +42,9 @@ from auditml.store._backends import (
     lock_timeout_from_env,
     redact,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = [
     "RECORD_COLUMNS",
@@ -182,9 +183,12 @@ def _check_name(what: str, name: str | None) -> None:
 class Store:
     """A database holding one auditml log."""
 
-    def __init__(self, backend: Backend, engine: Engine) -> None:
+    def __init__(self, backend: Backend, pool: Any) -> None:
         self.backend = backend
-        self.engine = engine
+        #: Where connections come from: sqlite3's own for SQLite (no SQLAlchemy to import),
+        #: an SQLAlchemy engine for PostgreSQL.
+        self._pool = pool
+        self._engine: Engine | None = None
         self.url = backend.url
         #: Seconds a write waits for another writer's lock; None: $AUDITML_LOCK_TIMEOUT or 30.
         self.lock_timeout: float | None = None
@@ -195,17 +199,35 @@ class Store:
         """Return whether another process can open this store (not an in-memory database)."""
         return getattr(self.backend, "path", "") is not None
 
+    @property
+    def engine(self) -> Engine:
+        """Return an SQLAlchemy engine on the store, made on first use (creating the schema)."""
+        if self._engine is None:
+            self._engine = self.backend.sa_engine(self._pool)
+        return self._engine
+
     @classmethod
     def connect(cls, url: str, *, create: bool = False) -> Store:
         """Connect to the store at ``url``; with ``create``, make the file and schema as needed."""
         backend = backend_for(url)
-        engine = backend.engine(create=create)
-        store = cls(backend, engine)
+        pool = backend.engine(create=create)
+        store = cls(backend, pool)
         try:
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except SQLAlchemyError as exc:
-            engine.dispose()
+            conn = pool.raw_connection()
+            try:
+                cur = conn.cursor()
+                # SQLite reads the file's header only for a statement that reads the file.
+                cur.execute(
+                    "SELECT count(*) FROM sqlite_master"
+                    if backend.dialect == "sqlite"
+                    else "SELECT 1"
+                )
+                cur.fetchall()
+            finally:
+                _rollback(conn, None)
+                close_quietly(conn)
+        except backend.errors as exc:
+            pool.dispose()
             if "not a database" in str(getattr(exc, "orig", exc)):
                 raise StoreUnavailableError(
                     f"{redact(url)} is not a database, so not an auditml log: point "
@@ -221,16 +243,32 @@ class Store:
     @property
     def dialect(self) -> str:
         """Return ``sqlite`` or ``postgresql``."""
-        return self.engine.dialect.name
+        return self.backend.dialect
 
     def close(self) -> None:
         """Release every connection."""
-        self.engine.dispose()
+        if self._engine is not None and self._engine is not self._pool:
+            self._engine.dispose()
+        self._pool.dispose()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read and return its rows, on a pooled connection given back at once."""
+        conn = self._connection()
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, tuple(params))
+            return [tuple(row) for row in cur.fetchall()]
+        finally:
+            _rollback(conn, cur)
+            close_quietly(cur)
+            close_quietly(conn)
 
     # -- schema -------------------------------------------------------------
 
     def ensure_schema(self) -> None:
         """Create the tables and append-only triggers if they are missing; safe to repeat."""
+        from sqlalchemy import select, text
+        from sqlalchemy.exc import SQLAlchemyError
         from sqlmodel import SQLModel
 
         from auditml.store.tables import (
@@ -244,7 +282,6 @@ class Store:
             NODES,
             RECORDS,
             REMOVED,
-            SCHEMA_VERSION,
             SUBJECT_VALUES,
             SUBJECTS,
             VALUES,
@@ -332,15 +369,12 @@ class Store:
         checkpoints is not upgraded here but by ``auditml init``, the one
         command that creates.
         """
-        from auditml.store.tables import META, SCHEMA_VERSION
-
         try:
-            with self.engine.connect() as conn:
-                found = conn.execute(
-                    select(META.c.value).where(META.c.key == "schema_version")
-                ).scalar()
-        except DBAPIError as exc:
-            message = str(exc.orig).lower()
+            rows = self._rows("SELECT value FROM auditml_meta WHERE key = 'schema_version'")
+        except StoreUnavailableError:
+            raise
+        except self.backend.errors as exc:
+            message = str(getattr(exc, "orig", exc)).lower()
             if ("no such table" in message or "does not exist" in message) and self._has_table(
                 "auditml_event"
             ):
@@ -354,6 +388,7 @@ class Store:
                     f"{redact(self.url)} holds no auditml log: run `auditml init` first"
                 ) from None
             raise self.backend.unavailable(exc) from None
+        found = rows[0][0] if rows else None
         if found != str(SCHEMA_VERSION):
             raise self._version_error(found)
         if not self._has_table("auditml_checkpoint"):
@@ -422,9 +457,10 @@ class Store:
     def _has_table(self, table: str) -> bool:
         """Return whether the store holds ``table`` (one of its own, named in code)."""
         try:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql(f"SELECT 1 FROM {table} WHERE 1 = 0")
-        except DBAPIError:
+            self._rows(f"SELECT 1 FROM {table} WHERE 1 = 0")
+        except StoreUnavailableError:
+            raise
+        except self.backend.errors:
             return False
         return True
 
@@ -435,8 +471,6 @@ class Store:
         auditml; anything else (a missing row, text, bytes, an older number)
         never came from auditml, so it fails verification.
         """
-        from auditml.store.tables import SCHEMA_VERSION
-
         newer = isinstance(found, str) and found.isascii() and found.isdigit()
         if newer and int(str(found)) > SCHEMA_VERSION and found == str(int(str(found))):
             return StoreError(
@@ -453,20 +487,18 @@ class Store:
 
     def head(self, origin: str | None = None) -> HeadState | None:
         """Return the head of the store's log (or of ``origin``), or None when there is none."""
-        from auditml.store.tables import LOGS
-
-        c = LOGS.c
-        query = select(
-            c.id, c.origin, c.size, c.head_hash, c.head_time, c.root, c.frontier
-        ).order_by(c.id)
+        sql = "SELECT id, origin, size, head_hash, head_time, root, frontier FROM auditml_log"
+        params: tuple[str, ...] = ()
         if origin is not None:
-            query = query.where(c.origin == origin)
+            sql += f" WHERE origin = {self.backend.param}"
+            params = (origin,)
         try:
-            with self.engine.connect() as conn:
-                row = conn.execute(query).first()
-        except SQLAlchemyError as exc:
+            rows = self._rows(sql + " ORDER BY id LIMIT 1", params)
+        except StoreUnavailableError:
+            raise
+        except self.backend.errors as exc:
             raise self.backend.unavailable(exc) from None
-        return None if row is None else _head(tuple(row))
+        return _head(rows[0]) if rows else None
 
     def holds_events(self) -> bool:
         """Return whether any event row is stored, whatever the head rows say."""
@@ -620,8 +652,8 @@ class Store:
     def _connection(self) -> Any:
         """Return a pooled DBAPI connection, or raise StoreUnavailableError saying why not."""
         try:
-            return self.engine.raw_connection()
-        except SQLAlchemyError as exc:
+            return self._pool.raw_connection()
+        except self.backend.errors as exc:
             raise self.backend.unavailable(exc) from None
 
     def _transaction(self, run: Callable[[Any], T]) -> T:
@@ -775,11 +807,12 @@ class Store:
             params = (log_id, size)
         sql += " ORDER BY size DESC LIMIT 1" if latest else " ORDER BY size"
         try:
-            with self.engine.connect() as conn:
-                rows = conn.exec_driver_sql(sql, params).fetchall()
-        except SQLAlchemyError as exc:
+            rows = self._rows(sql, params)
+        except StoreUnavailableError:
+            raise
+        except self.backend.errors as exc:
             raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
-        return [_checkpoint_row(tuple(row)) for row in rows]
+        return [_checkpoint_row(row) for row in rows]
 
     def setting(self, key: str) -> str | None:
         """Return a store setting (auditml_meta), or None."""
@@ -797,11 +830,12 @@ class Store:
 
     def _read_one(self, sql: str, params: tuple[Any, ...]) -> str | None:
         try:
-            with self.engine.connect() as conn:
-                row = conn.exec_driver_sql(sql.format(p=self.backend.param), params).first()
-        except SQLAlchemyError as exc:
+            rows = self._rows(sql.format(p=self.backend.param), params)
+        except StoreUnavailableError:
+            raise
+        except self.backend.errors as exc:
             raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
-        return None if row is None else str(row[0])
+        return str(rows[0][0]) if rows else None
 
     # -- personal data: subject keys, erasure, retention (auditml.privacy) --------------
 
@@ -809,6 +843,8 @@ class Store:
         """Create the subject key, lookup and erasure tables a store made before them lacks."""
         if self._privacy_ready:
             return
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
         from sqlmodel import SQLModel
 
         from auditml.store.tables import ACTORS, ERASED, REMOVED, SUBJECT_VALUES, SUBJECTS
@@ -1151,17 +1187,22 @@ class Store:
         so erased keys leave its data files, and the actor directory likewise; other
         tables keep dead rows until VACUUM.
         """
+        if self.dialect == "sqlite":
+            try:  # a pooled sqlite3 connection is in autocommit mode
+                rows = self._rows("PRAGMA wal_checkpoint(TRUNCATE)")
+            except (StoreUnavailableError, *self.backend.errors) as exc:  # type: ignore[misc]
+                return f"the database could not be scrubbed now ({_first_line(exc)})"
+            if rows and rows[0][0]:
+                return (
+                    "the WAL could not be truncated now (another connection is reading): "
+                    "its old pages go at the next checkpoint"
+                )
+            return "the WAL was checkpointed and truncated; deleted content was zeroed"
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                if self.dialect == "sqlite":
-                    row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
-                    if row is not None and row[0]:
-                        return (
-                            "the WAL could not be truncated now (another connection is reading): "
-                            "its old pages go at the next checkpoint"
-                        )
-                    return "the WAL was checkpointed and truncated; deleted content was zeroed"
                 conn.exec_driver_sql("VACUUM FULL auditml_subject")  # outside any transaction
                 if self._has_table("auditml_actor"):  # small too: erased identities go at once
                     conn.exec_driver_sql("VACUUM FULL auditml_actor")
@@ -1183,8 +1224,6 @@ class Store:
         try:
             self.backend.begin_snapshot(cur)
             yield Snapshot(self, conn, cur)
-        except DBAPIError as exc:
-            raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
         finally:
             _rollback(conn, cur)
             close_quietly(cur)
@@ -1194,38 +1233,54 @@ class Store:
         self, log_id: int, flt: EventFilter, chunk: int = 1000
     ) -> Generator[tuple[int, bytes, bytes]]:
         """Yield ``(seq, hash, body)`` of the events that match ``flt``, streamed."""
-        from auditml.store.tables import EVENTS, LOGS
-
-        c = EVENTS.c
+        p = self.backend.param
+        conn = self._connection()
+        cur: Any = None
         try:
-            with self.engine.connect() as conn:
-                start, stop = flt.start, flt.stop
-                if flt.since is not None or flt.until is not None:
-                    size = conn.execute(select(LOGS.c.size).where(LOGS.c.id == log_id)).scalar_one()
-                    if flt.since is not None:
-                        start = max(start, self._first_at(conn, log_id, size, flt.since))
-                    if flt.until is not None:
-                        until = self._first_at(conn, log_id, size, flt.until)
-                        stop = until if stop is None else min(stop, until)
-                conditions = [c.log_id == log_id, c.seq >= start]
-                if stop is not None:
-                    conditions.append(c.seq < stop)
-                if flt.model is not None:
-                    conditions.append(c.model == flt.model)
-                if flt.version is not None:
-                    conditions.append(c.version == flt.version)
-                if flt.containing:
-                    contains = self.backend.contains
-                    conditions.append(or_(*(contains(c.body, n) for n in flt.containing)))
-                query = self._select(conditions, flt)
-                result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
-                for seq, digest, body in result:
+            start, stop = flt.start, flt.stop
+            if flt.since is not None or flt.until is not None:
+                cur = conn.cursor()
+                cur.execute(f"SELECT size FROM auditml_log WHERE id = {p}", (log_id,))
+                size = int(cur.fetchone()[0])
+                if flt.since is not None:
+                    start = max(start, self._first_at(cur, log_id, size, flt.since))
+                if flt.until is not None:
+                    until = self._first_at(cur, log_id, size, flt.until)
+                    stop = until if stop is None else min(stop, until)
+                close_quietly(cur)
+            conditions = [f"log_id = {p}", f"seq >= {p}"]
+            params: list[Any] = [log_id, start]
+            if stop is not None:
+                conditions.append(f"seq < {p}")
+                params.append(stop)
+            if flt.model is not None:
+                conditions.append(f"model = {p}")
+                params.append(flt.model)
+            if flt.version is not None:
+                conditions.append(f"version = {p}")
+                params.append(flt.version)
+            if flt.containing:
+                contains = self.backend.contains_sql("body")
+                conditions.append("(" + " OR ".join([contains] * len(flt.containing)) + ")")
+                params.extend(flt.containing)
+            sql, params = self._select(conditions, params, flt, p)
+            cur = self.backend.scan_cursor(conn)
+            cur.execute(sql, tuple(params))
+            for rows in iter_chunks(cur, chunk):
+                for seq, digest, body in rows:
                     yield _checked(seq, digest, body)
-        except SQLAlchemyError as exc:
+        except self.backend.errors as exc:
             raise StoreError(f"reading {redact(self.url)} failed: {_first_line(exc)}") from None
+        finally:
+            _rollback(conn, cur)
+            if cur is not None:
+                close_quietly(cur)
+            close_quietly(conn)
 
     @staticmethod
-    def _select(conditions: list[Any], flt: EventFilter) -> Any:
+    def _select(
+        conditions: list[str], params: list[Any], flt: EventFilter, p: str
+    ) -> tuple[str, list[Any]]:
         """Return the SELECT of ``(seq, hash, body)`` for ``conditions`` and ``flt``'s actions.
 
         For ``sparse`` actions it is one SELECT per action, merged in seq order:
@@ -1235,39 +1290,39 @@ class Store:
         the (model, action, seq) index, so a model's lifecycle events are found
         without reading its many runtime.segment events.
         """
-        from auditml.store.tables import EVENTS
-
-        c = EVENTS.c
-        cols = (c.seq, c.hash, c.body)
+        head = "SELECT seq, hash, body FROM auditml_event WHERE "
+        where = " AND ".join(conditions)
         actions = tuple(dict.fromkeys(flt.actions))
-        query: Any
-        if flt.model is not None and actions:
+        if actions and (flt.model is not None or (flt.sparse and len(actions) > 1)):
             # One SELECT per action on the (model, action, seq) index, merged in seq order:
             # a model's history walked on the model index reads every event of the model,
             # and a model that serves in production has a runtime.segment per thousand
             # requests among them.
-            arms = [select(*cols).where(*conditions, c.action == a) for a in actions]
-            query = arms[0] if len(arms) == 1 else union_all(*arms)
-        elif flt.sparse and flt.model is None and len(actions) > 1:
-            query = union_all(*(select(*cols).where(*conditions, c.action == a) for a in actions))
+            arms = [f"{head}{where} AND action = {p}" for _ in actions]
+            sql = arms[0] if len(arms) == 1 else " UNION ALL ".join(arms)
+            values = [value for action in actions for value in (*params, action)]
         else:
+            sql, values = head + where, list(params)
             if actions:
-                conditions = [*conditions, c.action.in_(actions)]
-            query = select(*cols).where(and_(*conditions))
-        seq = query.selected_columns.seq
-        query = query.order_by(seq.desc() if flt.descending else seq)
-        return query if flt.limit is None else query.limit(flt.limit)
+                sql += f" AND action IN ({', '.join([p] * len(actions))})"
+                values.extend(actions)
+        sql += " ORDER BY seq DESC" if flt.descending else " ORDER BY seq"
+        if flt.limit is not None:
+            sql += f" LIMIT {p}"
+            values.append(flt.limit)
+        return sql, values
 
-    @staticmethod
-    def _first_at(conn: Any, log_id: int, size: int, stamp: str) -> int:
+    def _first_at(self, cur: Any, log_id: int, size: int, stamp: str) -> int:
         """Return the first seq whose time is at or after ``stamp``: times never decrease."""
-        from auditml.store.tables import EVENTS
-
-        c = EVENTS.c
+        p = self.backend.param
         lo, hi = 0, size
         while lo < hi:
             mid = (lo + hi) // 2
-            found = conn.execute(select(c.time).where(c.log_id == log_id, c.seq == mid)).scalar()
+            cur.execute(
+                f"SELECT time FROM auditml_event WHERE log_id = {p} AND seq = {p}", (log_id, mid)
+            )
+            row = cur.fetchone()
+            found = None if row is None else row[0]
             if found is None or found >= stamp:
                 hi = mid
             else:
@@ -1395,7 +1450,13 @@ class Snapshot:
                 (log_id, seg, i),
             )
             row = self._cur.fetchone()
-        except (sqlite3.Error, DBAPIError, TypeError, ValueError, OverflowError):
+        except (  # type: ignore[misc]
+            sqlite3.Error,
+            *self._store.backend.errors,
+            TypeError,
+            ValueError,
+            OverflowError,
+        ):
             return None
         return None if row is None else row[0]
 

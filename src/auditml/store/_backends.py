@@ -6,21 +6,26 @@ import itertools
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import ColumnElement, Engine, LargeBinary, create_engine, event, func, literal
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import StaticPool
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from auditml.errors import ConfigurationError, StoreUnavailableError
 
+# SQLAlchemy (about 0.2 s to import) is loaded only where it is used: PostgreSQL's engine,
+# URLs that are not a plain SQLite path, and creating the schema from the SQLModel tables.
+# A command on a SQLite log reads and appends through sqlite3 alone (issue 20).
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
+
 __all__ = [
+    "SCHEMA_VERSION",
     "Backend",
     "PostgresBackend",
     "SQLiteBackend",
@@ -30,6 +35,8 @@ __all__ = [
     "redact_text",
 ]
 
+#: The version of the store's tables (auditml.store.tables re-exports it).
+SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
 #: How long a write waits for another writer's lock before giving up: seconds in
 #: this variable, else the default.
@@ -60,6 +67,26 @@ def _secret_param(name: str, value: str) -> bool:
     return lowered == "options" and "pass" in value.lower()
 
 
+#: A SQLite URL that is a plain path (or none): it holds no secret, and SQLAlchemy renders it
+#: back unchanged, so it needs no parsing to be shown.
+_PLAIN_SQLITE = re.compile(r"sqlite(?:\+pysqlite)?://(?:/[\w./ ~-]*)?")
+#: A SQLite URL whose database is the path after ``:///`` (percent-escapes decoded).
+_SQLITE_PATH = re.compile(r"sqlite(?:\+pysqlite)?://(?:/(?P<path>[^?#]*))?")
+
+
+def _make_url(url: str) -> URL:
+    """Parse a database URL with SQLAlchemy (imported here, when first needed)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url)
+
+
+def _unparsable() -> tuple[type[Exception], ...]:
+    from sqlalchemy.exc import ArgumentError
+
+    return (ArgumentError, ValueError)
+
+
 def redact(url: str) -> str:
     """Return ``url`` with every password hidden, for messages.
 
@@ -67,9 +94,11 @@ def redact(url: str) -> str:
     (``?password=``, ``sslpassword``, ``passfile``, an ``options`` that embeds a
     password), as ``***``.
     """
+    if _PLAIN_SQLITE.fullmatch(url):
+        return url
     try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
+        parsed = _make_url(url)
+    except _unparsable():
         return _RAW_SECRETS.sub(
             lambda m: f"{m['head']}{_MASK}" if m["head"] else f"{m['key']}{_MASK}", url
         )
@@ -85,9 +114,11 @@ def redact(url: str) -> str:
 
 def _secrets_of(url: str) -> list[str]:
     """Return the secret values in ``url``, to hide wherever a driver message repeats them."""
+    if _PLAIN_SQLITE.fullmatch(url):
+        return []
     try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
+        parsed = _make_url(url)
+    except _unparsable():
         return []
     found = [parsed.password] if parsed.password else []
     for name, value in parsed.query.items():
@@ -132,12 +163,31 @@ class Backend:
     #: and its type, against the bytes the event is.
     scan_columns = "seq, hash, body, prev, time, action, model, version"
 
+    #: The SQLAlchemy dialect's name.
+    dialect = ""
+
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def engine(self, *, create: bool) -> Engine:
-        """Return an engine for the store, creating the database file when ``create``."""
+    def engine(self, *, create: bool) -> Any:
+        """Return the source of connections (``raw_connection()``, ``dispose()``).
+
+        ``create`` makes the database file when it is missing.
+        """
         raise NotImplementedError  # pragma: no cover - every backend overrides it
+
+    def sa_engine(self, pool: Any) -> Engine:
+        """Return a SQLAlchemy engine on the same database as ``pool`` (for the schema)."""
+        raise NotImplementedError  # pragma: no cover - every backend overrides it
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """Return the exceptions the driver (or SQLAlchemy, where it is used) raises."""
+        raise NotImplementedError  # pragma: no cover - every backend overrides it
+
+    def contains_sql(self, column: str) -> str:
+        """Return the condition that the blob ``column`` holds the bytes of one parameter."""
+        return f"instr({column}, {self.param}) > 0"
 
     def begin_write(self, cursor: Any, wait_s: float) -> None:
         """Start the append transaction, waiting at most ``wait_s`` for another writer's lock."""
@@ -162,10 +212,6 @@ class Backend:
     def is_retryable(self, exc: BaseException) -> bool:
         """Return whether ``exc`` is a lock or serialization conflict worth retrying."""
         return False
-
-    def contains(self, column: ColumnElement[bytes], needle: bytes) -> ColumnElement[bool]:
-        """Return the condition that the blob ``column`` holds the bytes ``needle``."""
-        return func.instr(column, needle) > 0
 
     def scan_cursor(self, dbapi_conn: Any) -> Any:
         """Return a cursor that streams a large result without holding it all in memory."""
@@ -200,12 +246,146 @@ class Backend:
         )
 
 
-def _sqlite_path(url: URL) -> str | None:
-    """Return the file path of a SQLite URL, or None for an in-memory database."""
-    database = url.database
+def _sqlite_path(database: str | None) -> str | None:
+    """Return the file path of a SQLite URL's database, or None for an in-memory database."""
     if not database or database == ":memory:":
         return None
     return database
+
+
+class _Shared:
+    """The one connection of an in-memory database, lent out: closing a loan keeps it open."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        object.__setattr__(self, "_conn", conn)
+
+    @property
+    def driver_connection(self) -> sqlite3.Connection:
+        """Return the sqlite3 connection itself (as SQLAlchemy's pooled connections do)."""
+        return self._conn  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Keep the connection: the database lives only as long as it does."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._conn, name, value)
+
+
+class _Loan:
+    """A pooled sqlite3 connection; ``close()`` rolls back what is open and returns it."""
+
+    def __init__(self, pool: SQLitePool, conn: sqlite3.Connection) -> None:
+        self._pool = pool
+        self._conn: sqlite3.Connection | None = conn
+
+    @property
+    def driver_connection(self) -> sqlite3.Connection:
+        """Return the sqlite3 connection itself (as SQLAlchemy's pooled connections do)."""
+        assert self._conn is not None, "the connection was returned to its pool"
+        return self._conn
+
+    def cursor(self) -> sqlite3.Cursor:
+        assert self._conn is not None, "the connection was returned to its pool"
+        return self._conn.cursor()
+
+    def commit(self) -> None:
+        assert self._conn is not None, "the connection was returned to its pool"
+        self._conn.commit()
+
+    def rollback(self) -> None:
+        if self._conn is not None:
+            self._conn.rollback()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool.give_back(conn)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class SQLitePool:
+    """Connections to one SQLite database, set up as auditml needs and kept for reuse.
+
+    It stands where an SQLAlchemy engine's pool stood: a connection is opened
+    in autocommit mode (auditml says BEGIN itself), usable from any thread,
+    with the busy timeout, ``synchronous = FULL`` and foreign keys on. An
+    in-memory database is one connection that every loan shares.
+    """
+
+    #: Idle connections kept for reuse; more are closed when given back.
+    KEEP = 5
+
+    def __init__(self, path: str | None, *, create: bool) -> None:
+        self.path = path
+        self.create = create
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._shared: sqlite3.Connection | None = None
+
+    def open(self) -> sqlite3.Connection:
+        """Open and set up a new connection (for the in-memory database, the shared one)."""
+        if self.path is None:
+            with self._lock:
+                if self._shared is None:
+                    self._shared = self._open(":memory:")
+                return self._shared
+        return self._open(self.path)
+
+    def _open(self, target: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            cur = conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if self.path is not None and self.create:
+                # Only `init` switches a file to WAL (the mode stays with the file):
+                # the pragma writes, and opening a log to read must change nothing.
+                cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = FULL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.close()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def raw_connection(self) -> Any:
+        """Lend a connection; ``close()`` on it gives it back."""
+        if self.path is None:
+            return _Shared(self.open())
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        return _Loan(self, conn if conn is not None else self.open())
+
+    def give_back(self, conn: sqlite3.Connection) -> None:
+        """Take a lent connection back, with nothing left open on it."""
+        try:
+            if conn.in_transaction:
+                conn.rollback()
+        except sqlite3.Error:
+            close_quietly(conn)
+            return
+        with self._lock:
+            if len(self._idle) < self.KEEP:
+                self._idle.append(conn)
+                return
+        close_quietly(conn)
+
+    def dispose(self) -> None:
+        """Close every idle connection (and the in-memory database)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            shared, self._shared = self._shared, None
+        for conn in idle:
+            close_quietly(conn)
+        if shared is not None:
+            close_quietly(shared)
 
 
 #: A runtime record may be deleted only by a retention run, which lists its segment in
@@ -271,12 +451,20 @@ class SQLiteBackend(Backend):
         " END",
     )
 
-    def __init__(self, url: str, parsed: URL) -> None:
-        super().__init__(url)
-        self.path = _sqlite_path(parsed)
+    dialect = "sqlite"
 
-    def engine(self, *, create: bool) -> Engine:
-        """Return a SQLite engine in autocommit mode, so this module alone says BEGIN."""
+    def __init__(self, url: str, database: str | None) -> None:
+        super().__init__(url)
+        self.path = _sqlite_path(database)
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """SQLite's errors; SQLAlchemy's only once it was imported (for the schema)."""
+        exc = _loaded_sqlalchemy_errors()
+        return (sqlite3.Error, *exc)
+
+    def engine(self, *, create: bool) -> SQLitePool:
+        """Return the pool of sqlite3 connections in autocommit mode (auditml says BEGIN)."""
         if self.path is not None:
             path = Path(self.path)
             if create:
@@ -293,26 +481,22 @@ class SQLiteBackend(Backend):
                 )
             elif path.is_dir():
                 raise StoreUnavailableError(f"{path} is a folder, not an auditml SQLite file")
-        url = f"sqlite:///{self.path}" if self.path else "sqlite://"
-        pool: dict[str, Any] = {} if self.path else {"poolclass": StaticPool}
-        engine = create_engine(
-            url, connect_args={"timeout": BUSY_TIMEOUT_S, "isolation_level": None}, **pool
-        )
+        return SQLitePool(self.path, create=create)
 
-        @event.listens_for(engine, "connect")
-        def _configure(dbapi_conn: sqlite3.Connection, _record: object) -> None:
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            if self.path is not None and create:
-                # Only `init` switches a file to WAL (the mode stays with the file):
-                # the pragma writes, and opening a log to read must change nothing.
-                cur.execute("PRAGMA journal_mode = WAL")
-            cur.execute("PRAGMA synchronous = FULL")
-            cur.execute("PRAGMA foreign_keys = ON")
-            cur.close()
+    def sa_engine(self, pool: Any) -> Engine:
+        """Return an SQLAlchemy engine whose connections the pool opens and sets up.
 
-        return engine
+        The in-memory database's one connection is lent to it, never closed by it.
+        """
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import NullPool, StaticPool
+
+        assert isinstance(pool, SQLitePool)
+        if pool.path is None:
+            return create_engine(
+                "sqlite://", creator=lambda: _Shared(pool.open()), poolclass=StaticPool
+            )
+        return create_engine("sqlite://", creator=pool.open, poolclass=NullPool)
 
     def begin_write(self, cursor: Any, wait_s: float) -> None:
         """Take SQLite's write lock at once, so the head read inside is the latest.
@@ -424,10 +608,28 @@ class PostgresBackend(Backend):
         "FOR EACH ROW EXECUTE FUNCTION auditml_refuse_shrink()",
     )
 
+    dialect = "postgresql"
+
     def __init__(self, url: str, parsed: URL) -> None:
         super().__init__(url)
         self.parsed = parsed.set(drivername="postgresql+psycopg")
         self._types: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+
+    @property
+    def errors(self) -> tuple[type[Exception], ...]:
+        """The errors of psycopg, and of SQLAlchemy (its pool opens the connections)."""
+        import psycopg
+        from sqlalchemy.exc import SQLAlchemyError
+
+        return (psycopg.Error, SQLAlchemyError)
+
+    def sa_engine(self, pool: Any) -> Engine:
+        """PostgreSQL's pool is an SQLAlchemy engine already."""
+        return pool  # type: ignore[no-any-return]
+
+    def contains_sql(self, column: str) -> str:
+        """Return the condition that the bytea ``column`` holds the bytes of one parameter."""
+        return f"position({self.param}::bytea IN {column}) > 0"
 
     def engine(self, *, create: bool) -> Engine:
         """Return a psycopg engine; connections check they are alive before use."""
@@ -437,6 +639,8 @@ class PostgresBackend(Backend):
             raise ConfigurationError(
                 "PostgreSQL needs the psycopg driver: pip install 'auditml[postgres]'"
             ) from None
+        from sqlalchemy import create_engine
+
         connect_args: dict[str, Any] = {"connect_timeout": 10}
         if "application_name" not in self.parsed.query:
             connect_args["application_name"] = "auditml"
@@ -453,10 +657,6 @@ class PostgresBackend(Backend):
     def begin_snapshot(self, cursor: Any) -> None:
         """Read the head and every event from one REPEATABLE READ snapshot."""
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-
-    def contains(self, column: ColumnElement[bytes], needle: bytes) -> ColumnElement[bool]:
-        """Return the condition that the bytea ``column`` holds the bytes ``needle``."""
-        return func.position(literal(needle, LargeBinary).op("IN")(column)) > 0
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Retry serialization failures, deadlocks and lock timeouts."""
@@ -526,18 +726,33 @@ def _multi_row_sql(table: str, columns: tuple[str, ...], shared: int, size: int)
 _CURSORS = itertools.count()
 
 
+def _loaded_sqlalchemy_errors() -> tuple[type[Exception], ...]:
+    """Return SQLAlchemy's base error if something imported it, else nothing to catch."""
+    import sys
+
+    module = sys.modules.get("sqlalchemy.exc")
+    return () if module is None else (module.SQLAlchemyError,)
+
+
 def backend_for(url: str) -> Backend:
-    """Return the backend of a database URL, or raise ConfigurationError naming the fix."""
+    """Return the backend of a database URL, or raise ConfigurationError naming the fix.
+
+    A SQLite URL is read here; any other is parsed by SQLAlchemy.
+    """
+    plain = _SQLITE_PATH.fullmatch(url)
+    if plain is not None:
+        path = plain["path"]
+        return SQLiteBackend(url, None if path is None else unquote(path))
     try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
+        parsed = _make_url(url)
+    except _unparsable():
         raise ConfigurationError(
             f"not a database URL: {redact(url)!r}; use sqlite:///path/to/audit.db or "
             "postgresql://user@host:5432/dbname"
         ) from None
     scheme = parsed.drivername.split("+", 1)[0]
     if scheme == "sqlite":
-        return SQLiteBackend(url, parsed)
+        return SQLiteBackend(url, parsed.database)
     if scheme in {"postgresql", "postgres"}:
         return PostgresBackend(url, parsed)
     raise ConfigurationError(

@@ -30,6 +30,8 @@ from typing import cast
 from sqlalchemy import Column, Index, LargeBinary, Table, Text
 from sqlmodel import BigInteger, Field, SQLModel
 
+from auditml.store._backends import SCHEMA_VERSION  # defined there: reads need no SQLModel
+
 __all__ = [
     "ACTORS",
     "CHECKPOINTS",
@@ -59,8 +61,6 @@ __all__ = [
     "SubjectValueRow",
     "ValueRow",
 ]
-
-SCHEMA_VERSION = 1
 
 
 class MetaRow(SQLModel, table=True):

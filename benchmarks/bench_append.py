@@ -304,6 +304,11 @@ def main() -> None:
     chosen = set(args.only or ["append", "build", "verify"])
     if args.fresh:
         cached_log(args.events, fresh=True)
+    print_figures(chosen, args.events, args.count, args.rounds)
+
+
+def print_figures(chosen: set[str], events: int, count: int, rounds: int) -> None:
+    """Measure and print the chosen figures (append, build, verify), each against its floor."""
     if "build" in chosen:
         b = measure_draft_build()
         print(
@@ -311,7 +316,7 @@ def main() -> None:
             f"through the pydantic models alone {b['pydantic_us']:.2f} us ({b['speedup']:.1f}x)"
         )
     if "append" in chosen:
-        a = measure_append_many(args.events, args.count)
+        a = measure_append_many(events, count)
         print(
             f"append_many of prepared drafts, {a['batch']:,} per transaction, into a "
             f"{a['log_events']:,}-event log (SQLite): {a['events_per_s']:,.0f} events/s vs "
@@ -319,7 +324,7 @@ def main() -> None:
             f"{a['ratio']:.2f}x the floor (target {a['target_ratio']}x)"
         )
     if "verify" in chosen:
-        v = measure_verify(args.events, args.rounds)
+        v = measure_verify(events, rounds)
         print(
             f"verify of {v['events']:,} events (SQLite): {v['seconds']:.2f} s, "
             f"{v['events_per_s']:,.0f} events/s = {v['ratio_to_floor']:.2f}x the single-thread "

@@ -234,11 +234,32 @@ def print_cli(figures: dict[str, tuple[float, float]]) -> None:
 EXTRA_SECTIONS: list[Callable[[Path], None]] = []
 
 
+def append_and_verify(events: int) -> Callable[[Path], None]:
+    """Return the section printing bench_append.py's figures for a log of ``events`` events."""
+
+    def section(_folder: Path) -> None:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import bench_append
+
+        print(f"append path and verify, {events:,}-event log (benchmarks/bench_append.py):")
+        bench_append.print_figures({"append", "build", "verify"}, events, 50_000, 3)
+
+    return section
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--cycles", type=int, default=200)
     parser.add_argument("--cli-runs", type=int, default=15)
+    parser.add_argument(
+        "--log-events",
+        type=int,
+        default=1_000_000,
+        help="size of the log for the append and verify figures (0 skips them)",
+    )
     args = parser.parse_args()
+    if args.log_events:
+        EXTRA_SECTIONS.append(append_and_verify(args.log_events))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="auditml-everyday-") as tmp:
         folder = Path(tmp)

@@ -296,6 +296,48 @@ def test_bad_tracking_uri_is_a_clear_error(
         assert log.head().size == 1
 
 
+@pytest.mark.parametrize("missing", ["sqlite:///{tmp}/typo/mlflow.db", "{tmp}/no-mlruns"])
+def test_a_missing_local_store_is_refused_not_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], missing: str
+) -> None:
+    """A mistyped local store path is an error, exit 2; MLflow does not get to create one."""
+    db = f"sqlite:///{tmp_path / 'audit.db'}"
+    _init(db).close()
+    given = missing.format(tmp=tmp_path)
+    code, _, err = run_cli(["import", "mlflow", "--tracking-uri", given, "--db", db], capsys)
+    assert code == 2
+    assert err.startswith("error: no MLflow")
+    assert not (tmp_path / "typo").exists()
+    with AuditLog.open(db) as log:
+        assert log.head().size == 1
+
+
+def test_import_from_another_registry_never_reads_as_deletions(
+    db_url: str,
+    registry_uri: str,
+    empty_registry: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Importing a second, empty MLflow records nothing: the first one's models stay undeleted."""
+    _registry(registry_uri)
+    _init(db_url).close()
+    assert (
+        run_cli(["import", "mlflow", "--tracking-uri", registry_uri, "--db", db_url], capsys)[0]
+        == 0
+    )
+    other = tmp_path / "other.db"
+    shutil.copy(empty_registry, other)
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+    code, _, err = run_cli(
+        ["import", "mlflow", "--tracking-uri", f"sqlite:///{other}", "--db", db_url], capsys
+    )
+    assert code == 0, err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size, [r.event.data for r in log.events(start=size)]
+
+
 def test_import_without_a_tracking_uri_says_how_to_give_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1098,9 +1098,9 @@ class AuditLog:
 
     # -- an outside registry (MLflow) ------------------------------------------
 
-    def registry_known(self) -> Snapshot:
+    def registry_known(self, uri: str | None = None) -> Snapshot:
         """Return what the log says an outside registry showed (its ``registry.change`` events)."""
-        return self._registry.known()
+        return self._registry.known(uri)
 
     def record_registry(
         self,

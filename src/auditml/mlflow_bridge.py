@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from auditml.core.registry import NO_STAGE, KnownModel, KnownVersion, Snapshot
@@ -105,11 +106,34 @@ def client_for(uri: str) -> Any:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    _must_exist(uri)
     mlflow = _mlflow()
     try:
         return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     except Exception as exc:
         raise _failure(uri, exc) from None
+
+
+def _must_exist(uri: str) -> None:
+    """Refuse a local MLflow store that is not there: MLflow would create an empty one.
+
+    An empty registry read from a mistyped path would otherwise look like a
+    registry whose models were all deleted.
+    """
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+        if str(path) != ":memory:" and not path.is_file():
+            raise InvalidInputError(
+                f"no MLflow database at {path}: check --tracking-uri (sqlite:///relative/path.db "
+                "or sqlite:////absolute/path.db); auditml never creates one"
+            )
+    elif "://" not in uri or uri.startswith("file:"):
+        path = Path(uri.removeprefix("file://").removeprefix("file:"))
+        if not path.is_dir():
+            raise InvalidInputError(
+                f"no MLflow file store at {path}: check --tracking-uri (a folder such as ./mlruns, "
+                "a sqlite:/// database or an http(s):// server)"
+            )
 
 
 def _stamp(ms: object) -> str | None:

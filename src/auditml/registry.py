@@ -74,10 +74,16 @@ class ViolationEntry:
         return dict(self.__dict__)
 
 
-def _known(view: View) -> Snapshot:
-    """Return what the log says the registry showed, from verified ``registry.change`` bytes."""
+def _known(view: View, uri: str | None = None) -> Snapshot:
+    """Return what the log says the registry at ``uri`` showed, from verified event bytes.
+
+    Only changes recorded from that tracking URI count (all of them without
+    one): what another MLflow server showed says nothing about this one, and a
+    model missing here must not read as deleted there.
+    """
     rows = view.reader.by_actions(("registry.change",))
-    return fold_known(parse_found(seq, body, ("registry.change",)) for seq, body in rows)
+    events = (parse_found(seq, body, ("registry.change",)) for seq, body in rows)
+    return fold_known(e for e in events if uri is None or e.data.get("uri") == uri)
 
 
 class RegistryService:
@@ -86,12 +92,12 @@ class RegistryService:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
 
-    def known(self) -> Snapshot:
-        """Return what the log says the registry showed (committed events, no lock)."""
+    def known(self, uri: str | None = None) -> Snapshot:
+        """Return what the log says the registry at ``uri`` showed (committed events, no lock)."""
         found: list[Snapshot] = []
 
         def read(view: View) -> Outcome:
-            found.append(_known(view))
+            found.append(_known(view, uri))
             return Outcome(None)
 
         self._ledger.peek(read)
@@ -127,7 +133,7 @@ class RegistryService:
         def decide(view: View) -> list[Draft]:
             result.changes.clear()
             result.trained.clear()
-            changes = diff(_known(view), now, wanted)
+            changes = diff(_known(view, uri), now, wanted)
             drafts: list[Draft] = []
             planned: list[tuple[int, Change, list[RegistryViolation]]] = []
             for change in changes:

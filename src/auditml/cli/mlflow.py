@@ -80,12 +80,13 @@ def _record(
 
     client = bridge.client_for(uri)
     snapshot = bridge.read_snapshot(client, uri, models, strict=via == "import")
-    known = log.registry_known()
+    shown = bridge.shown_uri(uri)
+    known = log.registry_known(shown)
     runs = bridge.read_runs(client, uri, snapshot, known)
     recorded = log.record_registry(
         snapshot,
         via=via,
-        uri=bridge.shown_uri(uri),
+        uri=shown,
         actor=actor,
         models=models or None,
         runs=runs,

@@ -229,8 +229,9 @@ def sqlite_alone(
     This is SQLite's own cost for the rows auditml writes, with nothing of
     auditml's around it: the ceiling for append_many on this machine. The rows
     go into a copy of the log (``fresh=False``, tables and indexes as large as
-    the log's) or into empty tables (``fresh=True``); ``prev_index=False``
-    leaves out the unique ``(log, prev)`` index, to show what it costs.
+    the log's) or into empty tables (``fresh=True``); ``prev_index=True`` adds
+    the unique ``(log, prev)`` index that stores had before issue 20, to show
+    what it cost.
     """
     import shutil
     import sqlite3
@@ -251,15 +252,15 @@ def sqlite_alone(
     ]
     src.close()
     copy = path + ".alone"
-    if prev_index and not fresh:
+    if not prev_index and not fresh:  # the log has no (log, prev) index since issue 20
         shutil.copyfile(path, copy)
     else:
         conn = sqlite3.connect(copy, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
         for sql in schema:
-            if sql.startswith("CREATE TABLE auditml_event") and not prev_index:
-                assert PREV_UNIQUE in sql, "the event table's schema changed"
-                sql = sql.replace(PREV_UNIQUE, "")
+            if sql.startswith("CREATE TABLE auditml_event") and prev_index:
+                assert PREV_UNIQUE not in sql and "PRIMARY KEY" in sql, "the schema changed"
+                sql = sql.replace("PRIMARY KEY", PREV_UNIQUE + "PRIMARY KEY", 1)
             conn.execute(sql)
         conn.execute("ATTACH DATABASE ? AS src", (path,))
         conn.execute("BEGIN")

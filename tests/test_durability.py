@@ -6,11 +6,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from auditml import AuditLog
+from auditml import AppendError, AuditLog, Draft, StaleHeadError
+from auditml.store import HeadState
+from tests.conftest import raw_query, raw_sql
 
 ORIGIN = "bank.example/credit-models"
 WORKERS = 8
@@ -100,3 +103,135 @@ def test_a_killed_writer_leaves_no_half_event(db_url: str, tmp_path: Path, batch
             report = log.verify()
             assert (report.size - 1) % batch == 0
             assert report.size == log.head().size
+
+
+def _stale_setup(db_url: str) -> tuple[AuditLog, HeadState]:
+    """Return a log of 3 events and the head as it was at 2: read, then overtaken."""
+    log, _ = AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")
+    log.append("model.evaluate", subject={"model": "m", "version": "1"}, imported=True)
+    stale = log._ledger.store.head(ORIGIN)
+    assert stale is not None and stale.size == 2
+    log.append("model.evaluate", subject={"model": "m", "version": "2"}, imported=True)
+    return log, stale
+
+
+def _evaluate_draft(version: str) -> Draft:
+    return Draft.build(
+        "model.evaluate", actor="w@bank.example", subject={"model": "m", "version": version}
+    )
+
+
+@pytest.mark.parametrize("lie", ["overtaken", "same size, other hash"])
+def test_a_writer_with_a_stale_head_is_refused_and_writes_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, lie: str
+) -> None:
+    """A writer whose head lock did not hold builds on a stale head: refused, never a fork."""
+    log, stale = _stale_setup(db_url)
+    with log:
+        store = log._ledger.store
+        before = store.head(ORIGIN)
+        assert before is not None
+        if lie != "overtaken":  # the size it read is right, but not the hash it builds on
+            stale = replace(before, head_hash=stale.head_hash)
+        # The writer reads the head without the lock holding, so it sees the old head.
+        monkeypatch.setattr(store, "_locked_head", lambda cur, log_id: stale)
+        with pytest.raises(StaleHeadError, match="stale head") as info:
+            log.append_many([_evaluate_draft("3")], imported=True)
+        assert isinstance(info.value, AppendError)
+        assert "wrote nothing" in str(info.value)
+        monkeypatch.undo()
+        assert store.head(ORIGIN) == before
+        assert log.verify().size == 3
+
+
+def test_a_stale_head_is_retried_from_the_new_head(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt sees a stale head and fails; the retry reads the head afresh and lands."""
+    log, stale = _stale_setup(db_url)
+    with log:
+        store = log._ledger.store
+        real = store._locked_head
+        served: list[int] = []
+
+        def once_stale(cur: object, log_id: int) -> HeadState:
+            served.append(log_id)
+            return stale if len(served) == 1 else real(cur, log_id)
+
+        monkeypatch.setattr(store, "_locked_head", once_stale)
+        receipt = log.append_many([_evaluate_draft("3")], imported=True)[0]
+        assert len(served) == 2
+        assert receipt.seq == 3
+        report = log.verify()
+        assert report.size == 4
+        assert [r.seq for r in log.events(action="model.evaluate")] == [1, 2, 3]
+
+
+def test_init_drops_the_unique_prev_index_of_an_older_store(db_url: str) -> None:
+    """A store made with the (log, prev) index loses it at `init`, keeping events and triggers."""
+    AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")[0].close()
+    with AuditLog.open(db_url) as log:
+        log.append_many([_evaluate_draft(str(v)) for v in range(5)], imported=True)
+    _make_old(db_url)
+    assert _has_prev_index(db_url)
+    with AuditLog.open(db_url) as log:  # opening changes nothing
+        assert log.verify().size == 6
+    assert _has_prev_index(db_url)
+    log, created = AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")
+    with log:
+        assert not created
+        assert not _has_prev_index(db_url)
+        log.append_many([_evaluate_draft("9")], imported=True)
+        assert log.verify().size == 7
+    with pytest.raises(Exception, match="append-only"):
+        raw_sql(db_url, ["UPDATE auditml_event SET time = 'x' WHERE seq = 1"])
+    with pytest.raises(Exception, match="append-only"):
+        raw_sql(db_url, ["DELETE FROM auditml_event WHERE seq = 6"])
+
+
+def _make_old(url: str) -> None:
+    """Give the event table the unique (log, prev) constraint stores had before issue 20."""
+    if not url.startswith("sqlite:///"):
+        raw_sql(
+            url,
+            [
+                "ALTER TABLE auditml_event ADD CONSTRAINT auditml_event_log_prev "
+                "UNIQUE (log_id, prev)"
+            ],
+        )
+        return
+    schema = raw_query(
+        url,
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'auditml_event' "
+        "AND sql IS NOT NULL",
+    )
+    table = next(sql for kind, _, sql in schema if kind == "table")
+    old = table.replace(
+        "PRIMARY KEY", "CONSTRAINT auditml_event_log_prev UNIQUE (log_id, prev), PRIMARY KEY", 1
+    )
+    assert old != table
+    raw_sql(
+        url,
+        [
+            "BEGIN",
+            "ALTER TABLE auditml_event RENAME TO auditml_event_new",
+            old,
+            "INSERT INTO auditml_event SELECT * FROM auditml_event_new",
+            "DROP TABLE auditml_event_new",
+            *(sql for kind, _, sql in schema if kind != "table"),
+            "COMMIT",
+        ],
+    )
+
+
+def _has_prev_index(url: str) -> bool:
+    if url.startswith("sqlite:///"):
+        (sql,) = raw_query(url, "SELECT sql FROM sqlite_master WHERE name = 'auditml_event'")[0]
+        return "auditml_event_log_prev" in sql
+    return bool(
+        raw_query(
+            url,
+            "SELECT 1 FROM pg_constraint WHERE conname = 'auditml_event_log_prev' "
+            "AND conrelid = to_regclass('auditml_event')",  # this test's schema only
+        )
+    )

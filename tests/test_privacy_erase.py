@@ -137,7 +137,7 @@ def test_after_erasure_no_database_file_holds_the_subject(
     code, out, _ = run_cli(
         [
             *("erase", "--subject", SUBJECT, "--request", "DSR-2027-14"),
-            *("--reason", "asked to be forgotten", "--actor", "dpo@bank.example"),
+            *("--reason", "asked to be forgotten", "--by", "dpo@bank.example"),
             *("--db", db_url),
         ],
         capsys,

@@ -8,6 +8,7 @@ still passes, and a tampered store must make the CLI exit 1, never 2 or 70.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -370,3 +371,106 @@ def test_a_dropped_table_fails_verify(
     code, out = _cli(["verify", "--db", db_url], capsys)
     assert code == 1, out
     assert f"no {table} table" in out
+
+
+def _forked_row(db_url: str, seq: int, parent: int) -> tuple[bytes, bytes, str]:
+    """Return ``(hash, body, time)`` of a forged event at ``seq`` naming event ``parent`` as prev.
+
+    It is a sibling of the event after ``parent``: the two claim the same prev,
+    which the unique (log, prev) index made impossible to store before issue 20.
+    """
+    import json
+
+    from auditml.core.canonical import canonical_bytes
+
+    (body, prev) = raw_query(
+        db_url, "SELECT body, prev FROM auditml_event WHERE seq = %s", (parent + 1,)
+    )[0]
+    event = json.loads(bytes(body))
+    event["seq"] = seq
+    event["data"] = {**event["data"], "reason": "forked"}
+    assert bytes.fromhex(event["prev"]) == bytes(prev)
+    forged = canonical_bytes(event)
+    return hashlib.sha256(b"\x00" + forged).digest(), forged, event["time"]
+
+
+def _insert(db_url: str, seq: int, digest: bytes, body: bytes, stamp: str, prev: bytes) -> None:
+    raw_sql(
+        db_url,
+        [
+            (
+                "INSERT INTO auditml_event "
+                "(log_id, seq, prev, hash, time, action, model, version, body) "
+                "VALUES (1, %s, %s, %s, %s, 'model.approve', 'credit-risk', '1', %s)",
+                (seq, prev, digest, stamp, body),
+            )
+        ],
+    )
+
+
+@pytest.mark.parametrize("head", ["moved", "left"])
+def test_a_forked_row_written_with_triggers_dropped_fails_verify(
+    db_url: str, head: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second child of one event, stored by hand past the head (triggers off), fails verify.
+
+    Without the unique (log, prev) index the database stores the fork; the chain
+    check must name it, whether the attacker moved the head onto it or not.
+    """
+    log = _gated(db_url)
+    log.close()
+    size = int(raw_query(db_url, "SELECT size FROM auditml_log")[0][0])
+    last = size - 1
+    (parent_prev,) = raw_query(db_url, "SELECT prev FROM auditml_event WHERE seq = %s", (last,))[0]
+    digest, body, stamp = _forked_row(db_url, size, last - 1)
+    drop_triggers(db_url)
+    _insert(db_url, size, digest, body, stamp, bytes(parent_prev))
+    if head == "moved":
+        raw_sql(
+            db_url,
+            [("UPDATE auditml_log SET size = %s, head_hash = %s", (size + 1, digest))],
+        )
+    with AuditLog.open(db_url) as opened, pytest.raises(VerificationError) as info:
+        opened.verify()
+    if head == "moved":
+        assert (info.value.kind, info.value.seq) == ("link", size)
+    else:
+        assert (info.value.kind, info.value.seq) == ("head", size)
+    code, out = _cli(["verify", "--db", db_url], capsys)
+    assert code == 1, out
+
+
+def test_a_fork_replacing_the_last_event_fails_verify(db_url: str) -> None:
+    """The last event swapped for a sibling with the same prev, head moved onto it, fails verify.
+
+    The attacker recomputes the head (hash, root, frontier) but cannot sign a
+    checkpoint: the signed size-N checkpoint still commits to the original.
+    """
+    log = _gated(db_url)
+    log.checkpoint()
+    log.close()
+    size = int(raw_query(db_url, "SELECT size FROM auditml_log")[0][0])
+    last = size - 1
+    (prev,) = raw_query(db_url, "SELECT prev FROM auditml_event WHERE seq = %s", (last,))[0]
+    digest, body, stamp = _forked_row(db_url, last, last - 1)
+    drop_triggers(db_url)
+    raw_sql(db_url, [("DELETE FROM auditml_event WHERE seq = %s", (last,))])
+    _insert(db_url, last, digest, body, stamp, bytes(prev))
+    from auditml.core.merkle import CompactRange
+
+    hashes = [bytes(h) for (h,) in raw_query(db_url, "SELECT hash FROM auditml_event ORDER BY seq")]
+    tree = CompactRange()
+    tree.extend(hashes)
+    raw_sql(
+        db_url,
+        [
+            (
+                "UPDATE auditml_log SET head_hash = %s, root = %s, frontier = %s",
+                (digest, tree.root(), tree.to_bytes()),
+            )
+        ],
+    )
+    with AuditLog.open(db_url) as opened, pytest.raises(VerificationError) as info:
+        opened.verify()
+    assert info.value.kind == "anchor", info.value
+    assert "checkpoint" in str(info.value)

@@ -107,7 +107,7 @@ def test_an_inserted_event_is_caught(url: str) -> None:
     forged["data"]["notes"] = "forged"
     forged["prev"] = _leaf(_body(url, 4)).hex()
     body = canonical_bytes(forged)
-    # The unique (log, prev) backstop forces the attacker to move the displaced event's link too.
+    # The displaced event's link is moved too, so only the seq betrays the insertion.
     raw_sql(
         url,
         [

@@ -307,8 +307,33 @@ def test_a_replaced_log_key_is_named(url: str, tmp_path: Path) -> None:
     assert "the key row was replaced" in str(error)
 
 
-def test_a_changed_prev_column_blocks_no_append_silently(url: str) -> None:
-    """A prev column set to the head's hash makes the next append fail with a clear error."""
+def test_a_changed_prev_column_neither_blocks_nor_forks_an_append(url: str) -> None:
+    """A prev column set to the head's hash: the next append lands after the head, verify names it.
+
+    The prev column is a copy for lookups, not the link: the append builds on the
+    head row, so the lie cannot fork the chain, and verify still names the column.
+    """
+    size, head = raw_query(url, "SELECT size, head_hash FROM auditml_log")[0]
+    raw_sql(url, [("UPDATE auditml_event SET prev = %s WHERE seq = 2", (bytes(head),))])
+    with AuditLog.open(url) as log:
+        receipt = log.append(
+            "model.evaluate",
+            subject={"model": "m", "version": "1"},
+            data={"metrics": {"i": 1}},
+            imported=True,
+        )
+    assert receipt.seq == size
+    stored = raw_query(url, "SELECT prev FROM auditml_event WHERE seq = %s", (size,))[0][0]
+    assert bytes(stored) == bytes(head)
+    error = _fails(url)
+    assert (error.kind, error.seq) == ("column", 2)
+
+
+def test_a_changed_prev_column_in_a_store_made_before_issue_20_blocks_no_append_silently(
+    url: str,
+) -> None:
+    """With the old unique (log, prev) index, that lie makes the next append fail clearly."""
+    raw_sql(url, ["CREATE UNIQUE INDEX auditml_event_log_prev ON auditml_event (log_id, prev)"])
     head = raw_query(url, "SELECT head_hash FROM auditml_log")[0][0]
     raw_sql(url, [("UPDATE auditml_event SET prev = %s WHERE seq = 2", (bytes(head),))])
     with AuditLog.open(url) as log:

@@ -14,6 +14,7 @@ so a user sees one sentence and a non-zero exit, never a traceback::
     │   ├── StoreUnavailableError    unreachable, missing or not an auditml store
     │   ├── LogNotFoundError         no log (or not the named one) in the store
     │   └── AppendError              an append failed; the log is exactly as it was
+    │       └── StaleHeadError       the head moved since the writer read it: nothing written
     └── VerificationError            the log, a proof or a bundle does not verify
         └── ProofError               a Merkle proof or tree size is invalid
 """
@@ -29,6 +30,7 @@ __all__ = [
     "LogNotFoundError",
     "PolicyDeniedError",
     "ProofError",
+    "StaleHeadError",
     "StoreError",
     "StoreUnavailableError",
     "UnknownActionError",
@@ -93,6 +95,16 @@ class LogNotFoundError(StoreError):
 
 class AppendError(StoreError):
     """An append failed; nothing of it was written."""
+
+
+class StaleHeadError(AppendError):
+    """An append's head was stale: the log's head is no longer the size and hash it was built on.
+
+    The head row moves only from the size and hash the writer read (a
+    compare-and-set inside the append transaction), so a writer that read an
+    old head fails here rather than fork the chain. Appends retry it from the
+    new head; it reaches a caller only when the head keeps moving under it.
+    """
 
 
 class VerificationError(AuditmlError):

@@ -44,8 +44,18 @@ from auditml.core.events import (
     imported_mark,
 )
 from auditml.core.keys import check_import
-from auditml.core.privacy import ValueRow, new_subject_key, seal_rows, subject_handles
+from auditml.core.policy import person
+from auditml.core.privacy import (
+    DirectoryEntry,
+    ValueRow,
+    is_pseudonym,
+    new_pseudonym,
+    new_subject_key,
+    seal_rows,
+    subject_handles,
+)
 from auditml.core.records import SegmentVerifier
+from auditml.core.state import policy_in_force
 from auditml.errors import (
     AppendError,
     AuditmlError,
@@ -250,6 +260,8 @@ class Ledger:
         self._pepper: bytes | None = None
         self.after_append = AfterAppend()
         self._has_records = False  # whether the store holds the runtime record tables
+        #: ``(seq of the newest policy.update, pseudonymous_actors)`` as last read.
+        self._pseudonymous: tuple[int, bool] | None = None
 
     def close(self) -> None:
         """Release the database connections."""
@@ -286,6 +298,98 @@ class Ledger:
         """Return the log's row id in the store."""
         return self._log_id
 
+    # -- actors -------------------------------------------------------------
+
+    def pseudonymous_actors(self) -> bool:
+        """Return whether the policy in force names actors by pseudonym on the log."""
+        newest = list(
+            self._store.query(
+                self._log_id, EventFilter(actions=("policy.update",), descending=True, limit=1)
+            )
+        )
+        if not newest:
+            return False
+        seq = int(newest[0][0])
+        if self._pseudonymous is None or self._pseudonymous[0] != seq:
+            records = self.records(None, ("policy.update",), newest_first=True)
+            policy, _ = policy_in_force((r.seq, r.body) for r in records)
+            self._pseudonymous = (seq, policy.personal_data.pseudonymous_actors)
+        return self._pseudonymous[1]
+
+    def identify(self, actor: Actor | str | None = None) -> Actor:
+        """Return the acting identity as it goes on the log (see :meth:`pseudonymize`)."""
+        return self.pseudonymize(resolve_actor(actor))
+
+    def pseudonymize(self, who: Actor) -> Actor:
+        """Return ``who`` under its pseudonym when the policy in force asks for pseudonymous actors.
+
+        The person's id and printed name go to the off-log actor directory (the
+        pseudonym is drawn the first time they act); the actor returned carries
+        the pseudonym as its id, no printed name, and the id given as
+        ``known_as``, which checks read and the log never holds. An id that is
+        already a pseudonym, and any actor when the policy does not ask, is
+        returned as it is.
+        """
+        if who.known_as is not None or is_pseudonym(who.id) or not self.pseudonymous_actors():
+            return who
+        pseudonym = self._store.actor_pseudonym(
+            self._log_id, person(who.id), who.id, who.name, new_pseudonym, _now()
+        )
+        extra = dict(who.model_extra or {})
+        return Actor(id=pseudonym, source=who.source, known_as=who.id, **extra)
+
+    def actor_directory(self) -> dict[str, DirectoryEntry]:
+        """Return the off-log actor directory: who each pseudonym names, unless erased."""
+        return {
+            pseudonym: DirectoryEntry(pseudonym, known_as, name, erased)
+            for pseudonym, known_as, name, erased in self._store.actor_directory(self._log_id)
+        }
+
+    def seqs_containing(self, needles: Sequence[bytes]) -> list[int]:
+        """Return the seqs of the events whose canonical bytes hold one of ``needles``."""
+        if not needles:
+            return []
+        flt = EventFilter(containing=tuple(needles))
+        return [int(row[0]) for row in self._store.query(self._log_id, flt)]
+
+    def erase_actor(
+        self, who: str, draft_for: Callable[[str], Draft]
+    ) -> tuple[Receipt, str, str | None]:
+        """Leave only the pseudonym of ``who`` in the actor directory and append the erasure.
+
+        ``draft_for`` gets the pseudonym and returns the ``privacy.erasure`` draft;
+        both commit together. Returns the receipt, the pseudonym and the printed
+        name the directory held.
+        """
+        hook = self.after_append
+        every = hook.every()
+
+        def prepare(head: HeadState, pseudonym: str, name: str | None) -> Batch:
+            part = draft_part(draft_for(pseudonym), PartCache())
+            return _preparer(self._origin, [part], every, hook.sign)(head)
+
+        batch, pseudonym, name = self._store.erase_actor(self._log_id, person(who), prepare)
+        row = batch.rows[0]
+        return Receipt(row[0], row[2].hex(), row[3], row[6]), pseudonym, name
+
+    def _pseudonymized(self, drafts: list[Draft]) -> list[Draft]:
+        """Give each draft's actor its pseudonym, when the policy in force asks for them."""
+        if all(d.actor is None or d.actor.known_as is not None for d in drafts):
+            return drafts
+        if not self.pseudonymous_actors():
+            return drafts
+        chosen: dict[int, Actor] = {}
+        out = []
+        for d in drafts:
+            if d.actor is None:
+                out.append(d)
+                continue
+            who = chosen.get(id(d.actor))
+            if who is None:
+                who = chosen[id(d.actor)] = self.pseudonymize(d.actor)
+            out.append(d if who is d.actor else d.model_copy(update={"actor": who}))
+        return out
+
     # -- appending ----------------------------------------------------------
 
     def append(
@@ -301,7 +405,7 @@ class Ledger:
         if imported is False:
             _refuse_governed(action)
         draft = Draft.build(
-            action, actor=resolve_actor(actor), subject=subject, data=data, imported=imported
+            action, actor=self.identify(actor), subject=subject, data=data, imported=imported
         )
         return self.append_many([draft], imported=imported)[0]
 
@@ -309,7 +413,7 @@ class Ledger:
         """Append events in one transaction: all of them are written, or none."""
         cache = PartCache()
         mark = None if imported is False else imported_mark(imported)  # validated once
-        chosen = _with_actors(list(_as_drafts(drafts, mark is not None)))
+        chosen = self._pseudonymized(_with_actors(list(_as_drafts(drafts, mark is not None))))
         parts = [draft_part(d, cache, mark) for d in chosen]
         if not parts:
             return []
@@ -536,10 +640,12 @@ class Ledger:
 
         def prepare(head: HeadState, reader: TxReader) -> Batch | None:
             decided.clear()  # a retried transaction decides again, from the new head
-            outcome = decide(View(reader, head.size, self._states))
+            view = View(reader, head.size, self._states)
+            outcome = decide(view)
             decided.append(outcome)
             if outcome.draft is None:
                 return None  # a check that passed: nothing to record
+            _check_pseudonymous(view, outcome.draft)
             part = draft_part(outcome.draft, PartCache())
             return _preparer(self._origin, [part], every, hook.sign)(head)
 
@@ -849,6 +955,26 @@ def _with_actors(drafts: list[Draft]) -> list[Draft]:
         return drafts
     who = resolve_actor()
     return [d if d.actor is not None else d.model_copy(update={"actor": who}) for d in drafts]
+
+
+def _check_pseudonymous(view: View, draft: Draft) -> None:
+    """Refuse to write a person's id into a decision when the policy asks for pseudonyms.
+
+    Every service gives its actor a pseudonym before deciding; a path that did
+    not would put personal data into hashed bytes for ever, so it fails instead.
+    """
+    who = draft.actor
+    if (
+        who is not None
+        and who.known_as is None
+        and not is_pseudonym(who.id)
+        and view.policy.personal_data.pseudonymous_actors
+    ):
+        raise AppendError(
+            f"the {draft.action} decision names its actor by the id given, and the policy in "
+            "force asks for pseudonymous actors (it changed while this was decided?): nothing "
+            "was written; try again"
+        )
 
 
 def _raise_denial(receipt: Receipt | None, outcome: Outcome) -> None:

@@ -51,8 +51,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from auditml._internal.identity import resolve_actor
 from auditml._internal.policyfile import load_policy
+from auditml.core.compare import DEFAULT_LEVEL, DEFAULT_RESAMPLES, parse_level
 from auditml.core.decide import (
     Outcome,
     View,
@@ -261,7 +261,7 @@ class Lifecycle:
         name: str | None,
     ) -> Receipt:
         """Sign a decision's statement (before the lock), then decide and record it."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         signature = self._esign(
             signer,
             action=action,
@@ -302,7 +302,7 @@ class Lifecycle:
         running there; ``shadow`` has it serve copies of traffic. Both start a
         rollout, which :meth:`promote` widens and :meth:`rollback` ends.
         """
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         share = None if traffic is None else parse_percent(traffic, where="traffic")
         if share == 100:
             share = None  # all of the traffic: a plain deploy
@@ -383,7 +383,7 @@ class Lifecycle:
         against the environment's ``[rollout]`` rule; a shorter step records a
         ``rollout.promote``. A monitor's identity may never promote.
         """
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         share = None if traffic is None else parse_percent(traffic, where="traffic")
         evidence = self.canary_evidence(model, environment)
         return self._decided(
@@ -486,7 +486,7 @@ class Lifecycle:
                 "policy_seq": None,
             },
         )
-        monitor = resolve_actor(rule.actor)
+        monitor = self._ledger.identify(rule.actor)
 
         def check(view: View) -> Outcome:
             data["policy_seq"] = view.policy_seq
@@ -534,7 +534,7 @@ class Lifecycle:
 
         During a rollout it ends the rollout: the stable version serves alone again.
         """
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         target = None if to is None else str(to)
         return self._decided(
             lambda view: decide_rollback(
@@ -551,7 +551,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Retire a version for good, if policy allows and it runs nowhere."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         return self._decided(
             lambda view: decide_retire(
                 view, model=model, version=str(version), actor=who, reason=reason
@@ -569,14 +569,31 @@ class Lifecycle:
         artifacts: Mapping[str, ArtifactRef | str | os.PathLike[str]] | None = None,
         notes: str | None = None,
         actor: Actor | str | None = None,
+        examples: str | os.PathLike[str] | None = None,
+        baseline: str | None = None,
+        compare: Sequence[str] | None = None,
+        confidence: float | str | Sequence[float | str] = DEFAULT_LEVEL,
+        seed: int = 0,
+        resamples: int = DEFAULT_RESAMPLES,
     ) -> Receipt:
-        """Record an evaluation of a trained version; files named are hashed first."""
+        """Record an evaluation of a trained version; files named are hashed first.
+
+        With ``examples`` (a per-example file, see :mod:`auditml.core.compare`)
+        and ``baseline`` (another version of the model), the version is compared
+        with the baseline on those examples for each metric of ``compare``
+        (default: every one the file can answer) and the comparisons are
+        recorded with the file's digest.
+        """
         from auditml._internal.fingerprint import artifact_ref, dataset_ref
 
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
+        compared = _comparisons(
+            str(version), examples, baseline, compare, confidence, seed, resamples
+        )
         data = validate_data(
             "model.evaluate",
             {
+                **compared,
                 "dataset": dataset
                 if isinstance(dataset, DatasetRef | None)
                 else dataset_ref(dataset),
@@ -591,7 +608,12 @@ class Lifecycle:
         )
         return self._decided(
             lambda view: decide_evaluate(
-                view, model=model, version=str(version), actor=who, data=data
+                view,
+                model=model,
+                version=str(version),
+                actor=who,
+                data=data,
+                baseline=None if baseline is None else str(baseline),
             )
         )
 
@@ -610,7 +632,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Incident:
         """Open an incident against a version and return it, with its id and any deadline."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         data = validate_data(
             "incident.open",
             {
@@ -659,7 +681,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Close an open incident: how it was resolved, and when authorities were told."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         data = validate_data(
             "incident.close",
             {
@@ -694,7 +716,7 @@ class Lifecycle:
         from auditml._internal.sectionfile import read_sections
         from auditml.core.card import validate_sections
 
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         source = sha = None
         if isinstance(sections, Mapping):
             checked = validate_sections(dict(sections))
@@ -730,7 +752,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record a training run done elsewhere; the receipt names the version it got."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         payload = validate_data("model.train", data)
         return self._decided(
             lambda view: decide_train(
@@ -744,6 +766,7 @@ class Lifecycle:
 
     def _begin_training(self, model: str, version: str | None, actor: Actor) -> str:
         """Check that ``actor`` may train ``model`` and return the version the run gets."""
+        actor = self._ledger.pseudonymize(actor)
         outcome = self._ledger.check(
             lambda view: decide_train(view, model=model, version=version, actor=actor, data=None)
         )
@@ -754,6 +777,7 @@ class Lifecycle:
         self, model: str, version: str | None, *, auto: bool, actor: Actor, data: dict[str, Any]
     ) -> Receipt:
         """Record a finished run's ``model.train`` event."""
+        actor = self._ledger.pseudonymize(actor)
         payload = validate_data("model.train", data)
         return self._decided(
             lambda view: decide_train(
@@ -769,7 +793,7 @@ class Lifecycle:
         actor: Actor | str | None = None,
     ) -> Receipt:
         """Record a policy (a Policy or a TOML file); it is in force from this event on."""
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         source = sha = None
         if isinstance(policy, Policy):
             chosen = policy
@@ -830,3 +854,57 @@ class Lifecycle:
                 f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
             )
         return self.status(model)[model].split_history(environment)
+
+
+def _comparisons(
+    version: str,
+    examples: str | os.PathLike[str] | None,
+    baseline: str | None,
+    metrics: Sequence[str] | None,
+    confidence: float | str | Sequence[float | str],
+    seed: int,
+    resamples: int,
+) -> dict[str, Any]:
+    """Read the per-example file and compare the version with its baseline, or return {}.
+
+    Runs before the append transaction (it can take a second on large files);
+    the decision then checks that the baseline is a version on the log.
+    """
+    if examples is None:
+        if baseline is not None or metrics:
+            raise InvalidInputError(
+                "a comparison with a baseline needs the per-example file: give examples= "
+                "(--examples FILE) with the labels and both versions' outputs"
+            )
+        return {}
+    if baseline is None or not str(baseline).strip():
+        raise InvalidInputError(
+            "a per-example file is compared with a baseline version: give baseline= "
+            "(--baseline V), the version this one would replace"
+        )
+    if str(baseline) == version:
+        raise InvalidInputError(
+            f"the baseline must be another version than the one evaluated ({version})"
+        )
+    from auditml._internal.fingerprint import read_with_ref
+    from auditml.core.compare import COMPARABLE, compare, parse_examples
+
+    raw, ref = read_with_ref(examples, "per-example file")
+    table = parse_examples(raw, where=os.fspath(examples))
+    chosen = list(metrics or [m for m in COMPARABLE if table.has(m)])
+    if not chosen:
+        raise InvalidInputError(
+            f"{os.fspath(examples)} has neither score and baseline_score columns (for auc) nor "
+            "prediction and baseline_prediction columns (for accuracy)"
+        )
+    levels = [confidence] if isinstance(confidence, str | int | float) else list(confidence)
+    found = compare(
+        table,
+        chosen,
+        baseline=str(baseline),
+        levels=[parse_level(level) for level in levels] or [DEFAULT_LEVEL],
+        resamples=resamples,
+        seed=seed,
+        where=os.fspath(examples),
+    )
+    return {"examples": ref, "comparisons": found}

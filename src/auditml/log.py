@@ -27,7 +27,7 @@ from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitDa
 from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
 from auditml.core.policy import Policy
-from auditml.core.privacy import RetentionStatus
+from auditml.core.privacy import DirectoryEntry, RetentionStatus
 from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored, verify_record_proof
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
 from auditml.core.state import ModelState, Move, SplitChange
@@ -52,7 +52,7 @@ from auditml.ledger import (
     resolve_url,
 )
 from auditml.lifecycle import Lifecycle, MonitorResult
-from auditml.privacy import Erasure, Privacy, RetentionRun
+from auditml.privacy import ActorErasure, Erasure, Privacy, RetentionRun
 from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
 
@@ -294,7 +294,7 @@ class AuditLog:
         chosen = Path(spool) if spool is not None else self._spool_path(f"{model}/{env}")
         return Recorder(
             self._ledger,
-            resolve_actor(actor),
+            self._ledger.identify(actor),
             model,
             env,
             max_records=max_records,
@@ -328,7 +328,7 @@ class AuditLog:
 
         self._lifecycle.check_stream(model, env)
         return ingest(
-            self._ledger, resolve_actor(actor), model, env, lines, max_records=max_records
+            self._ledger, self._ledger.identify(actor), model, env, lines, max_records=max_records
         )
 
     # -- personal data ----------------------------------------------------------------------
@@ -359,8 +359,36 @@ class AuditLog:
         longer be opened. Policy may limit who erases (``[permissions] privacy``).
         """
         return self._privacy.erase(
-            subject, request=request, reason=reason, basis=basis, actor=resolve_actor(actor)
+            subject, request=request, reason=reason, basis=basis, actor=self._ledger.identify(actor)
         )
+
+    def erase_actor(
+        self,
+        who: str,
+        *,
+        request: str,
+        reason: str,
+        basis: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> ActorErasure:
+        """Replace a person's identity with their pseudonym wherever auditml keeps it off the log.
+
+        ``who`` is the id the person acted under (e.g. an e-mail). Under
+        ``[personal_data] pseudonymous_actors``, events carry a pseudonym and
+        the actor directory (off the log) holds the id and printed name; this
+        leaves only the pseudonym there, with one ``privacy.erasure`` event
+        (scope ``actor``) that names the pseudonym, never the id. The result
+        says what stays on the log because it is hashed into the chain: events
+        recorded before pseudonymous actors, and e-signatures, which show the
+        signer's printed name (21 CFR 11.50). Needs the ``privacy`` permission.
+        """
+        return self._privacy.erase_actor(
+            who, request=request, reason=reason, basis=basis, actor=resolve_actor(actor)
+        )
+
+    def actors(self) -> dict[str, DirectoryEntry]:
+        """Return the off-log actor directory: who each pseudonym names, unless erased."""
+        return self._ledger.actor_directory()
 
     def apply_retention(
         self,
@@ -376,7 +404,9 @@ class AuditLog:
         still covers is removed, segment events stay, and the chain still
         verifies. ``dry_run`` only returns the plan.
         """
-        return self._privacy.apply_retention(actor=resolve_actor(actor), now=now, dry_run=dry_run)
+        return self._privacy.apply_retention(
+            actor=self._ledger.identify(actor), now=now, dry_run=dry_run
+        )
 
     def _spool_path(self, stream: str) -> Path:
         """Return this process's spool file for ``stream``."""
@@ -890,8 +920,26 @@ class AuditLog:
         artifacts: Mapping[str, ArtifactRef | str | os.PathLike[str]] | None = None,
         notes: str | None = None,
         actor: Actor | str | None = None,
+        examples: str | os.PathLike[str] | None = None,
+        baseline: str | None = None,
+        compare: Sequence[str] | None = None,
+        confidence: float | str | Sequence[float | str] = 95,
+        seed: int = 0,
+        resamples: int = 2000,
     ) -> Receipt:
-        """Record an evaluation of a trained version; files named are hashed first."""
+        """Record an evaluation of a trained version; files named are hashed first.
+
+        To compare the version with the one it would replace, give ``examples``,
+        a CSV or JSON Lines file with each example's ``id``, ``label`` and both
+        versions' outputs (``score``/``baseline_score`` for AUC,
+        ``prediction``/``baseline_prediction`` for accuracy), and ``baseline``,
+        that version. Each metric of ``compare`` (default: all the file holds)
+        is then compared by a paired test (a bootstrap interval of the
+        difference at each ``confidence`` level, in percent, drawn with
+        ``resamples`` and ``seed``; McNemar's exact test for accuracy) and the
+        result, with the file's SHA-256, is recorded in the event, where gates
+        such as ``"auc_delta >= 0 at 95%"`` read it. Needs ``auditml[stats]``.
+        """
         return self._lifecycle.evaluate(
             model,
             version,
@@ -901,6 +949,12 @@ class AuditLog:
             artifacts=artifacts,
             notes=notes,
             actor=actor,
+            examples=examples,
+            baseline=baseline,
+            compare=compare,
+            confidence=confidence,
+            seed=seed,
+            resamples=resamples,
         )
 
     def open_incident(

@@ -18,11 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from auditml.core.canonical import canonical_bytes
+from auditml.core.canonical import canonical_bytes, canonical_text
 from auditml.core.decide import Outcome, View, denied
-from auditml.core.events import INCIDENT_ACTIONS, PRIVACY_ACTIONS, Actor, Draft
+from auditml.core.events import (
+    INCIDENT_ACTIONS,
+    PRIVACY_ACTIONS,
+    SIGNED_ACTIONS,
+    Actor,
+    Draft,
+)
 from auditml.core.incidents import IncidentIndex
-from auditml.core.policy import Policy, check_role
+from auditml.core.policy import Policy, check_role, person
 from auditml.core.privacy import (
     Hold,
     Plan,
@@ -31,6 +37,7 @@ from auditml.core.privacy import (
     SegmentSummary,
     ValueCount,
     erased_digest,
+    is_pseudonym,
     is_sealed,
     open_sealed,
     plan_retention,
@@ -45,7 +52,7 @@ if TYPE_CHECKING:
     from auditml.ledger import Ledger
     from auditml.store import Removed, Snapshot
 
-__all__ = ["Erasure", "Privacy", "RetentionRun", "ValueCheck"]
+__all__ = ["ActorErasure", "Erasure", "Privacy", "RetentionRun", "ValueCheck"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +154,80 @@ class Erasure:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ActorErasure:
+    """What one actor erasure did off the log, and what stays on it because it is hashed."""
+
+    seq: int
+    request: str
+    #: The pseudonym that now names the person, resolving to nobody.
+    pseudonym: str
+    #: Events whose hashed bytes hold the id erased (recorded before pseudonymous actors
+    #: was enabled, or naming it in their data): they cannot change without breaking the chain.
+    id_events: list[int]
+    #: E-signed decisions by the person: each shows their printed name (21 CFR 11.50).
+    signatures: list[int]
+    #: Key registrations of the person's signing keys: each shows their printed name.
+    keys: list[int]
+    #: Events that carry the pseudonym (they stay, and now name no one).
+    pseudonym_events: int
+    #: Whether the directory held a printed name (shown only in these counts, never logged).
+    had_name: bool
+    scrubbed: str
+
+    def stays(self) -> list[str]:
+        """Return, in plain sentences, what stays on the log because it is hashed into the chain."""
+        lines = [
+            f"{self.pseudonym_events:,} event(s) carry the pseudonym {self.pseudonym}; it now "
+            "resolves to no one."
+        ]
+        if self.id_events:
+            lines.append(
+                f"{len(self.id_events):,} event(s) hold the erased id in their hashed bytes "
+                f"(events {_seqs(self.id_events)}): recorded before pseudonymous actors was "
+                "enabled, or naming it in their data, they cannot be changed without breaking "
+                "the chain."
+            )
+        else:
+            lines.append("No event holds the erased id in its hashed bytes.")
+        if self.signatures or self.keys:
+            lines.append(
+                f"{len(self.signatures):,} e-signature(s) (events {_seqs(self.signatures)}) and "
+                f"{len(self.keys):,} key registration(s) (events {_seqs(self.keys)}) show the "
+                "signer's printed name: 21 CFR 11.50 requires it on every signed record and "
+                "11.70 binds it into the signature, so it stays (GDPR Art. 17(3)(b): a legal "
+                "obligation to keep the record)."
+            )
+        return lines
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the erasure as plain JSON values (never the id erased)."""
+        return {
+            "seq": self.seq,
+            "request": self.request,
+            "scope": "actor",
+            "pseudonym": self.pseudonym,
+            "stays_on_log": {
+                "pseudonym_events": self.pseudonym_events,
+                "id_events": list(self.id_events),
+                "signatures": list(self.signatures),
+                "key_registrations": list(self.keys),
+            },
+            "stays": self.stays(),
+            "scrubbed": self.scrubbed,
+        }
+
+
+def _seqs(seqs: list[int]) -> str:
+    shown = ", ".join(str(s) for s in seqs[:10])
+    return shown + (f" and {len(seqs) - 10:,} more" if len(seqs) > 10 else "") if seqs else "none"
+
+
+def _needle(text: str) -> bytes:
+    """Return how ``text`` appears inside a JSON string in canonical bytes."""
+    return canonical_text(text)[1:-1].encode()
+
+
 class Privacy:
     """Retention and erasure over one log."""
 
@@ -238,7 +319,7 @@ class Privacy:
         """Record a denial and raise unless the policy lets ``actor`` erase or apply retention."""
 
         def decide(view: View) -> Outcome:
-            denial = check_role(view.policy, actor.id, "privacy")
+            denial = check_role(view.policy, actor.ids(), "privacy")
             if denial is None:
                 return Outcome(None)
             return denied(view, denial, attempted=attempted, actor=actor, subject={})
@@ -302,6 +383,118 @@ class Privacy:
             records=len({(seg, i) for _, _, seg, i in erased}),
             kinds=dict(sorted(Counter(name for _, name, _, _ in erased).items())),
             scrubbed=scrubbed,
+        )
+
+    def erase_actor(
+        self,
+        who: str,
+        *,
+        request: str,
+        reason: str,
+        actor: Actor,
+        basis: str | None = None,
+    ) -> ActorErasure:
+        """Replace an actor's identity with its pseudonym wherever auditml keeps it off the log.
+
+        The actor directory row of ``who`` (an id as given, e.g. an e-mail; case
+        and spaces ignored) keeps only its pseudonym, and one ``privacy.erasure``
+        event (scope ``actor``, subject ``{"actor": pseudonym}``) records it, in
+        one transaction. What stays on the log because it is hashed into the
+        chain is counted in the result. Raises InvalidInputError, writing
+        nothing, for an id the directory does not hold.
+        """
+        if not isinstance(who, str) or not who.strip():
+            raise InvalidInputError("say whose identity to erase: give the actor's id (--actor)")
+        for name, text in (("request", request), ("reason", reason)):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(
+                    f"an erasure needs a {name}: the request's reference (e.g. DSR-2027-14) "
+                    "and why (e.g. 'GDPR Art. 17 request')"
+                )
+        for name, text in (("request", request), ("reason", reason), ("basis", basis or "")):
+            if len(who.strip()) >= 4 and person(who) in person(text):
+                raise InvalidInputError(
+                    f"the {name} names the actor itself, and it would stay on the log for "
+                    "ever: refer to the request by its reference only, and nothing was erased"
+                )
+        directory = self._ledger.actor_directory()
+        wanted = person(who)
+        found = directory.get(who.strip()) or next(  # by pseudonym, or by the id given
+            (
+                e
+                for e in directory.values()
+                if e.known_as is not None and person(e.known_as) == wanted
+            ),
+            None,
+        )
+        if found is not None and found.known_as is None:
+            raise InvalidInputError(
+                f"the identity behind {found.pseudonym} was already erased (event "
+                f"{found.erased}): the directory holds only the pseudonym; nothing was erased"
+            )
+        if found is None or found.known_as is None:
+            named = self._ledger.seqs_containing([_needle(who)])
+            held = (
+                f"; the log names it in {len(named):,} event(s) recorded without pseudonymous "
+                "actors, which cannot change without breaking the chain"
+                if named
+                else ""
+            )
+            raise InvalidInputError(
+                f"the actor directory holds no one known as {who!r}{held}: check the id (case "
+                "and spaces are ignored), or see `auditml actors`; nothing was erased"
+            )
+        # Only now is the eraser given a pseudonym: a refused request writes nothing.
+        actor = self._ledger.pseudonymize(actor)
+        self._may(actor, "privacy.erasure")
+        known = found.known_as
+        for name, text in (("request", request), ("reason", reason), ("basis", basis or "")):
+            if len(known) >= 4 and person(known) in person(text):
+                raise InvalidInputError(
+                    f"the {name} names the actor itself, and it would stay on the log for "
+                    "ever: refer to the request by its reference only, and nothing was erased"
+                )
+        spellings = {known, known.lower(), known.strip()}
+        if not is_pseudonym(who.strip()):
+            spellings |= {who, who.strip()}
+        ids: set[str] = {*spellings, found.pseudonym}
+        id_needles = sorted({_needle(i) for i in spellings if i})
+        id_events = self._ledger.seqs_containing(id_needles)
+        pseudonym_events = len(self._ledger.seqs_containing([_needle(found.pseudonym)]))
+        signatures = []
+        for record in self._ledger.records(None, SIGNED_ACTIONS):
+            sig = record.event.data.get("signature")
+            if isinstance(sig, dict) and sig.get("signer") in ids:
+                signatures.append(record.seq)
+        keys = [
+            record.seq
+            for record in self._ledger.records(None, ("key.register",))
+            if record.event.data.get("signer") in ids
+        ]
+
+        def draft_for(pseudonym: str) -> Draft:
+            data = {
+                "request": request,
+                "reason": reason,
+                "basis": basis,
+                "values": 0,
+                "scope": "actor",
+            }
+            return Draft.build(
+                "privacy.erasure", actor=actor, subject={"actor": pseudonym}, data=data
+            )
+
+        receipt, pseudonym, printed = self._ledger.erase_actor(found.known_as, draft_for)
+        return ActorErasure(
+            seq=receipt.seq,
+            request=request,
+            pseudonym=pseudonym,
+            id_events=id_events,
+            signatures=signatures,
+            keys=keys,
+            pseudonym_events=pseudonym_events + 1,  # and the erasure event, about it
+            had_name=printed is not None,
+            scrubbed=self._ledger.store.scrub(),
         )
 
     def apply_retention(

@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from auditml._internal.identity import resolve_actor
 from auditml._internal.keyfiles import (
     KEY_ENV,
     PublicKeyFile,
@@ -510,11 +509,16 @@ class Trust:
         record = (
             public_key if isinstance(public_key, PublicKeyFile) else read_public_key(public_key)
         )
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
+        # Under pseudonymous actors the key is registered to the signer's pseudonym, the
+        # id their decisions carry; the printed name stays in the event (21 CFR 11.50).
+        owner = self._ledger.pseudonymize(
+            Actor(id=signer or record.signer, name=name or record.name)
+        )
         data = validate_data(
             "key.register",
             {
-                "signer": signer or record.signer,
+                "signer": owner.id,
                 "name": name or record.name,
                 "public_key": base64.b64encode(record.public_key).decode(),
                 "key": record.key,
@@ -538,7 +542,7 @@ class Trust:
         fpr = key
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             fpr = read_public_key(key).key
-        who = resolve_actor(actor)
+        who = self._ledger.identify(actor)
         return self._decided(
             lambda view: decide_key(
                 view, action="key.revoke", actor=who, data={"key": fpr, "reason": reason}

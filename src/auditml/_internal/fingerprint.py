@@ -50,6 +50,7 @@ __all__ = [
     "environment",
     "folder_manifest",
     "hash_file",
+    "read_with_ref",
     "start_capture",
 ]
 
@@ -259,6 +260,27 @@ def artifact_ref(source: str | os.PathLike[str]) -> ArtifactRef:
     except OSError as exc:
         raise InvalidInputError(f"cannot read artifact {text!r}: {exc.strerror}") from None
     return ArtifactRef(uri=local_uri(path), sha256=digest, size=size)
+
+
+def read_with_ref(source: str | os.PathLike[str], what: str) -> tuple[bytes, ArtifactRef]:
+    """Read a local file once and return its bytes and its reference (path, SHA-256, size).
+
+    The digest is of exactly the bytes returned, so what is recorded is what was read.
+    """
+    text = os.fspath(source)
+    if not text.strip() or is_uri(text):
+        raise InvalidInputError(f"the {what} must be a local file, not {text!r}")
+    path = _local(text)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInputError(f"no {what} at {text}") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"the {what} {text} is a folder, not a file") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the {what} {text}: {exc.strerror}") from None
+    ref = ArtifactRef(uri=local_uri(path), sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+    return raw, ref
 
 
 # -- parameters ----------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from auditml.core.card import (
     Binding,
     BoundEvent,
     CardArtifact,
+    CardComparison,
     CardDataset,
     CardDecision,
     CardEvaluation,
@@ -31,6 +33,7 @@ from auditml.core.events import (
     IMPORTED_NOTE,
     INCIDENT_ACTIONS,
     LIFECYCLE_ACTIONS,
+    Comparison,
     DatasetRef,
     EvaluateData,
     TrainData,
@@ -38,6 +41,7 @@ from auditml.core.events import (
 )
 from auditml.core.incidents import IncidentIndex
 from auditml.core.policy import Policy, parse_gate
+from auditml.core.privacy import labelled
 from auditml.core.state import ModelState, fold
 from auditml.errors import InvalidInputError
 
@@ -58,6 +62,9 @@ def build_card(
 ) -> ModelCard:
     """Return the card of ``model`` ``version`` as the log tells it now."""
     records = list(log.events(model=model, action=CARD_ACTIONS))
+    directory = log.actors()
+    if directory:  # the card names people, not pseudonyms, while the directory knows them
+        records = [replace(r, event=labelled(r.event, directory)) for r in records]
     policy, _ = log.policy()
     return card_from_records(
         records,
@@ -119,6 +126,7 @@ def card_from_records(
     artifacts: list[CardArtifact] = []
     metrics: dict[tuple[str, str | None], CardMetric] = {}
     evaluations: list[CardEvaluation] = []
+    comparisons: list[CardComparison] = []
     decisions: list[CardDecision] = []
     moves: list[CardMove] = []
     incidents = IncidentIndex()
@@ -159,6 +167,17 @@ def card_from_records(
             evaluation = EvaluateData.model_validate(data)
             evaluations.append(_evaluation(record, evaluation))
             marked = evaluation.imported is not None
+            comparisons += [
+                CardComparison(
+                    **c.model_dump(),
+                    seq=record.seq,
+                    time=event.time,
+                    actor=event.actor.id,
+                    examples=evaluation.examples,
+                    imported=marked,
+                )
+                for c in evaluation.comparisons
+            ]
             ds = evaluation.dataset
             if ds is not None:
                 name = f"evaluation {len(evaluations)}"
@@ -194,8 +213,9 @@ def card_from_records(
         artifacts=artifacts,
         metrics=list(metrics.values()),
         evaluations=evaluations,
+        comparisons=comparisons,
         decisions=decisions,
-        gates=_gates(policy, vs.gate_metrics()),
+        gates=_gates(policy, vs.gate_metrics(), vs.live_comparisons),
         deployments=moves,
         incidents=[_incident(i) for i in incidents.incidents.values()],
         production=list(production),
@@ -340,17 +360,26 @@ def _incident(incident: Any) -> CardIncident:
     )
 
 
-def _gates(policy: Policy, values: dict[str, float]) -> list[CardGate]:
-    """Check every metric gate of the policy in force against the version's live metrics."""
+def _gates(
+    policy: Policy, values: dict[str, float], comparisons: dict[str, tuple[int, Comparison]]
+) -> list[CardGate]:
+    """Check every gate of the policy in force against the live metrics and comparisons."""
     found = []
     for environment, texts in policy.gates.items():
         for gate in map(parse_gate, texts):
+            recorded = comparisons.get(gate.compared) if gate.level is not None else None
+            interval = None if recorded is None else recorded[1].interval(gate.level or 0)
             found.append(
                 CardGate(
                     environment=environment,
                     gate=str(gate),
-                    value=values.get(gate.metric),
-                    passed=gate.passes(values),
+                    value=values.get(gate.metric)
+                    if gate.level is None
+                    else (None if recorded is None else gate.bound(recorded[1])),
+                    passed=gate.passes(values, comparisons),
+                    interval=None if interval is None else (interval.low, interval.high),
+                    baseline=None if recorded is None else recorded[1].baseline,
+                    seq=None if recorded is None else recorded[0],
                 )
             )
     return found

@@ -61,6 +61,24 @@ def _limitations(card: ModelCard) -> list[str]:
     return [s.limitations or "", out_of_scope]
 
 
+def _deltas(card: ModelCard) -> list[tuple[str, float, str, str]]:
+    """Return each comparison with the baseline as a metric with a confidence interval.
+
+    One per recorded level, named e.g. ``auc_delta vs version 1 (95%, paired bootstrap)``.
+    """
+    return [
+        (
+            f"{c.metric}_delta vs version {c.baseline} ({i.level:g}%, {c.interval_method}, "
+            f"n={c.n}, p={c.p_value:.3g})",
+            c.delta,
+            _value(i.low),
+            _value(i.high),
+        )
+        for c in card.comparisons
+        for i in c.intervals
+    ]
+
+
 def to_mct(card: ModelCard) -> dict[str, Any]:
     """Return the card as Model Card Toolkit v0.0.2 JSON."""
     s = card.sections
@@ -105,6 +123,14 @@ def to_mct(card: ModelCard) -> dict[str, Any]:
         "quantitative_analysis": {
             "performance_metrics": [
                 {"type": m.name, "value": _value(m.value), "slice": m.slice} for m in card.metrics
+            ]
+            + [
+                {
+                    "type": kind,
+                    "value": _value(delta),
+                    "confidence_interval": {"lower_bound": low, "upper_bound": high},
+                }
+                for kind, delta, low, high in _deltas(card)
             ],
         },
         "considerations": {
@@ -270,6 +296,14 @@ def to_cyclonedx(card: ModelCard, *, tool_version: str) -> dict[str, Any]:
                 "performanceMetrics": [
                     {"type": m.name, "value": _value(m.value), "slice": m.slice}
                     for m in card.metrics
+                ]
+                + [
+                    {
+                        "type": kind,
+                        "value": _value(delta),
+                        "confidenceInterval": {"lowerBound": low, "upperBound": high},
+                    }
+                    for kind, delta, low, high in _deltas(card)
                 ]
             },
             "considerations": {

@@ -28,6 +28,7 @@ from auditml._internal.identity import resolve_actor
 from auditml._internal.keyfiles import PASSPHRASE_ENV, load_signer, passphrase_from_env
 from auditml._version import __version__
 from auditml.core.events import IMPORTED_NOTE
+from auditml.core.privacy import actor_label
 from auditml.core.signing import FileSigner
 from auditml.core.text import escape_controls, needs_escape
 from auditml.errors import (
@@ -217,6 +218,18 @@ OnlyModelArgument = Annotated[str | None, typer.Argument(help="Only this model."
 def open_log(db: str | None) -> AuditLog:
     """Open the log that ``--db`` names (or the default one)."""
     return AuditLog.open(db)
+
+
+def actor_names(log: AuditLog) -> Callable[[str], str]:
+    """Return how a command shows actor ids: a pseudonym with its person while the directory knows.
+
+    The directory is read once; an id that is no pseudonym, or one whose
+    identity was erased, is shown as it is.
+    """
+    directory = log.actors()
+    if not directory:
+        return lambda actor_id: actor_id
+    return lambda actor_id: actor_label(actor_id, directory)
 
 
 def who(actor: str | None) -> Any:

@@ -24,6 +24,7 @@ from auditml.cli._common import (
     ModelArgument,
     OnlyModelArgument,
     ReasonOption,
+    actor_names,
     app,
     done,
     err,
@@ -301,11 +302,43 @@ def evaluate(
         Path | None,
         typer.Option(metavar="FILE", help="A JSON object with metrics, slices, notes."),
     ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Per-example results (CSV or JSON Lines): id, label, and both versions' "
+            "score/baseline_score (AUC) or prediction/baseline_prediction (accuracy); "
+            "compared with --baseline.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(metavar="V", help="The version this one is compared with (it replaces)."),
+    ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="METRIC",
+            help="A metric to compare: auc or accuracy (repeatable) [default: all the file holds].",
+        ),
+    ] = None,
+    confidence: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="LEVEL", help="A confidence level of the intervals, e.g. 95% (repeatable)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="The bootstrap's seed (recorded).", min=0)
+    ] = 0,
+    resamples: Annotated[
+        int, typer.Option(metavar="N", help="The bootstrap's number of resamples (recorded).")
+    ] = 2000,
     actor: ActorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Record an evaluation of a trained version."""
+    """Record an evaluation of a trained version, compared with a baseline if asked."""
     with errors(), _warnings_said():
         data = _json_file(from_json)
         metrics = {**data.get("metrics", {}), **_numbers(metric, "--metric")}
@@ -327,8 +360,31 @@ def evaluate(
                 artifacts=_sources(artifact, "--artifact", "artifacts"),
                 notes=notes or data.get("notes"),
                 actor=who(actor),
+                examples=examples,
+                baseline=baseline,
+                compare=compare,
+                confidence=confidence or ["95"],
+                seed=seed,
+                resamples=resamples,
             )
             done(receipt, f"Recorded evaluation of {model} v{version}", as_json)
+            if examples is not None and not as_json:
+                _print_comparisons(log, receipt.seq)
+
+
+def _print_comparisons(log: Any, seq: int) -> None:
+    """Print each comparison the evaluation at ``seq`` recorded, one line with its intervals."""
+    from auditml.core.events import EvaluateData
+
+    for record in log.events(start=seq, stop=seq + 1):
+        for c in EvaluateData.model_validate(record.event.data).comparisons:
+            intervals = ", ".join(
+                f"{i.level:g}% [{i.low:+.4f}, {i.high:+.4f}]" for i in c.intervals
+            )
+            out.print(
+                f"  {c.metric}: {c.value:.4f} vs {c.baseline_value:.4f} (v{c.baseline}), "
+                f"delta {c.delta:+.4f}, {intervals}, p={c.p_value:.3g}, n={c.n}"
+            )
 
 
 @app.command()
@@ -703,6 +759,7 @@ def status(
         if not states:
             err.print("no models on the log yet")
             return
+        label = actor_names(log)
         for name, state in sorted(states.items()):
             here = state.running_imported()
             running = ", ".join(
@@ -717,8 +774,10 @@ def status(
                     vs.version,
                     vs.state,
                     tagged(utc(vs.trained_at or ""), vs.trained_imported),
-                    ", ".join(vs.trainers),
-                    ", ".join(dict.fromkeys(tagged(a.actor, a.imported) for a in vs.approvals)),
+                    ", ".join(label(t) for t in vs.trainers),
+                    ", ".join(
+                        dict.fromkeys(tagged(label(a.actor), a.imported) for a in vs.approvals)
+                    ),
                     ", ".join(tagged(e, e in here) for e in vs.running_in),
                 )
             out.print(shown)
@@ -766,6 +825,7 @@ def history(
             err.print(f"{model} was never deployed" + (f" to {env}" if env else ""))
             return
         imported = any(c.imported for c in changes)  # a column only when some move was imported
+        label = actor_names(log)
         columns = (
             "seq",
             "time (UTC)",
@@ -790,7 +850,7 @@ def history(
                 c.version,
                 c.replaces or "",
                 _split_text(c.split, c.shadows),
-                c.actor,
+                label(c.actor),
                 reason,
             ]
             shown.add_row(*row, *(("imported" if c.imported else "",) if imported else ()))

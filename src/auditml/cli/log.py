@@ -21,6 +21,7 @@ from auditml.cli._common import (
     DbOption,
     JsonOption,
     LazyProgress,
+    actor_names,
     app,
     ask_passphrase,
     err,
@@ -194,6 +195,7 @@ def log_cmd(
             write("\n]\n")
             return
         rows, imported = [], 0
+        name = actor_names(log)
         for rec in records:
             ev = rec.event
             source = imported_source(ev.data)
@@ -201,7 +203,7 @@ def log_cmd(
                 (
                     str(rec.seq),
                     utc(ev.time),
-                    ev.actor.id,
+                    name(ev.actor.id),
                     ev.action,
                     _subject(ev.subject),
                     "" if source is None else source,

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from auditml.cli._common import (
     ActorOption,
     DbOption,
     JsonOption,
+    actor_names,
     app,
     errors,
     group,
@@ -29,6 +31,7 @@ from auditml.cli._common import (
 from auditml.core.privacy import Due, RetentionStatus
 from auditml.errors import InvalidInputError
 from auditml.ledger import to_timestamp
+from auditml.privacy import ActorErasure
 
 retention_app = group("The retention schedule: what is kept how long, what falls due, what went.")
 app.add_typer(retention_app, name="retention")
@@ -59,7 +62,7 @@ def _item(d: Due) -> str:
     return f"{d.count:,} {what} of segment {d.seg} ({d.stream})"
 
 
-def _print_status(status: RetentionStatus) -> None:
+def _print_status(status: RetentionStatus, label: Callable[[str], str]) -> None:
     where = (
         f"policy of event {status.policy_seq}"
         if status.policy_seq is not None
@@ -107,7 +110,7 @@ def _print_status(status: RetentionStatus) -> None:
     out.print("Removed:")
     removed = table("event", "time (UTC)", "what", "by", "summary", overflow="fold")
     for e in status.entries:
-        removed.add_row(str(e.seq), utc(e.time), e.what, e.actor, e.summary())
+        removed.add_row(str(e.seq), utc(e.time), e.what, label(e.actor), e.summary())
     out.print(removed)
 
 
@@ -116,38 +119,82 @@ def show_command(at: AtOption = None, db: DbOption = None, as_json: JsonOption =
     """Show the retention schedule, what falls due next, and what has been removed."""
     with errors(), open_log(db) as log:
         status = log.retention(_moment(at))
+        label = actor_names(log)
     if as_json:
         out.print_json(data=status.as_dict())
         return
-    _print_status(status)
+    _print_status(status, label)
 
 
 @app.command("erase")
 def erase_command(
+    request: Annotated[
+        str | None,
+        typer.Option("--request", metavar="REF", help="The erasure request's reference."),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", metavar="TEXT", help="Why.")] = None,
     subject: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--subject",
             metavar="ID",
             help="The data subject's identifier, as the server recorded it (never logged).",
         ),
-    ],
-    request: Annotated[
-        str,
-        typer.Option("--request", metavar="REF", help="The erasure request's reference."),
-    ],
-    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why.")],
+    ] = None,
+    erase_actor: Annotated[
+        str | None,
+        typer.Option(
+            "--actor",
+            metavar="ID",
+            help="Erase this person's identity (the id they acted under, e.g. an e-mail) from "
+            "the off-log actor directory, leaving their pseudonym (never logged).",
+        ),
+    ] = None,
     basis: Annotated[
         str | None,
         typer.Option("--basis", metavar="TEXT", help="The legal basis, e.g. 'GDPR Art. 17(1)(a)'."),
     ] = None,
-    actor: ActorOption = None,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="ID",
+            help="Who erases [default: $AUDITML_ACTOR, else git user.email, else the OS user] "
+            "(--actor names whose identity to erase).",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Erase every value kept off the log for one data subject, and record the erasure."""
-    with errors(), open_log(db) as log:
-        done = log.erase(subject, request=request, reason=reason, basis=basis, actor=who(actor))
+    """Erase a data subject's values (--subject) or an actor's identity (--actor), off the log."""
+    with errors():
+        if subject is not None and erase_actor is not None:
+            raise InvalidInputError(
+                "give --subject or --actor, not both: --actor names a person whose identity "
+                "to erase; who erases is --by ID (or $AUDITML_ACTOR)"
+            )
+        if subject is None and erase_actor is None:
+            raise InvalidInputError(
+                "say what to erase: --subject ID (a data subject's values) or --actor ID (a "
+                "person's identity in the actor directory)"
+            )
+        if request is None or reason is None:
+            missing = "--request" if request is None else "--reason"
+            raise InvalidInputError(
+                f"an erasure needs {missing}: the request's reference (e.g. --request "
+                "DSR-2027-14) and why (e.g. --reason 'GDPR Art. 17 request'); nothing was erased"
+            )
+        if erase_actor is not None:
+            with open_log(db) as log:
+                gone = log.erase_actor(
+                    erase_actor, request=request, reason=reason, basis=basis, actor=who(actor)
+                )
+            _print_actor_erasure(gone, as_json)
+            return
+        assert subject is not None
+        with open_log(db) as log:
+            done = log.erase(subject, request=request, reason=reason, basis=basis, actor=who(actor))
     if as_json:
         out.print_json(data=done.as_dict())
         return
@@ -168,6 +215,52 @@ def erase_command(
         "verifies; the erased values and salts can no longer be opened."
     )
     out.print(f"Store: {done.scrubbed}.")
+
+
+def _print_actor_erasure(gone: ActorErasure, as_json: bool) -> None:
+    if as_json:
+        out.print_json(data=gone.as_dict())
+        return
+    out.print(
+        f"Erased the identity behind {gone.pseudonym} from the actor directory under request "
+        f"{gone.request} (event {gone.seq}): auditml keeps its id and printed name nowhere off "
+        "the log now, and displays show the pseudonym. The event names the pseudonym, never "
+        "the id."
+    )
+    out.print("What stays on the log, because it is hashed into the chain:")
+    for line in gone.stays():
+        out.print(f"  - {line}")
+    out.print(f"Store: {gone.scrubbed}.")
+
+
+@app.command("actors")
+def actors_command(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List the off-log actor directory: who acts under each pseudonym, and who was erased."""
+    with errors(), open_log(db) as log:
+        entries = list(log.actors().values())
+    if as_json:
+        out.print_json(
+            data=[
+                {"pseudonym": e.pseudonym, "id": e.known_as, "name": e.name, "erased": e.erased}
+                for e in entries
+            ]
+        )
+        return
+    if not entries:
+        out.print(
+            "The actor directory is empty: no one has acted under a pseudonym "
+            "([personal_data] pseudonymous_actors = true turns it on)."
+        )
+        return
+    shown = table("pseudonym", "id", "printed name", "erased", overflow="fold")
+    for e in entries:
+        shown.add_row(
+            e.pseudonym,
+            e.known_as or "-",
+            e.name or "-",
+            "-" if e.erased is None else f"event {e.erased}",
+        )
+    out.print(shown)
 
 
 @retention_app.command("apply")

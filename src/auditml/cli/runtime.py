@@ -18,6 +18,7 @@ import typer
 from auditml.cli._common import (
     DbOption,
     JsonOption,
+    actor_names,
     app,
     errors,
     group,
@@ -56,6 +57,7 @@ def trace_command(
     """
     with errors(), open_log(db) as log:
         found = trace(log, request_id)
+        label = actor_names(log)
     if as_json:
         out.print_json(data=found.as_dict())
         if not all(story.proof_ok for story in found.records):
@@ -83,7 +85,7 @@ def trace_command(
         )
         out.print(f"  proof        OK: {where}, proven against {against}")
         if story.trained_seq is not None:
-            by = ", ".join(story.trained_by) or "unknown"
+            by = ", ".join(label(t) for t in story.trained_by) or "unknown"
             out.print(
                 f"  trained      {utc(story.trained_at or '')} by {by} (event {story.trained_seq})"
             )
@@ -100,7 +102,7 @@ def trace_command(
                 else "default policy"
             )
             out.print(
-                f"  approved     {utc(a['time'])} by {a['actor']} under the {policy} "
+                f"  approved     {utc(a['time'])} by {label(str(a['actor']))} under the {policy} "
                 f"(event {a['seq']})"
             )
         if not story.approvals:
@@ -121,7 +123,8 @@ def trace_command(
                 else ""
             )
             out.print(
-                f"  deployed     {verb} {d['environment']} {utc(d['time'])} by {d['actor']} "
+                f"  deployed     {verb} {d['environment']} {utc(d['time'])} by "
+                f"{label(str(d['actor']))} "
                 f"(event {d['seq']}{share})"
             )
         else:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
 from auditml.core.card_sections import SECTION_TITLES, check_section_name
-from auditml.core.events import ArtifactRef, CodeVersion, DatasetRef
+from auditml.core.events import ArtifactRef, CodeVersion, Comparison, DatasetRef
 from auditml.errors import InvalidInputError
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Binding",
     "BoundEvent",
     "CardArtifact",
+    "CardComparison",
     "CardDataset",
     "CardDecision",
     "CardEvaluation",
@@ -184,6 +185,16 @@ class CardEvaluation(_Frozen):
     imported: bool = False
 
 
+class CardComparison(Comparison):
+    """A comparison with a baseline recorded by one ``model.evaluate`` event, and its file."""
+
+    seq: int
+    time: str
+    actor: str
+    examples: ArtifactRef | None = None
+    imported: bool = False
+
+
 class CardSignature(_Frozen):
     """A Part 11 e-signature as printed: name, meaning, time, key."""
 
@@ -209,12 +220,20 @@ class CardDecision(_Frozen):
 
 
 class CardGate(_Frozen):
-    """An acceptance threshold of the policy in force, checked against the version's metrics."""
+    """An acceptance threshold of the policy in force, checked against the version's metrics.
+
+    For a gate on a comparison (``auc_delta >= 0 at 95%``), ``value`` is the
+    interval bound checked, ``interval`` the interval at the gate's level,
+    ``baseline`` the version compared with and ``seq`` the evaluation event.
+    """
 
     environment: str
     gate: str
     value: float | None
     passed: bool
+    interval: tuple[float, float] | None = None
+    baseline: str | None = None
+    seq: int | None = None
 
 
 class CardMove(_Frozen):
@@ -329,6 +348,7 @@ class ModelCard(_Frozen):
     artifacts: list[CardArtifact] = Field(default_factory=list)
     metrics: list[CardMetric] = Field(default_factory=list)
     evaluations: list[CardEvaluation] = Field(default_factory=list)
+    comparisons: list[CardComparison] = Field(default_factory=list)
     decisions: list[CardDecision] = Field(default_factory=list)
     gates: list[CardGate] = Field(default_factory=list)
     deployments: list[CardMove] = Field(default_factory=list)

@@ -245,10 +245,10 @@ def decide_approve(
     subject = {"model": model, "version": version}
     pol = view.policy
     denial = first(
-        lambda: check_role(pol, actor.id, "approve"),
+        lambda: check_role(pol, actor.ids(), "approve"),
         lambda: check_reason(pol, "approve", reason),
         lambda: _check_usable(vs, "approve"),
-        lambda: check_self_approval(pol, actor.id, vs.trainers, version),
+        lambda: check_self_approval(pol, actor.ids(), vs.trainers, version),
         lambda: _check_signature(
             view, "model.approve", subject, actor.id, signature, artifact_sha256, origin
         ),
@@ -259,7 +259,7 @@ def decide_approve(
         "reason": reason,
         "environments": list(environments),
         "artifact_sha256": artifact_sha256,
-        "role": role_for(pol, actor.id, "approve"),
+        "role": role_for(pol, actor.ids(), "approve"),
         "policy_seq": view.policy_seq,
         "signature": signature,
     }
@@ -337,9 +337,9 @@ def decide_key(view: View, *, action: str, actor: Any, data: dict[str, Any]) -> 
     # someone else's key is for those who may manage keys: the `keys` permission, or,
     # when the policy names none, those who may change the policy. One's own key needs
     # only `keys`, when the policy restricts it.
-    own = action == "key.register" and signer == actor.id
+    own = action == "key.register" and signer in actor.ids()
     permission = "keys" if own or "keys" in pol.permissions else "policy"
-    denial = check_role(pol, actor.id, permission)
+    denial = check_role(pol, actor.ids(), permission)
     if denial is not None and permission == "policy":
         denial = Denial(
             "role",
@@ -392,7 +392,7 @@ def decide_reject(
     subject = {"model": model, "version": version}
     pol = view.policy
     denial = first(
-        lambda: check_role(pol, actor.id, "reject"),
+        lambda: check_role(pol, actor.ids(), "reject"),
         lambda: check_reason(pol, "reject", reason),
         lambda: _check_signature(
             view, "model.reject", subject, actor.id, signature, artifact_sha256, origin
@@ -406,7 +406,7 @@ def decide_reject(
         )
     data = {
         "reason": reason,
-        "role": role_for(pol, actor.id, "reject"),
+        "role": role_for(pol, actor.ids(), "reject"),
         "policy_seq": view.policy_seq,
         "artifact_sha256": artifact_sha256,
         "signature": signature,
@@ -492,14 +492,16 @@ def decide_deploy(
         return None
 
     denial = first(
-        lambda: check_not_monitor(pol, actor.id, "deploy"),
-        lambda: check_role(pol, actor.id, "deploy"),
+        lambda: check_not_monitor(pol, actor.ids(), "deploy"),
+        lambda: check_role(pol, actor.ids(), "deploy"),
         lambda: check_reason(pol, "deploy", reason),
         lambda: _check_usable(vs, "deploy"),
         lambda: check_approvals(
             pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
         ),
-        lambda: check_gates(pol, environment, view.metrics(model, version), version),
+        lambda: check_gates(
+            pol, environment, view.metrics(model, version), version, vs.live_comparisons
+        ),
         lambda: check_card(
             pol, environment, state.card_sections(version, live=True), model, version
         ),
@@ -516,7 +518,7 @@ def decide_deploy(
         )
     common = {
         "reason": reason,
-        "role": role_for(pol, actor.id, "deploy"),
+        "role": role_for(pol, actor.ids(), "deploy"),
         "policy_seq": view.policy_seq,
     }
     if starting:
@@ -532,13 +534,16 @@ def decide_deploy(
     return Outcome(Draft.build("model.deploy", actor=actor, subject=subject, data=data))
 
 
-def check_not_monitor(pol: Policy, actor: str, what: str) -> Denial | None:
-    """Refuse a deploy or promotion by a monitor's identity: only people widen a rollout."""
-    if person(actor) not in pol.monitor_actors():
+def check_not_monitor(pol: Policy, actor: Sequence[str], what: str) -> Denial | None:
+    """Refuse a deploy or promotion by a monitor's identity: only people widen a rollout.
+
+    ``actor`` is every id the actor answers to (its id on the log, and the one given).
+    """
+    if not {person(who) for who in actor} & pol.monitor_actors():
         return None
     return Denial(
         "monitor-may-not-promote",
-        f"{actor} is a monitor's identity ([monitor] actor): a monitor may roll back, but never "
+        f"{actor[0]} is a monitor's identity ([monitor] actor): a monitor may roll back, but never "
         f"{what}",
         f"have a person {what} it",
     )
@@ -623,8 +628,8 @@ def decide_promote(
         )
 
     denial = first(
-        lambda: check_not_monitor(pol, actor.id, "promote"),
-        lambda: check_role(pol, actor.id, "deploy"),
+        lambda: check_not_monitor(pol, actor.ids(), "promote"),
+        lambda: check_role(pol, actor.ids(), "deploy"),
         lambda: check_reason(pol, "deploy", reason),
         check_imported,
         lambda: _check_usable(vs, "deploy"),
@@ -648,7 +653,7 @@ def decide_promote(
         )
     common = {
         "reason": reason,
-        "role": role_for(pol, actor.id, "deploy"),
+        "role": role_for(pol, actor.ids(), "deploy"),
         "policy_seq": view.policy_seq,
         "rollout": rollout.seq,
         "evidence": figures,
@@ -753,7 +758,7 @@ def decide_rollback(
         return None
 
     denial = first(
-        lambda: check_role(pol, actor.id, "rollback"),
+        lambda: check_role(pol, actor.ids(), "rollback"),
         lambda: check_reason(pol, "rollback", reason),
         check_target,
     )
@@ -770,7 +775,7 @@ def decide_rollback(
         "environment": environment,
         "replaces": rollout.version if rollout is not None else current,
         "reason": reason,
-        "role": role_for(pol, actor.id, "rollback"),
+        "role": role_for(pol, actor.ids(), "rollback"),
         "policy_seq": view.policy_seq,
         "rollout": rollout.seq if rollout is not None else None,
         "cause": {"seq": cause[0], "hash": cause[1]} if cause is not None else None,
@@ -856,7 +861,7 @@ def decide_retire(
         )
 
     denial = first(
-        lambda: check_role(pol, actor.id, "retire"),
+        lambda: check_role(pol, actor.ids(), "retire"),
         lambda: check_reason(pol, "retire", reason),
         check_running,
     )
@@ -864,7 +869,7 @@ def decide_retire(
         return denied(view, denial, attempted="model.retire", actor=actor, subject=subject)
     data = {
         "reason": reason,
-        "role": role_for(pol, actor.id, "retire"),
+        "role": role_for(pol, actor.ids(), "retire"),
         "policy_seq": view.policy_seq,
     }
     return Outcome(Draft.build("model.retire", actor=actor, subject=subject, data=data))
@@ -898,7 +903,7 @@ def decide_train(
     if version is None:
         version = state.next_version()
     subject = {"model": model, "version": version}
-    denial = check_role(view.policy, actor.id, "train")
+    denial = check_role(view.policy, actor.ids(), "train")
     if denial is not None:
         out = denied(view, denial, attempted="model.train", actor=actor, subject=subject)
         out.version = version
@@ -947,19 +952,41 @@ def decide_card_update(
             f"the card of {model} version {version} already reads exactly so for "
             f"{', '.join(data['sections'])}; nothing was recorded"
         )
-    denial = check_role(view.policy, actor.id, "card")
+    denial = check_role(view.policy, actor.ids(), "card")
     if denial is not None:
         return denied(view, denial, attempted="card.update", actor=actor, subject=subject)
     return Outcome(Draft.build("card.update", actor=actor, subject=subject, data=data))
 
 
 def decide_evaluate(
-    view: View, *, model: str, version: str, actor: Any, data: dict[str, Any]
+    view: View,
+    *,
+    model: str,
+    version: str,
+    actor: Any,
+    data: dict[str, Any],
+    baseline: str | None = None,
 ) -> Outcome:
-    """Record an evaluation of a known version unless the actor may not evaluate."""
-    view.known_model(model).version(version)
+    """Record an evaluation of a known version unless the actor may not evaluate.
+
+    A comparison's ``baseline`` must be another trained version of the model on the log.
+    """
+    state = view.known_model(model)
+    state.version(version)
+    if baseline is not None:
+        if baseline not in state.versions:
+            raise InvalidInputError(
+                f"baseline version {baseline!r} of {model!r} is not on the log (known versions: "
+                f"{', '.join(state.versions)}): compare with a version recorded there"
+            )
+        base = state.version(baseline)
+        if base.status == "failed":
+            raise InvalidInputError(
+                f"baseline version {baseline} of {model!r} is a failed training run: "
+                "compare with a version that was trained"
+            )
     subject = {"model": model, "version": version}
-    denial = check_role(view.policy, actor.id, "evaluate")
+    denial = check_role(view.policy, actor.ids(), "evaluate")
     if denial is not None:
         return denied(view, denial, attempted="model.evaluate", actor=actor, subject=subject)
     return Outcome(Draft.build("model.evaluate", actor=actor, subject=subject, data=data))
@@ -981,7 +1008,7 @@ def decide_open_incident(
         )
     data = validate_data("incident.open", {**data, "id": ident})
     subject = {"model": model, "version": version}
-    denial = check_role(view.policy, actor.id, "incident")
+    denial = check_role(view.policy, actor.ids(), "incident")
     if denial is not None:
         return denied(view, denial, attempted="incident.open", actor=actor, subject=subject)
     return Outcome(Draft.build("incident.open", actor=actor, subject=subject, data=data))
@@ -996,7 +1023,7 @@ def decide_close_incident(view: View, *, actor: Any, data: dict[str, Any]) -> Ou
     if not found.is_open:
         raise InvalidInputError(f"incident {ident} is already closed (event {found.closed_seq})")
     subject = {"model": found.model, "version": found.version}
-    denial = check_role(view.policy, actor.id, "incident")
+    denial = check_role(view.policy, actor.ids(), "incident")
     if denial is not None:
         return denied(view, denial, attempted="incident.close", actor=actor, subject=subject)
     return Outcome(Draft.build("incident.close", actor=actor, subject=subject, data=data))
@@ -1012,7 +1039,7 @@ def decide_policy(
     reason: str | None,
 ) -> Outcome:
     """Record a new policy unless the policy in force forbids this actor to change it."""
-    denial = check_role(view.policy, actor.id, "policy")
+    denial = check_role(view.policy, actor.ids(), "policy")
     if denial is not None:
         return denied(view, denial, attempted="policy.update", actor=actor, subject={})
     if view.policy_seq is not None and policy == view.policy:

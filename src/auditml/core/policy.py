@@ -22,7 +22,8 @@ recorded, :data:`DEFAULT_POLICY` applies::
     deploy = ["release"]
 
     [gates]                              # metric gates per environment
-    production = ["auc >= 0.80"]
+    production = ["auc >= 0.80", "auc_delta >= 0 at 95%"]   # _delta: the 95% interval
+                                         # of a comparison with the baseline (core.compare)
 
     require_signatures = ["approve"]     # or true / false: Part 11 e-signatures
 
@@ -88,6 +89,8 @@ from pydantic import (
 )
 
 from auditml.core.card_sections import check_section_name
+from auditml.core.compare import COMPARABLE
+from auditml.core.events import Comparison
 from auditml.core.privacy import PersonalData, Processing, Retention, check_retention
 from auditml.core.rollout import MonitorRule, RolloutRule
 from auditml.errors import InvalidInputError
@@ -136,34 +139,66 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 _GATE = re.compile(
     r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.:/-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
-    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+    r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+    r"(?:\s+at\s+(?P<level>\d+(?:\.\d+)?)\s*%)?\s*$"
 )
+#: The suffix of a gate on a comparison with the baseline: ``auc_delta >= 0 at 95%``.
+DELTA = "_delta"
 
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    """One metric gate, e.g. ``auc >= 0.80``."""
+    """One metric gate, e.g. ``auc >= 0.80``, or a comparison gate ``auc_delta >= 0 at 95%``.
+
+    A comparison gate (``level`` set) checks the bound of the recorded interval
+    of the delta at that level: the lower bound for ``>=`` and ``>``, the upper
+    bound for ``<=`` and ``<``, so it passes only when the whole interval does.
+    """
 
     metric: str
     op: str
     value: float
+    level: float | None = None
 
-    def passes(self, metrics: Mapping[str, float]) -> bool:
-        """Return whether ``metrics`` holds the metric and it satisfies the gate."""
-        found = metrics.get(self.metric)
+    @property
+    def compared(self) -> str:
+        """Return the metric a comparison gate is on (``auc`` for ``auc_delta``)."""
+        return self.metric.removesuffix(DELTA)
+
+    def bound(self, comparison: Comparison) -> float | None:
+        """Return the interval bound this gate checks, or None when that level is not recorded."""
+        assert self.level is not None
+        found = comparison.interval(self.level)
+        if found is None:
+            return None
+        return found.low if self.op in (">=", ">") else found.high
+
+    def passes(
+        self,
+        metrics: Mapping[str, float],
+        comparisons: Mapping[str, tuple[int, Comparison]] | None = None,
+    ) -> bool:
+        """Return whether the metric (or the comparison's bound) is recorded and satisfies it."""
+        if self.level is not None:
+            recorded = (comparisons or {}).get(self.compared)
+            found = None if recorded is None else self.bound(recorded[1])
+        else:
+            found = metrics.get(self.metric)
         return found is not None and _OPS[self.op](float(found), self.value)
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.value:g}"
+        at = "" if self.level is None else f" at {self.level:g}%"
+        return f"{self.metric} {self.op} {self.value:g}{at}"
 
 
 def parse_gate(text: str) -> Gate:
-    """Parse ``metric OP number``, or raise InvalidInputError saying what is wrong."""
+    """Parse ``metric OP number [at L%]``, or raise InvalidInputError saying what is wrong."""
     match = _GATE.match(text)
     if match is None:
         raise InvalidInputError(
             f"metric gate {text!r} is not of the form 'metric OP number', "
-            "e.g. 'auc >= 0.80' (OP is one of >= <= > < == !=)"
+            "e.g. 'auc >= 0.80' (OP is one of >= <= > < == !=), or 'metric_delta OP number "
+            "at L%' for a comparison with the baseline, e.g. 'auc_delta >= 0 at 95%'"
         )
     value = float(match["value"])
     if not math.isfinite(value):  # 1e999: a gate no metric fails or none passes
@@ -171,7 +206,24 @@ def parse_gate(text: str) -> Gate:
             f"metric gate {text!r} compares with {match['value']}, too large for a number: "
             "give a finite threshold, e.g. 'auc >= 0.80'"
         )
-    return Gate(match["metric"], match["op"], value)
+    level = None
+    if match["level"] is not None:
+        level = float(match["level"])
+        if not match["metric"].endswith(DELTA) or match["metric"] == DELTA:
+            raise InvalidInputError(
+                f"metric gate {text!r} gives a confidence level, which only a comparison with "
+                "the baseline has: gate the delta, e.g. 'auc_delta >= 0 at 95%'"
+            )
+        if match["op"] in ("==", "!="):
+            raise InvalidInputError(
+                f"metric gate {text!r}: an interval is checked with >=, >, <= or <, not "
+                f"{match['op']}"
+            )
+        if not 50 <= level < 100:
+            raise InvalidInputError(
+                f"metric gate {text!r}: the confidence level must be from 50% to below 100%"
+            )
+    return Gate(match["metric"], match["op"], value, level)
 
 
 class CardRules(BaseModel):
@@ -394,7 +446,8 @@ def check_recordable(policy: Policy) -> None:
     """Refuse a policy that must not be recorded: unknown card sections, permissions no one holds.
 
     A retention period shorter than a legal minimum is refused unless the policy
-    says why (:func:`auditml.core.privacy.check_retention`).
+    says why (:func:`auditml.core.privacy.check_retention`), and a gate on a
+    comparison must name a metric auditml compares (``auc_delta``, ``accuracy_delta``).
 
     A permission limited to roles that no actor holds would refuse that action
     to everyone; for ``policy`` that locks the log's policy for ever. Write an
@@ -403,6 +456,14 @@ def check_recordable(policy: Policy) -> None:
     """
     for name in policy.cards.required:
         check_section_name(name, where="cards.required")
+    for environment, texts in policy.gates.items():
+        for gate in map(parse_gate, texts):
+            if gate.level is not None and gate.compared not in COMPARABLE:
+                raise InvalidInputError(
+                    f"gates.{environment}: {gate} gates a comparison of {gate.compared!r}, "
+                    f"which auditml cannot compare: comparable metrics are "
+                    f"{', '.join(COMPARABLE)} (e.g. 'auc_delta >= 0 at 95%')"
+                )
     check_retention(policy.retention)
     held = {role for roles in policy.roles.values() for role in roles}
     for permission, allowed in policy.permissions.items():
@@ -436,28 +497,43 @@ def policy_digest(raw: bytes) -> str:
 # -- the rules ---------------------------------------------------------------
 
 
-def check_role(policy: Policy, actor: str, permission: str) -> Denial | None:
-    """Refuse when the policy restricts ``permission`` to roles ``actor`` does not hold."""
+def _ids(actor: str | Sequence[str]) -> tuple[str, ...]:
+    """Return the ids an actor answers to: one id, or its pseudonym then the id it gave."""
+    return (actor,) if isinstance(actor, str) else tuple(actor)
+
+
+def _held(policy: Policy, ids: tuple[str, ...]) -> list[str]:
+    return list(dict.fromkeys(role for one in ids for role in policy.roles_of(one)))
+
+
+def check_role(policy: Policy, actor: str | Sequence[str], permission: str) -> Denial | None:
+    """Refuse when the policy restricts ``permission`` to roles ``actor`` does not hold.
+
+    ``actor`` is an id, or every id one actor answers to (a pseudonym and the
+    e-mail behind it): roles given to any of them count. Messages name only the
+    first, the id that goes on the log.
+    """
     allowed = policy.allowed_roles(permission)
     if allowed is None:
         return None
-    held = policy.roles_of(actor)
+    ids = _ids(actor)
+    held = _held(policy, ids)
     if set(held) & set(allowed):
         return None
     holds = f"holds {', '.join(held)}" if held else "holds no role"
     return Denial(
         "role",
-        f"{actor} may not {permission}: it {holds}, and {permission} needs one of "
+        f"{ids[0]} may not {permission}: it {holds}, and {permission} needs one of "
         f"{', '.join(allowed)}",
-        f"have someone with role {' or '.join(allowed)} do it, or give {actor} that role "
+        f"have someone with role {' or '.join(allowed)} do it, or give {ids[0]} that role "
         "in auditml.toml and record it with `auditml policy apply`",
     )
 
 
-def role_for(policy: Policy, actor: str, permission: str) -> str | None:
+def role_for(policy: Policy, actor: str | Sequence[str], permission: str) -> str | None:
     """Return the role under which ``actor`` may do ``permission``, when roles are set."""
     allowed = policy.allowed_roles(permission) or []
-    held = policy.roles_of(actor)
+    held = _held(policy, _ids(actor))
     for role in held:
         if role in allowed:
             return role
@@ -486,25 +562,41 @@ def person(actor: str) -> str:
 
 
 def check_self_approval(
-    policy: Policy, actor: str, trainers: Sequence[str], version: str
+    policy: Policy, actor: str | Sequence[str], trainers: Sequence[str], version: str
 ) -> Denial | None:
-    """Refuse an approval by the person who trained the version (separation of duties)."""
-    if policy.separation_of_duties and person(actor) in {person(t) for t in trainers}:
+    """Refuse an approval by the person who trained the version (separation of duties).
+
+    The trainers are the ids on the log: pseudonyms for events recorded with
+    pseudonymous actors, the ids people gave before. ``actor`` may be both.
+    """
+    ids = _ids(actor)
+    trained = {person(t) for t in trainers}
+    if policy.separation_of_duties and any(person(one) in trained for one in ids):
         return Denial(
             "separation-of-duties",
-            f"{actor} trained version {version} and may not approve it",
+            f"{ids[0]} trained version {version} and may not approve it",
             "have a second person, who did not train it, approve it",
         )
     return None
 
 
 def check_gates(
-    policy: Policy, environment: str, metrics: Mapping[str, float], version: str
+    policy: Policy,
+    environment: str,
+    metrics: Mapping[str, float],
+    version: str,
+    comparisons: Mapping[str, tuple[int, Comparison]] | None = None,
 ) -> Denial | None:
-    """Refuse a deploy whose recorded metrics miss one of the environment's gates."""
+    """Refuse a deploy whose recorded metrics (or comparisons) miss one of the environment's gates.
+
+    ``comparisons`` maps a metric to the newest live comparison of it with a
+    baseline (its event's seq, and the comparison), which ``... at L%`` gates check.
+    """
     for gate in policy.gates_for(environment):
-        if gate.passes(metrics):
+        if gate.passes(metrics, comparisons):
             continue
+        if gate.level is not None:
+            return _comparison_denial(gate, environment, version, (comparisons or {}))
         found = metrics.get(gate.metric)
         has = "has no recorded value" if found is None else f"is {found:g}"
         return Denial(
@@ -514,6 +606,49 @@ def check_gates(
             "or deploy a version that does",
         )
     return None
+
+
+def _comparison_denial(
+    gate: Gate,
+    environment: str,
+    version: str,
+    comparisons: Mapping[str, tuple[int, Comparison]],
+) -> Denial:
+    """Say why a comparison gate fails: no comparison, no interval at its level, or the bound."""
+    assert gate.level is not None
+    fails = f"version {version} fails the {environment} gate {gate}"
+    recorded = comparisons.get(gate.compared)
+    rerun = (
+        f"`auditml evaluate MODEL {shlex.quote(version)} --examples FILE --baseline V "
+        f"--compare {shlex.quote(gate.compared)} --confidence {gate.level:g}`"
+    )
+    if recorded is None:
+        return Denial(
+            "metric-gate",
+            f"{fails}: no comparison of {gate.compared} with a baseline is recorded",
+            f"record one with {rerun}, or deploy a version that has one",
+        )
+    seq, comparison = recorded
+    bound = gate.bound(comparison)
+    if bound is None:
+        levels = ", ".join(f"{i.level:g}%" for i in comparison.intervals)
+        return Denial(
+            "metric-gate",
+            f"{fails}: the comparison of {gate.compared} with version {comparison.baseline} "
+            f"(event {seq}) has intervals at {levels}, not at {gate.level:g}%",
+            f"record the comparison again at {gate.level:g}% with {rerun}",
+        )
+    found = comparison.interval(gate.level)
+    assert found is not None
+    side = "lower" if gate.op in (">=", ">") else "upper"
+    return Denial(
+        "metric-gate",
+        f"{fails}: the {gate.level:g}% interval of {gate.metric} against version "
+        f"{comparison.baseline} (event {seq}, n={comparison.n}) is [{found.low:.4g}, "
+        f"{found.high:.4g}], and its {side} bound {bound:.4g} is not {gate.op} {gate.value:g}",
+        f"show the difference on more examples, or deploy a version that beats "
+        f"version {comparison.baseline} by that margin",
+    )
 
 
 def check_approvals(

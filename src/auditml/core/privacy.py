@@ -27,6 +27,12 @@ and which event fields hold personal data::
 
     [personal_data]                 # event fields that hold personal data
     event_fields = ["actor.id", "actor.name", "data.reason"]
+    pseudonymous_actors = true      # new events name actors by pseudonym (see below)
+
+With ``pseudonymous_actors``, an event's ``actor.id`` is a stable pseudonym
+(``actor:`` and 16 random hex digits, one per person) and the person's id and
+printed name are kept off the log, in the store's actor directory, until
+``auditml erase --actor`` replaces them with the pseudonym alone.
 
 Durations are a whole number and a unit: ``d`` (days), ``w`` (weeks), ``mo``
 (calendar months) or ``y`` (calendar years), e.g. ``"30d"``, ``"6mo"``, ``"10y"``.
@@ -42,6 +48,7 @@ from __future__ import annotations
 import calendar
 import itertools
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -73,11 +80,13 @@ from auditml.core.sealing import (
 from auditml.errors import InvalidInputError
 
 __all__ = [
+    "ACTOR_PREFIX",
     "KINDS",
     "KIND_LABELS",
     "MINIMUMS",
     "SEALED",
     "STORAGE_NOTES",
+    "DirectoryEntry",
     "Due",
     "Duration",
     "Hold",
@@ -91,9 +100,13 @@ __all__ = [
     "ScheduleRow",
     "SegmentSummary",
     "ValueCount",
+    "actor_label",
     "check_retention",
     "erased_digest",
+    "is_pseudonym",
     "is_sealed",
+    "labelled",
+    "new_pseudonym",
     "new_subject_key",
     "open_sealed",
     "parse_duration",
@@ -337,9 +350,16 @@ _FIELD_PATH = re.compile(r"^(actor|subject|data)(\.[A-Za-z_][A-Za-z0-9_-]*)+$")
 
 
 class PersonalData(_Frozen):
-    """Which event fields hold personal data, as dotted paths (``actor.id``, ``data.reason``)."""
+    """Which event fields hold personal data, and whether actors are named by pseudonym.
+
+    ``event_fields`` are dotted paths (``actor.id``, ``data.reason``).
+    ``pseudonymous_actors`` keeps people's ids out of the hashed bytes of new
+    events: each person acts under a pseudonym, resolved through an off-log
+    directory that erasure can empty.
+    """
 
     event_fields: list[str] = Field(default_factory=lambda: ["actor.id", "actor.name"])
+    pseudonymous_actors: bool = False
 
     @field_validator("event_fields")
     @classmethod
@@ -351,6 +371,63 @@ class PersonalData(_Frozen):
                     'or data, e.g. "actor.id" or "data.reason"'
                 )
         return value
+
+
+# -- pseudonymous actors ----------------------------------------------------------------
+
+#: How a pseudonymous actor id starts: ``actor:`` and 16 random lowercase hex digits.
+ACTOR_PREFIX = "actor:"
+_PSEUDONYM = re.compile(r"^actor:[0-9a-f]{16}$")
+
+
+def new_pseudonym() -> str:
+    """Return a fresh pseudonym: random, so nothing about the person can be computed from it."""
+    return ACTOR_PREFIX + secrets.token_hex(8)
+
+
+def is_pseudonym(actor_id: str) -> bool:
+    """Return whether an actor id is a pseudonym auditml drew (``actor:`` + 16 hex digits)."""
+    return bool(_PSEUDONYM.match(actor_id))
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    """What the off-log actor directory holds for one pseudonym.
+
+    ``known_as`` is the id the person acted under (e.g. an e-mail) and ``name``
+    the printed name; both are None once the identity was erased, by the
+    ``privacy.erasure`` event ``erased``.
+    """
+
+    pseudonym: str
+    known_as: str | None
+    name: str | None
+    erased: int | None = None
+
+
+def actor_label(actor_id: str, directory: Mapping[str, DirectoryEntry]) -> str:
+    """Return how displays show an actor: a pseudonym's name and id while the directory holds them.
+
+    ``Alice Martin <alice@bank.example> (actor:…)`` while known; the bare
+    pseudonym once erased or unknown; any other id as it is.
+    """
+    entry = directory.get(actor_id)
+    if entry is None or entry.known_as is None:
+        return actor_id
+    if entry.name and entry.name != entry.known_as:
+        return f"{entry.name} <{entry.known_as}> ({actor_id})"
+    return f"{entry.known_as} ({actor_id})"
+
+
+def labelled(event: Event, directory: Mapping[str, DirectoryEntry]) -> Event:
+    """Return ``event`` with its actor shown as :func:`actor_label` says: for displays only.
+
+    The copy is never hashed, stored or decided on; the event read back is unchanged.
+    """
+    shown = actor_label(event.actor.id, directory)
+    if shown == event.actor.id:
+        return event
+    return event.model_copy(update={"actor": event.actor.model_copy(update={"id": shown})})
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -576,6 +653,10 @@ class PrivacyEntry:
     request: str | None = None
     reason: str | None = None
     basis: str | None = None
+    #: ``subject`` (a data subject's values) or ``actor`` (an actor's off-log identity).
+    scope: str = "subject"
+    #: The pseudonym whose identity an actor erasure removed from the directory.
+    pseudonym: str | None = None
 
     @property
     def what(self) -> str:
@@ -586,6 +667,11 @@ class PrivacyEntry:
         """Return one sentence: what was removed, and under which request or rule."""
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items())) or "none"
         removed = f"{self.values} value(s) ({kinds})"
+        if self.action == "privacy.erasure" and self.scope == "actor":
+            return (
+                f"replaced the identity of {self.pseudonym or 'an actor'} with its pseudonym "
+                f"under request {self.request}: {self.reason or ''}"
+            ).rstrip(": ")
         if self.action == "privacy.erasure":
             return f"erased {removed} under request {self.request}: {self.reason or ''}".rstrip(
                 ": "
@@ -608,6 +694,8 @@ class PrivacyEntry:
             "request": self.request,
             "reason": self.reason,
             "basis": self.basis,
+            "scope": self.scope,
+            "pseudonym": self.pseudonym,
         }
 
 
@@ -640,6 +728,8 @@ def privacy_entry(seq: int, event: Event) -> PrivacyEntry | None:
             request=_text(data.get("request")),
             reason=_text(data.get("reason")),
             basis=_text(data.get("basis")),
+            scope=_text(data.get("scope")) or "subject",
+            pseudonym=_text(event.subject.get("actor")),
         )
     if event.action == "retention.applied":
         segments = data.get("segments")

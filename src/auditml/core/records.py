@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from json.encoder import encode_basestring as _escape
 from types import MappingProxyType
 from typing import Any, TypeAlias
@@ -1148,6 +1149,10 @@ _FIRST8, _NINTH = operator.itemgetter(slice(0, 8)), operator.itemgetter(8)
 _ROW_SLICE = operator.itemgetter(slice(1, 9))
 _BODY = operator.itemgetter(9)
 _SEG, _INDEX = operator.itemgetter(0), operator.itemgetter(1)
+_COL_REQUEST, _COL_TIME, _COL_MODEL, _COL_VERSION, _COL_ENV, _COL_LATENCY, _COL_ERROR = (
+    operator.itemgetter(n) for n in range(2, 9)
+)
+_BYTES = {bytes}
 _DIGEST = type(hashlib.sha256()).digest
 _LEAF, _NODE = b"\x00", b"\x01"
 #: Reads a segment's stored rows again (``RECORD_COLUMNS``, in ``i`` order), for diagnosis.
@@ -1207,6 +1212,104 @@ def _fast_columns(rows: Sequence[Sequence[Any]], bodies: list[Any]) -> list[Any]
         return list(map(_NINTH, fields))
     except (ValueError, TypeError, KeyError, IndexError):  # orjson's errors are these too
         return None
+
+
+class _Escaped(dict[Any, str]):
+    """The JSON text of each distinct text column value (model, env, version, error), made once.
+
+    None is ``null``; a value of another type gets text no record holds, so it never matches.
+    """
+
+    def __missing__(self, key: Any) -> str:
+        if len(self) >= 4096:
+            self.clear()
+        value = "null" if key is None else _escape(key) if type(key) is str else "\x00"
+        self[key] = value
+        return value
+
+
+_ESCAPED = _Escaped()
+#: What follows the commitments of every record, and how every record ends (RecordEncoder).
+_MID = ',"env":%s,"error":%s,"i":%d,"latency_ms":%s,"model":%s,"output":'
+_TAIL = ',"request_id":%s,"stream":%s,"time":%s,"v":1,"version":%s}'
+_OPEN = b'{"commitments":'
+_FLOAT, _INT = {float}, {int}
+_ONE = 1.0
+
+
+def _latency_texts(values: list[Any]) -> list[str] | None:
+    """Return the ES6 text of each latency, as records hold it, in C-level passes when plain."""
+    kinds = set(map(type, values))
+    if (
+        kinds == _FLOAT
+        and min(values) >= 1e-4
+        and max(values) < 1e16
+        and 0.0 not in map(float.__mod__, values, [_ONE] * len(values))
+    ):
+        return list(map(float.__repr__, values))  # repr is the ES6 form in this range
+    if not kinds <= {int, float}:
+        return None
+    try:
+        return list(map(_number_text, values))
+    except (AuditmlError, ValueError, OverflowError):
+        return None
+
+
+def _columns_in_place(rows: Sequence[Sequence[Any]], bodies: list[Any]) -> list[Any] | None:
+    """Return each row's commitments (raw bytes) if its columns sit in its body, else None.
+
+    A record's bytes are canonical JCS with its keys in one order, so the text
+    each column must have in them is known: the columns from ``env`` to
+    ``model`` in one run right after the commitments, and ``request_id`` to
+    ``version`` in one run ending the record. Both runs are made from the
+    columns and found in place with C-level maps, without parsing the record.
+    Inside a JSON string a quote is escaped, so a run can only match the
+    record's own members. None sends the rows to the parsing fast path, and
+    any body that is not what was written fails its segment's root anyway.
+    """
+    try:
+        if set(map(type, bodies)) != _BYTES or set(map(type, map(_INDEX, rows))) != _INT:
+            return None
+        latencies = _latency_texts(list(map(_COL_LATENCY, rows)))
+        if latencies is None:
+            return None
+        get = _ESCAPED.__getitem__
+        models, envs = list(map(get, map(_COL_MODEL, rows))), list(map(get, map(_COL_ENV, rows)))
+        streams = list(
+            map(
+                get,
+                map("%s/%s".__mod__, zip(map(_COL_MODEL, rows), map(_COL_ENV, rows), strict=True)),
+            )
+        )
+        mids = map(
+            _MID.__mod__,
+            zip(
+                envs,
+                map(get, map(_COL_ERROR, rows)),
+                map(_INDEX, rows),
+                latencies,
+                models,
+                strict=True,
+            ),
+        )
+        tails = map(
+            _TAIL.__mod__,
+            zip(
+                map(_escape, map(_COL_REQUEST, rows)),
+                streams,
+                map(_escape, map(_COL_TIME, rows)),
+                map(get, map(_COL_VERSION, rows)),
+                strict=True,
+            ),
+        )
+        if not all(map(bytes.endswith, bodies, map(str.encode, tails))):
+            return None
+        found = list(map(bytes.find, bodies, map(str.encode, mids)))
+        if min(found) < len(_OPEN) or not all(map(bytes.startswith, bodies, repeat(_OPEN))):
+            return None
+        return list(map(bytes.__getitem__, bodies, map(slice, repeat(len(_OPEN)), found)))
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError):
+        return None  # UnicodeEncodeError (a lone surrogate in a column) is a ValueError
 
 
 def _leaf_hashes_of(bodies: Iterable[bytes]) -> list[bytes]:
@@ -1283,7 +1386,9 @@ class SegmentVerifier:
             bodies = list(map(_BODY, rows))
         except (IndexError, TypeError):
             bodies = []
-        committed = _fast_columns(rows, bodies) if bodies else None
+        committed = None
+        if bodies:
+            committed = _columns_in_place(rows, bodies) or _fast_columns(rows, bodies)
         if committed is None:
             self._feed_slowly(rows)
             return
@@ -1430,7 +1535,7 @@ class SegmentVerifier:
     def _check_values(self, seg: int, rows: list[Sequence[Any]]) -> None:
         """Check the values kept for the records of segment ``seg``, just verified."""
         self.values += len(rows)
-        if rows and not _values_fit(rows, self._commitments):
+        if rows and not _values_fit(rows, list(map(_parsed, self._commitments))):
             bodies = {}
             if self._reread is not None:
                 bodies = {row[1]: row[9] for row in self._reread(seg) if len(row) == 10}
@@ -1470,6 +1575,16 @@ class SegmentVerifier:
             kind="record",
             seq=seg,
         )
+
+
+def _parsed(commitments: Any) -> Any:
+    """Return a record's commitments as an object: the fast path keeps them as raw bytes."""
+    if type(commitments) is not bytes:
+        return commitments
+    try:
+        return orjson.loads(commitments)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _kind(value: object) -> str:

@@ -10,8 +10,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from auditml.core.canonical import loads_strict
 from auditml.core.events import (
+    Comparison,
     Event,
     is_imported,
 )
@@ -175,6 +178,9 @@ class VersionState:
     ran_live: list[str] = field(default_factory=list)
     canary_in: list[str] = field(default_factory=list)
     shadow_in: list[str] = field(default_factory=list)
+    #: metric -> (seq, newest comparison of it with a baseline); ``live_``: live evaluations only.
+    comparisons: dict[str, tuple[int, Comparison]] = field(default_factory=dict)
+    live_comparisons: dict[str, tuple[int, Comparison]] = field(default_factory=dict)
 
     @property
     def live_approvals(self) -> list[Approval]:
@@ -413,8 +419,11 @@ def fold(
             vs.incidents += 1
         elif event.action == "model.evaluate":
             vs.evaluated.update(numeric_metrics(data.get("metrics")))
+            compared = _comparisons(seq, data.get("comparisons"))
+            vs.comparisons.update(compared)
             if not imported:
                 vs.live_evaluated.update(numeric_metrics(data.get("metrics")))
+                vs.live_comparisons.update(compared)
         elif event.action in ("rollout.start", "rollout.promote"):
             _fold_rollout(state, vs, seq, event, imported)
         elif event.action in ("model.deploy", "model.rollback"):
@@ -542,6 +551,18 @@ def _fold_rollout(
             imported,
         )
     )
+
+
+def _comparisons(seq: int, raw: object) -> dict[str, tuple[int, Comparison]]:
+    """Return an evaluation's comparisons by metric; a malformed one is left out."""
+    found: dict[str, tuple[int, Comparison]] = {}
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            comparison = Comparison.model_validate(item)
+        except ValidationError:
+            continue
+        found[comparison.metric] = (seq, comparison)
+    return found
 
 
 def numeric_metrics(value: object) -> dict[str, float]:

@@ -30,13 +30,20 @@ from auditml.core.events import (
 from auditml.core.incidents import IncidentIndex
 from auditml.core.keys import SignatureEntry, signature_entry
 from auditml.core.policy import DEFAULT_POLICY, Policy, policy_from
-from auditml.core.privacy import STORAGE_NOTES, PrivacyEntry, privacy_entry, schedule_rows
+from auditml.core.privacy import (
+    STORAGE_NOTES,
+    PrivacyEntry,
+    labelled,
+    privacy_entry,
+    schedule_rows,
+)
 from auditml.core.state import ModelState, VersionState, fold, numeric_metrics
 from auditml.errors import ConfigurationError, InvalidInputError
 from auditml.reports.model import (
     AuditReport,
     CardSummary,
     Checkpointed,
+    ComparisonEntry,
     CrossReference,
     DecisionEntry,
     DocumentRef,
@@ -127,6 +134,15 @@ class _Fold:
     def wants(self, model: str | None) -> bool:
         """Return whether an event about ``model`` (None: about the log) is in scope."""
         return model is None or self.models is None or model in self.models
+
+
+def _comparisons(acc: _Fold, model: str, version: str) -> list[ComparisonEntry]:
+    """Return the newest comparison with a baseline of each metric of a version."""
+    state = acc.states.get(model)
+    vs = None if state is None else state.versions.get(version)
+    if vs is None:
+        return []
+    return [ComparisonEntry(**c.model_dump(), seq=seq) for seq, c in vs.comparisons.values()]
 
 
 def _text(value: object) -> str | None:
@@ -940,8 +956,9 @@ def build_report(
     cp, partial = _checkpoint(log, allow_partial)
     acc = _Fold(models=set(wanted) or None, since=since_ts)
     total = cp.size
+    directory = log.actors()  # the report names people while the actor directory knows them
     for record in log.events(until=until_ts, stop=cp.size):
-        _feed(acc, record.seq, record.event)
+        _feed(acc, record.seq, labelled(record.event, directory) if directory else record.event)
         if progress is not None and record.seq % _EVERY == 0:
             progress(record.seq, total)
     if progress is not None:
@@ -1029,6 +1046,7 @@ def build_report(
                 datasets=list(ev.datasets),
                 metrics=ev.metrics,
                 imported=ev.imported,
+                comparisons=_comparisons(acc, model, version),
             )
             for (model, version), ev in acc.evals.items()
         ],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from auditml.core.events import Comparison
 from auditml.core.keys import SignatureEntry
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "AuditReport",
     "CardSummary",
     "Checkpointed",
+    "ComparisonEntry",
     "CrossReference",
     "DecisionEntry",
     "DocumentRef",
@@ -140,8 +142,17 @@ class TrainingEntry(_Frozen):
     imported: bool = False
 
 
+class ComparisonEntry(Comparison):
+    """The newest comparison of one metric of a version with its baseline, and its event."""
+
+    seq: int
+
+
 class EvaluationSummary(_Frozen):
-    """The evaluations of one version, summarized: how many, when, by whom, latest metrics."""
+    """The evaluations of one version, summarized: how many, when, by whom, latest metrics.
+
+    ``comparisons`` hold the newest comparison with a baseline of each metric.
+    """
 
     model: str
     version: str
@@ -152,6 +163,7 @@ class EvaluationSummary(_Frozen):
     datasets: list[str] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
     imported: int = 0
+    comparisons: list[ComparisonEntry] = Field(default_factory=list)
 
 
 class DecisionEntry(_Frozen):

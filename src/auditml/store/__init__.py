@@ -30,6 +30,7 @@ from auditml.errors import (
     AppendError,
     AuditmlError,
     InvalidInputError,
+    StaleHeadError,
     StoreError,
     StoreUnavailableError,
     VerificationError,
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 MAX_RETRIES = 50
+#: Attempts of an append whose head turned out stale (see StaleHeadError) before it gives up.
+STALE_RETRIES = 5
 #: A write still waiting for another writer's lock after this many seconds says so.
 WAIT_NOTICE_S = 2.0
 SCAN_CHUNK = 5000
@@ -65,6 +68,8 @@ _log = logging.getLogger("auditml.store")
 
 T = TypeVar("T")
 
+#: The unique (log, prev) constraint of stores made before issue 20, which ``init`` drops.
+PREV_INDEX = "auditml_event_log_prev"
 _EVENT_COLUMNS = ("log_id", "seq", "prev", "hash", "time", "action", "model", "version", "body")
 
 
@@ -229,6 +234,7 @@ class Store:
         from sqlmodel import SQLModel
 
         from auditml.store.tables import (
+            ACTORS,
             CHECKPOINTS,
             ERASED,
             EVENTS,
@@ -245,11 +251,24 @@ class Store:
         )
 
         tables = [META, LOGS, EVENTS, NODES, CHECKPOINTS, LOGKEYS, RECORDS, VALUES]
-        tables += [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED]
+        tables += [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED, ACTORS]
+        if self.dialect == "sqlite" and self._has_table("auditml_event"):
+            self._drop_sqlite_prev_index()
         try:
             with self.engine.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema()))"))
+                    # Stores made before issue 20 have it; dropping a constraint is instant,
+                    # but ALTER TABLE waits for every reader: only when it is there.
+                    old = conn.exec_driver_sql(
+                        "SELECT 1 FROM pg_constraint WHERE conname = %(name)s "
+                        "AND conrelid = to_regclass('auditml_event')",
+                        {"name": PREV_INDEX},
+                    ).first()
+                    if old is not None:
+                        conn.exec_driver_sql(
+                            f"ALTER TABLE auditml_event DROP CONSTRAINT {PREV_INDEX}"
+                        )
                 SQLModel.metadata.create_all(conn, tables=tables)
                 for index in EVENTS.indexes:  # indexes added since a store was created
                     index.create(conn, checkfirst=True)
@@ -266,6 +285,43 @@ class Store:
                     raise self._version_error(found)
         except SQLAlchemyError as exc:
             raise self.backend.unavailable(exc) from None
+
+    def _drop_sqlite_prev_index(self) -> None:
+        """Rebuild the event table of a SQLite store made before issue 20, without (log, prev).
+
+        SQLite keeps that unique constraint in the table's definition, so it goes
+        only with a copy of the table: one transaction renames it, creates it
+        anew, copies every row, drops the old one, and restores its indexes and
+        append-only triggers. Only ``auditml init`` runs it, never an open (see
+        :meth:`check_schema`): it rewrites the whole table once.
+        """
+        from sqlalchemy.schema import CreateIndex, CreateTable
+
+        from auditml.store.tables import EVENTS
+
+        found = self._read_one(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'auditml_event'", ()
+        )
+        if found is None or PREV_INDEX not in found:
+            return
+        dialect = self.engine.dialect
+        columns = ", ".join(_EVENT_COLUMNS)
+
+        def run(cur: Any) -> None:
+            cur.execute("ALTER TABLE auditml_event RENAME TO auditml_event_before_issue20")
+            cur.execute(str(CreateTable(EVENTS).compile(dialect=dialect)))
+            cur.execute(
+                f"INSERT INTO auditml_event ({columns}) SELECT {columns} "
+                "FROM auditml_event_before_issue20 ORDER BY log_id, seq"
+            )
+            cur.execute("DROP TABLE auditml_event_before_issue20")
+            for index in EVENTS.indexes:
+                cur.execute(str(CreateIndex(index).compile(dialect=dialect)))
+            for statement in self.backend.triggers:
+                if " ON auditml_event " in statement:  # the others' tables may not exist yet
+                    cur.execute(statement)
+
+        self._write_tx(run)
 
     def check_schema(self) -> None:
         """Raise unless the database holds an auditml store of this schema version.
@@ -439,7 +495,7 @@ class Store:
                 f"root, frontier) VALUES ({p}, {p}, {p}, 0, {p}, '', {p}, {p})",
                 (1, origin, created_at, b"\0" * 32, b"", b""),
             )
-            self._write(cur, batch, 0)
+            self._write(cur, batch, empty)
             if vkey is not None:
                 cur.execute(
                     f"INSERT INTO auditml_logkey (log_id, vkey, created_at) VALUES ({p}, {p}, {p})",
@@ -483,16 +539,48 @@ class Store:
             head = self._locked_head(cur, log_id)
             batch = prepare(head, TxReader(cur, self.backend.param, log_id))
             if batch is not None:
-                self._write(cur, batch, head.size)
+                self._write(cur, batch, head)
             return batch
 
         return self._transaction(run)
 
-    def _write(self, cur: Any, batch: Batch, old_size: int) -> None:
-        """Insert a batch's rows and move the head forward, inside the caller's transaction."""
+    def _write(self, cur: Any, batch: Batch, read: HeadState) -> None:
+        """Insert a batch's rows and move the head forward, inside the caller's transaction.
+
+        ``read`` is the head the batch was built on. The head row moves only from
+        that size and hash (a compare-and-set, checked before any row is
+        written), so a writer holding a stale head fails with StaleHeadError
+        rather than fork the chain, even where the head lock did not hold.
+        """
         p = self.backend.param
         log_id = batch.head.log_id
-        if batch.rows:
+        if batch.rows and (batch.rows[0][0] != read.size or batch.rows[0][1] != read.head_hash):
+            raise AppendError("the batch does not start at the head it was built on")
+        h = batch.head
+        cur.execute(
+            f"UPDATE auditml_log SET size = {p}, head_hash = {p}, head_time = {p}, root = {p}, "
+            f"frontier = {p} WHERE id = {p} AND size = {p} AND head_hash = {p}",
+            (
+                h.size,
+                h.head_hash,
+                h.head_time,
+                h.root,
+                h.frontier,
+                log_id,
+                read.size,
+                read.head_hash,
+            ),
+        )
+        if cur.rowcount != 1:
+            raise StaleHeadError(
+                f"the append to {redact(self.url)} was built on a stale head (size {read.size}, "
+                f"hash {read.head_hash.hex()[:16]}...): the log's head moved since it was read, "
+                "so it wrote nothing rather than fork the chain; append again"
+            )
+        if batch.rows and self.dialect == "sqlite":
+            # Multi-row INSERTs: one SQLite step per 512 events, not one per event.
+            self.backend.bulk_insert(cur, "auditml_event", _EVENT_COLUMNS, (log_id,), batch.rows)
+        elif batch.rows:
             cur.executemany(
                 f"INSERT INTO auditml_event ({', '.join(_EVENT_COLUMNS)}) "
                 f"VALUES ({', '.join([p] * len(_EVENT_COLUMNS))})",
@@ -527,14 +615,6 @@ class Store:
                 (log_id,),
                 batch.lookups,
             )
-        h = batch.head
-        cur.execute(
-            f"UPDATE auditml_log SET size = {p}, head_hash = {p}, head_time = {p}, root = {p}, "
-            f"frontier = {p} WHERE id = {p} AND size = {p}",
-            (h.size, h.head_hash, h.head_time, h.root, h.frontier, log_id, old_size),
-        )
-        if cur.rowcount != 1:
-            raise AppendError("the log head moved during the append; nothing was written")
 
     def _connection(self) -> Any:
         """Return a pooled DBAPI connection, or raise StoreUnavailableError saying why not."""
@@ -554,6 +634,7 @@ class Store:
         start = time.monotonic()
         delay = 0.002
         noticed = False
+        stale = 0
         for attempt in range(MAX_RETRIES):
             waited = time.monotonic() - start
             # The first wait stops at the notice, so the user hears of it; later ones run on.
@@ -565,12 +646,20 @@ class Store:
                 result = run(cur)
                 conn.commit()
                 return result
+            except StaleHeadError:
+                _rollback(conn, cur)
+                # The head lock makes this rare: the next attempt reads the head afresh.
+                stale += 1
+                if stale >= STALE_RETRIES:
+                    raise
+                continue
             except AuditmlError:
                 _rollback(conn, cur)
                 raise
             except Exception as exc:
                 _rollback(conn, cur)
-                if "auditml_event_log_prev" in str(exc) or "auditml_event.prev" in str(exc):
+                if PREV_INDEX in str(exc) or "auditml_event.prev" in str(exc):
+                    # Only a store made before issue 20 still has the unique (log, prev) index.
                     raise AppendError(
                         f"the append to {redact(self.url)} failed and wrote nothing: another "
                         "stored event already claims the log's head as its prev, which no "
@@ -721,9 +810,9 @@ class Store:
             return
         from sqlmodel import SQLModel
 
-        from auditml.store.tables import ERASED, REMOVED, SUBJECT_VALUES, SUBJECTS
+        from auditml.store.tables import ACTORS, ERASED, REMOVED, SUBJECT_VALUES, SUBJECTS
 
-        tables = [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED]
+        tables = [SUBJECTS, SUBJECT_VALUES, ERASED, REMOVED, ACTORS]
         if not all(self._has_table(t.name) for t in tables):
             try:
                 with self.engine.begin() as conn:
@@ -863,8 +952,129 @@ class Store:
                     [(log_id, c, head.size) for c, _, _, _ in erased],
                 )
             batch = prepare(head, erased)
-            self._write(cur, batch, head.size)
+            self._write(cur, batch, head)
             done.append((batch, erased))
+
+        self._transaction(run)
+        return done[0]
+
+    def actor_pseudonym(
+        self,
+        log_id: int,
+        person: str,
+        known_as: str,
+        name: str | None,
+        new_pseudonym: Callable[[], str],
+        created_at: str,
+    ) -> str:
+        """Return the pseudonym of ``person`` in the actor directory, drawing one on first use.
+
+        ``person`` is the folded id a person is found by; ``known_as`` and
+        ``name`` are kept beside it, off the log. A printed name given later
+        fills one the row lacks.
+        """
+        self.ensure_privacy_tables()
+        p = self.backend.param
+        find = f"SELECT pseudonym, name FROM auditml_actor WHERE log_id = {p} AND person = {p}"
+        with self.snapshot() as snap:
+            snap._cur.execute(find, (log_id, person))
+            row = snap._cur.fetchone()
+        if row is not None and (name is None or row[1] is not None):
+            return str(row[0])
+
+        def run(cur: Any) -> str:
+            cur.execute(find, (log_id, person))
+            found = cur.fetchone()
+            if found is not None:
+                if name is not None and found[1] is None:
+                    cur.execute(
+                        f"UPDATE auditml_actor SET name = {p} "
+                        f"WHERE log_id = {p} AND pseudonym = {p}",
+                        (name, log_id, found[0]),
+                    )
+                return str(found[0])
+            # Another process may draw a pseudonym for the same person at once: the
+            # first one stored wins, and both read it back.
+            cur.execute(
+                "INSERT INTO auditml_actor (log_id, pseudonym, person, known_as, name, created_at) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (log_id, person) DO NOTHING",
+                (log_id, new_pseudonym(), person, known_as, name, created_at),
+            )
+            cur.execute(find, (log_id, person))
+            return str(cur.fetchone()[0])
+
+        return self._write_tx(run)
+
+    def actor_directory(self, log_id: int) -> list[tuple[str, str | None, str | None, int | None]]:
+        """Return every directory row: ``(pseudonym, known_as, name, erased seq)``."""
+        if not self._has_table("auditml_actor"):
+            return []
+        p = self.backend.param
+        with self.snapshot() as snap:
+            snap._cur.execute(
+                "SELECT pseudonym, known_as, name, erased FROM auditml_actor "
+                f"WHERE log_id = {p} ORDER BY pseudonym",
+                (log_id,),
+            )
+            rows = snap._cur.fetchall()
+        return [
+            (
+                str(r[0]),
+                None if r[1] is None else str(r[1]),
+                None if r[2] is None else str(r[2]),
+                None if r[3] is None else int(r[3]),
+            )
+            for r in rows
+        ]
+
+    def erase_actor(
+        self,
+        log_id: int,
+        person: str,
+        prepare: Callable[[HeadState, str, str | None], Batch],
+    ) -> tuple[Batch, str, str | None]:
+        """Leave only the pseudonym of ``person`` in the directory and append the erasure, at once.
+
+        ``prepare`` gets the head, the pseudonym and the printed name that was
+        kept, and returns the batch of the ``privacy.erasure`` event. The row is
+        deleted (on SQLite its cells are overwritten with zeros by
+        ``secure_delete``) and a row holding only the pseudonym and the event's
+        seq takes its place. Raises InvalidInputError when the directory does not
+        know ``person``; then nothing is written.
+        """
+        self.ensure_privacy_tables()
+        p = self.backend.param
+        done: list[tuple[Batch, str, str | None]] = []
+
+        def run(cur: Any) -> None:
+            done.clear()
+            if self.dialect == "sqlite":
+                cur.execute("PRAGMA secure_delete = ON")
+            head = self._locked_head(cur, log_id)
+            cur.execute(
+                "SELECT pseudonym, name, created_at FROM auditml_actor "
+                f"WHERE log_id = {p} AND person = {p}",
+                (log_id, person),
+            )
+            found = cur.fetchone()
+            if found is None:
+                raise InvalidInputError(
+                    "the actor directory holds no one by that id (ids match ignoring case and "
+                    "spaces): check it, or see `auditml actors`; nothing was erased"
+                )
+            pseudonym, name, created = str(found[0]), found[1], str(found[2])
+            cur.execute(
+                f"DELETE FROM auditml_actor WHERE log_id = {p} AND pseudonym = {p}",
+                (log_id, pseudonym),
+            )
+            cur.execute(
+                "INSERT INTO auditml_actor (log_id, pseudonym, created_at, erased) "
+                f"VALUES ({p}, {p}, {p}, {p})",
+                (log_id, pseudonym, created, head.size),
+            )
+            batch = prepare(head, pseudonym, None if name is None else str(name))
+            self._write(cur, batch, head)
+            done.append((batch, pseudonym, None if name is None else str(name)))
 
         self._transaction(run)
         return done[0]
@@ -925,7 +1135,7 @@ class Store:
                 )
                 removed.add_records(seg, max(cur.rowcount, 0))
             batch = prepare(head, removed)
-            self._write(cur, batch, head.size)
+            self._write(cur, batch, head)
             done.append((batch, removed))
 
         self._transaction(run)

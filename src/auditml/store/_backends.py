@@ -318,8 +318,8 @@ class SQLiteBackend(Backend):
         """Take SQLite's write lock at once, so the head read inside is the latest.
 
         The busy timeout bounds the wait for another writer to ``wait_s``.
-        Appends get a 64 MiB page cache: each one inserts into the (log, prev)
-        index at a random place, and a cache that holds the index keeps that cheap.
+        Appends get a 64 MiB page cache, so the right edges of the event table
+        and its indexes, where every append lands, stay in memory.
         """
         cursor.execute(f"PRAGMA busy_timeout = {max(1, int(wait_s * 1000))}")
         cursor.execute(f"PRAGMA cache_size = {WRITE_CACHE_KIB}")

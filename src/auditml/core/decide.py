@@ -534,15 +534,16 @@ def decide_deploy(
     return Outcome(Draft.build("model.deploy", actor=actor, subject=subject, data=data))
 
 
-def check_not_monitor(pol: Policy, actors: tuple[str, ...], what: str) -> Denial | None:
-    """Refuse a deploy or promotion by a monitor's identity: only people widen a rollout."""
-    monitors = pol.monitor_actors()
-    if not any(person(a) in monitors for a in actors):
+def check_not_monitor(pol: Policy, actor: Sequence[str], what: str) -> Denial | None:
+    """Refuse a deploy or promotion by a monitor's identity: only people widen a rollout.
+
+    ``actor`` is every id the actor answers to (its id on the log, and the one given).
+    """
+    if not {person(who) for who in actor} & pol.monitor_actors():
         return None
-    actor = actors[-1]
     return Denial(
         "monitor-may-not-promote",
-        f"{actor} is a monitor's identity ([monitor] actor): a monitor may roll back, but never "
+        f"{actor[0]} is a monitor's identity ([monitor] actor): a monitor may roll back, but never "
         f"{what}",
         f"have a person {what} it",
     )

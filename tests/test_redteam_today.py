@@ -1,0 +1,95 @@
+"""Red-team attacks on the features merged on 4 December: rollouts, gates, actors, MLflow.
+
+Each test is one way in, shown to be closed (or one attempt shown to hold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from auditml import AuditLog, InvalidInputError, PolicyDeniedError
+from tests.conftest import run_cli
+
+ADMIN = "admin@bank.example"
+ALICE = "alice.martin@bank.example"
+VAL = "victor.alvarez@bank.example"
+PSEUDONYMOUS = "[personal_data]\npseudonymous_actors = true\n"
+INVENTED = "actor:0123456789abcdef"
+
+
+def _policy(log: AuditLog, tmp_path: Path, text: str) -> int:
+    path = tmp_path / f"policy-{log.head().size}.toml"
+    path.write_text(text, encoding="utf-8")
+    return log.apply_policy(path, reason="red team", actor=ADMIN).seq
+
+
+@pytest.fixture
+def pseudo(db_url: str, tmp_path: Path) -> Iterator[AuditLog]:
+    """Yield a log with pseudonymous actors, two approvals for production, v1 trained by ALICE."""
+    opened, _ = AuditLog.init(db_url, origin="bank.example/redteam", actor=ADMIN)
+    _policy(opened, tmp_path, PSEUDONYMOUS + "[approvals]\nproduction = 2\n")
+    opened.record_training("credit", actor=ALICE)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+# -- pseudonymous actors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("invented", [INVENTED, "actor:fedcba9876543210"])
+def test_an_invented_pseudonym_cannot_approve_a_trainers_work(
+    pseudo: AuditLog, invented: str
+) -> None:
+    """A trainer acting as an actor:<hex> auditml never drew is refused; nothing is written."""
+    size = pseudo.head().size
+    with pytest.raises(InvalidInputError, match="never drew it"):
+        pseudo.approve("credit", "1", actor=invented)
+    assert pseudo.head().size == size
+    assert pseudo.status("credit")["credit"].versions["1"].approvals == []
+
+
+def test_an_invented_pseudonym_on_the_command_line_exits_cleanly(
+    pseudo: AuditLog, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`auditml approve --actor actor:<hex>` names the problem, exits non-zero, no traceback."""
+    size = pseudo.head().size
+    code, out, err = run_cli(
+        ["approve", "credit", "1", "--db", db_url, "--actor", INVENTED, "--reason", "x"], capsys
+    )
+    assert code not in (0, 70) and "never drew it" in out + err
+    assert "Traceback" not in out + err and pseudo.head().size == size
+
+
+def test_a_drawn_pseudonym_answers_for_its_person(pseudo: AuditLog) -> None:
+    """Alice acting under her own pseudonym is still Alice: she may not approve her training."""
+    (train,) = list(pseudo.events(action="model.train"))
+    with pytest.raises(PolicyDeniedError, match="trained version") as info:
+        pseudo.approve("credit", "1", actor=train.event.actor.id)
+    assert info.value.rule == "separation-of-duties"
+
+
+def test_an_erased_pseudonym_cannot_act(pseudo: AuditLog) -> None:
+    """Once an identity is erased its pseudonym acts no more (it would be nobody's)."""
+    (train,) = list(pseudo.events(action="model.train"))
+    pseudo.erase_actor(ALICE, request="REQ-1", reason="Art. 17", actor=ADMIN)
+    size = pseudo.head().size
+    with pytest.raises(InvalidInputError, match="erased"):
+        pseudo.approve("credit", "1", actor=train.event.actor.id)
+    assert pseudo.head().size == size
+
+
+def test_switching_pseudonyms_off_does_not_free_a_trainer_to_approve(
+    pseudo: AuditLog, tmp_path: Path
+) -> None:
+    """Trained under a pseudonym, then the policy turned off: her e-mail still may not approve."""
+    _policy(pseudo, tmp_path, "[personal_data]\npseudonymous_actors = false\n")
+    for who in (ALICE, f" {ALICE.upper()}"):
+        with pytest.raises(PolicyDeniedError, match="trained version") as info:
+            pseudo.approve("credit", "1", actor=who)
+        assert info.value.rule == "separation-of-duties"
+    pseudo.approve("credit", "1", actor=VAL)

@@ -12,6 +12,8 @@ import pytest
 
 from auditml import AuditLog, InvalidInputError, PolicyDeniedError
 from tests.conftest import run_cli
+from tests.test_rollouts import MON, OPS, POLICY, _serve
+from tests.test_rollouts import log as rollout_log  # noqa: F401 (the fixture)
 
 ADMIN = "admin@bank.example"
 ALICE = "alice.martin@bank.example"
@@ -93,3 +95,40 @@ def test_switching_pseudonyms_off_does_not_free_a_trainer_to_approve(
             pseudo.approve("credit", "1", actor=who)
         assert info.value.rule == "separation-of-duties"
     pseudo.approve("credit", "1", actor=VAL)
+
+
+# -- rollouts and the monitor -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("window", ["99999999d", "1" + "0" * 400 + "d"])
+def test_a_window_longer_than_the_calendar_reads_the_whole_rollout(
+    rollout_log: AuditLog, capsys: pytest.CaptureFixture[str], window: str
+) -> None:
+    """A window beyond year 1 is the whole rollout, not an OverflowError (exit 70)."""
+    rollout_log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(rollout_log, {"1": 40, "2": 20})
+    result = rollout_log.monitor("credit", "production", window=window)
+    assert result.verdict == "ok" and result.data["counts"] == {"canary": 20, "stable": 40}
+    args = ["monitor", "credit", "--env", "production", "--window", window, "--db"]
+    code, _, err = run_cli([*args, rollout_log.url], capsys)
+    assert code == 0 and "Traceback" not in err
+
+
+def test_the_monitors_pseudonym_given_directly_may_not_promote(
+    rollout_log: AuditLog, tmp_path: Path
+) -> None:
+    """Someone acting as the monitor's pseudonym is the monitor: promotion refused, recorded."""
+    text = POLICY.decode() + "\n" + PSEUDONYMOUS
+    _policy(rollout_log, tmp_path, text)
+    rollout_log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(rollout_log, {"1": 40, "2": 20})
+    check = rollout_log.monitor("credit", "production").check
+    (event,) = list(rollout_log.events(start=check.seq, stop=check.seq + 1))
+    pseudonym = event.event.actor.id
+    assert pseudonym != MON and rollout_log.actors()[pseudonym].known_as == MON
+    size = rollout_log.head().size
+    with pytest.raises(PolicyDeniedError) as info:
+        rollout_log.promote("credit", "2", "production", traffic="50%", actor=pseudonym)
+    assert info.value.rule == "monitor-may-not-promote"
+    assert rollout_log.head().size == size + 1
+    assert rollout_log.status("credit")["credit"].split("production") == {"1": 90, "2": 10}

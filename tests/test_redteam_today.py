@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from auditml import AuditLog, InvalidInputError, PolicyDeniedError
+from auditml.core.policy import policy_from_toml
 from tests.conftest import run_cli
-from tests.test_rollouts import MON, OPS, POLICY, _serve
-from tests.test_rollouts import log as rollout_log  # noqa: F401 (the fixture)
+from tests.test_rollouts import DS, MON, OPS, POLICY, _serve
 
 ADMIN = "admin@bank.example"
 ALICE = "alice.martin@bank.example"
@@ -98,6 +98,20 @@ def test_switching_pseudonyms_off_does_not_free_a_trainer_to_approve(
 
 
 # -- rollouts and the monitor -------------------------------------------------------------
+
+
+@pytest.fixture
+def rollout_log(db_url: str) -> Iterator[AuditLog]:
+    """Yield a log where v1 runs production, v2 and v3 are approved, under the rollout policy."""
+    made, _ = AuditLog.init(db_url, origin="bank.example/rollouts", actor=ADMIN)
+    with made:
+        for _ in range(3):
+            made.record_training("credit", actor=DS)
+        for version in ("1", "2", "3"):
+            made.approve("credit", version, actor=VAL, reason="VR")
+        made.deploy("credit", "1", "production", actor=OPS)
+        made.apply_policy(policy_from_toml(POLICY, where="auditml.toml"), actor=ADMIN)
+        yield made
 
 
 @pytest.mark.parametrize("window", ["99999999d", "1" + "0" * 400 + "d"])

@@ -146,3 +146,39 @@ def test_the_monitors_pseudonym_given_directly_may_not_promote(
     assert info.value.rule == "monitor-may-not-promote"
     assert rollout_log.head().size == size + 1
     assert rollout_log.status("credit")["credit"].split("production") == {"1": 90, "2": 10}
+
+
+def test_imported_history_never_changes_a_live_rollout(rollout_log: AuditLog) -> None:
+    """Imported promote, deploy and rollout.start leave the live canary in force and monitored."""
+    log = rollout_log
+    start = log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    subject = {"model": "credit", "version": "2"}
+    env = {"environment": "production"}
+    log.append(
+        "rollout.promote",
+        subject=subject,
+        data={**env, "traffic": 90, "previous": 10, "rollout": start.seq},
+        actor=OPS,
+        imported=True,
+    )
+    log.append("model.deploy", subject=subject, data={**env, "replaces": "1"}, imported=True)
+    log.append(
+        "rollout.start",
+        subject={"model": "credit", "version": "3"},
+        data={**env, "mode": "canary", "traffic": 50, "stable": "1"},
+        imported=True,
+    )
+    state = log.status("credit")["credit"]
+    rollout = state.rollouts["production"]
+    assert (rollout.seq, rollout.version, rollout.traffic, rollout.imported) == (
+        start.seq,
+        "2",
+        10,
+        False,
+    )
+    assert state.split("production") == {"1": 90, "2": 10}
+    assert [c.imported for c in log.splits("credit", "production")][-3:] == [True] * 3
+    _serve(log, {"1": 40, "2": 20}, errors=6)
+    result = log.monitor("credit", "production", act=True)
+    assert result.verdict == "tripped" and result.rollback is not None
+    assert log.status("credit")["credit"].split("production") == {"1": 100}

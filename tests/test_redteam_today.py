@@ -182,3 +182,16 @@ def test_imported_history_never_changes_a_live_rollout(rollout_log: AuditLog) ->
     result = log.monitor("credit", "production", act=True)
     assert result.verdict == "tripped" and result.rollback is not None
     assert log.status("credit")["credit"].split("production") == {"1": 100}
+
+
+# -- statistical gates --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["a" * 200_000, "1" * 200_000])
+def test_a_csv_field_past_the_csv_limit_is_bad_input(field: str) -> None:
+    """A 200,000-character CSV field is refused naming the line, not a csv.Error (exit 70)."""
+    from auditml.core.compare import parse_examples
+
+    raw = f"id,label,score,baseline_score\nb,0,0.3,0.1\n{field},1,0.4,0.2\n".encode()
+    with pytest.raises(InvalidInputError, match=r"examples\.csv line 3: not readable as CSV"):
+        parse_examples(raw, where="examples.csv")

@@ -195,3 +195,45 @@ def test_a_csv_field_past_the_csv_limit_is_bad_input(field: str) -> None:
     raw = f"id,label,score,baseline_score\nb,0,0.3,0.1\n{field},1,0.4,0.2\n".encode()
     with pytest.raises(InvalidInputError, match=r"examples\.csv line 3: not readable as CSV"):
         parse_examples(raw, where="examples.csv")
+
+
+# -- the MLflow bridge --------------------------------------------------------------------
+
+
+def _raw_post(url: str, length: str, body: bytes) -> bytes:
+    """POST ``body`` under a stated Content-Length, close our side, and return the reply."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=60) as conn:
+        head = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
+        try:
+            conn.sendall(head + body)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the listener may refuse and close before taking the whole body
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("length", "status"), [("-1", b" 400 "), ("abc", b" 400 "), ("2000000", b" 413 ")]
+)
+def test_a_webhook_body_of_no_stated_size_or_too_large_is_refused_unread(
+    length: str, status: bytes
+) -> None:
+    """A negative, non-numeric or oversized Content-Length is refused before the body is read."""
+    from auditml.mlflow_bridge import WebhookListener
+
+    listener = WebhookListener("127.0.0.1", 0, "s3cret-for-the-webhook-test")
+    listener.start()
+    try:
+        reply = _raw_post(listener.url, length, b"x" * 2_000_000)
+        assert status in reply.split(b"\r\n", 1)[0] + b" "
+        assert listener.wake.empty()
+        assert len(listener.refused) == 1 and "Content-Length" in listener.refused[0]
+    finally:
+        listener.stop()

@@ -237,3 +237,25 @@ def test_a_webhook_body_of_no_stated_size_or_too_large_is_refused_unread(
         assert len(listener.refused) == 1 and "Content-Length" in listener.refused[0]
     finally:
         listener.stop()
+
+
+def test_an_mlflow_user_named_like_a_pseudonym_is_not_that_person(
+    pseudo: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose MLflow user is someone's actor:<hex> imports, under mlflow:, not as them."""
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    (train,) = list(pseudo.events(action="model.train"))
+    alice = train.event.actor.id
+    client.create_registered_model("scoring")
+    for user in (alice, INVENTED):
+        run = client.create_run("0", tags={"mlflow.user": user})
+        client.create_model_version("scoring", "s3://bucket/model", run_id=run.info.run_id)
+    code, _, err = run_cli(["import", "mlflow", "--tracking-uri", uri, "--db", pseudo.url], capsys)
+    assert code == 0, err
+    trainers = pseudo.status("scoring")["scoring"].versions
+    ids = {v: trainers[v].trainers for v in ("1", "2")}
+    for found in ids.values():
+        assert len(found) == 1 and found[0] not in (alice, INVENTED)
+    pseudo.approve("scoring", "1", actor=ALICE)  # Alice trained nothing of scoring

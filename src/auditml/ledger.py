@@ -330,13 +330,47 @@ class Ledger:
         already a pseudonym, and any actor when the policy does not ask, is
         returned as it is.
         """
-        if who.known_as is not None or is_pseudonym(who.id) or not self.pseudonymous_actors():
+        if who.known_as is not None:
             return who
+        if is_pseudonym(who.id):
+            return self._drawn(who)
+        if not self.pseudonymous_actors():
+            return self._linked(who)
         pseudonym = self._store.actor_pseudonym(
             self._log_id, person(who.id), who.id, who.name, new_pseudonym, _now()
         )
         extra = dict(who.model_extra or {})
         return Actor(id=pseudonym, source=who.source, known_as=who.id, **extra)
+
+    def _drawn(self, who: Actor) -> Actor:
+        """Return ``who``, given by a pseudonym, with the person the directory knows behind it.
+
+        A pseudonym auditml never drew (an invented ``actor:<hex>``) would be a new
+        person to separation of duties and to distinct approvals, and an erased
+        identity acts no more: both are refused.
+        """
+        entry = self.actor_directory().get(who.id)
+        if entry is None or entry.known_as is None:
+            why = "auditml never drew it for this log" if entry is None else "it was erased"
+            raise InvalidInputError(
+                f"the actor {who.id!r} has the form of an auditml pseudonym, but {why}: act under "
+                "your own id (e.g. your e-mail) and auditml gives you your pseudonym"
+            )
+        extra = dict(who.model_extra or {})
+        return Actor(id=who.id, source=who.source, known_as=entry.known_as, **extra)
+
+    def _linked(self, who: Actor) -> Actor:
+        """Return ``who`` answering also to the pseudonym it acted under while the policy asked.
+
+        With pseudonymous actors switched off, a person's id no longer matches the
+        pseudonym their earlier events carry; ``known_as`` then holds that
+        pseudonym so separation of duties still sees who trained a version.
+        """
+        wanted = person(who.id)
+        for entry in self.actor_directory().values():
+            if entry.known_as is not None and person(entry.known_as) == wanted:
+                return who.model_copy(update={"known_as": entry.pseudonym})
+        return who
 
     def actor_directory(self) -> dict[str, DirectoryEntry]:
         """Return the off-log actor directory: who each pseudonym names, unless erased."""

@@ -444,7 +444,11 @@ class Lifecycle:
         triggers = rule.parsed()
         until_dt = (now or datetime.now(UTC)).astimezone(UTC)
         until = _rfc3339(until_dt)
-        since = max(_rfc3339(until_dt - timedelta(seconds=seconds)), rollout.time)
+        try:
+            start = until_dt - timedelta(seconds=seconds)
+        except OverflowError:  # a window longer than the calendar reaches back: all of it
+            start = datetime(1970, 1, 1, tzinfo=UTC)
+        since = max(_rfc3339(start), rollout.time)
         if since >= until:
             raise InvalidInputError(
                 f"the window ends ({until}) before the rollout began ({rollout.time})"

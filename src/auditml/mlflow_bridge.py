@@ -26,6 +26,7 @@ import json
 import math
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -52,6 +53,8 @@ __all__ = [
     "verify_webhook",
 ]
 
+#: The largest webhook body read (MLflow's registry events are a few hundred bytes).
+MAX_BODY = 1_000_000
 #: How far a webhook's timestamp may be from this clock before it is refused as a replay.
 MAX_SKEW_S = 300
 #: The MLflow events a watch subscribes to (MLflow 3 sends no event for a stage change).
@@ -401,8 +404,21 @@ class WebhookListener:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(min(length, 1_000_000))
+                said = (self.headers.get("Content-Length") or "0").strip()
+                length = int(said) if re.fullmatch(r"[0-9]{1,12}", said) else -1
+                if not 0 <= length <= MAX_BODY:
+                    # Never read a body of no stated size (a negative one read to the end of
+                    # the stream) or one past the limit: refuse before reading it.
+                    listener.refuse(
+                        f"its Content-Length {said[:40]!r} is not a size from 0 to {MAX_BODY} bytes"
+                    )
+                    self.close_connection = True
+                    self.send_response(413 if length > MAX_BODY else 400)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(b"refused\n")
+                    return
+                body = self.rfile.read(length)
                 why = listener.check(dict(self.headers.items()), body)
                 self.send_response(401 if why else 200)
                 self.end_headers()
@@ -433,6 +449,13 @@ class WebhookListener:
         """Stop answering deliveries."""
         self._server.shutdown()
         self._server.server_close()
+
+    def refuse(self, why: str) -> None:
+        """Count a delivery refused before its signature could be checked."""
+        with self._lock:
+            self.refused.append(why)
+        if self._on_refused is not None:
+            self._on_refused(why)
 
     def check(self, headers: dict[str, str], body: bytes) -> str | None:
         """Check one delivery; queue a wake-up when it holds, else count why it was refused."""

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from auditml.core.decide import Outcome, View
 from auditml.core.events import REGISTRY_ACTIONS, Actor, Draft, RegistryViolation
+from auditml.core.privacy import is_pseudonym
 from auditml.core.registry import Change, Snapshot, diff, fold_known, violations
 from auditml.core.state import parse_found
 
@@ -125,8 +126,12 @@ class RegistryService:
         result = Recorded()
         # Pseudonyms are drawn outside the append (the policy may ask for them).
         actor = self._ledger.pseudonymize(actor)
+        # An MLflow user named like an auditml pseudonym is MLflow's word, not that
+        # person: it is kept under an ``mlflow:`` prefix, never taken as their pseudonym.
         people = {
-            name: self._ledger.pseudonymize(Actor(id=name))
+            name: self._ledger.pseudonymize(
+                Actor(id=f"mlflow:{name}" if is_pseudonym(name) else name)
+            )
             for name in {"mlflow", *(run.actor for run in (runs or {}).values())}
         }
 

@@ -156,7 +156,16 @@ def _csv_rows(text: str, where: str) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line, row) of a CSV file with a header, refusing a row of the wrong width."""
     reader = csv.reader(line + "\n" for line in text.split("\n"))
     header: list[str] | None = None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field longer than the csv module's limit
+            raise InvalidInputError(
+                f"{where} line {reader.line_num}: not readable as CSV ({exc}): one example a "
+                "line, short fields, or use JSON Lines"
+            ) from None
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue

@@ -429,7 +429,10 @@ def fold(
         elif event.action in ("model.deploy", "model.rollback"):
             env = str(data.get("environment"))
             ended = state.rollouts.get(env)
-            _end_rollout(state, env)
+            if _live_rollout_kept(ended, imported):
+                ended = None
+            else:
+                _end_rollout(state, env)
             running = state.running.get(env)
             if running is not None and running in state.versions:
                 old = state.versions[running]
@@ -488,6 +491,11 @@ def _cause_seq(cause: object) -> int | None:
     return None
 
 
+def _live_rollout_kept(rollout: Rollout | None, imported: bool) -> bool:
+    """Return whether an imported event leaves ``rollout`` alone: a live one stays in force."""
+    return imported and rollout is not None and not rollout.imported
+
+
 def _end_rollout(state: ModelState, environment: str) -> None:
     """End the rollout in ``environment``, if any: its version no longer serves there."""
     rollout = state.rollouts.pop(environment, None)
@@ -510,8 +518,11 @@ def _fold_rollout(
     share = traffic if isinstance(traffic, int) else 0
     said = data.get("reason")
     reason = said if isinstance(said, str) else None
+    # Imported history never changes a live rollout in force: the split timeline
+    # still shows what it says, marked imported, but decisions and the monitor
+    # keep acting on the rollout auditml recorded.
+    kept = _live_rollout_kept(state.rollouts.get(env), imported)
     if event.action == "rollout.start":
-        _end_rollout(state, env)
         stable = data.get("stable")
         mode = "shadow" if data.get("mode") == "shadow" else "canary"
         rollout = Rollout(
@@ -525,8 +536,10 @@ def _fold_rollout(
             event.actor.id,
             imported,
         )
-        state.rollouts[env] = rollout
-        (vs.canary_in if mode == "canary" else vs.shadow_in).append(env)
+        if not kept:
+            _end_rollout(state, env)
+            state.rollouts[env] = rollout
+            (vs.canary_in if mode == "canary" else vs.shadow_in).append(env)
     else:
         current = state.rollouts.get(env)
         if current is None or current.version != vs.version:
@@ -542,10 +555,11 @@ def _fold_rollout(
             current.actor,
             current.imported,
         )
-        state.rollouts[env] = rollout
-        if env in vs.shadow_in:
-            vs.shadow_in.remove(env)
-            vs.canary_in.append(env)
+        if not kept:
+            state.rollouts[env] = rollout
+            if env in vs.shadow_in:
+                vs.shadow_in.remove(env)
+                vs.canary_in.append(env)
     state.splits.append(
         SplitChange(
             seq,

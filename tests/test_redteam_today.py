@@ -1,0 +1,261 @@
+"""Red-team attacks on the features merged on 4 December: rollouts, gates, actors, MLflow.
+
+Each test is one way in, shown to be closed (or one attempt shown to hold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from auditml import AuditLog, InvalidInputError, PolicyDeniedError
+from auditml.core.policy import policy_from_toml
+from tests.conftest import run_cli
+from tests.test_rollouts import DS, MON, OPS, POLICY, _serve
+
+ADMIN = "admin@bank.example"
+ALICE = "alice.martin@bank.example"
+VAL = "victor.alvarez@bank.example"
+PSEUDONYMOUS = "[personal_data]\npseudonymous_actors = true\n"
+INVENTED = "actor:0123456789abcdef"
+
+
+def _policy(log: AuditLog, tmp_path: Path, text: str) -> int:
+    path = tmp_path / f"policy-{log.head().size}.toml"
+    path.write_text(text, encoding="utf-8")
+    return log.apply_policy(path, reason="red team", actor=ADMIN).seq
+
+
+@pytest.fixture
+def pseudo(db_url: str, tmp_path: Path) -> Iterator[AuditLog]:
+    """Yield a log with pseudonymous actors, two approvals for production, v1 trained by ALICE."""
+    opened, _ = AuditLog.init(db_url, origin="bank.example/redteam", actor=ADMIN)
+    _policy(opened, tmp_path, PSEUDONYMOUS + "[approvals]\nproduction = 2\n")
+    opened.record_training("credit", actor=ALICE)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+# -- pseudonymous actors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("invented", [INVENTED, "actor:fedcba9876543210"])
+def test_an_invented_pseudonym_cannot_approve_a_trainers_work(
+    pseudo: AuditLog, invented: str
+) -> None:
+    """A trainer acting as an actor:<hex> auditml never drew is refused; nothing is written."""
+    size = pseudo.head().size
+    with pytest.raises(InvalidInputError, match="never drew it"):
+        pseudo.approve("credit", "1", actor=invented)
+    assert pseudo.head().size == size
+    assert pseudo.status("credit")["credit"].versions["1"].approvals == []
+
+
+def test_an_invented_pseudonym_on_the_command_line_exits_cleanly(
+    pseudo: AuditLog, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`auditml approve --actor actor:<hex>` names the problem, exits non-zero, no traceback."""
+    size = pseudo.head().size
+    code, out, err = run_cli(
+        ["approve", "credit", "1", "--db", db_url, "--actor", INVENTED, "--reason", "x"], capsys
+    )
+    assert code not in (0, 70) and "never drew it" in out + err
+    assert "Traceback" not in out + err and pseudo.head().size == size
+
+
+def test_a_drawn_pseudonym_answers_for_its_person(pseudo: AuditLog) -> None:
+    """Alice acting under her own pseudonym is still Alice: she may not approve her training."""
+    (train,) = list(pseudo.events(action="model.train"))
+    with pytest.raises(PolicyDeniedError, match="trained version") as info:
+        pseudo.approve("credit", "1", actor=train.event.actor.id)
+    assert info.value.rule == "separation-of-duties"
+
+
+def test_an_erased_pseudonym_cannot_act(pseudo: AuditLog) -> None:
+    """Once an identity is erased its pseudonym acts no more (it would be nobody's)."""
+    (train,) = list(pseudo.events(action="model.train"))
+    pseudo.erase_actor(ALICE, request="REQ-1", reason="Art. 17", actor=ADMIN)
+    size = pseudo.head().size
+    with pytest.raises(InvalidInputError, match="erased"):
+        pseudo.approve("credit", "1", actor=train.event.actor.id)
+    assert pseudo.head().size == size
+
+
+def test_switching_pseudonyms_off_does_not_free_a_trainer_to_approve(
+    pseudo: AuditLog, tmp_path: Path
+) -> None:
+    """Trained under a pseudonym, then the policy turned off: her e-mail still may not approve."""
+    _policy(pseudo, tmp_path, "[personal_data]\npseudonymous_actors = false\n")
+    for who in (ALICE, f" {ALICE.upper()}"):
+        with pytest.raises(PolicyDeniedError, match="trained version") as info:
+            pseudo.approve("credit", "1", actor=who)
+        assert info.value.rule == "separation-of-duties"
+    pseudo.approve("credit", "1", actor=VAL)
+
+
+# -- rollouts and the monitor -------------------------------------------------------------
+
+
+@pytest.fixture
+def rollout_log(db_url: str) -> Iterator[AuditLog]:
+    """Yield a log where v1 runs production, v2 and v3 are approved, under the rollout policy."""
+    made, _ = AuditLog.init(db_url, origin="bank.example/rollouts", actor=ADMIN)
+    with made:
+        for _ in range(3):
+            made.record_training("credit", actor=DS)
+        for version in ("1", "2", "3"):
+            made.approve("credit", version, actor=VAL, reason="VR")
+        made.deploy("credit", "1", "production", actor=OPS)
+        made.apply_policy(policy_from_toml(POLICY, where="auditml.toml"), actor=ADMIN)
+        yield made
+
+
+@pytest.mark.parametrize("window", ["99999999d", "1" + "0" * 400 + "d"])
+def test_a_window_longer_than_the_calendar_reads_the_whole_rollout(
+    rollout_log: AuditLog, capsys: pytest.CaptureFixture[str], window: str
+) -> None:
+    """A window beyond year 1 is the whole rollout, not an OverflowError (exit 70)."""
+    rollout_log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(rollout_log, {"1": 40, "2": 20})
+    result = rollout_log.monitor("credit", "production", window=window)
+    assert result.verdict == "ok" and result.data["counts"] == {"canary": 20, "stable": 40}
+    args = ["monitor", "credit", "--env", "production", "--window", window, "--db"]
+    code, _, err = run_cli([*args, rollout_log.url], capsys)
+    assert code == 0 and "Traceback" not in err
+
+
+def test_the_monitors_pseudonym_given_directly_may_not_promote(
+    rollout_log: AuditLog, tmp_path: Path
+) -> None:
+    """Someone acting as the monitor's pseudonym is the monitor: promotion refused, recorded."""
+    text = POLICY.decode() + "\n" + PSEUDONYMOUS
+    _policy(rollout_log, tmp_path, text)
+    rollout_log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(rollout_log, {"1": 40, "2": 20})
+    check = rollout_log.monitor("credit", "production").check
+    (event,) = list(rollout_log.events(start=check.seq, stop=check.seq + 1))
+    pseudonym = event.event.actor.id
+    assert pseudonym != MON and rollout_log.actors()[pseudonym].known_as == MON
+    size = rollout_log.head().size
+    with pytest.raises(PolicyDeniedError) as info:
+        rollout_log.promote("credit", "2", "production", traffic="50%", actor=pseudonym)
+    assert info.value.rule == "monitor-may-not-promote"
+    assert rollout_log.head().size == size + 1
+    assert rollout_log.status("credit")["credit"].split("production") == {"1": 90, "2": 10}
+
+
+def test_imported_history_never_changes_a_live_rollout(rollout_log: AuditLog) -> None:
+    """Imported promote, deploy and rollout.start leave the live canary in force and monitored."""
+    log = rollout_log
+    start = log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    subject = {"model": "credit", "version": "2"}
+    env = {"environment": "production"}
+    log.append(
+        "rollout.promote",
+        subject=subject,
+        data={**env, "traffic": 90, "previous": 10, "rollout": start.seq},
+        actor=OPS,
+        imported=True,
+    )
+    log.append("model.deploy", subject=subject, data={**env, "replaces": "1"}, imported=True)
+    log.append(
+        "rollout.start",
+        subject={"model": "credit", "version": "3"},
+        data={**env, "mode": "canary", "traffic": 50, "stable": "1"},
+        imported=True,
+    )
+    state = log.status("credit")["credit"]
+    rollout = state.rollouts["production"]
+    assert (rollout.seq, rollout.version, rollout.traffic, rollout.imported) == (
+        start.seq,
+        "2",
+        10,
+        False,
+    )
+    assert state.split("production") == {"1": 90, "2": 10}
+    assert [c.imported for c in log.splits("credit", "production")][-3:] == [True] * 3
+    _serve(log, {"1": 40, "2": 20}, errors=6)
+    result = log.monitor("credit", "production", act=True)
+    assert result.verdict == "tripped" and result.rollback is not None
+    assert log.status("credit")["credit"].split("production") == {"1": 100}
+
+
+# -- statistical gates --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["a" * 200_000, "1" * 200_000])
+def test_a_csv_field_past_the_csv_limit_is_bad_input(field: str) -> None:
+    """A 200,000-character CSV field is refused naming the line, not a csv.Error (exit 70)."""
+    from auditml.core.compare import parse_examples
+
+    raw = f"id,label,score,baseline_score\nb,0,0.3,0.1\n{field},1,0.4,0.2\n".encode()
+    with pytest.raises(InvalidInputError, match=r"examples\.csv line 3: not readable as CSV"):
+        parse_examples(raw, where="examples.csv")
+
+
+# -- the MLflow bridge --------------------------------------------------------------------
+
+
+def _raw_post(url: str, length: str, body: bytes) -> bytes:
+    """POST ``body`` under a stated Content-Length, close our side, and return the reply."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=60) as conn:
+        head = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
+        try:
+            conn.sendall(head + body)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the listener may refuse and close before taking the whole body
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("length", "status"), [("-1", b" 400 "), ("abc", b" 400 "), ("2000000", b" 413 ")]
+)
+def test_a_webhook_body_of_no_stated_size_or_too_large_is_refused_unread(
+    length: str, status: bytes
+) -> None:
+    """A negative, non-numeric or oversized Content-Length is refused before the body is read."""
+    from auditml.mlflow_bridge import WebhookListener
+
+    listener = WebhookListener("127.0.0.1", 0, "s3cret-for-the-webhook-test")
+    listener.start()
+    try:
+        reply = _raw_post(listener.url, length, b"x" * 2_000_000)
+        assert status in reply.split(b"\r\n", 1)[0] + b" "
+        assert listener.wake.empty()
+        assert len(listener.refused) == 1 and "Content-Length" in listener.refused[0]
+    finally:
+        listener.stop()
+
+
+def test_an_mlflow_user_named_like_a_pseudonym_is_not_that_person(
+    pseudo: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run whose MLflow user is someone's actor:<hex> imports, under mlflow:, not as them."""
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    (train,) = list(pseudo.events(action="model.train"))
+    alice = train.event.actor.id
+    client.create_registered_model("scoring")
+    for user in (alice, INVENTED):
+        run = client.create_run("0", tags={"mlflow.user": user})
+        client.create_model_version("scoring", "s3://bucket/model", run_id=run.info.run_id)
+    code, _, err = run_cli(["import", "mlflow", "--tracking-uri", uri, "--db", pseudo.url], capsys)
+    assert code == 0, err
+    trainers = pseudo.status("scoring")["scoring"].versions
+    ids = {v: trainers[v].trainers for v in ("1", "2")}
+    for found in ids.values():
+        assert len(found) == 1 and found[0] not in (alice, INVENTED)
+    pseudo.approve("scoring", "1", actor=ALICE)  # Alice trained nothing of scoring

@@ -259,3 +259,21 @@ def test_an_mlflow_user_named_like_a_pseudonym_is_not_that_person(
     for found in ids.values():
         assert len(found) == 1 and found[0] not in (alice, INVENTED)
     pseudo.approve("scoring", "1", actor=ALICE)  # Alice trained nothing of scoring
+
+
+def test_a_score_on_a_few_canary_records_never_trips_a_rollback(rollout_log: AuditLog) -> None:
+    """20 canary requests of which 3 carry a wild score: psi is undecided, --act does nothing."""
+    log = rollout_log
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 40})
+    with log.runtime("credit", env="production", background=False) as rec:
+        for n in range(20):
+            output = {"score": 1e6 + n} if n < 3 else {"label": "ok"}
+            rec.record(f"thin-{n}", version="2", output=output, latency_ms=10.0)
+    size = log.head().size
+    result = log.monitor("credit", "production", act=True)
+    assert result.data["counts"] == {"canary": 20, "stable": 40}
+    assert result.data["statistics"]["score_psi(score)"] is None
+    assert result.verdict == "undecided" and result.rollback is None
+    assert log.head().size == size + 1
+    assert log.status("credit")["credit"].split("production") == {"1": 90, "2": 10}

@@ -277,3 +277,20 @@ def test_a_score_on_a_few_canary_records_never_trips_a_rollback(rollout_log: Aud
     assert result.verdict == "undecided" and result.rollback is None
     assert log.head().size == size + 1
     assert log.status("credit")["credit"].split("production") == {"1": 90, "2": 10}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,  # DID NOT RAISE: the approval goes through
+    reason="not fixed: the person-to-pseudonym directory is off the log by design (erasure), "
+    "so a row rewritten by hand gives the trainer a fresh pseudonym that nothing verified links",
+)
+def test_a_directory_row_rewritten_by_hand_does_not_free_a_trainer(
+    pseudo: AuditLog, db_url: str
+) -> None:
+    """Alice's directory row renamed by raw SQL: her approval of her own version is still refused."""
+    from tests.conftest import raw_sql
+
+    raw_sql(db_url, ["UPDATE auditml_actor SET person = 'somebody-else', known_as = 'x'"])
+    with pytest.raises(PolicyDeniedError, match="trained version"):
+        pseudo.approve("credit", "1", actor=ALICE)

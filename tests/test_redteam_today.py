@@ -288,7 +288,7 @@ def test_a_score_on_a_few_canary_records_never_trips_a_rollback(rollout_log: Aud
 def test_a_directory_row_rewritten_by_hand_does_not_free_a_trainer(
     pseudo: AuditLog, db_url: str
 ) -> None:
-    """Alice's directory row renamed by raw SQL: her approval of her own version is still refused."""
+    """Alice's directory row renamed by raw SQL: her approval of her own work is still refused."""
     from tests.conftest import raw_sql
 
     raw_sql(db_url, ["UPDATE auditml_actor SET person = 'somebody-else', known_as = 'x'"])

@@ -5,6 +5,7 @@ Each test is one way in, shown to be closed (or one attempt shown to hold).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -312,3 +313,19 @@ def test_one_approver_across_the_pseudonym_switch_is_one_approval(
     pseudo.approve("credit", "1", actor=VAL)
     with pytest.raises(PolicyDeniedError):
         pseudo.deploy("credit", "1", "production", actor=ADMIN)
+
+
+def test_a_shadow_may_not_skip_the_canary_the_policy_requires(rollout_log: AuditLog) -> None:
+    """Shadow straight to 100% under a [rollout] rule is refused and recorded; a canary passes."""
+    log = rollout_log
+    log.deploy("credit", "2", "production", shadow=True, actor=OPS)
+    _serve(log, {"2": 30})
+    time.sleep(1.05)  # min_duration is 1s
+    size = log.head().size
+    with pytest.raises(PolicyDeniedError, match="as a shadow") as info:
+        log.promote("credit", "2", "production", actor=OPS)
+    assert info.value.rule == "rollout-required" and log.head().size == size + 1
+    assert log.status("credit")["credit"].shadows("production") == ["2"]
+    log.promote("credit", "2", "production", traffic="10%", actor=OPS)
+    log.promote("credit", "2", "production", actor=OPS)
+    assert log.status("credit")["credit"].split("production") == {"2": 100}

@@ -329,3 +329,23 @@ def test_a_shadow_may_not_skip_the_canary_the_policy_requires(rollout_log: Audit
     log.promote("credit", "2", "production", traffic="10%", actor=OPS)
     log.promote("credit", "2", "production", actor=OPS)
     assert log.status("credit")["credit"].split("production") == {"2": 100}
+
+
+def test_a_known_as_set_by_the_caller_is_never_trusted(pseudo: AuditLog) -> None:
+    """Actor(known_as=...) from the API neither hides a trainer nor puts her e-mail on the log."""
+    from auditml.core.events import Actor, Draft
+
+    for who in (Actor(id=ALICE, known_as="zzz"), Actor(id=INVENTED, known_as=ALICE)):
+        size = pseudo.head().size
+        with pytest.raises((PolicyDeniedError, InvalidInputError)) as info:
+            pseudo.approve("credit", "1", actor=who)
+        if isinstance(info.value, PolicyDeniedError):
+            assert info.value.rule == "separation-of-duties"
+            assert pseudo.head().size == size + 1
+        else:
+            assert pseudo.head().size == size
+    who = Actor(id=ALICE, known_as="zzz")
+    draft = Draft.build("model.evaluate", actor=who, subject={"model": "credit"}, data={})
+    pseudo.append_many([draft], imported=True)
+    for record in pseudo.events():
+        assert ALICE.encode() not in record.body

@@ -326,12 +326,12 @@ class Ledger:
         The person's id and printed name go to the off-log actor directory (the
         pseudonym is drawn the first time they act); the actor returned carries
         the pseudonym as its id, no printed name, and the id given as
-        ``known_as``, which checks read and the log never holds. An id that is
-        already a pseudonym, and any actor when the policy does not ask, is
-        returned as it is.
+        ``known_as``, which checks read and the log never holds. A pseudonym
+        given as the id must be one the directory holds (see :meth:`_drawn`);
+        when the policy does not ask, the id stays as given (see :meth:`_linked`).
+        A ``known_as`` the caller set is ignored and derived again.
         """
-        if who.known_as is not None:
-            return who
+        who = _unclaimed(who)  # derived again: a caller's known_as is never taken on trust
         if is_pseudonym(who.id):
             return self._drawn(who)
         if not self.pseudonymous_actors():
@@ -447,7 +447,13 @@ class Ledger:
         """Append events in one transaction: all of them are written, or none."""
         cache = PartCache()
         mark = None if imported is False else imported_mark(imported)  # validated once
-        chosen = self._pseudonymized(_with_actors(list(_as_drafts(drafts, mark is not None))))
+        given = [
+            d
+            if d.actor is None or d.actor.known_as is None
+            else d.model_copy(update={"actor": _unclaimed(d.actor)})
+            for d in _as_drafts(drafts, mark is not None)
+        ]
+        chosen = self._pseudonymized(_with_actors(given))
         parts = [draft_part(d, cache, mark) for d in chosen]
         if not parts:
             return []
@@ -1017,6 +1023,16 @@ def _with_actors(drafts: list[Draft]) -> list[Draft]:
         return drafts
     who = resolve_actor()
     return [d if d.actor is not None else d.model_copy(update={"actor": who}) for d in drafts]
+
+
+def _unclaimed(who: Actor) -> Actor:
+    """Return ``who`` without a ``known_as`` its caller set: only the directory says who it is.
+
+    ``known_as`` is what checks read beside the id; taken from a caller, an
+    e-mail with a made-up ``known_as`` would skip its pseudonym (and land on the
+    log), and a made-up pseudonym could claim any person. It is derived again.
+    """
+    return who if who.known_as is None else who.model_copy(update={"known_as": None})
 
 
 def _check_pseudonymous(view: View, draft: Draft) -> None:

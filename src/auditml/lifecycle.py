@@ -464,7 +464,7 @@ class Lifecycle:
             fields=fields,
         )
         canary, stable = samples[rollout.version], samples[rollout.stable]
-        figures = statistics(canary, stable, triggers)
+        figures = statistics(canary, stable, triggers, min_values=rule.min_requests)
         enough = canary.requests >= rule.min_requests and (
             rollout.mode == "shadow" or stable.requests >= rule.min_requests
         )

@@ -606,6 +606,17 @@ def decide_promote(
             f"{version} --env {environment} --traffic 10%`",
         )
 
+    def check_canary() -> Denial | None:
+        if rule is None or share < 100 or rollout.mode != "shadow":
+            return None
+        return Denial(
+            "rollout-required",
+            f"version {version} runs in {environment} as a shadow, which answers no one: policy "
+            f"requires a canary of at most {rule.canary} before it takes all traffic",
+            f"make it a canary first: `auditml promote {model} {version} --env {environment} "
+            f"--traffic {rule.canary}`",
+        )
+
     def check_evidence() -> Denial | None:
         if rule is None or share < 100:
             return None
@@ -642,6 +653,7 @@ def decide_promote(
         lambda: check_card(
             pol, environment, state.card_sections(version, live=True), model, version
         ),
+        check_canary,
         check_evidence,
     )
     if denial is not None:

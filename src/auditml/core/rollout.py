@@ -293,11 +293,16 @@ class Sample:
 
 
 def statistics(
-    canary: Sample, stable: Sample, triggers: Sequence[Trigger]
+    canary: Sample, stable: Sample, triggers: Sequence[Trigger], *, min_values: int = 0
 ) -> dict[str, float | None]:
-    """Return every statistic the triggers read (and the basic ones), for a check to record."""
-    lat_c = _sorted(canary.latency)
-    lat_s = _sorted(stable.latency)
+    """Return every statistic the triggers read (and the basic ones), for a check to record.
+
+    A latency or score statistic drawn from fewer than ``min_values`` values (the
+    monitor's ``min_requests``) is None, undecided: twenty requests of which one
+    carries a score are no evidence about the score's distribution.
+    """
+    lat_c = _enough(_sorted(canary.latency), min_values)
+    lat_s = _enough(_sorted(stable.latency), min_values)
     p95_c, p95_s = quantile(lat_c, 0.95), quantile(lat_s, 0.95)
     err_c, err_s = canary.error_rate, stable.error_rate
     found: dict[str, float | None] = {
@@ -314,9 +319,15 @@ def statistics(
         if trigger.statistic == "score_psi" and trigger.key not in found:
             name = trigger.field or "score"
             found[trigger.key] = psi(
-                _sorted((stable.scores or {}).get(name)), _sorted((canary.scores or {}).get(name))
+                _enough(_sorted((stable.scores or {}).get(name)), min_values),
+                _enough(_sorted((canary.scores or {}).get(name)), min_values),
             )
     return {k: (None if v is None else round(v, 9)) for k, v in found.items()}
+
+
+def _enough(values: _Sorted, least: int) -> _Sorted:
+    """Return ``values``, or none of them when there are fewer than ``least``."""
+    return values if len(values) >= least else _Sorted()
 
 
 def judge(

@@ -596,6 +596,58 @@ def test_deploy_and_rollback_move_the_alias(
         assert log.registry_violations() == []
 
 
+def test_a_canary_leaves_the_alias_and_an_automatic_rollback_moves_it_back(
+    db_url: str, server_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A canary never moves the alias; the monitor's automatic rollback moves it to the stable."""
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    made = _registry(server_uri, model, f"o-{uuid.uuid4().hex[:8]}")
+    client = made["client"]
+    client.delete_registered_model_alias(model, "champion")
+    _init(db_url).close()
+    text = RELEASE_POLICY.format(uri=server_uri, command="[]").replace(
+        '"victor@bank.example" = ["validator"]',
+        '"victor@bank.example" = ["validator"]\n"monitor@bank.example" = ["release"]',
+    )
+    text += (
+        '\n[monitor.production]\ntriggers = ["error_rate > 0.1"]\nmin_requests = 10\n'
+        'window = "1h"\nactor = "monitor@bank.example"\n'
+    )
+    (tmp_path / "auditml.toml").write_text(text)
+    with AuditLog.open(db_url) as log:
+        log.apply_policy(tmp_path / "auditml.toml", actor="officer@bank.example")
+    db = ["--db", db_url]
+    base = ["--tracking-uri", server_uri, "--model", model, *db]
+    assert run_cli(["import", "mlflow", *base], capsys)[0] == 0
+    for version in ("1", "2"):
+        args = ["approve", model, version, "--actor", "victor@bank.example", *db]
+        assert run_cli(args, capsys)[0] == 0
+    deploy = ["deploy", model, "1", "-e", "production", "--actor", "rhea@bank.example", *db]
+    assert run_cli(deploy, capsys)[0] == 0
+    canary = [*deploy[:2], "2", *deploy[3:], "--traffic", "10%"]
+    code, out, err = run_cli(canary, capsys)
+    assert code == 0 and "canary" in out, err
+    assert "moved" not in err
+    assert str(client.get_model_version_by_alias(model, "champion").version) == "1"
+    client.set_registered_model_alias(model, "champion", "2")  # moved by hand meanwhile
+    with AuditLog.open(db_url) as log, log.runtime(model, env="production") as rec:
+        for n in range(40):
+            version = "2" if n % 2 else "1"
+            error = "timeout" if version == "2" and n < 20 else None
+            rec.record(
+                f"r-{n}", version=version, output={"score": 0.5}, latency_ms=5.0, error=error
+            )
+    code, out, err = run_cli(["monitor", model, "-e", "production", "--act", *db], capsys)
+    assert code == 4 and "Rolled production back" in out, err
+    assert f"moved {model}@champion to version 1" in err
+    assert str(client.get_model_version_by_alias(model, "champion").version) == "1"
+    with AuditLog.open(db_url) as log:
+        rollback = next(iter(log.events(action="model.rollback")))
+        syncs = [r.event.data for r in log.events(action="registry.sync")]
+    assert syncs[-1]["status"] == "done"
+    assert syncs[-1]["decision_seq"] == rollback.seq
+
+
 def test_a_failed_alias_move_is_reported_and_recorded_and_the_decision_stays(
     db_url: str, registry_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -580,6 +580,10 @@ def monitor(
                 )
             elif result.verdict == "tripped":
                 out.print("Not rolled back: run with --act to let the monitor roll back")
+        if result.rollback is not None:  # MLflow-based serving follows the automatic rollback
+            rule = log.policy()[0].monitor.get(env)
+            acting = rule.actor if rule is not None else None
+            sync_alias(log, model, str(result.data["stable"]), env, result.rollback.seq, acting)
     if result.verdict == "tripped":
         raise typer.Exit(4)
 

@@ -327,8 +327,24 @@ def test_a_shadow_may_not_skip_the_canary_the_policy_requires(rollout_log: Audit
     assert info.value.rule == "rollout-required" and log.head().size == size + 1
     assert log.status("credit")["credit"].shadows("production") == ["2"]
     log.promote("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"2": 30})
+    time.sleep(1.05)
     log.promote("credit", "2", "production", actor=OPS)
     assert log.status("credit")["credit"].split("production") == {"2": 100}
+
+
+def test_a_shadows_records_and_time_never_count_as_canary_evidence(rollout_log: AuditLog) -> None:
+    """Shadow, then a 10% canary, then 100% at once is refused: a shadow answers no one."""
+    log = rollout_log
+    log.deploy("credit", "2", "production", shadow=True, actor=OPS)
+    _serve(log, {"2": 30})
+    time.sleep(1.05)  # min_duration is 1s, min_requests below 30
+    log.promote("credit", "2", "production", traffic="10%", actor=OPS)
+    size = log.head().size
+    with pytest.raises(PolicyDeniedError, match="only 0 of the") as info:
+        log.promote("credit", "2", "production", actor=OPS)
+    assert info.value.rule == "rollout-evidence" and log.head().size == size + 1
+    assert log.status("credit")["credit"].split("production") == {"1": 90, "2": 10}
 
 
 def test_a_known_as_set_by_the_caller_is_never_trusted(pseudo: AuditLog) -> None:

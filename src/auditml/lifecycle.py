@@ -345,20 +345,21 @@ class Lifecycle:
         if rollout is None:
             return None
         until = _rfc3339(now)
+        since = rollout.serving_since or rollout.time  # a shadow's records answered no one
         samples = window_samples(
             self._ledger,
             model=model,
             env=environment,
-            since=rollout.time,
+            since=since,
             until=until,
             versions=[rollout.version, rollout.stable],
         )
         canary, stable = samples[rollout.version], samples[rollout.stable]
-        ran = max(0.0, (_when(until) - _when(rollout.time)).total_seconds())
+        ran = max(0.0, (_when(until) - _when(since)).total_seconds())
         figures = {
             "requests": canary.requests,
             "errors": canary.errors,
-            "since": rollout.time,
+            "since": since,
             "until": until,
             "duration_s": round(ran, 3),
             "stable_requests": stable.requests,

@@ -113,6 +113,9 @@ class Rollout:
     traffic: int
     actor: str
     imported: bool = False
+    #: When it began to answer real traffic as a canary (None while a shadow): the
+    #: evidence a promotion needs counts from here, never from its shadow days.
+    serving_since: str | None = None
 
     def split(self) -> dict[str, int]:
         """Return the share of traffic each version serves, in percent."""
@@ -535,6 +538,7 @@ def _fold_rollout(
             share if mode == "canary" else 0,
             event.actor.id,
             imported,
+            event.time if mode == "canary" else None,
         )
         if not kept:
             _end_rollout(state, env)
@@ -554,6 +558,7 @@ def _fold_rollout(
             share,
             current.actor,
             current.imported,
+            current.serving_since or event.time,
         )
         if not kept:
             state.rollouts[env] = rollout

@@ -457,6 +457,11 @@ def test_a_violating_change_is_recorded_shown_and_runs_the_command(
     assert code == 0
     assert "violations: 2 change(s) made in MLflow" in out
     assert "mlflow.no_release_decision" in out
+    code, out, _ = run_cli(["status", "--json", "--db", db_url], capsys)
+    assert code == 0
+    shown = {m["model"]: m["registry_violations"] for m in json.loads(out)}
+    assert {v["rule"] for v in shown["credit-risk"]} == rules
+    assert all(v["version"] == "2" and v["seq"] > 0 for v in shown["credit-risk"])
     report = tmp_path / "report.md"
     code, _, err = run_cli(
         ["report", "--format", "md", "--out", str(report), "--db", db_url], capsys

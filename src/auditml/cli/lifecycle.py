@@ -768,7 +768,15 @@ def status(
     with errors(), open_log(db) as log:
         states = log.status(model)
         if as_json:
-            out.print_json(data=[s.as_dict() for s in states.values()])
+            found: dict[str, list[dict[str, Any]]] = {}
+            for v in log.registry_violations(model):
+                found.setdefault(v.model, []).append(v.as_dict())
+            out.print_json(
+                data=[
+                    {**s.as_dict(), "registry_violations": found.get(name, [])}
+                    for name, s in states.items()
+                ]
+            )
             return
         if not states:
             err.print("no models on the log yet")

@@ -7,6 +7,7 @@ import os
 import re
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from functools import lru_cache
@@ -151,8 +152,8 @@ def lock_timeout_from_env() -> float:
     return value
 
 
-class Backend:
-    """The SQL and driver behaviour of one database kind."""
+class Backend(ABC):
+    """The SQL and driver behaviour of one database kind (SQLite and PostgreSQL implement it)."""
 
     name = ""
     param = "?"
@@ -169,21 +170,21 @@ class Backend:
     def __init__(self, url: str) -> None:
         self.url = url
 
+    @abstractmethod
     def engine(self, *, create: bool) -> Any:
         """Return the source of connections (``raw_connection()``, ``dispose()``).
 
         ``create`` makes the database file when it is missing.
         """
-        raise NotImplementedError  # pragma: no cover - every backend overrides it
 
+    @abstractmethod
     def sa_engine(self, pool: Any) -> Engine:
         """Return a SQLAlchemy engine on the same database as ``pool`` (for the schema)."""
-        raise NotImplementedError  # pragma: no cover - every backend overrides it
 
     @property
+    @abstractmethod
     def errors(self) -> tuple[type[Exception], ...]:
         """Return the exceptions the driver (or SQLAlchemy, where it is used) raises."""
-        raise NotImplementedError  # pragma: no cover - every backend overrides it
 
     def contains_sql(self, column: str) -> str:
         """Return the condition that the blob ``column`` holds the bytes of one parameter."""
@@ -191,12 +192,15 @@ class Backend:
 
     def begin_write(self, cursor: Any, wait_s: float) -> None:
         """Start the append transaction, waiting at most ``wait_s`` for another writer's lock."""
+        return None  # by default the driver's own transaction is enough
 
     def end_write(self, cursor: Any) -> None:
         """Undo what :meth:`begin_write` set on the connection beyond the transaction."""
+        return None  # by default the driver's own transaction is enough
 
     def begin_snapshot(self, cursor: Any) -> None:
         """Start a read transaction that sees one consistent state of the log."""
+        return None  # by default the driver's own transaction is enough
 
     def head_sql(self) -> str:
         """Return the SELECT that reads a log's head row."""

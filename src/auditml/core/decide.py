@@ -217,6 +217,35 @@ def denied(
     return Outcome(draft, denial)
 
 
+def _release_checks(
+    view: View,
+    state: ModelState,
+    vs: VersionState,
+    model: str,
+    version: str,
+    environment: str,
+    exclude: Sequence[str],
+) -> tuple[Callable[[], Denial | None], ...]:
+    """Return what a version must meet to take all of ``environment``'s traffic.
+
+    A deploy and a promotion to 100% are both releases and check the same:
+    approvals (separation of duties applied), metric and comparison gates, and
+    the card sections policy requires, all from live events only.
+    """
+    pol = view.policy
+    return (
+        lambda: check_approvals(
+            pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
+        ),
+        lambda: check_gates(
+            pol, environment, view.metrics(model, version), version, vs.live_comparisons
+        ),
+        lambda: check_card(
+            pol, environment, state.card_sections(version, live=True), model, version
+        ),
+    )
+
+
 def first(*checks: Callable[[], Denial | None]) -> Denial | None:
     """Run rule checks in order and return the first denial, if any."""
     for check in checks:
@@ -496,15 +525,7 @@ def decide_deploy(
         lambda: check_role(pol, actor.ids(), "deploy"),
         lambda: check_reason(pol, "deploy", reason),
         lambda: _check_usable(vs, "deploy"),
-        lambda: check_approvals(
-            pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
-        ),
-        lambda: check_gates(
-            pol, environment, view.metrics(model, version), version, vs.live_comparisons
-        ),
-        lambda: check_card(
-            pol, environment, state.card_sections(version, live=True), model, version
-        ),
+        *_release_checks(view, state, vs, model, version, environment, exclude),
         check_rollout,
     )
     if denial is not None:
@@ -644,15 +665,7 @@ def decide_promote(
         lambda: check_reason(pol, "deploy", reason),
         check_imported,
         lambda: _check_usable(vs, "deploy"),
-        lambda: check_approvals(
-            pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
-        ),
-        lambda: check_gates(
-            pol, environment, view.metrics(model, version), version, vs.live_comparisons
-        ),
-        lambda: check_card(
-            pol, environment, state.card_sections(version, live=True), model, version
-        ),
+        *_release_checks(view, state, vs, model, version, environment, exclude),
         check_canary,
         check_evidence,
     )

@@ -154,7 +154,9 @@ def test_erase_actor_records_one_event_and_verify_still_passes(log: AuditLog) ->
     (train,) = list(log.events(action="model.train"))
     size = log.head().size
     done = log.erase_actor(ALICE, request="DSR-7", reason="asked to be forgotten", actor=DPO)
-    assert done.seq == size and log.head().size == size + 1
+    added = [r.event.action for r in log.events(start=size)]
+    assert added == ["actor.enroll", "privacy.erasure"]  # the DPO's first act enrolls them
+    assert done.seq == size + 1 and log.head().size == size + 2
     assert done.pseudonym == train.event.actor.id and done.id_events == []
     (event,) = list(log.events(action="privacy.erasure"))
     assert event.event.subject == {"actor": done.pseudonym}

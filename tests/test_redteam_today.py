@@ -6,12 +6,12 @@ Each test is one way in, shown to be closed (or one attempt shown to hold).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from auditml import AuditLog, InvalidInputError, PolicyDeniedError
+from auditml import AuditLog, InvalidInputError, PolicyDeniedError, VerificationError
 from auditml.core.policy import policy_from_toml
 from tests.conftest import run_cli
 from tests.test_rollouts import DS, MON, OPS, POLICY, _serve
@@ -280,29 +280,116 @@ def test_a_score_on_a_few_canary_records_never_trips_a_rollback(rollout_log: Aud
     assert log.status("credit")["credit"].split("production") == {"1": 90, "2": 10}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # DID NOT RAISE: the approval goes through
-    reason="not fixed: the person-to-pseudonym directory is off the log by design (erasure), "
-    "so a row rewritten by hand gives the trainer a fresh pseudonym that nothing verified links",
-)
+def _refused_as_tampered(log: AuditLog, action: Callable[[], object], size: int) -> None:
+    """Assert ``action`` is refused because the directory does not bind, writing nothing."""
+    with pytest.raises(VerificationError) as info:
+        action()
+    assert info.value.kind == "directory"
+    assert log.head().size == size
+
+
 def test_a_directory_row_rewritten_by_hand_does_not_free_a_trainer(
     pseudo: AuditLog, db_url: str
 ) -> None:
-    """Alice's directory row renamed by raw SQL: her approval of her own work is still refused."""
+    """Alice's row renamed by raw SQL: her approval is refused; SoD holds once it is restored."""
     from tests.conftest import raw_sql
 
     raw_sql(db_url, ["UPDATE auditml_actor SET person = 'somebody-else', known_as = 'x'"])
+    size = pseudo.head().size
+    _refused_as_tampered(pseudo, lambda: pseudo.approve("credit", "1", actor=ALICE), size)
+    raw_sql(db_url, [f"UPDATE auditml_actor SET person = '{ALICE}', known_as = '{ALICE}'"])
     with pytest.raises(PolicyDeniedError, match="trained version"):
         pseudo.approve("credit", "1", actor=ALICE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # DID NOT RAISE: the deploy goes through
-    reason="not fixed: an approval under a pseudonym and one under the e-mail after the policy "
-    "switch are two ids on the log, and only the off-log directory links them",
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "DELETE FROM auditml_actor",
+        "UPDATE auditml_actor SET salt = NULL",
+        "UPDATE auditml_actor SET salt = '00'",
+        "UPDATE auditml_actor SET salt = " + repr("ab" * 32),
+        "UPDATE auditml_actor SET known_as = 'mallory@bank.example'",
+        "UPDATE auditml_actor SET person = NULL, known_as = NULL, salt = NULL, erased = 1",
+        "UPDATE auditml_actor SET pseudonym = 'actor:0123456789abcdef'",
+        "INSERT INTO auditml_actor (log_id, pseudonym, person, known_as, salt, created_at) "
+        "SELECT log_id, 'actor:00000000000000aa', 'eve', 'eve', salt, created_at "
+        "FROM auditml_actor",
+    ],
+    ids=[
+        "deleted",
+        "salt-null",
+        "salt-short",
+        "salt-other",
+        "id",
+        "erased-by-hand",
+        "moved",
+        "added",
+    ],
 )
+def test_no_hand_edit_of_the_directory_lets_a_trainer_approve(
+    pseudo: AuditLog, db_url: str, attack: str
+) -> None:
+    """Every raw-SQL edit of the directory is refused at decision time, naming the directory."""
+    from tests.conftest import raw_sql
+
+    raw_sql(db_url, [attack])
+    size = pseudo.head().size
+    _refused_as_tampered(pseudo, lambda: pseudo.approve("credit", "1", actor=ALICE), size)
+    _refused_as_tampered(pseudo, lambda: pseudo.approve("credit", "1", actor=VAL), size)
+
+
+def test_a_hand_edited_directory_still_displays_and_verify_deep_names_it(
+    pseudo: AuditLog, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Displays show the unbound pseudonym bare; status works; `verify --deep` names the row."""
+    from tests.conftest import raw_sql
+
+    raw_sql(db_url, ["UPDATE auditml_actor SET known_as = 'mallory@bank.example'"])
+    (train,) = list(pseudo.events(action="model.train"))
+    assert train.event.actor.id not in pseudo.actors()
+    assert pseudo.status("credit")["credit"].versions["1"].state == "trained"
+    code, out, err = run_cli(["verify", "--deep", "--db", db_url], capsys)
+    assert code != 0 and "does not open the commitment" in out + err
+    assert "Traceback" not in out + err
+
+
+def test_enrollment_puts_no_personal_data_on_the_log(pseudo: AuditLog) -> None:
+    """The actor.enroll event holds the pseudonym and a salted hash, never the id or a name."""
+    (enroll,) = list(pseudo.events(action="actor.enroll"))
+    body = enroll.body.decode()
+    assert "alice" not in body.lower() and enroll.event.subject == {"actor": enroll.event.actor.id}
+    assert set(enroll.event.data) == {"commitment"}
+
+
+def test_enrollment_cannot_be_appended_or_imported_to_bind_someone(
+    pseudo: AuditLog, db_url: str
+) -> None:
+    """`append("actor.enroll")` is refused; an imported enrollment binds no one."""
+    from tests.conftest import raw_sql
+
+    with pytest.raises(InvalidInputError):
+        pseudo.append(
+            "actor.enroll",
+            subject={"actor": INVENTED},
+            data={"commitment": "0" * 64},
+            actor=INVENTED,
+        )
+    raw_sql(db_url, ["DELETE FROM auditml_actor"])  # all enrollments now lack their rows
+    size = pseudo.head().size
+    _refused_as_tampered(pseudo, lambda: pseudo.approve("credit", "1", actor=ALICE), size)
+
+
+def test_erasure_still_works_and_decisions_go_on_after_it(pseudo: AuditLog) -> None:
+    """Erasing Alice breaks her binding on purpose: decisions carry on, her pseudonym is nobody."""
+    pseudo.approve("credit", "1", actor=VAL)
+    pseudo.erase_actor(ALICE, request="DSR-1", reason="GDPR Art. 17 request", actor=ADMIN)
+    (train,) = list(pseudo.events(action="model.train"))
+    assert pseudo.actors()[train.event.actor.id].known_as is None
+    pseudo.approve("credit", "1", actor="carol@bank.example")
+    pseudo.deploy("credit", "1", "production", actor=ADMIN)
+
+
 def test_one_approver_across_the_pseudonym_switch_is_one_approval(
     pseudo: AuditLog, tmp_path: Path
 ) -> None:
@@ -311,8 +398,10 @@ def test_one_approver_across_the_pseudonym_switch_is_one_approval(
     _policy(pseudo, tmp_path, "[personal_data]\npseudonymous_actors = false\n")
     _policy(pseudo, tmp_path, "[approvals]\nproduction = 2\n")
     pseudo.approve("credit", "1", actor=VAL)
-    with pytest.raises(PolicyDeniedError):
+    with pytest.raises(PolicyDeniedError, match="1 distinct approval"):
         pseudo.deploy("credit", "1", "production", actor=ADMIN)
+    pseudo.approve("credit", "1", actor="carol@bank.example")
+    pseudo.deploy("credit", "1", "production", actor=ADMIN)
 
 
 def test_a_shadow_may_not_skip_the_canary_the_policy_requires(rollout_log: AuditLog) -> None:

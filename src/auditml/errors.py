@@ -112,7 +112,8 @@ class VerificationError(AuditmlError):
 
     ``kind`` names what failed (``hash``, ``link``, ``seq``, ``origin``,
     ``time``, ``head``, ``format``, ``column``, ``signature``, ``anchor``, ``proof``,
-    ``record``, ``value``: a value kept off the log, ``erasure``), and
+    ``record``, ``value``: a value kept off the log, ``erasure``, ``directory``:
+    the off-log actor directory against its enrollments), and
     ``seq`` is the first event that fails, when one event is to blame.
     """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -42,12 +43,18 @@ from auditml.core.events import (
     ImportedFrom,
     data_model,
     imported_mark,
+    is_imported,
 )
 from auditml.core.keys import check_import
 from auditml.core.policy import person
 from auditml.core.privacy import (
+    SALT_BYTES,
     DirectoryEntry,
+    DirectoryRow,
+    Enrollments,
     ValueRow,
+    actor_commitment,
+    bind_directory,
     is_pseudonym,
     new_pseudonym,
     new_subject_key,
@@ -262,6 +269,8 @@ class Ledger:
         self._has_records = False  # whether the store holds the runtime record tables
         #: ``(seq of the newest policy.update, pseudonymous_actors)`` as last read.
         self._pseudonymous: tuple[int, bool] | None = None
+        #: ``(seq to read enrollments from, enrollments and actor erasures found so far)``.
+        self._enrolled: tuple[int, Enrollments] = (0, Enrollments())
 
     def close(self) -> None:
         """Release the database connections."""
@@ -324,23 +333,48 @@ class Ledger:
         """Return ``who`` under its pseudonym when the policy in force asks for pseudonymous actors.
 
         The person's id and printed name go to the off-log actor directory (the
-        pseudonym is drawn the first time they act); the actor returned carries
-        the pseudonym as its id, no printed name, and the id given as
-        ``known_as``, which checks read and the log never holds. A pseudonym
-        given as the id must be one the directory holds (see :meth:`_drawn`);
-        when the policy does not ask, the id stays as given (see :meth:`_linked`).
-        A ``known_as`` the caller set is ignored and derived again.
+        pseudonym is drawn, and enrolled on the log, the first time they act);
+        the actor returned carries the pseudonym as its id, no printed name, and
+        the id given as ``known_as``, which checks read and the log never holds.
+        A pseudonym given as the id must be one the directory holds (see
+        :meth:`_drawn`); when the policy does not ask, the id stays as given (see
+        :meth:`_linked`). A ``known_as`` the caller set is ignored and derived
+        again, and the directory counts only where it binds to the log (see
+        :meth:`bound_directory`).
         """
         who = _unclaimed(who)  # derived again: a caller's known_as is never taken on trust
         if is_pseudonym(who.id):
             return self._drawn(who)
         if not self.pseudonymous_actors():
             return self._linked(who)
-        pseudonym = self._store.actor_pseudonym(
-            self._log_id, person(who.id), who.id, who.name, new_pseudonym, _now()
-        )
+        wanted = person(who.id)
+        found = self._store.actor_pseudonym(self._log_id, wanted)
+        directory = self.bound_directory()
+        entry = directory.get(found) if found is not None else None
+        if entry is None or entry.known_as is None or person(entry.known_as) != wanted:
+            entry = _entry_of(directory, wanted)  # the lookup column is only a hint
+        if entry is None:
+            pseudonym = self._enroll(who)
+        else:
+            pseudonym = entry.pseudonym
+            if who.name is not None and entry.name is None:
+                self._store.name_actor(self._log_id, pseudonym, who.name)
         extra = dict(who.model_extra or {})
         return Actor(id=pseudonym, source=who.source, known_as=who.id, **extra)
+
+    def _enroll(self, who: Actor) -> str:
+        """Draw a pseudonym for ``who``, keep them in the directory and enroll it on the log."""
+        pseudonym, salt = new_pseudonym(), secrets.token_bytes(SALT_BYTES)
+        draft = Draft.build(
+            "actor.enroll",
+            actor=Actor(id=pseudonym),
+            subject={"actor": pseudonym},
+            data={"commitment": actor_commitment(salt, who.id)},
+        )
+        hook = self.after_append
+        prepare = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
+        row = (pseudonym, who.id, who.name, salt.hex(), _now())
+        return self._store.enroll_actor(self._log_id, person(who.id), row, prepare)
 
     def _drawn(self, who: Actor) -> Actor:
         """Return ``who``, given by a pseudonym, with the person the directory knows behind it.
@@ -349,7 +383,7 @@ class Ledger:
         person to separation of duties and to distinct approvals, and an erased
         identity acts no more: both are refused.
         """
-        entry = self.actor_directory().get(who.id)
+        entry = self.bound_directory().get(who.id)
         if entry is None or entry.known_as is None:
             why = "auditml never drew it for this log" if entry is None else "it was erased"
             raise InvalidInputError(
@@ -366,18 +400,69 @@ class Ledger:
         pseudonym their earlier events carry; ``known_as`` then holds that
         pseudonym so separation of duties still sees who trained a version.
         """
-        wanted = person(who.id)
-        for entry in self.actor_directory().values():
-            if entry.known_as is not None and person(entry.known_as) == wanted:
-                return who.model_copy(update={"known_as": entry.pseudonym})
-        return who
+        entry = _entry_of(self.bound_directory(), person(who.id))
+        return who if entry is None else who.model_copy(update={"known_as": entry.pseudonym})
 
     def actor_directory(self) -> dict[str, DirectoryEntry]:
-        """Return the off-log actor directory: who each pseudonym names, unless erased."""
+        """Return the actor directory as far as it binds to the log, for displays.
+
+        A row rewritten, added or removed by hand is left out (its pseudonym shows
+        bare); decisions use :meth:`bound_directory`, which refuses such a directory.
+        """
+        return self._bind(strict=False)
+
+    def bound_directory(self) -> dict[str, DirectoryEntry]:
+        """Return the actor directory, each identity held to its ``actor.enroll`` commitment.
+
+        Raises VerificationError (``directory``) when a row was rewritten, added
+        or removed by hand: a decision that counted people by it could be fooled.
+        """
+        return self._bind(strict=True)
+
+    def people(self) -> dict[str, str]:
+        """Return who each pseudonym names (its folded id), from the bound directory."""
         return {
-            pseudonym: DirectoryEntry(pseudonym, known_as, name, erased)
-            for pseudonym, known_as, name, erased in self._store.actor_directory(self._log_id)
+            pseudonym: person(entry.known_as)
+            for pseudonym, entry in self.bound_directory().items()
+            if entry.known_as is not None
         }
+
+    def _bind(self, *, strict: bool) -> dict[str, DirectoryEntry]:
+        """Return the directory entries that bind to the log; raise on the first that does not."""
+        rows = [DirectoryRow(*row) for row in self._store.actor_directory(self._log_id)]
+        log = self._enrollments()
+        if not rows and not log.enrolled and not log.erased:
+            return {}
+        entries, problems = bind_directory(rows, log)
+        if strict and problems:
+            raise VerificationError(
+                f"{problems[0]}; decisions that count people are refused until it is restored "
+                "(see `auditml verify --deep`)",
+                kind="directory",
+            )
+        return entries
+
+    def _enrollments(self) -> Enrollments:
+        """Return the pseudonyms enrolled and erased on the log, read from verified events."""
+        after, known = self._enrolled
+        flt = EventFilter(actions=_ACTOR_BINDING, start=after, sparse=True)
+        rows = list(self._store.query(self._log_id, flt))  # each body checked against its hash
+        if not rows:
+            return known
+        found = Enrollments(dict(known.enrolled), dict(known.erased))
+        for seq, _, body in rows:
+            event = _parsed(seq, body, flt)
+            pseudonym = event.subject.get("actor")
+            if is_imported(event.data) or not isinstance(pseudonym, str):
+                continue  # an escape hatch binds no one
+            if event.action == "actor.enroll":
+                commitment = event.data.get("commitment")
+                if isinstance(commitment, str) and event.actor.id == pseudonym:
+                    found.enrolled.setdefault(pseudonym, (seq, commitment))
+            elif event.data.get("scope") == "actor":
+                found.erased.setdefault(pseudonym, seq)
+        self._enrolled = (int(rows[-1][0]) + 1, found)
+        return found
 
     def seqs_containing(self, needles: Sequence[bytes]) -> list[int]:
         """Return the seqs of the events whose canonical bytes hold one of ``needles``."""
@@ -668,19 +753,22 @@ class Ledger:
 
     def peek(self, decide: Decide) -> Outcome:
         """Return what ``decide`` makes of the committed log, without the lock or any write."""
+        people = self.people()
         with self._store.snapshot() as snap:
             head = snap.head(self._log_id)
             if head is None:
                 raise LogNotFoundError(f"the log {self._origin!r} is gone from {self.url}")
-            return decide(View(snap.reader(self._log_id), head.size, self._states))
+            return decide(View(snap.reader(self._log_id), head.size, self._states, people))
 
     def decide(self, decide: Decide) -> tuple[Receipt | None, Outcome]:
         """Append what ``decide`` makes of the log as of the locked head, in one transaction."""
         decided: list[Outcome] = []
 
+        people = self.people()
+
         def prepare(head: HeadState, reader: TxReader) -> Batch | None:
             decided.clear()  # a retried transaction decides again, from the new head
-            view = View(reader, head.size, self._states)
+            view = View(reader, head.size, self._states, people)
             outcome = decide(view)
             decided.append(outcome)
             if outcome.draft is None:
@@ -706,9 +794,10 @@ class Ledger:
         the append when the policy asks for them, and its own imported mark
         when it is imported history), or none.
         """
+        people = self.people()
 
         def prepare(head: HeadState, reader: TxReader) -> Batch | None:
-            view = View(reader, head.size, self._states)
+            view = View(reader, head.size, self._states, people)
             drafts = decide(view)
             if not drafts:
                 return None
@@ -808,17 +897,7 @@ class Ledger:
             descending=newest_first,
         )
         for seq, digest, body in self._store.query(self._log_id, flt):
-            try:
-                event = Event.model_validate(loads_strict(body))
-            except (AuditmlError, ValidationError) as exc:
-                first = str(exc).splitlines()[0]
-                raise VerificationError(
-                    f"its stored bytes are not a valid event ({first}); run `auditml verify`",
-                    kind="format",
-                    seq=seq,
-                ) from None
-            _check_found(seq, event, flt)
-            yield Record(seq, digest.hex(), event, body)
+            yield Record(seq, digest.hex(), _parsed(seq, body, flt), body)
 
     def root(self, size: int | None = None) -> str:
         """Return the Merkle root (hex) of the first ``size`` events (default: all of them)."""
@@ -1025,6 +1104,18 @@ def _with_actors(drafts: list[Draft]) -> list[Draft]:
     return [d if d.actor is not None else d.model_copy(update={"actor": who}) for d in drafts]
 
 
+#: The events that bind pseudonyms to people, or unbind them.
+_ACTOR_BINDING = ("actor.enroll", "privacy.erasure")
+
+
+def _entry_of(directory: Mapping[str, DirectoryEntry], wanted: str) -> DirectoryEntry | None:
+    """Return the live entry whose id is the person ``wanted`` (folded), if any."""
+    for entry in directory.values():
+        if entry.known_as is not None and person(entry.known_as) == wanted:
+            return entry
+    return None
+
+
 def _unclaimed(who: Actor) -> Actor:
     """Return ``who`` without a ``known_as`` its caller set: only the directory says who it is.
 
@@ -1061,6 +1152,21 @@ def _raise_denial(receipt: Receipt | None, outcome: Outcome) -> None:
         d = outcome.denial
         seq = None if receipt is None else receipt.seq
         raise PolicyDeniedError(d.message, rule=d.rule, remedy=d.remedy, seq=seq)
+
+
+def _parsed(seq: int, body: bytes, flt: EventFilter) -> Event:
+    """Return the event a found body holds, checked against the filter that found it."""
+    try:
+        event = Event.model_validate(loads_strict(body))
+    except (AuditmlError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise VerificationError(
+            f"its stored bytes are not a valid event ({first}); run `auditml verify`",
+            kind="format",
+            seq=seq,
+        ) from None
+    _check_found(seq, event, flt)
+    return event
 
 
 def _check_found(seq: int, event: Event, flt: EventFilter) -> None:

@@ -238,7 +238,9 @@ class AuditLog:
         (default: the key recorded in the store).
 
         Reads one snapshot of the store as a stream, so memory stays flat.
-        ``deep`` also re-canonicalizes and schema-checks every event. With
+        ``deep`` also re-canonicalizes and schema-checks every event, and holds
+        each row of the off-log actor directory to its ``actor.enroll``
+        commitment (a row edited by hand fails as ``directory``). With
         ``parallel`` (the default for long logs on a machine with two cores or
         more) a helper process checks the later part of the chain and rebuilds
         the Merkle tree from the stored hashes, while this process checks the
@@ -249,6 +251,8 @@ class AuditLog:
         records = self._ledger.verify_records(chain.size) if runtime else None
         if runtime and deep:
             self._privacy.verify_values(chain.size)
+        if deep:
+            self._ledger.bound_directory()  # every directory row must open its enrollment
         signatures = self._trust.verify_signatures()
         kept = self._trust.verify_checkpoints(chain.roots)
         anchors = self._trust.check_anchors(checkpoints, vkey)

@@ -96,9 +96,17 @@ class StateCache:
 class View:
     """The log as of the locked head: policy in force, models' states, evaluations."""
 
-    def __init__(self, reader: Reader, size: int, cache: StateCache | None = None) -> None:
+    def __init__(
+        self,
+        reader: Reader,
+        size: int,
+        cache: StateCache | None = None,
+        people: Mapping[str, str] | None = None,
+    ) -> None:
         self._reader = reader
         self._size = size
+        #: Who each pseudonym names, as the actor directory binds it to the log.
+        self.people: Mapping[str, str] = people or {}
         self._cache = cache if cache is not None else StateCache()
         self._models: dict[str, ModelState] = {}
         self.policy, self.policy_seq = self._policy()
@@ -235,7 +243,12 @@ def _release_checks(
     pol = view.policy
     return (
         lambda: check_approvals(
-            pol, environment, vs.approvers_for(environment, exclude=exclude), model, version
+            pol,
+            environment,
+            vs.approvers_for(environment, exclude=exclude, people=view.people),
+            model,
+            version,
+            view.people,
         ),
         lambda: check_gates(
             pol, environment, view.metrics(model, version), version, vs.live_comparisons
@@ -277,7 +290,7 @@ def decide_approve(
         lambda: check_role(pol, actor.ids(), "approve"),
         lambda: check_reason(pol, "approve", reason),
         lambda: _check_usable(vs, "approve"),
-        lambda: check_self_approval(pol, actor.ids(), vs.trainers, version),
+        lambda: check_self_approval(pol, actor.ids(), vs.trainers, version, view.people),
         lambda: _check_signature(
             view, "model.approve", subject, actor.id, signature, artifact_sha256, origin
         ),

@@ -61,6 +61,7 @@ __all__ = [
     "DroppedData",
     "DroppedMetric",
     "ESignature",
+    "EnrollData",
     "Environment",
     "ErasureData",
     "EvaluateData",
@@ -750,6 +751,22 @@ class ErasureData(DataModel):
     scope: Literal["subject", "actor"] = "subject"
 
 
+class EnrollData(DataModel):
+    """``actor.enroll``: a pseudonym was drawn for a person, bound to them by a salted commitment.
+
+    The event's subject and actor are ``{"actor": pseudonym}``; ``commitment``
+    is SHA-256 over ``auditml actor v1``, a NUL, 32 random bytes (the salt, kept
+    off the log beside the person's id) and the id in UTF-8. While the salt is
+    kept, the off-log directory's row can be held to the log: a row rewritten,
+    added or removed by hand no longer opens a commitment. An actor erasure
+    deletes the salt, and the commitment then says nothing about anyone.
+    """
+
+    action: ClassVar[str] = "actor.enroll"
+
+    commitment: Hex64
+
+
 class RetentionData(DataModel):
     """``retention.applied``: one retention run removed what the schedule says has expired.
 
@@ -896,6 +913,7 @@ ACTIONS: dict[str, type[DataModel]] = {
         CardUpdateData,
         SegmentData,
         ErasureData,
+        EnrollData,
         RetentionData,
         DroppedData,
         RegistryChangeData,
@@ -911,7 +929,8 @@ class ActionRule:
 
     #: The method that checks policy before appending it (plain append refuses it live).
     use: str
-    #: "model", "incident", "key", "policy", "card", "runtime", "privacy", "monitor" or "log".
+    #: "model", "incident", "key", "policy", "card", "runtime", "privacy", "actor", "monitor"
+    #: or "log".
     group: str
     #: It may carry a Part 11 e-signature, checked against the signer's registered key.
     signed: bool = False
@@ -958,6 +977,10 @@ REGISTRY: dict[str, ActionRule] = {
         "runtime",
     ),
     "privacy.erasure": ActionRule("log.erase(...) or `auditml erase`", "privacy"),
+    "actor.enroll": ActionRule(
+        "any action under [personal_data] pseudonymous_actors, the first time a person acts",
+        "actor",
+    ),
     "retention.applied": ActionRule(
         "log.apply_retention(...) or `auditml retention apply`", "privacy"
     ),

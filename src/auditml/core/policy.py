@@ -627,17 +627,36 @@ def person(actor: str) -> str:
     return "".join(c for c in folded if not c.isspace() and unicodedata.category(c)[0] != "C")
 
 
+def person_of(actor: str, people: Mapping[str, str] | None = None) -> str:
+    """Return who an actor id names: a pseudonym's bound person, else :func:`person` of it.
+
+    ``people`` maps pseudonyms to the (folded) ids the actor directory binds to
+    them through their ``actor.enroll`` commitments, so one person acting under
+    an e-mail and under a pseudonym counts once.
+    """
+    if people:
+        found = people.get(actor)
+        if found is not None:
+            return found
+    return person(actor)
+
+
 def check_self_approval(
-    policy: Policy, actor: str | Sequence[str], trainers: Sequence[str], version: str
+    policy: Policy,
+    actor: str | Sequence[str],
+    trainers: Sequence[str],
+    version: str,
+    people: Mapping[str, str] | None = None,
 ) -> Denial | None:
     """Refuse an approval by the person who trained the version (separation of duties).
 
     The trainers are the ids on the log: pseudonyms for events recorded with
-    pseudonymous actors, the ids people gave before. ``actor`` may be both.
+    pseudonymous actors, the ids people gave before. ``actor`` may be both;
+    ``people`` says who each pseudonym is (see :func:`person_of`).
     """
     ids = _ids(actor)
-    trained = {person(t) for t in trainers}
-    if policy.separation_of_duties and any(person(one) in trained for one in ids):
+    trained = {person_of(t, people) for t in trainers}
+    if policy.separation_of_duties and any(person_of(one, people) in trained for one in ids):
         return Denial(
             "separation-of-duties",
             f"{ids[0]} trained version {version} and may not approve it",
@@ -718,11 +737,16 @@ def _comparison_denial(
 
 
 def check_approvals(
-    policy: Policy, environment: str, approvers: Sequence[str], model: str, version: str
+    policy: Policy,
+    environment: str,
+    approvers: Sequence[str],
+    model: str,
+    version: str,
+    people: Mapping[str, str] | None = None,
 ) -> Denial | None:
     """Refuse a deploy that lacks the distinct approvals the environment needs."""
     needed = policy.approvals_needed(environment)
-    have = len({person(a) for a in approvers})
+    have = len({person_of(a, people) for a in approvers})
     if have >= needed:
         return None
     if have == 0:

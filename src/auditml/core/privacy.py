@@ -46,6 +46,7 @@ and nothing of a model under an open incident (EU AI Act Art. 73(6)) is due.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import itertools
 import re
 import secrets
@@ -84,11 +85,14 @@ __all__ = [
     "KINDS",
     "KIND_LABELS",
     "MINIMUMS",
+    "SALT_BYTES",
     "SEALED",
     "STORAGE_NOTES",
     "DirectoryEntry",
+    "DirectoryRow",
     "Due",
     "Duration",
+    "Enrollments",
     "Hold",
     "LegalMinimum",
     "PersonalData",
@@ -100,7 +104,9 @@ __all__ = [
     "ScheduleRow",
     "SegmentSummary",
     "ValueCount",
+    "actor_commitment",
     "actor_label",
+    "bind_directory",
     "check_retention",
     "erased_digest",
     "is_pseudonym",
@@ -403,6 +409,105 @@ class DirectoryEntry:
     known_as: str | None
     name: str | None
     erased: int | None = None
+
+
+#: What an ``actor.enroll`` commitment hashes before the salt and the id.
+_ENROLL_TAG = b"auditml actor v1\x00"
+#: Bytes of random salt behind each enrollment commitment.
+SALT_BYTES = 32
+
+
+def actor_commitment(salt: bytes, known_as: str) -> str:
+    """Return the hex SHA-256 commitment binding a pseudonym to ``known_as`` under ``salt``."""
+    return hashlib.sha256(
+        _ENROLL_TAG + salt + known_as.encode("utf-8", "surrogatepass")
+    ).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryRow:
+    """One row of the off-log actor directory as stored: nothing in it is trusted until bound."""
+
+    pseudonym: str
+    known_as: str | None
+    name: str | None
+    salt: str | None
+    erased: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollments:
+    """What the verified log says of pseudonyms: each one's enrollment, and actor erasures.
+
+    ``enrolled`` maps a pseudonym to the seq and commitment of its ``actor.enroll``
+    event; ``erased`` maps a pseudonym to the seq of the ``privacy.erasure`` event
+    (scope ``actor``) that removed its identity. Imported events are never here.
+    """
+
+    enrolled: dict[str, tuple[int, str]] = field(default_factory=dict)
+    erased: dict[str, int] = field(default_factory=dict)
+
+
+def bind_directory(
+    rows: Iterable[DirectoryRow], log: Enrollments
+) -> tuple[dict[str, DirectoryEntry], list[str]]:
+    """Hold the off-log directory to the log; return the entries that bind and what does not.
+
+    A pseudonym's identity counts only when its row's id and salt open the
+    commitment its ``actor.enroll`` event holds; an identity erased on the log is
+    erased whatever its row says. The problems name, in words, every row that
+    was rewritten, added or removed by hand (a row without an enrollment, an
+    enrollment without its row, a row that does not open its commitment).
+    """
+    entries: dict[str, DirectoryEntry] = {}
+    problems: list[str] = []
+    seen: set[str] = set()
+    for row in rows:
+        seen.add(row.pseudonym)
+        erased = log.erased.get(row.pseudonym)
+        if erased is not None:
+            entries[row.pseudonym] = DirectoryEntry(row.pseudonym, None, None, erased)
+            continue
+        enrolled = log.enrolled.get(row.pseudonym)
+        if enrolled is None:
+            problems.append(
+                f"the actor directory's row for {row.pseudonym} matches no actor.enroll event "
+                "on the log: it was added by hand"
+            )
+            continue
+        seq, commitment = enrolled
+        salt = _salt(row.salt)
+        if (
+            row.known_as is None
+            or salt is None
+            or actor_commitment(salt, row.known_as) != commitment
+        ):
+            problems.append(
+                f"the actor directory's row for {row.pseudonym} does not open the commitment of "
+                f"its enrollment (event {seq}): the row was changed by hand"
+            )
+            continue
+        entries[row.pseudonym] = DirectoryEntry(row.pseudonym, row.known_as, row.name)
+    for pseudonym, (seq, _) in sorted(log.enrolled.items(), key=lambda kv: kv[1][0]):
+        if pseudonym not in seen and pseudonym not in log.erased:
+            problems.append(
+                f"{pseudonym}, enrolled by event {seq}, has no row in the actor directory and no "
+                "erasure on the log: its row was deleted by hand"
+            )
+    for pseudonym, seq in log.erased.items():
+        if pseudonym not in entries:
+            entries[pseudonym] = DirectoryEntry(pseudonym, None, None, seq)
+    return entries, problems
+
+
+def _salt(text: str | None) -> bytes | None:
+    """Return a stored salt's bytes, or None when it is missing or not 32 bytes of hex."""
+    if text is None or len(text) != 2 * SALT_BYTES:
+        return None
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return None
 
 
 def actor_label(actor_id: str, directory: Mapping[str, DirectoryEntry]) -> str:

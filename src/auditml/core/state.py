@@ -6,7 +6,7 @@ counts toward a rule a live decision must meet; see :mod:`auditml.lifecycle`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from auditml.core.events import (
 from auditml.core.policy import (
     DEFAULT_POLICY,
     Policy,
-    person,
+    person_of,
     policy_from,
 )
 from auditml.errors import (
@@ -216,19 +216,27 @@ class VersionState:
             return "approved"
         return "trained"
 
-    def approvers_for(self, environment: str, *, exclude: Sequence[str] = ()) -> list[str]:
+    def approvers_for(
+        self,
+        environment: str,
+        *,
+        exclude: Sequence[str] = (),
+        people: Mapping[str, str] | None = None,
+    ) -> list[str]:
         """Return the distinct live approvers whose approval covers ``environment``.
 
         Imported approvals are left out: they never count toward a deploy.
+        ``people`` says who each pseudonym is, so one person under two ids counts once.
         """
         found: list[str] = []
-        seen = {person(who) for who in exclude}
+        seen = {person_of(who, people) for who in exclude}
         for approval in self.live_approvals:
             if approval.environments and environment not in approval.environments:
                 continue
-            if person(approval.actor) in seen:
+            who = person_of(approval.actor, people)
+            if who in seen:
                 continue
-            seen.add(person(approval.actor))
+            seen.add(who)
             found.append(approval.actor)
         return found
 

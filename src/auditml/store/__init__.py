@@ -464,6 +464,16 @@ class Store:
             return False
         return True
 
+    def _has_column(self, table: str, column: str) -> bool:
+        """Return whether ``table`` has ``column`` (both auditml's own, named in code)."""
+        try:
+            self._rows(f"SELECT {column} FROM {table} WHERE 1 = 0")
+        except StoreUnavailableError:
+            raise
+        except self.backend.errors:
+            return False
+        return True
+
     def _version_error(self, found: object) -> AuditmlError:
         """Return why a store's schema version is refused: newer, or a row that was tampered with.
 
@@ -863,6 +873,14 @@ class Store:
                             conn.exec_driver_sql(statement)
             except SQLAlchemyError as exc:
                 raise self.backend.unavailable(exc) from None
+        if not self._has_column("auditml_actor", "salt"):  # a directory made before salts
+            try:
+                self._write_tx(
+                    lambda cur: cur.execute("ALTER TABLE auditml_actor ADD COLUMN salt TEXT")
+                )
+            except StoreError:
+                if not self._has_column("auditml_actor", "salt"):  # not another process's doing
+                    raise
         self._privacy_ready = True
 
     def pepper(self) -> bytes:
@@ -995,61 +1013,79 @@ class Store:
         self._transaction(run)
         return done[0]
 
-    def actor_pseudonym(
-        self,
-        log_id: int,
-        person: str,
-        known_as: str,
-        name: str | None,
-        new_pseudonym: Callable[[], str],
-        created_at: str,
-    ) -> str:
-        """Return the pseudonym of ``person`` in the actor directory, drawing one on first use.
-
-        ``person`` is the folded id a person is found by; ``known_as`` and
-        ``name`` are kept beside it, off the log. A printed name given later
-        fills one the row lacks.
-        """
-        self.ensure_privacy_tables()
-        p = self.backend.param
-        find = f"SELECT pseudonym, name FROM auditml_actor WHERE log_id = {p} AND person = {p}"
-        with self.snapshot() as snap:
-            snap._cur.execute(find, (log_id, person))
-            row = snap._cur.fetchone()
-        if row is not None and (name is None or row[1] is not None):
-            return str(row[0])
-
-        def run(cur: Any) -> str:
-            cur.execute(find, (log_id, person))
-            found = cur.fetchone()
-            if found is not None:
-                if name is not None and found[1] is None:
-                    cur.execute(
-                        f"UPDATE auditml_actor SET name = {p} "
-                        f"WHERE log_id = {p} AND pseudonym = {p}",
-                        (name, log_id, found[0]),
-                    )
-                return str(found[0])
-            # Another process may draw a pseudonym for the same person at once: the
-            # first one stored wins, and both read it back.
-            cur.execute(
-                "INSERT INTO auditml_actor (log_id, pseudonym, person, known_as, name, created_at) "
-                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (log_id, person) DO NOTHING",
-                (log_id, new_pseudonym(), person, known_as, name, created_at),
-            )
-            cur.execute(find, (log_id, person))
-            return str(cur.fetchone()[0])
-
-        return self._write_tx(run)
-
-    def actor_directory(self, log_id: int) -> list[tuple[str, str | None, str | None, int | None]]:
-        """Return every directory row: ``(pseudonym, known_as, name, erased seq)``."""
+    def actor_pseudonym(self, log_id: int, person: str) -> str | None:
+        """Return the pseudonym the lookup column gives ``person`` (a hint only), or None."""
         if not self._has_table("auditml_actor"):
-            return []
+            return None
         p = self.backend.param
         with self.snapshot() as snap:
             snap._cur.execute(
-                "SELECT pseudonym, known_as, name, erased FROM auditml_actor "
+                f"SELECT pseudonym FROM auditml_actor WHERE log_id = {p} AND person = {p}",
+                (log_id, person),
+            )
+            row = snap._cur.fetchone()
+        return None if row is None else str(row[0])
+
+    def enroll_actor(
+        self,
+        log_id: int,
+        person: str,
+        row: tuple[str, str, str | None, str, str],
+        prepare: Callable[[HeadState], Batch],
+    ) -> str:
+        """Put a new person in the directory and append their ``actor.enroll`` event, at once.
+
+        ``row`` is ``(pseudonym, known_as, name, salt, created_at)`` and
+        ``prepare`` returns the batch of the enrollment event for that pseudonym.
+        When the lookup column already gives ``person`` a pseudonym (another
+        process enrolled them first), nothing is written and that one is returned.
+        """
+        self.ensure_privacy_tables()
+        p = self.backend.param
+        find = f"SELECT pseudonym FROM auditml_actor WHERE log_id = {p} AND person = {p}"
+
+        def run(cur: Any) -> str:
+            head = self._locked_head(cur, log_id)
+            cur.execute(find, (log_id, person))
+            found = cur.fetchone()
+            if found is not None:
+                return str(found[0])
+            pseudonym, known_as, name, salt, created_at = row
+            cur.execute(
+                "INSERT INTO auditml_actor "
+                "(log_id, pseudonym, person, known_as, name, salt, created_at) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
+                (log_id, pseudonym, person, known_as, name, salt, created_at),
+            )
+            self._write(cur, prepare(head), head)
+            return pseudonym
+
+        return self._transaction(run)
+
+    def name_actor(self, log_id: int, pseudonym: str, name: str) -> None:
+        """Fill the printed name of ``pseudonym``'s directory row when it has none."""
+        p = self.backend.param
+
+        def run(cur: Any) -> None:
+            cur.execute(
+                f"UPDATE auditml_actor SET name = {p} "
+                f"WHERE log_id = {p} AND pseudonym = {p} AND name IS NULL AND erased IS NULL",
+                (name, log_id, pseudonym),
+            )
+
+        self._write_tx(run)
+
+    def actor_directory(
+        self, log_id: int
+    ) -> list[tuple[str, str | None, str | None, str | None, int | None]]:
+        """Return every directory row: ``(pseudonym, known_as, name, salt, erased seq)``."""
+        if not self._has_table("auditml_actor"):
+            return []
+        self.ensure_privacy_tables()  # a directory made before salts gains the column
+        p = self.backend.param
+        with self.snapshot() as snap:
+            snap._cur.execute(
+                "SELECT pseudonym, known_as, name, salt, erased FROM auditml_actor "
                 f"WHERE log_id = {p} ORDER BY pseudonym",
                 (log_id,),
             )
@@ -1059,7 +1095,8 @@ class Store:
                 str(r[0]),
                 None if r[1] is None else str(r[1]),
                 None if r[2] is None else str(r[2]),
-                None if r[3] is None else int(r[3]),
+                None if r[3] is None else str(r[3]),
+                None if r[4] is None else int(r[4]),
             )
             for r in rows
         ]

@@ -249,8 +249,10 @@ class ActorRow(SQLModel, table=True):
 
     ``person`` is the folded id used to find a person's pseudonym (case and
     spaces ignored, as separation of duties counts people), ``known_as`` the id
-    as given and ``name`` the printed name. An actor erasure leaves the row with
-    only its pseudonym and the seq of its ``privacy.erasure`` event.
+    as given and ``name`` the printed name; ``salt`` (hex) opens the commitment of
+    the pseudonym's ``actor.enroll`` event with ``known_as``. An actor erasure
+    leaves the row with only its pseudonym and the seq of its ``privacy.erasure``
+    event.
     """
 
     __tablename__ = "auditml_actor"
@@ -261,6 +263,7 @@ class ActorRow(SQLModel, table=True):
     person: str | None = None
     known_as: str | None = None
     name: str | None = None
+    salt: str | None = None
     created_at: str
     erased: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 

@@ -149,7 +149,9 @@ class RegistryService:
                         drafts.append(_train_draft(change, run, uri, people))
                         result.trained.append((change.model, change.version, len(drafts) - 1))
                 found = (
-                    [] if importing else violations(change, view.policy, view.model(change.model))
+                    []
+                    if importing
+                    else violations(change, view.policy, view.model(change.model), view.people)
                 )
                 data = {**change.data(), "uri": uri, "via": via, "violations": found}
                 mark = None

@@ -257,7 +257,9 @@ def environment_of(change: Change, policy: Policy) -> str | None:
     return None
 
 
-def violations(change: Change, policy: Policy, state: ModelState) -> list[RegistryViolation]:
+def violations(
+    change: Change, policy: Policy, state: ModelState, people: Mapping[str, str] | None = None
+) -> list[RegistryViolation]:
     """Return the rules of ``policy`` a change made in the registry broke (empty: none).
 
     Only a change that moves an alias or stage the policy maps to an
@@ -280,7 +282,7 @@ def violations(change: Change, policy: Policy, state: ModelState) -> list[Regist
         problem = f"version {change.version} was {'rejected' if vs.rejected else 'retired'}"
     else:
         exclude = vs.trainers if policy.separation_of_duties else ()
-        have = len(vs.approvers_for(env, exclude=exclude))
+        have = len(vs.approvers_for(env, exclude=exclude, people=people))
         problem = None
         if have < needed:
             problem = (

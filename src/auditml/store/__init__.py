@@ -193,6 +193,7 @@ class Store:
         #: Seconds a write waits for another writer's lock; None: $AUDITML_LOCK_TIMEOUT or 30.
         self.lock_timeout: float | None = None
         self._privacy_ready = False
+        self._salt_ready = False
 
     @property
     def shareable(self) -> bool:
@@ -873,15 +874,22 @@ class Store:
                             conn.exec_driver_sql(statement)
             except SQLAlchemyError as exc:
                 raise self.backend.unavailable(exc) from None
-        if not self._has_column("auditml_actor", "salt"):  # a directory made before salts
-            try:
-                self._write_tx(
-                    lambda cur: cur.execute("ALTER TABLE auditml_actor ADD COLUMN salt TEXT")
-                )
-            except StoreError:
-                if not self._has_column("auditml_actor", "salt"):  # not another process's doing
-                    raise
+        self._ensure_actor_salt()
         self._privacy_ready = True
+
+    def _ensure_actor_salt(self) -> None:
+        """Give an actor directory made before enrollment salts its ``salt`` column."""
+        if self._salt_ready or self._has_column("auditml_actor", "salt"):
+            self._salt_ready = True
+            return
+        try:
+            self._write_tx(
+                lambda cur: cur.execute("ALTER TABLE auditml_actor ADD COLUMN salt TEXT")
+            )
+        except StoreError:
+            if not self._has_column("auditml_actor", "salt"):  # not another process's doing
+                raise
+        self._salt_ready = True
 
     def pepper(self) -> bytes:
         """Return the store's secret for subject handles, drawn once on first use."""
@@ -1081,7 +1089,7 @@ class Store:
         """Return every directory row: ``(pseudonym, known_as, name, salt, erased seq)``."""
         if not self._has_table("auditml_actor"):
             return []
-        self.ensure_privacy_tables()  # a directory made before salts gains the column
+        self._ensure_actor_salt()
         p = self.backend.param
         with self.snapshot() as snap:
             snap._cur.execute(

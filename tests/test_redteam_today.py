@@ -454,3 +454,18 @@ def test_a_known_as_set_by_the_caller_is_never_trusted(pseudo: AuditLog) -> None
     pseudo.append_many([draft], imported=True)
     for record in pseudo.events():
         assert ALICE.encode() not in record.body
+
+
+def test_actors_on_a_hand_edited_directory_lists_the_rest_and_fails(
+    pseudo: AuditLog, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`auditml actors` names the row that no longer binds, exits 1, and lists the others."""
+    from tests.conftest import raw_sql
+
+    pseudo.approve("credit", "1", actor=VAL)
+    raw_sql(db_url, [f"UPDATE auditml_actor SET known_as = 'x' WHERE known_as = '{ALICE}'"])
+    code, out, err = run_cli(["actors", "--db", db_url], capsys)
+    assert code == 1 and "does not open the commitment" in err and "Traceback" not in out + err
+    assert VAL in out and ALICE not in out and "'x'" not in out
+    code, out, err = run_cli(["actors", "--db", db_url, "--json"], capsys)
+    assert code == 1 and VAL in out and "does not open" in err

@@ -419,6 +419,11 @@ class Ledger:
         """
         return self._bind(strict=True)
 
+    def directory_problems(self) -> list[str]:
+        """Return, in words, each directory row that does not bind to the log (empty: none)."""
+        rows = [DirectoryRow(*row) for row in self._store.actor_directory(self._log_id)]
+        return bind_directory(rows, self._enrollments())[1]
+
     def people(self) -> dict[str, str]:
         """Return who each pseudonym names (its folded id), from the bound directory."""
         return {

@@ -394,8 +394,16 @@ class AuditLog:
         )
 
     def actors(self) -> dict[str, DirectoryEntry]:
-        """Return the off-log actor directory: who each pseudonym names, unless erased."""
+        """Return the off-log actor directory: who each pseudonym names, unless erased.
+
+        Only rows that open their ``actor.enroll`` commitment are given; see
+        :meth:`actor_problems` for the others.
+        """
         return self._ledger.actor_directory()
+
+    def actor_problems(self) -> list[str]:
+        """Return each actor directory row edited by hand, in words (empty: the directory binds)."""
+        return self._ledger.directory_problems()
 
     def apply_retention(
         self,

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from auditml.cli._common import (
+    EXIT_FAILED,
     ActorOption,
     DbOption,
     JsonOption,
     actor_names,
     app,
+    err,
     errors,
     group,
     open_log,
@@ -241,6 +243,14 @@ def actors_command(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List the off-log actor directory: who acts under each pseudonym, and who was erased."""
     with errors(), open_log(db) as log:
         entries = list(log.actors().values())
+        problems = log.actor_problems()
+    for problem in problems:  # the rows that do not bind are not listed: say so, and fail
+        err.print(f"FAILED: {problem}")
+    if problems:
+        err.print(
+            "Decisions are refused until the directory is restored from a backup; "
+            "`auditml verify --deep` names the first row."
+        )
     if as_json:
         out.print_json(
             data=[
@@ -248,22 +258,23 @@ def actors_command(db: DbOption = None, as_json: JsonOption = False) -> None:
                 for e in entries
             ]
         )
-        return
-    if not entries:
+    elif not entries:
         out.print(
             "The actor directory is empty: no one has acted under a pseudonym "
             "([personal_data] pseudonymous_actors = true turns it on)."
         )
-        return
-    shown = table("pseudonym", "id", "printed name", "erased", overflow="fold")
-    for e in entries:
-        shown.add_row(
-            e.pseudonym,
-            e.known_as or "-",
-            e.name or "-",
-            "-" if e.erased is None else f"event {e.erased}",
-        )
-    out.print(shown)
+    else:
+        shown = table("pseudonym", "id", "printed name", "erased", overflow="fold")
+        for e in entries:
+            shown.add_row(
+                e.pseudonym,
+                e.known_as or "-",
+                e.name or "-",
+                "-" if e.erased is None else f"event {e.erased}",
+            )
+        out.print(shown)
+    if problems:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @retention_app.command("apply")

@@ -26,8 +26,9 @@ import sys
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import groupby
-from operator import itemgetter, methodcaller
+from itertools import compress, groupby, repeat
+from json.encoder import encode_basestring as _escape
+from operator import and_, itemgetter, methodcaller
 from typing import Any
 
 import orjson
@@ -347,13 +348,241 @@ def _fast_segment(
 ) -> bool:
     """Add a segment's matching records to ``samples``; False (nothing added) if it needs a look.
 
-    True means every record parsed, fits its place in the segment and its
-    event, and the records hash to the segment's root.
+    True means the records hash to the segment's root, and every record was
+    read (in place, else parsed whole) and fits its place in the segment and its event.
     """
     if len(bodies) != seg.count or not set(map(type, bodies)) <= {bytes}:
         return False
     if _tree_root(_leaf_hashes_of(bodies)) != seg.root:
         return False
+    columns = _columns_in_place(seg, bodies, model=model, env=env)
+    if columns is None:  # not laid out as auditml writes records: parse each one whole
+        return _parsed_segment(
+            seg,
+            bodies,
+            model=model,
+            env=env,
+            since=since,
+            until=until,
+            versions=versions,
+            fields=fields,
+            samples=samples,
+        )
+    return _add_columns(
+        seg, columns, since=since, until=until, versions=versions, fields=fields, samples=samples
+    )
+
+
+# The in-place read. A record as auditml writes it (RecordEncoder, FORMAT.md) is JCS:
+#
+#   {"commitments":{},"env":E,"error":X,"i":N,"latency_ms":L,"model":M,"output":{...},
+#    "request_id":R,"stream":S,"time":T,"v":1,"version":V}
+#
+# Split at each `,"`, a record falls into pieces `key":value`. No JSON string holds a
+# bare `"`, so in a record whose pieces all read as below, every `,"` is one between two
+# of its members (or inside its output object, whose pieces are joined back): the
+# record is that object, whatever bytes it holds, and orjson reads the same values from
+# it as from the whole record. A segment any of whose records reads otherwise (values
+# kept off the log in commitments, a key out of place, whitespace, an escape where
+# JCS writes none) is parsed whole, record by record, as before.
+_SPLIT = b',"'
+_OPEN = b'{"commitments":{}'
+_NULL = b'error":null'
+_ENDS = 11  # pieces of a record besides its output's
+_PLACES: list[bytes] = []  # the piece `i":N` of record N
+
+
+def _places(n: int) -> list[bytes]:
+    """Return the pieces ``i":0`` … ``i":n-1``."""
+    if len(_PLACES) < n:
+        _PLACES.extend(b'i":%d' % k for k in range(len(_PLACES), n))
+    return _PLACES[:n]
+
+
+def _values(column: list[bytes], key: bytes, close: bytes = b"") -> list[Any] | None:
+    """Return the JSON value in each piece ``key":VALUE`` + ``close`` of ``column``, else None.
+
+    The pieces are joined at ``,"`` (which none holds), so the one count says
+    every piece starts with ``key":`` and ends with ``close``; orjson then reads
+    the values as one array, which must hold exactly one value per piece.
+    """
+    head, n = key + b'":', len(column)
+    text = _SPLIT.join(column)
+    if not (text.startswith(head) and text.endswith(close)):
+        return None
+    if text.count(close + _SPLIT + head) != n - 1:
+        return None
+    inner = text[len(head) : len(text) - len(close)].replace(close + _SPLIT + head, b",")
+    try:
+        found = orjson.loads(b"[" + inner + b"]")
+    except (ValueError, RecursionError):
+        return None
+    return found if type(found) is list and len(found) == n else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The fields a window read takes from each record of a segment, in record order."""
+
+    times: list[str]
+    versions: list[str]
+    failed: list[bool] | None  # whether each record's error is not null; None: none is
+    latencies: list[float]
+    outputs: list[dict[str, Any]]
+
+
+def _columns_in_place(
+    seg: _Segment, bodies: list[bytes], *, model: str, env: str
+) -> _Columns | None:
+    """Return the fields of a segment's records read in place, or None if one reads otherwise.
+
+    Every record must be laid out as auditml writes it, hold index ``i`` in
+    its place, the segment's stream, ``model`` and ``env``; its strings, numbers
+    and output object are read by orjson (so they are exactly what a parse of
+    the whole record gives). Nothing is taken on trust: any doubt returns None.
+    """
+    n = len(bodies)
+    if not isinstance(seg.stream, str):
+        return None
+    counts = set(map(bytes.count, bodies, repeat(_SPLIT)))
+    if len(counts) != 1:
+        return None
+    k = counts.pop() + 1  # pieces per record; the same for every record
+    outs = k - _ENDS  # pieces of the output object
+    if outs < 1:
+        return None
+    pieces = _SPLIT.join(bodies).split(_SPLIT)
+    if len(pieces) != n * k:
+        return None
+    try:
+        env_piece = b'env":' + _escape(env).encode()
+        model_piece = b'model":' + _escape(model).encode()
+        stream_piece = b'stream":' + _escape(seg.stream).encode()
+    except UnicodeEncodeError:  # a lone surrogate: auditml writes no such record
+        return None
+    constant = (
+        (0, _OPEN),
+        (1, env_piece),
+        (5, model_piece),
+        (k - 4, stream_piece),
+        (k - 2, b'v":1'),
+    )
+    if any(pieces[at::k].count(piece) != n for at, piece in constant):
+        return None
+    if pieces[3::k] != _places(n):
+        return None
+    errors = pieces[2::k]
+    failed: list[bool] | None = None
+    if errors.count(_NULL) != n:
+        failed = list(map(_NULL.__ne__, errors))
+        texts = _values(list(compress(errors, failed)), b"error")
+        if texts is None or set(map(type, texts)) != {str}:
+            return None
+    latencies = _values(pieces[4::k], b"latency_ms")
+    if latencies is None or not set(map(type, latencies)) <= _NUMBERS:
+        return None
+    if not (math.isfinite(min(latencies)) and math.isfinite(max(latencies))):
+        return None
+    # The output's pieces, record by record, joined back at `,"` where they were cut.
+    head = b'output":'
+    firsts = pieces[6::k]
+    text = _SPLIT.join(firsts)
+    if not text.startswith(head) or text.count(_SPLIT + head) != n - 1:
+        return None  # now every record's first output piece starts with `output":`
+    if outs > 1:
+        joined = [b""] * (n * outs)
+        for j in range(outs):
+            joined[j::outs] = pieces[6 + j :: k]
+        text = _SPLIT.join(joined)
+        if text.count(_SPLIT + head) != n - 1:
+            return None  # an `output":` inside an output would be cut at
+    try:
+        outputs = orjson.loads(b"[" + text[len(head) :].replace(_SPLIT + head, b",") + b"]")
+    except (ValueError, RecursionError):
+        return None
+    if type(outputs) is not list or len(outputs) != n or set(map(type, outputs)) != {dict}:
+        return None
+    if (requests := _values(pieces[k - 5 :: k], b"request_id")) is None:
+        return None
+    times = _values(pieces[k - 3 :: k], b"time")
+    names = _values(pieces[k - 1 :: k], b"version", b"}")
+    if times is None or names is None:
+        return None
+    if set(map(type, requests)) | set(map(type, times)) | set(map(type, names)) != {str}:
+        return None
+    return _Columns(times, names, failed, latencies, outputs)
+
+
+def _add_columns(
+    seg: _Segment,
+    columns: _Columns,
+    *,
+    since: str,
+    until: str,
+    versions: frozenset[str],
+    fields: Sequence[str],
+    samples: dict[str, Sample],
+) -> bool:
+    """Add the records read in place that match to ``samples``; False if one is out of its span.
+
+    The rows of a version (within the window) are picked with C-level maps.
+    """
+    times, names = columns.times, columns.versions
+    low, high = min(times), max(times)
+    if (isinstance(seg.first_time, str) and low < seg.first_time) or (
+        isinstance(seg.last_time, str) and high > seg.last_time
+    ):
+        return False
+    inside: list[bool] | None = None
+    if not (low >= since and high < until):
+        inside = list(map(and_, map(since.__le__, times), map(until.__gt__, times)))
+    present = set(names) if inside is None else set(compress(names, inside))
+    wanted = versions & present
+    if not wanted:
+        return True
+    scores = {name: list(map(methodcaller("get", name), columns.outputs)) for name in fields}
+    everyone = inside is None and len(present) == 1
+    for version in wanted:
+        rows: list[bool] | None = None
+        if not everyone:
+            rows = list(map(version.__eq__, names))
+            if inside is not None:
+                rows = list(map(and_, rows, inside))
+        latency = array(
+            "d", columns.latencies if rows is None else compress(columns.latencies, rows)
+        )
+        failed = columns.failed
+        errors = 0 if failed is None else sum(failed if rows is None else compress(failed, rows))
+        part = Sample(len(latency), errors, latency, {})
+        assert part.scores is not None
+        for name in fields:
+            found = scores[name] if rows is None else list(compress(scores[name], rows))
+            if not set(map(type, found)) <= _NUMBERS:
+                found = [
+                    v for v in found if type(v) in _NUMBERS
+                ]  # text, true/false, none: no score
+            part.scores[name] = array("d", found)
+        _merge(_sample_of(samples, version), part)
+    return True
+
+
+def _parsed_segment(
+    seg: _Segment,
+    bodies: list[Any],
+    *,
+    model: str,
+    env: str,
+    since: str,
+    until: str,
+    versions: frozenset[str],
+    fields: Sequence[str],
+    samples: dict[str, Sample],
+) -> bool:
+    """Add a segment's matching records, each parsed whole; False (nothing added) if odd.
+
+    True means every record parsed and fits its place in the segment and its
+    event (the caller has held the records to the segment's root).
+    """
     try:
         columns = list(zip(*map(_FIELDS, map(orjson.loads, bodies)), strict=True))
     except (ValueError, TypeError, KeyError):

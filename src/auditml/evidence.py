@@ -18,18 +18,20 @@ never writes one, and such a record still has to hash to its segment's root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import compress, groupby, repeat
 from json.encoder import encode_basestring as _escape
 from operator import and_, itemgetter, methodcaller
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -646,49 +648,68 @@ class _Read:
     slow: list[int]
 
 
+def _read_into(
+    snap: Any, log_id: int, segments: Sequence[_Segment], ask: WindowRequest, found: _Read
+) -> None:
+    """Read the stored records of ``segments`` on the fast path into ``found``, in ``snap``."""
+    wanted = frozenset(ask.versions)
+    by_seq = {seg.seq: seg for seg in segments}
+    current: int | None = None
+    bodies: list[Any] = []
+
+    def close() -> None:
+        if current is None:
+            return
+        found.seen.add(current)
+        ok = _fast_segment(
+            by_seq[current],
+            bodies,
+            model=ask.model,
+            env=ask.env,
+            since=ask.since,
+            until=ask.until,
+            versions=wanted,
+            fields=ask.fields,
+            samples=found.samples,
+        )
+        if not ok:
+            found.slow.append(current)
+
+    for chunk in snap.records_of_segments(log_id, list(by_seq)):
+        for seg_no, rows in groupby(chunk, key=_SEG):
+            if seg_no != current:
+                close()
+                current, bodies = seg_no, []
+            bodies.extend(map(_BODY, rows))
+    close()
+
+
+def _no_table(seg: _Segment) -> VerificationError:
+    return VerificationError(
+        "the log has runtime.segment events but the store has no runtime record table",
+        kind="record",
+        seq=seg.seq,
+    )
+
+
 def _read_segments(
     store: Store, log_id: int, segments: Sequence[_Segment], ask: WindowRequest
 ) -> _Read:
     """Read the stored records of ``segments`` on the fast path, in one snapshot."""
-    wanted = frozenset(ask.versions)
-    by_seq = {seg.seq: seg for seg in segments}
     found = _Read({}, set(), [])
+    if not segments:
+        return found
     with store.snapshot() as snap:
         if not snap.holds_records():
-            raise VerificationError(
-                "the log has runtime.segment events but the store has no runtime record table",
-                kind="record",
-                seq=segments[0].seq,
-            )
-        current: int | None = None
-        bodies: list[Any] = []
-
-        def close() -> None:
-            if current is None:
-                return
-            found.seen.add(current)
-            ok = _fast_segment(
-                by_seq[current],
-                bodies,
-                model=ask.model,
-                env=ask.env,
-                since=ask.since,
-                until=ask.until,
-                versions=wanted,
-                fields=ask.fields,
-                samples=found.samples,
-            )
-            if not ok:
-                found.slow.append(current)
-
-        for chunk in snap.records_of_segments(log_id, list(by_seq)):
-            for seg_no, rows in groupby(chunk, key=_SEG):
-                if seg_no != current:
-                    close()
-                    current, bodies = seg_no, []
-                bodies.extend(map(_BODY, rows))
-        close()
+            raise _no_table(segments[0])
+        _read_into(snap, log_id, segments, ask, found)
     return found
+
+
+#: Segments this process reads between two looks at the helper, and that it hands the
+#: helper at a time (two at once, so the helper never waits for this process to look).
+OWN_STEP = 4
+HELPER_STEP = 8
 
 
 def window_samples(
@@ -709,8 +730,11 @@ def window_samples(
     ``model`` in ``env``, read from records that hash to their segments' roots.
     A segment whose stored records do not hold up raises VerificationError.
     With ``parallel`` (the default for a window of ``PARALLEL_MIN`` segments or
-    more on a machine with two cores), a helper process reads the later half
-    of the segments the same way; if it cannot, this process reads them.
+    more on a machine with two cores), a helper process reads segments too:
+    this process reads from the first segment on and hands the helper the
+    last ones, a few at a time, until they meet, so neither waits for the other
+    (a helper slow to start simply gets less). Whatever the helper was handed
+    and did not answer, this process reads.
     """
     ask = WindowRequest(model, env, since, until, tuple(versions), tuple(fields))
     samples: dict[str, Sample] = {v: Sample(0, 0, array("d"), {}) for v in versions}
@@ -720,16 +744,28 @@ def window_samples(
     by_seq = {seg.seq: seg for seg in segments}
     if parallel is None:
         parallel = len(segments) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
-    half = len(segments) // 2 if parallel and len(segments) > 1 else len(segments)
-    helper = _spawn(ledger, segments[half:], ask) if half < len(segments) else None
-    if helper is None:
-        half = len(segments)
-    parts = [_read_segments(ledger.store, ledger.log_id, segments[:half], ask)]
-    if helper is not None:
-        theirs = _helper_read(helper)
-        if theirs is None:  # the helper broke: read its half here
-            theirs = _read_segments(ledger.store, ledger.log_id, segments[half:], ask)
-        parts.append(theirs)
+    helper = _Helper.start(ledger, segments, ask) if parallel and len(segments) > 1 else None
+    parts = [_Read({}, set(), [])]
+    with ledger.store.snapshot() as snap:
+        if not snap.holds_records():
+            if helper is not None:
+                helper.stop()
+            raise _no_table(segments[0])
+        front, back = 0, len(segments)
+        while front < back:
+            if helper is not None:
+                back = helper.hand(front, back)
+            step = min(front + OWN_STEP, back)
+            if step > front:
+                _read_into(snap, ledger.log_id, segments[front:step], ask, parts[0])
+            front = step
+        if helper is not None:
+            theirs = helper.finish()
+            if theirs is None:  # the helper broke: read what it was handed here
+                theirs = _Read({}, set(), [])
+                for low, high in helper.handed:
+                    _read_into(snap, ledger.log_id, segments[low:high], ask, theirs)
+            parts.append(theirs)
     seen = set().union(*(part.seen for part in parts))
     if len(seen) != len(by_seq):
         missing = min(set(by_seq) - seen)
@@ -762,70 +798,260 @@ def window_samples(
 # --------------------------------------------------------------------------- the helper process
 
 
+class _Helper:
+    """A helper process reading the segments this process hands it, from the last ones down.
+
+    The exchange, one line each way at a time: the helper says ``ready``, then
+    ``done`` after each range it was handed; this process answers with the
+    next range (``LOW HIGH``, indexes into the segment list) or ``end``. After
+    ``end`` the helper answers with what it read (see :func:`serve_request`).
+    Where this process cannot look at the helper's lines without waiting (no
+    non-blocking pipes), it hands the helper the later half at once.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], size: int) -> None:
+        self.proc = proc
+        self.handed: list[tuple[int, int]] = []
+        self.size = size
+        self.ended = False
+        self.broken = False
+        self.waiting = 0  # ranges handed and not yet done
+        self.said = b""
+        self.ready = False
+        self.writer: threading.Thread | None = None
+        assert proc.stdout is not None
+        self.out = proc.stdout.fileno()
+        try:
+            os.set_blocking(self.out, False)
+            self.polled = True
+        except (OSError, AttributeError, ValueError):
+            self.polled = False
+
+    @classmethod
+    def start(
+        cls, ledger: Ledger, segments: Sequence[_Segment], ask: WindowRequest
+    ) -> _Helper | None:
+        """Start a helper over ``segments``, or return None if it cannot start.
+
+        The request is written by a thread: it is larger than a pipe holds, and
+        the helper reads it only once it has started, which this process does not wait for.
+        """
+        proc = _spawn(ledger, segments, ask)
+        if proc is None:
+            return None
+        if proc.stdin is None or proc.stdout is None:
+            proc.kill()
+            proc.wait()
+            return None
+        helper = cls(proc, len(segments))
+        helper.writer = threading.Thread(
+            target=helper._write, args=(_request(ledger, segments, ask),), daemon=True
+        )
+        helper.writer.start()
+        return helper
+
+    def _write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            self.broken = True
+
+    def _send(self, line: bytes) -> None:
+        assert self.proc.stdin is not None
+        if self.writer is not None:
+            self.writer.join()  # the request goes first
+            self.writer = None
+        try:
+            self.proc.stdin.write(line + b"\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            self.broken = True
+
+    def _give(self, front: int, back: int, step: int) -> int:
+        """Hand the helper up to ``step`` segments below ``back`` (none of this process's)."""
+        low = max(back - step, front + OWN_STEP)
+        if low >= back or self.broken:
+            return back
+        self._send(b"%d %d" % (low, back))
+        if self.broken:
+            return back
+        self.handed.append((low, back))
+        self.waiting += 1
+        return low
+
+    def hand(self, front: int, back: int) -> int:
+        """Look at what the helper said, hand it more if it is ready for it; return new back.
+
+        Never waits. ``front`` is where this process reads next: the helper is
+        handed only segments at or after ``front + OWN_STEP``.
+        """
+        if self.ended or self.broken:
+            return back
+        if not self.polled:  # hand over the later half once; the helper reads it all
+            half = max(front + OWN_STEP, (front + back) // 2)
+            if half < back:
+                self._send(b"%d %d" % (half, back))
+                if not self.broken:
+                    self.handed.append((half, back))
+                    back = half
+            self._end()
+            return back
+        try:
+            while chunk := os.read(self.out, 1 << 16):
+                self.said += chunk
+            self.broken = True  # the helper closed its output without answering
+            return back
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.broken = True
+            return back
+        while b"\n" in self.said and not self.said.startswith(b"{"):
+            line, _, self.said = self.said.partition(b"\n")
+            if line == b"ready" and not self.ready:
+                self.ready = True
+                back = self._give(front, back, HELPER_STEP)
+                back = self._give(front, back, HELPER_STEP)
+            elif line == b"done" and self.waiting > 0:
+                self.waiting -= 1
+                back = self._give(front, back, HELPER_STEP)
+            else:
+                self.broken = True
+                return back
+        return back
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self._send(b"end")
+
+    def stop(self) -> None:
+        """End the helper at once, whatever it is doing."""
+        self.proc.kill()
+        self.proc.wait()
+        if self.writer is not None:
+            self.writer.join()
+            self.writer = None
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+    def finish(self) -> _Read | None:
+        """Return what the helper read of what it was handed, or None when it broke."""
+        if not self.handed or self.broken:
+            self.stop()
+            return _Read({}, set(), []) if not self.handed else None
+        self._end()
+        if self.broken:
+            self.stop()
+            return None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.close()
+            os.set_blocking(self.out, True)
+            rest = [self.said]
+            while chunk := os.read(self.out, 1 << 20):
+                rest.append(chunk)
+        except OSError:
+            self.stop()
+            return None
+        self.proc.stdout.close()
+        self.proc.wait()
+        out = b"".join(rest)
+        while out.startswith((b"ready\n", b"done\n")):
+            out = out.partition(b"\n")[2]
+        return _answer(out, self.handed)
+
+
 def _spawn(
     ledger: Ledger, segments: Sequence[_Segment], ask: WindowRequest
 ) -> subprocess.Popen[bytes] | None:
-    """Start a helper process reading ``segments``, or return None if it cannot start.
+    """Start a helper process for ``segments``, or return None if it cannot start.
 
-    The request goes on stdin (so no password shows in ``ps``); the helper runs
-    as ``python -m auditml._internal.window_worker``, never re-importing a
-    user's script.
+    The helper runs as ``python -m auditml._internal.window_worker``, never
+    re-importing a user's script; its request follows on stdin (:func:`_request`).
     """
     if not ledger.store.shareable:
         return None
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "auditml._internal.window_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+
+
+def _request(ledger: Ledger, segments: Sequence[_Segment], ask: WindowRequest) -> bytes:
+    """Return the helper's request: one JSON line (on stdin, so no password shows in ``ps``)."""
     request = {
         "url": ledger.store.url,
         "log_id": ledger.log_id,
         "ask": asdict(ask),
         "segments": [_segment_json(seg) for seg in segments],
     }
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "auditml._internal.window_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(request).encode())
-        proc.stdin.close()
-    except OSError:
-        return None
-    return proc
+    return json.dumps(request).encode() + b"\n"
 
 
 def _segment_json(seg: _Segment) -> dict[str, Any]:
     return {**asdict(seg), "root": seg.root.hex()}
 
 
-def serve_request(raw: bytes) -> bytes:
-    """Answer one helper request (JSON): read its segments, return a header line and arrays.
+def serve_request(given: IO[bytes], out: IO[bytes]) -> None:
+    """Serve one helper exchange: the request line, then the ranges handed, on ``given``.
 
-    The answer is one JSON line (``ok``, the segments read and those that need a
-    careful read, and per version its counts and the byte lengths of its arrays),
-    then the arrays' bytes in the order the header lists them.
+    Says ``ready`` and ``done`` lines on ``out``, and after ``end`` (or the
+    end of ``given``) the answer: one JSON line (``ok``, the ranges read, the
+    segments read and those that need a careful read, and per version its
+    counts and the byte lengths of its arrays), then the arrays' bytes in the
+    order the header lists them. Each range's arrays are sorted as it is read
+    (the quantiles read them sorted, and sorted runs merge fast).
     """
+    read = _Read({}, set(), [])
+    ranges: list[list[int]] = []
     try:
-        request = json.loads(raw)
-        given = request["ask"]
+        request = json.loads(given.readline())
+        asked = request["ask"]
         ask = WindowRequest(
-            str(given["model"]),
-            str(given["env"]),
-            str(given["since"]),
-            str(given["until"]),
-            tuple(str(v) for v in given["versions"]),
-            tuple(str(f) for f in given["fields"]),
+            str(asked["model"]),
+            str(asked["env"]),
+            str(asked["since"]),
+            str(asked["until"]),
+            tuple(str(v) for v in asked["versions"]),
+            tuple(str(f) for f in asked["fields"]),
         )
         segments = [
             _Segment(**{**seg, "root": bytes.fromhex(seg["root"])}) for seg in request["segments"]
         ]
         store = Store.connect(str(request["url"]))
         try:
-            read = _read_segments(store, int(request["log_id"]), segments, ask)
+            with store.snapshot() as snap:
+                if not snap.holds_records():
+                    raise _no_table(segments[0])
+                out.write(b"ready\n")
+                out.flush()
+                while (line := given.readline().strip()) and line != b"end":
+                    low, high = map(int, line.split())
+                    if not 0 <= low < high <= len(segments):
+                        raise ValueError(line)
+                    part = _Read({}, set(), [])
+                    _read_into(snap, int(request["log_id"]), segments[low:high], ask, part)
+                    for sample in part.samples.values():
+                        _sort_sample(sample)
+                    _merge_read(read, part)
+                    ranges.append([low, high])
+                    out.write(b"done\n")
+                    out.flush()
         finally:
             store.close()
     except (AuditmlError, ValueError, KeyError, TypeError, OSError) as exc:
-        return json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n"
+        out.write(json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n")
+        return
     blobs: list[bytes] = []
     versions = {}
     for version, sample in read.samples.items():
@@ -838,20 +1064,39 @@ def serve_request(raw: bytes) -> bytes:
             "scores": {name: len(blob) for name, blob in scores.items()},
         }
         blobs += [latency, *scores.values()]
-    header = {"ok": True, "seen": sorted(read.seen), "slow": read.slow, "versions": versions}
-    return json.dumps(header).encode() + b"\n" + b"".join(blobs)
+    header = {
+        "ok": True,
+        "ranges": ranges,
+        "seen": sorted(read.seen),
+        "slow": read.slow,
+        "versions": versions,
+    }
+    out.write(json.dumps(header).encode() + b"\n" + b"".join(blobs))
 
 
-def _helper_read(proc: subprocess.Popen[bytes]) -> _Read | None:
-    """Return what the helper read, or None when it broke (its half is then read here)."""
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    proc.stdout.close()
-    proc.wait()
+def _sort_sample(sample: Sample) -> None:
+    if sample.latency is not None:
+        sample.latency = array("d", sorted(sample.latency))
+    for name, values in (sample.scores or {}).items():
+        assert sample.scores is not None
+        sample.scores[name] = array("d", sorted(values))
+
+
+def _merge_read(into: _Read, part: _Read) -> None:
+    for version, sample in part.samples.items():
+        _merge(_sample_of(into.samples, version), sample)
+    into.seen |= part.seen
+    into.slow += part.slow
+
+
+def _answer(out: bytes, handed: list[tuple[int, int]]) -> _Read | None:
+    """Return what the helper's answer says it read, or None unless it read all it was handed."""
     head, _, rest = out.partition(b"\n")
     try:
         header = json.loads(head)
         if not header.get("ok"):
+            return None
+        if sorted(tuple(r) for r in header["ranges"]) != sorted(handed):
             return None
         view = memoryview(rest)
         at = 0

@@ -426,3 +426,43 @@ def test_a_helper_that_dies_after_being_handed_segments_leaves_them_here(
     monkeypatch.setattr(evidence, "OWN_STEP", 1)
     monkeypatch.setattr(evidence, "_read_into", slow)
     assert _window(log, parallel=True) == one
+
+
+def _with(i: int, old: bytes, new: bytes) -> bytes:
+    body = canonical_bytes(_record(i))
+    assert old in body
+    return body.replace(old, new)
+
+
+def test_values_cut_across_records_are_not_read_as_theirs() -> None:
+    """Values spanning two records' pieces, made up by an extra one in a third, are not read."""
+    versions = [
+        _with(0, b'"version":"1"}', b'"version":"a}'),
+        _with(1, b'"version":"1"}', b'"version":b"}'),
+        _with(2, b'"version":"1"}', b'"version":"c", "d"}'),
+    ]
+    assert not _check(versions)
+    tabs = [versions[0], versions[1], _with(2, b'"version":"1"}', b'"version":"c",\t"d"}')]
+    assert not _check(tabs)
+    output = b'"output":{"label":"refer","score":0.5}'
+    outputs = [
+        _with(0, output, b'"output":{"a":"x'),
+        _with(1, output, b'"output":y"}'),
+        _with(2, output, b'"output":{}, {}'),
+    ]
+    assert not _check(outputs)
+    escaped = [
+        _with(0, b'"version":"1"}', b'"version":"a\\"}'),
+        _with(1, b'"version":"1"}', b'"version":"}'),
+        _with(2, b'"version":"1"}', b'"version":"c", "d"}'),
+    ]
+    assert not _check(escaped)
+
+
+def test_escaped_strings_are_read_one_by_one() -> None:
+    """Strings with escapes (quotes, backslashes, control characters) are read, each by itself."""
+    bodies = [
+        canonical_bytes(_record(0, error='a "b" \\ c', version='v"1', request_id="x\ny")),
+        canonical_bytes(_record(1, error=None, version="v\\2", time="t\u0001")),
+    ]
+    assert _check(bodies)

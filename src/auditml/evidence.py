@@ -380,16 +380,18 @@ def _fast_segment(
 #   {"commitments":{},"env":E,"error":X,"i":N,"latency_ms":L,"model":M,"output":{...},
 #    "request_id":R,"stream":S,"time":T,"v":1,"version":V}
 #
-# Split at each `,"`, a record falls into pieces `key":value`. No JSON string holds a
-# bare `"`, so in a record whose pieces all read as below, every `,"` is one between two
-# of its members (or inside its output object, whose pieces are joined back): the
-# record is that object, whatever bytes it holds, and orjson reads the same values from
-# it as from the whole record. A segment any of whose records reads otherwise (values
-# kept off the log in commitments, a key out of place, whitespace, an escape where
-# JCS writes none) is parsed whole, record by record, as before.
+# Split at each `,"`, such a record falls into pieces `key":value` (an output object
+# falls into several, joined back). A segment is read in place only if each record has
+# the same number of pieces and each piece, column by column, is its key and exactly
+# one JSON value as orjson reads it: the record is then, byte for byte, the object
+# {"commitments":{},"env":E,...,"version":V} with those values, whatever else its bytes
+# could have been, and a parse of the whole record gives the same values. A segment any
+# of whose records reads otherwise (values kept off the log in commitments, a key out of
+# place, whitespace, a piece cut inside a string) is parsed whole, record by record.
 _SPLIT = b',"'
 _OPEN = b'{"commitments":{}'
 _NULL = b'error":null'
+_AFTER = slice(len(b'output":'), None)
 _ENDS = 11  # pieces of a record besides its output's
 _PLACES: list[bytes] = []  # the piece `i":N` of record N
 
@@ -401,12 +403,23 @@ def _places(n: int) -> list[bytes]:
     return _PLACES[:n]
 
 
-def _values(column: list[bytes], key: bytes, close: bytes = b"") -> list[Any] | None:
+def _values(
+    column: list[bytes], key: bytes, close: bytes = b"", *, strings: bool = True
+) -> list[Any] | None:
     """Return the JSON value in each piece ``key":VALUE`` + ``close`` of ``column``, else None.
 
     The pieces are joined at ``,"`` (which none holds), so the one count says
-    every piece starts with ``key":`` and ends with ``close``; orjson then reads
-    the values as one array, which must hold exactly one value per piece.
+    every piece starts with ``key":`` and ends with ``close``. orjson then reads
+    the values as one array, which must hold exactly one per piece, and each
+    piece must be exactly its value:
+
+    - ``strings``: every value is a string written plainly (no escape, no space
+      around it), so the array's text is its n strings and n-1 commas; a comma
+      that separates two strings there is followed by a quote, which no piece
+      holds after a comma: each separator is a join, each piece one string;
+    - numbers (``strings`` false; the caller checks every value is a number):
+      an array of numbers only has no comma but its separators, so its n
+      values need all n-1 joins and no comma within a piece.
     """
     head, n = key + b'":', len(column)
     text = _SPLIT.join(column)
@@ -415,11 +428,34 @@ def _values(column: list[bytes], key: bytes, close: bytes = b"") -> list[Any] | 
     if text.count(close + _SPLIT + head) != n - 1:
         return None
     inner = text[len(head) : len(text) - len(close)].replace(close + _SPLIT + head, b",")
+    if strings and b"\\" in inner:
+        return _each(column, head, close)
     try:
         found = orjson.loads(b"[" + inner + b"]")
     except (ValueError, RecursionError):
+        return _each(column, head, close) if strings else None
+    if type(found) is not list or len(found) != n:
+        return _each(column, head, close) if strings else None
+    if strings and (
+        set(map(type, found)) != {str}
+        or len(inner) != len("".join(found).encode()) + 3 * n - 1  # nothing but the strings
+    ):
+        return _each(column, head, close)
+    return found
+
+
+def _each(column: list[bytes], head: bytes, close: bytes) -> list[str] | None:
+    """Return the string in each piece ``head`` + VALUE + ``close``, each read by itself."""
+    try:
+        found = list(
+            map(
+                orjson.loads,
+                map(bytes.__getitem__, column, repeat(slice(len(head), -len(close) or None))),
+            )
+        )
+    except (ValueError, RecursionError):
         return None
-    return found if type(found) is list and len(found) == n else None
+    return found if set(map(type, found)) == {str} else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,40 +513,34 @@ def _columns_in_place(
     failed: list[bool] | None = None
     if errors.count(_NULL) != n:
         failed = list(map(_NULL.__ne__, errors))
-        texts = _values(list(compress(errors, failed)), b"error")
-        if texts is None or set(map(type, texts)) != {str}:
+        if _values(list(compress(errors, failed)), b"error") is None:
             return None
-    latencies = _values(pieces[4::k], b"latency_ms")
+    latencies = _values(pieces[4::k], b"latency_ms", strings=False)
     if latencies is None or not set(map(type, latencies)) <= _NUMBERS:
         return None
     if not (math.isfinite(min(latencies)) and math.isfinite(max(latencies))):
         return None
-    # The output's pieces, record by record, joined back at `,"` where they were cut.
+    # Each record's output: its pieces joined back at `,"` where they were cut, each
+    # read by itself (an object may hold anything, so no array of them is safe to read).
     head = b'output":'
     firsts = pieces[6::k]
     text = _SPLIT.join(firsts)
     if not text.startswith(head) or text.count(_SPLIT + head) != n - 1:
         return None  # now every record's first output piece starts with `output":`
+    texts: Iterator[bytes] | list[bytes] = firsts
     if outs > 1:
-        joined = [b""] * (n * outs)
-        for j in range(outs):
-            joined[j::outs] = pieces[6 + j :: k]
-        text = _SPLIT.join(joined)
-        if text.count(_SPLIT + head) != n - 1:
-            return None  # an `output":` inside an output would be cut at
+        texts = map(_SPLIT.join, zip(*(pieces[6 + j :: k] for j in range(outs)), strict=True))
     try:
-        outputs = orjson.loads(b"[" + text[len(head) :].replace(_SPLIT + head, b",") + b"]")
+        outputs = list(map(orjson.loads, map(bytes.__getitem__, texts, repeat(_AFTER))))
     except (ValueError, RecursionError):
         return None
-    if type(outputs) is not list or len(outputs) != n or set(map(type, outputs)) != {dict}:
+    if set(map(type, outputs)) != {dict}:
         return None
-    if (requests := _values(pieces[k - 5 :: k], b"request_id")) is None:
+    if _values(pieces[k - 5 :: k], b"request_id") is None:
         return None
     times = _values(pieces[k - 3 :: k], b"time")
     names = _values(pieces[k - 1 :: k], b"version", b"}")
     if times is None or names is None:
-        return None
-    if set(map(type, requests)) | set(map(type, times)) | set(map(type, names)) != {str}:
         return None
     return _Columns(times, names, failed, latencies, outputs)
 

@@ -391,7 +391,6 @@ def _fast_segment(
 _SPLIT = b',"'
 _OPEN = b'{"commitments":{}'
 _NULL = b'error":null'
-_AFTER = slice(len(b'output":'), None)
 _ENDS = 11  # pieces of a record besides its output's
 _PLACES: list[bytes] = []  # the piece `i":N` of record N
 
@@ -482,16 +481,17 @@ def _columns_in_place(
     n = len(bodies)
     if not isinstance(seg.stream, str):
         return None
-    counts = set(map(bytes.count, bodies, repeat(_SPLIT)))
-    if len(counts) != 1:
-        return None
-    k = counts.pop() + 1  # pieces per record; the same for every record
-    outs = k - _ENDS  # pieces of the output object
-    if outs < 1:
+    if not all(map(bytes.startswith, bodies, repeat(_OPEN))):
         return None
     pieces = _SPLIT.join(bodies).split(_SPLIT)
-    if len(pieces) != n * k:
+    k, odd = divmod(len(pieces), n)  # pieces per record
+    outs = k - _ENDS  # pieces of the output object
+    if odd or outs < 1:
         return None
+    # Each body starts with `{"commitments":{}`, and of the pieces checked below only
+    # the first of a record can (inside a JSON object, a piece after `,"` starts with a
+    # key's text or with what follows a string): so the bodies are cut where the
+    # records are, k pieces each.
     try:
         env_piece = b'env":' + _escape(env).encode()
         model_piece = b'model":' + _escape(model).encode()
@@ -520,20 +520,28 @@ def _columns_in_place(
         return None
     if not (math.isfinite(min(latencies)) and math.isfinite(max(latencies))):
         return None
-    # Each record's output: its pieces joined back at `,"` where they were cut, each
-    # read by itself (an object may hold anything, so no array of them is safe to read).
+    # The outputs: each record's pieces joined back at `,"` where they were cut, and the
+    # records' outputs read as one array, a string no one can have written between two
+    # (drawn now): n-1 of them read back in their places means each output is one object.
     head = b'output":'
     firsts = pieces[6::k]
     text = _SPLIT.join(firsts)
     if not text.startswith(head) or text.count(_SPLIT + head) != n - 1:
         return None  # now every record's first output piece starts with `output":`
-    texts: Iterator[bytes] | list[bytes] = firsts
     if outs > 1:
-        texts = map(_SPLIT.join, zip(*(pieces[6 + j :: k] for j in range(outs)), strict=True))
+        joined = [b""] * (n * outs)
+        for j in range(outs):
+            joined[j::outs] = pieces[6 + j :: k]
+        text = _SPLIT.join(joined)
+    mark = os.urandom(16).hex()
+    between = b',"' + mark.encode() + b'",'
     try:
-        outputs = list(map(orjson.loads, map(bytes.__getitem__, texts, repeat(_AFTER))))
+        found = orjson.loads(b"[" + text[len(head) :].replace(_SPLIT + head, between) + b"]")
     except (ValueError, RecursionError):
         return None
+    if type(found) is not list or len(found) != 2 * n - 1 or found[1::2].count(mark) != n - 1:
+        return None
+    outputs = found[0::2]
     if set(map(type, outputs)) != {dict}:
         return None
     if _values(pieces[k - 5 :: k], b"request_id") is None:

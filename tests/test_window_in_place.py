@@ -111,8 +111,14 @@ def _check(bodies: list[bytes]) -> bool:
         return False
     expected = _parsed(bodies)
     assert expected is not None, bodies  # read in place, yet not records as parsed: unsound
-    assert columns.times == expected["times"]
-    assert columns.versions == expected["versions"]
+    times = columns.times or [p[len(b'time":"') : -1].decode() for p in columns.time_pieces]
+    assert times == expected["times"]
+    assert (columns.low, columns.high) == (min(times), max(times))
+    assert columns.labels == [columns.label(v) for v in expected["versions"]]
+    if columns.plain:  # the pieces `version":"V"}` as they stand
+        assert [p[10:-2].decode() for p in columns.labels] == expected["versions"]
+    else:
+        assert columns.labels == expected["versions"]
     assert (columns.failed or [False] * len(bodies)) == expected["failed"]
     assert all(type(t) is str for t in expected["times"] + expected["versions"])
     assert all(type(t) is str for t in expected["request_ids"])

@@ -457,15 +457,52 @@ def _each(column: list[bytes], head: bytes, close: bytes) -> list[str] | None:
     return found if set(map(type, found)) == {str} else None
 
 
+#: Deleted from a column's text, it must lose nothing: no control character, space,
+#: ``!`` (so that `"` ends each value below every character it holds) or backslash.
+_UNPLAIN = bytes(range(0x22)) + b"\\"
+
+
+def _plain(column: list[bytes], key: bytes, close: bytes = b"") -> bool:
+    """Return whether each piece is ``key":"TEXT"`` + ``close``, TEXT plain ASCII.
+
+    Plain: no quote, backslash, control character, space or ``!``: each piece is
+    then exactly one JSON string, whose value is TEXT as it stands, and the
+    pieces sort as their values do. Checked on the column's text, not piece by piece.
+    """
+    head, end, n = key + b'":"', b'"' + close, len(column)
+    text = _SPLIT.join(column)
+    return (
+        text.startswith(head)
+        and text.endswith(end)
+        and text.count(end + _SPLIT + head) == n - 1  # every piece: head … end
+        and text.count(b'"') == 4 * n - 1  # three a piece, one a join: none in TEXT
+        and text.isascii()
+        and len(text.translate(None, _UNPLAIN)) == len(text)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Columns:
     """The fields a window read takes from each record of a segment, in record order."""
 
-    times: list[str]
-    versions: list[str]
+    low: str  # the earliest and latest record time
+    high: str
+    times: list[str] | None  # None: read from time_pieces when needed
+    time_pieces: list[bytes]
+    labels: list[Any]  # each record's version, or (plain) its piece `version":"V"}`
+    plain: bool
     failed: list[bool] | None  # whether each record's error is not null; None: none is
     latencies: list[float]
     outputs: list[dict[str, Any]]
+
+    def label(self, version: str) -> Any:
+        """Return what ``labels`` holds for the records of ``version``."""
+        if not self.plain:
+            return version
+        try:
+            return b'version":' + _escape(version).encode() + b"}"
+        except UnicodeEncodeError:
+            return None
 
 
 def _columns_in_place(
@@ -544,13 +581,26 @@ def _columns_in_place(
     outputs = found[0::2]
     if set(map(type, outputs)) != {dict}:
         return None
-    if _values(pieces[k - 5 :: k], b"request_id") is None:
+    requests = pieces[k - 5 :: k]
+    if not _plain(requests, b"request_id") and _values(requests, b"request_id") is None:
         return None
-    times = _values(pieces[k - 3 :: k], b"time")
-    names = _values(pieces[k - 1 :: k], b"version", b"}")
-    if times is None or names is None:
+    time_pieces = pieces[k - 3 :: k]
+    times: list[str] | None = None
+    if _plain(time_pieces, b"time"):
+        low = min(time_pieces)[len(b'time":"') : -1].decode()
+        high = max(time_pieces)[len(b'time":"') : -1].decode()
+    else:
+        times = _values(time_pieces, b"time")
+        if times is None:
+            return None
+        low, high = min(times), max(times)
+    labels: list[Any] | None = pieces[k - 1 :: k]
+    plain = _plain(pieces[k - 1 :: k], b"version", b"}")
+    if not plain:
+        labels = _values(pieces[k - 1 :: k], b"version", b"}")
+    if labels is None:
         return None
-    return _Columns(times, names, failed, latencies, outputs)
+    return _Columns(low, high, times, time_pieces, labels, plain, failed, latencies, outputs)
 
 
 def _add_columns(
@@ -567,25 +617,30 @@ def _add_columns(
 
     The rows of a version (within the window) are picked with C-level maps.
     """
-    times, names = columns.times, columns.versions
-    low, high = min(times), max(times)
+    low, high = columns.low, columns.high
     if (isinstance(seg.first_time, str) and low < seg.first_time) or (
         isinstance(seg.last_time, str) and high > seg.last_time
     ):
         return False
     inside: list[bool] | None = None
     if not (low >= since and high < until):
+        times = columns.times or _values(columns.time_pieces, b"time")
+        if times is None:
+            return False
         inside = list(map(and_, map(since.__le__, times), map(until.__gt__, times)))
-    present = set(names) if inside is None else set(compress(names, inside))
-    wanted = versions & present
-    if not wanted:
+    labels = columns.labels
+    present = set(labels) if inside is None else set(compress(labels, inside))
+    wanted = {columns.label(v): v for v in versions}
+    wanted.pop(None, None)
+    if not present & wanted.keys():
         return True
     scores = {name: list(map(methodcaller("get", name), columns.outputs)) for name in fields}
     everyone = inside is None and len(present) == 1
-    for version in wanted:
+    for label in present & wanted.keys():
+        version = wanted[label]
         rows: list[bool] | None = None
         if not everyone:
-            rows = list(map(version.__eq__, names))
+            rows = list(map(label.__eq__, labels))
             if inside is not None:
                 rows = list(map(and_, rows, inside))
         latency = array(

@@ -963,7 +963,12 @@ class _Helper:
             self.broken = True
 
     def _give(self, front: int, back: int, step: int) -> int:
-        """Hand the helper up to ``step`` segments below ``back`` (none of this process's)."""
+        """Hand the helper up to ``step`` segments below ``back`` (none of this process's).
+
+        Ranges shrink as the two readers near each other, so that when this
+        process is done the helper has little left to finish.
+        """
+        step = max(1, min(step, (back - front) // 8))
         low = max(back - step, front + OWN_STEP)
         if low >= back or self.broken:
             return back

@@ -375,6 +375,39 @@ def test_a_record_changed_in_the_database_is_a_named_failure(log: AuditLog, db_u
         assert failed.value.seq == seg
 
 
+def _patient(monkeypatch: pytest.MonkeyPatch, delay: float) -> list[list[tuple[int, int]]]:
+    """Make this process wait for the helper to start, then read slowly; return what was handed."""
+    real_read, real_hand, real_finish = (
+        evidence._read_into,
+        evidence._Helper.hand,
+        evidence._Helper.finish,
+    )
+    handed: list[list[tuple[int, int]]] = []
+
+    def slow(*args: Any) -> None:
+        time.sleep(delay)
+        real_read(*args)
+
+    def hand(self: Any, front: int, back: int) -> int:
+        back = real_hand(self, front, back)
+        deadline = time.monotonic() + 120  # a loaded machine starts Python slowly
+        while not (self.ready or self.broken) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            back = real_hand(self, front, back)
+        return back
+
+    def finish(self: Any) -> Any:
+        handed.append(list(self.handed))
+        return real_finish(self)
+
+    monkeypatch.setattr(evidence, "OWN_STEP", 1)
+    monkeypatch.setattr(evidence, "HELPER_STEP", 2)
+    monkeypatch.setattr(evidence, "_read_into", slow)
+    monkeypatch.setattr(evidence._Helper, "hand", hand)
+    monkeypatch.setattr(evidence._Helper, "finish", finish)
+    return handed
+
+
 def test_a_slow_reader_hands_the_helper_the_last_segments(
     log: AuditLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -382,23 +415,10 @@ def test_a_slow_reader_hands_the_helper_the_last_segments(
     for _ in range(12):
         _serve(log, {"1": 6, "2": 2}, errors=1)
     one = _window(log, parallel=False)
-    monkeypatch.setattr(evidence, "OWN_STEP", 1)
-    monkeypatch.setattr(evidence, "HELPER_STEP", 2)
-    real_read, real_finish = evidence._read_into, evidence._Helper.finish
-    handed: list[list[tuple[int, int]]] = []
-
-    def slow(*args: Any) -> None:
-        time.sleep(0.4)
-        real_read(*args)
-
-    def finish(self: Any) -> Any:
-        handed.append(list(self.handed))
-        return real_finish(self)
-
-    monkeypatch.setattr(evidence, "_read_into", slow)
-    monkeypatch.setattr(evidence._Helper, "finish", finish)
+    handed = _patient(monkeypatch, 0.3)
     assert _window(log, parallel=True) == one
     assert handed and handed[0], "the helper was handed nothing"
+    assert all(high <= 12 for _, high in handed[0])
 
 
 BROKEN = """
@@ -422,16 +442,10 @@ def test_a_helper_that_dies_after_being_handed_segments_leaves_them_here(
             [sys.executable, "-c", BROKEN], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
 
-    real_read = evidence._read_into
-
-    def slow(*args: Any) -> None:
-        time.sleep(0.3)
-        real_read(*args)
-
     monkeypatch.setattr(evidence, "_spawn", broken)
-    monkeypatch.setattr(evidence, "OWN_STEP", 1)
-    monkeypatch.setattr(evidence, "_read_into", slow)
+    handed = _patient(monkeypatch, 0.2)
     assert _window(log, parallel=True) == one
+    assert handed and handed[0], "the broken helper was handed nothing"
 
 
 def _with(i: int, old: bytes, new: bytes) -> bytes:

@@ -486,3 +486,29 @@ def test_escaped_strings_are_read_one_by_one() -> None:
         canonical_bytes(_record(1, error=None, version="v\\2", time="t\u0001")),
     ]
     assert _check(bodies)
+
+
+def test_a_read_that_fails_here_ends_the_helper(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When this process fails while it reads, the helper is ended, not left waiting."""
+    for _ in range(6):
+        _serve(log, {"1": 4, "2": 2})
+    _patient(monkeypatch, 0.0)
+    started: list[Any] = []
+    real_start = evidence._Helper.start
+
+    def start(*args: Any) -> Any:
+        helper = real_start(*args)
+        started.append(helper)
+        return helper
+
+    def fail(*_: Any) -> None:
+        raise OSError("the disk went away")
+
+    monkeypatch.setattr(evidence._Helper, "start", start)
+    monkeypatch.setattr(evidence, "_read_into", fail)
+    with pytest.raises(OSError, match="disk went away"):
+        _window(log, parallel=True)
+    assert started and started[0] is not None
+    assert started[0].proc.poll() is not None  # ended and reaped

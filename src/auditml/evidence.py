@@ -839,26 +839,29 @@ def window_samples(
         parallel = len(segments) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
     helper = _Helper.start(ledger, segments, ask) if parallel and len(segments) > 1 else None
     parts = [_Read({}, set(), [])]
-    with ledger.store.snapshot() as snap:
-        if not snap.holds_records():
+    try:
+        with ledger.store.snapshot() as snap:
+            if not snap.holds_records():
+                raise _no_table(segments[0])
+            front, back = 0, len(segments)
+            while front < back:
+                if helper is not None:
+                    back = helper.hand(front, back)
+                step = min(front + OWN_STEP, back)
+                if step > front:
+                    _read_into(snap, ledger.log_id, segments[front:step], ask, parts[0])
+                front = step
             if helper is not None:
-                helper.stop()
-            raise _no_table(segments[0])
-        front, back = 0, len(segments)
-        while front < back:
-            if helper is not None:
-                back = helper.hand(front, back)
-            step = min(front + OWN_STEP, back)
-            if step > front:
-                _read_into(snap, ledger.log_id, segments[front:step], ask, parts[0])
-            front = step
-        if helper is not None:
-            theirs = helper.finish()
-            if theirs is None:  # the helper broke: read what it was handed here
-                theirs = _Read({}, set(), [])
-                for low, high in helper.handed:
-                    _read_into(snap, ledger.log_id, segments[low:high], ask, theirs)
-            parts.append(theirs)
+                theirs, handed = helper.finish(), helper.handed
+                helper = None
+                if theirs is None:  # the helper broke: read what it was handed here
+                    theirs = _Read({}, set(), [])
+                    for low, high in handed:
+                        _read_into(snap, ledger.log_id, segments[low:high], ask, theirs)
+                parts.append(theirs)
+    finally:
+        if helper is not None:  # this process failed (or was interrupted) while it read
+            helper.stop()
     seen = set().union(*(part.seen for part in parts))
     if len(seen) != len(by_seq):
         missing = min(set(by_seq) - seen)

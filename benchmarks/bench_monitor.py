@@ -1,6 +1,10 @@
 """Monitor benchmark: ``auditml monitor`` over a window of many runtime records, against its floor.
 
     python benchmarks/bench_monitor.py [--records 1000000] [--rounds 3] [--db-dir DIR] [--keep]
+    python benchmarks/bench_monitor.py --reuse PATH/monitor.db [--rounds 3]
+
+``--keep`` leaves the log built (its path goes to stderr); ``--reuse`` measures a log
+kept that way again, without building it (each run adds its ``monitor.check`` events).
 
 Prints, measured in one run on SQLite:
 
@@ -14,7 +18,8 @@ Prints, measured in one run on SQLite:
   scan of the window's record bodies (SELECT only), and that scan with one
   SHA-256 per record and one orjson parse per record, which is the least a
   reader that stands on verified bytes must do;
-- the ratios of the monitor to each floor. Best of ``--rounds`` of each, interleaved.
+- the ratios of the monitor to each floor, best and median of ``--rounds`` of each,
+  interleaved, and the statistics the monitor computed (to compare across changes).
 
 The log is built through the bulk path (``Ledger.append_segment``, what a
 ``Recorder`` ends in), 1,000 records a segment, after the rollout started.
@@ -24,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import random
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -151,11 +158,11 @@ def floor_verified(path: str) -> float:
     return seconds
 
 
-def monitor_seconds(url: str) -> tuple[float, dict[str, Any]]:
+def monitor_seconds(url: str, window: str = "1h") -> tuple[float, dict[str, Any]]:
     """Run the monitor over the whole window (it records a check); return seconds and counts."""
     with AuditLog.open(url) as log:
         t0 = time.perf_counter()
-        result = log.monitor(MODEL, ENV, window="1h")
+        result = log.monitor(MODEL, ENV, window=window)
         return time.perf_counter() - t0, result.as_dict()
 
 
@@ -166,34 +173,52 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--db-dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--reuse", type=Path, default=None, help="a log kept by --keep")
     args = parser.parse_args(argv)
-    folder = Path(tempfile.mkdtemp(dir=args.db_dir))
-    path = str(folder / "monitor.db")
-    url = f"sqlite:///{path}"
-    print(f"building a log of {args.records:,} runtime records (10% canary)...", file=sys.stderr)
-    print(f"build: {build(url, args.records):.1f} s")
-    best: dict[str, float] = {"monitor": 1e9, "scan": 1e9, "verified": 1e9}
+    if args.reuse is not None:
+        folder, path, window = args.reuse.parent, str(args.reuse), "10000h"  # the rollout bounds it
+        url = f"sqlite:///{path}"
+    else:
+        folder = Path(tempfile.mkdtemp(dir=args.db_dir))
+        path, window = str(folder / "monitor.db"), "1h"
+        url = f"sqlite:///{path}"
+        building = f"building a log of {args.records:,} runtime records (10% canary)..."
+        print(building, file=sys.stderr)
+        print(f"build: {build(url, args.records):.1f} s")
+    runs: dict[str, list[float]] = {"monitor": [], "scan": [], "verified": []}
     result: dict[str, Any] = {}
     for _ in range(args.rounds):
-        seconds, result = monitor_seconds(url)
-        best["monitor"] = min(best["monitor"], seconds)
-        best["scan"] = min(best["scan"], floor_scan(path))
-        best["verified"] = min(best["verified"], floor_verified(path))
+        seconds, result = monitor_seconds(url, window)
+        runs["monitor"].append(seconds)
+        runs["scan"].append(floor_scan(path))
+        runs["verified"].append(floor_verified(path))
+    best = {name: min(values) for name, values in runs.items()}
+    middle = {name: statistics.median(values) for name, values in runs.items()}
     counts = result["counts"]
     print(
         f"monitor over {counts['canary'] + counts['stable']:,} records "
         f"(canary {counts['canary']:,}, stable {counts['stable']:,}; verdict {result['verdict']}): "
-        f"{best['monitor']:.2f} s (budget 2 s)"
+        f"best {best['monitor']:.2f} s, median {middle['monitor']:.2f} s (budget 2 s)"
     )
-    print(f"floor, raw sqlite3 scan of the bodies: {best['scan']:.2f} s")
-    print(f"floor, scan + one SHA-256 + one orjson parse per record: {best['verified']:.2f} s")
-    print(f"ratio monitor / raw scan: {best['monitor'] / best['scan']:.2f}")
-    print(f"ratio monitor / scan+hash+parse: {best['monitor'] / best['verified']:.2f}")
-    if not args.keep:
+    print(
+        f"floor, raw sqlite3 scan of the bodies: best {best['scan']:.2f} s, "
+        f"median {middle['scan']:.2f} s"
+    )
+    print(
+        "floor, scan + one SHA-256 + one orjson parse per record: "
+        f"best {best['verified']:.2f} s, median {middle['verified']:.2f} s"
+    )
+    for name, label in (("scan", "raw scan"), ("verified", "scan+hash+parse")):
+        print(
+            f"ratio monitor / {label}: best {best['monitor'] / best[name]:.2f}, "
+            f"median {middle['monitor'] / middle[name]:.2f}"
+        )
+    print(f"statistics: {json.dumps(result.get('statistics'), sort_keys=True)}")
+    if args.reuse is None and not args.keep:
         for file in folder.iterdir():
             file.unlink()
         folder.rmdir()
-    else:
+    elif args.reuse is None:
         print(f"kept {path}", file=sys.stderr)
 
 

@@ -18,17 +18,20 @@ never writes one, and such a record still has to hash to its segment's root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import groupby
-from operator import itemgetter, methodcaller
-from typing import Any
+from itertools import compress, groupby, repeat
+from json.encoder import encode_basestring as _escape
+from operator import and_, itemgetter, methodcaller
+from typing import IO, Any
 
 import orjson
 
@@ -347,13 +350,334 @@ def _fast_segment(
 ) -> bool:
     """Add a segment's matching records to ``samples``; False (nothing added) if it needs a look.
 
-    True means every record parsed, fits its place in the segment and its
-    event, and the records hash to the segment's root.
+    True means the records hash to the segment's root, and every record was
+    read (in place, else parsed whole) and fits its place in the segment and its event.
     """
     if len(bodies) != seg.count or not set(map(type, bodies)) <= {bytes}:
         return False
     if _tree_root(_leaf_hashes_of(bodies)) != seg.root:
         return False
+    columns = _columns_in_place(seg, bodies, model=model, env=env)
+    if columns is None:  # not laid out as auditml writes records: parse each one whole
+        return _parsed_segment(
+            seg,
+            bodies,
+            model=model,
+            env=env,
+            since=since,
+            until=until,
+            versions=versions,
+            fields=fields,
+            samples=samples,
+        )
+    return _add_columns(
+        seg, columns, since=since, until=until, versions=versions, fields=fields, samples=samples
+    )
+
+
+# The in-place read. A record as auditml writes it (RecordEncoder, FORMAT.md) is JCS:
+#
+#   {"commitments":{},"env":E,"error":X,"i":N,"latency_ms":L,"model":M,"output":{...},
+#    "request_id":R,"stream":S,"time":T,"v":1,"version":V}
+#
+# Split at each `,"`, such a record falls into pieces `key":value` (an output object
+# falls into several, joined back). A segment is read in place only if each record has
+# the same number of pieces and each piece, column by column, is its key and exactly
+# one JSON value as orjson reads it: the record is then, byte for byte, the object
+# {"commitments":{},"env":E,...,"version":V} with those values, whatever else its bytes
+# could have been, and a parse of the whole record gives the same values. A segment any
+# of whose records reads otherwise (values kept off the log in commitments, a key out of
+# place, whitespace, a piece cut inside a string) is parsed whole, record by record.
+_SPLIT = b',"'
+_OPEN = b'{"commitments":{}'
+_NULL = b'error":null'
+_ENDS = 11  # pieces of a record besides its output's
+_PLACES: list[bytes] = []  # the piece `i":N` of record N
+
+
+def _places(n: int) -> list[bytes]:
+    """Return the pieces ``i":0`` … ``i":n-1``."""
+    if len(_PLACES) < n:
+        _PLACES.extend(b'i":%d' % k for k in range(len(_PLACES), n))
+    return _PLACES[:n]
+
+
+def _values(
+    column: list[bytes], key: bytes, close: bytes = b"", *, strings: bool = True
+) -> list[Any] | None:
+    """Return the JSON value in each piece ``key":VALUE`` + ``close`` of ``column``, else None.
+
+    The pieces are joined at ``,"`` (which none holds), so the one count says
+    every piece starts with ``key":`` and ends with ``close``. orjson then reads
+    the values as one array, which must hold exactly one per piece, and each
+    piece must be exactly its value:
+
+    - ``strings``: every value is a string written plainly (no escape, no space
+      around it), so the array's text is its n strings and n-1 commas; a comma
+      that separates two strings there is followed by a quote, which no piece
+      holds after a comma: each separator is a join, each piece one string;
+    - numbers (``strings`` false; the caller checks every value is a number):
+      an array of numbers only has no comma but its separators, so its n
+      values need all n-1 joins and no comma within a piece.
+    """
+    head, n = key + b'":', len(column)
+    text = _SPLIT.join(column)
+    if not (text.startswith(head) and text.endswith(close)):
+        return None
+    if text.count(close + _SPLIT + head) != n - 1:
+        return None
+    inner = text[len(head) : len(text) - len(close)].replace(close + _SPLIT + head, b",")
+    if strings and b"\\" in inner:
+        return _each(column, head, close)
+    try:
+        found = orjson.loads(b"[" + inner + b"]")
+    except (ValueError, RecursionError):
+        return _each(column, head, close) if strings else None
+    if type(found) is not list or len(found) != n:
+        return _each(column, head, close) if strings else None
+    if strings and (
+        set(map(type, found)) != {str}
+        or len(inner) != len("".join(found).encode()) + 3 * n - 1  # nothing but the strings
+    ):
+        return _each(column, head, close)
+    return found
+
+
+def _each(column: list[bytes], head: bytes, close: bytes) -> list[str] | None:
+    """Return the string in each piece ``head`` + VALUE + ``close``, each read by itself."""
+    try:
+        found = list(
+            map(
+                orjson.loads,
+                map(bytes.__getitem__, column, repeat(slice(len(head), -len(close) or None))),
+            )
+        )
+    except (ValueError, RecursionError):
+        return None
+    return found if set(map(type, found)) == {str} else None
+
+
+#: Deleted from a column's text, it must lose nothing: no control character, space,
+#: ``!`` (so that `"` ends each value below every character it holds) or backslash.
+_UNPLAIN = bytes(range(0x22)) + b"\\"
+
+
+def _plain(column: list[bytes], key: bytes, close: bytes = b"") -> bool:
+    """Return whether each piece is ``key":"TEXT"`` + ``close``, TEXT plain ASCII.
+
+    Plain: no quote, backslash, control character, space or ``!``: each piece is
+    then exactly one JSON string, whose value is TEXT as it stands, and the
+    pieces sort as their values do. Checked on the column's text, not piece by piece.
+    """
+    head, end, n = key + b'":"', b'"' + close, len(column)
+    text = _SPLIT.join(column)
+    return (
+        text.startswith(head)
+        and text.endswith(end)
+        and text.count(end + _SPLIT + head) == n - 1  # every piece: head … end
+        and text.count(b'"') == 4 * n - 1  # three a piece, one a join: none in TEXT
+        and text.isascii()
+        and len(text.translate(None, _UNPLAIN)) == len(text)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The fields a window read takes from each record of a segment, in record order."""
+
+    low: str  # the earliest and latest record time
+    high: str
+    times: list[str] | None  # None: read from time_pieces when needed
+    time_pieces: list[bytes]
+    labels: list[Any]  # each record's version, or (plain) its piece `version":"V"}`
+    plain: bool
+    failed: list[bool] | None  # whether each record's error is not null; None: none is
+    latencies: list[float]
+    outputs: list[dict[str, Any]]
+
+    def label(self, version: str) -> Any:
+        """Return what ``labels`` holds for the records of ``version``."""
+        if not self.plain:
+            return version
+        try:
+            return b'version":' + _escape(version).encode() + b"}"
+        except UnicodeEncodeError:
+            return None
+
+
+def _columns_in_place(
+    seg: _Segment, bodies: list[bytes], *, model: str, env: str
+) -> _Columns | None:
+    """Return the fields of a segment's records read in place, or None if one reads otherwise.
+
+    Every record must be laid out as auditml writes it, hold index ``i`` in
+    its place, the segment's stream, ``model`` and ``env``; its strings, numbers
+    and output object are read by orjson (so they are exactly what a parse of
+    the whole record gives). Nothing is taken on trust: any doubt returns None.
+    """
+    n = len(bodies)
+    if not isinstance(seg.stream, str):
+        return None
+    if not all(map(bytes.startswith, bodies, repeat(_OPEN))):
+        return None
+    pieces = _SPLIT.join(bodies).split(_SPLIT)
+    k, odd = divmod(len(pieces), n)  # pieces per record
+    outs = k - _ENDS  # pieces of the output object
+    if odd or outs < 1:
+        return None
+    # Each body starts with `{"commitments":{}`, and of the pieces checked below only
+    # the first of a record can (inside a JSON object, a piece after `,"` starts with a
+    # key's text or with what follows a string): so the bodies are cut where the
+    # records are, k pieces each.
+    try:
+        env_piece = b'env":' + _escape(env).encode()
+        model_piece = b'model":' + _escape(model).encode()
+        stream_piece = b'stream":' + _escape(seg.stream).encode()
+    except UnicodeEncodeError:  # a lone surrogate: auditml writes no such record
+        return None
+    constant = (
+        (0, _OPEN),
+        (1, env_piece),
+        (5, model_piece),
+        (k - 4, stream_piece),
+        (k - 2, b'v":1'),
+    )
+    if any(pieces[at::k].count(piece) != n for at, piece in constant):
+        return None
+    if pieces[3::k] != _places(n):
+        return None
+    errors = pieces[2::k]
+    failed: list[bool] | None = None
+    if errors.count(_NULL) != n:
+        failed = list(map(_NULL.__ne__, errors))
+        if _values(list(compress(errors, failed)), b"error") is None:
+            return None
+    latencies = _values(pieces[4::k], b"latency_ms", strings=False)
+    if latencies is None or not set(map(type, latencies)) <= _NUMBERS:
+        return None
+    if not (math.isfinite(min(latencies)) and math.isfinite(max(latencies))):
+        return None
+    # The outputs: each record's pieces joined back at `,"` where they were cut, and the
+    # records' outputs read as one array, a string no one can have written between two
+    # (drawn now): n-1 of them read back in their places means each output is one object.
+    head = b'output":'
+    firsts = pieces[6::k]
+    text = _SPLIT.join(firsts)
+    if not text.startswith(head) or text.count(_SPLIT + head) != n - 1:
+        return None  # now every record's first output piece starts with `output":`
+    if outs > 1:
+        joined = [b""] * (n * outs)
+        for j in range(outs):
+            joined[j::outs] = pieces[6 + j :: k]
+        text = _SPLIT.join(joined)
+    mark = os.urandom(16).hex()
+    between = b',"' + mark.encode() + b'",'
+    try:
+        found = orjson.loads(b"[" + text[len(head) :].replace(_SPLIT + head, between) + b"]")
+    except (ValueError, RecursionError):
+        return None
+    if type(found) is not list or len(found) != 2 * n - 1 or found[1::2].count(mark) != n - 1:
+        return None
+    outputs = found[0::2]
+    if set(map(type, outputs)) != {dict}:
+        return None
+    requests = pieces[k - 5 :: k]
+    if not _plain(requests, b"request_id") and _values(requests, b"request_id") is None:
+        return None
+    time_pieces = pieces[k - 3 :: k]
+    times: list[str] | None = None
+    if _plain(time_pieces, b"time"):
+        low = min(time_pieces)[len(b'time":"') : -1].decode()
+        high = max(time_pieces)[len(b'time":"') : -1].decode()
+    else:
+        times = _values(time_pieces, b"time")
+        if times is None:
+            return None
+        low, high = min(times), max(times)
+    labels: list[Any] | None = pieces[k - 1 :: k]
+    plain = _plain(pieces[k - 1 :: k], b"version", b"}")
+    if not plain:
+        labels = _values(pieces[k - 1 :: k], b"version", b"}")
+    if labels is None:
+        return None
+    return _Columns(low, high, times, time_pieces, labels, plain, failed, latencies, outputs)
+
+
+def _add_columns(
+    seg: _Segment,
+    columns: _Columns,
+    *,
+    since: str,
+    until: str,
+    versions: frozenset[str],
+    fields: Sequence[str],
+    samples: dict[str, Sample],
+) -> bool:
+    """Add the records read in place that match to ``samples``; False if one is out of its span.
+
+    The rows of a version (within the window) are picked with C-level maps.
+    """
+    low, high = columns.low, columns.high
+    if (isinstance(seg.first_time, str) and low < seg.first_time) or (
+        isinstance(seg.last_time, str) and high > seg.last_time
+    ):
+        return False
+    inside: list[bool] | None = None
+    if not (low >= since and high < until):
+        times = columns.times or _values(columns.time_pieces, b"time")
+        if times is None:
+            return False
+        inside = list(map(and_, map(since.__le__, times), map(until.__gt__, times)))
+    labels = columns.labels
+    present = set(labels) if inside is None else set(compress(labels, inside))
+    wanted = {columns.label(v): v for v in versions}
+    wanted.pop(None, None)
+    if not present & wanted.keys():
+        return True
+    scores = {name: list(map(methodcaller("get", name), columns.outputs)) for name in fields}
+    everyone = inside is None and len(present) == 1
+    for label in present & wanted.keys():
+        version = wanted[label]
+        rows: list[bool] | None = None
+        if not everyone:
+            rows = list(map(label.__eq__, labels))
+            if inside is not None:
+                rows = list(map(and_, rows, inside))
+        latency = array(
+            "d", columns.latencies if rows is None else compress(columns.latencies, rows)
+        )
+        failed = columns.failed
+        errors = 0 if failed is None else sum(failed if rows is None else compress(failed, rows))
+        part = Sample(len(latency), errors, latency, {})
+        assert part.scores is not None
+        for name in fields:
+            found = scores[name] if rows is None else list(compress(scores[name], rows))
+            if not set(map(type, found)) <= _NUMBERS:
+                found = [
+                    v for v in found if type(v) in _NUMBERS
+                ]  # text, true/false, none: no score
+            part.scores[name] = array("d", found)
+        _merge(_sample_of(samples, version), part)
+    return True
+
+
+def _parsed_segment(
+    seg: _Segment,
+    bodies: list[Any],
+    *,
+    model: str,
+    env: str,
+    since: str,
+    until: str,
+    versions: frozenset[str],
+    fields: Sequence[str],
+    samples: dict[str, Sample],
+) -> bool:
+    """Add a segment's matching records, each parsed whole; False (nothing added) if odd.
+
+    True means every record parsed and fits its place in the segment and its
+    event (the caller has held the records to the segment's root).
+    """
     try:
         columns = list(zip(*map(_FIELDS, map(orjson.loads, bodies)), strict=True))
     except (ValueError, TypeError, KeyError):
@@ -417,49 +741,68 @@ class _Read:
     slow: list[int]
 
 
+def _read_into(
+    snap: Any, log_id: int, segments: Sequence[_Segment], ask: WindowRequest, found: _Read
+) -> None:
+    """Read the stored records of ``segments`` on the fast path into ``found``, in ``snap``."""
+    wanted = frozenset(ask.versions)
+    by_seq = {seg.seq: seg for seg in segments}
+    current: int | None = None
+    bodies: list[Any] = []
+
+    def close() -> None:
+        if current is None:
+            return
+        found.seen.add(current)
+        ok = _fast_segment(
+            by_seq[current],
+            bodies,
+            model=ask.model,
+            env=ask.env,
+            since=ask.since,
+            until=ask.until,
+            versions=wanted,
+            fields=ask.fields,
+            samples=found.samples,
+        )
+        if not ok:
+            found.slow.append(current)
+
+    for chunk in snap.records_of_segments(log_id, list(by_seq)):
+        for seg_no, rows in groupby(chunk, key=_SEG):
+            if seg_no != current:
+                close()
+                current, bodies = seg_no, []
+            bodies.extend(map(_BODY, rows))
+    close()
+
+
+def _no_table(seg: _Segment) -> VerificationError:
+    return VerificationError(
+        "the log has runtime.segment events but the store has no runtime record table",
+        kind="record",
+        seq=seg.seq,
+    )
+
+
 def _read_segments(
     store: Store, log_id: int, segments: Sequence[_Segment], ask: WindowRequest
 ) -> _Read:
     """Read the stored records of ``segments`` on the fast path, in one snapshot."""
-    wanted = frozenset(ask.versions)
-    by_seq = {seg.seq: seg for seg in segments}
     found = _Read({}, set(), [])
+    if not segments:
+        return found
     with store.snapshot() as snap:
         if not snap.holds_records():
-            raise VerificationError(
-                "the log has runtime.segment events but the store has no runtime record table",
-                kind="record",
-                seq=segments[0].seq,
-            )
-        current: int | None = None
-        bodies: list[Any] = []
-
-        def close() -> None:
-            if current is None:
-                return
-            found.seen.add(current)
-            ok = _fast_segment(
-                by_seq[current],
-                bodies,
-                model=ask.model,
-                env=ask.env,
-                since=ask.since,
-                until=ask.until,
-                versions=wanted,
-                fields=ask.fields,
-                samples=found.samples,
-            )
-            if not ok:
-                found.slow.append(current)
-
-        for chunk in snap.records_of_segments(log_id, list(by_seq)):
-            for seg_no, rows in groupby(chunk, key=_SEG):
-                if seg_no != current:
-                    close()
-                    current, bodies = seg_no, []
-                bodies.extend(map(_BODY, rows))
-        close()
+            raise _no_table(segments[0])
+        _read_into(snap, log_id, segments, ask, found)
     return found
+
+
+#: Segments this process reads between two looks at the helper, and that it hands the
+#: helper at a time (two at once, so the helper never waits for this process to look).
+OWN_STEP = 4
+HELPER_STEP = 8
 
 
 def window_samples(
@@ -480,8 +823,11 @@ def window_samples(
     ``model`` in ``env``, read from records that hash to their segments' roots.
     A segment whose stored records do not hold up raises VerificationError.
     With ``parallel`` (the default for a window of ``PARALLEL_MIN`` segments or
-    more on a machine with two cores), a helper process reads the later half
-    of the segments the same way; if it cannot, this process reads them.
+    more on a machine with two cores), a helper process reads segments too:
+    this process reads from the first segment on and hands the helper the
+    last ones, a few at a time, until they meet, so neither waits for the other
+    (a helper slow to start simply gets less). Whatever the helper was handed
+    and did not answer, this process reads.
     """
     ask = WindowRequest(model, env, since, until, tuple(versions), tuple(fields))
     samples: dict[str, Sample] = {v: Sample(0, 0, array("d"), {}) for v in versions}
@@ -491,16 +837,31 @@ def window_samples(
     by_seq = {seg.seq: seg for seg in segments}
     if parallel is None:
         parallel = len(segments) >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
-    half = len(segments) // 2 if parallel and len(segments) > 1 else len(segments)
-    helper = _spawn(ledger, segments[half:], ask) if half < len(segments) else None
-    if helper is None:
-        half = len(segments)
-    parts = [_read_segments(ledger.store, ledger.log_id, segments[:half], ask)]
-    if helper is not None:
-        theirs = _helper_read(helper)
-        if theirs is None:  # the helper broke: read its half here
-            theirs = _read_segments(ledger.store, ledger.log_id, segments[half:], ask)
-        parts.append(theirs)
+    helper = _Helper.start(ledger, segments, ask) if parallel and len(segments) > 1 else None
+    parts = [_Read({}, set(), [])]
+    try:
+        with ledger.store.snapshot() as snap:
+            if not snap.holds_records():
+                raise _no_table(segments[0])
+            front, back = 0, len(segments)
+            while front < back:
+                if helper is not None:
+                    back = helper.hand(front, back)
+                step = min(front + OWN_STEP, back)
+                if step > front:
+                    _read_into(snap, ledger.log_id, segments[front:step], ask, parts[0])
+                front = step
+            if helper is not None:
+                theirs, handed = helper.finish(), helper.handed
+                helper = None
+                if theirs is None:  # the helper broke: read what it was handed here
+                    theirs = _Read({}, set(), [])
+                    for low, high in handed:
+                        _read_into(snap, ledger.log_id, segments[low:high], ask, theirs)
+                parts.append(theirs)
+    finally:
+        if helper is not None:  # this process failed (or was interrupted) while it read
+            helper.stop()
     seen = set().union(*(part.seen for part in parts))
     if len(seen) != len(by_seq):
         missing = min(set(by_seq) - seen)
@@ -533,70 +894,265 @@ def window_samples(
 # --------------------------------------------------------------------------- the helper process
 
 
+class _Helper:
+    """A helper process reading the segments this process hands it, from the last ones down.
+
+    The exchange, one line each way at a time: the helper says ``ready``, then
+    ``done`` after each range it was handed; this process answers with the
+    next range (``LOW HIGH``, indexes into the segment list) or ``end``. After
+    ``end`` the helper answers with what it read (see :func:`serve_request`).
+    Where this process cannot look at the helper's lines without waiting (no
+    non-blocking pipes), it hands the helper the later half at once.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], size: int) -> None:
+        self.proc = proc
+        self.handed: list[tuple[int, int]] = []
+        self.size = size
+        self.ended = False
+        self.broken = False
+        self.waiting = 0  # ranges handed and not yet done
+        self.said = b""
+        self.ready = False
+        self.writer: threading.Thread | None = None
+        assert proc.stdout is not None
+        self.out = proc.stdout.fileno()
+        try:
+            os.set_blocking(self.out, False)
+            self.polled = True
+        except (OSError, AttributeError, ValueError):
+            self.polled = False
+
+    @classmethod
+    def start(
+        cls, ledger: Ledger, segments: Sequence[_Segment], ask: WindowRequest
+    ) -> _Helper | None:
+        """Start a helper over ``segments``, or return None if it cannot start.
+
+        The request is written by a thread: it is larger than a pipe holds, and
+        the helper reads it only once it has started, which this process does not wait for.
+        """
+        proc = _spawn(ledger, segments, ask)
+        if proc is None:
+            return None
+        if proc.stdin is None or proc.stdout is None:
+            proc.kill()
+            proc.wait()
+            return None
+        helper = cls(proc, len(segments))
+        helper.writer = threading.Thread(
+            target=helper._write, args=(_request(ledger, segments, ask),), daemon=True
+        )
+        helper.writer.start()
+        return helper
+
+    def _write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            self.broken = True
+
+    def _send(self, line: bytes) -> None:
+        assert self.proc.stdin is not None
+        if self.writer is not None:
+            self.writer.join()  # the request goes first
+            self.writer = None
+        try:
+            self.proc.stdin.write(line + b"\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            self.broken = True
+
+    def _give(self, front: int, back: int, step: int) -> int:
+        """Hand the helper up to ``step`` segments below ``back`` (none of this process's).
+
+        Ranges shrink as the two readers near each other, so that when this
+        process is done the helper has little left to finish.
+        """
+        step = max(1, min(step, (back - front) // 8))
+        low = max(back - step, front + OWN_STEP)
+        if low >= back or self.broken:
+            return back
+        self._send(b"%d %d" % (low, back))
+        if self.broken:
+            return back
+        self.handed.append((low, back))
+        self.waiting += 1
+        return low
+
+    def hand(self, front: int, back: int) -> int:
+        """Look at what the helper said, hand it more if it is ready for it; return new back.
+
+        Never waits. ``front`` is where this process reads next: the helper is
+        handed only segments at or after ``front + OWN_STEP``.
+        """
+        if self.ended or self.broken:
+            return back
+        if not self.polled:  # hand over the later half once; the helper reads it all
+            half = max(front + OWN_STEP, (front + back) // 2)
+            if half < back:
+                self._send(b"%d %d" % (half, back))
+                if not self.broken:
+                    self.handed.append((half, back))
+                    back = half
+            self._end()
+            return back
+        try:
+            while chunk := os.read(self.out, 1 << 16):
+                self.said += chunk
+            self.broken = True  # the helper closed its output without answering
+            return back
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.broken = True
+            return back
+        while b"\n" in self.said and not self.said.startswith(b"{"):
+            line, _, self.said = self.said.partition(b"\n")
+            if line == b"ready" and not self.ready:
+                self.ready = True
+                back = self._give(front, back, HELPER_STEP)
+                back = self._give(front, back, HELPER_STEP)
+            elif line == b"done" and self.waiting > 0:
+                self.waiting -= 1
+                back = self._give(front, back, HELPER_STEP)
+            else:
+                self.broken = True
+                return back
+        return back
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self._send(b"end")
+
+    def stop(self) -> None:
+        """End the helper at once, whatever it is doing."""
+        self.proc.kill()
+        self.proc.wait()
+        if self.writer is not None:
+            self.writer.join()
+            self.writer = None
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+    def finish(self) -> _Read | None:
+        """Return what the helper read of what it was handed, or None when it broke."""
+        if not self.handed or self.broken:
+            self.stop()
+            return _Read({}, set(), []) if not self.handed else None
+        self._end()
+        if self.broken:
+            self.stop()
+            return None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.close()
+            os.set_blocking(self.out, True)
+            rest = [self.said]
+            while chunk := os.read(self.out, 1 << 20):
+                rest.append(chunk)
+        except OSError:
+            self.stop()
+            return None
+        self.proc.stdout.close()
+        self.proc.wait()
+        out = b"".join(rest)
+        while out.startswith((b"ready\n", b"done\n")):
+            out = out.partition(b"\n")[2]
+        return _answer(out, self.handed)
+
+
 def _spawn(
     ledger: Ledger, segments: Sequence[_Segment], ask: WindowRequest
 ) -> subprocess.Popen[bytes] | None:
-    """Start a helper process reading ``segments``, or return None if it cannot start.
+    """Start a helper process for ``segments``, or return None if it cannot start.
 
-    The request goes on stdin (so no password shows in ``ps``); the helper runs
-    as ``python -m auditml._internal.window_worker``, never re-importing a
-    user's script.
+    The helper runs as ``python -m auditml._internal.window_worker``, never
+    re-importing a user's script; its request follows on stdin (:func:`_request`).
     """
     if not ledger.store.shareable:
         return None
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "auditml._internal.window_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+
+
+def _request(ledger: Ledger, segments: Sequence[_Segment], ask: WindowRequest) -> bytes:
+    """Return the helper's request: one JSON line (on stdin, so no password shows in ``ps``)."""
     request = {
         "url": ledger.store.url,
         "log_id": ledger.log_id,
         "ask": asdict(ask),
         "segments": [_segment_json(seg) for seg in segments],
     }
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "auditml._internal.window_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(request).encode())
-        proc.stdin.close()
-    except OSError:
-        return None
-    return proc
+    return json.dumps(request).encode() + b"\n"
 
 
 def _segment_json(seg: _Segment) -> dict[str, Any]:
     return {**asdict(seg), "root": seg.root.hex()}
 
 
-def serve_request(raw: bytes) -> bytes:
-    """Answer one helper request (JSON): read its segments, return a header line and arrays.
+def serve_request(given: IO[bytes], out: IO[bytes]) -> None:
+    """Serve one helper exchange: the request line, then the ranges handed, on ``given``.
 
-    The answer is one JSON line (``ok``, the segments read and those that need a
-    careful read, and per version its counts and the byte lengths of its arrays),
-    then the arrays' bytes in the order the header lists them.
+    Says ``ready`` and ``done`` lines on ``out``, and after ``end`` (or the
+    end of ``given``) the answer: one JSON line (``ok``, the ranges read, the
+    segments read and those that need a careful read, and per version its
+    counts and the byte lengths of its arrays), then the arrays' bytes in the
+    order the header lists them. Each range's arrays are sorted as it is read
+    (the quantiles read them sorted, and sorted runs merge fast).
     """
+    read = _Read({}, set(), [])
+    ranges: list[list[int]] = []
     try:
-        request = json.loads(raw)
-        given = request["ask"]
+        request = json.loads(given.readline())
+        asked = request["ask"]
         ask = WindowRequest(
-            str(given["model"]),
-            str(given["env"]),
-            str(given["since"]),
-            str(given["until"]),
-            tuple(str(v) for v in given["versions"]),
-            tuple(str(f) for f in given["fields"]),
+            str(asked["model"]),
+            str(asked["env"]),
+            str(asked["since"]),
+            str(asked["until"]),
+            tuple(str(v) for v in asked["versions"]),
+            tuple(str(f) for f in asked["fields"]),
         )
         segments = [
             _Segment(**{**seg, "root": bytes.fromhex(seg["root"])}) for seg in request["segments"]
         ]
         store = Store.connect(str(request["url"]))
         try:
-            read = _read_segments(store, int(request["log_id"]), segments, ask)
+            with store.snapshot() as snap:
+                if not snap.holds_records():
+                    raise _no_table(segments[0])
+                out.write(b"ready\n")
+                out.flush()
+                while (line := given.readline().strip()) and line != b"end":
+                    low, high = map(int, line.split())
+                    if not 0 <= low < high <= len(segments):
+                        raise ValueError(line)
+                    part = _Read({}, set(), [])
+                    _read_into(snap, int(request["log_id"]), segments[low:high], ask, part)
+                    for sample in part.samples.values():
+                        _sort_sample(sample)
+                    _merge_read(read, part)
+                    ranges.append([low, high])
+                    out.write(b"done\n")
+                    out.flush()
         finally:
             store.close()
     except (AuditmlError, ValueError, KeyError, TypeError, OSError) as exc:
-        return json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n"
+        out.write(json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n")
+        return
     blobs: list[bytes] = []
     versions = {}
     for version, sample in read.samples.items():
@@ -609,20 +1165,39 @@ def serve_request(raw: bytes) -> bytes:
             "scores": {name: len(blob) for name, blob in scores.items()},
         }
         blobs += [latency, *scores.values()]
-    header = {"ok": True, "seen": sorted(read.seen), "slow": read.slow, "versions": versions}
-    return json.dumps(header).encode() + b"\n" + b"".join(blobs)
+    header = {
+        "ok": True,
+        "ranges": ranges,
+        "seen": sorted(read.seen),
+        "slow": read.slow,
+        "versions": versions,
+    }
+    out.write(json.dumps(header).encode() + b"\n" + b"".join(blobs))
 
 
-def _helper_read(proc: subprocess.Popen[bytes]) -> _Read | None:
-    """Return what the helper read, or None when it broke (its half is then read here)."""
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    proc.stdout.close()
-    proc.wait()
+def _sort_sample(sample: Sample) -> None:
+    if sample.latency is not None:
+        sample.latency = array("d", sorted(sample.latency))
+    for name, values in (sample.scores or {}).items():
+        assert sample.scores is not None
+        sample.scores[name] = array("d", sorted(values))
+
+
+def _merge_read(into: _Read, part: _Read) -> None:
+    for version, sample in part.samples.items():
+        _merge(_sample_of(into.samples, version), sample)
+    into.seen |= part.seen
+    into.slow += part.slow
+
+
+def _answer(out: bytes, handed: list[tuple[int, int]]) -> _Read | None:
+    """Return what the helper's answer says it read, or None unless it read all it was handed."""
     head, _, rest = out.partition(b"\n")
     try:
         header = json.loads(head)
         if not header.get("ok"):
+            return None
+        if sorted(tuple(r) for r in header["ranges"]) != sorted(handed):
             return None
         view = memoryview(rest)
         at = 0

@@ -68,8 +68,10 @@ from auditml.errors import (
 from auditml.store import (
     Batch,
     EventFilter,
+    EventRow,
     HeadState,
     Removed,
+    RowStream,
     Snapshot,
     Store,
     TxReader,
@@ -454,24 +456,28 @@ class Ledger:
             for d in _as_drafts(drafts, mark is not None)
         ]
         chosen = self._pseudonymized(_with_actors(given))
-        parts = [draft_part(d, cache, mark) for d in chosen]
-        if not parts:
+        if not chosen:
             return []
-        hook = self.after_append
-        prepare = _preparer(self._origin, parts, hook.every(), hook.sign)
-        if mark is None:
-            batch = self._store.append(self._log_id, prepare)
+        if len(chosen) <= STREAM_CHUNK:
+            # One chunk: canonicalized before the lock is taken, as a single event is.
+            part_chunks: list[list[Part]] | None = [[draft_part(d, cache, mark) for d in chosen]]
         else:
+            part_chunks = None  # canonicalized chunk by chunk, while the store writes
+        hook = self.after_append
+        every, sign, origin = hook.every(), hook.sign, self._origin
+        receipts: list[Receipt] = []
 
-            def checked(head: HeadState, reader: TxReader) -> Batch:
+        def stream(head: HeadState, reader: TxReader) -> RowStream:
+            if mark is not None:
                 stamp = max(_now(), head.head_time)
-                check_import(reader, head.size, chosen, mark, self._origin, stamp)
-                return prepare(head)
+                check_import(reader, head.size, chosen, mark, origin, stamp)
+            receipts.clear()  # a retry after a stale head starts again
+            chunks = part_chunks or _part_chunks(chosen, cache, mark)
+            rows = _chain_rows(origin, head, chunks, every, sign)
+            return _with_receipts(rows, receipts)
 
-            found = self._store.append_after(self._log_id, checked)
-            assert found is not None  # checked always returns a batch
-            batch = found
-        return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
+        self._store.append_stream(self._log_id, stream, overlap=part_chunks is None)
+        return receipts
 
     def append_segment(
         self,
@@ -1178,21 +1184,60 @@ def _preparer(
     it signs the root at that size, so the checkpoint commits with the events and
     a crash can never leave an event the promised checkpoint does not cover.
     """
-    header = header_bytes(origin)
 
     def prepare(head: HeadState) -> Batch:
-        if head.origin != origin:
-            raise StoreError(f"the store's log is {head.origin!r}, not {origin!r}")
-        frontier = merkle.CompactRange.from_bytes(head.size, head.frontier)
-        stamp = max(_now(), head.head_time)
-        stamp_b = stamp.encode()
-        sha256 = hashlib.sha256
-        seq = head.size
-        prev = head.head_hash
-        rows = []
+        stream = _chain_rows(origin, head, [parts], every, sign)
+        while True:
+            try:
+                next(stream)
+            except StopIteration as done:
+                batch: Batch = done.value
+                return batch
+
+    return prepare
+
+
+#: Events canonicalized, chained and handed to the store at a time by a long append_many:
+#: the store writes one chunk while the next is prepared (see Store.append_stream).
+STREAM_CHUNK = 512
+
+
+def _part_chunks(
+    drafts: Sequence[Draft], cache: PartCache, mark: dict[str, Any] | None
+) -> Iterator[list[Part]]:
+    """Canonicalize ``drafts`` chunk by chunk, as the store asks for rows."""
+    for at in range(0, len(drafts), STREAM_CHUNK):
+        yield [draft_part(d, cache, mark) for d in drafts[at : at + STREAM_CHUNK]]
+
+
+def _chain_rows(
+    origin: str,
+    head: HeadState,
+    part_chunks: Iterable[list[Part]],
+    every: int = 0,
+    sign: AutoSign | None = None,
+) -> RowStream:
+    """Chain the parts onto ``head``: yield each chunk's event rows, return the whole batch.
+
+    The rows are the same whatever the chunks: each event's prev is the hash of
+    the one before it, all share one time, and the tree grows leaf by leaf.
+    """
+    if head.origin != origin:
+        raise StoreError(f"the store's log is {head.origin!r}, not {origin!r}")
+    header = header_bytes(origin)
+    frontier = merkle.CompactRange.from_bytes(head.size, head.frontier)
+    stamp = max(_now(), head.head_time)
+    stamp_b = stamp.encode()
+    sha256 = hashlib.sha256
+    seq = head.size
+    prev = head.head_hash
+    every = every if sign is not None else 0
+    everything: list[EventRow] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    checkpoints: list[tuple[int, bytes, str]] = []
+    for parts in part_chunks:
+        rows: list[EventRow] = []
         leaves: list[bytes] = []
-        nodes: list[tuple[int, int, bytes]] = []
-        checkpoints: list[tuple[int, bytes, str]] = []
         for part in parts:
             body = event_body(part, header, hexlify(prev), seq, stamp_b)
             digest = sha256(b"\x00" + body).digest()
@@ -1200,7 +1245,8 @@ def _preparer(
             leaves.append(digest)
             prev = digest
             seq += 1
-            if every and sign is not None and seq % every == 0:
+            if every and seq % every == 0:
+                assert sign is not None
                 nodes += frontier.extend(leaves, min_level=NODE_LEVEL)
                 leaves = []
                 root = frontier.root()
@@ -1208,12 +1254,28 @@ def _preparer(
                 if note is not None:
                     checkpoints.append((seq, root, note))
         nodes += frontier.extend(leaves, min_level=NODE_LEVEL)
-        new_head = HeadState(
-            head.log_id, origin, seq, prev, stamp, frontier.root(), frontier.to_bytes()
-        )
-        return Batch(rows, nodes, new_head, checkpoints)
+        everything += rows
+        yield rows
+    new_head = HeadState(
+        head.log_id, origin, seq, prev, stamp, frontier.root(), frontier.to_bytes()
+    )
+    return Batch(everything, nodes, new_head, checkpoints)
 
-    return prepare
+
+def _with_receipts(rows: RowStream, receipts: list[Receipt]) -> RowStream:
+    """Pass ``rows`` on, making each chunk's receipts while the store writes the chunk."""
+    while True:
+        try:
+            chunk = next(rows)
+        except StopIteration as done:
+            batch: Batch = done.value
+            return batch
+        yield chunk
+        receipts += map(_receipt, chunk)
+
+
+def _receipt(row: EventRow) -> Receipt:
+    return Receipt(row[0], row[2].hex(), row[3], row[6])
 
 
 def create_log(store: Store, origin: str, draft: Draft, sign: AutoSign, vkey: str) -> bool:

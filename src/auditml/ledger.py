@@ -26,6 +26,7 @@ from auditml._internal.tree_worker import (
     check_record_range,
     check_records,
     fold_stored_tree,
+    read_nodes,
 )
 from auditml.core import merkle
 from auditml.core.canonical import (
@@ -896,10 +897,12 @@ class Ledger:
         Reads one snapshot of the store as a stream, so memory stays flat.
         ``deep`` also re-canonicalizes and schema-checks every event. With
         ``parallel`` (the default for long logs on a machine with two cores or
-        more) a helper process checks the later part of the chain and rebuilds
-        the Merkle tree from the stored hashes, while this process checks the
-        earlier part; the link where the two parts meet is checked here. The
-        roots at the kept checkpoints' sizes come out of the same pass.
+        more, unless ``deep``) a helper process checks the later half of the
+        chain and hashes its part of the Merkle tree, while this process does the
+        same for the earlier half; the link where the two halves meet is checked
+        here, and the two parts of the tree are merged (perfect subtrees
+        compose). The roots at the kept checkpoints' sizes come out of the same
+        pass. Both ways name the same first failure.
         """
         # The roots at the kept checkpoints' sizes come out of the one pass over the log.
         checkpoint_sizes = [size for size, *_ in self._store.checkpoints(self._log_id)]
@@ -910,14 +913,14 @@ class Ledger:
             if parallel is None:
                 parallel = head.size >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
             split = _split_point(head.size) if parallel and not deep else None
-            helper = self._start_helper(head.size, split, checkpoint_sizes) if parallel else None
+            helper = (
+                None if split is None else self._start_helper(head.size, split, checkpoint_sizes)
+            )
             if helper is None:
                 split = None
             serial = helper is None
             try:
-                verifier = ChainVerifier(
-                    self._origin, deep=deep, tree=serial, roots_at=checkpoint_sizes
-                )
+                verifier = ChainVerifier(self._origin, deep=deep, roots_at=checkpoint_sizes)
                 for chunk in snap.scan(
                     self._log_id, stop=head.size if split is None else split, columns=True
                 ):
@@ -925,11 +928,10 @@ class Ledger:
                     if progress is not None:
                         progress(verifier.size, head.size)
                 state = verifier.state()
+                roots = verifier.roots
                 if serial:
                     _check_size(head, state.size)
-                    root, frontier = state.root, state.frontier.to_bytes()
                     last_hash, last_time = state.last_hash, state.last_time
-                    roots = verifier.roots
                 else:
                     assert helper is not None
                     if split is not None and state.size < split:
@@ -946,15 +948,18 @@ class Ledger:
                         last_hash, last_time = state.last_hash, state.last_time
                         _check_size(head, state.size)
                 _check_size(head, head.size + snap.count_from(self._log_id, head.size))
-                if serial:
-                    check_nodes(snap.nodes(self._log_id, NODE_LEVEL), state.nodes)
-                else:
-                    if result.stage == "tree":
-                        result.raise_failure(kind="head")
-                    assert result.root is not None and result.frontier is not None
-                    root = bytes.fromhex(result.root)
-                    frontier = bytes.fromhex(result.frontier)
-                    roots = {int(k): bytes.fromhex(v) for k, v in result.roots.items()}
+                tree, nodes = state.frontier, list(state.nodes)
+                if not serial:
+                    # The two halves' trees compose: the helper's perfect subtrees join
+                    # this half's compact range, completing the nodes across the split.
+                    for size, part in result.parts.items():
+                        at = tree.copy()
+                        at.merge_range(read_nodes(part))
+                        roots[int(size)] = at.root()
+                    nodes += [(int(lv), int(i), bytes.fromhex(h)) for lv, i, h in result.nodes]
+                    nodes += tree.merge_range(read_nodes(result.tail), min_level=NODE_LEVEL)
+                check_nodes(snap.nodes(self._log_id, NODE_LEVEL), nodes)
+                root, frontier = tree.root(), tree.to_bytes()
                 if progress is not None:
                     progress(head.size, head.size)
             finally:
@@ -1099,12 +1104,12 @@ def _leaf_runs(nodes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _split_point(size: int) -> int:
-    """Return where the helper's part of the chain starts: it also folds the whole tree.
+    """Return where the helper's half of the chain starts.
 
-    Balanced by CPU seconds (bench_append.py, 1,000,000 events): at 0.64 of the
-    log this process took 4.1-4.4 s and the helper 3.3-3.6 s; here, 3.6 s and 3.7 s.
+    Both processes do the same work per event; the helper starts later (a new
+    interpreter), so this process takes a little more than half.
     """
-    return min(size, int(size * 0.56) + 70_000)
+    return min(size, size // 2 + 15_000)
 
 
 def _missing(head: HeadState, size: int, found: int | None) -> None:

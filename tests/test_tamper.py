@@ -459,3 +459,23 @@ def test_parallel_verify_names_serials_failure_at_the_split(
             log.verify(parallel=parallel)
         failures.append((info.value.kind, info.value.seq, str(info.value)))
     assert failures[0] == failures[1]
+
+
+def test_verify_leaves_the_garbage_collector_as_it_found_it(url: str) -> None:
+    """Verify pauses the collector for its scan only: on, off, and after a failure, as before."""
+    import gc
+
+    assert gc.isenabled()
+    with AuditLog.open(url) as log:
+        log.verify(parallel=False)
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            log.verify(parallel=False)
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    _changed_body(5)(url)
+    with AuditLog.open(url) as log, pytest.raises(VerificationError):
+        log.verify(parallel=False)
+    assert gc.isenabled()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from itertools import chain as chained
@@ -26,6 +27,7 @@ from auditml._internal.tree_worker import (
     check_record_range,
     check_records,
     fold_stored_tree,
+    gc_paused,
     read_nodes,
 )
 from auditml.core import merkle
@@ -921,12 +923,14 @@ class Ledger:
             serial = helper is None
             try:
                 verifier = ChainVerifier(self._origin, deep=deep, roots_at=checkpoint_sizes)
-                for chunk in snap.scan(
-                    self._log_id, stop=head.size if split is None else split, columns=True
-                ):
-                    verifier.feed(chunk)
-                    if progress is not None:
-                        progress(verifier.size, head.size)
+                # A deep verify builds models of every event: its garbage is left to the collector.
+                with nullcontext() if deep else gc_paused():
+                    for chunk in snap.scan(
+                        self._log_id, stop=head.size if split is None else split, columns=True
+                    ):
+                        verifier.feed(chunk)
+                        if progress is not None:
+                            progress(verifier.size, head.size)
                 state = verifier.state()
                 roots = verifier.roots
                 if serial:
@@ -1109,7 +1113,7 @@ def _split_point(size: int) -> int:
     Both processes do the same work per event; the helper starts later (a new
     interpreter), so this process takes a little more than half.
     """
-    return min(size, size // 2 + 15_000)
+    return min(size, size // 2 + 5_000)
 
 
 def _missing(head: HeadState, size: int, found: int | None) -> None:

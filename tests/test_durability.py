@@ -235,3 +235,87 @@ def _has_prev_index(url: str) -> bool:
             "AND conrelid = to_regclass('auditml_event')",  # this test's schema only
         )
     )
+
+
+def _append_batches(url: str, worker: int, batches: int) -> int:
+    """Append ``batches`` batches of 1,300 events (three chunks each); return events landed."""
+    size = 1300
+    with AuditLog.open(url) as log:
+        for b in range(batches):
+            log.append_many(
+                [
+                    Draft.build(
+                        "model.evaluate",
+                        actor=f"worker-{worker}@bank.example",
+                        subject={"model": f"model-{worker}", "version": "1"},
+                        data={"metrics": {"i": b * size + k}},
+                    )
+                    for k in range(size)
+                ],
+                imported=True,
+            )
+    return batches * size
+
+
+def test_processes_appending_long_batches_at_once_make_one_unbroken_chain(db_url: str) -> None:
+    """4 processes appending batches written chunk by chunk give one gapless chain, none lost."""
+    AuditLog.init(db_url, origin=ORIGIN, actor="admin@bank.example")[0].close()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        done = pool.starmap(_append_batches, [(db_url, w, 3) for w in range(4)])
+    with AuditLog.open(db_url) as log:
+        assert log.verify().size == 1 + sum(done)
+        per_worker: dict[str, list[int]] = {}
+        for rec in log.events(action="model.evaluate"):
+            per_worker.setdefault(rec.event.actor.id, []).append(
+                int(rec.event.data["metrics"]["i"])
+            )
+    assert all(seen == list(range(3 * 1300)) for seen in per_worker.values())
+
+
+def test_a_long_batch_on_a_stale_head_is_refused_and_writes_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of many chunks built on a stale head is refused before any chunk is written."""
+    log, stale = _stale_setup(db_url)
+    with log:
+        store = log._ledger.store
+        before = store.head(ORIGIN)
+        monkeypatch.setattr(store, "_locked_head", lambda cur, log_id: stale)
+        with pytest.raises(StaleHeadError, match="stale head"):
+            log.append_many([_evaluate_draft(str(v)) for v in range(2000)], imported=True)
+        monkeypatch.undo()
+        assert store.head(ORIGIN) == before
+        assert log.verify().size == 3
+        receipts = log.append_many([_evaluate_draft(str(v)) for v in range(2000)], imported=True)
+        assert [r.seq for r in receipts] == list(range(3, 2003))
+        assert [r.hash for r in receipts] == [rec.hash for rec in log.events(start=3)]
+        assert log.verify().size == 2003
+
+
+@pytest.mark.parametrize("failing_chunk", [0, 1, 3])
+def test_a_long_batch_that_fails_in_any_chunk_writes_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, failing_chunk: int
+) -> None:
+    """A write failing on the first, second or last chunk of a batch leaves the log as it was."""
+    log, _ = _stale_setup(db_url)
+    with log:
+        store = log._ledger.store
+        before = store.head(ORIGIN)
+        real = store._insert_events
+        written: list[int] = []
+
+        def flaky(cur: object, log_id: int, rows: list[tuple[object, ...]]) -> None:
+            written.append(len(rows))
+            if len(written) - 1 == failing_chunk:
+                raise RuntimeError("disk on fire")
+            real(cur, log_id, rows)
+
+        monkeypatch.setattr(store, "_insert_events", flaky)
+        with pytest.raises(AppendError, match="wrote nothing"):
+            log.append_many([_evaluate_draft(str(v)) for v in range(2000)], imported=True)
+        monkeypatch.undo()
+        assert len(written) == failing_chunk + 1
+        assert store.head(ORIGIN) == before
+        assert raw_query(db_url, "SELECT COUNT(*) FROM auditml_event")[0][0] == 3
+        assert log.verify().size == 3

@@ -17,6 +17,7 @@ from auditml.core.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     CompactRange,
+    SubRange,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -757,3 +758,58 @@ def test_prefetch_lists_name_every_node_a_proof_reads(size: int) -> None:
         merkle.root_at(size1, get)
         merkle.root_at(size, get)
         assert seen <= set(merkle.consistency_nodes(size1, size))
+
+
+def _node_order(node: tuple[int, int, bytes]) -> tuple[int, int]:
+    return ((node[1] + 1) << node[0], node[0])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_two_halves_merge_into_the_tree_of_the_whole(seed: int) -> None:
+    """A compact range of [0, s) merged with a sub-range of [s, n) is the tree of n leaves.
+
+    Same root and frontier, the same perfect nodes (those across s made by the
+    merge), and the same root at every size recorded on the way, fed in any chunks.
+    """
+    import random
+
+    rng = random.Random(seed)
+    n = rng.randint(1, 2500)
+    s = rng.choice([0, 1, n, rng.randint(0, n), 256, 512]) if n >= 512 else rng.randint(0, n)
+    leaves = [hashlib.sha256(str(i).encode()).digest() for i in range(n)]
+    wanted = sorted({rng.randint(1, n) for _ in range(6)} | {s} - {0})
+    min_level = rng.choice([1, 3, 8])
+    whole, roots = CompactRange(), {}
+    expected = whole.extend_recording(leaves, list(wanted), roots, min_level=min_level)
+
+    left, left_roots, nodes = CompactRange(), {}, []
+    want_left = [w for w in wanted if w <= s]
+    at = 0
+    while at < s:
+        stop = min(at + rng.randint(1, 300), s)
+        nodes += left.extend_recording(leaves[at:stop], want_left, left_roots, min_level=min_level)
+        at = stop
+    right, parts = SubRange(s), {}
+    want_right = list(wanted)
+    while at < n:
+        stop = min(at + rng.randint(1, 300), n)
+        nodes += right.extend_recording(leaves[at:stop], want_right, parts, min_level=min_level)
+        at = stop
+    assert (right.begin, right.end) == (s, n)
+    merged = left.copy()
+    nodes += merged.merge_range(right.nodes, min_level=min_level)
+    assert merged == whole
+    assert sorted(nodes, key=_node_order) == sorted(expected, key=_node_order)
+    for size, part in parts.items():
+        at_size = left.copy()
+        at_size.merge_range(part)
+        left_roots[size] = at_size.root()
+    assert left_roots == roots
+
+
+def test_a_sub_range_node_that_is_not_aligned_is_refused() -> None:
+    """Merging a node that cannot start where the range ends raises ProofError."""
+    left = CompactRange()
+    left.extend([hashlib.sha256(b"x").digest()])
+    with pytest.raises(ProofError, match="not aligned"):
+        left.merge_range([(1, hashlib.sha256(b"y").digest())])

@@ -379,3 +379,103 @@ def test_parallel_verify_names_the_same_failure_as_serial(
             log.verify(parallel=parallel)
         failures.append((info.value.kind, info.value.seq, str(info.value)))
     assert failures[0] == failures[1]
+
+
+#: Where the helper's half may start: at the first events, around a stored tree node (256
+#: leaves) and at the last event, so the two halves' trees meet at every kind of boundary.
+SPLITS = [1, 2, 128, 149, 255, 256, 257, 299]
+
+
+def _checkpointed(url: str) -> None:
+    """Keep checkpoints on both sides of every split, so roots come from both halves."""
+    with AuditLog.open(url) as log:
+        for size in (2, 100, 128, 150, 200, 255, 256, 257, 258, 299, SIZE):
+            log.checkpoint(size)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_parallel_verify_agrees_with_serial_at_any_split(
+    url: str, split: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Split anywhere, the merged tree gives serial's root and every checkpoint's root."""
+    _checkpointed(url)
+    monkeypatch.setattr("auditml.ledger._split_point", lambda size: split)
+    with AuditLog.open(url) as log:
+        serial, parallel = log.verify(parallel=False), log.verify(parallel=True)
+        assert parallel.root == serial.root == log.root()
+        assert parallel.size == serial.size == SIZE
+        chains = [log._ledger.verify_chain(parallel=p) for p in (False, True)]
+        assert chains[0].roots == chains[1].roots
+        assert set(chains[0].roots) >= {1, 2, 100, 128, 150, 200, 255, 256, 257, 258, 299, SIZE}
+
+
+def _split_attacks(split: int) -> dict[str, Callable[[str], None]]:
+    """Attacks on the last event before the split and the first after it, and across it."""
+    last, first = split - 1, split
+    node = ("UPDATE auditml_node SET hash = %s WHERE level = %s AND idx = 0", (b"\2" * 32, 8))
+    return {
+        "body-last": _changed_body(last),
+        "body-first": _changed_body(first),
+        "rehash-last": _rehashed_body(last),
+        "rehash-first": _rehashed_body(first),
+        "delete-last": _deleted(last),
+        "delete-first": _deleted(first),
+        "delete-both": _deleted(last, first),
+        "time-last": _rewritten_time(last),
+        "time-first": _rewritten_time(first),
+        "time-after-first": _rewritten_time(min(first + 1, SIZE - 1)),
+        "version-column-last": lambda url: raw_sql(
+            url, [("UPDATE auditml_event SET version = '9' WHERE seq = %s", (last,))]
+        ),
+        "prev-column-first": lambda url: raw_sql(
+            url, [("UPDATE auditml_event SET prev = %s WHERE seq = %s", (b"\3" * 32, first))]
+        ),
+        "node-across": lambda url: raw_sql(url, [node]),
+        "checkpoint-before": lambda url: raw_sql(
+            url,
+            [("UPDATE auditml_checkpoint SET root = %s WHERE size = %s", (b"\4" * 32, split))],
+        ),
+        "checkpoint-after": lambda url: raw_sql(
+            url,
+            [("UPDATE auditml_checkpoint SET root = %s WHERE size = %s", (b"\4" * 32, 299))],
+        ),
+    }
+
+
+@pytest.mark.parametrize("split", [2, 149, 256, 257, 299])
+@pytest.mark.parametrize("attack", sorted(_split_attacks(150)))
+def test_parallel_verify_names_serials_failure_at_the_split(
+    url: str, split: int, attack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tamper just before, at or across the split is named as serial verify names it."""
+    with AuditLog.open(url) as log:
+        for size in (split, 299):
+            log.checkpoint(size)
+    monkeypatch.setattr("auditml.ledger._split_point", lambda size: split)
+    _split_attacks(split)[attack](url)
+    failures = []
+    for parallel in (False, True):
+        with AuditLog.open(url) as log, pytest.raises(VerificationError) as info:
+            log.verify(parallel=parallel)
+        failures.append((info.value.kind, info.value.seq, str(info.value)))
+    assert failures[0] == failures[1]
+
+
+def test_verify_leaves_the_garbage_collector_as_it_found_it(url: str) -> None:
+    """Verify pauses the collector for its scan only: on, off, and after a failure, as before."""
+    import gc
+
+    assert gc.isenabled()
+    with AuditLog.open(url) as log:
+        log.verify(parallel=False)
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            log.verify(parallel=False)
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    _changed_body(5)(url)
+    with AuditLog.open(url) as log, pytest.raises(VerificationError):
+        log.verify(parallel=False)
+    assert gc.isenabled()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from itertools import chain as chained
@@ -27,6 +28,8 @@ from auditml._internal.tree_worker import (
     check_record_range,
     check_records,
     fold_stored_tree,
+    gc_paused,
+    read_nodes,
 )
 from auditml.core import merkle
 from auditml.core.canonical import (
@@ -75,8 +78,10 @@ from auditml.errors import (
 from auditml.store import (
     Batch,
     EventFilter,
+    EventRow,
     HeadState,
     Removed,
+    RowStream,
     Snapshot,
     Store,
     TxReader,
@@ -544,24 +549,28 @@ class Ledger:
             for d in _as_drafts(drafts, mark is not None)
         ]
         chosen = self._pseudonymized(_with_actors(given))
-        parts = [draft_part(d, cache, mark) for d in chosen]
-        if not parts:
+        if not chosen:
             return []
-        hook = self.after_append
-        prepare = _preparer(self._origin, parts, hook.every(), hook.sign)
-        if mark is None:
-            batch = self._store.append(self._log_id, prepare)
+        if len(chosen) <= STREAM_CHUNK:
+            # One chunk: canonicalized before the lock is taken, as a single event is.
+            part_chunks: list[list[Part]] | None = [[draft_part(d, cache, mark) for d in chosen]]
         else:
+            part_chunks = None  # canonicalized chunk by chunk, while the store writes
+        hook = self.after_append
+        every, sign, origin = hook.every(), hook.sign, self._origin
+        receipts: list[Receipt] = []
 
-            def checked(head: HeadState, reader: TxReader) -> Batch:
+        def stream(head: HeadState, reader: TxReader) -> RowStream:
+            if mark is not None:
                 stamp = max(_now(), head.head_time)
-                check_import(reader, head.size, chosen, mark, self._origin, stamp)
-                return prepare(head)
+                check_import(reader, head.size, chosen, mark, origin, stamp)
+            receipts.clear()  # a retry after a stale head starts again
+            chunks = part_chunks or _part_chunks(chosen, cache, mark)
+            rows = _chain_rows(origin, head, chunks, every, sign)
+            return _with_receipts(rows, receipts)
 
-            found = self._store.append_after(self._log_id, checked)
-            assert found is not None  # checked always returns a batch
-            batch = found
-        return [Receipt(row[0], row[2].hex(), row[3], row[6]) for row in batch.rows]
+        self._store.append_stream(self._log_id, stream, overlap=part_chunks is None)
+        return receipts
 
     def append_segment(
         self,
@@ -974,10 +983,12 @@ class Ledger:
         Reads one snapshot of the store as a stream, so memory stays flat.
         ``deep`` also re-canonicalizes and schema-checks every event. With
         ``parallel`` (the default for long logs on a machine with two cores or
-        more) a helper process checks the later part of the chain and rebuilds
-        the Merkle tree from the stored hashes, while this process checks the
-        earlier part; the link where the two parts meet is checked here. The
-        roots at the kept checkpoints' sizes come out of the same pass.
+        more, unless ``deep``) a helper process checks the later half of the
+        chain and hashes its part of the Merkle tree, while this process does the
+        same for the earlier half; the link where the two halves meet is checked
+        here, and the two parts of the tree are merged (perfect subtrees
+        compose). The roots at the kept checkpoints' sizes come out of the same
+        pass. Both ways name the same first failure.
         """
         # The roots at the kept checkpoints' sizes come out of the one pass over the log.
         checkpoint_sizes = [size for size, *_ in self._store.checkpoints(self._log_id)]
@@ -988,26 +999,27 @@ class Ledger:
             if parallel is None:
                 parallel = head.size >= PARALLEL_MIN and (os.cpu_count() or 1) > 1
             split = _split_point(head.size) if parallel and not deep else None
-            helper = self._start_helper(head.size, split, checkpoint_sizes) if parallel else None
+            helper = (
+                None if split is None else self._start_helper(head.size, split, checkpoint_sizes)
+            )
             if helper is None:
                 split = None
             serial = helper is None
             try:
-                verifier = ChainVerifier(
-                    self._origin, deep=deep, tree=serial, roots_at=checkpoint_sizes
-                )
-                for chunk in snap.scan(
-                    self._log_id, stop=head.size if split is None else split, columns=True
-                ):
-                    verifier.feed(chunk)
-                    if progress is not None:
-                        progress(verifier.size, head.size)
+                verifier = ChainVerifier(self._origin, deep=deep, roots_at=checkpoint_sizes)
+                # A deep verify builds models of every event: its garbage is left to the collector.
+                with nullcontext() if deep else gc_paused():
+                    for chunk in snap.scan(
+                        self._log_id, stop=head.size if split is None else split, columns=True
+                    ):
+                        verifier.feed(chunk)
+                        if progress is not None:
+                            progress(verifier.size, head.size)
                 state = verifier.state()
+                roots = verifier.roots
                 if serial:
                     _check_size(head, state.size)
-                    root, frontier = state.root, state.frontier.to_bytes()
                     last_hash, last_time = state.last_hash, state.last_time
-                    roots = verifier.roots
                 else:
                     assert helper is not None
                     if split is not None and state.size < split:
@@ -1024,15 +1036,18 @@ class Ledger:
                         last_hash, last_time = state.last_hash, state.last_time
                         _check_size(head, state.size)
                 _check_size(head, head.size + snap.count_from(self._log_id, head.size))
-                if serial:
-                    check_nodes(snap.nodes(self._log_id, NODE_LEVEL), state.nodes)
-                else:
-                    if result.stage == "tree":
-                        result.raise_failure(kind="head")
-                    assert result.root is not None and result.frontier is not None
-                    root = bytes.fromhex(result.root)
-                    frontier = bytes.fromhex(result.frontier)
-                    roots = {int(k): bytes.fromhex(v) for k, v in result.roots.items()}
+                tree, nodes = state.frontier, list(state.nodes)
+                if not serial:
+                    # The two halves' trees compose: the helper's perfect subtrees join
+                    # this half's compact range, completing the nodes across the split.
+                    for size, part in result.parts.items():
+                        at = tree.copy()
+                        at.merge_range(read_nodes(part))
+                        roots[int(size)] = at.root()
+                    nodes += [(int(lv), int(i), bytes.fromhex(h)) for lv, i, h in result.nodes]
+                    nodes += tree.merge_range(read_nodes(result.tail), min_level=NODE_LEVEL)
+                check_nodes(snap.nodes(self._log_id, NODE_LEVEL), nodes)
+                root, frontier = tree.root(), tree.to_bytes()
                 if progress is not None:
                     progress(head.size, head.size)
             finally:
@@ -1204,12 +1219,12 @@ def _leaf_runs(nodes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _split_point(size: int) -> int:
-    """Return where the helper's part of the chain starts: it also folds the whole tree.
+    """Return where the helper's half of the chain starts.
 
-    Balanced by CPU seconds (bench_append.py, 1,000,000 events): at 0.64 of the
-    log this process took 4.1-4.4 s and the helper 3.3-3.6 s; here, 3.6 s and 3.7 s.
+    Both processes do the same work per event; the helper starts later (a new
+    interpreter), so this process takes a little more than half.
     """
-    return min(size, int(size * 0.56) + 70_000)
+    return min(size, size // 2 + 5_000)
 
 
 def _missing(head: HeadState, size: int, found: int | None) -> None:
@@ -1289,21 +1304,60 @@ def _preparer(
     it signs the root at that size, so the checkpoint commits with the events and
     a crash can never leave an event the promised checkpoint does not cover.
     """
-    header = header_bytes(origin)
 
     def prepare(head: HeadState) -> Batch:
-        if head.origin != origin:
-            raise StoreError(f"the store's log is {head.origin!r}, not {origin!r}")
-        frontier = merkle.CompactRange.from_bytes(head.size, head.frontier)
-        stamp = max(_now(), head.head_time)
-        stamp_b = stamp.encode()
-        sha256 = hashlib.sha256
-        seq = head.size
-        prev = head.head_hash
-        rows = []
+        stream = _chain_rows(origin, head, [parts], every, sign)
+        while True:
+            try:
+                next(stream)
+            except StopIteration as done:
+                batch: Batch = done.value
+                return batch
+
+    return prepare
+
+
+#: Events canonicalized, chained and handed to the store at a time by a long append_many:
+#: the store writes one chunk while the next is prepared (see Store.append_stream).
+STREAM_CHUNK = 512
+
+
+def _part_chunks(
+    drafts: Sequence[Draft], cache: PartCache, mark: dict[str, Any] | None
+) -> Iterator[list[Part]]:
+    """Canonicalize ``drafts`` chunk by chunk, as the store asks for rows."""
+    for at in range(0, len(drafts), STREAM_CHUNK):
+        yield [draft_part(d, cache, mark) for d in drafts[at : at + STREAM_CHUNK]]
+
+
+def _chain_rows(
+    origin: str,
+    head: HeadState,
+    part_chunks: Iterable[list[Part]],
+    every: int = 0,
+    sign: AutoSign | None = None,
+) -> RowStream:
+    """Chain the parts onto ``head``: yield each chunk's event rows, return the whole batch.
+
+    The rows are the same whatever the chunks: each event's prev is the hash of
+    the one before it, all share one time, and the tree grows leaf by leaf.
+    """
+    if head.origin != origin:
+        raise StoreError(f"the store's log is {head.origin!r}, not {origin!r}")
+    header = header_bytes(origin)
+    frontier = merkle.CompactRange.from_bytes(head.size, head.frontier)
+    stamp = max(_now(), head.head_time)
+    stamp_b = stamp.encode()
+    sha256 = hashlib.sha256
+    seq = head.size
+    prev = head.head_hash
+    every = every if sign is not None else 0
+    everything: list[EventRow] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    checkpoints: list[tuple[int, bytes, str]] = []
+    for parts in part_chunks:
+        rows: list[EventRow] = []
         leaves: list[bytes] = []
-        nodes: list[tuple[int, int, bytes]] = []
-        checkpoints: list[tuple[int, bytes, str]] = []
         for part in parts:
             body = event_body(part, header, hexlify(prev), seq, stamp_b)
             digest = sha256(b"\x00" + body).digest()
@@ -1311,7 +1365,8 @@ def _preparer(
             leaves.append(digest)
             prev = digest
             seq += 1
-            if every and sign is not None and seq % every == 0:
+            if every and seq % every == 0:
+                assert sign is not None
                 nodes += frontier.extend(leaves, min_level=NODE_LEVEL)
                 leaves = []
                 root = frontier.root()
@@ -1319,12 +1374,28 @@ def _preparer(
                 if note is not None:
                     checkpoints.append((seq, root, note))
         nodes += frontier.extend(leaves, min_level=NODE_LEVEL)
-        new_head = HeadState(
-            head.log_id, origin, seq, prev, stamp, frontier.root(), frontier.to_bytes()
-        )
-        return Batch(rows, nodes, new_head, checkpoints)
+        everything += rows
+        yield rows
+    new_head = HeadState(
+        head.log_id, origin, seq, prev, stamp, frontier.root(), frontier.to_bytes()
+    )
+    return Batch(everything, nodes, new_head, checkpoints)
 
-    return prepare
+
+def _with_receipts(rows: RowStream, receipts: list[Receipt]) -> RowStream:
+    """Pass ``rows`` on, making each chunk's receipts while the store writes the chunk."""
+    while True:
+        try:
+            chunk = next(rows)
+        except StopIteration as done:
+            batch: Batch = done.value
+            return batch
+        yield chunk
+        receipts += map(_receipt, chunk)
+
+
+def _receipt(row: EventRow) -> Receipt:
+    return Receipt(row[0], row[2].hex(), row[3], row[6])
 
 
 def create_log(store: Store, origin: str, draft: Draft, sign: AutoSign, vkey: str) -> bool:

@@ -1,30 +1,33 @@
-"""Fold a log's stored leaf hashes into its Merkle tree, for a verify that uses two cores.
+"""Check the second half of a log's chain and hash its part of the tree, for a verify on two cores.
 
-A parallel verify splits the work two ways. By range: the calling process
-checks the chain of the first events, this process the rest, and the caller
-checks the link where the two ranges meet. By kind: this process also rebuilds
-the tree from the stored hash column alone, which the chain checks prove
-equal to the hashes of the bytes. It runs as ``python -m
-auditml._internal.tree_worker`` (not multiprocessing), so a user's unguarded script is
-never re-imported; the request arrives on stdin, so no password shows in ``ps``.
+A parallel verify splits the log in two at an event: the calling process
+checks the chain of the events before it and hashes their part of the Merkle
+tree, this process does the same for the events from there on, and the
+caller checks the link where the two halves meet and merges the two parts of
+the tree (perfect subtrees compose: :meth:`CompactRange.merge_range`). It
+runs as ``python -m auditml._internal.tree_worker`` (not multiprocessing), so
+a user's unguarded script is never re-imported; the request arrives on stdin,
+so no password shows in ``ps``.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from auditml.core.canonical import loads_strict
-from auditml.core.chain import NODE_LEVEL, ChainVerifier, check_nodes
-from auditml.core.merkle import CompactRange
+from auditml.core.chain import ChainVerifier
+from auditml.core.merkle import SubRange
 from auditml.core.records import SegmentVerifier
 from auditml.errors import AuditmlError, VerificationError
 from auditml.store import Snapshot, Store
 
-__all__ = ["TreeAnswer", "TreeRequest", "fold_stored_tree"]
+__all__ = ["TreeAnswer", "TreeRequest", "fold_stored_tree", "gc_paused", "read_nodes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +69,14 @@ class TreeRequest:
 class TreeAnswer:
     """What the helper found, printed as one JSON line on stdout.
 
-    ``stage`` names where a failure was found (``chain`` or ``tree``) with its
-    ``kind``, ``seq`` and ``message``; the chain fields say where the helper's
-    range begins and ends; ``root``, ``frontier`` and ``roots`` (hex) are the tree's.
-    ``error`` says the helper itself broke, so the caller does its part instead.
+    ``stage`` names where a failure was found (``chain`` or ``records``) with
+    its ``kind``, ``seq`` and ``message``; the chain fields say where the
+    helper's range begins and ends. Its part of the tree (hashes in hex):
+    ``nodes``, the stored-node candidates wholly inside the range, as
+    ``[level, index, hash]``; ``tail``, the perfect subtrees tiling the range,
+    as ``[level, hash]``; ``parts``, the same up to each kept checkpoint's size
+    in the range. ``error`` says the helper itself broke, so the caller does
+    its part instead.
     """
 
     ok: bool = True
@@ -82,10 +89,9 @@ class TreeAnswer:
     first_time: str | None = None
     last_hash: str | None = None
     last_time: str | None = None
-    size: int | None = None
-    root: str | None = None
-    frontier: str | None = None
-    roots: dict[str, str] = field(default_factory=dict)
+    nodes: list[tuple[int, int, str]] = field(default_factory=list)
+    tail: list[tuple[int, str]] = field(default_factory=list)
+    parts: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     error: str | None = None
     #: How many runtime records were checked (a ``records`` request).
     records: int = 0
@@ -119,66 +125,57 @@ class TreeAnswer:
             return cls(ok=False, error="no answer")
 
 
-def fold_stored_tree(request: TreeRequest) -> TreeAnswer:
-    """Rebuild the tree of the first ``size`` events; check the chain from ``chain_from`` on.
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a scan over a log, and restore it after.
 
-    The tree takes the stored hashes of the events before ``chain_from`` (the
-    caller proves those equal to the hashes of their bytes) and the recomputed
-    hashes of the rest. The first event from ``chain_from`` is trusted to link
-    to the one before it; the caller checks that link. Then the stored tree
-    nodes are checked against the tree. The root at each size of ``roots_at``
-    (the kept checkpoints) is recorded on the way, as ``roots``.
+    A scan makes and drops millions of rows, lists and tuples, none in a cycle:
+    the collector's passes over them cost about a tenth of a verify and free
+    nothing (reference counting frees them). Cycles made meanwhile wait.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def fold_stored_tree(request: TreeRequest) -> TreeAnswer:
+    """Check the chain of events ``chain_from`` to ``size - 1`` and hash their part of the tree.
+
+    The first event is trusted to link to the one before it (the caller checks
+    that link, and builds the tree of the events before ``chain_from``). The
+    nodes up to each size of ``roots_at`` (the kept checkpoints) in the range
+    are recorded on the way, as ``parts``.
     """
     answer = TreeAnswer()
-    log_id, size, chain_from = request.log_id, request.size, request.chain_from
-    stored_until = size if chain_from is None else chain_from
     store = Store.connect(request.url)
     try:
         with store.snapshot() as snap:
-            frontier = CompactRange()
-            nodes: list[tuple[int, int, bytes]] = []
-            wanted = sorted(set(request.roots_at))
-            roots: dict[int, bytes] = {}
-            for chunk in snap.scan_hashes(log_id, stored_until):
-                nodes += frontier.extend_recording(chunk, wanted, roots, min_level=NODE_LEVEL)
-            if chain_from is not None:
-                try:
-                    frontier, more = _check_chain(snap, answer, request, frontier, wanted, roots)
-                except VerificationError as exc:
-                    return TreeAnswer().fail(exc, "chain")
-                nodes += more
-            answer.roots = {str(k): v.hex() for k, v in roots.items()}
             try:
-                check_nodes(snap.nodes(log_id, NODE_LEVEL), nodes)
+                with gc_paused():
+                    _check_chain(snap, answer, request)
             except VerificationError as exc:
-                return answer.fail(exc, "tree")
+                return TreeAnswer().fail(exc, "chain")
     finally:
         store.close()
-    answer.size = frontier.size
-    answer.root = frontier.root().hex()
-    answer.frontier = frontier.to_bytes().hex()
     return answer
 
 
-def _check_chain(
-    snap: Any,
-    answer: TreeAnswer,
-    request: TreeRequest,
-    frontier: CompactRange,
-    wanted: list[int],
-    roots: dict[int, bytes],
-) -> tuple[CompactRange, tuple[tuple[int, int, bytes], ...]]:
-    """Verify events ``chain_from`` to ``size - 1``, growing ``frontier`` over them.
+def _check_chain(snap: Any, answer: TreeAnswer, request: TreeRequest) -> None:
+    """Verify events ``chain_from`` to ``size - 1``, recording in ``answer`` what the caller needs.
 
-    Records in ``answer`` where the range begins and ends; returns the grown
-    frontier and the tree nodes it completed.
+    Records where the range begins and ends, and its part of the tree.
     """
     start = request.chain_from
-    assert start is not None
+    if start is None:
+        raise ValueError("a chain request names the event its half starts at")
     chunks = snap.scan(request.log_id, start=start, stop=request.size, columns=True)
     first: list[Any] = next(chunks, [])
-    if not first or frontier.size != start:
-        return frontier, ()
+    if not first:
+        return
     try:
         event = loads_strict(first[0][2])
         prev, stamp = bytes.fromhex(event["prev"]), str(event["time"])
@@ -191,18 +188,29 @@ def _check_chain(
         start=start,
         prev_hash=prev,
         last_time=stamp,
-        frontier=frontier,
-        roots_at=wanted,
+        subrange=SubRange(start),
+        roots_at=[size for size in request.roots_at if size > start],
     )
     verifier.feed(first)
+    del first
     for chunk in chunks:
         verifier.feed(chunk)
     state = verifier.state()
-    roots.update(verifier.roots)
     answer.chain_size = state.size - start
     answer.first_prev, answer.first_time = prev.hex(), stamp
     answer.last_hash, answer.last_time = state.last_hash.hex(), state.last_time
-    return state.frontier, state.nodes
+    answer.nodes = [(level, index, node.hex()) for level, index, node in state.nodes]
+    answer.tail = _hex_nodes(verifier.subrange_nodes())
+    answer.parts = {str(size): _hex_nodes(nodes) for size, nodes in verifier.parts.items()}
+
+
+def _hex_nodes(nodes: Iterable[tuple[int, bytes]]) -> list[tuple[int, str]]:
+    return [(level, node.hex()) for level, node in nodes]
+
+
+def read_nodes(nodes: Iterable[Sequence[Any]]) -> list[tuple[int, bytes]]:
+    """Read ``[level, hash]`` pairs of an answer back as ``(level, hash bytes)``."""
+    return [(int(level), bytes.fromhex(node)) for level, node in nodes]
 
 
 def check_records(

@@ -30,7 +30,7 @@ from typing import Any
 
 from auditml.core.canonical import loads_strict, plain_canonical_bytes
 from auditml.core.envelope import FIRST, MID, TAIL_END, TAIL_KEY, action_prefix, header_bytes
-from auditml.core.merkle import CompactRange
+from auditml.core.merkle import CompactRange, SubRange
 from auditml.errors import AuditmlError, VerificationError
 
 __all__ = [
@@ -154,19 +154,26 @@ class ChainVerifier:
         last_time: str = "",
         frontier: CompactRange | None = None,
         roots_at: Iterable[int] = (),
+        subrange: SubRange | None = None,
     ) -> None:
         """Start at event 0, or at ``start`` trusting ``prev_hash`` and ``last_time``.
 
         A verifier that starts later builds the tree only when given the
-        ``frontier`` of the events before ``start``. ``roots_at`` names sizes
-        (kept checkpoints) whose root the tree records on its way, in :attr:`roots`.
+        ``frontier`` of the events before ``start``, or a ``subrange`` that
+        begins at ``start``: then it hashes only this part of the tree, and
+        records in :attr:`parts` (not :attr:`roots`) the nodes up to each size of
+        ``roots_at`` (kept checkpoints), whose roots the tree records on its way.
         """
         if frontier is not None and frontier.size != start:
             raise ValueError(f"a frontier of size {frontier.size} cannot start at event {start}")
+        if subrange is not None and (frontier is not None or subrange.end != start):
+            raise ValueError(f"a sub-range ending at {subrange.end} cannot start at event {start}")
         self.origin = origin
         self.deep = deep
         self.keep_nodes = keep_nodes
-        self.tree = tree and (start == 0 or frontier is not None)
+        self.tree = tree and (start == 0 or frontier is not None or subrange is not None)
+        self._sub = subrange
+        self.parts: dict[int, list[tuple[int, bytes]]] = {}
         self._header = header_bytes(origin)
         self._size = start
         self._prev_hex = ZERO_HEX if prev_hash is None else hexlify(prev_hash)
@@ -274,9 +281,14 @@ class ChainVerifier:
     def _grow(self, digests: list[bytes]) -> None:
         """Add verified leaf hashes to the tree, unless another process builds it."""
         if self.tree:
-            nodes = self._range.extend_recording(
-                digests, self._wanted, self.roots, min_level=NODE_LEVEL
-            )
+            if self._sub is not None:
+                nodes = self._sub.extend_recording(
+                    digests, self._wanted, self.parts, min_level=NODE_LEVEL
+                )
+            else:
+                nodes = self._range.extend_recording(
+                    digests, self._wanted, self.roots, min_level=NODE_LEVEL
+                )
             if self.keep_nodes:
                 self._nodes.extend(nodes)
 
@@ -335,6 +347,10 @@ class ChainVerifier:
             self._prev_hex = prev_hex
             self._last_time = last_time
             self._grow(leaves)
+
+    def subrange_nodes(self) -> list[tuple[int, bytes]]:
+        """Return the perfect subtrees tiling the events verified (with a ``subrange``)."""
+        return [] if self._sub is None else self._sub.nodes
 
     def state(self) -> ChainState:
         """Return where the verified prefix ends."""
@@ -496,9 +512,13 @@ def _column_lie(name: str, held: object, says: object, seq: int) -> Verification
 def check_nodes(
     stored: dict[tuple[int, int], bytes], computed: Iterable[tuple[int, int, bytes]]
 ) -> None:
-    """Raise unless the stored Merkle nodes are exactly those the events recompute to."""
+    """Raise unless the stored Merkle nodes are exactly those the events recompute to.
+
+    The nodes are checked in one order however they were computed (in one pass
+    or two halves): the one whose last leaf comes first, a lower one first.
+    """
     seen = 0
-    for level, index, digest in computed:
+    for level, index, digest in sorted(computed, key=_node_order):
         seen += 1
         found = stored.get((level, index))
         if found != digest:
@@ -513,3 +533,9 @@ def check_nodes(
             f"the store holds {len(stored) - seen} Merkle node(s) that no event accounts for",
             kind="head",
         )
+
+
+def _node_order(node: tuple[int, int, bytes]) -> tuple[int, int]:
+    """Order tree nodes by where they end, then by level: as one pass completes them."""
+    level, index, _ = node
+    return ((index + 1) << level, level)

@@ -40,6 +40,7 @@ __all__ = [
     "HASH_SIZE",
     "CompactRange",
     "NodeGetter",
+    "SubRange",
     "consistency_nodes",
     "consistency_proof",
     "inclusion_nodes",
@@ -288,6 +289,23 @@ class CompactRange:
         out += self.extend(leaf_hashes[at:], min_level=min_level)
         return out
 
+    def merge_range(
+        self, nodes: Sequence[tuple[int, bytes]], *, min_level: int = 1
+    ) -> list[tuple[int, int, bytes]]:
+        """Append the leaves that ``nodes`` (a :class:`SubRange` starting here) stand for.
+
+        Returns the perfect nodes with level >= ``min_level`` that the merge
+        completes: those that straddle where the sub-range begins.
+        """
+        out: list[_Node] = []
+        for level, node in nodes:
+            if self._size & ((1 << level) - 1):
+                raise ProofError(
+                    f"a node of level {level} cannot start at leaf {self._size}: not aligned"
+                )
+            self._merge(_check_hash(node, "sub-range node"), level, out, min_level)
+        return out
+
     def root(self) -> bytes:
         """Return the Merkle Tree Hash of the covered leaves (EMPTY_ROOT for size 0)."""
         return _fold(self._hashes) if self._hashes else EMPTY_ROOT
@@ -312,6 +330,116 @@ class CompactRange:
         clone._size = self._size
         clone._hashes = list(self._hashes)
         return clone
+
+
+class SubRange:
+    """The perfect subtrees that tile the leaves ``[begin, end)`` of a tree, left to right.
+
+    Where :class:`CompactRange` covers leaves from 0, this covers a range that
+    starts anywhere, so two processes can each hash one half of a log: the
+    left half's compact range then takes the right half's nodes with
+    :meth:`CompactRange.merge_range`, which completes the nodes that straddle
+    the two. Each node is ``(level, hash)``, aligned at its level.
+    """
+
+    __slots__ = ("_begin", "_end", "_nodes")
+
+    def __init__(self, begin: int) -> None:
+        self._begin = _check_size(begin, "sub-range start")
+        self._end = self._begin
+        self._nodes: list[tuple[int, bytes]] = []
+
+    @property
+    def begin(self) -> int:
+        """The first leaf covered."""
+        return self._begin
+
+    @property
+    def end(self) -> int:
+        """One past the last leaf covered."""
+        return self._end
+
+    @property
+    def nodes(self) -> list[tuple[int, bytes]]:
+        """The perfect subtrees, as ``(level, hash)``, left to right (a copy)."""
+        return list(self._nodes)
+
+    def _push(self, node: bytes, level: int, out: list[_Node], min_level: int) -> None:
+        """Add the perfect node at ``level`` that starts at ``end``, merging with its left sibling.
+
+        The left sibling is the last node held when it has the same level and the
+        new node's index is odd; one that starts before ``begin`` is not held, and
+        the merge is left to :meth:`CompactRange.merge_range`.
+        """
+        nodes = self._nodes
+        width = 1 << level
+        index = self._end >> level
+        while index & 1 and nodes and nodes[-1][0] == level:
+            node = _sha256(_NODE_PREFIX + nodes.pop()[1] + node).digest()
+            level += 1
+            index >>= 1
+            if level >= min_level:
+                out.append((level, index, node))
+        nodes.append((level, node))
+        self._end += width
+
+    def extend(
+        self, leaf_hashes: Sequence[bytes], *, min_level: int = 1
+    ) -> list[tuple[int, int, bytes]]:
+        """Append leaf hashes; return the perfect nodes (level >= min_level) wholly inside.
+
+        Nodes come children before parents, as :meth:`CompactRange.extend` gives them.
+        """
+        leaves = _check_hash_list(leaf_hashes, "leaf hash")
+        total = len(leaves)
+        if self._end + total >= _MAX_SIZE:
+            raise ProofError("a sub-range cannot reach 2**64 leaves")
+        out: list[_Node] = []
+        pos = 0
+        while pos < total:
+            start = self._end
+            height = (total - pos).bit_length() - 1
+            if start:
+                height = min(height, (start & -start).bit_length() - 1)
+            width = 1 << height
+            level = leaves[pos : pos + width]
+            for lvl in range(1, height + 1):
+                level = _parent_level(level)
+                if lvl >= min_level:
+                    first = start >> lvl
+                    out.extend(zip(repeat(lvl), range(first, first + len(level)), level))
+            self._push(level[0], height, out, min_level)
+            pos += width
+        return out
+
+    def extend_recording(
+        self,
+        leaf_hashes: Sequence[bytes],
+        wanted: list[int],
+        parts: dict[int, list[tuple[int, bytes]]],
+        *,
+        min_level: int = 1,
+    ) -> list[tuple[int, int, bytes]]:
+        """Extend, recording the nodes up to each size of ``wanted`` reached, in ``parts``.
+
+        As :meth:`CompactRange.extend_recording` records roots: the root of the
+        whole tree at such a size is the left part's compact range merged with them.
+        """
+        out: list[_Node] = []
+        at = 0
+        end = self._end + len(leaf_hashes)
+        while wanted and wanted[0] <= end:
+            size = wanted.pop(0)
+            if size <= self._begin:
+                continue  # the left part records it
+            if size < self._end:
+                continue  # before this range: another pass recorded it
+            cut = at + size - self._end
+            out += self.extend(leaf_hashes[at:cut], min_level=min_level)
+            at = cut
+            parts[size] = self.nodes
+        out += self.extend(leaf_hashes[at:], min_level=min_level)
+        return out
 
 
 # --------------------------------------------------------------------------- nodes from a store

@@ -18,8 +18,9 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from auditml.core.sealing import removed_by_retention
@@ -51,8 +52,10 @@ __all__ = [
     "VALUE_COLUMNS",
     "Batch",
     "EventFilter",
+    "EventRow",
     "HeadState",
     "Removed",
+    "RowStream",
     "Store",
     "TxReader",
     "redact",
@@ -68,6 +71,9 @@ SCAN_CHUNK = 5000
 _log = logging.getLogger("auditml.store")
 
 T = TypeVar("T")
+
+#: An append's event rows, chunk by chunk, then (as the generator's return value) its batch.
+RowStream = Generator[Sequence["EventRow"], None, "Batch"]
 
 #: The unique (log, prev) constraint of stores made before issue 20, which ``init`` drops.
 PREV_INDEX = "auditml_event_log_prev"
@@ -110,11 +116,15 @@ _RECORD_BULK = ("log_id", "seg", *RECORD_COLUMNS[1:])
 _VALUE_BULK = ("log_id", "seg", "commitment", "i", "name", "salt", "value")
 
 
+#: One event as an append writes it: ``(seq, prev, hash, time, action, model, version, body)``.
+EventRow = tuple[int, bytes, bytes, str, str, str | None, str | None, bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """What one append writes: event rows, completed tree nodes and the new head."""
 
-    rows: Sequence[tuple[int, bytes, bytes, str, str, str | None, str | None, bytes]]
+    rows: Sequence[EventRow]
     nodes: Sequence[tuple[int, int, bytes]]
     head: HeadState
     #: ``(size, root, signed note)`` of the automatic checkpoints this append reaches.
@@ -588,6 +598,77 @@ class Store:
 
         return self._transaction(run)
 
+    def append_stream(
+        self,
+        log_id: int,
+        prepare: Callable[[HeadState, TxReader], RowStream],
+        *,
+        overlap: bool = True,
+    ) -> Batch:
+        """Append as :meth:`append_after` does, writing each chunk of rows as it comes.
+
+        ``prepare`` returns a generator that yields the event rows chunk by chunk
+        and returns the whole batch. While one chunk is written (the driver lets
+        go of the GIL), the next is prepared here: with ``overlap``, a thread of
+        this append's own writes them. The head is claimed before any row is
+        written: a stale head raises StaleHeadError and writes nothing; so does
+        any failure, and the whole batch is one transaction as in :meth:`append`.
+        """
+
+        def run(cur: Any) -> Batch:
+            head = self._locked_head(cur, log_id)
+            rows = prepare(head, TxReader(cur, self.backend.param, log_id))
+            self._claim(cur, head)
+            batch: Batch | None = None
+            with _Writer(self, cur, head.log_id, overlap) as writer:
+                first = True
+                while batch is None:
+                    try:
+                        chunk = next(rows)  # prepared while the chunk before is written
+                    except StopIteration as done:
+                        batch = done.value
+                        break
+                    if first and (chunk[0][0] != head.size or chunk[0][1] != head.head_hash):
+                        raise AppendError("the batch does not start at the head it was built on")
+                    first = False
+                    writer.write(chunk)
+            if batch is None or first:
+                raise AppendError("the append prepared no events; nothing was written")
+            self._write(cur, replace(batch, rows=()), head)
+            return batch
+
+        return self._transaction(run)
+
+    def _claim(self, cur: Any, read: HeadState) -> None:
+        """Lock the head row as read, or raise StaleHeadError if it moved (a compare-and-set)."""
+        p = self.backend.param
+        cur.execute(
+            f"UPDATE auditml_log SET size = size WHERE id = {p} AND size = {p} AND head_hash = {p}",
+            (read.log_id, read.size, read.head_hash),
+        )
+        if cur.rowcount != 1:
+            raise self._stale(read)
+
+    def _stale(self, read: HeadState) -> StaleHeadError:
+        return StaleHeadError(
+            f"the append to {redact(self.url)} was built on a stale head (size {read.size}, "
+            f"hash {read.head_hash.hex()[:16]}...): the log's head moved since it was read, "
+            "so it wrote nothing rather than fork the chain; append again"
+        )
+
+    def _insert_events(self, cur: Any, log_id: int, rows: Sequence[EventRow]) -> None:
+        """Insert event rows of one log, with the backend's fastest bulk path."""
+        if self.dialect == "sqlite":
+            # Multi-row INSERTs: one SQLite step per 512 events, not one per event.
+            self.backend.bulk_insert(cur, "auditml_event", _EVENT_COLUMNS, (log_id,), rows)
+        else:
+            p = self.backend.param
+            cur.executemany(
+                f"INSERT INTO auditml_event ({', '.join(_EVENT_COLUMNS)}) "
+                f"VALUES ({', '.join([p] * len(_EVENT_COLUMNS))})",
+                [(log_id, *row) for row in rows],
+            )
+
     def _write(self, cur: Any, batch: Batch, read: HeadState) -> None:
         """Insert a batch's rows and move the head forward, inside the caller's transaction.
 
@@ -616,20 +697,9 @@ class Store:
             ),
         )
         if cur.rowcount != 1:
-            raise StaleHeadError(
-                f"the append to {redact(self.url)} was built on a stale head (size {read.size}, "
-                f"hash {read.head_hash.hex()[:16]}...): the log's head moved since it was read, "
-                "so it wrote nothing rather than fork the chain; append again"
-            )
-        if batch.rows and self.dialect == "sqlite":
-            # Multi-row INSERTs: one SQLite step per 512 events, not one per event.
-            self.backend.bulk_insert(cur, "auditml_event", _EVENT_COLUMNS, (log_id,), batch.rows)
-        elif batch.rows:
-            cur.executemany(
-                f"INSERT INTO auditml_event ({', '.join(_EVENT_COLUMNS)}) "
-                f"VALUES ({', '.join([p] * len(_EVENT_COLUMNS))})",
-                [(log_id, *row) for row in batch.rows],
-            )
+            raise self._stale(read)
+        if batch.rows:
+            self._insert_events(cur, log_id, batch.rows)
         if batch.nodes:
             cur.executemany(
                 f"INSERT INTO auditml_node (log_id, level, idx, hash) VALUES ({p}, {p}, {p}, {p})",
@@ -1894,6 +1964,46 @@ class Removed:
         """Count the records removed from segment ``seg`` (the segment, even with none left)."""
         self.records += count
         self.segments.append(seg)
+
+
+class _Writer:
+    """Writes an append's chunks of event rows, on a thread of its own when asked to overlap.
+
+    One chunk is written at a time, in order; :meth:`write` waits for the one
+    before and raises its error. Leaving the block waits for the last one, so the
+    transaction is never committed or rolled back under a running insert.
+    """
+
+    def __init__(self, store: Store, cur: Any, log_id: int, overlap: bool) -> None:
+        self._store, self._cur, self._log_id = store, cur, log_id
+        self._pool = ThreadPoolExecutor(1, "auditml-append") if overlap else None
+        self._pending: Future[None] | None = None
+
+    def write(self, rows: Sequence[EventRow]) -> None:
+        """Write ``rows`` after the chunk before them (at once, without overlap)."""
+        self._wait()
+        if self._pool is None:
+            self._store._insert_events(self._cur, self._log_id, rows)
+        else:
+            self._pending = self._pool.submit(
+                self._store._insert_events, self._cur, self._log_id, rows
+            )
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is None:
+                self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)  # a failed insert's error yields to the first
 
 
 def _head(row: tuple[Any, ...]) -> HeadState:

@@ -379,7 +379,17 @@ class Ledger:
         hook = self.after_append
         prepare = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
         row = (pseudonym, who.id, who.name, salt.hex(), _now())
-        return self._store.enroll_actor(self._log_id, person(who.id), row, prepare)
+        found = self._store.enroll_actor(self._log_id, person(who.id), row, prepare)
+        if found != pseudonym:  # the lookup column gave one already: hold it to its enrollment
+            entry = self.bound_directory().get(found)
+            if entry is None or entry.known_as is None or person(entry.known_as) != person(who.id):
+                raise VerificationError(
+                    f"the actor directory's lookup column gives this id the row of {found}, "
+                    "whose enrollment binds someone else: the row was changed by hand; decisions "
+                    "are refused until it is restored (see `auditml verify --deep`)",
+                    kind="directory",
+                )
+        return found
 
     def _drawn(self, who: Actor) -> Actor:
         """Return ``who``, given by a pseudonym, with the person the directory knows behind it.
@@ -482,13 +492,16 @@ class Ledger:
         return [int(row[0]) for row in self._store.query(self._log_id, flt)]
 
     def erase_actor(
-        self, who: str, draft_for: Callable[[str], Draft]
+        self, pseudonym: str, draft_for: Callable[[str], Draft]
     ) -> tuple[Receipt, str, str | None]:
-        """Leave only the pseudonym of ``who`` in the actor directory and append the erasure.
+        """Leave only ``pseudonym`` in its actor directory row and append the erasure.
 
-        ``draft_for`` gets the pseudonym and returns the ``privacy.erasure`` draft;
-        both commit together. Returns the receipt, the pseudonym and the printed
-        name the directory held.
+        The row is found by its pseudonym (the one the bound directory gives the
+        person), never by the lookup column, which is only a hint: a hint moved
+        by hand must not make the erasure forget someone else. ``draft_for`` gets
+        the pseudonym and returns the ``privacy.erasure`` draft; both commit
+        together. Returns the receipt, the pseudonym and the printed name the
+        directory held.
         """
         hook = self.after_append
         every = hook.every()
@@ -497,7 +510,7 @@ class Ledger:
             part = draft_part(draft_for(pseudonym), PartCache())
             return _preparer(self._origin, [part], every, hook.sign)(head)
 
-        batch, pseudonym, name = self._store.erase_actor(self._log_id, person(who), prepare)
+        batch, pseudonym, name = self._store.erase_actor(self._log_id, pseudonym, prepare)
         row = batch.rows[0]
         return Receipt(row[0], row[2].hex(), row[3], row[6]), pseudonym, name
 

@@ -484,7 +484,7 @@ class Privacy:
                 "privacy.erasure", actor=actor, subject={"actor": pseudonym}, data=data
             )
 
-        receipt, pseudonym, printed = self._ledger.erase_actor(found.known_as, draft_for)
+        receipt, pseudonym, printed = self._ledger.erase_actor(found.pseudonym, draft_for)
         return ActorErasure(
             seq=receipt.seq,
             request=request,

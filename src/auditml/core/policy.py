@@ -621,10 +621,35 @@ def person(actor: str) -> str:
     """Return who an actor id names, for counting people: case, spaces and invisibles ignored.
 
     ``Victor@bank.example``, ``victor@bank.example `` and one with a zero-width
-    space are one person to separation of duties and to distinct approvals.
+    space (or any other code point Unicode ignores by default, e.g. U+034F or a
+    variation selector) are one person to separation of duties and to distinct approvals.
     """
     folded = unicodedata.normalize("NFKC", actor).casefold()
-    return "".join(c for c in folded if not c.isspace() and unicodedata.category(c)[0] != "C")
+    return "".join(
+        c
+        for c in folded
+        if not c.isspace() and unicodedata.category(c)[0] != "C" and not _ignorable(c)
+    )
+
+
+#: Unicode's Default_Ignorable_Code_Point ranges outside category C (marks and fillers
+#: that render as nothing, such as U+034F, U+3164 and the variation selectors).
+_IGNORABLE = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def _ignorable(c: str) -> bool:
+    """Return whether ``c`` is invisible by Unicode's default (and not already in category C)."""
+    code = ord(c)
+    return any(low <= code <= high for low, high in _IGNORABLE)
 
 
 def person_of(actor: str, people: Mapping[str, str] | None = None) -> str:

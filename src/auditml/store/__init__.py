@@ -1156,7 +1156,12 @@ class Store:
     def actor_directory(
         self, log_id: int
     ) -> list[tuple[str, str | None, str | None, str | None, int | None]]:
-        """Return every directory row: ``(pseudonym, known_as, name, salt, erased seq)``."""
+        """Return every directory row: ``(pseudonym, known_as, name, salt, erased seq)``.
+
+        Nothing here is trusted (the log says what was erased, see
+        :func:`auditml.core.privacy.bind_directory`): an ``erased`` cell that is not
+        an integer, as SQLite lets a hand store, reads as None rather than failing.
+        """
         if not self._has_table("auditml_actor"):
             return []
         self._ensure_actor_salt()
@@ -1174,7 +1179,7 @@ class Store:
                 None if r[1] is None else str(r[1]),
                 None if r[2] is None else str(r[2]),
                 None if r[3] is None else str(r[3]),
-                None if r[4] is None else int(r[4]),
+                r[4] if isinstance(r[4], int) else None,  # SQLite keeps any text a hand put
             )
             for r in rows
         ]
@@ -1182,17 +1187,17 @@ class Store:
     def erase_actor(
         self,
         log_id: int,
-        person: str,
+        pseudonym: str,
         prepare: Callable[[HeadState, str, str | None], Batch],
     ) -> tuple[Batch, str, str | None]:
-        """Leave only the pseudonym of ``person`` in the directory and append the erasure, at once.
+        """Leave only ``pseudonym`` in its directory row and append the erasure, at once.
 
         ``prepare`` gets the head, the pseudonym and the printed name that was
         kept, and returns the batch of the ``privacy.erasure`` event. The row is
         deleted (on SQLite its cells are overwritten with zeros by
         ``secure_delete``) and a row holding only the pseudonym and the event's
-        seq takes its place. Raises InvalidInputError when the directory does not
-        know ``person``; then nothing is written.
+        seq takes its place. Raises InvalidInputError when the directory holds no
+        identity under ``pseudonym``; then nothing is written.
         """
         self.ensure_privacy_tables()
         p = self.backend.param
@@ -1205,8 +1210,8 @@ class Store:
             head = self._locked_head(cur, log_id)
             cur.execute(
                 "SELECT pseudonym, name, created_at FROM auditml_actor "
-                f"WHERE log_id = {p} AND person = {p}",
-                (log_id, person),
+                f"WHERE log_id = {p} AND pseudonym = {p} AND erased IS NULL",
+                (log_id, pseudonym),
             )
             found = cur.fetchone()
             if found is None:
@@ -1214,7 +1219,7 @@ class Store:
                     "the actor directory holds no one by that id (ids match ignoring case and "
                     "spaces): check it, or see `auditml actors`; nothing was erased"
                 )
-            pseudonym, name, created = str(found[0]), found[1], str(found[2])
+            name, created = found[1], str(found[2])
             cur.execute(
                 f"DELETE FROM auditml_actor WHERE log_id = {p} AND pseudonym = {p}",
                 (log_id, pseudonym),

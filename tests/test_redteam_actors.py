@@ -171,12 +171,6 @@ def test_odd_hand_edits_never_crash_a_decision(
     assert code != 0 and "actor directory" in out + err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,  # sqlite3.OperationalError / psycopg UndefinedColumn, not VerificationError
-    reason="not fixed: Store._salt_ready caches that the salt column exists, so a column dropped "
-    "under a running process surfaces as the driver's raw error, not kind directory",
-)
 def test_a_salt_column_dropped_under_a_running_process_is_a_clear_error(
     pseudo: AuditLog, db_url: str
 ) -> None:
@@ -287,11 +281,6 @@ def test_no_id_or_name_reaches_the_hashed_log(pseudo: AuditLog) -> None:
     assert "policy.denied" in " ".join(bodies)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (design): pseudonymize copies an Actor's extra fields onto the log, so "
-    "Actor(id=..., email=...) puts the e-mail in the hashed bytes under pseudonymous actors",
-)
 def test_an_actors_extra_fields_do_not_carry_personal_data_to_the_log(pseudo: AuditLog) -> None:
     """An extra field such as email on the actor stays off the hashed log (or is refused)."""
     try:
@@ -417,11 +406,6 @@ def test_the_cli_on_a_tampered_directory_names_it_and_fails(
     assert tampered.head().size == size
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (cli/, another helper's area): `auditml actors` on a tampered directory "
-    "prints 'The actor directory is empty' and exits 0, hiding the rewritten row",
-)
 def test_auditml_actors_on_a_tampered_directory_says_so(
     tampered: AuditLog, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -430,11 +414,6 @@ def test_auditml_actors_on_a_tampered_directory_says_so(
     assert code != 0 and "actor directory" in out + err and "empty" not in out + err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (design): the printed name is not in the commitment (it may be filled "
-    "later), so a name rewritten by hand binds and verify --deep passes",
-)
 def test_verify_deep_sees_a_printed_name_rewritten_by_hand(
     pseudo: AuditLog, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

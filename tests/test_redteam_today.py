@@ -469,3 +469,21 @@ def test_actors_on_a_hand_edited_directory_lists_the_rest_and_fails(
     assert VAL in out and ALICE not in out and "'x'" not in out
     code, out, err = run_cli(["actors", "--db", db_url, "--json"], capsys)
     assert code == 1 and VAL in out and "does not open" in err
+
+
+def test_a_printed_name_given_later_is_bound_by_a_new_enrollment(
+    pseudo: AuditLog, db_url: str
+) -> None:
+    """Victor names himself later: a second actor.enroll binds the name; a hand edit fails."""
+    from auditml import Actor
+    from tests.conftest import raw_sql
+
+    pseudo.approve("credit", "1", actor=VAL)
+    pseudo.approve("credit", "1", actor=Actor(id=VAL, name="Victor Alvarez"))
+    enrolls = [r.event.subject["actor"] for r in pseudo.events(action="actor.enroll")]
+    victor = next(p for p, e in pseudo.actors().items() if e.known_as == VAL)
+    assert enrolls.count(victor) == 2 and pseudo.actors()[victor].name == "Victor Alvarez"
+    pseudo.verify(deep=True)
+    raw_sql(db_url, ["UPDATE auditml_actor SET name = 'Alice Martin' WHERE name IS NOT NULL"])
+    with pytest.raises(VerificationError, match="does not open"):
+        pseudo.verify(deep=True)

@@ -349,9 +349,10 @@ class Ledger:
         """
         who = _unclaimed(who)  # derived again: a caller's known_as is never taken on trust
         if is_pseudonym(who.id):
-            return self._drawn(who)
+            return self._drawn(_plain(who))
         if not self.pseudonymous_actors():
             return self._linked(who)
+        who = _plain(who)
         wanted = person(who.id)
         found = self._store.actor_pseudonym(self._log_id, wanted)
         directory = self.bound_directory()
@@ -362,10 +363,9 @@ class Ledger:
             pseudonym = self._enroll(who)
         else:
             pseudonym = entry.pseudonym
-            if who.name is not None and entry.name is None:
-                self._store.name_actor(self._log_id, pseudonym, who.name)
-        extra = dict(who.model_extra or {})
-        return Actor(id=pseudonym, source=who.source, known_as=who.id, **extra)
+            if who.name is not None and entry.name is None and entry.known_as is not None:
+                self._name(pseudonym, entry.known_as, who.name)
+        return Actor(id=pseudonym, source=who.source, known_as=who.id)
 
     def _enroll(self, who: Actor) -> str:
         """Draw a pseudonym for ``who``, keep them in the directory and enroll it on the log."""
@@ -374,7 +374,7 @@ class Ledger:
             "actor.enroll",
             actor=Actor(id=pseudonym),
             subject={"actor": pseudonym},
-            data={"commitment": actor_commitment(salt, who.id)},
+            data={"commitment": actor_commitment(salt, who.id, who.name)},
         )
         hook = self.after_append
         prepare = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
@@ -391,6 +391,19 @@ class Ledger:
                 )
         return found
 
+    def _name(self, pseudonym: str, known_as: str, name: str) -> None:
+        """Fill a printed name the directory lacks, enrolling the pseudonym again to bind it."""
+        salt = secrets.token_bytes(SALT_BYTES)
+        draft = Draft.build(
+            "actor.enroll",
+            actor=Actor(id=pseudonym),
+            subject={"actor": pseudonym},
+            data={"commitment": actor_commitment(salt, known_as, name)},
+        )
+        hook = self.after_append
+        prepare = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
+        self._store.name_actor(self._log_id, pseudonym, (known_as, name, salt.hex()), prepare)
+
     def _drawn(self, who: Actor) -> Actor:
         """Return ``who``, given by a pseudonym, with the person the directory knows behind it.
 
@@ -405,8 +418,7 @@ class Ledger:
                 f"the actor {who.id!r} has the form of an auditml pseudonym, but {why}: act under "
                 "your own id (e.g. your e-mail) and auditml gives you your pseudonym"
             )
-        extra = dict(who.model_extra or {})
-        return Actor(id=who.id, source=who.source, known_as=entry.known_as, **extra)
+        return Actor(id=who.id, source=who.source, known_as=entry.known_as)
 
     def _linked(self, who: Actor) -> Actor:
         """Return ``who`` answering also to the pseudonym it acted under while the policy asked.
@@ -478,7 +490,7 @@ class Ledger:
             if event.action == "actor.enroll":
                 commitment = event.data.get("commitment")
                 if isinstance(commitment, str) and event.actor.id == pseudonym:
-                    found.enrolled.setdefault(pseudonym, (seq, commitment))
+                    found.enrolled[pseudonym] = (seq, commitment)  # the newest binds
             elif event.data.get("scope") == "actor":
                 found.erased.setdefault(pseudonym, seq)
         self._enrolled = (int(rows[-1][0]) + 1, found)
@@ -1147,6 +1159,23 @@ def _entry_of(directory: Mapping[str, DirectoryEntry], wanted: str) -> Directory
         if entry.known_as is not None and person(entry.known_as) == wanted:
             return entry
     return None
+
+
+def _plain(who: Actor) -> Actor:
+    """Return ``who`` unless it carries fields beyond id, name and source: those are refused.
+
+    Under pseudonymous actors the actor on the log is the pseudonym alone; an
+    extra field (an ``email``, a ``team``) would put what it holds into the
+    hashed bytes for ever, past any erasure.
+    """
+    if who.model_extra:
+        names = ", ".join(sorted(who.model_extra))
+        raise InvalidInputError(
+            f"the actor carries extra field(s) ({names}), which would go onto the log beside "
+            "the pseudonym, and the policy asks for pseudonymous actors: give only the id "
+            "(and a printed name, which stays off the log); nothing was written"
+        )
+    return who
 
 
 def _unclaimed(who: Actor) -> Actor:

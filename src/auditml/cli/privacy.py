@@ -258,12 +258,12 @@ def actors_command(db: DbOption = None, as_json: JsonOption = False) -> None:
                 for e in entries
             ]
         )
-    elif not entries:
+    elif not entries and not problems:
         out.print(
             "The actor directory is empty: no one has acted under a pseudonym "
             "([personal_data] pseudonymous_actors = true turns it on)."
         )
-    else:
+    elif entries:
         shown = table("pseudonym", "id", "printed name", "erased", overflow="fold")
         for e in entries:
             shown.add_row(

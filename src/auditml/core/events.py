@@ -756,7 +756,9 @@ class EnrollData(DataModel):
 
     The event's subject and actor are ``{"actor": pseudonym}``; ``commitment``
     is SHA-256 over ``auditml actor v1``, a NUL, 32 random bytes (the salt, kept
-    off the log beside the person's id) and the id in UTF-8. While the salt is
+    off the log beside the person's id) and the JSON array ``[id, printed name]``
+    (compact, non-ASCII escaped); a name filled in later enrolls the pseudonym
+    again, and the newest enrollment binds. While the salt is
     kept, the off-log directory's row can be held to the log: a row rewritten,
     added or removed by hand no longer opens a commitment. An actor erasure
     deletes the salt, and the commitment then says nothing about anyone.

@@ -48,6 +48,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import itertools
+import json
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -417,11 +418,14 @@ _ENROLL_TAG = b"auditml actor v1\x00"
 SALT_BYTES = 32
 
 
-def actor_commitment(salt: bytes, known_as: str) -> str:
-    """Return the hex SHA-256 commitment binding a pseudonym to ``known_as`` under ``salt``."""
-    return hashlib.sha256(
-        _ENROLL_TAG + salt + known_as.encode("utf-8", "surrogatepass")
-    ).hexdigest()
+def actor_commitment(salt: bytes, known_as: str, name: str | None = None) -> str:
+    """Return the hex SHA-256 commitment binding a pseudonym to ``known_as`` and ``name``.
+
+    It hashes the tag, the salt, and the JSON array ``[known_as, name]`` written
+    compactly with every non-ASCII character escaped, so no two pairs hash alike.
+    """
+    pair = json.dumps([known_as, name], ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(_ENROLL_TAG + salt + pair.encode("ascii")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,8 +443,9 @@ class DirectoryRow:
 class Enrollments:
     """What the verified log says of pseudonyms: each one's enrollment, and actor erasures.
 
-    ``enrolled`` maps a pseudonym to the seq and commitment of its ``actor.enroll``
-    event; ``erased`` maps a pseudonym to the seq of the ``privacy.erasure`` event
+    ``enrolled`` maps a pseudonym to the seq and commitment of its newest
+    ``actor.enroll`` event (a printed name filled later enrolls it again);
+    ``erased`` maps a pseudonym to the seq of the ``privacy.erasure`` event
     (scope ``actor``) that removed its identity. Imported events are never here.
     """
 
@@ -480,7 +485,7 @@ def bind_directory(
         if (
             row.known_as is None
             or salt is None
-            or actor_commitment(salt, row.known_as) != commitment
+            or actor_commitment(salt, row.known_as, row.name) != commitment
         ):
             problems.append(
                 f"the actor directory's row for {row.pseudonym} does not open the commitment of "

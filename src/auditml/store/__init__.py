@@ -1140,18 +1140,34 @@ class Store:
 
         return self._transaction(run)
 
-    def name_actor(self, log_id: int, pseudonym: str, name: str) -> None:
-        """Fill the printed name of ``pseudonym``'s directory row when it has none."""
+    def name_actor(
+        self,
+        log_id: int,
+        pseudonym: str,
+        fill: tuple[str, str, str],
+        prepare: Callable[[HeadState], Batch],
+    ) -> None:
+        """Fill the printed name of ``pseudonym``'s row and append its new enrollment, at once.
+
+        ``fill`` is ``(known_as, name, salt)``: the row changes only while it
+        still holds that id, no name and no erasure, and then the batch
+        ``prepare`` returns (the ``actor.enroll`` binding the name) is written with it.
+        """
         p = self.backend.param
+        known_as, name, salt = fill
 
         def run(cur: Any) -> None:
+            head = self._locked_head(cur, log_id)
             cur.execute(
-                f"UPDATE auditml_actor SET name = {p} "
-                f"WHERE log_id = {p} AND pseudonym = {p} AND name IS NULL AND erased IS NULL",
-                (name, log_id, pseudonym),
+                f"UPDATE auditml_actor SET name = {p}, salt = {p} "
+                f"WHERE log_id = {p} AND pseudonym = {p} AND known_as = {p} "
+                "AND name IS NULL AND erased IS NULL",
+                (name, salt, log_id, pseudonym, known_as),
             )
+            if cur.rowcount == 1:
+                self._write(cur, prepare(head), head)
 
-        self._write_tx(run)
+        self._transaction(run)
 
     def actor_directory(
         self, log_id: int
@@ -1166,13 +1182,24 @@ class Store:
             return []
         self._ensure_actor_salt()
         p = self.backend.param
-        with self.snapshot() as snap:
-            snap._cur.execute(
-                "SELECT pseudonym, known_as, name, salt, erased FROM auditml_actor "
-                f"WHERE log_id = {p} ORDER BY pseudonym",
-                (log_id,),
-            )
-            rows = snap._cur.fetchall()
+        try:
+            with self.snapshot() as snap:
+                snap._cur.execute(
+                    "SELECT pseudonym, known_as, name, salt, erased FROM auditml_actor "
+                    f"WHERE log_id = {p} ORDER BY pseudonym",
+                    (log_id,),
+                )
+                rows = snap._cur.fetchall()
+        except StoreUnavailableError:
+            raise
+        except self.backend.errors as exc:  # a column dropped or renamed by hand
+            self._salt_ready = False
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise VerificationError(
+                f"the actor directory table cannot be read ({first}): it was changed by hand; "
+                "decisions that count people are refused until it is restored",
+                kind="directory",
+            ) from None
         return [
             (
                 str(r[0]),

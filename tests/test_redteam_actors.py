@@ -329,11 +329,6 @@ def test_an_erased_identity_is_in_no_table(pseudo: AuditLog, db_url: str) -> Non
             assert needle not in rows, (table, needle)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (design): erasure forgets who a pseudonym was, so a trainer whose identity "
-    "was erased acts again under a fresh pseudonym and separation of duties no longer links her",
-)
 def test_an_erased_trainer_who_comes_back_may_not_approve_her_version(pseudo: AuditLog) -> None:
     """Alice trains, is erased, acts again under her e-mail: her approval of v1 is refused."""
     pseudo.erase_actor(ALICE, request="DSR-6", reason="Art. 17 request", actor=ADMIN)

@@ -383,8 +383,9 @@ def test_enrollment_cannot_be_appended_or_imported_to_bind_someone(
 def test_erasure_still_works_and_decisions_go_on_after_it(pseudo: AuditLog) -> None:
     """Erasing Alice breaks her binding on purpose: decisions carry on, her pseudonym is nobody."""
     pseudo.approve("credit", "1", actor=VAL)
+    pseudo.record_training("credit", actor="carol@bank.example")  # Carol acts before the erasure
     pseudo.erase_actor(ALICE, request="DSR-1", reason="GDPR Art. 17 request", actor=ADMIN)
-    (train,) = list(pseudo.events(action="model.train"))
+    train = next(pseudo.events(action="model.train"))
     assert pseudo.actors()[train.event.actor.id].known_as is None
     pseudo.approve("credit", "1", actor="carol@bank.example")
     pseudo.deploy("credit", "1", "production", actor=ADMIN)
@@ -487,3 +488,17 @@ def test_a_printed_name_given_later_is_bound_by_a_new_enrollment(
     raw_sql(db_url, ["UPDATE auditml_actor SET name = 'Alice Martin' WHERE name IS NOT NULL"])
     with pytest.raises(VerificationError, match="does not open"):
         pseudo.verify(deep=True)
+
+
+def test_after_a_trainers_erasure_someone_who_acted_before_it_may_approve(
+    pseudo: AuditLog,
+) -> None:
+    """Alice is erased: Victor (enrolled before) may approve her v1, a newcomer may not."""
+    pseudo.record_training("credit", actor=VAL)  # v2: Victor is enrolled now
+    pseudo.erase_actor(ALICE, request="DSR-9", reason="Art. 17 request", actor=ADMIN)
+    size = pseudo.head().size
+    with pytest.raises(PolicyDeniedError, match="erased at event") as info:
+        pseudo.approve("credit", "1", actor="newcomer@bank.example")
+    assert info.value.rule == "separation-of-duties"
+    assert pseudo.head().size == size + 2  # the newcomer's enrollment, and the denial
+    pseudo.approve("credit", "1", actor=VAL)

@@ -52,6 +52,7 @@ from auditml.core.keys import check_import
 from auditml.core.policy import person
 from auditml.core.privacy import (
     SALT_BYTES,
+    Binding,
     DirectoryEntry,
     DirectoryRow,
     Enrollments,
@@ -453,11 +454,14 @@ class Ledger:
 
     def people(self) -> dict[str, str]:
         """Return who each pseudonym names (its folded id), from the bound directory."""
-        return {
-            pseudonym: person(entry.known_as)
-            for pseudonym, entry in self.bound_directory().items()
-            if entry.known_as is not None
-        }
+        return dict(self.binding().people)
+
+    def binding(self) -> Binding:
+        """Return who the pseudonyms are, when each was first enrolled, and which were erased."""
+        entries = self.bound_directory()
+        log = self._enrolled[1]  # read by bound_directory just now
+        people = {p: person(e.known_as) for p, e in entries.items() if e.known_as is not None}
+        return Binding(people, dict(log.first), dict(log.erased))
 
     def _bind(self, *, strict: bool) -> dict[str, DirectoryEntry]:
         """Return the directory entries that bind to the log; raise on the first that does not."""
@@ -481,7 +485,7 @@ class Ledger:
         rows = list(self._store.query(self._log_id, flt))  # each body checked against its hash
         if not rows:
             return known
-        found = Enrollments(dict(known.enrolled), dict(known.erased))
+        found = Enrollments(dict(known.enrolled), dict(known.erased), dict(known.first))
         for seq, _, body in rows:
             event = _parsed(seq, body, flt)
             pseudonym = event.subject.get("actor")
@@ -491,6 +495,7 @@ class Ledger:
                 commitment = event.data.get("commitment")
                 if isinstance(commitment, str) and event.actor.id == pseudonym:
                     found.enrolled[pseudonym] = (seq, commitment)  # the newest binds
+                    found.first.setdefault(pseudonym, seq)
             elif event.data.get("scope") == "actor":
                 found.erased.setdefault(pseudonym, seq)
         self._enrolled = (int(rows[-1][0]) + 1, found)
@@ -792,7 +797,7 @@ class Ledger:
 
     def peek(self, decide: Decide) -> Outcome:
         """Return what ``decide`` makes of the committed log, without the lock or any write."""
-        people = self.people()
+        people = self.binding()
         with self._store.snapshot() as snap:
             head = snap.head(self._log_id)
             if head is None:
@@ -803,7 +808,7 @@ class Ledger:
         """Append what ``decide`` makes of the log as of the locked head, in one transaction."""
         decided: list[Outcome] = []
 
-        people = self.people()
+        people = self.binding()
 
         def prepare(head: HeadState, reader: TxReader) -> Batch | None:
             decided.clear()  # a retried transaction decides again, from the new head
@@ -833,7 +838,7 @@ class Ledger:
         the append when the policy asks for them, and its own imported mark
         when it is imported history), or none.
         """
-        people = self.people()
+        people = self.binding()
 
         def prepare(head: HeadState, reader: TxReader) -> Batch | None:
             view = View(reader, head.size, self._states, people)

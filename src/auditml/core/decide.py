@@ -38,6 +38,7 @@ from auditml.core.policy import (
     person,
     role_for,
 )
+from auditml.core.privacy import Binding
 from auditml.core.reader import Reader
 from auditml.core.signing import verify_esignature
 from auditml.core.state import ModelState, VersionState, fold, parse, parse_found, policy_in_force
@@ -101,12 +102,14 @@ class View:
         reader: Reader,
         size: int,
         cache: StateCache | None = None,
-        people: Mapping[str, str] | None = None,
+        binding: Binding | None = None,
     ) -> None:
         self._reader = reader
         self._size = size
-        #: Who each pseudonym names, as the actor directory binds it to the log.
-        self.people: Mapping[str, str] = people or {}
+        #: Who the pseudonyms are, as the actor directory binds them to the log.
+        self.binding = binding if binding is not None else Binding()
+        #: Who each pseudonym names (its person's folded id).
+        self.people: Mapping[str, str] = self.binding.people
         self._cache = cache if cache is not None else StateCache()
         self._models: dict[str, ModelState] = {}
         self.policy, self.policy_seq = self._policy()
@@ -290,7 +293,7 @@ def decide_approve(
         lambda: check_role(pol, actor.ids(), "approve"),
         lambda: check_reason(pol, "approve", reason),
         lambda: _check_usable(vs, "approve"),
-        lambda: check_self_approval(pol, actor.ids(), vs.trainers, version, view.people),
+        lambda: check_self_approval(pol, actor.ids(), vs.trainers, version, view.binding),
         lambda: _check_signature(
             view, "model.approve", subject, actor.id, signature, artifact_sha256, origin
         ),

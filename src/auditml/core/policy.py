@@ -96,7 +96,13 @@ from pydantic import (
 from auditml.core.card_sections import check_section_name
 from auditml.core.compare import COMPARABLE
 from auditml.core.events import Comparison
-from auditml.core.privacy import PersonalData, Processing, Retention, check_retention
+from auditml.core.privacy import (
+    Binding,
+    PersonalData,
+    Processing,
+    Retention,
+    check_retention,
+)
 from auditml.core.rollout import MonitorRule, RolloutRule
 from auditml.errors import InvalidInputError
 
@@ -671,23 +677,44 @@ def check_self_approval(
     actor: str | Sequence[str],
     trainers: Sequence[str],
     version: str,
-    people: Mapping[str, str] | None = None,
+    binding: Binding | None = None,
 ) -> Denial | None:
     """Refuse an approval by the person who trained the version (separation of duties).
 
     The trainers are the ids on the log: pseudonyms for events recorded with
     pseudonymous actors, the ids people gave before. ``actor`` may be both;
-    ``people`` says who each pseudonym is (see :func:`person_of`).
+    ``binding`` says who each pseudonym is (see :func:`person_of`). A trainer
+    whose identity was erased is nobody now, and may come back under a new
+    pseudonym: only someone who first acted under a pseudonym before that
+    erasure is surely someone else.
     """
+    if not policy.separation_of_duties:
+        return None
     ids = _ids(actor)
+    people = binding.people if binding is not None else None
     trained = {person_of(t, people) for t in trainers}
-    if policy.separation_of_duties and any(person_of(one, people) in trained for one in ids):
+    if any(person_of(one, people) in trained for one in ids):
         return Denial(
             "separation-of-duties",
             f"{ids[0]} trained version {version} and may not approve it",
             "have a second person, who did not train it, approve it",
         )
-    return None
+    if binding is None:
+        return None
+    gone = [binding.erased[t] for t in trainers if t in binding.erased]
+    if not gone:
+        return None
+    erased = min(gone)
+    since = [binding.enrolled[one] for one in ids if one in binding.enrolled]
+    if since and min(since) < erased:
+        return None
+    return Denial(
+        "separation-of-duties",
+        f"version {version} was trained by an identity erased at event {erased}, and "
+        f"{ids[0]} did not act under a pseudonym before then, so auditml cannot tell that "
+        "they are not the same person",
+        f"have someone who acted under a pseudonym before event {erased} approve it",
+    )
 
 
 def check_gates(

@@ -89,6 +89,7 @@ __all__ = [
     "SALT_BYTES",
     "SEALED",
     "STORAGE_NOTES",
+    "Binding",
     "DirectoryEntry",
     "DirectoryRow",
     "Due",
@@ -451,6 +452,22 @@ class Enrollments:
 
     enrolled: dict[str, tuple[int, str]] = field(default_factory=dict)
     erased: dict[str, int] = field(default_factory=dict)
+    #: The seq of each pseudonym's first enrollment: when its person first acted under it.
+    first: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """Who the pseudonyms on the log are, as far as the bound directory and the log say.
+
+    ``people`` maps a live pseudonym to its person's folded id; ``enrolled`` the
+    seq of each pseudonym's first enrollment; ``erased`` the seq of the erasure
+    of each pseudonym whose identity was erased.
+    """
+
+    people: Mapping[str, str] = field(default_factory=dict)
+    enrolled: Mapping[str, int] = field(default_factory=dict)
+    erased: Mapping[str, int] = field(default_factory=dict)
 
 
 def bind_directory(

@@ -9,11 +9,14 @@ columns copied out of a record are indexes, never facts.
 
 :func:`window_samples` is the fast path the monitor uses over a window of
 many records: per segment, one SHA-256 per record and the tree built with
-C-level maps, one orjson parse per record and the fields taken out in bulk. A
-segment in which anything looks wrong is read again by :func:`verified_records`,
-which names the first record that fails. As in ``verify``'s fast path, a key
-given twice in a record is read as orjson reads it (the last wins); auditml
-never writes one, and such a record still has to hash to its segment's root.
+C-level maps, then the few fields a window needs read in place from the
+records' bytes, column by column (see ``_columns_in_place``), or, for a segment
+not laid out as auditml writes records, one orjson parse per record and the
+fields taken out in bulk. A segment in which anything looks wrong is read
+again by :func:`verified_records`, which names the first record that fails. As
+in ``verify``'s fast path, a key given twice in a record is read as orjson
+reads it (the last wins); auditml never writes one, and such a record still
+has to hash to its segment's root.
 """
 
 from __future__ import annotations

@@ -112,27 +112,38 @@ def test_a_moved_lookup_hint_cannot_file_a_newcomer_under_anothers_pseudonym(
 ) -> None:
     """Fixed here: Val's row hinted as Carol; Carol's first act was filed under Val's pseudonym."""
     pseudo.approve("credit", "1", actor=VAL)
+    val = _pseudonym_of(pseudo, person(VAL))
     raw_sql(db_url, [("UPDATE auditml_actor SET person = %s WHERE known_as = %s", (CAROL, VAL))])
     size = pseudo.head().size
     err = _refused_as_tampered(pseudo, lambda: pseudo.approve("credit", "1", actor=CAROL), size)
     assert "lookup column" in str(err)
     approvals = [r.event.actor.id for r in pseudo.events(action="model.approve")]
-    assert approvals == [_pseudonym_of(pseudo, person(VAL))]  # Val's approval alone
+    assert approvals == [val]  # Val's approval alone: Carol's was not filed under it
 
 
 def test_a_moved_lookup_hint_cannot_make_erasure_forget_the_wrong_person(
     pseudo: AuditLog, db_url: str
 ) -> None:
-    """Fixed here: hints of Alice and Val swapped; erasing Alice erased Val and kept Alice."""
+    """Fixed here: hints of Alice and Val swapped, erasing Alice erased Val; now refused, named."""
     pseudo.approve("credit", "1", actor=VAL)
     alice, val = _pseudonym_of(pseudo, person(ALICE)), _pseudonym_of(pseudo, person(VAL))
     swap = "UPDATE auditml_actor SET person = %s WHERE pseudonym = %s"
     raw_sql(db_url, [(swap, ("tmp", alice)), (swap, (person(ALICE), val)), (swap, (VAL, alice))])
+    size = pseudo.head().size
+    err = _refused_as_tampered(
+        pseudo,
+        lambda: pseudo.erase_actor(ALICE, request="DSR-9", reason="Art. 17", actor=ADMIN),
+        size,
+    )
+    assert "lookup column" in str(err)
+    left = raw_query(db_url, "SELECT pseudonym, known_as FROM auditml_actor")
+    assert sorted(left) == sorted([(alice, ALICE), (val, VAL)])  # neither was erased
+    raw_sql(db_url, [(swap, ("tmp", val)), (swap, (person(ALICE), alice)), (swap, (VAL, val))])
     done = pseudo.erase_actor(ALICE, request="DSR-9", reason="Art. 17 request", actor=ADMIN)
-    assert done.pseudonym == alice
-    left = raw_query(db_url, "SELECT pseudonym, known_as, salt FROM auditml_actor")
-    assert all(ALICE not in str(row) for row in left)
-    assert (val, VAL) in [(r[0], r[1]) for r in left]
+    assert done.pseudonym == alice  # restored, the erasure forgets the right person
+    assert sorted(raw_query(db_url, "SELECT pseudonym, known_as FROM auditml_actor")) == sorted(
+        [(alice, None), (val, VAL), (_pseudonym_of(pseudo, ADMIN), ADMIN)]
+    )
 
 
 # -- raw SQL on the directory: refused, never a crash ----------------------------------------
@@ -147,9 +158,19 @@ def test_a_moved_lookup_hint_cannot_make_erasure_forget_the_wrong_person(
         "UPDATE auditml_actor SET salt = 'zz' || substr(salt, 3)",
         "UPDATE auditml_actor SET known_as = upper(known_as)",
         "UPDATE auditml_actor SET known_as = known_as || ' '",
+        "UPDATE auditml_actor SET person = 'mallory@bank.example'",
         "DROP TABLE auditml_actor",
     ],
-    ids=["erased-text", "erased-int", "salt-upper", "salt-nonhex", "id-upper", "id-space", "drop"],
+    ids=[
+        "erased-text",
+        "erased-int",
+        "salt-upper",
+        "salt-nonhex",
+        "id-upper",
+        "id-space",
+        "hint",
+        "drop",
+    ],
 )
 def test_odd_hand_edits_never_crash_a_decision(
     pseudo: AuditLog, db_url: str, attack: str, capsys: pytest.CaptureFixture[str]

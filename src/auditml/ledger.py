@@ -469,7 +469,7 @@ class Ledger:
         log = self._enrollments()
         if not rows and not log.enrolled and not log.erased:
             return {}
-        entries, problems = bind_directory(rows, log)
+        entries, problems = bind_directory(rows, log, person)
         if strict and problems:
             raise VerificationError(
                 f"{problems[0]}; decisions that count people are refused until it is restored "

@@ -417,7 +417,9 @@ class Privacy:
                     f"the {name} names the actor itself, and it would stay on the log for "
                     "ever: refer to the request by its reference only, and nothing was erased"
                 )
-        directory = self._ledger.actor_directory()
+        # Held to the log: a row moved by hand must neither hide the person nor stand for them
+        # (the eraser's own pseudonym needs a bound directory anyway).
+        directory = self._ledger.bound_directory()
         wanted = person(who)
         found = directory.get(who.strip()) or next(  # by pseudonym, or by the id given
             (

@@ -51,7 +51,7 @@ import itertools
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -438,6 +438,8 @@ class DirectoryRow:
     name: str | None
     salt: str | None
     erased: int | None = None
+    #: The lookup column: the folded id, which finds a person's row (a hint, never trusted).
+    person: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +473,9 @@ class Binding:
 
 
 def bind_directory(
-    rows: Iterable[DirectoryRow], log: Enrollments
+    rows: Iterable[DirectoryRow],
+    log: Enrollments,
+    fold: Callable[[str], str] | None = None,
 ) -> tuple[dict[str, DirectoryEntry], list[str]]:
     """Hold the off-log directory to the log; return the entries that bind and what does not.
 
@@ -479,7 +483,10 @@ def bind_directory(
     commitment its ``actor.enroll`` event holds; an identity erased on the log is
     erased whatever its row says. The problems name, in words, every row that
     was rewritten, added or removed by hand (a row without an enrollment, an
-    enrollment without its row, a row that does not open its commitment).
+    enrollment without its row, a row that does not open its commitment). With
+    ``fold`` (how ids are folded to people), a bound row whose lookup column is
+    not its id folded is named too: that column finds rows when a person acts or
+    is erased, so a hint moved by hand would misfile a newcomer's acts.
     """
     entries: dict[str, DirectoryEntry] = {}
     problems: list[str] = []
@@ -507,6 +514,12 @@ def bind_directory(
             problems.append(
                 f"the actor directory's row for {row.pseudonym} does not open the commitment of "
                 f"its enrollment (event {seq}): the row was changed by hand"
+            )
+            continue
+        if fold is not None and row.person != fold(row.known_as):
+            problems.append(
+                f"the actor directory's row for {row.pseudonym} has a lookup column (person) "
+                "that is not its id folded: the row was changed by hand"
             )
             continue
         entries[row.pseudonym] = DirectoryEntry(row.pseudonym, row.known_as, row.name)

@@ -1171,8 +1171,8 @@ class Store:
 
     def actor_directory(
         self, log_id: int
-    ) -> list[tuple[str, str | None, str | None, str | None, int | None]]:
-        """Return every directory row: ``(pseudonym, known_as, name, salt, erased seq)``.
+    ) -> list[tuple[str, str | None, str | None, str | None, int | None, str | None]]:
+        """Return every row: ``(pseudonym, known_as, name, salt, erased seq, lookup person)``.
 
         Nothing here is trusted (the log says what was erased, see
         :func:`auditml.core.privacy.bind_directory`): an ``erased`` cell that is not
@@ -1185,7 +1185,7 @@ class Store:
         try:
             with self.snapshot() as snap:
                 snap._cur.execute(
-                    "SELECT pseudonym, known_as, name, salt, erased FROM auditml_actor "
+                    "SELECT pseudonym, known_as, name, salt, erased, person FROM auditml_actor "
                     f"WHERE log_id = {p} ORDER BY pseudonym",
                     (log_id,),
                 )
@@ -1207,6 +1207,7 @@ class Store:
                 None if r[2] is None else str(r[2]),
                 None if r[3] is None else str(r[3]),
                 r[4] if isinstance(r[4], int) else None,  # SQLite keeps any text a hand put
+                None if r[5] is None else str(r[5]),
             )
             for r in rows
         ]

@@ -139,3 +139,125 @@ def test_an_in_memory_store_is_one_database_for_every_connection() -> None:
     engine.dispose()
     assert pool.raw_connection().cursor().execute("SELECT x FROM t").fetchone() == (7,)
     pool.dispose()
+
+
+def test_each_command_name_leads_to_the_module_that_registers_it() -> None:
+    """COMMAND_MODULES names, for every top-level command and group, the module defining it."""
+    from auditml.cli import COMMAND_MODULES, app
+
+    found: dict[str, str] = {}
+    for command in app.registered_commands:
+        assert command.callback is not None
+        found[str(command.name or command.callback.__name__)] = command.callback.__module__
+    for group in app.registered_groups:
+        assert group.typer_instance is not None
+        modules = {
+            c.callback.__module__ for c in group.typer_instance.registered_commands if c.callback
+        }
+        assert len(modules) == 1
+        found[str(group.name)] = modules.pop()
+    assert found == {name: f"auditml.cli.{module}" for name, module in COMMAND_MODULES.items()}
+
+
+def _decide(tmp_path: Path, argv: list[str]) -> set[str]:
+    """Return the modules a fresh interpreter holds after running the CLI with ``argv``."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    if not (tmp_path / "audit.db").exists():
+        with AuditLog.init(url, actor="admin@bank.example")[0] as log:
+            log.record_training("credit", actor="ds@bank.example")
+    return _modules_after(
+        "from auditml.cli import main\n"
+        "try:\n"
+        f"    main({[*argv, '--db', url]!r})\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code"
+    )
+
+
+#: What no decision from the command line loads: the other command groups, SQLAlchemy, and
+#: the code of cards, reports, serving, key files of people, MLflow and the runtime.
+NOT_FOR_A_DECISION = (
+    "auditml.cli.card",
+    "auditml.cli.log",
+    "auditml.cli.mlflow",
+    "auditml.cli.privacy",
+    "auditml.cli.report",
+    "auditml.cli.runtime",
+    "auditml.cli.trust",
+    "auditml.cards",
+    "auditml.reports",
+    "auditml.serving",
+    "auditml.mlflow_bridge",
+    "auditml.runtime",
+    "auditml.training",
+    "sqlalchemy",
+    "sqlmodel",
+    "jinja2",
+    "mlflow",
+)
+
+
+def _unwanted(loaded: set[str], extra: tuple[str, ...] = ()) -> set[str]:
+    """Return the loaded modules that are, or are inside, one of NOT_FOR_A_DECISION or extra."""
+    names = (*NOT_FOR_A_DECISION, *extra)
+    return {m for m in loaded if any(m == n or m.startswith(n + ".") for n in names)}
+
+
+def test_approve_and_deploy_from_the_command_line_load_no_other_command_and_no_rich(
+    tmp_path: Path,
+) -> None:
+    """``auditml approve`` and ``deploy`` import only their group's module, and no Rich at all."""
+    approve = ["approve", "credit", "1", "--reason", "ok", "--actor", "v@bank.example"]
+    assert not _unwanted(_decide(tmp_path, approve), ("rich",))
+    deploy = ["deploy", "credit", "1", "--env", "production", "--actor", "r@bank.example"]
+    assert not _unwanted(_decide(tmp_path, deploy), ("rich",))
+
+
+def test_status_from_the_command_line_loads_no_other_command(tmp_path: Path) -> None:
+    """``auditml status`` imports only the lifecycle commands (Rich prints its table)."""
+    loaded = _decide(tmp_path, ["status"])
+    assert "auditml.cli.lifecycle" in loaded
+    assert not _unwanted(loaded)
+
+
+def test_help_after_one_command_still_lists_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command run first (it loads one group) leaves ``--help`` listing all, commands first."""
+    from auditml.cli import SHORT_HELP
+    from tests.conftest import run_cli
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditLog.init(url, actor="admin@bank.example")[0].close()
+    assert run_cli(["status", "--db", url], capsys)[0] == 0
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    listed = [line.split()[0] for line in out.split("Commands")[1].splitlines()[1:] if line.strip()]
+    groups = {name.split()[0] for name in SHORT_HELP if " " in name}
+    tops = [name for name in SHORT_HELP if " " not in name]
+    assert listed == [n for n in tops if n not in groups] + [n for n in tops if n in groups]
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_plain_line_printed_without_rich_is_what_rich_prints(terminal: bool) -> None:
+    """Each line the CLI writes itself, without Rich, is byte for byte what its console prints."""
+    import io
+    import random
+
+    from auditml.cli._common import _plain, _safe_console
+
+    console = _safe_console()
+    rng = random.Random(20)
+    alphabet = "ab Z09-_.()[]{}@#%&*+=/\\|<>?!'\"é漢😀\u0301\u200b\u00a0~`^$,;\u2028\x1b\x00\t\n:"
+    compared = 0
+    for _ in range(3000):
+        line = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        if not _plain(line):
+            continue
+        compared += 1
+        written = io.StringIO()
+        settings = {"highlight": False, "markup": False, "soft_wrap": True}
+        width = rng.choice([20, 80]) if terminal else 200
+        console(file=written, width=width, force_terminal=terminal, **settings).print(line)
+        assert written.getvalue() == line + "\n"
+    assert compared > 200

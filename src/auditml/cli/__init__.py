@@ -11,29 +11,55 @@ One module per command group registers its commands on the shared ``app``
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
 import warnings
+from importlib import import_module
 from typing import Any, TextIO
 
 import typer
 from typer.core import TyperCommand
 
-from auditml.cli import (  # noqa: F401 (they register commands)
-    card,
-    lifecycle,
-    log,
-    mlflow,
-    privacy,
-    report,
-    runtime,
-    trust,
-)
-from auditml.cli._common import app, err, exit_status, print_error
+from auditml.cli import _common
+from auditml.cli._common import err, exit_status, print_error
 from auditml.errors import AuditmlError
 
 __all__ = ["app", "main"]
+
+#: The module that registers each top-level command or group. A command line naming one of
+#: these imports that module alone, and builds that command alone: ``auditml status`` pays
+#: for neither ``auditml report``'s imports nor the building of 45 other commands (issue 20).
+#: Anything else (``--help``, ``--version``, no command, a mistyped one) loads them all.
+COMMAND_MODULES = {
+    **dict.fromkeys(("init", "head", "log", "verify"), "log"),
+    **dict.fromkeys(
+        (
+            "train",
+            "evaluate",
+            "approve",
+            "reject",
+            "deploy",
+            "promote",
+            "monitor",
+            "rollback",
+            "retire",
+            "status",
+            "history",
+            "demo",
+            "policy",
+            "incident",
+        ),
+        "lifecycle",
+    ),
+    "report": "report",
+    **dict.fromkeys(("keygen", "checkpoint", "export", "signatures", "key", "prove"), "trust"),
+    **dict.fromkeys(("trace", "runtime"), "runtime"),
+    **dict.fromkeys(("erase", "actors", "retention"), "privacy"),
+    "card": "card",
+    **dict.fromkeys(("import", "mlflow"), "mlflow"),
+}
 
 #: The line each command shows in ``--help`` lists: a whole sentence that fits an 80-column
 #: terminal. Click would take a docstring's first sentence, cut at "Art." or at the width.
@@ -120,18 +146,57 @@ def _order(name: str) -> int:
     return list(SHORT_HELP).index(name)
 
 
-# ``--help`` lists commands in SHORT_HELP's order, whatever order the groups were imported in.
-app.registered_commands.sort(key=lambda c: _order(_command_name(c)))
-app.registered_groups.sort(key=lambda g: _order(str(g.name)))
-for _group in app.registered_groups:
-    _group.short_help = SHORT_HELP[str(_group.name)]
-    assert _group.typer_instance is not None
-    for _command in _group.typer_instance.registered_commands:
-        _command.short_help = SHORT_HELP[f"{_group.name} {_command_name(_command)}"]
-        _command.cls = _Command
-for _command in app.registered_commands:
-    _command.short_help = SHORT_HELP[_command_name(_command)]
-    _command.cls = _Command
+def _finish() -> typer.Typer:
+    """Give every command registered so far its help line and usage, in SHORT_HELP's order.
+
+    ``--help`` lists commands in that order, whatever order the groups were imported in.
+    Running it again after more groups are imported is harmless.
+    """
+    app = _common.app
+    app.registered_commands.sort(key=lambda c: _order(_command_name(c)))
+    app.registered_groups.sort(key=lambda g: _order(str(g.name)))
+    for group in app.registered_groups:
+        group.short_help = SHORT_HELP[str(group.name)]
+        assert group.typer_instance is not None
+        for command in group.typer_instance.registered_commands:
+            command.short_help = SHORT_HELP[f"{group.name} {_command_name(command)}"]
+            command.cls = _Command
+    for command in app.registered_commands:
+        command.short_help = SHORT_HELP[_command_name(command)]
+        command.cls = _Command
+    return app
+
+
+def _load_all() -> typer.Typer:
+    """Import every command group and return the whole app."""
+    for module in dict.fromkeys(COMMAND_MODULES.values()):
+        import_module(f"auditml.cli.{module}")
+    return _finish()
+
+
+def _app_for(argv: list[str]) -> typer.Typer:
+    """Return an app holding only the command ``argv`` names, or the whole app.
+
+    The one command is built exactly as in the whole app (same root options, same
+    settings), so its help, usage, errors and output are the same.
+    """
+    name = argv[0] if argv else None
+    module = COMMAND_MODULES.get(name or "")
+    if module is None:
+        return _load_all()
+    import_module(f"auditml.cli.{module}")
+    app = _finish()
+    one = copy.copy(app)
+    one.registered_commands = [c for c in app.registered_commands if _command_name(c) == name]
+    one.registered_groups = [g for g in app.registered_groups if g.name == name]
+    return one
+
+
+def __getattr__(name: str) -> Any:
+    """Give ``app``, the whole command tree, to whoever imports it from here."""
+    if name == "app":
+        return _load_all()
+    raise AttributeError(f"module 'auditml.cli' has no attribute {name!r}")
 
 
 class _Notices(logging.Handler):
@@ -166,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str] | None) -> None:
     """Run the app, turning every error into a message and an exit status."""
     try:
-        app(args=argv, prog_name="auditml")
+        _app_for(sys.argv[1:] if argv is None else argv)(args=argv, prog_name="auditml")
     except AuditmlError as exc:  # one a command did not handle itself
         print_error(exc)
         sys.exit(exit_status(exc))

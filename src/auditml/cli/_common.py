@@ -8,6 +8,7 @@ input or an unusable store, 3 when policy refuses an action.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -18,11 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
-from rich.protocol import rich_cast
-from rich.style import Style
-from rich.table import Table
-from rich.text import Text
 
 from auditml._internal.identity import resolve_actor
 from auditml.core.privacy import actor_label
@@ -37,8 +33,13 @@ from auditml.errors import (
 
 # What a command needs of the log, the ledger, keys and progress bars is imported when it
 # runs: ``auditml status`` should not pay for what ``auditml report`` uses (issue 20).
+# Rich is imported on first use too: a decision prints one plain line (issue 20).
 if TYPE_CHECKING:
+    from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
     from rich.progress import Progress
+    from rich.style import Style
+    from rich.table import Table
+    from rich.text import Text
 
     from auditml.core.signing import FileSigner
     from auditml.ledger import Receipt
@@ -68,6 +69,8 @@ def group(help_text: str, **settings: Any) -> typer.Typer:
 
 def _safe_text(text: Text) -> Text:
     """Return ``text`` with its control characters escaped, keeping the styles around them."""
+    from rich.text import Text
+
     if not needs_escape(text.plain):
         return text
     cuts = sorted({i for i, ch in enumerate(text.plain) if needs_escape(ch) for i in (i, i + 1)})
@@ -79,50 +82,110 @@ def _safe_text(text: Text) -> Text:
     return safe
 
 
-class SafeConsole(Console):
-    r"""A console that prints each control character in its text as ``\uXXXX``, never raw.
+@functools.cache
+def _safe_console() -> type[Console]:
+    """Return the SafeConsole class, made (with Rich imported) the first time it is needed."""
+    from rich.console import Console
+    from rich.protocol import rich_cast
+    from rich.text import Text
 
-    Every string and Text the CLI prints, and every str cell of a table, passes
-    through here: a model name, reason, actor id, path or error message holding
-    ESC or NUL cannot recolour, retitle or rewrite the user's terminal.
+    class SafeConsole(Console):
+        r"""A console that prints each control character in its text as ``\uXXXX``, never raw.
+
+        Every string and Text the CLI prints, and every str cell of a table, passes
+        through here: a model name, reason, actor id, path or error message holding
+        ESC or NUL cannot recolour, retitle or rewrite the user's terminal.
+        """
+
+        def render_str(
+            self,
+            text: str,
+            *,
+            style: str | Style = "",
+            justify: JustifyMethod | None = None,
+            overflow: OverflowMethod | None = None,
+            emoji: bool | None = None,
+            markup: bool | None = None,
+            highlight: bool | None = None,
+            highlighter: HighlighterType | None = None,
+        ) -> Text:
+            """Turn a string into Text as Rich does, with its control characters escaped."""
+            return super().render_str(
+                escape_controls(text),
+                style=style,
+                justify=justify,
+                overflow=overflow,
+                emoji=emoji,
+                markup=markup,
+                highlight=highlight,
+                highlighter=highlighter,
+            )
+
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            """Print as Rich does, escaping control characters in Text (and JSON) objects too."""
+            safe = [rich_cast(o) for o in objects]
+            super().print(*(_safe_text(o) if isinstance(o, Text) else o for o in safe), **kwargs)
+
+    return SafeConsole
+
+
+def _plain(text: str) -> bool:
+    """Return whether Rich would print ``text`` exactly as it is, followed by a newline.
+
+    True for one line of printable characters with no colon (Rich reads ``:name:``
+    as an emoji code): no control character to escape, no tab to expand.
+    """
+    return text.isprintable() and ":" not in text
+
+
+class LazyConsole:
+    """A SafeConsole made on first use; until then, a plain line is written without Rich.
+
+    ``auditml approve`` prints one plain line: importing Rich for it cost more than
+    the decision (issue 20). Anything else (Text, tables, JSON, options, a line
+    Rich would change) goes to the SafeConsole, and so does everything once it exists.
     """
 
-    def render_str(
-        self,
-        text: str,
-        *,
-        style: str | Style = "",
-        justify: JustifyMethod | None = None,
-        overflow: OverflowMethod | None = None,
-        emoji: bool | None = None,
-        markup: bool | None = None,
-        highlight: bool | None = None,
-        highlighter: HighlighterType | None = None,
-    ) -> Text:
-        """Turn a string into Text as Rich does, with its control characters escaped."""
-        return super().render_str(
-            escape_controls(text),
-            style=style,
-            justify=justify,
-            overflow=overflow,
-            emoji=emoji,
-            markup=markup,
-            highlight=highlight,
-            highlighter=highlighter,
-        )
+    def __init__(self, **settings: Any) -> None:
+        self._settings = settings
+        self._stderr = bool(settings.get("stderr"))
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        """Return the SafeConsole itself, making it the first time."""
+        if self._console is None:
+            self._console = _safe_console()(**self._settings)
+        return self._console
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
-        """Print as Rich does, escaping control characters in Text (and JSON) objects too."""
-        safe = [rich_cast(o) for o in objects]
-        super().print(*(_safe_text(o) if isinstance(o, Text) else o for o in safe), **kwargs)
+        """Print as the SafeConsole does."""
+        file = sys.stderr if self._stderr else sys.stdout
+        if (
+            self._console is None
+            and not kwargs
+            and len(objects) == 1
+            and type(objects[0]) is str
+            and _plain(objects[0])
+            and file is not None
+            and os.name != "nt"  # Rich writes to a Windows console its own way
+            and "IPython" not in sys.modules  # and to a notebook
+        ):
+            file.write(objects[0] + "\n")
+            file.flush()
+            return
+        self.console.print(*objects, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
 
 
 # Piped output is not cut to 80 columns: tables keep every field whole for grep and files.
 # No Rich markup: paths, URLs, names and reasons print as written, brackets included.
-out = SafeConsole(
+out = LazyConsole(
     highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
 )
-err = SafeConsole(stderr=True, highlight=False, markup=False, soft_wrap=True)
+err = LazyConsole(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -172,6 +235,8 @@ def exit_status(exc: AuditmlError) -> int:
 
 def print_error(exc: AuditmlError) -> None:
     """Print an error as one sentence on stderr, after ``FAILED:``, ``denied:`` or ``error:``."""
+    from rich.text import Text
+
     _, word, style = _outcome(exc)
     err.print(Text.assemble((word, style), f": {exc.diagnostics()}"))
 
@@ -257,6 +322,8 @@ def done(receipt: Receipt, text: str, as_json: bool) -> None:
 
 def table(*columns: str, overflow: OverflowMethod = "ellipsis") -> Table:
     """Return a plain table with these columns, as every command prints one."""
+    from rich.table import Table
+
     found = Table(box=None, pad_edge=False, header_style="bold")
     for column in columns:
         found.add_column(column, overflow=overflow)
@@ -308,7 +375,7 @@ class LazyProgress:
                 TaskProgressColumn(),
                 TextColumn("{task.completed:,}/{task.total:,} events"),
                 TimeRemainingColumn(),
-                console=err,
+                console=err.console,
                 transient=True,
             )
             self.bar.start()

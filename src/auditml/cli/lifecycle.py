@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from auditml.cli._common import (
     ActorOption,
@@ -765,6 +764,8 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Show each version's state and what runs in each environment now."""
+    from rich.text import Text
+
     with errors(), open_log(db) as log:
         states = log.status(model)
         if as_json:
@@ -810,6 +811,8 @@ def status(
 
 def _show_violations(log: Any, model: str | None) -> None:
     """List the changes made in MLflow that policy would have refused, if the log records any."""
+    from rich.text import Text
+
     found = log.registry_violations(model)
     if not found:
         return
@@ -970,4 +973,4 @@ def demo(
     from auditml._internal.demo import run_demo
 
     with errors():
-        run_demo(out_dir, out)
+        run_demo(out_dir, out.console)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import chain
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
@@ -1085,7 +1084,6 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DATASET_KINDS = frozenset({"file", "folder", "uri"})
 _NO_MARK: dict[str, Any] = {}
 _STR = {str}
-_DICT = {dict}
 _NUMBERS = frozenset({int, float})
 _EVALUATE_KEYS = frozenset({"dataset", "metrics", "slices", "artifacts", "notes"})
 _DATASET_KEYS = frozenset({"uri", "kind", "sha256", "size", "files", "split"})
@@ -1094,32 +1092,6 @@ _ARTIFACT_KEYS = frozenset({"uri", "sha256", "size"})
 
 def _fast_name(key: object) -> bool:
     return type(key) is str and 0 < len(key) <= 512
-
-
-def _plain_names(keys: Collection[Any]) -> bool:
-    """Return whether every one of ``keys`` is a str Name, in C-level passes."""
-    if not keys:
-        return True
-    if "" in keys or set(map(type, keys)) != _STR:
-        return False
-    return sum(map(len, keys)) <= 512 or max(map(len, keys)) <= 512
-
-
-def _plain_numbers(values: Collection[Any]) -> bool:
-    """Return whether every one of ``values`` is an int or a finite float, in C-level passes."""
-    if not values:
-        return True
-    kinds = set(map(type, values))
-    if not kinds <= _NUMBERS:
-        return False  # bools, text, str subclasses: the slow path says what is wrong
-    if float in kinds:
-        try:
-            total = sum(values)
-        except OverflowError:
-            return False
-        if total - total != 0.0:  # a NaN or an infinity (or a sum too large: declined)
-            return False
-    return True
 
 
 def _fast_uri(value: object) -> bool:
@@ -1133,21 +1105,24 @@ def _fast_count(value: object) -> bool:
 
 def _fast_dataset(value: object) -> dict[str, Any] | None:
     """Return DatasetRef's dump of a plainly valid dataset mapping, else None."""
-    if type(value) is not dict or not _fast_uri(value.get("uri")):
-        return None
-    if not value.keys() <= _DATASET_KEYS:
+    if type(value) is not dict or not value.keys() <= _DATASET_KEYS:
         return None  # 'redacted' and unknown keys: the slow path
+    uri = value.get("uri")
+    if type(uri) is not str or "@" in uri or "?" in uri or "#" in uri:
+        return None  # what _fast_uri checks, inline: this runs for every evaluation
     kind = value.get("kind", "uri")
-    sha, split = value.get("sha256"), value.get("split")
     if type(kind) is not str or kind not in _DATASET_KINDS:
         return None
+    out: dict[str, Any] = {"uri": uri, "kind": kind}
+    if len(value) == 2 and "kind" in value:
+        return out  # the usual shape: a URI and its kind, nothing else to check
+    sha, split = value.get("sha256"), value.get("split")
     if sha is not None and (type(sha) is not str or _HEX64.fullmatch(sha) is None):
         return None
     if not (_fast_count(value.get("size")) and _fast_count(value.get("files"))):
         return None
     if split is not None and type(split) is not str:
         return None
-    out: dict[str, Any] = {"uri": value["uri"], "kind": kind}
     for key in ("sha256", "size", "files", "split"):
         held = value.get(key)
         if held is not None:
@@ -1175,7 +1150,12 @@ def _fast_artifact(value: object) -> dict[str, Any] | None:
 
 
 def _fast_evaluate(data: dict[Any, Any]) -> dict[str, Any] | None:
-    """Return ``validate_data("model.evaluate", data)`` for the common shapes, else None."""
+    """Return ``validate_data("model.evaluate", data)`` for the common shapes, else None.
+
+    The names (of metrics, slices and slices' metrics) and the numbers are each
+    checked in one pass of C-level calls over all of them together: a name or a
+    number is valid or not on its own, so one pass says what a pass per mapping says.
+    """
     if not data.keys() <= _EVALUATE_KEYS:
         return None
     out: dict[str, Any] = {}
@@ -1190,22 +1170,34 @@ def _fast_evaluate(data: dict[Any, Any]) -> dict[str, Any] | None:
     artifacts = data.get("artifacts", _NO_MARK)
     if type(metrics) is not dict or type(slices) is not dict or type(artifacts) is not dict:
         return None
-    if slices:
-        inner = list(slices.values())
-        if set(map(type, inner)) != _DICT or not _plain_names(slices):
+    names: list[Any] = [*slices, *metrics]
+    numbers: list[Any] = [*metrics.values()]
+    inner: list[Any] = [*slices.values()]
+    for held in inner:
+        if type(held) is not dict:
             return None
-        # The metrics and every slice's metrics are checked together, one pass each.
-        names = list(chain(metrics, chain.from_iterable(inner)))
-        numbers = list(chain(metrics.values(), chain.from_iterable(map(dict.values, inner))))
-        if not _plain_names(names) or not _plain_numbers(numbers):
+        names += held
+        numbers += held.values()
+    if names:
+        # Every name a str Name (1 to 512 characters), every number an int or finite float.
+        if "" in names or {*map(type, names)} != _STR:
             return None
-        if metrics:
-            out["metrics"] = dict(metrics)
-        out["slices"] = {name: dict(held) for name, held in slices.items()}
-    elif metrics:
-        if not _plain_names(metrics) or not _plain_numbers(metrics.values()):
+        if len("".join(names)) > 512 and max(map(len, names)) > 512:
             return None
-        out["metrics"] = dict(metrics)
+        kinds = {*map(type, numbers)}
+        if not kinds <= _NUMBERS:
+            return None  # bools, text, str subclasses: the slow path says what is wrong
+        if float in kinds:
+            try:
+                total = sum(numbers)
+            except OverflowError:
+                return None
+            if total - total != 0.0:  # a NaN or an infinity (or a sum too large: declined)
+                return None
+    if metrics:
+        out["metrics"] = metrics.copy()
+    if inner:
+        out["slices"] = {name: held.copy() for name, held in slices.items()}
     if artifacts:
         made: dict[str, Any] = {}
         for name, held in artifacts.items():
@@ -1224,6 +1216,8 @@ def _fast_evaluate(data: dict[Any, Any]) -> dict[str, Any] | None:
 
 #: The actions whose common data shapes have a fast check.
 _FAST_DATA = {"model.evaluate": _fast_evaluate}
+_NEW = object.__new__
+_SET = object.__setattr__
 #: Actors given as an id string, made once each (an Actor is immutable, so one is shared).
 _ACTORS: dict[str, Actor] = {}
 
@@ -1260,13 +1254,13 @@ def _fast_parts(
         named = dict(subject)
     else:
         return None
-    # What model_construct does, without its per-field loop: every field is given.
-    draft = Draft.__new__(Draft)
-    _set = object.__setattr__
-    _set(draft, "__dict__", {"action": action, "actor": actor, "subject": named, "data": payload})
-    _set(draft, "__pydantic_fields_set__", {"action", "actor", "subject", "data"})
-    _set(draft, "__pydantic_extra__", None)
-    _set(draft, "__pydantic_private__", None)
+    # What model_construct does, without its per-field loop: every field is given. Draft's
+    # own __new__ would be looked up through pydantic's metaclass, which costs more.
+    draft = _NEW(Draft)
+    _SET(draft, "__dict__", {"action": action, "actor": actor, "subject": named, "data": payload})
+    _SET(draft, "__pydantic_fields_set__", {"action", "actor", "subject", "data"})
+    _SET(draft, "__pydantic_extra__", None)
+    _SET(draft, "__pydantic_private__", None)
     return draft
 
 

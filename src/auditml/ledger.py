@@ -450,7 +450,7 @@ class Ledger:
     def directory_problems(self) -> list[str]:
         """Return, in words, each directory row that does not bind to the log (empty: none)."""
         rows = [DirectoryRow(*row) for row in self._store.actor_directory(self._log_id)]
-        return bind_directory(rows, self._enrollments())[1]
+        return bind_directory(rows, self._enrollments(), person)[1]
 
     def people(self) -> dict[str, str]:
         """Return who each pseudonym names (its folded id), from the bound directory."""
@@ -465,10 +465,12 @@ class Ledger:
 
     def _bind(self, *, strict: bool) -> dict[str, DirectoryEntry]:
         """Return the directory entries that bind to the log; raise on the first that does not."""
-        rows = [DirectoryRow(*row) for row in self._store.actor_directory(self._log_id)]
         log = self._enrollments()
-        if not rows and not log.enrolled and not log.erased:
+        if not log.enrolled and not log.erased:
+            # No one was ever enrolled: no row can bind, so none is read; a row added by
+            # hand is nobody to a decision (and `verify --deep` names it).
             return {}
+        rows = [DirectoryRow(*row) for row in self._store.actor_directory(self._log_id)]
         entries, problems = bind_directory(rows, log, person)
         if strict and problems:
             raise VerificationError(

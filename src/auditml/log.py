@@ -251,8 +251,10 @@ class AuditLog:
         records = self._ledger.verify_records(chain.size) if runtime else None
         if runtime and deep:
             self._privacy.verify_values(chain.size)
-        if deep:
-            self._ledger.bound_directory()  # every directory row must open its enrollment
+        if deep:  # every directory row must open its enrollment, and every enrollment have one
+            problems = self._ledger.directory_problems()
+            if problems:
+                raise VerificationError(problems[0], kind="directory")
         signatures = self._trust.verify_signatures()
         kept = self._trust.verify_checkpoints(chain.roots)
         anchors = self._trust.check_anchors(checkpoints, vkey)

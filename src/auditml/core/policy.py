@@ -73,6 +73,7 @@ what the log says, and returns a :class:`Denial` or None. They never write.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import operator
@@ -623,6 +624,7 @@ def check_reason(policy: Policy, decision: str, reason: str | None) -> Denial | 
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def person(actor: str) -> str:
     """Return who an actor id names, for counting people: case, spaces and invisibles ignored.
 

@@ -502,3 +502,38 @@ def test_after_a_trainers_erasure_someone_who_acted_before_it_may_approve(
     assert info.value.rule == "separation-of-duties"
     assert pseudo.head().size == size + 2  # the newcomer's enrollment, and the denial
     pseudo.approve("credit", "1", actor=VAL)
+
+
+def test_a_directory_made_before_enrollments_is_enrolled_once_on_request(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pre-enrollment row refuses decisions with a hint; `actors --enroll-existing` binds it."""
+    from auditml import Actor
+    from auditml.core.events import Draft
+    from tests.conftest import raw_sql
+
+    log, _ = AuditLog.init(db_url, origin="bank.example/legacy", actor=ADMIN)
+    old = "actor:00000000000000a1"
+    train = Draft.build(
+        "model.train", actor=Actor(id=old), subject={"model": "credit", "version": "1"}
+    )
+    log._ledger.append_many([train], imported=True)  # what a pre-enrollment log holds
+    _policy(log, tmp_path, PSEUDONYMOUS)
+    raw_sql(
+        db_url,
+        [
+            "INSERT INTO auditml_actor (log_id, pseudonym, person, known_as, created_at) "
+            f"SELECT id, '{old}', '{ALICE}', '{ALICE}', '2026-12-03T00:00:00Z' FROM auditml_log"
+        ],
+    )
+    with pytest.raises(VerificationError, match="enroll-existing"):
+        log.record_training("credit", actor=VAL)  # the first decision after the upgrade
+    code, out, err = run_cli(["actors", "--db", db_url, "--enroll-existing"], capsys)
+    assert code == 0 and old in err and ALICE in out, (out, err)
+    with pytest.raises(PolicyDeniedError, match="trained version"):
+        log.approve("credit", "1", actor=ALICE)  # her training before the upgrade is still hers
+    log.record_training("credit", actor=VAL)
+    log.approve("credit", "2", actor=ALICE)
+    assert log.enroll_existing_actors() == []  # once only: nothing is left to enroll
+    log.verify(deep=True)
+    log.close()

@@ -386,11 +386,48 @@ class Ledger:
             if entry is None or entry.known_as is None or person(entry.known_as) != person(who.id):
                 raise VerificationError(
                     f"the actor directory's lookup column gives this id the row of {found}, "
-                    "whose enrollment binds someone else: the row was changed by hand; decisions "
-                    "are refused until it is restored (see `auditml verify --deep`)",
+                    "whose enrollment binds someone else: the row was changed by hand (or made "
+                    "before auditml enrolled pseudonyms: then run `auditml actors "
+                    "--enroll-existing` once); decisions are refused until it is restored "
+                    "(see `auditml verify --deep`)",
                     kind="directory",
                 )
         return found
+
+    def enroll_existing(self) -> list[str]:
+        """Enroll the directory rows made before enrollments existed; return their pseudonyms.
+
+        Only rows without a salt whose pseudonym acted on the log before its first
+        ``actor.enroll`` (or on a log with none) are enrolled: each gets a salt and
+        an enrollment binding the id and printed name it holds now, trusted as they
+        stand. Rows added later by hand are not among them.
+        """
+        log = self._enrollments()
+        since = min((seq for seq in log.first.values()), default=None)
+        done = []
+        for row in self._store.actor_directory(self._log_id):
+            entry = DirectoryRow(*row[:5])
+            if entry.known_as is None or entry.salt is not None or entry.erased is not None:
+                continue
+            if entry.pseudonym in log.enrolled:
+                continue
+            acted = self.seqs_containing([b'"id":"' + entry.pseudonym.encode() + b'"'])
+            if not acted or (since is not None and min(acted) > since):
+                continue  # only a pseudonym that acted before enrollments began is one of then
+            salt = secrets.token_bytes(SALT_BYTES)
+            draft = Draft.build(
+                "actor.enroll",
+                actor=Actor(id=entry.pseudonym),
+                subject={"actor": entry.pseudonym},
+                data={"commitment": actor_commitment(salt, entry.known_as, entry.name)},
+            )
+            hook = self.after_append
+            part = draft_part(draft, PartCache())
+            prepare = _preparer(self._origin, [part], hook.every(), hook.sign)
+            known = (entry.known_as, entry.name, salt.hex())
+            if self._store.salt_actor(self._log_id, entry.pseudonym, known, prepare):
+                done.append(entry.pseudonym)
+        return done
 
     def _name(self, pseudonym: str, known_as: str, name: str) -> None:
         """Fill a printed name the directory lacks, enrolling the pseudonym again to bind it."""

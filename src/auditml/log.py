@@ -403,6 +403,15 @@ class AuditLog:
         """
         return self._ledger.actor_directory()
 
+    def enroll_existing_actors(self) -> list[str]:
+        """Bind the directory rows of a log made before auditml enrolled pseudonyms (once).
+
+        Each row whose pseudonym acted on the log, and that has no salt yet, gets
+        an ``actor.enroll`` event binding the id and printed name it holds now;
+        returns the pseudonyms enrolled. Refused on a log that already enrolls.
+        """
+        return self._ledger.enroll_existing()
+
     def actor_problems(self) -> list[str]:
         """Return each actor directory row edited by hand, in words (empty: the directory binds)."""
         return self._ledger.directory_problems()

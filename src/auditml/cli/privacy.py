@@ -239,9 +239,27 @@ def _print_actor_erasure(gone: ActorErasure, as_json: bool) -> None:
 
 
 @app.command("actors")
-def actors_command(db: DbOption = None, as_json: JsonOption = False) -> None:
+def actors_command(
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    enroll_existing: Annotated[
+        bool,
+        typer.Option(
+            "--enroll-existing",
+            help="Once, after upgrading: bind the rows of people who acted under a pseudonym "
+            "before auditml enrolled pseudonyms on the log.",
+        ),
+    ] = False,
+) -> None:
     """List the off-log actor directory: who acts under each pseudonym, and who was erased."""
     with errors(), open_log(db) as log:
+        if enroll_existing:
+            enrolled = log.enroll_existing_actors()
+            err.print(
+                f"Enrolled {len(enrolled)} pseudonym(s) made before enrollments: "
+                + (", ".join(enrolled) or "none was left to enroll")
+                + "."
+            )
         entries = list(log.actors().values())
         problems = log.actor_problems()
     for problem in problems:  # the rows that do not bind are not listed: say so, and fail

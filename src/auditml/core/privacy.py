@@ -502,6 +502,12 @@ def bind_directory(
             problems.append(
                 f"the actor directory's row for {row.pseudonym} matches no actor.enroll event "
                 "on the log: it was added by hand"
+                + (
+                    ", or made before auditml enrolled pseudonyms (then run `auditml actors "
+                    "--enroll-existing` once)"
+                    if row.salt is None
+                    else ""
+                )
             )
             continue
         seq, commitment = enrolled

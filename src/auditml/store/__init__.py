@@ -1140,6 +1140,38 @@ class Store:
 
         return self._transaction(run)
 
+    def salt_actor(
+        self,
+        log_id: int,
+        pseudonym: str,
+        known: tuple[str, str | None, str],
+        prepare: Callable[[HeadState], Batch],
+    ) -> bool:
+        """Give a row made before enrollments its salt and append its ``actor.enroll``, at once.
+
+        ``known`` is ``(known_as, name, salt)``: the row changes only while it
+        still holds that id and name, no salt and no erasure. Returns whether it did.
+        """
+        p = self.backend.param
+        known_as, name, salt = known
+        done: list[bool] = []
+
+        def run(cur: Any) -> None:
+            done.clear()
+            head = self._locked_head(cur, log_id)
+            cur.execute(
+                f"UPDATE auditml_actor SET salt = {p} WHERE log_id = {p} AND pseudonym = {p} "
+                f"AND known_as = {p} AND salt IS NULL AND erased IS NULL "
+                f"AND (name = {p} OR (name IS NULL AND CAST({p} AS TEXT) IS NULL))",
+                (salt, log_id, pseudonym, known_as, name, name),
+            )
+            if cur.rowcount == 1:
+                self._write(cur, prepare(head), head)
+            done.append(cur.rowcount == 1)
+
+        self._transaction(run)
+        return done[0]
+
     def name_actor(
         self,
         log_id: int,

@@ -16,20 +16,11 @@ import pytest
 from auditml import Actor, AuditLog, Draft, InvalidInputError, PolicyDeniedError, VerificationError
 from auditml.core.policy import person
 from tests.conftest import raw_query, raw_sql, run_cli
+from tests.test_redteam_today import ADMIN, ALICE, PSEUDONYMOUS, VAL, _policy
 
-ADMIN = "admin@bank.example"
-ALICE = "alice.martin@bank.example"
-VAL = "victor.alvarez@bank.example"
 CAROL = "carol.dupont@bank.example"
 BOB = "bob.stone@bank.example"
-PSEUDONYMOUS = "[personal_data]\npseudonymous_actors = true\n"
 FORGED = "actor:00000000000000ee"
-
-
-def _policy(log: AuditLog, tmp_path: Path, text: str) -> int:
-    path = tmp_path / f"policy-{log.head().size}.toml"
-    path.write_text(text, encoding="utf-8")
-    return log.apply_policy(path, reason="red team", actor=ADMIN).seq
 
 
 @pytest.fixture

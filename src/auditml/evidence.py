@@ -276,6 +276,15 @@ _FIELDS = itemgetter(
     "i", "stream", "model", "env", "time", "version", "error", "latency_ms", "output"
 )
 _NUMBERS = {int, float}
+
+
+def _score_array(found: list[Any]) -> array[float]:
+    """Return the numbers among one field's values (text, true/false and none are no score)."""
+    if not set(map(type, found)) <= _NUMBERS:
+        found = [v for v in found if type(v) in _NUMBERS]
+    return array("d", found)
+
+
 _ERRORS = {str, type(None)}
 _SEG, _BODY = itemgetter(0), itemgetter(2)
 
@@ -333,9 +342,7 @@ def _part(
     assert part.scores is not None
     for name in fields:
         found = list(map(methodcaller("get", name), outputs))
-        if not set(map(type, found)) <= _NUMBERS:
-            found = [v for v in found if type(v) in _NUMBERS]  # text, true/false, none: no score
-        part.scores[name] = array("d", found)
+        part.scores[name] = _score_array(found)
     return part
 
 
@@ -655,11 +662,7 @@ def _add_columns(
         assert part.scores is not None
         for name in fields:
             found = scores[name] if rows is None else list(compress(scores[name], rows))
-            if not set(map(type, found)) <= _NUMBERS:
-                found = [
-                    v for v in found if type(v) in _NUMBERS
-                ]  # text, true/false, none: no score
-            part.scores[name] = array("d", found)
+            part.scores[name] = _score_array(found)
         _merge(_sample_of(samples, version), part)
     return True
 

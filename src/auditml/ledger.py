@@ -371,14 +371,7 @@ class Ledger:
     def _enroll(self, who: Actor) -> str:
         """Draw a pseudonym for ``who``, keep them in the directory and enroll it on the log."""
         pseudonym, salt = new_pseudonym(), secrets.token_bytes(SALT_BYTES)
-        draft = Draft.build(
-            "actor.enroll",
-            actor=Actor(id=pseudonym),
-            subject={"actor": pseudonym},
-            data={"commitment": actor_commitment(salt, who.id, who.name)},
-        )
-        hook = self.after_append
-        prepare = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
+        prepare = self._enrollment(pseudonym, actor_commitment(salt, who.id, who.name))
         row = (pseudonym, who.id, who.name, salt.hex(), _now())
         found = self._store.enroll_actor(self._log_id, person(who.id), row, prepare)
         if found != pseudonym:  # the lookup column gave one already: hold it to its enrollment
@@ -415,31 +408,28 @@ class Ledger:
             if not acted or (since is not None and min(acted) > since):
                 continue  # only a pseudonym that acted before enrollments began is one of then
             salt = secrets.token_bytes(SALT_BYTES)
-            draft = Draft.build(
-                "actor.enroll",
-                actor=Actor(id=entry.pseudonym),
-                subject={"actor": entry.pseudonym},
-                data={"commitment": actor_commitment(salt, entry.known_as, entry.name)},
-            )
-            hook = self.after_append
-            part = draft_part(draft, PartCache())
-            prepare = _preparer(self._origin, [part], hook.every(), hook.sign)
+            commitment = actor_commitment(salt, entry.known_as, entry.name)
+            prepare = self._enrollment(entry.pseudonym, commitment)
             known = (entry.known_as, entry.name, salt.hex())
             if self._store.salt_actor(self._log_id, entry.pseudonym, known, prepare):
                 done.append(entry.pseudonym)
         return done
 
-    def _name(self, pseudonym: str, known_as: str, name: str) -> None:
-        """Fill a printed name the directory lacks, enrolling the pseudonym again to bind it."""
-        salt = secrets.token_bytes(SALT_BYTES)
+    def _enrollment(self, pseudonym: str, commitment: str) -> Callable[[HeadState], Batch]:
+        """Return the preparer of the ``actor.enroll`` event that binds ``pseudonym``."""
         draft = Draft.build(
             "actor.enroll",
             actor=Actor(id=pseudonym),
             subject={"actor": pseudonym},
-            data={"commitment": actor_commitment(salt, known_as, name)},
+            data={"commitment": commitment},
         )
         hook = self.after_append
-        prepare = _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
+        return _preparer(self._origin, [draft_part(draft, PartCache())], hook.every(), hook.sign)
+
+    def _name(self, pseudonym: str, known_as: str, name: str) -> None:
+        """Fill a printed name the directory lacks, enrolling the pseudonym again to bind it."""
+        salt = secrets.token_bytes(SALT_BYTES)
+        prepare = self._enrollment(pseudonym, actor_commitment(salt, known_as, name))
         self._store.name_actor(self._log_id, pseudonym, (known_as, name, salt.hex()), prepare)
 
     def _drawn(self, who: Actor) -> Actor:

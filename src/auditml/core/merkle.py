@@ -29,7 +29,7 @@ verification sections 2.1.3.2 and 2.1.4.2; every refusal raises
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from typing import TypeAlias
 
@@ -88,6 +88,33 @@ def leaf_hash(entry: bytes) -> bytes:
 def node_hash(left: bytes, right: bytes) -> bytes:
     """Return the RFC 9162 interior node hash ``SHA-256(0x01 || left || right)``."""
     return _sha256(_NODE_PREFIX + left + right).digest()
+
+
+def _aligned_chunks(
+    leaves: Sequence[bytes], start: int, min_level: int, out: list[_Node]
+) -> Iterator[tuple[bytes, int]]:
+    """Yield the root and height of each perfect chunk of ``leaves`` placed from ``start``.
+
+    Each chunk is the largest that fits in what is left and is aligned at its
+    start; it is hashed level by level, and its nodes of ``min_level`` or more
+    (below its root) go to ``out``, children before parents.
+    """
+    total = len(leaves)
+    pos = 0
+    while pos < total:
+        height = (total - pos).bit_length() - 1
+        if start:
+            height = min(height, (start & -start).bit_length() - 1)
+        width = 1 << height
+        level = leaves[pos : pos + width]
+        for lvl in range(1, height + 1):
+            level = _parent_level(level)
+            if lvl >= min_level:
+                first = start >> lvl
+                out.extend(zip(repeat(lvl), range(first, first + len(level)), level))
+        yield level[0], height
+        start += width
+        pos += width
 
 
 def _parent_level(level: Sequence[bytes]) -> list[bytes]:
@@ -243,22 +270,8 @@ class CompactRange:
         if self._size + total >= _MAX_SIZE:
             raise ProofError("a compact range cannot grow to 2**64 leaves")
         out: list[_Node] = []
-        pos = 0
-        while pos < total:
-            start = self._size
-            # The largest chunk that fits in what is left and is aligned at `start`.
-            height = (total - pos).bit_length() - 1
-            if start:
-                height = min(height, (start & -start).bit_length() - 1)
-            width = 1 << height
-            level = leaves[pos : pos + width]
-            for lvl in range(1, height + 1):
-                level = _parent_level(level)
-                if lvl >= min_level:
-                    first = start >> lvl
-                    out.extend(zip(repeat(lvl), range(first, first + len(level)), level))
-            self._merge(level[0], height, out, min_level)
-            pos += width
+        for node, height in _aligned_chunks(leaves, self._size, min_level, out):
+            self._merge(node, height, out, min_level)  # grows the size by the chunk
         return out
 
     def extend_recording(
@@ -395,21 +408,8 @@ class SubRange:
         if self._end + total >= _MAX_SIZE:
             raise ProofError("a sub-range cannot reach 2**64 leaves")
         out: list[_Node] = []
-        pos = 0
-        while pos < total:
-            start = self._end
-            height = (total - pos).bit_length() - 1
-            if start:
-                height = min(height, (start & -start).bit_length() - 1)
-            width = 1 << height
-            level = leaves[pos : pos + width]
-            for lvl in range(1, height + 1):
-                level = _parent_level(level)
-                if lvl >= min_level:
-                    first = start >> lvl
-                    out.extend(zip(repeat(lvl), range(first, first + len(level)), level))
-            self._push(level[0], height, out, min_level)
-            pos += width
+        for node, height in _aligned_chunks(leaves, self._end, min_level, out):
+            self._push(node, height, out, min_level)  # moves the end past the chunk
         return out
 
     def extend_recording(

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditml import AuditLog, InvalidInputError, PolicyDeniedError, VerificationError
 from auditml.core.merkle import leaf_hash
 from auditml.core.policy import Policy, policy_from_toml
-from auditml.core.rollout import parse_trigger, psi
+from auditml.core.rollout import parse_trigger, psi, quantiles
 from auditml.serving import runtime_check, runtime_stats
 from tests.conftest import drop_triggers, raw_query, raw_sql, run_cli
 
@@ -260,6 +266,55 @@ def test_psi_is_zero_for_one_distribution_and_grows_with_a_shift() -> None:
     assert psi(base, [v + 0.5 for v in base]) > 1.0
     assert psi([], base) is None
     assert parse_trigger("score_psi > 0.2", score_field="p").key == "score_psi(p)"
+
+
+def _sorted_quantile(ordered: list[float], q: float) -> float | None:
+    """Return the textbook quantile: interpolate between the neighbours of q * (n - 1)."""
+    if not ordered:
+        return None
+    pos = q * (len(ordered) - 1)
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def _sorted_psi(stable: list[float], canary: list[float], bins: int = 10) -> float | None:
+    """PSI by sorting both samples and bisecting at the stable deciles."""
+    if not stable or not canary:
+        return None
+    base, seen = sorted(stable), sorted(canary)
+    found = (_sorted_quantile(base, k / bins) for k in range(1, bins))
+    cuts = sorted({q for q in found if q is not None})
+
+    def shares(ordered: list[float]) -> list[float]:
+        edges = [0, *(bisect_left(ordered, cut) for cut in cuts), len(ordered)]
+        return [max((hi - lo) / len(ordered), 1e-4) for lo, hi in pairwise(edges)]
+
+    return sum((c - s) * math.log(c / s) for c, s in zip(shares(seen), shares(base), strict=True))
+
+
+_finite = st.floats(-1e12, 1e12)  # no overflow to inf in v[hi] - v[lo]
+_samples = st.lists(_finite | st.sampled_from([0.0, 1.0, 2.5]), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_samples, st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_quantiles_by_partition_equal_a_full_sort_exactly(
+    values: list[float], qs: list[float]
+) -> None:
+    """Quantiles from NumPy's partition are bit for bit those of sorting every value."""
+    expected = [_sorted_quantile(sorted(values), q) for q in qs]
+    assert quantiles(values, qs) == expected
+    assert quantiles(array("d", values), qs) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(_samples, _samples)
+def test_psi_by_counting_equals_psi_by_sorting_exactly(
+    stable: list[float], canary: list[float]
+) -> None:
+    """PSI counted with NumPy (ties, repeated cuts, one value) equals the sort-and-bisect PSI."""
+    assert psi(array("d", stable), array("d", canary)) == _sorted_psi(stable, canary)
 
 
 def test_forged_runtime_records_do_not_count_toward_min_requests(

@@ -1116,8 +1116,7 @@ def serve_request(given: IO[bytes], out: IO[bytes]) -> None:
     end of ``given``) the answer: one JSON line (``ok``, the ranges read, the
     segments read and those that need a careful read, and per version its
     counts and the byte lengths of its arrays), then the arrays' bytes in the
-    order the header lists them. Each range's arrays are sorted as it is read
-    (the quantiles read them sorted, and sorted runs merge fast).
+    order the header lists them.
     """
     read = _Read({}, set(), [])
     ranges: list[list[int]] = []
@@ -1148,8 +1147,6 @@ def serve_request(given: IO[bytes], out: IO[bytes]) -> None:
                         raise ValueError(line)
                     part = _Read({}, set(), [])
                     _read_into(snap, int(request["log_id"]), segments[low:high], ask, part)
-                    for sample in part.samples.values():
-                        _sort_sample(sample)
                     _merge_read(read, part)
                     ranges.append([low, high])
                     out.write(b"done\n")
@@ -1179,14 +1176,6 @@ def serve_request(given: IO[bytes], out: IO[bytes]) -> None:
         "versions": versions,
     }
     out.write(json.dumps(header).encode() + b"\n" + b"".join(blobs))
-
-
-def _sort_sample(sample: Sample) -> None:
-    if sample.latency is not None:
-        sample.latency = array("d", sorted(sample.latency))
-    for name, values in (sample.scores or {}).items():
-        assert sample.scores is not None
-        sample.scores[name] = array("d", sorted(values))
 
 
 def _merge_read(into: _Read, part: _Read) -> None:

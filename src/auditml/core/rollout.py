@@ -34,15 +34,18 @@ import math
 import operator
 import re
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from auditml.errors import InvalidInputError
+
+if TYPE_CHECKING:  # NumPy is imported when statistics are computed, not with the policy
+    import numpy as np
+    from numpy.typing import NDArray
 
 __all__ = [
     "DEFAULT_MONITOR_ACTOR",
@@ -56,6 +59,7 @@ __all__ = [
     "parse_trigger",
     "psi",
     "quantile",
+    "quantiles",
     "statistics",
 ]
 
@@ -231,14 +235,36 @@ class MonitorRule(BaseModel):
 # --------------------------------------------------------------------------- statistics
 
 
-def quantile(ordered: Sequence[float], q: float) -> float | None:
-    """Return the ``q`` quantile of sorted values, interpolated linearly (None when empty)."""
-    if not ordered:
-        return None
-    pos = q * (len(ordered) - 1)
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """Return the ``q`` quantile of ``values``, interpolated linearly (None when empty)."""
+    return quantiles(values, (q,))[0]
+
+
+def quantiles(
+    values: Sequence[float] | NDArray[np.float64], qs: Sequence[float]
+) -> list[float | None]:
+    """Return the ``qs`` quantiles of ``values`` (any order), each interpolated linearly.
+
+    The quantile ``q`` of n values sorted is ``v[lo] + (v[hi] - v[lo]) * (p - lo)``
+    with ``p = q * (n - 1)``, ``lo = floor(p)`` and ``hi = min(lo + 1, n - 1)``. Only
+    those order statistics are found (NumPy's partition, no full sort); the
+    arithmetic is Python's on them, so the figures are exactly a sort's.
+    """
+    found = _floats(values)
+    n = len(found)
+    if not n:
+        return [None] * len(qs)
+    spots = []
+    for q in qs:
+        pos = q * (n - 1)
+        low = math.floor(pos)
+        spots.append((pos, low, min(low + 1, n - 1)))
+    import numpy as np
+
+    kth = sorted({i for _, low, high in spots for i in (low, high)})
+    ordered = np.partition(found, kth)
+    picked = {i: float(ordered[i]) for i in kth}
+    return [picked[low] + (picked[high] - picked[low]) * (pos - low) for pos, low, high in spots]
 
 
 #: PSI floors each bin's share at this, so an empty bin contributes a finite amount.
@@ -250,31 +276,31 @@ def psi(stable: Sequence[float], canary: Sequence[float], bins: int = PSI_BINS) 
     """Return the population stability index of ``canary`` against ``stable`` (None if empty).
 
     The bins are cut at the stable values' quantiles 1/bins … (bins-1)/bins;
-    a value equal to a cut falls in the bin above it. Sorted inputs are read as they are.
+    a value equal to a cut falls in the bin above it.
     """
-    if not stable or not canary:
+    base, seen = _floats(stable), _floats(canary)
+    if not len(base) or not len(seen):
         return None
-    base = stable if _is_sorted(stable) else sorted(stable)
-    seen = canary if _is_sorted(canary) else sorted(canary)
-    cuts = sorted({q for q in (quantile(base, k / bins) for k in range(1, bins)) if q is not None})
+    cuts = sorted({q for q in quantiles(base, [k / bins for k in range(1, bins)]) if q is not None})
 
-    def shares(ordered: Sequence[float]) -> list[float]:
-        edges = [0, *(bisect_left(ordered, cut) for cut in cuts), len(ordered)]
-        return [max((high - low) / len(ordered), PSI_FLOOR) for low, high in pairwise(edges)]
+    import numpy as np
+
+    def shares(values: NDArray[np.float64]) -> list[float]:
+        edges = [0, *(int(np.count_nonzero(values < cut)) for cut in cuts), len(values)]
+        return [max((high - low) / len(values), PSI_FLOOR) for low, high in pairwise(edges)]
 
     return sum((c - s) * math.log(c / s) for c, s in zip(shares(seen), shares(base), strict=True))
 
 
-def _is_sorted(values: Sequence[float]) -> bool:
-    return isinstance(values, _Sorted)
+def _floats(values: Sequence[float] | NDArray[np.float64] | None) -> NDArray[np.float64]:
+    """Return ``values`` as a NumPy array of floats (an ``array('d')`` is read in place)."""
+    import numpy as np
 
-
-class _Sorted(list[float]):
-    """A list of floats known to be sorted."""
-
-
-def _sorted(values: Sequence[float] | None) -> _Sorted:
-    return _Sorted(sorted(values or ()))
+    if values is None or not len(values):
+        return np.empty(0, dtype=np.float64)
+    if isinstance(values, array) and values.typecode == "d":
+        return np.frombuffer(values, dtype=np.float64)
+    return np.asarray(values, dtype=np.float64)
 
 
 @dataclass
@@ -301,17 +327,18 @@ def statistics(
     monitor's ``min_requests``) is None, undecided: twenty requests of which one
     carries a score are no evidence about the score's distribution.
     """
-    lat_c = _enough(_sorted(canary.latency), min_values)
-    lat_s = _enough(_sorted(stable.latency), min_values)
-    p95_c, p95_s = quantile(lat_c, 0.95), quantile(lat_s, 0.95)
+    lat_c = _enough(canary.latency, min_values)
+    lat_s = _enough(stable.latency, min_values)
+    p50_c, p95_c, p99_c = quantiles(lat_c, (0.5, 0.95, 0.99))
+    p95_s = quantile(lat_s, 0.95)
     err_c, err_s = canary.error_rate, stable.error_rate
     found: dict[str, float | None] = {
         "error_rate": err_c,
         "stable_error_rate": err_s,
         "error_rate_delta": None if err_c is None or err_s is None else err_c - err_s,
-        "latency_p50_ms": quantile(lat_c, 0.5),
+        "latency_p50_ms": p50_c,
         "latency_p95_ms": p95_c,
-        "latency_p99_ms": quantile(lat_c, 0.99),
+        "latency_p99_ms": p99_c,
         "stable_latency_p95_ms": p95_s,
         "latency_p95_delta_ms": None if p95_c is None or p95_s is None else p95_c - p95_s,
     }
@@ -319,15 +346,15 @@ def statistics(
         if trigger.statistic == "score_psi" and trigger.key not in found:
             name = trigger.field or "score"
             found[trigger.key] = psi(
-                _enough(_sorted((stable.scores or {}).get(name)), min_values),
-                _enough(_sorted((canary.scores or {}).get(name)), min_values),
+                _enough((stable.scores or {}).get(name), min_values),
+                _enough((canary.scores or {}).get(name), min_values),
             )
     return {k: (None if v is None else round(v, 9)) for k, v in found.items()}
 
 
-def _enough(values: _Sorted, least: int) -> _Sorted:
+def _enough(values: Sequence[float] | None, least: int) -> Sequence[float]:
     """Return ``values``, or none of them when there are fewer than ``least``."""
-    return values if len(values) >= least else _Sorted()
+    return values if values is not None and len(values) >= least else ()
 
 
 def judge(

@@ -193,14 +193,15 @@ def test_trace_trusts_the_signed_checkpoint_note_not_its_root_column(log: AuditL
 
 def test_segment_records_read_in_batches_come_whole_and_in_order(log: AuditLog) -> None:
     """Reading segments a few at a time (server-side cursors one after another) loses no row."""
-    segs = sorted({int(r[0]) for r in raw_query(log.store.url, "SELECT seg FROM auditml_record")})
+    stored = raw_query(log.store.url, "SELECT seg, i, body FROM auditml_record ORDER BY seg, i")
+    segs = sorted({int(r[0]) for r in stored})
     with log.store.snapshot() as snap:
-        rows = [
-            row[:2]
-            for chunk in snap.records_of_segments(log._ledger.log_id, segs, chunk=2, batch=1)
-            for row in chunk
+        read = [
+            (seg, bytes(body))
+            for seg, bodies in snap.bodies_of_segments(log._ledger.log_id, segs, chunk=2, batch=1)
+            for body in bodies
         ]
-    assert rows == sorted(rows) and len(rows) == 8
+    assert read == [(int(seg), bytes(body)) for seg, _, body in stored] and len(read) == 8
 
 
 # -- rows the log does not commit to ---------------------------------------------------------

@@ -31,7 +31,7 @@ import threading
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import compress, groupby, repeat
+from itertools import compress, repeat
 from json.encoder import encode_basestring as _escape
 from operator import and_, itemgetter, methodcaller
 from typing import IO, Any
@@ -222,15 +222,13 @@ def verified_records(
         leaves: list[bytes] = []
         held: list[tuple[str, dict[str, Any]]] = []
         seen: set[int] = set()
-        for chunk in snap.records_of_segments(ledger.log_id, list(wanted)):
-            for seg_no, _, body in chunk:
-                if current is None or seg_no != current.seq:
-                    if current is not None:
-                        _close(current, leaves)
-                        yield from held
-                    current, leaves, held = wanted[seg_no], [], []
-                    seen.add(current.seq)
-                i = len(leaves)
+        for seg_no, bodies in snap.bodies_of_segments(ledger.log_id, list(wanted)):
+            if current is not None:
+                _close(current, leaves)
+                yield from held
+            current, leaves, held = wanted[seg_no], [], []
+            seen.add(current.seq)
+            for i, body in enumerate(bodies):
                 record = checked_record(current.seq, i, body)
                 leaves.append(merkle.leaf_hash(bytes(body)))
                 said, stream = record.get("i"), record.get("stream")
@@ -286,7 +284,6 @@ def _score_array(found: list[Any]) -> array[float]:
 
 
 _ERRORS = {str, type(None)}
-_SEG, _BODY = itemgetter(0), itemgetter(2)
 
 
 def _sample_of(samples: dict[str, Sample], version: str) -> Sample:
@@ -753,15 +750,10 @@ def _read_into(
     """Read the stored records of ``segments`` on the fast path into ``found``, in ``snap``."""
     wanted = frozenset(ask.versions)
     by_seq = {seg.seq: seg for seg in segments}
-    current: int | None = None
-    bodies: list[Any] = []
-
-    def close() -> None:
-        if current is None:
-            return
-        found.seen.add(current)
+    for seg_no, bodies in snap.bodies_of_segments(log_id, list(by_seq)):
+        found.seen.add(seg_no)
         ok = _fast_segment(
-            by_seq[current],
+            by_seq[seg_no],
             bodies,
             model=ask.model,
             env=ask.env,
@@ -772,15 +764,7 @@ def _read_into(
             samples=found.samples,
         )
         if not ok:
-            found.slow.append(current)
-
-    for chunk in snap.records_of_segments(log_id, list(by_seq)):
-        for seg_no, rows in groupby(chunk, key=_SEG):
-            if seg_no != current:
-                close()
-                current, bodies = seg_no, []
-            bodies.extend(map(_BODY, rows))
-    close()
+            found.slow.append(seg_no)
 
 
 def _no_table(seg: _Segment) -> VerificationError:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from auditml.core.sealing import removed_by_retention
@@ -67,6 +68,7 @@ STALE_RETRIES = 5
 #: A write still waiting for another writer's lock after this many seconds says so.
 WAIT_NOTICE_S = 2.0
 SCAN_CHUNK = 5000
+_FIRST = itemgetter(0)
 
 _log = logging.getLogger("auditml.store")
 
@@ -1831,28 +1833,48 @@ class Snapshot:
 
     # -- runtime views (auditml.serving) ---------------------------------------------------
 
-    def records_of_segments(
+    def bodies_of_segments(
         self, log_id: int, segs: Sequence[int], chunk: int = SCAN_CHUNK, batch: int = 500
-    ) -> Iterator[list[tuple[Any, ...]]]:
-        """Yield chunks of ``(seg, i, body)`` of the stored records of segments ``segs``.
+    ) -> Iterator[tuple[int, list[Any]]]:
+        """Yield ``(seg, bodies)`` for each of ``segs`` with stored records, bodies in ``i`` order.
 
-        Rows come in ``seg, i`` order; the segments are read ``batch`` at a time.
-        Only the segment and index columns locate a record: its bytes say the rest.
+        Only the segment and index columns locate a record: its bytes say the
+        rest. On SQLite, where a query costs no round trip, each segment is one
+        primary-key range read whole; on PostgreSQL the segments are read
+        ``batch`` at a time through a server-side cursor, ``chunk`` rows at a time.
         """
         p = self._p
         ordered = sorted(set(segs))
+        if self._store.dialect != "postgresql":
+            sql = f"SELECT body FROM auditml_record WHERE log_id = {p} AND seg = {p} ORDER BY i"
+            for seg in ordered:
+                self._cur.execute(sql, (log_id, seg))
+                rows = self._cur.fetchall()
+                if rows:
+                    yield seg, list(map(_FIRST, rows))
+            return
+        current: int | None = None
+        bodies: list[Any] = []
         for start in range(0, len(ordered), batch):
             part = ordered[start : start + batch]
             cursor = self._store.backend.scan_cursor(self._conn)
             try:
                 cursor.execute(
-                    f"SELECT seg, i, body FROM auditml_record WHERE log_id = {p} "
+                    f"SELECT seg, body FROM auditml_record WHERE log_id = {p} "
                     f"AND seg IN ({', '.join([p] * len(part))}) ORDER BY seg, i",
                     (log_id, *part),
                 )
-                yield from iter_chunks(cursor, chunk)
+                for rows in iter_chunks(cursor, chunk):
+                    for seg, body in rows:
+                        if seg != current:
+                            if current is not None:
+                                yield current, bodies
+                            current, bodies = seg, []
+                        bodies.append(body)
             finally:
                 close_quietly(cursor)
+        if current is not None:
+            yield current, bodies
 
     def select_records(
         self,

@@ -20,10 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auditml import AuditLog, VerificationError, evidence
+from auditml._internal import window_read
+from auditml._internal.window_read import Segment, _columns_in_place
 from auditml.core.canonical import canonical_bytes
 from auditml.core.merkle import leaf_hash, root_of
 from auditml.core.policy import policy_from_toml
-from auditml.evidence import _columns_in_place, _Segment, window_samples
+from auditml.evidence import window_samples
 from tests.conftest import drop_triggers, raw_query, raw_sql
 
 MODEL, ENV = "credit", "production"
@@ -45,9 +47,9 @@ KEYS = {
 WIDE = {"since": "2000-01-01T00:00:00.000000Z", "until": "2100-01-01T00:00:00.000000Z"}
 
 
-def _segment(bodies: list[bytes], stream: object = STREAM) -> _Segment:
+def _segment(bodies: list[bytes], stream: object = STREAM) -> Segment:
     leaves = [leaf_hash(b) for b in bodies]
-    return _Segment(
+    return Segment(
         1,
         "2100-01-01T00:00:00.000000Z",
         len(bodies),
@@ -340,17 +342,17 @@ def test_a_window_read_in_place_equals_one_parsing_every_record(
     for _ in range(3):
         _serve(log, {"1": 9, "2": 4}, errors=2)
     read: list[bool] = []
-    real = evidence._columns_in_place
+    real = window_read._columns_in_place
 
     def spy(*args: Any, **kw: Any) -> Any:
         found = real(*args, **kw)
         read.append(found is not None)
         return found
 
-    monkeypatch.setattr(evidence, "_columns_in_place", spy)
+    monkeypatch.setattr(window_read, "_columns_in_place", spy)
     in_place = _window(log, parallel=False)
     assert read and all(read)
-    monkeypatch.setattr(evidence, "_columns_in_place", lambda *a, **k: None)
+    monkeypatch.setattr(window_read, "_columns_in_place", lambda *a, **k: None)
     assert _window(log, parallel=False) == in_place
     assert in_place["2"][:2] == (12, 6)
     monkeypatch.undo()
@@ -378,7 +380,7 @@ def test_a_record_changed_in_the_database_is_a_named_failure(log: AuditLog, db_u
 def _patient(monkeypatch: pytest.MonkeyPatch, delay: float) -> list[list[tuple[int, int]]]:
     """Make this process wait for the helper to start, then read slowly; return what was handed."""
     real_read, real_hand, real_finish = (
-        evidence._read_into,
+        evidence.read_into,
         evidence._Helper.hand,
         evidence._Helper.finish,
     )
@@ -402,7 +404,7 @@ def _patient(monkeypatch: pytest.MonkeyPatch, delay: float) -> list[list[tuple[i
 
     monkeypatch.setattr(evidence, "OWN_STEP", 1)
     monkeypatch.setattr(evidence, "HELPER_STEP", 2)
-    monkeypatch.setattr(evidence, "_read_into", slow)
+    monkeypatch.setattr(evidence, "read_into", slow)
     monkeypatch.setattr(evidence._Helper, "hand", hand)
     monkeypatch.setattr(evidence._Helper, "finish", finish)
     return handed
@@ -507,7 +509,7 @@ def test_a_read_that_fails_here_ends_the_helper(
         raise OSError("the disk went away")
 
     monkeypatch.setattr(evidence._Helper, "start", start)
-    monkeypatch.setattr(evidence, "_read_into", fail)
+    monkeypatch.setattr(evidence, "read_into", fail)
     with pytest.raises(OSError, match="disk went away"):
         _window(log, parallel=True)
     assert started and started[0] is not None

@@ -3,7 +3,7 @@
 It runs as ``python -m auditml._internal.window_worker`` (not multiprocessing),
 so a user's unguarded script is never re-imported; the request arrives on
 stdin, so no password shows in ``ps``. The work itself is
-:func:`auditml.evidence.serve_request`'s: the same verified read of the
+:func:`auditml._internal.window_read.serve_request`'s: the same verified read of the
 segments it is handed, a few at a time, answered as counts and arrays.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from auditml.evidence import serve_request
+from auditml._internal.window_read import serve_request
 
 __all__ = ["main"]
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from auditml.core.samples import Sample
 from auditml.errors import InvalidInputError
 
 if TYPE_CHECKING:  # NumPy is imported when statistics are computed, not with the policy
@@ -301,21 +302,6 @@ def _floats(values: Sequence[float] | NDArray[np.float64] | None) -> NDArray[np.
     if isinstance(values, array) and values.typecode == "d":
         return np.frombuffer(values, dtype=np.float64)
     return np.asarray(values, dtype=np.float64)
-
-
-@dataclass
-class Sample:
-    """The runtime records of one version over a window: counts, latencies and output values."""
-
-    requests: int = 0
-    errors: int = 0
-    latency: array[float] | None = None
-    scores: dict[str, array[float]] | None = None
-
-    @property
-    def error_rate(self) -> float | None:
-        """Return the share of requests that ended in an error (None with no requests)."""
-        return self.errors / self.requests if self.requests else None
 
 
 def statistics(

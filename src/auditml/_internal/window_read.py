@@ -275,11 +275,12 @@ def _plain(column: list[bytes], key: bytes, close: bytes = b"") -> bool:
     """
     head, end, n = key + b'":"', b'"' + close, len(column)
     text = _SPLIT.join(column)
+    quotes = head.count(b'"') + end.count(b'"')  # three a piece for a plain key
     return (
         text.startswith(head)
         and text.endswith(end)
         and text.count(end + _SPLIT + head) == n - 1  # every piece: head … end
-        and text.count(b'"') == 4 * n - 1  # three a piece, one a join: none in TEXT
+        and text.count(b'"') == (quotes + 1) * n - 1  # those a piece, one a join: none in TEXT
         and text.isascii()
         and len(text.translate(None, _UNPLAIN)) == len(text)
     )
@@ -297,7 +298,15 @@ class _Columns:
     plain: bool
     failed: list[bool] | None  # whether each record's error is not null; None: none is
     latencies: list[float]
-    outputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]] | None  # each record's output, parsed; or else:
+    numbers: dict[str, list[Any]] | None  # the output members read as columns, numbers only
+
+    def scores(self, name: str) -> list[Any] | None:
+        """Return each record's output member ``name`` (None: no record has a number there)."""
+        if self.outputs is not None:
+            return list(map(methodcaller("get", name), self.outputs))
+        assert self.numbers is not None
+        return self.numbers.get(name)
 
     def label(self, version: str) -> Any:
         """Return what ``labels`` holds for the records of ``version``."""
@@ -361,29 +370,9 @@ def _columns_in_place(
         return None
     if not (math.isfinite(min(latencies)) and math.isfinite(max(latencies))):
         return None
-    # The outputs: each record's pieces joined back at `,"` where they were cut, and the
-    # records' outputs read as one array, a string no one can have written between two
-    # (drawn now): n-1 of them read back in their places means each output is one object.
-    head = b'output":'
-    firsts = pieces[6::k]
-    text = _SPLIT.join(firsts)
-    if not text.startswith(head) or text.count(_SPLIT + head) != n - 1:
-        return None  # now every record's first output piece starts with `output":`
-    if outs > 1:
-        joined = [b""] * (n * outs)
-        for j in range(outs):
-            joined[j::outs] = pieces[6 + j :: k]
-        text = _SPLIT.join(joined)
-    mark = os.urandom(16).hex()
-    between = b',"' + mark.encode() + b'",'
-    try:
-        found = orjson.loads(b"[" + text[len(head) :].replace(_SPLIT + head, between) + b"]")
-    except (ValueError, RecursionError):
-        return None
-    if type(found) is not list or len(found) != 2 * n - 1 or found[1::2].count(mark) != n - 1:
-        return None
-    outputs = found[0::2]
-    if set(map(type, outputs)) != {dict}:
+    numbers = _output_columns(pieces, k, n)
+    outputs = None if numbers is not None else _outputs(pieces, k, n)
+    if numbers is None and outputs is None:
         return None
     requests = pieces[k - 5 :: k]
     if not _plain(requests, b"request_id") and _values(requests, b"request_id") is None:
@@ -404,7 +393,80 @@ def _columns_in_place(
         labels = _values(pieces[k - 1 :: k], b"version", b"}")
     if labels is None:
         return None
-    return _Columns(low, high, times, time_pieces, labels, plain, failed, latencies, outputs)
+    return _Columns(
+        low, high, times, time_pieces, labels, plain, failed, latencies, outputs, numbers
+    )
+
+
+#: How each record's output object starts: its first member's key follows.
+_OUTPUT = b'output":{"'
+
+
+def _output_columns(pieces: list[bytes], k: int, n: int) -> dict[str, list[Any]] | None:
+    """Return the records' output members read column by column, or None if one is not plain.
+
+    Where every record's output holds the same members, each a plain ASCII key
+    (:data:`_UNPLAIN`-free, distinct) with a plain string or a number, the
+    member in the same place of each output is one column: strings are held
+    to :func:`_plain`, numbers read by orjson as one array (:func:`_values`).
+    Each output is then, byte for byte, the object ``{"K1":V1,…}`` of those
+    values. Returns the numeric members by key; a string member is no score.
+    """
+    outs = k - _ENDS
+    keys: list[bytes] = []
+    numbers: dict[str, list[Any]] = {}
+    for j in range(outs):
+        column = pieces[6 + j :: k]
+        first = column[0]
+        start = len(_OUTPUT) if j == 0 else 0
+        if j == 0 and not first.startswith(_OUTPUT):
+            return None
+        end = first.find(b'":', start)
+        name = first[start:end]
+        if end < 0 or not name.isascii() or len(name.translate(None, _UNPLAIN)) != len(name):
+            return None
+        key, close = first[:end], b"}" if j == outs - 1 else b""
+        keys.append(name)
+        if _plain(column, key, close):
+            continue
+        values = _values(column, key, close, strings=False)
+        if values is None or not set(map(type, values)) <= _NUMBERS:
+            return None
+        numbers[name.decode()] = values
+    if len(set(keys)) != len(keys):
+        return None  # a key given twice: a parse keeps the last
+    return numbers
+
+
+def _outputs(pieces: list[bytes], k: int, n: int) -> list[dict[str, Any]] | None:
+    """Return each record's output object, the outputs read as one array; None if one is not.
+
+    Each record's pieces are joined back at ``,"`` where they were cut, and the
+    records' outputs read as one array, a string no one can have written between
+    two (drawn now): n-1 of them read back in their places means each output is one object.
+    """
+    outs = k - _ENDS
+    head = b'output":'
+    text = _SPLIT.join(pieces[6::k])
+    if not text.startswith(head) or text.count(_SPLIT + head) != n - 1:
+        return None  # now every record's first output piece starts with `output":`
+    if outs > 1:
+        joined = [b""] * (n * outs)
+        for j in range(outs):
+            joined[j::outs] = pieces[6 + j :: k]
+        text = _SPLIT.join(joined)
+    mark = os.urandom(16).hex()
+    between = b',"' + mark.encode() + b'",'
+    try:
+        found = orjson.loads(b"[" + text[len(head) :].replace(_SPLIT + head, between) + b"]")
+    except (ValueError, RecursionError):
+        return None
+    if type(found) is not list or len(found) != 2 * n - 1 or found[1::2].count(mark) != n - 1:
+        return None
+    outputs: list[dict[str, Any]] = found[0::2]
+    if set(map(type, outputs)) != {dict}:
+        return None
+    return outputs
 
 
 def _add_columns(
@@ -438,7 +500,7 @@ def _add_columns(
     wanted.pop(None, None)
     if not present & wanted.keys():
         return True
-    scores = {name: list(map(methodcaller("get", name), columns.outputs)) for name in fields}
+    scores = {name: columns.scores(name) for name in fields}
     everyone = inside is None and len(present) == 1
     for label in present & wanted.keys():
         version = wanted[label]
@@ -455,7 +517,11 @@ def _add_columns(
         part = Sample(len(latency), errors, latency, {})
         assert part.scores is not None
         for name in fields:
-            found = scores[name] if rows is None else list(compress(scores[name], rows))
+            column = scores[name]
+            if column is None:
+                part.scores[name] = array("d")
+                continue
+            found = column if rows is None else list(compress(column, rows))
             part.scores[name] = _score_array(found)
         merge(sample_of(samples, version), part)
     return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import multiprocessing
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -224,14 +225,34 @@ def _same_as_git(folder: Path, spawns: _Spawns, *, kept: bool = True) -> CodeVer
     return first
 
 
+def _rewrite_keeping_size_and_times(path: Path) -> None:
+    """Change a file's bytes in place, same size, then set its times back as they were."""
+    before = path.stat()
+    with path.open("r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(b"Y" if first != b"Y" else b"Z")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _write_through_link(link: Path) -> None:
+    """Change a file's bytes through another name of it (a hard link outside the tree)."""
+    with link.open("ab") as f:
+        f.write(b"through the other name\n")
+
+
+@pytest.mark.parametrize("watch", ["inotify", "stat"])
 def test_the_cached_code_version_follows_every_change_git_sees(
-    tmp_path: Path, cache: _Spawns
+    tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch, watch: str
 ) -> None:
     """After each kind of change, the cached answer equals git's, field by field, from any folder.
 
-    Edits, staged changes, untracked files (also in a folder that was empty), ignore rules,
-    commits, branches, a deleted file and a changed remote: none leaves a stale answer.
+    Edits (also one that keeps size and times, and one through a hard link from outside the
+    tree), staged changes, untracked files (also in a folder that was empty), ignore rules,
+    commits, branches, a deleted file and a changed remote: none leaves a stale answer,
+    whether the work tree is watched by inotify (where the system has it) or by stat.
     """
+    monkeypatch.setattr(fingerprint, "USE_INOTIFY", watch == "inotify")
     repo = tmp_path / "repo"
     sub = repo / "src" / "pkg"
     sub.mkdir(parents=True)
@@ -240,11 +261,19 @@ def test_the_cached_code_version_follows_every_change_git_sees(
     _git(repo, "init", "-q", "-b", "main")
     (sub / "train.py").write_text("x = 1\n", encoding="utf-8")
     (repo / "README").write_text("r\n", encoding="utf-8")
+    os.link(repo / "README", tmp_path / "README-link")  # a second name, outside the tree
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "one")
     seen = [_same_as_git(sub, cache)]
     assert seen[0] is not None and seen[0].dirty is False and seen[0].branch == "main"
+    notified = [kept.notify is not None for kept in fingerprint._CODE.values()]
+    if watch == "stat" or fingerprint._libc() is None:
+        assert notified == [False]
+    elif fingerprint._fs_type(tmp_path) in fingerprint._LOCAL_FS:
+        assert notified == [True], "inotify was not used on a local filesystem"
     steps = [
+        lambda: _rewrite_keeping_size_and_times(sub / "train.py"),
+        lambda: _write_through_link(tmp_path / "README-link"),
         lambda: (sub / "train.py").write_text("x = 22\n", encoding="utf-8"),
         lambda: _git(repo, "add", "src/pkg/train.py"),
         lambda: (repo / "empty" / "notes.txt").write_text("n", encoding="utf-8"),
@@ -344,3 +373,29 @@ def test_a_child_forked_during_a_capture_can_capture(tmp_path: Path, cache: _Spa
         child.kill()
     assert not alive, "the forked child hung on a lock its parent held"
     assert done.get(timeout=5) == "captured"
+
+
+def _report_cache(folder: str, done: Any) -> None:
+    """Report, in a forked child, what it kept of its parent's cache, then capture."""
+    kept = len(fingerprint._CODE)
+    done.put((kept, code_version(folder) == read_code_version(folder)))
+
+
+def test_a_forked_child_does_not_share_its_parents_watch(tmp_path: Path, cache: _Spawns) -> None:
+    """A forked child starts with no cached code version, captures afresh; the parent still sees.
+
+    The parent's inotify queue is not the child's to read: an event it took would be lost.
+    """
+    _git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "a.py").write_text("a = 1\n", encoding="utf-8")
+    _settled()
+    code_version(tmp_path)
+    assert fingerprint._CODE
+    context = multiprocessing.get_context("fork")
+    done = context.Queue()
+    child = context.Process(target=_report_cache, args=(str(tmp_path), done))
+    child.start()
+    child.join(timeout=60)
+    assert done.get(timeout=5) == (0, True)
+    (tmp_path / "a.py").write_text("a = 2\n", encoding="utf-8")
+    assert code_version(tmp_path) == read_code_version(tmp_path)

@@ -241,16 +241,27 @@ def _write_through_link(link: Path) -> None:
         f.write(b"through the other name\n")
 
 
+def _track_in_ignored_folder(repo: Path) -> None:
+    """Commit a file inside a folder git ignores (added with -f): git still tracks it."""
+    (repo / "build").mkdir()
+    (repo / "build" / "keep.txt").write_text("kept\n", encoding="utf-8")
+    with (repo / ".gitignore").open("a", encoding="utf-8") as f:
+        f.write("build/\n")
+    _git(repo, "add", "-f", "build/keep.txt", ".gitignore")
+    _git(repo, "commit", "-q", "-m", "ignored but tracked")
+
+
 @pytest.mark.parametrize("watch", ["inotify", "stat"])
 def test_the_cached_code_version_follows_every_change_git_sees(
     tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch, watch: str
 ) -> None:
     """After each kind of change, the cached answer equals git's, field by field, from any folder.
 
-    Edits (also one that keeps size and times, and one through a hard link from outside the
-    tree), staged changes, untracked files (also in a folder that was empty), ignore rules,
-    commits, branches, a deleted file and a changed remote: none leaves a stale answer,
-    whether the work tree is watched by inotify (where the system has it) or by stat.
+    Edits (also one that keeps size and times, one through a hard link from outside the
+    tree, and one to a tracked file in an ignored folder), staged changes, untracked files
+    (also in a folder that was empty), ignore rules, commits, branches, a deleted file and a
+    changed remote: none leaves a stale answer, whether the work tree is watched by inotify
+    (where the system has it) or by stat.
     """
     monkeypatch.setattr(fingerprint, "USE_INOTIFY", watch == "inotify")
     repo = tmp_path / "repo"
@@ -288,6 +299,9 @@ def test_the_cached_code_version_follows_every_change_git_sees(
         lambda: _git(repo, "remote", "add", "origin", "https://git.example/r.git"),
         lambda: _git(repo, "commit", "-q", "-am", "three"),
         lambda: _git(repo, "checkout", "-q", "main"),
+        lambda: _track_in_ignored_folder(repo),
+        lambda: (repo / "build" / "keep.txt").write_text("kept, edited\n", encoding="utf-8"),
+        lambda: _rewrite_keeping_size_and_times(repo / "build" / "keep.txt"),
     ]
     for step in steps:
         step()

@@ -625,7 +625,8 @@ def _notify(
     Also returned: the latest change (mtime or ctime, ns) of the paths inotify watches, to
     judge the answer racy as their stats would. A path is watched only when inotify hears
     of every change to it: on a local filesystem, on the device of ``root``, and (for a
-    file) a regular file or link with one name.
+    file) a regular file or link with one name, in a folder watched so (a file's replacement
+    is an event of its folder).
     """
     everything = [*dirs, *files]
     libc = _libc() if USE_INOTIFY else None
@@ -642,6 +643,7 @@ def _notify(
         return None, everything, 0
     notify = _Notify(fd)
     left: list[Path] = []
+    watched_dirs: set[Path] = set()
     newest = 0
     for path, is_dir in [*((d, True) for d in dirs), *((f, False) for f in files)]:
         if libc.inotify_add_watch(fd, os.fsencode(path), _IN_CHANGES) < 0:
@@ -655,11 +657,14 @@ def _notify(
         kind_ok = (
             stat.S_ISDIR(st.st_mode)
             if is_dir
-            else ((stat.S_ISREG(st.st_mode) and st.st_nlink == 1) or stat.S_ISLNK(st.st_mode))
+            else path.parent in watched_dirs
+            and ((stat.S_ISREG(st.st_mode) and st.st_nlink == 1) or stat.S_ISLNK(st.st_mode))
         )
         if st.st_dev != top.st_dev or not kind_ok:
             left.append(path)
             continue
+        if is_dir:
+            watched_dirs.add(path)
         newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
     return notify, left, newest
 

@@ -413,3 +413,35 @@ def test_a_forked_child_does_not_share_its_parents_watch(tmp_path: Path, cache: 
     assert done.get(timeout=5) == (0, True)
     (tmp_path / "a.py").write_text("a = 2\n", encoding="utf-8")
     assert code_version(tmp_path) == read_code_version(tmp_path)
+
+
+def test_a_capture_of_a_kept_answer_is_taken_at_once_and_a_change_is_not(
+    tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept answer is taken at once, with no thread; a change is never served from the cache.
+
+    The change is seen once (which takes it off the inotify queue) and stays seen; the
+    fresh read runs in the background, and both answers equal git's.
+    """
+    _git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "a.py").write_text("a = 1\n", encoding="utf-8")
+    _settled()
+    start_capture(tmp_path).result(timeout=60)  # fills the cache
+    threads: list[object] = []
+    real_thread = fingerprint.threading.Thread
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        threads.append(kwargs.get("name"))
+        return real_thread(*args, **kwargs)
+
+    monkeypatch.setattr(fingerprint.threading, "Thread", counted)
+    quick = start_capture(tmp_path)
+    assert quick.done() and threads == [], "a kept answer waited for a thread"
+    assert quick.result() == (read_code_version(tmp_path), read_environment())
+    (tmp_path / "a.py").write_text("a = 2\n", encoding="utf-8")
+    assert fingerprint._kept_capture(tmp_path) is None  # sees the change, and empties the queue
+    assert fingerprint._kept_capture(tmp_path) is None  # still changed: the event is not lost
+    fresh = start_capture(tmp_path).result(timeout=60)
+    assert threads == ["auditml-capture"]
+    assert fresh == (read_code_version(tmp_path), read_environment())
+    assert fresh[0] is not None and fresh[0].diff_sha256 != quick.result()[0].diff_sha256  # type: ignore[union-attr]

@@ -594,21 +594,24 @@ class _Notify:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.pid = os.getpid()
+        self.fired = False
 
     def changed(self) -> bool:
-        """Return whether any event (or an overflow) is queued; a forked child never trusts it.
+        """Return whether an event (or an overflow) was ever queued; a forked child never trusts it.
 
-        The queue is shared with a forked child, which could take its parent's events, so
-        in any process but the one that placed the watches the answer is always "changed".
+        Reading takes the events out of the queue, so once one is seen the answer stays
+        "changed". The queue is shared with a forked child, which could take its parent's
+        events, so in any process but the one that placed the watches it is always "changed".
         """
-        if self.fd < 0 or os.getpid() != self.pid:
+        if self.fired or self.fd < 0 or os.getpid() != self.pid:
             return True
         try:
-            return bool(os.read(self.fd, 1 << 16))
+            self.fired = bool(os.read(self.fd, 1 << 16))
         except BlockingIOError:
             return False
         except OSError:
-            return True
+            self.fired = True
+        return self.fired
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -691,6 +694,7 @@ def clear_capture_cache() -> None:
         _CODE.clear()
     with _ENV_LOCK:
         _PACKAGES.clear()
+        _ACCELERATORS_ASKED.clear()
 
 
 def _git_env() -> tuple[tuple[str, str | None], ...]:
@@ -866,6 +870,23 @@ def _read_packages() -> dict[str, str]:
     return dict(sorted(packages.items()))
 
 
+def _kept_packages() -> dict[str, str] | None:
+    """Return the kept packages if ``sys.path`` and its folders are unchanged, else None.
+
+    Never reads the packages, nor waits for a capture under way.
+    """
+    key = tuple(sys.path)
+    if not _ENV_LOCK.acquire(blocking=False):
+        return None
+    try:
+        kept = _PACKAGES.get(key)
+        if kept is None or kept[0] != [_stat(Path(entry or ".")) for entry in key]:
+            return None
+        return dict(kept[1])
+    finally:
+        _ENV_LOCK.release()
+
+
 def installed_packages() -> dict[str, str]:
     """Return the installed packages, read again only when a folder of ``sys.path`` changed.
 
@@ -905,11 +926,60 @@ def environment() -> Environment:
     every time (a framework imported since may name one).
     """
     python, system = _interpreter()
-    return Environment(
+    frameworks = _frameworks()
+    found = Environment(
         python=python,
         platform=system,
         packages=installed_packages(),
         accelerators=_accelerators(),
+    )
+    _ACCELERATORS_ASKED.add(frameworks)
+    return found
+
+
+_MISS: Any = object()
+#: The sets of accelerator frameworks imported when the accelerators were last named: once
+#: named, asking again is quick (the framework has found its devices).
+_ACCELERATORS_ASKED: set[frozenset[str]] = set()
+
+
+def _frameworks() -> frozenset[str]:
+    return frozenset(name for name in ("torch", "jax") if name in sys.modules)
+
+
+def _kept_capture(
+    folder: str | os.PathLike[str] | None,
+) -> tuple[CodeVersion | None, Environment] | None:
+    """Return the code version and environment from what is kept, if it all still holds.
+
+    Never starts a process, reads the installed packages or waits on a lock: anything
+    that would (nothing kept, a change, another capture under way, a framework imported
+    since the accelerators were last named) returns None, and the capture runs in the
+    background as it did. What it returns is exactly what :func:`code_version` and
+    :func:`environment` return.
+    """
+    if _frameworks() not in _ACCELERATORS_ASKED:
+        return None
+    cwd = Path(folder) if folder is not None else Path.cwd()
+    try:
+        key = (str(cwd.resolve()), _git_env())
+    except OSError:
+        return None
+    if not _CODE_LOCK.acquire(blocking=False):
+        return None
+    try:
+        kept = _CODE.get(key)
+        if kept is None or not kept.unchanged():
+            return None
+        code = kept.answer
+    finally:
+        _CODE_LOCK.release()
+    packages = _kept_packages()
+    if packages is None:
+        return None
+    python, system = _interpreter()
+    return code, Environment(
+        python=python, platform=system, packages=packages, accelerators=_accelerators()
     )
 
 
@@ -918,10 +988,18 @@ def start_capture(
 ) -> Future[tuple[CodeVersion | None, Environment]]:
     """Start reading the code version of ``folder`` (default: cwd) and the environment.
 
-    A thread of its own per capture (not a shared pool), so a process that
-    forks after decorating a function never waits on a pool thread it lost.
+    When everything is kept and still holds (the common case after the first capture
+    of a process) the answer is taken at once, here: a few stats and one read of the
+    inotify queue, with no thread to wait for. Otherwise a thread of its own per
+    capture (not a shared pool), so a process that forks after decorating a function
+    never waits on a pool thread it lost.
     """
     future: Future[tuple[CodeVersion | None, Environment]] = Future()
+    kept = _kept_capture(folder)
+    if kept is not None:
+        future.set_running_or_notify_cancel()
+        future.set_result(kept)
+        return future
 
     def capture() -> None:
         if not future.set_running_or_notify_cancel():

@@ -445,3 +445,33 @@ def test_a_capture_of_a_kept_answer_is_taken_at_once_and_a_change_is_not(
     assert threads == ["auditml-capture"]
     assert fresh == (read_code_version(tmp_path), read_environment())
     assert fresh[0] is not None and fresh[0].diff_sha256 != quick.result()[0].diff_sha256  # type: ignore[union-attr]
+
+
+def test_past_the_inotify_limits_work_trees_are_watched_by_stat(
+    tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond MAX_NOTIFIERS kept answers, or a tree larger than its watch budget, stats watch.
+
+    Every answer, kept either way, still follows an edit.
+    """
+    _git(tmp_path, "init", "-q", "-b", "main")
+    folders = [tmp_path / f"f{i}" for i in range(fingerprint.MAX_NOTIFIERS + 2)]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "a.py").write_text("a = 1\n", encoding="utf-8")
+    _settled()
+    before = [code_version(folder) for folder in folders]
+    notified = [kept.notify is not None for kept in fingerprint._CODE.values()]
+    assert len(notified) == len(folders) and sum(notified) <= fingerprint.MAX_NOTIFIERS
+    (folders[-1] / "a.py").write_text("a = 22\n", encoding="utf-8")
+    after = [code_version(folder) for folder in folders]
+    assert after == [read_code_version(folder) for folder in folders]
+    assert after != before
+    fingerprint.clear_capture_cache()
+    assert fingerprint._NOTIFIERS == [0]
+    monkeypatch.setattr(fingerprint, "_watch_budget", lambda: 1)
+    _settled()
+    kept = code_version(tmp_path)
+    assert [k.notify for k in fingerprint._CODE.values()] == [None]
+    (folders[0] / "a.py").write_text("a = 333\n", encoding="utf-8")
+    assert code_version(tmp_path) == read_code_version(tmp_path) != kept

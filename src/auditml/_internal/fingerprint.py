@@ -555,8 +555,24 @@ _IN_CHANGES = (
 _IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, getattr(os, "O_CLOEXEC", 0o2000000)
 #: Filesystems where inotify hears of every change (ext2-4, XFS, Btrfs, tmpfs): not NFS, FUSE...
 _LOCAL_FS = frozenset({0xEF53, 0x58465342, 0x9123683E, 0x01021994})
-#: At most this many watches per work tree (the user's own watchers share the system's limit).
-MAX_WATCHES = 8192
+#: At most this many watches per work tree, and at most an eighth of the user's limit: an
+#: editor's or a build tool's watchers share it, and must not run out because of ours.
+MAX_WATCHES = 4096
+#: At most this many work trees watched by inotify at once in a process; others are stated.
+MAX_NOTIFIERS = 4
+_NOTIFIERS = [0]  # how many are open now, counted under _CODE_LOCK
+
+
+@functools.cache
+def _watch_budget() -> int:
+    """Return how many inotify watches one work tree may take."""
+    try:
+        limit = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return 0
+    return min(MAX_WATCHES, limit // 8)
+
+
 #: Set to False to watch every path by stat (tests compare the two).
 USE_INOTIFY = True
 
@@ -595,6 +611,7 @@ class _Notify:
         self.fd = fd
         self.pid = os.getpid()
         self.fired = False
+        _NOTIFIERS[0] += 1
 
     def changed(self) -> bool:
         """Return whether an event (or an overflow) was ever queued; a forked child never trusts it.
@@ -614,10 +631,12 @@ class _Notify:
         return self.fired
 
     def close(self) -> None:
+        """Close the inotify instance, which removes its watches."""
         if self.fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
+            _NOTIFIERS[0] -= 1
 
 
 def _notify(
@@ -633,7 +652,9 @@ def _notify(
     """
     everything = [*dirs, *files]
     libc = _libc() if USE_INOTIFY else None
-    if libc is None or not 0 < len(everything) <= MAX_WATCHES:
+    if libc is None or _NOTIFIERS[0] >= MAX_NOTIFIERS:
+        return None, everything, 0
+    if not 0 < len(everything) <= _watch_budget():
         return None, everything, 0
     try:
         top = os.lstat(root)
@@ -684,6 +705,7 @@ def _fresh_locks() -> None:
     for kept in _CODE.values():  # the parent's inotify queues are not the child's to read
         kept.close()
     _CODE.clear()
+    _NOTIFIERS[0] = 0
 
 
 def clear_capture_cache() -> None:

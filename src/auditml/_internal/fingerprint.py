@@ -959,7 +959,6 @@ def environment() -> Environment:
     return found
 
 
-_MISS: Any = object()
 #: The sets of accelerator frameworks imported when the accelerators were last named: once
 #: named, asking again is quick (the framework has found its devices).
 _ACCELERATORS_ASKED: set[frozenset[str]] = set()

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import importlib.util
 import json
+import os
 import subprocess
 import time
 import warnings
@@ -942,6 +943,20 @@ def test_a_training_event_from_the_fast_path_equals_one_captured_the_slow_way(
     monkeypatch.setattr(
         fingerprint, "_git", lambda args, cwd: spawned.append(args) or real_git(args, cwd)
     )
+    fast = train_once()
+    assert spawned == [], "the fast path started git"
+    # A change that keeps the file's size and times is still seen by the next run.
+    notes = repo / "notes.txt"
+    before = notes.stat()
+    notes.write_text("untrackeD", encoding="utf-8")
+    os.utime(notes, ns=(before.st_atime_ns, before.st_mtime_ns))
+    changed = train_once()
+    assert changed["code"] == fingerprint.read_code_version(repo / "pipeline").model_dump()  # type: ignore[union-attr]
+    assert changed["code"]["diff_sha256"] != fast["code"]["diff_sha256"]
+    notes.write_text("untracked", encoding="utf-8")
+    time.sleep(0.06)  # past RACY_S again
+    train_once()
+    spawned.clear()
     fast = train_once()
     assert spawned == [], "the fast path started git"
     fingerprint.clear_capture_cache()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import multiprocessing
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -224,14 +225,45 @@ def _same_as_git(folder: Path, spawns: _Spawns, *, kept: bool = True) -> CodeVer
     return first
 
 
+def _rewrite_keeping_size_and_times(path: Path) -> None:
+    """Change a file's bytes in place, same size, then set its times back as they were."""
+    before = path.stat()
+    with path.open("r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(b"Y" if first != b"Y" else b"Z")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _write_through_link(link: Path) -> None:
+    """Change a file's bytes through another name of it (a hard link outside the tree)."""
+    with link.open("ab") as f:
+        f.write(b"through the other name\n")
+
+
+def _track_in_ignored_folder(repo: Path) -> None:
+    """Commit a file inside a folder git ignores (added with -f): git still tracks it."""
+    (repo / "build").mkdir()
+    (repo / "build" / "keep.txt").write_text("kept\n", encoding="utf-8")
+    with (repo / ".gitignore").open("a", encoding="utf-8") as f:
+        f.write("build/\n")
+    _git(repo, "add", "-f", "build/keep.txt", ".gitignore")
+    _git(repo, "commit", "-q", "-m", "ignored but tracked")
+
+
+@pytest.mark.parametrize("watch", ["inotify", "stat"])
 def test_the_cached_code_version_follows_every_change_git_sees(
-    tmp_path: Path, cache: _Spawns
+    tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch, watch: str
 ) -> None:
     """After each kind of change, the cached answer equals git's, field by field, from any folder.
 
-    Edits, staged changes, untracked files (also in a folder that was empty), ignore rules,
-    commits, branches, a deleted file and a changed remote: none leaves a stale answer.
+    Edits (also one that keeps size and times, one through a hard link from outside the
+    tree, and one to a tracked file in an ignored folder), staged changes, untracked files
+    (also in a folder that was empty), ignore rules, commits, branches, a deleted file and a
+    changed remote: none leaves a stale answer, whether the work tree is watched by inotify
+    (where the system has it) or by stat.
     """
+    monkeypatch.setattr(fingerprint, "USE_INOTIFY", watch == "inotify")
     repo = tmp_path / "repo"
     sub = repo / "src" / "pkg"
     sub.mkdir(parents=True)
@@ -240,11 +272,19 @@ def test_the_cached_code_version_follows_every_change_git_sees(
     _git(repo, "init", "-q", "-b", "main")
     (sub / "train.py").write_text("x = 1\n", encoding="utf-8")
     (repo / "README").write_text("r\n", encoding="utf-8")
+    os.link(repo / "README", tmp_path / "README-link")  # a second name, outside the tree
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "one")
     seen = [_same_as_git(sub, cache)]
     assert seen[0] is not None and seen[0].dirty is False and seen[0].branch == "main"
+    notified = [kept.notify is not None for kept in fingerprint._CODE.values()]
+    if watch == "stat" or fingerprint._libc() is None:
+        assert notified == [False]
+    elif fingerprint._fs_type(tmp_path) in fingerprint._LOCAL_FS:
+        assert notified == [True], "inotify was not used on a local filesystem"
     steps = [
+        lambda: _rewrite_keeping_size_and_times(sub / "train.py"),
+        lambda: _write_through_link(tmp_path / "README-link"),
         lambda: (sub / "train.py").write_text("x = 22\n", encoding="utf-8"),
         lambda: _git(repo, "add", "src/pkg/train.py"),
         lambda: (repo / "empty" / "notes.txt").write_text("n", encoding="utf-8"),
@@ -259,6 +299,9 @@ def test_the_cached_code_version_follows_every_change_git_sees(
         lambda: _git(repo, "remote", "add", "origin", "https://git.example/r.git"),
         lambda: _git(repo, "commit", "-q", "-am", "three"),
         lambda: _git(repo, "checkout", "-q", "main"),
+        lambda: _track_in_ignored_folder(repo),
+        lambda: (repo / "build" / "keep.txt").write_text("kept, edited\n", encoding="utf-8"),
+        lambda: _rewrite_keeping_size_and_times(repo / "build" / "keep.txt"),
     ]
     for step in steps:
         step()
@@ -344,3 +387,91 @@ def test_a_child_forked_during_a_capture_can_capture(tmp_path: Path, cache: _Spa
         child.kill()
     assert not alive, "the forked child hung on a lock its parent held"
     assert done.get(timeout=5) == "captured"
+
+
+def _report_cache(folder: str, done: Any) -> None:
+    """Report, in a forked child, what it kept of its parent's cache, then capture."""
+    kept = len(fingerprint._CODE)
+    done.put((kept, code_version(folder) == read_code_version(folder)))
+
+
+def test_a_forked_child_does_not_share_its_parents_watch(tmp_path: Path, cache: _Spawns) -> None:
+    """A forked child starts with no cached code version, captures afresh; the parent still sees.
+
+    The parent's inotify queue is not the child's to read: an event it took would be lost.
+    """
+    _git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "a.py").write_text("a = 1\n", encoding="utf-8")
+    _settled()
+    code_version(tmp_path)
+    assert fingerprint._CODE
+    context = multiprocessing.get_context("fork")
+    done = context.Queue()
+    child = context.Process(target=_report_cache, args=(str(tmp_path), done))
+    child.start()
+    child.join(timeout=60)
+    assert done.get(timeout=5) == (0, True)
+    (tmp_path / "a.py").write_text("a = 2\n", encoding="utf-8")
+    assert code_version(tmp_path) == read_code_version(tmp_path)
+
+
+def test_a_capture_of_a_kept_answer_is_taken_at_once_and_a_change_is_not(
+    tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept answer is taken at once, with no thread; a change is never served from the cache.
+
+    The change is seen once (which takes it off the inotify queue) and stays seen; the
+    fresh read runs in the background, and both answers equal git's.
+    """
+    _git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "a.py").write_text("a = 1\n", encoding="utf-8")
+    _settled()
+    start_capture(tmp_path).result(timeout=60)  # fills the cache
+    threads: list[object] = []
+    real_thread = fingerprint.threading.Thread
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        threads.append(kwargs.get("name"))
+        return real_thread(*args, **kwargs)
+
+    monkeypatch.setattr(fingerprint.threading, "Thread", counted)
+    quick = start_capture(tmp_path)
+    assert quick.done() and threads == [], "a kept answer waited for a thread"
+    assert quick.result() == (read_code_version(tmp_path), read_environment())
+    (tmp_path / "a.py").write_text("a = 2\n", encoding="utf-8")
+    assert fingerprint._kept_capture(tmp_path) is None  # sees the change, and empties the queue
+    assert fingerprint._kept_capture(tmp_path) is None  # still changed: the event is not lost
+    fresh = start_capture(tmp_path).result(timeout=60)
+    assert threads == ["auditml-capture"]
+    assert fresh == (read_code_version(tmp_path), read_environment())
+    assert fresh[0] is not None and fresh[0].diff_sha256 != quick.result()[0].diff_sha256  # type: ignore[union-attr]
+
+
+def test_past_the_inotify_limits_work_trees_are_watched_by_stat(
+    tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond MAX_NOTIFIERS kept answers, or a tree larger than its watch budget, stats watch.
+
+    Every answer, kept either way, still follows an edit.
+    """
+    _git(tmp_path, "init", "-q", "-b", "main")
+    folders = [tmp_path / f"f{i}" for i in range(fingerprint.MAX_NOTIFIERS + 2)]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "a.py").write_text("a = 1\n", encoding="utf-8")
+    _settled()
+    before = [code_version(folder) for folder in folders]
+    notified = [kept.notify is not None for kept in fingerprint._CODE.values()]
+    assert len(notified) == len(folders) and sum(notified) <= fingerprint.MAX_NOTIFIERS
+    (folders[-1] / "a.py").write_text("a = 22\n", encoding="utf-8")
+    after = [code_version(folder) for folder in folders]
+    assert after == [read_code_version(folder) for folder in folders]
+    assert after != before
+    fingerprint.clear_capture_cache()
+    assert fingerprint._NOTIFIERS == [0]
+    monkeypatch.setattr(fingerprint, "_watch_budget", lambda: 1)
+    _settled()
+    kept = code_version(tmp_path)
+    assert [k.notify for k in fingerprint._CODE.values()] == [None]
+    (folders[0] / "a.py").write_text("a = 333\n", encoding="utf-8")
+    assert code_version(tmp_path) == read_code_version(tmp_path) != kept

@@ -50,6 +50,27 @@ def size(log: AuditLog) -> int:
 # -- training and versions -----------------------------------------------------
 
 
+def test_next_version_read_incrementally_equals_a_scan_of_every_version() -> None:
+    """next_version, reading only versions added since its last call, equals a full scan.
+
+    Numbered and named versions arrive in any order; a versions dict that shrank is read
+    again from the start.
+    """
+    from auditml.core.state import ModelState
+
+    def scanned(state: ModelState) -> str:
+        return str(max((int(v) for v in state.versions if v.isdigit()), default=0) + 1)
+
+    state = ModelState("m")
+    assert state.next_version() == scanned(state) == "1"
+    for version in ["3", "rc-1", "10", "2", "007", "beta", "11", "9"]:
+        state.versions[version] = None  # type: ignore[assignment]
+        assert state.next_version() == scanned(state), version
+    assert state.next_version() == "12"
+    del state.versions["11"], state.versions["10"], state.versions["beta"]
+    assert state.next_version() == scanned(state) == "10"
+
+
 def test_versions_are_assigned_per_model_and_returned(log: AuditLog) -> None:
     """Without a version each run gets the next number of its own model, named in the receipt."""
     assert log.record_training("m", actor=DS).version == "1"

@@ -17,7 +17,8 @@ reading git and the installed packages takes tens of milliseconds that a
 training call should not wait for. Within a process they are read once and
 kept: Python and the platform for good, the packages while no folder of
 ``sys.path`` changes, and the code version while no file git looks at changes
-(checked by file stats, so a later capture starts no process). What is kept
+(checked by file stats, and on Linux by inotify for the work tree, so a later
+capture starts no process and stats only git's own files). What is kept
 is always what :func:`read_code_version` and :func:`read_environment` would
 read afresh; a test compares them field by field.
 """
@@ -469,6 +470,16 @@ def _described(cwd: Path, root: Path) -> CodeVersion:
 # A later capture stats them again, spawning no process, and asks git only when one
 # differs. A file changed within RACY_S of the read is not trusted to show its next change
 # in its stat (file times are coarse), so such an answer is not kept at all.
+#
+# Stating every file costs a system call each (about 1 ms for 450 files), so on Linux the
+# work tree's files and folders are watched by inotify instead, where the kernel reports
+# every change made through the local filesystem by any process: one read of the watch
+# queue replaces their stats. The watches are placed after ``since`` and before the stats
+# that judge an answer racy, so a change before a watch shows in its stat and one after in
+# the queue. What inotify does not fully see stays watched by stat: other filesystems (NFS
+# and FUSE are not told of remote changes), files with several hard links (a write through
+# another name reaches no watch of ours), paths on another device (a mount in the tree),
+# git's own files, the config files and the folders above the work tree.
 
 #: Seconds before a read within which a changed file keeps its answer out of the cache.
 RACY_S = 2.0
@@ -487,20 +498,199 @@ def _stat(path: str | Path) -> _Stat:
 
 
 class _Watched:
-    """The stats of the paths a code version was read from, and the answer read."""
+    """The paths a code version was read from (by stat, or by an inotify watch), and the answer."""
 
-    def __init__(self, paths: list[Path], answer: CodeVersion | None) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        answer: CodeVersion | None,
+        notify: _Notify | None = None,
+        newest_ns: int = 0,
+    ) -> None:
         self.paths = [os.fspath(path) for path in paths]
         self.stats = [_stat(path) for path in self.paths]
         self.answer = answer
+        self.notify = notify
+        self.newest_ns = newest_ns  # the latest change to a path inotify watches, when placed
 
     def racy(self, since_ns: int) -> bool:
         """Return whether a path changed after ``since_ns``: its next change may not show."""
+        if self.newest_ns >= since_ns:
+            return True
         return any(st is not None and max(st[3], st[4]) >= since_ns for st in self.stats)
 
     def unchanged(self) -> bool:
-        """Return whether every watched path has the stat it had when the answer was read."""
+        """Return whether no watched path changed since the answer was read.
+
+        The inotify queue is read first: one system call for the whole work tree.
+        """
+        if self.notify is not None and self.notify.changed():
+            return False
         return all(_stat(path) == kept for path, kept in zip(self.paths, self.stats, strict=True))
+
+    def close(self) -> None:
+        """Give back the inotify watch, if any."""
+        if self.notify is not None:
+            self.notify.close()
+
+
+# -- inotify (Linux only; anything else is watched by stat) -------------------------------
+
+_IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+_IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
+_IN_DELETE_SELF, _IN_MOVE_SELF, _IN_DONT_FOLLOW = 0x400, 0x800, 0x02000000
+#: Every change to a file, a folder or a folder's entries (reads and opens are not asked for).
+_IN_CHANGES = (
+    _IN_MODIFY
+    | _IN_ATTRIB
+    | _IN_CLOSE_WRITE
+    | _IN_MOVED_FROM
+    | _IN_MOVED_TO
+    | _IN_CREATE
+    | _IN_DELETE
+    | _IN_DELETE_SELF
+    | _IN_MOVE_SELF
+    | _IN_DONT_FOLLOW
+)
+_IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, getattr(os, "O_CLOEXEC", 0o2000000)
+#: Filesystems where inotify hears of every change (ext2-4, XFS, Btrfs, tmpfs): not NFS, FUSE...
+_LOCAL_FS = frozenset({0xEF53, 0x58465342, 0x9123683E, 0x01021994})
+#: At most this many watches per work tree, and at most an eighth of the user's limit: an
+#: editor's or a build tool's watchers share it, and must not run out because of ours.
+MAX_WATCHES = 4096
+#: At most this many work trees watched by inotify at once in a process; others are stated.
+MAX_NOTIFIERS = 4
+_NOTIFIERS = [0]  # how many are open now, counted under _CODE_LOCK
+
+
+@functools.cache
+def _watch_budget() -> int:
+    """Return how many inotify watches one work tree may take."""
+    try:
+        limit = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return 0
+    return min(MAX_WATCHES, limit // 8)
+
+
+#: Set to False to watch every path by stat (tests compare the two).
+USE_INOTIFY = True
+
+
+@functools.cache
+def _libc() -> Any:
+    """Return the C library with inotify and statfs declared, or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.inotify_init1.argtypes = [ctypes.c_int]
+        libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        libc.statfs.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def _fs_type(path: Path) -> int | None:
+    """Return the filesystem magic number of ``path`` (``statfs``'s ``f_type``), or None."""
+    import ctypes
+
+    buffer = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit Linux
+    if _libc().statfs(os.fsencode(path), buffer) != 0:
+        return None
+    return ctypes.c_long.from_buffer(buffer).value & 0xFFFFFFFF  # f_type comes first
+
+
+class _Notify:
+    """An inotify instance: anything in its queue means a watched path changed."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pid = os.getpid()
+        self.fired = False
+        _NOTIFIERS[0] += 1
+
+    def changed(self) -> bool:
+        """Return whether an event (or an overflow) was ever queued; a forked child never trusts it.
+
+        Reading takes the events out of the queue, so once one is seen the answer stays
+        "changed". The queue is shared with a forked child, which could take its parent's
+        events, so in any process but the one that placed the watches it is always "changed".
+        """
+        if self.fired or self.fd < 0 or os.getpid() != self.pid:
+            return True
+        try:
+            self.fired = bool(os.read(self.fd, 1 << 16))
+        except BlockingIOError:
+            return False
+        except OSError:
+            self.fired = True
+        return self.fired
+
+    def close(self) -> None:
+        """Close the inotify instance, which removes its watches."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+            _NOTIFIERS[0] -= 1
+
+
+def _notify(
+    root: Path, dirs: list[Path], files: list[Path]
+) -> tuple[_Notify | None, list[Path], int]:
+    """Watch ``dirs`` and ``files`` by inotify; return the watch and the paths left to stat.
+
+    Also returned: the latest change (mtime or ctime, ns) of the paths inotify watches, to
+    judge the answer racy as their stats would. A path is watched only when inotify hears
+    of every change to it: on a local filesystem, on the device of ``root``, and (for a
+    file) a regular file or link with one name, in a folder watched so (a file's replacement
+    is an event of its folder).
+    """
+    everything = [*dirs, *files]
+    libc = _libc() if USE_INOTIFY else None
+    if libc is None or _NOTIFIERS[0] >= MAX_NOTIFIERS:
+        return None, everything, 0
+    if not 0 < len(everything) <= _watch_budget():
+        return None, everything, 0
+    try:
+        top = os.lstat(root)
+    except OSError:
+        return None, everything, 0
+    if _fs_type(root) not in _LOCAL_FS:
+        return None, everything, 0
+    fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    if fd < 0:
+        return None, everything, 0
+    notify = _Notify(fd)
+    left: list[Path] = []
+    watched_dirs: set[Path] = set()
+    newest = 0
+    for path, is_dir in [*((d, True) for d in dirs), *((f, False) for f in files)]:
+        if libc.inotify_add_watch(fd, os.fsencode(path), _IN_CHANGES) < 0:
+            notify.close()  # out of watches, or gone: stat everything, as without inotify
+            return None, everything, 0
+        try:
+            st = os.lstat(path)  # after the watch: a change before it shows here, after it there
+        except OSError:
+            left.append(path)
+            continue
+        kind_ok = (
+            stat.S_ISDIR(st.st_mode)
+            if is_dir
+            else path.parent in watched_dirs
+            and ((stat.S_ISREG(st.st_mode) and st.st_nlink == 1) or stat.S_ISLNK(st.st_mode))
+        )
+        if st.st_dev != top.st_dev or not kind_ok:
+            left.append(path)
+            continue
+        if is_dir:
+            watched_dirs.add(path)
+        newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+    return notify, left, newest
 
 
 _CODE_LOCK = threading.Lock()
@@ -512,14 +702,21 @@ def _fresh_locks() -> None:
     global _CODE_LOCK, _ENV_LOCK
     _CODE_LOCK = threading.Lock()
     _ENV_LOCK = threading.Lock()
+    for kept in _CODE.values():  # the parent's inotify queues are not the child's to read
+        kept.close()
+    _CODE.clear()
+    _NOTIFIERS[0] = 0
 
 
 def clear_capture_cache() -> None:
     """Forget every code version and environment kept in this process."""
     with _CODE_LOCK:
+        for kept in _CODE.values():
+            kept.close()
         _CODE.clear()
     with _ENV_LOCK:
         _PACKAGES.clear()
+        _ACCELERATORS_ASKED.clear()
 
 
 def _git_env() -> tuple[tuple[str, str | None], ...]:
@@ -535,7 +732,8 @@ def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
     git does not ignore. None when ``folder`` (default: the current one) is not
     in a git work tree. The answer is :func:`read_code_version`'s; once read,
     it is kept while no file git looks at changes, so a later call reads only
-    file stats and starts no process.
+    file stats (on Linux, the work tree's inotify queue and git's own files'
+    stats) and starts no process.
     """
     cwd = Path(folder) if folder is not None else Path.cwd()
     try:
@@ -544,24 +742,35 @@ def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
         return read_code_version(cwd)
     with _CODE_LOCK:
         kept = _CODE.get(key)
-        if kept is not None and kept.unchanged():
-            return kept.answer
+        if kept is not None:
+            if kept.unchanged():
+                return kept.answer
+            kept.close()
         _CODE.pop(key, None)
         since = time.time_ns() - int(RACY_S * 1e9)
-        answer, paths = _read_watched(cwd)
+        answer, paths, watched_tree = _read_watched(cwd)
         if paths is not None:
-            watched = _Watched(paths, answer)
-            if not watched.racy(since):
+            notify, left, newest = (
+                _notify(*watched_tree) if watched_tree is not None else (None, [], 0)
+            )
+            watched = _Watched([*paths, *left], answer, notify, newest)
+            if watched.racy(since):
+                watched.close()
+            else:
                 _CODE[key] = watched
         return answer
 
 
-def _read_watched(cwd: Path) -> tuple[CodeVersion | None, list[Path] | None]:
+_Tree = tuple[Path, list[Path], list[Path]]
+
+
+def _read_watched(cwd: Path) -> tuple[CodeVersion | None, list[Path] | None, _Tree | None]:
     """Return the code version of ``cwd`` and the paths whose stats say it still holds.
 
-    None for the paths when the answer cannot be watched by stats: a
-    repository with submodules (their state is read by git inside them), or
-    refs kept in a reftable.
+    The paths come in two parts: those to stat, and the work tree (its top, its folders
+    and its files), which inotify may watch instead. None for the paths when the answer
+    cannot be watched by stats: a repository with submodules (their state is read by git
+    inside them), or refs kept in a reftable.
     """
     resolved = cwd.resolve()
     above = [resolved, *resolved.parents]
@@ -576,14 +785,14 @@ def _read_watched(cwd: Path) -> tuple[CodeVersion | None, list[Path] | None]:
         cwd,
     )
     if dirs is None:
-        return read_code_version(cwd), above
+        return read_code_version(cwd), above, None
     lines = os.fsdecode(dirs).splitlines()
     if len(lines) != 3:
-        return read_code_version(cwd), None
+        return read_code_version(cwd), None, None
     root, gitdir, common = (Path(line) for line in lines)
     answer = _described(cwd, root)
     if (root / ".gitmodules").exists() or (common / "reftable").exists():
-        return answer, None
+        return answer, None, None
     # A repository made between the folder and the top would take the folder over; one made
     # above the top would not, so folders above it (often busy, like /tmp) are not watched.
     inside = [folder for folder in above if folder == root or root in folder.parents]
@@ -598,13 +807,15 @@ def _read_watched(cwd: Path) -> tuple[CodeVersion | None, list[Path] | None]:
         ["ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"], root
     )
     if files is None or ignored is None:
-        return answer, None
+        return answer, None, None
     listed = [n for n in files.split(b"\0") if n]
-    paths += [root / os.fsdecode(name) for name in listed]
+    # A nested repository is listed as a folder: its own entries are not the tree's, so
+    # it is watched by its stat, as a file is.
+    paths += [root / os.fsdecode(name) for name in listed if name.endswith(b"/")]
+    tree_files = [root / os.fsdecode(name) for name in listed if not name.endswith(b"/")]
     skip = {os.fsdecode(n.rstrip(b"/")) for n in ignored.split(b"\0") if n.endswith(b"/")}
     skip |= {os.fsdecode(n.rstrip(b"/")) for n in listed if n.endswith(b"/")}  # nested repos
-    paths += _tree_dirs(root, skip)
-    return answer, paths
+    return answer, paths, (root, _tree_dirs(root, skip), tree_files)
 
 
 def _config_files(cwd: Path) -> list[Path]:
@@ -681,6 +892,23 @@ def _read_packages() -> dict[str, str]:
     return dict(sorted(packages.items()))
 
 
+def _kept_packages() -> dict[str, str] | None:
+    """Return the kept packages if ``sys.path`` and its folders are unchanged, else None.
+
+    Never reads the packages, nor waits for a capture under way.
+    """
+    key = tuple(sys.path)
+    if not _ENV_LOCK.acquire(blocking=False):
+        return None
+    try:
+        kept = _PACKAGES.get(key)
+        if kept is None or kept[0] != [_stat(Path(entry or ".")) for entry in key]:
+            return None
+        return dict(kept[1])
+    finally:
+        _ENV_LOCK.release()
+
+
 def installed_packages() -> dict[str, str]:
     """Return the installed packages, read again only when a folder of ``sys.path`` changed.
 
@@ -720,11 +948,59 @@ def environment() -> Environment:
     every time (a framework imported since may name one).
     """
     python, system = _interpreter()
-    return Environment(
+    frameworks = _frameworks()
+    found = Environment(
         python=python,
         platform=system,
         packages=installed_packages(),
         accelerators=_accelerators(),
+    )
+    _ACCELERATORS_ASKED.add(frameworks)
+    return found
+
+
+#: The sets of accelerator frameworks imported when the accelerators were last named: once
+#: named, asking again is quick (the framework has found its devices).
+_ACCELERATORS_ASKED: set[frozenset[str]] = set()
+
+
+def _frameworks() -> frozenset[str]:
+    return frozenset(name for name in ("torch", "jax") if name in sys.modules)
+
+
+def _kept_capture(
+    folder: str | os.PathLike[str] | None,
+) -> tuple[CodeVersion | None, Environment] | None:
+    """Return the code version and environment from what is kept, if it all still holds.
+
+    Never starts a process, reads the installed packages or waits on a lock: anything
+    that would (nothing kept, a change, another capture under way, a framework imported
+    since the accelerators were last named) returns None, and the capture runs in the
+    background as it did. What it returns is exactly what :func:`code_version` and
+    :func:`environment` return.
+    """
+    if _frameworks() not in _ACCELERATORS_ASKED:
+        return None
+    cwd = Path(folder) if folder is not None else Path.cwd()
+    try:
+        key = (str(cwd.resolve()), _git_env())
+    except OSError:
+        return None
+    if not _CODE_LOCK.acquire(blocking=False):
+        return None
+    try:
+        kept = _CODE.get(key)
+        if kept is None or not kept.unchanged():
+            return None
+        code = kept.answer
+    finally:
+        _CODE_LOCK.release()
+    packages = _kept_packages()
+    if packages is None:
+        return None
+    python, system = _interpreter()
+    return code, Environment(
+        python=python, platform=system, packages=packages, accelerators=_accelerators()
     )
 
 
@@ -733,10 +1009,18 @@ def start_capture(
 ) -> Future[tuple[CodeVersion | None, Environment]]:
     """Start reading the code version of ``folder`` (default: cwd) and the environment.
 
-    A thread of its own per capture (not a shared pool), so a process that
-    forks after decorating a function never waits on a pool thread it lost.
+    When everything is kept and still holds (the common case after the first capture
+    of a process) the answer is taken at once, here: a few stats and one read of the
+    inotify queue, with no thread to wait for. Otherwise a thread of its own per
+    capture (not a shared pool), so a process that forks after decorating a function
+    never waits on a pool thread it lost.
     """
     future: Future[tuple[CodeVersion | None, Environment]] = Future()
+    kept = _kept_capture(folder)
+    if kept is not None:
+        future.set_running_or_notify_cancel()
+        future.set_result(kept)
+        return future
 
     def capture() -> None:
         if not future.set_running_or_notify_cancel():

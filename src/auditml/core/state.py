@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from pydantic import ValidationError
@@ -273,6 +274,10 @@ class ModelState:
     card_edits: list[CardEdit] = field(default_factory=list)
     rollouts: dict[str, Rollout] = field(default_factory=dict)
     splits: list[SplitChange] = field(default_factory=list)
+    #: How many of ``versions`` next_version has read, and the largest integer among them.
+    _numbered: list[int] = field(
+        default_factory=lambda: [0, 0], init=False, repr=False, compare=False
+    )
 
     def split(self, environment: str) -> dict[str, int]:
         """Return the share of ``environment``'s traffic each version serves now, in percent."""
@@ -326,9 +331,19 @@ class ModelState:
         return found
 
     def next_version(self) -> str:
-        """Return the next free integer version: one more than the largest so far."""
-        numbers = [int(v) for v in self.versions if v.isdigit()]
-        return str(max(numbers, default=0) + 1)
+        """Return the next free integer version: one more than the largest so far.
+
+        Versions are only ever added (in log order), so only those added since the last
+        call are read; a dict that shrank is read again from the start.
+        """
+        seen, top = self._numbered
+        if len(self.versions) < seen:
+            seen, top = 0, 0
+        for version in islice(self.versions, seen, None):
+            if version.isdigit():
+                top = max(top, int(version))
+        self._numbered[:] = [len(self.versions), top]
+        return str(top + 1)
 
     def history(self, environment: str | None = None) -> list[Move]:
         """Return the deploys and rollbacks, optionally of one environment, oldest first."""

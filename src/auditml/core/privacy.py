@@ -47,17 +47,15 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import itertools
 import json
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -70,6 +68,7 @@ from pydantic import (
 from auditml.core.events import Event
 from auditml.core.sealing import (
     SEALED,
+    cipher_for,
     erased_digest,
     is_sealed,
     new_subject_key,
@@ -80,6 +79,9 @@ from auditml.core.sealing import (
     unseal,
 )
 from auditml.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "ACTOR_PREFIX",
@@ -149,17 +151,25 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_TIME)
 
 
+_CYCLE = 4800  # months in 400 Gregorian years: every pattern of month lengths and leap years
+_CYCLE_DAYS = 146_097  # days in those 400 years
+
+
+@cache
+def _cycle_starts() -> tuple[int, ...]:
+    """Return the day each month of two 400-year cycles begins on, counted from January 2000."""
+    first = date(2000, 1, 1).toordinal()
+    starts = [date(2000 + i // 12, i % 12 + 1, 1).toordinal() - first for i in range(_CYCLE)]
+    return (*starts, *(start + _CYCLE_DAYS for start in starts))
+
+
 @cache
 def _month_span(months: int) -> tuple[int, int]:
     """Return the fewest and most days ``months`` calendar months can span (Gregorian cycle)."""
-    cycle = 4800  # 400 years: every pattern of month lengths and leap years
-    lengths = [
-        calendar.monthrange(2000 + (i % cycle) // 12, (i % cycle) % 12 + 1)[1]
-        for i in range(cycle + months)
-    ]
-    prefix = list(itertools.accumulate(lengths, initial=0))
-    spans = [prefix[s + months] - prefix[s] for s in range(cycle)]
-    return min(spans), max(spans)
+    whole, rest = divmod(months, _CYCLE)  # each whole cycle spans the same days from any start
+    starts = _cycle_starts()
+    spans = [starts[s + rest] - starts[s] for s in range(_CYCLE)]
+    return whole * _CYCLE_DAYS + min(spans), whole * _CYCLE_DAYS + max(spans)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1031,7 +1041,7 @@ def seal_rows(
             continue
         key = ciphers.get(sid)
         if key is None:
-            key = ciphers[sid] = AESGCM(keys[sid])
+            key = ciphers[sid] = cipher_for(keys[sid])
         sealed.append(
             (
                 commitment,

@@ -71,7 +71,9 @@ The rules themselves are the ``check_*`` functions: each takes the policy and
 what the log says, and returns a :class:`Denial` or None. They never write.
 """
 
-from __future__ import annotations
+# Annotations here are objects, not strings (no ``from __future__ import annotations``):
+# pydantic would compile and evaluate each model field's annotation text as the model is
+# made, a cost every command pays at import (issue 20).
 
 import functools
 import hashlib

@@ -43,7 +43,9 @@ segment's records are due only once every value they commit to is due too,
 and nothing of a model under an open incident (EU AI Act Art. 73(6)) is due.
 """
 
-from __future__ import annotations
+# Annotations here are objects, not strings (no ``from __future__ import annotations``):
+# pydantic would compile and evaluate each model field's annotation text as the model is
+# made, a cost every command pays at import (issue 20).
 
 import calendar
 import hashlib
@@ -192,7 +194,7 @@ class Duration:
         low, high = _month_span(self.months) if self.months else (0, 0)
         return low + self.days, high + self.days
 
-    def shorter_than(self, other: Duration) -> bool:
+    def shorter_than(self, other: "Duration") -> bool:
         """Return whether this period can end before ``other`` does, for some start."""
         if not self.days and not other.days:
             return self.months < other.months

@@ -81,7 +81,6 @@ import math
 import operator
 import re
 import shlex
-import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -417,6 +416,8 @@ def policy_from_toml(raw: bytes, *, where: str) -> Policy:
     ``where`` names the source in messages (the file's path). Reading the file
     is :func:`auditml._internal.policyfile.load_policy`'s work.
     """
+    import tomllib  # only a policy being recorded is TOML: the log holds JSON (issue 20)
+
     try:
         table = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

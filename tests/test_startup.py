@@ -313,6 +313,22 @@ def test_start_up_leaves_a_paused_collector_paused() -> None:
     assert gc.isenabled()
 
 
+def test_a_second_command_in_one_process_freezes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a process's first command freezes its start-up: later ones leave objects collectable."""
+    import gc
+
+    from tests.conftest import run_cli
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditLog.init(url, actor="admin@bank.example")[0].close()
+    assert run_cli(["status", "--db", url], capsys)[0] == 0  # the first, unless one ran before
+    frozen = gc.get_freeze_count()
+    assert run_cli(["status", "--db", url], capsys)[0] == 0
+    assert gc.get_freeze_count() == frozen
+
+
 def test_event_policy_and_privacy_models_are_written_with_annotation_objects() -> None:
     """The modules of the event, policy and privacy models postpone no annotations."""
     from auditml.core import events, policy, privacy

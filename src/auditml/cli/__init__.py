@@ -19,7 +19,7 @@ import warnings
 from importlib import import_module
 from typing import Any, TextIO
 
-from auditml.cli._startup import startup
+from auditml.cli._startup import command_done, startup
 
 with startup():  # typer, and the code every command shares
     import typer
@@ -229,7 +229,10 @@ def main(argv: list[str] | None = None) -> None:
         notices.addHandler(_Notices(logging.WARNING))
     with warnings.catch_warnings():
         warnings.showwarning = _say_warning
-        _run(argv)
+        try:
+            _run(argv)
+        finally:
+            command_done()
 
 
 def _run(argv: list[str] | None) -> None:

@@ -49,12 +49,14 @@ and nothing of a model under an open incident (EU AI Act Art. 73(6)) is due.
 
 import calendar
 import hashlib
+import itertools
 import json
+import operator
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -155,13 +157,17 @@ def _stamp(moment: datetime) -> str:
 
 _CYCLE = 4800  # months in 400 Gregorian years: every pattern of month lengths and leap years
 _CYCLE_DAYS = 146_097  # days in those 400 years
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MONTH_DAYS_LEAP = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 @cache
 def _cycle_starts() -> tuple[int, ...]:
     """Return the day each month of two 400-year cycles begins on, counted from January 2000."""
-    first = date(2000, 1, 1).toordinal()
-    starts = [date(2000 + i // 12, i % 12 + 1, 1).toordinal() - first for i in range(_CYCLE)]
+    lengths: list[int] = []
+    for year in range(2000, 2400):
+        lengths += _MONTH_DAYS_LEAP if calendar.isleap(year) else _MONTH_DAYS
+    starts = list(itertools.accumulate(lengths[:-1], initial=0))
     return (*starts, *(start + _CYCLE_DAYS for start in starts))
 
 
@@ -170,7 +176,7 @@ def _month_span(months: int) -> tuple[int, int]:
     """Return the fewest and most days ``months`` calendar months can span (Gregorian cycle)."""
     whole, rest = divmod(months, _CYCLE)  # each whole cycle spans the same days from any start
     starts = _cycle_starts()
-    spans = [starts[s + rest] - starts[s] for s in range(_CYCLE)]
+    spans = list(map(operator.sub, starts[rest : rest + _CYCLE], starts[:_CYCLE]))
     return whole * _CYCLE_DAYS + min(spans), whole * _CYCLE_DAYS + max(spans)
 
 

@@ -337,3 +337,21 @@ def test_privacy_entries_read_erasures_and_retention_runs_from_events() -> None:
     assert first.summary() == "erased 3 value(s) (3 subject) under request DSR-1: asked"
     assert (second.values, second.records, second.segments) == (20, 10, 2)
     assert privacy_entry(1, run.model_copy(update={"action": "model.train"})) is None
+
+
+@pytest.mark.parametrize("months", [*range(1, 150), 4799, 4800, 4801, 9599, 9601, 12_000])
+def test_month_spans_are_those_of_every_start_in_the_gregorian_cycle(months: int) -> None:
+    """The fewest and most days of ``months`` months equal a count over every start month."""
+    import calendar
+    import itertools
+
+    from auditml.core.privacy import _month_span
+
+    cycle = 4800  # 400 years, every start month of which is tried
+    lengths = [
+        calendar.monthrange(2000 + (i % cycle) // 12, (i % cycle) % 12 + 1)[1]
+        for i in range(cycle + months)
+    ]
+    prefix = list(itertools.accumulate(lengths, initial=0))
+    spans = [prefix[s + months] - prefix[s] for s in range(cycle)]
+    assert _month_span(months) == (min(spans), max(spans))

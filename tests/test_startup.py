@@ -194,6 +194,15 @@ NOT_FOR_A_DECISION = (
     "sqlmodel",
     "jinja2",
     "mlflow",
+    # Verification's machinery, the runtime-window reader and the retention service.
+    "auditml._internal.tree_worker",
+    "auditml.core.records",
+    "auditml.evidence",
+    "auditml.privacy",
+    # AES-GCM and Ed25519: no value is sealed and no key signs or checks in a decision.
+    "cryptography",
+    # The log holds its policy as JSON; only a policy file being recorded is TOML.
+    "tomllib",
 )
 
 
@@ -208,9 +217,10 @@ def test_approve_and_deploy_from_the_command_line_load_no_other_command_and_no_r
 ) -> None:
     """``auditml approve`` and ``deploy`` import only their group's module, and no Rich at all."""
     approve = ["approve", "credit", "1", "--reason", "ok", "--actor", "v@bank.example"]
-    assert not _unwanted(_decide(tmp_path, approve), ("rich",))
+    registry = ("auditml.registry", "auditml.core.registry")  # status shows its violations
+    assert not _unwanted(_decide(tmp_path, approve), ("rich", *registry))
     deploy = ["deploy", "credit", "1", "--env", "production", "--actor", "r@bank.example"]
-    assert not _unwanted(_decide(tmp_path, deploy), ("rich",))
+    assert not _unwanted(_decide(tmp_path, deploy), ("rich", *registry))
 
 
 def test_status_from_the_command_line_loads_no_other_command(tmp_path: Path) -> None:
@@ -261,3 +271,68 @@ def test_a_plain_line_printed_without_rich_is_what_rich_prints(terminal: bool) -
         console(file=written, width=width, force_terminal=terminal, **settings).print(line)
         assert written.getvalue() == line + "\n"
     assert compared > 200
+
+
+def test_a_command_freezes_what_start_up_made_and_leaves_the_collector_running(
+    tmp_path: Path,
+) -> None:
+    """After ``auditml status`` the collector runs; what start-up made is frozen, not scanned."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditLog.init(url, actor="admin@bank.example")[0].close()
+    script = (
+        "import gc\n"
+        "from auditml.cli import main\n"
+        "try:\n"
+        f"    main(['status', '--db', {url!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 10_000)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(auditml.__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    )
+    assert done.stdout.splitlines()[-1] == "True True"
+
+
+def test_start_up_leaves_a_paused_collector_paused() -> None:
+    """The start-up pause restores the collector as it found it, off when it was off."""
+    import gc
+
+    from auditml.cli._startup import startup
+
+    gc.disable()
+    try:
+        with startup():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with startup():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_a_second_command_in_one_process_freezes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a process's first command freezes its start-up: later ones leave objects collectable."""
+    import gc
+
+    from tests.conftest import run_cli
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditLog.init(url, actor="admin@bank.example")[0].close()
+    assert run_cli(["status", "--db", url], capsys)[0] == 0  # the first, unless one ran before
+    frozen = gc.get_freeze_count()
+    assert run_cli(["status", "--db", url], capsys)[0] == 0
+    assert gc.get_freeze_count() == frozen
+
+
+def test_event_policy_and_privacy_models_are_written_with_annotation_objects() -> None:
+    """The modules of the event, policy and privacy models postpone no annotations."""
+    from auditml.core import events, policy, privacy
+
+    # ``from __future__ import annotations`` binds ``annotations``: pydantic would then
+    # compile and evaluate every field's annotation text as each model is made.
+    assert not {m.__name__ for m in (events, policy, privacy) if hasattr(m, "annotations")}

@@ -17,25 +17,16 @@ from datetime import UTC, date, datetime
 from itertools import chain as chained
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from pydantic import ValidationError
 
 from auditml._internal.identity import resolve_actor
-from auditml._internal.tree_worker import (
-    TreeAnswer,
-    TreeRequest,
-    check_record_range,
-    check_records,
-    fold_stored_tree,
-    gc_paused,
-    read_nodes,
-)
 from auditml.core import merkle
 from auditml.core.canonical import (
     loads_strict,
 )
-from auditml.core.chain import NODE_LEVEL, ChainVerifier, check_nodes, gap_error
+from auditml.core.chain import NODE_LEVEL, gap_error
 from auditml.core.decide import Decide, Outcome, StateCache, View
 from auditml.core.envelope import Part, PartCache, draft_part, event_body, header_bytes
 from auditml.core.events import (
@@ -65,7 +56,6 @@ from auditml.core.privacy import (
     seal_rows,
     subject_handles,
 )
-from auditml.core.records import SegmentVerifier
 from auditml.core.state import policy_in_force
 from auditml.errors import (
     AppendError,
@@ -88,6 +78,11 @@ from auditml.store import (
     TxReader,
     redact,
 )
+
+# Verification's machinery (the tree helper, record segments) is imported when a verify runs:
+# a decision from the command line does not pay for it (issue 20).
+if TYPE_CHECKING:
+    from auditml._internal.tree_worker import TreeAnswer, TreeRequest
 
 __all__ = [
     "DEFAULT_PATH",
@@ -708,6 +703,9 @@ class Ledger:
         """
         if not self._store.has_table("auditml_record"):
             return 0
+        from auditml._internal.tree_worker import check_records
+        from auditml.core.records import SegmentVerifier
+
         with self._store.snapshot() as snap:
             head = snap.head(self._log_id)
             stop = max(size, head.size if head is not None else 0)
@@ -755,6 +753,8 @@ class Ledger:
         From 0 to the head it reads every record; for a part, ``null`` first
         reads the records whose segment is NULL (they sort first).
         """
+        from auditml._internal.tree_worker import check_records
+
         log_id = self._log_id
         kept: Iterable[list[tuple[Any, ...]]] | None = None
         if stop == head and start == 0:
@@ -783,6 +783,8 @@ class Ledger:
         self, proc: subprocess.Popen[str], start: int, stop: int, values: bool
     ) -> TreeAnswer:
         """Collect the records helper's answer; if the helper itself broke, do its part here."""
+        from auditml._internal.tree_worker import check_record_range
+
         return _helper_answer(
             proc, lambda: check_record_range(self._records_request(start, stop, values))
         )
@@ -1049,6 +1051,9 @@ class Ledger:
         compose). The roots at the kept checkpoints' sizes come out of the same
         pass. Both ways name the same first failure.
         """
+        from auditml._internal.tree_worker import gc_paused, read_nodes
+        from auditml.core.chain import ChainVerifier, check_nodes
+
         # The roots at the kept checkpoints' sizes come out of the one pass over the log.
         checkpoint_sizes = [size for size, *_ in self._store.checkpoints(self._log_id)]
         with self._store.snapshot() as snap:
@@ -1143,12 +1148,16 @@ class Ledger:
         return proc
 
     def _tree_request(self, size: int, split: int | None, roots_at: list[int]) -> TreeRequest:
+        from auditml._internal.tree_worker import TreeRequest
+
         return TreeRequest(self._store.url, self._log_id, size, split, self._origin, roots_at)
 
     def _finish_helper(
         self, proc: subprocess.Popen[str], size: int, split: int | None, roots_at: list[int]
     ) -> TreeAnswer:
         """Collect the helper's answer; if the helper itself broke, do its part here instead."""
+        from auditml._internal.tree_worker import fold_stored_tree
+
         return _helper_answer(
             proc, lambda: fold_stored_tree(self._tree_request(size, split, roots_at))
         )
@@ -1156,6 +1165,8 @@ class Ledger:
 
 def _helper_answer(proc: subprocess.Popen[str], fallback: Callable[[], TreeAnswer]) -> TreeAnswer:
     """Read a helper process's answer; when the helper itself broke, return ``fallback()``."""
+    from auditml._internal.tree_worker import TreeAnswer
+
     assert proc.stdout is not None
     out = proc.stdout.read()
     proc.stdout.close()

@@ -101,7 +101,6 @@ from auditml.core.state import (
 from auditml.errors import (
     InvalidInputError,
 )
-from auditml.evidence import window_samples
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
@@ -341,6 +340,8 @@ class Lifecycle:
         from the rollout's start to ``now``, read from bytes that hash to their
         segments' roots (never from the record table's columns).
         """
+        from auditml.evidence import window_samples  # reads runtime records: not for a decision
+
         rollout, _ = self._rollout(model, environment)
         if rollout is None:
             return None
@@ -418,6 +419,8 @@ class Lifecycle:
         tripped check rolls the environment back as the monitor's own identity,
         the rollback naming the check (its seq and hash).
         """
+        from auditml.evidence import window_samples  # reads runtime records: not for a decision
+
         rollout, policy = self._rollout(model, environment)
         rule = policy.monitor.get(environment)
         if rule is None:

@@ -10,12 +10,14 @@ method as a one-line delegate, so a caller needs to know only this class.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
+from importlib import import_module
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -28,8 +30,6 @@ from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
 from auditml.core.policy import Policy
 from auditml.core.privacy import DirectoryEntry, RetentionStatus
-from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored, verify_record_proof
-from auditml.core.registry import Snapshot
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
 from auditml.core.state import ModelState, Move, SplitChange
 from auditml.errors import (
@@ -53,16 +53,34 @@ from auditml.ledger import (
     resolve_url,
 )
 from auditml.lifecycle import Lifecycle, MonitorResult
-from auditml.privacy import ActorErasure, Erasure, Privacy, RetentionRun
-from auditml.registry import ImportedRun, Recorded, RegistryService, ViolationEntry
 from auditml.store import HeadState, Store, redact
 from auditml.trust import DEFAULT_CHECKPOINT_EVERY, Trust
 
+# Retention, erasure and the registry are services a decision never calls: each is imported
+# and made the first time the log needs it (issue 20).
 if TYPE_CHECKING:
+    from auditml.core.registry import Snapshot
+    from auditml.privacy import ActorErasure, Erasure, Privacy, RetentionRun
+    from auditml.registry import ImportedRun, Recorded, RegistryService, ViolationEntry
     from auditml.runtime import Ingested, Opened, Recorder
     from auditml.training import Sources, TrainingRun
 
 __all__ = ["AuditLog"]
+
+
+#: What verifying uses and a decision does not: imported on first use (issue 20).
+_VERIFYING = (
+    "auditml._internal.tree_worker",
+    "auditml.core.records",
+    "auditml.privacy",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+)
+
+
+def _load_verifying() -> None:
+    """Import what verify uses before its clock starts: its time counts checks, not imports."""
+    for name in _VERIFYING:
+        import_module(name)
 
 
 class AuditLog:
@@ -84,10 +102,22 @@ class AuditLog:
         self._ledger = Ledger(store, head)
         self._trust = Trust(self._ledger, signer, key)
         self._lifecycle = Lifecycle(self._ledger)
-        self._privacy = Privacy(self._ledger)
-        self._registry = RegistryService(self._ledger)
         hook = self._ledger.after_append
         hook.every, hook.sign = self._trust.checkpoint_every, self._trust._auto_sign
+
+    @functools.cached_property
+    def _privacy(self) -> Privacy:
+        """The retention and erasure service, made on first use."""
+        from auditml.privacy import Privacy
+
+        return Privacy(self._ledger)
+
+    @functools.cached_property
+    def _registry(self) -> RegistryService:
+        """The model-registry service, made on first use."""
+        from auditml.registry import RegistryService
+
+        return RegistryService(self._ledger)
 
     @classmethod
     def open(
@@ -246,6 +276,7 @@ class AuditLog:
         the Merkle tree from the stored hashes, while this process checks the
         earlier part; the link where the two parts meet is checked here.
         """
+        _load_verifying()
         started = time.perf_counter()
         chain = self._ledger.verify_chain(deep=deep, progress=progress, parallel=parallel)
         records = self._ledger.verify_records(chain.size) if runtime else None
@@ -452,6 +483,7 @@ class AuditLog:
         so, and its proof must hold against the log's current root: a value is
         never opened against a record the log does not commit to.
         """
+        from auditml.core.records import verify_record_proof
         from auditml.runtime import open_value
 
         seg, body, record = self._stored_records(request_id)[-1]
@@ -514,6 +546,8 @@ class AuditLog:
         event is beyond the log's head or is no ``runtime.segment``, or the
         segment's stored records do not hold these bytes at the record's index.
         """
+        from auditml.core.records import SEGMENT_ACTION, record_proof_of_stored
+
         head = self.head().size
         if not 0 <= seg < head:
             raise VerificationError(

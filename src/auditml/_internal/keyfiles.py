@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from auditml._internal.output import write_output
 from auditml.core.signing import FileSigner, Signer, fingerprint
 from auditml.errors import ConfigurationError, InvalidInputError
 
+# cryptography's key serialization is loaded when a key file is made or read (issue 20).
 if TYPE_CHECKING:
     from auditml.store import Store
 
@@ -53,6 +51,9 @@ def passphrase_from_env() -> bytes | None:
 
 def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) -> FileSigner:
     """Create a new Ed25519 key as a PEM file of mode 0600; refuse to overwrite one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     target = Path(path)
     key = Ed25519PrivateKey.generate()
     encryption: serialization.KeySerializationEncryption = (
@@ -83,6 +84,9 @@ def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) ->
 
 def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -> FileSigner:
     """Load an Ed25519 PEM key file, or raise a sentence saying what is wrong (never the key)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     source = Path(path)
     try:
         pem = source.read_bytes()
@@ -174,6 +178,8 @@ def new_log_signer(
     The key file found where :func:`key_path_for` says is used; without one a new
     key is made there. An in-memory store gets an in-memory key that vanishes with it.
     """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     path = key_path_for(store, origin, given)
     if getattr(store.backend, "path", "") is None and given is None:
         return FileSigner(Ed25519PrivateKey.generate()), False

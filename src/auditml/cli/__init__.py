@@ -19,12 +19,15 @@ import warnings
 from importlib import import_module
 from typing import Any, TextIO
 
-import typer
-from typer.core import TyperCommand
+from auditml.cli._startup import command_done, startup
 
-from auditml.cli import _common
-from auditml.cli._common import err, exit_status, print_error
-from auditml.errors import AuditmlError
+with startup():  # typer, and the code every command shares
+    import typer
+    from typer.core import TyperCommand
+
+    from auditml.cli import _common
+    from auditml.cli._common import err, exit_status, print_error
+    from auditml.errors import AuditmlError
 
 __all__ = ["app", "main"]
 
@@ -182,10 +185,11 @@ def _app_for(argv: list[str]) -> typer.Typer:
     """
     name = argv[0] if argv else None
     module = COMMAND_MODULES.get(name or "")
-    if module is None:
-        return _load_all()
-    import_module(f"auditml.cli.{module}")
-    app = _finish()
+    with startup():
+        if module is None:
+            return _load_all()
+        import_module(f"auditml.cli.{module}")
+        app = _finish()
     one = copy.copy(app)
     one.registered_commands = [c for c in app.registered_commands if _command_name(c) == name]
     one.registered_groups = [g for g in app.registered_groups if g.name == name]
@@ -225,7 +229,10 @@ def main(argv: list[str] | None = None) -> None:
         notices.addHandler(_Notices(logging.WARNING))
     with warnings.catch_warnings():
         warnings.showwarning = _say_warning
-        _run(argv)
+        try:
+            _run(argv)
+        finally:
+            command_done()
 
 
 def _run(argv: list[str] | None) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from auditml._internal.identity import resolve_actor
+from auditml.cli._startup import startup
 from auditml.core.privacy import actor_label
 from auditml.core.text import escape_controls, needs_escape
 from auditml.errors import (
@@ -287,9 +288,10 @@ OnlyModelArgument = Annotated[str | None, typer.Argument(help="Only this model."
 
 def open_log(db: str | None) -> AuditLog:
     """Open the log that ``--db`` names (or the default one)."""
-    from auditml.log import AuditLog
+    with startup():
+        from auditml.log import AuditLog
 
-    return AuditLog.open(db)
+        return AuditLog.open(db)
 
 
 def actor_names(log: AuditLog) -> Callable[[str], str]:

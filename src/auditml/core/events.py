@@ -6,7 +6,9 @@ ledger adds ``v``, ``log``, ``seq``, ``prev`` and ``time`` inside the append
 transaction. :class:`Event` is the complete envelope, as read back.
 """
 
-from __future__ import annotations
+# Annotations here are objects, not strings (no ``from __future__ import annotations``):
+# pydantic would compile and evaluate each model field's annotation text as the model is
+# made, a cost every command pays at import (issue 20).
 
 import re
 import warnings
@@ -516,7 +518,7 @@ class RolloutStartData(_Decision):
     stable: Name
 
     @model_validator(mode="after")
-    def _traffic_fits_mode(self) -> RolloutStartData:
+    def _traffic_fits_mode(self) -> "RolloutStartData":
         if self.mode == "canary" and self.traffic is None:
             raise ValueError("a canary needs its share of traffic, 1 to 99 percent")
         if self.mode == "shadow" and self.traffic is not None:
@@ -1224,7 +1226,7 @@ _ACTORS: dict[str, Actor] = {}
 
 def _fast_parts(
     action: str, actor: object, subject: object, data: object, imported: object
-) -> Draft | None:
+) -> "Draft | None":
     """Return the draft ``Draft.build`` makes of these parts, when all are plainly valid."""
     check = _FAST_DATA.get(action)
     if check is None or type(data) is not dict or (imported is not False and imported is not True):
@@ -1319,7 +1321,7 @@ class Draft(_Frozen):
         subject: dict[str, str] | None = None,
         data: object = None,
         imported: ImportedFrom | Mapping[str, Any] | bool = False,
-    ) -> Draft:
+    ) -> "Draft":
         """Validate one event's parts and return the draft, or raise InvalidInputError.
 
         Without ``actor``, the actor is resolved when the draft is appended, as
@@ -1343,7 +1345,7 @@ class Draft(_Frozen):
         subject: dict[str, str] | None = None,
         data: object = None,
         imported: ImportedFrom | Mapping[str, Any] | bool = False,
-    ) -> Draft:
+    ) -> "Draft":
         """Build a draft through the pydantic models alone: what the fast path must equal."""
         payload = validate_data(action, data)
         if "imported" in payload:

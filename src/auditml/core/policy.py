@@ -71,7 +71,9 @@ The rules themselves are the ``check_*`` functions: each takes the policy and
 what the log says, and returns a :class:`Denial` or None. They never write.
 """
 
-from __future__ import annotations
+# Annotations here are objects, not strings (no ``from __future__ import annotations``):
+# pydantic would compile and evaluate each model field's annotation text as the model is
+# made, a cost every command pays at import (issue 20).
 
 import functools
 import hashlib
@@ -79,7 +81,6 @@ import math
 import operator
 import re
 import shlex
-import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -415,6 +416,8 @@ def policy_from_toml(raw: bytes, *, where: str) -> Policy:
     ``where`` names the source in messages (the file's path). Reading the file
     is :func:`auditml._internal.policyfile.load_policy`'s work.
     """
+    import tomllib  # only a policy being recorded is TOML: the log holds JSON (issue 20)
+
     try:
         table = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -43,21 +43,23 @@ segment's records are due only once every value they commit to is due too,
 and nothing of a model under an open incident (EU AI Act Art. 73(6)) is due.
 """
 
-from __future__ import annotations
+# Annotations here are objects, not strings (no ``from __future__ import annotations``):
+# pydantic would compile and evaluate each model field's annotation text as the model is
+# made, a cost every command pays at import (issue 20).
 
 import calendar
 import hashlib
 import itertools
 import json
+import operator
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -70,6 +72,7 @@ from pydantic import (
 from auditml.core.events import Event
 from auditml.core.sealing import (
     SEALED,
+    cipher_for,
     erased_digest,
     is_sealed,
     new_subject_key,
@@ -80,6 +83,9 @@ from auditml.core.sealing import (
     unseal,
 )
 from auditml.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "ACTOR_PREFIX",
@@ -149,17 +155,29 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(_TIME)
 
 
+_CYCLE = 4800  # months in 400 Gregorian years: every pattern of month lengths and leap years
+_CYCLE_DAYS = 146_097  # days in those 400 years
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MONTH_DAYS_LEAP = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+@cache
+def _cycle_starts() -> tuple[int, ...]:
+    """Return the day each month of two 400-year cycles begins on, counted from January 2000."""
+    lengths: list[int] = []
+    for year in range(2000, 2400):
+        lengths += _MONTH_DAYS_LEAP if calendar.isleap(year) else _MONTH_DAYS
+    starts = list(itertools.accumulate(lengths[:-1], initial=0))
+    return (*starts, *(start + _CYCLE_DAYS for start in starts))
+
+
 @cache
 def _month_span(months: int) -> tuple[int, int]:
     """Return the fewest and most days ``months`` calendar months can span (Gregorian cycle)."""
-    cycle = 4800  # 400 years: every pattern of month lengths and leap years
-    lengths = [
-        calendar.monthrange(2000 + (i % cycle) // 12, (i % cycle) % 12 + 1)[1]
-        for i in range(cycle + months)
-    ]
-    prefix = list(itertools.accumulate(lengths, initial=0))
-    spans = [prefix[s + months] - prefix[s] for s in range(cycle)]
-    return min(spans), max(spans)
+    whole, rest = divmod(months, _CYCLE)  # each whole cycle spans the same days from any start
+    starts = _cycle_starts()
+    spans = list(map(operator.sub, starts[rest : rest + _CYCLE], starts[:_CYCLE]))
+    return whole * _CYCLE_DAYS + min(spans), whole * _CYCLE_DAYS + max(spans)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +200,7 @@ class Duration:
         low, high = _month_span(self.months) if self.months else (0, 0)
         return low + self.days, high + self.days
 
-    def shorter_than(self, other: Duration) -> bool:
+    def shorter_than(self, other: "Duration") -> bool:
         """Return whether this period can end before ``other`` does, for some start."""
         if not self.days and not other.days:
             return self.months < other.months
@@ -1031,7 +1049,7 @@ def seal_rows(
             continue
         key = ciphers.get(sid)
         if key is None:
-            key = ciphers[sid] = AESGCM(keys[sid])
+            key = ciphers[sid] = cipher_for(keys[sid])
         sealed.append(
             (
                 commitment,

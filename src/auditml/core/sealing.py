@@ -11,16 +11,21 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from auditml.errors import InvalidInputError, VerificationError
+
+# AES-GCM is loaded when a value is sealed or opened: every command imports this module
+# through the store, and most never touch a sealed value (issue 20).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "SEALED",
     "SEALED_SALT_LENGTH",
+    "cipher_for",
     "erased_digest",
     "is_sealed",
     "new_subject_key",
@@ -58,10 +63,17 @@ def _aad(commitment: str, part: str) -> bytes:
     return f"auditml/value/{part}/{commitment}".encode()
 
 
+def cipher_for(key: bytes) -> AESGCM:
+    """Return the AES-256-GCM cipher of a subject's key."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 def seal(key: bytes | AESGCM, commitment: str, part: str, plain: bytes) -> bytes:
     """Encrypt a value's bytes or its salt (``part``) under the subject's key, bound to its row."""
     nonce = secrets.token_bytes(_NONCE)
-    cipher = key if isinstance(key, AESGCM) else AESGCM(key)
+    cipher = cipher_for(key) if isinstance(key, bytes) else key
     return SEALED + nonce + cipher.encrypt(nonce, plain, _aad(commitment, part))
 
 
@@ -74,9 +86,11 @@ def is_sealed(blob: bytes, part: str) -> bool:
 
 def unseal(key: bytes, commitment: str, part: str, blob: bytes) -> bytes:
     """Decrypt a sealed value or salt, or raise VerificationError when it was changed."""
+    from cryptography.exceptions import InvalidTag
+
     nonce = blob[len(SEALED) : len(SEALED) + _NONCE]
     try:
-        return AESGCM(key).decrypt(nonce, blob[len(SEALED) + _NONCE :], _aad(commitment, part))
+        return cipher_for(key).decrypt(nonce, blob[len(SEALED) + _NONCE :], _aad(commitment, part))
     except (InvalidTag, ValueError):
         raise VerificationError(
             f"the stored {part} of commitment {commitment[:16]}… does not decrypt under its "

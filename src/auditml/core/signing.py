@@ -28,15 +28,16 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from auditml.core.canonical import canonical_bytes
 from auditml.core.events import ESignature
 from auditml.errors import InvalidInputError, VerificationError
+
+# Ed25519 is loaded when a key signs or a signature is checked: a decision that does
+# neither (most do) does not pay for it (issue 20).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "ALG_ED25519",
@@ -87,6 +88,8 @@ class FileSigner:
     """
 
     def __init__(self, key: Ed25519PrivateKey, path: str | None = None) -> None:
+        from cryptography.hazmat.primitives import serialization
+
         self._key = key
         self.path = path
         self._public = key.public_key().public_bytes(
@@ -187,6 +190,9 @@ class VerifierKey:
                 "bytes long, but an Ed25519 signature has 64",
                 kind="signature",
             )
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
         except (InvalidSignature, ValueError):
@@ -482,6 +488,9 @@ def verify_esignature(
         time=signature.time,
         nonce=signature.nonce,
     )
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(
             base64.b64decode(signature.sig), statement

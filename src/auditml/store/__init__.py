@@ -18,7 +18,6 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
@@ -46,6 +45,8 @@ from auditml.store._backends import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from sqlalchemy import Engine
 
 __all__ = [
@@ -2063,7 +2064,11 @@ class _Writer:
 
     def __init__(self, store: Store, cur: Any, log_id: int, overlap: bool) -> None:
         self._store, self._cur, self._log_id = store, cur, log_id
-        self._pool = ThreadPoolExecutor(1, "auditml-append") if overlap else None
+        self._pool: ThreadPoolExecutor | None = None
+        if overlap:  # only a long append overlaps: a decision does not import the thread pool
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, "auditml-append")
         self._pending: Future[None] | None = None
 
     def write(self, rows: Sequence[EventRow]) -> None:

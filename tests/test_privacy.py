@@ -355,3 +355,12 @@ def test_month_spans_are_those_of_every_start_in_the_gregorian_cycle(months: int
     prefix = list(itertools.accumulate(lengths, initial=0))
     spans = [prefix[s + months] - prefix[s] for s in range(cycle)]
     assert _month_span(months) == (min(spans), max(spans))
+
+
+def test_the_legal_minimums_built_without_validation_are_valid() -> None:
+    """MINIMUMS, constructed without a validator at import, validate as they stand."""
+    from auditml.core.privacy import MINIMUMS, LegalMinimum
+
+    for minimum in MINIMUMS.values():
+        assert LegalMinimum.model_validate(minimum.model_dump()) == minimum
+        assert minimum.duration().span()[1] > 0

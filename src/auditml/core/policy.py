@@ -266,7 +266,7 @@ class MlflowRules(BaseModel):
     runs ``on_violation`` (an argument list, no shell) with it as JSON on stdin.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
     tracking_uri: Annotated[str, StringConstraints(min_length=1)] | None = None
     aliases: dict[EnvName, Annotated[str, StringConstraints(min_length=1, max_length=256)]] = Field(

@@ -260,12 +260,14 @@ class LegalMinimum(_Frozen):
         return parse_duration(self.period)
 
 
-#: The legal minimums every schedule meets unless the policy states why not.
+#: The legal minimums every schedule meets unless the policy states why not. Built
+#: without validating (a validator built at import costs every command; a test
+#: validates them), as constants written here.
 MINIMUMS: dict[str, LegalMinimum] = {
-    "runtime_records": LegalMinimum(
+    "runtime_records": LegalMinimum.model_construct(
         period="6mo", basis="EU AI Act Art. 19(1) and 26(6): automatically generated logs"
     ),
-    "events": LegalMinimum(
+    "events": LegalMinimum.model_construct(
         period="10y", basis="EU AI Act Art. 18(1): technical documentation and its trail"
     ),
 }

@@ -166,7 +166,7 @@ def parse_trigger(text: object, *, score_field: str = "score") -> Trigger:
 class RolloutRule(BaseModel):
     """What a rollout to one environment must do before its canary may take all traffic."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
     canary: str = "10%"
     min_requests: int = Field(default=0, ge=0, le=2**53 - 1)
@@ -202,7 +202,7 @@ class RolloutRule(BaseModel):
 class MonitorRule(BaseModel):
     """The rollback triggers of one environment, the evidence they need and who acts on them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
     triggers: list[str] = Field(default_factory=list)
     min_requests: int = Field(default=100, ge=1, le=2**53 - 1)

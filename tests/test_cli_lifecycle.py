@@ -319,3 +319,18 @@ def test_a_misspelt_model_or_environment_is_named_with_what_exists(
         except SystemExit as exc:
             code = int(exc.code or 0)
         assert code == 2 and wanted in capsys.readouterr().err
+
+
+def test_emoji_codes_and_brackets_in_a_reason_print_as_written(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reason holding `:smile:` and `[bold]` shows in history exactly as it was recorded."""
+    reason = "ok :smile: per [bold]VR-7[/] :thumbs_up:"
+    assert run(["train", "credit", "--actor", DS, "--db", url], capsys)[0] == 0
+    assert run(["approve", "credit", "1", "--actor", VAL, "--db", url], capsys)[0] == 0
+    deploy = ["deploy", "credit", "1", "--env", "production", "--reason", reason]
+    code, out, err = run([*deploy, "--actor", REL, "--db", url], capsys)
+    assert code == 0, err
+    code, out, err = run(["history", "credit", "--db", url], capsys)
+    assert code == 0, err
+    assert reason in out and "😄" not in out and "👍" not in out

@@ -133,10 +133,10 @@ def _safe_console() -> type[Console]:
 def _plain(text: str) -> bool:
     """Return whether Rich would print ``text`` exactly as it is, followed by a newline.
 
-    True for one line of printable characters with no colon (Rich reads ``:name:``
-    as an emoji code): no control character to escape, no tab to expand.
+    True for one line of printable characters: no control character to escape,
+    no tab to expand (markup, emoji codes and highlighting are off).
     """
-    return text.isprintable() and ":" not in text
+    return text.isprintable()
 
 
 class LazyConsole:
@@ -182,11 +182,16 @@ class LazyConsole:
 
 
 # Piped output is not cut to 80 columns: tables keep every field whole for grep and files.
-# No Rich markup: paths, URLs, names and reasons print as written, brackets included.
+# No Rich markup or emoji codes: paths, URLs, names and reasons print as written, brackets
+# and `:name:` included.
 out = LazyConsole(
-    highlight=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200
+    highlight=False,
+    markup=False,
+    emoji=False,
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 200,
 )
-err = LazyConsole(stderr=True, highlight=False, markup=False, soft_wrap=True)
+err = LazyConsole(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:

@@ -449,3 +449,29 @@ def test_a_fork_then_changes_in_child_and_parent(tmp_path: Path, watch: str) -> 
     after = _agrees(repo, before)
     (repo / "a.py").write_text("parent\n")
     assert _agrees(repo, after).dirty
+
+
+@pytest.mark.parametrize("stand_in", ["pipe", "devnull"])
+def test_an_inotify_fd_closed_and_reused_is_not_trusted(
+    tmp_path: Path, watch: str, stand_in: str
+) -> None:
+    """An fd closed by other code (a daemon) and reopened as a pipe or /dev/null is not trusted."""
+    repo = _repo(tmp_path / "r")
+    before = _prime(repo)
+    notify = next(iter(fingerprint._CODE.values())).notify
+    if notify is None:
+        assert watch == "stat"
+        return
+    if stand_in == "pipe":
+        other, spare = os.pipe()
+        os.set_blocking(other, False)
+    else:
+        other = spare = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(other, notify.fd)  # closes the inotify instance, the number now reads other
+        (repo / "a.py").write_text("a = 2\n")
+        assert _agrees(repo, before).dirty
+    finally:
+        os.close(other)
+        if spare != other:
+            os.close(spare)

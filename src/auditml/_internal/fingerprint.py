@@ -613,7 +613,16 @@ class _Notify:
         self.fd = fd
         self.pid = os.getpid()
         self.fired = False
+        self.identity = self._identity()
         _NOTIFIERS[0] += 1
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        """Return what the fd's number refers to now (device, inode, mode), None when closed."""
+        try:
+            st = os.fstat(self.fd)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mode)
 
     def changed(self) -> bool:
         """Return whether an event (or an overflow) was ever queued; a forked child never trusts it.
@@ -621,8 +630,13 @@ class _Notify:
         Reading takes the events out of the queue, so once one is seen the answer stays
         "changed". The queue is shared with a forked child, which could take its parent's
         events, so in any process but the one that placed the watches it is always "changed".
+        Code that closes every fd (a daemon) may open a pipe or /dev/null on the same number,
+        which would read as "no event" (or block): the number must still be an inotify one.
         """
         if self.fired or self.fd < 0 or os.getpid() != self.pid:
+            return True
+        if self.identity is None or self._identity() != self.identity:
+            self.fired = True
             return True
         try:
             self.fired = bool(os.read(self.fd, 1 << 16))

@@ -917,7 +917,7 @@ def _config_files(cwd: Path, root: Path) -> list[Path]:
         elif key.startswith("include") and key.endswith(".path") and value:
             base = where.parent if where is not None else cwd
             found.append(base / os.path.expanduser(value))
-    return found
+    return list(dict.fromkeys(found))  # each file once: the listing names it per entry
 
 
 def _tree_dirs(root: Path, skip: set[str]) -> list[Path]:

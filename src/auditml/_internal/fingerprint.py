@@ -481,7 +481,10 @@ def _described(cwd: Path, root: Path) -> CodeVersion:
 # the queue. What inotify does not fully see stays watched by stat: other filesystems (NFS
 # and FUSE are not told of remote changes), files with several hard links (a write through
 # another name reaches no watch of ours), paths on another device (a mount in the tree),
-# git's own files, the config files and the folders above the work tree.
+# git's own files, the config files and the folders above the work tree. Nor does inotify
+# see a write through a shared memory map (mmap: no write call, only a new mtime), so the
+# content of regular files stays on stat unless INOTIFY_FILES is set; inotify then watches
+# the folders (entries made, removed or renamed) and links.
 
 #: Seconds before a read within which a changed file keeps its answer out of the cache.
 RACY_S = 2.0
@@ -577,6 +580,10 @@ def _watch_budget() -> int:
 
 #: Set to False to watch every path by stat (tests compare the two).
 USE_INOTIFY = True
+#: Whether a regular file's content may be watched by inotify alone. No: a write through a
+#: shared memory map (mmap) raises no inotify event, only a new mtime, so files stay on
+#: stat; inotify watches folders (new, removed, renamed entries) and links.
+INOTIFY_FILES = False
 
 
 @functools.cache
@@ -698,7 +705,10 @@ def _notify(
             stat.S_ISDIR(st.st_mode)
             if is_dir
             else path.parent in watched_dirs
-            and ((stat.S_ISREG(st.st_mode) and st.st_nlink == 1) or stat.S_ISLNK(st.st_mode))
+            and (
+                (INOTIFY_FILES and stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
+                or stat.S_ISLNK(st.st_mode)
+            )
         )
         if st.st_dev != top.st_dev or not kind_ok:
             left.append(path)

@@ -475,3 +475,45 @@ def test_an_inotify_fd_closed_and_reused_is_not_trusted(
         os.close(other)
         if spare != other:
             os.close(spare)
+
+
+class _FailingWatches:
+    """The C library, but inotify_add_watch fails (ENOSPC) after ``left`` watches."""
+
+    def __init__(self, real: Any, left: int) -> None:
+        self.real = real
+        self.left = left
+        self.inotify_init1 = real.inotify_init1
+        self.statfs = real.statfs
+
+    def inotify_add_watch(self, fd: int, path: bytes, mask: int) -> int:
+        self.left -= 1
+        return -1 if self.left < 0 else int(self.real.inotify_add_watch(fd, path, mask))
+
+
+def test_running_out_of_watches_midway_falls_back_to_stat(
+    tmp_path: Path, watch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel refusing a watch halfway (other programs took them) leaves everything on stat."""
+    repo = _repo(tmp_path / "r", {f"d{i}/f.py": "f\n" for i in range(6)})
+    real = fingerprint._libc()
+    if real is not None:
+        monkeypatch.setattr(fingerprint, "_libc", lambda: _FailingWatches(real, 3))
+    before = _prime(repo)
+    assert [k.notify for k in fingerprint._CODE.values()] == [None]
+    assert fingerprint._NOTIFIERS == [0]
+    (repo / "d4" / "new.py").write_text("n\n")
+    after = _agrees(repo, before)
+    _attack(repo, lambda: (repo / "d5" / "f.py").write_text("g\n"))
+    assert after.dirty
+
+
+def test_a_commit_inside_a_submodule_is_seen(tmp_path: Path, watch: str) -> None:
+    """A real submodule (.gitmodules): the answer is not kept, so a commit inside it shows."""
+    inner = _repo(tmp_path / "inner", {"i.py": "i\n"})
+    repo = _repo(tmp_path / "r")
+    _git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(inner), "sub")
+    _git(repo, "commit", "-q", "-m", "sub")
+    commit = lambda: _git(repo / "sub", "commit", "-q", "--allow-empty", "-m", "x")  # noqa: E731
+    assert _attack(repo, commit, keep=False).dirty
+    assert not fingerprint._CODE

@@ -517,3 +517,13 @@ def test_a_commit_inside_a_submodule_is_seen(tmp_path: Path, watch: str) -> None
     commit = lambda: _git(repo / "sub", "commit", "-q", "--allow-empty", "-m", "x")  # noqa: E731
     assert _attack(repo, commit, keep=False).dirty
     assert not fingerprint._CODE
+
+
+def test_a_folder_named_like_pathspec_magic_is_not_skipped(tmp_path: Path, watch: str) -> None:
+    """A folder ':(top)build' holding only ignored files is not taken for the ignored 'build'."""
+    repo = _repo(tmp_path / "r", {".gitignore": "build/\n*.csv\n", "a.py": "a\n"})
+    (repo / "build").mkdir()
+    odd = repo / ":(top)build"
+    odd.mkdir()
+    (odd / "x.csv").write_text("1\n")
+    assert _attack(repo, lambda: (odd / "new.py").write_text("n\n")).dirty

@@ -880,7 +880,12 @@ def _link_hops(path: Path) -> list[Path]:
 
 
 def _ignored_by_rule(root: Path, names: list[str]) -> set[str]:
-    """Return those of ``names`` (folders relative to ``root``) that an ignore rule matches."""
+    """Return those of ``names`` (folders relative to ``root``) that an ignore rule matches.
+
+    A name starting with ':' would be read as pathspec magic (':(top)build' as 'build'), so
+    such a folder is never skipped.
+    """
+    names = [name for name in names if not name.startswith(":")]
     if not names:
         return set()
     try:

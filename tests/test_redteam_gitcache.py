@@ -527,3 +527,14 @@ def test_a_folder_named_like_pathspec_magic_is_not_skipped(tmp_path: Path, watch
     odd.mkdir()
     (odd / "x.csv").write_text("1\n")
     assert _attack(repo, lambda: (odd / "new.py").write_text("n\n")).dirty
+
+
+def test_an_embedded_repository_in_an_ignored_folder_is_seen(tmp_path: Path, watch: str) -> None:
+    """A gitlink force-added inside an ignored folder: a commit inside it still shows."""
+    repo = _repo(tmp_path / "r", {".gitignore": "vendor/\n", "a.py": "a\n"})
+    inner = _repo(repo / "vendor" / "lib", {"i.py": "i\n"})
+    _git(repo, "add", "-f", "vendor/lib")
+    _git(repo, "commit", "-q", "-m", "embed")
+    commit = lambda: _git(inner, "commit", "-q", "--allow-empty", "-m", "x")  # noqa: E731
+    assert _attack(repo, commit, keep=False).dirty
+    assert not fingerprint._CODE, "a tree with a gitlink was kept"

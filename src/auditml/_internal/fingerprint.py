@@ -483,8 +483,8 @@ def _described(cwd: Path, root: Path) -> CodeVersion:
 # another name reaches no watch of ours), paths on another device (a mount in the tree),
 # git's own files, the config files and the folders above the work tree. Nor does inotify
 # see a write through a shared memory map (mmap: no write call, only a new mtime), so the
-# content of regular files stays on stat unless INOTIFY_FILES is set; inotify then watches
-# the folders (entries made, removed or renamed) and links.
+# files stay on stat unless INOTIFY_FILES is set; inotify then watches the folders (entries
+# made, removed or renamed).
 
 #: Seconds before a read within which a changed file keeps its answer out of the cache.
 RACY_S = 2.0
@@ -580,9 +580,9 @@ def _watch_budget() -> int:
 
 #: Set to False to watch every path by stat (tests compare the two).
 USE_INOTIFY = True
-#: Whether a regular file's content may be watched by inotify alone. No: a write through a
-#: shared memory map (mmap) raises no inotify event, only a new mtime, so files stay on
-#: stat; inotify watches folders (new, removed, renamed entries) and links.
+#: Whether files may be watched by inotify alone. No: a write through a shared memory map
+#: (mmap) raises no inotify event, only a new mtime, so files stay on stat and inotify
+#: watches the folders (entries made, removed or renamed).
 INOTIFY_FILES = False
 
 
@@ -671,13 +671,15 @@ def _notify(
     judge the answer racy as their stats would. A path is watched only when inotify hears
     of every change to it: on a local filesystem, on the device of ``root``, and (for a
     file) a regular file or link with one name, in a folder watched so (a file's replacement
-    is an event of its folder).
+    is an event of its folder). Unless INOTIFY_FILES, files are all left to stat, unwatched.
     """
     everything = [*dirs, *files]
+    stated = [] if INOTIFY_FILES else files
+    files = files if INOTIFY_FILES else []
     libc = _libc() if USE_INOTIFY else None
     if libc is None or _NOTIFIERS[0] >= MAX_NOTIFIERS:
         return None, everything, 0
-    if not 0 < len(everything) <= _watch_budget():
+    if not 0 < len(dirs) + len(files) <= _watch_budget():
         return None, everything, 0
     try:
         top = os.lstat(root)
@@ -689,7 +691,7 @@ def _notify(
     if fd < 0:
         return None, everything, 0
     notify = _Notify(fd)
-    left: list[Path] = []
+    left: list[Path] = list(stated)
     watched_dirs: set[Path] = set()
     newest = 0
     for path, is_dir in [*((d, True) for d in dirs), *((f, False) for f in files)]:
@@ -705,10 +707,7 @@ def _notify(
             stat.S_ISDIR(st.st_mode)
             if is_dir
             else path.parent in watched_dirs
-            and (
-                (INOTIFY_FILES and stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
-                or stat.S_ISLNK(st.st_mode)
-            )
+            and ((stat.S_ISREG(st.st_mode) and st.st_nlink == 1) or stat.S_ISLNK(st.st_mode))
         )
         if st.st_dev != top.st_dev or not kind_ok:
             left.append(path)

@@ -538,3 +538,13 @@ def test_an_embedded_repository_in_an_ignored_folder_is_seen(tmp_path: Path, wat
     commit = lambda: _git(inner, "commit", "-q", "--allow-empty", "-m", "x")  # noqa: E731
     assert _attack(repo, commit, keep=False).dirty
     assert not fingerprint._CODE, "a tree with a gitlink was kept"
+
+
+def test_a_worktree_gitfile_pointed_elsewhere_is_seen(tmp_path: Path, watch: str) -> None:
+    """A linked worktree's .git file rewritten to name another worktree's admin folder shows."""
+    repo = _repo(tmp_path / "r")
+    one, two = tmp_path / "one", tmp_path / "two"
+    _git(repo, "worktree", "add", "-q", str(one), "-b", "one")
+    _git(repo, "worktree", "add", "-q", str(two), "-b", "two")
+    gitfile = one / ".git"
+    _attack(one, lambda: gitfile.write_text((two / ".git").read_text()))

@@ -828,6 +828,8 @@ def _read_watched(cwd: Path) -> tuple[CodeVersion | None, list[Path] | None, _Tr
     # above the top would not, so folders above it (often busy, like /tmp) are not watched.
     inside = [folder for folder in above if folder == root or root in folder.parents]
     paths = [*inside, gitdir / "HEAD", index, gitdir / "config.worktree"]
+    if (root / ".git").is_file():  # a linked worktree's pointer to its git folder
+        paths.append(root / ".git")
     paths += [common / "config", common / "packed-refs", common / "info" / "exclude"]
     # Attributes change git's diff and status; replace refs and grafts change HEAD's tree.
     paths += [attributes, grafts, common / "refs" / "replace"]

@@ -17,8 +17,9 @@ reading git and the installed packages takes tens of milliseconds that a
 training call should not wait for. Within a process they are read once and
 kept: Python and the platform for good, the packages while no folder of
 ``sys.path`` changes, and the code version while no file git looks at changes
-(checked by file stats, and on Linux by inotify for the work tree, so a later
-capture starts no process and stats only git's own files). What is kept
+(checked by file stats, and on Linux by inotify for the work tree's folders, so
+a later capture starts no process and stats git's own files and the tree's files,
+not its folders). What is kept
 is always what :func:`read_code_version` and :func:`read_environment` would
 read afresh; a test compares them field by field.
 """
@@ -757,8 +758,8 @@ def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
     git does not ignore. None when ``folder`` (default: the current one) is not
     in a git work tree. The answer is :func:`read_code_version`'s; once read,
     it is kept while no file git looks at changes, so a later call reads only
-    file stats (on Linux, the work tree's inotify queue and git's own files'
-    stats) and starts no process.
+    file stats (on Linux, the work tree's inotify queue for its folders) and
+    starts no process.
     """
     cwd = Path(folder) if folder is not None else Path.cwd()
     try:
@@ -1116,7 +1117,7 @@ def start_capture(
     """Start reading the code version of ``folder`` (default: cwd) and the environment.
 
     When everything is kept and still holds (the common case after the first capture
-    of a process) the answer is taken at once, here: a few stats and one read of the
+    of a process) the answer is taken at once, here: file stats and one read of the
     inotify queue, with no thread to wait for. Otherwise a thread of its own per
     capture (not a shared pool), so a process that forks after decorating a function
     never waits on a pool thread it lost.

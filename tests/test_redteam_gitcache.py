@@ -548,3 +548,32 @@ def test_a_worktree_gitfile_pointed_elsewhere_is_seen(tmp_path: Path, watch: str
     _git(repo, "worktree", "add", "-q", str(two), "-b", "two")
     gitfile = one / ".git"
     _attack(one, lambda: gitfile.write_text((two / ".git").read_text()))
+
+
+def test_a_writer_racing_the_reads_leaves_no_stale_answer(tmp_path: Path, watch: str) -> None:
+    """A thread editing (and setting mtime back) while reads run: each kept answer holds after."""
+    repo = _repo(tmp_path / "r", {"a.py": "a = 0\n"})
+    path = repo / "a.py"
+    old = path.stat().st_mtime_ns
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            path.write_text(f"a = {i % 10}\n")
+            os.utime(path, ns=(old, old))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for _ in range(20):
+            code_version(repo)
+    finally:
+        stop.set()
+        writer.join()
+    for text in ("a = 11\n", "a = 0\n"):
+        before = _prime(repo, keep=False)
+        path.write_text(text)
+        os.utime(path, ns=(old, old))
+        assert code_version(repo) == read_code_version(repo) != before

@@ -17,8 +17,9 @@ reading git and the installed packages takes tens of milliseconds that a
 training call should not wait for. Within a process they are read once and
 kept: Python and the platform for good, the packages while no folder of
 ``sys.path`` changes, and the code version while no file git looks at changes
-(checked by file stats, and on Linux by inotify for the work tree, so a later
-capture starts no process and stats only git's own files). What is kept
+(checked by file stats, and on Linux by inotify for the work tree's folders, so
+a later capture starts no process and stats git's own files and the tree's files,
+not its folders). What is kept
 is always what :func:`read_code_version` and :func:`read_environment` would
 read afresh; a test compares them field by field.
 """
@@ -465,8 +466,10 @@ def _described(cwd: Path, root: Path) -> CodeVersion:
 # Reading the code version runs git five to seven times (30-100 ms). Within a process it
 # changes only when a file git looks at changes, so the answer is kept with the stat of
 # every such file: the folder and its parents (a repository appearing above it), git's
-# HEAD, index, refs, config and ignore files, every tracked and untracked file, and every
-# directory of the work tree that git does not ignore (a new file changes its directory).
+# HEAD, index, refs (also replace refs), config (also included files), ignore and attributes
+# files, every tracked and untracked file (and the links an untracked link leads through),
+# and every directory of the work tree that no ignore rule matches (a new file changes its
+# directory). A tree with a gitlink (a submodule) is not kept: its state is another HEAD's.
 # A later capture stats them again, spawning no process, and asks git only when one
 # differs. A file changed within RACY_S of the read is not trusted to show its next change
 # in its stat (file times are coarse), so such an answer is not kept at all.
@@ -479,7 +482,10 @@ def _described(cwd: Path, root: Path) -> CodeVersion:
 # the queue. What inotify does not fully see stays watched by stat: other filesystems (NFS
 # and FUSE are not told of remote changes), files with several hard links (a write through
 # another name reaches no watch of ours), paths on another device (a mount in the tree),
-# git's own files, the config files and the folders above the work tree.
+# git's own files, the config files and the folders above the work tree. Nor does inotify
+# see a write through a shared memory map (mmap: no write call, only a new mtime), so the
+# files stay on stat unless INOTIFY_FILES is set; inotify then watches the folders (entries
+# made, removed or renamed).
 
 #: Seconds before a read within which a changed file keeps its answer out of the cache.
 RACY_S = 2.0
@@ -575,6 +581,10 @@ def _watch_budget() -> int:
 
 #: Set to False to watch every path by stat (tests compare the two).
 USE_INOTIFY = True
+#: Whether files may be watched by inotify alone. No: a write through a shared memory map
+#: (mmap) raises no inotify event, only a new mtime, so files stay on stat and inotify
+#: watches the folders (entries made, removed or renamed).
+INOTIFY_FILES = False
 
 
 @functools.cache
@@ -611,7 +621,16 @@ class _Notify:
         self.fd = fd
         self.pid = os.getpid()
         self.fired = False
+        self.identity = self._identity()
         _NOTIFIERS[0] += 1
+
+    def _identity(self) -> tuple[int, int, int] | None:
+        """Return what the fd's number refers to now (device, inode, mode), None when closed."""
+        try:
+            st = os.fstat(self.fd)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mode)
 
     def changed(self) -> bool:
         """Return whether an event (or an overflow) was ever queued; a forked child never trusts it.
@@ -619,8 +638,13 @@ class _Notify:
         Reading takes the events out of the queue, so once one is seen the answer stays
         "changed". The queue is shared with a forked child, which could take its parent's
         events, so in any process but the one that placed the watches it is always "changed".
+        Code that closes every fd (a daemon) may open a pipe or /dev/null on the same number,
+        which would read as "no event" (or block): the number must still be an inotify one.
         """
         if self.fired or self.fd < 0 or os.getpid() != self.pid:
+            return True
+        if self.identity is None or self._identity() != self.identity:
+            self.fired = True
             return True
         try:
             self.fired = bool(os.read(self.fd, 1 << 16))
@@ -648,13 +672,15 @@ def _notify(
     judge the answer racy as their stats would. A path is watched only when inotify hears
     of every change to it: on a local filesystem, on the device of ``root``, and (for a
     file) a regular file or link with one name, in a folder watched so (a file's replacement
-    is an event of its folder).
+    is an event of its folder). Unless INOTIFY_FILES, files are all left to stat, unwatched.
     """
     everything = [*dirs, *files]
+    stated = [] if INOTIFY_FILES else files
+    files = files if INOTIFY_FILES else []
     libc = _libc() if USE_INOTIFY else None
     if libc is None or _NOTIFIERS[0] >= MAX_NOTIFIERS:
         return None, everything, 0
-    if not 0 < len(everything) <= _watch_budget():
+    if not 0 < len(dirs) + len(files) <= _watch_budget():
         return None, everything, 0
     try:
         top = os.lstat(root)
@@ -666,7 +692,7 @@ def _notify(
     if fd < 0:
         return None, everything, 0
     notify = _Notify(fd)
-    left: list[Path] = []
+    left: list[Path] = list(stated)
     watched_dirs: set[Path] = set()
     newest = 0
     for path, is_dir in [*((d, True) for d in dirs), *((f, False) for f in files)]:
@@ -732,8 +758,8 @@ def code_version(folder: str | os.PathLike[str] | None) -> CodeVersion | None:
     git does not ignore. None when ``folder`` (default: the current one) is not
     in a git work tree. The answer is :func:`read_code_version`'s; once read,
     it is kept while no file git looks at changes, so a later call reads only
-    file stats (on Linux, the work tree's inotify queue and git's own files'
-    stats) and starts no process.
+    file stats (on Linux, the work tree's inotify queue for its folders) and
+    starts no process.
     """
     cwd = Path(folder) if folder is not None else Path.cwd()
     try:
@@ -769,8 +795,8 @@ def _read_watched(cwd: Path) -> tuple[CodeVersion | None, list[Path] | None, _Tr
 
     The paths come in two parts: those to stat, and the work tree (its top, its folders
     and its files), which inotify may watch instead. None for the paths when the answer
-    cannot be watched by stats: a repository with submodules (their state is read by git
-    inside them), or refs kept in a reftable.
+    cannot be watched by stats: a repository with submodules or other gitlinks (their
+    state is read by git inside them), or refs kept in a reftable.
     """
     resolved = cwd.resolve()
     above = [resolved, *resolved.parents]
@@ -781,53 +807,134 @@ def _read_watched(cwd: Path) -> tuple[CodeVersion | None, list[Path] | None, _Tr
             "--show-toplevel",
             "--git-dir",
             "--git-common-dir",
+            "--git-path",
+            "index",  # GIT_INDEX_FILE, when set
+            "--git-path",
+            "info/attributes",
+            "--git-path",
+            "info/grafts",
         ],
         cwd,
     )
     if dirs is None:
         return read_code_version(cwd), above, None
     lines = os.fsdecode(dirs).splitlines()
-    if len(lines) != 3:
+    if len(lines) != 6:
         return read_code_version(cwd), None, None
-    root, gitdir, common = (Path(line) for line in lines)
+    root, gitdir, common, index, attributes, grafts = (Path(line) for line in lines)
     answer = _described(cwd, root)
     if (root / ".gitmodules").exists() or (common / "reftable").exists():
         return answer, None, None
     # A repository made between the folder and the top would take the folder over; one made
     # above the top would not, so folders above it (often busy, like /tmp) are not watched.
     inside = [folder for folder in above if folder == root or root in folder.parents]
-    paths = [*inside, gitdir / "HEAD", gitdir / "index", gitdir / "config.worktree"]
+    paths = [*inside, gitdir / "HEAD", index, gitdir / "config.worktree"]
+    if (root / ".git").is_file():  # a linked worktree's pointer to its git folder
+        paths.append(root / ".git")
     paths += [common / "config", common / "packed-refs", common / "info" / "exclude"]
+    # Attributes change git's diff and status; replace refs and grafts change HEAD's tree.
+    paths += [attributes, grafts, common / "refs" / "replace"]
     if answer.branch:
         paths.append(common / "refs" / "heads" / answer.branch)
-    paths += _config_files(cwd)
-    # Tracked and untracked files in one listing, then the ignored folders not to walk.
-    files = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], root)
+    paths += _config_files(cwd, root)
+    # Tracked ("H") and untracked ("?") files in one listing, then the ignored folders.
+    files = _git(["ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard"], root)
     ignored = _git(
         ["ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory"], root
     )
     if files is None or ignored is None:
         return answer, None, None
-    listed = [n for n in files.split(b"\0") if n]
+    listed = [n[2:] for n in files.split(b"\0") if n]
+    untracked = [n[2:] for n in files.split(b"\0") if n.startswith(b"? ")]
     # A nested repository is listed as a folder: its own entries are not the tree's, so
     # it is watched by its stat, as a file is.
     paths += [root / os.fsdecode(name) for name in listed if name.endswith(b"/")]
     tree_files = [root / os.fsdecode(name) for name in listed if not name.endswith(b"/")]
-    skip = {os.fsdecode(n.rstrip(b"/")) for n in ignored.split(b"\0") if n.endswith(b"/")}
+    # An untracked link's target is hashed into the answer: each link on the way is stated.
+    for name in untracked:
+        paths += _link_hops(root / os.fsdecode(name))
+    # A folder is skipped only when a rule ignores it; one listed because every file in it
+    # is ignored is still read by git, and a new file there may count.
+    listed_dirs = [os.fsdecode(n.rstrip(b"/")) for n in ignored.split(b"\0") if n.endswith(b"/")]
+    skip = _ignored_by_rule(root, listed_dirs)
     skip |= {os.fsdecode(n.rstrip(b"/")) for n in listed if n.endswith(b"/")}  # nested repos
-    return answer, paths, (root, _tree_dirs(root, skip), tree_files)
+    tree_dirs = _tree_dirs(root, skip)
+    # A tracked name that is a folder is a gitlink (a repository added without .gitmodules):
+    # its state is its own HEAD's, so, as with submodules, the answer is not kept.
+    walked = set(tree_dirs)
+    if any(path in walked for path in tree_files):
+        return answer, None, None
+    return answer, paths, (root, tree_dirs, tree_files)
 
 
-def _config_files(cwd: Path) -> list[Path]:
-    """Return git's system and global config and ignore files (present or not)."""
+def _link_hops(path: Path) -> list[Path]:
+    """Return each path a symbolic link leads through (none for a file that is not a link)."""
+    hops: list[Path] = []
+    here = os.fspath(path)
+    for _ in range(40):  # as the kernel: at most 40 links followed
+        try:
+            target = os.readlink(here)
+        except OSError:
+            break
+        here = os.path.join(os.path.dirname(here), target)
+        hops.append(Path(here))
+    return hops
+
+
+def _ignored_by_rule(root: Path, names: list[str]) -> set[str]:
+    """Return those of ``names`` (folders relative to ``root``) that an ignore rule matches.
+
+    A name starting with ':' would be read as pathspec magic (':(top)build' as 'build'), so
+    such a folder is never skipped.
+    """
+    names = [name for name in names if not name.startswith(":")]
+    if not names:
+        return set()
+    try:
+        done = subprocess.run(
+            ["git", "check-ignore", "-z", "--stdin"],
+            cwd=root,
+            input=b"".join(os.fsencode(name) + b"\0" for name in names),
+            capture_output=True,
+            timeout=_GIT_TIMEOUT_S,
+            check=False,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return set()  # nothing skipped: every folder is watched
+    if done.returncode not in (0, 1):  # 1: none is ignored
+        return set()
+    return {os.fsdecode(n) for n in done.stdout.split(b"\0") if n}
+
+
+def _config_files(cwd: Path, root: Path) -> list[Path]:
+    """Return git's config and ignore and attributes files (present or not), and included ones.
+
+    Every config file git read (its origin) and every file an ``include`` or ``includeIf``
+    names (read or not: its condition or its existence may change) is returned.
+    """
     home = Path(os.environ.get("HOME") or Path.home())
     xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
     found = [Path("/etc/gitconfig"), home / ".gitconfig", xdg / "git" / "config"]
-    found.append(xdg / "git" / "ignore")
-    excludes = _git(["config", "--path", "--get", "core.excludesFile"], cwd)
-    if excludes:
-        found.append(Path(os.fsdecode(excludes.strip())))
-    return found
+    found += [xdg / "git" / "ignore", xdg / "git" / "attributes", Path("/etc/gitattributes")]
+    found += [
+        Path(os.environ[n]) for n in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM") if n in os.environ
+    ]
+    listing = _git(["config", "-z", "--list", "--show-origin"], cwd) or b""
+    items = listing.split(b"\0")
+    for origin, entry in zip(items[::2], items[1::2], strict=False):
+        key, _, value = os.fsdecode(entry).partition("\n")
+        key = key.lower()
+        where: Path | None = None
+        if origin.startswith(b"file:"):
+            where = cwd / os.fsdecode(origin[len(b"file:") :])
+            found.append(where)
+        if key in ("core.excludesfile", "core.attributesfile") and value:
+            found.append(root / os.path.expanduser(value))
+        elif key.startswith("include") and key.endswith(".path") and value:
+            base = where.parent if where is not None else cwd
+            found.append(base / os.path.expanduser(value))
+    return list(dict.fromkeys(found))  # each file once: the listing names it per entry
 
 
 def _tree_dirs(root: Path, skip: set[str]) -> list[Path]:
@@ -1010,7 +1117,7 @@ def start_capture(
     """Start reading the code version of ``folder`` (default: cwd) and the environment.
 
     When everything is kept and still holds (the common case after the first capture
-    of a process) the answer is taken at once, here: a few stats and one read of the
+    of a process) the answer is taken at once, here: file stats and one read of the
     inotify queue, with no thread to wait for. Otherwise a thread of its own per
     capture (not a shared pool), so a process that forks after decorating a function
     never waits on a pool thread it lost.

@@ -1153,7 +1153,6 @@ _COL_REQUEST, _COL_TIME, _COL_MODEL, _COL_VERSION, _COL_ENV, _COL_LATENCY, _COL_
     operator.itemgetter(n) for n in range(2, 9)
 )
 _BYTES = {bytes}
-_DIGEST = type(hashlib.sha256()).digest
 _LEAF, _NODE = b"\x00", b"\x01"
 #: Reads a segment's stored rows again (``RECORD_COLUMNS``, in ``i`` order), for diagnosis.
 Reread: TypeAlias = Callable[[int], Iterable[Sequence[Any]]]
@@ -1312,13 +1311,24 @@ def _columns_in_place(rows: Sequence[Sequence[Any]], bodies: list[Any]) -> list[
         return None  # UnicodeEncodeError (a lone surrogate in a column) is a ValueError
 
 
+#: SHA-256 contexts that have hashed a leaf's and a node's prefix: copying one is cheaper
+#: than starting a hash (OpenSSL looks its digest up each time), and saves a concatenation.
+_LEAF_CTX, _NODE_CTX = hashlib.sha256(_LEAF), hashlib.sha256(_NODE)
+
+
 def _leaf_hashes_of(bodies: Iterable[bytes]) -> list[bytes]:
-    """Return SHA-256(0x00 || body) of each body, with C-level maps."""
-    return list(map(_DIGEST, map(hashlib.sha256, map(_LEAF.__add__, bodies))))
+    """Return SHA-256(0x00 || body) of each body, each from a copy of the prefix's context."""
+    found: list[bytes] = []
+    add, start = found.append, _LEAF_CTX.copy
+    for body in bodies:
+        h = start()
+        h.update(body)
+        add(h.digest())
+    return found
 
 
 def _tree_root(leaves: list[bytes]) -> bytes:
-    """Return the RFC 9162 Merkle Tree Hash over leaf hashes, each level hashed with C-level maps.
+    """Return the RFC 9162 Merkle Tree Hash over leaf hashes, built level by level.
 
     Pairing level by level and carrying an unpaired last node up unchanged
     builds exactly the RFC 9162 tree (split at the largest power of two).
@@ -1326,11 +1336,18 @@ def _tree_root(leaves: list[bytes]) -> bytes:
     if not leaves:
         return merkle.EMPTY_ROOT
     level = leaves
-    sha256, node = hashlib.sha256, _NODE.__add__
+    start = _NODE_CTX.copy
     while len(level) > 1:
         carry = level[-1:] if len(level) % 2 else []
-        pairs = map(bytes.__add__, level[0:-1:2] if carry else level[0::2], level[1::2])
-        level = list(map(_DIGEST, map(sha256, map(node, pairs)))) + carry
+        paired: list[bytes] = []
+        add = paired.append
+        lefts = level[0:-1:2] if carry else level[0::2]
+        for left, right in zip(lefts, level[1::2], strict=True):
+            h = start()
+            h.update(left)
+            h.update(right)
+            add(h.digest())
+        level = paired + carry
     return level[0]
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from auditml.core.canonical import loads_strict, plain_canonical_bytes
 from auditml.core.envelope import FIRST, MID, TAIL_END, TAIL_KEY, action_prefix, header_bytes
-from auditml.core.merkle import CompactRange, SubRange
+from auditml.core.merkle import CompactRange, SubRange, leaf_hashes
 from auditml.errors import AuditmlError, VerificationError
 
 __all__ = [
@@ -207,9 +207,8 @@ class ChainVerifier:
         n = len(bodies)
         start = self._size
         stored_columns = len(chunk[0]) > 3
-        sha256 = hashlib.sha256
         try:
-            digests = [sha256(b"\x00" + body).digest() for body in bodies]
+            digests = leaf_hashes(bodies)
         except TypeError:  # a body that is not bytes: named one by one
             return False
         if (stored_columns or chunk[0][1] is not None) and list(map(_stored, chunk)) != digests:

@@ -46,12 +46,14 @@ __all__ = [
     "inclusion_nodes",
     "inclusion_proof",
     "leaf_hash",
+    "leaf_hashes",
     "node_hash",
     "perfect_nodes",
     "perfect_root",
     "root_at",
     "root_of",
     "subtree_hash",
+    "unchecked_root",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -72,6 +74,10 @@ NodeGetter: TypeAlias = Callable[[int, int], bytes]
 _sha256 = hashlib.sha256
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
+#: SHA-256 contexts that have hashed each prefix: a copy of one starts a hash for less
+#: than a new context costs (OpenSSL looks its digest up each time), with no concatenation.
+_LEAF_CONTEXT = hashlib.sha256(_LEAF_PREFIX)
+_NODE_CONTEXT = hashlib.sha256(_NODE_PREFIX)
 
 _Range: TypeAlias = tuple[int, int]
 _Node: TypeAlias = tuple[int, int, bytes]
@@ -82,12 +88,17 @@ _Node: TypeAlias = tuple[int, int, bytes]
 
 def leaf_hash(entry: bytes) -> bytes:
     """Return the RFC 9162 leaf hash ``SHA-256(0x00 || entry)``."""
-    return _sha256(_LEAF_PREFIX + entry).digest()
+    h = _LEAF_CONTEXT.copy()
+    h.update(entry)
+    return h.digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     """Return the RFC 9162 interior node hash ``SHA-256(0x01 || left || right)``."""
-    return _sha256(_NODE_PREFIX + left + right).digest()
+    h = _NODE_CONTEXT.copy()
+    h.update(left)
+    h.update(right)
+    return h.digest()
 
 
 def _aligned_chunks(
@@ -119,9 +130,25 @@ def _aligned_chunks(
 
 def _parent_level(level: Sequence[bytes]) -> list[bytes]:
     """Hash the pairs of an even-length level into the level above it."""
-    sha, prefix = _sha256, _NODE_PREFIX
-    pairs = zip(level[0::2], level[1::2], strict=True)
-    return [sha(prefix + left + right).digest() for left, right in pairs]
+    parents: list[bytes] = []
+    add, start = parents.append, _NODE_CONTEXT.copy
+    for left, right in zip(level[0::2], level[1::2], strict=True):
+        h = start()
+        h.update(left)
+        h.update(right)
+        add(h.digest())
+    return parents
+
+
+def leaf_hashes(entries: Iterable[bytes]) -> list[bytes]:
+    """Return the RFC 9162 leaf hash of each entry, in order."""
+    found: list[bytes] = []
+    add, start = found.append, _LEAF_CONTEXT.copy
+    for entry in entries:
+        h = start()
+        h.update(entry)
+        add(h.digest())
+    return found
 
 
 def _fold(hashes: Sequence[bytes]) -> bytes:
@@ -167,7 +194,12 @@ def _check_size(value: object, what: str) -> int:
 
 def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
     """Return the Merkle Tree Hash over already-hashed leaves (any count, iteratively)."""
-    level = _check_hash_list(leaf_hashes, "leaf hash")
+    return unchecked_root(_check_hash_list(leaf_hashes, "leaf hash"))
+
+
+def unchecked_root(leaf_hashes: list[bytes]) -> bytes:
+    """Return :func:`root_of` for leaf hashes this process made (not checked one by one)."""
+    level = leaf_hashes
     if not level:
         return EMPTY_ROOT
     # Pairing level by level and carrying an unpaired last node up unchanged

@@ -1153,7 +1153,6 @@ _COL_REQUEST, _COL_TIME, _COL_MODEL, _COL_VERSION, _COL_ENV, _COL_LATENCY, _COL_
     operator.itemgetter(n) for n in range(2, 9)
 )
 _BYTES = {bytes}
-_LEAF, _NODE = b"\x00", b"\x01"
 #: Reads a segment's stored rows again (``RECORD_COLUMNS``, in ``i`` order), for diagnosis.
 Reread: TypeAlias = Callable[[int], Iterable[Sequence[Any]]]
 #: Returns the stored body of the record at ``(seg, i)``, or None when there is none.
@@ -1311,44 +1310,9 @@ def _columns_in_place(rows: Sequence[Sequence[Any]], bodies: list[Any]) -> list[
         return None  # UnicodeEncodeError (a lone surrogate in a column) is a ValueError
 
 
-#: SHA-256 contexts that have hashed a leaf's and a node's prefix: copying one is cheaper
-#: than starting a hash (OpenSSL looks its digest up each time), and saves a concatenation.
-_LEAF_CTX, _NODE_CTX = hashlib.sha256(_LEAF), hashlib.sha256(_NODE)
-
-
-def _leaf_hashes_of(bodies: Iterable[bytes]) -> list[bytes]:
-    """Return SHA-256(0x00 || body) of each body, each from a copy of the prefix's context."""
-    found: list[bytes] = []
-    add, start = found.append, _LEAF_CTX.copy
-    for body in bodies:
-        h = start()
-        h.update(body)
-        add(h.digest())
-    return found
-
-
-def _tree_root(leaves: list[bytes]) -> bytes:
-    """Return the RFC 9162 Merkle Tree Hash over leaf hashes, built level by level.
-
-    Pairing level by level and carrying an unpaired last node up unchanged
-    builds exactly the RFC 9162 tree (split at the largest power of two).
-    """
-    if not leaves:
-        return merkle.EMPTY_ROOT
-    level = leaves
-    start = _NODE_CTX.copy
-    while len(level) > 1:
-        carry = level[-1:] if len(level) % 2 else []
-        paired: list[bytes] = []
-        add = paired.append
-        lefts = level[0:-1:2] if carry else level[0::2]
-        for left, right in zip(lefts, level[1::2], strict=True):
-            h = start()
-            h.update(left)
-            h.update(right)
-            add(h.digest())
-        level = paired + carry
-    return level[0]
+#: SHA-256(0x00 || body) of each body (RFC 9162 leaf hashes), and the root over them.
+_leaf_hashes_of = merkle.leaf_hashes
+_tree_root = merkle.unchecked_root
 
 
 class SegmentVerifier:

@@ -28,10 +28,11 @@ import subprocess
 import sys
 import threading
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from auditml._internal.tree_worker import gc_paused
 from auditml._internal.window_read import (
     Read,
     Segment,
@@ -275,6 +276,7 @@ def window_samples(
     versions: Sequence[str],
     fields: Sequence[str] = (),
     parallel: bool | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> dict[str, Sample]:
     """Return, per version asked for, its verified runtime records in ``[since, until)``.
 
@@ -287,7 +289,10 @@ def window_samples(
     this process reads from the first segment on and hands the helper the
     last ones, a few at a time, until they meet, so neither waits for the other
     (a helper slow to start simply gets less). Whatever the helper was handed
-    and did not answer, this process reads.
+    and did not answer, this process reads. ``meanwhile`` (the caller's next
+    preparation, e.g. an import) runs while the helper finishes its last
+    segments; whatever it raises is left for the caller to meet again.
+    The cyclic garbage collector is paused while the records are read.
     """
     ask = WindowRequest(model, env, since, until, tuple(versions), tuple(fields))
     samples: dict[str, Sample] = {v: Sample(0, 0, array("d"), {}) for v in versions}
@@ -300,7 +305,7 @@ def window_samples(
     helper = _Helper.start(ledger, segments, ask) if parallel and len(segments) > 1 else None
     parts = [Read({}, set(), [])]
     try:
-        with ledger.store.snapshot() as snap:
+        with gc_paused(), ledger.store.snapshot() as snap:
             if not snap.holds_records():
                 raise no_table(segments[0])
             front, back = 0, len(segments)
@@ -312,6 +317,10 @@ def window_samples(
                     read_into(snap, ledger.log_id, segments[front:step], ask, parts[0])
                 front = step
             if helper is not None:
+                if meanwhile is not None:  # while the helper finishes its last ranges
+                    helper.end()
+                    with contextlib.suppress(Exception):
+                        meanwhile()
                 theirs, handed = helper.finish(), helper.handed
                 helper = None
                 if theirs is None:  # the helper broke: read what it was handed here
@@ -457,7 +466,7 @@ class _Helper:
                 if not self.broken:
                     self.handed.append((half, back))
                     back = half
-            self._end()
+            self.end()
             return back
         try:
             while chunk := os.read(self.out, 1 << 16):
@@ -483,7 +492,8 @@ class _Helper:
                 return back
         return back
 
-    def _end(self) -> None:
+    def end(self) -> None:
+        """Tell the helper no more ranges come: it answers once it has read what it has."""
         if not self.ended:
             self.ended = True
             self._send(b"end")
@@ -505,7 +515,7 @@ class _Helper:
         if not self.handed or self.broken:
             self.stop()
             return Read({}, set(), []) if not self.handed else None
-        self._end()
+        self.end()
         if self.broken:
             self.stop()
             return None

@@ -87,7 +87,13 @@ from auditml.core.policy import (
     check_recordable,
     policy_digest,
 )
-from auditml.core.rollout import judge, parse_duration_s, parse_percent, statistics
+from auditml.core.rollout import (
+    judge,
+    parse_duration_s,
+    parse_percent,
+    prepare_statistics,
+    statistics,
+)
 from auditml.core.signing import Signer, fingerprint, make_esignature
 from auditml.core.state import (
     ModelState,
@@ -466,6 +472,7 @@ class Lifecycle:
             until=until,
             versions=[rollout.version, rollout.stable],
             fields=fields,
+            meanwhile=prepare_statistics,
         )
         canary, stable = samples[rollout.version], samples[rollout.stable]
         figures = statistics(canary, stable, triggers, min_values=rule.min_requests)

@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import orjson
 
+from auditml._internal.tree_worker import gc_paused
 from auditml.core.records import _leaf_hashes_of, _tree_root
 from auditml.core.samples import Sample
 from auditml.errors import AuditmlError, VerificationError
@@ -661,7 +662,7 @@ def serve_request(given: IO[bytes], out: IO[bytes]) -> None:
         ]
         store = Store.connect(str(request["url"]))
         try:
-            with store.snapshot() as snap:
+            with gc_paused(), store.snapshot() as snap:
                 if not snap.holds_records():
                     raise no_table(segments[0])
                 out.write(b"ready\n")

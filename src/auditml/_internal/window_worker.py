@@ -9,6 +9,7 @@ segments it is handed, a few at a time, answered as counts and arrays.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from auditml._internal.window_read import serve_request
@@ -17,9 +18,15 @@ __all__ = ["main"]
 
 
 def main() -> None:
-    """Serve one exchange: the request and the ranges handed on stdin, the answer on stdout."""
+    """Serve one exchange: the request and the ranges handed on stdin, the answer on stdout.
+
+    The process ends as soon as its answer is out: tearing down the interpreter
+    (freeing every object the read made) would only keep the caller, which reads
+    the answer to its end, waiting.
+    """
     serve_request(sys.stdin.buffer, sys.stdout.buffer)
     sys.stdout.buffer.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ __all__ = [
     "parse_duration_s",
     "parse_percent",
     "parse_trigger",
+    "prepare_statistics",
     "psi",
     "quantile",
     "quantiles",
@@ -234,6 +235,11 @@ class MonitorRule(BaseModel):
 
 
 # --------------------------------------------------------------------------- statistics
+
+
+def prepare_statistics() -> None:
+    """Import what :func:`statistics` computes with (NumPy), e.g. while waiting for records."""
+    import numpy  # noqa: F401
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:

@@ -338,3 +338,69 @@ def test_event_policy_and_privacy_models_are_written_with_annotation_objects() -
     # ``from __future__ import annotations`` binds ``annotations``: pydantic would then
     # compile and evaluate every field's annotation text as each model is made.
     assert not {m.__name__ for m in (events, policy, privacy) if hasattr(m, "annotations")}
+
+
+def test_a_table_written_without_rich_is_what_rich_prints() -> None:
+    """Each table the CLI writes itself, without Rich, is byte for byte Rich's borderless table."""
+    import io
+    import random
+
+    from auditml.cli._common import PlainTable, Styled, _safe_console, table
+
+    console = _safe_console()
+    rng = random.Random(21)
+    words = ["", " ", "a", "v1", "ds@bank.example", "2026-12-04 20:30:50", "x y", "  z", "w  "]
+    words += ["production (imported)", "é", "漢字", "tab\there", "a" * 90, "[bold]", ":smile:"]
+    compared = 0
+    for _ in range(1500):
+        shown: PlainTable = table(*(rng.choice(words) or "h" for _ in range(rng.randint(1, 7))))
+        for _ in range(rng.randint(0, 5)):
+            shown.add_row(*(rng.choice(words) for _ in shown.columns))
+        written = io.StringIO()
+        settings = {"highlight": False, "markup": False, "emoji": False, "soft_wrap": True}
+        console(file=written, width=200, **settings).print(shown)
+        plain = shown.plain(200)
+        if plain is not None:
+            compared += 1
+            assert plain == written.getvalue(), (shown.columns, shown.rows)
+    assert compared > 200
+    line = Styled(("credit", "bold"), "  now running: production: v1")
+    written = io.StringIO()
+    console(file=written, width=200, highlight=False, markup=False, emoji=False).print(line)
+    assert written.getvalue() == line.plain() + "\n"
+
+
+def test_status_to_a_pipe_imports_no_rich(tmp_path: Path) -> None:
+    """`auditml status` to a pipe writes its table without Rich, the same bytes as Rich."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    with AuditLog.init(url, actor="admin@bank.example")[0] as log:
+        for _ in range(3):
+            log.record_training("credit", actor="ds@bank.example")
+        log.approve("credit", "1", actor="val@bank.example", reason="ok")
+        log.deploy("credit", "1", "production", actor="ops@bank.example")
+    script = (
+        "import sys\n"
+        "from auditml.cli import main\n"
+        "try:\n"
+        f"    main(['status', '--db', {url!r}])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print('rich' in sys.modules, file=sys.stderr)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(auditml.__file__).parents[1])}
+    env.pop("FORCE_COLOR", None)
+    env.pop("TTY_COMPATIBLE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    )
+    assert done.stderr.strip().splitlines()[-1] == "False"
+    forced = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "TTY_COMPATIBLE": "0"},  # Rich decides: it prints the same table
+    )
+    assert forced.stderr.strip().splitlines()[-1] == "True"
+    assert forced.stdout == done.stdout
+    assert "credit  now running: production: v1" in done.stdout

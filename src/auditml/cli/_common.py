@@ -139,6 +139,16 @@ def _plain(text: str) -> bool:
     return text.isprintable()
 
 
+def _styles_show(file: Any) -> bool:
+    """Return whether Rich would treat ``file`` as a terminal (its styles and colours show)."""
+    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+        return True  # Rich's own rules for these apply: let it decide
+    try:
+        return bool(file.isatty())
+    except (AttributeError, ValueError):
+        return True
+
+
 class LazyConsole:
     """A SafeConsole made on first use; until then, a plain line is written without Rich.
 
@@ -166,16 +176,28 @@ class LazyConsole:
             self._console is None
             and not kwargs
             and len(objects) == 1
-            and type(objects[0]) is str
-            and _plain(objects[0])
             and file is not None
             and os.name != "nt"  # Rich writes to a Windows console its own way
             and "IPython" not in sys.modules  # and to a notebook
         ):
-            file.write(objects[0] + "\n")
-            file.flush()
-            return
+            text = self._plain_text(objects[0], file)
+            if text is not None:
+                file.write(text)
+                file.flush()
+                return
         self.console.print(*objects, **kwargs)
+
+    def _plain_text(self, found: object, file: Any) -> str | None:
+        """Return what Rich would write for ``found``, where that is known without Rich."""
+        if type(found) is str:
+            return found + "\n" if _plain(found) else None
+        if type(found) not in (PlainTable, Styled) or _styles_show(file):
+            return None
+        if isinstance(found, Styled):
+            text = found.plain()
+            return text + "\n" if _plain(text) else None
+        width = self._settings.get("width")
+        return found.plain(width) if isinstance(found, PlainTable) and width else None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.console, name)
@@ -327,14 +349,81 @@ def done(receipt: Receipt, text: str, as_json: bool) -> None:
         out.print(f"{text} (event {receipt.seq})")
 
 
-def table(*columns: str, overflow: OverflowMethod = "ellipsis") -> Table:
+def table(*columns: str, overflow: OverflowMethod = "ellipsis") -> PlainTable:
     """Return a plain table with these columns, as every command prints one."""
-    from rich.table import Table
-
-    found = Table(box=None, pad_edge=False, header_style="bold")
+    found = PlainTable()
     for column in columns:
         found.add_column(column, overflow=overflow)
     return found
+
+
+class PlainTable:
+    """A table laid out as Rich lays out a borderless one, written without Rich when it can be.
+
+    Printed to a console that exists, or where a cell is not a printable ASCII
+    string or the table is wider than the console, it is Rich's ``Table``
+    (``__rich__``). Otherwise (output to a pipe or a file, no console yet) its
+    lines are written as that table prints them: each column as wide as its
+    widest cell, cells left-justified and padded, two spaces between columns.
+    Column options (overflow, wrapping) only matter to a table too wide, which
+    Rich prints. A test holds the two to the same bytes.
+    """
+
+    def __init__(self) -> None:
+        self.columns: list[tuple[str, dict[str, Any]]] = []
+        self.rows: list[tuple[Any, ...]] = []
+
+    def add_column(self, header: str, **options: Any) -> None:
+        """Add a column, with Rich's column options."""
+        self.columns.append((header, options))
+
+    def add_row(self, *cells: Any) -> None:
+        """Add a row of cells, one per column."""
+        self.rows.append(cells)
+
+    def __rich__(self) -> Table:
+        """Return the table as Rich's."""
+        from rich.table import Table
+
+        found = Table(box=None, pad_edge=False, header_style="bold")
+        for header, options in self.columns:
+            found.add_column(header, **options)
+        for row in self.rows:
+            found.add_row(*row)
+        return found
+
+    def plain(self, width: int) -> str | None:
+        """Return the lines Rich would print at ``width`` columns, or None where unsure."""
+        lines = [tuple(header for header, _ in self.columns), *self.rows]
+        if not self.columns or not all(len(row) == len(self.columns) for row in lines):
+            return None
+        cells = [cell for row in lines for cell in row]
+        if not all(type(c) is str and c.isascii() and c.isprintable() for c in cells):
+            return None
+        widths = [max(map(len, column)) for column in zip(*lines, strict=True)]
+        if not all(widths) or sum(widths) + 2 * (len(widths) - 1) > width:
+            return None
+        return "".join(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "\n"
+            for row in lines
+        )
+
+
+class Styled:
+    """A line of parts, each with a Rich style, written without Rich where styles don't show."""
+
+    def __init__(self, *parts: str | tuple[str, str]) -> None:
+        self.parts = parts
+
+    def __rich__(self) -> Text:
+        """Return the line as Rich's Text."""
+        from rich.text import Text
+
+        return Text.assemble(*self.parts)
+
+    def plain(self) -> str:
+        """Return the line's text, without its styles."""
+        return "".join(part if isinstance(part, str) else part[0] for part in self.parts)
 
 
 def utc(time: str) -> str:

@@ -23,6 +23,7 @@ from auditml.cli._common import (
     ModelArgument,
     OnlyModelArgument,
     ReasonOption,
+    Styled,
     actor_names,
     app,
     done,
@@ -764,8 +765,6 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Show each version's state and what runs in each environment now."""
-    from rich.text import Text
-
     with errors(), open_log(db) as log:
         states = log.status(model)
         if as_json:
@@ -789,7 +788,7 @@ def status(
                 tagged(f"{e}: {_split_text(state.split(e), state.shadows(e))}", e in here)
                 for e in sorted(state.running)
             )
-            out.print(Text.assemble((name, "bold"), f"  now running: {running or 'nowhere'}"))
+            out.print(Styled((name, "bold"), f"  now running: {running or 'nowhere'}"))
             columns = ("version", "state", "trained", "by", "approved by", "runs in")
             shown = table(*columns, overflow="fold")
             for vs in state.versions.values():
@@ -811,13 +810,11 @@ def status(
 
 def _show_violations(log: Any, model: str | None) -> None:
     """List the changes made in MLflow that policy would have refused, if the log records any."""
-    from rich.text import Text
-
     found = log.registry_violations(model)
     if not found:
         return
     out.print(
-        Text.assemble(
+        Styled(
             ("violations", "bold red"),
             f": {len(found)} change(s) made in MLflow that policy would have refused",
         )

@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 
+from auditml import AuditLog, VerificationError
 from auditml.core.canonical import canonical_bytes
-from tests.test_window_in_place import _check, _record
+from tests.conftest import drop_triggers, raw_query, raw_sql, run_cli
+from tests.test_window_in_place import ENV, MODEL, _check, _record, _serve, _window
+from tests.test_window_in_place import log as log  # noqa: F401 (the fixture)
 
 
 def _raw(i: int, output: bytes) -> bytes:
@@ -139,3 +142,104 @@ def test_written_outputs_of_odd_shapes_read_as_a_parse_does(outputs: list[dict[s
     """Outputs as the writer lays them out, shapes mixed per record, read as a parse reads them."""
     _check([canonical_bytes(_record(i, output=o)) for i, o in enumerate(outputs)])
     _check([canonical_bytes(_record(i, output=o)) for i, o in enumerate(reversed(outputs))])
+
+
+# -- the store's rows, edited outside auditml ---------------------------------------------------
+
+COLUMNS = "log_id, seg, i, request_id, time, model, version, env, latency_ms, error, body"
+
+
+def _loose(url: str) -> None:
+    """Rebuild the record table without its keys and NOT NULL (and on SQLite, without column types)."""
+    if url.startswith("sqlite"):
+        raw_sql(
+            url,
+            [
+                f"CREATE TABLE loose ({COLUMNS})",
+                f"INSERT INTO loose SELECT {COLUMNS} FROM auditml_record",
+                "DROP TABLE auditml_record",
+                "ALTER TABLE loose RENAME TO auditml_record",
+            ],
+        )
+        return
+    raw_sql(
+        url,
+        [
+            "ALTER TABLE auditml_record DROP CONSTRAINT auditml_record_pkey",
+            "ALTER TABLE auditml_record DROP CONSTRAINT auditml_record_log_id_fkey",
+            "ALTER TABLE auditml_record ALTER COLUMN body DROP NOT NULL",
+        ],
+    )
+
+
+def _copy(where: str, **changes: str) -> str:
+    """Return SQL copying the rows ``where`` with some columns replaced by SQL expressions."""
+    picked = ", ".join(changes.get(c.strip(), c) for c in COLUMNS.split(","))
+    return f"INSERT INTO auditml_record ({COLUMNS}) SELECT {picked} FROM auditml_record {where}"
+
+
+ATTACKS: dict[str, tuple[bool, list[str]]] = {
+    # name: (sqlite only, statements); {seg} is the attacked segment
+    "duplicate row": (False, [_copy("WHERE seg = {seg} AND i = 1")]),
+    "duplicate i, another body": (False, [_copy("WHERE seg = {seg} - 1 AND i = 1", seg="{seg}")]),
+    "replaced by another body": (
+        False,
+        [
+            "DELETE FROM auditml_record WHERE seg = {seg} AND i = 1",
+            _copy("WHERE seg = {seg} - 1 AND i = 1", seg="{seg}"),
+        ],
+    ),
+    "text seg copies": (True, [_copy("WHERE seg = {seg}", seg="CAST(seg AS TEXT)")]),
+    "text seg moved": (True, ["UPDATE auditml_record SET seg = CAST(seg AS TEXT) WHERE seg = {seg}"]),
+    "real seg copies": (True, [_copy("WHERE seg = {seg}", seg="seg + 0.0")]),
+    "text i": (True, ["UPDATE auditml_record SET i = CAST(i AS TEXT) WHERE seg = {seg}"]),
+    "text body": (True, ["UPDATE auditml_record SET body = CAST(body AS TEXT) WHERE seg = {seg}"]),
+    "null body": (False, ["UPDATE auditml_record SET body = NULL WHERE seg = {seg} AND i = 0"]),
+    "another log's copies": (False, [_copy("WHERE seg = {seg}", log_id="log_id + 1")]),
+    "moved to another log": (False, ["UPDATE auditml_record SET log_id = 7 WHERE seg = {seg}"]),
+    "missing row": (False, ["DELETE FROM auditml_record WHERE seg = {seg} AND i = 2"]),
+    "missing segment": (False, ["DELETE FROM auditml_record WHERE seg = {seg}"]),
+    "swapped i": (
+        False,
+        [
+            "UPDATE auditml_record SET i = 99 WHERE seg = {seg} AND i = 0",
+            "UPDATE auditml_record SET i = 0 WHERE seg = {seg} AND i = 1",
+            "UPDATE auditml_record SET i = 1 WHERE seg = {seg} AND i = 99",
+        ],
+    ),
+    "negative i copy": (False, [_copy("WHERE seg = {seg} AND i = 0", i="i - 5")]),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_forged_rows_fail_the_window_naming_the_segment_or_read_as_stored(
+    log: AuditLog, db_url: str, attack: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows edited with raw SQL are named (VerificationError, the segment) or change no figure."""
+    sqlite_only, statements = ATTACKS[attack]
+    if sqlite_only and not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's typed columns refuse it")
+    _serve(log, {"1": 4, "2": 2})
+    _serve(log, {"1": 3, "2": 3})
+    before = _window(log, parallel=False)
+    monitored = log.monitor(MODEL, ENV).data["counts"]
+    seg = raw_query(db_url, "SELECT MAX(seg) FROM auditml_record")[0][0]
+    drop_triggers(db_url)
+    _loose(db_url)
+    raw_sql(db_url, [s.replace("{seg}", str(seg)) for s in statements])
+    outcomes: list[object] = []
+    for call in (
+        lambda: _window(log, parallel=False),
+        lambda: _window(log, parallel=True),
+        lambda: log.monitor(MODEL, ENV).data["counts"],
+    ):
+        try:
+            outcomes.append(call())
+        except VerificationError as exc:
+            assert exc.seq == seg, (attack, exc)
+            outcomes.append(None)
+    assert outcomes in ([before, before, monitored], [None, None, None]), (attack, outcomes)
+    code, out, err = run_cli(["monitor", MODEL, "--env", ENV, "--db", db_url], capsys)
+    assert (code == 1) == (outcomes[0] is None), (code, out, err)
+    if code == 1:
+        assert str(seg) in err and "Traceback" not in err

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from auditml import AuditLog, VerificationError
 from auditml.core.canonical import canonical_bytes
+from auditml.core.rollout import psi, quantile, quantiles
 from tests.conftest import drop_triggers, raw_query, raw_sql, run_cli
 from tests.test_window_in_place import ENV, MODEL, _check, _record, _serve, _window
+from tests.test_rollouts import _sorted_psi, _sorted_quantile
 from tests.test_window_in_place import log as log  # noqa: F401 (the fixture)
 
 
@@ -243,3 +248,52 @@ def test_forged_rows_fail_the_window_naming_the_segment_or_read_as_stored(
     assert (code == 1) == (outcomes[0] is None), (code, out, err)
     if code == 1:
         assert str(seg) in err and "Traceback" not in err
+
+
+# -- the monitor's statistics against a sort --------------------------------------------------
+
+_wild = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([0.0, -0.0, 1.0, 1e308, -1e308, 5e-324])
+_wild_samples = st.lists(_wild | st.integers(-(2**53), 2**53), max_size=40)
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    """Return whether two figures are the same float, NaN and the sign of zero included."""
+    return repr(a) == repr(b)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_wild_samples, st.lists(st.floats(0, 1) | st.sampled_from([0.0, 1.0]), max_size=5))
+def test_quantiles_of_wild_values_equal_a_sort(values: list[float], qs: list[float]) -> None:
+    """Quantiles of huge, infinite, signed-zero and int values equal a sort's, bit for bit."""
+    ordered = sorted(float(v) for v in values)
+    expected = [_sorted_quantile(ordered, q) for q in qs]
+    found = quantiles(values, qs)
+    assert all(map(_same, found, expected)), (found, expected)
+    assert all(map(_same, quantiles(array("d", values), qs), expected))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_wild_samples, _wild_samples)
+def test_psi_of_wild_values_equals_a_sort(stable: list[float], canary: list[float]) -> None:
+    """PSI of huge, infinite, signed-zero and int values equals the sort-and-bisect PSI."""
+    found = psi(array("d", stable), array("d", canary))
+    assert _same(found, _sorted_psi([float(v) for v in stable], [float(v) for v in canary]))
+    assert _same(psi(stable, canary), found)
+
+
+@pytest.mark.parametrize(
+    "values", [[], [3], [3.5], [2, 2, 2], [-0.0, 0.0], [0.0, -0.0], [1, 2.5], [2**53, 1.0]]
+)
+def test_quantiles_and_psi_of_small_samples_equal_a_sort(values: list[float]) -> None:
+    """Empty, one value, all equal, signed zeros, ints with floats: as a sort gives them."""
+    ordered = sorted(float(v) for v in values)
+    for q in (0.0, 0.5, 0.95, 0.99, 1.0):
+        assert _same(quantile(values, q), _sorted_quantile(ordered, q))
+    assert _same(psi(values, values), _sorted_psi(ordered, ordered))
+    assert _same(psi(values, [1.0]), _sorted_psi(ordered, [1.0]))
+
+
+def test_no_quantile_asked_and_psi_of_one_bin_give_what_a_sort_gives() -> None:
+    """No quantile asked is an empty answer, and PSI in one bin is 0, as before NumPy (no crash)."""
+    assert quantiles([1.0, 2.0], []) == []
+    assert psi([1.0, 2.0], [5.0], bins=1) == _sorted_psi([1.0, 2.0], [5.0], bins=1) == 0.0

@@ -13,9 +13,9 @@ from auditml import AuditLog, VerificationError
 from auditml.core.canonical import canonical_bytes
 from auditml.core.rollout import psi, quantile, quantiles
 from tests.conftest import drop_triggers, raw_query, raw_sql, run_cli
-from tests.test_window_in_place import ENV, MODEL, _check, _record, _serve, _window
 from tests.test_rollouts import _sorted_psi, _sorted_quantile
-from tests.test_window_in_place import log as log  # noqa: F401 (the fixture)
+from tests.test_window_in_place import ENV, MODEL, _check, _record, _serve, _window
+from tests.test_window_in_place import log as log
 
 
 def _raw(i: int, output: bytes) -> bytes:
@@ -66,7 +66,7 @@ HOSTILE_OUTPUTS = [
     b'{"label":"refer}","score":0.5}',
     b'{"label":"refer","score":0.5}}',
     b'{"label":"refer","score":0.5',
-    b'{}',
+    b"{}",
     b'{"label":"refer"}',
     b'{"label":"refer","score":0.5,"x":1}',
     b'{"l\xc3\xa9":"refer","score":0.5}',
@@ -155,7 +155,7 @@ COLUMNS = "log_id, seg, i, request_id, time, model, version, env, latency_ms, er
 
 
 def _loose(url: str) -> None:
-    """Rebuild the record table without its keys and NOT NULL (and on SQLite, without column types)."""
+    """Rebuild the record table without keys or NOT NULL (on SQLite, without column types)."""
     if url.startswith("sqlite"):
         raw_sql(
             url,
@@ -195,7 +195,10 @@ ATTACKS: dict[str, tuple[bool, list[str]]] = {
         ],
     ),
     "text seg copies": (True, [_copy("WHERE seg = {seg}", seg="CAST(seg AS TEXT)")]),
-    "text seg moved": (True, ["UPDATE auditml_record SET seg = CAST(seg AS TEXT) WHERE seg = {seg}"]),
+    "text seg moved": (
+        True,
+        ["UPDATE auditml_record SET seg = CAST(seg AS TEXT) WHERE seg = {seg}"],
+    ),
     "real seg copies": (True, [_copy("WHERE seg = {seg}", seg="seg + 0.0")]),
     "text i": (True, ["UPDATE auditml_record SET i = CAST(i AS TEXT) WHERE seg = {seg}"]),
     "text body": (True, ["UPDATE auditml_record SET body = CAST(body AS TEXT) WHERE seg = {seg}"]),
@@ -252,7 +255,9 @@ def test_forged_rows_fail_the_window_naming_the_segment_or_read_as_stored(
 
 # -- the monitor's statistics against a sort --------------------------------------------------
 
-_wild = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([0.0, -0.0, 1.0, 1e308, -1e308, 5e-324])
+_wild = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [0.0, -0.0, 1.0, 1e308, -1e308, 5e-324]
+)
 _wild_samples = st.lists(_wild | st.integers(-(2**53), 2**53), max_size=40)
 
 

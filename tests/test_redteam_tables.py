@@ -15,7 +15,7 @@ import auditml
 from auditml import AuditLog
 from auditml.cli._common import LazyConsole, PlainTable, Styled, _safe_console, table
 
-SETTINGS = {"highlight": False, "markup": False, "emoji": False, "soft_wrap": True}
+SETTINGS: dict[str, Any] = {"highlight": False, "markup": False, "emoji": False, "soft_wrap": True}
 
 
 def _rich(shown: object, width: int = 200) -> str:

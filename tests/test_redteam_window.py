@@ -302,3 +302,20 @@ def test_no_quantile_asked_and_psi_of_one_bin_give_what_a_sort_gives() -> None:
     """No quantile asked is an empty answer, and PSI in one bin is 0, as before NumPy (no crash)."""
     assert quantiles([1.0, 2.0], []) == []
     assert psi([1.0, 2.0], [5.0], bins=1) == _sorted_psi([1.0, 2.0], [5.0], bins=1) == 0.0
+
+
+_numberish = st.from_regex(rb"\A[ \t]?-{0,2}[0-9]{0,3}\.?[0-9]{0,2}([eE][+-]?[0-9]{0,4})?[ }]?\Z")
+_keyish = st.sampled_from([b"score", b"x", b"", b"}", b"{", b"a:b", b"score,", b"sc ore"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.lists(st.tuples(_keyish, _numberish), min_size=1, max_size=3), min_size=1))
+def test_number_like_members_spliced_raw_read_as_a_parse_does(
+    outputs: list[list[tuple[bytes, bytes]]],
+) -> None:
+    """Raw number-like text (signs, dots, exponents, spaces, braces) reads as a parse reads it."""
+    bodies = [
+        _raw(i, b"{" + b",".join(b'"' + k + b'":' + v for k, v in members) + b"}")
+        for i, members in enumerate(outputs)
+    ]
+    _check(bodies)

@@ -259,7 +259,7 @@ def quantiles(
     """
     found = _floats(values)
     n = len(found)
-    if not n:
+    if not n or not qs:  # NumPy reads an empty kth as an array of floats, not indexes
         return [None] * len(qs)
     spots = []
     for q in qs:

@@ -275,7 +275,10 @@ def _sorted_quantile(ordered: list[float], q: float) -> float | None:
     pos = q * (len(ordered) - 1)
     low = math.floor(pos)
     high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+    found = ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+    if math.isfinite(found) or not all(map(math.isfinite, (ordered[low], ordered[high]))):
+        return found
+    return ordered[low] * (1 - (pos - low)) + ordered[high] * (pos - low)  # no overflow
 
 
 def _sorted_psi(stable: list[float], canary: list[float], bins: int = 10) -> float | None:
@@ -306,6 +309,15 @@ def test_quantiles_by_partition_equal_a_full_sort_exactly(
     expected = [_sorted_quantile(sorted(values), q) for q in qs]
     assert quantiles(values, qs) == expected
     assert quantiles(array("d", values), qs) == expected
+
+
+def test_a_quantile_between_huge_values_of_both_signs_is_finite() -> None:
+    """Scores near ±1e308 give finite quantiles and PSI cuts, not NaN or infinity."""
+    values = [-1e308] * 5 + [1e308] * 6
+    low, middle = quantiles(values, [0.4, 0.45])
+    assert low == -1e308 and middle == 0.0
+    found = psi(values, values)
+    assert found is not None and math.isfinite(found) and found == 0.0
 
 
 @settings(max_examples=300, deadline=None)

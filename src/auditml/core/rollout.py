@@ -271,7 +271,19 @@ def quantiles(
     kth = sorted({i for _, low, high in spots for i in (low, high)})
     ordered = np.partition(found, kth)
     picked = {i: float(ordered[i]) for i in kth}
-    return [picked[low] + (picked[high] - picked[low]) * (pos - low) for pos, low, high in spots]
+    return [_between(picked[low], picked[high], pos - low) for pos, low, high in spots]
+
+
+def _between(low: float, high: float, f: float) -> float:
+    """Return ``low + (high - low) * f``; where the difference overflows, the weighted sum.
+
+    Values near ±1e308 (an unbounded score) would give NaN or infinity for a
+    quantile that lies between them, and so a PSI cut that bins nothing.
+    """
+    found = low + (high - low) * f
+    if math.isfinite(found) or not (math.isfinite(low) and math.isfinite(high)):
+        return found
+    return low * (1 - f) + high * f
 
 
 #: PSI floors each bin's share at this, so an empty bin contributes a finite amount.

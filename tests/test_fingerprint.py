@@ -342,6 +342,24 @@ def test_untracked_files_are_hashed_from_the_top_of_the_work_tree(
     assert one.diff_sha256 != two.diff_sha256
 
 
+@pytest.mark.timeout(60)
+def test_an_untracked_fifo_or_link_to_a_device_is_never_read(tmp_path: Path) -> None:
+    """An untracked FIFO, or a link to /dev/zero, is hashed by kind and link text, never read."""
+    _git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "train.py").write_text("x = 1\n", encoding="utf-8")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    os.mkfifo(tmp_path / "queue")
+    (tmp_path / "zeros").symlink_to("/dev/zero")
+    one = read_code_version(tmp_path)  # reading either would block or never end
+    (tmp_path / "zeros").unlink()
+    (tmp_path / "zeros").symlink_to("/dev/null")
+    two = read_code_version(tmp_path)
+    assert one is not None and two is not None and one.dirty and two.dirty
+    assert one.diff_sha256 != two.diff_sha256  # the link was re-pointed
+    assert read_code_version(tmp_path) == two
+
+
 def test_the_cached_environment_equals_a_fresh_read_and_sees_an_install(
     tmp_path: Path, cache: _Spawns, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -105,20 +105,53 @@ def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     hashing time and the file hashes at the speed of SHA-256 itself.
     """
     with open(path, "rb", buffering=0) as f:
-        try:
-            large = os.fstat(f.fileno()).st_size >= PIPELINE_FROM
-        except OSError:
-            large = False
-        if large:
-            return _hash_pipelined(f)
-        digest = hashlib.sha256()
-        size = 0
-        buffer = _buffer()
-        view = memoryview(buffer)
-        while n := f.readinto(buffer):
-            digest.update(view[:n])
-            size += n
-        return digest.hexdigest(), size
+        return _hash_open(f)
+
+
+def _hash_open(f: Any) -> tuple[str, int]:
+    """Return the SHA-256 hex digest and size of what an open file holds from its position."""
+    try:
+        large = os.fstat(f.fileno()).st_size >= PIPELINE_FROM
+    except OSError:
+        large = False
+    if large:
+        return _hash_pipelined(f)
+    digest = hashlib.sha256()
+    size = 0
+    buffer = _buffer()
+    view = memoryview(buffer)
+    while n := f.readinto(buffer):
+        digest.update(view[:n])
+        size += n
+    return digest.hexdigest(), size
+
+
+def _untracked_digest(path: Path) -> bytes:
+    """Return what an untracked path adds to the diff hash: its content's SHA-256, if a file.
+
+    The path is opened without blocking and held to what it is once open, so a
+    FIFO, a device (a link to ``/dev/zero``) or a socket is never read, which
+    would block or never end: it adds its kind and, for a link, the link's text.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return b"unreadable"
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            os.set_blocking(fd, True)
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                return _hash_open(f)[0].encode()
+    except OSError:
+        return b"unreadable"
+    finally:
+        os.close(fd)
+    try:
+        link = os.fsencode(os.readlink(path)) if path.is_symlink() else b""
+    except OSError:
+        link = b""
+    return b"special %o " % stat.S_IFMT(mode) + link
 
 
 def _hash_pipelined(f: Any) -> tuple[str, int]:
@@ -447,10 +480,7 @@ def _described(cwd: Path, root: Path) -> CodeVersion:
         listed = _git(["ls-files", "--others", "--exclude-standard", "-z"], root) or b""
         for name in sorted(n for n in listed.split(b"\0") if n):
             digest.update(b"\0untracked\0" + name + b"\0")
-            try:
-                digest.update(hash_file(root / os.fsdecode(name))[0].encode())
-            except OSError:
-                digest.update(b"unreadable")
+            digest.update(_untracked_digest(root / os.fsdecode(name)))
         diff_sha = digest.hexdigest()
     return CodeVersion(
         commit=commit.decode().strip() if commit else None,

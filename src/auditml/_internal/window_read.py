@@ -32,7 +32,7 @@ from typing import IO, Any
 import orjson
 
 from auditml._internal.tree_worker import gc_paused
-from auditml.core.records import _leaf_hashes_of, _tree_root
+from auditml.core import merkle
 from auditml.core.samples import Sample
 from auditml.errors import AuditmlError, VerificationError
 from auditml.store import Store
@@ -160,7 +160,7 @@ def _fast_segment(
     """
     if len(bodies) != seg.count or not set(map(type, bodies)) <= {bytes}:
         return False
-    if _tree_root(_leaf_hashes_of(bodies)) != seg.root:
+    if merkle.unchecked_root(merkle.leaf_hashes(bodies)) != seg.root:
         return False
     columns = _columns_in_place(seg, bodies, model=model, env=env)
     if columns is None:  # not laid out as auditml writes records: parse each one whole

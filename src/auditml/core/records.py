@@ -1310,11 +1310,6 @@ def _columns_in_place(rows: Sequence[Sequence[Any]], bodies: list[Any]) -> list[
         return None  # UnicodeEncodeError (a lone surrogate in a column) is a ValueError
 
 
-#: SHA-256(0x00 || body) of each body (RFC 9162 leaf hashes), and the root over them.
-_leaf_hashes_of = merkle.leaf_hashes
-_tree_root = merkle.unchecked_root
-
-
 class SegmentVerifier:
     """Check stored records against the ``runtime.segment`` events that commit them, streaming.
 
@@ -1390,7 +1385,7 @@ class SegmentVerifier:
             ):
                 self._feed_slowly(rows[at:])  # names the record out of place
                 return
-            self._leaves += _leaf_hashes_of(bodies[at:end])
+            self._leaves += merkle.leaf_hashes(bodies[at:end])
             self._commitments += committed[at:end]
             self.records += take
             at = end
@@ -1507,7 +1502,7 @@ class SegmentVerifier:
                 f"the segment commits {expected.count} records but {len(leaves)} are stored "
                 f"(record {len(leaves)} on is missing)",
             )
-        if _tree_root(leaves) != expected.root:
+        if merkle.unchecked_root(leaves) != expected.root:
             raise self._root_fails(seg, expected)
         if self._values is not None:
             self._check_values(seg, self._values.take(seg))
@@ -1823,11 +1818,11 @@ def record_proof_of_stored(
         raise InvalidInputError(
             f"record index {_show(index)} is not in the segment of {count} records"
         )
-    leaves = _leaf_hashes_of(bodies)
+    leaves = merkle.leaf_hashes(bodies)
 
     def node(level: int, start: int) -> bytes:
         """Return the perfect subtree hash over leaves [start << level, (start + 1) << level)."""
-        return _tree_root(leaves[start << level : (start + 1) << level])
+        return merkle.unchecked_root(leaves[start << level : (start + 1) << level])
 
     path = merkle.inclusion_proof(index, count, node)
     return {

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from auditml import AuditLog, InvalidInputError, PolicyDeniedError, VerificationError
 from auditml.core.merkle import leaf_hash
 from auditml.core.policy import Policy, policy_from_toml
-from auditml.core.rollout import parse_trigger, psi, quantiles
+from auditml.core.rollout import parse_trigger, psi, quantiles, sorted_quantile
 from auditml.serving import runtime_check, runtime_stats
 from tests.conftest import drop_triggers, raw_query, raw_sql, run_cli
 
@@ -311,11 +311,22 @@ def test_quantiles_by_partition_equal_a_full_sort_exactly(
     assert quantiles(array("d", values), qs) == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(_samples, st.lists(st.floats(0, 1), min_size=1, max_size=5))
+def test_a_quantile_of_sorted_values_is_the_partition_quantile(
+    values: list[float], qs: list[float]
+) -> None:
+    """sorted_quantile (runtime stats) gives bit for bit what quantiles (the monitor) gives."""
+    ordered = sorted(values)
+    assert [sorted_quantile(ordered, q) for q in qs] == quantiles(values, qs)
+
+
 def test_a_quantile_between_huge_values_of_both_signs_is_finite() -> None:
     """Scores near ±1e308 give finite quantiles and PSI cuts, not NaN or infinity."""
     values = [-1e308] * 5 + [1e308] * 6
     low, middle = quantiles(values, [0.4, 0.45])
     assert low == -1e308 and middle == 0.0
+    assert sorted_quantile(sorted(values), 0.45) == 0.0
     found = psi(values, values)
     assert found is not None and math.isfinite(found) and found == 0.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -225,6 +226,17 @@ def test_a_tampered_proof_fails_with_a_precise_message(
 
 
 # -- the CLI -----------------------------------------------------------------------------------
+
+
+def test_stats_of_huge_scores_of_both_signs_stay_finite(log: AuditLog) -> None:
+    """Scores near ±1e308 give finite quantiles and mean in stats and valid JSON, not NaN or inf."""
+    for n, score in enumerate([-1e308] * 5 + [1e308] * 5):
+        _serve(log, "1", [f"h{n}"], output={"score": score})
+    (v1,) = [s for s in runtime_stats(log) if s.version == "1"]
+    figures = v1.scores["score"]
+    assert all(math.isfinite(v) for v in figures.values() if v is not None)
+    assert figures["p00"] == -1e308 and figures["p100"] == 1e308
+    assert figures["p50"] == 0.0 and figures["mean"] == 0.0
 
 
 def test_trace_and_runtime_commands(log: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from auditml.core.canonical import loads_strict
 from auditml.core.records import verify_record_proof
+from auditml.core.rollout import sorted_quantile
 from auditml.core.signing import VerifierKey, open_checkpoint
 from auditml.core.state import ModelState, Move, SplitChange
 from auditml.errors import InvalidInputError, VerificationError
@@ -339,16 +340,6 @@ def trace(log: AuditLog, request_id: str) -> Trace:
 # --------------------------------------------------------------------------- stats
 
 
-def _quantile(ordered: array[float] | list[float], q: float) -> float | None:
-    """Return the ``q`` quantile of sorted values, interpolated linearly (None when empty)."""
-    if not ordered:
-        return None
-    pos = q * (len(ordered) - 1)
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
 @dataclass
 class _Acc:
     requests: int = 0
@@ -401,15 +392,25 @@ class RuntimeStats:
         return asdict(self)
 
 
+def _mean(values: array[float]) -> float:
+    """Return the mean of finite values; where their sum overflows, the sum of each over n."""
+    n = len(values)
+    try:
+        total = math.fsum(values)
+    except OverflowError:  # scores near ±1e308: the sum leaves the floats, the mean does not
+        return math.fsum(v / n for v in values)
+    return total / n
+
+
 def _finish(key: tuple[str, str, str, bool], acc: _Acc) -> RuntimeStats:
     latency = array("d", sorted(acc.latency))
     scores = {}
     for name, values in sorted(acc.scores.items()):
         ordered = array("d", sorted(values))
         figures: dict[str, float | None] = {
-            f"p{round(q * 100):02d}": _quantile(ordered, q) for q in _SCORE_QUANTILES
+            f"p{round(q * 100):02d}": sorted_quantile(ordered, q) for q in _SCORE_QUANTILES
         }
-        figures["mean"] = sum(ordered) / len(ordered)
+        figures["mean"] = _mean(ordered)
         scores[name] = figures
     return RuntimeStats(
         model=key[0],
@@ -420,7 +421,7 @@ def _finish(key: tuple[str, str, str, bool], acc: _Acc) -> RuntimeStats:
         error_rate=acc.errors / acc.requests if acc.requests else 0.0,
         first_time=acc.first,
         last_time=acc.last,
-        latency_ms={f"p{round(q * 100)}": _quantile(latency, q) for q in _QUANTILES},
+        latency_ms={f"p{round(q * 100)}": sorted_quantile(latency, q) for q in _QUANTILES},
         labels={name: dict(counts.most_common()) for name, counts in sorted(acc.labels.items())},
         scores=scores,
         shadow=key[3],

@@ -62,6 +62,7 @@ __all__ = [
     "psi",
     "quantile",
     "quantiles",
+    "sorted_quantile",
     "statistics",
 ]
 
@@ -272,6 +273,16 @@ def quantiles(
     ordered = np.partition(found, kth)
     picked = {i: float(ordered[i]) for i in kth}
     return [_between(picked[low], picked[high], pos - low) for pos, low, high in spots]
+
+
+def sorted_quantile(ordered: Sequence[float], q: float) -> float | None:
+    """Return :func:`quantiles`' ``q`` quantile of values already sorted (None when empty)."""
+    n = len(ordered)
+    if not n:
+        return None
+    pos = q * (n - 1)
+    low = math.floor(pos)
+    return _between(float(ordered[low]), float(ordered[min(low + 1, n - 1)]), pos - low)
 
 
 def _between(low: float, high: float, f: float) -> float:

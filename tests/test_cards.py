@@ -114,6 +114,15 @@ def test_the_card_is_built_from_the_log(log: AuditLog) -> None:
     assert (approval.signature.name, approval.signature.meaning) == ("Vera Validator", "approval")
 
 
+def test_the_card_says_where_the_version_runs_after_a_rollback(log: AuditLog) -> None:
+    """A version rolled back to runs again: its card says production, the replaced one nowhere."""
+    _released(log)  # v1 staging, v1 then v2 in production, rolled back to v1
+    one, two = build_card(log, "credit", "1"), build_card(log, "credit", "2")
+    assert sorted(one.running_in) == ["production", "staging"] and two.running_in == []
+    assert "<b>production, staging</b><span>runs in</span>" in render_card(one, "html").decode()
+    assert "<b>nowhere</b><span>runs in</span>" in render_card(two, "html").decode()
+
+
 def test_the_card_is_bound_to_events_and_a_checkpoint(log: AuditLog) -> None:
     """The card names its events by seq and hash and a signed checkpoint that covers them."""
     _released(log)

@@ -217,6 +217,11 @@ def card_from_records(
         decisions=decisions,
         gates=_gates(policy, vs.gate_metrics(), vs.live_comparisons),
         deployments=moves,
+        running_in=[
+            *vs.running_in,
+            *(f"{env} (canary)" for env in vs.canary_in),
+            *(f"{env} (shadow)" for env in vs.shadow_in),
+        ],
         incidents=[_incident(i) for i in incidents.incidents.values()],
         production=list(production),
         metric_history=_history(state, values),

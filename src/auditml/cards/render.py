@@ -78,10 +78,6 @@ def _timeline(card: ModelCard) -> Markup | None:
 def _context(card: ModelCard) -> dict[str, Any]:
     charts, more = _charts(card)
     approvals = [d for d in card.decisions if d.action == "approve"]
-    running = sorted(
-        {m.environment for m in card.deployments if m.version == card.version}
-        - {m.environment for m in card.deployments if m.replaces == card.version}
-    )
     owners = card.sections.owners or []
     return {
         "card": card,
@@ -92,7 +88,7 @@ def _context(card: ModelCard) -> dict[str, Any]:
         "approvals": len(approvals),
         "signed": sum(d.signature is not None for d in approvals),
         "imported_approvals": sum(d.imported for d in approvals),
-        "running": ", ".join(running) if card.status == "deployed" else "",
+        "running": ", ".join(sorted(card.running_in)),
         "authors": ", ".join(o.name for o in owners) or "auditml",
         "auditml_version": auditml_version(),
     }

@@ -352,6 +352,8 @@ class ModelCard(_Frozen):
     decisions: list[CardDecision] = Field(default_factory=list)
     gates: list[CardGate] = Field(default_factory=list)
     deployments: list[CardMove] = Field(default_factory=list)
+    #: Where the version runs now, as the log's state says (a canary or shadow is marked so).
+    running_in: list[str] = Field(default_factory=list)
     incidents: list[CardIncident] = Field(default_factory=list)
     production: list[CardServing] = Field(default_factory=list)
     metric_history: dict[str, list[tuple[str, float | None]]] = Field(default_factory=dict)

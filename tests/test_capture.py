@@ -20,6 +20,7 @@ from auditml import AuditLog, InvalidInputError, Policy, PolicyDeniedError, curr
 from auditml import track_training as track
 from auditml._internal import fingerprint
 from auditml._internal.fingerprint import opaque
+from auditml.capture import TrainingRun
 from auditml.errors import CanonicalizationError, StoreUnavailableError
 from tests.test_cli import run
 
@@ -885,8 +886,38 @@ def test_a_missing_log_is_a_warning_and_the_function_still_runs(tmp_path: Path) 
     def fit() -> dict[str, float]:
         return result
 
+    assert fit.last_run is None  # type: ignore[attr-defined]
     with pytest.warns(UserWarning, match="runs unrecorded"):
         assert fit() is result
+    assert fit.last_run is None  # type: ignore[attr-defined]
+
+
+def test_last_run_is_none_after_a_call_that_could_not_be_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call auditml could not record leaves last_run None, not the previous call's run."""
+    db = tmp_path / "audit.db"
+    AuditLog.init(f"sqlite:///{db}", origin="bank.example/capture", actor=DS)[0].close()
+
+    @track(model="credit", actor=DS, url=f"sqlite:///{db}")
+    def fit() -> int:
+        return 1
+
+    @track(model="credit", actor=DS, url=f"sqlite:///{db}")
+    async def afit() -> int:
+        return 2
+
+    assert fit.last_run is None and afit.last_run is None  # type: ignore[attr-defined]
+    assert fit() == 1 and asyncio.run(afit()) == 2
+    assert fit.last_run.version == "1" and afit.last_run.version == "2"  # type: ignore[attr-defined]
+
+    def unreachable(self: TrainingRun) -> None:
+        raise StoreUnavailableError("the database is unreachable")
+
+    monkeypatch.setattr(TrainingRun, "start", unreachable)
+    with pytest.warns(UserWarning, match="runs unrecorded"):
+        assert fit() == 1 and asyncio.run(afit()) == 2
+    assert fit.last_run is None and afit.last_run is None  # type: ignore[attr-defined]
 
 
 # -- nothing recorded is lost to speed ------------------------------------------------------

@@ -116,7 +116,8 @@ def track_training(
     ``datasets`` and ``artifacts`` are a dict of name to path or URI, or a list
     of paths named by file name (two with the same file name are refused);
     a wrong type is refused here, when decorating. After a call,
-    ``wrapper.last_run`` holds the run, with its version and receipt.
+    ``wrapper.last_run`` holds the run, with its version and receipt (None before
+    the first call, and after a call auditml could not record).
 
     The decorated function returns and raises exactly what it would without
     the decorator: what auditml cannot record (a failing store, a value the
@@ -187,27 +188,29 @@ def track_training(
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 run = started_run(args, kwargs)
+                async_wrapper.last_run = run  # type: ignore[attr-defined]
                 if run is None:
                     return await afn(*args, **kwargs)
-                async_wrapper.last_run = run  # type: ignore[attr-defined]
                 with run_context(run, started=True):
                     result = await afn(*args, **kwargs)
                     run._take_returned(result)
                 return result
 
+            async_wrapper.last_run = None  # type: ignore[attr-defined]
             return cast(Callable[P, R], async_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             run = started_run(args, kwargs)
+            wrapper.last_run = run  # type: ignore[attr-defined]
             if run is None:
                 return fn(*args, **kwargs)
-            wrapper.last_run = run  # type: ignore[attr-defined]
             with run_context(run, started=True):
                 result = fn(*args, **kwargs)
                 run._take_returned(result)
             return result
 
+        wrapper.last_run = None  # type: ignore[attr-defined]
         return wrapper
 
     if func is not None:

@@ -187,6 +187,23 @@ def test_an_unknown_subject_records_the_request_as_handled(log: AuditLog) -> Non
     log.verify()
 
 
+def test_the_cli_says_nothing_was_erased_for_an_unknown_subject(
+    log: AuditLog, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo'd subject is recorded as handled, and the output says nothing was erased, no more."""
+    code, out, _ = run_cli(
+        [
+            *("erase", "--subject", "nobody-known", "--request", "DSR-9"),
+            *("--reason", "asked", "--by", "dpo@bank.example", "--db", db_url),
+        ],
+        capsys,
+    )
+    assert code == 0 and out.startswith("Nothing was erased: no value is kept for that subject")
+    assert "check the identifier" in out and "nobody-known" not in out
+    assert "can no longer be opened" not in out and "Store:" not in out
+    assert log.open_commitment("req-1", "subject").value == SUBJECT
+
+
 def test_policy_may_limit_who_erases(log: AuditLog, tmp_path: Path) -> None:
     """With [permissions] privacy, only that role erases; others get a recorded denial."""
     policy = tmp_path / "auditml.toml"

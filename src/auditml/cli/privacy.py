@@ -211,9 +211,14 @@ def erase_command(
         )
     else:
         out.print(
-            f"No value is kept for that subject; the request {done.request} is recorded as "
-            f"handled (event {done.seq})."
+            f"Nothing was erased: no value is kept for that subject. The request "
+            f"{done.request} is recorded as handled with nothing to erase (event {done.seq})."
         )
+        out.print(
+            "If the subject should have data here, check the identifier: it must be written "
+            "exactly as the serving code recorded it (case, spaces and leading zeros count)."
+        )
+        return
     out.print(
         "The subject's identifier is not on the log: the event holds only counts, kinds and "
         "the request. The records and their commitments stay, so every hash and proof still "

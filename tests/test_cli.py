@@ -94,6 +94,22 @@ def test_log_lists_and_filters_events(url: str, capsys: pytest.CaptureFixture[st
     assert [i["seq"] for i in json.loads(out)] == [0, 1]
 
 
+def test_log_says_why_a_typo_matches_nothing(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown action or model gets a did-you-mean: a typo never reads as 'nothing happened'."""
+    code, _, err = run(["log", "--db", url, "--action", "deploy"], capsys)
+    assert code == 2 and "unknown action 'deploy': did you mean 'model.deploy'?" in err
+    code, _, err = run(["log", "--db", url, "--action", "model.aprove"], capsys)
+    assert code == 2 and "did you mean 'model.approve'?" in err
+    code, _, err = run(["log", "--db", url, "--model", "credit-rsk"], capsys)
+    assert "the log has no model 'credit-rsk'; did you mean 'credit-risk'?" in err
+    code, _, err = run(["log", "--db", url, "--model", "zzz"], capsys)
+    assert "the log has no model 'zzz' (its models: credit-risk" in err
+    code, _, err = run(
+        ["log", "--db", url, "--model", "credit-risk", "--until", "2000-01-01"], capsys
+    )
+    assert err.strip() == "no events match"
+
+
 def test_verify_ok_exits_zero(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Verify prints OK with the size and root, and --json gives the same facts."""
     code, out, _ = run(["verify", "--db", url], capsys)

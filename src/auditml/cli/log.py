@@ -12,6 +12,7 @@ import stat
 import sys
 from contextlib import AbstractContextManager
 from dataclasses import asdict
+from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -152,6 +153,21 @@ def _subject(subject: dict[str, str]) -> str:
     return text + "".join(f", {k}={v}" for k, v in rest.items())
 
 
+def _why_none(log: AuditLog, model: str | None) -> str:
+    """Return a hint for a model filter that can match nothing (a model never trained), or ""."""
+    if model is None:
+        return ""
+    trained = {r.event.subject.get("model") for r in log.events(action=["model.train"])}
+    known = sorted(name for name in trained if isinstance(name, str) and name)
+    if model in known:
+        return ""
+    close = get_close_matches(model, known, n=1)
+    if close:
+        return f": the log has no model {model!r}; did you mean {close[0]!r}?"
+    names = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
+    return f": the log has no model {model!r} (its models: {names or 'none yet'})"
+
+
 @app.command("log")
 def log_cmd(
     model: Annotated[
@@ -215,7 +231,7 @@ def log_cmd(
             )
             imported += source is not None
         if not rows:
-            err.print("no events match")
+            err.print("no events match" + _why_none(log, model))
             return
         # The imported column appears only when some event shown was imported.
         names = ("seq", "time (UTC)", "actor", "action", "subject", "imported", "hash")

@@ -1032,9 +1032,15 @@ def data_model(action: str) -> type[DataModel]:
     try:
         return ACTIONS[action]
     except KeyError:
+        from difflib import get_close_matches
+
+        close = [a for a in ACTIONS if a.rpartition(".")[2] == action] or (
+            get_close_matches(action, list(ACTIONS), n=1) if isinstance(action, str) else []
+        )
+        hint = f"did you mean {close[0]!r}? " if close else ""
         known = ", ".join(sorted(ACTIONS))
         raise UnknownActionError(
-            f"unknown action {action!r}: auditml records only these actions: {known}"
+            f"unknown action {action!r}: {hint}auditml records only these actions: {known}"
         ) from None
 
 

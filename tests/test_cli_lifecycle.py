@@ -229,6 +229,64 @@ def test_train_from_json_file_records_a_failed_pipeline_run(
     assert data["status"] == "failed" and data["error"]["message"] == "spark job lost"
 
 
+@pytest.mark.parametrize(
+    ("started", "ended", "recorded"),
+    [
+        ("2026-12-04T20:00:00Z", "2026-12-04T21:30:00.5Z", "2026-12-04T20:00:00.000000Z"),
+        ("2026-12-04T21:00:00+01:00", "2026-12-04T20:10:00Z", "2026-12-04T20:00:00.000000Z"),
+        ("2026-12-04T20:00:00.000000Z", "2026-12-04T20:00:00.000000Z", None),
+    ],
+)
+def test_train_from_json_takes_any_iso_time_with_a_zone_and_records_utc(
+    url: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    started: str,
+    ended: str,
+    recorded: str | None,
+) -> None:
+    """Run times in any ISO 8601 form with a zone are recorded in the log's UTC form."""
+    spec = tmp_path / "run.json"
+    spec.write_text(json.dumps({"started_at": started, "ended_at": ended}), "utf-8")
+    code, _, err = run(["train", "credit", "--from-json", str(spec), "--db", url], capsys)
+    assert code == 0, err
+    with AuditLog.open(url) as log:
+        data = next(log.events(action="model.train")).event.data
+    assert data["started_at"] == (recorded or started)
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        (
+            {"started_at": "2026-12-04T20:00:00"},
+            "started_at '2026-12-04T20:00:00' has no time zone",
+        ),
+        ({"ended_at": "yesterday"}, "ended_at 'yesterday' is not a time: use ISO 8601"),
+        (
+            {"started_at": "2026-12-04T20:00:00Z", "ended_at": "2026-12-04T19:00:00Z"},
+            "the run ended (2026-12-04T19:00:00Z) before it started (2026-12-04T20:00:00Z)",
+        ),
+    ],
+)
+def test_train_from_json_refuses_a_zoneless_unreadable_or_reversed_time(
+    url: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    times: dict[str, str],
+    message: str,
+) -> None:
+    """A time with no zone, not a time, or an end before the start is refused; nothing written."""
+    spec = tmp_path / "run.json"
+    spec.write_text(json.dumps(times), "utf-8")
+    with AuditLog.open(url) as log:
+        size = log.head().size
+    code, _, err = run(["train", "credit", "--from-json", str(spec), "--db", url], capsys)
+    assert code == 2 and message in err and "Traceback" not in err and "pattern" not in err
+    with AuditLog.open(url) as log:
+        assert log.head().size == size
+
+
 def test_demo_tells_the_story_and_the_log_verifies(tmp_path: Path) -> None:
     """`auditml demo` runs as a user would run it, and its log verifies and holds the story."""
     out_dir = tmp_path / "demo"

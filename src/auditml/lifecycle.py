@@ -148,6 +148,35 @@ def _rfc3339(value: str | datetime | None) -> str:
     return to_timestamp(datetime.now(UTC) if value is None else value)
 
 
+def _run_times(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``data`` with its run times in the log's UTC form; refuse zoneless or reversed."""
+    found = dict(data)
+    for key in ("started_at", "ended_at"):
+        text = found.get(key)
+        if not isinstance(text, str):
+            continue
+        try:
+            when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInputError(
+                f"{key} {text!r} is not a time: use ISO 8601 with its zone, "
+                "e.g. 2026-12-04T20:00:00Z or 2026-12-04T21:00:00+01:00"
+            ) from None
+        if when.tzinfo is None:
+            raise InvalidInputError(
+                f"{key} {text!r} has no time zone, so the instant it names is unknown: "
+                "add one, e.g. Z for UTC (2026-12-04T20:00:00Z) or +01:00"
+            )
+        found[key] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    start, end = found.get("started_at"), found.get("ended_at")
+    if isinstance(start, str) and isinstance(end, str) and end < start:
+        raise InvalidInputError(
+            f"the run ended ({data['ended_at']}) before it started ({data['started_at']}): "
+            "check started_at and ended_at"
+        )
+    return found
+
+
 class Lifecycle:
     """The lifecycle service over a ledger: decisions checked against policy, status and history."""
 
@@ -766,8 +795,15 @@ class Lifecycle:
         data: TrainData | dict[str, Any] | None = None,
         actor: Actor | str | None = None,
     ) -> Receipt:
-        """Record a training run done elsewhere; the receipt names the version it got."""
+        """Record a training run done elsewhere; the receipt names the version it got.
+
+        ``started_at`` and ``ended_at`` may be any ISO 8601 time with a zone
+        (``2026-12-04T20:00:00Z``, ``…+01:00``); they are recorded in UTC, in the
+        log's form, and the run may not end before it started.
+        """
         who = self._ledger.identify(actor)
+        if isinstance(data, Mapping):
+            data = _run_times(data)
         payload = validate_data("model.train", data)
         return self._decided(
             lambda view: decide_train(

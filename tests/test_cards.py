@@ -123,6 +123,15 @@ def test_the_card_says_where_the_version_runs_after_a_rollback(log: AuditLog) ->
     assert "<b>nowhere</b><span>runs in</span>" in render_card(two, "html").decode()
 
 
+def test_a_run_with_no_environment_says_so_once(log: AuditLog) -> None:
+    """A run recorded with no environment reads 'not recorded', not 'X not recorded on Y not …'."""
+    log.record_training("credit", version="9", data={"params": {"lr": 0.1}}, actor=DS)
+    card = build_card(log, "credit", "9")
+    assert "| Environment | not recorded |" in render_card(card, "md").decode()
+    html = render_card(card, "html").decode()
+    assert "<th>Environment</th><td>not recorded</td>" in html and "on platform" not in html
+
+
 def test_the_card_is_bound_to_events_and_a_checkpoint(log: AuditLog) -> None:
     """The card names its events by seq and hash and a signed checkpoint that covers them."""
     _released(log)

@@ -411,7 +411,7 @@ def run_demo(out_dir: Path, console: Console) -> None:
             return _metrics(model, _read_csv(train_csv))
 
         holdout = _read_csv(holdout_csv)
-        for features, epochs in ((FEATURES[:2], 60), (FEATURES, 120)):
+        for n, (features, epochs) in enumerate(((FEATURES[:2], 60), (FEATURES, 120))):
             train(train_csv, features, epochs, 0.5)
             run = train.last_run  # type: ignore[attr-defined]
             version = run.version
@@ -430,7 +430,8 @@ def run_demo(out_dir: Path, console: Console) -> None:
                 actor=VALIDATOR,
             )
             say(
-                f"  2. {SCIENTIST} trained v{version} on {len(features)} features; "
+                f"{'    ' if n else '  2.'} {SCIENTIST} trained v{version} on "
+                f"{len(features)} features; "
                 f"holdout auc {metrics['auc']:.3f} (event {run.receipt.seq})"
             )
 

@@ -353,7 +353,7 @@ ROLES = Policy(
         (lambda log: log.deploy("m", "2", "prod", actor=VAL), "deploy"),
         (lambda log: log.rollback("m", "prod", actor=VAL), "rollback"),
         (lambda log: log.retire("m", "2", actor=REL), "retire"),
-        (lambda log: log.apply_policy(Policy(), actor=VAL), "policy"),
+        (lambda log: log.apply_policy(Policy(), actor=VAL), "change the policy"),
     ],
 )
 def test_roles_restrict_each_action(log: AuditLog, attempt, permission: str) -> None:  # type: ignore[no-untyped-def]

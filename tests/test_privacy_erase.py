@@ -213,7 +213,8 @@ def test_policy_may_limit_who_erases(log: AuditLog, tmp_path: Path) -> None:
         encoding="utf-8",
     )
     log.apply_policy(policy, actor="admin")
-    with pytest.raises(PolicyDeniedError):
+    says = r"may not erase personal data or apply retention: .* \[permissions\] privacy needs"
+    with pytest.raises(PolicyDeniedError, match=says):
         log.erase(SUBJECT, request="DSR-1", reason="asked", actor="intern@bank.example")
     assert log.open_commitment("req-1", "subject").value == SUBJECT
     assert log.erase(SUBJECT, request="DSR-1", reason="asked", actor="dpo@bank.example").values

@@ -582,6 +582,16 @@ def _held(policy: Policy, ids: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(role for one in ids for role in policy.roles_of(one)))
 
 
+#: How a denial says what a permission lets one do, where its name is no verb.
+_DOING = {
+    "policy": "change the policy",
+    "keys": "register or revoke keys",
+    "card": "update model cards",
+    "incident": "open or close incidents",
+    "privacy": "erase personal data or apply retention",
+}
+
+
 def check_role(policy: Policy, actor: str | Sequence[str], permission: str) -> Denial | None:
     """Refuse when the policy restricts ``permission`` to roles ``actor`` does not hold.
 
@@ -599,8 +609,8 @@ def check_role(policy: Policy, actor: str | Sequence[str], permission: str) -> D
     holds = f"holds {', '.join(held)}" if held else "holds no role"
     return Denial(
         "role",
-        f"{ids[0]} may not {permission}: it {holds}, and {permission} needs one of "
-        f"{', '.join(allowed)}",
+        f"{ids[0]} may not {_DOING.get(permission, permission)}: it {holds}, and "
+        f"[permissions] {permission} needs one of {', '.join(allowed)}",
         f"have someone with role {' or '.join(allowed)} do it, or give {ids[0]} that role "
         "in auditml.toml and record it with `auditml policy apply`",
     )

@@ -120,6 +120,18 @@ def test_verify_ok_exits_zero(url: str, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0 and report["ok"] is True and report["size"] == 4
 
 
+def test_a_key_pinned_from_another_log_says_so(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another log's key fails verify (1) naming both logs, without calling this log changed."""
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert run(["init", "--origin", "other.example/x", "--db", other], capsys)[0] == 0
+    _, key, _ = run(["key", "show", "--db", other], capsys)
+    code, _, err = run(["verify", "--db", url, "--vkey", key.strip()], capsys)
+    assert code == 1 and "the pinned key is for the log 'other.example/x'" in err
+    assert "Check which log the key belongs to" in err and "changed outside" not in err
+
+
 def test_verify_tampered_exits_one_and_names_the_event(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

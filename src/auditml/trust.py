@@ -355,6 +355,14 @@ class Trust:
         """
         pinned = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
         held = self._store.log_key(self._log_id)
+        held_name = held.rpartition("+")[0].rpartition("+")[0] if held else None
+        if pinned is not None and held != str(pinned) and held_name != pinned.name:
+            raise VerificationError(
+                f"the pinned key is for the log {pinned.name!r}, but this log's key is "
+                f"{held!r}: if you meant to check {pinned.name!r}, point --db at that log; if "
+                "this is the log you meant, it was rewritten under another origin and key",
+                kind="signature",
+            )
         if pinned is not None and held != str(pinned):
             raise VerificationError(
                 f"the log's key is {held!r}, not the pinned key {str(pinned)!r}: the log was "

@@ -344,7 +344,9 @@ def verify(
             out.print_json(data={"ok": False, "error": exc.diagnostics()})
         else:
             print_error(exc)
-            if isinstance(exc, VerificationError):
+            if isinstance(exc, VerificationError) and str(exc).startswith("the pinned key is for"):
+                err.print("Check which log the key belongs to before treating this one as changed.")
+            elif isinstance(exc, VerificationError):
                 err.print(
                     "The log has been changed outside auditml. Keep this store as evidence and "
                     "compare it with a backup or an exported checkpoint.",

@@ -77,6 +77,10 @@ def test_open_and_close_an_incident(log: AuditLog) -> None:
         (lambda log: log.open_incident("m", "1", "x", impact="mood", actor=OPS), "impact"),
         (lambda log: log.open_incident("m", "1", "", actor=OPS), "summary"),
         (lambda log: log.open_incident("m", "1", "x", aware_at="soon", actor=OPS), "not a date"),
+        (
+            lambda log: log.open_incident("m", "1", "x", aware_at="2999-01-01", actor=OPS),
+            r"aware_at 2999-01-01T00:00:00.000000Z is in the future",
+        ),
         (lambda log: log.close_incident("INC-404", "fixed", actor=OPS), "no incident INC-404"),
     ],
 )
@@ -137,6 +141,8 @@ def test_incident_commands(db_url: str, capsys: pytest.CaptureFixture[str]) -> N
     code, out, _ = run(["incident", "list", "--json", "--db", db_url], capsys)
     (listed,) = json.loads(out)
     assert listed["report_due"].startswith("2026-11-30") and listed["open"]
+    code, out, _ = run(["incident", "list", "--db", db_url], capsys)
+    assert "aware (UTC)" in out and "2026-11-20 08:00:00" in out  # the deadline counts from it
     code, out, err = run(
         ["incident", "close", "INC-1", "--resolution", "retrained", "--db", db_url], capsys
     )

@@ -675,8 +675,20 @@ class Lifecycle:
         id: str | None = None,
         actor: Actor | str | None = None,
     ) -> Incident:
-        """Open an incident against a version and return it, with its id and any deadline."""
+        """Open an incident against a version and return it, with its id and any deadline.
+
+        ``aware_at`` may not be later than now (five minutes allowed for clocks):
+        it sets the EU AI Act Art. 73 deadline, which a future time would push back.
+        """
         who = self._ledger.identify(actor)
+        if aware_at is not None:
+            aware = _rfc3339(aware_at)
+            latest = _rfc3339(datetime.now(UTC) + timedelta(minutes=5))
+            if aware > latest:
+                raise InvalidInputError(
+                    f"aware_at {aware} is in the future (now is {_rfc3339(None)}): give when "
+                    "you became aware of the incident, which sets its reporting deadline"
+                )
         data = validate_data(
             "incident.open",
             {

@@ -731,9 +731,12 @@ def incident_list(
         if not found:
             out.print("No incidents recorded.")
             return
+        # When someone became aware sets the report deadline: shown where it is not the opening.
+        aware = any(utc(i.aware_at) != utc(i.time) for i in found)
         shown = table(
             "id",
             "opened (UTC)",
+            *(["aware (UTC)"] if aware else []),
             "model",
             "version",
             "env",
@@ -747,6 +750,7 @@ def incident_list(
             shown.add_row(
                 i.id,
                 utc(i.time),
+                *([utc(i.aware_at)] if aware else []),
                 i.model,
                 i.version,
                 i.environment or "-",

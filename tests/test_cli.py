@@ -118,6 +118,9 @@ def test_verify_ok_exits_zero(url: str, capsys: pytest.CaptureFixture[str]) -> N
     code, out, _ = run(["verify", "--db", url, "--json"], capsys)
     report = json.loads(out)
     assert code == 0 and report["ok"] is True and report["size"] == 4
+    assert "deep:" not in run(["verify", "--db", url], capsys)[1]
+    code, out, _ = run(["verify", "--deep", "--db", url], capsys)
+    assert code == 0 and "deep: every event re-canonicalized and checked against its" in out
 
 
 def test_a_key_pinned_from_another_log_says_so(

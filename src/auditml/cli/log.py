@@ -378,6 +378,16 @@ def verify(
         f"in {report.seconds:.2f}s{speed}"
     )
     out.print(f"root {report.root}")
+    if report.deep:
+        values = (
+            ", the values kept off the log against their commitments"
+            if report.records is not None
+            else ""
+        )
+        out.print(
+            "deep: every event re-canonicalized and checked against its action's schema"
+            f"{values}, and each actor directory row against its enrollment"
+        )
     if report.records:
         out.print(f"{report.records:,} runtime record(s) verified against their segments' roots")
     elif report.records is None:

@@ -373,12 +373,23 @@ def test_card_diff_reports_metrics_data_code_params_and_sections(log: AuditLog) 
     auc = next(m for m in result.metrics if m.name == "auc" and m.slice is None)
     assert (auc.old, auc.new, auc.kind) == (0.78, 0.82, "changed")
     assert auc.delta == pytest.approx(0.04)
+    assert (auc.old_source, auc.new_source) == ("evaluation", "evaluation")
+    trained = next(m for m in result.metrics if m.name == "train_auc")
+    assert (trained.old_source, trained.new_source) == ("training", "training")
     assert [c.name for c in result.params] == ["max_depth"]
     assert [c.name for c in result.datasets] == ["training train"]
     assert [c.name for c in result.artifacts] == ["model"]
     assert [(c.name, c.kind) for c in result.sections] == [("limitations", "added")]
     same = diff_cards(build_card(log, "credit", "1"), build_card(log, "credit", "1"))
     assert same.empty
+
+
+def test_card_diff_names_an_evaluation_dataset_once(log: AuditLog) -> None:
+    """An evaluation dataset in one card only is 'evaluation 1', not 'evaluation evaluation 1'."""
+    log.record_training("credit", version="3", actor=DS)
+    result = diff_cards(build_card(log, "credit", "2"), build_card(log, "credit", "3"))
+    assert "evaluation 1" in [c.name for c in result.datasets]
+    assert not any(c.name.startswith("evaluation evaluation") for c in result.datasets)
 
 
 def test_card_commands_end_to_end(
@@ -401,6 +412,9 @@ def test_card_commands_end_to_end(
     assert code == 0 and "100% complete" in out and target.read_text().startswith("<!DOCTYPE html>")
     code, out, _ = run(["card", "diff", "credit", "1", "2", "--json", "--db", url], capsys)
     assert json.loads(out)["new_version"] == "2"
+    code, out, _ = run(["card", "diff", "credit", "1", "2", "--db", url], capsys)
+    rows = [line.split()[:3] for line in out.splitlines()]
+    assert ["auc", "all", "evaluation"] in rows and ["train_auc", "all", "training"] in rows
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "card.md.j2").write_text("custom {{ card.model }} {{ card.version }}\n")

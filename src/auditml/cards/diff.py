@@ -26,6 +26,9 @@ class MetricChange(_Frozen):
     new: float | None
     delta: float | None
     kind: Kind | Literal["same"]
+    #: Where each value comes from: ``training`` or ``evaluation`` (None: absent).
+    old_source: str | None = None
+    new_source: str | None = None
 
 
 class Change(_Frozen):
@@ -92,8 +95,8 @@ def _environment(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     return [Change(name="environment", kind=kind, old=summary(old), new=summary(new))]
 
 
-def _metrics(card: ModelCard) -> dict[tuple[str, str | None], float]:
-    return {(m.name, m.slice): m.value for m in card.metrics}
+def _metrics(card: ModelCard) -> dict[tuple[str, str | None], tuple[float, str]]:
+    return {(m.name, m.slice): (m.value, m.source) for m in card.metrics}
 
 
 def diff_cards(old: ModelCard, new: ModelCard) -> CardDiff:
@@ -101,7 +104,7 @@ def diff_cards(old: ModelCard, new: ModelCard) -> CardDiff:
     a, b = _metrics(old), _metrics(new)
     metrics = []
     for key in dict.fromkeys([*a, *b]):
-        x, y = a.get(key), b.get(key)
+        (x, xs), (y, ys) = a.get(key, (None, None)), b.get(key, (None, None))
         kind = "added" if x is None else "removed" if y is None else "same" if x == y else "changed"
         metrics.append(
             MetricChange(
@@ -112,11 +115,16 @@ def diff_cards(old: ModelCard, new: ModelCard) -> CardDiff:
                 # Twelve significant digits: 0.86 - 0.85 is 0.01, not 0.010000000000000009.
                 delta=None if x is None or y is None else float(f"{y - x:.12g}"),
                 kind=kind,
+                old_source=xs,
+                new_source=ys,
             )
         )
 
     def data(card: ModelCard) -> dict[str, Any]:
-        return {f"{d.use} {d.name}": d.ref.sha256 or d.ref.uri for d in card.datasets}
+        return {
+            d.name if d.name.startswith(d.use) else f"{d.use} {d.name}": d.ref.sha256 or d.ref.uri
+            for d in card.datasets
+        }
 
     def arts(card: ModelCard) -> dict[str, Any]:
         return {x.name: x.ref.sha256 or x.ref.uri for x in card.artifacts}

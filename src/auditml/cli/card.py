@@ -215,10 +215,13 @@ def _print_diff(result: CardDiff) -> None:
     versions = (f"v{result.old_version}", f"v{result.new_version}")
     changed = [m for m in result.metrics if m.kind != "same"]
     if changed:
-        shown = table("metric", "slice", *versions, "delta", overflow="fold")
+        shown = table("metric", "slice", "from", *versions, "delta", overflow="fold")
         for m in changed:
             delta = "" if m.delta is None else f"{m.delta:+.6g}"
-            shown.add_row(m.name, m.slice or "all", _fmt(m.old), _fmt(m.new), delta)
+            sources = dict.fromkeys(s for s in (m.old_source, m.new_source) if s is not None)
+            shown.add_row(
+                m.name, m.slice or "all", " → ".join(sources), _fmt(m.old), _fmt(m.new), delta
+            )
         out.print(shown)
     groups = (
         ("data", result.datasets),

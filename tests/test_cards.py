@@ -392,6 +392,23 @@ def test_card_diff_names_an_evaluation_dataset_once(log: AuditLog) -> None:
     assert not any(c.name.startswith("evaluation evaluation") for c in result.datasets)
 
 
+def test_a_card_file_signs_a_checkpoint_at_the_head_when_the_key_is_at_hand(
+    log: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A card file signs the head first, so it binds every event; a card on stdout signs nothing."""
+    log.checkpoint()
+    log.update_card("credit", SECTIONS, actor=DS, reason="first card")  # after the checkpoint
+    kept = len(log.checkpoints())
+    assert run(["card", "credit", "1", "--format", "json", "--db", log.url], capsys)[0] == 0
+    assert len(log.checkpoints()) == kept  # showing a card on stdout writes nothing
+    target = tmp_path / "card.json"
+    code, _, err = run(["card", "credit", "1", "--out", str(target), "--db", log.url], capsys)
+    assert code == 0, err
+    binding = json.loads(target.read_text())["binding"]
+    assert binding["checkpoint"]["size"] == binding["size"] == log.head().size
+    assert max(e["seq"] for e in binding["events"]) < binding["checkpoint"]["size"]
+
+
 def test_card_commands_end_to_end(
     log: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,6 +7,7 @@ is rendered with ``auditml card show update VERSION``.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -32,10 +33,11 @@ from auditml.cli._common import (
     who,
 )
 from auditml.core.text import escape_controls
-from auditml.errors import InvalidInputError
+from auditml.errors import ConfigurationError, InvalidInputError, StoreError
 
 if TYPE_CHECKING:
     from auditml.cards.diff import CardDiff
+    from auditml.log import AuditLog
 
 #: The card formats, as auditml.cards.render.FORMATS names them (a test holds them equal):
 #: the cards package is imported only when a card command runs.
@@ -100,6 +102,19 @@ def _card_format(fmt: str | None, out_path: Path | None) -> str:
     return fmt
 
 
+def _sign_head(log: AuditLog) -> None:
+    """Sign a checkpoint at the head when the key is at hand, so a card file binds every event.
+
+    Without the key (or write access) the card binds the latest checkpoint, and says
+    which of its events that checkpoint does not cover yet.
+    """
+    latest = log.latest_checkpoint()
+    if latest is not None and latest.size >= log.head().size:
+        return
+    with contextlib.suppress(ConfigurationError, StoreError):
+        log.checkpoint()
+
+
 @card_app.command("show")
 def show(
     model: ModelArgument,
@@ -139,6 +154,7 @@ def show(
             protect = log._own_files()
             if out_path is not None:
                 check_output(out_path, force=force, protect=protect)  # before rendering
+                _sign_head(log)
             card = build_card(log, model, version)
         data = render_card(card, fmt, templates=templates)
         if out_path is None:

@@ -135,6 +135,18 @@ def test_a_key_pinned_from_another_log_says_so(
     assert "Check which log the key belongs to" in err and "changed outside" not in err
 
 
+def test_a_missing_log_key_is_named_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Signing with the key file gone names its path once and how to point elsewhere."""
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    assert run(["init", "--origin", "k.example/x", "--db", db], capsys)[0] == 0
+    (tmp_path / "k.key").rename(tmp_path / "moved.key")
+    assert run(["train", "m", "--no-code", "--db", db], capsys)[0] == 0
+    code, _, err = run(["checkpoint", "--db", db], capsys)
+    assert code == 2 and err.count(str(tmp_path / "k.key")) == 1 and "AUDITML_LOG_KEY" in err
+
+
 def test_verify_tampered_exits_one_and_names_the_event(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -138,9 +138,10 @@ class Trust:
             try:
                 self._signer = load_signer(path, passphrase or passphrase_from_env())
             except ConfigurationError as exc:
+                where = "" if str(path) in str(exc) else f" (the log key is looked for at {path})"
                 raise ConfigurationError(
-                    f"cannot sign a checkpoint of {self._origin!r}: {exc} (the log key is looked "
-                    f"for at {path}; set {KEY_ENV} to use another file)"
+                    f"cannot sign a checkpoint of {self._origin!r}: {exc}{where}; set {KEY_ENV} "
+                    "to use another file"
                 ) from None
         vkey = self.verifier_key()
         if self._signer.public_key != vkey.public_key:

@@ -409,6 +409,30 @@ def test_a_card_file_signs_a_checkpoint_at_the_head_when_the_key_is_at_hand(
     assert max(e["seq"] for e in binding["events"]) < binding["checkpoint"]["size"]
 
 
+def test_the_card_template_names_every_section_and_its_examples_are_valid(
+    log: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Uncommented, the template is a valid card update of all 20 sections; required ones marked."""
+    code, text, err = run(["card", "template", "--db", log.url], capsys)
+    assert code == 0, err
+    assert "# Intended use (required by policy)" in text and "# Overview (required" not in text
+    after_header = text.split("\n\n", 1)[1].splitlines()  # titles start upper case
+    body = "\n".join(line[2:] for line in after_header if line[2:3].islower() or line[2:3] == " ")
+    sections = yaml.safe_load(body)
+    assert list(sections) == list(SECTION_TITLES)
+    target = tmp_path / "card.yaml"
+    target.write_text(body, encoding="utf-8")
+    assert run(["card", "update", "credit", str(target), "--db", log.url], capsys)[0] == 0
+    assert build_card(log, "credit", "1").completeness.score == 1.0
+    nowhere = f"sqlite:///{tmp_path / 'none.db'}"
+    code, text, _ = run(
+        ["card", "template", "--out", str(tmp_path / "t.yaml"), "--db", nowhere], capsys
+    )
+    assert (
+        code == 0 and "20 sections" in text and "required" not in (tmp_path / "t.yaml").read_text()
+    )
+
+
 def test_card_commands_end_to_end(
     log: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

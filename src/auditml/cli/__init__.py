@@ -109,6 +109,7 @@ SHORT_HELP = {
     "card show": "Render a version's model card.",
     "card update": "Record a card's human-written sections.",
     "card diff": "Compare the cards of two versions.",
+    "card template": "Print every card section, to fill in.",
     "key": "The log key and people's e-signature keys.",
     "key show": "Print the log's verifier key.",
     "key list": "List people's registered keys.",

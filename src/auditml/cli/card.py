@@ -1,8 +1,9 @@
 """The ``auditml card`` commands: render or export a card, record its human sections, diff two.
 
-``auditml card MODEL VERSION`` renders; ``auditml card update`` and ``auditml
-card diff`` are subcommands. (A model literally named ``update`` or ``diff``
-is rendered with ``auditml card show update VERSION``.)
+``auditml card MODEL VERSION`` renders; ``auditml card update``, ``auditml
+card diff`` and ``auditml card template`` are subcommands. (A model literally
+named ``update``, ``diff`` or ``template`` is rendered with ``auditml card show
+update VERSION``.)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from auditml.cli._common import (
     who,
 )
 from auditml.core.text import escape_controls
-from auditml.errors import ConfigurationError, InvalidInputError, StoreError
+from auditml.errors import AuditmlError, ConfigurationError, InvalidInputError, StoreError
 
 if TYPE_CHECKING:
     from auditml.cards.diff import CardDiff
@@ -167,6 +168,46 @@ def show(
         out.print(f"Wrote the {fmt} card of {model} {version} to {out_path} ({pct} complete{note})")
 
 
+@card_app.command("template")
+def template(
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="FILE", help="Write here [default: stdout]."),
+    ] = None,
+    force: ForceOption = False,
+    db: DbOption = None,
+) -> None:
+    """Print a YAML file of every card section, commented out, to fill in for `card update`."""
+    from auditml._internal.output import check_output, write_output
+    from auditml.core.card_sections import SECTION_EXAMPLES, SECTION_TITLES
+
+    with errors():
+        required: list[str] = []
+        # No log yet: no policy to mark the sections it requires.
+        with contextlib.suppress(AuditmlError), open_log(db) as log:
+            required = list(log.policy()[0].cards.required)
+        if out_path is not None:
+            check_output(out_path, force=force)
+        lines = [
+            "# The sections of a model card that people write: the log cannot know them.",
+            "# Uncomment a section (remove the '# ' before each of its lines), write your own",
+            "# text in place of the example, then record the file:",
+            "#   auditml card update MODEL [VERSION] card.yaml",
+        ]
+        if required:
+            lines.append(f"# Policy requires: {', '.join(required)}.")
+        for name, title in SECTION_TITLES.items():
+            mark = " (required by policy)" if name in required else ""
+            lines += ["", f"# {title}{mark}"]
+            lines += [f"# {line}" for line in SECTION_EXAMPLES[name].splitlines()]
+        text = "\n".join(lines) + "\n"
+        if out_path is None:
+            sys.stdout.write(text)
+            return
+        write_output(out_path, text.encode(), force=force)
+        out.print(f"Wrote a card template of {len(SECTION_TITLES)} sections to {out_path}")
+
+
 @card_app.command("update")
 def update(
     model: ModelArgument,
@@ -175,7 +216,8 @@ def update(
         typer.Argument(
             metavar="[VERSION] FILE",
             help="The version (leave out to write for every version), then a YAML or JSON "
-            "file of sections, e.g. 'intended_use: ...'.",
+            "file of sections, e.g. 'intended_use: ...' (`auditml card template` prints "
+            "every section to fill in).",
         ),
     ],
     reason: ReasonOption = None,

@@ -11,7 +11,7 @@ import difflib
 
 from auditml.errors import InvalidInputError
 
-__all__ = ["SECTION_TITLES", "check_section_name"]
+__all__ = ["SECTION_EXAMPLES", "SECTION_TITLES", "check_section_name"]
 
 #: Section name to the heading a card prints, in the order a card shows them.
 SECTION_TITLES: dict[str, str] = {
@@ -35,6 +35,34 @@ SECTION_TITLES: dict[str, str] = {
     "human_oversight": "Human oversight",
     "risk_rating": "Risk rating",
     "environmental_impact": "Environmental impact",
+}
+
+
+#: What each section holds, as a YAML example a card template shows (each one valid).
+SECTION_EXAMPLES: dict[str, str] = {
+    "overview": "overview: What the model does, for whom, in a sentence or two.",
+    "documentation": "documentation: https://wiki.example/credit-risk",
+    "owners": "owners:\n  - name: Credit Analytics\n    contact: credit-analytics@bank.example",
+    "license": "license: proprietary",
+    "references": "references:\n  - https://doi.org/10.0000/example",
+    "citation": "citation: Credit Analytics (2026). Credit risk scorecard.",
+    "task": "task: tabular-classification",
+    "architecture": "architecture: gradient-boosted trees, 300 trees of depth 6",
+    "input_format": "input_format: one row per applicant; income, debt_ratio, age",
+    "output_format": "output_format: probability of default, 0 to 1",
+    "intended_use": "intended_use: Rank applications for review by an underwriter.",
+    "users": "users:\n  - retail credit underwriters",
+    "out_of_scope_use": "out_of_scope_use: Automated refusal without human review.",
+    "limitations": "limitations: Under-represents applicants under 25.",
+    "tradeoffs": "tradeoffs: Recall favoured over precision at the review threshold.",
+    "ethical_considerations": (
+        "ethical_considerations:\n  - name: Age bias\n    mitigation: Approval rates by age "
+        "band are monitored monthly."
+    ),
+    "fairness": "fairness: AUC within 0.03 across age bands on the holdout set.",
+    "human_oversight": "human_oversight: An underwriter reviews every score before a decision.",
+    "risk_rating": "risk_rating: high   # one of low, medium, high, unacceptable",
+    "environmental_impact": "environmental_impact: About 2 CPU-hours per training run.",
 }
 
 

@@ -149,3 +149,5 @@ def test_incident_commands(db_url: str, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0, err
     code, _, err = run(["incident", "close", "INC-1", "--resolution", "x", "--db", db_url], capsys)
     assert code == 2 and "already closed" in err
+    code, _, err = run(["incident", "close", "INC-1", "--reason", "x", "--db", db_url], capsys)
+    assert code == 2 and "already closed" in err  # --reason names the same option

@@ -692,7 +692,15 @@ def incident_open(
 @incident_app.command("close")
 def incident_close(
     incident_id: Annotated[str, typer.Argument(metavar="ID", help="The incident's id.")],
-    resolution: Annotated[str, typer.Option(metavar="TEXT", help="How it was resolved.")],
+    resolution: Annotated[
+        str,
+        typer.Option(
+            "--resolution",
+            "--reason",
+            metavar="TEXT",
+            help="How it was resolved (--reason, as other decisions say, works too).",
+        ),
+    ],
     reported_at: Annotated[
         str | None,
         typer.Option(metavar="TIME", help="When it was reported to the authority, if it was."),

@@ -199,6 +199,15 @@ def test_policy_apply_and_show(
     assert code == 0, err
 
 
+def test_status_says_who_rejected_a_version(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A rejected version reads 'rejected by' its validator in status, not a bare state."""
+    with AuditLog.open(url) as log:
+        log.record_training("credit", actor=DS)
+        log.reject("credit", "1", reason="VR-9 failed", actor=VAL)
+    code, out, _ = run(["status", "credit", "--db", url], capsys)
+    assert code == 0 and f"rejected by {VAL}" in out
+
+
 def test_train_from_json_file_records_a_failed_pipeline_run(
     url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -804,9 +804,11 @@ def status(
             columns = ("version", "state", "trained", "by", "approved by", "runs in")
             shown = table(*columns, overflow="fold")
             for vs in state.versions.values():
+                ended = vs.retired if vs.state == "retired" else vs.rejected
                 shown.add_row(
                     vs.version,
-                    vs.state,
+                    # Who ended a version shows beside its state, as approvers show beside theirs.
+                    vs.state if ended is None else f"{vs.state} by {label(ended.actor)}",
                     tagged(utc(vs.trained_at or ""), vs.trained_imported),
                     ", ".join(label(t) for t in vs.trainers),
                     ", ".join(

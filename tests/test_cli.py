@@ -188,6 +188,8 @@ def test_head_shows_size_and_root(url: str, capsys: pytest.CaptureFixture[str]) 
         (["log", "--db", "postgresql://u:pw@127.0.0.1:1/x"], "cannot use the PostgreSQL store"),
         (["init", "--origin", "has space", "--db", "sqlite:///{tmp}/a.db"], "invalid origin"),
         (["log", "--since", "yesterday-ish", "--db", "{url}"], "not a date or time"),
+        (["log", "--since", "0001-01-01T00:00:00+01:00", "--db", "{url}"], "out of range"),
+        (["log", "--until", "9999-12-31T23:00:00-05:00", "--db", "{url}"], "out of range"),
         (["verify", "--db", "{corrupt}"], "not a database"),
     ],
 )

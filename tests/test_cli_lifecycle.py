@@ -271,7 +271,9 @@ def test_train_from_json_takes_any_iso_time_with_a_zone_and_records_utc(
             {"started_at": "2026-12-04T20:00:00"},
             "started_at '2026-12-04T20:00:00' has no time zone",
         ),
-        ({"ended_at": "yesterday"}, "ended_at 'yesterday' is not a time: use ISO 8601"),
+        ({"ended_at": "yesterday"}, "ended_at 'yesterday' is not a date or time; use ISO 8601"),
+        ({"started_at": "0001-01-01T00:00:00+01:00"}, "is out of range: give a time between"),
+        ({"started_at": "0999-01-01T00:00:00Z"}, "is out of range: give a time between"),
         (
             {"started_at": "2026-12-04T20:00:00Z", "ended_at": "2026-12-04T19:00:00Z"},
             "the run ended (2026-12-04T19:00:00Z) before it started (2026-12-04T20:00:00Z)",

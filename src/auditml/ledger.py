@@ -133,22 +133,41 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def to_timestamp(value: str | datetime | date) -> str:
-    """Normalize a date or time (naive means UTC) to the log's RFC 3339 form, for filters."""
+def to_timestamp(value: str | datetime | date, *, what: str | None = None) -> str:
+    """Normalize a date or time to the log's RFC 3339 form, for filters (naive means UTC).
+
+    With ``what`` (the field's name, for a time to be recorded), a time without
+    a zone is refused instead: the instant it names is unknown.
+    """
+    named = f"{what} " if what else ""
     if isinstance(value, str):
         text = value.strip()
         try:
             value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise InvalidInputError(
-                f"not a date or time: {text!r}; use ISO 8601, e.g. 2026-11-21 or "
+                f"{named}{text!r} is not a date or time; use ISO 8601, e.g. 2026-11-21 or "
                 "2026-11-21T20:56:41Z"
             ) from None
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day, tzinfo=UTC)
     if value.tzinfo is None:
+        if what is not None:
+            raise InvalidInputError(
+                f"{named}{value.isoformat()!r} has no time zone, so the instant it names is "
+                "unknown: add one, e.g. Z for UTC (2026-12-04T20:00:00Z) or +01:00"
+            )
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc.year < 1000:  # the log's times have a four-digit year
+        raise InvalidInputError(
+            f"{named}{value.isoformat()!r} is out of range: give a time between the years "
+            "1000 and 9999"
+        )
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,24 +150,13 @@ def _rfc3339(value: str | datetime | None) -> str:
 
 def _run_times(data: Mapping[str, Any]) -> dict[str, Any]:
     """Return ``data`` with its run times in the log's UTC form; refuse zoneless or reversed."""
+    from auditml.ledger import to_timestamp
+
     found = dict(data)
     for key in ("started_at", "ended_at"):
         text = found.get(key)
-        if not isinstance(text, str):
-            continue
-        try:
-            when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInputError(
-                f"{key} {text!r} is not a time: use ISO 8601 with its zone, "
-                "e.g. 2026-12-04T20:00:00Z or 2026-12-04T21:00:00+01:00"
-            ) from None
-        if when.tzinfo is None:
-            raise InvalidInputError(
-                f"{key} {text!r} has no time zone, so the instant it names is unknown: "
-                "add one, e.g. Z for UTC (2026-12-04T20:00:00Z) or +01:00"
-            )
-        found[key] = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if isinstance(text, str):
+            found[key] = to_timestamp(text, what=key)
     start, end = found.get("started_at"), found.get("ended_at")
     if isinstance(start, str) and isinstance(end, str) and end < start:
         raise InvalidInputError(

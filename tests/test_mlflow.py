@@ -903,3 +903,124 @@ def test_diff_then_fold_round_trips_to_what_the_registry_shows() -> None:
         "tag.deleted",
         "description.set",
     }
+
+
+# -- version numbers auditml and MLflow both gave -------------------------------------------
+
+
+def _trained_live(db_url: str, tags: dict[str, str] | None = None) -> int:
+    """Record credit-risk v1 as a live auditml training; return the log's size after it."""
+    with _init(db_url) as log:
+        data: dict[str, Any] = {"metrics": {"auc": 0.7}, **({"tags": tags} if tags else {})}
+        receipt = log.record_training("credit-risk", data=data, actor="dana@bank.example")
+        assert receipt.version == "1"
+        return log.head().size
+
+
+@pytest.mark.parametrize("command", [["import", "mlflow"], ["mlflow", "watch", "--once"]])
+def test_mlflow_version_numbered_like_another_training_is_refused_naming_both(
+    db_url: str, registry_uri: str, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """MLflow's own v1 of a model auditml trained live as v1 is refused, named; nothing written."""
+    size = _trained_live(db_url)
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    version = _version(client, "credit-risk", auc=0.81, depth=4)
+    run_id = client.get_model_version("credit-risk", version).run_id
+    code, out, err = run_cli([*command, "--tracking-uri", registry_uri, "--db", db_url], capsys)
+    assert code == 2, out
+    assert err.startswith("error:") and "Traceback" not in err
+    assert "'credit-risk' version 1" in err and run_id in err
+    assert "event 1" in err and "no MLflow run" in err
+    assert "mlflow.run_id" in err and "--model" in err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size  # MLflow's run never lands on auditml's training
+        assert list(log.events(action="registry.change")) == []
+
+
+def test_mlflow_version_of_the_same_run_is_attached_to_the_live_training(
+    db_url: str, registry_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live training naming MLflow's run (mlflow.run_id) is that version: attached, not copied."""
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    version = _version(client, "credit-risk", auc=0.81, depth=4)
+    run_id = client.get_model_version("credit-risk", version).run_id
+    _trained_live(db_url, {"mlflow.run_id": run_id})
+    code, _, err = run_cli(
+        ["import", "mlflow", "--tracking-uri", registry_uri, "--db", db_url], capsys
+    )
+    assert code == 0, err
+    with AuditLog.open(db_url) as log:
+        trains = [r.event for r in log.events(action="model.train")]
+        assert len(trains) == 1 and not is_imported(trains[0].data)
+        created = [e for e in _changes(log) if e.data["kind"] == "version.created"]
+        assert [e.subject for e in created] == [{"model": "credit-risk", "version": "1"}]
+
+
+def test_mlflow_version_with_another_run_than_the_live_training_is_refused(
+    db_url: str, registry_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live training naming a different MLflow run is another training: refused, both named."""
+    size = _trained_live(db_url, {"mlflow.run_id": "0" * 32})
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    _version(client, "credit-risk", auc=0.81, depth=4)
+    code, _, err = run_cli(
+        ["import", "mlflow", "--tracking-uri", registry_uri, "--db", db_url], capsys
+    )
+    assert code == 2
+    assert "MLflow run " + "0" * 32 in err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size
+
+
+def test_model_recreated_in_mlflow_is_not_attached_to_the_old_version_1(
+    db_url: str, registry_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model deleted and made again in MLflow restarts at v1: not the imported old v1's run."""
+    made = _registry(registry_uri)
+    _init(db_url).close()
+    base = ["--tracking-uri", registry_uri, "--model", "credit-risk", "--db", db_url]
+    assert run_cli(["import", "mlflow", *base], capsys)[0] == 0
+    client = made["client"]
+    client.delete_registered_model("credit-risk")
+    assert run_cli(["mlflow", "watch", "--once", *base], capsys)[0] == 0
+    client.create_registered_model("credit-risk")
+    _version(client, "credit-risk", auc=0.5, depth=1)
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+    code, _, err = run_cli(["mlflow", "watch", "--once", *base], capsys)
+    assert code == 2
+    assert "'credit-risk' version 1" in err and "imported" in err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size
+
+
+def test_same_model_name_in_a_second_registry_is_not_attached_to_the_first(
+    db_url: str,
+    registry_uri: str,
+    empty_registry: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two MLflow servers both with credit-risk v1: the second's run never joins the first's."""
+    _registry(registry_uri)
+    _init(db_url).close()
+    assert (
+        run_cli(["import", "mlflow", "--tracking-uri", registry_uri, "--db", db_url], capsys)[0]
+        == 0
+    )
+    other = tmp_path / "other.db"
+    shutil.copy(empty_registry, other)
+    client = _client(f"sqlite:///{other}")
+    client.create_registered_model("credit-risk")
+    _version(client, "credit-risk", auc=0.5, depth=1)
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+    code, _, err = run_cli(
+        ["import", "mlflow", "--tracking-uri", f"sqlite:///{other}", "--db", db_url], capsys
+    )
+    assert code == 2 and "'credit-risk' version 1" in err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size

@@ -25,7 +25,8 @@ from auditml.core.decide import Outcome, View
 from auditml.core.events import REGISTRY_ACTIONS, Actor, Draft, RegistryViolation
 from auditml.core.privacy import is_pseudonym
 from auditml.core.registry import Change, Snapshot, diff, fold_known, violations
-from auditml.core.state import parse_found
+from auditml.core.state import VersionState, parse_found
+from auditml.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
@@ -140,14 +141,19 @@ class RegistryService:
             result.trained.clear()
             changes = diff(_known(view, uri), now, wanted)
             drafts: list[Draft] = []
+            clashes: list[str] = []
             planned: list[tuple[int, Change, list[RegistryViolation]]] = []
             for change in changes:
                 if change.kind == "version.created" and change.version is not None:
                     run = (runs or {}).get((change.model, change.version))
-                    state = view.model(change.model)
-                    if change.version not in state.versions:
+                    held = view.model(change.model).versions.get(change.version)
+                    if held is None:
                         drafts.append(_train_draft(change, run, uri, people))
                         result.trained.append((change.model, change.version, len(drafts) - 1))
+                    else:
+                        clash = _clash(view, uri, change, now, held)
+                        if clash is not None:
+                            clashes.append(clash)
                 found = (
                     []
                     if importing
@@ -173,6 +179,8 @@ class RegistryService:
                     )
                 )
                 planned.append((len(drafts) - 1, change, found))
+            if clashes:
+                raise InvalidInputError(_clash_error(clashes))
             result.changes.extend((c, i, f) for i, c, f in planned)
             return drafts
 
@@ -239,6 +247,68 @@ class RegistryService:
                     )
                 )
         return found
+
+
+def _run_of(view: View, model: str, held: VersionState) -> tuple[str | None, bool, int | None]:
+    """Return the MLflow run a version's training names, whether it was imported, and its seq.
+
+    An imported training names the run it was imported from (its mark's ``id``);
+    a live one names the MLflow run it ran inside (its ``mlflow.run_id`` tag,
+    which ``@track_training`` records). Read from the training's verified bytes.
+    """
+    seq = held.trained_seq
+    if seq is None:
+        return None, held.trained_imported, None
+    for found, body in view.reader.bodies(model, ("model.train",), after=seq - 1):
+        if found != seq:
+            continue
+        data = parse_found(found, body, ("model.train",), model).data
+        mark = data.get("imported")
+        if isinstance(mark, dict):
+            named = mark.get("id") if mark.get("source") == "mlflow" else None
+            return (named if isinstance(named, str) else None), True, seq
+        tags = data.get("tags")
+        named = tags.get("mlflow.run_id") if isinstance(tags, dict) else None
+        return (named if isinstance(named, str) and named else None), False, seq
+    return None, held.trained_imported, seq
+
+
+def _clash(view: View, uri: str, change: Change, now: Snapshot, held: VersionState) -> str | None:
+    """Return why a version the registry shows is not the training auditml holds under its number.
+
+    MLflow numbers its versions and auditml numbers its trainings, each on its
+    own: the same number is the same training only when auditml's training
+    names the run MLflow's version came from. Anything else (another run, no
+    run on either side) would attach MLflow's provenance, aliases and stages to
+    a different training, so it is refused rather than recorded or dropped.
+    """
+    version = str(change.version)
+    shown = now.get(change.model)
+    known = shown.versions.get(version) if shown is not None else None
+    theirs = known.run_id if known is not None else None
+    ours, imported, seq = _run_of(view, change.model, held)
+    if theirs is not None and ours == theirs:
+        return None
+    what = "imported" if imported else "live"
+    return (
+        f"MLflow at {uri!r} shows {change.model!r} version {version} "
+        f"({'from run ' + theirs if theirs else 'with no run'}), but auditml's "
+        f"{change.model!r} version {version} is another training "
+        f"({what}, event {seq if seq is not None else '?'}, "
+        f"{'MLflow run ' + ours if ours else 'no MLflow run'})"
+    )
+
+
+def _clash_error(clashes: list[str]) -> str:
+    """Return the refusal of a recording whose versions clash with auditml's own, and the fixes."""
+    more = f" (and {len(clashes) - 1} more version(s) like it)" if len(clashes) > 1 else ""
+    return (
+        f"{clashes[0]}{more}. auditml will not attach MLflow's version to a different "
+        "training, so nothing was recorded. If they are the same model, record the training "
+        "inside the MLflow run that registers it (@track_training then keeps its "
+        "mlflow.run_id); if not, give one of them another model name, or leave this model "
+        "out with --model NAME for the others"
+    )
 
 
 def _text(value: object) -> str | None:

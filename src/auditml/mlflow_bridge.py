@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from auditml.core.registry import NO_STAGE, KnownModel, KnownVersion, Snapshot
-from auditml.core.uri import scrub_uri
+from auditml.core.uri import registry_identity, scrub_uri
 from auditml.errors import InvalidInputError, StoreError
 from auditml.registry import ImportedRun
 
@@ -48,6 +48,7 @@ __all__ = [
     "move_alias",
     "read_runs",
     "read_snapshot",
+    "registry_key",
     "run_on_violation",
     "sign_webhook",
     "verify_webhook",
@@ -82,8 +83,16 @@ def _mlflow() -> Any:
 
 
 def shown_uri(uri: str) -> str:
-    """Return a tracking URI without credentials, as auditml records and prints it."""
+    """Return a tracking URI without credentials, as auditml prints it."""
     return scrub_uri(uri)[0]
+
+
+def registry_key(uri: str) -> str:
+    """Return the identity the log records a registry under: one for every spelling of it.
+
+    Raises InvalidInputError for a URI no registry can have (see core.uri).
+    """
+    return registry_identity(uri, os.getcwd())
 
 
 def _failure(uri: str, exc: BaseException) -> StoreError:
@@ -103,8 +112,7 @@ def _failure(uri: str, exc: BaseException) -> StoreError:
 
 def client_for(uri: str) -> Any:
     """Return an MlflowClient for ``uri`` that fails fast, or raise StoreError clearly."""
-    if not uri.strip():
-        raise InvalidInputError("the MLflow tracking URI is empty: give --tracking-uri URI")
+    registry_key(uri)  # a URI no registry can have is refused before MLflow is loaded
     # A server that is down should fail in seconds, not after MLflow's minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
@@ -237,7 +245,7 @@ def read_runs(
 ) -> dict[tuple[str, str], ImportedRun]:
     """Return the source run of each version the log does not know yet, as MLflow keeps it."""
     runs: dict[tuple[str, str], ImportedRun] = {}
-    clean = shown_uri(uri)
+    clean = registry_key(uri)
     for name, model in snapshot.items():
         before = known.get(name)
         for version, mv in model.versions.items():

@@ -17,15 +17,18 @@ it, and checks it against the policy in force (:func:`auditml.core.registry.viol
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from auditml.core.decide import Outcome, View
 from auditml.core.events import REGISTRY_ACTIONS, Actor, Draft, RegistryViolation
 from auditml.core.privacy import is_pseudonym
-from auditml.core.registry import Change, Snapshot, diff, fold_known, violations
+from auditml.core.registry import Change, Snapshot, diff, violations
 from auditml.core.state import VersionState, parse_found
+from auditml.core.uri import registry_identity
 from auditml.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -76,16 +79,44 @@ class ViolationEntry:
         return dict(self.__dict__)
 
 
+def identity(uri: str) -> str:
+    """Return the one spelling of a registry's URI that the log keys it by (see core.uri).
+
+    Raises InvalidInputError for a URI no registry can have.
+    """
+    return registry_identity(uri, os.getcwd())
+
+
+def _event_identity(cwd: str) -> Callable[[str | None], str | None]:
+    """Return how the URI an event was recorded from maps to its registry's identity.
+
+    An old event keeps the spelling it was recorded with: it is read as the
+    identity of that spelling (a relative path against ``cwd``), and one that
+    no registry can have is kept apart under a key no lookup can give.
+    """
+
+    def key(raw: str | None) -> str | None:
+        if raw is None:
+            return None
+        try:
+            return registry_identity(raw, cwd)
+        except InvalidInputError:
+            return "\x00unusable:" + raw
+
+    return key
+
+
 def _known(view: View, uri: str | None = None) -> Snapshot:
     """Return what the log says the registry at ``uri`` showed, from verified event bytes.
 
-    Only changes recorded from that tracking URI count (all of them without
-    one): what another MLflow server showed says nothing about this one, and a
-    model missing here must not read as deleted there.
+    Only changes recorded from that registry count, under any spelling of its
+    URI (all of them without one): what another MLflow server showed says
+    nothing about this one, and a model missing here must not read as deleted
+    there.
     """
-    rows = view.reader.by_actions(("registry.change",))
-    events = (parse_found(seq, body, ("registry.change",)) for seq, body in rows)
-    return fold_known(e for e in events if uri is None or e.data.get("uri") == uri)
+    cwd = os.getcwd()
+    key = None if uri is None else registry_identity(uri, cwd)
+    return view.registries(_event_identity(cwd), cwd).snapshot(key)
 
 
 class RegistryService:
@@ -123,6 +154,7 @@ class RegistryService:
         gives the source run of versions the log may not know yet.
         """
         wanted = None if models is None else sorted(set(models))
+        uri = identity(uri)
         importing = via == "import"
         result = Recorded()
         # Pseudonyms are drawn outside the append (the policy may ask for them).
@@ -203,6 +235,8 @@ class RegistryService:
         actor: Actor,
     ) -> Receipt:
         """Record that auditml moved (or failed to move) an alias after ``decision_seq``."""
+        with contextlib.suppress(InvalidInputError):  # the failure it caused is recorded
+            uri = identity(uri)
         data = {
             "uri": uri,
             "alias": alias,

@@ -94,14 +94,20 @@ def _event_identity(cwd: str) -> Callable[[str | None], str | None]:
     identity of that spelling (a relative path against ``cwd``), and one that
     no registry can have is kept apart under a key no lookup can give.
     """
+    seen: dict[str, str] = {}  # a log holds a few spellings, each on many events
 
     def key(raw: str | None) -> str | None:
         if raw is None:
             return None
-        try:
-            return registry_identity(raw, cwd)
-        except InvalidInputError:
-            return "\x00unusable:" + raw
+        found = seen.get(raw)
+        if found is None:
+            try:
+                found = registry_identity(raw, cwd)
+            except InvalidInputError:
+                found = "\x00unusable:" + raw
+            if len(seen) < 1024:
+                seen[raw] = found
+        return found
 
     return key
 

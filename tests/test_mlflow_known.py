@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -235,3 +237,114 @@ def test_a_kept_fold_over_a_consistent_rewrite_is_folded_again(db_url: str) -> N
         assert log.registry_known(URI)["credit-risk"].aliases == {"champi0n": "1"}
         with pytest.raises(VerificationError):  # and verify names the rewrite
             log.verify()
+
+
+# -- what a hostile or broken MLflow server can send ---------------------------------------------
+
+
+class _Page(list[Any]):
+    """One page of an MLflow search, as MlflowClient returns it (a list with a ``token``)."""
+
+    def __init__(self, items: list[Any], token: Any = None) -> None:
+        super().__init__(items)
+        self.token = token
+
+
+class _FakeClient:
+    """An MlflowClient double: one model whose versions and pages a test chooses."""
+
+    def __init__(self, versions: list[Any], *, token: Any = None) -> None:
+        self.versions = versions
+        self.token = token
+
+    def search_registered_models(self, page_token: Any = None, **_: Any) -> _Page:
+        model = SimpleNamespace(
+            name="credit-risk", aliases={}, tags={}, description="", last_updated_timestamp=None
+        )
+        return _Page([model])
+
+    def search_model_versions(self, page_token: Any = None, **_: Any) -> _Page:
+        return _Page(self.versions, self.token)
+
+    def get_run(self, run_id: str) -> Any:
+        raise LookupError(f"no run {run_id[:20]}")
+
+
+def _mv(version: str, run_id: str | None = None, created: Any = 1_700_000_000_000) -> Any:
+    return SimpleNamespace(
+        version=version,
+        current_stage="None",
+        tags={},
+        description="",
+        source="s3://bucket/model",
+        run_id=run_id,
+        creation_timestamp=created,
+        last_updated_timestamp=created,
+    )
+
+
+def test_a_search_that_hands_back_the_same_page_token_is_stopped() -> None:
+    """A server whose pages never end (a token repeated) is an error, not an endless poll."""
+    from auditml.errors import StoreError
+    from auditml.mlflow_bridge import read_snapshot
+
+    with pytest.raises(StoreError, match="page token it had already given"):
+        read_snapshot(_FakeClient([_mv("1")], token="again"), URI)
+
+
+def test_a_search_past_the_item_limit_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server sending more items than any registry holds is stopped at the limit, named."""
+    from auditml import mlflow_bridge
+    from auditml.errors import StoreError
+
+    monkeypatch.setattr(mlflow_bridge, "MAX_ITEMS", 10)
+    versions = [_mv(str(n)) for n in range(1, 12)]
+    with pytest.raises(StoreError, match="more than 10 items"):
+        mlflow_bridge.read_snapshot(_FakeClient(versions), URI)
+
+
+@pytest.mark.parametrize("created", [-1, 0, True, float("nan"), float("inf"), 1e30, 2**63, "soon"])
+def test_timestamps_no_clock_can_say_are_kept_as_none(created: Any) -> None:
+    """A version time that is negative, NaN, past year 9999 or text reads as MLflow kept none."""
+    from auditml.mlflow_bridge import read_snapshot
+
+    shown = read_snapshot(_FakeClient([_mv("1", created=created)]), URI)
+    assert shown["credit-risk"].versions["1"].created is None
+
+
+@pytest.mark.parametrize(
+    "run_id", ["r" * 1_000_000, "\x1b[2J\nerror: forged line", "0" * 32 + "\u202e"]
+)
+def test_a_colliding_version_with_a_hostile_run_id_is_refused_in_one_short_line(
+    db_url: str, run_id: str
+) -> None:
+    """A huge run id or one with control characters never floods or forges the refusal."""
+    from auditml.mlflow_bridge import read_runs, read_snapshot
+
+    with _init(db_url) as log:
+        log.record_training("credit-risk", data={}, actor="dana@bank.example")
+        client = _FakeClient([_mv("1", run_id=run_id)])
+        shown = read_snapshot(client, URI)
+        runs = read_runs(client, URI, shown, log.registry_known(URI))
+        with pytest.raises(InvalidInputError) as caught:
+            log.record_registry(shown, via="poll", uri=URI, actor="ops", runs=runs)
+        message = str(caught.value)
+        assert len(message) < 1200 and "\n" not in message and "\x1b" not in message
+        assert "'credit-risk' version 1" in message
+        assert log.head().size == 2
+
+
+@pytest.mark.parametrize("odd", ["9" * 10_000, "\u00b2", "\u0663", "007"])
+def test_version_names_no_int_can_take_are_recorded_in_order_not_a_crash(
+    db_url: str, odd: str
+) -> None:
+    """MLflow versions of 10,000 digits or non-ASCII digits sort and record; none crashes a poll."""
+    from auditml.mlflow_bridge import read_snapshot
+
+    with _init(db_url) as log:
+        shown = read_snapshot(_FakeClient([_mv("2"), _mv(odd), _mv("10")]), URI)
+        recorded = log.record_registry(shown, via="import", uri=URI, actor="ops")
+        created = [c.version for c, _, _ in recorded.changes if c.kind == "version.created"]
+        assert sorted(created) == sorted(["2", odd, "10"])
+        assert created.index("2") < created.index("10")
+        assert log.record_registry(shown, via="poll", uri=URI, actor="ops").changes == []

@@ -56,6 +56,8 @@ __all__ = [
 
 #: The largest webhook body read (MLflow's registry events are a few hundred bytes).
 MAX_BODY = 1_000_000
+#: The most items one paginated search may return before it is taken as never ending.
+MAX_ITEMS = 1_000_000
 #: How far a webhook's timestamp may be from this clock before it is refused as a replay.
 MAX_SKEW_S = 300
 #: The MLflow events a watch subscribes to (MLflow 3 sends no event for a stage change).
@@ -149,9 +151,12 @@ def _must_exist(uri: str) -> None:
 
 def _stamp(ms: object) -> str | None:
     """Return MLflow's milliseconds since the epoch as the log writes times, or None."""
-    if not isinstance(ms, int | float) or isinstance(ms, bool) or ms <= 0:
+    if not isinstance(ms, int | float) or isinstance(ms, bool) or not 0 < ms < 2**53:
+        return None  # none, or nothing a clock can say (NaN, past year 9999): MLflow kept none
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
         return None
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -161,14 +166,34 @@ def _quoted(name: str) -> str:
 
 
 def _pages(search: Any, **args: Any) -> Iterable[Any]:
-    """Yield every item of a paginated MLflow search."""
+    """Yield every item of a paginated MLflow search, refusing one that never ends.
+
+    A server that hands back a page token it gave before, or more than
+    MAX_ITEMS items, would keep a watch reading for ever: that is an error
+    naming what MLflow did, not a registry auditml records.
+    """
     token = None
+    seen: set[str] = set()
+    count = 0
     while True:
         page = search(page_token=token, **args)
-        yield from page
+        for item in page:
+            count += 1
+            if count > MAX_ITEMS:
+                raise StoreError(
+                    f"MLflow returned more than {MAX_ITEMS:,} items for one search: auditml "
+                    "stops there; follow fewer models at once with --model NAME"
+                )
+            yield item
         token = getattr(page, "token", None)
         if not token:
             return
+        if not isinstance(token, str) or token in seen:
+            raise StoreError(
+                "MLflow returned a page token it had already given (or not a string): its "
+                "search never ends, so auditml stops; check the server's version and logs"
+            )
+        seen.add(token)
 
 
 def read_snapshot(
@@ -220,7 +245,7 @@ def read_snapshot(
                 )
             snapshot[rm.name] = model
         return snapshot
-    except InvalidInputError:
+    except (InvalidInputError, StoreError):
         raise
     except Exception as exc:
         raise _failure(uri, exc) from None

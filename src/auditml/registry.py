@@ -331,12 +331,19 @@ def _clash(view: View, uri: str, change: Change, now: Snapshot, held: VersionSta
         return None
     what = "imported" if imported else "live"
     return (
-        f"MLflow at {uri!r} shows {change.model!r} version {version} "
-        f"({'from run ' + theirs if theirs else 'with no run'}), but auditml's "
-        f"{change.model!r} version {version} is another training "
+        f"MLflow at {uri!r} shows {change.model!r} version {_short(version)} "
+        f"({'from run ' + _short(theirs) if theirs else 'with no run'}), but auditml's "
+        f"{change.model!r} version {_short(version)} is another training "
         f"({what}, event {seq if seq is not None else '?'}, "
-        f"{'MLflow run ' + ours if ours else 'no MLflow run'})"
+        f"{'MLflow run ' + _short(ours) if ours else 'no MLflow run'})"
     )
+
+
+def _short(text: str) -> str:
+    """Return an id as an error shows it: printable, at most 64 characters (MLflow's are 32)."""
+    if text.isprintable() and len(text) <= 64:
+        return text
+    return repr(text[:64]) + ("…" if len(text) > 64 else "")
 
 
 def _clash_error(clashes: list[str]) -> str:

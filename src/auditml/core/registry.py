@@ -199,9 +199,12 @@ class KnownRegistries:
         return copy.deepcopy(found)
 
 
-def _order(version: str) -> tuple[int, str]:
-    """Sort versions by number, then by name."""
-    return (int(version), "") if version.isdigit() else (2**62, version)
+def _order(version: str) -> tuple[int, int, str, str]:
+    """Sort versions by number, then by name (a number of any length, never through int())."""
+    if version.isascii() and version.isdigit():
+        digits = version.lstrip("0") or "0"
+        return (0, len(digits), digits, version)
+    return (1, 0, "", version)
 
 
 def _tags(

@@ -1024,3 +1024,89 @@ def test_same_model_name_in_a_second_registry_is_not_attached_to_the_first(
     assert code == 2 and "'credit-risk' version 1" in err
     with AuditLog.open(db_url) as log:
         assert log.head().size == size
+
+
+# -- one registry under every spelling of its URI -------------------------------------------
+
+
+def test_a_local_registry_typed_relative_then_absolute_is_one_registry(
+    db_url: str,
+    registry_uri: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Imported as sqlite:///mlflow.db, watched as its absolute path or +driver: nothing new."""
+    _registry(registry_uri)
+    _init(db_url).close()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(
+        ["import", "mlflow", "--tracking-uri", "sqlite:///mlflow.db", "--db", db_url], capsys
+    )
+    assert code == 0, err
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+        uris = {e.data["uri"] for e in _changes(log)}
+    assert uris == {f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    for spelling in (
+        f"sqlite:///{tmp_path}/./mlflow.db",
+        f"sqlite:///{tmp_path}/../{tmp_path.name}/mlflow.db",
+        "sqlite+pysqlite:///mlflow.db",
+    ):
+        code, out, err = run_cli(
+            ["mlflow", "watch", "--once", "--tracking-uri", spelling, "--db", db_url], capsys
+        )
+        assert code == 0, err
+        assert "no changes" in out, spelling
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size
+
+
+def test_a_server_typed_with_a_slash_or_in_capitals_is_one_registry(
+    db_url: str, server_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """http://host:port, http://host:port/ and HTTP://HOST:port// follow one registry's history."""
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    made = _registry(server_uri, model, f"o-{uuid.uuid4().hex[:8]}")
+    _init(db_url).close()
+    base = ["--model", model, "--db", db_url]
+    assert run_cli(["import", "mlflow", "--tracking-uri", server_uri, *base], capsys)[0] == 0
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+    for spelling in (server_uri + "/", server_uri.upper() + "//"):
+        code, out, err = run_cli(
+            ["mlflow", "watch", "--once", "--tracking-uri", spelling, *base], capsys
+        )
+        assert code == 0, err
+        assert "no changes" in out
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size
+    made["client"].set_registered_model_alias(model, "champion", "2")
+    code, out, _ = run_cli(
+        ["mlflow", "watch", "--once", "--tracking-uri", server_uri + "/", *base], capsys
+    )
+    assert code == 0 and "alias champion -> v2 (was v1)" in out
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("http://127.0.0.1:5000/\nerror: all verified", "whitespace or control"),
+        ("http://127.0.0.1:99999", "port '99999'"),
+        ("http://:5000", "no host"),
+        ("http://x" + "y" * 5000, "characters long"),
+    ],
+)
+def test_a_hostile_tracking_uri_is_refused_before_mlflow_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str, said: str
+) -> None:
+    """A URI no registry can have fails in one line, exit 2, in import and watch; writes nothing."""
+    db = f"sqlite:///{tmp_path / 'audit.db'}"
+    _init(db).close()
+    for command in (["import", "mlflow"], ["mlflow", "watch", "--once"]):
+        code, out, err = run_cli([*command, "--tracking-uri", uri, "--db", db], capsys)
+        assert code == 2, out
+        assert err.startswith("error: the MLflow tracking URI") and said in err
+        assert err.count("\n") == 1 and len(err) < 400
+    with AuditLog.open(db) as log:
+        assert log.head().size == 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from auditml.core import merkle
 from auditml.core.events import (
@@ -41,13 +41,15 @@ from auditml.core.policy import (
 )
 from auditml.core.privacy import Binding
 from auditml.core.reader import Reader
-from auditml.core.registry import KnownRegistries
 from auditml.core.signing import verify_esignature
 from auditml.core.state import ModelState, VersionState, fold, parse, parse_found, policy_in_force
 from auditml.errors import (
     InvalidInputError,
     VerificationError,
 )
+
+if TYPE_CHECKING:  # a decision that follows no registry never loads its rules (issue 20)
+    from auditml.core.registry import KnownRegistries
 
 __all__ = [
     "Decide",
@@ -218,6 +220,8 @@ class View:
         context is the same and the last event it folded reads back with the
         same bytes; otherwise every event is read and folded afresh.
         """
+        from auditml.core.registry import KnownRegistries
+
         actions = ("registry.change",)
         cached = self._cache.registries
         self._cache.registries = None  # until this fold is complete and true

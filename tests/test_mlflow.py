@@ -1110,3 +1110,56 @@ def test_a_hostile_tracking_uri_is_refused_before_mlflow_is_asked(
         assert err.count("\n") == 1 and len(err) < 400
     with AuditLog.open(db) as log:
         assert log.head().size == 1
+
+
+def test_a_deploy_never_points_the_alias_at_mlflows_own_version_of_that_number(
+    db_url: str, registry_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live v1 deployed while MLflow's v1 is another run: alias stays, the failure recorded."""
+    _trained_live(db_url)
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    _version(client, "credit-risk", auc=0.5, depth=1)
+    _version(client, "credit-risk", auc=0.6, depth=2)
+    client.set_registered_model_alias("credit-risk", "champion", "2")
+    _policy(tmp_path, db_url, registry_uri)
+    db = ["--db", db_url]
+    assert (
+        run_cli(["approve", "credit-risk", "1", "--actor", "victor@bank.example", *db], capsys)[0]
+        == 0
+    )
+    code, out, err = run_cli(
+        ["deploy", "credit-risk", "1", "-e", "production", "--actor", "rhea@bank.example", *db],
+        capsys,
+    )
+    assert code == 0 and "Deployed credit-risk v1 to production" in out
+    assert "NOT moved" in err and "is not the training auditml deployed as version 1" in err
+    assert str(client.get_model_version_by_alias("credit-risk", "champion").version) == "2"
+    with AuditLog.open(db_url) as log:
+        (sync,) = [r.event.data for r in log.events(action="registry.sync")]
+        assert sync["status"] == "failed" and "live, event 1" in sync["error"]
+        assert sync["uri"] == registry_uri  # the registry's identity: already absolute
+
+
+def test_a_deploy_of_the_same_run_moves_the_alias(
+    db_url: str, registry_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live v1 trained inside the MLflow run of MLflow's v1 is that version: the alias moves."""
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    version = _version(client, "credit-risk", auc=0.5, depth=1)
+    _trained_live(
+        db_url, {"mlflow.run_id": client.get_model_version("credit-risk", version).run_id}
+    )
+    _policy(tmp_path, db_url, registry_uri)
+    db = ["--db", db_url]
+    assert (
+        run_cli(["approve", "credit-risk", "1", "--actor", "victor@bank.example", *db], capsys)[0]
+        == 0
+    )
+    code, _, err = run_cli(
+        ["deploy", "credit-risk", "1", "-e", "production", "--actor", "rhea@bank.example", *db],
+        capsys,
+    )
+    assert code == 0 and "moved credit-risk@champion to version 1" in err
+    assert str(client.get_model_version_by_alias("credit-risk", "champion").version) == "1"

@@ -44,6 +44,7 @@ from auditml.registry import ImportedRun
 __all__ = [
     "MAX_SKEW_S",
     "WebhookListener",
+    "check_same_training",
     "client_for",
     "move_alias",
     "read_runs",
@@ -349,6 +350,40 @@ def _imported_run(client: Any, uri: str, name: str, mv: KnownVersion) -> Importe
     return ImportedRun(
         actor=actor, data={k: v for k, v in data.items() if v is not None}, mark=mark
     )
+
+
+def check_same_training(
+    client: Any, uri: str, model: str, version: str, ours: str | None, what: str
+) -> None:
+    """Refuse to point an alias at MLflow's ``version`` when it is not auditml's training of it.
+
+    ``ours`` is the MLflow run auditml's training of that version names (None:
+    none); ``what`` says which training that is (e.g. ``live, event 12``).
+    auditml and MLflow number versions each on their own, so the same number
+    is the same model only when MLflow's version came from that run.
+    """
+    try:
+        theirs = client.get_model_version(model, version).run_id or None
+    except Exception as exc:
+        raise _failure(uri, exc) from None
+    if theirs is not None and theirs == ours:
+        return
+    raise InvalidInputError(
+        f"MLflow's {model!r} version {version} "
+        f"({'from run ' + _printable(theirs) if theirs else 'with no run'}) is not the training "
+        f"auditml deployed as version {version} ({what}, "
+        f"{'MLflow run ' + _printable(ours) if ours else 'no MLflow run'}), so its alias was "
+        "left where it was: auditml and MLflow numbered these versions each on their own. "
+        "Register the deployed model in MLflow from the run auditml recorded, or move the "
+        "alias by hand"
+    )
+
+
+def _printable(text: str) -> str:
+    """Return an id as a message shows it: printable, at most 64 characters (MLflow's are 32)."""
+    if text.isprintable() and len(text) <= 64:
+        return text
+    return repr(text[:64]) + ("…" if len(text) > 64 else "")
 
 
 def move_alias(client: Any, uri: str, model: str, alias: str, version: str) -> str | None:

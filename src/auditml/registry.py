@@ -34,7 +34,7 @@ from auditml.errors import InvalidInputError
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
 
-__all__ = ["ImportedRun", "Recorded", "RegistryService", "ViolationEntry"]
+__all__ = ["ImportedRun", "Recorded", "RegistryService", "ViolationEntry", "training_run"]
 
 
 @dataclass(frozen=True)
@@ -289,27 +289,34 @@ class RegistryService:
         return found
 
 
-def _run_of(view: View, model: str, held: VersionState) -> tuple[str | None, bool, int | None]:
-    """Return the MLflow run a version's training names, whether it was imported, and its seq.
+def training_run(data: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """Return the MLflow run a ``model.train`` event's data names, and whether it is imported.
 
     An imported training names the run it was imported from (its mark's ``id``);
     a live one names the MLflow run it ran inside (its ``mlflow.run_id`` tag,
-    which ``@track_training`` records). Read from the training's verified bytes.
+    which ``@track_training`` records).
+    """
+    mark = data.get("imported")
+    if isinstance(mark, dict):
+        named = mark.get("id") if mark.get("source") == "mlflow" else None
+        return (named if isinstance(named, str) and named else None), True
+    tags = data.get("tags")
+    named = tags.get("mlflow.run_id") if isinstance(tags, dict) else None
+    return (named if isinstance(named, str) and named else None), False
+
+
+def _run_of(view: View, model: str, held: VersionState) -> tuple[str | None, bool, int | None]:
+    """Return the MLflow run a version's training names, whether it was imported, and its seq.
+
+    Read from the training's verified bytes (see :func:`training_run`).
     """
     seq = held.trained_seq
     if seq is None:
         return None, held.trained_imported, None
     for found, body in view.reader.bodies(model, ("model.train",), after=seq - 1):
-        if found != seq:
-            continue
-        data = parse_found(found, body, ("model.train",), model).data
-        mark = data.get("imported")
-        if isinstance(mark, dict):
-            named = mark.get("id") if mark.get("source") == "mlflow" else None
-            return (named if isinstance(named, str) else None), True, seq
-        tags = data.get("tags")
-        named = tags.get("mlflow.run_id") if isinstance(tags, dict) else None
-        return (named if isinstance(named, str) and named else None), False, seq
+        if found == seq:
+            run, imported = training_run(parse_found(found, body, ("model.train",), model).data)
+            return run, imported, seq
     return None, held.trained_imported, seq
 
 

@@ -348,3 +348,19 @@ def test_version_names_no_int_can_take_are_recorded_in_order_not_a_crash(
         assert sorted(created) == sorted(["2", odd, "10"])
         assert created.index("2") < created.index("10")
         assert log.record_registry(shown, via="poll", uri=URI, actor="ops").changes == []
+
+
+def test_an_old_relative_spelling_is_read_against_the_folder_of_the_reader(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old event typed ./mlruns names the store in the folder it is read from, cache or not."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.chdir(first)
+    with _init(db_url) as log:
+        _old_change(log, "./mlruns", "version.created", "1")
+        assert log.registry_known(f"file://{first}/mlruns")
+        monkeypatch.chdir(second)
+        assert log.registry_known(f"file://{first}/mlruns") == {}
+        assert set(log.registry_known(f"file://{second}/mlruns")["credit-risk"].versions) == {"1"}

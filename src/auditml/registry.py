@@ -6,11 +6,18 @@ records the difference from what the log already holds, inside one append
 transaction, deciding what is new from the ``registry.change`` events read
 back as verified bytes under the head lock. So recording the same snapshot
 again (a second ``auditml import mlflow``, the next poll) records nothing, and
-two writers cannot record one change twice.
+two writers cannot record one change twice. The events are folded once per
+process and then only the new ones are read (:meth:`auditml.core.decide.View.registries`),
+so a poll does not slow down as the log grows. A registry is keyed by the
+identity of its URI (:func:`auditml.core.uri.registry_identity`), one for
+every spelling of it, old events' spellings included.
 
 A version the log does not know yet is recorded as an imported ``model.train``
 (its run's parameters, metrics, tags and times are MLflow's word), beside the
-``registry.change`` that says it appeared. An import marks every event it
+``registry.change`` that says it appeared. A version the log already holds a
+training for is that training only when the training names the MLflow run
+the version came from; anything else is refused, naming both, and nothing is
+recorded (MLflow and auditml number versions each on their own). An import marks every event it
 records as imported history; a watch records each change live, as auditml saw
 it, and checks it against the policy in force (:func:`auditml.core.registry.violations`).
 """

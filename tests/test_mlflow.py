@@ -903,3 +903,263 @@ def test_diff_then_fold_round_trips_to_what_the_registry_shows() -> None:
         "tag.deleted",
         "description.set",
     }
+
+
+# -- version numbers auditml and MLflow both gave -------------------------------------------
+
+
+def _trained_live(db_url: str, tags: dict[str, str] | None = None) -> int:
+    """Record credit-risk v1 as a live auditml training; return the log's size after it."""
+    with _init(db_url) as log:
+        data: dict[str, Any] = {"metrics": {"auc": 0.7}, **({"tags": tags} if tags else {})}
+        receipt = log.record_training("credit-risk", data=data, actor="dana@bank.example")
+        assert receipt.version == "1"
+        return log.head().size
+
+
+@pytest.mark.parametrize("command", [["import", "mlflow"], ["mlflow", "watch", "--once"]])
+def test_mlflow_version_numbered_like_another_training_is_refused_naming_both(
+    db_url: str, registry_uri: str, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """MLflow's own v1 of a model auditml trained live as v1 is refused, named; nothing written."""
+    size = _trained_live(db_url)
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    version = _version(client, "credit-risk", auc=0.81, depth=4)
+    run_id = client.get_model_version("credit-risk", version).run_id
+    code, out, err = run_cli([*command, "--tracking-uri", registry_uri, "--db", db_url], capsys)
+    assert code == 2, out
+    assert err.startswith("error:") and "Traceback" not in err
+    assert "'credit-risk' version 1" in err and run_id in err
+    assert "event 1" in err and "no MLflow run" in err
+    assert "mlflow.run_id" in err and "--model" in err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size  # MLflow's run never lands on auditml's training
+        assert list(log.events(action="registry.change")) == []
+
+
+def test_mlflow_version_of_the_same_run_is_attached_to_the_live_training(
+    db_url: str, registry_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live training naming MLflow's run (mlflow.run_id) is that version: attached, not copied."""
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    version = _version(client, "credit-risk", auc=0.81, depth=4)
+    run_id = client.get_model_version("credit-risk", version).run_id
+    _trained_live(db_url, {"mlflow.run_id": run_id})
+    code, _, err = run_cli(
+        ["import", "mlflow", "--tracking-uri", registry_uri, "--db", db_url], capsys
+    )
+    assert code == 0, err
+    with AuditLog.open(db_url) as log:
+        trains = [r.event for r in log.events(action="model.train")]
+        assert len(trains) == 1 and not is_imported(trains[0].data)
+        created = [e for e in _changes(log) if e.data["kind"] == "version.created"]
+        assert [e.subject for e in created] == [{"model": "credit-risk", "version": "1"}]
+
+
+def test_mlflow_version_with_another_run_than_the_live_training_is_refused(
+    db_url: str, registry_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live training naming a different MLflow run is another training: refused, both named."""
+    size = _trained_live(db_url, {"mlflow.run_id": "0" * 32})
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    _version(client, "credit-risk", auc=0.81, depth=4)
+    code, _, err = run_cli(
+        ["import", "mlflow", "--tracking-uri", registry_uri, "--db", db_url], capsys
+    )
+    assert code == 2
+    assert "MLflow run " + "0" * 32 in err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size
+
+
+def test_model_recreated_in_mlflow_is_not_attached_to_the_old_version_1(
+    db_url: str, registry_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model deleted and made again in MLflow restarts at v1: not the imported old v1's run."""
+    made = _registry(registry_uri)
+    _init(db_url).close()
+    base = ["--tracking-uri", registry_uri, "--model", "credit-risk", "--db", db_url]
+    assert run_cli(["import", "mlflow", *base], capsys)[0] == 0
+    client = made["client"]
+    client.delete_registered_model("credit-risk")
+    assert run_cli(["mlflow", "watch", "--once", *base], capsys)[0] == 0
+    client.create_registered_model("credit-risk")
+    _version(client, "credit-risk", auc=0.5, depth=1)
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+    code, _, err = run_cli(["mlflow", "watch", "--once", *base], capsys)
+    assert code == 2
+    assert "'credit-risk' version 1" in err and "imported" in err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size
+
+
+def test_same_model_name_in_a_second_registry_is_not_attached_to_the_first(
+    db_url: str,
+    registry_uri: str,
+    empty_registry: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two MLflow servers both with credit-risk v1: the second's run never joins the first's."""
+    _registry(registry_uri)
+    _init(db_url).close()
+    assert (
+        run_cli(["import", "mlflow", "--tracking-uri", registry_uri, "--db", db_url], capsys)[0]
+        == 0
+    )
+    other = tmp_path / "other.db"
+    shutil.copy(empty_registry, other)
+    client = _client(f"sqlite:///{other}")
+    client.create_registered_model("credit-risk")
+    _version(client, "credit-risk", auc=0.5, depth=1)
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+    code, _, err = run_cli(
+        ["import", "mlflow", "--tracking-uri", f"sqlite:///{other}", "--db", db_url], capsys
+    )
+    assert code == 2 and "'credit-risk' version 1" in err
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size
+
+
+# -- one registry under every spelling of its URI -------------------------------------------
+
+
+def test_a_local_registry_typed_relative_then_absolute_is_one_registry(
+    db_url: str,
+    registry_uri: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Imported as sqlite:///mlflow.db, watched as its absolute path or +driver: nothing new."""
+    _registry(registry_uri)
+    _init(db_url).close()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(
+        ["import", "mlflow", "--tracking-uri", "sqlite:///mlflow.db", "--db", db_url], capsys
+    )
+    assert code == 0, err
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+        uris = {e.data["uri"] for e in _changes(log)}
+    assert uris == {f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    for spelling in (
+        f"sqlite:///{tmp_path}/./mlflow.db",
+        f"sqlite:///{tmp_path}/../{tmp_path.name}/mlflow.db",
+        "sqlite+pysqlite:///mlflow.db",
+    ):
+        code, out, err = run_cli(
+            ["mlflow", "watch", "--once", "--tracking-uri", spelling, "--db", db_url], capsys
+        )
+        assert code == 0, err
+        assert "no changes" in out, spelling
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size
+
+
+def test_a_server_typed_with_a_slash_or_in_capitals_is_one_registry(
+    db_url: str, server_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """http://host:port, http://host:port/ and HTTP://HOST:port// follow one registry's history."""
+    model = f"m-{uuid.uuid4().hex[:8]}"
+    made = _registry(server_uri, model, f"o-{uuid.uuid4().hex[:8]}")
+    _init(db_url).close()
+    base = ["--model", model, "--db", db_url]
+    assert run_cli(["import", "mlflow", "--tracking-uri", server_uri, *base], capsys)[0] == 0
+    with AuditLog.open(db_url) as log:
+        size = log.head().size
+    for spelling in (server_uri + "/", server_uri.upper() + "//"):
+        code, out, err = run_cli(
+            ["mlflow", "watch", "--once", "--tracking-uri", spelling, *base], capsys
+        )
+        assert code == 0, err
+        assert "no changes" in out
+    with AuditLog.open(db_url) as log:
+        assert log.head().size == size
+    made["client"].set_registered_model_alias(model, "champion", "2")
+    code, out, _ = run_cli(
+        ["mlflow", "watch", "--once", "--tracking-uri", server_uri + "/", *base], capsys
+    )
+    assert code == 0 and "alias champion -> v2 (was v1)" in out
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("http://127.0.0.1:5000/\nerror: all verified", "whitespace or control"),
+        ("http://127.0.0.1:99999", "port '99999'"),
+        ("http://:5000", "no host"),
+        ("http://x" + "y" * 5000, "characters long"),
+    ],
+)
+def test_a_hostile_tracking_uri_is_refused_before_mlflow_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str, said: str
+) -> None:
+    """A URI no registry can have fails in one line, exit 2, in import and watch; writes nothing."""
+    db = f"sqlite:///{tmp_path / 'audit.db'}"
+    _init(db).close()
+    for command in (["import", "mlflow"], ["mlflow", "watch", "--once"]):
+        code, out, err = run_cli([*command, "--tracking-uri", uri, "--db", db], capsys)
+        assert code == 2, out
+        assert err.startswith("error: the MLflow tracking URI") and said in err
+        assert err.count("\n") == 1 and len(err) < 400
+    with AuditLog.open(db) as log:
+        assert log.head().size == 1
+
+
+def test_a_deploy_never_points_the_alias_at_mlflows_own_version_of_that_number(
+    db_url: str, registry_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live v1 deployed while MLflow's v1 is another run: alias stays, the failure recorded."""
+    _trained_live(db_url)
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    _version(client, "credit-risk", auc=0.5, depth=1)
+    _version(client, "credit-risk", auc=0.6, depth=2)
+    client.set_registered_model_alias("credit-risk", "champion", "2")
+    _policy(tmp_path, db_url, registry_uri)
+    db = ["--db", db_url]
+    assert (
+        run_cli(["approve", "credit-risk", "1", "--actor", "victor@bank.example", *db], capsys)[0]
+        == 0
+    )
+    code, out, err = run_cli(
+        ["deploy", "credit-risk", "1", "-e", "production", "--actor", "rhea@bank.example", *db],
+        capsys,
+    )
+    assert code == 0 and "Deployed credit-risk v1 to production" in out
+    assert "NOT moved" in err and "is not the training auditml deployed as version 1" in err
+    assert str(client.get_model_version_by_alias("credit-risk", "champion").version) == "2"
+    with AuditLog.open(db_url) as log:
+        (sync,) = [r.event.data for r in log.events(action="registry.sync")]
+        assert sync["status"] == "failed" and "live, event 1" in sync["error"]
+        assert sync["uri"] == registry_uri  # the registry's identity: already absolute
+
+
+def test_a_deploy_of_the_same_run_moves_the_alias(
+    db_url: str, registry_uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A live v1 trained inside the MLflow run of MLflow's v1 is that version: the alias moves."""
+    client = _client(registry_uri)
+    client.create_registered_model("credit-risk")
+    version = _version(client, "credit-risk", auc=0.5, depth=1)
+    _trained_live(
+        db_url, {"mlflow.run_id": client.get_model_version("credit-risk", version).run_id}
+    )
+    _policy(tmp_path, db_url, registry_uri)
+    db = ["--db", db_url]
+    assert (
+        run_cli(["approve", "credit-risk", "1", "--actor", "victor@bank.example", *db], capsys)[0]
+        == 0
+    )
+    code, _, err = run_cli(
+        ["deploy", "credit-risk", "1", "-e", "production", "--actor", "rhea@bank.example", *db],
+        capsys,
+    )
+    assert code == 0 and "moved credit-risk@champion to version 1" in err
+    assert str(client.get_model_version_by_alias("credit-risk", "champion").version) == "1"

@@ -1156,7 +1156,11 @@ class AuditLog:
     # -- an outside registry (MLflow) ------------------------------------------
 
     def registry_known(self, uri: str | None = None) -> Snapshot:
-        """Return what the log says an outside registry showed (its ``registry.change`` events)."""
+        """Return what the log says an outside registry showed (its ``registry.change`` events).
+
+        ``uri`` may be any spelling of the registry's URI (see
+        :func:`auditml.core.uri.registry_identity`); None: every registry together.
+        """
         return self._registry.known(uri)
 
     def record_registry(
@@ -1172,7 +1176,10 @@ class AuditLog:
         """Record what changed in an outside registry since the log last saw it (see registry).
 
         ``via`` ``import`` records it as imported history; ``poll`` or ``webhook``
-        records each change live, with the policy rules it broke.
+        records each change live, with the policy rules it broke. ``uri`` is
+        recorded as the registry's identity, one for every spelling of it. A
+        version numbered like an auditml training that does not name the run
+        it came from is refused (InvalidInputError), and nothing is recorded.
         """
         return self._registry.record(
             now, via=via, uri=uri, actor=resolve_actor(actor), models=models, runs=runs

@@ -37,17 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from auditml.core.registry import NO_STAGE, KnownModel, KnownVersion, Snapshot
-from auditml.core.uri import scrub_uri
+from auditml.core.uri import registry_identity, scrub_uri
 from auditml.errors import InvalidInputError, StoreError
 from auditml.registry import ImportedRun
 
 __all__ = [
     "MAX_SKEW_S",
     "WebhookListener",
+    "check_same_training",
     "client_for",
     "move_alias",
     "read_runs",
     "read_snapshot",
+    "registry_key",
     "run_on_violation",
     "sign_webhook",
     "verify_webhook",
@@ -55,6 +57,8 @@ __all__ = [
 
 #: The largest webhook body read (MLflow's registry events are a few hundred bytes).
 MAX_BODY = 1_000_000
+#: The most items one paginated search may return before it is taken as never ending.
+MAX_ITEMS = 1_000_000
 #: How far a webhook's timestamp may be from this clock before it is refused as a replay.
 MAX_SKEW_S = 300
 #: The MLflow events a watch subscribes to (MLflow 3 sends no event for a stage change).
@@ -82,8 +86,16 @@ def _mlflow() -> Any:
 
 
 def shown_uri(uri: str) -> str:
-    """Return a tracking URI without credentials, as auditml records and prints it."""
+    """Return a tracking URI without credentials, as auditml prints it."""
     return scrub_uri(uri)[0]
+
+
+def registry_key(uri: str) -> str:
+    """Return the identity the log records a registry under: one for every spelling of it.
+
+    Raises InvalidInputError for a URI no registry can have (see core.uri).
+    """
+    return registry_identity(uri, os.getcwd())
 
 
 def _failure(uri: str, exc: BaseException) -> StoreError:
@@ -103,8 +115,7 @@ def _failure(uri: str, exc: BaseException) -> StoreError:
 
 def client_for(uri: str) -> Any:
     """Return an MlflowClient for ``uri`` that fails fast, or raise StoreError clearly."""
-    if not uri.strip():
-        raise InvalidInputError("the MLflow tracking URI is empty: give --tracking-uri URI")
+    registry_key(uri)  # a URI no registry can have is refused before MLflow is loaded
     # A server that is down should fail in seconds, not after MLflow's minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
@@ -141,9 +152,12 @@ def _must_exist(uri: str) -> None:
 
 def _stamp(ms: object) -> str | None:
     """Return MLflow's milliseconds since the epoch as the log writes times, or None."""
-    if not isinstance(ms, int | float) or isinstance(ms, bool) or ms <= 0:
+    if not isinstance(ms, int | float) or isinstance(ms, bool) or not 0 < ms < 2**53:
+        return None  # none, or nothing a clock can say (NaN, past year 9999): MLflow kept none
+    try:
+        moment = datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
         return None
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -153,14 +167,34 @@ def _quoted(name: str) -> str:
 
 
 def _pages(search: Any, **args: Any) -> Iterable[Any]:
-    """Yield every item of a paginated MLflow search."""
+    """Yield every item of a paginated MLflow search, refusing one that never ends.
+
+    A server that hands back a page token it gave before, or more than
+    MAX_ITEMS items, would keep a watch reading for ever: that is an error
+    naming what MLflow did, not a registry auditml records.
+    """
     token = None
+    seen: set[str] = set()
+    count = 0
     while True:
         page = search(page_token=token, **args)
-        yield from page
+        for item in page:
+            count += 1
+            if count > MAX_ITEMS:
+                raise StoreError(
+                    f"MLflow returned more than {MAX_ITEMS:,} items for one search: auditml "
+                    "stops there; follow fewer models at once with --model NAME"
+                )
+            yield item
         token = getattr(page, "token", None)
         if not token:
             return
+        if not isinstance(token, str) or token in seen:
+            raise StoreError(
+                "MLflow returned a page token it had already given (or not a string): its "
+                "search never ends, so auditml stops; check the server's version and logs"
+            )
+        seen.add(token)
 
 
 def read_snapshot(
@@ -212,7 +246,7 @@ def read_snapshot(
                 )
             snapshot[rm.name] = model
         return snapshot
-    except InvalidInputError:
+    except (InvalidInputError, StoreError):
         raise
     except Exception as exc:
         raise _failure(uri, exc) from None
@@ -237,7 +271,7 @@ def read_runs(
 ) -> dict[tuple[str, str], ImportedRun]:
     """Return the source run of each version the log does not know yet, as MLflow keeps it."""
     runs: dict[tuple[str, str], ImportedRun] = {}
-    clean = shown_uri(uri)
+    clean = registry_key(uri)
     for name, model in snapshot.items():
         before = known.get(name)
         for version, mv in model.versions.items():
@@ -316,6 +350,40 @@ def _imported_run(client: Any, uri: str, name: str, mv: KnownVersion) -> Importe
     return ImportedRun(
         actor=actor, data={k: v for k, v in data.items() if v is not None}, mark=mark
     )
+
+
+def check_same_training(
+    client: Any, uri: str, model: str, version: str, ours: str | None, what: str
+) -> None:
+    """Refuse to point an alias at MLflow's ``version`` when it is not auditml's training of it.
+
+    ``ours`` is the MLflow run auditml's training of that version names (None:
+    none); ``what`` says which training that is (e.g. ``live, event 12``).
+    auditml and MLflow number versions each on their own, so the same number
+    is the same model only when MLflow's version came from that run.
+    """
+    try:
+        theirs = client.get_model_version(model, version).run_id or None
+    except Exception as exc:
+        raise _failure(uri, exc) from None
+    if theirs is not None and theirs == ours:
+        return
+    raise InvalidInputError(
+        f"MLflow's {model!r} version {version} "
+        f"({'from run ' + _printable(theirs) if theirs else 'with no run'}) is not the training "
+        f"auditml deployed as version {version} ({what}, "
+        f"{'MLflow run ' + _printable(ours) if ours else 'no MLflow run'}), so its alias was "
+        "left where it was: auditml and MLflow numbered these versions each on their own. "
+        "Register the deployed model in MLflow from the run auditml recorded, or move the "
+        "alias by hand"
+    )
+
+
+def _printable(text: str) -> str:
+    """Return an id as a message shows it: printable, at most 64 characters (MLflow's are 32)."""
+    if text.isprintable() and len(text) <= 64:
+        return text
+    return repr(text[:64]) + ("…" if len(text) > 64 else "")
 
 
 def move_alias(client: Any, uri: str, model: str, alias: str, version: str) -> str | None:

@@ -6,31 +6,42 @@ records the difference from what the log already holds, inside one append
 transaction, deciding what is new from the ``registry.change`` events read
 back as verified bytes under the head lock. So recording the same snapshot
 again (a second ``auditml import mlflow``, the next poll) records nothing, and
-two writers cannot record one change twice.
+two writers cannot record one change twice. The events are folded once per
+process and then only the new ones are read (:meth:`auditml.core.decide.View.registries`),
+so a poll does not slow down as the log grows. A registry is keyed by the
+identity of its URI (:func:`auditml.core.uri.registry_identity`), one for
+every spelling of it, old events' spellings included.
 
 A version the log does not know yet is recorded as an imported ``model.train``
 (its run's parameters, metrics, tags and times are MLflow's word), beside the
-``registry.change`` that says it appeared. An import marks every event it
+``registry.change`` that says it appeared. A version the log already holds a
+training for is that training only when the training names the MLflow run
+the version came from; anything else is refused, naming both, and nothing is
+recorded (MLflow and auditml number versions each on their own). An import marks every event it
 records as imported history; a watch records each change live, as auditml saw
 it, and checks it against the policy in force (:func:`auditml.core.registry.violations`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from auditml.core.decide import Outcome, View
 from auditml.core.events import REGISTRY_ACTIONS, Actor, Draft, RegistryViolation
 from auditml.core.privacy import is_pseudonym
-from auditml.core.registry import Change, Snapshot, diff, fold_known, violations
-from auditml.core.state import parse_found
+from auditml.core.registry import Change, Snapshot, diff, violations
+from auditml.core.state import VersionState, parse_found
+from auditml.core.uri import registry_identity
+from auditml.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
 
-__all__ = ["ImportedRun", "Recorded", "RegistryService", "ViolationEntry"]
+__all__ = ["ImportedRun", "Recorded", "RegistryService", "ViolationEntry", "training_run"]
 
 
 @dataclass(frozen=True)
@@ -75,16 +86,50 @@ class ViolationEntry:
         return dict(self.__dict__)
 
 
+def identity(uri: str) -> str:
+    """Return the one spelling of a registry's URI that the log keys it by (see core.uri).
+
+    Raises InvalidInputError for a URI no registry can have.
+    """
+    return registry_identity(uri, os.getcwd())
+
+
+def _event_identity(cwd: str) -> Callable[[str | None], str | None]:
+    """Return how the URI an event was recorded from maps to its registry's identity.
+
+    An old event keeps the spelling it was recorded with: it is read as the
+    identity of that spelling (a relative path against ``cwd``), and one that
+    no registry can have is kept apart under a key no lookup can give.
+    """
+    seen: dict[str, str] = {}  # a log holds a few spellings, each on many events
+
+    def key(raw: str | None) -> str | None:
+        if raw is None:
+            return None
+        found = seen.get(raw)
+        if found is None:
+            try:
+                found = registry_identity(raw, cwd)
+            except InvalidInputError:
+                found = "\x00unusable:" + raw
+            if len(seen) < 1024:
+                seen[raw] = found
+        return found
+
+    return key
+
+
 def _known(view: View, uri: str | None = None) -> Snapshot:
     """Return what the log says the registry at ``uri`` showed, from verified event bytes.
 
-    Only changes recorded from that tracking URI count (all of them without
-    one): what another MLflow server showed says nothing about this one, and a
-    model missing here must not read as deleted there.
+    Only changes recorded from that registry count, under any spelling of its
+    URI (all of them without one): what another MLflow server showed says
+    nothing about this one, and a model missing here must not read as deleted
+    there.
     """
-    rows = view.reader.by_actions(("registry.change",))
-    events = (parse_found(seq, body, ("registry.change",)) for seq, body in rows)
-    return fold_known(e for e in events if uri is None or e.data.get("uri") == uri)
+    cwd = os.getcwd()
+    key = None if uri is None else registry_identity(uri, cwd)
+    return view.registries(_event_identity(cwd), cwd).snapshot(key)
 
 
 class RegistryService:
@@ -122,6 +167,7 @@ class RegistryService:
         gives the source run of versions the log may not know yet.
         """
         wanted = None if models is None else sorted(set(models))
+        uri = identity(uri)
         importing = via == "import"
         result = Recorded()
         # Pseudonyms are drawn outside the append (the policy may ask for them).
@@ -140,14 +186,19 @@ class RegistryService:
             result.trained.clear()
             changes = diff(_known(view, uri), now, wanted)
             drafts: list[Draft] = []
+            clashes: list[str] = []
             planned: list[tuple[int, Change, list[RegistryViolation]]] = []
             for change in changes:
                 if change.kind == "version.created" and change.version is not None:
                     run = (runs or {}).get((change.model, change.version))
-                    state = view.model(change.model)
-                    if change.version not in state.versions:
+                    held = view.model(change.model).versions.get(change.version)
+                    if held is None:
                         drafts.append(_train_draft(change, run, uri, people))
                         result.trained.append((change.model, change.version, len(drafts) - 1))
+                    else:
+                        clash = _clash(view, uri, change, now, held)
+                        if clash is not None:
+                            clashes.append(clash)
                 found = (
                     []
                     if importing
@@ -173,6 +224,8 @@ class RegistryService:
                     )
                 )
                 planned.append((len(drafts) - 1, change, found))
+            if clashes:
+                raise InvalidInputError(_clash_error(clashes))
             result.changes.extend((c, i, f) for i, c, f in planned)
             return drafts
 
@@ -195,6 +248,8 @@ class RegistryService:
         actor: Actor,
     ) -> Receipt:
         """Record that auditml moved (or failed to move) an alias after ``decision_seq``."""
+        with contextlib.suppress(InvalidInputError):  # the failure it caused is recorded
+            uri = identity(uri)
         data = {
             "uri": uri,
             "alias": alias,
@@ -239,6 +294,82 @@ class RegistryService:
                     )
                 )
         return found
+
+
+def training_run(data: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """Return the MLflow run a ``model.train`` event's data names, and whether it is imported.
+
+    An imported training names the run it was imported from (its mark's ``id``);
+    a live one names the MLflow run it ran inside (its ``mlflow.run_id`` tag,
+    which ``@track_training`` records).
+    """
+    mark = data.get("imported")
+    if isinstance(mark, dict):
+        named = mark.get("id") if mark.get("source") == "mlflow" else None
+        return (named if isinstance(named, str) and named else None), True
+    tags = data.get("tags")
+    named = tags.get("mlflow.run_id") if isinstance(tags, dict) else None
+    return (named if isinstance(named, str) and named else None), False
+
+
+def _run_of(view: View, model: str, held: VersionState) -> tuple[str | None, bool, int | None]:
+    """Return the MLflow run a version's training names, whether it was imported, and its seq.
+
+    Read from the training's verified bytes (see :func:`training_run`).
+    """
+    seq = held.trained_seq
+    if seq is None:
+        return None, held.trained_imported, None
+    for found, body in view.reader.bodies(model, ("model.train",), after=seq - 1):
+        if found == seq:
+            run, imported = training_run(parse_found(found, body, ("model.train",), model).data)
+            return run, imported, seq
+    return None, held.trained_imported, seq
+
+
+def _clash(view: View, uri: str, change: Change, now: Snapshot, held: VersionState) -> str | None:
+    """Return why a version the registry shows is not the training auditml holds under its number.
+
+    MLflow numbers its versions and auditml numbers its trainings, each on its
+    own: the same number is the same training only when auditml's training
+    names the run MLflow's version came from. Anything else (another run, no
+    run on either side) would attach MLflow's provenance, aliases and stages to
+    a different training, so it is refused rather than recorded or dropped.
+    """
+    version = str(change.version)
+    shown = now.get(change.model)
+    known = shown.versions.get(version) if shown is not None else None
+    theirs = known.run_id if known is not None else None
+    ours, imported, seq = _run_of(view, change.model, held)
+    if theirs is not None and ours == theirs:
+        return None
+    what = "imported" if imported else "live"
+    return (
+        f"MLflow at {uri!r} shows {change.model!r} version {_short(version)} "
+        f"({'from run ' + _short(theirs) if theirs else 'with no run'}), but auditml's "
+        f"{change.model!r} version {_short(version)} is another training "
+        f"({what}, event {seq if seq is not None else '?'}, "
+        f"{'MLflow run ' + _short(ours) if ours else 'no MLflow run'})"
+    )
+
+
+def _short(text: str) -> str:
+    """Return an id as an error shows it: printable, at most 64 characters (MLflow's are 32)."""
+    if text.isprintable() and len(text) <= 64:
+        return text
+    return repr(text[:64]) + ("…" if len(text) > 64 else "")
+
+
+def _clash_error(clashes: list[str]) -> str:
+    """Return the refusal of a recording whose versions clash with auditml's own, and the fixes."""
+    more = f" (and {len(clashes) - 1} more version(s) like it)" if len(clashes) > 1 else ""
+    return (
+        f"{clashes[0]}{more}. auditml will not attach MLflow's version to a different "
+        "training, so nothing was recorded. If they are the same model, record the training "
+        "inside the MLflow run that registers it (@track_training then keeps its "
+        "mlflow.run_id); if not, give one of them another model name, or leave this model "
+        "out with --model NAME for the others"
+    )
 
 
 def _text(value: object) -> str | None:

@@ -527,6 +527,21 @@ def load_person_key(path: Path) -> FileSigner:
 # -- MLflow ---------------------------------------------------------------------------------
 
 
+def _training_run(log: AuditLog, model: str, version: str) -> tuple[str | None, str]:
+    """Return the MLflow run auditml's training of a version names, and which training it is."""
+    from auditml.registry import training_run
+
+    state = log.status(model).get(model)
+    held = state.versions.get(version) if state is not None else None
+    seq = held.trained_seq if held is not None else None
+    if seq is None:
+        return None, "no training on the log"
+    for record in log.events(model=model, action="model.train", start=seq, stop=seq + 1):
+        run, imported = training_run(record.event.data)
+        return run, f"{'imported' if imported else 'live'}, event {seq}"
+    return None, f"event {seq}"
+
+
 def sync_alias(log: AuditLog, model: str, version: str, env: str, seq: int, actor: Any) -> None:
     """Move the MLflow alias that stands for ``env`` after decision ``seq``; record the outcome.
 
@@ -550,6 +565,8 @@ def sync_alias(log: AuditLog, model: str, version: str, env: str, seq: int, acto
 
         shown = bridge.shown_uri(uri)
         client = bridge.client_for(uri)
+        ours, what = _training_run(log, model, version)
+        bridge.check_same_training(client, uri, model, version, ours, what)
         previous = bridge.move_alias(client, uri, model, alias, version)
     except AuditmlError as exc:
         error = str(exc)

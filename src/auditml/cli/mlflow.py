@@ -80,13 +80,13 @@ def _record(
 
     client = bridge.client_for(uri)
     snapshot = bridge.read_snapshot(client, uri, models, strict=via == "import")
-    shown = bridge.shown_uri(uri)
-    known = log.registry_known(shown)
+    key = bridge.registry_key(uri)
+    known = log.registry_known(key)
     runs = bridge.read_runs(client, uri, snapshot, known)
     recorded = log.record_registry(
         snapshot,
         via=via,
-        uri=shown,
+        uri=key,
         actor=actor,
         models=models or None,
         runs=runs,

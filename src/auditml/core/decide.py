@@ -9,9 +9,10 @@ denial is recorded.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from auditml.core import merkle
 from auditml.core.events import (
@@ -47,9 +48,13 @@ from auditml.errors import (
     VerificationError,
 )
 
+if TYPE_CHECKING:  # a decision that follows no registry never loads its rules (issue 20)
+    from auditml.core.registry import KnownRegistries
+
 __all__ = [
     "Decide",
     "Outcome",
+    "RegistryFold",
     "StateCache",
     "View",
     "denied",
@@ -92,6 +97,24 @@ class StateCache:
         self.policy: tuple[int, Policy, int | None] | None = None
         self.keys: tuple[int, KeyRegistry] | None = None
         self.incidents: tuple[int, IncidentIndex] | None = None
+        self.registries: RegistryFold | None = None
+
+
+@dataclass(frozen=True)
+class RegistryFold:
+    """``registry.change`` events folded up to ``after``, and what the fold stands on.
+
+    ``context`` is what the fold's URI identities depend on (the working
+    folder, for relative paths); ``anchor`` is the seq and SHA-256 of the last
+    event folded, read back before the fold is used again: its bytes commit,
+    through the chain, to every event before it, so a log changed below the
+    fold is folded again from its verified bytes, never trusted.
+    """
+
+    after: int
+    context: str
+    anchor: tuple[int, bytes] | None
+    folded: KnownRegistries
 
 
 class View:
@@ -185,6 +208,45 @@ class View:
         for seq, body in self._reader.by_actions(actions, after=after):
             folded.apply(seq, parse_found(seq, body, actions))
         return self._size - 1, folded
+
+    def registries(
+        self, identity: Callable[[str | None], str | None], context: str
+    ) -> KnownRegistries:
+        """Return what the log says each outside registry showed, folded incrementally.
+
+        Only the ``registry.change`` events committed since the last fold are
+        read (hash-checked, as every read here is), so a watch's poll does not
+        slow down as the log grows. The fold is used again only when its
+        context is the same and the last event it folded reads back with the
+        same bytes; otherwise every event is read and folded afresh.
+        """
+        from auditml.core.registry import KnownRegistries
+
+        actions = ("registry.change",)
+        cached = self._cache.registries
+        self._cache.registries = None  # until this fold is complete and true
+        rows: list[tuple[int, bytes]] | None = None
+        if cached is not None and cached.context == context and cached.after < self._size:
+            if cached.anchor is None:
+                rows = self._reader.by_actions(actions, after=cached.after)
+            else:
+                seq, digest = cached.anchor
+                found = self._reader.by_actions(actions, after=seq - 1)
+                same = bool(found) and found[0][0] == seq
+                if same and hashlib.sha256(found[0][1]).digest() == digest:
+                    rows = found[1:]
+                    if rows and rows[0][0] <= cached.after:  # an event the fold never saw
+                        rows = None
+        if rows is None or cached is None:
+            folded, anchor = KnownRegistries(identity), None
+            rows = self._reader.by_actions(actions)
+        else:
+            folded, anchor = cached.folded, cached.anchor
+        for seq, body in rows:
+            folded.apply(seq, parse_found(seq, body, actions))
+            anchor = (seq, hashlib.sha256(body).digest())
+        self._cache.registries = RegistryFold(self._size - 1, context, anchor, folded)
+        return folded
 
     def metrics(self, name: str, version: str) -> dict[str, float]:
         """Return the live metrics gates check: live training's, updated by live evaluations."""

@@ -19,7 +19,8 @@ one holding the deploy permission decided it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import copy
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,11 @@ from auditml.core.state import ModelState
 __all__ = [
     "Change",
     "KnownModel",
+    "KnownRegistries",
     "KnownVersion",
     "Snapshot",
     "diff",
+    "fold_change",
     "fold_known",
     "violations",
 ]
@@ -125,47 +128,83 @@ def fold_known(events: Iterable[Event]) -> Snapshot:
     """Return what the log says the registry showed, from its ``registry.change`` events."""
     known: Snapshot = {}
     for event in events:
-        data, subject = event.data, event.subject
-        model = known.setdefault(subject.get("model", ""), KnownModel(subject.get("model", "")))
-        version = subject.get("version")
-        kind = data.get("kind")
-        value = data.get("value")
-        text = value if isinstance(value, str) else ""
-        if kind == "version.created" and version is not None:
-            model.versions[version] = KnownVersion(version, source=text or None)
-            continue
-        if kind == "version.deleted" and version is not None:
-            model.versions.pop(version, None)
-            continue
-        if kind == "alias.set" and version is not None:
-            model.aliases[str(data.get("alias"))] = version
-            continue
-        if kind == "alias.removed":
-            model.aliases.pop(str(data.get("alias")), None)
-            continue
-        held = model.versions.get(version) if version is not None else None
-        if version is not None and held is None:
-            held = model.versions[version] = KnownVersion(version)
-        if kind == "stage.set" and held is not None:
-            held.stage = str(data.get("stage"))
-        elif kind in ("tag.set", "tag.deleted"):
-            tags = held.tags if held is not None else model.tags
-            key = str(data.get("key"))
-            if kind == "tag.set":
-                tags[key] = text
-            else:
-                tags.pop(key, None)
-        elif kind == "description.set":
-            if held is not None:
-                held.description = text
-            else:
-                model.description = text
+        fold_change(known, event)
     return known
 
 
-def _order(version: str) -> tuple[int, str]:
-    """Sort versions by number, then by name."""
-    return (int(version), "") if version.isdigit() else (2**62, version)
+def fold_change(known: Snapshot, event: Event) -> None:
+    """Fold one ``registry.change`` event into what the log says the registry showed."""
+    data, subject = event.data, event.subject
+    model = known.setdefault(subject.get("model", ""), KnownModel(subject.get("model", "")))
+    version = subject.get("version")
+    kind = data.get("kind")
+    value = data.get("value")
+    text = value if isinstance(value, str) else ""
+    if kind == "version.created" and version is not None:
+        model.versions[version] = KnownVersion(version, source=text or None)
+        return
+    if kind == "version.deleted" and version is not None:
+        model.versions.pop(version, None)
+        return
+    if kind == "alias.set" and version is not None:
+        model.aliases[str(data.get("alias"))] = version
+        return
+    if kind == "alias.removed":
+        model.aliases.pop(str(data.get("alias")), None)
+        return
+    held = model.versions.get(version) if version is not None else None
+    if version is not None and held is None:
+        held = model.versions[version] = KnownVersion(version)
+    if kind == "stage.set" and held is not None:
+        held.stage = str(data.get("stage"))
+    elif kind in ("tag.set", "tag.deleted"):
+        tags = held.tags if held is not None else model.tags
+        key = str(data.get("key"))
+        if kind == "tag.set":
+            tags[key] = text
+        else:
+            tags.pop(key, None)
+    elif kind == "description.set":
+        if held is not None:
+            held.description = text
+        else:
+            model.description = text
+
+
+class KnownRegistries:
+    """What the log says each outside registry showed, folded one event at a time.
+
+    Events are grouped by ``identity`` of the URI they were recorded from (so
+    spellings of one registry, old events' included, fold together), and all
+    of them together under None. :meth:`snapshot` returns a copy, so whatever a
+    caller does with it never reaches the fold.
+    """
+
+    def __init__(self, identity: Callable[[str | None], str | None]) -> None:
+        self._identity = identity
+        self._by_uri: dict[str, Snapshot] = {}
+        self._all: Snapshot = {}
+
+    def apply(self, seq: int, event: Event) -> None:
+        """Fold one ``registry.change`` event (at ``seq``) in."""
+        fold_change(self._all, event)
+        raw = event.data.get("uri")
+        key = self._identity(raw if isinstance(raw, str) else None)
+        if key is not None:
+            fold_change(self._by_uri.setdefault(key, {}), event)
+
+    def snapshot(self, key: str | None) -> Snapshot:
+        """Return (a copy of) what the registry of identity ``key`` showed; None: all of them."""
+        found = self._all if key is None else self._by_uri.get(key, {})
+        return copy.deepcopy(found)
+
+
+def _order(version: str) -> tuple[int, int, str, str]:
+    """Sort versions by number, then by name (a number of any length, never through int())."""
+    if version.isascii() and version.isdigit():
+        digits = version.lstrip("0") or "0"
+        return (0, len(digits), digits, version)
+    return (1, 0, "", version)
 
 
 def _tags(

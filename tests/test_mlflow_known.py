@@ -364,3 +364,31 @@ def test_an_old_relative_spelling_is_read_against_the_folder_of_the_reader(
         monkeypatch.chdir(second)
         assert log.registry_known(f"file://{first}/mlruns") == {}
         assert set(log.registry_known(f"file://{second}/mlruns")["credit-risk"].versions) == {"1"}
+
+
+def test_an_alias_auditml_moved_is_known_so_a_move_back_in_mlflow_is_a_change(db_url: str) -> None:
+    """After a done sync (v1 -> v2), MLflow showing v2 is nothing new and v1 again is a change."""
+    with _init(db_url) as log:
+        log.record_registry(_shows("1", "2", champion="1"), via="import", uri=URI, actor="ops")
+        decision = log.head().size - 1
+        for status in ("failed", "done"):  # a failed move leaves the registry as it was
+            log.record_registry_sync(
+                model="credit-risk",
+                version="2",
+                environment="production",
+                alias="champion",
+                decision_seq=decision,
+                uri=URI,
+                previous="1",
+                error="nothing answers there" if status == "failed" else None,
+                actor="ops",
+            )
+            champion = log.registry_known(URI)["credit-risk"].aliases["champion"]
+            assert champion == ("1" if status == "failed" else "2")
+        size = log.head().size
+        same = log.record_registry(_shows("1", "2", champion="2"), via="poll", uri=URI, actor="o")
+        assert same.changes == [] and log.head().size == size  # auditml's own move, not MLflow's
+        back = log.record_registry(_shows("1", "2", champion="1"), via="poll", uri=URI, actor="o")
+        ((change, _, _),) = back.changes
+        assert (change.kind, change.version, change.previous) == ("alias.set", "1", "2")
+        log.verify()

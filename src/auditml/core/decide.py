@@ -214,7 +214,7 @@ class View:
     ) -> KnownRegistries:
         """Return what the log says each outside registry showed, folded incrementally.
 
-        Only the ``registry.change`` events committed since the last fold are
+        Only the ``registry.change`` and ``registry.sync`` events committed since the last fold are
         read (hash-checked, as every read here is), so a watch's poll does not
         slow down as the log grows. The fold is used again only when its
         context is the same and the last event it folded reads back with the
@@ -222,7 +222,7 @@ class View:
         """
         from auditml.core.registry import KnownRegistries
 
-        actions = ("registry.change",)
+        actions = ("registry.change", "registry.sync")  # a sync: auditml moved an alias
         cached = self._cache.registries
         self._cache.registries = None  # until this fold is complete and true
         rows: list[tuple[int, bytes]] | None = None

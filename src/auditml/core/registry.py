@@ -2,8 +2,9 @@
 
 auditml follows a registry by comparing what it shows now (a :class:`Snapshot`,
 read by the edge code in :mod:`auditml.mlflow_bridge`) with what the log says
-it showed before (:func:`fold_known`, folded from ``registry.change`` events
-read back as verified bytes). :func:`diff` names each difference as one change,
+it showed before (:func:`fold_known`, folded from ``registry.change`` events,
+and the ``registry.sync`` events of aliases auditml moved itself, read back as
+verified bytes). :func:`diff` names each difference as one change,
 so recording the changes of a snapshot twice records nothing the second time:
 the identity of a fact is its model, its version and its field (an alias, a
 stage, a tag key, the description), and a fact is new only when its value
@@ -133,10 +134,19 @@ def fold_known(events: Iterable[Event]) -> Snapshot:
 
 
 def fold_change(known: Snapshot, event: Event) -> None:
-    """Fold one ``registry.change`` event into what the log says the registry showed."""
+    """Fold one ``registry.change`` or ``registry.sync`` event into what the registry showed.
+
+    A ``registry.sync`` that is ``done`` is auditml moving the alias itself: the
+    registry shows it there from then on, so a later move back in the registry
+    is a change (and no poll records auditml's own move as the registry's).
+    """
     data, subject = event.data, event.subject
     model = known.setdefault(subject.get("model", ""), KnownModel(subject.get("model", "")))
     version = subject.get("version")
+    if event.action == "registry.sync":
+        if data.get("status") == "done" and version is not None:
+            model.aliases[str(data.get("alias"))] = version
+        return
     kind = data.get("kind")
     value = data.get("value")
     text = value if isinstance(value, str) else ""

@@ -99,18 +99,23 @@ def _read(path: Path) -> bytes:
         raise InvalidInputError(f"no report at {path}") from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read the report {path}: {exc.strerror}") from None
+    too_big = InvalidInputError(
+        f"{path} is larger than {MAX_REPORT_BYTES >> 30} GiB: no report auditml writes is "
+        "that large, so it is not read"
+    )
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REPORT_BYTES:
+        os.close(fd)
+        if info.st_size > MAX_REPORT_BYTES:
+            raise too_big
+        raise InvalidInputError(f"{path} is not a regular file; give the PDF report")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidInputError(f"{path} is not a regular file; give the PDF report")
         try:
-            data = f.read(MAX_REPORT_BYTES + 1)
+            data = f.read(MAX_REPORT_BYTES + 1)  # it may have grown since
         except OSError as exc:
             raise InvalidInputError(f"cannot read the report {path}: {exc.strerror}") from None
     if len(data) > MAX_REPORT_BYTES:
-        raise InvalidInputError(
-            f"{path} is larger than {MAX_REPORT_BYTES >> 30} GiB: no report auditml writes is "
-            "that large, so it is not read"
-        )
+        raise too_big
     return data
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from auditml._internal.output import check_output, write_output
 from auditml.core.pdfseal import check_seal, read_seal, seal_bytes
-from auditml.core.signing import VerifierKey
+from auditml.core.signing import Signer, VerifierKey
 from auditml.errors import ConfigurationError
 from auditml.reports.model import BUNDLE_NAME, REPORT_JSON, AuditReport
 from auditml.reports.render import html_to_pdf, render_html
@@ -31,7 +31,19 @@ from auditml.reports.render import html_to_pdf, render_html
 if TYPE_CHECKING:
     from auditml.log import AuditLog
 
-__all__ = ["BUNDLE_NAME", "REPORT_JSON", "html_to_pdf", "write_pdf_report"]
+__all__ = ["BUNDLE_NAME", "REPORT_JSON", "html_to_pdf", "seal_signer", "write_pdf_report"]
+
+
+def seal_signer(log: AuditLog) -> Signer:
+    """Return the log key's signer that seals a PDF report; raise ConfigurationError if absent."""
+    try:
+        return log._log_signer()
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"a PDF report is sealed with the log key, so that no page can be changed unseen, "
+            f"and the key is unavailable: {exc}. Make it available, or write the report as "
+            "HTML, Markdown or JSON (--format), which carry no evidence of their own"
+        ) from None
 
 
 def write_pdf_report(
@@ -52,14 +64,7 @@ def write_pdf_report(
     """
     protect = log._own_files()
     check_output(out, force=force, protect=protect)  # before the slow print
-    try:
-        signer = log._log_signer()  # before the slow print too
-    except ConfigurationError as exc:
-        raise ConfigurationError(
-            f"a PDF report is sealed with the log key, so that no page can be changed unseen, "
-            f"and the key is unavailable: {exc}. Make it available, or write the report as "
-            "HTML, Markdown or JSON (--format), which carry no evidence of their own"
-        ) from None
+    signer = seal_signer(log)  # before the slow print too
     html = render_html(report, templates=templates, paper=paper, for_pdf=True)
     with tempfile.TemporaryDirectory(prefix="auditml-report-") as tmp:
         bundle = log.export(Path(tmp) / BUNDLE_NAME, size=report.checkpoint.size)

@@ -453,3 +453,25 @@ def test_seal_is_bound_to_its_log_and_is_never_a_checkpoint(tmp_path: Path) -> N
         check_seal(data, seal, "bank.example/other", other)
     with pytest.raises(VerificationError, match="size"):
         parse_checkpoint(seal_statement(ORIGIN, seal.offset, seal.length, seal.digest))
+
+
+def test_an_outsider_verifies_the_seal_from_docs_format_md_alone(printed: Printed) -> None:
+    """Section 7 of docs/format.md is enough: hashlib and Ed25519 check the fixture's seal."""
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    data = printed.sealed
+    marker = b"AUDITML-PDF-SEAL/1:"
+    assert data.count(marker) == 1
+    o = data.index(marker) + len(marker)
+    raw = bytes.fromhex(data[o : o + 216].decode())
+    length, digest, signature = int.from_bytes(raw[:8], "big"), raw[8:40], raw[44:]
+    assert length == len(data)
+    assert hashlib.sha256(data[:o] + data[o + 216 : length]).digest() == digest
+    name, _, encoded = printed.vkey.split("+", 2)
+    body = f"{name}\nauditml.pdf-seal/v1\nbytes {length} except {o}+216\nsha256 {digest.hex()}\n"
+    public = base64.b64decode(encoded)[1:]
+    assert raw[40:44] == hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4]
+    Ed25519PublicKey.from_public_bytes(public).verify(signature, body.encode())

@@ -597,6 +597,10 @@ class AuditLog:
         """Return the files this log lives in (database, sidecars, key): no output replaces them."""
         return self._trust._own_files()
 
+    def _log_signer(self) -> Signer:
+        """Return the log key's signer (to seal a report); raise ConfigurationError if absent."""
+        return self._trust._log_signer()
+
     def _begin_training(self, model: str, version: str | None, actor: Actor) -> str:
         """Check that ``actor`` may train ``model`` and return the version the run gets."""
         return self._lifecycle._begin_training(model, version, actor)

@@ -444,7 +444,11 @@ def _verify_bundle(path: Path, vkey: str | None, as_json: bool) -> None:
 
 
 def _verify_report(path: Path, vkey: str | None, as_json: bool) -> None:
-    """Verify a PDF report against its embedded evidence and report like ``verify`` does."""
+    """Verify a PDF report's seal and embedded evidence, and report like ``verify`` does.
+
+    A PDF without a seal fails (exit 1) after its evidence verified, saying so:
+    removing a seal is as easy as changing a page, so an unsealed file cannot be OK.
+    """
     from auditml.reports.verify import verify_report
 
     with _offline(as_json):
@@ -453,9 +457,10 @@ def _verify_report(path: Path, vkey: str | None, as_json: bool) -> None:
         out.print_json(data=check.as_dict())
         return
     out.print(
-        f"OK: report {check.report_id or path.name} is intact: its embedded evidence verifies "
-        f"offline ({check.size:,} events of log {check.origin!r}, root {check.root}) and the "
-        "checkpoint it prints is the one that evidence proves"
+        f"OK: report {check.report_id or path.name} is intact: its {check.pages} page(s) and "
+        "every other byte of the file are as they were sealed with the log key, its embedded "
+        f"evidence verifies offline ({check.size:,} events of log {check.origin!r}, root "
+        f"{check.root}) and the checkpoint it prints is the one that evidence proves"
     )
     _signed_by(check.vkey, vkey)
 

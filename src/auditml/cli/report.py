@@ -95,6 +95,10 @@ def report(
         with open_log(db) as log:
             protect = log._own_files()
             check_output(target, force=force, protect=protect)  # before the slow build
+            if chosen == "pdf":
+                from auditml.reports.pdf import seal_signer
+
+                seal_signer(log)  # a PDF is sealed with the log key: refuse before the build
             progress = LazyProgress("building report")
             try:
                 built = build_report(

@@ -17,6 +17,7 @@ __all__ = [
     "BUNDLE_NAME",
     "NO_EVIDENCE",
     "REPORT_JSON",
+    "SEAL_NAME",
     "SECTIONS",
     "AuditReport",
     "CardSummary",
@@ -49,6 +50,8 @@ NO_EVIDENCE = "No evidence recorded"
 BUNDLE_NAME = "evidence-bundle.zip"
 #: The report's own data, embedded beside the bundle for machines.
 REPORT_JSON = "audit-report.json"
+#: The seal over the whole file, embedded uncompressed (:mod:`auditml.core.pdfseal`).
+SEAL_NAME = "auditml-seal.txt"
 
 #: Section ids and headings, in the order of REGULATORY.md "The auditor's report".
 SECTIONS: tuple[tuple[str, str], ...] = (

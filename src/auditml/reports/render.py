@@ -25,9 +25,17 @@ from auditml._internal.pdf import Attachment
 from auditml._internal.pdf import html_to_pdf as pdf_bytes
 from auditml._internal.templates import packaged_templates, template_env
 from auditml.core.card_sections import SECTION_TITLES
+from auditml.core.pdfseal import placeholder
 from auditml.errors import InvalidInputError
 from auditml.reports.build import section_text
-from auditml.reports.model import BUNDLE_NAME, NO_EVIDENCE, REPORT_JSON, SECTIONS, AuditReport
+from auditml.reports.model import (
+    BUNDLE_NAME,
+    NO_EVIDENCE,
+    REPORT_JSON,
+    SEAL_NAME,
+    SECTIONS,
+    AuditReport,
+)
 
 __all__ = [
     "FORMATS",
@@ -138,7 +146,8 @@ def render_report(
     """Return the report in ``fmt`` (html, md, json or pdf) as bytes.
 
     A PDF carries the evidence bundle at ``bundle`` (docs/format.md section 5) as
-    an attachment; :func:`auditml.reports.pdf.write_pdf_report` makes one.
+    an attachment, but no seal: it needs the log key, so
+    :func:`auditml.reports.pdf.write_pdf_report` makes the PDF that verifies.
     """
     if fmt not in FORMATS:
         raise InvalidInputError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -157,8 +166,12 @@ def render_report(
     return html_to_pdf(html, report, bundle=bundle)
 
 
-def html_to_pdf(html: str, report: AuditReport, *, bundle: Path) -> bytes:
-    """Return the PDF/A-3b bytes of the report's ``html``, with ``bundle`` embedded."""
+def html_to_pdf(html: str, report: AuditReport, *, bundle: Path, sealable: bool = False) -> bytes:
+    """Return the PDF/A-3b bytes of the report's ``html``, with ``bundle`` embedded.
+
+    ``sealable`` also embeds the blank seal placeholder, uncompressed, for
+    :func:`auditml.core.pdfseal.seal_bytes` to fill in.
+    """
     try:
         data = Path(bundle).read_bytes()
     except OSError as exc:
@@ -179,6 +192,20 @@ def html_to_pdf(html: str, report: AuditReport, *, bundle: Path) -> bytes:
             description="This report's content as JSON",
         ),
     ]
+    if sealable:
+        attachments.append(
+            Attachment(
+                name=SEAL_NAME,
+                data=placeholder(),
+                description=(
+                    "Seal: the SHA-256 of every other byte of this file, signed with the key "
+                    f"of log {report.origin}"
+                ),
+                relationship="Supplement",
+                compress=False,
+                mime="text/plain",
+            )
+        )
     return pdf_bytes(
         html,
         base_url=packaged_templates(),

@@ -1,26 +1,41 @@
-"""Verify a PDF audit report offline: its embedded evidence, and that its text agrees with it.
+"""Verify a PDF audit report offline: its seal, its embedded evidence, and that its text agrees.
 
-:func:`verify_report` extracts the evidence bundle the PDF carries, verifies
-it with the same offline verifier as ``auditml verify --bundle``, and checks
-that the checkpoint printed in the report (origin, size and root, in its text
-and its metadata) is the checkpoint the bundle proves. Any disagreement raises
-:class:`~auditml.errors.VerificationError` with a sentence saying which.
+:func:`verify_report` reads the file once and checks its seal
+(:mod:`auditml.core.pdfseal`): every byte but the seal's own digits, to the
+end of the file, must hash to the digest the seal holds. It then extracts the
+evidence bundle the PDF carries, verifies it with the same offline verifier as
+``auditml verify --bundle``, checks that the checkpoint printed in the report
+(origin, size and root, in its text and its metadata) is the checkpoint the
+bundle proves, and that the key which signed that checkpoint signed the seal.
+Only the seal covers what the pages say; the text check reads the checkpoint.
+Any failure raises :class:`~auditml.errors.VerificationError` with a sentence
+saying which. A PDF with no seal (written before reports were sealed, or
+stripped of its seal) raises one too, of kind ``unsealed``, after its evidence
+verified, unless ``allow_unsealed``.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
+import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from auditml.bundle import BundleReport, verify_bundle
+from auditml.core.pdfseal import Seal, check_bytes, check_signature, read_seal
+from auditml.core.signing import VerifierKey
 from auditml.errors import ConfigurationError, InvalidInputError, VerificationError
 from auditml.reports.model import BUNDLE_NAME, REPORT_JSON
 
-__all__ = ["ReportCheck", "printed_checkpoints", "verify_report"]
+__all__ = ["MAX_REPORT_BYTES", "ReportCheck", "printed_checkpoints", "verify_report"]
+
+#: The largest PDF read: a report of a million events with its bundle is far smaller.
+MAX_REPORT_BYTES = 2 << 30
 
 _PRINTED = re.compile(
     r"Checkpoint origin:\s*(?P<origin>\S+)\s+Checkpoint size:\s*(?P<size>[\d,]+)\s+"
@@ -31,7 +46,11 @@ _KEYWORD = re.compile(r"checkpoint=(?P<origin>[^;,\s]+);(?P<size>\d+);(?P<root>[
 
 @dataclass(frozen=True, slots=True)
 class ReportCheck:
-    """What a verified report proved: its log, checkpoint, key, and how many pages were read."""
+    """What a verified report proved: its log, checkpoint, key, pages, and whether it is sealed.
+
+    ``sealed`` is False only when ``allow_unsealed`` let a PDF without a seal
+    through: its evidence verified, but nothing covers its pages.
+    """
 
     path: str
     report_id: str | None
@@ -40,11 +59,15 @@ class ReportCheck:
     root: str
     vkey: str
     pages: int
+    sealed: bool = True
+    seal_sha256: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the result as plain JSON values."""
         return {
-            "ok": True,
+            "ok": self.sealed,
+            "sealed": self.sealed,
+            "seal_sha256": self.seal_sha256,
             "path": self.path,
             "report_id": self.report_id,
             "origin": self.origin,
@@ -64,19 +87,48 @@ def printed_checkpoints(text: str) -> list[tuple[str, int, str]]:
     return found
 
 
-def _reader(path: Path) -> Any:
+def _read(path: Path) -> bytes:
+    """Return the bytes of the regular file ``path``, read once: every check sees the same bytes.
+
+    A device, pipe or folder is refused before it is read, and so is a file
+    larger than :data:`MAX_REPORT_BYTES`.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise InvalidInputError(f"no report at {path}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the report {path}: {exc.strerror}") from None
+    too_big = InvalidInputError(
+        f"{path} is larger than {MAX_REPORT_BYTES >> 30} GiB: no report auditml writes is "
+        "that large, so it is not read"
+    )
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REPORT_BYTES:
+        os.close(fd)
+        if info.st_size > MAX_REPORT_BYTES:
+            raise too_big
+        raise InvalidInputError(f"{path} is not a regular file; give the PDF report")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            data = f.read(MAX_REPORT_BYTES + 1)  # it may have grown since
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read the report {path}: {exc.strerror}") from None
+    if len(data) > MAX_REPORT_BYTES:
+        raise too_big
+    return data
+
+
+def _reader(data: bytes, path: Path) -> Any:
     try:
         from pypdf import PdfReader
-        from pypdf.errors import PyPdfError
     except ImportError:
         raise ConfigurationError("verifying a PDF report needs pypdf: pip install pypdf") from None
-    if not path.is_file():
-        raise InvalidInputError(f"no report at {path}")
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(data))
         _ = len(reader.pages)
         return reader
-    except (PyPdfError, OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # pypdf raises many types on a hostile file
         raise VerificationError(f"{path} is not a readable PDF ({exc})", kind="format") from None
 
 
@@ -126,13 +178,43 @@ def _compare(where: str, printed: tuple[str, int, str], proven: BundleReport) ->
         )
 
 
-def verify_report(path: str | Path, vkey: str | None = None) -> ReportCheck:
-    """Verify a PDF report and the evidence it carries; raise VerificationError if not intact.
+def verify_report(
+    path: str | Path, vkey: str | None = None, *, allow_unsealed: bool = False
+) -> ReportCheck:
+    """Verify a PDF report, its seal and the evidence it carries; raise VerificationError if not.
 
-    ``vkey`` pins the log's verifier key, as for ``auditml verify --bundle``.
+    ``vkey`` pins the log's verifier key, as for ``auditml verify --bundle``; the
+    seal must be by the key that signed the evidence's checkpoint. A PDF with no
+    seal raises VerificationError (kind ``unsealed``) after its evidence
+    verified, unless ``allow_unsealed``: then the result says ``sealed=False``.
     """
     source = Path(path)
-    reader = _reader(source)
+    whole = _read(source)
+    try:
+        seal = read_seal(whole)  # several seals, or a damaged one, fail before anything is parsed
+        changed = None
+        if seal is not None:
+            try:
+                check_bytes(whole, seal)
+            except VerificationError as exc:
+                changed = exc
+    except VerificationError as exc:
+        raise VerificationError(f"{source}: {exc}", kind=exc.kind) from None
+    try:
+        check = _evidence(whole, source, vkey)
+    except VerificationError as exc:
+        if changed is None:
+            raise
+        # The changed bytes explain what failed next: say both, the seal first.
+        raise VerificationError(f"{source}: {changed}; besides, {exc}", kind="seal") from None
+    if changed is not None:
+        raise VerificationError(f"{source}: {changed}", kind="seal")
+    return _sealed(seal, check, allow_unsealed)
+
+
+def _evidence(whole: bytes, source: Path, vkey: str | None) -> ReportCheck:
+    """Verify the embedded evidence, and that the checkpoint the PDF prints is the one it proves."""
+    reader = _reader(whole, source)
     bundle = _attachment(reader, source, BUNDLE_NAME)
     assert bundle is not None
     with tempfile.TemporaryDirectory(prefix="auditml-verify-") as tmp:
@@ -165,7 +247,12 @@ def verify_report(path: str | Path, vkey: str | None = None) -> ReportCheck:
         )
     for found in printed:
         _compare(f"the text of {source}", found, proven)
-    keywords = str((reader.metadata or {}).get("/Keywords") or "")
+    try:
+        keywords = str((reader.metadata or {}).get("/Keywords") or "")
+    except Exception as exc:  # pypdf raises many types on a damaged information dictionary
+        raise VerificationError(
+            f"the metadata of {source} cannot be read ({exc})", kind="format"
+        ) from None
     for match in _KEYWORD.finditer(keywords):
         found_kw = (match["origin"], int(match["size"]), match["root"])
         _compare(f"the metadata (keywords) of {source}", found_kw, proven)
@@ -191,3 +278,26 @@ def verify_report(path: str | Path, vkey: str | None = None) -> ReportCheck:
         vkey=proven.vkey,
         pages=len(reader.pages),
     )
+
+
+def _sealed(seal: Seal | None, check: ReportCheck, allow_unsealed: bool) -> ReportCheck:
+    """Check the seal's signature with the evidence's key; return the result saying it is sealed."""
+    source = check.path
+    if seal is None:
+        if allow_unsealed:
+            return replace(check, sealed=False)
+        raise VerificationError(
+            f"{source} carries no seal, so its printed pages are not covered: nothing shows "
+            "they are the pages it was written with. Its embedded evidence verifies offline "
+            f"({check.size:,} events of log {check.origin!r}, root {check.root}) and the "
+            "checkpoint it prints is the one that evidence proves, but any page of an unsealed "
+            "PDF can be changed unseen (it was written before auditml sealed its reports, or "
+            "its seal was removed). Write the report again with `auditml report` for a "
+            "sealed copy",
+            kind="unsealed",
+        )
+    try:
+        check_signature(seal, check.origin, VerifierKey.parse(check.vkey))
+    except VerificationError as exc:
+        raise VerificationError(f"{source}: {exc}", kind=exc.kind) from None
+    return replace(check, sealed=True, seal_sha256=seal.digest_hex)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from auditml._internal.infile import read_regular
 from auditml._internal.output import write_output
 from auditml.core.signing import FileSigner, Signer, fingerprint
 from auditml.errors import ConfigurationError, InvalidInputError
@@ -38,6 +39,8 @@ __all__ = [
 KEY_ENV = "AUDITML_LOG_KEY"
 PASSPHRASE_ENV = "AUDITML_KEY_PASSPHRASE"
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+#: The most read of a key file: a PEM key or a public key file is a few hundred bytes.
+_MAX_KEY_FILE = 1 << 20
 
 
 def passphrase_from_env() -> bytes | None:
@@ -89,7 +92,7 @@ def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -
 
     source = Path(path)
     try:
-        pem = source.read_bytes()
+        pem = read_regular(source, "key file", _MAX_KEY_FILE)
     except FileNotFoundError:
         raise ConfigurationError(f"no key file at {source}") from None
     except OSError as exc:
@@ -192,11 +195,13 @@ def read_public_key(path: str | os.PathLike[str]) -> PublicKeyFile:
     """Read a ``.pub`` file written by ``auditml keygen``, or raise a sentence saying why not."""
     source = Path(path)
     try:
-        found = json.loads(source.read_text(encoding="utf-8"))
+        found = json.loads(read_regular(source, "public key file", _MAX_KEY_FILE).decode())
         raw = base64.b64decode(found["public_key"], validate=True)
         record = PublicKeyFile(str(found["signer"]), str(found["name"]), raw)
     except FileNotFoundError:
         raise InvalidInputError(f"no public key file at {source}") from None
+    except InvalidInputError:  # a pipe, device or folder: the sentence names it
+        raise
     except (OSError, ValueError, KeyError, TypeError, RecursionError, binascii.Error):
         raise InvalidInputError(
             f"{source} is not a public key file written by `auditml keygen` (JSON with "

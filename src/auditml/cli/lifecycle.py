@@ -201,14 +201,18 @@ def _json_sources(value: object, path: Path | None, what: str) -> dict[str, Any]
 
 def _json_file(path: Path | None) -> dict[str, Any]:
     """Read a JSON object from a file, or raise a sentence naming the file."""
+    from auditml._internal.infile import read_regular
+
     if path is None:
         return {}
     try:
-        found = loads_strict(path.read_bytes())  # refuses duplicate keys and deep nesting too
+        raw = read_regular(path, "JSON file")
     except FileNotFoundError:
         raise InvalidInputError(f"no JSON file at {path}") from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc}") from None
+    try:
+        found = loads_strict(raw)  # refuses duplicate keys and deep nesting too
     except InvalidInputError as exc:
         raise InvalidInputError(f"{path}: {exc}") from None
     if not isinstance(found, dict):

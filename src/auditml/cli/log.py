@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 from contextlib import AbstractContextManager
 from dataclasses import asdict
@@ -482,20 +481,14 @@ def _read_small(path: Path, what: str, limit: int) -> bytes:
     A device, pipe or folder is refused before it is read, so `/dev/zero` or a
     FIFO given by mistake can neither hang the command nor fill its memory.
     """
+    from auditml._internal.infile import read_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        data = read_regular(path, f"{what} file", limit)
     except FileNotFoundError:
         raise InvalidInputError(f"no {what} file at {path}") from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read the {what} {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InvalidInputError(f"{path} is not a regular file; give the {what} file")
-    with os.fdopen(fd, "rb") as f:
-        try:
-            data = f.read(limit + 1)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read the {what} {path}: {exc.strerror}") from None
     if len(data) > limit:
         raise InvalidInputError(
             f"{path} is over {limit >> 20} MiB, far more than any {what}: give the {what} file"
@@ -534,7 +527,7 @@ def _read_vkey(text: str | None) -> str | None:
     """Return a verifier key given as text or as a file holding it."""
     if text is None:
         return None
-    if "+" not in text and os.path.isfile(text):
+    if "+" not in text and os.path.lexists(text):  # a pipe or device there is refused
         data = _read_small(Path(text), "verifier key", MAX_CHECKPOINT_BYTES)
         try:
             return data.decode("utf-8").strip()

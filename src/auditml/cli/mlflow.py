@@ -144,10 +144,12 @@ def import_mlflow(
 
 def _secret(path: Path | None) -> str | None:
     """Return the webhook secret in ``path``, or refuse an unusable file."""
+    from auditml._internal.infile import read_regular
+
     if path is None:
         return None
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        text = read_regular(path, "secret file", 1 << 20).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"cannot read the secret file {str(path)!r}: {exc}") from None
     if len(text) < 16:

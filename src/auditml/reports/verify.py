@@ -9,6 +9,7 @@ and its metadata) is the checkpoint the bundle proves. Any disagreement raises
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import tempfile
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from auditml._internal.infile import open_regular
 from auditml.bundle import BundleReport, verify_bundle
 from auditml.errors import ConfigurationError, InvalidInputError, VerificationError
 from auditml.reports.model import BUNDLE_NAME, REPORT_JSON
@@ -70,10 +72,15 @@ def _reader(path: Path) -> Any:
         from pypdf.errors import PyPdfError
     except ImportError:
         raise ConfigurationError("verifying a PDF report needs pypdf: pip install pypdf") from None
-    if not path.is_file():
-        raise InvalidInputError(f"no report at {path}")
     try:
-        reader = PdfReader(path)
+        with open_regular(path, "PDF report") as file:
+            data = file.read()  # as pypdf reads a path: the whole file, at once
+    except FileNotFoundError:
+        raise InvalidInputError(f"no report at {path}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the report {path}: {exc.strerror}") from None
+    try:
+        reader = PdfReader(io.BytesIO(data))
         _ = len(reader.pages)
         return reader
     except (PyPdfError, OSError, ValueError, KeyError) as exc:

@@ -16,6 +16,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,7 +125,12 @@ INPUTS = [
     ),
     ("policy apply", ["policy", "apply", "{p}"], "auditml.toml", FILE_KINDS),
     ("card update", ["card", "update", "credit-risk", "1", "{p}"], "card.yaml", FILE_KINDS),
-    ("approve --sign-with", ["approve", "credit-risk", "1", "--sign-with", "{p}"], "k", FILE_KINDS),
+    (
+        "approve --sign-with",
+        ["approve", "credit-risk", "1", "--actor", "val@bank.example", "--sign-with", "{p}"],
+        "k",
+        FILE_KINDS,
+    ),
     ("key register", ["key", "register", "{p}"], "x.pub", FILE_KINDS),
     ("key revoke", ["key", "revoke", "{p}", "--reason", "lost"], "x.pub", FILE_KINDS),
     ("verify PATH", ["verify", "{p}"], "bundle.zip", NOT_FOLDER),
@@ -161,7 +167,7 @@ INPUTS = [
 
 def _cases(
     table: list[tuple[str, list[str], str, tuple[str, ...]]],
-) -> list[pytest.param]:  # type: ignore[valid-type]
+) -> list[Any]:
     return [
         pytest.param(argv, name, kind, id=f"{case}-{kind}")
         for case, argv, name, kinds in table

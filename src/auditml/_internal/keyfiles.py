@@ -28,6 +28,7 @@ __all__ = [
     "KEY_ENV",
     "PASSPHRASE_ENV",
     "PublicKeyFile",
+    "check_new_key_path",
     "generate_key_file",
     "key_path_for",
     "load_signer",
@@ -52,6 +53,33 @@ def passphrase_from_env() -> bytes | None:
 # -- private key files ---------------------------------------------------------------
 
 
+def check_new_key_path(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` if a new key file may be made there, else raise saying why not.
+
+    Run before a passphrase is asked for: a link, an existing file, or a folder
+    to create under something that is not a folder refuses the key anyway.
+    """
+    target = Path(path)
+    if target.is_symlink():
+        raise InvalidInputError(
+            f"{target} is a symbolic link; auditml never writes a key through a link: "
+            "give the path of a new file"
+        )
+    if os.path.lexists(target):
+        raise InvalidInputError(
+            f"a key already exists at {target}; it is never overwritten: "
+            "move it away first or choose another path"
+        )
+    folder = target.absolute().parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InvalidInputError(
+            f"cannot create the key file {target}: {folder} is not a folder; choose another path"
+        )
+    return target
+
+
 def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) -> FileSigner:
     """Create a new Ed25519 key as a PEM file of mode 0600; refuse to overwrite one."""
     from cryptography.hazmat.primitives import serialization
@@ -67,16 +95,7 @@ def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) ->
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    if target.is_symlink():
-        raise InvalidInputError(
-            f"{target} is a symbolic link; auditml never writes a key through a link: "
-            "give the path of a new file"
-        )
-    if os.path.lexists(target):
-        raise InvalidInputError(
-            f"a key already exists at {target}; it is never overwritten: "
-            "move it away first or choose another path"
-        )
+    check_new_key_path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -524,6 +524,33 @@ def load_person_key(path: Path) -> FileSigner:
     return with_passphrase(lambda phrase: load_signer(path, phrase), f"the key {path}")
 
 
+class KeyWhenUsed:
+    """A person's signing key for --sign-with, loaded (its passphrase asked) when first used.
+
+    A decision checks every other rule before it signs: one the policy refuses,
+    or of a version that does not exist, never reads the key nor asks for its
+    passphrase.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._signer: FileSigner | None = None
+
+    def _loaded(self) -> FileSigner:
+        if self._signer is None:
+            self._signer = load_person_key(self.path)
+        return self._signer
+
+    @property
+    def public_key(self) -> bytes:
+        """Return the raw Ed25519 public key, loading the key first."""
+        return self._loaded().public_key
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign ``message``, loading the key first."""
+        return self._loaded().sign(message)
+
+
 # -- MLflow ---------------------------------------------------------------------------------
 
 

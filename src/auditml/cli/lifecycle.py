@@ -20,6 +20,7 @@ from auditml.cli._common import (
     ActorOption,
     DbOption,
     JsonOption,
+    KeyWhenUsed,
     ModelArgument,
     OnlyModelArgument,
     ReasonOption,
@@ -30,7 +31,6 @@ from auditml.cli._common import (
     err,
     errors,
     group,
-    load_person_key,
     note_imported,
     open_log,
     out,
@@ -103,7 +103,7 @@ app.add_typer(policy_app, name="policy")
 
 
 def _signer(path: Path | None) -> Any:
-    return None if path is None else load_person_key(path)
+    return None if path is None else KeyWhenUsed(path)
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:

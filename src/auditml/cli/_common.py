@@ -4,11 +4,22 @@ The command-group modules import from here and from below the CLI, never from
 each other. This module holds the one mapping from an auditml error to the
 sentence on stderr and the exit status: 1 when verification fails, 2 for bad
 input or an unusable store, 3 when policy refuses an action.
+
+Every error, ours or a usage error of Click's, is reported by :func:`report`:
+one line on stderr starting ``error:`` (``denied:``, ``FAILED:``), or, when
+``--json`` is on the command line, one JSON object on one line of stderr::
+
+    {"error": "<the sentence>", "kind": "invalid_input", "exit": 2}
+
+(a denial adds its ``rule``, ``remedy`` and ``seq``; a failed verification its
+``check`` and ``seq``). Stdout then stays empty, or holds only the JSON a
+command prints as its result (``verify --json`` prints its failed check there).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -29,6 +40,7 @@ from auditml.errors import (
     ConfigurationError,
     InvalidInputError,
     PolicyDeniedError,
+    StoreError,
     VerificationError,
 )
 
@@ -249,6 +261,72 @@ _OUTCOMES: tuple[tuple[type[AuditmlError], int, str, str], ...] = (
 )
 
 
+#: The ``kind`` an error has in its JSON form; the first class that matches wins.
+_KINDS: tuple[tuple[type[AuditmlError], str], ...] = (
+    (VerificationError, "verification_failed"),
+    (PolicyDeniedError, "policy_denied"),
+    (InvalidInputError, "invalid_input"),
+    (ConfigurationError, "configuration"),
+    (StoreError, "store"),
+    (AuditmlError, "error"),
+)
+
+#: Click's base class of its own errors, and of usage errors, as the installed Typer
+#: raises them (Typer 0.29 carries its own copy of Click; older ones use Click itself).
+_CLICK_CLASSES = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+ClickException: type[Exception] = _CLICK_CLASSES["ClickException"]
+UsageError: type[Exception] = _CLICK_CLASSES["UsageError"]
+
+#: Whether ``--json`` is on the command line being run (set by :func:`auditml.cli.main`),
+#: and the value the command's own --json option took once Click has read it (None
+#: until then: a usage error can come before).
+_json_line = False
+_json_option: bool | None = None
+
+
+def json_errors(asked: bool) -> None:
+    """Say whether the command line being run has ``--json`` on it; forget the option's value."""
+    global _json_line, _json_option
+    _json_line, _json_option = asked, None
+
+
+def _json_seen(value: bool) -> bool:
+    """Keep the value of a command's --json option as Click reads it (its callback)."""
+    global _json_option
+    _json_option = bool(value)
+    return value
+
+
+def _json_wanted() -> bool:
+    """Return whether errors are reported as JSON: the command's --json, else the line's."""
+    return _json_line if _json_option is None else _json_option
+
+
+def report(
+    message: str,
+    *,
+    kind: str,
+    status: int,
+    word: str = "error",
+    style: str = "",
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Report an error on stderr: ``word: message``, or with --json one JSON object on a line.
+
+    The JSON is ASCII (every other character escaped), so no byte of a message
+    can reach the terminal raw; it holds ``error``, ``kind``, ``exit`` and ``extra``.
+    """
+    if _json_wanted():
+        found = {"error": message, "kind": kind, "exit": status, **(extra or {})}
+        stream = sys.stderr
+        stream.write(json.dumps(found, ensure_ascii=True) + "\n")
+        stream.flush()
+        return
+    from rich.text import Text
+
+    err.print(Text.assemble((word, style), f": {message}"))
+
+
 def _outcome(exc: AuditmlError) -> tuple[int, str, str]:
     for kind, status, word, style in _OUTCOMES:
         if isinstance(exc, kind):
@@ -261,12 +339,53 @@ def exit_status(exc: AuditmlError) -> int:
     return _outcome(exc)[0]
 
 
-def print_error(exc: AuditmlError) -> None:
-    """Print an error as one sentence on stderr, after ``FAILED:``, ``denied:`` or ``error:``."""
-    from rich.text import Text
+def error_kind(exc: AuditmlError) -> str:
+    """Return the ``kind`` of an error's JSON form, e.g. ``invalid_input``."""
+    return next(name for cls, name in _KINDS if isinstance(exc, cls))
 
-    _, word, style = _outcome(exc)
-    err.print(Text.assemble((word, style), f": {exc.diagnostics()}"))
+
+def print_error(exc: AuditmlError) -> None:
+    """Print an error as one sentence on stderr, after ``FAILED:``, ``denied:`` or ``error:``.
+
+    With --json, print it as one JSON object instead (see :func:`report`).
+    """
+    status, word, style = _outcome(exc)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, PolicyDeniedError):
+        extra = {"rule": exc.rule, "remedy": exc.remedy, "seq": exc.seq}
+    elif isinstance(exc, VerificationError):
+        extra = {"check": exc.kind, "seq": exc.seq}
+    report(
+        exc.diagnostics(), kind=error_kind(exc), status=status, word=word, style=style, extra=extra
+    )
+
+
+def print_click_error(exc: Any) -> None:
+    """Report an error of Click's (a usage error) as ours are: ``error:`` first, or JSON.
+
+    The usage line and the hint to ``--help`` follow the sentence, as Click
+    prints them; with --json there is only the JSON object. A command line with
+    no command at all still prints the help, as Click does.
+    """
+    if type(exc).__name__ == "NoArgsIsHelpError":  # Click's help for a bare group: not an error
+        exc.show()
+        return
+    usage = isinstance(exc, UsageError)
+    report(exc.format_message(), kind="usage" if usage else "error", status=exc.exit_code)
+    ctx = exc.ctx if usage else None
+    if ctx is None or _json_wanted():
+        return
+    err.print(ctx.get_usage())
+    if ctx.command.get_help_option(ctx) is not None:
+        err.print(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.")
+
+
+def print_aborted() -> None:
+    """Say that a prompt was ended (Ctrl-D) as Click does, or as JSON with --json."""
+    if _json_wanted():
+        report("aborted", kind="aborted", status=1)
+    else:
+        err.print("Aborted!")
 
 
 @contextmanager
@@ -291,7 +410,14 @@ DbOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print JSON instead of text (errors too, on stderr).",
+        callback=_json_seen,
+    ),
+]
 ForceOption = Annotated[
     bool,
     typer.Option(

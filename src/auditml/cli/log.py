@@ -6,6 +6,7 @@ PDF report with the evidence it carries.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -183,9 +184,13 @@ def log_cmd(
             model=model, version=version, action=action, since=since, until=until, limit=limit
         )
         if as_json:
+            # The filters are checked when the first event is read: a bad --since is
+            # an error before "[" is written, so stdout holds no half of a JSON array.
+            rest = iter(records)
+            first = next(rest, None)
             write = sys.stdout.write
             write("[")
-            for i, rec in enumerate(records):
+            for i, rec in enumerate(() if first is None else itertools.chain([first], rest)):
                 item = {
                     "seq": rec.seq,
                     "hash": rec.hash,
@@ -323,8 +328,10 @@ def verify(
                     "error": str(exc),
                 }
             )
+            print_error(exc)  # and on stderr, as every error with --json
         elif as_json:
             out.print_json(data={"ok": False, "error": exc.diagnostics()})
+            print_error(exc)
         else:
             print_error(exc)
             if isinstance(exc, VerificationError):
@@ -386,8 +393,7 @@ def _offline(as_json: bool) -> AbstractContextManager[None]:
     def explain(exc: AuditmlError) -> None:
         if as_json and isinstance(exc, VerificationError):
             out.print_json(data={"ok": False, "kind": exc.kind, "error": str(exc)})
-        else:
-            print_error(exc)
+        print_error(exc)  # with --json, one JSON object on stderr
 
     return errors(explain)
 

@@ -213,3 +213,17 @@ def test_an_aborted_prompt_in_json_is_one_json_object(
     code, _, err = run(line, capsys)
     assert code == 1 and err.strip() == "Aborted!"
     assert not (tmp_path / "k.key").exists()
+
+
+def test_with_json_a_warning_is_a_json_line_on_stderr_too(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warning (credentials removed from a URI) is {"warning": ...} with --json, text without."""
+    line = ["train", "credit", "--dataset", "d=https://user:pw-xyzzy@host/x.csv", "--db", url]
+    code, out, err = run([*line, "--json"], capsys)
+    assert code == 0 and json.loads(out)["version"] == "2"
+    (warning,) = [json.loads(text) for text in err.splitlines()]
+    assert list(warning) == ["warning"] and "credentials" in warning["warning"]
+    assert "xyzzy" not in err
+    code, _, err = run(line, capsys)
+    assert code == 0 and err.startswith("warning: auditml removed credentials"), err

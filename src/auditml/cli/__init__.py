@@ -27,9 +27,9 @@ with startup():  # typer, and the code every command shares
 
     from auditml.cli import _common
     from auditml.cli._common import (
-        err,
         exit_status,
         json_errors,
+        notice,
         print_aborted,
         print_click_error,
         print_error,
@@ -214,7 +214,7 @@ class _Notices(logging.Handler):
     """Print auditml's warnings (e.g. a write waiting for a lock) on stderr as notes."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        err.print(f"note: {record.getMessage()}")
+        notice("note", record.getMessage())
 
 
 def _say_warning(
@@ -226,7 +226,7 @@ def _say_warning(
     line: str | None = None,
 ) -> None:
     """Print a warning as a ``warning:`` line, without Python's file, line and source."""
-    err.print(f"warning: {message}")
+    notice("warning", str(message))
 
 
 def main(argv: list[str] | None = None) -> None:

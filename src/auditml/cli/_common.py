@@ -327,6 +327,19 @@ def report(
     err.print(Text.assemble((word, style), f": {message}"))
 
 
+def notice(word: str, message: str) -> None:
+    """Print a ``warning:`` or ``note:`` line on stderr, or with --json ``{"warning": ...}``.
+
+    With --json, every line on stderr is then one JSON object: scripts can read
+    the warnings, and the error (the object with ``error``) comes last.
+    """
+    if _json_wanted():
+        sys.stderr.write(json.dumps({word: message}, ensure_ascii=True) + "\n")
+        sys.stderr.flush()
+    else:
+        err.print(f"{word}: {message}")
+
+
 def _outcome(exc: AuditmlError) -> tuple[int, str, str]:
     for kind, status, word, style in _OUTCOMES:
         if isinstance(exc, kind):
@@ -718,14 +731,19 @@ def sync_alias(log: AuditLog, model: str, version: str, env: str, seq: int, acto
         actor=actor,
     )
     if error is None:
-        err.print(
+        moved = (
             f"MLflow: moved {model}@{alias} to version {version}"
             + (f" (was {previous})" if previous else "")
             + f" (event {receipt.seq})"
         )
+        if _json_wanted():
+            notice("note", moved)
+        else:
+            err.print(moved)
     else:
-        err.print(
-            f"warning: the {env} decision stands (event {seq}), but MLflow's alias "
+        notice(
+            "warning",
+            f"the {env} decision stands (event {seq}), but MLflow's alias "
             f"{model}@{alias} was NOT moved to version {version}: {error} (recorded as event "
-            f"{receipt.seq}); move the alias in MLflow by hand to match"
+            f"{receipt.seq}); move the alias in MLflow by hand to match",
         )

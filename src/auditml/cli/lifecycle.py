@@ -32,6 +32,7 @@ from auditml.cli._common import (
     errors,
     group,
     note_imported,
+    notice,
     open_log,
     out,
     sync_alias,
@@ -153,7 +154,7 @@ def _warnings_said() -> Iterator[None]:
             yield
         finally:
             for item in caught:
-                err.print(f"warning: {item.message}")
+                notice("warning", str(item.message))
 
 
 def _sources(values: list[str] | None, option: str, what: str) -> dict[str, str]:

@@ -12,8 +12,10 @@ one line on stderr starting ``error:`` (``denied:``, ``FAILED:``), or, when
     {"error": "<the sentence>", "kind": "invalid_input", "exit": 2}
 
 (a denial adds its ``rule``, ``remedy`` and ``seq``; a failed verification its
-``check`` and ``seq``). Stdout then stays empty, or holds only the JSON a
-command prints as its result (``verify --json`` prints its failed check there).
+``check`` and ``seq``). Warnings and notes before it are JSON lines too
+(:func:`notice`), so the error is the last line. Stdout then stays empty, or
+holds only the JSON a command prints as its result (``verify --json`` prints its
+failed check there).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ With ``--json`` on the command line, an error is one line of stderr, a JSON
 object with ``error`` (the sentence), ``kind`` and ``exit`` (the process's exit
 status), after any warnings (JSON lines too), and stdout is empty or valid
 JSON. Click's usage errors (a missing argument, an unknown option, a bad
-value) are reported the same way, and
-without --json they start with ``error:`` as ours do, never Click's ``Error:``.
+value) are reported the same way, and without --json they start with
+``error:`` as ours do, never Click's ``Error:``.
 Exit statuses are those the CLI always had.
 """
 

@@ -30,6 +30,9 @@ from auditml.errors import AuditmlError, InvalidInputError
 
 __all__ = ["check_regular", "kind_of", "open_regular", "read_regular"]
 
+#: Opening without blocking (POSIX); Windows has no FIFOs to block on.
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
 #: How each kind of file that is not a regular one is named in a sentence.
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -67,7 +70,7 @@ def _open_fd(
 ) -> int:
     """Open ``path`` to read without blocking; return the descriptor of a regular file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a socket (or a device with nothing behind it)
             try:
@@ -81,7 +84,8 @@ def _open_fd(
         kind = kind_of(os.fstat(fd).st_mode)
         if kind is not None:
             raise _refuse(path, kind, what, error)
-        os.set_blocking(fd, True)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)  # reads of the regular file as usual from here
     except BaseException:
         os.close(fd)
         raise

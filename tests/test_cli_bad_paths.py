@@ -366,3 +366,25 @@ def test_an_output_is_never_written_into_a_pipe_device_socket_or_link(
     assert after.st_ino == before.st_ino
     assert not (short_dir / "target").exists()
     assert [p.name for p in short_dir.iterdir()] == [name]  # no temporary file left either
+
+
+@pytest.mark.parametrize("member", ["events.jsonl", "checkpoint", "log.vkey", "proofs.jsonl"])
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_a_bundle_folder_holding_a_pipe_or_device_is_refused_unread(
+    member: str,
+    kind: str,
+    workdir: Path,
+    short_dir: Path,
+    special: Callable[[str, str], Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each file of a bundle folder replaced by a FIFO or a link to /dev/zero is named, unread."""
+    bundle = workdir / "b"
+    code, _, err = run(["export", str(bundle)], capsys)
+    assert code == 0, err
+    made = special(kind, member)
+    (bundle / member).unlink(missing_ok=True)
+    (bundle / member).symlink_to(made)
+    code, out, err = run(["verify", str(bundle)], capsys)
+    assert code == 2, (out, err)
+    assert f"{bundle / member} is" in err and SAYS[kind] in err, err

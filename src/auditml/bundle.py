@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from auditml._internal.infile import open_regular, read_regular
 from auditml._internal.output import check_folder, check_output, output_file, output_folder
 from auditml.core import merkle
 from auditml.core.chain import ChainVerifier
@@ -153,24 +154,44 @@ def read_bundle(path: str | os.PathLike[str]) -> _Files:
     source = Path(path)
     if source.is_dir():
 
+        def open_member(name: str) -> IO[bytes] | None:
+            """Open a file of the folder, refusing a pipe or device in its place; None if none."""
+            try:
+                return open_regular(source / name, f"bundle's {name}")
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise InvalidInputError(f"cannot read {source / name}: {exc.strerror}") from None
+
         def read_small(name: str, required: bool = True) -> bytes | None:
-            file = source / name
-            if not file.is_file():
+            f = open_member(name)
+            if f is None:
                 if required:
                     raise InvalidInputError(f"{source} is not a bundle: it has no {name}")
                 return None
-            if file.stat().st_size > _MAX_SMALL:
-                raise VerificationError(f"{name} is larger than 1 MiB", kind="format")
-            return file.read_bytes()
+            with f:
+                if os.fstat(f.fileno()).st_size > _MAX_SMALL:
+                    raise VerificationError(f"{name} is larger than 1 MiB", kind="format")
+                return f.read(_MAX_SMALL + 1)
 
-        if not (source / EVENTS).is_file():
-            raise InvalidInputError(f"{source} is not a bundle: it has no {EVENTS}")
-        return _files(read_small, lambda: (source / EVENTS).open("rb"))
-    if not source.exists():
-        raise InvalidInputError(f"no bundle at {source}")
+        def open_events() -> IO[bytes]:
+            f = open_member(EVENTS)
+            if f is None:
+                raise InvalidInputError(f"{source} is not a bundle: it has no {EVENTS}")
+            return f
+
+        open_events().close()  # a folder without its events is no bundle: say so first
+        return _files(read_small, open_events)
     try:
-        zf = zipfile.ZipFile(source)
+        raw = open_regular(source, "bundle (a folder or a .zip file)")
+    except FileNotFoundError:
+        raise InvalidInputError(f"no bundle at {source}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the bundle {source}: {exc.strerror}") from None
+    try:
+        zf = zipfile.ZipFile(raw)
     except (zipfile.BadZipFile, OSError) as exc:
+        raw.close()
         raise InvalidInputError(
             f"{source} is neither a bundle folder nor a readable zip ({exc})"
         ) from None
@@ -226,8 +247,11 @@ def _pinned(text: str | None) -> VerifierKey | None:
     if text is None:
         return None
     candidate = Path(text)
-    if "+" not in text and candidate.is_file():
-        text = candidate.read_text(encoding="utf-8")
+    if "+" not in text and os.path.lexists(candidate):  # a pipe or device there is refused
+        try:
+            text = read_regular(candidate, "verifier key file", _MAX_SMALL).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"cannot read the verifier key file {text}: {exc}") from None
     return VerifierKey.parse(text)
 
 

@@ -283,8 +283,30 @@ class Lifecycle:
         meaning: str,
         name: str | None,
     ) -> Receipt:
-        """Sign a decision's statement (before the lock), then decide and record it."""
+        """Sign a decision's statement (before the lock), then decide and record it.
+
+        With a signer, every other rule is checked first, on the committed log: a
+        decision they refuse is denied (and recorded) before the key is used, so a
+        key behind a passphrase is not unlocked, nor its passphrase asked, in vain.
+        """
         who = self._ledger.identify(actor)
+        if signer is not None:
+
+            def other_rules(view: View) -> Outcome:
+                found = decide(
+                    view,
+                    model=model,
+                    version=version,
+                    actor=who,
+                    reason=reason,
+                    artifact_sha256=artifact_sha256,
+                    signature=None,
+                    origin=self.origin,
+                    signature_pending=True,
+                )
+                return found if found.denial is not None else Outcome(None)
+
+            self._ledger.check(other_rules)  # records and raises a denial; appends nothing else
         signature = self._esign(
             signer,
             action=action,

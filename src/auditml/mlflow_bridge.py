@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from auditml._internal.infile import check_regular
 from auditml.core.registry import NO_STAGE, KnownModel, KnownVersion, Snapshot
 from auditml.core.uri import registry_identity, scrub_uri
 from auditml.errors import InvalidInputError, StoreError
@@ -136,7 +137,7 @@ def _must_exist(uri: str) -> None:
     """
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
-        if str(path) != ":memory:" and not path.is_file():
+        if str(path) != ":memory:" and not check_regular(path, "MLflow database"):
             raise InvalidInputError(
                 f"no MLflow database at {path}: check --tracking-uri (sqlite:///relative/path.db "
                 "or sqlite:////absolute/path.db); auditml never creates one"

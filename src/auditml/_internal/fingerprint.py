@@ -46,6 +46,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from auditml._internal.infile import open_regular, read_regular
 from auditml.core.events import ArtifactRef, CodeVersion, DatasetRef, Environment
 from auditml.core.uri import scrub_uri
 from auditml.errors import InvalidInputError
@@ -97,14 +98,15 @@ def _buffer() -> bytearray:
     return found
 
 
-def hash_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+def hash_file(path: str | os.PathLike[str], what: str = "file") -> tuple[str, int]:
     """Return the SHA-256 hex digest and size of a file, streamed in large blocks.
 
     A large file is read by a helper thread into a ring of buffers while this
     thread hashes the one before (both release the GIL), so reading costs no
-    hashing time and the file hashes at the speed of SHA-256 itself.
+    hashing time and the file hashes at the speed of SHA-256 itself. A pipe, device,
+    socket or folder is refused (``what`` names the file then), never read.
     """
-    with open(path, "rb", buffering=0) as f:
+    with open_regular(path, what, buffering=0) as f:
         return _hash_open(f)
 
 
@@ -270,7 +272,7 @@ def dataset_ref(source: str | os.PathLike[str]) -> DatasetRef:
                 size=sum(size for _, size, _ in manifest),
                 files=len(manifest),
             )
-        digest, size = hash_file(path)
+        digest, size = hash_file(path, "dataset file")
     except FileNotFoundError:
         raise InvalidInputError(
             f"dataset {text!r} does not exist: give an existing file or folder, "
@@ -297,7 +299,7 @@ def artifact_ref(source: str | os.PathLike[str]) -> ArtifactRef:
                 sha256=manifest_digest(manifest),
                 size=sum(size for _, size, _ in manifest),
             )
-        digest, size = hash_file(path)
+        digest, size = hash_file(path, "artifact file")
     except FileNotFoundError:
         raise InvalidInputError(
             f"artifact {text!r} does not exist: write it before the run ends, "
@@ -318,7 +320,7 @@ def read_with_ref(source: str | os.PathLike[str], what: str) -> tuple[bytes, Art
         raise InvalidInputError(f"the {what} must be a local file, not {text!r}")
     path = _local(text)
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, what)
     except FileNotFoundError:
         raise InvalidInputError(f"no {what} at {text}") from None
     except IsADirectoryError:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from auditml._internal.infile import read_regular
 from auditml._internal.output import write_output
 from auditml.core.signing import FileSigner, Signer, fingerprint
 from auditml.errors import ConfigurationError, InvalidInputError
@@ -27,6 +28,7 @@ __all__ = [
     "KEY_ENV",
     "PASSPHRASE_ENV",
     "PublicKeyFile",
+    "check_new_key_path",
     "generate_key_file",
     "key_path_for",
     "load_signer",
@@ -38,6 +40,8 @@ __all__ = [
 KEY_ENV = "AUDITML_LOG_KEY"
 PASSPHRASE_ENV = "AUDITML_KEY_PASSPHRASE"
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+#: The most read of a key file: a PEM key or a public key file is a few hundred bytes.
+_MAX_KEY_FILE = 1 << 20
 
 
 def passphrase_from_env() -> bytes | None:
@@ -47,6 +51,33 @@ def passphrase_from_env() -> bytes | None:
 
 
 # -- private key files ---------------------------------------------------------------
+
+
+def check_new_key_path(path: str | os.PathLike[str]) -> Path:
+    """Return ``path`` if a new key file may be made there, else raise saying why not.
+
+    Run before a passphrase is asked for: a link, an existing file, or a folder
+    to create under something that is not a folder refuses the key anyway.
+    """
+    target = Path(path)
+    if target.is_symlink():
+        raise InvalidInputError(
+            f"{target} is a symbolic link; auditml never writes a key through a link: "
+            "give the path of a new file"
+        )
+    if os.path.lexists(target):
+        raise InvalidInputError(
+            f"a key already exists at {target}; it is never overwritten: "
+            "move it away first or choose another path"
+        )
+    folder = target.absolute().parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InvalidInputError(
+            f"cannot create the key file {target}: {folder} is not a folder; choose another path"
+        )
+    return target
 
 
 def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) -> FileSigner:
@@ -64,16 +95,7 @@ def generate_key_file(path: str | os.PathLike[str], passphrase: bytes | None) ->
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    if target.is_symlink():
-        raise InvalidInputError(
-            f"{target} is a symbolic link; auditml never writes a key through a link: "
-            "give the path of a new file"
-        )
-    if os.path.lexists(target):
-        raise InvalidInputError(
-            f"a key already exists at {target}; it is never overwritten: "
-            "move it away first or choose another path"
-        )
+    check_new_key_path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -89,7 +111,7 @@ def load_signer(path: str | os.PathLike[str], passphrase: bytes | None = None) -
 
     source = Path(path)
     try:
-        pem = source.read_bytes()
+        pem = read_regular(source, "key file", _MAX_KEY_FILE)
     except FileNotFoundError:
         raise ConfigurationError(f"no key file at {source}") from None
     except OSError as exc:
@@ -192,11 +214,13 @@ def read_public_key(path: str | os.PathLike[str]) -> PublicKeyFile:
     """Read a ``.pub`` file written by ``auditml keygen``, or raise a sentence saying why not."""
     source = Path(path)
     try:
-        found = json.loads(source.read_text(encoding="utf-8"))
+        found = json.loads(read_regular(source, "public key file", _MAX_KEY_FILE).decode())
         raw = base64.b64decode(found["public_key"], validate=True)
         record = PublicKeyFile(str(found["signer"]), str(found["name"]), raw)
     except FileNotFoundError:
         raise InvalidInputError(f"no public key file at {source}") from None
+    except InvalidInputError:  # a pipe, device or folder: the sentence names it
+        raise
     except (OSError, ValueError, KeyError, TypeError, RecursionError, binascii.Error):
         raise InvalidInputError(
             f"{source} is not a public key file written by `auditml keygen` (JSON with "

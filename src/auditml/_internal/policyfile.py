@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from auditml._internal.infile import read_regular
 from auditml.core.policy import Policy, policy_from_toml
 from auditml.errors import InvalidInputError
 
@@ -15,7 +16,7 @@ def load_policy(path: str | os.PathLike[str]) -> tuple[Policy, bytes]:
     """Read a TOML policy file; return the policy and the file's bytes, or raise clearly."""
     file = Path(path)
     try:
-        raw = file.read_bytes()
+        raw = read_regular(file, "policy file")
     except FileNotFoundError:
         raise InvalidInputError(
             f"no policy file at {file}: write one (see `auditml policy --help`)"

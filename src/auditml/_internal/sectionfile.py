@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from auditml._internal.infile import read_regular
 from auditml.core.card import validate_sections
 from auditml.errors import InvalidInputError
 
@@ -18,7 +19,7 @@ __all__ = ["read_sections"]
 def read_sections(path: Path) -> tuple[dict[str, Any], str, str]:
     """Return the sections a file holds, the file's name and its SHA-256, or raise clearly."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, "card file")
     except FileNotFoundError:
         raise InvalidInputError(
             f"no card file at {path}: write the sections as YAML, e.g. "

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import json
+import os
+import posixpath
 import re
 from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    select_autoescape,
+)
+from jinja2.loaders import split_template_path
 from markupsafe import Markup
 
+from auditml._internal.infile import open_regular
 from auditml.core.text import escape_controls
 from auditml.errors import InvalidInputError
 
-__all__ = ["FIELD_CHARS", "bounded", "md_escape", "packaged_templates", "template_env"]
+__all__ = [
+    "FIELD_CHARS",
+    "bounded",
+    "check_templates",
+    "md_escape",
+    "packaged_templates",
+    "template_env",
+]
 
 #: The most characters of one field a document shows; the JSON output, the log
 #: and the evidence bundle keep the whole text. Longer text costs a PDF renderer
@@ -101,6 +118,48 @@ def md_cell(value: object) -> Markup:
     return Markup(" ".join(md_escape(value).split()) or " ")
 
 
+def check_templates(user: Path) -> None:
+    """Refuse a ``--templates`` path that is not a folder, saying whether it exists at all."""
+    if not user.is_dir():
+        found = "is not a folder" if os.path.lexists(user) else "no such folder"
+        raise InvalidInputError(f"--templates {user}: {found}")
+
+
+class _Loader(FileSystemLoader):
+    """Jinja's file loader, but a template is opened without blocking and must be a file.
+
+    A named pipe or a link to a device in a user's templates folder is refused
+    with a sentence naming it, never read: reading it would hang the command.
+    """
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        """Return the template's text from the first folder holding it, as Jinja does."""
+        pieces = split_template_path(template)
+        for folder in self.searchpath:
+            filename = posixpath.join(folder, *pieces)
+            if not os.path.lexists(filename):
+                continue
+            try:
+                with open_regular(filename, f"template {template}") as f:
+                    contents = f.read().decode(self.encoding)
+                    mtime = os.fstat(f.fileno()).st_mtime
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidInputError(f"cannot read the template {filename}: {exc}") from None
+
+            def uptodate(filename: str = filename, mtime: float = mtime) -> bool:
+                try:
+                    return os.path.getmtime(filename) == mtime
+                except OSError:
+                    return False
+
+            return contents, os.path.normpath(filename), uptodate
+        raise TemplateNotFound(template)
+
+
 def template_env(user: Path | None = None, *, markdown: bool = False) -> Environment:
     """Return a Jinja2 environment over the user's folder (if any) and the packaged templates.
 
@@ -109,12 +168,11 @@ def template_env(user: Path | None = None, *, markdown: bool = False) -> Environ
     """
     folders = [packaged_templates()]
     if user is not None:
-        if not user.is_dir():
-            raise InvalidInputError(f"--templates {user}: no such folder")
+        check_templates(user)
         folders.insert(0, user)
     finalize: Callable[[Any], Any] = md_escape if markdown else _html_field
     env = Environment(
-        loader=FileSystemLoader([str(f) for f in folders]),
+        loader=_Loader([str(f) for f in folders]),
         autoescape=False if markdown else select_autoescape(default=True),
         undefined=StrictUndefined,
         trim_blocks=True,

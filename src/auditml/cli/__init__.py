@@ -26,7 +26,14 @@ with startup():  # typer, and the code every command shares
     from typer.core import TyperCommand
 
     from auditml.cli import _common
-    from auditml.cli._common import err, exit_status, print_error
+    from auditml.cli._common import (
+        exit_status,
+        json_errors,
+        notice,
+        print_aborted,
+        print_click_error,
+        print_error,
+    )
     from auditml.errors import AuditmlError
 
 __all__ = ["app", "main"]
@@ -208,7 +215,7 @@ class _Notices(logging.Handler):
     """Print auditml's warnings (e.g. a write waiting for a lock) on stderr as notes."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        err.print(f"note: {record.getMessage()}")
+        notice("note", record.getMessage())
 
 
 def _say_warning(
@@ -220,7 +227,7 @@ def _say_warning(
     line: str | None = None,
 ) -> None:
     """Print a warning as a ``warning:`` line, without Python's file, line and source."""
-    err.print(f"warning: {message}")
+    notice("warning", str(message))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,18 +243,47 @@ def main(argv: list[str] | None = None) -> None:
             command_done()
 
 
+def _asks_json(args: list[str]) -> bool:
+    """Return whether ``--json`` is among the options of a command line (before any ``--``)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
 def _run(argv: list[str] | None) -> None:
-    """Run the app, turning every error into a message and an exit status."""
+    """Run the app, turning every error into a message and an exit status.
+
+    Click runs outside its standalone mode, so that its own errors (usage
+    errors: a missing argument, an unknown option) come here and are reported
+    as ours are, ``error: ...`` or JSON with --json, with the same exit status.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
+    json_errors(_asks_json(args))
     try:
-        _app_for(sys.argv[1:] if argv is None else argv)(args=argv, prog_name="auditml")
+        status = _app_for(args)(args=args, prog_name="auditml", standalone_mode=False)
+    except _common.ClickException as exc:
+        print_click_error(exc)
+        sys.exit(getattr(exc, "exit_code", 1))
+    except typer.Abort:  # Ctrl-D at a prompt
+        print_aborted()
+        sys.exit(1)
     except AuditmlError as exc:  # one a command did not handle itself
         print_error(exc)
         sys.exit(exit_status(exc))
     except Exception as exc:
         if os.environ.get("AUDITML_DEBUG"):
             raise
-        err.print(
-            f"internal error: {type(exc).__name__}: {exc} (set AUDITML_DEBUG=1 for details, "
-            "and please report it)",
+        _common.report(  # not `report`: that name is the `auditml report` module here
+            f"{type(exc).__name__}: {exc} (set AUDITML_DEBUG=1 for details, and please report it)",
+            kind="internal",
+            status=70,
+            word="internal error",
         )
         sys.exit(70)
+    finally:
+        json_errors(False)
+    if isinstance(status, int) and status:  # typer.Exit(N) ends a command with status N
+        sys.exit(status)

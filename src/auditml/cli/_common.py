@@ -4,11 +4,24 @@ The command-group modules import from here and from below the CLI, never from
 each other. This module holds the one mapping from an auditml error to the
 sentence on stderr and the exit status: 1 when verification fails, 2 for bad
 input or an unusable store, 3 when policy refuses an action.
+
+Every error, ours or a usage error of Click's, is reported by :func:`report`:
+one line on stderr starting ``error:`` (``denied:``, ``FAILED:``), or, when
+``--json`` is on the command line, one JSON object on one line of stderr::
+
+    {"error": "<the sentence>", "kind": "invalid_input", "exit": 2}
+
+(a denial adds its ``rule``, ``remedy`` and ``seq``; a failed verification its
+``check`` and ``seq``). Warnings and notes before it are JSON lines too
+(:func:`notice`), so the error is the last line. Stdout then stays empty, or
+holds only the JSON a command prints as its result (``verify --json`` prints its
+failed check there).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
@@ -29,6 +42,7 @@ from auditml.errors import (
     ConfigurationError,
     InvalidInputError,
     PolicyDeniedError,
+    StoreError,
     VerificationError,
 )
 
@@ -249,6 +263,85 @@ _OUTCOMES: tuple[tuple[type[AuditmlError], int, str, str], ...] = (
 )
 
 
+#: The ``kind`` an error has in its JSON form; the first class that matches wins.
+_KINDS: tuple[tuple[type[AuditmlError], str], ...] = (
+    (VerificationError, "verification_failed"),
+    (PolicyDeniedError, "policy_denied"),
+    (InvalidInputError, "invalid_input"),
+    (ConfigurationError, "configuration"),
+    (StoreError, "store"),
+    (AuditmlError, "error"),
+)
+
+#: Click's base class of its own errors, and of usage errors, as the installed Typer
+#: raises them (Typer 0.29 carries its own copy of Click; older ones use Click itself).
+_CLICK_CLASSES = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+ClickException: type[Exception] = _CLICK_CLASSES["ClickException"]
+UsageError: type[Exception] = _CLICK_CLASSES["UsageError"]
+
+#: Whether ``--json`` is on the command line being run (set by :func:`auditml.cli.main`),
+#: and the value the command's own --json option took once Click has read it (None
+#: until then: a usage error can come before).
+_json_line = False
+_json_option: bool | None = None
+
+
+def json_errors(asked: bool) -> None:
+    """Say whether the command line being run has ``--json`` on it; forget the option's value."""
+    global _json_line, _json_option
+    _json_line, _json_option = asked, None
+
+
+def _json_seen(value: bool) -> bool:
+    """Keep the value of a command's --json option as Click reads it (its callback)."""
+    global _json_option
+    _json_option = bool(value)
+    return value
+
+
+def _json_wanted() -> bool:
+    """Return whether errors are reported as JSON: the command's --json, else the line's."""
+    return _json_line if _json_option is None else _json_option
+
+
+def report(
+    message: str,
+    *,
+    kind: str,
+    status: int,
+    word: str = "error",
+    style: str = "",
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Report an error on stderr: ``word: message``, or with --json one JSON object on a line.
+
+    The JSON is ASCII (every other character escaped), so no byte of a message
+    can reach the terminal raw; it holds ``error``, ``kind``, ``exit`` and ``extra``.
+    """
+    if _json_wanted():
+        found = {"error": message, "kind": kind, "exit": status, **(extra or {})}
+        stream = sys.stderr
+        stream.write(json.dumps(found, ensure_ascii=True) + "\n")
+        stream.flush()
+        return
+    from rich.text import Text
+
+    err.print(Text.assemble((word, style), f": {message}"))
+
+
+def notice(word: str, message: str) -> None:
+    """Print a ``warning:`` or ``note:`` line on stderr, or with --json ``{"warning": ...}``.
+
+    With --json, every line on stderr is then one JSON object: scripts can read
+    the warnings, and the error (the object with ``error``) comes last.
+    """
+    if _json_wanted():
+        sys.stderr.write(json.dumps({word: message}, ensure_ascii=True) + "\n")
+        sys.stderr.flush()
+    else:
+        err.print(f"{word}: {message}")
+
+
 def _outcome(exc: AuditmlError) -> tuple[int, str, str]:
     for kind, status, word, style in _OUTCOMES:
         if isinstance(exc, kind):
@@ -261,12 +354,53 @@ def exit_status(exc: AuditmlError) -> int:
     return _outcome(exc)[0]
 
 
-def print_error(exc: AuditmlError) -> None:
-    """Print an error as one sentence on stderr, after ``FAILED:``, ``denied:`` or ``error:``."""
-    from rich.text import Text
+def error_kind(exc: AuditmlError) -> str:
+    """Return the ``kind`` of an error's JSON form, e.g. ``invalid_input``."""
+    return next(name for cls, name in _KINDS if isinstance(exc, cls))
 
-    _, word, style = _outcome(exc)
-    err.print(Text.assemble((word, style), f": {exc.diagnostics()}"))
+
+def print_error(exc: AuditmlError) -> None:
+    """Print an error as one sentence on stderr, after ``FAILED:``, ``denied:`` or ``error:``.
+
+    With --json, print it as one JSON object instead (see :func:`report`).
+    """
+    status, word, style = _outcome(exc)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, PolicyDeniedError):
+        extra = {"rule": exc.rule, "remedy": exc.remedy, "seq": exc.seq}
+    elif isinstance(exc, VerificationError):
+        extra = {"check": exc.kind, "seq": exc.seq}
+    report(
+        exc.diagnostics(), kind=error_kind(exc), status=status, word=word, style=style, extra=extra
+    )
+
+
+def print_click_error(exc: Any) -> None:
+    """Report an error of Click's (a usage error) as ours are: ``error:`` first, or JSON.
+
+    The usage line and the hint to ``--help`` follow the sentence, as Click
+    prints them; with --json there is only the JSON object. A command line with
+    no command at all still prints the help, as Click does.
+    """
+    if type(exc).__name__ == "NoArgsIsHelpError":  # Click's help for a bare group: not an error
+        exc.show()
+        return
+    usage = isinstance(exc, UsageError)
+    report(exc.format_message(), kind="usage" if usage else "error", status=exc.exit_code)
+    ctx = exc.ctx if usage else None
+    if ctx is None or _json_wanted():
+        return
+    err.print(ctx.get_usage())
+    if ctx.command.get_help_option(ctx) is not None:
+        err.print(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.")
+
+
+def print_aborted() -> None:
+    """Say that a prompt was ended (Ctrl-D) as Click does, or as JSON with --json."""
+    if _json_wanted():
+        report("aborted", kind="aborted", status=1)
+    else:
+        err.print("Aborted!")
 
 
 @contextmanager
@@ -291,7 +425,14 @@ DbOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print JSON instead of text (errors too, on stderr).",
+        callback=_json_seen,
+    ),
+]
 ForceOption = Annotated[
     bool,
     typer.Option(
@@ -524,6 +665,33 @@ def load_person_key(path: Path) -> FileSigner:
     return with_passphrase(lambda phrase: load_signer(path, phrase), f"the key {path}")
 
 
+class KeyWhenUsed:
+    """A person's signing key for --sign-with, loaded (its passphrase asked) when first used.
+
+    A decision checks every other rule before it signs: one the policy refuses,
+    or of a version that does not exist, never reads the key nor asks for its
+    passphrase.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._signer: FileSigner | None = None
+
+    def _loaded(self) -> FileSigner:
+        if self._signer is None:
+            self._signer = load_person_key(self.path)
+        return self._signer
+
+    @property
+    def public_key(self) -> bytes:
+        """Return the raw Ed25519 public key, loading the key first."""
+        return self._loaded().public_key
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign ``message``, loading the key first."""
+        return self._loaded().sign(message)
+
+
 # -- MLflow ---------------------------------------------------------------------------------
 
 
@@ -582,14 +750,19 @@ def sync_alias(log: AuditLog, model: str, version: str, env: str, seq: int, acto
         actor=actor,
     )
     if error is None:
-        err.print(
+        moved = (
             f"MLflow: moved {model}@{alias} to version {version}"
             + (f" (was {previous})" if previous else "")
             + f" (event {receipt.seq})"
         )
+        if _json_wanted():
+            notice("note", moved)
+        else:
+            err.print(moved)
     else:
-        err.print(
-            f"warning: the {env} decision stands (event {seq}), but MLflow's alias "
+        notice(
+            "warning",
+            f"the {env} decision stands (event {seq}), but MLflow's alias "
             f"{model}@{alias} was NOT moved to version {version}: {error} (recorded as event "
-            f"{receipt.seq}); move the alias in MLflow by hand to match"
+            f"{receipt.seq}); move the alias in MLflow by hand to match",
         )

@@ -20,6 +20,7 @@ from auditml.cli._common import (
     ActorOption,
     DbOption,
     JsonOption,
+    KeyWhenUsed,
     ModelArgument,
     OnlyModelArgument,
     ReasonOption,
@@ -30,8 +31,8 @@ from auditml.cli._common import (
     err,
     errors,
     group,
-    load_person_key,
     note_imported,
+    notice,
     open_log,
     out,
     sync_alias,
@@ -103,7 +104,7 @@ app.add_typer(policy_app, name="policy")
 
 
 def _signer(path: Path | None) -> Any:
-    return None if path is None else load_person_key(path)
+    return None if path is None else KeyWhenUsed(path)
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -153,7 +154,7 @@ def _warnings_said() -> Iterator[None]:
             yield
         finally:
             for item in caught:
-                err.print(f"warning: {item.message}")
+                notice("warning", str(item.message))
 
 
 def _sources(values: list[str] | None, option: str, what: str) -> dict[str, str]:
@@ -201,14 +202,18 @@ def _json_sources(value: object, path: Path | None, what: str) -> dict[str, Any]
 
 def _json_file(path: Path | None) -> dict[str, Any]:
     """Read a JSON object from a file, or raise a sentence naming the file."""
+    from auditml._internal.infile import read_regular
+
     if path is None:
         return {}
     try:
-        found = loads_strict(path.read_bytes())  # refuses duplicate keys and deep nesting too
+        raw = read_regular(path, "JSON file")
     except FileNotFoundError:
         raise InvalidInputError(f"no JSON file at {path}") from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc}") from None
+    try:
+        found = loads_strict(raw)  # refuses duplicate keys and deep nesting too
     except InvalidInputError as exc:
         raise InvalidInputError(f"{path}: {exc}") from None
     if not isinstance(found, dict):

@@ -6,9 +6,9 @@ PDF report with the evidence it carries.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import stat
 import sys
 from contextlib import AbstractContextManager
 from dataclasses import asdict
@@ -200,9 +200,13 @@ def log_cmd(
             model=model, version=version, action=action, since=since, until=until, limit=limit
         )
         if as_json:
+            # The filters are checked when the first event is read: a bad --since is
+            # an error before "[" is written, so stdout holds no half of a JSON array.
+            rest = iter(records)
+            first = next(rest, None)
             write = sys.stdout.write
             write("[")
-            for i, rec in enumerate(records):
+            for i, rec in enumerate(() if first is None else itertools.chain([first], rest)):
                 item = {
                     "seq": rec.seq,
                     "hash": rec.hash,
@@ -340,8 +344,10 @@ def verify(
                     "error": str(exc),
                 }
             )
+            print_error(exc)  # and on stderr, as every error with --json
         elif as_json:
             out.print_json(data={"ok": False, "error": exc.diagnostics()})
+            print_error(exc)
         else:
             print_error(exc)
             if isinstance(exc, VerificationError) and str(exc).startswith("the pinned key is for"):
@@ -415,8 +421,7 @@ def _offline(as_json: bool) -> AbstractContextManager[None]:
     def explain(exc: AuditmlError) -> None:
         if as_json and isinstance(exc, VerificationError):
             out.print_json(data={"ok": False, "kind": exc.kind, "error": str(exc)})
-        else:
-            print_error(exc)
+        print_error(exc)  # with --json, one JSON object on stderr
 
     return errors(explain)
 
@@ -515,20 +520,14 @@ def _read_small(path: Path, what: str, limit: int) -> bytes:
     A device, pipe or folder is refused before it is read, so `/dev/zero` or a
     FIFO given by mistake can neither hang the command nor fill its memory.
     """
+    from auditml._internal.infile import read_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        data = read_regular(path, f"{what} file", limit)
     except FileNotFoundError:
         raise InvalidInputError(f"no {what} file at {path}") from None
     except OSError as exc:
         raise InvalidInputError(f"cannot read the {what} {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise InvalidInputError(f"{path} is not a regular file; give the {what} file")
-    with os.fdopen(fd, "rb") as f:
-        try:
-            data = f.read(limit + 1)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read the {what} {path}: {exc.strerror}") from None
     if len(data) > limit:
         raise InvalidInputError(
             f"{path} is over {limit >> 20} MiB, far more than any {what}: give the {what} file"
@@ -567,7 +566,7 @@ def _read_vkey(text: str | None) -> str | None:
     """Return a verifier key given as text or as a file holding it."""
     if text is None:
         return None
-    if "+" not in text and os.path.isfile(text):
+    if "+" not in text and os.path.lexists(text):  # a pipe or device there is refused
         data = _read_small(Path(text), "verifier key", MAX_CHECKPOINT_BYTES)
         try:
             return data.decode("utf-8").strip()

@@ -21,9 +21,9 @@ from auditml.cli._common import (
     DbOption,
     JsonOption,
     app,
-    err,
     errors,
     group,
+    notice,
     open_log,
     out,
     who,
@@ -144,10 +144,12 @@ def import_mlflow(
 
 def _secret(path: Path | None) -> str | None:
     """Return the webhook secret in ``path``, or refuse an unusable file."""
+    from auditml._internal.infile import read_regular
+
     if path is None:
         return None
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        text = read_regular(path, "secret file", 1 << 20).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"cannot read the secret file {str(path)!r}: {exc}") from None
     if len(text) < 16:
@@ -196,7 +198,7 @@ def _report(log: AuditLog, recorded: Recorded, via: str) -> None:
         }
         problem = run_on_violation(command, payload)
         if problem:
-            err.print(f"warning: on_violation for event {seq}: {problem}")
+            notice("warning", f"on_violation for event {seq}: {problem}")
 
 
 @mlflow_app.command("watch")
@@ -241,7 +243,7 @@ def watch(
                 where[0],
                 where[1],
                 secret,
-                on_refused=lambda why: err.print(f"warning: refused a webhook delivery: {why}"),
+                on_refused=lambda why: notice("warning", f"refused a webhook delivery: {why}"),
             )
             listener.start()
             hook_id, said = bridge.register_webhook(client, listener.url, secret)

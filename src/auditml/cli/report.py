@@ -84,8 +84,10 @@ def report(
                 )
         if paper.lower() not in PAPERS:
             raise InvalidInputError(f"--paper {paper!r} is not a paper size: use a4 or letter")
-        if templates is not None and not templates.is_dir():
-            raise InvalidInputError(f"--templates {templates}: no such folder")
+        if templates is not None:
+            from auditml._internal.templates import check_templates
+
+            check_templates(templates)
         target = out_file.expanduser()
         if target.is_dir() or not target.parent.is_dir():
             where = "is a folder" if target.is_dir() else f"needs the folder {target.parent}"

@@ -278,9 +278,11 @@ def _read_input(file: str) -> bytes:
     """Return the bytes of FILE, or of standard input for '-', or raise naming the problem."""
     if file == "-":
         return sys.stdin.buffer.read()
+    from auditml._internal.infile import read_regular
+
     path = Path(file)
     try:
-        return path.read_bytes()
+        return read_regular(path, "JSON Lines file")
     except FileNotFoundError:
         raise InvalidInputError(f"no file {path}: give a JSON Lines file, or - for stdin") from None
     except IsADirectoryError:

@@ -178,7 +178,12 @@ def keygen(
     as_json: JsonOption = False,
 ) -> None:
     """Create a personal Ed25519 signing key, protected by a passphrase."""
-    from auditml._internal.keyfiles import PublicKeyFile, generate_key_file, passphrase_from_env
+    from auditml._internal.keyfiles import (
+        PublicKeyFile,
+        check_new_key_path,
+        generate_key_file,
+        passphrase_from_env,
+    )
     from auditml._internal.output import write_output
 
     with errors():
@@ -189,6 +194,7 @@ def keygen(
         for path in (target, public):
             if os.path.lexists(path):
                 raise InvalidInputError(f"{path} already exists; keys are never overwritten")
+        check_new_key_path(target)  # before the passphrase: a path refused anyway asks nothing
         phrase = passphrase_from_env() or ask_passphrase(f"the new key of {actor}", confirm=True)
         signer = generate_key_file(target, phrase)
         record = PublicKeyFile(actor, name or actor, signer.public_key)

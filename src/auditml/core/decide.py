@@ -344,8 +344,13 @@ def decide_approve(
     artifact_sha256: str | None,
     signature: ESignature | None = None,
     origin: str = "",
+    signature_pending: bool = False,
 ) -> Outcome:
-    """Approve a version unless a rule refuses: role, reason, state, duties, e-signature."""
+    """Approve a version unless a rule refuses: role, reason, state, duties, e-signature.
+
+    ``signature_pending`` checks every rule but the e-signature, which is made
+    once the others pass (a key behind a passphrase is unlocked only then).
+    """
     vs = view.known_model(model).version(version)
     for env in environments:
         view.check_environment(env)
@@ -356,8 +361,12 @@ def decide_approve(
         lambda: check_reason(pol, "approve", reason),
         lambda: _check_usable(vs, "approve"),
         lambda: check_self_approval(pol, actor.ids(), vs.trainers, version, view.binding),
-        lambda: _check_signature(
-            view, "model.approve", subject, actor.id, signature, artifact_sha256, origin
+        lambda: (
+            _check_signature(
+                view, "model.approve", subject, actor.id, signature, artifact_sha256, origin
+            )
+            if not signature_pending
+            else None
         ),
     )
     if denial is not None:
@@ -493,16 +502,21 @@ def decide_reject(
     artifact_sha256: str | None = None,
     signature: ESignature | None = None,
     origin: str = "",
+    signature_pending: bool = False,
 ) -> Outcome:
-    """Reject a version unless a rule refuses: role, reason or e-signature."""
+    """Reject a version unless a rule refuses: role, reason or e-signature (as approve does)."""
     vs = view.known_model(model).version(version)
     subject = {"model": model, "version": version}
     pol = view.policy
     denial = first(
         lambda: check_role(pol, actor.ids(), "reject"),
         lambda: check_reason(pol, "reject", reason),
-        lambda: _check_signature(
-            view, "model.reject", subject, actor.id, signature, artifact_sha256, origin
+        lambda: (
+            _check_signature(
+                view, "model.reject", subject, actor.id, signature, artifact_sha256, origin
+            )
+            if not signature_pending
+            else None
         ),
     )
     if denial is not None:

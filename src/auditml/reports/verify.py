@@ -20,12 +20,12 @@ import io
 import json
 import os
 import re
-import stat
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from auditml._internal.infile import open_regular
 from auditml.bundle import BundleReport, verify_bundle
 from auditml.core.pdfseal import Seal, check_bytes, check_signature, read_seal
 from auditml.core.signing import VerifierKey
@@ -93,27 +93,19 @@ def _read(path: Path) -> bytes:
     A device, pipe or folder is refused before it is read, and so is a file
     larger than :data:`MAX_REPORT_BYTES`.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise InvalidInputError(f"no report at {path}") from None
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read the report {path}: {exc.strerror}") from None
     too_big = InvalidInputError(
         f"{path} is larger than {MAX_REPORT_BYTES >> 30} GiB: no report auditml writes is "
         "that large, so it is not read"
     )
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_REPORT_BYTES:
-        os.close(fd)
-        if info.st_size > MAX_REPORT_BYTES:
-            raise too_big
-        raise InvalidInputError(f"{path} is not a regular file; give the PDF report")
-    with os.fdopen(fd, "rb") as f:
-        try:
+    try:
+        with open_regular(path, "PDF report") as f:
+            if os.fstat(f.fileno()).st_size > MAX_REPORT_BYTES:
+                raise too_big
             data = f.read(MAX_REPORT_BYTES + 1)  # it may have grown since
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read the report {path}: {exc.strerror}") from None
+    except FileNotFoundError:
+        raise InvalidInputError(f"no report at {path}") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the report {path}: {exc.strerror}") from None
     if len(data) > MAX_REPORT_BYTES:
         raise too_big
     return data

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from auditml._internal.infile import check_regular
 from auditml.errors import ConfigurationError, StoreUnavailableError
 
 # SQLAlchemy (about 0.2 s to import) is loaded only where it is used: PostgreSQL's engine,
@@ -485,6 +486,9 @@ class SQLiteBackend(Backend):
                 )
             elif path.is_dir():
                 raise StoreUnavailableError(f"{path} is a folder, not an auditml SQLite file")
+            # SQLite opens the file by its path: a pipe or a device there gave "disk I/O
+            # error", or for /dev/null an empty database that takes no write.
+            check_regular(path, "auditml SQLite file", StoreUnavailableError)
         return SQLitePool(self.path, create=create)
 
     def sa_engine(self, pool: Any) -> Engine:

@@ -378,7 +378,7 @@ def test_watch_records_an_alias_moved_in_mlflow_within_one_poll(
     made["client"].set_registered_model_alias(model, "champion", "2")
     code, out, err = run_cli(["mlflow", "watch", "--once", *base], capsys)
     assert code == 0, err
-    assert "by polling every 30 s" in out
+    assert "by reading it once" in out and "every 30 s" not in out
     assert f"{model} v2: alias champion -> v2 (was v1)" in out
     with AuditLog.open(db_url) as log:
         last = list(log.events(action="registry.change"))[-1].event
@@ -391,6 +391,19 @@ def test_watch_records_an_alias_moved_in_mlflow_within_one_poll(
     assert "no changes" in out
     with AuditLog.open(db_url) as log:
         assert log.head().size == size
+    made["client"].set_registered_model_alias(model, "champion", "1")
+    code, out, err = run_cli(["mlflow", "watch", "--once", "--json", *base], capsys)
+    assert code == 0, err
+    (line,) = [json.loads(text) for text in out.splitlines()]  # one JSON line per change
+    assert (line["kind"], line["version"], line["previous"], line["via"]) == (
+        "alias.set",
+        "1",
+        "2",
+        "poll",
+    )
+    assert line["violations"] == [] and line["seq"] == size
+    code, out, _ = run_cli(["mlflow", "watch", "--once", "--json", *base], capsys)
+    assert code == 0 and out == ""  # nothing new: no line
 
 
 def test_watch_records_each_kind_of_change(
@@ -443,7 +456,7 @@ def test_a_violating_change_is_recorded_shown_and_runs_the_command(
     assert run_cli(["import", "mlflow", *base], capsys)[0] == 0
     made["client"].set_registered_model_alias("credit-risk", "champion", "2")
     code, out, _ = run_cli(["mlflow", "watch", "--once", *base], capsys)
-    assert code == 0
+    assert code == 1  # a scheduled --once run can tell it recorded a violation
     assert "VIOLATION" in out and "mlflow.unapproved" in out
     with AuditLog.open(db_url) as log:
         (found,) = [v for v in log.registry_violations() if v.rule == "mlflow.unapproved"]
@@ -521,7 +534,7 @@ def test_a_failing_violation_command_is_reported_and_the_violation_kept(
     assert run_cli(["import", "mlflow", *base], capsys)[0] == 0
     made["client"].set_registered_model_alias("credit-risk", "champion", "2")
     code, out, err = run_cli(["mlflow", "watch", "--once", *base], capsys)
-    assert code == 0
+    assert code == 1
     assert "VIOLATION" in out
     assert said in err and err.startswith("warning: on_violation for event")
     with AuditLog.open(db) as log:
@@ -538,7 +551,7 @@ def test_a_stage_moved_to_production_without_a_decision_is_a_violation(
     base = ["--tracking-uri", registry_uri, "--db", db_url]
     assert run_cli(["import", "mlflow", *base], capsys)[0] == 0
     made["client"].transition_model_version_stage("fraud", made["other"], "Production")
-    assert run_cli(["mlflow", "watch", "--once", *base], capsys)[0] == 0
+    assert run_cli(["mlflow", "watch", "--once", *base], capsys)[0] == 1  # a violation recorded
     with AuditLog.open(db_url) as log:
         assert {(v.model, v.kind, v.stage) for v in log.registry_violations()} == {
             ("fraud", "stage.set", "Production")

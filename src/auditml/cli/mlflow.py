@@ -6,9 +6,11 @@ MLflow is imported only when one of these runs (through
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -172,11 +174,23 @@ def _listen(value: str | None) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def _report(log: AuditLog, recorded: Recorded, via: str) -> None:
-    """Print each change recorded, each violation, and run the configured command for it."""
+def _report(log: AuditLog, recorded: Recorded, via: str, as_json: bool = False) -> None:
+    """Print each change recorded (a JSON line each), each violation, and run the command."""
     from auditml.mlflow_bridge import run_on_violation
 
     for change, seq, found in recorded.changes:
+        if as_json:
+            line = {
+                "seq": seq,
+                "via": via,
+                "model": change.model,
+                "version": change.version,
+                **change.data(),
+                "violations": [v.model_dump(mode="json") for v in found],
+            }
+            sys.stdout.write(json.dumps(line, ensure_ascii=True) + "\n")
+            sys.stdout.flush()
+            continue
         out.print(f"event {seq}  {change.describe()}  (via {via})")
         for violation in found:
             out.print(f"VIOLATION event {seq}: {violation.rule}: {violation.message}")
@@ -222,8 +236,13 @@ def watch(
     ] = None,
     actor: ActorOption = None,
     db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Record each change made in an MLflow registry; changes policy would refuse are violations."""
+    """Record each change made in an MLflow registry; changes policy would refuse are violations.
+
+    With --once it exits 1 when the changes it recorded include a violation, so a
+    scheduled job can tell. With --json each change is one JSON line on stdout.
+    """
     with errors(), open_log(db) as log:
         where = _listen(listen)
         secret = _secret(secret_file)
@@ -237,7 +256,7 @@ def watch(
 
         client = bridge.client_for(uri)
         listener = hook_id = None
-        mode = f"polling every {interval:g} s"
+        mode = "reading it once" if once else f"polling every {interval:g} s"
         if where is not None and secret is not None:
             listener = bridge.WebhookListener(
                 where[0],
@@ -251,7 +270,10 @@ def watch(
                 mode = f"{mode}; no webhooks: {said}"
             else:
                 mode = f"webhooks ({said}, signatures checked) and {mode} as a backstop"
-        out.print(f"auditml mlflow watch: following MLflow at {bridge.shown_uri(uri)} by {mode}")
+        if not as_json:
+            out.print(
+                f"auditml mlflow watch: following MLflow at {bridge.shown_uri(uri)} by {mode}"
+            )
         actor_id = who(actor)
         via = "poll"
         in_main = threading.current_thread() is threading.main_thread()
@@ -259,10 +281,12 @@ def watch(
         try:
             while True:
                 recorded, _, _ = _record(log, uri, model, via, actor_id)
-                _report(log, recorded, via)
+                _report(log, recorded, via, as_json)
                 if once:
-                    if not recorded.changes:
+                    if not recorded.changes and not as_json:
                         out.print("no changes since the log last looked")
+                    if recorded.violations:
+                        raise typer.Exit(1)
                     return
                 via = "poll"
                 if listener is None:
@@ -276,7 +300,8 @@ def watch(
                 except queue.Empty:
                     pass
         except KeyboardInterrupt:
-            out.print("stopped")
+            if not as_json:
+                out.print("stopped")
         finally:
             if in_main:
                 signal.signal(signal.SIGTERM, previous_handler)

@@ -370,7 +370,8 @@ def test_an_alias_auditml_moved_is_known_so_a_move_back_in_mlflow_is_a_change(db
     """After a done sync (v1 -> v2), MLflow showing v2 is nothing new and v1 again is a change."""
     with _init(db_url) as log:
         log.record_registry(_shows("1", "2", champion="1"), via="import", uri=URI, actor="ops")
-        decision = log.head().size - 1
+        log.approve("credit-risk", "2", actor="val@bank.example")
+        decision = log.deploy("credit-risk", "2", "production", actor="ops@bank.example").seq
         for status in ("failed", "done"):  # a failed move leaves the registry as it was
             log.record_registry_sync(
                 model="credit-risk",
@@ -392,3 +393,31 @@ def test_an_alias_auditml_moved_is_known_so_a_move_back_in_mlflow_is_a_change(db
         ((change, _, _),) = back.changes
         assert (change.kind, change.version, change.previous) == ("alias.set", "1", "2")
         log.verify()
+
+
+@pytest.mark.parametrize(
+    ("version", "environment", "at"),
+    [("1", "production", "deploy"), ("2", "staging", "deploy"), ("2", "production", "import")],
+)
+def test_a_sync_that_names_no_decision_putting_the_version_there_is_refused(
+    db_url: str, version: str, environment: str, at: str
+) -> None:
+    """A done sync hides MLflow moves: one naming no matching live decision writes nothing."""
+    with _init(db_url) as log:
+        log.record_registry(_shows("1", "2", champion="1"), via="import", uri=URI, actor="ops")
+        imported = log.head().size - 1
+        log.approve("credit-risk", "2", actor="val@bank.example")
+        deployed = log.deploy("credit-risk", "2", "production", actor="ops@bank.example").seq
+        size = log.head().size
+        with pytest.raises(InvalidInputError, match="is no live deploy, rollback or promotion"):
+            log.record_registry_sync(
+                model="credit-risk",
+                version=version,
+                environment=environment,
+                alias="champion",
+                decision_seq=deployed if at == "deploy" else imported,
+                uri=URI,
+                actor="ops",
+            )
+        assert log.head().size == size
+        assert log.registry_known(URI)["credit-risk"].aliases == {"champion": "1"}

@@ -247,7 +247,12 @@ class RegistryService:
         error: str | None,
         actor: Actor,
     ) -> Receipt:
-        """Record that auditml moved (or failed to move) an alias after ``decision_seq``."""
+        """Record that auditml moved (or failed to move) an alias after ``decision_seq``.
+
+        ``decision_seq`` must be a live deploy, rollback or promotion that put
+        ``model`` ``version`` in ``environment``: a sync that is ``done`` counts as
+        the registry showing the alias there, so none may stand on no decision.
+        """
         with contextlib.suppress(InvalidInputError):  # the failure it caused is recorded
             uri = identity(uri)
         data = {
@@ -265,7 +270,24 @@ class RegistryService:
             subject={"model": model, "version": version},
             data=data,
         )
-        return self._ledger.decide_batch(lambda view: [draft])[0]
+
+        def decide(view: View) -> list[Draft]:
+            moves = view.model(model).timeline
+            if not any(
+                m.seq == decision_seq
+                and m.version == version
+                and m.environment == environment
+                and not m.imported
+                for m in moves
+            ):
+                raise InvalidInputError(
+                    f"event {decision_seq} is no live deploy, rollback or promotion that put "
+                    f"{model} v{version} in {environment}: an alias sync records what followed "
+                    "such a decision, and nothing was recorded"
+                )
+            return [draft]
+
+        return self._ledger.decide_batch(decide)[0]
 
     def violations(self, model: str | None = None) -> list[ViolationEntry]:
         """Return every violation the log records (of ``model``), oldest first."""

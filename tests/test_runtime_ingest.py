@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +107,22 @@ def test_every_kind_of_source_gives_the_same_records(
     else:
         done = _ingest(log, path.read_bytes().split(b"\n"))
     assert done.records == 7 and _ids(log) == [f"r-{n}" for n in range(7)]
+
+
+def test_a_pipe_on_standard_input_is_read_once(log: AuditLog) -> None:
+    """`auditml runtime ingest -` fed by a real pipe (no seeking back) commits every line."""
+    src = str(Path(runtime_module.__file__).parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "auditml", *ARGS[:2], "-", *ARGS[2:], "--db", log.store.url],
+        input=("\n".join(_lines(1_500)) + "\n").encode(),
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": src},
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"Committed 1,500 runtime record(s)" in proc.stdout
+    assert len(_ids(log)) == 1_500
 
 
 def test_a_string_is_refused_not_read_as_characters(log: AuditLog) -> None:
@@ -326,6 +345,54 @@ def test_an_ingest_stopped_part_way_and_run_again_records_each_line_once(
     done = _ingest(log, lines, max_records=5)
     assert (done.records, done.segments, done.skipped) == (15, 3, 15)
     assert _ids(log) == [f"r-{n}" for n in range(30)]
+    log.verify()
+
+
+_KILLED = """
+import os, sys
+from auditml import AuditLog
+from auditml.ledger import Ledger
+
+real, calls = Ledger.append_segment, []
+
+def append(ledger, *args, **kw):
+    calls.append(1)
+    if len(calls) > 3:
+        os._exit(9)  # the process dies at once: no finally, no cleanup
+    return real(ledger, *args, **kw)
+
+Ledger.append_segment = append
+with AuditLog.open(sys.argv[1]) as log:
+    log.ingest_runtime("credit", open(sys.argv[2], "rb"), env="production", max_records=5)
+"""
+
+
+def test_a_killed_ingest_run_again_records_each_line_once(log: AuditLog, tmp_path: Path) -> None:
+    """A process that dies (os._exit) after 3 segments, then the CLI again: each line once."""
+    path = tmp_path / "served.jsonl"
+    path.write_text("\n".join(_lines(28)) + "\n", encoding="utf-8")
+    src = str(Path(runtime_module.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": src}
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED, log.store.url, str(path)],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == 9, killed.stderr
+    assert len(_ids(log)) == 15
+    url = log.store.url
+    again = subprocess.run(
+        [sys.executable, "-m", "auditml", *ARGS[:2], str(path), *ARGS[2:], "--db", url, "--json"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["skipped"] == 15
+    assert _ids(log) == [f"r-{n}" for n in range(28)]
     log.verify()
 
 

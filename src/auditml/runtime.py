@@ -720,21 +720,22 @@ class _Ingest:
         self._segment: tuple[int, list[bytes]] | None = None
 
     def run(self, source: IngestSource) -> Ingested:
-        with tempfile.TemporaryFile(prefix="auditml-ingest-") as spool:
-            size = self._ledger.head().size
-            digests = self._check(source, spool)
-            spool.seek(0)
-            self._refuse_twice(digests, spool)
-            spool.seek(0)
-            # Records of this stream appended since the check may hold some of these.
-            again = any(
-                record.event.data.get("stream") == self._stream
-                for record in self._ledger.events(action="runtime.segment", start=size)
-            )
-            try:
+        try:
+            with tempfile.TemporaryFile(prefix="auditml-ingest-") as spool:
+                size = self._ledger.head().size
+                digests = self._check(source, spool)
+                spool.seek(0)
+                self._refuse_twice(digests, spool)
+                spool.seek(0)
+                # Records of this stream appended since the check began may hold some of
+                # these: then each batch is looked up again just before it is written.
+                again = any(
+                    record.event.data.get("stream") == self._stream
+                    for record in self._ledger.events(action="runtime.segment", start=size)
+                )
                 return self._write(spool, again=again)
-            finally:
-                self._recorder.close()
+        finally:
+            self._recorder.close()
 
     # -- the first pass: check everything, write nothing ---------------------------------
 
@@ -779,7 +780,8 @@ class _Ingest:
             return
         import numpy as np
 
-        ordered = np.sort(np.frombuffer(digests, dtype=np.uint64))
+        ordered = np.frombuffer(digests, dtype=np.uint64)
+        ordered.sort()  # in place, over the array's own memory: no second copy of the digests
         twice = ordered[1:][ordered[1:] == ordered[:-1]]
         if not twice.size:
             return

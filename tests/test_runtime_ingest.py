@@ -348,6 +348,29 @@ def test_an_ingest_stopped_part_way_and_run_again_records_each_line_once(
     log.verify()
 
 
+def test_a_record_written_by_another_writer_meanwhile_is_skipped(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer records a line of a later segment while the ingest writes: it is skipped."""
+    real = Ledger.append_segment
+    calls: list[int] = []
+
+    def append(ledger: Ledger, *args: Any, **kw: Any) -> Any:
+        receipt = real(ledger, *args, **kw)
+        calls.append(1)
+        if len(calls) == 1:  # right after the ingest's first segment, a server records r-17
+            monkeypatch.setattr(Ledger, "append_segment", real)
+            with AuditLog.open(log.store.url) as other:
+                other.ingest_runtime("credit", [_line(17)], env="production")
+            monkeypatch.setattr(Ledger, "append_segment", append)
+        return receipt
+
+    monkeypatch.setattr(Ledger, "append_segment", append)
+    done = _ingest(log, _lines(20), max_records=5)
+    assert (done.records, done.skipped) == (19, 1)
+    assert sorted(_ids(log)) == sorted(f"r-{n}" for n in range(20))
+
+
 _KILLED = """
 import os, sys
 from auditml import AuditLog

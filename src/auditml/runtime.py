@@ -722,18 +722,12 @@ class _Ingest:
     def run(self, source: IngestSource) -> Ingested:
         try:
             with tempfile.TemporaryFile(prefix="auditml-ingest-") as spool:
-                size = self._ledger.head().size
+                mark = self._ledger.head().size
                 digests = self._check(source, spool)
                 spool.seek(0)
                 self._refuse_twice(digests, spool)
                 spool.seek(0)
-                # Records of this stream appended since the check began may hold some of
-                # these: then each batch is looked up again just before it is written.
-                again = any(
-                    record.event.data.get("stream") == self._stream
-                    for record in self._ledger.events(action="runtime.segment", start=size)
-                )
-                return self._write(spool, again=again)
+                return self._write(spool, mark)
         finally:
             self._recorder.close()
 
@@ -852,12 +846,23 @@ class _Ingest:
 
     # -- the second pass: commit what is not on the log ----------------------------------
 
-    def _write(self, spool: IO[bytes], *, again: bool) -> Ingested:
+    def _write(self, spool: IO[bytes], mark: int) -> Ingested:
+        """Commit the spooled records not on the log, a segment per batch.
+
+        What the check found on the log stays on it (the log only grows; records
+        a retention run removes were recorded once and are not due again). What
+        it did not find may have been recorded since by another writer of this
+        stream: once one has appended a segment since the check began, each
+        batch is looked up again just before it is written.
+        """
         records = segments = skipped = 0
         first: int | None = None
         last: int | None = None
+        again = False
         for batch in _spooled(spool):
-            if again:  # look again: another writer may have recorded some of them since
+            if not again:
+                again, mark = self._others_since(mark, last)
+            if again:
                 found = self._on_log([(number, entry) for number, _, entry in batch])
                 batch = [(n, k in found, e) for k, (n, _, e) in enumerate(batch)]
             fresh = [entry for _, on_log, entry in batch if not on_log]
@@ -870,6 +875,17 @@ class _Ingest:
             first = receipt.seq if first is None else first
             last = receipt.seq
         return Ingested(records, segments, first, last, skipped)
+
+    def _others_since(self, mark: int, mine: int | None) -> tuple[bool, int]:
+        """Return whether another segment of this stream is at ``mark`` or after; and where next.
+
+        ``mine`` is the seq of this ingest's last segment, which does not count.
+        """
+        for record in self._ledger.events(action="runtime.segment", start=mark):
+            mark = record.seq + 1
+            if record.seq != mine and record.event.data.get("stream") == self._stream:
+                return True, mark
+        return False, mark
 
 
 def _lines(source: IngestSource) -> Iterator[str | bytes]:

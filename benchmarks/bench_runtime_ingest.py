@@ -14,7 +14,9 @@ Prints, measured in one run (SQLite):
   before and after the ingest; the faster of the two is the floor, and the
   ratio of the ingest's rate to it is the figure;
 - with ``--again``, the same file ingested a second time into the same log
-  (every record already there), with its time and peak RSS.
+  (every record already there), with its time and peak RSS;
+- with ``--pg URL``, the same ingest into a PostgreSQL log (a fresh schema,
+  dropped after): records/s and peak RSS, for information (no floor).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from auditml import AuditLog
 
@@ -95,11 +99,59 @@ def floor(source: Path, folder: Path, name: str) -> float:
     return count / seconds
 
 
+def postgres(base: str, path: Path, lines: int, again: bool) -> None:
+    """Ingest the file into a log in a fresh PostgreSQL schema; print rate and peak RSS."""
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema}')}"
+    try:
+        log, _ = AuditLog.init(url, origin=ORIGIN, actor="admin")
+        log.record_training(MODEL, actor="ds@bench.example")
+        log.close()
+        for turn in ("ingest", "ingest again") if again else ("ingest",):
+            seconds, rss, out = ingest(path, url)
+            print(
+                f"PostgreSQL {turn}: {seconds:,.1f} s, {lines / seconds:,.0f} lines/s, "
+                f"peak RSS {rss / 1024:,.0f} MB ({out})"
+            )
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def sqlite_figures(path: Path, db: Path, folder: Path, lines: int, again: bool) -> None:
+    """Ingest the file into a fresh SQLite log; print rate, floor, ratio and peak RSS."""
+    url = f"sqlite:///{db}"
+    log, _ = AuditLog.init(url, origin=ORIGIN, actor="admin")
+    log.record_training(MODEL, actor="ds@bench.example")
+    log.close()
+    seconds, rss, out = ingest(path, url)
+    floors = [floor(db, folder, "floor-a.db"), floor(db, folder, "floor-b.db")]
+    best = max(floors)
+    rate = lines / seconds
+    print(f"ingest: {seconds:,.1f} s, {rate:,.0f} records/s, peak RSS {rss / 1024:,.0f} MB ({out})")
+    print(
+        f"floor (sqlite3 executemany of the same rows, batches of {BATCH:,}): "
+        f"{floors[0]:,.0f} and {floors[1]:,.0f} rows/s; ratio {rate / best:.3f}"
+    )
+    if again:
+        seconds, rss, out = ingest(path, url)
+        print(
+            f"ingest again (every record on the log already): {seconds:,.1f} s, "
+            f"{lines / seconds:,.0f} lines/s, peak RSS {rss / 1024:,.0f} MB ({out})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--again", action="store_true", help="ingest the file a second time")
     parser.add_argument("--keep", type=Path, default=None, help="work in DIR and keep it")
+    parser.add_argument("--pg", default=None, metavar="URL", help="also ingest into PostgreSQL")
+    parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL figures")
     args = parser.parse_args()
     print(
         f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs"
@@ -109,29 +161,11 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         path, db = folder / "served.jsonl", folder / "audit.db"
         size = write_file(path, args.lines)
-        url = f"sqlite:///{db}"
-        log, _ = AuditLog.init(url, origin=ORIGIN, actor="admin")
-        log.record_training(MODEL, actor="ds@bench.example")
-        log.close()
         print(f"file: {args.lines:,} lines, {size / 1e6:,.1f} MB")
-        seconds, rss, out = ingest(path, url)
-        floors = [floor(db, folder, "floor-a.db"), floor(db, folder, "floor-b.db")]
-        best = max(floors)
-        rate = args.lines / seconds
-        print(
-            f"ingest: {seconds:,.1f} s, {rate:,.0f} records/s, peak RSS {rss / 1024:,.0f} MB "
-            f"({out})"
-        )
-        print(
-            f"floor (sqlite3 executemany of the same rows, batches of {BATCH:,}): "
-            f"{floors[0]:,.0f} and {floors[1]:,.0f} rows/s; ratio {rate / best:.3f}"
-        )
-        if args.again:
-            seconds, rss, out = ingest(path, url)
-            print(
-                f"ingest again (every record on the log already): {seconds:,.1f} s, "
-                f"{args.lines / seconds:,.0f} lines/s, peak RSS {rss / 1024:,.0f} MB ({out})"
-            )
+        if not args.no_sqlite:
+            sqlite_figures(path, db, folder, args.lines, args.again)
+        if args.pg:
+            postgres(args.pg, path, args.lines, args.again)
     print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
 
 

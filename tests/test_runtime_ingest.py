@@ -8,12 +8,14 @@ disagree with the log, and stored rows forged to make ingest skip a record.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 
 from auditml import AuditLog, InvalidInputError, VerificationError
 from auditml import runtime as runtime_module
-from auditml.errors import StoreUnavailableError
+from auditml.errors import ConfigurationError, StoreUnavailableError
 from auditml.ledger import Ledger
 from tests.conftest import drop_triggers, raw_query, raw_sql, run_cli
 
@@ -229,6 +231,64 @@ def test_one_request_by_two_versions_is_two_records(log: AuditLog) -> None:
     again = _ingest(log, lines)
     assert (again.records, again.skipped) == (0, 2)
     assert _ids(log) == ["r-0", "r-0"]
+
+
+def test_a_text_file_that_is_not_utf8_is_refused(log: AuditLog, tmp_path: Path) -> None:
+    """A file opened as text with bytes that are not UTF-8: refused, saying so; nothing written."""
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(("\n".join(_lines(2)) + "\n").encode() + b'{"request_id": "caf\xe9"}\n')
+    with (
+        path.open(encoding="utf-8") as fh,
+        pytest.raises(InvalidInputError, match="the input is not UTF-8 text"),
+    ):
+        _ingest(log, fh)
+    assert _segments(log) == 0
+
+
+def test_no_temporary_folder_is_a_clear_error(
+    log: AuditLog,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """TMPDIR pointing nowhere: one sentence naming it and TMPDIR, exit 1, nothing written."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))
+    path = tmp_path / "served.jsonl"
+    path.write_text("\n".join(_lines(3)) + "\n", encoding="utf-8")
+    code, _, err = run_cli([*ARGS, str(path), "--db", log.store.url], capsys)
+    assert code != 0 and "set TMPDIR to a folder with room" in err and "gone" in err
+    assert "Nothing was written" in err and _segments(log) == 0
+
+
+def test_a_full_disk_while_checking_writes_nothing(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary file fills up (ENOSPC) after the first batch: refused, nothing written."""
+    real = tempfile.TemporaryFile
+
+    class Full:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.writes = inner, 0
+
+        def write(self, data: bytes) -> int:
+            self.writes += 1
+            if self.writes > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return int(self.inner.write(data))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.inner.close()
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda **kw: Full(real(**kw)))
+    with pytest.raises(ConfigurationError, match=r"No space left on device.*Nothing was written"):
+        _ingest(log, _lines(12), max_records=5)
+    assert _segments(log) == 0
 
 
 # -- ingesting again records each line once --------------------------------------------------

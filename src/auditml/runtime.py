@@ -70,7 +70,13 @@ from auditml.core.records import (
     open_commitment,
     parse_record_line,
 )
-from auditml.errors import AuditmlError, InvalidInputError, StoreError, VerificationError
+from auditml.errors import (
+    AuditmlError,
+    ConfigurationError,
+    InvalidInputError,
+    StoreError,
+    VerificationError,
+)
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
@@ -721,7 +727,11 @@ class _Ingest:
 
     def run(self, source: IngestSource) -> Ingested:
         try:
-            with tempfile.TemporaryFile(prefix="auditml-ingest-") as spool:
+            try:
+                spool = tempfile.TemporaryFile(prefix="auditml-ingest-")  # noqa: SIM115 (closed by the with below; its own error is named)
+            except OSError as exc:
+                raise _no_room(exc, writing=False) from None
+            with spool:
                 mark = self._ledger.head().size
                 digests = self._check(source, spool)
                 spool.seek(0)
@@ -761,8 +771,11 @@ class _Ingest:
         """Mark the records of ``batch`` the log holds already, and add the batch to the spool."""
         found = self._on_log(batch)
         body = marshal.dumps([(n, k in found, e) for k, (n, e) in enumerate(batch)])
-        spool.write(_LENGTH.pack(len(body)))
-        spool.write(body)
+        try:
+            spool.write(_LENGTH.pack(len(body)))
+            spool.write(body)
+        except OSError as exc:
+            raise _no_room(exc, writing=False) from None
 
     def _refuse_twice(self, digests: array[int], spool: IO[bytes]) -> None:
         """Refuse an input that records one request twice by one version, naming both lines.
@@ -781,7 +794,7 @@ class _Ingest:
             return
         suspects = {int(d) for d in twice.tolist()}
         first: dict[tuple[str, str], int] = {}
-        for batch in _spooled(spool):
+        for batch in _spooled(spool, writing=False):
             for number, _, entry in batch:
                 key = (entry[1], entry[2])
                 if hash(key) & _MASK in suspects:
@@ -859,7 +872,7 @@ class _Ingest:
         first: int | None = None
         last: int | None = None
         again = False
-        for batch in _spooled(spool):
+        for batch in _spooled(spool, writing=True):
             if not again:
                 again, mark = self._others_since(mark, last)
             if again:
@@ -901,11 +914,25 @@ def _lines(source: IngestSource) -> Iterator[str | bytes]:
     readline = getattr(source, "readline", None)
     if readline is not None:
         number = 0
-        while line := readline(LINE_MAX + 1):
+        while True:
+            try:
+                line = readline(LINE_MAX + 1)
+            except UnicodeDecodeError as exc:
+                # A text file decodes ahead of the line it returns: the number is a bound.
+                after = f" after line {number}" if number else ""
+                raise InvalidInputError(
+                    f"the input is not UTF-8 text{after} ({exc.reason}); save the file as "
+                    "UTF-8, or give it opened in binary mode, which names the line"
+                ) from None
+            except OSError as exc:
+                raise InvalidInputError(
+                    f"line {number + 1}: the input cannot be read ({exc.strerror or exc})"
+                ) from None
+            if not line:
+                return
             number += 1
             _check_length(number, line)
             yield line
-        return
     for number, line in enumerate(source, 1):
         _check_length(number, line)
         yield line
@@ -932,12 +959,33 @@ def _open_input(path: Path) -> IO[bytes]:
         raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _spooled(spool: IO[bytes]) -> Iterator[list[_Checked]]:
+def _spooled(spool: IO[bytes], *, writing: bool) -> Iterator[list[_Checked]]:
     """Yield the batches kept in an ingest's spool, in order."""
-    while head := spool.read(_LENGTH.size):
-        (length,) = _LENGTH.unpack(head)
-        batch: list[_Checked] = marshal.loads(spool.read(length))
+    while True:
+        try:
+            head = spool.read(_LENGTH.size)
+            if not head:
+                return
+            (length,) = _LENGTH.unpack(head)
+            batch: list[_Checked] = marshal.loads(spool.read(length))
+        except OSError as exc:
+            raise _no_room(exc, writing=writing) from None
         yield batch
+
+
+def _no_room(exc: OSError, *, writing: bool) -> ConfigurationError:
+    """Return the error of an ingest's temporary file that cannot be made, written or read."""
+    what = (
+        "The segments committed so far stay: ingest the input again to commit the rest "
+        "(what is on the log is skipped)."
+        if writing
+        else "Nothing was written."
+    )
+    return ConfigurationError(
+        f"auditml could not keep the checked records in a temporary file in "
+        f"{tempfile.gettempdir()} ({exc.strerror or exc}): it needs room for about the input's "
+        f"size there; free some, or set TMPDIR to a folder with room. {what}"
+    )
 
 
 def _stored_record(seg: object, body: object) -> dict[str, Any]:

@@ -794,8 +794,12 @@ class Ledger:
 
         Only a lookup: the rows are what the database holds, not yet held against the log.
         """
-        if not request_ids or not self._store.has_table("auditml_record"):
+        if not request_ids:
             return []
+        if not self._has_records:
+            if not self._store.has_table("auditml_record"):
+                return []
+            self._has_records = True  # tables are never dropped: ask the store once
         return self._store.records_of_requests(self._log_id, request_ids)
 
     def segment_on_log(self, seg: int, stream: str) -> list[bytes]:

@@ -81,7 +81,16 @@ from auditml.errors import (
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
 
-__all__ = ["COMMITTED", "Ingested", "Opened", "Recorder", "ingest", "open_value"]
+__all__ = [
+    "COMMITTED",
+    "LINE_MAX",
+    "IngestSource",
+    "Ingested",
+    "Opened",
+    "Recorder",
+    "ingest",
+    "open_value",
+]
 
 _time_ns = _time.time_ns
 _ID_FIX = "pass the caller's id for the request"

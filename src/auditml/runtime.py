@@ -44,7 +44,7 @@ import warnings
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -875,12 +875,15 @@ class _Ingest:
         a retention run removes were recorded once and are not due again). What
         it did not find may have been recorded since by another writer of this
         stream: once one has appended a segment since the check began, each
-        batch is looked up again just before it is written.
+        batch is looked up again before it is written. While one segment is
+        appended, the next is made on a helper thread (as ``Recorder`` does).
         """
+        recorder = self._recorder
         records = segments = skipped = 0
         first: int | None = None
         last: int | None = None
         again = False
+        ahead: tuple[Future[_Made], int] | None = None
         for batch in _spooled(spool, writing=True):
             if not again:
                 again, mark = self._others_since(mark, last)
@@ -891,11 +894,16 @@ class _Ingest:
             skipped += len(batch) - len(fresh)
             if not fresh:
                 continue
-            receipt = self._recorder._commit(fresh)
-            records += len(fresh)
-            segments += 1
-            first = receipt.seq if first is None else first
-            last = receipt.seq
+            following = (recorder._helper().submit(recorder._make, fresh), len(fresh))
+            if ahead is not None:
+                last = recorder._append(ahead[0].result()).seq
+                first = last if first is None else first
+                records, segments = records + ahead[1], segments + 1
+            ahead = following
+        if ahead is not None:
+            last = recorder._append(ahead[0].result()).seq
+            first = last if first is None else first
+            records, segments = records + ahead[1], segments + 1
         return Ingested(records, segments, first, last, skipped)
 
     def _others_since(self, mark: int, mine: int | None) -> tuple[bool, int]:

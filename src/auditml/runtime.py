@@ -737,7 +737,7 @@ class _Ingest:
     def run(self, source: IngestSource) -> Ingested:
         try:
             try:
-                spool = tempfile.TemporaryFile(prefix="auditml-ingest-")  # noqa: SIM115 (closed by the with below; its own error is named)
+                spool = tempfile.TemporaryFile(prefix="auditml-ingest-")  # noqa: SIM115 (the with below closes it)
             except OSError as exc:
                 raise _no_room(exc, writing=False) from None
             with spool:

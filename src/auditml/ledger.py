@@ -808,6 +808,104 @@ class Ledger:
             proc, lambda: check_record_range(self._records_request(start, stop, values))
         )
 
+    def records_of_requests(self, request_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Return the stored record rows (``RECORD_COLUMNS``) under any of ``request_ids``.
+
+        Only a lookup: the rows are what the database holds, not yet held against the log.
+        """
+        if not request_ids:
+            return []
+        if not self._has_records:
+            if not self._store.has_table("auditml_record"):
+                return []
+            self._has_records = True  # tables are never dropped: ask the store once
+        return self._store.records_of_requests(self._log_id, request_ids)
+
+    def segment_on_log(self, seg: int, stream: str) -> list[bytes]:
+        """Return the stored record bodies of segment event ``seg``, checked to be on the log.
+
+        Checked: ``seg`` is below the head; the event's bytes match their stored
+        hash and are included, by an RFC 9162 proof from the stored tree, in the
+        tree whose root the head holds; it is a ``runtime.segment`` of ``stream``
+        of this log; and the Merkle root and count of the bodies are its data's.
+        What stays trusted is the stored tree and head (a consistent rewrite of
+        the whole database); only ``verify`` against an anchored checkpoint finds
+        that. Raise VerificationError naming what fails.
+        """
+        with self._store.snapshot() as snap:
+            head = snap.head(self._log_id)
+            size = head.size if head is not None else 0
+            if not (isinstance(seg, int) and 0 <= seg < size):
+                raise VerificationError(
+                    f"a stored runtime record claims segment event {seg!r}, but the log "
+                    f"has {size} events: the record was added outside auditml; run "
+                    "`auditml verify`",
+                    kind="record",
+                )
+            found = [row for chunk in snap.scan(self._log_id, seg, seg + 1) for row in chunk]
+            if len(found) != 1:
+                raise VerificationError(
+                    "the segment event is missing from the store: run `auditml verify`",
+                    kind="seq",
+                    seq=seg,
+                )
+            _, stored, raw = found[0]
+            body = bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else b""
+            digest = merkle.leaf_hash(body)
+            if (
+                not body
+                or not isinstance(stored, bytes | bytearray | memoryview)
+                or (bytes(stored) != digest)
+            ):
+                raise VerificationError(
+                    "the segment event's bytes do not match the hash recorded when it was "
+                    "written: it was changed after it was appended; run `auditml verify`",
+                    kind="hash",
+                    seq=seg,
+                )
+            assert head is not None and head.root is not None
+            get = self.node_getter(snap, merkle.inclusion_nodes(seg, size))
+            try:
+                path = merkle.inclusion_proof(seg, size, get)
+                merkle.verify_inclusion(digest, seg, size, path, head.root)
+            except (StoreError, VerificationError) as exc:
+                raise VerificationError(
+                    f"the segment event is not in the log's tree of size {size} ({exc}): the "
+                    "store was changed outside auditml; run `auditml verify`",
+                    kind="record",
+                    seq=seg,
+                ) from None
+        try:
+            event = loads_strict(body)
+            data = event["data"]
+            ok = (
+                event.get("action") == "runtime.segment"
+                and event.get("seq") == seg
+                and event.get("log") == self._origin
+                and data.get("stream") == stream
+            )
+            count, root = data.get("count"), data.get("root")
+        except (AuditmlError, KeyError, TypeError, AttributeError, RecursionError):
+            ok = False
+        if not ok:
+            raise VerificationError(
+                f"a stored runtime record of {stream!r} claims segment event {seg}, which is no "
+                f"runtime.segment of {stream!r}: the record was added outside auditml; run "
+                "`auditml verify`",
+                kind="record",
+                seq=seg,
+            )
+        bodies = self._store.segment_bodies(self._log_id, seg)
+        if count != len(bodies) or root != merkle.root_of(merkle.leaf_hashes(bodies)).hex():
+            raise VerificationError(
+                f"the {len(bodies)} records stored for segment event {seg} do not give its "
+                "record count and root: records were changed, added or removed in the "
+                "database; run `auditml verify`",
+                kind="record",
+                seq=seg,
+            )
+        return bodies
+
     def erase_subject(
         self, sid: str, draft_for: Callable[[list[tuple[str, str, int, int]]], Draft]
     ) -> tuple[Receipt, list[tuple[str, str, int, int]]]:

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from auditml.core.registry import Snapshot
     from auditml.privacy import ActorErasure, Erasure, Privacy, RetentionRun
     from auditml.registry import ImportedRun, Recorded, RegistryService, ViolationEntry
-    from auditml.runtime import Ingested, Opened, Recorder
+    from auditml.runtime import Ingested, IngestSource, Opened, Recorder
     from auditml.training import Sources, TrainingRun
 
 __all__ = ["AuditLog"]
@@ -347,7 +347,7 @@ class AuditLog:
     def ingest_runtime(
         self,
         model: str,
-        lines: Iterable[str | bytes],
+        lines: IngestSource,
         *,
         env: str,
         actor: Actor | str | None = None,
@@ -355,14 +355,29 @@ class AuditLog:
     ) -> Ingested:
         """Commit runtime records given as JSON Lines (from a server not written in Python).
 
-        Each line holds the arguments of ``Recorder.record`` as a JSON object
-        (``request_id``, ``version``, ``latency_ms``; optionally ``output``,
-        ``error``, ``time``, ``subject``, ``features``, ``payload``, ``personal``)
-        and is checked exactly as ``record()`` checks them. Every line is checked
-        before anything is written: a bad one raises InvalidInputError naming its
-        line number, and nothing of ``lines`` is committed. The records are then
-        committed in segments of ``max_records``, each its own transaction: if the
-        process dies part-way, the segments already committed stay.
+        ``lines`` is an iterable of lines, a path (``pathlib.Path``) or a file
+        object open to read; it is read once, line by line, in memory that does
+        not grow with its size (the checked records wait in a private temporary
+        file, about the input's size). Each line holds the arguments of
+        ``Recorder.record`` as a JSON object (``request_id``, ``version``,
+        ``latency_ms``; optionally ``output``, ``error``, ``time``, ``subject``,
+        ``features``, ``payload``, ``personal``) and is checked exactly as
+        ``record()`` checks them. Every line is checked before anything is
+        written: a bad one, a line over ``LINE_MAX``, or one request given twice
+        for one version raises InvalidInputError naming its line number, and
+        nothing of ``lines`` is committed.
+
+        A record whose request and version the log holds already for this model
+        and env is skipped and counted in ``Ingested.skipped``, so ingesting a
+        file again, or after an ingest was stopped part-way, records each line
+        once. It is skipped only when its stored bytes are that record, in a
+        segment whose event is in the log's tree and whose root its records
+        give (else VerificationError), and when the line says the same (the
+        same output, latency, error, names of the values kept off the log, and
+        time when the line gives one; else InvalidInputError). The records are
+        committed in segments of ``max_records`` (fewer when lines are large),
+        each its own transaction: if the process dies part-way, the segments
+        already committed stay, and the next ingest of the input skips them.
         """
         from auditml.runtime import ingest
 

@@ -33,19 +33,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import marshal
 import os
 import secrets
+import struct
+import tempfile
 import threading
 import time as _time
 import warnings
+from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from auditml.core import merkle
 from auditml.core.canonical import canonical_bytes, canonical_text, loads_strict
@@ -65,14 +69,28 @@ from auditml.core.records import (
     entry_line,
     open_commitment,
     parse_record_line,
-    parse_record_lines,
 )
-from auditml.errors import InvalidInputError, StoreError
+from auditml.errors import (
+    AuditmlError,
+    ConfigurationError,
+    InvalidInputError,
+    StoreError,
+    VerificationError,
+)
 
 if TYPE_CHECKING:
     from auditml.ledger import Ledger, Receipt
 
-__all__ = ["COMMITTED", "Ingested", "Opened", "Recorder", "ingest", "open_value"]
+__all__ = [
+    "COMMITTED",
+    "LINE_MAX",
+    "IngestSource",
+    "Ingested",
+    "Opened",
+    "Recorder",
+    "ingest",
+    "open_value",
+]
 
 _time_ns = _time.time_ns
 _ID_FIX = "pass the caller's id for the request"
@@ -105,12 +123,17 @@ class Opened:
 
 @dataclass(frozen=True, slots=True)
 class Ingested:
-    """What an ingest of JSON Lines committed: records, segments and their event seqs."""
+    """What an ingest of JSON Lines did: records and segments committed, and records skipped.
+
+    ``first_seq`` and ``last_seq`` are the seqs of the first and last segment
+    events; ``skipped`` counts the records left out because the log holds them.
+    """
 
     records: int
     segments: int
     first_seq: int | None
     last_seq: int | None
+    skipped: int = 0
 
     def as_dict(self) -> dict[str, int | None]:
         """Return the counts as a JSON object."""
@@ -119,6 +142,7 @@ class Ingested:
             "segments": self.segments,
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
+            "skipped": self.skipped,
         }
 
 
@@ -657,25 +681,372 @@ def _write_done(path: Path, done: int) -> None:
     os.replace(fresh, path)
 
 
+#: A JSON Lines line longer than this (bytes, or characters of text) is refused, unread.
+#: The largest record line auditml takes holds a few values of ``VALUE_MAX`` (16 MiB).
+LINE_MAX = 64 * 1024 * 1024
+
+#: An ingest cuts a segment at ``max_records`` records or at this many bytes of lines.
+SEGMENT_BYTES = 16 * 1024 * 1024
+
+#: What ingest reads: lines, a path, or a file object (binary or text) read line by line.
+IngestSource = Iterable[str | bytes] | os.PathLike[str] | IO[bytes] | IO[str]
+
+_MASK = (1 << 64) - 1
+_LENGTH = struct.Struct(">Q")
+
+#: One checked line as the ingest spool keeps it: its number, whether it is on the log, its entry.
+_Checked = tuple[int, bool, Entry]
+
+
 def ingest(
     ledger: Ledger,
     actor: Actor,
     model: str,
     env: str,
-    lines: Iterable[str | bytes],
+    source: IngestSource,
     *,
     max_records: int = 1000,
 ) -> Ingested:
-    """Check every JSON Lines record, then commit them all in segments (see AuditLog)."""
-    entries = parse_record_lines(lines, _time_ns())
-    if not entries:
-        return Ingested(0, 0, None, None)
-    recorder = Recorder(ledger, actor, model, env, max_records=max_records, background=False)
+    """Check every JSON Lines record, then commit those not on the log yet (see AuditLog).
+
+    Two passes, memory flat in the input's size. The first reads the input once,
+    checks every line as ``record()`` would, refuses a request recorded twice by
+    one version in the input, looks up which records the log holds already (and
+    checks those are really on it), and keeps the checked records in a private
+    temporary file. Nothing is written unless all of that passes. The second
+    commits what is not on the log from that file, in segments.
+    """
+    return _Ingest(ledger, actor, model, env, max_records).run(source)
+
+
+class _Ingest:
+    """One ingest of JSON Lines: the checking pass, then the writing pass."""
+
+    def __init__(
+        self, ledger: Ledger, actor: Actor, model: str, env: str, max_records: int
+    ) -> None:
+        self._ledger = ledger
+        # Refuses a bad stream or max_records now, before the input is read.
+        self._recorder = Recorder(
+            ledger, actor, model, env, max_records=max_records, background=False
+        )
+        self._stream = self._recorder.stream
+        self._max_records = max_records
+        self._segment: tuple[int, list[bytes]] | None = None
+
+    def run(self, source: IngestSource) -> Ingested:
+        try:
+            try:
+                spool = tempfile.TemporaryFile(prefix="auditml-ingest-")  # noqa: SIM115 (the with below closes it)
+            except OSError as exc:
+                raise _no_room(exc, writing=False) from None
+            with spool:
+                mark = self._ledger.head().size
+                digests = self._check(source, spool)
+                spool.seek(0)
+                self._refuse_twice(digests, spool)
+                spool.seek(0)
+                return self._write(spool, mark)
+        finally:
+            self._recorder.close()
+
+    # -- the first pass: check everything, write nothing ---------------------------------
+
+    def _check(self, source: IngestSource, spool: IO[bytes]) -> array[int]:
+        """Check every line and keep it in ``spool``; return the digests of their keys."""
+        now = _time_ns()
+        digests: array[int] = array("Q")
+        note = digests.append
+        batch: list[tuple[int, Entry]] = []
+        held = 0
+        for number, line in enumerate(_lines(source), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = parse_record_line(line, now)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"line {number}: {exc}") from None
+            note(hash((entry[1], entry[2])) & _MASK)
+            batch.append((number, entry))
+            held += len(line)
+            if len(batch) >= self._max_records or held >= SEGMENT_BYTES:
+                self._keep(batch, spool)
+                batch, held = [], 0
+        if batch:
+            self._keep(batch, spool)
+        return digests
+
+    def _keep(self, batch: list[tuple[int, Entry]], spool: IO[bytes]) -> None:
+        """Mark the records of ``batch`` the log holds already, and add the batch to the spool."""
+        found = self._on_log(batch)
+        body = marshal.dumps([(n, k in found, e) for k, (n, e) in enumerate(batch)])
+        try:
+            spool.write(_LENGTH.pack(len(body)))
+            spool.write(body)
+        except OSError as exc:
+            raise _no_room(exc, writing=False) from None
+
+    def _refuse_twice(self, digests: array[int], spool: IO[bytes]) -> None:
+        """Refuse an input that records one request twice by one version, naming both lines.
+
+        Which of two such lines is the record cannot be told, nor whether a
+        record on the log is the first or the second: the input is ambiguous.
+        """
+        if len(digests) < 2:
+            return
+        import numpy as np
+
+        ordered = np.frombuffer(digests, dtype=np.uint64)
+        ordered.sort()  # in place, over the array's own memory: no second copy of the digests
+        twice = ordered[1:][ordered[1:] == ordered[:-1]]
+        if not twice.size:
+            return
+        suspects = {int(d) for d in twice.tolist()}
+        first: dict[tuple[str, str], int] = {}
+        for batch in _spooled(spool, writing=False):
+            for number, _, entry in batch:
+                key = (entry[1], entry[2])
+                if hash(key) & _MASK in suspects:
+                    seen = first.setdefault(key, number)
+                    if seen != number:
+                        raise InvalidInputError(
+                            f"line {number}: request {entry[1]!r} served by version "
+                            f"{entry[2]!r} is on line {seen} too; the log keeps one record of "
+                            "a request per version, so remove one of the two lines (or, if "
+                            "they are two requests, give each its own request_id)"
+                        )
+
+    def _on_log(self, batch: Sequence[tuple[int, Entry]]) -> set[int]:
+        """Return the places in ``batch`` of the records already on the log.
+
+        A stored row counts only when its bytes are the record of that request
+        by that version in this stream, stored at its index of a segment whose
+        event is in the log's tree and whose root and count its records give.
+        A row that fails is a VerificationError, never a record skipped. A
+        record on the log that differs from its line is refused, naming both.
+        """
+        rows = self._ledger.records_of_requests(sorted({entry[1] for _, entry in batch}))
+        if not rows:
+            return set()
+        where = {(entry[1], entry[2]): k for k, (_, entry) in enumerate(batch)}
+        found: set[int] = set()
+        for row in rows:
+            seg, column, body = row[0], row[2], row[-1]
+            record = _stored_record(seg, body)
+            if record.get("request_id") != column:
+                raise VerificationError(
+                    f"a runtime record is stored under request id {column!r}, but its bytes "
+                    f"are those of request {record.get('request_id')!r}: its request_id "
+                    "column was changed in the database; run `auditml verify`",
+                    kind="column",
+                    seq=seg if isinstance(seg, int) else None,
+                )
+            if record.get("stream") != self._stream:
+                continue
+            k = where.get((column, record.get("version")))  # type: ignore[arg-type]
+            if k is None or k in found:
+                continue
+            bodies = self._segment_bodies(seg)
+            index = record.get("i")
+            if not (type(index) is int and 0 <= index < len(bodies) and bodies[index] == body):
+                raise VerificationError(
+                    f"runtime record {index!r} of request {column!r}: its bytes are not the "
+                    "record stored at that index of its segment: the segment's records were "
+                    "changed in the database; run `auditml verify`",
+                    kind="record",
+                    seq=seg,
+                )
+            _same(*batch[k], record, seg)
+            found.add(k)
+        return found
+
+    def _segment_bodies(self, seg: int) -> list[bytes]:
+        """Return the checked bodies of segment ``seg`` (the last one asked for is kept)."""
+        if self._segment is None or self._segment[0] != seg:
+            self._segment = (seg, self._ledger.segment_on_log(seg, self._stream))
+        return self._segment[1]
+
+    # -- the second pass: commit what is not on the log ----------------------------------
+
+    def _write(self, spool: IO[bytes], mark: int) -> Ingested:
+        """Commit the spooled records not on the log, a segment per batch.
+
+        What the check found on the log stays on it (the log only grows; records
+        a retention run removes were recorded once and are not due again). What
+        it did not find may have been recorded since by another writer of this
+        stream: once one has appended a segment since the check began, each
+        batch is looked up again before it is written. While one segment is
+        appended, the next is made on a helper thread (as ``Recorder`` does).
+        """
+        recorder = self._recorder
+        records = segments = skipped = 0
+        first: int | None = None
+        last: int | None = None
+        again = False
+        ahead: tuple[Future[_Made], int] | None = None
+        for batch in _spooled(spool, writing=True):
+            if not again:
+                again, mark = self._others_since(mark, last)
+            if again:
+                found = self._on_log([(number, entry) for number, _, entry in batch])
+                batch = [(n, k in found, e) for k, (n, _, e) in enumerate(batch)]
+            fresh = [entry for _, on_log, entry in batch if not on_log]
+            skipped += len(batch) - len(fresh)
+            if not fresh:
+                continue
+            following = (recorder._helper().submit(recorder._make, fresh), len(fresh))
+            if ahead is not None:
+                last = recorder._append(ahead[0].result()).seq
+                first = last if first is None else first
+                records, segments = records + ahead[1], segments + 1
+            ahead = following
+        if ahead is not None:
+            last = recorder._append(ahead[0].result()).seq
+            first = last if first is None else first
+            records, segments = records + ahead[1], segments + 1
+        return Ingested(records, segments, first, last, skipped)
+
+    def _others_since(self, mark: int, mine: int | None) -> tuple[bool, int]:
+        """Return whether another segment of this stream is at ``mark`` or after; and where next.
+
+        ``mine`` is the seq of this ingest's last segment, which does not count.
+        """
+        for record in self._ledger.events(action="runtime.segment", start=mark):
+            mark = record.seq + 1
+            if record.seq != mine and record.event.data.get("stream") == self._stream:
+                return True, mark
+        return False, mark
+
+
+def _lines(source: IngestSource) -> Iterator[str | bytes]:
+    """Yield the lines of ``source`` one at a time, refusing one longer than LINE_MAX."""
+    if isinstance(source, os.PathLike):
+        with _open_input(Path(source)) as fh:
+            yield from _lines(fh)
+        return
+    if isinstance(source, str | bytes):
+        raise InvalidInputError(
+            "give the lines of JSON Lines as a list or a file, or a path as a pathlib.Path"
+        )
+    readline = getattr(source, "readline", None)
+    if readline is not None:
+        number = 0
+        while True:
+            try:
+                line = readline(LINE_MAX + 1)
+            except UnicodeDecodeError as exc:
+                # A text file decodes ahead of the line it returns: the number is a bound.
+                after = f" after line {number}" if number else ""
+                raise InvalidInputError(
+                    f"the input is not UTF-8 text{after} ({exc.reason}); save the file as "
+                    "UTF-8, or give it opened in binary mode, which names the line"
+                ) from None
+            except OSError as exc:
+                raise InvalidInputError(
+                    f"line {number + 1}: the input cannot be read ({exc.strerror or exc})"
+                ) from None
+            if not line:
+                return
+            number += 1
+            _check_length(number, line)
+            yield line
+    for number, line in enumerate(source, 1):
+        _check_length(number, line)
+        yield line
+
+
+def _check_length(number: int, line: str | bytes) -> None:
+    size = len(line.rstrip(b"\r\n")) if isinstance(line, bytes) else len(line.rstrip("\r\n"))
+    if size > LINE_MAX:
+        raise InvalidInputError(
+            f"line {number}: it is longer than {LINE_MAX:,} bytes, more than any record "
+            "takes; check that the input is JSON Lines, one record per line"
+        )
+
+
+def _open_input(path: Path) -> IO[bytes]:
+    """Open the JSON Lines file at ``path`` to read, or raise naming the problem."""
     try:
-        receipts = recorder._commit_all(entries)
-    finally:
-        recorder.close()
-    return Ingested(len(entries), len(receipts), receipts[0].seq, receipts[-1].seq)
+        return path.open("rb")
+    except FileNotFoundError:
+        raise InvalidInputError(f"no file {path}: give a JSON Lines file, or - for stdin") from None
+    except IsADirectoryError:
+        raise InvalidInputError(f"{path} is a folder: give a JSON Lines file") from None
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _spooled(spool: IO[bytes], *, writing: bool) -> Iterator[list[_Checked]]:
+    """Yield the batches kept in an ingest's spool, in order."""
+    while True:
+        try:
+            head = spool.read(_LENGTH.size)
+            if not head:
+                return
+            (length,) = _LENGTH.unpack(head)
+            batch: list[_Checked] = marshal.loads(spool.read(length))
+        except OSError as exc:
+            raise _no_room(exc, writing=writing) from None
+        yield batch
+
+
+def _no_room(exc: OSError, *, writing: bool) -> ConfigurationError:
+    """Return the error of an ingest's temporary file that cannot be made, written or read."""
+    what = (
+        "The segments committed so far stay: ingest the input again to commit the rest "
+        "(what is on the log is skipped)."
+        if writing
+        else "Nothing was written."
+    )
+    return ConfigurationError(
+        f"auditml could not keep the checked records in a temporary file in "
+        f"{tempfile.gettempdir()} ({exc.strerror or exc}): it needs room for about the input's "
+        f"size there; free some, or set TMPDIR to a folder with room. {what}"
+    )
+
+
+def _stored_record(seg: object, body: object) -> dict[str, Any]:
+    """Return a stored record's parsed bytes, or raise: stored otherwise than auditml wrote it."""
+    try:
+        if not isinstance(body, bytes):
+            raise TypeError(type(body).__name__)
+        record = loads_strict(body)
+        if not isinstance(record, dict):
+            raise TypeError(type(record).__name__)
+        return record
+    except (AuditmlError, TypeError, RecursionError):
+        raise VerificationError(
+            "a stored runtime record is not the JSON object auditml wrote: it was changed in "
+            "the database; run `auditml verify`",
+            kind="record",
+            seq=seg if isinstance(seg, int) else None,
+        ) from None
+
+
+def _same(number: int, entry: Entry, record: Mapping[str, Any], seg: int) -> None:
+    """Refuse a line whose request and version are on the log with other fields, naming both."""
+    _, _, _, output, latency, error, time, values = entry
+    stored_output = record.get("output")
+    wanted = output if isinstance(output, str) else canonical_text(output)
+    names = sorted(name for name, _ in values or ())
+    differs = [
+        name
+        for name, same in (
+            ("output", isinstance(stored_output, dict) and canonical_text(stored_output) == wanted),
+            ("latency_ms", record.get("latency_ms") == latency),
+            ("error", record.get("error") == error),
+            ("time", time is None or record.get("time") == time),
+            ("values kept off the log", sorted(record.get("commitments") or {}) == names),
+        )
+        if not same
+    ]
+    if differs:
+        raise InvalidInputError(
+            f"line {number}: request {entry[1]!r} served by version {entry[2]!r} is on the log "
+            f"already (record {record.get('i')} of segment event {seg}) with another "
+            f"{', '.join(differs)}; the log keeps one record of a request per version, so "
+            "if this is another request, give it its own request_id"
+        )
 
 
 def open_value(request_id: str, name: str, body: bytes, salt: bytes, value: bytes) -> Opened:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 
@@ -249,17 +249,30 @@ def ingest_command(
     latency_ms, and optionally output, error, time (RFC 3339 UTC with
     microseconds and Z; default: now), subject, features, payload and personal
     (values kept off the log, committed to). Every line is checked first: a bad
-    line is named by its number and nothing of the file is written. The records
-    are then committed 1,000 to a segment: if the process dies part-way, the
-    segments already committed stay, and ingesting the file again records them
-    twice (request ids are not deduplicated).
+    line, or a request given twice for one version, is named by its number and
+    nothing of the file is written. The records are then committed 1,000 to a
+    segment. A record whose request and version the log holds already for this
+    model and env is skipped and counted, so ingesting the file again (after a
+    process died part-way, or by mistake) records every line exactly once; a
+    line that differs from the record on the log is refused.
     """
     with errors():
-        data = _read_input(file)
-        with open_log(db) as log:
-            done = log.ingest_runtime(model, data.split(b"\n"), env=env)
+        source = _open_input(file)
+        try:
+            with open_log(db) as log:
+                done = log.ingest_runtime(model, source, env=env)
+        finally:
+            if source is not sys.stdin.buffer:
+                source.close()
     if as_json:
         out.print_json(data=done.as_dict())
+        return
+    skipped = f" Skipped {done.skipped:,} record(s) the log holds already." if done.skipped else ""
+    if not done.records and done.skipped:
+        out.print(
+            f"All {done.skipped:,} record(s) of the input are on the log already: nothing was "
+            "written."
+        )
     elif not done.records:
         out.print("No records in the input: nothing was written.")
     else:
@@ -270,19 +283,19 @@ def ingest_command(
         )
         out.print(
             f"Committed {done.records:,} runtime record(s) of {model}/{env} in "
-            f"{done.segments:,} segment(s) ({events})."
+            f"{done.segments:,} segment(s) ({events}).{skipped}"
         )
 
 
-def _read_input(file: str) -> bytes:
-    """Return the bytes of FILE, or of standard input for '-', or raise naming the problem."""
+def _open_input(file: str) -> BinaryIO:
+    """Open FILE to read, or standard input for '-', or raise naming the problem."""
     if file == "-":
-        return sys.stdin.buffer.read()
-    from auditml._internal.infile import read_regular
+        return sys.stdin.buffer
+    from auditml._internal.infile import open_regular
 
     path = Path(file)
     try:
-        return read_regular(path, "JSON Lines file")
+        return open_regular(path, "JSON Lines file")
     except FileNotFoundError:
         raise InvalidInputError(f"no file {path}: give a JSON Lines file, or - for stdin") from None
     except IsADirectoryError:

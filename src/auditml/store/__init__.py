@@ -438,6 +438,27 @@ class Store:
         # Sorted again here: a column changed to another type must not break the order.
         return sorted(rows, key=lambda row: (_order(row[0]), _order(row[1])))
 
+    def records_of_requests(
+        self, log_id: int, request_ids: Sequence[str], chunk: int = 500
+    ) -> list[tuple[Any, ...]]:
+        """Return the stored records (every column) whose request id column is one of these.
+
+        The column is only an index: callers hold each row's bytes against it.
+        At most ``chunk`` ids go in one query, well under every backend's limit.
+        """
+        p = self.backend.param
+        rows: list[tuple[Any, ...]] = []
+        with self.snapshot() as snap:
+            for at in range(0, len(request_ids), chunk):
+                part = list(request_ids[at : at + chunk])
+                snap._cur.execute(
+                    f"SELECT {', '.join(RECORD_COLUMNS)} FROM auditml_record "
+                    f"WHERE log_id = {p} AND request_id IN ({', '.join([p] * len(part))})",
+                    (log_id, *part),
+                )
+                rows.extend(tuple(row) for row in snap._cur.fetchall())
+        return rows
+
     def value(self, log_id: int, commitment: str) -> tuple[bytes, bytes] | None:
         """Return ``(salt, value bytes)`` kept off the log for ``commitment``, or None."""
         p = self.backend.param

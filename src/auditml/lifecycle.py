@@ -88,6 +88,7 @@ from auditml.core.policy import (
     policy_digest,
 )
 from auditml.core.rollout import (
+    evidence_counts,
     judge,
     parse_duration_s,
     parse_percent,
@@ -494,7 +495,7 @@ class Lifecycle:
                     "seconds": round((_when(until) - _when(since)).total_seconds(), 6),
                 },
                 "min_requests": rule.min_requests,
-                "counts": {"canary": canary.requests, "stable": stable.requests},
+                "counts": evidence_counts(canary, stable, triggers),
                 "statistics": figures,
                 "triggers": results,
                 "verdict": verdict,

@@ -43,6 +43,7 @@ from auditml.cli._common import (
 from auditml.core.canonical import loads_strict
 from auditml.core.events import IMPORTED_NOTE, is_imported
 from auditml.core.policy import DEFAULT_POLICY
+from auditml.core.rollout import undecided_because
 from auditml.core.state import ModelState
 from auditml.errors import InvalidInputError
 
@@ -567,10 +568,18 @@ def monitor(
                 f"requests: canary {counts['canary']}, stable {counts['stable']} "
                 f"(at least {data['min_requests']} needed)"
             )
-            shown = table("trigger", "value", "result")
+            shown = table("trigger", "value", "result", overflow="fold")
             for t in data["triggers"]:
                 value = "n/a" if t.get("value") is None else f"{t['value']:.4g}"
                 verdict = {True: "TRIPPED", False: "ok", None: "undecided"}[t.get("tripped")]
+                if t.get("tripped") is None:
+                    why = undecided_because(
+                        t["statistic"],
+                        counts,
+                        data["min_requests"],
+                        shadow=data["mode"] == "shadow",
+                    )
+                    verdict = f"undecided: {why}" if why else verdict
                 shown.add_row(t["trigger"], value, verdict)
             out.print(shown)
             if result.rollback is not None:

@@ -706,3 +706,49 @@ def test_undecided_because_names_the_shortfall_of_each_statistic() -> None:
     assert undecided_because("score_psi(p)", {**psi_counts, "canary_scored(p)": 209}, 10) is None
     assert undecided_because("score_psi(p)", full, 10) is None  # a check from before the counts
     assert undecided_because("score_psi(p)", {**psi_counts, "canary_scored(p)": True}, 10) is None
+
+
+@pytest.mark.parametrize("given", ["10", " 10 ", "10%"])
+def test_cli_deploy_and_promote_print_the_share_as_a_percent(
+    log: AuditLog, capsys: Any, given: str
+) -> None:
+    """`--traffic 10` prints "canary on 10% of production", promote "to 50% of"; never "10 of"."""
+    db = ["--db", log.url]
+    args = ["deploy", "credit", "2", "--env", "production", "--traffic", given, "--actor", OPS]
+    code, out, _ = run_cli([*args, *db], capsys)
+    assert code == 0 and "as a canary on 10% of production" in out, out
+    args = ["promote", "credit", "2", "--env", "production", "--traffic", given.replace("1", "5")]
+    code, out, _ = run_cli([*args, "--actor", OPS, *db], capsys)
+    assert code == 0 and "Promoted credit v2 to 50% of production" in out, out
+
+
+def test_cli_history_names_the_monitor_check_once(log: AuditLog, capsys: Any) -> None:
+    """An automatic rollback says "monitor check N" in its reason: history adds no "(check N)"."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 40, "2": 20}, errors=6)
+    result = log.monitor("credit", "production", act=True)
+    seq = result.check.seq
+    code, out, _ = run_cli(["history", "credit", "--env", "production", "--db", log.url], capsys)
+    flat = " ".join(out.split())
+    assert code == 0 and f"monitor check {seq} tripped: error_rate = 0.3 tripped" in flat
+    assert flat.count(f"check {seq}") == 1, out
+
+
+def test_cli_history_adds_the_check_to_a_reason_that_does_not_name_it(
+    log: AuditLog, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback caused by check N whose reason names another number still shows "(check N)"."""
+    from dataclasses import replace
+
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 40, "2": 20}, errors=6)
+    seq = log.monitor("credit", "production", act=True).check.seq
+    real = AuditLog.splits
+
+    def renamed(self: AuditLog, *args: Any, **kw: Any) -> Any:
+        found = real(self, *args, **kw)
+        return [c if c.cause is None else replace(c, reason=f"see check {seq}0") for c in found]
+
+    monkeypatch.setattr(AuditLog, "splits", renamed)
+    code, out, _ = run_cli(["history", "credit", "--db", log.url], capsys)
+    assert code == 0 and f"see check {seq}0 (check {seq})" in " ".join(out.split()), out

@@ -752,3 +752,62 @@ def test_cli_history_adds_the_check_to_a_reason_that_does_not_name_it(
     monkeypatch.setattr(AuditLog, "splits", renamed)
     code, out, _ = run_cli(["history", "credit", "--db", log.url], capsys)
     assert code == 0 and f"see check {seq}0 (check {seq})" in " ".join(out.split()), out
+
+
+# ------------------------------------------------- a rollback to a version short of today's policy
+
+
+def _v2_short_of_approvals_in_staging(log: AuditLog) -> None:
+    """Run v2 then v3 in staging, then require 2 approvals there: v2 (1 approval) may not deploy."""
+    log.deploy("credit", "2", "staging", actor=OPS)
+    log.deploy("credit", "3", "staging", actor=OPS)
+    log.apply_policy(_policy(POLICY + b"\n[approvals]\nstaging = 2\n"), actor="admin")
+    with pytest.raises(PolicyDeniedError, match="2 are needed"):
+        log.deploy("credit", "2", "staging", actor=OPS)
+
+
+def test_rollback_to_a_version_short_of_todays_approvals_warns(log: AuditLog) -> None:
+    """Rolling back to v2, which the policy now refuses to deploy, succeeds with a clear warning."""
+    _v2_short_of_approvals_in_staging(log)
+    with pytest.warns(UserWarning) as caught:
+        receipt = log.rollback("credit", "staging", actor=OPS, reason="v3 broke")
+    assert receipt.version == "2"
+    assert log.status("credit")["credit"].running["staging"] == "2"
+    (warning,) = [w for w in caught if "rolled back" in str(w.message)]
+    text = str(warning.message)
+    assert "version 2 has 1 distinct approval(s) for staging, and 2 are needed" in text
+    assert f"policy in force (event {log.policy()[1]})" in text
+    assert "`auditml approve credit 2`" in text
+    rollback = next(log.events(start=receipt.seq, stop=receipt.seq + 1)).event
+    assert rollback.data["policy_seq"] == log.policy()[1]  # the event binds the policy it broke
+
+
+def test_cli_rollback_short_of_todays_approvals_prints_a_warning(
+    log: AuditLog, capsys: Any
+) -> None:
+    """`auditml rollback` prints the approval shortfall on stderr, each time it happens."""
+    _v2_short_of_approvals_in_staging(log)
+    args = ["rollback", "credit", "--env", "staging", "--actor", OPS, "--db", log.url]
+    code, out, err = run_cli(args, capsys)
+    flat = " ".join(err.split())
+    assert code == 0 and "Rolled staging back to credit v2" in out
+    assert "warning: version 2 does not meet what the policy in force" in flat, err
+    assert "has 1 distinct approval(s) for staging, and 2 are needed" in flat
+    code, out, err = run_cli([*args[:4], "--to", "3", *args[4:]], capsys)
+    assert code == 0 and "warning: version 3 does not meet" in " ".join(err.split()), err
+    code, out, err = run_cli(args, capsys)
+    assert code == 0 and "warning: version 2 does not meet" in " ".join(err.split()), err
+
+
+def test_rollbacks_that_meet_the_policy_or_end_a_rollout_do_not_warn(log: AuditLog) -> None:
+    """A target with its approvals, and the stable version a rollout leaves, raise no warning."""
+    import warnings
+
+    log.deploy("credit", "2", "staging", actor=OPS)
+    log.deploy("credit", "3", "staging", actor=OPS)
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    log.apply_policy(_policy(POLICY + b"\n[approvals]\nproduction = 2\n"), actor="admin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert log.rollback("credit", "staging", actor=OPS).version == "2"
+        assert log.rollback("credit", "production", actor=OPS).version == "1"

@@ -175,7 +175,14 @@ def test_monitor_trips_and_rolls_back_with_its_evidence_linked(log: AuditLog) ->
     _serve(log, {"1": 40, "2": 20}, errors=6)
     result = log.monitor("credit", "production", act=True)
     assert result.verdict == "tripped" and result.rollback is not None
-    assert result.data["counts"] == {"canary": 20, "stable": 40}
+    assert result.data["counts"] == {
+        "canary": 20,
+        "stable": 40,
+        "canary_latency": 20,
+        "stable_latency": 40,
+        "canary_scored(score)": 20,
+        "stable_scored(score)": 40,
+    }
     check = next(log.events(start=result.check.seq, stop=result.check.seq + 1))
     assert check.event.action == "monitor.check" and check.event.actor.id == MON
     assert check.event.data["statistics"]["error_rate"] == pytest.approx(0.3)
@@ -199,19 +206,19 @@ def test_too_few_requests_leave_the_check_undecided_and_never_act(log: AuditLog)
 
 
 def test_a_tripped_check_without_act_and_a_clean_one_change_nothing(log: AuditLog) -> None:
-    """Without --act a tripped check only records; a clean canary is ok."""
+    """Without --act a tripped check only records; a clean canary (enough scores for PSI) is ok."""
     log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
-    _serve(log, {"1": 40, "2": 20})
+    _serve(log, {"1": 400, "2": 400})  # 1/(1/400 + 1/400) = 200 scores: PSI is decided
     assert log.monitor("credit", "production").verdict == "ok"
-    _serve(log, {"2": 20}, errors=20)
+    _serve(log, {"2": 100}, errors=100)
     assert log.monitor("credit", "production").verdict == "tripped"
     assert _split(log) == ({"1": 90, "2": 10}, [])
 
 
 def test_score_psi_trips_on_a_shifted_output(log: AuditLog) -> None:
-    """A canary whose scores moved trips score_psi(score); the figure is recorded."""
+    """A canary whose scores moved trips score_psi(score) on enough scores; its figure is kept."""
     log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
-    _serve(log, {"1": 40, "2": 20}, shift=0.5)
+    _serve(log, {"1": 400, "2": 400}, shift=0.5)
     result = log.monitor("credit", "production")
     assert result.verdict == "tripped"
     assert result.data["statistics"]["score_psi(score)"] > 0.2
@@ -572,4 +579,235 @@ def test_relabelled_record_columns_do_not_count_for_the_canary(log: AuditLog, db
     raw_sql(db_url, ["UPDATE auditml_record SET version = '2'"])
     with pytest.raises(PolicyDeniedError, match="only 5 of the 20"):
         log.promote("credit", "2", "production", actor=OPS)
-    assert log.monitor("credit", "production").data["counts"] == {"canary": 5, "stable": 30}
+    counts = log.monitor("credit", "production").data["counts"]
+    assert (counts["canary"], counts["stable"], counts["canary_scored(score)"]) == (5, 30, 5)
+
+
+# ------------------------------------------------------------ never a rollback on thin evidence
+
+
+def _serve_uniform(
+    log: AuditLog, plan: dict[str, int], *, seed: int, unscored_errors: int = 0
+) -> None:
+    """Record ``plan[version]`` requests whose scores all come from one uniform distribution.
+
+    The canary's first ``unscored_errors`` requests are errors with no output at all.
+    """
+    import random
+
+    rng = random.Random(seed)
+    with log.runtime("credit", env="production", background=False) as rec:
+        for version, count in plan.items():
+            for n in range(count):
+                bare = version != "1" and n < unscored_errors
+                rec.record(
+                    f"{version}-{n}-{uuid.uuid4().hex[:8]}",
+                    version=version,
+                    output=None if bare else {"score": rng.random()},
+                    latency_ms=10.0,
+                    error="timeout" if bare else None,
+                )
+
+
+def test_psi_is_decided_only_on_an_effective_size_of_200_scored_values() -> None:
+    """psi_decided: each side needs min_requests, and 1/(1/c + 1/s) >= 200, exactly at the edge."""
+    from auditml.core.rollout import PSI_MIN_EFFECTIVE, psi_decided
+
+    assert PSI_MIN_EFFECTIVE == 200
+    assert psi_decided(400, 400, 10) and not psi_decided(399, 400, 10)
+    assert psi_decided(209, 5000, 10) and not psi_decided(208, 5000, 10)
+    assert not psi_decided(20, 5000, 10) and not psi_decided(100, 100, 10)
+    assert not psi_decided(500, 500, 501) and psi_decided(501, 501, 501)
+    assert not psi_decided(0, 0, 0) and not psi_decided(10**9, 199, 0)
+
+
+def test_identical_distributions_never_trip_psi_at_small_or_floor_sizes() -> None:
+    """Same-distribution windows: PSI undecided below the floor, under 0.2 at it (200 seeds)."""
+    import numpy as np
+
+    from auditml.core.rollout import Sample, statistics
+
+    trigger = parse_trigger("score_psi(score) > 0.2")
+    rng = np.random.default_rng(20261204)
+    tripped = []
+    for canary_n in (20, 50, 100, 208, 209):
+        for _ in range(40):
+            stable = Sample(5000, 0, None, {"score": array("d", rng.random(5000))})
+            canary = Sample(canary_n, 0, None, {"score": array("d", rng.random(canary_n))})
+            value = statistics(canary, stable, [trigger], min_values=10)["score_psi(score)"]
+            assert (value is None) == (canary_n < 209), canary_n
+            if value is not None and trigger.trips(value):
+                tripped.append((canary_n, value))
+    assert tripped == []
+
+
+def test_identical_small_canary_is_undecided_and_never_rolls_back(log: AuditLog) -> None:
+    """The tester's run: 20 canary scores of the stable distribution: no PSI, no rollback."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve_uniform(log, {"1": 1000, "2": 20}, seed=3)
+    result = log.monitor("credit", "production", act=True)
+    psi_result = next(t for t in result.data["triggers"] if t["statistic"] == "score_psi(score)")
+    assert (psi_result.get("value"), psi_result.get("tripped")) == (None, None)
+    assert result.verdict == "undecided" and result.rollback is None
+    assert result.data["statistics"].get("score_psi(score)") is None
+    counts = result.data["counts"]
+    assert (counts["canary_scored(score)"], counts["stable_scored(score)"]) == (20, 1000)
+    assert _split(log) == ({"1": 90, "2": 10}, [])
+
+
+def test_errors_without_output_do_not_count_as_scored_values(log: AuditLog) -> None:
+    """370 canary requests, 100 of them bare errors: PSI reads 270 scores, too few beside 600."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve_uniform(log, {"1": 600, "2": 300}, seed=5, unscored_errors=30)
+    _serve_uniform(log, {"2": 70}, seed=6, unscored_errors=70)
+    result = log.monitor("credit", "production")
+    counts = result.data["counts"]
+    assert (counts["canary"], counts["canary_scored(score)"]) == (370, 270)
+    assert (counts["stable"], counts["stable_scored(score)"]) == (600, 600)
+    by_stat = {t["statistic"]: t for t in result.data["triggers"]}
+    assert by_stat["error_rate"]["tripped"] is True  # errors still count as requests
+    assert by_stat["score_psi(score)"].get("tripped") is None  # 1/(1/270 + 1/600) = 186 < 200
+    check = next(log.events(start=result.check.seq, stop=result.check.seq + 1)).event
+    assert check.data["counts"] == counts  # the counts behind each statistic are on the log
+
+
+def test_cli_monitor_says_why_a_trigger_is_undecided(log: AuditLog, capsys: Any) -> None:
+    """`auditml monitor` names the counts behind an undecided PSI and the rule it falls short of."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve_uniform(log, {"1": 1000, "2": 20}, seed=3)
+    code, out, _ = run_cli(["monitor", "credit", "--env", "production", "--db", log.url], capsys)
+    flat = " ".join(out.split())
+    assert code == 0 and ": undecided (event" in flat
+    assert "undecided: 20 canary and 1000 stable score values" in flat
+    assert "1/(1/canary + 1/stable) >= 200" in flat
+    assert "error_rate > 0.1 0 ok" in flat
+
+
+def test_undecided_because_names_the_shortfall_of_each_statistic() -> None:
+    """Requests, latencies and scores each explain their shortfall; unknown counts say nothing."""
+    from auditml.core.rollout import undecided_because
+
+    full = {"canary": 500, "stable": 5000, "canary_latency": 500, "stable_latency": 5000}
+    psi_counts = {**full, "canary_scored(p)": 150, "stable_scored(p)": 5000}
+    assert undecided_because("error_rate", {**full, "canary": 5}, 10) == (
+        "5 canary and 5000 stable requests; at least 10 of each needed"
+    )
+    assert undecided_because("error_rate", {**full, "stable": 0}, 10, shadow=True) is None
+    assert undecided_because("error_rate", full, 10) is None
+    short_latency = {**full, "canary_latency": 9}
+    assert "9 canary and 5000 stable latencies" in str(
+        undecided_because("latency_p95_ms", short_latency, 10)
+    )
+    assert undecided_because("latency_p95_ms", {**full, "stable_latency": 3}, 10) is None
+    assert undecided_because("latency_p95_delta_ms", {**full, "stable_latency": 3}, 10)
+    assert "150 canary and 5000 stable p values" in str(
+        undecided_because("score_psi(p)", psi_counts, 10)
+    )
+    assert undecided_because("score_psi(p)", {**psi_counts, "canary_scored(p)": 209}, 10) is None
+    assert undecided_because("score_psi(p)", full, 10) is None  # a check from before the counts
+    assert undecided_because("score_psi(p)", {**psi_counts, "canary_scored(p)": True}, 10) is None
+
+
+@pytest.mark.parametrize("given", ["10", " 10 ", "10%"])
+def test_cli_deploy_and_promote_print_the_share_as_a_percent(
+    log: AuditLog, capsys: Any, given: str
+) -> None:
+    """`--traffic 10` prints "canary on 10% of production", promote "to 50% of"; never "10 of"."""
+    db = ["--db", log.url]
+    args = ["deploy", "credit", "2", "--env", "production", "--traffic", given, "--actor", OPS]
+    code, out, _ = run_cli([*args, *db], capsys)
+    assert code == 0 and "as a canary on 10% of production" in out, out
+    args = ["promote", "credit", "2", "--env", "production", "--traffic", given.replace("1", "5")]
+    code, out, _ = run_cli([*args, "--actor", OPS, *db], capsys)
+    assert code == 0 and "Promoted credit v2 to 50% of production" in out, out
+
+
+def test_cli_history_names_the_monitor_check_once(log: AuditLog, capsys: Any) -> None:
+    """An automatic rollback says "monitor check N" in its reason: history adds no "(check N)"."""
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 40, "2": 20}, errors=6)
+    result = log.monitor("credit", "production", act=True)
+    seq = result.check.seq
+    code, out, _ = run_cli(["history", "credit", "--env", "production", "--db", log.url], capsys)
+    flat = " ".join(out.split())
+    assert code == 0 and f"monitor check {seq} tripped: error_rate = 0.3 tripped" in flat
+    assert flat.count(f"check {seq}") == 1, out
+
+
+def test_cli_history_adds_the_check_to_a_reason_that_does_not_name_it(
+    log: AuditLog, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback caused by check N whose reason names another number still shows "(check N)"."""
+    from dataclasses import replace
+
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    _serve(log, {"1": 40, "2": 20}, errors=6)
+    seq = log.monitor("credit", "production", act=True).check.seq
+    real = AuditLog.splits
+
+    def renamed(self: AuditLog, *args: Any, **kw: Any) -> Any:
+        found = real(self, *args, **kw)
+        return [c if c.cause is None else replace(c, reason=f"see check {seq}0") for c in found]
+
+    monkeypatch.setattr(AuditLog, "splits", renamed)
+    code, out, _ = run_cli(["history", "credit", "--db", log.url], capsys)
+    assert code == 0 and f"see check {seq}0 (check {seq})" in " ".join(out.split()), out
+
+
+# ------------------------------------------------- a rollback to a version short of today's policy
+
+
+def _v2_short_of_approvals_in_staging(log: AuditLog) -> None:
+    """Run v2 then v3 in staging, then require 2 approvals there: v2 (1 approval) may not deploy."""
+    log.deploy("credit", "2", "staging", actor=OPS)
+    log.deploy("credit", "3", "staging", actor=OPS)
+    log.apply_policy(_policy(POLICY + b"\n[approvals]\nstaging = 2\n"), actor="admin")
+    with pytest.raises(PolicyDeniedError, match="2 are needed"):
+        log.deploy("credit", "2", "staging", actor=OPS)
+
+
+def test_rollback_to_a_version_short_of_todays_approvals_warns(log: AuditLog) -> None:
+    """Rolling back to v2, which the policy now refuses to deploy, succeeds with a clear warning."""
+    _v2_short_of_approvals_in_staging(log)
+    with pytest.warns(UserWarning) as caught:
+        receipt = log.rollback("credit", "staging", actor=OPS, reason="v3 broke")
+    assert receipt.version == "2"
+    assert log.status("credit")["credit"].running["staging"] == "2"
+    (warning,) = [w for w in caught if "rolled back" in str(w.message)]
+    text = str(warning.message)
+    assert "version 2 has 1 distinct approval(s) for staging, and 2 are needed" in text
+    assert f"policy in force (event {log.policy()[1]})" in text
+    assert "`auditml approve credit 2`" in text
+    rollback = next(log.events(start=receipt.seq, stop=receipt.seq + 1)).event
+    assert rollback.data["policy_seq"] == log.policy()[1]  # the event binds the policy it broke
+
+
+def test_cli_rollback_short_of_todays_approvals_prints_a_warning(
+    log: AuditLog, capsys: Any
+) -> None:
+    """`auditml rollback` prints the approval shortfall on stderr, each time it happens."""
+    _v2_short_of_approvals_in_staging(log)
+    args = ["rollback", "credit", "--env", "staging", "--actor", OPS, "--db", log.url]
+    code, out, err = run_cli(args, capsys)
+    flat = " ".join(err.split())
+    assert code == 0 and "Rolled staging back to credit v2" in out
+    assert "warning: version 2 does not meet what the policy in force" in flat, err
+    assert "has 1 distinct approval(s) for staging, and 2 are needed" in flat
+    code, out, err = run_cli([*args[:4], "--to", "3", *args[4:]], capsys)
+    assert code == 0 and "warning: version 3 does not meet" in " ".join(err.split()), err
+    code, out, err = run_cli(args, capsys)
+    assert code == 0 and "warning: version 2 does not meet" in " ".join(err.split()), err
+
+
+def test_rollbacks_that_meet_the_policy_or_end_a_rollout_do_not_warn(log: AuditLog) -> None:
+    """A target with its approvals, and the stable version a rollout leaves, raise no warning."""
+    import warnings
+
+    log.deploy("credit", "2", "staging", actor=OPS)
+    log.deploy("credit", "3", "staging", actor=OPS)
+    log.deploy("credit", "2", "production", traffic="10%", actor=OPS)
+    log.apply_policy(_policy(POLICY + b"\n[approvals]\nproduction = 2\n"), actor="admin")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert log.rollback("credit", "staging", actor=OPS).version == "2"
+        assert log.rollback("credit", "production", actor=OPS).version == "1"

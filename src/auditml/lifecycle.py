@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -88,6 +89,7 @@ from auditml.core.policy import (
     policy_digest,
 )
 from auditml.core.rollout import (
+    evidence_counts,
     judge,
     parse_duration_s,
     parse_percent,
@@ -534,7 +536,7 @@ class Lifecycle:
                     "seconds": round((_when(until) - _when(since)).total_seconds(), 6),
                 },
                 "min_requests": rule.min_requests,
-                "counts": {"canary": canary.requests, "stable": stable.requests},
+                "counts": evidence_counts(canary, stable, triggers),
                 "statistics": figures,
                 "triggers": results,
                 "verdict": verdict,
@@ -588,14 +590,21 @@ class Lifecycle:
         """Roll an environment back to ``to``, or to the previous version that ran there.
 
         During a rollout it ends the rollout: the stable version serves alone again.
+        A version put back that today's policy would not let deploy there (too
+        few approvals, a gate it fails) is rolled back all the same, as an
+        emergency may need, with a :class:`UserWarning` that says what it lacks.
         """
         who = self._ledger.identify(actor)
         target = None if to is None else str(to)
-        return self._decided(
+        receipt, outcome = self._decided_outcome(
             lambda view: decide_rollback(
                 view, model=model, environment=environment, to=target, actor=who, reason=reason
             )
         )
+        short = outcome.extra.get("short_of_policy")
+        if short:
+            warnings.warn(str(short), UserWarning, stacklevel=3)  # the caller of AuditLog.rollback
+        return receipt
 
     def retire(
         self,

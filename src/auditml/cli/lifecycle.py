@@ -7,6 +7,7 @@ would satisfy it.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ from auditml.cli._common import (
 from auditml.core.canonical import loads_strict
 from auditml.core.events import IMPORTED_NOTE, is_imported
 from auditml.core.policy import DEFAULT_POLICY
+from auditml.core.rollout import parse_percent, undecided_because
 from auditml.core.state import ModelState
 from auditml.errors import InvalidInputError
 
@@ -493,7 +495,8 @@ def deploy(
         if shadow:
             said = f"Started {model} v{version} as a shadow in {env}"
         elif traffic is not None and receipt is not None and _is_canary(log, model, env, version):
-            said = f"Started {model} v{version} as a canary on {traffic} of {env}"
+            share = parse_percent(traffic, where="traffic")  # "10" and "10%" read the same
+            said = f"Started {model} v{version} as a canary on {share}% of {env}"
         else:
             said, whole = f"Deployed {model} v{version} to {env}", True
         done(receipt, said, as_json)
@@ -528,8 +531,8 @@ def promote(
     with errors(), open_log(db) as log:
         acting = who(actor)
         receipt = log.promote(model, version, env, traffic=traffic, reason=reason, actor=acting)
-        share = traffic or "100%"
-        done(receipt, f"Promoted {model} v{version} to {share} of {env}", as_json)
+        share = 100 if traffic is None else parse_percent(traffic, where="traffic")
+        done(receipt, f"Promoted {model} v{version} to {share}% of {env}", as_json)
         if receipt is not None and log.status(model)[model].running.get(env) == str(version):
             sync_alias(log, model, version, env, receipt.seq, acting)  # it now serves all traffic
 
@@ -572,10 +575,18 @@ def monitor(
                 f"requests: canary {counts['canary']}, stable {counts['stable']} "
                 f"(at least {data['min_requests']} needed)"
             )
-            shown = table("trigger", "value", "result")
+            shown = table("trigger", "value", "result", overflow="fold")
             for t in data["triggers"]:
                 value = "n/a" if t.get("value") is None else f"{t['value']:.4g}"
                 verdict = {True: "TRIPPED", False: "ok", None: "undecided"}[t.get("tripped")]
+                if t.get("tripped") is None:
+                    why = undecided_because(
+                        t["statistic"],
+                        counts,
+                        data["min_requests"],
+                        shadow=data["mode"] == "shadow",
+                    )
+                    verdict = f"undecided: {why}" if why else verdict
                 shown.add_row(t["trigger"], value, verdict)
             out.print(shown)
             if result.rollback is not None:
@@ -899,8 +910,8 @@ def history(
         shown = table(*(*columns, "imported") if imported else columns, overflow="fold")
         for c in changes:
             reason = c.reason or ""
-            if c.cause is not None:
-                reason = f"{reason} (check {c.cause})".strip()
+            if c.cause is not None and not re.search(rf"\bcheck {c.cause}\b", reason):
+                reason = f"{reason} (check {c.cause})".strip()  # unless the reason names it
             row = [
                 str(c.seq),
                 utc(c.time),

@@ -899,8 +899,39 @@ def decide_rollback(
         "rollout": rollout.seq if rollout is not None else None,
         "cause": {"seq": cause[0], "hash": cause[1]} if cause is not None else None,
     }
+    extra: dict[str, Any] = {}
+    if rollout is None and target is not None:
+        short = _short_of_release(view, state, model, target, environment)
+        if short is not None:
+            extra["short_of_policy"] = short
     return Outcome(
-        Draft.build("model.rollback", actor=actor, subject=subject, data=data), version=target
+        Draft.build("model.rollback", actor=actor, subject=subject, data=data),
+        version=target,
+        extra=extra,
+    )
+
+
+def _short_of_release(
+    view: View, state: ModelState, model: str, version: str, environment: str
+) -> str | None:
+    """Return what a version put back by a rollback lacks to be deployed there now, or None.
+
+    A rollback to a version that ran there before is allowed in an emergency
+    even when today's policy would refuse to deploy it (more approvals, a new
+    gate); it must not be silent, so the caller warns with this sentence. The
+    event needs no field for it: it binds ``policy_seq``, and the approvals
+    and metrics it falls short of are on the log.
+    """
+    vs = state.versions[version]
+    exclude = vs.trainers if view.policy.separation_of_duties else ()
+    denial = first(*_release_checks(view, state, vs, model, version, environment, exclude))
+    if denial is None:
+        return None
+    return (
+        f"version {version} does not meet what the policy in force (event {view.policy_seq}) "
+        f"requires to deploy it to {environment} now: {denial.message}. It was rolled back "
+        f"anyway, as a version that ran there before may be in an emergency; to make it "
+        f"compliant, {denial.remedy}"
     )
 
 

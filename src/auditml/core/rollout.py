@@ -26,6 +26,34 @@ A trigger is ``STATISTIC OP NUMBER``. The statistics are the canary's
 the monitor's ``score_field``, ``score`` by default). PSI bins the values by the
 stable version's deciles and sums ``(c - s) * ln(c / s)`` over the bins, each
 share floored at 0.0001 so an empty bin stays finite.
+
+Never a rollback on thin evidence: a statistic the window cannot decide is
+``undecided`` (neither ok nor tripped), and an undecided trigger never acts.
+
+- ``error_rate`` and ``error_rate_delta`` count requests: decided when the
+  canary (and, except for a shadow, the stable version) has at least
+  ``min_requests`` requests.
+- The latency statistics count the latencies recorded, at least
+  ``min_requests`` of each version they read.
+- ``score_psi(FIELD)`` counts *scored* values, the records whose output holds
+  a number in ``FIELD`` (an error without an output is no evidence about the
+  distribution). It is decided only when each version has at least
+  ``min_requests`` of them **and** together they reach an effective size
+  ``1 / (1/canary + 1/stable)`` of at least :data:`PSI_MIN_EFFECTIVE` (200,
+  which needs at least 200 of each: 20 expected per decile bin). Two samples
+  of one distribution give a PSI of about ``(1/canary + 1/stable)`` times a
+  chi-square with 9 degrees of freedom. Simulated at that floor (209 canary
+  values against 5,000 stable ones, 400 against 400, 210 against 4,200:
+  20,000 windows of one uniform distribution each), identical data exceeded
+  0.2 once in 60,000 windows; at 100 against 5,000 they did in 3.9% of
+  windows, at 200 against 200 in 2.3%, and at 20 against 5,000 the median
+  PSI is 0.97 (the floor of empty bins dominates). A trigger at 0.1 still
+  trips on identical data about 2% of the time at the floor: a lower
+  threshold wants a larger ``min_requests``.
+
+A check records the counts behind each statistic (``counts``: the requests,
+``latency`` values and ``scored(FIELD)`` values of each version), so an auditor
+sees why a trigger was undecided.
 """
 
 from __future__ import annotations
@@ -50,20 +78,24 @@ if TYPE_CHECKING:  # NumPy is imported when statistics are computed, not with th
 
 __all__ = [
     "DEFAULT_MONITOR_ACTOR",
+    "PSI_MIN_EFFECTIVE",
     "STATISTICS",
     "MonitorRule",
     "RolloutRule",
     "Sample",
     "Trigger",
+    "evidence_counts",
     "parse_duration_s",
     "parse_percent",
     "parse_trigger",
     "prepare_statistics",
     "psi",
+    "psi_decided",
     "quantile",
     "quantiles",
     "sorted_quantile",
     "statistics",
+    "undecided_because",
 ]
 
 DEFAULT_MONITOR_ACTOR = "auditml-monitor"
@@ -300,6 +332,8 @@ def _between(low: float, high: float, f: float) -> float:
 #: PSI floors each bin's share at this, so an empty bin contributes a finite amount.
 PSI_FLOOR = 1e-4
 PSI_BINS = 10
+#: A PSI is decided only when 1/(1/canary + 1/stable) scored values reach this (see above).
+PSI_MIN_EFFECTIVE = 200
 
 
 def psi(stable: Sequence[float], canary: Sequence[float], bins: int = PSI_BINS) -> float | None:
@@ -333,14 +367,27 @@ def _floats(values: Sequence[float] | NDArray[np.float64] | None) -> NDArray[np.
     return np.asarray(values, dtype=np.float64)
 
 
+def psi_decided(canary: int, stable: int, min_requests: int) -> bool:
+    """Return whether PSI over ``canary`` and ``stable`` scored values may be decided.
+
+    Each needs ``min_requests`` values, and together an effective size
+    ``1 / (1/canary + 1/stable)`` of at least :data:`PSI_MIN_EFFECTIVE` (see the
+    module's docstring for why); computed in integers, so no rounding decides.
+    """
+    if canary < max(min_requests, 1) or stable < max(min_requests, 1):
+        return False
+    return canary * stable >= PSI_MIN_EFFECTIVE * (canary + stable)
+
+
 def statistics(
     canary: Sample, stable: Sample, triggers: Sequence[Trigger], *, min_values: int = 0
 ) -> dict[str, float | None]:
     """Return every statistic the triggers read (and the basic ones), for a check to record.
 
-    A latency or score statistic drawn from fewer than ``min_values`` values (the
-    monitor's ``min_requests``) is None, undecided: twenty requests of which one
-    carries a score are no evidence about the score's distribution.
+    A latency statistic drawn from fewer than ``min_values`` values (the
+    monitor's ``min_requests``) is None, undecided, and so is a PSI that
+    :func:`psi_decided` refuses: twenty requests of which one carries a score
+    are no evidence about the score's distribution.
     """
     lat_c = _enough(canary.latency, min_values)
     lat_s = _enough(stable.latency, min_values)
@@ -360,11 +407,71 @@ def statistics(
     for trigger in triggers:
         if trigger.statistic == "score_psi" and trigger.key not in found:
             name = trigger.field or "score"
-            found[trigger.key] = psi(
-                _enough((stable.scores or {}).get(name), min_values),
-                _enough((canary.scores or {}).get(name), min_values),
-            )
+            seen = (canary.scores or {}).get(name)
+            base = (stable.scores or {}).get(name)
+            decided = psi_decided(len(seen or ()), len(base or ()), min_values)
+            found[trigger.key] = psi(base or (), seen or ()) if decided else None
     return {k: (None if v is None else round(v, 9)) for k, v in found.items()}
+
+
+def evidence_counts(canary: Sample, stable: Sample, triggers: Sequence[Trigger]) -> dict[str, int]:
+    """Return the counts behind each statistic the triggers read, for a check to record.
+
+    ``canary`` and ``stable`` are requests (what the error rates read);
+    ``canary_latency`` and ``stable_latency`` the latencies recorded;
+    ``canary_scored(FIELD)`` and ``stable_scored(FIELD)`` the values of each
+    output field a ``score_psi`` trigger reads.
+    """
+    counts = {
+        "canary": canary.requests,
+        "stable": stable.requests,
+        "canary_latency": len(canary.latency or ()),
+        "stable_latency": len(stable.latency or ()),
+    }
+    for trigger in triggers:
+        if trigger.statistic == "score_psi":
+            name = trigger.field or "score"
+            counts[f"canary_scored({name})"] = len((canary.scores or {}).get(name) or ())
+            counts[f"stable_scored({name})"] = len((stable.scores or {}).get(name) or ())
+    return counts
+
+
+def undecided_because(
+    statistic: str, counts: Mapping[str, object], min_requests: int, *, shadow: bool = False
+) -> str | None:
+    """Return why the counts a check recorded cannot decide ``statistic``, or None if they can.
+
+    ``statistic`` is a trigger's key as a check records it (``score_psi(score)``);
+    ``counts`` those of :func:`evidence_counts`. A count a check did not record
+    (one from before checks recorded them) is read as unknown.
+    """
+
+    def count(key: str) -> int | None:
+        value = counts.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    requests = count("canary"), count("stable")
+    if None not in requests:
+        c, s = requests
+        assert c is not None and s is not None
+        if c < min_requests or (not shadow and s < min_requests):
+            return f"{c} canary and {s} stable requests; at least {min_requests} of each needed"
+    if statistic.startswith("score_psi(") and statistic.endswith(")"):
+        name = statistic.removeprefix("score_psi(")[:-1]
+        c, s = count(f"canary_scored({name})"), count(f"stable_scored({name})")
+        if c is None or s is None or psi_decided(c, s, min_requests):
+            return None
+        return (
+            f"{c} canary and {s} stable {name} values; PSI needs at least "
+            f"{max(min_requests, 1)} of each and 1/(1/canary + 1/stable) >= {PSI_MIN_EFFECTIVE}"
+        )
+    if statistic.startswith("latency"):
+        c, s = count("canary_latency"), count("stable_latency")
+        if c is None or s is None:
+            return None
+        if c < min_requests or (statistic.endswith("_delta_ms") and s < min_requests):
+            return f"{c} canary and {s} stable latencies; at least {min_requests} needed"
+    return None
 
 
 def _enough(values: Sequence[float] | None, least: int) -> Sequence[float]:

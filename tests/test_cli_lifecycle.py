@@ -199,6 +199,28 @@ def test_policy_apply_and_show(
     assert code == 0, err
 
 
+def test_a_deploy_to_an_environment_never_used_says_so(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no environments declared, a deploy to a new (misspelt?) one notes it; the first not."""
+    with AuditLog.open(url) as log:
+        log.record_training("credit", actor=DS)
+        log.approve("credit", "1", actor=VAL)
+    deploy = ["deploy", "credit", "1", "--actor", REL, "--db", url, "--env"]
+    code, _, err = run([*deploy, "production"], capsys)
+    assert code == 0 and "note:" not in err
+    code, _, err = run([*deploy, "prdouction"], capsys)
+    assert code == 0 and "'prdouction' is an environment credit never served in before" in err
+    assert "did you mean 'production'?" in err and "environments = [...]" in err
+    with AuditLog.open(url) as log:
+        log.record_training("credit", actor=DS)
+        log.approve("credit", "2", actor=VAL)
+    code, _, err = run(
+        ["deploy", "credit", "2", "--actor", REL, "--db", url, "-e", "prdouction"], capsys
+    )
+    assert code == 0 and "note:" not in err  # known now
+
+
 def test_status_says_who_rejected_a_version(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """A rejected version reads 'rejected by' its validator in status, not a bare state."""
     with AuditLog.open(url) as log:

@@ -500,8 +500,33 @@ def deploy(
         else:
             said, whole = f"Deployed {model} v{version} to {env}", True
         done(receipt, said, as_json)
+        if receipt is not None:
+            _note_new_environment(log, model, env, receipt.seq)
         if whole and receipt is not None:  # an MLflow alias follows the version serving all traffic
             sync_alias(log, model, version, env, receipt.seq, acting)
+
+
+def _note_new_environment(log: Any, model: str, env: str, seq: int) -> None:
+    """Say so when a deploy opened an environment the model never served in (a typo?).
+
+    Only where the policy declares no environments (a misspelt one is refused then).
+    """
+    import difflib
+
+    if log.policy()[0].environments:
+        return
+    state = log.status(model)[model]
+    before = {c.environment for c in state.splits if c.seq < seq}
+    if not before or env in before:
+        return
+    close = difflib.get_close_matches(env, sorted(before), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    notice(
+        "note",
+        f"{env!r} is an environment {model} never served in before (it served in "
+        f"{', '.join(sorted(before))}){hint} To refuse a misspelt environment, declare "
+        "them in the policy: environments = [...]",
+    )
 
 
 def _is_canary(log: Any, model: str, env: str, version: str) -> bool:

@@ -221,6 +221,19 @@ def test_a_deploy_to_an_environment_never_used_says_so(
     assert code == 0 and "note:" not in err  # known now
 
 
+def test_a_second_approval_by_the_same_person_is_noted(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Approving again is recorded, with a note that rules count the person once."""
+    with AuditLog.open(url) as log:
+        log.record_training("credit", actor=DS)
+    approve = ["approve", "credit", "1", "--actor", VAL, "--db", url]
+    code, _, err = run(approve, capsys)
+    assert code == 0 and "note:" not in err
+    code, _, err = run(approve, capsys)
+    assert code == 0 and f"{VAL} approved v1 before (event 2)" in err and "count one person" in err
+
+
 def test_status_says_who_rejected_a_version(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """A rejected version reads 'rejected by' its validator in status, not a bare state."""
     with AuditLog.open(url) as log:

@@ -427,6 +427,22 @@ def approve(
         )
         scope = f" for {', '.join(env)}" if env else ""
         done(receipt, f"Approved {model} v{version}{scope}", as_json)
+        _note_repeated_approval(log, model, version, receipt.seq)
+
+
+def _note_repeated_approval(log: Any, model: str, version: str, seq: int) -> None:
+    """Say so when the same id approved this version before: rules count a person once."""
+    approvals = log.status(model)[model].versions[str(version)].approvals
+    mine = next((a for a in approvals if a.seq == seq), None)
+    if mine is None:
+        return
+    earlier = [a for a in approvals if a.actor == mine.actor and a.seq < seq]
+    if earlier:
+        notice(
+            "note",
+            f"{mine.actor} approved v{version} before (event {earlier[0].seq}): both are on the "
+            "log, and approval rules count one person once",
+        )
 
 
 @app.command()

@@ -147,6 +147,25 @@ def test_a_missing_log_key_is_named_once(
     assert code == 2 and err.count(str(tmp_path / "k.key")) == 1 and "AUDITML_LOG_KEY" in err
 
 
+def test_a_key_of_the_same_log_name_that_differs_reads_as_a_rewrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A held key with '+' in its base64 keeps the log's name: a wrong key reads as a rewrite."""
+    for n in range(64):  # about half of all keys hold a '+' in their base64
+        db = f"sqlite:///{tmp_path / f'k{n}.db'}"
+        assert run(["init", "--origin", "k.example/x", "--db", db], capsys)[0] == 0
+        held = run(["key", "show", "--db", db], capsys)[1].strip()
+        if "+" in held.split("+", 2)[2]:
+            break
+    else:
+        pytest.fail("no key with a '+' in its base64 in 64 tries")
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert run(["init", "--origin", "k.example/x", "--db", other], capsys)[0] == 0
+    pinned = run(["key", "show", "--db", other], capsys)[1].strip()
+    code, _, err = run(["verify", "--db", db, "--vkey", pinned], capsys)
+    assert code == 1 and "not the pinned key" in err and "another log" not in err
+
+
 def test_verify_tampered_exits_one_and_names_the_event(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -356,7 +356,8 @@ class Trust:
         """
         pinned = VerifierKey.parse(vkey) if isinstance(vkey, str) else vkey
         held = self._store.log_key(self._log_id)
-        held_name = held.rpartition("+")[0].rpartition("+")[0] if held else None
+        # The key's name is the log's origin, which holds no '+' (its base64 may).
+        held_name = held.split("+", 1)[0] if held else None
         if pinned is not None and held != str(pinned) and held_name != pinned.name:
             raise VerificationError(
                 f"the pinned key is for the log {pinned.name!r}, but this log's key is "

@@ -379,3 +379,19 @@ def test_cli_show_never_prints_python_none_and_names_its_column(
     assert "is the default" not in out and "same as default" in out
     code, out, _ = run(["policy", "show", "--json", "--db", url], capsys)
     json.loads(out)
+
+
+def test_a_canary_under_way_is_named_among_what_runs(log: AuditLog) -> None:
+    """A rollout in progress counts as running: the refusal names the canary beside the stable."""
+    running_in_production(log)
+    log.record_training("credit", version="3", data={"metrics": {"auc": 0.9}}, actor=DS)
+    log.approve("credit", "3", actor=VAL)
+    log.apply_policy(
+        Policy.model_validate({"rollout": {"production": {"canary": "10%"}}}), actor=OFF
+    )
+    log.deploy("credit", "3", "production", traffic="10%", actor=REL)
+    before = size(log)
+    with pytest.raises(InvalidInputError) as raised:
+        log.apply_policy(Policy(environments=["staging"]), actor=OFF)
+    assert "credit v2, credit v3 (canary)" in str(raised.value)
+    assert size(log) == before

@@ -941,8 +941,8 @@ def policy_apply(
             err.print(f"warning: {warning}")
         for env, runs in review.stranded.items():
             err.print(
-                f"warning: environments leaves out {env!r}, where {', '.join(runs)} runs: no "
-                f"decision can name {env!r} while this policy is in force"
+                f"warning: the environments list leaves out {env!r}, where {', '.join(runs)} "
+                f"runs: no decision can name {env!r} while this policy is in force"
             )
         if dry_run:
             if as_json:

@@ -65,7 +65,10 @@ must be held by someone: a permission limited to roles that no actor in
 ``[roles]`` holds is refused (write ``deploy = []`` to let no one deploy on
 purpose), and ``policy`` may never be left to no one, which would lock the
 policy for ever. A retention period shorter than a legal minimum is refused
-unless ``[retention.shorter_because]`` says why.
+unless ``[retention.shorter_because]`` says why. When ``environments`` is
+given, every environment another section names must be in it, and (from the
+log, see :func:`stranded_environments`) so must every one where a version runs,
+unless the policy is recorded with ``allow_stranded``.
 
 The rules themselves are the ``check_*`` functions: each takes the policy and
 what the log says, and returns a :class:`Denial` or None. They never write.

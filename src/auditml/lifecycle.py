@@ -85,6 +85,7 @@ from auditml.core.events import (
 from auditml.core.incidents import Incident, IncidentIndex
 from auditml.core.policy import (
     Policy,
+    PolicyReview,
     check_recordable,
     policy_digest,
 )
@@ -108,6 +109,7 @@ from auditml.core.state import (
 )
 from auditml.errors import (
     InvalidInputError,
+    PolicyDeniedError,
 )
 
 if TYPE_CHECKING:
@@ -874,21 +876,56 @@ class Lifecycle:
         *,
         reason: str | None = None,
         actor: Actor | str | None = None,
+        allow_stranded: bool = False,
     ) -> Receipt:
         """Record a policy (a Policy or a TOML file); it is in force from this event on."""
         who = self._ledger.identify(actor)
-        source = sha = None
-        if isinstance(policy, Policy):
-            chosen = policy
-        else:
-            chosen, raw = load_policy(policy)
-            source, sha = Path(policy).name, policy_digest(raw)
-        check_recordable(chosen)
+        chosen, source, sha = _policy_to_record(policy)
         return self._decided(
             lambda view: decide_policy(
-                view, policy=chosen, actor=who, source=source, sha256=sha, reason=reason
+                view,
+                policy=chosen,
+                actor=who,
+                source=source,
+                sha256=sha,
+                reason=reason,
+                allow_stranded=allow_stranded,
             )
         )
+
+    def review_policy(
+        self,
+        policy: Policy | str | Path,
+        *,
+        actor: Actor | str | None = None,
+        allow_stranded: bool = False,
+    ) -> PolicyReview:
+        """Return what recording ``policy`` would change and warn of, writing nothing at all.
+
+        It refuses what :meth:`apply_policy` would refuse, with the same errors;
+        a denial is raised with ``seq`` None, as none is recorded.
+        """
+        who = self._ledger.identify(actor)
+        chosen, source, sha = _policy_to_record(policy)
+        outcome = self._ledger.peek(
+            lambda view: decide_policy(
+                view,
+                policy=chosen,
+                actor=who,
+                source=source,
+                sha256=sha,
+                reason=None,
+                allow_stranded=allow_stranded,
+                review=True,
+            )
+        )
+        if outcome.denial is not None:
+            d = outcome.denial
+            raise PolicyDeniedError(
+                f"{d.message} (a dry run: nothing was recorded)", rule=d.rule, remedy=d.remedy
+            )
+        found: PolicyReview = outcome.extra["review"]
+        return found
 
     def policy(self) -> tuple[Policy, int | None]:
         """Return the policy in force and the seq of the event that recorded it (None: default)."""
@@ -937,6 +974,18 @@ class Lifecycle:
                 f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
             )
         return self.status(model)[model].split_history(environment)
+
+
+def _policy_to_record(policy: Policy | str | Path) -> tuple[Policy, str | None, str | None]:
+    """Return the policy to record (checked recordable), its file name and its SHA-256."""
+    source = sha = None
+    if isinstance(policy, Policy):
+        chosen = policy
+    else:
+        chosen, raw = load_policy(policy)
+        source, sha = Path(policy).name, policy_digest(raw)
+    check_recordable(chosen)
+    return chosen, source, sha
 
 
 def _comparisons(

@@ -28,7 +28,7 @@ from auditml.core.canonical import loads_strict
 from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitData, TrainData
 from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
-from auditml.core.policy import Policy
+from auditml.core.policy import Policy, PolicyReview
 from auditml.core.privacy import DirectoryEntry, RetentionStatus
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
 from auditml.core.state import ModelState, Move, SplitChange
@@ -1153,9 +1153,32 @@ class AuditLog:
         *,
         reason: str | None = None,
         actor: Actor | str | None = None,
+        allow_stranded: bool = False,
     ) -> Receipt:
-        """Record a policy (a Policy or a TOML file); it is in force from this event on."""
-        return self._lifecycle.apply_policy(policy, reason=reason, actor=actor)
+        """Record a policy (a Policy or a TOML file); it is in force from this event on.
+
+        A policy whose ``environments`` leave out one where a version runs is
+        refused (nothing could roll it back there) unless ``allow_stranded``;
+        the event then lists the environments it strands.
+        """
+        return self._lifecycle.apply_policy(
+            policy, reason=reason, actor=actor, allow_stranded=allow_stranded
+        )
+
+    def review_policy(
+        self,
+        policy: Policy | str | Path,
+        *,
+        actor: Actor | str | None = None,
+        allow_stranded: bool = False,
+    ) -> PolicyReview:
+        """Return what applying ``policy`` would change and warn of, recording nothing.
+
+        The review lists each setting added, removed or changed against the
+        policy in force, and warns of gates on metrics the log never recorded.
+        It raises what :meth:`apply_policy` would raise (a denial with ``seq`` None).
+        """
+        return self._lifecycle.review_policy(policy, actor=actor, allow_stranded=allow_stranded)
 
     def policy(self) -> tuple[Policy, int | None]:
         """Return the policy in force and the seq of the event that recorded it (None: default).

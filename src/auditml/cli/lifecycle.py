@@ -44,7 +44,7 @@ from auditml.cli._common import (
 )
 from auditml.core.canonical import loads_strict
 from auditml.core.events import IMPORTED_NOTE, is_imported
-from auditml.core.policy import DEFAULT_POLICY
+from auditml.core.policy import DEFAULT_POLICY, PolicyReview
 from auditml.core.rollout import parse_percent, undecided_because
 from auditml.core.state import ModelState
 from auditml.errors import InvalidInputError
@@ -979,11 +979,77 @@ def policy_apply(
     actor: ActorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check the file and show what it would change against the policy in force; "
+            "record nothing.",
+        ),
+    ] = False,
+    allow_stranded: Annotated[
+        bool,
+        typer.Option(
+            "--allow-stranded",
+            help="Record it even though its environments leave out one where a version runs "
+            "(no decision could name it then); the policy event lists what it strands.",
+        ),
+    ] = False,
 ) -> None:
-    """Record a policy file on the log; it is in force from that event on."""
+    """Record a policy file on the log; it is in force from that event on.
+
+    The file replaces the whole policy in force: every setting it leaves out
+    takes its default. What it adds, removes and changes is printed; --dry-run
+    prints only that, and records nothing.
+    """
     with errors(), open_log(db) as log:
-        receipt = log.apply_policy(file, reason=reason, actor=who(actor))
-        done(receipt, f"Policy from {file} is in force", as_json)
+        review = log.review_policy(file, actor=who(actor), allow_stranded=allow_stranded)
+        for warning in review.warnings:
+            err.print(f"warning: {warning}")
+        for env, runs in review.stranded.items():
+            err.print(
+                f"warning: the environments list leaves out {env!r}, where {', '.join(runs)} "
+                f"runs: no decision can name {env!r} while this policy is in force"
+            )
+        if dry_run:
+            if as_json:
+                out.print_json(data={"dry_run": True, "recorded": False, **review.as_dict()})
+                return
+            _print_changes(review)
+            out.print(f"Dry run: nothing was recorded; apply {file} without --dry-run to record it")
+            return
+        receipt = log.apply_policy(
+            file, reason=reason, actor=who(actor), allow_stranded=allow_stranded
+        )
+        if as_json:
+            out.print_json(
+                data={**asdict(receipt), "dry_run": False, "recorded": True, **review.as_dict()}
+            )
+            return
+        out.print(f"Policy from {file} is in force (event {receipt.seq})")
+        _print_changes(review)
+
+
+_CHANGE_ORDER = {"removed": 0, "changed": 1, "added": 2}
+
+
+def _print_changes(review: PolicyReview) -> None:
+    """Print what a policy changes against the one in force, removals first."""
+    against = (
+        f"the policy in force (event {review.in_force_seq})"
+        if review.in_force_seq is not None
+        else "the default policy (none recorded)"
+    )
+    if not review.changes:
+        out.print(f"No setting changes from {against}.")
+        return
+    out.print(f"Changes from {against}:")
+    shown = table("change", "setting", "before", "after", overflow="fold")
+    for change in sorted(review.changes, key=lambda c: _CHANGE_ORDER[c.kind]):
+        before = "-" if change.kind == "added" else _policy_value(change.old)
+        after = "-" if change.kind == "removed" else _policy_value(change.new)
+        shown.add_row(change.kind, change.setting, before, after)
+    out.print(shown)
 
 
 @policy_app.command("show")
@@ -1006,9 +1072,10 @@ def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
             )
             return
         out.print(f"Policy in force ({where}):")
-        shown = table("setting", "value", "is the default", overflow="fold")
+        shown = table("setting", "value", "same as default", overflow="fold")
         for key, value in data.items():
-            shown.add_row(key, _policy_value(value), "yes" if value == defaults.get(key) else "")
+            same = "yes" if value == defaults.get(key) else "no"
+            shown.add_row(key, _policy_value(value), same)
         out.print(shown)
         if imported:
             events = ", ".join(str(i) for i in imported)
@@ -1019,7 +1086,12 @@ def policy_show(db: DbOption = None, as_json: JsonOption = False) -> None:
 
 
 def _policy_value(value: Any) -> str:
-    """Render one policy setting for people: tables as ``key: value`` lines, lists joined."""
+    """Render one policy setting for people: tables as ``key: value`` lines, lists joined.
+
+    A value left unset (None) reads ``not set``, never Python's ``None``.
+    """
+    if value is None:
+        return "not set"
     if isinstance(value, dict):
         if not value:
             return "(none)"

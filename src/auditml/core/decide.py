@@ -31,18 +31,30 @@ from auditml.core.policy import (
     DEFAULT_POLICY,
     Denial,
     Policy,
+    PolicyReview,
     check_approvals,
     check_gates,
     check_reason,
     check_role,
     check_self_approval,
     person,
+    policy_changes,
     role_for,
+    stranded_environments,
+    unknown_gate_metrics,
 )
 from auditml.core.privacy import Binding
 from auditml.core.reader import Reader
 from auditml.core.signing import verify_esignature
-from auditml.core.state import ModelState, VersionState, fold, parse, parse_found, policy_in_force
+from auditml.core.state import (
+    ModelState,
+    VersionState,
+    fold,
+    numeric_metrics,
+    parse,
+    parse_found,
+    policy_in_force,
+)
 from auditml.errors import (
     InvalidInputError,
     VerificationError,
@@ -251,6 +263,30 @@ class View:
     def metrics(self, name: str, version: str) -> dict[str, float]:
         """Return the live metrics gates check: live training's, updated by live evaluations."""
         return self.model(name).version(version).gate_metrics()
+
+    def running_everywhere(self) -> dict[str, list[str]]:
+        """Return each environment where a version runs (or a rollout is under way), and what.
+
+        Folded from the verified lifecycle events of every model ever deployed
+        or rolled out, as ``credit v2`` (``credit v3 (canary)`` for a rollout).
+        """
+        rows = self._reader.by_actions(("model.deploy", "model.rollback", "rollout.start"))
+        names = dict.fromkeys(str(parse(seq, body).subject.get("model", "")) for seq, body in rows)
+        found: dict[str, list[str]] = {}
+        for name in filter(None, names):
+            state = self.model(name)
+            for env, version in sorted(state.running.items()):
+                found.setdefault(env, []).append(f"{name} v{version}")
+            for env, rollout in sorted(state.rollouts.items()):
+                found.setdefault(env, []).append(f"{name} v{rollout.version} ({rollout.mode})")
+        return found
+
+    def recorded_metrics(self) -> set[str]:
+        """Return the name of every metric a training run or an evaluation recorded."""
+        known: set[str] = set()
+        for seq, body in self._reader.by_actions(("model.train", "model.evaluate")):
+            known.update(numeric_metrics(parse(seq, body).data.get("metrics")))
+        return known
 
     def check_environment(self, environment: str) -> None:
         """Refuse an environment name the policy does not declare (when it declares any)."""
@@ -1187,15 +1223,47 @@ def decide_policy(
     source: str | None,
     sha256: str | None,
     reason: str | None,
+    allow_stranded: bool = False,
+    review: bool = False,
 ) -> Outcome:
-    """Record a new policy unless the policy in force forbids this actor to change it."""
+    """Record a new policy unless the policy in force forbids this actor to change it.
+
+    A policy that leaves undeclared an environment where a version runs is
+    refused unless ``allow_stranded``, and then the event names what it
+    strands. ``extra["review"]`` holds the :class:`PolicyReview`; ``review``
+    (a dry run, never appended) adds its warnings and accepts the policy in force.
+    """
     denial = check_role(view.policy, actor.ids(), "policy")
     if denial is not None:
         return denied(view, denial, attempted="policy.update", actor=actor, subject={})
-    if view.policy_seq is not None and policy == view.policy:
+    if not review and view.policy_seq is not None and policy == view.policy:
         raise InvalidInputError(
             f"this policy is already in force (recorded at event {view.policy_seq}); "
             "nothing was recorded"
         )
-    data = {"policy": policy.as_data(), "source": source, "sha256": sha256, "reason": reason}
-    return Outcome(Draft.build("policy.update", actor=actor, subject={}, data=data))
+    stranded = stranded_environments(policy, view.running_everywhere())
+    if stranded and not allow_stranded:
+        what = "; ".join(f"{env} runs {', '.join(runs)}" for env, runs in stranded.items())
+        envs = ", ".join(repr(env) for env in stranded)
+        raise InvalidInputError(
+            f"this policy's environments ({', '.join(policy.environments)}) leave out "
+            f"{envs}, where a version runs ({what}): once it is in force no rollback, deploy "
+            f"or retirement could name {envs}. Add {envs} to environments, or, to strand "
+            "it on purpose, apply with --allow-stranded (allow_stranded=True), which the "
+            "policy event records; nothing was recorded"
+        )
+    found = PolicyReview(
+        view.policy_seq,
+        policy_changes(view.policy, policy),
+        unknown_gate_metrics(policy, view.recorded_metrics()) if review else (),
+        stranded,
+    )
+    data = {
+        "policy": policy.as_data(),
+        "source": source,
+        "sha256": sha256,
+        "reason": reason,
+        "stranded": list(stranded),
+    }
+    draft = Draft.build("policy.update", actor=actor, subject={}, data=data)
+    return Outcome(draft, extra={"review": found})

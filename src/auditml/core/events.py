@@ -701,6 +701,9 @@ class PolicyUpdateData(DataModel):
     source: str | None = None
     sha256: Hex64 | None = None
     reason: str | None = None
+    #: Environments where a version ran that this policy leaves undeclared, on purpose
+    #: (``allow_stranded``): no decision may name them while it is in force.
+    stranded: list[Name] = Field(default_factory=list)
 
 
 class SegmentData(DataModel):

@@ -65,7 +65,10 @@ must be held by someone: a permission limited to roles that no actor in
 ``[roles]`` holds is refused (write ``deploy = []`` to let no one deploy on
 purpose), and ``policy`` may never be left to no one, which would lock the
 policy for ever. A retention period shorter than a legal minimum is refused
-unless ``[retention.shorter_because]`` says why.
+unless ``[retention.shorter_because]`` says why. When ``environments`` is
+given, every environment another section names must be in it, and (from the
+log, see :func:`stranded_environments`) so must every one where a version runs,
+unless the policy is recorded with ``allow_stranded``.
 
 The rules themselves are the ``check_*`` functions: each takes the policy and
 what the log says, and returns a :class:`Denial` or None. They never write.
@@ -82,8 +85,8 @@ import operator
 import re
 import shlex
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
@@ -116,10 +119,16 @@ __all__ = [
     "Gate",
     "MlflowRules",
     "Policy",
+    "PolicyChange",
+    "PolicyReview",
     "check_recordable",
     "parse_gate",
     "person",
+    "policy_changes",
     "policy_from_toml",
+    "stranded_environments",
+    "undeclared_environments",
+    "unknown_gate_metrics",
 ]
 
 #: Actions whose roles a policy can restrict (``policy`` is changing the policy itself).
@@ -521,6 +530,10 @@ def _table_at(loc: Sequence[int | str]) -> type[BaseModel]:
 def check_recordable(policy: Policy) -> None:
     """Refuse a policy that must not be recorded: unknown card sections, permissions no one holds.
 
+    When the policy declares its environments, every other section may name
+    only those (:func:`undeclared_environments`): a rule for another would
+    never apply, and usually is a typo or a forgotten declaration.
+
     A retention period shorter than a legal minimum is refused unless the policy
     says why (:func:`auditml.core.privacy.check_retention`), and a gate on a
     comparison must name a metric auditml compares (``auc_delta``, ``accuracy_delta``).
@@ -532,6 +545,13 @@ def check_recordable(policy: Policy) -> None:
     """
     for name in policy.cards.required:
         check_section_name(name, where="cards.required")
+    for where, environment in undeclared_environments(policy)[:1]:
+        raise InvalidInputError(
+            f"{where} names environment {environment!r}, which the environments list "
+            f"({', '.join(policy.environments)}) leaves out: that rule could never apply, and "
+            f"no decision could name {environment!r}. Add {environment!r} to environments, "
+            "or remove the rule"
+        )
     for environment, texts in policy.gates.items():
         for gate in map(parse_gate, texts):
             if gate.level is not None and gate.compared not in COMPARABLE:
@@ -563,6 +583,139 @@ def check_recordable(policy: Policy) -> None:
                 f"no one holds in [roles], so no one could {permission}. Give an actor that "
                 f"role, or write {permission} = [] to let no one {permission} on purpose"
             )
+
+
+def undeclared_environments(policy: Policy) -> list[tuple[str, str]]:
+    """Return ``(setting, environment)`` for each environment a rule names but not declared.
+
+    Nothing is undeclared when ``environments`` is empty (any name is allowed);
+    ``default`` in ``[approvals]`` and ``[gates]`` is every environment, not one.
+    """
+    declared = set(policy.environments)
+    if not declared:
+        return []
+    named: list[tuple[str, str]] = [
+        *((f"approvals.{env}", env) for env in policy.approvals if env != "default"),
+        *((f"gates.{env}", env) for env in policy.gates if env != "default"),
+        *((f"rollout.{env}", env) for env in policy.rollout),
+        *((f"monitor.{env}", env) for env in policy.monitor),
+        *(("cards.complete_for", env) for env in policy.cards.complete_for),
+        *((f"mlflow.aliases.{env}", env) for env in policy.mlflow.aliases),
+        *((f"mlflow.stages.{env}", env) for env in policy.mlflow.stages),
+    ]
+    return [(where, env) for where, env in named if env not in declared]
+
+
+def stranded_environments(
+    policy: Policy, running: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]]:
+    """Return the environments where something runs (``running``) that ``policy`` would not declare.
+
+    Once such a policy is in force no decision may name the environment, so
+    what runs there could not be rolled back, replaced or retired.
+    """
+    if not policy.environments:
+        return {}
+    return {
+        env: list(what)
+        for env, what in sorted(running.items())
+        if what and env not in policy.environments
+    }
+
+
+def unknown_gate_metrics(policy: Policy, known: Collection[str]) -> tuple[str, ...]:
+    """Return a warning for each gate on a metric no run or evaluation has recorded (``known``).
+
+    Only a warning: a new metric may be recorded after its gate. A comparison
+    gate (``auc_delta``) is on the metric it compares (``auc``).
+    """
+    import difflib  # only a policy being recorded needs it
+
+    names = sorted(known)
+    found: list[str] = []
+    for environment, texts in policy.gates.items():
+        for gate in map(parse_gate, texts):
+            metric = gate.compared if gate.level is not None else gate.metric
+            if metric in known:
+                continue
+            close = difflib.get_close_matches(metric, names, n=1)
+            if not names:
+                hint = "no metric is recorded on the log yet"
+            elif close:
+                hint = f"did you mean {close[0]!r}?"
+            else:
+                more = ", ..." if len(names) > 10 else ""
+                hint = f"recorded metrics: {', '.join(names[:10])}{more}"
+            found.append(
+                f"gates.{environment}: {gate} names metric {metric!r}, which no training run or "
+                f"evaluation on the log has recorded; {hint} (a deploy there fails until a "
+                "version has it)"
+            )
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """One setting a new policy adds, removes or changes, with its old and new values."""
+
+    kind: Literal["added", "removed", "changed"]
+    setting: str
+    old: Any = None
+    new: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the change as plain JSON-able values."""
+        return {"kind": self.kind, "setting": self.setting, "old": self.old, "new": self.new}
+
+
+def policy_changes(old: Policy, new: Policy) -> tuple[PolicyChange, ...]:
+    """Return what recording ``new`` over ``old`` changes, setting by setting.
+
+    Tables are compared key by key one level down (``roles.ana@bank.example``,
+    ``permissions.deploy``); a setting a policy file leaves out takes its
+    default, so a one-line file shows every rule it drops as removed.
+    """
+    return tuple(_diff(old.model_dump(mode="json"), new.model_dump(mode="json"), "", 2))
+
+
+def _diff(
+    old: Mapping[str, Any], new: Mapping[str, Any], prefix: str, depth: int
+) -> Iterator[PolicyChange]:
+    for key in dict.fromkeys([*old, *new]):
+        name = f"{prefix}{key}"
+        if key not in new:
+            yield PolicyChange("removed", name, old=old[key])
+        elif key not in old:
+            yield PolicyChange("added", name, new=new[key])
+        elif old[key] != new[key]:
+            if depth > 1 and isinstance(old[key], dict) and isinstance(new[key], dict):
+                yield from _diff(old[key], new[key], f"{name}.", depth - 1)
+            else:
+                yield PolicyChange("changed", name, old=old[key], new=new[key])
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyReview:
+    """What recording a policy would do: its changes, its warnings, what it strands.
+
+    ``in_force_seq`` is the event of the policy it was compared with (None: the
+    default); ``stranded`` maps each environment the policy would leave
+    undeclared to what runs there (only ever non-empty when that was allowed).
+    """
+
+    in_force_seq: int | None
+    changes: tuple[PolicyChange, ...]
+    warnings: tuple[str, ...] = ()
+    stranded: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the review as plain JSON-able values."""
+        return {
+            "in_force_seq": self.in_force_seq,
+            "changes": [c.as_dict() for c in self.changes],
+            "warnings": list(self.warnings),
+            "stranded": {env: list(what) for env, what in self.stranded.items()},
+        }
 
 
 def policy_digest(raw: bytes) -> str:

@@ -373,6 +373,18 @@ def test_roles_restrict_each_action(log: AuditLog, attempt, permission: str) -> 
     assert denials(log)[-1]["rule"] == "role"
 
 
+@pytest.mark.parametrize(
+    "spelling", ["Val@Bank.Example", " val@bank.example", "val\u200b@bank.example"]
+)
+def test_a_role_holds_under_any_spelling_of_the_id(log: AuditLog, spelling: str) -> None:
+    """[roles] ids match as people are counted: case, spaces and invisibles aside."""
+    log.apply_policy(ROLES, actor=OFF)
+    trained(log, "1")
+    log.approve("m", "1", actor=spelling)  # the validator's role, typed another way
+    with pytest.raises(PolicyDeniedError, match="may not approve"):
+        log.approve("m", "1", actor="vel@bank.example")  # a different person still has none
+
+
 def test_roles_are_recorded_on_decisions(log: AuditLog) -> None:
     """An approval records the role it was made in and the policy event in force."""
     receipt = log.apply_policy(ROLES, actor=OFF)

@@ -388,8 +388,18 @@ class Policy(BaseModel):
         return decision in self.require_reason
 
     def roles_of(self, actor: str) -> list[str]:
-        """Return the roles ``actor`` holds."""
-        return list(self.roles.get(actor, []))
+        """Return the roles ``actor`` holds: those of every ``[roles]`` id naming that person.
+
+        Ids are matched as separation of duties counts people (:func:`person`:
+        case, spaces and invisible characters aside), so ``Dana@Bank.Example``
+        holds the roles given to ``dana@bank.example``.
+        """
+        wanted = person(actor)
+        found: dict[str, None] = {}
+        for key, roles in self.roles.items():
+            if key == actor or person(key) == wanted:
+                found.update(dict.fromkeys(roles))
+        return list(found)
 
     def allowed_roles(self, permission: str) -> list[str] | None:
         """Return the roles allowed to do ``permission``, or None when anyone may."""

@@ -88,6 +88,9 @@ def test_the_background_thread_flushes_by_age(log: AuditLog) -> None:
         ({"latency_ms": -1}, "latency_ms"),
         ({"version": ""}, "version"),
         ({"subject": {1, 2}}, "subject"),
+        ({"time": "2026-12-04T20:00:00"}, "time"),  # no zone: the instant is unknown
+        ({"time": "0001-01-01T00:00:00+01:00"}, "time"),
+        ({"time": "yesterday"}, "time"),
     ],
 )
 def test_bad_input_is_refused_at_record_time(
@@ -106,6 +109,24 @@ def test_bad_input_is_refused_at_record_time(
             rec.record(given.pop("request_id"), **given)
         assert rec.pending == 0
     assert _segments(log) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "recorded"),
+    [
+        ("2026-12-04T20:00:00Z", "2026-12-04T20:00:00.000000Z"),
+        ("2026-12-04T21:00:00.5+01:00", "2026-12-04T20:00:00.500000Z"),
+        ("2026-12-04T20:00:00.123456Z", "2026-12-04T20:00:00.123456Z"),
+    ],
+)
+def test_a_record_time_with_a_zone_is_recorded_in_utc(
+    log: AuditLog, given: str, recorded: str
+) -> None:
+    """Any ISO 8601 time with a zone is taken, as the log's UTC form with microseconds."""
+    with log.runtime("credit", env="production", background=False) as rec:
+        rec.record("t1", version="1", output={}, latency_ms=1, time=given)
+    (segment,) = _segments(log)
+    assert segment.data["first_time"] == recorded
 
 
 def test_an_unknown_stream_is_refused(log: AuditLog) -> None:

@@ -622,10 +622,26 @@ _MAX_SAFE = 2**53 - 1
 
 
 def _given_time(value: str | datetime) -> str:
-    """Return a record time given as text (checked) or as a datetime (naive: local time)."""
+    """Return a record time given as text or as a datetime (naive: local time), in UTC form.
+
+    Text in the log's form is checked as it stands; any other ISO 8601 time with
+    a zone (``2026-12-04T20:00:00Z``, ``…+01:00``) is taken in UTC, microseconds added.
+    """
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return check_time(value)
+    try:
+        return check_time(value)
+    except InvalidInputError:
+        if not isinstance(value, str) or len(value) > 64:
+            raise
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            utc = when.astimezone(UTC) if when.tzinfo is not None else None
+        except (ValueError, OverflowError):
+            utc = None
+        if utc is None or utc.year < 1000:
+            raise
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _spool_path(spool: str | os.PathLike[str]) -> Path:

@@ -166,6 +166,21 @@ def test_a_key_of_the_same_log_name_that_differs_reads_as_a_rewrite(
     assert code == 1 and "not the pinned key" in err and "another log" not in err
 
 
+def test_db_takes_a_plain_sqlite_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--db audit.db (relative or absolute) is the SQLite file there, as sqlite:/// would be."""
+    path = tmp_path / "plain.db"
+    assert run(["init", "--origin", "plain.example/x", "--db", str(path)], capsys)[0] == 0
+    code, out, _ = run(["head", "--db", str(path)], capsys)
+    assert code == 0 and "size       1" in out
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(["head", "--db", "plain.db"], capsys)
+    assert code == 0 and "size       1" in out
+    code, _, err = run(["head", "--db", "nowhere.db"], capsys)
+    assert code == 2 and "no audit log at nowhere.db" in err
+
+
 def test_verify_tampered_exits_one_and_names_the_event(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -415,14 +415,23 @@ def errors(explain: Callable[[AuditmlError], None] = print_error) -> Iterator[No
 
 # -- options shared by several groups -------------------------------------------------------
 
+
+def _db_url(value: str | None) -> str | None:
+    """Read a --db given as a plain file path (no ``scheme://``) as the SQLite file there."""
+    if value is None or "://" in value or not value.strip():
+        return value
+    return f"sqlite:///{value}"
+
+
 DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
         metavar="URL",
-        help="Database URL: sqlite:///path or postgresql://… "
-        "[default: $AUDITML_DATABASE_URL, else ./.auditml/audit.db]",
+        help="Database URL: sqlite:///path (or just the SQLite file's path) or "
+        "postgresql://… [default: $AUDITML_DATABASE_URL, else ./.auditml/audit.db]",
         show_default=False,
+        callback=_db_url,
     ),
 ]
 JsonOption = Annotated[

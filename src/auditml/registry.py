@@ -272,18 +272,29 @@ class RegistryService:
         )
 
         def decide(view: View) -> list[Draft]:
-            moves = view.model(model).timeline
-            if not any(
-                m.seq == decision_seq
-                and m.version == version
-                and m.environment == environment
-                and not m.imported
-                for m in moves
-            ):
+            # Only the live move in force there: a sync standing on a superseded one
+            # would make the log say MLflow shows the old version, hiding a move back.
+            live = [m for m in view.model(model).timeline if m.environment == environment]
+            last = next((m for m in reversed(live) if not m.imported), None)
+            if last is None or last.seq != decision_seq or last.version != version:
                 raise InvalidInputError(
                     f"event {decision_seq} is no live deploy, rollback or promotion that put "
-                    f"{model} v{version} in {environment}: an alias sync records what followed "
-                    "such a decision, and nothing was recorded"
+                    f"{model} v{version} in {environment} and is still in force there: an "
+                    "alias sync records what followed such a decision, and nothing was recorded"
+                )
+            rules = view.policy.mlflow
+            wanted = rules.aliases.get(environment)
+            other = rules.environment_of_alias(alias)
+            if (wanted is not None and alias != wanted) or (wanted is None and other is not None):
+                stands = (
+                    f"{wanted!r} stands for {environment}"
+                    if wanted
+                    else (f"{alias!r} stands for {other}")
+                )
+                raise InvalidInputError(
+                    f"the alias {alias!r} is not the one the policy in force maps to "
+                    f"{environment} ({stands}): a sync of a decision in {environment} moves "
+                    "that alias only, and nothing was recorded"
                 )
             return [draft]
 

@@ -80,3 +80,27 @@ def test_a_sync_moving_another_environments_alias_is_refused(db_url: str, tmp_pa
                 _sync(log, "2", "production", alias, second)
         assert log.head().size == size
         assert log.registry_known(URI)[MODEL].aliases == {"champion": "2"}
+
+
+def test_an_imported_done_sync_does_not_count_as_mlflow_showing_the_alias(db_url: str) -> None:
+    """append('registry.sync', imported=True) stands on no live decision, so the fold ignores it."""
+    with _init(db_url) as log:
+        log.record_registry(_shows("1", "2", champion="1"), via="import", uri=URI, actor="ops")
+        log.append(
+            "registry.sync",
+            subject={"model": MODEL, "version": "2"},
+            data={
+                "uri": URI,
+                "alias": "champion",
+                "environment": "production",
+                "decision_seq": 0,
+                "status": "done",
+                "previous": "1",
+                "error": None,
+            },
+            actor="ops",
+            imported=True,
+        )
+        assert log.registry_known(URI)[MODEL].aliases == {"champion": "1"}
+        moved = log.record_registry(_shows("1", "2", champion="2"), via="poll", uri=URI, actor="o")
+        assert [(c.kind, c.version) for c, _, _ in moved.changes] == [("alias.set", "2")]

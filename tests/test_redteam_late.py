@@ -104,3 +104,32 @@ def test_an_imported_done_sync_does_not_count_as_mlflow_showing_the_alias(db_url
         assert log.registry_known(URI)[MODEL].aliases == {"champion": "1"}
         moved = log.record_registry(_shows("1", "2", champion="2"), via="poll", uri=URI, actor="o")
         assert [(c.kind, c.version) for c, _, _ in moved.changes] == [("alias.set", "2")]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://bob:hunter2@mlflow.internal:5000/\n",
+        "https://bob:hunter2@mlflow.internal:5000/ x",
+        "https://mlflow.internal:5000/?token=hunter2&x=" + "a" * 5000,
+    ],
+)
+def test_a_sync_with_a_uri_no_registry_can_have_never_writes_its_credentials(
+    db_url: str, tmp_path: Path, uri: str
+) -> None:
+    """A sync's URI that fails its identity is still stripped of credentials before the log."""
+    with _init(db_url) as log:
+        _, second = _two_deploys(log, tmp_path)
+        log.record_registry_sync(
+            model=MODEL,
+            version="2",
+            environment="production",
+            alias="champion",
+            decision_seq=second,
+            uri=uri,
+            error="the URI is not one MLflow can reach",
+            actor="ops",
+        )
+        (sync,) = [r for r in log.events(action="registry.sync")][-1:]
+        assert "hunter2" not in sync.event.data["uri"]
+        log.verify()

@@ -24,7 +24,6 @@ it, and checks it against the policy in force (:func:`auditml.core.registry.viol
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from auditml.core.events import REGISTRY_ACTIONS, Actor, Draft, RegistryViolatio
 from auditml.core.privacy import is_pseudonym
 from auditml.core.registry import Change, Snapshot, diff, violations
 from auditml.core.state import VersionState, parse_found
-from auditml.core.uri import registry_identity
+from auditml.core.uri import registry_identity, scrub_uri
 from auditml.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -253,8 +252,10 @@ class RegistryService:
         ``model`` ``version`` in ``environment``: a sync that is ``done`` counts as
         the registry showing the alias there, so none may stand on no decision.
         """
-        with contextlib.suppress(InvalidInputError):  # the failure it caused is recorded
+        try:
             uri = identity(uri)
+        except InvalidInputError:  # the failure it caused is recorded, never its credentials
+            uri = scrub_uri(uri)[0]
         data = {
             "uri": uri,
             "alias": alias,

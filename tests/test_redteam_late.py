@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from auditml import AuditLog
+from auditml import AuditLog, build_report, verify_report
+from auditml.core.pdfseal import BLANK, HEX_LEN, MARKER, read_seal
 from auditml.core.registry import KnownModel, KnownVersion, Snapshot
-from auditml.errors import InvalidInputError
+from auditml.errors import InvalidInputError, VerificationError
+from auditml.reports.model import BUNDLE_NAME
+from auditml.reports.pdf import write_pdf_report
 
 URI = "http://mlflow.internal:5000"
 MODEL = "credit-risk"
@@ -133,3 +136,133 @@ def test_a_sync_with_a_uri_no_registry_can_have_never_writes_its_credentials(
         (sync,) = [r for r in log.events(action="registry.sync")][-1:]
         assert "hunter2" not in sync.event.data["uri"]
         log.verify()
+
+
+def test_a_sync_of_the_rollback_in_force_is_taken_and_of_the_deploy_it_undid_is_not(
+    db_url: str, tmp_path: Path
+) -> None:
+    """After a rollback to v1, the rollback vouches for champion at v1, the old deploy not."""
+    with _init(db_url) as log:
+        first, _ = _two_deploys(log, tmp_path)
+        back = log.rollback(MODEL, "production", to="1", reason="drift", actor="ops@bank.example")
+        with pytest.raises(InvalidInputError, match="still in force"):
+            _sync(log, "1", "production", "champion", first)
+        _sync(log, "1", "production", "champion", back.seq)
+        assert log.registry_known(URI)[MODEL].aliases == {"champion": "1"}
+
+
+def test_a_review_that_passed_does_not_let_apply_strand_what_was_deployed_since(
+    db_url: str, tmp_path: Path
+) -> None:
+    """review_policy, then a deploy to staging, then apply_policy: apply checks again, refuses."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('environments = ["production"]\n')
+    with _init(db_url) as log:
+        log.record_training(MODEL, data={"metrics": {"auc": 0.8}}, actor="ds")
+        log.approve(MODEL, "1", actor="val@bank.example")
+        assert log.review_policy(policy, actor="ops") is not None
+        log.deploy(MODEL, "1", "staging", actor="ops@bank.example")
+        size = log.head().size
+        with pytest.raises(InvalidInputError, match="leave out 'staging'"):
+            log.apply_policy(policy, actor="ops")
+        assert log.head().size == size
+
+
+@pytest.fixture(scope="module")
+def sealed_report(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Print one sealed report of a log whose model name and actor are the seal's marker."""
+    folder = tmp_path_factory.mktemp("redteam-report")
+    made, _ = AuditLog.init(f"sqlite:///{folder / 'audit.db'}", origin="bank.example/rt")
+    hostile = (MARKER + BLANK).decode()
+    with made as log:
+        log.record_training(hostile, data={"metrics": {"auc": 0.8}}, actor=hostile)
+        report = build_report(log)
+        return write_pdf_report(log, report, folder / "report.pdf").read_bytes()
+
+
+def test_a_model_and_actor_named_as_the_marker_leave_one_seal_that_verifies(
+    sealed_report: bytes, tmp_path: Path
+) -> None:
+    """Log text equal to the marker (in titles, bookmarks, metadata) never makes a second seal."""
+    assert sealed_report.count(MARKER) == 1
+    path = tmp_path / "report.pdf"
+    path.write_bytes(sealed_report)
+    assert verify_report(path).sealed
+
+
+def _seal_fields(data: bytes, length: int) -> bytes:
+    """Return ``data`` with its seal's length field set to ``length``, the rest as sealed."""
+    seal = read_seal(data)
+    assert seal is not None
+    at = seal.offset
+    return data[:at] + length.to_bytes(8, "big").hex().encode() + data[at + 16 :]
+
+
+@pytest.mark.parametrize(
+    "length",
+    [0, 1, HEX_LEN, 2**63 - 1, 2**64 - 1],
+    ids=["zero", "one", "inside-the-digits", "huge", "max"],
+)
+def test_a_seal_claiming_a_length_that_overlaps_its_own_digits_or_overflows_fails(
+    sealed_report: bytes, tmp_path: Path, length: int
+) -> None:
+    """A seal's length field edited (overlapping its digits, 2**64-1) fails as changed bytes."""
+    path = tmp_path / "report.pdf"
+    path.write_bytes(_seal_fields(sealed_report, length))
+    with pytest.raises(VerificationError) as caught:
+        verify_report(path)
+    assert caught.value.kind == "seal"
+
+
+def test_a_sealed_report_with_a_second_revision_appended_in_place_of_bytes_fails(
+    sealed_report: bytes, tmp_path: Path
+) -> None:
+    """A revision added in place of the last bytes (the length kept) fails as changed bytes."""
+    revision = b"\n1 0 obj\n<< /Title (ALL APPROVED) >>\nendobj\n%%EOF\n"
+    forged = sealed_report[: len(sealed_report) - len(revision)] + revision
+    assert len(forged) == len(sealed_report)
+    path = tmp_path / "report.pdf"
+    path.write_bytes(forged)
+    with pytest.raises(VerificationError, match="changed since it was sealed"):
+        verify_report(path)
+
+
+def test_a_decompression_bomb_in_place_of_the_evidence_fails_cleanly(tmp_path: Path) -> None:
+    """An unsealed PDF whose evidence inflates past pypdf's limit is refused, no crash."""
+    from pypdf import PdfWriter
+    from pypdf.generic import NameObject, StreamObject
+
+    writer = PdfWriter()
+    writer.add_blank_page(200, 200)
+    writer.add_attachment(BUNDLE_NAME, b"\0" * (80 * 1024 * 1024))
+    for number, obj in enumerate(writer._objects):
+        if isinstance(obj, StreamObject) and obj.get("/Type") == NameObject("/EmbeddedFile"):
+            writer._objects[number] = obj.flate_encode()
+    path = tmp_path / "report.pdf"
+    with path.open("wb") as f:
+        writer.write(f)
+    assert path.stat().st_size < 1024 * 1024  # it is compressed in the file
+    with pytest.raises(VerificationError) as caught:
+        verify_report(path)
+    assert caught.value.kind == "format", str(caught.value)
+
+
+def test_a_report_file_that_grows_while_read_is_judged_on_the_bytes_first_read(
+    sealed_report: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes appended after the file was opened are never seen: every check reads one copy."""
+    import auditml.reports.verify as verify
+
+    path = tmp_path / "report.pdf"
+    path.write_bytes(sealed_report)
+    real = verify.open_regular
+
+    def growing(where: Path, what: str) -> object:
+        opened = real(where, what)
+        with path.open("ab") as f:
+            f.write(b"%% appended while read\n")
+        return opened
+
+    monkeypatch.setattr(verify, "open_regular", growing)
+    with pytest.raises(VerificationError, match="appended after its sealed end"):
+        verify_report(path)

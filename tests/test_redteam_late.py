@@ -266,3 +266,34 @@ def test_a_report_file_that_grows_while_read_is_judged_on_the_bytes_first_read(
     monkeypatch.setattr(verify, "open_regular", growing)
     with pytest.raises(VerificationError, match="appended after its sealed end"):
         verify_report(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_ingest_runtime_given_a_path_refuses_a_pipe_or_device_unread(
+    db_url: str, tmp_path: Path, kind: str
+) -> None:
+    """The library's ingest_runtime(Path) opens through open_regular, as the CLI does."""
+    import os
+
+    if kind == "fifo":
+        path = tmp_path / "records.jsonl"
+        os.mkfifo(path)
+        holder = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # a writer, so opening never waits
+        os.write(holder, b"not json\n")
+        wanted = "is a named pipe"
+    else:
+        path = Path("/dev/zero")
+        if not path.exists():
+            pytest.skip("no /dev/zero here")
+        holder = None
+        wanted = "is a character device"
+    try:
+        with _init(db_url) as log:
+            log.record_training(MODEL, actor="ds")
+            size = log.head().size
+            with pytest.raises(InvalidInputError, match=wanted):
+                log.ingest_runtime(MODEL, path, env="production")
+            assert log.head().size == size
+    finally:
+        if holder is not None:
+            os.close(holder)

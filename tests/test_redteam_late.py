@@ -297,3 +297,18 @@ def test_ingest_runtime_given_a_path_refuses_a_pipe_or_device_unread(
     finally:
         if holder is not None:
             os.close(holder)
+
+
+def test_a_card_file_of_yaml_aliases_is_refused_before_it_expands(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A YAML alias bomb (one anchor, many aliases) would grow the event a thousandfold: refused."""
+    card = tmp_path / "card.yaml"
+    aliases = ", ".join(["*big"] * 1000)
+    card.write_text(f"overview: &big {'x' * 1000}\nreferences: [{aliases}]\n")
+    with _init(db_url) as log:
+        log.record_training(MODEL, actor="ds")
+        size = log.head().size
+        with pytest.raises(InvalidInputError, match=r"line 2: .*alias"):
+            log.update_card(MODEL, card, actor="ds")
+        assert log.head().size == size

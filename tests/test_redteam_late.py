@@ -312,3 +312,27 @@ def test_a_card_file_of_yaml_aliases_is_refused_before_it_expands(
         with pytest.raises(InvalidInputError, match=r"line 2: .*alias"):
             log.update_card(MODEL, card, actor="ds")
         assert log.head().size == size
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_policy_apply_json_warnings_on_stderr_are_json_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dry_run: bool
+) -> None:
+    """With --json, policy apply warns of an unknown gate metric and a stranding as JSON lines."""
+    import json
+
+    from tests.conftest import run_cli
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    with _init(url) as log:
+        log.record_training(MODEL, actor="ds")
+        log.approve(MODEL, "1", actor="val@bank.example")
+        log.deploy(MODEL, "1", "staging", actor="ops@bank.example")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('environments = ["production"]\n[gates]\nproduction = ["auc >= 0.9"]\n')
+    args = ["policy", "apply", str(policy), "--allow-stranded", "--json", "--db", url]
+    code, out, err = run_cli([*args, *(["--dry-run"] if dry_run else [])], capsys)
+    assert code == 0, err
+    json.loads(out)
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert [sorted(line) for line in lines] == [["warning"], ["warning"]], err

@@ -336,3 +336,25 @@ def test_policy_apply_json_warnings_on_stderr_are_json_lines(
     json.loads(out)
     lines = [json.loads(line) for line in err.splitlines()]
     assert [sorted(line) for line in lines] == [["warning"], ["warning"]], err
+
+
+def test_actors_json_on_a_tampered_directory_writes_json_on_both_streams(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a directory row edited by raw SQL, actors --json gives JSON on stdout and on stderr."""
+    import json
+
+    from auditml.core.events import Actor
+    from tests.conftest import raw_sql, run_cli
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[personal_data]\npseudonymous_actors = true\n")
+    with _init(db_url) as log:
+        log.apply_policy(policy, actor="admin")
+        log.record_training(MODEL, actor=Actor(id="alice@bank.example", name="Alice Martin"))
+    raw_sql(db_url, ["UPDATE auditml_actor SET known_as = 'mallory@bank.example'"])
+    code, out, err = run_cli(["actors", "--db", db_url, "--json"], capsys)
+    assert code == 1
+    json.loads(out)
+    (error,) = [json.loads(line) for line in err.splitlines()]
+    assert error["exit"] == 1 and "actor directory" in error["error"], err

@@ -358,3 +358,22 @@ def test_actors_json_on_a_tampered_directory_writes_json_on_both_streams(
     json.loads(out)
     (error,) = [json.loads(line) for line in err.splitlines()]
     assert error["exit"] == 1 and "actor directory" in error["error"], err
+
+
+def test_actors_enroll_existing_json_says_what_it_enrolled_as_a_json_line(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --json, actors --enroll-existing reports its enrolment as a JSON note on stderr."""
+    import json
+
+    from tests.conftest import run_cli
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[personal_data]\npseudonymous_actors = true\n")
+    with _init(db_url) as log:
+        log.apply_policy(policy, actor="admin")
+    code, out, err = run_cli(["actors", "--enroll-existing", "--db", db_url, "--json"], capsys)
+    assert code == 0, err
+    json.loads(out)
+    (note,) = [json.loads(line) for line in err.splitlines()]
+    assert "Enrolled 0 pseudonym(s)" in note["note"]

@@ -24,6 +24,7 @@ from auditml.cli._common import (
     err,
     errors,
     group,
+    notice,
     open_log,
     out,
     table,
@@ -260,11 +261,15 @@ def actors_command(
     with errors(), open_log(db) as log:
         if enroll_existing:
             enrolled = log.enroll_existing_actors()
-            err.print(
+            said = (
                 f"Enrolled {len(enrolled)} pseudonym(s) made before enrollments: "
                 + (", ".join(enrolled) or "none was left to enroll")
                 + "."
             )
+            if as_json:
+                notice("note", said)  # a JSON line, as every line on stderr with --json
+            else:
+                err.print(said)
         entries = list(log.actors().values())
         problems = log.actor_problems()
     after = (

@@ -24,7 +24,6 @@ it, and checks it against the policy in force (:func:`auditml.core.registry.viol
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from auditml.core.events import REGISTRY_ACTIONS, Actor, Draft, RegistryViolatio
 from auditml.core.privacy import is_pseudonym
 from auditml.core.registry import Change, Snapshot, diff, violations
 from auditml.core.state import VersionState, parse_found
-from auditml.core.uri import registry_identity
+from auditml.core.uri import registry_identity, scrub_uri
 from auditml.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -253,8 +252,10 @@ class RegistryService:
         ``model`` ``version`` in ``environment``: a sync that is ``done`` counts as
         the registry showing the alias there, so none may stand on no decision.
         """
-        with contextlib.suppress(InvalidInputError):  # the failure it caused is recorded
+        try:
             uri = identity(uri)
+        except InvalidInputError:  # the failure it caused is recorded, never its credentials
+            uri = scrub_uri(uri)[0]
         data = {
             "uri": uri,
             "alias": alias,
@@ -272,18 +273,29 @@ class RegistryService:
         )
 
         def decide(view: View) -> list[Draft]:
-            moves = view.model(model).timeline
-            if not any(
-                m.seq == decision_seq
-                and m.version == version
-                and m.environment == environment
-                and not m.imported
-                for m in moves
-            ):
+            # Only the live move in force there: a sync standing on a superseded one
+            # would make the log say MLflow shows the old version, hiding a move back.
+            live = [m for m in view.model(model).timeline if m.environment == environment]
+            last = next((m for m in reversed(live) if not m.imported), None)
+            if last is None or last.seq != decision_seq or last.version != version:
                 raise InvalidInputError(
                     f"event {decision_seq} is no live deploy, rollback or promotion that put "
-                    f"{model} v{version} in {environment}: an alias sync records what followed "
-                    "such a decision, and nothing was recorded"
+                    f"{model} v{version} in {environment} and is still in force there: an "
+                    "alias sync records what followed such a decision, and nothing was recorded"
+                )
+            rules = view.policy.mlflow
+            wanted = rules.aliases.get(environment)
+            other = rules.environment_of_alias(alias)
+            if (wanted is not None and alias != wanted) or (wanted is None and other is not None):
+                stands = (
+                    f"{wanted!r} stands for {environment}"
+                    if wanted
+                    else (f"{alias!r} stands for {other}")
+                )
+                raise InvalidInputError(
+                    f"the alias {alias!r} is not the one the policy in force maps to "
+                    f"{environment} ({stands}): a sync of a decision in {environment} moves "
+                    "that alias only, and nothing was recorded"
                 )
             return [draft]
 

@@ -981,9 +981,15 @@ def _check_length(number: int, line: str | bytes) -> None:
 
 
 def _open_input(path: Path) -> IO[bytes]:
-    """Open the JSON Lines file at ``path`` to read, or raise naming the problem."""
+    """Open the JSON Lines file at ``path`` to read, or raise naming the problem.
+
+    Through open_regular, as the CLI opens it: a FIFO (which would block) or a
+    device is refused unread.
+    """
+    from auditml._internal.infile import open_regular
+
     try:
-        return path.open("rb")
+        return open_regular(path, "JSON Lines file")
     except FileNotFoundError:
         raise InvalidInputError(f"no file {path}: give a JSON Lines file, or - for stdin") from None
     except IsADirectoryError:

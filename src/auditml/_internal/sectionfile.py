@@ -16,6 +16,21 @@ from auditml.errors import InvalidInputError
 __all__ = ["read_sections"]
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without anchors' aliases: a card needs none, and an alias bomb grows each use."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "it uses an alias (*name), which a card file may not: write the text out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
 def read_sections(path: Path) -> tuple[dict[str, Any], str, str]:
     """Return the sections a file holds, the file's name and its SHA-256, or raise clearly."""
     try:
@@ -32,7 +47,7 @@ def read_sections(path: Path) -> tuple[dict[str, Any], str, str]:
     except UnicodeDecodeError:
         raise InvalidInputError(f"{path} is not UTF-8 text") from None
     try:
-        loaded = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        loaded = json.loads(text) if path.suffix.lower() == ".json" else yaml.load(text, _NoAliases)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{path} line {exc.lineno}: not valid JSON: {exc.msg}") from None
     except yaml.YAMLError as exc:

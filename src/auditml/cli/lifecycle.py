@@ -1005,11 +1005,12 @@ def policy_apply(
     with errors(), open_log(db) as log:
         review = log.review_policy(file, actor=who(actor), allow_stranded=allow_stranded)
         for warning in review.warnings:
-            err.print(f"warning: {warning}")
+            notice("warning", warning)  # with --json, a JSON line
         for env, runs in review.stranded.items():
-            err.print(
-                f"warning: the environments list leaves out {env!r}, where {', '.join(runs)} "
-                f"runs: no decision can name {env!r} while this policy is in force"
+            notice(
+                "warning",
+                f"the environments list leaves out {env!r}, where {', '.join(runs)} "
+                f"runs: no decision can name {env!r} while this policy is in force",
             )
         if dry_run:
             if as_json:

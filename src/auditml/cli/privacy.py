@@ -24,13 +24,14 @@ from auditml.cli._common import (
     err,
     errors,
     group,
+    notice,
     open_log,
     out,
     table,
     utc,
     who,
 )
-from auditml.errors import InvalidInputError
+from auditml.errors import InvalidInputError, VerificationError
 
 if TYPE_CHECKING:
     from auditml.core.privacy import Due, RetentionStatus
@@ -260,20 +261,25 @@ def actors_command(
     with errors(), open_log(db) as log:
         if enroll_existing:
             enrolled = log.enroll_existing_actors()
-            err.print(
+            said = (
                 f"Enrolled {len(enrolled)} pseudonym(s) made before enrollments: "
                 + (", ".join(enrolled) or "none was left to enroll")
                 + "."
             )
+            if as_json:
+                notice("note", said)  # a JSON line, as every line on stderr with --json
+            else:
+                err.print(said)
         entries = list(log.actors().values())
         problems = log.actor_problems()
-    for problem in problems:  # the rows that do not bind are not listed: say so, and fail
+    after = (
+        "Decisions are refused until the directory is restored from a backup; "
+        "`auditml verify --deep` names the first row."
+    )
+    for problem in [] if as_json else problems:  # the rows that do not bind are not listed
         err.print(f"FAILED: {problem}")
-    if problems:
-        err.print(
-            "Decisions are refused until the directory is restored from a backup; "
-            "`auditml verify --deep` names the first row."
-        )
+    if problems and not as_json:
+        err.print(after)
     if as_json:
         out.print_json(
             data=[
@@ -296,6 +302,9 @@ def actors_command(
                 "-" if e.erased is None else f"event {e.erased}",
             )
         out.print(shown)
+    if problems and as_json:  # one JSON error on stderr, as every --json failure
+        with errors():
+            raise VerificationError(f"{'; '.join(problems)}. {after}", kind="directory")
     if problems:
         raise typer.Exit(EXIT_FAILED)
 

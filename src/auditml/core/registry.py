@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditml.core.events import Event, RegistryViolation
+from auditml.core.events import Event, RegistryViolation, is_imported
 from auditml.core.policy import Policy
 from auditml.core.state import ModelState
 
@@ -138,13 +138,15 @@ def fold_change(known: Snapshot, event: Event) -> None:
 
     A ``registry.sync`` that is ``done`` is auditml moving the alias itself: the
     registry shows it there from then on, so a later move back in the registry
-    is a change (and no poll records auditml's own move as the registry's).
+    is a change (and no poll records auditml's own move as the registry's). An
+    imported sync stands on no live decision and is not folded.
     """
     data, subject = event.data, event.subject
     model = known.setdefault(subject.get("model", ""), KnownModel(subject.get("model", "")))
     version = subject.get("version")
     if event.action == "registry.sync":
-        if data.get("status") == "done" and version is not None:
+        # An imported sync is no move this log's auditml made after a live decision.
+        if data.get("status") == "done" and version is not None and not is_imported(data):
             model.aliases[str(data.get("alias"))] = version
         return
     kind = data.get("kind")

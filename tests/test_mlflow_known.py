@@ -421,3 +421,26 @@ def test_a_sync_that_names_no_decision_putting_the_version_there_is_refused(
             )
         assert log.head().size == size
         assert log.registry_known(URI)["credit-risk"].aliases == {"champion": "1"}
+
+
+def test_an_alias_sync_refused_after_the_decision_warns_and_the_command_stands(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sync for a decision already replaced is refused: a warning, never an error after it."""
+    from auditml.cli._common import sync_alias
+    from auditml.core.policy import MlflowRules, Policy
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with _init(db_url) as log:
+        log.apply_policy(Policy(mlflow=MlflowRules(aliases={"production": "champion"})))
+        for version in ("1", "2"):
+            log.record_training("credit-risk", actor="ds@bank.example")
+            log.approve("credit-risk", version, actor="val@bank.example")
+        first = log.deploy("credit-risk", "1", "production", actor="ops@bank.example").seq
+        log.deploy("credit-risk", "2", "production", actor="ops@bank.example")  # in between
+        size = log.head().size
+        sync_alias(log, "credit-risk", "1", "production", first, "ops@bank.example")
+        assert log.head().size == size
+    err = capsys.readouterr().err
+    assert f"the production decision stands (event {first})" in err
+    assert "could not be recorded" in err and "mlflow watch" in err

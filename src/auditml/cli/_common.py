@@ -747,17 +747,27 @@ def sync_alias(log: AuditLog, model: str, version: str, env: str, seq: int, acto
         previous = bridge.move_alias(client, uri, model, alias, version)
     except AuditmlError as exc:
         error = str(exc)
-    receipt = log.record_registry_sync(
-        model=model,
-        version=version,
-        environment=env,
-        alias=alias,
-        decision_seq=seq,
-        uri=shown,
-        previous=previous,
-        error=error,
-        actor=actor,
-    )
+    try:
+        receipt = log.record_registry_sync(
+            model=model,
+            version=version,
+            environment=env,
+            alias=alias,
+            decision_seq=seq,
+            uri=shown,
+            previous=previous,
+            error=error,
+            actor=actor,
+        )
+    except InvalidInputError as exc:  # e.g. another decision in env since this one
+        done = "was moved" if error is None else "was not moved"
+        notice(
+            "warning",
+            f"the {env} decision stands (event {seq}); MLflow's alias {model}@{alias} {done}, "
+            f"but that could not be recorded: {exc}. The next `auditml mlflow watch` records "
+            "what MLflow shows",
+        )
+        return
     if error is None:
         moved = (
             f"MLflow: moved {model}@{alias} to version {version}"

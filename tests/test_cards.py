@@ -194,7 +194,7 @@ def test_card_updates_are_versioned_and_attributed(log: AuditLog) -> None:
         ({"intended_use": 5}, "section intended_use"),
         ({"owners": [{"contact": "x"}]}, "section owners.0.name"),
         ({"risk_rating": "extreme"}, "section risk_rating"),
-        ({}, "must be a mapping"),
+        ({}, "holds no section"),
     ],
 )
 def test_bad_sections_are_refused_and_nothing_is_written(
@@ -431,6 +431,10 @@ def test_the_card_template_names_every_section_and_its_examples_are_valid(
     assert (
         code == 0 and "20 sections" in text and "required" not in (tmp_path / "t.yaml").read_text()
     )
+    code, _, err = run(
+        ["card", "update", "credit", str(tmp_path / "t.yaml"), "--db", log.url], capsys
+    )
+    assert code == 2 and "holds no section" in err and "remove the '# '" in err
 
 
 def test_card_commands_end_to_end(

@@ -100,6 +100,8 @@ def test_log_says_why_a_typo_matches_nothing(url: str, capsys: pytest.CaptureFix
     assert code == 2 and "unknown action 'deploy': did you mean 'model.deploy'?" in err
     code, _, err = run(["log", "--db", url, "--action", "model.aprove"], capsys)
     assert code == 2 and "did you mean 'model.approve'?" in err
+    code, _, err = run(["log", "--db", url, "--action", "Deploy"], capsys)
+    assert code == 2 and "did you mean 'model.deploy'?" in err
     code, _, err = run(["log", "--db", url, "--model", "credit-rsk"], capsys)
     assert "the log has no model 'credit-rsk'; did you mean 'credit-risk'?" in err
     code, _, err = run(["log", "--db", url, "--model", "zzz"], capsys)
@@ -179,6 +181,9 @@ def test_db_takes_a_plain_sqlite_path(
     assert code == 0 and "size       1" in out
     code, _, err = run(["head", "--db", "nowhere.db"], capsys)
     assert code == 2 and "no audit log at nowhere.db" in err
+    for name in ("q?x.db", "p%20.db", "h#1.db"):  # a path, not a URL: every character kept
+        assert run(["init", "--origin", "plain.example/y", "--db", name], capsys)[0] == 0
+        assert (tmp_path / name).is_file()
 
 
 def test_verify_tampered_exits_one_and_names_the_event(

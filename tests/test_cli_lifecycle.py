@@ -234,6 +234,21 @@ def test_a_second_approval_by_the_same_person_is_noted(
     assert code == 0 and f"{VAL} approved v1 before (event 2)" in err and "count one person" in err
 
 
+def test_an_undeclared_environment_gets_a_did_you_mean(
+    url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """With environments declared, a misspelt or miscased one is refused with a suggestion."""
+    policy = tmp_path / "auditml.toml"
+    policy.write_text('environments = ["staging", "production"]\n', encoding="utf-8")
+    assert run(["policy", "apply", str(policy), "--db", url], capsys)[0] == 0
+    with AuditLog.open(url) as log:
+        log.record_training("credit", actor=DS)
+        log.approve("credit", "1", actor=VAL)
+    for typed in ("prdouction", "Production"):
+        code, _, err = run(["deploy", "credit", "1", "-e", typed, "--db", url], capsys)
+        assert code == 2 and "did you mean 'production'?" in err
+
+
 def test_status_says_who_rejected_a_version(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """A rejected version reads 'rejected by' its validator in status, not a bare state."""
     with AuditLog.open(url) as log:
@@ -241,6 +256,13 @@ def test_status_says_who_rejected_a_version(url: str, capsys: pytest.CaptureFixt
         log.reject("credit", "1", reason="VR-9 failed", actor=VAL)
     code, out, _ = run(["status", "credit", "--db", url], capsys)
     assert code == 0 and f"rejected by {VAL}" in out
+    with AuditLog.open(url) as log:  # a running version rejected later still runs
+        log.record_training("credit", actor=DS)
+        log.approve("credit", "2", actor=VAL)
+        log.deploy("credit", "2", "production", actor=REL)
+        log.reject("credit", "2", reason="VR-10 failed", actor=VAL)
+    code, out, _ = run(["status", "credit", "--db", url], capsys)
+    assert code == 0 and "deployed by" not in out
 
 
 def test_train_from_json_file_records_a_failed_pipeline_run(

@@ -79,7 +79,7 @@ def test_open_and_close_an_incident(log: AuditLog) -> None:
         (lambda log: log.open_incident("m", "1", "x", aware_at="soon", actor=OPS), "not a date"),
         (
             lambda log: log.open_incident("m", "1", "x", aware_at="2999-01-01", actor=OPS),
-            r"aware_at 2999-01-01T00:00:00.000000Z is in the future",
+            r"aware_at \(--aware-at\) 2999-01-01T00:00:00.000000Z is in the future",
         ),
         (lambda log: log.close_incident("INC-404", "fixed", actor=OPS), "no incident INC-404"),
     ],

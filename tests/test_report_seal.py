@@ -198,9 +198,12 @@ def test_appended_incremental_update_fails_even_when_it_changes_nothing_shown(
     assert buf.getvalue().startswith(printed.sealed)  # the sealed bytes are all still there
     path = _file(tmp_path, buf.getvalue())
     extra = len(buf.getvalue()) - len(printed.sealed)
-    _fails(path, CHANGED, f"{extra:,} byte(s) were appended after its sealed end", PAGES)
+    _fails(path, CHANGED, f"it is {extra:,} byte(s) longer than when sealed", PAGES)
     _cli_fails(path, capsys, "appended after its sealed end")
-    _fails(_file(tmp_path, printed.sealed + b"\n", "newline.pdf"), "1 byte(s) were appended")
+    _fails(
+        _file(tmp_path, printed.sealed + b"\n", "newline.pdf"),
+        "it is 1 byte(s) longer than when sealed",
+    )
 
 
 def test_a_second_seal_is_refused(

@@ -586,3 +586,20 @@ def test_a_skipped_record_is_the_one_proven_on_the_log(log: AuditLog) -> None:
     assert story.proof_ok and story.record["output"] == {"label": "ok", "n": 2}
     assert _ids(log) == [f"r-{n}" for n in range(6)]
     log.verify()
+
+
+def test_a_line_time_with_a_zone_is_recorded_in_utc_and_skipped_when_given_again(
+    log: AuditLog,
+) -> None:
+    """'…T20:00:00Z' and '+01:00' are taken in UTC form; ingesting them again skips them."""
+    lines = [
+        _line(1, time="2026-12-04T20:00:00Z"),
+        _line(2, time="2026-12-04T21:00:00.25+01:00"),
+    ]
+    assert _ingest(log, lines).records == 2
+    times = [str(r[0]) for r in raw_query(log.store.url, "SELECT time FROM auditml_record")]
+    assert sorted(times) == ["2026-12-04T20:00:00.000000Z", "2026-12-04T20:00:00.250000Z"]
+    again = _ingest(log, lines)
+    assert again.records == 0 and again.skipped == 2
+    with pytest.raises(InvalidInputError, match=r"line 1: .*time"):
+        _ingest(log, [_line(3, time="2026-12-04T20:00:00")])  # no zone

@@ -708,7 +708,8 @@ class Lifecycle:
             latest = _rfc3339(datetime.now(UTC) + timedelta(minutes=5))
             if aware > latest:
                 raise InvalidInputError(
-                    f"aware_at {aware} is in the future (now is {_rfc3339(None)}): give when "
+                    f"aware_at (--aware-at) {aware} is in the future (now is {_rfc3339(None)}): "
+                    "give when "
                     "you became aware of the incident, which sets its reporting deadline"
                 )
         data = validate_data(

@@ -64,9 +64,9 @@ from auditml.core.records import (
     check_latency,
     check_output,
     check_text,
-    check_time,
     check_values,
     entry_line,
+    given_time,
     open_commitment,
     parse_record_line,
 )
@@ -622,26 +622,13 @@ _MAX_SAFE = 2**53 - 1
 
 
 def _given_time(value: str | datetime) -> str:
-    """Return a record time given as text or as a datetime (naive: local time), in UTC form.
+    """Return a record time given as text (see core.records.given_time) or as a datetime.
 
-    Text in the log's form is checked as it stands; any other ISO 8601 time with
-    a zone (``2026-12-04T20:00:00Z``, ``…+01:00``) is taken in UTC, microseconds added.
+    A naive datetime is local time.
     """
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    try:
-        return check_time(value)
-    except InvalidInputError:
-        if not isinstance(value, str) or len(value) > 64:
-            raise
-        try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            utc = when.astimezone(UTC) if when.tzinfo is not None else None
-        except (ValueError, OverflowError):
-            utc = None
-        if utc is None or utc.year < 1000:
-            raise
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return given_time(value)
 
 
 def _spool_path(spool: str | os.PathLike[str]) -> Path:

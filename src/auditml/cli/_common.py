@@ -420,7 +420,9 @@ def _db_url(value: str | None) -> str | None:
     """Read a --db given as a plain file path (no ``scheme://``) as the SQLite file there."""
     if value is None or "://" in value or not value.strip():
         return value
-    return f"sqlite:///{value}"
+    from urllib.parse import quote
+
+    return f"sqlite:///{quote(value, safe='/')}"  # '?', '#' and '%' are part of a file name
 
 
 DbOption = Annotated[

@@ -861,7 +861,7 @@ def status(
             columns = ("version", "state", "trained", "by", "approved by", "runs in")
             shown = table(*columns, overflow="fold")
             for vs in state.versions.values():
-                ended = vs.retired if vs.state == "retired" else vs.rejected
+                ended = {"retired": vs.retired, "rejected": vs.rejected}.get(vs.state)
                 shown.add_row(
                     vs.version,
                     # Who ended a version shows beside its state, as approvers show beside theirs.

@@ -99,7 +99,13 @@ def validate_sections(raw: object, *, where: str = "the card sections") -> dict[
     Raises InvalidInputError naming the section that is wrong, and the closest
     known name for a misspelt one.
     """
-    if not isinstance(raw, dict) or not raw:
+    if raw is None or raw == {}:
+        raise InvalidInputError(
+            f"{where} holds no section (in a file from `auditml card template`, every line "
+            "is a comment until you remove the '# ' before a section's lines): write at least "
+            "one, e.g. 'intended_use: Scoring retail credit applications'"
+        )
+    if not isinstance(raw, dict):
         raise InvalidInputError(
             f"{where} must be a mapping of section names to text, e.g. "
             "'intended_use: Scoring retail credit applications'"

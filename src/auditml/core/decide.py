@@ -292,8 +292,14 @@ class View:
         """Refuse an environment name the policy does not declare (when it declares any)."""
         declared = self.policy.environments
         if declared and environment not in declared:
+            from difflib import get_close_matches
+
+            close = [e for e in declared if e.casefold() == environment.casefold()]
+            close = close or get_close_matches(environment, list(declared), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise InvalidInputError(
-                f"unknown environment {environment!r}: the policy declares {', '.join(declared)}"
+                f"unknown environment {environment!r}: the policy declares "
+                f"{', '.join(declared)}{hint}"
             )
 
 

@@ -1037,8 +1037,9 @@ def data_model(action: str) -> type[DataModel]:
     except KeyError:
         from difflib import get_close_matches
 
-        close = [a for a in ACTIONS if a.rpartition(".")[2] == action] or (
-            get_close_matches(action, list(ACTIONS), n=1) if isinstance(action, str) else []
+        wanted = action.casefold() if isinstance(action, str) else ""
+        close = [a for a in ACTIONS if wanted in (a, a.rpartition(".")[2])] or (
+            get_close_matches(wanted, list(ACTIONS), n=1) if wanted else []
         )
         hint = f"did you mean {close[0]!r}? " if close else ""
         known = ", ".join(sorted(ACTIONS))

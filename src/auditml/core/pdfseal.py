@@ -184,9 +184,10 @@ def check_bytes(data: bytes, seal: Seal) -> None:
     """
     if len(data) > seal.length:
         raise VerificationError(
-            f"{_CHANGED}: {len(data) - seal.length:,} byte(s) were appended after its sealed "
-            f"end (byte {seal.length:,}), as an incremental update does, and the seal does not "
-            f"cover them: {_CONSEQUENCE}",
+            f"{_CHANGED}: it is {len(data) - seal.length:,} byte(s) longer than when sealed "
+            f"(at byte {seal.length:,}): bytes were appended after its sealed end (an "
+            "incremental update) or the file was written again (a re-save), and the seal does "
+            f"not cover that: {_CONSEQUENCE}",
             kind="seal",
         )
     if len(data) < seal.length:

@@ -64,6 +64,7 @@ __all__ = [
     "check_values",
     "commitment",
     "entry_line",
+    "given_time",
     "open_commitment",
     "parse_record_line",
     "parse_record_lines",
@@ -645,6 +646,28 @@ def check_time(value: object) -> str:
     return value
 
 
+def given_time(value: object) -> str:
+    """Return a time given for a record in the log's form: as it stands, or taken to UTC.
+
+    A time in the log's form is checked as it stands; any other ISO 8601 time
+    with a zone (``2026-12-04T20:00:00Z``, ``…+01:00``) is taken in UTC with
+    microseconds. Anything else is refused as :func:`check_time` refuses it.
+    """
+    try:
+        return check_time(value)
+    except InvalidInputError:
+        if not isinstance(value, str) or len(value) > 64:
+            raise
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            utc = when.astimezone(UTC) if when.tzinfo is not None else None
+        except (ValueError, OverflowError):
+            utc = None
+        if utc is None or utc.year < 1000:
+            raise
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def check_values(
     named: Mapping[str, object], personal: Mapping[str, object] | None
 ) -> tuple[tuple[str, bytes], ...] | None:
@@ -716,7 +739,7 @@ def check_entry(
         None
         if error is None
         else check_text("error", error, ERROR_MAX, "give an error code, or None for none"),
-        None if time is None else check_time(time),
+        None if time is None else given_time(time),
         values,
     )
 

@@ -395,3 +395,16 @@ def test_a_canary_under_way_is_named_among_what_runs(log: AuditLog) -> None:
         log.apply_policy(Policy(environments=["staging"]), actor=OFF)
     assert "credit v2, credit v3 (canary)" in str(raised.value)
     assert size(log) == before
+
+
+def test_cli_dry_run_of_the_policy_in_force_is_refused_as_the_apply_is(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dry-run predicts the apply: the policy already in force is refused (exit 2) by both."""
+    file = tmp_path / "auditml.toml"
+    file.write_text("separation_of_duties = false\n", encoding="utf-8")
+    base = ["policy", "apply", str(file), "--actor", OFF, "--db", url]
+    assert run(base, capsys)[0] == 0
+    for extra in (["--dry-run"], []):
+        code, _, err = run([*base, *extra], capsys)
+        assert code == 2 and "already in force" in err

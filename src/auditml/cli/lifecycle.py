@@ -1012,6 +1012,11 @@ def policy_apply(
                 f"the environments list leaves out {env!r}, where {', '.join(runs)} "
                 f"runs: no decision can name {env!r} while this policy is in force",
             )
+        if dry_run and review.in_force_seq is not None and _same_as_in_force(log, file):
+            raise InvalidInputError(  # as the apply itself would be refused
+                f"this policy is already in force (recorded at event {review.in_force_seq}): "
+                "applying it would record nothing, and is refused; nothing was recorded"
+            )
         if dry_run:
             if as_json:
                 out.print_json(data={"dry_run": True, "recorded": False, **review.as_dict()})
@@ -1032,6 +1037,13 @@ def policy_apply(
 
 
 _CHANGE_ORDER = {"removed": 0, "changed": 1, "added": 2}
+
+
+def _same_as_in_force(log: Any, file: Path) -> bool:
+    """Return whether the policy in ``file`` is the one in force (an apply would be refused)."""
+    from auditml._internal.policyfile import load_policy
+
+    return bool(load_policy(file)[0] == log.policy()[0])
 
 
 def _print_changes(review: PolicyReview) -> None:

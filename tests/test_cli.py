@@ -186,6 +186,18 @@ def test_db_takes_a_plain_sqlite_path(
         assert (tmp_path / name).is_file()
 
 
+def test_a_new_log_taking_a_key_file_already_there_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """x.sqlite3 then x.db share x.key: the second init says so; the first says nothing."""
+    first = run(["init", "--origin", "a.example/one", "--db", str(tmp_path / "x.sqlite3")], capsys)
+    assert first[0] == 0 and "warning" not in first[2]
+    code, _, err = run(
+        ["init", "--origin", "b.example/two", "--db", str(tmp_path / "x.db")], capsys
+    )
+    assert code == 0 and f"key file that was already at {tmp_path / 'x.key'}" in err
+
+
 def test_verify_tampered_exits_one_and_names_the_event(
     url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

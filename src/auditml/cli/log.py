@@ -6,10 +6,12 @@ PDF report with the evidence it carries.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import sys
+import time
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from difflib import get_close_matches
@@ -28,6 +30,7 @@ from auditml.cli._common import (
     err,
     errors,
     note_imported,
+    notice,
     open_log,
     out,
     print_error,
@@ -95,6 +98,7 @@ def init(
         phrase = passphrase_from_env()
         if ask and phrase is None:
             phrase = ask_passphrase("the new log key", confirm=True)
+        started = time.time()
         log, created = AuditLog.init(
             db,
             origin=origin,
@@ -120,6 +124,17 @@ def init(
                     }
                 )
                 return
+            key_file = log.key_path()
+            implicit = key is None and not os.environ.get("AUDITML_LOG_KEY", "").strip()
+            with contextlib.suppress(OSError):
+                if created and implicit and key_file.stat().st_mtime < started:
+                    notice(
+                        "warning",
+                        f"the new log signs with the key file that was already at {key_file}: "
+                        "if another log (another database of that name) uses it, both share "
+                        "one signing key. To give this log its own, delete its database and "
+                        "init again with --key NEW.key",
+                    )
             verb = "Created" if created else "Already initialised:"
             out.print(f"{verb} log {log.origin!r} at {log.url}")
             out.print(f"{head.size} event(s), root {head.root}")

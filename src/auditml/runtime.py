@@ -924,7 +924,7 @@ class _Ingest:
 def _lines(source: IngestSource) -> Iterator[str | bytes]:
     """Yield the lines of ``source`` one at a time, refusing one longer than LINE_MAX."""
     if isinstance(source, os.PathLike):
-        with _open_input(Path(source)) as fh:
+        with open_input(Path(source)) as fh:
             yield from _lines(fh)
         return
     if isinstance(source, str | bytes):
@@ -967,7 +967,7 @@ def _check_length(number: int, line: str | bytes) -> None:
         )
 
 
-def _open_input(path: Path) -> IO[bytes]:
+def open_input(path: Path) -> IO[bytes]:
     """Open the JSON Lines file at ``path`` to read, or raise naming the problem.
 
     Through open_regular, as the CLI opens it: a FIFO (which would block) or a

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import IO, Annotated
 
 import typer
 
@@ -27,7 +27,6 @@ from auditml.cli._common import (
     table,
     utc,
 )
-from auditml.errors import InvalidInputError
 
 runtime_app = group(
     "Runtime records: ingest them from JSON Lines, and statistics and checks per version "
@@ -287,18 +286,10 @@ def ingest_command(
         )
 
 
-def _open_input(file: str) -> BinaryIO:
+def _open_input(file: str) -> IO[bytes]:
     """Open FILE to read, or standard input for '-', or raise naming the problem."""
     if file == "-":
         return sys.stdin.buffer
-    from auditml._internal.infile import open_regular
+    from auditml.runtime import open_input
 
-    path = Path(file)
-    try:
-        return open_regular(path, "JSON Lines file")
-    except FileNotFoundError:
-        raise InvalidInputError(f"no file {path}: give a JSON Lines file, or - for stdin") from None
-    except IsADirectoryError:
-        raise InvalidInputError(f"{path} is a folder: give a JSON Lines file") from None
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from None
+    return open_input(Path(file))

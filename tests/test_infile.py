@@ -75,3 +75,26 @@ def test_check_regular_says_whether_a_file_is_there_and_refuses_others(tmp_path:
         check_regular(tmp_path / "fifo", "db", StoreUnavailableError)
     with pytest.raises(InvalidInputError, match="is a folder"):
         check_regular(tmp_path, "db")
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (["policy", "apply", "{f}", "--db", "{db}"], "policy.toml"),
+        (["card", "update", "m", "{f}", "--db", "{db}"], "card.yaml"),
+        (["train", "m", "--from-json", "{f}", "--db", "{db}"], "run.json"),
+    ],
+)
+def test_a_huge_input_file_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], name: str
+) -> None:
+    """A policy, card or JSON file far beyond any real one (a sparse 1 GiB file) is not read."""
+    from tests.conftest import run_cli
+
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    assert run_cli(["init", "--origin", "huge.example/x", "--db", db], capsys)[0] == 0
+    big = tmp_path / name
+    with big.open("wb") as f:
+        f.truncate(1 << 30)  # sparse: no disk, but a read would take 1 GiB of memory
+    code, _, err = run_cli([a.format(f=big, db=db) for a in args], capsys)
+    assert code == 2 and "is larger than" in err and "it is not read" in err

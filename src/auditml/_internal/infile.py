@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 from auditml.errors import AuditmlError, InvalidInputError
 
-__all__ = ["check_regular", "kind_of", "open_regular", "read_regular"]
+__all__ = ["check_regular", "kind_of", "open_regular", "read_bounded", "read_regular"]
 
 #: Opening without blocking (POSIX); Windows has no FIFOs to block on.
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -109,6 +109,20 @@ def read_regular(path: str | os.PathLike[str], what: str, limit: int | None = No
     """
     with open_regular(path, what) as f:
         return f.read() if limit is None else f.read(limit + 1)
+
+
+def read_bounded(path: str | os.PathLike[str], what: str, limit: int) -> bytes:
+    """Return the bytes of the regular file ``path``, refusing one over ``limit`` bytes unread.
+
+    At most ``limit`` + 1 bytes are ever read, so a huge file costs no memory.
+    """
+    raw = read_regular(path, what, limit)
+    if len(raw) > limit:
+        raise InvalidInputError(
+            f"{path} is larger than {limit >> 20} MiB, far more than any {what} holds: "
+            "it is not read; check that this is the file you meant"
+        )
+    return raw
 
 
 def check_regular(

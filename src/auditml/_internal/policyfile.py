@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from auditml._internal.infile import read_regular
+from auditml._internal.infile import read_bounded
 from auditml.core.policy import Policy, policy_from_toml
 from auditml.errors import InvalidInputError
 
@@ -16,7 +16,7 @@ def load_policy(path: str | os.PathLike[str]) -> tuple[Policy, bytes]:
     """Read a TOML policy file; return the policy and the file's bytes, or raise clearly."""
     file = Path(path)
     try:
-        raw = read_regular(file, "policy file")
+        raw = read_bounded(file, "policy file", 16 << 20)
     except FileNotFoundError:
         raise InvalidInputError(
             f"no policy file at {file}: write one (see `auditml policy --help`)"

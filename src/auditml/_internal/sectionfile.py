@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from auditml._internal.infile import read_regular
+from auditml._internal.infile import read_bounded
 from auditml.core.card import validate_sections
 from auditml.errors import InvalidInputError
 
@@ -34,7 +34,7 @@ class _NoAliases(yaml.SafeLoader):
 def read_sections(path: Path) -> tuple[dict[str, Any], str, str]:
     """Return the sections a file holds, the file's name and its SHA-256, or raise clearly."""
     try:
-        raw = read_regular(path, "card file")
+        raw = read_bounded(path, "card file", 16 << 20)
     except FileNotFoundError:
         raise InvalidInputError(
             f"no card file at {path}: write the sections as YAML, e.g. "

@@ -204,12 +204,12 @@ def _json_sources(value: object, path: Path | None, what: str) -> dict[str, Any]
 
 def _json_file(path: Path | None) -> dict[str, Any]:
     """Read a JSON object from a file, or raise a sentence naming the file."""
-    from auditml._internal.infile import read_regular
+    from auditml._internal.infile import read_bounded
 
     if path is None:
         return {}
     try:
-        raw = read_regular(path, "JSON file")
+        raw = read_bounded(path, "JSON file", 64 << 20)
     except FileNotFoundError:
         raise InvalidInputError(f"no JSON file at {path}") from None
     except OSError as exc:

@@ -294,20 +294,19 @@ class Lifecycle:
         key behind a passphrase is not unlocked, nor its passphrase asked, in vain.
         """
         who = self._ledger.identify(actor)
+        judge = partial(
+            decide,
+            model=model,
+            version=version,
+            actor=who,
+            reason=reason,
+            artifact_sha256=artifact_sha256,
+            origin=self.origin,
+        )
         if signer is not None:
 
             def other_rules(view: View) -> Outcome:
-                found = decide(
-                    view,
-                    model=model,
-                    version=version,
-                    actor=who,
-                    reason=reason,
-                    artifact_sha256=artifact_sha256,
-                    signature=None,
-                    origin=self.origin,
-                    signature_pending=True,
-                )
+                found = judge(view, signature=None, signature_pending=True)
                 return found if found.denial is not None else Outcome(None)
 
             self._ledger.check(other_rules)  # records and raises a denial; appends nothing else
@@ -321,18 +320,7 @@ class Lifecycle:
             actor=who,
             name=name,
         )
-        return self._decided(
-            lambda view: decide(
-                view,
-                model=model,
-                version=version,
-                actor=who,
-                reason=reason,
-                artifact_sha256=artifact_sha256,
-                signature=signature,
-                origin=self.origin,
-            )
-        )
+        return self._decided(lambda view: judge(view, signature=signature))
 
     def deploy(
         self,

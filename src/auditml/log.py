@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from auditml._internal.identity import resolve_actor
 from auditml._internal.keyfiles import PublicKeyFile, new_log_signer
-from auditml.core.canonical import loads_strict
 from auditml.core.events import Actor, ArtifactRef, DatasetRef, Draft, LogInitData, TrainData
 from auditml.core.incidents import Incident
 from auditml.core.keys import SignatureEntry
@@ -33,7 +32,6 @@ from auditml.core.privacy import DirectoryEntry, RetentionStatus
 from auditml.core.signing import Checkpoint, Signer, VerifierKey, sign_checkpoint
 from auditml.core.state import ModelState, Move, SplitChange
 from auditml.errors import (
-    AuditmlError,
     ConfigurationError,
     InvalidInputError,
     LogNotFoundError,
@@ -539,18 +537,12 @@ class AuditLog:
                 f"no runtime record of request {request_id!r} on the log {self.origin!r}; "
                 "if it should be there, run `auditml verify`"
             )
+        from auditml.runtime import stored_request
+
         found = []
         for row in rows:
             seg, body = row[0], row[-1]
-            record = _stored_record(seg, body)
-            if record.get("request_id") != request_id:
-                raise VerificationError(
-                    f"a runtime record was found under request id {request_id!r}, but its bytes "
-                    f"are those of request {record.get('request_id')!r}: its request_id column "
-                    "was changed in the database; run `auditml verify`",
-                    kind="column",
-                    seq=seg if isinstance(seg, int) else None,
-                )
+            record = stored_request(seg, body, request_id)
             found.append((int(seg), bytes(body), record))
         return found
 
@@ -584,8 +576,10 @@ class AuditLog:
                 kind="record",
                 seq=seg,
             )
+        from auditml.runtime import stored_record
+
         bodies = self.store.segment_bodies(self._ledger.log_id, seg)
-        record = _stored_record(seg, body)
+        record = stored_record(seg, body)
         index = record.get("i")
         if not (isinstance(index, int) and _is_index(index) and index < len(bodies)) or (
             bodies[index] != body
@@ -1260,33 +1254,3 @@ class AuditLog:
 
 def _is_index(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _stored_record(seg: object, body: object) -> dict[str, Any]:
-    """Return a stored record's bytes as a JSON object, or raise naming what is wrong."""
-    where = f"a runtime record of segment event {seg!r}"
-    if not isinstance(seg, int) or isinstance(seg, bool):
-        raise VerificationError(
-            f"{where}: its segment column is not an integer; it was changed in the database; "
-            "run `auditml verify`",
-            kind="column",
-        )
-    if not isinstance(body, bytes | bytearray | memoryview):
-        raise VerificationError(
-            f"{where}: its bytes are stored as {type(body).__name__}, not the bytes auditml "
-            "wrote: it was changed in the database; run `auditml verify`",
-            kind="record",
-            seq=seg,
-        )
-    try:
-        record = loads_strict(bytes(body))
-    except (AuditmlError, RecursionError):
-        record = None
-    if not isinstance(record, dict):
-        raise VerificationError(
-            f"{where}: its stored bytes are not a JSON record: they were changed in the "
-            "database; run `auditml verify`",
-            kind="record",
-            seq=seg,
-        )
-    return record

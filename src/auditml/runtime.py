@@ -835,15 +835,7 @@ class _Ingest:
         found: set[int] = set()
         for row in rows:
             seg, column, body = row[0], row[2], row[-1]
-            record = _stored_record(seg, body)
-            if record.get("request_id") != column:
-                raise VerificationError(
-                    f"a runtime record is stored under request id {column!r}, but its bytes "
-                    f"are those of request {record.get('request_id')!r}: its request_id "
-                    "column was changed in the database; run `auditml verify`",
-                    kind="column",
-                    seq=seg if isinstance(seg, int) else None,
-                )
+            record = stored_request(seg, body, column)
             if record.get("stream") != self._stream:
                 continue
             k = where.get((column, record.get("version")))  # type: ignore[arg-type]
@@ -1014,22 +1006,52 @@ def _no_room(exc: OSError, *, writing: bool) -> ConfigurationError:
     )
 
 
-def _stored_record(seg: object, body: object) -> dict[str, Any]:
-    """Return a stored record's parsed bytes, or raise: stored otherwise than auditml wrote it."""
-    try:
-        if not isinstance(body, bytes):
-            raise TypeError(type(body).__name__)
-        record = loads_strict(body)
-        if not isinstance(record, dict):
-            raise TypeError(type(record).__name__)
-        return record
-    except (AuditmlError, TypeError, RecursionError):
+def stored_record(seg: object, body: object) -> dict[str, Any]:
+    """Return a stored record's bytes as a JSON object, or raise naming what is wrong."""
+    where = f"a runtime record of segment event {seg!r}"
+    if not isinstance(seg, int) or isinstance(seg, bool):
         raise VerificationError(
-            "a stored runtime record is not the JSON object auditml wrote: it was changed in "
-            "the database; run `auditml verify`",
+            f"{where}: its segment column is not an integer; it was changed in the database; "
+            "run `auditml verify`",
+            kind="column",
+        )
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise VerificationError(
+            f"{where}: its bytes are stored as {type(body).__name__}, not the bytes auditml "
+            "wrote: it was changed in the database; run `auditml verify`",
             kind="record",
+            seq=seg,
+        )
+    try:
+        record = loads_strict(bytes(body))
+    except (AuditmlError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        raise VerificationError(
+            f"{where}: its stored bytes are not a JSON record: they were changed in the "
+            "database; run `auditml verify`",
+            kind="record",
+            seq=seg,
+        )
+    return record
+
+
+def stored_request(seg: object, body: object, request_id: object) -> dict[str, Any]:
+    """Return :func:`stored_record`, refusing bytes of another request than the row's index says.
+
+    The request id column is only an index: a row found under one request whose
+    bytes are another's fails as a column changed in the database.
+    """
+    record = stored_record(seg, body)
+    if record.get("request_id") != request_id:
+        raise VerificationError(
+            f"a runtime record was found under request id {request_id!r}, but its bytes "
+            f"are those of request {record.get('request_id')!r}: its request_id column "
+            "was changed in the database; run `auditml verify`",
+            kind="column",
             seq=seg if isinstance(seg, int) else None,
-        ) from None
+        )
+    return record
 
 
 def _same(number: int, entry: Entry, record: Mapping[str, Any], seg: int) -> None:

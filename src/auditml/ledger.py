@@ -158,16 +158,15 @@ def to_timestamp(value: str | datetime | date, *, what: str | None = None) -> st
                 "unknown: add one, e.g. Z for UTC (2026-12-04T20:00:00Z) or +01:00"
             )
         value = value.replace(tzinfo=UTC)
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:
-        utc = None
-    if utc is None or utc.year < 1000:  # the log's times have a four-digit year
+    from auditml.core.records import log_time  # not loaded by a decision otherwise
+
+    found = log_time(value)
+    if found is None:
         raise InvalidInputError(
             f"{named}{value.isoformat()!r} is out of range: give a time between the years "
             "1000 and 9999"
         )
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ __all__ = [
     "commitment",
     "entry_line",
     "given_time",
+    "log_time",
     "open_commitment",
     "parse_record_line",
     "parse_record_lines",
@@ -655,17 +656,30 @@ def given_time(value: object) -> str:
     """
     try:
         return check_time(value)
-    except InvalidInputError:
+    except InvalidInputError as exc:
         if not isinstance(value, str) or len(value) > 64:
             raise
         try:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            utc = when.astimezone(UTC) if when.tzinfo is not None else None
-        except (ValueError, OverflowError):
-            utc = None
-        if utc is None or utc.year < 1000:
+        except ValueError:
+            raise exc from None
+        found = log_time(when) if when.tzinfo is not None else None
+        if found is None:
             raise
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return found
+
+
+def log_time(when: datetime) -> str | None:
+    """Return an aware time in the log's form (UTC, microseconds, Z); None when out of range.
+
+    Out of range: before the year 1000 or after 9999 once in UTC (the log's times
+    have a four-digit year).
+    """
+    try:
+        utc = when.astimezone(UTC)
+    except OverflowError:
+        return None
+    return None if utc.year < 1000 else utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def check_values(
